@@ -1,0 +1,1 @@
+"""Results → answers: expectation diff, consistency checker, statistics, report, compare."""

@@ -1,0 +1,1 @@
+"""Workloads → traces: the stress scenarios, the consistency and checkout workloads, arrival models."""

@@ -1,0 +1,208 @@
+"""The results file: format ``wdm-results`` — what one replay recorded, loadable into numpy.
+
+Format history (bump ``RESULTS_VERSION`` and add a line for every change a reader must know of):
+
+- version 1: header {format, version, trace {path, digest, header}, target (urls.json shape),
+  dialect, speed, concurrency, timeout, label, started (unix time), tool, host, shard, workers,
+  ops [op names, index = op code], scenarios [names, index = code], outcomes, expects, columns
+  [[name, numpy dtype]]}; then records, each a map with key ``t``:
+  ``requests`` {n, cols {name: raw little-endian bytes}, args (bin: msgpack list of the resolved
+  args of each row), errors [[row, text]]}, ``bindings`` {map {symbol: id}}, ``final``
+  {items, users, orders, missing, settle}, ``event`` {at, kind, …}; trailer {trailer:
+  "wdm-results", requests, complete, reason, wall}.
+
+Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
+``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for
+skipped requests). Rows appear in completion order, not schedule order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import msgpack
+import numpy as np
+
+from ..api import OP_NAMES
+from .stream import FormatError, RecordReader, packer
+
+RESULTS_FORMAT = "wdm-results"
+RESULTS_VERSION = 1
+
+# Outcome classes (codes are the index).
+OUTCOMES = ("ok", "fail", "error", "timeout", "conn_error", "skipped")
+OK, FAIL, ERROR, TIMEOUT, CONN_ERROR, SKIPPED = range(len(OUTCOMES))
+INDETERMINATE = (ERROR, TIMEOUT, CONN_ERROR)  # the request may or may not have taken effect
+
+EXPECTS = ("ok", "fail", "any")
+EXPECT_CODES = {e: i for i, e in enumerate(EXPECTS)}
+
+# Request columns: name, numpy dtype, array.array typecode (for the writer's per-request appends).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("sid", "<u4", "I"),
+    ("step", "<u2", "H"),
+    ("phase", "<u2", "H"),
+    ("op", "<u1", "B"),
+    ("scenario", "<u2", "H"),
+    ("expect", "<u1", "B"),
+    ("outcome", "<u1", "B"),
+    ("status", "<u2", "H"),
+    ("intended", "<f8", "d"),
+    ("sent", "<f8", "d"),
+    ("done", "<f8", "d"),
+)
+COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
+
+MAX_ERROR_TEXT = 200  # characters of a non-2xx body or exception kept per request
+
+
+def results_header(**fields: Any) -> dict:
+    """A results header with the format's fixed keys filled in; ``fields`` adds the run's own."""
+    h = {
+        "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
+        "ops": list(OP_NAMES), "outcomes": list(OUTCOMES), "expects": list(EXPECTS),
+        "columns": [[name, dtype] for name, dtype, _ in COLUMNS],
+    }
+    h.update(fields)
+    return h
+
+
+class ResultsWriter:
+    """Appends records to a results file as the run goes; :meth:`close` writes the trailer.
+
+    Records go straight to the file (flushed per chunk), so a crash loses at most the chunk in
+    memory; an orderly stop — including Ctrl-C — always ends with a trailer saying whether the run
+    was complete.
+    """
+
+    def __init__(self, path: str | Path, header: dict):
+        self.path = str(path)
+        self._pack = packer()
+        try:
+            self._f = open(self.path, "wb")
+        except OSError as e:
+            raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
+        self.requests = 0
+        self.closed = False
+        self._write(header)
+
+    def _write(self, obj: Any) -> None:
+        self._f.write(self._pack.pack(obj))
+
+    def write_requests(self, cols: Mapping[str, Any], args: list | None = None,
+                       errors: Iterable[tuple[int, str]] = ()) -> None:
+        """One chunk of rows: ``cols`` maps every column name to an array.array/ndarray/bytes."""
+        raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
+               for name, dt, _ in COLUMNS}
+        n = len(raw["sid"]) // 4
+        self._write({"t": "requests", "n": n, "cols": raw,
+                     "args": self._pack.pack(args) if args is not None else b"",
+                     "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]})
+        self.requests += n
+        self._f.flush()
+
+    def write_bindings(self, mapping: Mapping[str, str]) -> None:
+        """Symbol → real id, for symbols bound in this run (may be written in several parts)."""
+        if mapping:
+            self._write({"t": "bindings", "map": dict(mapping)})
+
+    def write_final(self, final: Mapping[str, Any]) -> None:
+        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}."""
+        self._write({"t": "final", **final})
+
+    def write_event(self, at: float, kind: str, **info: Any) -> None:
+        """A run event (phase start/end, interrupt, settle, …) at ``at`` seconds."""
+        self._write({"t": "event", "at": at, "kind": kind, **info})
+        self._f.flush()
+
+    def close(self, *, complete: bool, wall: float, reason: str | None = None) -> None:
+        """Write the trailer and close; ``complete=False`` marks a partial run (with ``reason``)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._write({"trailer": RESULTS_FORMAT, "requests": self.requests, "complete": complete,
+                     "reason": reason, "wall": wall})
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+
+@dataclass
+class Results:
+    """A loaded results file: request columns as numpy arrays, plus bindings, final state, events."""
+
+    path: str
+    header: dict
+    cols: dict[str, np.ndarray]
+    errors: dict[int, str]
+    bindings: dict[str, str]
+    final: dict | None
+    events: list[dict]
+    trailer: dict
+    args: list | None = field(default=None, repr=False)  # per row, when loaded with_args
+
+    @property
+    def n(self) -> int:
+        """Number of request rows."""
+        return len(self.cols["sid"])
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run finished (False after an interrupt)."""
+        return bool(self.trailer.get("complete"))
+
+    @property
+    def label(self) -> str:
+        """The build label given at replay time (or the file name)."""
+        return self.header.get("label") or Path(self.path).name
+
+
+def load_results(path: str | Path, *, with_args: bool = False) -> Results:
+    """Load a results file; columns are concatenated without a per-row Python loop.
+
+    ``with_args`` also decodes every row's resolved arguments (needed by the consistency checker,
+    not by latency statistics).
+    """
+    dtypes = {name: np.dtype(dt) for name, dt, _ in COLUMNS}
+    parts: dict[str, list[bytes]] = {name: [] for name in dtypes}
+    errors: dict[int, str] = {}
+    bindings: dict[str, str] = {}
+    args: list | None = [] if with_args else None
+    final = None
+    events: list[dict] = []
+    rows = 0
+    with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION) as r:
+        for rec in r:
+            t = rec.get("t")
+            if t == "requests":
+                try:
+                    n = rec["n"]
+                    for name, dt in dtypes.items():
+                        b = rec["cols"][name]
+                        if len(b) != n * dt.itemsize:
+                            raise ValueError(name)
+                        parts[name].append(b)
+                    for row, text in rec["errors"]:
+                        errors[rows + row] = text
+                    if args is not None:
+                        chunk_args = msgpack.unpackb(rec["args"], raw=False, strict_map_key=False) if rec["args"] else [None] * n
+                        args.extend(chunk_args)
+                except (KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
+                    raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
+                rows += n
+            elif t == "bindings":
+                bindings.update(rec["map"])
+            elif t == "final":
+                final = rec
+            elif t == "event":
+                events.append(rec)
+        trailer = r.trailer or {}
+        header = r.header
+    if trailer.get("requests") != rows:
+        raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
+    cols = {name: (np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name]))
+            for name, p in parts.items()}
+    return Results(str(path), header, cols, errors, bindings, final, events, trailer, args)

@@ -1,0 +1,134 @@
+"""Framed msgpack streams: a header map, records, a trailer map — shared by both file kinds.
+
+Every wdm-replay file is a stream of msgpack objects: first a header map carrying ``format`` and
+``version``, then records (maps), last a trailer map whose ``trailer`` key names the format. The
+trailer is what tells a complete file from a truncated one: msgpack's ``Unpacker`` stops silently
+at a cut-off object, so a reader that has not seen the trailer at end of file reports truncation
+with the byte offset, instead of returning a prefix as if it were the whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import msgpack
+
+from ..api import WdmError
+
+
+class FormatError(WdmError):
+    """A file that is missing, of another kind or version, truncated or corrupt."""
+
+
+def packer() -> msgpack.Packer:
+    """The packer every writer uses (binary-safe, deterministic for equal inputs)."""
+    return msgpack.Packer(use_bin_type=True)
+
+
+def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        f, raw=False, use_list=True, strict_map_key=False, max_buffer_size=512 * 1024 * 1024
+    )
+
+
+class RecordReader:
+    """Streams one framed file: validates the header, yields records, checks the trailer.
+
+    ``fmt`` is the expected ``format`` value and ``version`` the newest version this reader knows.
+    Iterating yields each record (a dict) between header and trailer; after iteration
+    :attr:`trailer` holds the trailer map. Every problem is a :class:`FormatError` whose message
+    names the file (and the byte offset where it applies).
+    """
+
+    def __init__(self, path: str | Path, fmt: str, version: int):
+        self.path = str(path)
+        self.fmt = fmt
+        try:
+            self._f = open(self.path, "rb")
+        except FileNotFoundError:
+            raise FormatError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise FormatError(f"{self.path}: is a directory, not a {fmt} file") from None
+        except OSError as e:
+            raise FormatError(f"{self.path}: cannot open: {e.strerror}") from None
+        self.size = os.fstat(self._f.fileno()).st_size
+        self._u = _unpacker(self._f)
+        self.trailer: dict | None = None
+        self.header = self._read_header(version)
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._f.close()
+
+    def __enter__(self) -> "RecordReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _next(self) -> Any:
+        offset = self._u.tell()
+        try:
+            return next(self._u)
+        except StopIteration:
+            raise
+        except (msgpack.UnpackException, ValueError, TypeError) as e:
+            raise FormatError(f"{self.path}: corrupt at byte {offset}: {e}") from None
+
+    def _read_header(self, version: int) -> dict:
+        if self.size == 0:
+            raise FormatError(f"{self.path}: empty file, not a {self.fmt} file")
+        try:
+            h = self._next()
+        except StopIteration:
+            raise FormatError(f"{self.path}: truncated at byte {self._u.tell()}: header incomplete") from None
+        except FormatError:
+            raise FormatError(f"{self.path}: not a {self.fmt} file (unreadable header)") from None
+        if not isinstance(h, dict) or h.get("format") != self.fmt:
+            got = h.get("format") if isinstance(h, dict) else None
+            what = f"a {got!r} file" if isinstance(got, str) else "not msgpack of this kind"
+            raise FormatError(f"{self.path}: not a {self.fmt} file ({what})")
+        v = h.get("version")
+        if not isinstance(v, int) or v < 1:
+            raise FormatError(f"{self.path}: {self.fmt} header has no valid version ({v!r})")
+        if v > version:
+            raise FormatError(
+                f"{self.path}: {self.fmt} version {v} is newer than this wdm-replay reads (up to {version}); upgrade wdm-replay"
+            )
+        return h
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            offset = self._u.tell()
+            try:
+                rec = self._next()
+            except StopIteration:
+                raise FormatError(
+                    f"{self.path}: truncated at byte {offset} of {self.size}: no trailer (file cut short or still being written)"
+                ) from None
+            if not isinstance(rec, dict):
+                raise FormatError(f"{self.path}: corrupt at byte {offset}: expected a map, got {type(rec).__name__}")
+            if "trailer" in rec:
+                if rec["trailer"] != self.fmt:
+                    raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
+                end = self._u.tell()
+                if end != self.size:
+                    raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
+                self.trailer = rec
+                return
+            yield rec
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, as ``"sha256:<hex>"`` — the identity of a trace."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read: {e.strerror}") from None
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,211 @@
+"""The trace file: format ``wdm-trace``, a header, sessions in phase/start order, a trailer.
+
+Format history (bump ``TRACE_VERSION`` and add a line for every change a reader must know of):
+
+- version 1: header {format, version, workload, seed, params, dialect, phases [{name, sessions}],
+  scenarios [names], sessions, requests, duration, expect, generator}; sessions {sid, phase, at,
+  steps}; step {op, args, bind, expect, think, scenario}; trailer {trailer: "wdm-trace",
+  sessions, requests}.
+
+A step's ``args`` are literals (ints, strings) or symbol references — strings starting with ``$``
+(``"$s12.item0"``) — filled in from ids bound by earlier steps' ``bind``. A step may reference only
+symbols bound earlier in its own session or in an earlier phase, so sessions of one phase are
+independent of each other (what lets the replayer shard them over workers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TypedDict
+
+from .. import __version__
+from .stream import FormatError, RecordReader, file_digest, packer
+
+TRACE_FORMAT = "wdm-trace"
+TRACE_VERSION = 1
+
+EXPECT_VALUES = ("ok", "fail", "any")
+
+
+class Step(TypedDict):
+    """One request of a session (as stored)."""
+
+    op: str
+    args: list
+    bind: str | None
+    expect: str  # "ok" | "fail" | "any"
+    think: float
+    scenario: str
+
+
+class Session(TypedDict):
+    """A sequence of steps sent one after another, starting ``at`` seconds into its phase."""
+
+    sid: int
+    phase: int
+    at: float
+    steps: list[Step]
+
+
+def step(op: str, args: Sequence[Any] = (), bind: str | None = None, expect: str = "ok",
+         think: float = 0.0, scenario: str = "") -> Step:
+    """A step map with every key present (what writers should build)."""
+    return {"op": op, "args": list(args), "bind": bind, "expect": expect, "think": think, "scenario": scenario}
+
+
+def is_symbol(value: Any) -> bool:
+    """Whether an argument is a symbol reference (``"$…"``) rather than a literal."""
+    return isinstance(value, str) and value.startswith("$")
+
+
+class TraceWriter:
+    """Streams sessions to a trace file; the header's counts are filled in on :meth:`close`.
+
+    Sessions go to a temporary body file beside the target; ``close`` writes header, body and
+    trailer into the final file and renames it into place, so a crashed or interrupted generation
+    never leaves a half-written trace under the requested name. Memory is constant.
+    """
+
+    def __init__(self, path: str | Path, *, workload: str, seed: int, params: dict, phases: Sequence[str],
+                 scenarios: Sequence[str] = (), dialect: str = "2024", expect: dict | None = None):
+        self.path = Path(path)
+        self.header: dict[str, Any] = {
+            "format": TRACE_FORMAT, "version": TRACE_VERSION, "workload": workload, "seed": seed,
+            "params": params, "dialect": dialect, "phases": [{"name": n, "sessions": 0} for n in phases],
+            "scenarios": list(scenarios), "sessions": 0, "requests": 0, "duration": 0.0,
+            "expect": expect or {}, "generator": f"wdm-replay {__version__}",
+        }
+        self._pack = packer()
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        try:
+            fd, self._body_path = tempfile.mkstemp(prefix=".wdm-trace-body-", dir=parent)
+        except OSError as e:
+            raise FormatError(f"{self.path}: cannot write here: {e.strerror}") from None
+        self._body = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._last = (-1, float("-inf"))
+        self._phase_end = [0.0] * len(phases)
+        self.closed = False
+
+    def write_session(self, sid: int, phase: int, at: float, steps: list[Step]) -> None:
+        """Append one session; sessions must come in (phase, at) order."""
+        if (phase, at) < self._last:
+            raise ValueError(f"session {sid} out of order: phase {phase} at {at} after {self._last}")
+        self._last = (phase, at)
+        h = self.header
+        h["phases"][phase]["sessions"] += 1
+        h["sessions"] += 1
+        h["requests"] += len(steps)
+        end = at + sum(s["think"] for s in steps)
+        if end > self._phase_end[phase]:
+            self._phase_end[phase] = end
+        self._body.write(self._pack.pack({"sid": sid, "phase": phase, "at": at, "steps": steps}))
+
+    def set_expect(self, expect: dict) -> None:
+        """Set the aggregate expected outcome (known only once generation is done, for some workloads)."""
+        self.header["expect"] = expect
+
+    def close(self) -> dict:
+        """Write the final file and return its header."""
+        if self.closed:
+            return self.header
+        self.closed = True
+        self._body.close()
+        self.header["duration"] = round(sum(self._phase_end), 6)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out, open(self._body_path, "rb") as body:
+                out.write(self._pack.pack(self.header))
+                shutil.copyfileobj(body, out, 1 << 20)
+                out.write(self._pack.pack({"trailer": TRACE_FORMAT, "sessions": self.header["sessions"],
+                                           "requests": self.header["requests"]}))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
+        finally:
+            for p in (self._body_path, tmp):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+        return self.header
+
+    def abort(self) -> None:
+        """Drop everything written so far (on error or interrupt)."""
+        if not self.closed:
+            self.closed = True
+            self._body.close()
+            try:
+                os.unlink(self._body_path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class TraceReader:
+    """Streams a trace: ``header`` at once, sessions by iteration, counts checked at the end.
+
+    Raises :class:`FormatError` (one line, naming the file) for a missing file, another format, a
+    newer version, a truncated or corrupt file, or counts that disagree with the trailer.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._r = RecordReader(path, TRACE_FORMAT, TRACE_VERSION)
+        self.header: dict = self._r.header
+        for key in ("workload", "phases", "sessions", "requests"):
+            if key not in self.header:
+                self._r.close()
+                raise FormatError(f"{self.path}: trace header lacks {key!r}")
+
+    def __iter__(self) -> Iterator[Session]:
+        n_sessions = n_requests = 0
+        n_phases = len(self.header["phases"])
+        for rec in self._r:
+            try:
+                steps = rec["steps"]
+                if not (0 <= rec["phase"] < n_phases) or not isinstance(steps, list):
+                    raise KeyError
+                rec["at"], rec["sid"]  # noqa: B018 - presence check
+            except (KeyError, TypeError):
+                raise FormatError(f"{self.path}: corrupt session record #{n_sessions}") from None
+            n_sessions += 1
+            n_requests += len(steps)
+            yield rec  # type: ignore[misc]
+        t = self._r.trailer or {}
+        if (t.get("sessions"), t.get("requests")) != (n_sessions, n_requests):
+            raise FormatError(
+                f"{self.path}: corrupt: read {n_sessions} sessions / {n_requests} requests, "
+                f"trailer says {t.get('sessions')} / {t.get('requests')}"
+            )
+
+    def close(self) -> None:
+        """Close the file."""
+        self._r.close()
+
+    def __enter__(self) -> "TraceReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_header(path: str | Path) -> dict:
+    """Just the header of a trace (validated)."""
+    with TraceReader(path) as r:
+        return r.header
+
+
+def trace_digest(path: str | Path) -> str:
+    """The identity of a trace file: the SHA-256 of its bytes."""
+    return file_digest(path)
