@@ -1,0 +1,603 @@
+"""The reference shop's aiohttp applications: one gateway app, or order, stock and payment apps.
+
+Routes come from :mod:`wdmreplay.api` (both dialects at once by default; their paths do not
+collide). Every handler parses its path parameters, calls the synchronous store and answers as
+API.md says: JSON for creates and finds, plain text for writes, 400 with a message for every
+refusal. In one-port mode the order service uses the stock and payment stores directly, and a
+checkout runs without any ``await`` between its checks and its updates, so it is atomic. In split
+mode (or with ``--inject lost-update``) a checkout is a saga: take each item's stock, charge the
+user, compensate on failure, under a per-order lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+
+from .. import api
+from ..api import WdmError
+from .store import (
+    INJECT_KINDS,
+    OrderStore,
+    PaymentStore,
+    Refused,
+    Stats,
+    StockStore,
+    parse_amount,
+)
+
+# Requests between the shop's own services carry this header: they are not counted, delayed or
+# failed by --latency / --error-rate. Value "checkout" marks a payment made by a checkout.
+INTERNAL_HEADER = "X-Wdm-Internal"
+# How long --inject lost-update waits between reading a value and writing it back: long enough that
+# concurrent requests reliably read the same value, short enough not to slow a demo down.
+RACE_WINDOW_S = 0.002
+DIALECT_CHOICES = ("both", "2023", "2024")
+
+
+class ShopError(WdmError):
+    """A shop option that cannot be used, or a shop that cannot start (e.g. port in use)."""
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """How a shop behaves: injected bug, added latency and errors, seed, dialects served."""
+
+    inject: str | None = None
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    seed: int = 0
+    dialects: tuple[str, ...] = ("2023", "2024")
+
+    def __post_init__(self) -> None:
+        if self.inject is not None and self.inject not in INJECT_KINDS:
+            raise ShopError(f"unknown --inject {self.inject!r}; choose one of: {', '.join(INJECT_KINDS)}")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ShopError(f"--error-rate must be between 0 and 1, got {self.error_rate}")
+        if self.latency_ms < 0:
+            raise ShopError(f"--latency must be >= 0 ms, got {self.latency_ms}")
+        object.__setattr__(self, "dialects", normalize_dialects(self.dialects))
+
+
+def normalize_dialects(dialects: str | Iterable[str]) -> tuple[str, ...]:
+    """``"both"``, ``"2023"``, ``"2024"`` or a list of those, as a sorted tuple of dialect names."""
+    names = [dialects] if isinstance(dialects, str) else list(dialects)
+    out: set[str] = set()
+    for n in names:
+        if n == "both":
+            out.update(("2023", "2024"))
+        elif n in api.BUILTIN_ROUTES:
+            out.add(n)
+        else:
+            raise ShopError(f"unknown dialect {n!r}; choose one of: {', '.join(DIALECT_CHOICES)}")
+    if not out:
+        raise ShopError("the shop must serve at least one dialect")
+    return tuple(sorted(out))
+
+
+class ShopState:
+    """Everything one shop holds: the three stores and the request counters."""
+
+    def __init__(self, config: ShopConfig):
+        self.config = config
+        self.stock = StockStore(oversell=config.inject == "oversell")
+        self.payment = PaymentStore()
+        self.orders = OrderStore(config.seed)
+        self.stats = Stats()
+        self.error_rng = random.Random(config.seed)
+
+    def reset(self) -> None:
+        """Forget every item, user, order and counter (in place: handlers keep their references)."""
+        self.stock.items.clear()
+        self.stock.ids.n = 0
+        self.payment.users.clear()
+        self.payment.payments.clear()
+        self.payment.ids.n = 0
+        self.orders.orders.clear()
+        self.orders.ids.n = 0
+        self.orders.rng.seed(self.config.seed)
+        self.stats.clear()
+        self.error_rng.seed(self.config.seed)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as ``{"items": …, "users": …, "orders": …}`` (results-file shapes)."""
+        return {"items": self.stock.snapshot(), "users": self.payment.snapshot(), "orders": self.orders.snapshot()}
+
+
+# --- how the order service reaches stock and payment -----------------------------------------
+
+
+class ServiceUnavailable(Exception):
+    """A call to a peer service failed without an answer we can trust (5xx, timeout, no connection)."""
+
+
+class LocalStock:
+    """The stock service's operations on its own store (with ``lost-update``: racy on purpose)."""
+
+    def __init__(self, state: ShopState):
+        self.store = state.stock
+        self.racy = state.config.inject == "lost-update"
+
+    async def subtract(self, item_id: str, amount: int) -> int:
+        """Take ``amount`` units of ``item_id``; the new stock."""
+        if not self.racy:
+            return self.store.subtract(item_id, amount)
+        item = self.store.check_subtract(item_id, amount)
+        before = item.stock
+        await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
+        item.stock = before - amount
+        return item.stock
+
+    async def add(self, item_id: str, amount: int) -> int:
+        """Return ``amount`` units of ``item_id``; the new stock."""
+        return self.store.add(item_id, amount)
+
+    async def price(self, item_id: str) -> int:
+        """The unit price of ``item_id``."""
+        return self.store.get(item_id).price
+
+
+class LocalPayment:
+    """The payment service's charge on its own store (with ``lost-update``: racy on purpose)."""
+
+    def __init__(self, state: ShopState):
+        self.store = state.payment
+        self.racy = state.config.inject == "lost-update"
+
+    async def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> int:
+        """Charge ``user_id`` ``amount``; the new credit."""
+        if not self.racy:
+            return self.store.pay(user_id, amount, order_id, by_checkout)
+        user = self.store.check_pay(user_id, amount)
+        before = user.credit
+        await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
+        user.credit = before - amount
+        self.store.record(user_id, order_id, amount, by_checkout)
+        return user.credit
+
+    async def exists(self, user_id: str) -> None:
+        """Refused if ``user_id`` is unknown."""
+        self.store.get(user_id)
+
+
+class PeerClient:
+    """Calls one peer service's public API over HTTP (split mode), marked as internal."""
+
+    def __init__(self, dialect: api.Dialect):
+        self.dialect = dialect
+        self.base = ""  # set once the peer is listening
+        self.session: ClientSession | None = None
+
+    async def call(self, op_name: str, args: list[Any], internal: str = "1") -> bytes:
+        """The body of a 2xx answer; :class:`Refused` with the peer's message on a 4xx."""
+        method, path = self.dialect.render(op_name, args)
+        assert self.session is not None, "peer session not started"
+        try:
+            async with self.session.request(method, self.base + path, headers={INTERNAL_HEADER: internal}) as r:
+                body = await r.read()
+                status = r.status
+        except (ClientError, asyncio.TimeoutError, OSError) as e:
+            raise ServiceUnavailable(f"{op_name}: {type(e).__name__}: {e}") from None
+        if 200 <= status < 300:
+            return body
+        if 400 <= status < 500:
+            raise Refused(body.decode("utf-8", "replace"))
+        raise ServiceUnavailable(f"{op_name}: HTTP {status}")
+
+
+class HttpStock:
+    """The stock service, as the order service sees it in split mode."""
+
+    def __init__(self, client: PeerClient):
+        self.client = client
+
+    async def subtract(self, item_id: str, amount: int) -> None:
+        """Take ``amount`` units of ``item_id`` (POST subtract)."""
+        await self.client.call("subtract_stock", [item_id, amount])
+
+    async def add(self, item_id: str, amount: int) -> None:
+        """Return ``amount`` units of ``item_id`` (POST add)."""
+        await self.client.call("add_stock", [item_id, amount])
+
+    async def price(self, item_id: str) -> int:
+        """The unit price of ``item_id`` (GET find)."""
+        return int(json.loads(await self.client.call("find_item", [item_id]))["price"])
+
+
+class HttpPayment:
+    """The payment service, as the order service sees it in split mode."""
+
+    def __init__(self, client: PeerClient):
+        self.client = client
+        self.with_order = client.dialect.route("pay").template.count("{") == 3
+
+    async def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> None:
+        """Charge ``user_id`` ``amount`` (POST pay; the 2023 route also records the order)."""
+        args = [user_id, order_id, amount] if self.with_order else [user_id, amount]
+        await self.client.call("pay", args, "checkout" if by_checkout else "1")
+
+    async def exists(self, user_id: str) -> None:
+        """Refused if ``user_id`` is unknown (GET find_user)."""
+        await self.client.call("find_user", [user_id])
+
+
+class KeyedLocks:
+    """One asyncio lock per key, created on demand and dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, list[Any]] = {}
+
+    async def acquire(self, key: str) -> None:
+        """Wait for, then hold, the lock of ``key``."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        await entry[0].acquire()
+
+    def release(self, key: str) -> None:
+        """Release the lock of ``key``."""
+        entry = self._locks[key]
+        entry[0].release()
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._locks[key]
+
+
+class OrderLogic:
+    """The order service's operations that involve stock or payment."""
+
+    def __init__(self, state: ShopState, stock: Any, payment: Any, atomic: bool):
+        self.state = state
+        self.stock = stock  # LocalStock or HttpStock
+        self.payment = payment  # LocalPayment or HttpPayment
+        self.atomic = atomic
+        self.locks = KeyedLocks()
+        inject = state.config.inject
+        self.no_rollback = inject == "no-rollback"
+        self.double_charge = inject == "double-charge"
+
+    async def create_order(self, user_id: str) -> str:
+        """Create an order for an existing user."""
+        await self.payment.exists(user_id)
+        return self.state.orders.create(user_id)
+
+    async def add_item(self, order_id: str, item_id: str, qty: int) -> int:
+        """Add ``qty`` units of ``item_id`` at its current price; the new total_cost."""
+        orders = self.state.orders
+        if self.atomic:
+            orders.get_unpaid(order_id)
+            orders.add_item(order_id, item_id, qty, self.state.stock.get(item_id).price)
+            return orders.orders[order_id].total_cost
+        await self.locks.acquire(order_id)  # no checkout of this order may run meanwhile
+        try:
+            orders.get_unpaid(order_id)
+            price = await self.stock.price(item_id)
+            orders.add_item(order_id, item_id, qty, price)
+            return orders.orders[order_id].total_cost
+        finally:
+            self.locks.release(order_id)
+
+    async def remove_item(self, order_id: str, item_id: str) -> None:
+        """Remove one unit of ``item_id`` from an unpaid order."""
+        if self.atomic:
+            return self.state.orders.remove_item(order_id, item_id)
+        await self.locks.acquire(order_id)
+        try:
+            self.state.orders.remove_item(order_id, item_id)
+        finally:
+            self.locks.release(order_id)
+
+    async def remove_order(self, order_id: str) -> None:
+        """Delete an unpaid order."""
+        if self.atomic:
+            return self.state.orders.remove(order_id)
+        await self.locks.acquire(order_id)
+        try:
+            self.state.orders.remove(order_id)
+        finally:
+            self.locks.release(order_id)
+
+    async def checkout(self, order_id: str) -> None:
+        """Pay for an order: all of its stock, its total_cost and its paid flag, or nothing."""
+        if self.atomic:
+            self._checkout_atomic(order_id)
+            return
+        await self.locks.acquire(order_id)
+        try:
+            await self._checkout_saga(order_id)
+        finally:
+            self.locks.release(order_id)
+
+    def _checkout_atomic(self, order_id: str) -> None:
+        # No await in here: on one event loop nothing can interleave between checks and updates.
+        st = self.state
+        order = st.orders.get_unpaid(order_id)
+        lines = [(st.stock.check_subtract(i, q), q) for i, q in order.needs().items()]
+        user = st.payment.get(order.user_id)
+        total = order.total_cost
+        can_pay = user.credit >= total
+        if not can_pay and not self.no_rollback:
+            st.payment.check_pay(order.user_id, total)  # raises with the message
+        for item, qty in lines:
+            item.stock -= qty
+        if not can_pay:  # only with no-rollback: the stock taken above stays taken
+            st.payment.check_pay(order.user_id, total)
+        charged = total
+        user.credit -= total
+        if self.double_charge and user.credit >= total:
+            user.credit -= total
+            charged += total
+        st.payment.record(order.user_id, order_id, charged, by_checkout=True)
+        order.paid = True
+
+    async def _checkout_saga(self, order_id: str) -> None:
+        order = self.state.orders.get_unpaid(order_id)
+        taken: list[tuple[str, int]] = []
+        try:
+            for item_id, qty in order.needs().items():
+                await self.stock.subtract(item_id, qty)
+                taken.append((item_id, qty))
+        except (Refused, ServiceUnavailable) as e:
+            await self._give_back(taken)
+            raise Refused(f"checkout of order {order_id} failed: {e}") from None
+        try:
+            await self.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
+        except (Refused, ServiceUnavailable) as e:
+            if not self.no_rollback:
+                await self._give_back(taken)
+            raise Refused(f"checkout of order {order_id} failed: {e}") from None
+        if self.double_charge:
+            try:
+                await self.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
+            except (Refused, ServiceUnavailable):
+                pass
+        order.paid = True
+
+    async def _give_back(self, taken: list[tuple[str, int]]) -> None:
+        for item_id, qty in taken:
+            for attempt in range(5):
+                try:
+                    await self.stock.add(item_id, qty)
+                    break
+                except ServiceUnavailable:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                except Refused:
+                    break
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def _json(obj: Any) -> web.Response:
+    return web.Response(text=json.dumps(obj), content_type="application/json")
+
+
+def _text(msg: str) -> web.Response:
+    return web.Response(text=msg)
+
+
+Impl = Callable[..., Awaitable[web.Response]]
+
+
+@dataclass
+class _Ops:
+    """The implementation of every operation one app serves, given its state and order logic."""
+
+    state: ShopState
+    logic: OrderLogic | None
+    stock: LocalStock = field(init=False)
+    payment: LocalPayment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stock = LocalStock(self.state)
+        self.payment = LocalPayment(self.state)
+
+    # stock
+    async def create_item(self, internal: str | None, price: int) -> web.Response:
+        return _json({"item_id": self.state.stock.create(price)})
+
+    async def find_item(self, internal: str | None, item: str) -> web.Response:
+        it = self.state.stock.get(item)
+        return _json({"stock": it.stock, "price": it.price})
+
+    async def add_stock(self, internal: str | None, item: str, amount: int) -> web.Response:
+        return _text(f"Item: {item} stock updated to: {await self.stock.add(item, amount)}")
+
+    async def subtract_stock(self, internal: str | None, item: str, amount: int) -> web.Response:
+        return _text(f"Item: {item} stock updated to: {await self.stock.subtract(item, amount)}")
+
+    async def batch_init_stock(self, internal: str | None, n: int, starting_stock: int, item_price: int) -> web.Response:
+        self.state.stock.batch_init(n, starting_stock, item_price)
+        return _json({"msg": "Batch init for stock successful"})
+
+    # payment
+    async def create_user(self, internal: str | None) -> web.Response:
+        return _json({"user_id": self.state.payment.create()})
+
+    async def find_user(self, internal: str | None, user: str) -> web.Response:
+        return _json({"user_id": user, "credit": self.state.payment.get(user).credit})
+
+    async def add_funds(self, internal: str | None, user: str, amount: int) -> web.Response:
+        return _text(f"User: {user} credit updated to: {self.state.payment.add_funds(user, amount)}")
+
+    async def pay(self, internal: str | None, user: str, order: str | None, amount: int) -> web.Response:
+        credit = await self.payment.pay(user, amount, order, by_checkout=internal == "checkout")
+        return _text(f"User: {user} credit updated to: {credit}")
+
+    async def cancel_payment(self, internal: str | None, user: str, order: str) -> web.Response:
+        return _text(f"User: {user} credit updated to: {self.state.payment.cancel(user, order)}")
+
+    async def payment_status(self, internal: str | None, user: str, order: str) -> web.Response:
+        return _json({"paid": self.state.payment.status(user, order)})
+
+    async def batch_init_users(self, internal: str | None, n: int, starting_money: int) -> web.Response:
+        self.state.payment.batch_init(n, starting_money)
+        return _json({"msg": "Batch init for users successful"})
+
+    # orders
+    async def create_order(self, internal: str | None, user: str) -> web.Response:
+        assert self.logic is not None
+        return _json({"order_id": await self.logic.create_order(user)})
+
+    async def find_order(self, internal: str | None, order: str) -> web.Response:
+        return _json(self.state.orders.get(order).as_json(order))
+
+    async def add_item(self, internal: str | None, order: str, item: str, quantity: int | None) -> web.Response:
+        assert self.logic is not None
+        total = await self.logic.add_item(order, item, 1 if quantity is None else quantity)
+        return _text(f"Item: {item} added to: {order} price updated to: {total}")
+
+    async def remove_item(self, internal: str | None, order: str, item: str) -> web.Response:
+        assert self.logic is not None
+        await self.logic.remove_item(order, item)
+        return _text(f"Item: {item} removed from: {order}")
+
+    async def remove_order(self, internal: str | None, order: str) -> web.Response:
+        assert self.logic is not None
+        await self.logic.remove_order(order)
+        return _text(f"Order: {order} removed")
+
+    async def checkout(self, internal: str | None, order: str) -> web.Response:
+        assert self.logic is not None
+        await self.logic.checkout(order)
+        return _text("Checkout successful")
+
+    async def batch_init_orders(
+        self, internal: str | None, n: int, n_items: int, n_users: int, item_price: int
+    ) -> web.Response:
+        self.state.orders.batch_init(n, n_items, n_users, item_price)
+        return _json({"msg": "Batch init for orders successful"})
+
+
+def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[web.Request], Awaitable[web.Response]]:
+    cfg = state.config
+    count = state.stats.count
+    name = op.name
+    latency = cfg.latency_ms / 1000.0
+    error_rate = cfg.error_rate
+    rng = state.error_rng
+    params = [(p, k == "int") for p, k in zip(op.params, op.kinds)]
+
+    async def handler(request: web.Request) -> web.Response:
+        internal = request.headers.get(INTERNAL_HEADER)
+        if internal is None:
+            count(name)
+            if latency:
+                await asyncio.sleep(latency)
+            if error_rate and rng.random() < error_rate:
+                return web.Response(status=500, text="injected error (--error-rate); nothing was changed")
+        info = request.match_info
+        try:
+            args = []
+            for p, is_int in params:
+                raw = info.get(p)
+                args.append(raw if raw is None or not is_int else parse_amount(p, raw))
+            return await impl(internal, *args)
+        except Refused as e:
+            return web.Response(status=400, text=str(e))
+
+    return handler
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return _json(request.app[STATE_KEY].stats.as_json())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].reset()
+    return _text("reset")
+
+
+STATE_KEY = web.AppKey("wdm_shop_state", ShopState)
+PEERS_KEY = web.AppKey("wdm_shop_peers", list)
+
+
+def _routes(dialects: tuple[str, ...], services: Iterable[str]) -> dict[tuple[str, str], str]:
+    """``{(method, path template): op name}`` for every route of ``dialects`` in ``services``."""
+    wanted = set(services)
+    table: dict[tuple[str, str], str] = {}
+    for d in dialects:
+        for op_name, spec in api.BUILTIN_ROUTES[d].items():
+            if api.OPERATIONS[op_name].service not in wanted:
+                continue
+            method, path = spec.split(None, 1)
+            methods = ("GET", "POST") if op_name == "payment_status" else (method.upper(),)
+            for m in methods:
+                prev = table.setdefault((m, path), op_name)
+                assert prev == op_name, f"route {m} {path} serves both {prev} and {op_name}"
+    return table
+
+
+def _build(state: ShopState, services: tuple[str, ...], logic: OrderLogic | None) -> web.Application:
+    app = web.Application(handler_args={"max_field_size": 8190})
+    app[STATE_KEY] = state
+    ops = _Ops(state, logic)
+    for (method, path), op_name in _routes(state.config.dialects, services).items():
+        op = api.OPERATIONS[op_name]
+        app.router.add_route(method, path, _make_handler(op, getattr(ops, op_name), state))
+    app.router.add_get("/_shop/stats", _stats)
+    app.router.add_post("/_shop/reset", _reset)
+    return app
+
+
+def make_app(config: ShopConfig | None = None, *, state: ShopState | None = None, **options: Any) -> web.Application:
+    """The one-port shop: every service of every configured dialect on one application (a gateway).
+
+    ``options`` are :class:`ShopConfig` fields (``inject``, ``latency_ms``, ``error_rate``, ``seed``,
+    ``dialects``) when no ``config`` is given.
+    """
+    config = config or ShopConfig(**options)
+    state = state or ShopState(config)
+    atomic = config.inject != "lost-update"
+    logic = OrderLogic(state, LocalStock(state), LocalPayment(state), atomic=atomic)
+    return _build(state, api.SERVICES, logic)
+
+
+def _peer_dialect(dialects: tuple[str, ...]) -> api.Dialect:
+    # The 2023 pay route records which order was paid, so payment_status can answer after checkout.
+    return api.get_dialect("2023" if "2023" in dialects else "2024")
+
+
+def make_split_apps(
+    config: ShopConfig | None = None, *, state: ShopState | None = None, **options: Any
+) -> dict[str, web.Application]:
+    """Three applications, ``{"orders", "stock", "payment"}``, for three ports.
+
+    The order app reaches the others over HTTP; call :func:`connect_peers` with their base URLs
+    before it serves. The state object is shared only for the admin endpoints (stats, reset):
+    each service reads and writes only its own store.
+    """
+    config = config or ShopConfig(**options)
+    state = state or ShopState(config)
+    dialect = _peer_dialect(config.dialects)
+    stock_client, payment_client = PeerClient(dialect), PeerClient(dialect)
+    logic = OrderLogic(state, HttpStock(stock_client), HttpPayment(payment_client), atomic=False)
+    orders = _build(state, ("orders",), logic)
+    orders[PEERS_KEY] = [stock_client, payment_client]
+
+    async def peer_session(app: web.Application) -> Any:
+        # Explicit limits: aiohttp's defaults (100 connections, 300 s) would shape the benchmark.
+        session = ClientSession(
+            connector=TCPConnector(limit=1024, limit_per_host=0),
+            timeout=ClientTimeout(total=30, connect=5),
+        )
+        for c in app[PEERS_KEY]:
+            c.session = session
+        yield
+        await session.close()
+
+    orders.cleanup_ctx.append(peer_session)
+    return {"orders": orders, "stock": _build(state, ("stock",), None), "payment": _build(state, ("payment",), None)}
+
+
+def connect_peers(orders_app: web.Application, stock_url: str, payment_url: str) -> None:
+    """Tell a split-mode order app where the stock and payment services listen."""
+    stock_client, payment_client = orders_app[PEERS_KEY]
+    stock_client.base = stock_url.rstrip("/")
+    payment_client.base = payment_url.rstrip("/")
