@@ -33,6 +33,41 @@ def cli() -> None:
 
 # --- serve (shop) -----------------------------------------------------------------------------
 
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65533),
+              help="Port (with --split: port, port+1, port+2). 0 picks a free port and prints it.")
+@click.option("--split", is_flag=True, help="Order, stock and payment as three services on three ports; "
+              "the order service calls the others over HTTP.")
+@click.option("--inject", "inject", default=None,
+              type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
+              help="Turn on one deliberate bug (see docs/shop.md).")
+@click.option("--latency", "latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              metavar="MS", help="Added delay per request, in milliseconds.")
+@click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), metavar="P",
+              help="Share of requests answered 500 without any effect.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the --error-rate draws and of batch_init's order contents.")
+@click.option("--dialect", "dialects", default="both", show_default=True,
+              type=click.Choice(["both", "2023", "2024"]), help="Which API dialect(s) to serve.")
+def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms: float,
+              error_rate: float, seed: int, dialects: str) -> None:
+    """Run the reference shop (API.md, both dialects) until Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      wdm-replay serve                                  # gateway on http://127.0.0.1:8000
+      wdm-replay serve --split --port 8000              # order :8000, stock :8001, payment :8002
+      wdm-replay serve --inject lost-update             # a deliberately racy shop
+      wdm-replay serve --port 0 --latency 5 --error-rate 0.01 --seed 7
+    """
+    from .shop import ShopConfig, serve
+
+    config = ShopConfig(inject, latency_ms, error_rate, seed, dialects)  # type: ignore[arg-type]
+    serve(config, host, port, split, announce=lambda text: click.echo(text))
+
+
 # --- replay, demo (replayer) ------------------------------------------------------------------
 
 # --- check, report, compare (analysis) --------------------------------------------------------
