@@ -1,0 +1,345 @@
+"""Performance at the limit: wdm-replay vs a bare aiohttp loop vs Locust, one run, one loopback target.
+
+Every generator hits the same static target (bench/static_target.py: a private nginx answering
+every shop route with one fixed JSON body, started and stopped here) with the same concurrency.
+Each runs in its own process; client CPU is that process's user+system time (``os.wait4``,
+start-up included), target CPU is what the nginx worker used during the run (from /proc).
+
+- replay-1 / replay-2: ``wdm-replay replay --speed max --workers 1|2`` on a stress trace sized for
+  about ``--seconds`` at the rate a short calibration replay reached;
+- bare-aiohttp: bench/bare_aiohttp.py, the same trace's requests (symbols resolved to "1") through
+  one ClientSession, ``TCPConnector(limit=N)``, N coroutines — the ceiling for Python asyncio;
+- locust-fast / locust-http: bench/locustfile.py (the seed's six scenarios, no wait) with
+  FastHttpUser / HttpUser, headless, ``-u N`` for ``--seconds``; req/s from Locust's CSV.
+
+Parts whose wdm-replay command does not exist yet are skipped with "not available yet".
+
+    python bench/compare_generators.py                     # about 1–2 minutes
+    python bench/compare_generators.py --seconds 5 --concurrency 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import ChildRun, command_available, install_cleanup, last_line, option_available, run_child, wdm_replay  # noqa: E402
+from static_target import StaticTarget  # noqa: E402
+
+from wdmreplay.api import Target  # noqa: E402
+
+BUDGET_SECONDS = 300  # the whole bench must finish within this, whatever the options say
+
+
+@dataclass
+class Row:
+    """One generator's figures."""
+
+    tool: str
+    requests: int
+    seconds: float  # the tool's own measurement window (excludes process start-up)
+    client_cpu: float  # whole process, start-up included
+    target_cpu: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_cpu(self) -> float:
+        return self.requests / self.client_cpu if self.client_cpu > 0 else 0.0
+
+
+class Bench:
+    """The run's shared state: options, target, work directory, deadline, rows, notes."""
+
+    def __init__(self, args: argparse.Namespace, target: StaticTarget, work: Path):
+        self.a = args
+        self.target = target
+        self.work = work
+        self.deadline = time.monotonic() + BUDGET_SECONDS
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.urls = work / "urls.json"
+        self.urls.write_text(json.dumps(Target.single(target.url).as_dict()))
+
+    def left(self) -> float:
+        """Seconds left in the bench's time budget."""
+        return self.deadline - time.monotonic()
+
+    def measured(self, argv: list[str], timeout: float, **kw) -> tuple[ChildRun, float]:
+        """Run a child within the budget; its ChildRun and the target CPU it caused."""
+        timeout = min(timeout, max(self.left() - 5, 1))
+        c0 = self.target.cpu_seconds()
+        run = run_child(argv, timeout=timeout, **kw)
+        return run, self.target.cpu_seconds() - c0
+
+    def skip(self, tool: str, why: str) -> None:
+        print(f"  {tool}: {why}", flush=True)
+        self.notes.append(f"{tool}: {why}")
+
+
+# --- trace ------------------------------------------------------------------------------------
+
+
+def generate_stress(b: Bench, path: Path, requests: int) -> dict | None:
+    """Generate a stress trace of about ``requests`` requests; its header, or None if impossible."""
+    from wdmreplay.traces import read_header
+
+    words = ("generate-trace", "stress")
+    if option_available(words, "--sessions"):
+        sizing = "--sessions"
+    elif option_available(words, "--rate"):
+        sizing = "--rate"
+    else:
+        return None
+    # Requests per session depend on the scenario mix: measure them on a small trace first.
+    probe = b.work / "probe.wdmt"
+    base = wdm_replay() + list(words) + ["--seed", "1", "--dialect", b.a.dialect]
+    size = lambda sessions: (["--sessions", str(sessions)] if sizing == "--sessions"  # noqa: E731
+                             else ["--rate", str(max(sessions // 10, 1)), "--duration", "10"])
+    r = run_child(base + size(2000) + ["-o", str(probe)], timeout=60)
+    if r.returncode != 0:
+        b.notes.append(f"generate-trace failed: {last_line(r.stderr)}")
+        return None
+    h = read_header(probe)
+    per_session = h["requests"] / max(h["sessions"], 1)
+    r = run_child(base + size(max(int(requests / per_session), 1)) + ["-o", str(path)], timeout=120)
+    if r.returncode != 0:
+        b.notes.append(f"generate-trace failed: {last_line(r.stderr)}")
+        return None
+    return read_header(path)
+
+
+# --- generators -------------------------------------------------------------------------------
+
+
+def replay_row(b: Bench, tool: str, trace: Path, workers: int) -> Row | None:
+    """``wdm-replay replay --speed max`` with ``workers`` processes; None (and a note) if it failed."""
+    from wdmreplay.traces import load_results
+
+    out = b.work / f"{tool}.wdmr"
+    argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--concurrency", str(b.a.concurrency),
+                           "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls)]
+    if option_available(("replay",), "--no-final-read"):
+        argv.append("--no-final-read")  # the request engine is measured, not the read-back
+    run, tcpu = b.measured(argv, timeout=b.a.seconds * 6 + 30)
+    if run.returncode != 0 or run.timed_out:
+        b.skip(tool, f"failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "
+                     f"{last_line(run.stderr)}")
+        return None
+    res = load_results(out)
+    c = res.cols
+    sent = c["sent"][c["sent"] == c["sent"]]  # NaN (skipped rows) dropped
+    seconds = float(c["done"][c["done"] == c["done"]].max() - sent.min()) if len(sent) else res.trailer.get("wall", 0.0)
+    outcomes = {name: int((c["outcome"] == i).sum()) for i, name in enumerate(res.header.get("outcomes", []))}
+    bad = {k: v for k, v in outcomes.items() if v and k != "ok"}
+    return Row(tool, res.n, seconds, run.cpu, tcpu, note=f"not ok: {bad}" if bad else "")
+
+
+def bare_row(b: Bench, tool: str, trace: Path | None, count: int, loop: str) -> Row | None:
+    """The bare aiohttp loop in its own process, on ``trace``'s requests (or ``count`` synthetic ones)."""
+    src = ["--trace", str(trace)] if trace else ["--synthetic", str(count)]
+    argv = [sys.executable, str(HERE / "bare_aiohttp.py"), *src, "--url", b.target.url,
+            "--concurrency", str(b.a.concurrency), "--loop", loop, "--dialect", b.a.dialect]
+    run, tcpu = b.measured(argv, timeout=b.a.seconds * 6 + 30)
+    if run.returncode != 0 or run.timed_out:
+        b.skip(tool, f"failed (exit {run.returncode}): {last_line(run.stderr)}")
+        return None
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    return Row(tool, r["requests"], r["seconds"], run.cpu, tcpu,
+               note=f"{r['errors']} errors" if r["errors"] else "")
+
+
+def locust_row(b: Bench, tool: str, user_class: str) -> Row | None:
+    """Locust headless with ``user_class`` for ``--seconds``; figures from its CSV 'Aggregated' row."""
+    prefix = b.work / tool
+    users = b.a.locust_users or b.a.concurrency
+    argv = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "-u", str(users),
+            "-r", str(users), "-t", f"{b.a.seconds}s", "--host", b.target.url, "--csv", str(prefix),
+            "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", user_class]
+    env = dict(os.environ, WDM_DIALECT=b.a.dialect)
+    run, tcpu = b.measured(argv, timeout=b.a.seconds + 60, env=env)
+    stats = Path(f"{prefix}_stats.csv")
+    if run.timed_out or not stats.exists():
+        b.skip(tool, f"failed (exit {run.returncode}): {last_line(run.stderr)}")
+        return None
+    with open(stats, newline="") as f:
+        agg = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    count, rate, failures = int(agg["Request Count"]), float(agg["Requests/s"]), int(agg["Failure Count"])
+    return Row(tool, count, count / rate if rate else 0.0, run.cpu, tcpu,
+               note=f"{failures} failures" if failures else "")
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def render_table(rows: list[Row]) -> str:
+    """The figures as a fixed-width text table."""
+    head = f"{'tool':<22}{'requests':>10}{'seconds':>9}{'req/s':>9}{'client CPU s':>14}{'req/CPU-s':>11}" \
+           f"{'target CPU s':>14}{'target %':>10}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.tool:<22}{r.requests:>10}{r.seconds:>9.2f}{r.rate:>9.0f}{r.client_cpu:>14.2f}"
+                     f"{r.per_cpu:>11.0f}{r.target_cpu:>14.2f}{100 * r.target_cpu / r.seconds if r.seconds else 0:>9.0f}%"
+                     f"  {r.note}".rstrip())
+    return "\n".join(lines)
+
+
+def render_ratios(rows: list[Row], bare_tool: str) -> str:
+    """The ratios the design names, each with its target, or why it could not be computed."""
+    by = {r.tool: r for r in rows}
+
+    def ratio(name: str, a: str, b: str, per_cpu: bool = False, goal: str = "") -> str:
+        if a not in by or b not in by:
+            return f"{name:<46} n/a ({a if a not in by else b} not measured)"
+        x, y = (by[a].per_cpu, by[b].per_cpu) if per_cpu else (by[a].rate, by[b].rate)
+        return f"{name:<46} {x / y:6.2f}x   {goal}".rstrip()
+
+    return "\n".join([
+        ratio(f"replay-1 / {bare_tool} (req/s)", "replay-1", bare_tool, goal="(target >= 0.8)"),
+        ratio("replay-1 / locust-fast (req/s, one core each)", "replay-1", "locust-fast"),
+        ratio("replay-1 / locust-fast (req per CPU-second)", "replay-1", "locust-fast", per_cpu=True),
+        ratio("replay-1 / locust-http (req/s, one core each)", "replay-1", "locust-http", goal="(target >= 3)"),
+        ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal="(near-linear: ~2 with free cores)"),
+    ])
+
+
+def replayer_loop() -> str:
+    """The event loop the replayer runs on: uvloop if its source uses it and it is installed."""
+    src = Path(__import__("wdmreplay").__file__).parent / "replayer"
+    uses = any("uvloop" in p.read_text(errors="replace") for p in src.glob("*.py"))
+    uses = uses and os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"  # the replayer's switch
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop" if uses else "asyncio"
+
+
+def main() -> None:
+    """Run every available generator against one static target and print the table and ratios."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
+    ap.add_argument("--concurrency", type=int, default=64, help="in-flight requests per generator (default 64)")
+    ap.add_argument("--locust-users", type=int, default=0, help="Locust users (default: --concurrency)")
+    ap.add_argument("--requests", type=int, default=0,
+                    help="trace size (default: calibrated to --seconds at replay-1's rate)")
+    ap.add_argument("--dialect", default="2024", choices=("2024", "2023"))
+    ap.add_argument("--target", default="nginx", choices=("nginx", "aiohttp"), help="static target server")
+    ap.add_argument("--nginx-workers", type=int, default=1)
+    ap.add_argument("--keep", metavar="DIR", help="keep traces, results and CSVs in DIR")
+    a = ap.parse_args()
+    install_cleanup()
+    t_start = time.monotonic()
+    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="wdm-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        with StaticTarget(prefer=a.target, workers=a.nginx_workers) as target:
+            run_all(Bench(a, target, work))
+    except KeyboardInterrupt:
+        print("\ninterrupted: every child process and the target were stopped", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\nbench wall time: {time.monotonic() - t_start:.0f} s")
+
+
+def run_all(b: Bench) -> None:
+    """Calibrate, generate the trace, run every generator, print the results."""
+    a, target = b.a, b.target
+    from importlib.metadata import version  # not `import locust`: it monkey-patches this process (gevent)
+
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
+    print(f"versions: wdm-replay {version('wdm-replay')}, aiohttp {version('aiohttp')}, locust {version('locust')}, "
+          f"uvloop {version('uvloop') if _importable('uvloop') else '-'}")
+    print(f"target: {target.kind} at {target.url}  {target.note}".rstrip())
+    print(f"concurrency {a.concurrency}, runs of ~{a.seconds} s, dialect {a.dialect}\n", flush=True)
+
+    have_gen = command_available("generate-trace", "stress")
+    have_replay = command_available("replay")
+    trace: Path | None = None
+    requests = a.requests
+    if not have_gen:
+        b.skip("trace", "wdm-replay generate-trace stress not available yet: "
+                        "bare-aiohttp uses the seed scenarios' URLs instead of a trace")
+    else:
+        if not requests and have_replay:
+            # Size the trace for ~--seconds: replay a small one first and measure the rate.
+            cal = b.work / "calibrate.wdmt"
+            if generate_stress(b, cal, 20000):
+                print("calibrating on a 20,000-request trace ...", flush=True)
+                row = replay_row(b, "calibration", cal, 1)
+                if row:
+                    requests = int(row.rate * a.seconds)
+                    print(f"  replay-1 reached {row.rate:.0f} req/s -> trace of {requests} requests", flush=True)
+        requests = requests or 10000 * a.seconds
+        trace = b.work / "stress.wdmt"
+        print(f"generating a stress trace of ~{requests} requests ...", flush=True)
+        h = generate_stress(b, trace, requests)
+        if h is None:
+            b.skip("trace", "could not generate the stress trace")
+            trace = None
+        else:
+            requests = h["requests"]
+            print(f"  {h['requests']} requests in {h['sessions']} sessions", flush=True)
+    count = requests or 10000 * a.seconds
+
+    if have_replay and trace:
+        for tool, workers in (("replay-1", 1), ("replay-2", 2)):
+            print(f"running {tool} ...", flush=True)
+            if row := replay_row(b, tool, trace, workers):
+                b.rows.append(row)
+    else:
+        for tool in ("replay-1", "replay-2"):
+            b.skip(tool, "not available yet (wdm-replay replay missing)" if not have_replay
+                   else "not available yet (no trace: generate-trace missing)")
+
+    loop = replayer_loop()
+    loops = [loop] + [x for x in ("asyncio", "uvloop") if x != loop and _importable(x)]
+    for lp in loops:
+        tool = f"bare-aiohttp ({lp})"
+        print(f"running {tool} ...", flush=True)
+        if row := bare_row(b, tool, trace, count, lp):
+            b.rows.append(row)
+
+    for tool, cls in (("locust-fast", "FastShopUser"), ("locust-http", "ShopUser")):
+        print(f"running {tool} ({cls}) ...", flush=True)
+        if row := locust_row(b, tool, cls):
+            b.rows.append(row)
+
+    print("\n" + render_table(b.rows))
+    print(f"\nratios (replay-1 compared with the bare loop on the replayer's event loop: {loop}):")
+    print(render_ratios(b.rows, f"bare-aiohttp ({loop})"))
+    print("\nclient CPU = whole process incl. start-up; seconds = the tool's own window "
+          "(replay: first send to last response; bare: timed loop; Locust: count / its req/s).")
+    if b.notes:
+        print("\nnotes:\n  " + "\n  ".join(b.notes))
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

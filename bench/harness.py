@@ -1,0 +1,124 @@
+"""What the bench scripts share: running a measured child process, cleaning up, finding wdm-replay.
+
+Every child runs in its own session (process group), so a bench can kill a child together with
+everything it started (replay workers, nginx workers) — at the end, on error, on Ctrl-C or on
+SIGTERM. CPU and peak RSS of a child come from ``os.wait4`` (its own rusage plus that of the
+descendants it waited for, e.g. ``--workers`` processes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+_LIVE: set[subprocess.Popen] = set()
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """What one finished child process did: exit code, wall seconds, CPU seconds, peak RSS, output."""
+
+    returncode: int
+    wall: float
+    cpu: float  # user + system, the child and its waited-for descendants
+    maxrss_mb: float  # the largest single process among them
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+def kill_tree(p: subprocess.Popen) -> None:
+    """Kill a child started by :func:`run_child` and its whole process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            p.wait(timeout=3)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _LIVE.discard(p)
+
+
+def kill_all() -> None:
+    """Kill every child still running (registered at exit, called on Ctrl-C and SIGTERM)."""
+    for p in list(_LIVE):
+        kill_tree(p)
+
+
+def install_cleanup() -> None:
+    """Make SIGTERM unwind like Ctrl-C, and kill every live child at exit."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+
+
+def run_child(argv: list[str], *, timeout: float, env: dict | None = None, cwd: str | None = None) -> ChildRun:
+    """Run ``argv`` to completion (killed after ``timeout`` s) and measure it with ``os.wait4``."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                             start_new_session=True)
+        _LIVE.add(p)
+        timed_out = False
+        try:
+            while True:
+                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() - t0 > timeout:
+                    timed_out = True
+                    os.killpg(p.pid, signal.SIGKILL)
+                    pid, status, ru = os.wait4(p.pid, 0)
+                    break
+                time.sleep(0.02)
+        finally:
+            _LIVE.discard(p)
+            p.returncode = p.returncode if p.returncode is not None else -1  # reaped by wait4, not Popen
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # stragglers the child left in its group
+            except (ProcessLookupError, PermissionError):
+                pass
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(os.waitstatus_to_exitcode(status), wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024,
+                        out.read(), err.read(), timed_out)
+
+
+def wdm_replay() -> list[str]:
+    """The command that runs wdm-replay (the console script, else ``python -m wdmreplay``)."""
+    exe = shutil.which("wdm-replay")
+    return [exe] if exe else [sys.executable, "-m", "wdmreplay"]
+
+
+def command_available(*words: str) -> bool:
+    """Whether ``wdm-replay WORDS... --help`` exits 0 (the command exists in this build)."""
+    try:
+        r = subprocess.run(wdm_replay() + list(words) + ["--help"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def option_available(words: tuple[str, ...], option: str) -> bool:
+    """Whether ``wdm-replay WORDS... --help`` lists ``option``."""
+    try:
+        r = subprocess.run(wdm_replay() + list(words) + ["--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0 and option in r.stdout
+
+
+def last_line(text: str, n: int = 3) -> str:
+    """The last ``n`` non-empty lines of ``text``, joined (for one-line error notes)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])

@@ -1,0 +1,227 @@
+"""A fast loopback target for benchmarks: every shop route answers 200 with one fixed JSON body.
+
+The load generators are what is measured, so the target must cost next to nothing: by default a
+private nginx (Debian's package) with a generated config in a temporary prefix directory, on
+127.0.0.1 and a free port; if nginx is not installed, a minimal aiohttp server in its own process
+(slower — the benches say which one they used).
+
+Every id the body carries is ``"1"``, so a replayer binds every symbol to ``"1"`` and every later
+request of a session is well formed.
+
+Run it by hand::
+
+    python bench/static_target.py            # serves until Ctrl-C, prints the URL
+    python bench/static_target.py --aiohttp  # force the fallback server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BODY = {"item_id": "1", "user_id": "1", "order_id": "1", "stock": 100, "price": 1, "credit": 100000,
+        "paid": False, "items": [], "total_cost": 0}
+BODY_TEXT = json.dumps(BODY, separators=(",", ":"))
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    # One connection per client slot for the whole run: no reconnects in the measurement.
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one live process (from /proc), 0.0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")" of the comm field, utime and stime are the 12th and 13th fields.
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+class StaticTarget:
+    """A running static-response target (nginx, or the aiohttp fallback); a context manager.
+
+    ``url`` is its base URL, ``kind`` says which server it is, :meth:`cpu_seconds` is the CPU
+    the serving processes have used so far (nginx: its workers), for "was the target saturated?".
+    """
+
+    def __init__(self, *, prefer: str = "nginx", workers: int = 1):
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.kind = ""
+        self.note = ""
+        self._proc: subprocess.Popen | None = None
+        self._dir = tempfile.mkdtemp(prefix="wdm-bench-target-")
+        nginx = shutil.which("nginx") or next(
+            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+        if prefer == "nginx" and nginx:
+            self._start_nginx(nginx)
+        else:
+            if prefer == "nginx":
+                self.note = "nginx not found (apt-get install nginx); using the slower aiohttp fallback"
+            self._start_aiohttp()
+
+    def _start_nginx(self, nginx: str) -> None:
+        prefix = Path(self._dir)
+        (prefix / "tmp").mkdir()
+        conf = prefix / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(workers=self.workers, prefix=prefix, port=self.port,
+                                           body=BODY_TEXT))
+        # -e: where to log before the config is read (the default /var/log path may not be writable).
+        self._proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "startup.log")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.kind = f"nginx ({self.workers} worker{'s' if self.workers > 1 else ''})"
+        self._wait_ready(prefix / "error.log")
+
+    def _start_aiohttp(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, "--serve-aiohttp", str(self.port)],
+                                      stdout=subprocess.DEVNULL, start_new_session=True)
+        self.kind = "aiohttp fallback (1 process)"
+        self._wait_ready(None)
+
+    def _wait_ready(self, log: Path | None) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                detail = log.read_text()[-500:] if log and log.exists() else ""
+                self.close()
+                raise RuntimeError(f"static target ({self.kind}) exited at start: {detail}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"static target ({self.kind}) did not listen on port {self.port} within 10 s")
+
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests (nginx workers, or the fallback server itself)."""
+        if self._proc is None:
+            return []
+        if self.kind.startswith("nginx"):
+            return child_pids(self._proc.pid)
+        return [self._proc.pid]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the serving processes."""
+        return sum(process_cpu_seconds(p) for p in self.serving_pids())
+
+    def close(self) -> None:
+        """Stop the server (and its workers) and remove the temporary directory."""
+        p, self._proc = self._proc, None
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)  # nginx: fast shutdown of master and workers
+                p.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "StaticTarget":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_aiohttp(port: int) -> None:
+    """The fallback server: one process, one catch-all route, the fixed body (blocks)."""
+    from aiohttp import web
+
+    body = BODY_TEXT.encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    try:
+        import uvloop  # the fallback should be as fast as it can be
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def main() -> None:
+    """Serve until Ctrl-C (or run the fallback server when called with --serve-aiohttp)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--aiohttp", action="store_true", help="use the aiohttp fallback even if nginx exists")
+    ap.add_argument("--workers", type=int, default=1, help="nginx worker processes (default 1)")
+    ap.add_argument("--serve-aiohttp", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_aiohttp:
+        serve_aiohttp(a.serve_aiohttp)
+        return
+    with StaticTarget(prefer="aiohttp" if a.aiohttp else "nginx", workers=a.workers) as t:
+        print(f"{t.kind} serving {t.url}  {t.note}".rstrip(), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
