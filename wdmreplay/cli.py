@@ -70,6 +70,82 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 
 # --- replay, demo (replayer) ------------------------------------------------------------------
 
+
+@cli.command("replay")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
+              help="urls.json with ORDER_URL, PAYMENT_URL, STOCK_URL [default: ./urls.json if present]")
+@click.option("--url", "base_url", help="one gateway base URL for all three services [default: http://localhost:8000]")
+@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
+@click.option("--routes", "routes_path", type=click.Path(dir_okay=False),
+              help="JSON file of route overrides: {\"checkout\": \"POST /orders/checkout/{order}\", ...}")
+@click.option("--speed", default="1", show_default=True, help="multiple of the recorded pace, or 'max'")
+@click.option("--concurrency", type=int, default=256, show_default=True, help="max requests in flight (connections)")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per request")
+@click.option("--workers", type=int, default=1, show_default=True, help="processes on this machine")
+@click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4")
+@click.option("--label", help="build label stored in the results (e.g. a git sha)")
+@click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
+@click.option("--settle", type=float, default=0.0, show_default=True,
+              help="re-read the final state until two snapshots agree, for up to this many seconds")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
+def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
+               routes_path: str | None, speed: str, concurrency: int, timeout: float, workers: int,
+               shard: str | None, label: str | None, no_final_read: bool, settle: float, quiet: bool,
+               output: str | None) -> None:
+    """Replay a trace against a shop and record every request into a results file.
+
+    Sessions start on the trace's schedule (divided by --speed); each step is sent after the
+    previous response plus its think time. Ctrl-C stops cleanly and writes a partial results
+    file (exit code 130).
+
+    \b
+    Examples:
+      wdm-replay replay stress.wdmt                          # ./urls.json or localhost:8000
+      wdm-replay replay stress.wdmt --urls urls.json --label build-a -o a.wdmr
+      wdm-replay replay consistency.wdmt --url http://127.0.0.1:8000 --speed max --concurrency 512
+      wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
+    """
+    import os
+    from pathlib import Path
+
+    from .api import Target, get_dialect, load_routes, load_urls
+    from .replayer import ReplayError, format_summary, parse_shard, parse_speed, replay_trace
+    from .traces import read_header
+
+    if urls_path and base_url:
+        raise ReplayError("give either --urls or --url, not both")
+    if urls_path:
+        target = load_urls(urls_path)
+    elif base_url:
+        if not base_url.startswith(("http://", "https://")):
+            raise ReplayError(f"--url must start with http:// or https://, got {base_url!r}")
+        target = Target.single(base_url)
+    elif os.path.exists("urls.json"):
+        target = load_urls("urls.json")
+    else:
+        target = Target.single("http://localhost:8000")
+    try:
+        speed_value = parse_speed(speed)
+        shard_value = parse_shard(shard)
+    except ValueError as e:
+        raise ReplayError(str(e)) from None
+    header = read_header(trace)
+    dialect_obj = get_dialect(dialect or header.get("dialect") or "2024",
+                              load_routes(routes_path) if routes_path else None)
+    out = output or str(Path(trace).with_suffix(".wdmr"))
+    summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
+                           concurrency=concurrency, timeout=timeout, label=label, workers=workers,
+                           final_read=not no_final_read, settle=settle,
+                           progress=not quiet and sys.stderr.isatty(), shard=shard_value)
+    if not quiet:
+        click.echo(format_summary(summary), err=not summary["complete"])
+    if not summary["complete"]:
+        if quiet:
+            click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
+        sys.exit(130 if summary["reason"] == "interrupted" else 1)
+
 # --- check, report, compare (analysis) --------------------------------------------------------
 
 

@@ -1,0 +1,367 @@
+"""The sending machinery of one process: HTTP client, session runner, row buffer.
+
+One :class:`Engine` replays the sessions of its shard, phase by phase, against one target through
+one ``aiohttp.ClientSession``. The hot path (one request) does: resolve symbols, format the URL,
+send, classify, append one row to column arrays. No per-request logging, no per-request objects
+beyond what aiohttp needs.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+import time
+from typing import Any, Callable, Iterator
+
+import aiohttp
+from yarl import URL
+
+from ..api import OP_CODES, OP_NAMES, OPERATIONS, Dialect, Target
+from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
+                              SKIPPED, TIMEOUT)
+from ..traces.trace import Session, TraceReader
+from .schedule import pace, session_cap, session_due, step_due
+
+CHUNK_ROWS = 65536
+UNKNOWN_SCENARIO = 65535
+NAN = float("nan")
+
+ChunkSink = Callable[[dict, list, list], None]
+
+
+class RowBuffer:
+    """Request rows as column arrays (``array.array`` per column), flushed in chunks to a sink."""
+
+    __slots__ = ("sink", "limit", "cols", "args", "errors", "n", "_app")
+
+    def __init__(self, sink: ChunkSink, limit: int = CHUNK_ROWS):
+        self.sink = sink
+        self.limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cols = {name: array.array(code) for name, _, code in COLUMNS}
+        self.args: list = []
+        self.errors: list = []
+        self.n = 0
+        c = self.cols
+        self._app = tuple(c[name].append for name, _, _ in COLUMNS)
+
+    def add(self, sid: int, step: int, phase: int, op: int, scenario: int, expect: int, outcome: int,
+            status: int, intended: float, sent: float, done: float, args: list, error: str | None) -> None:
+        """Append one row; flushes a full chunk to the sink."""
+        a = self._app
+        a[0](sid); a[1](step); a[2](phase); a[3](op); a[4](scenario); a[5](expect)
+        a[6](outcome); a[7](status); a[8](intended); a[9](sent); a[10](done)
+        self.args.append(args)
+        if error is not None:
+            self.errors.append((self.n, error[:MAX_ERROR_TEXT]))
+        self.n += 1
+        if self.n >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the rows so far to the sink as one chunk (column name → bytes)."""
+        if self.n:
+            cols = {name: col.tobytes() for name, col in self.cols.items()}
+            args, errors = self.args, self.errors
+            self._reset()
+            self.sink(cols, args, errors)
+
+
+class PhaseStream:
+    """The sessions of one shard, handed out phase by phase from one streaming trace reader."""
+
+    def __init__(self, reader: TraceReader, keep: Callable[[int], bool] | None):
+        self._it: Iterator[Session] = iter(reader)
+        self._keep = keep
+        self._peek: Session | None = None
+        self._done = False
+
+    def _next(self) -> Session | None:
+        if self._peek is not None:
+            s, self._peek = self._peek, None
+            return s
+        if self._done:
+            return None
+        keep = self._keep
+        for s in self._it:
+            if keep is None or keep(s["sid"]):
+                return s
+        self._done = True
+        return None
+
+    def sessions(self, phase: int) -> Iterator[Session]:
+        """Sessions of ``phase`` in trace order (sessions of earlier phases left unread are skipped)."""
+        while True:
+            s = self._next()
+            if s is None:
+                return
+            if s["phase"] < phase:
+                continue
+            if s["phase"] > phase:
+                self._peek = s
+                return
+            yield s
+
+
+def make_client(concurrency: int, timeout: float) -> aiohttp.ClientSession:
+    """The one HTTP client of a process: explicit connection limit and timeout (aiohttp's defaults shape benchmarks)."""
+    connector = aiohttp.TCPConnector(limit=max(1, concurrency), limit_per_host=0, force_close=False,
+                                     enable_cleanup_closed=False, ttl_dns_cache=None)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),  # the shop sets no cookies; skip the jar's per-request work
+        auto_decompress=False,
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """A short, one-line description of an exception for the results file."""
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:MAX_ERROR_TEXT]
+
+
+def classify(status: int) -> int:
+    """The outcome code of an HTTP status (2xx ok, 4xx fail, anything else error)."""
+    if 200 <= status < 300:
+        return OK
+    if 400 <= status < 500:
+        return FAIL
+    return ERROR
+
+
+class Engine:
+    """Replays one shard of a trace, phase by phase, recording every request into a :class:`RowBuffer`.
+
+    ``clock()`` is seconds since the run's shared start clock ``t0`` (``time.perf_counter`` is
+    CLOCK_MONOTONIC on Linux, the same in every process of the machine).
+    """
+
+    def __init__(self, trace_path: str, *, target: Target, dialect: Dialect, speed: float | None,
+                 concurrency: int, timeout: float, t0: float, rows: RowBuffer,
+                 keep: Callable[[int], bool] | None = None, scenarios: list[str] | None = None):
+        self.trace_path = trace_path
+        self.speed = speed
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.t0 = t0
+        self.rows = rows
+        self.keep = keep
+        self.bindings: dict[str, str] = {}
+        self.new_bindings: dict[str, str] = {}
+        self.stopping = False
+        self.done = 0  # requests recorded (sent or skipped)
+        self.errors = 0  # error + timeout + conn_error
+        self.in_flight = 0
+        self._slot = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._failure: BaseException | None = None
+        self._scen = {name: i for i, name in enumerate(scenarios or [])}
+        # Per op code: method, URL template (base + positional path), JSON key of a created id.
+        self._routes: list[tuple[str, str, str | None] | None] = []
+        for name in OP_NAMES:
+            if dialect.supports(name):
+                r = dialect.route(name)
+                op = OPERATIONS[name]
+                self._routes.append((r.method, target.base(op.service) + r.fmt, op.id_key))
+            else:
+                self._routes.append(None)
+        self.client: aiohttp.ClientSession | None = None
+        self._reader: TraceReader | None = None
+        self._stream: PhaseStream | None = None
+
+    def clock(self) -> float:
+        """Seconds since the run's start clock."""
+        return time.perf_counter() - self.t0
+
+    async def open(self) -> None:
+        """Open the HTTP client and the trace."""
+        self.client = make_client(self.concurrency, self.timeout)
+        self._reader = TraceReader(self.trace_path)
+        self._stream = PhaseStream(self._reader, self.keep)
+
+    async def close(self) -> None:
+        """Close the client and the trace; flush buffered rows."""
+        self.rows.flush()
+        if self.client is not None:
+            await self.client.close()
+        if self._reader is not None:
+            self._reader.close()
+
+    def request_stop(self) -> None:
+        """Stop sending: no new sessions, no further steps (in-flight requests may finish)."""
+        self.stopping = True
+        self._slot.set()
+
+    # --- phases -------------------------------------------------------------------------------
+
+    async def run_phase(self, phase: int, phase_start: float, grace: float = 2.0) -> dict[str, str]:
+        """Run every session of ``phase`` of this shard; return the symbols bound in it."""
+        assert self._stream is not None
+        self.new_bindings = {}
+        sessions = self._stream.sessions(phase)
+        if self.speed is None:
+            await self._run_pool(sessions)
+        else:
+            await self._run_scheduled(sessions, phase_start)
+        if self._tasks:
+            # Only left over after a stop request: give in-flight requests a moment, then cancel.
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._failure is not None:
+            raise self._failure
+        return self.new_bindings
+
+    async def _run_scheduled(self, sessions: Iterator[Session], phase_start: float) -> None:
+        speed = self.speed
+        cap = session_cap(self.concurrency, speed)
+        perf, t0 = time.perf_counter, self.t0
+        tasks = self._tasks
+        for s in sessions:
+            if self.stopping:
+                break
+            due = session_due(phase_start, s["at"], speed)
+            wait = pace(perf() - t0, due)
+            if wait > 0.0:
+                await asyncio.sleep(wait)
+            while self.in_flight >= cap and not self.stopping:
+                self._slot.clear()
+                await self._slot.wait()
+            if self.stopping:
+                break
+            self.in_flight += 1
+            t = asyncio.create_task(self.run_session(s, due))
+            tasks.add(t)
+            t.add_done_callback(self._session_done)
+        # Barrier: the phase ends when its last session has.
+        while tasks and not self.stopping:
+            self._slot.clear()
+            await self._slot.wait()
+
+    def _session_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.in_flight -= 1
+        self._slot.set()
+        if not task.cancelled() and task.exception() is not None:
+            # A bug in the runner must not pass silently; surface it at the barrier.
+            self.stopping = True
+            self._failure = task.exception()
+
+    async def _run_pool(self, sessions: Iterator[Session]) -> None:
+        # As fast as possible: `concurrency` runners pull sessions from one iterator (no task per session).
+        async def runner() -> None:
+            for s in sessions:
+                await self.run_session(s, self.clock())
+                if self.stopping:
+                    return
+
+        n = max(1, self.concurrency)
+        tasks = [asyncio.create_task(runner()) for _ in range(n)]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if t.exception() is not None:
+                for p in pending:
+                    p.cancel()
+                raise t.exception()  # type: ignore[misc]
+        if pending:
+            # Runners still out after FIRST_EXCEPTION cannot happen without an exception; be safe.
+            await asyncio.wait(pending)
+
+    # --- one session --------------------------------------------------------------------------
+
+    async def run_session(self, s: Session, due: float) -> None:
+        """Send a session's steps one after another, each after the previous response plus think time."""
+        sid, phase, speed = s["sid"], s["phase"], self.speed
+        bindings, rows, routes, scen = self.bindings, self.rows, self._routes, self._scen
+        perf, t0 = time.perf_counter, self.t0
+        prev = due
+        for index, st in enumerate(s["steps"]):
+            if self.stopping:
+                return
+            intended = step_due(prev, st["think"], speed) if speed is not None else (
+                prev if index == 0 else perf() - t0)
+            wait = intended - (perf() - t0)
+            if wait > 0.0:
+                await asyncio.sleep(wait)
+                if self.stopping:
+                    return
+            op_name = st["op"]
+            code = OP_CODES[op_name]
+            args = st["args"]
+            resolved = args
+            missing = None
+            for j, a in enumerate(args):
+                if a.__class__ is str and a[:1] == "$":
+                    if resolved is args:
+                        resolved = list(args)
+                    real = bindings.get(a)
+                    if real is None:
+                        missing = a
+                        break
+                    resolved[j] = real
+            scenario = scen.get(st["scenario"], UNKNOWN_SCENARIO)
+            expect = EXPECT_CODES.get(st["expect"], 2)
+            if missing is not None:
+                rows.add(sid, index, phase, code, scenario, expect, SKIPPED, 0, intended, NAN, NAN, args,
+                         f"skipped: {missing} was never bound")
+                self.done += 1
+                prev = intended
+                continue
+            method, url_fmt, id_key = routes[code]  # type: ignore[misc]
+            url = URL(url_fmt.format(*resolved), encoded=True)
+            status = 0
+            error = None
+            body = b""
+            sent = perf() - t0
+            try:
+                async with self.client.request(method, url, allow_redirects=False) as resp:  # type: ignore[union-attr]
+                    status = resp.status
+                    body = await resp.read()
+                done = perf() - t0
+                if 200 <= status < 300:
+                    outcome = OK
+                    if id_key is not None:
+                        try:
+                            real_id = json.loads(body)[id_key]
+                            if real_id is None or isinstance(real_id, (dict, list, bool)):
+                                raise TypeError("not an id")
+                        except (ValueError, KeyError, TypeError, IndexError):
+                            outcome = ERROR
+                            error = f"create response without {id_key}: {body[:MAX_ERROR_TEXT].decode('utf-8', 'replace')}"
+                        else:
+                            sym = st["bind"]
+                            if sym:
+                                real_id = str(real_id)
+                                bindings[sym] = real_id
+                                self.new_bindings[sym] = real_id
+                elif 400 <= status < 500:
+                    outcome = FAIL
+                    error = body[:MAX_ERROR_TEXT].decode("utf-8", "replace") or f"HTTP {status}"
+                else:
+                    outcome = ERROR
+                    error = body[:MAX_ERROR_TEXT].decode("utf-8", "replace") or f"HTTP {status}"
+            except asyncio.TimeoutError:
+                done = perf() - t0
+                outcome, error = TIMEOUT, f"no response within {self.timeout:g} s"
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                done = perf() - t0
+                outcome, error = CONN_ERROR, error_text(e)
+            except asyncio.CancelledError:
+                # Interrupted with the request out: its effect is unknown, like a timeout.
+                rows.add(sid, index, phase, code, scenario, expect, TIMEOUT, 0, intended, sent, perf() - t0,
+                         resolved, "interrupted before the response")
+                self.done += 1
+                self.errors += 1
+                raise
+            if outcome >= ERROR:
+                self.errors += 1
+            rows.add(sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done,
+                     resolved, error)
+            self.done += 1
+            prev = done

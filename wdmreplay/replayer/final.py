@@ -1,0 +1,207 @@
+"""Before the run, a streaming scan of the trace; after it, the final state of every entity it touched.
+
+The scan (constant memory per session) finds which operations the trace uses — so a dialect that
+lacks one is refused before anything is sent — and which entities it creates or references: ids
+bound from create responses (by symbol), literal ids in arguments, and the ids ``"0".."n-1"``
+that ``batch_init_*`` operations create. After the last phase those are read back with
+``find_item`` / ``find_user`` / ``find_order`` with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import aiohttp
+
+from ..api import ENTITY_KINDS, FIND_OP, OPERATIONS, ApiError, Dialect, Target
+from ..traces.results import MAX_ERROR_TEXT
+from ..traces.trace import TraceReader
+
+# Which entity ranges a batch_init operation creates or relies on: (kind, index of the count arg).
+BATCH_RANGES: dict[str, tuple[tuple[str, int], ...]] = {
+    "batch_init_stock": (("item", 0),),
+    "batch_init_users": (("user", 0),),
+    "batch_init_orders": (("order", 0), ("item", 1), ("user", 2)),
+}
+
+
+@dataclass
+class TraceScan:
+    """What a streaming pass over a trace found: operations used and entities touched."""
+
+    ops: set[str] = field(default_factory=set)
+    symbol_kinds: dict[str, str] = field(default_factory=dict)  # bound symbol → entity kind
+    literals: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in ENTITY_KINDS})
+    ranges: dict[str, int] = field(default_factory=lambda: {k: 0 for k in ENTITY_KINDS})
+    sessions: int = 0
+    requests: int = 0
+    kept_requests: int = 0  # requests of the sessions this replay sends (its shard)
+
+    def entities(self, bindings: dict[str, str]) -> dict[str, list[str]]:
+        """Every id to read back, per kind, sorted (numeric ids numerically), given the run's bindings."""
+        out: dict[str, set[str]] = {k: set(v) for k, v in self.literals.items()}
+        for kind, n in self.ranges.items():
+            out[kind].update(str(i) for i in range(n))
+        for sym, kind in self.symbol_kinds.items():
+            real = bindings.get(sym)
+            if real is not None:
+                out[kind].add(real)
+        return {k: sorted(v, key=_id_order) for k, v in out.items()}
+
+
+def _id_order(x: str) -> tuple[int, int, str]:
+    return (0, int(x), "") if x.isdigit() else (1, 0, x)
+
+
+def scan_trace(path: str, keep: Callable[[int], bool] | None = None) -> TraceScan:
+    """Stream a trace once: operations used, symbols bound (with their kind), literal and batch ids.
+
+    ``keep`` (a session-id filter, for ``--shard``) limits the entities to this shard's sessions;
+    the operations are always those of the whole trace.
+    """
+    scan = TraceScan()
+    ops, kinds, literals, ranges = scan.ops, scan.symbol_kinds, scan.literals, scan.ranges
+    with TraceReader(path) as r:
+        for s in r:
+            scan.sessions += 1
+            mine = keep is None or keep(s["sid"])
+            for st in s["steps"]:
+                scan.requests += 1
+                name = st["op"]
+                op = OPERATIONS.get(name)
+                if op is None:
+                    raise ApiError(f"{path}: session {s['sid']} uses unknown operation {name!r}")
+                ops.add(name)
+                if not mine:
+                    continue
+                scan.kept_requests += 1
+                if op.creates and st.get("bind"):
+                    kinds[st["bind"]] = op.creates
+                args = st["args"]
+                for kind, a in zip(op.kinds, args):
+                    if kind != "int" and not (isinstance(a, str) and a.startswith("$")):
+                        literals[kind].add(str(a))
+                for kind, i in BATCH_RANGES.get(name, ()):
+                    if i < len(args) and isinstance(args[i], int) and args[i] > ranges[kind]:
+                        ranges[kind] = args[i]
+    return scan
+
+
+def check_dialect(scan: TraceScan, dialect: Dialect, path: str) -> None:
+    """Refuse a trace whose operations the dialect cannot render, naming them (before anything is sent)."""
+    missing = dialect.missing(scan.ops)
+    if missing:
+        raise ApiError(f"{path}: the trace uses operation(s) the {dialect.name} dialect lacks: "
+                       f"{', '.join(missing)} (choose another --dialect or add --routes)")
+
+
+def _parse_item(d: Any) -> dict:
+    return {"stock": int(d["stock"]), "price": int(d["price"])}
+
+
+def _parse_user(d: Any) -> dict:
+    return {"credit": int(d["credit"])}
+
+
+def _parse_order(d: Any) -> dict:
+    items: dict[str, int] = {}
+    for entry in d.get("items") or []:
+        if isinstance(entry, (list, tuple)) and len(entry) == 2:
+            iid, qty = str(entry[0]), int(entry[1])
+        else:  # some systems list an item id once per unit
+            iid, qty = str(entry), 1
+        items[iid] = items.get(iid, 0) + qty
+    paid = d["paid"]
+    if isinstance(paid, str):
+        paid = paid.lower() == "true"
+    return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
+            "user_id": str(d.get("user_id")), "total_cost": int(d.get("total_cost") or 0)}
+
+
+_PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
+_SECTION = {"item": "items", "user": "users", "order": "orders"}
+
+
+async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
+                     entities: dict[str, list[str]], concurrency: int) -> tuple[dict, dict, int]:
+    """One snapshot: ``({"items": {...}, "users": {...}, "orders": {...}}, missing, reads)``."""
+    state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
+    missing: dict[str, dict[str, str]] = {k: {} for k in ENTITY_KINDS}
+    work: list[tuple[str, str, str | None]] = []
+    for kind in ENTITY_KINDS:
+        ids = entities.get(kind, [])
+        find = FIND_OP[kind]
+        if not dialect.supports(find):
+            for i in ids:
+                missing[kind][i] = f"dialect {dialect.name} has no {find}"
+            continue
+        r = dialect.route(find)
+        base = target.base(OPERATIONS[find].service)
+        for i in ids:
+            work.append((kind, i, base + r.fmt.format(i)))
+    it = iter(work)
+    reads = 0
+
+    async def reader() -> None:
+        nonlocal reads
+        for kind, ident, url in it:
+            reads += 1
+            method = dialect.route(FIND_OP[kind]).method
+            try:
+                async with client.request(method, url, allow_redirects=False) as resp:
+                    status = resp.status
+                    body = await resp.read()
+            except asyncio.TimeoutError:
+                missing[kind][ident] = "timeout"
+                continue
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                missing[kind][ident] = f"connection error: {e.__class__.__name__}: {e}"[:MAX_ERROR_TEXT]
+                continue
+            if not 200 <= status < 300:
+                text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
+                missing[kind][ident] = f"HTTP {status}: {text}"[:MAX_ERROR_TEXT]
+                continue
+            try:
+                state[_SECTION[kind]][ident] = _PARSERS[kind](json.loads(body))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
+                missing[kind][ident] = f"unreadable response: {text}"[:MAX_ERROR_TEXT]
+
+    n = max(1, min(concurrency, len(work)))
+    await asyncio.gather(*(reader() for _ in range(n)))
+    return state, {k: v for k, v in missing.items() if v}, reads
+
+
+async def read_final(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
+                     entities: dict[str, list[str]], concurrency: int, settle: float,
+                     clock: Any) -> tuple[dict, int]:
+    """The ``final`` record (one snapshot, or with ``settle`` re-reads until two consecutive agree) and the number of reads sent."""
+    started = time.perf_counter()
+    read_at = clock()
+    state, missing, reads = await read_state(client, target, dialect, entities, concurrency)
+    settle_info = None
+    if settle > 0:
+        snapshots = 1
+        settled = False
+        while time.perf_counter() - started < settle:
+            read_at = clock()
+            again, missing_again, k = await read_state(client, target, dialect, entities, concurrency)
+            snapshots += 1
+            reads += k
+            same = again == state and missing_again == missing
+            state, missing = again, missing_again
+            if same:
+                settled = True
+                break
+        settle_info = {"requested": settle, "settled": settled,
+                       "seconds": round(time.perf_counter() - started, 6), "reads": snapshots}
+    return {**state, "missing": missing, "settle": settle_info, "read_at": read_at}, reads
+
+
+def entity_count(entities: dict[str, Iterable[str]]) -> int:
+    """How many entities a final read covers."""
+    return sum(len(list(v)) for v in entities.values())

@@ -1,0 +1,154 @@
+"""The replay schedule and summary statistics: pure functions, no clock, no I/O.
+
+The event loop only sleeps and sends; every decision about *when* lives here, so it is tested
+table-driven (like vegeta's ``Pace(elapsed, hits) -> (wait, stop)``). All times are seconds since
+the run's start clock. ``speed`` is a multiple of the recorded pace, or ``None`` for "as fast as
+possible" (then nothing waits and only ``--concurrency`` bounds the load).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def parse_speed(text: str | float | None) -> float | None:
+    """A speed option value: a positive number, or ``"max"``/``None`` (as fast as possible)."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        if text.strip().lower() in ("max", "inf", "unlimited"):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"speed must be a positive number or 'max', got {text!r}") from None
+    else:
+        value = float(text)
+    if not (value > 0) or math.isinf(value) or math.isnan(value):
+        if math.isinf(value):
+            return None
+        raise ValueError(f"speed must be a positive number or 'max', got {text!r}")
+    return value
+
+
+def session_due(phase_start: float, at: float, speed: float | None) -> float:
+    """When a session starting ``at`` seconds into its phase is due (open model between sessions)."""
+    if speed is None:
+        return phase_start
+    return phase_start + at / speed
+
+
+def step_due(previous_done: float, think: float, speed: float | None) -> float:
+    """When a step is due: the previous response plus its think time (closed model within a session)."""
+    if speed is None:
+        return previous_done
+    return previous_done + think / speed
+
+
+def pace(now: float, due: float) -> float:
+    """How long to sleep at ``now`` before something ``due`` may be sent (0 when it is late)."""
+    wait = due - now
+    return wait if wait > 0.0 else 0.0
+
+
+def may_launch(in_flight: int, cap: int) -> bool:
+    """Whether another session may start: sessions in flight stay below ``cap`` (bounded memory)."""
+    return in_flight < cap
+
+
+def session_cap(concurrency: int, speed: float | None) -> int:
+    """How many sessions may be in flight at once.
+
+    As fast as possible, one session per connection: each session has at most one request out, so
+    more would only queue. At a finite speed the schedule, not the target, decides when sessions
+    start (open model), so the cap is generous: it only bounds memory when the target stalls, and
+    a delayed start still counts from its scheduled time (the lag shows in the results).
+    """
+    if speed is None:
+        return max(1, concurrency)
+    return max(10_000, 16 * concurrency)
+
+
+def shard_of(sid: int, workers: int) -> int:
+    """The worker (or ``--shard``) index that replays session ``sid``: deterministic, ``sid % N``."""
+    return sid % workers
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` → ``(i, N)`` with ``0 <= i < N``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+# --- summary statistics: a log-bucketed histogram, so memory does not grow with the run ---------
+
+HIST_MIN = 1e-6  # seconds; smaller values (including 0 and tiny negatives) land in bucket 0
+HIST_RATIO = 1.005  # bucket width: quantiles are exact to within 0.5 %
+HIST_BUCKETS = int(math.ceil(math.log(1e4 / HIST_MIN) / math.log(HIST_RATIO))) + 2
+_LOG_RATIO = math.log(HIST_RATIO)
+
+
+def histogram() -> np.ndarray:
+    """An empty latency histogram (counts per geometric bucket from 1 µs to 10,000 s)."""
+    return np.zeros(HIST_BUCKETS, dtype=np.int64)
+
+
+def histogram_add(hist: np.ndarray, seconds: np.ndarray) -> None:
+    """Add values (seconds; NaN ignored) to ``hist`` in place."""
+    v = np.asarray(seconds, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return
+    idx = np.zeros(len(v), dtype=np.int64)
+    big = v > HIST_MIN
+    idx[big] = np.minimum(np.floor(np.log(v[big] / HIST_MIN) / _LOG_RATIO).astype(np.int64) + 1,
+                          HIST_BUCKETS - 1)
+    hist += np.bincount(idx, minlength=HIST_BUCKETS)
+
+
+def histogram_quantile(hist: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile (0..1) of a histogram, as the bucket's geometric middle; None if empty."""
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    rank = max(1, int(math.ceil(q * total)))
+    b = int(np.searchsorted(np.cumsum(hist), rank))
+    if b == 0:
+        return 0.0
+    lo = HIST_MIN * HIST_RATIO ** (b - 1)
+    return lo * math.sqrt(HIST_RATIO)
+
+
+def rate(count: int, seconds: float) -> float | None:
+    """``count / seconds``, or None when no time passed."""
+    return count / seconds if seconds > 0 else None
+
+
+def scheduled_rate(requests: int, duration: float, speed: float | None) -> float | None:
+    """The request rate the trace's schedule asks for at ``speed`` (None for max or no duration)."""
+    if speed is None or duration <= 0:
+        return None
+    return requests / (duration / speed)
+
+
+def is_lagging(lag_p99: float | None, speed: float | None, limit: float = 0.010) -> bool:
+    """Whether the load generator itself fell behind its schedule (p99 start lag above ``limit``)."""
+    return speed is not None and lag_p99 is not None and lag_p99 > limit
+
+
+def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+    """Exact quantiles of a small sample via the histogram (used by tests and benches)."""
+    h = histogram()
+    histogram_add(h, np.asarray(values, dtype=np.float64))
+    return [histogram_quantile(h, q) for q in qs]

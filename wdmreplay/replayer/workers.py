@@ -1,0 +1,93 @@
+"""A replay worker process: one shard of the sessions, driven phase by phase by the parent.
+
+Protocol over one ``multiprocessing`` pipe (parent → worker): ``("phase", p, start, t0, bindings)``
+runs phase ``p`` from ``start`` seconds after the shared start clock ``t0`` after adding the
+bindings other workers made in earlier phases; ``("stop",)`` stops sending (Ctrl-C at the parent);
+``("end",)`` closes. Worker → parent: ``("ready",)``, ``("chunk", cols, args, errors)`` (request
+rows, written by the parent into the one results file), ``("progress", done, errors)``,
+``("phase_done", p, new_bindings, stopped)``, ``("bye", done, errors)``, ``("error", text)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import traceback
+from typing import Any
+
+from ..api import Dialect, Target
+
+
+def worker_main(conn: Any, cfg: dict) -> None:
+    """Process entry point (spawned): run this worker's shard until the parent says ``end``."""
+    # The parent owns Ctrl-C: a terminal sends SIGINT to the whole process group, and the parent
+    # then tells each worker to stop, so every worker still reports what it sent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .run import run_async
+
+    try:
+        run_async(_serve(conn, cfg))
+    except Exception as e:  # report instead of dying silently; the parent turns it into one line
+        try:
+            conn.send(("error", f"{e.__class__.__name__}: {e}\n{traceback.format_exc(limit=5)}"))
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+async def _serve(conn: Any, cfg: dict) -> None:
+    from .engine import Engine, RowBuffer
+    from .run import shard_keep
+
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue = asyncio.Queue()
+    name, routes = cfg["dialect"]
+    target = Target(cfg["target"]["ORDER_URL"], cfg["target"]["PAYMENT_URL"], cfg["target"]["STOCK_URL"])
+    rows = RowBuffer(lambda cols, args, errors: conn.send(("chunk", cols, args, errors)))
+    engine = Engine(cfg["trace_path"], target=target, dialect=Dialect(name, routes), speed=cfg["speed"],
+                    concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
+                    keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
+                    scenarios=cfg["scenarios"])
+    fd = conn.fileno()
+
+    def on_readable() -> None:
+        try:
+            while conn.poll():
+                msg = conn.recv()
+                if msg[0] == "stop":
+                    engine.request_stop()
+                else:
+                    inbox.put_nowait(msg)
+        except (EOFError, OSError):
+            loop.remove_reader(fd)
+            engine.request_stop()
+            inbox.put_nowait(("end",))
+
+    await engine.open()
+    loop.add_reader(fd, on_readable)
+    ticker = None
+    if cfg["progress"]:
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                conn.send(("progress", engine.done, engine.errors))
+        ticker = asyncio.create_task(tick())
+    conn.send(("ready",))
+    try:
+        while True:
+            msg = await inbox.get()
+            if msg[0] == "end":
+                break
+            _, phase, start, t0, updates = msg
+            engine.t0 = t0
+            engine.bindings.update(updates)
+            new = await engine.run_phase(phase, start)
+            rows.flush()
+            conn.send(("phase_done", phase, new, engine.stopping))
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        loop.remove_reader(fd)
+        await engine.close()
+    conn.send(("bye", engine.done, engine.errors))
