@@ -17,7 +17,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
+from urllib.parse import quote
+
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+
+from yarl import URL
 
 from .. import api
 from ..api import WdmError
@@ -175,10 +179,12 @@ class PeerClient:
 
     async def call(self, op_name: str, args: list[Any], internal: str = "1") -> bytes:
         """The body of a 2xx answer; :class:`Refused` with the peer's message on a 4xx."""
-        method, path = self.dialect.render(op_name, args)
+        # Ids arrive percent-decoded from our own path; quote them again so "?" or "/" stay inside.
+        method, path = self.dialect.render(op_name, [quote(a, safe="") if isinstance(a, str) else a for a in args])
         assert self.session is not None, "peer session not started"
+        url = URL(self.base + path, encoded=True)
         try:
-            async with self.session.request(method, self.base + path, headers={INTERNAL_HEADER: internal}) as r:
+            async with self.session.request(method, url, headers={INTERNAL_HEADER: internal}) as r:
                 body = await r.read()
                 status = r.status
         except (ClientError, asyncio.TimeoutError, OSError) as e:
@@ -214,12 +220,10 @@ class HttpPayment:
 
     def __init__(self, client: PeerClient):
         self.client = client
-        self.with_order = client.dialect.route("pay").template.count("{") == 3
 
     async def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> None:
         """Charge ``user_id`` ``amount`` (POST pay; the 2023 route also records the order)."""
-        args = [user_id, order_id, amount] if self.with_order else [user_id, amount]
-        await self.client.call("pay", args, "checkout" if by_checkout else "1")
+        await self.client.call("pay", [user_id, order_id, amount], "checkout" if by_checkout else "1")
 
     async def exists(self, user_id: str) -> None:
         """Refused if ``user_id`` is unknown (GET find_user)."""
