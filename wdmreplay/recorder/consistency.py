@@ -1,0 +1,159 @@
+"""The consistency workload: populate, create orders, then every checkout at once.
+
+The seed benchmark's consistency test as a trace, in three phases (barriers between them):
+
+- ``populate`` — one session per item (create_item, add_stock) and per user (create_user,
+  add_funds), all at time 0.
+- ``orders`` — one session per order: create_order for a random user, add_item of one random
+  item (quantity 1). Users and items are drawn from the seeded RNG.
+- ``checkout`` — one session per order, all at time 0: the concurrent checkouts.
+
+Which checkouts win is decided by the interleaving, so checkout steps are ``"any"`` unless the
+order's item and user are both uncontended (``"ok"``) or it can never succeed (``"fail"``).
+
+The aggregate outcome (header ``expect``) is *not* always determined: the set of successful
+checkouts of a correct shop is some maximal set of orders respecting stock and credit, and
+different interleavings can give maximal sets of different sizes (a user who ordered two items may
+spend their credit on the one others also wanted, leaving the other unsold). See
+:func:`checkout_bounds`; ``expect`` holds ``checkout_ok``/``stock_total``/``credit_total`` only when
+every interleaving gives the same count, and the header's ``expect_range`` always holds the bounds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any, Iterator, Sequence
+
+from . import options as opt
+from .options import RecorderError
+from .plan import Plan, step
+
+PHASES = ("populate", "orders", "checkout")
+DEFAULTS: dict[str, Any] = {"items": 100, "stock": 1, "price": 1, "users": 1000, "credit": 1, "orders": 1000}
+
+
+def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
+    """Normalized ``params`` for the consistency workload."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise RecorderError(f"consistency: unknown option(s) {', '.join(sorted(unknown))}")
+    o = {**DEFAULTS, **options}
+    return {
+        "dialect": dialect,
+        "items": opt.as_int(o["items"], "--items", minimum=1),
+        "stock": opt.as_int(o["stock"], "--stock", minimum=0),
+        "price": opt.as_int(o["price"], "--price", minimum=1),
+        "users": opt.as_int(o["users"], "--users", minimum=1),
+        "credit": opt.as_int(o["credit"], "--credit", minimum=0),
+        "orders": opt.as_int(o["orders"], "--orders", minimum=0),
+    }, []
+
+
+def checkout_bounds(stock: int, price: int, credit: int, order_item: Sequence[int],
+                    order_user: Sequence[int]) -> tuple[int, int, list[str]]:
+    """Bounds ``(lo, hi)`` on the number of successful checkouts, and each order's expect.
+
+    Every item has ``stock`` units; every user can pay ``k = credit // price`` one-unit orders.
+    Under any serial order of the checkouts (what a correct shop's concurrency amounts to), the
+    successful orders form a *maximal* set S with at most ``stock`` per item and ``k`` per user:
+    an order fails only when its item or its user is already used up. So
+    ``|S| <= hi = min(Σ_i min(stock, d_i), Σ_u min(k, d_u))`` (d = orders per item / user).
+
+    The lower bound proves entities *saturated* in every outcome. Item i ends below
+    ``min(stock, d_i)`` only if each of its failed orders met a used-up user. A user v whose orders
+    on other items number ``o < k`` cannot be used up without buying i, so in that case v bought at
+    least ``min(d_vi, k - o)`` units of i. If those guaranteed units reach ``min(stock, d_i)``, item
+    i always sells that much. Users are treated symmetrically. ``lo`` is the larger of the
+    saturated items' and saturated users' sums. ``lo == hi`` means the outcome is determined.
+    """
+    k = credit // price
+    n_pair = Counter(zip(order_user, order_item))
+    d_item = Counter(order_item)
+    d_user = Counter(order_user)
+    by_item: dict[int, list[tuple[int, int]]] = {}
+    by_user: dict[int, list[tuple[int, int]]] = {}
+    for (u, i), n in n_pair.items():
+        by_item.setdefault(i, []).append((u, n))
+        by_user.setdefault(u, []).append((i, n))
+
+    lo_items = 0
+    for i, pairs in by_item.items():
+        target = min(stock, d_item[i])
+        sure = 0
+        for u, n in pairs:
+            other = d_user[u] - n
+            if other < k:
+                sure += min(n, k - other)
+        if sure >= target:
+            lo_items += target
+    lo_users = 0
+    for u, pairs in by_user.items():
+        target = min(k, d_user[u])
+        sure = 0
+        for i, n in pairs:
+            other = d_item[i] - n
+            if other < stock:
+                sure += min(n, stock - other)
+        if sure >= target:
+            lo_users += target
+    hi = min(sum(min(stock, d) for d in d_item.values()), sum(min(k, d) for d in d_user.values()))
+    lo = max(lo_items, lo_users)
+
+    expects = []
+    for i, u in zip(order_item, order_user):
+        if stock == 0 or k == 0:
+            expects.append("fail")
+        elif d_item[i] <= stock and d_user[u] <= k:
+            expects.append("ok")
+        else:
+            expects.append("any")
+    return lo, hi, expects
+
+
+def plan(p: dict, seed: int) -> Plan:
+    """The consistency trace for normalized params ``p``."""
+    rng = random.Random(seed)
+    r = rng.random
+    n_items, n_users, n_orders = p["items"], p["users"], p["orders"]
+    stock, price, credit = p["stock"], p["price"], p["credit"]
+    order_user = [int(r() * n_users) for _ in range(n_orders)]
+    order_item = [int(r() * n_items) for _ in range(n_orders)]
+    lo, hi, expects = checkout_bounds(stock, price, credit, order_item, order_user)
+    stock0, credit0 = n_items * stock, n_users * credit
+    expect_range = {
+        "checkout_ok": [lo, hi],
+        "stock_total": [stock0 - hi, stock0 - lo],
+        "credit_total": [credit0 - hi * price, credit0 - lo * price],
+    }
+    expect = {k: v[0] for k, v in expect_range.items()} if lo == hi else {}
+    per_populate = (1 + (stock > 0)) * n_items + (1 + (credit > 0)) * n_users
+    return Plan(
+        phases=list(PHASES), scenarios=list(PHASES), expect=expect,
+        extra_header={"expect_range": expect_range},
+        sessions=_sessions(p, order_user, order_item, expects),
+        estimate=per_populate + 3 * n_orders,
+    )
+
+
+def _sessions(p: dict, order_user: list[int], order_item: list[int],
+              expects: list[str]) -> Iterator[tuple[int, float, list]]:
+    stock, price, credit = p["stock"], p["price"], p["credit"]
+    for i in range(p["items"]):
+        sym = f"$item{i}"
+        steps = [step("create_item", [price], sym, "ok", 0.0, "populate")]
+        if stock > 0:
+            steps.append(step("add_stock", [sym, stock], None, "ok", 0.0, "populate"))
+        yield 0, 0.0, steps
+    for u in range(p["users"]):
+        sym = f"$user{u}"
+        steps = [step("create_user", [], sym, "ok", 0.0, "populate")]
+        if credit > 0:
+            steps.append(step("add_funds", [sym, credit], None, "ok", 0.0, "populate"))
+        yield 0, 0.0, steps
+    for k, (u, i) in enumerate(zip(order_user, order_item)):
+        o = f"$order{k}"
+        yield 1, 0.0, [step("create_order", [f"$user{u}"], o, "ok", 0.0, "orders"),
+                       step("add_item", [o, f"$item{i}", 1], None, "ok", 0.0, "orders")]
+    for k, e in enumerate(expects):
+        yield 2, 0.0, [step("checkout", [f"$order{k}"], None, e, 0.0, "checkout")]

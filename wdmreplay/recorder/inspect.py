@@ -1,0 +1,212 @@
+"""What a trace holds: header, phases, scenario mix, operations, expectations, symbol checks.
+
+:func:`inspect_trace` streams a trace once and returns a dict with stable keys (what
+``wdm-replay inspect --json`` prints); :func:`render_inspect` formats it for people.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..api import OPERATIONS
+from ..traces import TraceReader
+from ..traces.trace import EXPECT_VALUES
+
+MAX_EXAMPLES = 5
+
+
+class SymbolChecker:
+    """Checks the trace's symbol rules while sessions stream past.
+
+    A step may reference only symbols bound earlier in its own session or in an earlier phase;
+    every symbol is bound once in the whole trace. Also checks each step's op, arity and expect.
+    """
+
+    def __init__(self) -> None:
+        self.visible: set[str] = set()  # bound in earlier phases
+        self.phase_binds: set[str] = set()  # bound in the current phase (by any session)
+        self.phase = -1
+        self.bound = 0
+        self.problems = 0
+        self.examples: list[str] = []
+
+    def _problem(self, text: str) -> None:
+        self.problems += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(text)
+
+    def check(self, session: dict) -> None:
+        """Check one session (sessions must arrive in file order)."""
+        sid, phase = session.get("sid"), session["phase"]
+        if phase != self.phase:
+            if phase < self.phase:
+                self._problem(f"session {sid}: phase {phase} after phase {self.phase}")
+            self.visible |= self.phase_binds
+            self.phase_binds = set()
+            self.phase = phase
+        local: set[str] = set()
+        visible, phase_binds = self.visible, self.phase_binds
+        for k, st in enumerate(session["steps"]):
+            try:
+                op, args, bind, expect = st["op"], st["args"], st["bind"], st["expect"]
+            except (KeyError, TypeError):
+                self._problem(f"session {sid} step {k}: not a step map")
+                continue
+            spec = OPERATIONS.get(op)
+            if spec is None:
+                self._problem(f"session {sid} step {k}: unknown operation {op!r}")
+            elif len(args) != len(spec.params):
+                self._problem(f"session {sid} step {k}: {op} takes {len(spec.params)} args, got {len(args)}")
+            if expect not in EXPECT_VALUES:
+                self._problem(f"session {sid} step {k}: expect {expect!r} is not ok/fail/any")
+            for a in args:
+                if isinstance(a, str) and a.startswith("$") and a not in local and a not in visible:
+                    where = "later in its phase or by another session" if a in phase_binds else "nowhere before"
+                    self._problem(f"session {sid} step {k}: {op} uses {a}, bound {where}")
+            if bind is not None:
+                if bind in local or bind in phase_binds or bind in visible:
+                    self._problem(f"session {sid} step {k}: symbol {bind} bound twice")
+                local.add(bind)
+                self.bound += 1
+        phase_binds |= local
+
+    def result(self) -> dict:
+        """``{"bound", "problems", "examples"}``."""
+        return {"bound": self.bound, "problems": self.problems, "examples": list(self.examples)}
+
+
+def validate_symbols(sessions: Iterable[dict]) -> dict:
+    """Check every session's symbol use (see :class:`SymbolChecker`); ``{"bound", "problems", "examples"}``."""
+    c = SymbolChecker()
+    for s in sessions:
+        c.check(s)
+    return c.result()
+
+
+def _ns(bind: str) -> str:
+    return bind.rsplit(".", 1)[0]
+
+
+def inspect_trace(path: str | Path) -> dict:
+    """A summary of the trace at ``path`` with stable keys (streams the file once)."""
+    with TraceReader(path) as r:
+        h = r.header
+        phase_names = [p.get("name") for p in h["phases"]]
+        names = list(h.get("scenarios") or [])
+        runs: dict[str, int] = {n: 0 for n in names}
+        sc_requests: dict[str, int] = {n: 0 for n in names}
+        ops: dict[str, int] = {}
+        expects = {e: 0 for e in EXPECT_VALUES}
+        by_op: dict[str, dict[str, int]] = {}
+        ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "think": 0.0} for n in phase_names]
+        checker = SymbolChecker()
+        for s in r:
+            checker.check(s)
+            p = ph[s["phase"]]
+            p["sessions"] += 1
+            p["requests"] += len(s["steps"])
+            if s["at"] > p["last_start"]:
+                p["last_start"] = s["at"]
+            cur_sc, cur_ns = None, None
+            think = 0.0
+            for st in s["steps"]:
+                op, sc, e, bind = st.get("op"), st.get("scenario"), st.get("expect"), st.get("bind")
+                think += st.get("think") or 0.0
+                ops[op] = ops.get(op, 0) + 1
+                if e in expects:
+                    expects[e] += 1
+                    bo = by_op.get(op)
+                    if bo is None:
+                        bo = by_op[op] = {x: 0 for x in EXPECT_VALUES}
+                    bo[e] += 1
+                # A scenario run is a block of one scenario's steps in a session; a new symbol
+                # namespace ("$s3.r1.") starts a new run of the same scenario (closed model).
+                ns = _ns(bind) if isinstance(bind, str) else cur_ns
+                if sc != cur_sc or (bind is not None and ns != cur_ns):
+                    runs[sc] = runs.get(sc, 0) + 1
+                cur_sc, cur_ns = sc, ns
+                sc_requests[sc] = sc_requests.get(sc, 0) + 1
+            if think > p["think"]:
+                p["think"] = think
+        trailer = r._r.trailer or {}
+    total_runs = sum(runs.values())
+    weights = (h.get("params") or {}).get("weights") if h.get("workload") == "stress" else None
+    wsum = sum(weights) if weights else 0.0
+    mix: dict[str, dict] = {}
+    for k, n in enumerate(runs):
+        share = runs[n] / total_runs if total_runs else 0.0
+        entry: dict[str, Any] = {"runs": runs[n], "requests": sc_requests.get(n, 0), "share": share}
+        if weights and k < len(weights) and wsum > 0:
+            ws = weights[k] / wsum
+            se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
+            entry.update(weight=weights[k], weight_share=ws,
+                         z=(share - ws) / se if se > 0 else (0.0 if share == ws else math.inf))
+        mix[n] = entry
+    phases = [{"name": p["name"], "sessions": p["sessions"], "requests": p["requests"],
+               "last_start": p["last_start"], "span": p["last_start"] + p["think"]} for p in ph]
+    return {
+        "file": str(path),
+        "format": h.get("format"), "version": h.get("version"), "generator": h.get("generator"),
+        "workload": h.get("workload"), "seed": h.get("seed"), "dialect": h.get("dialect"),
+        "params": h.get("params"),
+        "sessions": h.get("sessions"), "requests": h.get("requests"),
+        "duration": h.get("duration"),
+        "expect": h.get("expect") or {}, "expect_range": h.get("expect_range"),
+        "phases": phases,
+        "scenario_runs": total_runs,
+        "scenario_mix": mix,
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "expects": expects,
+        "expects_by_op": {k: by_op[k] for k in sorted(by_op)},
+        "symbols": checker.result(),
+        "trailer": {"sessions": trailer.get("sessions"), "requests": trailer.get("requests")},
+    }
+
+
+def render_inspect(info: dict) -> str:
+    """The summary as text for people."""
+    out = [f"{info['file']}: {info['format']} v{info['version']} ({info['generator']})",
+           f"workload {info['workload']}  seed {info['seed']}  dialect {info['dialect']}",
+           "params   " + " ".join(f"{k}={_fmt(v)}" for k, v in (info["params"] or {}).items() if v is not None),
+           f"sessions {info['sessions']:,}  requests {info['requests']:,}  schedule {info['duration']:.3f} s at speed 1"]
+    exp = info["expect"]
+    out.append("expect   " + (" ".join(f"{k}={v}" for k, v in exp.items()) if exp else "(no aggregate outcome is determined)"))
+    if info.get("expect_range") and not exp:
+        out.append("range    " + " ".join(f"{k}={v[0]}..{v[1]}" for k, v in info["expect_range"].items()))
+    out.append("")
+    out.append("phases")
+    for i, p in enumerate(info["phases"]):
+        out.append(f"  {i} {p['name']:<12} {p['sessions']:>10,} sessions {p['requests']:>11,} requests  "
+                   f"last start {p['last_start']:.3f} s")
+    out.append("")
+    out.append(f"scenario mix ({info['scenario_runs']:,} runs)")
+    for name, m in info["scenario_mix"].items():
+        line = f"  {name:<20} {m['runs']:>10,} runs {100 * m['share']:6.2f} %"
+        if "weight_share" in m:
+            line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {m['z']:+.2f}"
+        out.append(line)
+    out.append("")
+    out.append("operations                   count       ok     fail      any")
+    for op, n in info["ops"].items():
+        e = info["expects_by_op"].get(op, {})
+        out.append(f"  {op:<22} {n:>11,} {e.get('ok', 0):>8,} {e.get('fail', 0):>8,} {e.get('any', 0):>8,}")
+    e = info["expects"]
+    out.append(f"  {'total':<22} {info['requests']:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
+    out.append("")
+    s = info["symbols"]
+    if s["problems"]:
+        out.append(f"symbols  {s['bound']:,} bound, {s['problems']:,} PROBLEMS, e.g.:")
+        out.extend(f"  {x}" for x in s["examples"])
+    else:
+        out.append(f"symbols  {s['bound']:,} bound, every reference bound earlier in its session or phase")
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return ",".join(_fmt(x) for x in v)
+    return str(v)

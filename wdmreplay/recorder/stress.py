@@ -1,0 +1,330 @@
+"""The stress workload: the seed benchmark's six weighted scenarios, step for step.
+
+Scenarios (``bench/seed_scenarios.py`` and the seed README), each a run of steps on entities
+private to it — so the shop model decides every step's ``expect``:
+
+1. ``s1_admin_stock`` — an admin creates an item and adds stock to it.
+2. ``s2_checkout_one`` — create item, add stock, create user, add funds, create order, add the
+   item, checkout (ok).
+3. ``s3_checkout_two`` — the same with two items (ok).
+4. ``s4_remove_readd`` — one item: add it, remove it, add it again, checkout (ok). Needs
+   ``remove_item``, which only dialect 2023 has.
+5. ``s5_fail_no_stock`` — two items in the order; an admin reads the second item and subtracts
+   all its stock before checkout (checkout must fail).
+6. ``s6_fail_no_credit`` — the user never gets funds (checkout must fail).
+
+The scenario of each run is drawn per run from the seeded RNG with the weights. Arrival models:
+*open* (sessions at ``rate``/s, one scenario run each) and *closed* (``users`` sessions, each
+running scenario after scenario with a uniform ``wait`` think time before each later run, put in
+the ``think`` of that run's first step).
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from typing import Any, Callable, Iterator
+
+from ..api import get_dialect
+from . import options as opt
+from .arrivals import ARRIVALS, open_arrivals, spawn_times, think_times
+from .model import ShopModel
+from .options import RecorderError
+from .plan import Plan, step
+
+S1, S2, S3, S4, S5, S6 = SCENARIOS = (
+    "s1_admin_stock", "s2_checkout_one", "s3_checkout_two", "s4_remove_readd",
+    "s5_fail_no_stock", "s6_fail_no_credit",
+)
+DEFAULT_WEIGHTS = (5, 30, 25, 20, 10, 10)
+STEPS_PER_SCENARIO = (2, 7, 10, 9, 12, 6)  # requests per run (for estimates; tests check it)
+PHASE = "stress"
+
+DEFAULTS: dict[str, Any] = {
+    "model": None, "rate": None, "arrival": "poisson", "duration": None, "sessions": None,
+    "requests": None, "users": None, "spawn_rate": None, "wait": None, "weights": None,
+    "price_range": "1,10", "stock_range": "100,1000", "funds_range": "10000,100000",
+}
+OPEN_DEFAULT_RATE = 10.0
+DEFAULT_DURATION = 60.0
+CLOSED_DEFAULT_SPAWN_RATE = 1.0
+CLOSED_DEFAULT_WAIT = "1,15"  # the seed locustfile's wait_time between(1, 15)
+
+
+class Draws:
+    """The per-scenario random values, drawn from one seeded RNG (inclusive integer ranges)."""
+
+    __slots__ = ("_r", "_p", "_s", "_f", "totals")
+
+    def __init__(self, rng: random.Random, price: list[int], stock: list[int], funds: list[int]):
+        self._r = rng.random
+        # (low, span) pairs: lo + int(random() * span) is uniform on [lo, hi] and much cheaper
+        # than randint in the hot loop.
+        self._p = (price[0], price[1] - price[0] + 1)
+        self._s = (stock[0], stock[1] - stock[0] + 1)
+        self._f = (funds[0], funds[1] - funds[0] + 1)
+        # Final state summed over every session so far: [paid checkouts, stock, credit].
+        self.totals = [0, 0, 0]
+
+    def tally(self, m: ShopModel) -> None:
+        """Add one finished session's final state to :attr:`totals` (its entities are its own)."""
+        t = self.totals
+        t[0] += sum(1 for o in m.orders.values() if o[2])
+        t[1] += sum(m.stock.values())
+        t[2] += sum(m.credit.values())
+
+    def price(self) -> int:
+        lo, n = self._p
+        return lo + int(self._r() * n)
+
+    def stock(self) -> int:
+        lo, n = self._s
+        return lo + int(self._r() * n)
+
+    def funds(self) -> int:
+        lo, n = self._f
+        return lo + int(self._r() * n)
+
+
+# --- scenarios: (symbol namespace, think before the first step, draws) -> steps ---------------
+
+def _s1(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0 = ns + "item0"
+    p, a = d.price(), d.stock()
+    steps = [
+        step("create_item", [p], i0, m.create_item(i0, p), think, S1),
+        step("add_stock", [i0, a], None, m.add_stock(i0, a), 0.0, S1),
+    ]
+    d.tally(m)
+    return steps
+
+
+def _item(m: ShopModel, d: Draws, sym: str, think: float, sc: str) -> list:
+    p, a = d.price(), d.stock()
+    return [
+        step("create_item", [p], sym, m.create_item(sym, p), think, sc),
+        step("add_stock", [sym, a], None, m.add_stock(sym, a), 0.0, sc),
+    ]
+
+
+def _user_order(m: ShopModel, d: Draws, user: str, order: str, sc: str, funded: bool = True) -> list:
+    out = [step("create_user", [], user, m.create_user(user), 0.0, sc)]
+    if funded:
+        f = d.funds()
+        out.append(step("add_funds", [user, f], None, m.add_funds(user, f), 0.0, sc))
+    out.append(step("create_order", [user], order, m.create_order(order, user), 0.0, sc))
+    return out
+
+
+def _s2(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, u, o = ns + "item0", ns + "user", ns + "order"
+    steps = [
+        *_item(m, d, i0, think, S2),
+        *_user_order(m, d, u, o, S2),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S2),
+        step("checkout", [o], None, m.checkout(o), 0.0, S2),
+    ]
+    d.tally(m)
+    return steps
+
+
+def _s3(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, i1, u, o = ns + "item0", ns + "item1", ns + "user", ns + "order"
+    steps = [
+        *_item(m, d, i0, think, S3),
+        *_item(m, d, i1, 0.0, S3),
+        *_user_order(m, d, u, o, S3),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S3),
+        step("add_item", [o, i1, 1], None, m.add_item(o, i1, 1), 0.0, S3),
+        step("checkout", [o], None, m.checkout(o), 0.0, S3),
+    ]
+    d.tally(m)
+    return steps
+
+
+def _s4(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, u, o = ns + "item0", ns + "user", ns + "order"
+    steps = [
+        *_item(m, d, i0, think, S4),
+        *_user_order(m, d, u, o, S4),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S4),
+        step("remove_item", [o, i0], None, m.remove_item(o, i0), 0.0, S4),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S4),
+        step("checkout", [o], None, m.checkout(o), 0.0, S4),
+    ]
+    d.tally(m)
+    return steps
+
+
+def _s5(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, i1, u, o = ns + "item0", ns + "item1", ns + "user", ns + "order"
+    head = [
+        *_item(m, d, i0, think, S5),
+        *_item(m, d, i1, 0.0, S5),
+        *_user_order(m, d, u, o, S5),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S5),
+        step("add_item", [o, i1, 1], None, m.add_item(o, i1, 1), 0.0, S5),
+        # The seed's admin reads the item's stock and subtracts all of it; the model knows it.
+        step("find_item", [i1], None, m.find_item(i1), 0.0, S5),
+    ]
+    left = m.stock[i1]
+    head.append(step("subtract_stock", [i1, left], None, m.subtract_stock(i1, left), 0.0, S5))
+    head.append(step("checkout", [o], None, m.checkout(o), 0.0, S5))
+    d.tally(m)
+    return head
+
+
+def _s6(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, u, o = ns + "item0", ns + "user", ns + "order"
+    steps = [
+        *_item(m, d, i0, think, S6),
+        *_user_order(m, d, u, o, S6, funded=False),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S6),
+        step("checkout", [o], None, m.checkout(o), 0.0, S6),
+    ]
+    d.tally(m)
+    return steps
+
+
+BUILDERS: tuple[Callable[[str, float, Draws], list], ...] = (_s1, _s2, _s3, _s4, _s5, _s6)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
+    """Normalized ``params`` (every option, so the trace regenerates) and notices for the user."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise RecorderError(f"stress: unknown option(s) {', '.join(sorted(unknown))}")
+    o = {**DEFAULTS, **options}
+    notices: list[str] = []
+    d = get_dialect(dialect)
+    model = o["model"]
+    if model is None:
+        model = "closed" if o["users"] is not None else "open"
+    opt.choice(model, "--model", ("open", "closed"))
+    p: dict[str, Any] = {"dialect": dialect, "model": model}
+    if model == "open":
+        for name in ("users", "spawn_rate", "wait"):
+            if o[name] is not None:
+                raise RecorderError(f"--{name.replace('_', '-')} applies only to the closed model (--users)")
+        p["rate"] = opt.as_float(OPEN_DEFAULT_RATE if o["rate"] is None else o["rate"], "--rate", positive=True)
+        p["arrival"] = opt.choice(o["arrival"], "--arrival", ARRIVALS)
+        p.update(opt.stop_condition(o["duration"], o["sessions"], o["requests"],
+                                    default_duration=DEFAULT_DURATION))
+        p.update(users=None, spawn_rate=None, wait=None)
+    else:
+        for name in ("rate", "sessions", "requests"):
+            if o[name] is not None:
+                raise RecorderError(f"--{name} applies only to the open model; the closed model (--users) "
+                                    f"runs for --duration")
+        if o["users"] is None:
+            raise RecorderError("--users is required for the closed model")
+        p.update(rate=None, arrival=None)
+        p.update(duration=opt.as_float(DEFAULT_DURATION if o["duration"] is None else o["duration"],
+                                       "--duration", minimum=0), sessions=None, requests=None)
+        p["users"] = opt.as_int(o["users"], "--users", minimum=1)
+        p["spawn_rate"] = opt.as_float(CLOSED_DEFAULT_SPAWN_RATE if o["spawn_rate"] is None else o["spawn_rate"],
+                                       "--spawn-rate", positive=True)
+        p["wait"] = opt.float_range(CLOSED_DEFAULT_WAIT if o["wait"] is None else o["wait"], "--wait")
+    explicit = o["weights"] is not None
+    weights = opt.parse_list(o["weights"] if explicit else DEFAULT_WEIGHTS, "--weights")
+    if len(weights) != len(SCENARIOS):
+        raise RecorderError(f"--weights: expected {len(SCENARIOS)} numbers (one per scenario), got {len(weights)}")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise RecorderError("--weights: weights must be >= 0 and not all zero")
+    if not d.supports("remove_item") and weights[3] > 0:
+        if explicit:
+            raise RecorderError(
+                f"--weights: scenario 4 ({S4}) needs remove_item, which dialect {dialect} lacks; "
+                f"give it weight 0 or use --dialect 2023")
+        weights[3] = 0.0
+        total = sum(weights)
+        shares = "/".join(f"{100 * w / total:.2f}".rstrip("0").rstrip(".") for w in weights)
+        notices.append(f"notice: dialect {dialect} has no remove_item, so scenario 4 ({S4}) is left out; "
+                       f"scenario shares renormalized to {shares} %")
+    p["weights"] = weights
+    p["price_range"] = opt.int_range(o["price_range"], "--price-range", minimum=0)
+    p["stock_range"] = opt.int_range(o["stock_range"], "--stock-range", minimum=0)
+    p["funds_range"] = opt.int_range(o["funds_range"], "--funds-range", minimum=0)
+    return p, notices
+
+
+def mean_steps(weights: list[float]) -> float:
+    """Expected requests per scenario run under ``weights``."""
+    return sum(w * n for w, n in zip(weights, STEPS_PER_SCENARIO)) / sum(weights)
+
+
+def plan(p: dict, seed: int) -> Plan:
+    """The stress trace for normalized params ``p``."""
+    rng = random.Random(seed)
+    draws = Draws(rng, p["price_range"], p["stock_range"], p["funds_range"])
+    per_run = mean_steps(p["weights"])
+    if p["model"] == "open":
+        if p["sessions"] is not None:
+            est = p["sessions"] * per_run
+        elif p["requests"] is not None:
+            est = p["requests"]
+        else:
+            est = p["rate"] * p["duration"] * per_run
+        sessions = _open_sessions(p, rng, draws)
+    else:
+        lo, hi = p["wait"]
+        runs = 1 + p["duration"] / ((lo + hi) / 2) if hi > 0 else 1.0
+        est = p["users"] * runs * per_run
+        sessions = _closed_sessions(p, rng, draws)
+
+    def final_expect() -> dict:
+        # Every session works on entities of its own, so its final state is known exactly.
+        ok, stock, credit = draws.totals
+        return {"checkout_ok": ok, "stock_total": stock, "credit_total": credit}
+
+    return Plan(phases=[PHASE], scenarios=list(SCENARIOS), sessions=sessions, estimate=int(est),
+                final_expect=final_expect)
+
+
+def _chooser(weights: list[float], rng: random.Random) -> Callable[[], Callable]:
+    cum, t = [], 0.0
+    for w in weights:
+        t += w
+        cum.append(t)
+    r = rng.random
+    # bisect_right never lands on a zero-weight scenario: its interval [cum[k-1], cum[k]) is empty.
+    return lambda: BUILDERS[bisect_right(cum, r() * t)]
+
+
+def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
+    choose = _chooser(p["weights"], rng)
+    duration, max_sessions, max_requests = p["duration"], p["sessions"], p["requests"]
+    n_req = 0
+    sid = 0
+    for at in open_arrivals(p["rate"], p["arrival"], rng):
+        if duration is not None and at >= duration:
+            return
+        if max_sessions is not None and sid >= max_sessions:
+            return
+        if max_requests is not None and n_req >= max_requests:
+            return
+        steps = choose()(f"$s{sid}.", 0.0, draws)
+        n_req += len(steps)
+        yield 0, round(at, 6), steps
+        sid += 1
+
+
+def _closed_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
+    choose = _chooser(p["weights"], rng)
+    duration, wait = p["duration"], p["wait"]
+    for sid, at in enumerate(spawn_times(p["users"], p["spawn_rate"])):
+        steps: list = []
+        # Think times are on the session's own clock, which starts at the spawn time.
+        for run, think in enumerate(think_times(at, duration, wait, rng)):
+            steps += choose()(f"$s{sid}.r{run}.", think, draws)
+        if not steps:
+            return  # spawned at or after the end: so is every later user
+        yield 0, round(at, 6), steps
