@@ -31,6 +31,140 @@ def cli() -> None:
 
 # --- generate-trace, inspect (recorder) -------------------------------------------------------
 
+def _trace_options(workload: str):
+    """Options every generate-trace workload takes: --seed, --dialect, -o, --quiet."""
+    def deco(f):
+        f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
+        f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=f"{workload}.wdmt",
+                         show_default=True, help="Trace file to write.")(f)
+        f = click.option("--dialect", type=click.Choice(["2024", "2023"]), default="2024", show_default=True,
+                         help="API dialect the trace is meant for (2023 has remove_item, 2024 batch_init).")(f)
+        f = click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                         help="Seed of the generator's RNG: same seed and options, same bytes.")(f)
+        return f
+    return deco
+
+
+def _open_options(f):
+    f = click.option("--requests", type=int, default=None, help="Stop once this many requests are generated.")(f)
+    f = click.option("--sessions", type=int, default=None, help="Stop after this many sessions.")(f)
+    f = click.option("--duration", type=float, default=None, help="Seconds of schedule (default 60).")(f)
+    f = click.option("--arrival", type=click.Choice(["poisson", "constant"]), default=None,
+                     help="Open-model arrival process (default poisson).")(f)
+    return f
+
+
+def _run_generate(workload: str, seed: int, dialect: str, output: str, quiet: bool, **options) -> None:
+    from .recorder import generate, summary_line
+
+    header = generate(workload, output, seed=seed, dialect=dialect,
+                      progress=not quiet and sys.stderr.isatty(),
+                      notify=lambda msg: click.echo(msg, err=True),
+                      **{k: v for k, v in options.items() if v is not None})
+    click.echo(summary_line(header, output))
+
+
+@cli.group("generate-trace")
+def generate_trace() -> None:
+    """Write a deterministic request trace (same seed and options → same bytes).
+
+    \b
+    Examples:
+      wdm-replay generate-trace stress --rate 50 --duration 60 -o stress.wdmt
+      wdm-replay generate-trace stress --users 100 --spawn-rate 10 --wait 1,15 --duration 300
+      wdm-replay generate-trace consistency --seed 7 -o consistency.wdmt
+      wdm-replay generate-trace checkout --rate 500 --duration 60
+    """
+
+
+@generate_trace.command("stress")
+@_trace_options("stress")
+@_open_options
+@click.option("--rate", type=float, default=None, help="Open model: sessions per second (default 10).")
+@click.option("--users", type=int, default=None, help="Closed model (Locust-like): number of users.")
+@click.option("--spawn-rate", type=float, default=None, help="Closed model: users started per second (default 1).")
+@click.option("--wait", default=None, metavar="MIN,MAX",
+              help="Closed model: think time between scenario runs, seconds (default 1,15).")
+@click.option("--weights", default=None, metavar="W1,..,W6",
+              help="Scenario weights (default 5,30,25,20,10,10; scenario 4 only under --dialect 2023).")
+@click.option("--price-range", default=None, metavar="LO,HI", help="Item price range (default 1,10).")
+@click.option("--stock-range", default=None, metavar="LO,HI", help="Stock added per item (default 100,1000).")
+@click.option("--funds-range", default=None, metavar="LO,HI", help="Funds added per user (default 10000,100000).")
+def generate_stress(**kw) -> None:
+    """The seed stress test's six weighted scenarios, open or closed model.
+
+    \b
+    Scenarios: s1_admin_stock, s2_checkout_one, s3_checkout_two, s4_remove_readd,
+    s5_fail_no_stock, s6_fail_no_credit. Open model: --rate, --arrival, and one of
+    --duration/--sessions/--requests. Closed model: --users, --spawn-rate, --wait, --duration.
+
+    \b
+    Examples:
+      wdm-replay generate-trace stress --rate 50 --duration 60 -o stress.wdmt
+      wdm-replay generate-trace stress --requests 1000000 --rate 5000 -o big.wdmt
+      wdm-replay generate-trace stress --dialect 2023 --users 50 --spawn-rate 5 --wait 1,15 --duration 120
+    """
+    _run_generate("stress", **kw)
+
+
+@generate_trace.command("consistency")
+@_trace_options("consistency")
+@click.option("--items", type=int, default=100, show_default=True, help="Items to create.")
+@click.option("--stock", type=int, default=1, show_default=True, help="Stock of each item.")
+@click.option("--price", type=int, default=1, show_default=True, help="Price of each item.")
+@click.option("--users", type=int, default=1000, show_default=True, help="Users to create.")
+@click.option("--credit", type=int, default=1, show_default=True, help="Credit of each user.")
+@click.option("--orders", type=int, default=1000, show_default=True,
+              help="Orders (random user, one random item), all checked out at once.")
+def generate_consistency(**kw) -> None:
+    """The seed consistency test: populate, create orders, then every checkout at once.
+
+    \b
+    Example:
+      wdm-replay generate-trace consistency --items 100 --users 1000 --orders 1000 -o c.wdmt
+    """
+    _run_generate("consistency", **kw)
+
+
+@generate_trace.command("checkout")
+@_trace_options("checkout")
+@_open_options
+@click.option("--rate", type=float, default=100.0, show_default=True, help="Checkouts per second.")
+@click.option("--items", type=int, default=100_000, show_default=True, help="batch_init items.")
+@click.option("--stock", type=int, default=1_000_000, show_default=True, help="Starting stock per item.")
+@click.option("--price", type=int, default=1, show_default=True, help="Item price.")
+@click.option("--users", type=int, default=100_000, show_default=True, help="batch_init users.")
+@click.option("--credit", type=int, default=1_000_000, show_default=True, help="Starting credit per user.")
+@click.option("--orders", type=int, default=100_000, show_default=True, help="batch_init orders.")
+def generate_checkout(**kw) -> None:
+    """The 2024 course variant: batch_init a population, then checkouts of random orders.
+
+    \b
+    Example:
+      wdm-replay generate-trace checkout --rate 500 --duration 60 -o checkout.wdmt
+    """
+    _run_generate("checkout", **kw)
+
+
+@cli.command("inspect")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
+def inspect_cmd(trace: str, as_json: bool) -> None:
+    """Summarize a trace: header, phases, scenario mix vs weights, operations, expectations.
+
+    \b
+    Examples:
+      wdm-replay inspect stress.wdmt
+      wdm-replay inspect stress.wdmt --json | jq .scenario_mix
+    """
+    import json
+
+    from .recorder import inspect_trace, render_inspect
+
+    info = inspect_trace(trace)
+    click.echo(json.dumps(info, indent=2, allow_nan=False, default=str) if as_json else render_inspect(info))
+
+
 # --- serve (shop) -----------------------------------------------------------------------------
 
 

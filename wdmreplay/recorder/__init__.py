@@ -1,9 +1,9 @@
 """Workloads → traces: the stress scenarios, the consistency and checkout workloads, arrival models."""
 
-from .generate import WORKLOADS, generate
+from .generate import WORKLOADS, generate, summary_line
 from .inspect import inspect_trace, render_inspect, validate_symbols
 from .model import ShopModel
 from .options import RecorderError
 
-__all__ = ["WORKLOADS", "RecorderError", "ShopModel", "generate", "inspect_trace", "render_inspect",
+__all__ = ["WORKLOADS", "RecorderError", "ShopModel", "generate", "inspect_trace", "render_inspect", "summary_line",
            "validate_symbols"]

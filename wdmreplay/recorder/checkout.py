@@ -49,7 +49,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
         "credit": opt.as_int(o["credit"], "--credit", minimum=0),
         "orders": opt.as_int(o["orders"], "--orders", minimum=1),
         "rate": opt.as_float(o["rate"], "--rate", positive=True),
-        "arrival": opt.choice(o["arrival"], "--arrival", ARRIVALS),
+        "arrival": opt.choice(o["arrival"] or "poisson", "--arrival", ARRIVALS),
     }
     p.update(opt.stop_condition(o["duration"], o["sessions"], o["requests"], default_duration=DEFAULT_DURATION))
     return p, []

@@ -79,3 +79,9 @@ def _bar(total: int | None, path: str | Path) -> Any:
 
     return tqdm(total=total, unit="req", unit_scale=True, desc=f"generating {Path(path).name}",
                 file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def summary_line(header: dict, path: str | Path) -> str:
+    """The one line ``generate-trace`` prints when done."""
+    return (f"wrote {path}: {header['workload']} seed {header['seed']}, {header['sessions']:,} sessions, "
+            f"{header['requests']:,} requests, schedule {header['duration']:.1f} s at speed 1")

@@ -142,7 +142,7 @@ def inspect_trace(path: str | Path) -> dict:
             ws = weights[k] / wsum
             se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
             entry.update(weight=weights[k], weight_share=ws,
-                         z=(share - ws) / se if se > 0 else (0.0 if share == ws else math.inf))
+                         z=(share - ws) / se if se > 0 else (0.0 if share == ws else None))
         mix[n] = entry
     phases = [{"name": p["name"], "sessions": p["sessions"], "requests": p["requests"],
                "last_start": p["last_start"], "span": p["last_start"] + p["think"]} for p in ph]
@@ -185,7 +185,8 @@ def render_inspect(info: dict) -> str:
     for name, m in info["scenario_mix"].items():
         line = f"  {name:<20} {m['runs']:>10,} runs {100 * m['share']:6.2f} %"
         if "weight_share" in m:
-            line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {m['z']:+.2f}"
+            z = "n/a" if m["z"] is None else f"{m['z']:+.2f}"
+            line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {z}"
         out.append(line)
     out.append("")
     out.append("operations                   count       ok     fail      any")

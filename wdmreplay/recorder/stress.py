@@ -41,7 +41,7 @@ STEPS_PER_SCENARIO = (2, 7, 10, 9, 12, 6)  # requests per run (for estimates; te
 PHASE = "stress"
 
 DEFAULTS: dict[str, Any] = {
-    "model": None, "rate": None, "arrival": "poisson", "duration": None, "sessions": None,
+    "model": None, "rate": None, "arrival": None, "duration": None, "sessions": None,
     "requests": None, "users": None, "spawn_rate": None, "wait": None, "weights": None,
     "price_range": "1,10", "stock_range": "100,1000", "funds_range": "10000,100000",
 }
@@ -215,12 +215,12 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
             if o[name] is not None:
                 raise RecorderError(f"--{name.replace('_', '-')} applies only to the closed model (--users)")
         p["rate"] = opt.as_float(OPEN_DEFAULT_RATE if o["rate"] is None else o["rate"], "--rate", positive=True)
-        p["arrival"] = opt.choice(o["arrival"], "--arrival", ARRIVALS)
+        p["arrival"] = opt.choice(o["arrival"] or "poisson", "--arrival", ARRIVALS)
         p.update(opt.stop_condition(o["duration"], o["sessions"], o["requests"],
                                     default_duration=DEFAULT_DURATION))
         p.update(users=None, spawn_rate=None, wait=None)
     else:
-        for name in ("rate", "sessions", "requests"):
+        for name in ("rate", "arrival", "sessions", "requests"):
             if o[name] is not None:
                 raise RecorderError(f"--{name} applies only to the open model; the closed model (--users) "
                                     f"runs for --duration")
