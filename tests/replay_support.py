@@ -1,0 +1,136 @@
+"""Test support for the replayer's tests: hand-built traces and a tiny purpose-built HTTP target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from wdmreplay.traces import TraceWriter, step
+
+# A behaviour gets (method, path) and returns (status, body bytes, delay seconds); status -1 drops
+# the connection without answering.
+Behaviour = Callable[[str, str], Any]
+
+
+class TinyTarget:
+    """An aiohttp app on 127.0.0.1:0 in a background thread answering every path via ``behaviour``.
+
+    ``.url`` is its base URL; ``.seen`` lists every ``(method, path)`` it received, in order.
+    """
+
+    def __init__(self, behaviour: Behaviour):
+        self.behaviour = behaviour
+        self.seen: list[tuple[str, str]] = []
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.seen.append((request.method, request.path))
+        status, body, delay = self.behaviour(request.method, request.path)
+        if delay:
+            await asyncio.sleep(delay)
+        if status < 0:  # drop the connection without an answer
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(0.05)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    def _serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = self._runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def __enter__(self) -> "TinyTarget":
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def sent(self, prefix: str) -> int:
+        """How many requests had a path starting with ``prefix``."""
+        return sum(1 for _, p in self.seen if p.startswith(prefix))
+
+
+def counting_shop(bad_create: str | None = None, create_status: int = 200) -> Behaviour:
+    """A fake shop: creates answer fresh ids (or ``bad_create`` / ``create_status``), finds answer state."""
+    counter = {"n": 0}
+
+    def behave(method: str, path: str) -> tuple[int, bytes, float]:
+        if "/create" in path:
+            counter["n"] += 1
+            if bad_create is not None:
+                return create_status, bad_create.encode(), 0
+            if create_status != 200:
+                return create_status, b"cannot create", 0
+            key = "item_id" if path.startswith("/stock") else "user_id" if path.startswith("/payment") else "order_id"
+            return 200, json.dumps({key: f"id{counter['n']}"}).encode(), 0
+        if path.startswith("/stock/find"):
+            return 200, b'{"stock": 3, "price": 2}', 0
+        if path.startswith("/payment/find_user"):
+            return 200, b'{"user_id": "u", "credit": 7}', 0
+        if path.startswith("/orders/find"):
+            return 200, b'{"order_id": "o", "paid": false, "items": [], "user_id": "u", "total_cost": 0}', 0
+        return 200, b"ok", 0
+
+    return behave
+
+
+def write_trace(path: str | Path, phases: list[list[tuple[float, list[dict]]]], *, dialect: str = "2024",
+                scenarios: tuple[str, ...] = ("populate", "orders"), sid0: int = 0) -> dict:
+    """A trace from ``phases`` = per phase, a list of (at, steps); sids count up from ``sid0``."""
+    with TraceWriter(path, workload="test", seed=0, params={}, phases=[f"p{i}" for i in range(len(phases))],
+                     scenarios=list(scenarios), dialect=dialect) as w:
+        sid = sid0
+        for p, sessions in enumerate(phases):
+            for at, steps in sessions:
+                w.write_session(sid, p, at, steps)
+                sid += 1
+    return w.header
+
+
+def populate_and_order_trace(path: str | Path, n: int, *, spacing: float = 0.0) -> dict:
+    """Phase 0: n sessions each create an item with stock and a user with funds; phase 1: n sessions
+    each order the item of session ``i`` for the user of session ``i`` and check out.
+
+    With ``n`` odd, phase-1 session ``n + i`` and phase-0 session ``i`` have different parity, so
+    under two workers every order uses symbols bound by the other worker.
+    """
+    p0 = []
+    for i in range(n):
+        p0.append((i * spacing, [
+            step("create_item", [3], bind=f"$s{i}.item", scenario="populate"),
+            step("add_stock", [f"$s{i}.item", 10], scenario="populate"),
+            step("create_user", [], bind=f"$s{i}.user", scenario="populate"),
+            step("add_funds", [f"$s{i}.user", 100], scenario="populate"),
+        ]))
+    p1 = []
+    for i in range(n):
+        o = f"$s{n + i}.order"
+        p1.append((i * spacing, [
+            step("create_order", [f"$s{i}.user"], bind=o, scenario="orders"),
+            step("add_item", [o, f"$s{i}.item", 2], scenario="orders"),
+            step("checkout", [o], scenario="orders"),
+        ]))
+    return write_trace(path, [p0, p1])

@@ -1,0 +1,153 @@
+"""The replayer against a tiny purpose-built HTTP target (real loopback HTTP): outcomes, symbols, faults."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from replay_support import TinyTarget, counting_shop, write_trace
+from wdmreplay.api import ApiError, OP_CODES
+from wdmreplay.replayer import TargetUnreachable, replay_trace
+from wdmreplay.traces import load_results, step
+from wdmreplay.traces.results import CONN_ERROR, ERROR, FAIL, MAX_ERROR_TEXT, OK, SKIPPED, TIMEOUT
+
+
+def _create_then_use(n: int = 3) -> list:
+    return [(0.0, [
+        step("create_item", [4], bind=f"$s{i}.item"),
+        step("add_stock", [f"$s{i}.item", 5]),
+        step("find_item", [f"$s{i}.item"]),
+    ]) for i in range(n)]
+
+
+def test_bindings_substituted_into_later_steps(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(3)])
+    with TinyTarget(counting_shop()) as t:
+        s = replay_trace(trace, out, target=t.url, final_read=False)
+        paths = [p for _, p in t.seen]
+    r = load_results(out, with_args=True)
+    assert s["complete"] and s["outcomes"]["ok"] == 9 and r.n == 9
+    assert sorted(r.bindings) == ["$s0.item", "$s1.item", "$s2.item"]
+    for sym, real in r.bindings.items():
+        assert f"/stock/add/{real}/5" in paths and f"/stock/find/{real}" in paths
+    add = r.cols["op"] == OP_CODES["add_stock"]
+    assert sorted(a[0] for a, m in zip(r.args, add) if m) == sorted(r.bindings.values())
+    assert np.all(r.cols["sent"] >= r.cols["intended"] - 0.002)
+    assert np.all(r.cols["done"] >= r.cols["sent"])
+
+
+def test_failing_create_skips_dependents_without_sending_them(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(2)])
+    with TinyTarget(counting_shop(create_status=400)) as t:
+        s = replay_trace(trace, out, target=t.url)
+        assert t.sent("/stock/add") == 0 and t.sent("/stock/find/$") == 0
+    r = load_results(out, with_args=True)
+    assert s["outcomes"] == {"ok": 0, "fail": 2, "error": 0, "timeout": 0, "conn_error": 0, "skipped": 4}
+    skipped = r.cols["outcome"] == SKIPPED
+    assert np.all(np.isnan(r.cols["sent"][skipped])) and np.all(np.isnan(r.cols["done"][skipped]))
+    assert all(str(a[0]).startswith("$s") for a, m in zip(r.args, skipped) if m)  # unresolved args kept
+    assert r.bindings == {}
+    fails = np.flatnonzero(r.cols["outcome"] == FAIL)
+    assert r.errors[int(fails[0])] == "cannot create"
+    assert set(r.cols["status"][fails]) == {400}
+
+
+def test_non_json_create_response_is_an_error_not_a_crash(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(1)])
+    with TinyTarget(counting_shop(bad_create="<html>gateway says hi</html>")) as t:
+        s = replay_trace(trace, out, target=t.url, final_read=False)
+    r = load_results(out)
+    assert s["complete"]
+    assert list(r.cols["outcome"]) == [ERROR, SKIPPED, SKIPPED]
+    assert r.cols["status"][0] == 200
+    assert "gateway says hi" in r.errors[0] and "item_id" in r.errors[0]
+    assert r.bindings == {}
+
+
+def test_error_storm_and_long_error_bodies(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_stock", ["2", 1])]) for _ in range(50)]])
+    with TinyTarget(lambda m, p: (503, b"x" * 5000, 0)) as t:
+        s = replay_trace(trace, out, target=t.url, concurrency=16)
+    r = load_results(out)
+    assert s["complete"] and s["outcomes"]["error"] == 100 and r.n == 100
+    assert set(r.cols["status"]) == {503}
+    assert max(len(e) for e in r.errors.values()) <= MAX_ERROR_TEXT
+    assert set(r.final["missing"]["item"]) == {"1", "2"}  # final reads failed too, recorded as missing
+
+
+def test_timeout_is_its_own_outcome(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1])]), (0.0, [step("find_item", ["1"])])]])
+    slow = lambda m, p: (200, b"{}", 1.0 if "/add/" in p else 0)  # noqa: E731
+    with TinyTarget(slow) as t:
+        replay_trace(trace, out, target=t.url, timeout=0.2, final_read=False)
+    r = load_results(out)
+    by_op = dict(zip(r.cols["op"].tolist(), r.cols["outcome"].tolist()))
+    assert by_op == {OP_CODES["add_stock"]: TIMEOUT, OP_CODES["find_item"]: OK}
+    row = int(np.flatnonzero(r.cols["outcome"] == TIMEOUT)[0])
+    assert 0.15 < r.cols["done"][row] - r.cols["sent"][row] < 0.9
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_unreachable_target_refused_before_anything_is_written(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(1)])
+    with pytest.raises(TargetUnreachable, match="cannot reach target http://127.0.0.1"):
+        replay_trace(trace, out, target=f"http://127.0.0.1:{_closed_port()}")
+    assert not out.exists()
+
+
+def test_dialect_lacking_an_operation_is_refused_before_sending(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("batch_init_stock", [3, 10, 1])]), (0.0, [step("find_item", ["0"])])]])
+    with TinyTarget(counting_shop()) as t:
+        with pytest.raises(ApiError, match="2023 dialect lacks: batch_init_stock"):
+            replay_trace(trace, out, target=t.url, dialect="2023")
+        assert t.seen == []
+    assert not out.exists()
+
+
+def test_batch_init_entities_and_literals_are_read_back(tmp_path):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("batch_init_stock", [3, 10, 1]), step("batch_init_users", [2, 50])])],
+                        [(0.0, [step("find_user", ["7"])])]])
+    with TinyTarget(counting_shop()) as t:
+        s = replay_trace(trace, out, target=t.url)
+        finds = sorted(p for _, p in t.seen if "/find" in p and "probe" not in p)
+    r = load_results(out)
+    assert sorted(r.final["items"]) == ["0", "1", "2"]
+    assert sorted(r.final["users"]) == ["0", "1", "7"]
+    assert r.final["items"]["0"] == {"stock": 3, "price": 2} and r.final["users"]["7"] == {"credit": 7}
+    assert r.final["settle"] is None and r.final["missing"] == {}
+    assert s["final_reads"] == 6 and len(finds) == 7  # 6 final reads + the trace's own find_user
+
+
+def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front(tmp_path):
+    from wdmreplay.api import Target
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("find_item", ["1"])])]])
+    drop = lambda m, p: (-1, b"", 0) if "/add/" in p else (200, b'{"stock": 1, "price": 1}', 0)  # noqa: E731
+    with TinyTarget(drop) as t:
+        s = replay_trace(trace, out, target=t.url, final_read=False)
+    r = load_results(out)
+    assert list(r.cols["outcome"]) == [CONN_ERROR, OK] and s["complete"]
+    assert r.cols["status"][0] == 0 and "Disconnected" in r.errors[0]
+    # The probe checks every base URL the trace's services use: a dead payment service is named.
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_funds", ["1", 1])])]])
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    with TinyTarget(counting_shop()) as t:
+        with pytest.raises(TargetUnreachable, match=f"cannot reach target {dead}"):
+            replay_trace(trace, out, target=Target(order_url=t.url, payment_url=dead, stock_url=t.url))
