@@ -283,6 +283,107 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
 # --- check, report, compare (analysis) --------------------------------------------------------
 
 
+@cli.command("check")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (stable keys) instead of text")
+@click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
+              help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
+@click.option("--strict", is_flag=True, help="also fail on indeterminate (5xx, timeout, connection) and skipped requests")
+def check_cmd(results: str, as_json: bool, recheckout: str, strict: bool) -> None:
+    """Check a run: expectation diff and consistency anomalies; exit 0 when clean, 1 when not.
+
+    Reconstructs every item's stock and user's credit from the recorded operations and the final
+    paid flag of each order, and reports anomalies by kind (lost_checkout, phantom_checkout,
+    non_atomic_checkout, oversell, lost_update, double_charge, expectation_not_met). A partial
+    run is never clean.
+
+    \b
+    Examples:
+      wdm-replay check a.wdmr
+      wdm-replay check a.wdmr --json > verdict.json
+      wdm-replay check a.wdmr --recheckout charge --strict
+    """
+    from .analysis import check_results, render_check_text, render_json
+    from .traces import load_results
+
+    report = check_results(load_results(results, with_args=True), recheckout=recheckout, strict=strict)
+    click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
+    sys.exit(0 if report.clean else 1)
+
+
+@cli.command("report")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write to this file instead of stdout")
+@click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
+              help="re-checkout policy of the consistency check (see check --help)")
+@click.option("--bucket", type=float, default=1.0, show_default=True, help="seconds per timeline bucket")
+def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, bucket: float) -> None:
+    """Report a run: per-operation counts, rates, outcome shares, latency percentiles, the check.
+
+    Text by default; --format json has stable documented keys; --format html writes one
+    self-contained page with plots (needs matplotlib: pip install 'wdm-replay[html]').
+
+    \b
+    Examples:
+      wdm-replay report a.wdmr
+      wdm-replay report a.wdmr --format json -o a.json
+      wdm-replay report a.wdmr --format html -o a.html
+    """
+    from .analysis import build_report, render_html, render_json, render_text
+    from .analysis.consistency import AnalysisError
+    from .traces import load_results
+
+    if bucket <= 0:
+        raise AnalysisError(f"--bucket must be positive, got {bucket}")
+    if fmt == "html" and not output:
+        raise AnalysisError("--format html needs -o FILE")
+    data = build_report(load_results(results, with_args=True), recheckout=recheckout, bucket=bucket)
+    text = {"text": render_text, "json": render_json, "html": render_html}[fmt](data)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise AnalysisError(f"{output}: cannot write: {e.strerror}") from None
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("compare")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("new", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--threshold", type=float, default=10.0, show_default=True,
+              help="percent slow-down a significant change must exceed to count as a regression")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap resampling")
+@click.option("--no-check", is_flag=True, help="skip the consistency check (no anomaly deltas; faster)")
+def compare_cmd(base: str, new: tuple[str, ...], threshold: float, fmt: str, alpha: float, seed: int,
+                no_check: bool) -> None:
+    """Compare runs of the same trace: BASE against NEW (and more); exit 1 on a regression.
+
+    Per operation: p50/p99 latency ratio with Mann-Whitney U and a bootstrap 95% CI, throughput
+    ratio, error rates, anomaly deltas. A regression is a significant slow-down above --threshold
+    percent, or more anomalies than the base. Runs of different traces are refused.
+
+    \b
+    Examples:
+      wdm-replay compare a.wdmr b.wdmr
+      wdm-replay compare a.wdmr b.wdmr c.wdmr --threshold 5
+      wdm-replay compare a.wdmr b.wdmr --format json > cmp.json
+    """
+    from .analysis import check_results, compare_runs, render_compare_text, render_json
+    from .traces import load_results
+
+    runs = [load_results(p, with_args=not no_check) for p in (base, *new)]
+    checks = None if no_check else [check_results(r) for r in runs]
+    res = compare_runs(runs, checks=checks, threshold=threshold / 100.0, alpha=alpha, seed=seed)
+    click.echo(render_json(res.as_dict()) if fmt == "json" else render_compare_text(res), nl=False)
+    sys.exit(1 if res.regression else 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group, turning user errors into one line and an exit code."""
     try:

@@ -1,0 +1,397 @@
+"""Consistency checker: history + final state → anomalies, in the spirit of Jepsen.
+
+What a correct shop must end with is recomputed per entity from the recorded operations:
+
+- item stock  = initial + Σ add_stock(2xx) − Σ subtract_stock(2xx) − Σ over PAID orders of qty
+- user credit = initial + Σ add_funds(2xx) − Σ pay(2xx)          − Σ over PAID orders of total_cost
+
+where *initial* is 0 for created entities and the batch_init value for batch-initialised ones, and an
+order's contents come from the final snapshot. Using the final ``paid`` flag (rather than each
+checkout's response) is what makes indeterminate checkouts (5xx, timeout, connection error) work:
+either outcome is allowed, but the order's paid flag, its items' stock and its user's credit must
+agree. Indeterminate add_stock / subtract_stock / add_funds / pay make the expected value a range.
+
+Per-entity checks come first (each item, user, order); the global sums second (the trace header's
+``expect`` and the original benchmark's four figures). When a value is off, which checkout caused
+it is ambiguous if many orders touch one entity, so the *kind* is decided by the shape of the
+discrepancy — its sign, whether unpaid or paid orders could explain it, and whether the entity saw
+concurrent writes — which keeps every kind reliably detected (see ``docs/analysis.md``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..api import OP_CODES, WdmError
+from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, SKIPPED, TIMEOUT, Results
+
+# Anomaly kinds, in report order.
+KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
+         "double_charge", "expectation_not_met")
+KIND_MEANING = {
+    "lost_checkout": "2xx checkout whose order is not paid, or paid order without its stock/credit effect",
+    "phantom_checkout": "checkout answered 4xx (never 2xx or indeterminate) but its order is paid",
+    "non_atomic_checkout": "checkout whose stock, credit and paid effects disagree (stock/credit moved, order unpaid)",
+    "oversell": "stock or credit below zero, or more units sold than were ever there",
+    "lost_update": "final stock/credit that no serial order of the successful operations explains",
+    "double_charge": "credit reduced more than the paid orders and payments explain",
+    "expectation_not_met": "an aggregate expectation of the trace header (checkout_ok, stock_total, credit_total) not met",
+}
+RECHECKOUT_POLICIES = ("refuse", "charge")
+
+_OK, _FAIL, _INDET = 0, 1, 2
+_CLASS = {OK: _OK, FAIL: _FAIL, ERROR: _INDET, TIMEOUT: _INDET, CONN_ERROR: _INDET}
+_RELEVANT = ("add_stock", "subtract_stock", "add_funds", "pay", "checkout", "batch_init_stock",
+             "batch_init_users")
+
+
+class AnalysisError(WdmError):
+    """Results that cannot be analysed as asked (no args loaded, unknown policy, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """One consistency anomaly: its kind, the entity, expected vs actual, and related orders."""
+
+    kind: str
+    entity: str  # "item" | "user" | "order" | "aggregate"
+    id: str
+    expected: Any  # int, [lo, hi] range, bool (paid) or None
+    actual: Any
+    detail: str
+    orders: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"kind": self.kind, "entity": self.entity, "id": self.id, "expected": self.expected,
+                "actual": self.actual, "detail": self.detail, "orders": list(self.orders)}
+
+
+@dataclass
+class _Ledger:
+    """Known and uncertain effects of the recorded operations on one item's stock or user's credit."""
+
+    add_ok: int = 0
+    add_unc: int = 0  # indeterminate additions: anything from 0 to this may have happened
+    sub_ok: int = 0
+    sub_unc: int = 0
+    writes: list = field(default_factory=list)  # (sent, done) of requests that may have written
+
+
+@dataclass
+class _Order:
+    n_ok: int = 0
+    n_fail: int = 0
+    n_indet: int = 0
+    intervals: list = field(default_factory=list)
+
+    @property
+    def attempted(self) -> bool:
+        return self.n_ok + self.n_fail + self.n_indet > 0
+
+
+@dataclass
+class ConsistencyResult:
+    """What the checker found: anomalies, per-entity counts checked, checkout tallies, figures."""
+
+    anomalies: list[Anomaly]
+    checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
+    checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
+    aggregates: list[dict]  # [{key, expected, actual, status, note}]
+    benchmark: dict[str, int]  # the original benchmark's four figures
+    totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
+    notes: list[str]
+    final_state: bool
+
+
+def _interval(cols: dict, i: int) -> tuple[float, float]:
+    return float(cols["sent"][i]), float(cols["done"][i])
+
+
+def _overlapping(intervals: list) -> bool:
+    """Whether any two (sent, done) intervals overlap — i.e. the entity saw concurrent writes."""
+    if len(intervals) < 2:
+        return False
+    iv = sorted(intervals)
+    end = iv[0][1]
+    for s, d in iv[1:]:
+        if s < end:
+            return True
+        end = max(end, d)
+    return False
+
+
+def _batch_value(batches: list[tuple[int, int]], entity_id: str) -> int | None:
+    """The batch_init value of ``entity_id`` if a batch_init created it (the last one wins)."""
+    if not entity_id.isdigit():
+        return None
+    k = int(entity_id)
+    for n, value in reversed(batches):
+        if k < n:
+            return value
+    return None
+
+
+def _as_int(v: Any, default: int = 0) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _fmt_range(lo: int, hi: int) -> Any:
+    return lo if lo == hi else [lo, hi]
+
+
+def check_consistency(results: Results, *, recheckout: str = "refuse") -> ConsistencyResult:
+    """Recompute every item's stock and user's credit from the history and compare with the final state.
+
+    ``results`` must be loaded with ``with_args=True``. ``recheckout`` is the policy for checking out
+    an already-paid order: ``refuse`` (counted once; further 2xx must be no-ops) or ``charge`` (every
+    checkout that took effect charges again, as the course template does).
+    """
+    if recheckout not in RECHECKOUT_POLICIES:
+        raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
+    if results.args is None:
+        raise AnalysisError(f"{results.path}: the consistency check needs the request args (load with with_args=True)")
+    cols, args = results.cols, results.args
+    notes: list[str] = []
+    items: dict[str, _Ledger] = defaultdict(_Ledger)
+    users: dict[str, _Ledger] = defaultdict(_Ledger)
+    orders: dict[str, _Order] = defaultdict(_Order)
+    batch_items: list[tuple[int, int]] = []
+    batch_users: list[tuple[int, int]] = []
+    n_checkout = {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0}
+
+    code = {name: OP_CODES[name] for name in _RELEVANT}
+    op, outcome = cols["op"], cols["outcome"]
+    is_checkout = op == code["checkout"]
+    n_checkout["skipped"] = int(np.count_nonzero(is_checkout & (outcome == SKIPPED)))
+    # Only mutating rows that were sent matter; a Python loop over them alone (not over every row).
+    rows = np.nonzero(np.isin(op, list(code.values())) & (outcome != SKIPPED))[0]
+    for i in rows.tolist():
+        cls = _CLASS[int(outcome[i])]
+        o, a = int(op[i]), args[i] or []
+        if o == code["checkout"]:
+            rec = orders[str(a[0])]
+            if cls == _OK:
+                rec.n_ok += 1
+            elif cls == _FAIL:
+                rec.n_fail += 1
+            else:
+                rec.n_indet += 1
+            rec.intervals.append(_interval(cols, i))
+            continue
+        if cls == _FAIL:
+            continue  # a 4xx of a simple operation is taken as no effect
+        if o == code["batch_init_stock"]:
+            batch_items.append((_as_int(a[0]), _as_int(a[1])))
+            continue
+        if o == code["batch_init_users"]:
+            batch_users.append((_as_int(a[0]), _as_int(a[1])))
+            continue
+        ledger = items[str(a[0])] if o in (code["add_stock"], code["subtract_stock"]) else users[str(a[0])]
+        amount = _as_int(a[-1])
+        adds = o in (code["add_stock"], code["add_funds"])
+        if cls == _OK:
+            if adds:
+                ledger.add_ok += amount
+            else:
+                ledger.sub_ok += amount
+        elif adds:
+            ledger.add_unc += amount
+        else:
+            ledger.sub_unc += amount
+        ledger.writes.append(_interval(cols, i))
+    for rec in orders.values():
+        n_checkout["ok"] += rec.n_ok
+        n_checkout["fail"] += rec.n_fail
+        n_checkout["indeterminate"] += rec.n_indet
+
+    final = results.final
+    if final is None:
+        notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
+        return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(n_checkout, paid_orders=0),
+                                 [], {}, {}, notes, False)
+    f_items: dict = final.get("items") or {}
+    f_users: dict = final.get("users") or {}
+    f_orders: dict = final.get("orders") or {}
+    missing = final.get("missing") or {}
+    for kind in ("item", "user", "order"):
+        if missing.get(kind):
+            notes.append(f"{len(missing[kind])} {kind}(s) could not be read back; they are not checked")
+    unknown_orders = sorted(o for o in orders if o not in f_orders)
+    if unknown_orders:
+        notes.append(f"{len(unknown_orders)} checked-out order(s) missing from the final state; their effects are unknown")
+
+    anomalies: list[Anomaly] = []
+    # Multiplicity range of each paid order's effect under the re-checkout policy.
+    mult: dict[str, tuple[int, int]] = {}
+    item_orders: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    user_orders: dict[str, list[str]] = defaultdict(list)
+    paid_orders = 0
+    for oid in sorted(f_orders):
+        o = f_orders[oid]
+        rec = orders.get(oid) or _Order()
+        paid = bool(o.get("paid"))
+        for entry in o.get("items") or []:
+            item_orders[str(entry[0])].append((oid, _as_int(entry[1], 1)))
+        if o.get("user_id") is not None:
+            user_orders[str(o["user_id"])].append(oid)
+        if paid:
+            paid_orders += 1
+            if recheckout == "charge":
+                mult[oid] = (max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet))
+            else:
+                mult[oid] = (1, 1)
+        # Order-level checks: the paid flag against the checkout responses.
+        if rec.n_ok and not paid:
+            anomalies.append(Anomaly("lost_checkout", "order", oid, True, False,
+                                     f"{rec.n_ok} checkout(s) answered 2xx but the order is not paid", (oid,)))
+        elif paid and rec.n_ok == 0 and rec.n_indet == 0:
+            why = (f"{rec.n_fail} checkout(s) answered 4xx but the order is paid" if rec.n_fail
+                   else "order is paid but no checkout of it was sent")
+            anomalies.append(Anomaly("phantom_checkout", "order", oid, False, True, why, (oid,)))
+
+    def order_cost(oid: str) -> int:
+        return _as_int(f_orders[oid].get("total_cost"))
+
+    def unpaid_attempted(oid: str) -> bool:
+        return not f_orders[oid].get("paid") and oid in orders and orders[oid].attempted
+
+    def entity_check(kind: str, eid: str, initial: int, led: _Ledger, actual: int,
+                     related: list[tuple[str, int]]) -> tuple[int, int]:
+        """Compare one entity with its expected range; append anomalies; return the range."""
+        paid_lo = sum(w * mult[o][0] for o, w in related if o in mult)
+        paid_hi = sum(w * mult[o][1] for o, w in related if o in mult)
+        lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
+        hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
+        value = "stock" if kind == "item" else "credit"
+        writes = led.writes + [iv for o, _ in related if o in orders for iv in orders[o].intervals]
+        concurrent = _overlapping(writes)
+        if actual < 0 or hi < 0:
+            why = (f"{value} is {actual}, below zero" if actual < 0
+                   else f"the successful operations take more {value} than was ever there (at most {hi} left)")
+            anomalies.append(Anomaly("oversell", kind, eid, _fmt_range(lo, hi), actual, why,
+                                     tuple(o for o, _ in related if o in mult)))
+        if lo <= actual <= hi:
+            return lo, hi
+        unpaid = [(o, w) for o, w in related if unpaid_attempted(o)]
+        paid = [(o, w) for o, w in related if o in mult]
+        if actual < lo:
+            deficit = lo - actual
+            if unpaid and sum(w for _, w in unpaid) >= deficit:
+                anomalies.append(Anomaly(
+                    "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
+                    f"{value} {deficit} lower than expected: taken by checkout(s) whose order is not paid",
+                    tuple(o for o, _ in unpaid)))
+            elif actual < 0:
+                pass  # already reported as oversell
+            elif kind == "user" and (paid or not concurrent):
+                anomalies.append(Anomaly("double_charge", kind, eid, _fmt_range(lo, hi), actual,
+                                         f"credit {deficit} lower than the paid orders and payments explain",
+                                         tuple(o for o, _ in paid)))
+            else:
+                anomalies.append(Anomaly("lost_update", kind, eid, _fmt_range(lo, hi), actual,
+                                         f"{value} {deficit} lower than any serial order of the successful operations gives",
+                                         ()))
+        else:
+            excess = actual - hi
+            if not concurrent and paid and sum(w for _, w in paid) >= excess:
+                any_ok = any(orders[o].n_ok for o, _ in paid if o in orders)
+                anomalies.append(Anomaly(
+                    "lost_checkout" if any_ok else "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
+                    f"{value} {excess} higher than expected: paid order(s) without their {value} effect",
+                    tuple(o for o, _ in paid)))
+            else:
+                anomalies.append(Anomaly("lost_update", kind, eid, _fmt_range(lo, hi), actual,
+                                         f"{value} {excess} higher than any serial order of the successful operations gives"
+                                         + (" (concurrent writes)" if concurrent else ""),
+                                         tuple(o for o, _ in paid)))
+        return lo, hi
+
+    totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
+
+    def implied(led: _Ledger, initial: int, related: list[tuple[str, int]]) -> int:
+        """What the 2xx responses alone imply (the original benchmark's 'logs' view)."""
+        taken = 0
+        for o, w in related:
+            rec = orders.get(o)
+            if rec and rec.n_ok:
+                taken += w * (rec.n_ok if recheckout == "charge" else 1)
+        return initial + led.add_ok - led.sub_ok - taken
+
+    for iid in sorted(f_items):
+        initial = _batch_value(batch_items, iid) or 0
+        actual = _as_int(f_items[iid].get("stock"))
+        related = item_orders.get(iid, [])
+        lo, hi = entity_check("item", iid, initial, items.get(iid) or _Ledger(), actual, related)
+        t = totals["stock"]
+        t[0] += lo
+        t[1] += hi
+        t[2] += implied(items.get(iid) or _Ledger(), initial, related)
+        t[3] += actual
+    for uid in sorted(f_users):
+        initial = _batch_value(batch_users, uid) or 0
+        actual = _as_int(f_users[uid].get("credit"))
+        related = [(o, order_cost(o)) for o in user_orders.get(uid, [])]
+        lo, hi = entity_check("user", uid, initial, users.get(uid) or _Ledger(), actual, related)
+        t = totals["credit"]
+        t[0] += lo
+        t[1] += hi
+        t[2] += implied(users.get(uid) or _Ledger(), initial, related)
+        t[3] += actual
+
+    # Global sums second: the trace header's aggregate expectations.
+    header_expect = ((results.header.get("trace") or {}).get("header") or {}).get("expect") or {}
+    undetermined = int(np.count_nonzero((outcome == ERROR) | (outcome == TIMEOUT) | (outcome == CONN_ERROR)
+                                        | (outcome == SKIPPED)))
+    actual_aggr = {"checkout_ok": n_checkout["ok"], "stock_total": totals["stock"][3],
+                   "credit_total": totals["credit"][3]}
+    aggregates = []
+    for key in ("checkout_ok", "stock_total", "credit_total"):
+        if key not in header_expect:
+            continue
+        exp, act = header_expect[key], actual_aggr[key]
+        if not results.complete:
+            status, note = "not evaluated", "partial run"
+        elif undetermined:
+            status, note = "not evaluated", f"{undetermined} indeterminate or skipped request(s) leave it undetermined"
+        else:
+            status, note = ("met" if exp == act else "unmet"), ""
+        aggregates.append({"key": key, "expected": exp, "actual": act, "status": status, "note": note})
+        if status == "unmet":
+            anomalies.append(Anomaly("expectation_not_met", "aggregate", key, exp, act,
+                                     f"trace expects {key} = {exp}, run has {act}"))
+
+    def distance(value: int, lo: int, hi: int) -> int:
+        return lo - value if value < lo else value - hi if value > hi else 0
+
+    def expected_range(key: str, lo: int, hi: int) -> tuple[int, int]:
+        return (header_expect[key], header_expect[key]) if key in header_expect else (lo, hi)
+
+    s_lo, s_hi = expected_range("stock_total", *totals["stock"][:2])
+    c_lo, c_hi = expected_range("credit_total", *totals["credit"][:2])
+    benchmark = {
+        "stock_inconsistencies_logs": distance(totals["stock"][2], s_lo, s_hi),
+        "stock_inconsistencies_db": distance(totals["stock"][3], s_lo, s_hi),
+        "payment_inconsistencies_logs": distance(totals["credit"][2], c_lo, c_hi),
+        "payment_inconsistencies_db": distance(totals["credit"][3], c_lo, c_hi),
+    }
+    totals_out = {
+        name: {"expected": _fmt_range(*expected_range(key, t[0], t[1])), "implied_by_2xx": t[2], "final": t[3]}
+        for name, key, t in (("stock", "stock_total", totals["stock"]), ("credit", "credit_total", totals["credit"]))
+    }
+    anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
+    checked = {"items": len(f_items), "users": len(f_users), "orders": len(f_orders)}
+    return ConsistencyResult(anomalies, checked, dict(n_checkout, paid_orders=paid_orders), aggregates,
+                             benchmark, totals_out, notes, True)
+
+
+def _id_key(s: str) -> tuple:
+    """Sort ids numerically when they are numbers, so "10" comes after "9"."""
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)

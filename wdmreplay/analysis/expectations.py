@@ -1,0 +1,131 @@
+"""Expectation diff: requests whose outcome differs from their step's ``expect``, grouped.
+
+Vectorized over the results columns: a mask picks the differing rows, one ``np.unique`` groups them
+by (scenario, operation, category) and one stable sort picks the first examples of each group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..api import OP_NAMES
+from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT,
+                              Results)
+
+# Categories of a difference, in the order they are reported.
+CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped")
+# Categories that contradict a determined expectation (the others say "we could not tell").
+MISMATCH_CATEGORIES = ("unexpected_ok", "unexpected_fail")
+EXAMPLES_PER_GROUP = 3
+UNKNOWN_SCENARIO = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class DiffExample:
+    """One concrete differing request."""
+
+    sid: int
+    step: int
+    outcome: str
+    status: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiffGroup:
+    """Differing requests of one scenario, operation and category."""
+
+    scenario: str
+    op: str
+    category: str
+    expect: str
+    count: int
+    examples: tuple[DiffExample, ...]
+
+
+@dataclass
+class ExpectationDiff:
+    """Every request whose outcome differs from its step's expect, grouped; counts per category."""
+
+    checked: int  # rows with expect ok or fail (``any`` never differs)
+    by_category: dict[str, int]
+    groups: list[DiffGroup] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> int:
+        """Rows whose outcome contradicts a determined expectation (2xx where 4xx expected or vice versa)."""
+        return sum(self.by_category[c] for c in MISMATCH_CATEGORIES)
+
+    @property
+    def differences(self) -> int:
+        """All differing rows, every category included."""
+        return sum(self.by_category.values())
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {
+            "checked": self.checked, "differences": self.differences, "mismatches": self.mismatches,
+            "by_category": dict(self.by_category),
+            "groups": [{"scenario": g.scenario, "op": g.op, "category": g.category, "expect": g.expect,
+                        "count": g.count,
+                        "examples": [{"sid": e.sid, "step": e.step, "outcome": e.outcome, "status": e.status,
+                                      "error": e.error} for e in g.examples]}
+                       for g in self.groups],
+        }
+
+
+def scenario_names(results: Results) -> list[str]:
+    """Scenario names by code, from the results header (or the trace header inside it)."""
+    names = results.header.get("scenarios")
+    if not names:
+        names = (results.header.get("trace") or {}).get("header", {}).get("scenarios") or []
+    return list(names)
+
+
+def _category_codes(outcome: np.ndarray, expect: np.ndarray) -> np.ndarray:
+    """Per row: index into CATEGORIES, or -1 when the row does not differ."""
+    cat = np.full(outcome.shape, -1, dtype=np.int8)
+    exp_ok, exp_fail = expect == EXPECT_CODES["ok"], expect == EXPECT_CODES["fail"]
+    cat[exp_fail & (outcome == OK)] = 0
+    cat[exp_ok & (outcome == FAIL)] = 1
+    indeterminate = (outcome == ERROR) | (outcome == TIMEOUT) | (outcome == CONN_ERROR)
+    cat[(exp_ok | exp_fail) & indeterminate] = 2
+    cat[outcome == SKIPPED] = 3  # skipped is its own category, whatever was expected
+    return cat
+
+
+def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> ExpectationDiff:
+    """The expectation diff of a run: counts per category and groups with a few examples each."""
+    c = results.cols
+    cat = _category_codes(c["outcome"], c["expect"])
+    checked = int(np.count_nonzero(c["expect"] != EXPECT_CODES["any"]))
+    counts = np.bincount(cat[cat >= 0], minlength=len(CATEGORIES))
+    by_category = {name: int(counts[i]) for i, name in enumerate(CATEGORIES)}
+    rows = np.nonzero(cat >= 0)[0]
+    if rows.size == 0:
+        return ExpectationDiff(checked, by_category, [])
+    names = scenario_names(results)
+    # Sort differing rows by (category, scenario, op, sid, step) so groups and examples are deterministic.
+    order = np.lexsort((c["step"][rows], c["sid"][rows], c["op"][rows], c["scenario"][rows], cat[rows]))
+    rows = rows[order]
+    key = np.stack([cat[rows].astype(np.int64), c["scenario"][rows].astype(np.int64),
+                    c["op"][rows].astype(np.int64)], axis=1)
+    _, starts, sizes = np.unique(key, axis=0, return_index=True, return_counts=True)
+    groups = []
+    for start, size in zip(starts.tolist(), sizes.tolist()):
+        first = rows[start]
+        sc = int(c["scenario"][first])
+        ex = tuple(
+            DiffExample(int(c["sid"][r]), int(c["step"][r]), OUTCOMES[int(c["outcome"][r])],
+                        int(c["status"][r]), results.errors.get(int(r), ""))
+            for r in rows[start:start + min(size, examples)].tolist()
+        )
+        groups.append(DiffGroup(
+            scenario=names[sc] if sc < len(names) else ("?" if sc == UNKNOWN_SCENARIO else f"#{sc}"),
+            op=OP_NAMES[int(c["op"][first])], category=CATEGORIES[int(cat[first])],
+            expect=("ok", "fail", "any")[int(c["expect"][first])], count=int(size), examples=ex))
+    # Biggest groups first; ties keep the deterministic key order.
+    groups.sort(key=lambda g: (CATEGORIES.index(g.category), -g.count, g.scenario, g.op))
+    return ExpectationDiff(checked, by_category, groups)

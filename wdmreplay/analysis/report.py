@@ -1,0 +1,197 @@
+"""The report: one dict with stable keys (``build_report``) and its text / JSON renderings.
+
+Compute and render are separate: :func:`build_report` returns data; :func:`render_text`,
+:func:`render_check_text` and :func:`render_json` only format it (HTML lives in ``html.py``).
+Text output is deterministic for a given results file (file names, never absolute paths or clocks).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..traces.results import Results
+from .check import CheckReport, check_results
+from .consistency import KIND_MEANING, KINDS
+from .stats import LAG_PERCENTILES, PERCENTILES, compute_stats
+
+REPORT_SCHEMA = "wdm-report/1"
+MAX_ANOMALIES_SHOWN = 20
+
+
+def run_info(results: Results) -> dict:
+    """Identity of a run: label, file, trace (digest, workload), target, dialect, speed, completeness."""
+    h = results.header
+    trace = h.get("trace") or {}
+    th = trace.get("header") or {}
+    return {
+        "label": results.label, "file": Path(results.path).name,
+        "trace": {"digest": trace.get("digest"), "workload": th.get("workload"), "seed": th.get("seed"),
+                  "requests": th.get("requests"), "file": Path(str(trace.get("path") or "")).name},
+        "target": h.get("target"), "dialect": h.get("dialect"), "speed": h.get("speed"),
+        "concurrency": h.get("concurrency"), "started": h.get("started"),
+        "complete": results.complete, "reason": results.trailer.get("reason"),
+        "wall": results.trailer.get("wall"), "requests": results.n, "tool": h.get("tool"),
+    }
+
+
+def build_report(results: Results, *, check: CheckReport | None = None, recheckout: str = "refuse",
+                 bucket: float = 1.0) -> dict:
+    """The full report of a run: run info, statistics, and (when args were loaded) the check.
+
+    Keys: ``schema``, ``run``, ``stats`` {span, overall, by_op, timeline}, ``check`` (the
+    :meth:`CheckReport.as_dict` form, or None when the results were loaded without args).
+    """
+    if check is None and results.args is not None:
+        check = check_results(results, recheckout=recheckout)
+    return {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
+            "check": check.as_dict() if check is not None else None}
+
+
+def render_json(data: Any) -> str:
+    """Stable, pretty JSON (sorted keys) of a report, check or compare dict."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _num(x: Any, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f}"
+
+
+def _expected(v: Any) -> str:
+    if isinstance(v, list):
+        return f"{v[0]}..{v[1]}"
+    if isinstance(v, bool):
+        return "paid" if v else "unpaid"
+    return str(v)
+
+
+def render_check_text(check: dict | CheckReport) -> str:
+    """Text of a check verdict: warnings, expectation diff, anomalies, aggregates, four figures."""
+    d = check.as_dict() if isinstance(check, CheckReport) else check
+    return "\n".join(_check_lines(d)) + "\n"
+
+
+def _check_lines(d: dict) -> list[str]:
+    lines: list[str] = []
+    for w in d["warnings"]:
+        lines.append(f"WARNING: {w}")
+    e = d["expectations"]
+    bc = e["by_category"]
+    lines.append(f"expectations: {e['checked']} requests with a determined expect; {e['mismatches']} contradicted "
+                 f"({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx), "
+                 f"{bc['indeterminate']} indeterminate, {bc['skipped']} skipped")
+    for g in e["groups"]:
+        lines.append(f"  {g['category']:<15} {g['scenario']}/{g['op']} (expect {g['expect']}): {g['count']}")
+        for x in g["examples"]:
+            err = f" {x['error']!r}" if x["error"] else ""
+            lines.append(f"      session {x['sid']} step {x['step']}: {x['outcome']} {x['status']}{err}")
+    c = d["consistency"]
+    if not c["final_state"]:
+        lines.append("consistency: NOT CHECKED (no final state in the results)")
+    else:
+        ch, co = c["checked"], c["checkouts"]
+        lines.append(f"consistency: checked {ch['items']} items, {ch['users']} users, {ch['orders']} orders "
+                     f"(re-checkout policy: {d['recheckout']})")
+        lines.append(f"  checkouts: {co['ok']} ok, {co['fail']} fail, {co['indeterminate']} indeterminate, "
+                     f"{co['skipped']} skipped; {co['paid_orders']} orders paid")
+        counts = c["anomaly_counts"]
+        total = sum(counts.values())
+        if total == 0:
+            lines.append("  anomalies: none")
+        else:
+            lines.append(f"  anomalies: {total} — " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k]))
+            shown: dict[str, int] = {}
+            for a in c["anomalies"]:
+                shown[a["kind"]] = shown.get(a["kind"], 0) + 1
+                if shown[a["kind"]] > MAX_ANOMALIES_SHOWN:
+                    continue
+                rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
+                lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {_expected(a['expected'])}, "
+                             f"actual {_expected(a['actual'])} — {a['detail']}{rel}")
+            for k in KINDS:
+                if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
+                    lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
+        for ag in c["aggregates"]:
+            note = f" ({ag['note']})" if ag["note"] else ""
+            lines.append(f"  expect {ag['key']} = {ag['expected']}: actual {ag['actual']}, {ag['status']}{note}")
+        b, t = c["benchmark"], c["totals"]
+        lines.append(f"  stock total: expected {_expected(t['stock']['expected'])}, 2xx imply "
+                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total: expected "
+                     f"{_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
+                     f"final {t['credit']['final']}")
+        lines.append("  original benchmark figures:")
+        lines.append(f"    Stock service inconsistencies in the logs: {b['stock_inconsistencies_logs']}")
+        lines.append(f"    Stock service inconsistencies in the database: {b['stock_inconsistencies_db']}")
+        lines.append(f"    Payment service inconsistencies in the logs: {b['payment_inconsistencies_logs']}")
+        lines.append(f"    Payment service inconsistencies in the database: {b['payment_inconsistencies_db']}")
+    if d["clean"]:
+        lines.append("verdict: CLEAN")
+    else:
+        why = []
+        if not d["complete"]:
+            why.append("partial run")
+        if e["mismatches"]:
+            why.append(f"{e['mismatches']} contradicted expectations")
+        n_anom = sum(c["anomaly_counts"].values())
+        if n_anom:
+            why.append(f"{n_anom} anomalies")
+        if d["strict"] and not why:
+            why.append(f"{e['differences']} indeterminate/skipped requests (strict)")
+        lines.append(f"verdict: NOT CLEAN ({', '.join(why)})")
+    return lines
+
+
+def _latency_table(title: str, stats: dict, key: str, names: tuple) -> list[str]:
+    cols = [n for n, _ in names] + ["max"]
+    lines = [f"{title}", f"  {'operation':<18}" + "".join(f"{c:>10}" for c in cols)]
+    rows = list(stats["by_op"].items()) + [("overall", stats["overall"])]
+    for name, s in rows:
+        lat = s[key]
+        lines.append(f"  {name:<18}" + "".join(f"{_num(lat[c]):>10}" for c in cols))
+    return lines
+
+
+def render_text(report: dict) -> str:
+    """The text report: run identity, per-operation table, latency tables, then the check."""
+    r, s = report["run"], report["stats"]
+    t = r["trace"]
+    lines = [f"wdm-replay report: {r['label']} ({r['file']})",
+             f"trace: {t['workload']} {str(t['digest'])[:19]}…  dialect {r['dialect']}  speed {r['speed']}",
+             f"run: {'complete' if r['complete'] else 'PARTIAL (' + str(r['reason'] or 'interrupted') + ')'}, "
+             f"{r['requests']} requests in {_num(s['span'], 3)} s ({_num(s['overall']['rate'], 1)} req/s)",
+             ""]
+    hdr = f"  {'operation':<18}{'count':>9}{'req/s':>10}{'ok%':>7}{'fail%':>7}{'err%':>7}{'skip%':>7}"
+    lines += ["requests", hdr]
+    rows = list(s["by_op"].items()) + [("overall", s["overall"])]
+    for name, b in rows:
+        sh = b["shares"]
+        err = sh["error"] + sh["timeout"] + sh["conn_error"]
+        lines.append(f"  {name:<18}{b['count']:>9}{_num(b['rate'], 1):>10}{_pct(sh['ok']):>7}{_pct(sh['fail']):>7}"
+                     f"{_pct(err):>7}{_pct(sh['skipped']):>7}")
+    lines.append("")
+    lines += _latency_table("response time ms (done - intended)", s, "response_ms", PERCENTILES)
+    lines.append("")
+    lines += _latency_table("service time ms (done - sent)", s, "service_ms", PERCENTILES)
+    lines.append("")
+    lines += _latency_table("schedule lag ms (sent - intended)", s, "lag_ms", LAG_PERCENTILES)
+    lines.append("")
+    tl = s["timeline"]
+    if tl["t"]:
+        busiest = max(tl["count"])
+        lines.append(f"timeline: {len(tl['t'])} buckets of {tl['bucket']} s; peak {busiest} requests/bucket")
+        lines.append("")
+    if report["check"] is None:
+        lines.append("check: not run (results loaded without args)")
+    else:
+        lines += _check_lines(report["check"])
+    return "\n".join(lines) + "\n"
+
+
+def anomaly_kinds_help() -> str:
+    """One line per anomaly kind with its meaning (for --help and docs)."""
+    return "\n".join(f"{k}: {KIND_MEANING[k]}" for k in KINDS)
