@@ -8,6 +8,9 @@ from typing import Any, Sequence
 from ..api import WdmError
 
 
+MAX_INT = 2**53  # ids, amounts and counts stay exact as floats and fit msgpack's int64
+
+
 class RecorderError(WdmError):
     """Options a workload cannot generate from (the message names the option)."""
 
@@ -57,6 +60,8 @@ def as_int(value: Any, opt: str, *, minimum: int = 0) -> int:
         raise RecorderError(f"{opt}: expected a whole number, got {value!r}")
     if v < minimum:
         raise RecorderError(f"{opt}: must be >= {minimum}, got {value!r}")
+    if v > MAX_INT:
+        raise RecorderError(f"{opt}: must be <= {MAX_INT}, got {value!r}")
     return int(v)
 
 
