@@ -1,0 +1,206 @@
+"""generate(): determinism, self-regeneration, scenario mix, stop conditions, symbol rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from wdmreplay.cli import cli
+from wdmreplay.recorder import RecorderError, generate, inspect_trace, validate_symbols
+from wdmreplay.recorder.stress import DEFAULT_WEIGHTS, SCENARIOS, STEPS_PER_SCENARIO
+from wdmreplay.traces import TraceReader
+
+CASES = [
+    ("stress", {"sessions": 300}),
+    ("stress", {"dialect": "2023", "rate": 40, "arrival": "constant", "duration": 5}),
+    ("stress", {"dialect": "2023", "users": 12, "spawn_rate": 4, "wait": "0.5,3", "duration": 20}),
+    ("stress", {"requests": 2000, "weights": "1,2,3,0,4,5", "price_range": "2,3"}),
+    ("consistency", {}),
+    ("consistency", {"items": 7, "stock": 3, "price": 2, "users": 9, "credit": 5, "orders": 40}),
+    ("checkout", {"sessions": 500, "items": 10, "orders": 20}),
+    ("checkout", {"duration": 3, "rate": 50, "arrival": "constant"}),
+]
+
+
+def _sessions(path: Path) -> list[dict]:
+    with TraceReader(path) as r:
+        return list(r)
+
+
+@pytest.mark.parametrize("workload,options", CASES)
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, workload: str, options: dict) -> None:
+    a, b, c = tmp_path / "a.wdmt", tmp_path / "b.wdmt", tmp_path / "c.wdmt"
+    generate(workload, a, seed=3, **options)
+    generate(workload, b, seed=3, **options)
+    generate(workload, c, seed=4, **options)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+@pytest.mark.parametrize("workload,options", CASES)
+def test_params_regenerate_the_same_file(tmp_path: Path, workload: str, options: dict) -> None:
+    a, b = tmp_path / "a.wdmt", tmp_path / "b.wdmt"
+    header = generate(workload, a, seed=11, **options)
+    again = generate(header["workload"], b, seed=header["seed"], **header["params"])
+    assert again == header
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("workload,options", CASES)
+def test_every_symbol_is_bound_earlier_in_its_session_or_phase(tmp_path: Path, workload: str, options: dict) -> None:
+    path = tmp_path / "t.wdmt"
+    h = generate(workload, path, seed=5, **options)
+    sessions = _sessions(path)
+    # Walk independently of SymbolChecker: the rule itself, spelled out.
+    earlier_phases: set[str] = set()
+    this_phase: set[str] = set()
+    phase = 0
+    seen_binds: set[str] = set()
+    for s in sessions:
+        if s["phase"] != phase:
+            assert s["phase"] > phase
+            earlier_phases |= this_phase
+            this_phase, phase = set(), s["phase"]
+        local: set[str] = set()
+        for st in s["steps"]:
+            for a in st["args"]:
+                if isinstance(a, str) and a.startswith("$"):
+                    assert a in local or a in earlier_phases, (s["sid"], st)
+            if st["bind"] is not None:
+                assert st["bind"].startswith("$") and st["bind"] not in seen_binds
+                seen_binds.add(st["bind"])
+                local.add(st["bind"])
+        this_phase |= local
+    assert validate_symbols(sessions)["problems"] == 0
+    assert h["requests"] == sum(len(s["steps"]) for s in sessions)
+    assert h["scenarios"] and {st["scenario"] for s in sessions for st in s["steps"]} <= set(h["scenarios"])
+    assert h["dialect"] == h["params"]["dialect"]
+
+
+def test_symbol_checker_catches_violations() -> None:
+    def sess(sid, phase, steps):
+        return {"sid": sid, "phase": phase, "at": 0.0, "steps": steps}
+
+    def st(op, args, bind=None):
+        return {"op": op, "args": args, "bind": bind, "expect": "ok", "think": 0.0, "scenario": ""}
+
+    ok = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 1, [st("find_user", ["$u"])])]
+    assert validate_symbols(ok)["problems"] == 0
+    same_phase = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 0, [st("find_user", ["$u"])])]
+    r = validate_symbols(same_phase)
+    assert r["problems"] == 1 and "by another session" in r["examples"][0]
+    before = [sess(0, 0, [st("find_user", ["$u"]), st("create_user", [], "$u")])]
+    assert validate_symbols(before)["problems"] == 1
+    twice = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 1, [st("create_user", [], "$u")])]
+    assert "bound twice" in validate_symbols(twice)["examples"][0]
+    arity = [sess(0, 0, [st("find_user", [])])]
+    assert "takes 1 args" in validate_symbols(arity)["examples"][0]
+
+
+def test_stress_mix_matches_weights_over_10000_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "mix.wdmt"
+    generate("stress", path, seed=2024, dialect="2023", sessions=10_000)
+    res = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    mix = info["scenario_mix"]
+    assert list(mix) == list(SCENARIOS) and info["scenario_runs"] == 10_000
+    observed = [mix[n]["runs"] for n in SCENARIOS]
+    total_w = sum(DEFAULT_WEIGHTS)
+    expected = [10_000 * w / total_w for w in DEFAULT_WEIGHTS]
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+    for n in SCENARIOS:  # each share within 4 binomial standard errors of its weight
+        assert abs(mix[n]["z"]) < 4, (n, mix[n])
+        assert mix[n]["weight_share"] == pytest.approx(DEFAULT_WEIGHTS[SCENARIOS.index(n)] / total_w)
+    # requests per scenario agree with each scenario's fixed step count
+    for n, k in zip(SCENARIOS, STEPS_PER_SCENARIO):
+        assert mix[n]["requests"] == k * mix[n]["runs"]
+
+
+def test_default_weights_under_2024_leave_out_scenario_4_with_notice(tmp_path: Path) -> None:
+    notices: list[str] = []
+    h = generate("stress", tmp_path / "t.wdmt", sessions=2000, notify=notices.append)
+    assert len(notices) == 1 and "s4_remove_readd" in notices[0] and "\n" not in notices[0]
+    assert h["params"]["weights"] == [5.0, 30.0, 25.0, 0.0, 10.0, 10.0]
+    ops = {st["op"] for s in _sessions(tmp_path / "t.wdmt") for st in s["steps"]}
+    assert "remove_item" not in ops
+    info = inspect_trace(tmp_path / "t.wdmt")
+    assert info["scenario_mix"]["s4_remove_readd"]["runs"] == 0
+    assert info["scenario_mix"]["s2_checkout_one"]["weight_share"] == pytest.approx(30 / 80)
+
+
+def test_explicit_weight_for_scenario_4_under_2024_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecorderError, match="scenario 4 .* needs remove_item"):
+        generate("stress", tmp_path / "t.wdmt", sessions=10, weights="5,30,25,20,10,10")
+    assert not (tmp_path / "t.wdmt").exists()
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"rate": 0}, "--rate: must be > 0"),
+    ({"weights": "1,2,3"}, "expected 6 numbers"),
+    ({"weights": "0,0,0,0,0,0"}, "not all zero"),
+    ({"weights": "1,x,1,0,1,1"}, "--weights: expected a number"),
+    ({"duration": 5, "sessions": 3}, "only one of --duration, --sessions"),
+    ({"users": 3, "rate": 5}, "--rate applies only to the open model"),
+    ({"wait": "1,2"}, "--wait applies only to the closed model"),
+    ({"users": 3, "wait": "5,1"}, "--wait: minimum 5 is above maximum 1"),
+    ({"price_range": "10,1"}, "--price-range: low end 10 is above high end 1"),
+    ({"sessions": -1}, "--sessions: must be >= 0"),
+    ({"bogus": 1}, "unknown option"),
+])
+def test_bad_stress_options_are_one_line_errors(tmp_path: Path, options: dict, match: str) -> None:
+    with pytest.raises(RecorderError, match=match) as e:
+        generate("stress", tmp_path / "t.wdmt", **options)
+    assert "\n" not in str(e.value)
+
+
+def test_other_refusals(tmp_path: Path) -> None:
+    with pytest.raises(RecorderError, match="needs batch_init"):
+        generate("checkout", tmp_path / "t.wdmt", dialect="2023")
+    with pytest.raises(RecorderError, match="unknown workload"):
+        generate("nope", tmp_path / "t.wdmt")
+    with pytest.raises(RecorderError, match="unknown dialect"):
+        generate("stress", tmp_path / "t.wdmt", dialect="1999")
+    with pytest.raises(RecorderError, match="--price: must be >= 1"):
+        generate("consistency", tmp_path / "t.wdmt", price=0)
+    with pytest.raises(RecorderError, match="must be <="):
+        generate("consistency", tmp_path / "t.wdmt", items=10**30)
+
+
+def test_open_model_stop_conditions(tmp_path: Path) -> None:
+    p = tmp_path / "t.wdmt"
+    h = generate("stress", p, sessions=123)
+    assert h["sessions"] == 123
+    h = generate("stress", p, requests=1000)
+    assert 1000 <= h["requests"] < 1000 + max(STEPS_PER_SCENARIO)
+    h = generate("stress", p, rate=20, arrival="constant", duration=10)
+    assert h["sessions"] == 200
+    ats = [s["at"] for s in _sessions(p)]
+    assert ats == [round(k / 20, 6) for k in range(200)]
+    h = generate("stress", p, rate=50, duration=40, seed=9)
+    assert abs(h["sessions"] - 2000) < 5 * 2000 ** 0.5  # Poisson count: mean 2000, sd ~45
+    ats = [s["at"] for s in _sessions(p)]
+    assert ats == sorted(ats) and ats[-1] < 40
+
+
+def test_closed_model_users_think_and_duration(tmp_path: Path) -> None:
+    p = tmp_path / "t.wdmt"
+    h = generate("stress", p, dialect="2023", users=10, spawn_rate=2, wait="1,3", duration=30, seed=1)
+    sessions = _sessions(p)
+    assert h["sessions"] == 10 and [s["at"] for s in sessions] == [k / 2 for k in range(10)]
+    for s in sessions:
+        firsts = [st for st in s["steps"] if st["op"] == "create_item" and st["bind"].endswith(".item0")]
+        runs = len(firsts)
+        assert firsts[0]["think"] == 0.0
+        assert all(1 <= st["think"] <= 3 for st in firsts[1:])
+        # every non-first step of a run has no think time
+        assert sum(st["think"] for st in s["steps"]) == pytest.approx(sum(st["think"] for st in firsts))
+        clock = s["at"] + sum(st["think"] for st in firsts)
+        assert clock < 30 and runs >= 30 / 3 - s["at"] / 3 - 1
+        binds = [st["bind"] for st in s["steps"] if st["bind"]]
+        assert binds[0].startswith(f"$s{s['sid']}.r0.")
+    assert h["duration"] < 30
