@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -518,6 +519,7 @@ async def _reset(request: web.Request) -> web.Response:
     return _text("reset")
 
 
+_FIELD = re.compile(r"\{(\w+)\}")
 STATE_KEY = web.AppKey("wdm_shop_state", ShopState)
 PEERS_KEY = web.AppKey("wdm_shop_peers", list)
 
@@ -544,7 +546,9 @@ def _build(state: ShopState, services: tuple[str, ...], logic: OrderLogic | None
     ops = _Ops(state, logic)
     for (method, path), op_name in _routes(state.config.dialects, services).items():
         op = api.OPERATIONS[op_name]
-        app.router.add_route(method, path, _make_handler(op, getattr(ops, op_name), state))
+        # aiohttp's default {name} pattern refuses "{" and "}" (decoded); ids may hold any character but "/".
+        pattern = _FIELD.sub(r"{\1:[^/]+}", path)
+        app.router.add_route(method, pattern, _make_handler(op, getattr(ops, op_name), state))
     app.router.add_get("/_shop/stats", _stats)
     app.router.add_post("/_shop/reset", _reset)
     return app
