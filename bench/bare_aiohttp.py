@@ -3,8 +3,7 @@
 N coroutines share one ClientSession (``TCPConnector(limit=N)``) and pull (method, URL) pairs from
 one list until it is empty, reading every body. No schedule, no symbols, no results file: what is
 left is aiohttp's own cost. The URLs are the trace's requests in trace order with every symbol
-resolved to ``"1"`` (the static target's id), or — with ``--synthetic COUNT``, when no trace can be
-generated — the seed scenarios' weighted mix (bench/seed_scenarios.py).
+resolved to ``"1"`` (the static target's id).
 
 Prints one JSON line: {"requests", "ok", "errors", "seconds", "loop"}; ``seconds`` is the timed
 loop only (URL rendering before it is excluded, process start-up too).
@@ -17,16 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from wdmreplay.api import get_dialect  # noqa: E402
-from wdmreplay.traces import TraceReader, is_symbol  # noqa: E402
+from wdmreplay.api import get_dialect
+from wdmreplay.traces import TraceReader, is_symbol
 
 
 def trace_requests(trace: str, base_url: str, dialect_name: str | None) -> list[tuple[str, str]]:
@@ -70,22 +65,14 @@ async def run_loop(requests: list[tuple[str, str]], concurrency: int, timeout: f
 def main() -> None:
     """Parse options, render the URLs, run the loop, print the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--trace", help="trace file whose requests to send")
-    src.add_argument("--synthetic", type=int, metavar="COUNT", help="send COUNT requests of the seed scenarios")
+    ap.add_argument("--trace", required=True, help="trace file whose requests to send")
     ap.add_argument("--url", required=True, help="base URL of the static target")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--dialect", default=None, help="default: the trace's dialect, else 2024")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--timeout", type=float, default=10.0)
     a = ap.parse_args()
-    base = a.url.rstrip("/")
-    if a.trace:
-        requests = trace_requests(a.trace, base, a.dialect)
-    else:
-        from seed_scenarios import static_requests
-
-        requests = list(static_requests(get_dialect(a.dialect or "2024"), base, a.synthetic))
+    requests = trace_requests(a.trace, a.url.rstrip("/"), a.dialect)
     if a.loop == "uvloop":
         import uvloop
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 _LIVE: set[subprocess.Popen] = set()
 
@@ -116,6 +117,41 @@ def option_available(words: tuple[str, ...], option: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0 and option in r.stdout
+
+
+def stress_trace(path: Path, requests: int, *, dialect: str = "2024", seed: int = 1) -> tuple[dict, str]:
+    """Write a stress trace of about ``requests`` requests; its header and how it was made.
+
+    ``wdm-replay generate-trace stress`` sized by ``--sessions`` (or ``--rate`` over 10 s) when
+    that command exists — the requests per session of the scenario mix measured on a small trace
+    first — else the bench's stand-in (bench/seed_scenarios.py). RuntimeError if generation fails.
+    """
+    from wdmreplay.traces import read_header
+
+    words = ("generate-trace", "stress")
+    sizing = next((o for o in ("--sessions", "--rate") if option_available(words, o)), None)
+    if sizing is None:
+        from seed_scenarios import write_seed_trace
+
+        from wdmreplay.api import get_dialect
+
+        return write_seed_trace(str(path), requests, get_dialect(dialect), seed), \
+            "bench stand-in (generate-trace stress not available yet)"
+
+    def generate(out: Path, sessions: int) -> dict:
+        size = ["--sessions", str(sessions)] if sizing == "--sessions" else \
+            ["--rate", str(max(sessions / 10, 0.1)), "--duration", "10"]
+        argv = wdm_replay() + list(words) + size + ["--seed", str(seed), "--dialect", dialect, "-o", str(out)]
+        r = run_child(argv, timeout=max(60, requests / 50000))
+        if r.returncode != 0:
+            raise RuntimeError(f"generate-trace failed (exit {r.returncode}): {last_line(r.stderr)}")
+        return read_header(out)
+
+    probe = path.with_name(path.name + ".probe")
+    h = generate(probe, 2000)
+    probe.unlink()
+    per_session = h["requests"] / max(h["sessions"], 1)
+    return generate(path, max(round(requests / per_session), 1)), f"wdm-replay generate-trace stress {sizing} ..."
 
 
 def last_line(text: str, n: int = 3) -> str:

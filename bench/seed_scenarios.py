@@ -1,4 +1,4 @@
-"""The six scenarios of the course's original stress test, as data (for the Locust and bare-loop baselines).
+"""The six scenarios of the course's original stress test, as data (for the Locust baseline and a stand-in trace).
 
 Each scenario is a list of steps ``(op, args, bind)``: ``op`` is a :mod:`wdmreplay.api` operation,
 ``args`` holds ints, names bound earlier in the scenario (``"item0"``) or a ``"=key"`` reference to
@@ -13,7 +13,7 @@ trace generator does. Weights are the seed's 5/30/25/20/10/10.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from typing import Any
 
 from wdmreplay.api import Dialect
 
@@ -70,19 +70,32 @@ def resolve(args: tuple[Any, ...], ids: dict[str, str], last: dict | None) -> li
     return out
 
 
-def static_requests(dialect: Dialect, base_url: str, count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
-    """``count`` (method, URL) pairs of weighted scenarios, every id ``"1"`` (the static target's answer)."""
+def write_seed_trace(path: str, requests: int, dialect: Dialect, seed: int = 0, rate: float = 1000.0) -> dict:
+    """A stress-like trace of about ``requests`` requests of the weighted scenarios; its header.
+
+    The benches' stand-in when ``wdm-replay generate-trace stress`` is not available: sessions
+    arrive every ``1 / rate`` s with no think time; scenario 5's "subtract all stock" uses the
+    amount the scenario added (what the read would return). Expectations are all ``"any"``.
+    """
+    from wdmreplay.traces import TraceWriter, step
+
     rng = random.Random(seed)
     w = weights_for(dialect)
     names, weights = list(w), list(w.values())
-    from static_target import BODY  # the static target answers every request with this body
-
-    ids = {"item0": "1", "item1": "1", "user": "1", "order": "1"}
-    n = 0
-    while True:
-        for op, args, _bind in scenario_steps(rng.choices(names, weights)[0], rng):
-            method, path = dialect.render(op, resolve(args, ids, BODY))
-            yield method, base_url + path
-            n += 1
-            if n >= count:
-                return
+    with TraceWriter(path, workload="stress", seed=seed, params={"bench": "seed_scenarios", "requests": requests},
+                     phases=["stress"], scenarios=[NAMES[n] for n in names], dialect=dialect.name) as tw:
+        sid = n = 0
+        while n < requests:
+            scenario = rng.choices(names, weights)[0]
+            steps, added = [], 0
+            for op, args, bind in scenario_steps(scenario, rng):
+                if op == "add_stock":
+                    added = args[1]
+                sym = lambda a: f"${sid}.{a}" if isinstance(a, str) and not a.startswith("=") else a  # noqa: E731
+                args = [added if a == "=stock" else sym(a) for a in args]
+                steps.append(step(op, args, bind=f"${sid}.{bind}" if bind else None, expect="any",
+                                  scenario=NAMES[scenario]))
+            tw.write_session(sid, 0, sid / rate, steps)
+            sid += 1
+            n += len(steps)
+    return tw.header

@@ -62,6 +62,16 @@ http {{
 """
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, from /proc/stat), 0.0 if unknown."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return 0.0
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -214,6 +224,7 @@ def main() -> None:
     if a.serve_aiohttp:
         serve_aiohttp(a.serve_aiohttp)
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so nginx is stopped too
     with StaticTarget(prefer="aiohttp" if a.aiohttp else "nginx", workers=a.workers) as t:
         print(f"{t.kind} serving {t.url}  {t.note}".rstrip(), flush=True)
         try:
