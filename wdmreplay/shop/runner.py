@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import signal
 import threading
 import urllib.request
@@ -273,6 +274,27 @@ INJECT_EFFECTS = {
 }
 
 
+class _OneLineFormatter(logging.Formatter):
+    """aiohttp's server log (e.g. a malformed request) as one line, without a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            detail = " ".join(str(exc).split())
+            msg += f": {type(exc).__name__}" + (f": {detail[:200]}" if detail else "")
+        return f"wdm-replay serve: {msg}"
+
+
+def _quiet_aiohttp_logs() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineFormatter())
+    log = logging.getLogger("aiohttp")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.WARNING)
+
+
 def serve(
     config: ShopConfig,
     host: str = "127.0.0.1",
@@ -281,6 +303,7 @@ def serve(
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly; ``announce`` receives the banner."""
+    _quiet_aiohttp_logs()
     loop = _new_loop()
     asyncio.set_event_loop(loop)
 
