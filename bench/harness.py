@@ -122,14 +122,14 @@ def option_available(words: tuple[str, ...], option: str) -> bool:
 def stress_trace(path: Path, requests: int, *, dialect: str = "2024", seed: int = 1) -> tuple[dict, str]:
     """Write a stress trace of about ``requests`` requests; its header and how it was made.
 
-    ``wdm-replay generate-trace stress`` sized by ``--sessions`` (or ``--rate`` over 10 s) when
-    that command exists — the requests per session of the scenario mix measured on a small trace
-    first — else the bench's stand-in (bench/seed_scenarios.py). RuntimeError if generation fails.
+    ``wdm-replay generate-trace stress`` sized by ``--requests`` (or by ``--sessions``, from the
+    requests per session of a small probe trace) when that command exists, else the bench's
+    stand-in (bench/seed_scenarios.py). RuntimeError if generation fails.
     """
     from wdmreplay.traces import read_header
 
     words = ("generate-trace", "stress")
-    sizing = next((o for o in ("--sessions", "--rate") if option_available(words, o)), None)
+    sizing = next((o for o in ("--requests", "--sessions") if option_available(words, o)), None)
     if sizing is None:
         from seed_scenarios import write_seed_trace
 
@@ -138,20 +138,23 @@ def stress_trace(path: Path, requests: int, *, dialect: str = "2024", seed: int 
         return write_seed_trace(str(path), requests, get_dialect(dialect), seed), \
             "bench stand-in (generate-trace stress not available yet)"
 
-    def generate(out: Path, sessions: int) -> dict:
-        size = ["--sessions", str(sessions)] if sizing == "--sessions" else \
-            ["--rate", str(max(sessions / 10, 0.1)), "--duration", "10"]
-        argv = wdm_replay() + list(words) + size + ["--seed", str(seed), "--dialect", dialect, "-o", str(out)]
-        r = run_child(argv, timeout=max(60, requests / 50000))
+    def generate(out: Path, count: int) -> dict:
+        # The rate only shapes the schedule, which --speed max ignores.
+        argv = wdm_replay() + list(words) + [sizing, str(count), "--rate", "5000", "--seed", str(seed),
+                                             "--dialect", dialect, "--quiet", "-o", str(out)]
+        r = run_child(argv, timeout=max(60, requests / 20000))
         if r.returncode != 0:
             raise RuntimeError(f"generate-trace failed (exit {r.returncode}): {last_line(r.stderr)}")
         return read_header(out)
 
+    how = f"wdm-replay generate-trace stress {sizing} N --rate 5000 --seed {seed}"
+    if sizing == "--requests":
+        return generate(path, requests), how
+    # Requests per session depend on the scenario mix: measure them on a small trace first.
     probe = path.with_name(path.name + ".probe")
     h = generate(probe, 2000)
     probe.unlink()
-    per_session = h["requests"] / max(h["sessions"], 1)
-    return generate(path, max(round(requests / per_session), 1)), f"wdm-replay generate-trace stress {sizing} ..."
+    return generate(path, max(round(requests * h["sessions"] / h["requests"]), 1)), how
 
 
 def last_line(text: str, n: int = 3) -> str:
