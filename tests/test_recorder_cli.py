@@ -1,0 +1,103 @@
+"""generate-trace and inspect on the command line (the installed console script and CliRunner)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wdmreplay.cli import cli
+from wdmreplay.recorder import generate
+
+
+def _exe() -> str:
+    exe = shutil.which("wdm-replay") or str(Path(sys.executable).with_name("wdm-replay"))
+    assert Path(exe).exists()
+    return exe
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([_exe(), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("cmd", [["generate-trace"], ["generate-trace", "stress"], ["generate-trace", "consistency"],
+                                 ["generate-trace", "checkout"], ["inspect"]])
+def test_every_help_shows_an_example(cmd: list[str]) -> None:
+    res = CliRunner().invoke(cli, [*cmd, "--help"])
+    assert res.exit_code == 0
+    assert "Example" in res.output and "wdm-replay " + cmd[0] in res.output
+
+
+def test_generate_trace_matches_library_and_prints_summary(tmp_path: Path) -> None:
+    proc = _run("generate-trace", "stress", "--sessions", "500", "--seed", "9", "-o", "t.wdmt", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wrote t.wdmt: stress seed 9, 500 sessions, ")
+    assert "requests, schedule" in lines[0]
+    # Not a TTY: no progress bar, only the one-line scenario-4 notice.
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("notice:") and "s4_remove_readd" in err[0]
+    generate("stress", tmp_path / "lib.wdmt", seed=9, sessions=500)
+    assert (tmp_path / "t.wdmt").read_bytes() == (tmp_path / "lib.wdmt").read_bytes()
+
+
+def test_default_output_name_and_quiet(tmp_path: Path) -> None:
+    proc = _run("generate-trace", "consistency", "--items", "5", "--users", "7", "--orders", "9", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "consistency.wdmt").exists() and proc.stderr == ""
+
+
+@pytest.mark.parametrize("args,match", [
+    (["stress", "--weights", "5,30,25,20,10,10"], "needs remove_item"),
+    (["stress", "--users", "3", "--rate", "5"], "--rate applies only to the open model"),
+    (["checkout", "--dialect", "2023"], "needs batch_init"),
+    (["stress", "--wait", "1,2,3"], "--wait"),
+])
+def test_generate_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], match: str) -> None:
+    proc = _run("generate-trace", *args, "-o", "x.wdmt", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wdm-replay: error: ") and match in lines[0], proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written, no temp files
+
+
+INSPECT_KEYS = {"file", "format", "version", "generator", "workload", "seed", "dialect", "params", "sessions",
+                "requests", "duration", "expect", "expect_range", "phases", "scenario_runs", "scenario_mix", "ops",
+                "expects", "expects_by_op", "symbols", "trailer"}
+
+
+def test_inspect_json_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.wdmt"
+    h = generate("consistency", path, items=10, users=30, orders=50, seed=1)
+    res = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert res.exit_code == 0
+    info = json.loads(res.output)
+    assert set(info) == INSPECT_KEYS
+    assert [p["name"] for p in info["phases"]] == ["populate", "orders", "checkout"]
+    assert [p["sessions"] for p in info["phases"]] == [40, 50, 50]
+    assert info["ops"]["checkout"] == 50 and info["requests"] == h["requests"]
+    assert sum(info["expects"].values()) == h["requests"]
+    assert info["symbols"]["problems"] == 0 and info["symbols"]["bound"] == 10 + 30 + 50
+    assert info["expect_range"] == h["expect_range"]
+    text = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert text.exit_code == 0
+    for word in ("workload consistency", "phases", "scenario mix", "operations", "checkout", "symbols"):
+        assert word in text.output
+
+
+def test_inspect_stress_reports_mix_vs_weights(tmp_path: Path) -> None:
+    path = tmp_path / "s.wdmt"
+    generate("stress", path, sessions=400, dialect="2023", weights="1,0,0,0,0,1")
+    info = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
+    mix = info["scenario_mix"]
+    assert mix["s1_admin_stock"]["runs"] + mix["s6_fail_no_credit"]["runs"] == 400
+    assert mix["s2_checkout_one"]["runs"] == 0 and mix["s1_admin_stock"]["weight_share"] == 0.5
+    assert info["ops"] == {"create_item": 400, "add_stock": 400, "create_user": mix["s6_fail_no_credit"]["runs"],
+                           "create_order": mix["s6_fail_no_credit"]["runs"],
+                           "add_item": mix["s6_fail_no_credit"]["runs"], "checkout": mix["s6_fail_no_credit"]["runs"]}
+    assert info["expects_by_op"]["checkout"]["fail"] == mix["s6_fail_no_credit"]["runs"]
