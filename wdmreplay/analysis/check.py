@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..traces.results import Results
+import numpy as np
+
+from ..traces.results import INDETERMINATE, SKIPPED, Results
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
 
@@ -29,6 +31,7 @@ class CheckReport:
     expectations: ExpectationDiff
     consistency: ConsistencyResult
     warnings: list[str] = field(default_factory=list)
+    undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -46,7 +49,7 @@ class CheckReport:
         """Whether the run passes: complete, no mismatch, no anomaly (and no error when strict)."""
         if not self.complete or self.anomalies or self.expectations.mismatches:
             return False
-        if self.strict and self.expectations.differences:
+        if self.strict and self.undetermined:
             return False
         return True
 
@@ -55,7 +58,7 @@ class CheckReport:
         c = self.consistency
         return {
             "schema": "wdm-check/1", "path": self.path, "label": self.label, "clean": self.clean,
-            "complete": self.complete, "reason": self.reason, "recheckout": self.policy, "strict": self.strict,
+            "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined, "recheckout": self.policy, "strict": self.strict,
             "warnings": list(self.warnings),
             "expectations": self.expectations.as_dict(),
             "consistency": {
@@ -74,5 +77,7 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         why = results.trailer.get("reason") or "interrupted"
         warnings.append(f"PARTIAL RUN ({why}): {results.n} requests recorded; the verdict cannot be clean")
     warnings.extend(consistency.notes)
+    outcome = results.cols["outcome"]
+    undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
-                       strict, diff_expectations(results), consistency, warnings)
+                       strict, diff_expectations(results), consistency, warnings, undetermined)

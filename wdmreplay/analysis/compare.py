@@ -241,11 +241,15 @@ def render_compare_text(res: CompareResult) -> str:
         if not run.new_complete or not run.base_complete:
             lines.append("  WARNING: partial run(s) compared: " + ", ".join(
                 n for n, ok in (("base", run.base_complete), ("new", run.new_complete)) if not ok))
-        hidden = []
+        hidden, too_few = [], []
         for o in run.ops:
             for c in o.latency:
+                if c.note:
+                    if c.op not in too_few:
+                        too_few.append(c.op)
+                    continue
                 if not c.significant:
-                    hidden.append(f"{c.op} {c.quantile} ({_change_words(c.ratio)}{', ' + c.note if c.note else ''})")
+                    hidden.append(f"{c.op} {c.quantile} ({_change_words(c.ratio)})")
                     continue
                 ci = f", 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci else ""
                 flag = f" — REGRESSION (> {res.threshold * 100:g}%)" if c.regression else ""
@@ -264,6 +268,8 @@ def render_compare_text(res: CompareResult) -> str:
             lines.append("  anomalies: " + (", ".join(diff) if diff else "none in either run"))
         if hidden:
             lines.append("  not significant: " + ", ".join(hidden))
+        if too_few:
+            lines.append(f"  too few samples (< {MIN_SAMPLES}) to test: " + ", ".join(too_few))
         why = [f"{c.op} {c.quantile} {_change_words(c.ratio)}" for c in run.latency_regressions]
         if run.anomaly_increase:
             why.append("more anomalies: " + ", ".join(f"{k} +{v}" for k, v in run.anomaly_increase.items()))

@@ -79,6 +79,7 @@ class _Ledger:
     add_unc: int = 0  # indeterminate additions: anything from 0 to this may have happened
     sub_ok: int = 0
     sub_unc: int = 0
+    unc: list = field(default_factory=list)  # each indeterminate delta (+add / -sub), all-or-nothing
     writes: list = field(default_factory=list)  # (sent, done) of requests that may have written
 
 
@@ -123,6 +124,24 @@ def _overlapping(intervals: list) -> bool:
             return True
         end = max(end, d)
     return False
+
+
+MAX_EXACT_UNCERTAIN = 12  # beyond this many uncertain deltas per entity, accept the whole range
+
+
+def _reachable(offset: int, deltas: list[int], exact: bool) -> bool:
+    """Whether ``lo + offset`` is a sum of some subset of the uncertain deltas (each all-or-nothing).
+
+    Only indeterminate add/subtract/add_funds/pay are checked exactly; with re-checkout multiplicity
+    ranges or too many uncertain operations, any value in the range is accepted.
+    """
+    if not exact or not deltas or len(deltas) > MAX_EXACT_UNCERTAIN:
+        return True
+    # Measured from lo, every subtraction not taken and every addition taken raises the value.
+    sums = {0}
+    for d in deltas:
+        sums |= {x + abs(d) for x in sums}
+    return offset in sums
 
 
 def _batch_value(batches: list[tuple[int, int]], entity_id: str) -> int | None:
@@ -204,8 +223,10 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                 ledger.sub_ok += amount
         elif adds:
             ledger.add_unc += amount
+            ledger.unc.append(amount)
         else:
             ledger.sub_unc += amount
+            ledger.unc.append(-amount)
         ledger.writes.append(_interval(cols, i))
     for rec in orders.values():
         n_checkout["ok"] += rec.n_ok
@@ -279,6 +300,12 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             anomalies.append(Anomaly("oversell", kind, eid, _fmt_range(lo, hi), actual, why,
                                      tuple(o for o, _ in related if o in mult)))
         if lo <= actual <= hi:
+            exact = all(mult[o][0] == mult[o][1] for o, _ in related if o in mult)
+            if not _reachable(actual - lo, led.unc, exact):
+                anomalies.append(Anomaly(
+                    "lost_update", kind, eid, _fmt_range(lo, hi), actual,
+                    f"{value} {actual} is within {lo}..{hi} but no all-or-nothing combination of the "
+                    f"indeterminate operations gives it", ()))
             return lo, hi
         unpaid = [(o, w) for o, w in related if unpaid_attempted(o)]
         paid = [(o, w) for o, w in related if o in mult]

@@ -141,7 +141,7 @@ def _check_lines(d: dict) -> list[str]:
         if n_anom:
             why.append(f"{n_anom} anomalies")
         if d["strict"] and not why:
-            why.append(f"{e['differences']} indeterminate/skipped requests (strict)")
+            why.append(f"{d['undetermined']} indeterminate/skipped requests (strict)")
         lines.append(f"verdict: NOT CLEAN ({', '.join(why)})")
     return lines
 
