@@ -280,6 +280,50 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
             click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
         sys.exit(130 if summary["reason"] == "interrupted" else 1)
 
+# --- demo (composition root: every layer at once) ---------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of both generated traces")
+@click.option("--duration", type=float, default=10.0, show_default=True,
+              help="seconds of the stress trace's schedule (replayed at speed 1)")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="stress sessions per second")
+@click.option("--inject", type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
+              help="run against a deliberately buggy shop, to see what the checker reports")
+@click.option("--split", is_flag=True, help="run the shop as three services on three ports")
+@click.option("--keep", type=click.Path(file_okay=False), help="keep traces and results in this directory")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split: bool, keep: str | None,
+             quiet: bool) -> None:
+    """Run the whole job on the embedded reference shop: generate, serve, replay, check, report.
+
+    Starts the reference shop on a free loopback port, generates a stress trace (paced) and the
+    consistency trace (as fast as possible), replays both, prints each run's summary, check and
+    report, and stops the shop. Exit 0 when every check is clean, 1 otherwise.
+
+    \b
+    Examples:
+      wdm-replay demo
+      wdm-replay demo --inject lost-update      # watch the checker catch a race
+      wdm-replay demo --keep demo-out && wdm-replay report demo-out/stress.wdmr --format html -o r.html
+    """
+    import tempfile
+
+    from .demo import run_demo
+
+    progress = not quiet and sys.stderr.isatty()
+    if keep:
+        clean = run_demo(keep, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
+                         progress=progress, echo=click.echo)
+        click.echo(f"\ntraces (*.wdmt) and results (*.wdmr) kept in {keep}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="wdm-demo-") as tmp:
+            clean = run_demo(tmp, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
+                             progress=progress, echo=click.echo)
+    click.echo("demo: every check CLEAN" if clean else "demo: the checks found anomalies (see above)")
+    sys.exit(0 if clean else 1)
+
+
 # --- check, report, compare (analysis) --------------------------------------------------------
 
 

@@ -192,6 +192,11 @@ class ShopThread:
         return self._shop
 
     @property
+    def running(self) -> RunningShop:
+        """The running shop (config, state, URLs); ShopError if not started."""
+        return self._running()
+
+    @property
     def target(self) -> Target:
         """The shop as a replay target."""
         return self._running().target
