@@ -1,0 +1,193 @@
+"""Report rendering: golden text for check/report/compare, JSON keys, a validated HTML page, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from analysis_support import assert_golden, latency_run
+
+from wdmreplay.analysis import (build_report, check_results, compare_runs, render_check_text, render_compare_text,
+                                render_html, render_json, render_text)
+from wdmreplay.analysis.synthetic import History
+from wdmreplay.traces import load_results
+
+
+def mixed_history() -> History:
+    """A small run with a bit of everything: contradicted expectations, an error, a skipped step,
+    a lost checkout, a phantom checkout, a no-rollback and a double charge."""
+    h = History(scenarios=["populate", "checkout", "fail_no_stock"], label="build-a",
+                expect={"checkout_ok": 3})
+    t = 0.0
+    for k, (op, args) in enumerate([("create_item", [2]), ("add_stock", ["i1", 10]), ("create_item", [3]),
+                                    ("add_stock", ["i2", 1]), ("create_user", []), ("add_funds", ["u1", 100]),
+                                    ("create_user", []), ("add_funds", ["u2", 100])]):
+        h.req(op, args, at=t, latency=0.004 + 0.001 * k, scenario="populate", sid=0, step=k)
+        t += 0.01
+    for k in range(5):
+        h.req("create_order", ["u1" if k < 3 else "u2"], at=0.1 + 0.05 * k, latency=0.003, scenario="checkout",
+              sid=1 + k, step=0)
+        h.req("add_item", [f"o{k}", "i1" if k != 4 else "i2", 1], at=0.11 + 0.05 * k, latency=0.003,
+              scenario="checkout", sid=1 + k, step=1)
+    outcomes = ["ok", "ok", "fail", "ok", "fail"]
+    expects = ["ok", "ok", "ok", "ok", "fail"]
+    for k in range(5):
+        h.req("checkout", [f"o{k}"], outcomes[k], expect=expects[k], at=0.5 + 0.3 * k, latency=0.02 + 0.01 * k,
+              scenario="checkout" if k < 4 else "fail_no_stock", sid=1 + k, step=2,
+              error="insufficient stock" if outcomes[k] == "fail" else "")
+    h.req("checkout", ["o9"], "error", expect="ok", at=2.5, latency=0.5, scenario="checkout", sid=6, step=2,
+          error="500 Internal Server Error")
+    h.req("add_item", ["$s7.order", "i1", 1], "skipped", expect="ok", at=2.6, scenario="checkout", sid=7, step=1)
+    # o0 paid fine; o1 answered 2xx but is not paid; o2 answered 4xx but is paid; o3 paid and u2 charged
+    # twice; o4 (u2, i2) refused but kept its stock.
+    h.set_final(items={"i1": (7, 2), "i2": (0, 3)}, users={"u1": 96, "u2": 94},
+                orders={"o0": (True, [["i1", 1]], "u1", 2), "o1": (False, [["i1", 1]], "u1", 2),
+                        "o2": (True, [["i1", 1]], "u1", 2), "o3": (True, [["i1", 1]], "u2", 2),
+                        "o4": (False, [["i2", 1]], "u2", 3)})
+    return h
+
+
+def clean_history() -> History:
+    h = History(label="build-ok", expect={"checkout_ok": 1, "stock_total": 0, "credit_total": 3})
+    h.req("create_item", [2]).req("add_stock", ["i1", 1]).req("create_user", []).req("add_funds", ["u1", 5])
+    h.req("create_order", ["u1"]).req("add_item", ["o1", "i1", 1]).req("checkout", ["o1"])
+    h.set_final(items={"i1": 0}, users={"u1": 3}, orders={"o1": (True, [["i1", 1]], "u1", 2)})
+    return h
+
+
+@pytest.fixture
+def mixed(tmp_path) -> Path:
+    return mixed_history().write(tmp_path / "mixed.wdmr", wall=3.0)
+
+
+def test_check_text_golden(mixed):
+    rep = check_results(load_results(mixed, with_args=True))
+    assert not rep.clean
+    assert {k for k, v in rep.anomaly_counts.items() if v} == {
+        "lost_checkout", "phantom_checkout", "non_atomic_checkout", "double_charge"}
+    assert_golden("analysis_check.txt", render_check_text(rep))
+
+
+def test_report_text_golden(mixed):
+    assert_golden("analysis_report.txt", render_text(build_report(load_results(mixed, with_args=True))))
+
+
+def test_compare_text_golden(tmp_path):
+    a = latency_run(tmp_path / "a.wdmr", seed=1, label="build-a")
+    b = latency_run(tmp_path / "b.wdmr", seed=2, slow=1.4, label="build-b", anomaly=True)
+    runs = [load_results(p, with_args=True) for p in (a, b)]
+    res = compare_runs(runs, checks=[check_results(r) for r in runs])
+    assert_golden("analysis_compare.txt", render_compare_text(res))
+
+
+def test_report_json_stable_keys(mixed):
+    data = json.loads(render_json(build_report(load_results(mixed, with_args=True))))
+    assert set(data) == {"schema", "run", "stats", "check"} and data["schema"] == "wdm-report/1"
+    assert set(data["stats"]) == {"span", "overall", "by_op", "timeline", "cdf"}
+    assert set(data["stats"]["overall"]) == {"count", "rate", "outcomes", "shares", "response_ms", "service_ms", "lag_ms"}
+    assert set(data["stats"]["overall"]["response_ms"]) == {"p50", "p90", "p99", "p99.9", "max", "mean"}
+    assert set(data["check"]) >= {"clean", "complete", "expectations", "consistency", "warnings", "undetermined"}
+    assert set(data["check"]["consistency"]["benchmark"]) == {
+        "stock_inconsistencies_logs", "stock_inconsistencies_db", "payment_inconsistencies_logs",
+        "payment_inconsistencies_db"}
+    assert data["run"]["label"] == "build-a" and data["stats"]["overall"]["count"] == 25
+
+
+def test_report_without_args_has_no_check(mixed):
+    rep = build_report(load_results(mixed))
+    assert rep["check"] is None and "check: not run" in render_text(rep)
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.tables = 0
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag == "table":
+            self.tables += 1
+
+
+def test_html_report_is_self_contained_with_plots(mixed):
+    page = render_html(build_report(load_results(mixed, with_args=True)))
+    p = _Page()
+    p.feed(page)
+    p.close()
+    assert p.tags[0] == "html" and "script" not in p.tags
+    assert len(p.images) == 3
+    for src in p.images:
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert p.tables == 1  # the anomalies table
+    assert "phantom_checkout" in page and "http://" not in page.replace("http://127.0.0.1:1", "")
+
+
+def test_html_without_matplotlib_is_one_clear_error(mixed, monkeypatch):
+    from wdmreplay.analysis.html import MissingDependency
+
+    rep = build_report(load_results(mixed, with_args=True))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'wdm-replay\[html\]'"):
+        render_html(rep)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("wdm-replay")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "wdmreplay", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_check_exit_codes(tmp_path, mixed):
+    ok = clean_history().write(tmp_path / "ok.wdmr")
+    r = _cli("check", str(ok))
+    assert (r.returncode, r.stderr) == (0, "") and r.stdout.endswith("verdict: CLEAN\n")
+    r = _cli("check", str(mixed), "--json")
+    assert r.returncode == 1 and r.stderr == ""
+    assert json.loads(r.stdout)["clean"] is False
+    partial = clean_history().write(tmp_path / "partial.wdmr", complete=False, reason="interrupted")
+    r = _cli("check", str(partial))
+    assert r.returncode == 1 and "WARNING: PARTIAL RUN (interrupted)" in r.stdout
+
+
+def test_cli_report_formats(tmp_path, mixed):
+    r = _cli("report", str(mixed))
+    assert r.returncode == 0 and r.stdout.startswith("wdm-replay report: build-a (mixed.wdmr)")
+    out = tmp_path / "r.json"
+    r = _cli("report", str(mixed), "--format", "json", "-o", str(out))
+    assert r.returncode == 0 and json.loads(out.read_text())["schema"] == "wdm-report/1"
+    out = tmp_path / "r.html"
+    r = _cli("report", str(mixed), "--format", "html", "-o", str(out))
+    assert r.returncode == 0 and out.read_text().count("data:image/png;base64,") == 3
+
+
+def test_cli_compare_and_errors(tmp_path):
+    a = latency_run(tmp_path / "a.wdmr", seed=1, label="a")
+    b = latency_run(tmp_path / "b.wdmr", seed=2, slow=1.5, label="b")
+    other = latency_run(tmp_path / "o.wdmr", seed=1, digest="sha256:another")
+    assert _cli("compare", str(a), str(a)).returncode == 0
+    r = _cli("compare", str(a), str(b), "--format", "json")
+    assert r.returncode == 1 and json.loads(r.stdout)["regression"] is True
+    r = _cli("compare", str(a), str(other))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("wdm-replay: error: o.wdmr replays a different trace than a.wdmr")
+    assert r.stderr.count("\n") == 1
+    r = _cli("check", str(tmp_path / "nope.wdmr"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such file" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["check", "report", "compare"])
+def test_cli_help_has_examples(cmd):
+    r = _cli(cmd, "--help")
+    assert r.returncode == 0 and "Examples:" in r.stdout and f"wdm-replay {cmd} a.wdmr" in r.stdout
