@@ -7,6 +7,7 @@ option so ``generate(h["workload"], path, seed=h["seed"], **h["params"])`` rewri
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,10 @@ def generate(workload: str, path: str | Path, *, seed: int = 0, dialect: str = "
     writer = TraceWriter(path, workload=workload, seed=seed, params=params, phases=plan.phases,
                          scenarios=plan.scenarios, dialect=dialect, expect=plan.expect)
     writer.header.update(plan.extra_header)
+    # Steps are acyclic dicts and lists freed by reference counting; the cyclic collector would
+    # only rescan the long-lived objects every few hundred allocations (~30 % of generation time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         write = writer.write_session
         sid = 0
@@ -69,6 +74,8 @@ def generate(workload: str, path: str | Path, *, seed: int = 0, dialect: str = "
         writer.abort()
         raise
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if bar is not None:
             bar.close()
     return header
