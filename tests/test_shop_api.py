@@ -234,3 +234,18 @@ def test_target_and_urls(shop_factory):
 def test_shop_fixture_serves(shop):
     c = ShopClient(shop.target)
     assert c.stock(c.item(1, stock=2)) == 2
+
+
+def test_shop_thread_lifecycle_and_port_in_use(shop_factory):
+    first = shop_factory()
+    port = int(first.url.rsplit(":", 1)[1])
+    with pytest.raises(ShopError, match="address already in use"):
+        ShopThread(port=port).start()
+    c = ShopClient(first.target)
+    assert c.item(1) == "item-1"
+    first.reset()
+    assert c.item(1) == "item-1"  # ids restart after a reset
+    first.stop()
+    first.stop()  # idempotent
+    with pytest.raises(ShopError, match="not running"):
+        first.url

@@ -541,7 +541,7 @@ def _routes(dialects: tuple[str, ...], services: Iterable[str]) -> dict[tuple[st
 
 
 def _build(state: ShopState, services: tuple[str, ...], logic: OrderLogic | None) -> web.Application:
-    app = web.Application(handler_args={"max_field_size": 8190})
+    app = web.Application()
     app[STATE_KEY] = state
     ops = _Ops(state, logic)
     for (method, path), op_name in _routes(state.config.dialects, services).items():
