@@ -124,7 +124,7 @@ def test_corrupt_record_reports_offset(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.wdmt"
     bad.write_bytes(bytes(data))
     msg = _error(bad)
-    assert f"corrupt at byte {hdr_len}" in msg
+    assert f"corrupt at byte {hdr_len}: invalid msgpack" in msg
 
 
 def test_non_map_record_and_trailing_garbage(tmp_path: Path) -> None:

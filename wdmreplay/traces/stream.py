@@ -76,7 +76,9 @@ class RecordReader:
         except StopIteration:
             raise
         except (msgpack.UnpackException, ValueError, TypeError) as e:
-            raise FormatError(f"{self.path}: corrupt at byte {offset}: {e}") from None
+            # msgpack raises some errors (e.g. a reserved type byte) with an empty message.
+            why = str(e) or f"invalid msgpack ({type(e).__name__})"
+            raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
 
     def _read_header(self, version: int) -> dict:
         if self.size == 0:

@@ -5,7 +5,8 @@ Format history (bump ``TRACE_VERSION`` and add a line for every change a reader 
 - version 1: header {format, version, workload, seed, params, dialect, phases [{name, sessions}],
   scenarios [names], sessions, requests, duration, expect, generator}; sessions {sid, phase, at,
   steps}; step {op, args, bind, expect, think, scenario}; trailer {trailer: "wdm-trace",
-  sessions, requests}.
+  sessions, requests}. Optional header key (readers ignore unknown keys): expect_range {key: [lo,
+  hi]} — bounds on the expect keys when they are not determined (consistency workload).
 
 A step's ``args`` are literals (ints, strings) or symbol references — strings starting with ``$``
 (``"$s12.item0"``) — filled in from ids bound by earlier steps' ``bind``. A step may reference only
