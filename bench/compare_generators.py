@@ -238,7 +238,8 @@ def run_all(b: Bench) -> None:
     print(f"versions: wdm-replay {version('wdm-replay')}, aiohttp {version('aiohttp')}, locust {version('locust')}, "
           f"uvloop {version('uvloop') if _importable('uvloop') else '-'}")
     print(f"target: {target.kind} at {target.url}  {target.note}".rstrip())
-    print(f"concurrency {a.concurrency}, runs of ~{a.seconds} s, dialect {a.dialect}\n", flush=True)
+    print(f"concurrency {a.concurrency}, runs of ~{a.seconds} s, dialect {a.dialect}, "
+          f"load average at start {os.getloadavg()[0]:.2f}\n", flush=True)
 
     have_replay = command_available("replay")
     requests = a.requests
@@ -292,6 +293,8 @@ def run_all(b: Bench) -> None:
     print(render_ratios(b.rows, f"bare-aiohttp ({loop})"))
     print("\nclient CPU = whole process incl. start-up; seconds = the tool's own window "
           "(replay: first send to last response; bare: timed loop; Locust: count / its req/s).")
+    print(f"load average at end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs); 'other CPU s' is the rest of "
+          "the machine during each run — well above 0, the figures are disturbed.")
     if b.notes:
         print("\nnotes:\n  " + "\n  ".join(b.notes))
 
