@@ -101,3 +101,11 @@ def test_inspect_stress_reports_mix_vs_weights(tmp_path: Path) -> None:
                            "create_order": mix["s6_fail_no_credit"]["runs"],
                            "add_item": mix["s6_fail_no_credit"]["runs"], "checkout": mix["s6_fail_no_credit"]["runs"]}
     assert info["expects_by_op"]["checkout"]["fail"] == mix["s6_fail_no_credit"]["runs"]
+
+
+def test_progress_bar_goes_to_stderr_and_does_not_change_bytes(tmp_path: Path, capsys) -> None:
+    generate("stress", tmp_path / "a.wdmt", sessions=5000, progress=True)
+    err = capsys.readouterr().err
+    assert "generating a.wdmt" in err
+    generate("stress", tmp_path / "b.wdmt", sessions=5000)
+    assert (tmp_path / "a.wdmt").read_bytes() == (tmp_path / "b.wdmt").read_bytes()

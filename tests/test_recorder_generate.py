@@ -204,3 +204,13 @@ def test_closed_model_users_think_and_duration(tmp_path: Path) -> None:
         binds = [st["bind"] for st in s["steps"] if st["bind"]]
         assert binds[0].startswith(f"$s{s['sid']}.r0.")
     assert h["duration"] < 30
+
+
+def test_inspect_counts_closed_model_runs(tmp_path: Path) -> None:
+    p = tmp_path / "t.wdmt"
+    generate("stress", p, dialect="2023", users=6, spawn_rate=3, wait="0.1,0.5", duration=8, seed=2)
+    runs = sum(1 for s in _sessions(p) for st in s["steps"]
+               if st["op"] == "create_item" and st["bind"].endswith(".item0"))
+    info = inspect_trace(p)
+    assert info["scenario_runs"] == runs > 6 * 8 / 0.5 - 6
+    assert sum(m["requests"] for m in info["scenario_mix"].values()) == info["requests"]
