@@ -284,15 +284,16 @@ class Engine:
         for index, st in enumerate(s["steps"]):
             if self.stopping:
                 return
-            intended = step_due(prev, st["think"], speed) if speed is not None else (
-                prev if index == 0 else perf() - t0)
-            wait = intended - (perf() - t0)
-            if wait > 0.0:
-                await asyncio.sleep(wait)
-                if self.stopping:
-                    return
-            op_name = st["op"]
-            code = OP_CODES[op_name]
+            if speed is None:  # as fast as possible: due now
+                intended = prev if index == 0 else perf() - t0
+            else:
+                intended = step_due(prev, st["think"], speed)
+                wait = intended - (perf() - t0)
+                if wait > 0.0:
+                    await asyncio.sleep(wait)
+                    if self.stopping:
+                        return
+            code = OP_CODES[st["op"]]
             args = st["args"]
             resolved = args
             missing = None

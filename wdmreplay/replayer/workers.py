@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import traceback
 from typing import Any
 
@@ -49,23 +50,28 @@ async def _serve(conn: Any, cfg: dict) -> None:
                     concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
                     keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
                     scenarios=cfg["scenarios"])
-    fd = conn.fileno()
 
-    def on_readable() -> None:
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                if msg[0] == "stop":
-                    engine.request_stop()
-                else:
-                    inbox.put_nowait(msg)
-        except (EOFError, OSError):
-            loop.remove_reader(fd)
+    def dispatch(msg: Any) -> None:
+        if msg[0] == "stop":
             engine.request_stop()
-            inbox.put_nowait(("end",))
+        else:
+            inbox.put_nowait(msg)
+
+    def listen() -> None:
+        # A thread does the blocking receives: registering the pipe with the event loop would make
+        # it non-blocking, and a large message (chunks, bindings) would then fail half-sent.
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = ("end",)
+                loop.call_soon_threadsafe(engine.request_stop)
+            loop.call_soon_threadsafe(dispatch, msg)
+            if msg[0] == "end":
+                return
 
     await engine.open()
-    loop.add_reader(fd, on_readable)
+    threading.Thread(target=listen, name="wdm-replay-worker-inbox", daemon=True).start()
     ticker = None
     if cfg["progress"]:
         async def tick() -> None:
@@ -88,6 +94,5 @@ async def _serve(conn: Any, cfg: dict) -> None:
     finally:
         if ticker is not None:
             ticker.cancel()
-        loop.remove_reader(fd)
         await engine.close()
     conn.send(("bye", engine.done, engine.errors))
