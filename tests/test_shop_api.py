@@ -249,3 +249,13 @@ def test_shop_thread_lifecycle_and_port_in_use(shop_factory):
     first.stop()  # idempotent
     with pytest.raises(ShopError, match="not running"):
         first.url
+
+
+def test_banner_of_a_shop_thread_names_its_urls_and_bug(shop_factory):
+    from wdmreplay.shop import banner
+
+    s = shop_factory(split=True, inject="no-rollback")
+    text = banner(s.running)
+    assert "BUG INJECTED: --inject no-rollback" in text
+    for url in s.urls.values():
+        assert url in text
