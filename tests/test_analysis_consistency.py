@@ -212,3 +212,29 @@ def test_missing_final_state_is_said(tmp_path):
     rep = run(tmp_path, h)
     assert not rep.consistency.final_state
     assert any("NOT checked" in w for w in rep.warnings)
+
+
+def test_missing_credit_with_a_paid_and_an_unpaid_order(tmp_path):
+    # u1 paid o1 and was refused o2 (cost 2 each); credit 2 short. If o2's item kept its stock, the
+    # missing credit is an extra charge; if o2's item lost a unit too, o2 half-happened.
+    def hist(stock2: int) -> History:
+        h = populated().req("create_item", [2]).req("add_stock", ["i2", 5])
+        h.req("create_order", ["u1"]).req("add_item", ["o2", "i2", 1])
+        h.req("checkout", ["o1"]).req("checkout", ["o2"], "fail")
+        return h.set_final(items={"i1": (4, 2), "i2": (stock2, 2)}, users={"u1": 6},
+                           orders={"o1": (True, [O1], "u1", 2), "o2": (False, [["i2", 1]], "u1", 2)})
+
+    assert kinds(run(tmp_path, hist(5))) == {"double_charge": 1}
+    assert kinds(run(tmp_path, hist(4))) == {"non_atomic_checkout": 2}
+
+
+@pytest.mark.parametrize("stock, credit, expected", [
+    (4, 8, {}), (5, 10, {}),  # the unread order was paid, or not: both fine
+    (3, 8, {"lost_update": 1}),  # more stock gone than that order could take
+])
+def test_checked_out_order_missing_from_final_state_is_bounded(tmp_path, stock, credit, expected):
+    h = populated().req("checkout", ["o1"])
+    h.set_final(items={"i1": (stock, 2)}, users={"u1": credit}, missing={"order": {"o1": "HTTP 500"}})
+    rep = run(tmp_path, h)
+    assert kinds(rep) == expected
+    assert any("bounded" in w for w in rep.warnings)

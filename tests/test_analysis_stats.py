@@ -87,7 +87,8 @@ def test_expectation_diff_groups_and_examples(tmp_path):
     h.req("find_item", ["i"], "ok", expect="ok", scenario="s2", sid=10)
     d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr")))
     assert d.checked == 6
-    assert d.by_category == {"unexpected_ok": 2, "unexpected_fail": 1, "indeterminate": 1, "skipped": 1}
+    assert d.by_category == {"unexpected_ok": 2, "unexpected_fail": 1, "indeterminate": 1, "skipped": 1,
+                             "after_indeterminate": 0}
     assert d.mismatches == 3 and d.differences == 5
     g = d.groups[0]
     assert (g.category, g.scenario, g.op, g.count, g.expect) == ("unexpected_ok", "s1", "checkout", 2, "fail")
@@ -104,3 +105,16 @@ def test_examples_are_capped(tmp_path):
         h.req("pay", ["u", "o", 1], "fail", expect="ok", sid=k)
     d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr")), examples=3)
     assert d.groups[0].count == 10 and len(d.groups[0].examples) == 3
+
+
+def test_contradictions_after_an_indeterminate_step_prove_nothing(tmp_path):
+    h = History()
+    h.req("add_funds", ["u", 5], "error", expect="ok", sid=1, step=0)
+    h.req("checkout", ["o"], "fail", expect="ok", sid=1, step=1)  # the funds may be missing
+    h.req("checkout", ["p"], "fail", expect="ok", sid=2, step=1)  # another session: a real mismatch
+    d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr")))
+    assert d.by_category == {"unexpected_ok": 0, "unexpected_fail": 1, "indeterminate": 1, "skipped": 0,
+                             "after_indeterminate": 1}
+    assert d.mismatches == 1
+    assert [(g.category, g.examples[0].sid) for g in d.groups] == [
+        ("unexpected_fail", 2), ("indeterminate", 1), ("after_indeterminate", 1)]

@@ -20,7 +20,7 @@ concurrent writes — which keeps every kind reliably detected (see ``docs/analy
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ RECHECKOUT_POLICIES = ("refuse", "charge")
 _OK, _FAIL, _INDET = 0, 1, 2
 _CLASS = {OK: _OK, FAIL: _FAIL, ERROR: _INDET, TIMEOUT: _INDET, CONN_ERROR: _INDET}
 _RELEVANT = ("add_stock", "subtract_stock", "add_funds", "pay", "checkout", "batch_init_stock",
-             "batch_init_users")
+             "batch_init_users", "create_order", "add_item", "create_item")
 
 
 class AnalysisError(WdmError):
@@ -80,6 +80,7 @@ class _Ledger:
     sub_ok: int = 0
     sub_unc: int = 0
     unc: list = field(default_factory=list)  # each indeterminate delta (+add / -sub), all-or-nothing
+    exact: bool = True  # False when the uncertain part is only bounded (orders whose state is unknown)
     writes: list = field(default_factory=list)  # (sent, done) of requests that may have written
 
 
@@ -182,6 +183,9 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     items: dict[str, _Ledger] = defaultdict(_Ledger)
     users: dict[str, _Ledger] = defaultdict(_Ledger)
     orders: dict[str, _Order] = defaultdict(_Order)
+    created_orders: Counter = Counter()  # user -> orders created with a 2xx
+    max_price = 0  # the highest price any item was created with: bounds costs of unread items
+    added_lines: dict[str, Counter] = defaultdict(Counter)  # order -> item -> units added (2xx or indeterminate)
     batch_items: list[tuple[int, int]] = []
     batch_users: list[tuple[int, int]] = []
     n_checkout = {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0}
@@ -207,8 +211,20 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             continue
         if cls == _FAIL:
             continue  # a 4xx of a simple operation is taken as no effect
+        if o == code["create_item"]:
+            max_price = max(max_price, _as_int(a[0]))
+            continue
+        if o == code["create_order"]:
+            if cls == _OK:
+                created_orders[str(a[0])] += 1
+            continue
+        if o == code["add_item"]:
+            # Kept only to bound orders the final read could not return (their contents are unknown).
+            added_lines[str(a[0])][str(a[1])] += _as_int(a[2], 1) if len(a) > 2 else 1
+            continue
         if o == code["batch_init_stock"]:
             batch_items.append((_as_int(a[0]), _as_int(a[1])))
+            max_price = max(max_price, _as_int(a[2]))
             continue
         if o == code["batch_init_users"]:
             batch_users.append((_as_int(a[0]), _as_int(a[1])))
@@ -245,9 +261,12 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     for kind in ("item", "user", "order"):
         if missing.get(kind):
             notes.append(f"{len(missing[kind])} {kind}(s) could not be read back; they are not checked")
-    unknown_orders = sorted(o for o in orders if o not in f_orders)
+    unknown_orders = sorted(o for o in orders if o not in f_orders and orders[o].n_ok + orders[o].n_indet)
     if unknown_orders:
-        notes.append(f"{len(unknown_orders)} checked-out order(s) missing from the final state; their effects are unknown")
+        notes.append(f"{len(unknown_orders)} checked-out order(s) missing from the final state: their effects "
+                     f"are bounded from the recorded add_item requests")
+        _bound_unknown_orders(unknown_orders, orders, added_lines, created_orders, f_items, f_orders, items, users,
+                              max_price)
 
     anomalies: list[Anomaly] = []
     # Multiplicity range of each paid order's effect under the re-checkout policy.
@@ -300,7 +319,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             anomalies.append(Anomaly("oversell", kind, eid, _fmt_range(lo, hi), actual, why,
                                      tuple(o for o, _ in related if o in mult)))
         if lo <= actual <= hi:
-            exact = all(mult[o][0] == mult[o][1] for o, _ in related if o in mult)
+            exact = led.exact and all(mult[o][0] == mult[o][1] for o, _ in related if o in mult)
             if not _reachable(actual - lo, led.unc, exact):
                 anomalies.append(Anomaly(
                     "lost_update", kind, eid, _fmt_range(lo, hi), actual,
@@ -311,6 +330,13 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
         paid = [(o, w) for o, w in related if o in mult]
         if actual < lo:
             deficit = lo - actual
+            if kind == "item":
+                short_items.add(eid)
+            elif paid:
+                # Missing credit could be an extra charge of a paid order or a charge of an unpaid one:
+                # the stock side decides — an unpaid order that also lost stock half-happened.
+                unpaid = [(o, w) for o, w in unpaid
+                          if any(str(line[0]) in short_items for line in f_orders[o].get("items") or [])]
             if unpaid and sum(w for _, w in unpaid) >= deficit:
                 anomalies.append(Anomaly(
                     "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
@@ -341,6 +367,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                                          tuple(o for o, _ in paid)))
         return lo, hi
 
+    short_items: set[str] = set()  # items with less stock than expected (checked before users)
     totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
 
     def implied(led: _Ledger, initial: int, related: list[tuple[str, int]]) -> int:
@@ -417,6 +444,34 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     checked = {"items": len(f_items), "users": len(f_users), "orders": len(f_orders)}
     return ConsistencyResult(anomalies, checked, dict(n_checkout, paid_orders=paid_orders), aggregates,
                              benchmark, totals_out, notes, True)
+
+
+def _bound_unknown_orders(unknown: list[str], orders: dict, added_lines: dict, created_orders: Counter,
+                          f_items: dict, f_orders: dict, items: dict, users: dict, max_price: int) -> None:
+    """Widen the expected values touched by checked-out orders whose final state was not read.
+
+    Such an order may or may not be paid: each of its items may have lost the units added to it
+    (all-or-nothing), and its user — unknown, but one of the users who created more orders than the
+    final state shows — may have paid its cost. Credit is then bounded, not checked exactly.
+    """
+    costs = []
+    for oid in unknown:
+        lines = added_lines.get(oid, {})
+        for item, qty in lines.items():
+            led = items[item]
+            led.sub_unc += qty
+            led.unc.append(-qty)
+            led.writes.extend(orders[oid].intervals)
+        costs.append(sum(q * (_as_int(f_items[i].get("price")) if i in f_items else max_price)
+                         for i, q in lines.items()))
+    costs.sort(reverse=True)
+    shown = Counter(str(o.get("user_id")) for o in f_orders.values())
+    for user, n in created_orders.items():
+        k = n - shown.get(user, 0)
+        if k > 0:
+            led = users[user]
+            led.sub_unc += sum(costs[:k])
+            led.exact = False
 
 
 def _id_key(s: str) -> tuple:

@@ -15,7 +15,7 @@ from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, OUTCOME
                               Results)
 
 # Categories of a difference, in the order they are reported.
-CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped")
+CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped", "after_indeterminate")
 # Categories that contradict a determined expectation (the others say "we could not tell").
 MISMATCH_CATEGORIES = ("unexpected_ok", "unexpected_fail")
 EXAMPLES_PER_GROUP = 3
@@ -84,22 +84,32 @@ def scenario_names(results: Results) -> list[str]:
     return list(names)
 
 
-def _category_codes(outcome: np.ndarray, expect: np.ndarray) -> np.ndarray:
+def _category_codes(cols: dict[str, np.ndarray]) -> np.ndarray:
     """Per row: index into CATEGORIES, or -1 when the row does not differ."""
+    outcome, expect = cols["outcome"], cols["expect"]
     cat = np.full(outcome.shape, -1, dtype=np.int8)
     exp_ok, exp_fail = expect == EXPECT_CODES["ok"], expect == EXPECT_CODES["fail"]
     cat[exp_fail & (outcome == OK)] = 0
     cat[exp_ok & (outcome == FAIL)] = 1
     indeterminate = (outcome == ERROR) | (outcome == TIMEOUT) | (outcome == CONN_ERROR)
     cat[(exp_ok | exp_fail) & indeterminate] = 2
+    bad = indeterminate | (outcome == SKIPPED)
     cat[outcome == SKIPPED] = 3  # skipped is its own category, whatever was expected
+    if bad.any():
+        # The generator's expects assume every earlier step took effect; after an indeterminate or
+        # skipped step of the same session, or of an earlier phase, a contradiction proves nothing.
+        sid, step, phase = cols["sid"], cols["step"], cols["phase"]
+        first_bad = np.full(int(sid.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_bad, sid[bad], step[bad].astype(np.int64))
+        tainted = (step.astype(np.int64) > first_bad[sid]) | (phase > phase[bad].min())
+        cat[((cat == 0) | (cat == 1)) & tainted] = 4
     return cat
 
 
 def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> ExpectationDiff:
     """The expectation diff of a run: counts per category and groups with a few examples each."""
     c = results.cols
-    cat = _category_codes(c["outcome"], c["expect"])
+    cat = _category_codes(c)
     checked = int(np.count_nonzero(c["expect"] != EXPECT_CODES["any"]))
     counts = np.bincount(cat[cat >= 0], minlength=len(CATEGORIES))
     by_category = {name: int(counts[i]) for i, name in enumerate(CATEGORIES)}

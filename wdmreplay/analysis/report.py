@@ -84,7 +84,8 @@ def _check_lines(d: dict) -> list[str]:
     bc = e["by_category"]
     lines.append(f"expectations: {e['checked']} requests with a determined expect; {e['mismatches']} contradicted "
                  f"({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx), "
-                 f"{bc['indeterminate']} indeterminate, {bc['skipped']} skipped")
+                 f"{bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
+                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
     for g in e["groups"]:
         lines.append(f"  {g['category']:<15} {g['scenario']}/{g['op']} (expect {g['expect']}): {g['count']}")
         for x in g["examples"]:
