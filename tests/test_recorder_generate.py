@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from wdmreplay.cli import cli
 from wdmreplay.recorder import RecorderError, generate, inspect_trace, validate_symbols
+from wdmreplay.recorder.inspect import chi2_sf, mix_test
 from wdmreplay.recorder.stress import DEFAULT_WEIGHTS, SCENARIOS, STEPS_PER_SCENARIO
 from wdmreplay.traces import TraceReader
 
@@ -115,6 +116,8 @@ def test_stress_mix_matches_weights_over_10000_sessions(tmp_path: Path) -> None:
     expected = [10_000 * w / total_w for w in DEFAULT_WEIGHTS]
     chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected))
     assert chi2 < CHI2_5DOF_P001, chi2
+    assert info["mix_test"]["chi2"] == pytest.approx(chi2) and info["mix_test"]["dof"] == 5
+    assert info["mix_test"]["p"] > 1e-3
     for n in SCENARIOS:  # each share within 4 binomial standard errors of its weight
         assert abs(mix[n]["z"]) < 4, (n, mix[n])
         assert mix[n]["weight_share"] == pytest.approx(DEFAULT_WEIGHTS[SCENARIOS.index(n)] / total_w)
@@ -216,3 +219,19 @@ def test_inspect_counts_closed_model_runs(tmp_path: Path) -> None:
     info = inspect_trace(p)
     assert info["scenario_runs"] == runs > 6 * 8 / 0.5 - 6
     assert sum(m["requests"] for m in info["scenario_mix"].values()) == info["requests"]
+
+
+@pytest.mark.parametrize("x,dof,p", [
+    (0.0, 3, 1.0), (3.841459, 1, 0.05), (5.991465, 2, 0.05), (20.515006, 5, 0.001), (11.070498, 5, 0.05),
+    (1.0, 2, 0.6065306597), (124.342113, 100, 0.05), (0.5, 40, 1.0),
+])
+def test_chi2_sf_against_table(x: float, dof: int, p: float) -> None:
+    assert chi2_sf(x, dof) == pytest.approx(p, abs=1e-6)
+
+
+def test_mix_test_table() -> None:
+    assert mix_test([50, 50], [1, 1]) == {"chi2": 0.0, "dof": 1, "p": 1.0}
+    assert mix_test([10, 0, 30], [1, 0, 3])["dof"] == 1  # zero-weight scenarios are left out
+    assert mix_test([10, 1, 30], [1, 0, 3]) == {"chi2": None, "dof": 1, "p": 0.0}
+    assert mix_test([0, 0], [1, 1]) is None
+    assert mix_test([90, 10], [1, 1])["p"] < 1e-10

@@ -85,6 +85,65 @@ def validate_symbols(sessions: Iterable[dict]) -> dict:
     return c.result()
 
 
+def chi2_sf(x: float, dof: int) -> float:
+    """P(X ≥ x) for a chi-square variable with ``dof`` degrees of freedom (no scipy needed).
+
+    The regularized upper incomplete gamma Q(dof/2, x/2): a series below a+1, a continued
+    fraction above (Numerical Recipes' gser/gcf), good to ~1e-12.
+    """
+    if dof <= 0:
+        raise ValueError("dof must be > 0")
+    if x <= 0:
+        return 1.0
+    a, z = dof / 2.0, x / 2.0
+    log_front = a * math.log(z) - z - math.lgamma(a)
+    if z < a + 1:
+        term = total = 1.0 / a
+        n = a
+        for _ in range(1000):
+            n += 1
+            term *= z / n
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    tiny = 1e-300
+    b = z + 1 - a
+    c = 1 / tiny
+    d = 1 / b
+    h = d
+    for i in range(1, 1000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-15:
+            break
+    return math.exp(log_front) * h
+
+
+def mix_test(runs: list[int], weights: list[float]) -> dict | None:
+    """Pearson's chi-square test of scenario run counts against weights: ``{chi2, dof, p}``.
+
+    Scenarios of weight 0 are left out (a run of one would make the mix impossible: p = 0).
+    None when fewer than two scenarios have weight or there are no runs.
+    """
+    total = sum(runs)
+    wsum = sum(weights)
+    cells = [(n, w) for n, w in zip(runs, weights) if w > 0]
+    if total == 0 or wsum <= 0 or len(cells) < 2:
+        return None
+    if any(n > 0 for n, w in zip(runs, weights) if w <= 0):
+        return {"chi2": None, "dof": len(cells) - 1, "p": 0.0}  # None: infinite (JSON has no inf)
+    chi2 = sum((n - total * w / wsum) ** 2 / (total * w / wsum) for n, w in cells)
+    return {"chi2": chi2, "dof": len(cells) - 1, "p": chi2_sf(chi2, len(cells) - 1)}
+
+
 def _ns(bind: str) -> str:
     return bind.rsplit(".", 1)[0]
 
@@ -144,6 +203,7 @@ def inspect_trace(path: str | Path) -> dict:
             entry.update(weight=weights[k], weight_share=ws,
                          z=(share - ws) / se if se > 0 else (0.0 if share == ws else None))
         mix[n] = entry
+    test = mix_test([runs[n] for n in names], weights) if weights and len(weights) == len(names) else None
     phases = [{"name": p["name"], "sessions": p["sessions"], "requests": p["requests"],
                "last_start": p["last_start"], "span": p["last_start"] + p["think"]} for p in ph]
     return {
@@ -157,6 +217,7 @@ def inspect_trace(path: str | Path) -> dict:
         "phases": phases,
         "scenario_runs": total_runs,
         "scenario_mix": mix,
+        "mix_test": test,
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "expects": expects,
         "expects_by_op": {k: by_op[k] for k in sorted(by_op)},
@@ -188,6 +249,11 @@ def render_inspect(info: dict) -> str:
             z = "n/a" if m["z"] is None else f"{m['z']:+.2f}"
             line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {z}"
         out.append(line)
+    t = info.get("mix_test")
+    if t:
+        verdict = "consistent with the weights" if t["p"] >= 0.001 else "NOT consistent with the weights"
+        chi2 = "inf (runs of a zero-weight scenario)" if t["chi2"] is None else f"{t['chi2']:.2f}"
+        out.append(f"  chi-square {chi2} on {t['dof']} dof, p = {t['p']:.3g}: {verdict}")
     out.append("")
     out.append("operations                   count       ok     fail      any")
     for op, n in info["ops"].items():
