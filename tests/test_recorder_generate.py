@@ -235,3 +235,11 @@ def test_mix_test_table() -> None:
     assert mix_test([10, 1, 30], [1, 0, 3]) == {"chi2": None, "dof": 1, "p": 0.0}
     assert mix_test([0, 0], [1, 1]) is None
     assert mix_test([90, 10], [1, 1])["p"] < 1e-10
+
+
+def test_inspect_phase_span_matches_header_duration(tmp_path: Path) -> None:
+    p = tmp_path / "t.wdmt"
+    h = generate("stress", p, dialect="2023", users=5, spawn_rate=1, wait="1,2", duration=15, seed=3)
+    info = inspect_trace(p)
+    assert sum(ph["span"] for ph in info["phases"]) == pytest.approx(h["duration"], abs=1e-5)
+    assert info["phases"][0]["last_start"] == 4.0

@@ -159,7 +159,7 @@ def inspect_trace(path: str | Path) -> dict:
         ops: dict[str, int] = {}
         expects = {e: 0 for e in EXPECT_VALUES}
         by_op: dict[str, dict[str, int]] = {}
-        ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "think": 0.0} for n in phase_names]
+        ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "span": 0.0} for n in phase_names]
         checker = SymbolChecker()
         for s in r:
             checker.check(s)
@@ -187,8 +187,9 @@ def inspect_trace(path: str | Path) -> dict:
                     runs[sc] = runs.get(sc, 0) + 1
                 cur_sc, cur_ns = sc, ns
                 sc_requests[sc] = sc_requests.get(sc, 0) + 1
-            if think > p["think"]:
-                p["think"] = think
+            # span: when the phase's schedule ends at speed 1, response times not counted
+            if s["at"] + think > p["span"]:
+                p["span"] = s["at"] + think
         trailer = r._r.trailer or {}
     total_runs = sum(runs.values())
     weights = (h.get("params") or {}).get("weights") if h.get("workload") == "stress" else None
@@ -205,7 +206,7 @@ def inspect_trace(path: str | Path) -> dict:
         mix[n] = entry
     test = mix_test([runs[n] for n in names], weights) if weights and len(weights) == len(names) else None
     phases = [{"name": p["name"], "sessions": p["sessions"], "requests": p["requests"],
-               "last_start": p["last_start"], "span": p["last_start"] + p["think"]} for p in ph]
+               "last_start": p["last_start"], "span": p["span"]} for p in ph]
     return {
         "file": str(path),
         "format": h.get("format"), "version": h.get("version"), "generator": h.get("generator"),
