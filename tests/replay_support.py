@@ -46,7 +46,7 @@ class TinyTarget:
         loop = self._loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = self._runner = web.AppRunner(app, access_log=None)
+        runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())

@@ -151,3 +151,27 @@ def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front
     with TinyTarget(counting_shop()) as t:
         with pytest.raises(TargetUnreachable, match=f"cannot reach target {dead}"):
             replay_trace(trace, out, target=Target(order_url=t.url, payment_url=dead, stock_url=t.url))
+
+
+def test_interrupt_at_max_speed_cancels_stuck_requests_after_the_grace_period(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_stock", ["1", 1])]) for _ in range(20)]])
+    slow = lambda m, p: (200, b"{}", 30.0 if "/add/" in p else 0)  # noqa: E731 - never answers in time
+    with TinyTarget(slow) as t:
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        started = time.monotonic()
+        timer.start()
+        s = replay_trace(trace, out, target=t.url, speed=None, concurrency=4, timeout=60)
+        elapsed = time.monotonic() - started
+        timer.join()
+    assert not s["complete"] and s["reason"] == "interrupted"
+    assert elapsed < 5  # ~0.5 s of run + 2 s grace, not the 30 s the requests would take
+    r = load_results(out)
+    assert not r.complete and r.n == 4  # the four requests out when the signal came
+    assert set(r.cols["outcome"]) == {TIMEOUT}
+    assert all(text == "interrupted before the response" for text in r.errors.values())

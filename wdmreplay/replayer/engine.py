@@ -261,17 +261,21 @@ class Engine:
                 if self.stopping:
                     return
 
-        n = max(1, self.concurrency)
-        tasks = [asyncio.create_task(runner()) for _ in range(n)]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            if t.exception() is not None:
-                for p in pending:
-                    p.cancel()
-                raise t.exception()  # type: ignore[misc]
-        if pending:
-            # Runners still out after FIRST_EXCEPTION cannot happen without an exception; be safe.
-            await asyncio.wait(pending)
+        for _ in range(max(1, self.concurrency)):
+            t = asyncio.create_task(runner())
+            self._tasks.add(t)
+            t.add_done_callback(self._runner_done)
+        # Until every runner is done, or a stop request (run_phase then gives the rest a grace period).
+        while self._tasks and not self.stopping:
+            self._slot.clear()
+            await self._slot.wait()
+
+    def _runner_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._slot.set()
+        if not task.cancelled() and task.exception() is not None:
+            self.stopping = True
+            self._failure = task.exception()
 
     # --- one session --------------------------------------------------------------------------
 
