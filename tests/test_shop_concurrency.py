@@ -123,6 +123,11 @@ def test_double_charge_injection_charges_twice(shop_factory, split):
     item, user = c.item(4, stock=5), c.user(100)
     c.ok("checkout", c.order(user, (item, 2)))
     assert (c.stock(item), c.credit(user)) == (3, 84)  # 8 charged twice
+    poor = c.user(4)
+    c.ok("checkout", c.order(poor, (item, 1)))  # affordable once, charged twice anyway
+    assert c.credit(poor) == -4
+    c.ok("pay", user, "x", 1)  # a plain payment is charged once
+    assert c.credit(user) == 83
 
 
 @pytest.mark.parametrize("split", MODES)

@@ -91,7 +91,7 @@ class ShopState:
     def __init__(self, config: ShopConfig):
         self.config = config
         self.stock = StockStore(oversell=config.inject == "oversell")
-        self.payment = PaymentStore()
+        self.payment = PaymentStore(double_charge=config.inject == "double-charge")
         self.orders = OrderStore(config.seed)
         self.stats = Stats()
         self.error_rng = random.Random(config.seed)
@@ -161,7 +161,7 @@ class LocalPayment:
         user = self.store.check_pay(user_id, amount)
         before = user.credit
         await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
-        user.credit = before - amount
+        user.credit = before - amount  # (only one bug at a time: no double charge here)
         self.store.record(user_id, order_id, amount, by_checkout)
         return user.credit
 
@@ -265,7 +265,6 @@ class OrderLogic:
         self.locks = KeyedLocks()
         inject = state.config.inject
         self.no_rollback = inject == "no-rollback"
-        self.double_charge = inject == "double-charge"
 
     async def create_order(self, user_id: str) -> str:
         """Create an order for an existing user."""
@@ -324,21 +323,12 @@ class OrderLogic:
         st = self.state
         order = st.orders.get_unpaid(order_id)
         lines = [(st.stock.check_subtract(i, q), q) for i, q in order.needs().items()]
-        user = st.payment.get(order.user_id)
-        total = order.total_cost
-        can_pay = user.credit >= total
-        if not can_pay and not self.no_rollback:
-            st.payment.check_pay(order.user_id, total)  # raises with the message
+        if not self.no_rollback:
+            st.payment.check_pay(order.user_id, order.total_cost)
         for item, qty in lines:
             item.stock -= qty
-        if not can_pay:  # only with no-rollback: the stock taken above stays taken
-            st.payment.check_pay(order.user_id, total)
-        charged = total
-        user.credit -= total
-        if self.double_charge and user.credit >= total:
-            user.credit -= total
-            charged += total
-        st.payment.record(order.user_id, order_id, charged, by_checkout=True)
+        # Cannot fail here unless no-rollback skipped the check: then the stock above stays taken.
+        st.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
         order.paid = True
 
     async def _checkout_saga(self, order_id: str) -> None:
@@ -357,11 +347,6 @@ class OrderLogic:
             if not self.no_rollback:
                 await self._give_back(taken)
             raise Refused(f"checkout of order {order_id} failed: {e}") from None
-        if self.double_charge:
-            try:
-                await self.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
-            except (Refused, ServiceUnavailable):
-                pass
         order.paid = True
 
     async def _give_back(self, taken: list[tuple[str, int]]) -> None:

@@ -280,7 +280,7 @@ INJECT_EFFECTS = {
     "lost-update": "stock subtract and payment read, yield, then write: concurrent updates are lost",
     "oversell": "stock subtract never refuses: stock goes negative, more checkouts succeed than stock",
     "no-rollback": "a checkout refused for credit keeps the stock it took (order stays unpaid)",
-    "double-charge": "a successful checkout charges the user twice",
+    "double-charge": "a successful checkout charges the user twice (credit may go negative)",
 }
 
 

@@ -162,7 +162,8 @@ class StockStore:
 class PaymentStore:
     """The payment service's state: credits, and the 2023 dialect's per-order payments."""
 
-    def __init__(self) -> None:
+    def __init__(self, double_charge: bool = False) -> None:
+        self.double_charge = double_charge
         self.users: dict[str, User] = {}
         # (user_id, order_id) -> [amount, made_by_checkout]
         self.payments: dict[tuple[str, str], list[Any]] = {}
@@ -202,10 +203,15 @@ class PaymentStore:
             self.payments[(user_id, order_id)] = [total, by_checkout or bool(prev and prev[1])]
 
     def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> int:
-        """Charge ``amount``; the new credit. Refused if credit would go below 0."""
+        """Charge ``amount``; the new credit. Refused if credit would go below 0.
+
+        With ``double_charge`` (an injected bug) a checkout's payment is taken twice, even when the
+        second charge drives the credit negative.
+        """
         user = self.check_pay(user_id, amount)
-        user.credit -= amount
-        self.record(user_id, order_id, amount, by_checkout)
+        charged = 2 * amount if self.double_charge and by_checkout else amount
+        user.credit -= charged
+        self.record(user_id, order_id, charged, by_checkout)
         return user.credit
 
     def cancel(self, user_id: str, order_id: str) -> int:
