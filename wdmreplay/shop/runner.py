@@ -197,11 +197,6 @@ class ShopThread:
         return self._running()
 
     @property
-    def running(self) -> RunningShop:
-        """The running shop (config, URLs, state); e.g. for :func:`banner`."""
-        return self._running()
-
-    @property
     def target(self) -> Target:
         """The shop as a replay target."""
         return self._running().target
