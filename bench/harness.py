@@ -57,7 +57,10 @@ def kill_all() -> None:
 
 
 def install_cleanup() -> None:
-    """Make SIGTERM unwind like Ctrl-C, and kill every live child at exit."""
+    """Make Ctrl-C and SIGTERM unwind the bench, and kill every live child at exit."""
+    # A shell without job control starts background commands with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: restore it, so an interrupt always cleans up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     atexit.register(kill_all)
 
