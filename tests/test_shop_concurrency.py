@@ -181,3 +181,57 @@ def test_latency_is_added_per_request(shop_factory):
     t = time.perf_counter()
     c.call("create_user")
     assert time.perf_counter() - t >= 0.055
+
+
+@pytest.mark.parametrize("split", MODES)
+def test_concurrent_mixed_load_conserves_stock_and_credit(shop_factory, split):
+    """Checkouts (some repeated), stock and credit writes all at once: every final value must be
+    exactly what the 2xx answers account for, and each paid order charged once."""
+    import random
+
+    rng = random.Random(42)
+    s = shop_factory(split=split)
+    c = ShopClient(s.target)
+    items = [c.item(p, stock=20) for p in (1, 2, 3, 4, 5)]
+    users = [c.user(30) for _ in range(10)]
+    orders = {}
+    for _ in range(80):
+        lines = [(rng.choice(items), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))]
+        orders[c.order(rng.choice(users), *lines)] = lines
+    calls = [("checkout", [o]) for o in orders] + [("checkout", [rng.choice(list(orders))]) for _ in range(20)]
+    for _ in range(100):
+        kind = rng.choice(["add_stock", "subtract_stock", "add_funds", "pay"])
+        target = rng.choice(items if kind.endswith("stock") else users)
+        calls.append((kind, [target, None, rng.randint(1, 6)] if kind == "pay" else [target, rng.randint(1, 6)]))
+    rng.shuffle(calls)
+    results = fire(s.target, calls)
+    assert {st for st, _ in results} <= {200, 400}
+
+    stock = {i: 20 for i in items}
+    credit = {u: 30 for u in users}
+    ok_checkouts: dict[str, int] = {}
+    for (op, args), (status, _) in zip(calls, results):
+        if status != 200:
+            continue
+        if op == "checkout":
+            ok_checkouts[args[0]] = ok_checkouts.get(args[0], 0) + 1
+        elif op == "add_stock":
+            stock[args[0]] += args[1]
+        elif op == "subtract_stock":
+            stock[args[0]] -= args[1]
+        elif op == "add_funds":
+            credit[args[0]] += args[1]
+        else:
+            credit[args[0]] -= args[2]
+    snap = s.snapshot()
+    assert set(ok_checkouts.values()) <= {1}  # no order paid twice
+    for o, lines in orders.items():
+        assert snap["orders"][o]["paid"] == (o in ok_checkouts)
+        if o in ok_checkouts:
+            for i, q in lines:
+                stock[i] -= q
+            credit[snap["orders"][o]["user_id"]] -= snap["orders"][o]["total_cost"]
+    assert 10 < len(ok_checkouts) < 80  # contention really happened both ways
+    assert {i: snap["items"][i]["stock"] for i in items} == stock
+    assert {u: snap["users"][u]["credit"] for u in users} == credit
+    assert min(stock.values()) >= 0 and min(credit.values()) >= 0
