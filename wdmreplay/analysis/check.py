@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..traces.results import INDETERMINATE, SKIPPED, Results
+from ..traces.results import Results
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
 
@@ -77,7 +75,5 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         why = results.trailer.get("reason") or "interrupted"
         warnings.append(f"PARTIAL RUN ({why}): {results.n} requests recorded; the verdict cannot be clean")
     warnings.extend(consistency.notes)
-    outcome = results.cols["outcome"]
-    undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
-                       strict, diff_expectations(results), consistency, warnings, undetermined)
+                       strict, diff_expectations(results), consistency, warnings, consistency.undetermined)

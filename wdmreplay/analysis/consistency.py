@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..api import OP_CODES, WdmError
-from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, SKIPPED, TIMEOUT, Results
+from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
 
 # Anomaly kinds, in report order.
 KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
@@ -108,6 +108,7 @@ class ConsistencyResult:
     totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
     notes: list[str]
     final_state: bool
+    undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
 
 
 def _interval(cols: dict, i: int) -> tuple[float, float]:
@@ -194,6 +195,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     op, outcome = cols["op"], cols["outcome"]
     is_checkout = op == code["checkout"]
     n_checkout["skipped"] = int(np.count_nonzero(is_checkout & (outcome == SKIPPED)))
+    undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
     # Only mutating rows that were sent matter; a Python loop over them alone (not over every row).
     rows = np.nonzero(np.isin(op, list(code.values())) & (outcome != SKIPPED))[0]
     for i in rows.tolist():
@@ -253,7 +255,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     if final is None:
         notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
         return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(n_checkout, paid_orders=0),
-                                 [], {}, {}, notes, False)
+                                 [], {}, {}, notes, False, undetermined)
     f_items: dict = final.get("items") or {}
     f_users: dict = final.get("users") or {}
     f_orders: dict = final.get("orders") or {}
@@ -379,31 +381,23 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                 taken += w * (rec.n_ok if recheckout == "charge" else 1)
         return initial + led.add_ok - led.sub_ok - taken
 
-    for iid in sorted(f_items):
-        initial = _batch_value(batch_items, iid) or 0
-        actual = _as_int(f_items[iid].get("stock"))
-        related = item_orders.get(iid, [])
-        lo, hi = entity_check("item", iid, initial, items.get(iid) or _Ledger(), actual, related)
-        t = totals["stock"]
-        t[0] += lo
-        t[1] += hi
-        t[2] += implied(items.get(iid) or _Ledger(), initial, related)
-        t[3] += actual
-    for uid in sorted(f_users):
-        initial = _batch_value(batch_users, uid) or 0
-        actual = _as_int(f_users[uid].get("credit"))
-        related = [(o, order_cost(o)) for o in user_orders.get(uid, [])]
-        lo, hi = entity_check("user", uid, initial, users.get(uid) or _Ledger(), actual, related)
-        t = totals["credit"]
-        t[0] += lo
-        t[1] += hi
-        t[2] += implied(users.get(uid) or _Ledger(), initial, related)
-        t[3] += actual
+    for kind, final_of, ledgers, batches, key, total in (
+            ("item", f_items, items, batch_items, "stock", totals["stock"]),
+            ("user", f_users, users, batch_users, "credit", totals["credit"])):
+        for eid in sorted(final_of):
+            initial = _batch_value(batches, eid) or 0
+            actual = _as_int(final_of[eid].get(key))
+            related = (item_orders.get(eid, []) if kind == "item"
+                       else [(o, order_cost(o)) for o in user_orders.get(eid, [])])
+            led = ledgers.get(eid) or _Ledger()
+            lo, hi = entity_check(kind, eid, initial, led, actual, related)
+            total[0] += lo
+            total[1] += hi
+            total[2] += implied(led, initial, related)
+            total[3] += actual
 
     # Global sums second: the trace header's aggregate expectations.
     header_expect = ((results.header.get("trace") or {}).get("header") or {}).get("expect") or {}
-    undetermined = int(np.count_nonzero((outcome == ERROR) | (outcome == TIMEOUT) | (outcome == CONN_ERROR)
-                                        | (outcome == SKIPPED)))
     actual_aggr = {"checkout_ok": n_checkout["ok"], "stock_total": totals["stock"][3],
                    "credit_total": totals["credit"][3]}
     aggregates = []
@@ -443,7 +437,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
     checked = {"items": len(f_items), "users": len(f_users), "orders": len(f_orders)}
     return ConsistencyResult(anomalies, checked, dict(n_checkout, paid_orders=paid_orders), aggregates,
-                             benchmark, totals_out, notes, True)
+                             benchmark, totals_out, notes, True, undetermined)
 
 
 def _bound_unknown_orders(unknown: list[str], orders: dict, added_lines: dict, created_orders: Counter,
