@@ -238,3 +238,12 @@ def test_checked_out_order_missing_from_final_state_is_bounded(tmp_path, stock, 
     rep = run(tmp_path, h)
     assert kinds(rep) == expected
     assert any("bounded" in w for w in rep.warnings)
+
+
+def test_cancel_payment_bounds_the_refund(tmp_path):
+    # 2023 dialect: a cancelled payment gives back at most what was paid.
+    h = History().req("create_user", []).req("add_funds", ["u1", 10]).req("pay", ["u1", "o1", 4])
+    h.req("cancel_payment", ["u1", "o1"])
+    for credit, expected in ((6, {}), (10, {}), (11, {"lost_update": 1})):
+        h.set_final(users={"u1": credit})
+        assert kinds(run(tmp_path, h)) == expected

@@ -380,8 +380,6 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
 
     if bucket <= 0:
         raise AnalysisError(f"--bucket must be positive, got {bucket}")
-    if fmt == "html" and not output:
-        raise AnalysisError("--format html needs -o FILE")
     data = build_report(load_results(results, with_args=True), recheckout=recheckout, bucket=bucket)
     text = {"text": render_text, "json": render_json, "html": render_html}[fmt](data)
     if output:
