@@ -8,6 +8,10 @@ total, the row rate and the child's peak RSS.
 
     python bench/analysis.py                    # 10M rows in a temp dir
     python bench/analysis.py --rows 1000000 --keep /tmp/r.wdmr
+
+Then, unless ``--check-rows 0``, the full ``check`` (args decoded, consistency checker) on a second
+synthetic file of ``--check-rows`` rows (default 1,000,000) with a final state of 10k items, 10k
+users and rows/5 orders.
 """
 
 from __future__ import annotations
@@ -66,6 +70,73 @@ def synthesize(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> f
     return time.perf_counter() - t0
 
 
+def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> None:
+    """A results file whose rows carry args and a final state: what ``check`` needs."""
+    rng = np.random.default_rng(seed)
+    n_items, n_users, n_orders = 10_000, 10_000, max(rows // 5, 1)
+    names = ["add_stock", "add_funds", "add_item", "checkout", "find_item"]
+    p = [0.1, 0.1, 0.4, 0.2, 0.2]
+    header = results_header(
+        trace={"path": "synthetic.wdmt", "digest": "sha256:synthetic-args", "header": {
+            "workload": "synthetic", "seed": seed, "scenarios": ["synthetic"], "expect": {}, "requests": rows}},
+        target={}, dialect="2024", speed=1.0, concurrency=256, timeout=10.0, label="bench", started=0.0,
+        tool="bench", host="bench", shard=None, workers=1, scenarios=["synthetic"])
+    w = ResultsWriter(path, header)
+    done_rows = 0
+    while done_rows < rows:
+        n = min(CHUNK, rows - done_rows)
+        idx = np.arange(done_rows, done_rows + n)
+        which = rng.choice(len(names), n, p=p)
+        item = rng.integers(0, n_items, n).tolist()
+        user = rng.integers(0, n_users, n).tolist()
+        order = rng.integers(0, n_orders, n).tolist()
+        amount = rng.integers(1, 100, n).tolist()
+        args = []
+        for k, wk in enumerate(which.tolist()):
+            if wk == 0:
+                args.append([f"i{item[k]}", amount[k]])
+            elif wk == 1:
+                args.append([f"u{user[k]}", amount[k]])
+            elif wk == 2:
+                args.append([f"o{order[k]}", f"i{item[k]}", 1])
+            elif wk == 3:
+                args.append([f"o{order[k]}"])
+            else:
+                args.append([f"i{item[k]}"])
+        intended = idx / rate
+        outcome = rng.choice(np.array([0, 1, 2], dtype=np.uint8), n, p=[0.9, 0.09, 0.01])
+        ops = np.array([OP_CODES[x] for x in names], dtype=np.uint8)[which]
+        w.write_requests({
+            "sid": (idx // 8).astype(np.uint32), "step": (idx % 8).astype(np.uint16),
+            "phase": np.zeros(n, np.uint16), "op": ops, "scenario": np.zeros(n, np.uint16),
+            "expect": np.full(n, 2, np.uint8), "outcome": outcome,
+            "status": np.choose(outcome, [200, 400, 500]).astype(np.uint16),
+            "intended": intended, "sent": intended, "done": intended + 0.004}, args)
+        done_rows += n
+    w.write_final({
+        "items": {f"i{k}": {"stock": 100, "price": 1} for k in range(n_items)},
+        "users": {f"u{k}": {"credit": 100} for k in range(n_users)},
+        "orders": {f"o{k}": {"paid": bool(k % 2), "items": [[f"i{k % n_items}", 1]], "user_id": f"u{k % n_users}",
+                             "total_cost": 1} for k in range(n_orders)},
+        "missing": {}, "settle": None, "read_at": rows / rate})
+    w.close(complete=True, wall=rows / rate + 1.0)
+
+
+def analyse_check(path: str) -> dict:
+    """Load with args and run the full check; seconds per step and peak RSS."""
+    from wdmreplay.analysis import check_results
+    from wdmreplay.traces import load_results
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    r = load_results(path, with_args=True)
+    w1, c1 = time.perf_counter(), time.process_time()
+    rep = check_results(r)
+    w2, c2 = time.perf_counter(), time.process_time()
+    return {"rows": r.n, "seconds": {"load with args": w1 - w0, "check": w2 - w1, "total": w2 - w0},
+            "cpu": {"load with args": c1 - c0, "check": c2 - c1, "total": c2 - c0},
+            "anomalies": len(rep.anomalies), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def analyse(path: str) -> dict:
     """Load, report, diff, render; return seconds per step and the peak RSS (this process)."""
     from wdmreplay.analysis import build_report, diff_expectations, render_text
@@ -92,10 +163,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--keep", help="write the synthetic file here and keep it (reused if it exists)")
+    ap.add_argument("--check-rows", type=int, default=1_000_000,
+                    help="rows of the second file, with args and final state, for the full check (0: skip)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-check", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(analyse(a.child)))
+        return
+    if a.child_check:
+        print(json.dumps(analyse_check(a.child_check)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = a.keep or os.path.join(tmp, "bench.wdmr")
@@ -104,6 +181,19 @@ def main() -> None:
             print(f"synthesized {a.rows:,} rows ({os.path.getsize(path) / 1e6:.0f} MB) in {s:.1f} s")
         out = subprocess.run([sys.executable, __file__, "--child", path], capture_output=True, text=True, check=True)
         res = json.loads(out.stdout)
+        _print(res, "load + stats report + expectation diff (no args)")
+        print(f"{'target':>18}: <= 10 s for 10M rows -> "
+              f"{res['seconds']['total'] / 10.0 * 10_000_000 / res['rows']:.2f}x of budget (wall)")
+        if a.check_rows:
+            cpath = os.path.join(tmp, "check.wdmr")
+            synthesize_with_args(cpath, a.check_rows)
+            out = subprocess.run([sys.executable, __file__, "--child-check", cpath], capture_output=True, text=True,
+                                 check=True)
+            _print(json.loads(out.stdout), "full check (args decoded, final state)")
+
+
+def _print(res: dict, title: str) -> None:
+    print(f"-- {title}")
     secs, cpu = res["seconds"], res["cpu"]
     print(f"{'step':>18}  {'wall s':>7} {'cpu s':>7}")
     for k, v in secs.items():
@@ -111,7 +201,6 @@ def main() -> None:
     print(f"{'load average':>18}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall > cpu means contention)")
     print(f"{'rows/s':>18}: {res['rows'] / secs['total']:,.0f}  ({res['rows']:,} rows)")
     print(f"{'peak RSS':>18}: {res['peak_rss_mb']:.0f} MB")
-    print(f"{'target':>18}: <= 10 s for 10M rows -> {secs['total'] / 10.0 * 10_000_000 / res['rows']:.2f}x of budget")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -45,8 +45,10 @@ RECHECKOUT_POLICIES = ("refuse", "charge")
 
 _OK, _FAIL, _INDET = 0, 1, 2
 _CLASS = {OK: _OK, FAIL: _FAIL, ERROR: _INDET, TIMEOUT: _INDET, CONN_ERROR: _INDET}
-_RELEVANT = ("add_stock", "subtract_stock", "add_funds", "pay", "checkout", "batch_init_stock",
-             "batch_init_users", "create_order", "add_item", "create_item", "cancel_payment")
+# Operations whose effects the checker sums; and those read only to bound orders the final read missed.
+_EFFECTS = ("add_stock", "subtract_stock", "add_funds", "pay", "checkout", "batch_init_stock",
+            "batch_init_users", "cancel_payment")
+_SHAPES = ("create_item", "create_order", "add_item")
 
 
 class AnalysisError(WdmError):
@@ -111,8 +113,17 @@ class ConsistencyResult:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
 
 
-def _interval(cols: dict, i: int) -> tuple[float, float]:
-    return float(cols["sent"][i]), float(cols["done"][i])
+def _sent_rows(results: Results, op_codes: list[int]) -> Iterator[tuple[int, int, list, tuple[float, float]]]:
+    """(op code, outcome class, args, (sent, done)) of every sent row of the given operations.
+
+    The selection and the column conversions are vectorized; only the selected rows are walked.
+    """
+    cols, args = results.cols, results.args
+    rows = np.nonzero(np.isin(cols["op"], op_codes) & (cols["outcome"] != SKIPPED))[0]
+    cls = [_CLASS[x] for x in cols["outcome"][rows].tolist()]
+    for i, o, c, s, d in zip(rows.tolist(), cols["op"][rows].tolist(), cls, cols["sent"][rows].tolist(),
+                             cols["done"][rows].tolist()):
+        yield o, c, args[i] or [], (s, d)
 
 
 def _overlapping(intervals: list) -> bool:
@@ -179,7 +190,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
         raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
     if results.args is None:
         raise AnalysisError(f"{results.path}: the consistency check needs the request args (load with with_args=True)")
-    cols, args = results.cols, results.args
+    cols = results.cols
     notes: list[str] = []
     items: dict[str, _Ledger] = defaultdict(_Ledger)
     users: dict[str, _Ledger] = defaultdict(_Ledger)
@@ -192,16 +203,12 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     batch_users: list[tuple[int, int]] = []
     n_checkout = {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0}
 
-    code = {name: OP_CODES[name] for name in _RELEVANT}
+    code = {name: OP_CODES[name] for name in _EFFECTS + _SHAPES}
     op, outcome = cols["op"], cols["outcome"]
     is_checkout = op == code["checkout"]
     n_checkout["skipped"] = int(np.count_nonzero(is_checkout & (outcome == SKIPPED)))
     undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
-    # Only mutating rows that were sent matter; a Python loop over them alone (not over every row).
-    rows = np.nonzero(np.isin(op, list(code.values())) & (outcome != SKIPPED))[0]
-    for i in rows.tolist():
-        cls = _CLASS[int(outcome[i])]
-        o, a = int(op[i]), args[i] or []
+    for o, cls, a, interval in _sent_rows(results, [code[n] for n in _EFFECTS]):
         if o == code["checkout"]:
             rec = orders[str(a[0])]
             if cls == _OK:
@@ -210,23 +217,12 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                 rec.n_fail += 1
             else:
                 rec.n_indet += 1
-            rec.intervals.append(_interval(cols, i))
+            rec.intervals.append(interval)
             continue
         if cls == _FAIL:
             continue  # a 4xx of a simple operation is taken as no effect
         if o == code["cancel_payment"]:
             refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
-            continue
-        if o == code["create_item"]:
-            max_price = max(max_price, _as_int(a[0]))
-            continue
-        if o == code["create_order"]:
-            if cls == _OK:
-                created_orders[str(a[0])] += 1
-            continue
-        if o == code["add_item"]:
-            # Kept only to bound orders the final read could not return (their contents are unknown).
-            added_lines[str(a[0])][str(a[1])] += _as_int(a[2], 1) if len(a) > 2 else 1
             continue
         if o == code["batch_init_stock"]:
             batch_items.append((_as_int(a[0]), _as_int(a[1])))
@@ -249,7 +245,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
         else:
             ledger.sub_unc += amount
             ledger.unc.append(-amount)
-        ledger.writes.append(_interval(cols, i))
+        ledger.writes.append(interval)
     for rec in orders.values():
         n_checkout["ok"] += rec.n_ok
         n_checkout["fail"] += rec.n_fail
@@ -271,6 +267,17 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     if unknown_orders:
         notes.append(f"{len(unknown_orders)} checked-out order(s) missing from the final state: their effects "
                      f"are bounded from the recorded add_item requests")
+        # Only now are the shapes of orders needed: who created them, what was added, at what price.
+        for o, cls, a, _ in _sent_rows(results, [code[n] for n in _SHAPES]):
+            if cls == _FAIL:
+                continue
+            if o == code["create_item"]:
+                max_price = max(max_price, _as_int(a[0]))
+            elif o == code["create_order"]:
+                if cls == _OK:
+                    created_orders[str(a[0])] += 1
+            else:
+                added_lines[str(a[0])][str(a[1])] += _as_int(a[2], 1) if len(a) > 2 else 1
         _bound_unknown_orders(unknown_orders, orders, added_lines, created_orders, f_items, f_orders, items, users,
                               max_price)
 
@@ -317,8 +324,6 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
         lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
         hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
         value = "stock" if kind == "item" else "credit"
-        writes = led.writes + [iv for o, _ in related if o in orders for iv in orders[o].intervals]
-        concurrent = _overlapping(writes)
         if actual < 0 or hi < 0:
             why = (f"{value} is {actual}, below zero" if actual < 0
                    else f"the successful operations take more {value} than was ever there (at most {hi} left)")
@@ -332,6 +337,8 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                     f"{value} {actual} is within {lo}..{hi} but no all-or-nothing combination of the "
                     f"indeterminate operations gives it", ()))
             return lo, hi
+        # Out of range: how it is off decides the kind; concurrent writes point to a lost update.
+        concurrent = _overlapping(led.writes + [iv for o, _ in related if o in orders for iv in orders[o].intervals])
         unpaid = [(o, w) for o, w in related if unpaid_attempted(o)]
         paid = [(o, w) for o, w in related if o in mult]
         if actual < lo:
