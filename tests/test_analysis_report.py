@@ -191,3 +191,8 @@ def test_cli_compare_and_errors(tmp_path):
 def test_cli_help_has_examples(cmd):
     r = _cli(cmd, "--help")
     assert r.returncode == 0 and "Examples:" in r.stdout and f"wdm-replay {cmd} a.wdmr" in r.stdout
+
+
+def test_cli_report_no_check(mixed):
+    r = _cli("report", str(mixed), "--no-check", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["check"] is None
