@@ -12,7 +12,7 @@ import io
 from typing import Any
 
 from ..api import WdmError
-from .report import _check_lines, _expected, render_text
+from .report import check_lines, format_expected, render_text
 
 
 class MissingDependency(WdmError):
@@ -90,7 +90,7 @@ def _anomaly_table(report: dict) -> str:
     e = html.escape
     body = "".join(
         f"<tr><td>{e(a['kind'])}</td><td>{e(a['entity'])}</td><td>{e(str(a['id']))}</td>"
-        f"<td>{e(_expected(a['expected']))}</td><td>{e(_expected(a['actual']))}</td>"
+        f"<td>{e(format_expected(a['expected']))}</td><td>{e(format_expected(a['actual']))}</td>"
         f"<td>{e(a['detail'])}</td><td>{e(', '.join(a['orders'][:10]))}</td></tr>"
         for a in rows)
     return ("<table><tr><th>kind</th><th>entity</th><th>id</th><th>expected</th><th>actual</th>"
@@ -103,7 +103,7 @@ def render_html(report: dict) -> str:
     r = report["run"]
     verdict = ""
     if report.get("check") is not None:
-        verdict = _check_lines(report["check"])[-1]
+        verdict = check_lines(report["check"])[-1]
     figs = "".join(f'<figure><img alt="{e(t)}" src="data:image/png;base64,{b64}"><figcaption>{e(t)}</figcaption></figure>'
                    for t, b64 in _plots(report))
     return f"""<!DOCTYPE html>

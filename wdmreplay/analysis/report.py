@@ -13,7 +13,7 @@ from typing import Any
 
 from ..traces.results import Results
 from .check import CheckReport, check_results
-from .consistency import KIND_MEANING, KINDS
+from .consistency import KINDS
 from .stats import LAG_PERCENTILES, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
@@ -62,7 +62,8 @@ def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
 
 
-def _expected(v: Any) -> str:
+def format_expected(v: Any) -> str:
+    """An anomaly's expected/actual value as text: ``lo..hi`` for a range, paid/unpaid for a flag."""
     if isinstance(v, list):
         return f"{v[0]}..{v[1]}"
     if isinstance(v, bool):
@@ -73,10 +74,11 @@ def _expected(v: Any) -> str:
 def render_check_text(check: dict | CheckReport) -> str:
     """Text of a check verdict: warnings, expectation diff, anomalies, aggregates, four figures."""
     d = check.as_dict() if isinstance(check, CheckReport) else check
-    return "\n".join(_check_lines(d)) + "\n"
+    return "\n".join(check_lines(d)) + "\n"
 
 
-def _check_lines(d: dict) -> list[str]:
+def check_lines(d: dict) -> list[str]:
+    """Lines of the check section from its JSON-form dict (shared by check, report and HTML)."""
     lines: list[str] = []
     for w in d["warnings"]:
         lines.append(f"WARNING: {w}")
@@ -112,8 +114,8 @@ def _check_lines(d: dict) -> list[str]:
                 if shown[a["kind"]] > MAX_ANOMALIES_SHOWN:
                     continue
                 rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
-                lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {_expected(a['expected'])}, "
-                             f"actual {_expected(a['actual'])} — {a['detail']}{rel}")
+                lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
+                             f"actual {format_expected(a['actual'])} — {a['detail']}{rel}")
             for k in KINDS:
                 if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
                     lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
@@ -121,9 +123,9 @@ def _check_lines(d: dict) -> list[str]:
             note = f" ({ag['note']})" if ag["note"] else ""
             lines.append(f"  expect {ag['key']} = {ag['expected']}: actual {ag['actual']}, {ag['status']}{note}")
         b, t = c["benchmark"], c["totals"]
-        lines.append(f"  stock total: expected {_expected(t['stock']['expected'])}, 2xx imply "
+        lines.append(f"  stock total: expected {format_expected(t['stock']['expected'])}, 2xx imply "
                      f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total: expected "
-                     f"{_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
+                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
                      f"final {t['credit']['final']}")
         lines.append("  original benchmark figures:")
         lines.append(f"    Stock service inconsistencies in the logs: {b['stock_inconsistencies_logs']}")
@@ -189,10 +191,6 @@ def render_text(report: dict) -> str:
     if report["check"] is None:
         lines.append("check: not run (results loaded without args)")
     else:
-        lines += _check_lines(report["check"])
+        lines += check_lines(report["check"])
     return "\n".join(lines) + "\n"
 
-
-def anomaly_kinds_help() -> str:
-    """One line per anomaly kind with its meaning (for --help and docs)."""
-    return "\n".join(f"{k}: {KIND_MEANING[k]}" for k in KINDS)
