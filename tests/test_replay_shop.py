@@ -131,3 +131,32 @@ def test_2023_dialect_trace_against_the_shop(shop, tmp_path):
     assert r.header["dialect"] == "2023" and s["outcomes"]["ok"] == 9
     order = next(iter(r.final["orders"].values()))
     assert order["paid"] and order["total_cost"] == 3
+
+
+def test_shards_partition_the_trace(shop, tmp_path):
+    trace = tmp_path / "t.wdmt"
+    write_trace(trace, [[(0.0, [step("create_user", [], bind=f"$s{i}.u"), step("add_funds", [f"$s{i}.u", 5])])
+                         for i in range(9)]])
+    sids = []
+    for i in range(2):
+        out = tmp_path / f"shard{i}.wdmr"
+        s = replay_trace(trace, out, target=shop.target, shard=(i, 2), progress=True)
+        r = load_results(out)
+        assert r.header["shard"] == f"{i}/2" and s["outcomes"]["ok"] == r.n
+        assert all(int(x) % 2 == i for x in r.cols["sid"])
+        assert len(r.final["users"]) == len(set(r.cols["sid"].tolist()))  # only this shard's users read back
+        sids += r.cols["sid"].tolist()
+    assert sorted(sids) == sorted(list(range(9)) * 2)
+
+
+def test_route_overrides_and_progress_with_workers(tmp_path):
+    from replay_support import TinyTarget, counting_shop
+    from wdmreplay.api import get_dialect
+
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("find_item", ["7"])]) for _ in range(4)]])
+    dialect = get_dialect("2024", {"find_item": "GET /stock/lookup/{item}"})
+    with TinyTarget(counting_shop()) as t:
+        s = replay_trace(trace, out, target=t.url, dialect=dialect, workers=2, progress=True, final_read=False)
+        assert t.sent("/stock/lookup/7") == 4 and t.sent("/stock/lookup/wdm-replay-probe") == 1
+    assert s["outcomes"]["ok"] == 4 and load_results(out).header["dialect"] == "2024+overrides"
