@@ -62,6 +62,7 @@ class Row:
     target_cpu: float
     other_cpu: float  # the rest of the machine during the run (other users' work disturbs the figures)
     note: str = ""
+    startup_cpu: float = 0.0  # the same tool's CPU on a trivial job (imports, set-up, exit)
 
     @property
     def rate(self) -> float:
@@ -69,7 +70,9 @@ class Row:
 
     @property
     def per_cpu(self) -> float:
-        return self.requests / self.client_cpu if self.client_cpu > 0 else 0.0
+        """Requests per client CPU-second, start-up CPU excluded."""
+        net = self.client_cpu - self.startup_cpu
+        return self.requests / net if net > 0 else 0.0
 
 
 class Bench:
@@ -141,12 +144,12 @@ def bare_row(b: Bench, tool: str, trace: Path, loop: str) -> Row | None:
                note=f"{r['errors']} errors" if r["errors"] else "")
 
 
-def locust_row(b: Bench, tool: str, user_class: str) -> Row | None:
+def locust_row(b: Bench, tool: str, user_class: str, users: int | None = None, seconds: int | None = None) -> Row | None:
     """Locust headless with ``user_class`` for ``--seconds``; figures from its CSV 'Aggregated' row."""
     prefix = b.work / tool
-    users = b.a.locust_users or b.a.concurrency
+    users = b.a.locust_users or b.a.concurrency if users is None else users
     argv = [sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless", "-u", str(users),
-            "-r", str(users), "-t", f"{b.a.seconds}s", "--host", b.target.url, "--csv", str(prefix),
+            "-r", str(max(users, 1)), "-t", f"{seconds or b.a.seconds}s", "--host", b.target.url, "--csv", str(prefix),
             "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2", user_class]
     env = dict(os.environ, WDM_DIALECT=b.a.dialect)
     run, tcpu, other = b.measured(argv, timeout=b.a.seconds + 60, env=env)
@@ -166,13 +169,14 @@ def locust_row(b: Bench, tool: str, user_class: str) -> Row | None:
 
 def render_table(rows: list[Row]) -> str:
     """The figures as a fixed-width text table."""
-    head = f"{'tool':<22}{'requests':>10}{'seconds':>9}{'req/s':>9}{'client CPU s':>14}{'req/CPU-s':>11}" \
-           f"{'target CPU s':>14}{'target %':>10}{'other CPU s':>13}  note"
+    head = f"{'tool':<22}{'requests':>9}{'seconds':>8}{'req/s':>7}{'client CPU s':>13}{'start-up':>9}" \
+           f"{'req/CPU-s':>10}{'target CPU s':>13}{'target %':>9}{'other CPU s':>12}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.tool:<22}{r.requests:>10}{r.seconds:>9.2f}{r.rate:>9.0f}{r.client_cpu:>14.2f}"
-                     f"{r.per_cpu:>11.0f}{r.target_cpu:>14.2f}{100 * r.target_cpu / r.seconds if r.seconds else 0:>9.0f}%{r.other_cpu:>13.2f}"
-                     f"  {r.note}".rstrip())
+        target_share = 100 * r.target_cpu / r.seconds if r.seconds else 0.0
+        lines.append(f"{r.tool:<22}{r.requests:>9}{r.seconds:>8.2f}{r.rate:>7.0f}{r.client_cpu:>13.2f}"
+                     f"{r.startup_cpu:>9.2f}{r.per_cpu:>10.0f}{r.target_cpu:>13.2f}{target_share:>8.0f}%"
+                     f"{r.other_cpu:>12.2f}  {r.note}".rstrip())
     return "\n".join(lines)
 
 
@@ -267,20 +271,30 @@ def run_all(b: Bench) -> None:
     if "stand-in" in how:
         b.notes.append(f"trace from {how}")
 
-    runs: list[tuple[str, Callable[[], Row | None]]] = []
+    # Each tool: its measured run, and the same tool on a trivial job (its start-up CPU).
+    tiny = b.work / "tiny.wdmt"
+    stress_trace(tiny, 10, dialect=a.dialect)
+    runs: list[tuple[str, Callable[[], Row | None], Callable[[], Row | None]]] = []
     if have_replay:
-        runs += [(f"replay-{w}", lambda w=w: replay_row(b, f"replay-{w}", trace, w)) for w in (1, 2)]
+        for w in (1, 2):
+            runs.append((f"replay-{w}", lambda w=w: replay_row(b, f"replay-{w}", trace, w),
+                         lambda w=w: replay_row(b, f"replay-{w} start-up", tiny, w)))
     else:
         for tool in ("replay-1", "replay-2"):
             b.skip(tool, "not available yet (wdm-replay replay missing)")
     loop = replayer_loop()
     for lp in [loop] + [x for x in ("asyncio", "uvloop") if x != loop and _importable(x)]:
-        runs.append((f"bare-aiohttp ({lp})", lambda lp=lp: bare_row(b, f"bare-aiohttp ({lp})", trace, lp)))
+        runs.append((f"bare-aiohttp ({lp})", lambda lp=lp: bare_row(b, f"bare-aiohttp ({lp})", trace, lp),
+                     lambda lp=lp: bare_row(b, "bare start-up", tiny, lp)))
     for tool, cls in (("locust-fast", "FastShopUser"), ("locust-http", "ShopUser")):
         if importlib.util.find_spec("locust") is None:
             b.skip(tool, "locust is not installed (pip install -e '.[bench]')")
         else:
-            runs.append((tool, lambda tool=tool, cls=cls: locust_row(b, tool, cls)))
+            runs.append((tool, lambda tool=tool, cls=cls: locust_row(b, tool, cls),
+                         lambda tool=tool, cls=cls: locust_row(b, f"{tool}-start-up", cls, users=0, seconds=1)))
+
+    print("start-up CPU of each tool (a trivial job) ...", flush=True)
+    startup = {tool: (row.client_cpu if (row := measure()) else 0.0) for tool, _, measure in runs}
 
     # Rounds, not tool after tool: a slow spell of the machine then hits every tool alike.
     best: dict[str, Row] = {}
@@ -289,22 +303,24 @@ def run_all(b: Bench) -> None:
         if rnd and b.left() < 60 + 2 * a.seconds * len(runs):
             b.notes.append(f"only {rnd} round(s): the {BUDGET_SECONDS} s budget would be exceeded")
             break
-        for tool, run in runs:
+        for tool, run, _ in runs:
             print(f"round {rnd + 1}/{a.repeat}: {tool} ...", flush=True)
             if row := run():
+                row.startup_cpu = startup[tool]
                 rates.setdefault(tool, []).append(row.rate)
                 if tool not in best or row.rate > best[tool].rate:
                     best[tool] = row
     for tool, row in best.items():
         if len(rates[tool]) > 1:
             row.note = (f"best of {', '.join(f'{r:.0f}' for r in rates[tool])} req/s  " + row.note).rstrip()
-    b.rows = [best[t] for t, _ in runs if t in best]
+    b.rows = [best[t] for t, _, _ in runs if t in best]
 
     print("\n" + render_table(b.rows))
     print(f"\nratios (replay-1 compared with the bare loop on the replayer's event loop: {loop}):")
     print(render_ratios(b.rows, f"bare-aiohttp ({loop})"))
-    print("\nclient CPU = whole process incl. start-up; seconds = the tool's own window "
-          "(replay: first send to last response; bare: timed loop; Locust: count / its req/s).")
+    print("\nseconds = the tool's own window (replay: first send to last response; bare: timed loop; Locust: "
+          "count / its req/s). client CPU = the whole process; start-up = the same tool's CPU on a trivial job "
+          "(10-request trace; Locust: 0 users for 1 s); req/CPU-s = requests / (client CPU - start-up).")
     print(f"load average at end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs); 'other CPU s' is the rest of "
           "the machine during each run — well above 0, the figures are disturbed.")
     if b.notes:
