@@ -12,15 +12,15 @@ start-up included), target CPU is what the nginx worker used during the run (fro
 - locust-fast / locust-http: bench/locustfile.py (the seed's six scenarios, no wait) with
   FastHttpUser / HttpUser, headless, ``-u N`` for ``--seconds``; req/s from Locust's CSV.
 
-Every tool runs ``--repeat`` rounds (interleaved, so a busy spell of a shared machine hits all
-alike); the best round is reported, with the others in the note. The rest of the machine's CPU
+Every tool runs ``--repeat`` rounds (default 3), interleaved so a busy spell of a shared machine
+hits all tools alike; the best round is reported, with the others in the note. The rest of the machine's CPU
 during each run is printed too ("other CPU s"): well above zero, the figures are disturbed.
 Without ``wdm-replay replay`` the replay rows are skipped ("not available yet"); without
 ``generate-trace`` a stand-in trace of the same six scenarios is used (bench/seed_scenarios.py).
 The whole bench stops within 5 minutes, and kills every child it started, even on Ctrl-C.
 
-    python bench/compare_generators.py                     # about 2.5 minutes
-    python bench/compare_generators.py --seconds 5 --concurrency 128 --repeat 3
+    python bench/compare_generators.py                     # about 3.5 minutes
+    python bench/compare_generators.py --seconds 5 --concurrency 128 --repeat 5
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
     ap.add_argument("--concurrency", type=int, default=64, help="in-flight requests per generator (default 64)")
     ap.add_argument("--locust-users", type=int, default=0, help="Locust users (default: --concurrency)")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds; each tool's best round is reported (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each tool's best round is reported (default 3)")
     ap.add_argument("--requests", type=int, default=0,
                     help="trace size (default: calibrated to --seconds at replay-1's rate)")
     ap.add_argument("--dialect", default="2024", choices=("2024", "2023"))
@@ -300,7 +300,7 @@ def run_all(b: Bench) -> None:
     best: dict[str, Row] = {}
     rates: dict[str, list[float]] = {}
     for rnd in range(a.repeat):
-        if rnd and b.left() < 60 + 2 * a.seconds * len(runs):
+        if rnd and b.left() < 15 + (a.seconds + 4) * len(runs):  # a round: each tool's run plus start-up
             b.notes.append(f"only {rnd} round(s): the {BUDGET_SECONDS} s budget would be exceeded")
             break
         for tool, run, _ in runs:
