@@ -1,0 +1,78 @@
+"""The measuring harness of bench/: static target, child runs, stand-in trace, bare loop (loopback only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+import seed_scenarios  # noqa: E402
+import static_target  # noqa: E402
+
+from wdmreplay.api import get_dialect  # noqa: E402
+from wdmreplay.traces import TraceReader  # noqa: E402
+
+KINDS = ["aiohttp"] + (["nginx"] if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else [])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_static_target_answers_every_route_and_stops(kind):
+    with static_target.StaticTarget(prefer=kind) as t:
+        assert t.kind.startswith(kind)
+        for method, path in (("POST", "/stock/item/create/5"), ("GET", "/orders/find/1"),
+                             ("POST", "/payment/pay/1/10")):
+            with urllib.request.urlopen(urllib.request.Request(t.url + path, method=method), timeout=5) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("application/json")
+                assert json.loads(r.read()) == static_target.BODY
+        assert t.serving_pids()
+        port = t.port
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_run_child_measures_cpu_and_kills_on_timeout():
+    busy = harness.run_child([sys.executable, "-c", "import time\nt=time.process_time()\n"
+                              "while time.process_time()-t<0.3: pass\nprint('done')"], timeout=20)
+    assert busy.returncode == 0 and busy.stdout.strip() == "done"
+    assert busy.cpu >= 0.25 and busy.maxrss_mb > 1
+    stuck = harness.run_child([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.5)
+    assert stuck.timed_out and stuck.wall < 5
+
+
+@pytest.mark.parametrize("dialect,has_s4", [("2024", False), ("2023", True)])
+def test_seed_trace_is_valid_and_follows_the_dialect(tmp_path, dialect, has_s4):
+    path = tmp_path / "t.wdmt"
+    h = seed_scenarios.write_seed_trace(str(path), 2000, get_dialect(dialect))
+    assert 2000 <= h["requests"] < 2000 + 13
+    with TraceReader(path) as r:
+        sessions = list(r)
+    scenarios = {st["scenario"] for s in sessions for st in s["steps"]}
+    assert (seed_scenarios.NAMES[4] in scenarios) is has_s4
+    bound = set()
+    for s in sessions:
+        for st in s["steps"]:
+            assert all(a in bound for a in st["args"] if isinstance(a, str) and a.startswith("$"))
+            if st["bind"]:
+                bound.add(st["bind"])
+
+
+def test_bare_loop_sends_every_request_of_a_trace(tmp_path):
+    path = tmp_path / "t.wdmt"
+    h = seed_scenarios.write_seed_trace(str(path), 300, get_dialect("2024"))
+    with static_target.StaticTarget(prefer="aiohttp") as t:
+        out = subprocess.run([sys.executable, str(BENCH / "bare_aiohttp.py"), "--trace", str(path), "--url", t.url,
+                              "--concurrency", "8"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["requests"] == r["ok"] == h["requests"] and r["errors"] == 0
