@@ -18,6 +18,7 @@ from .stats import LAG_PERCENTILES, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
+TIMELINE_ROWS = 30  # rows of the text timeline; longer runs show every k-th bucket
 
 
 def run_info(results: Results) -> dict:
@@ -159,6 +160,20 @@ def _latency_table(title: str, stats: dict, key: str, names: tuple) -> list[str]
     return lines
 
 
+def _timeline_table(tl: dict) -> list[str]:
+    """Throughput and latency over time: every bucket, or an even sample of them for long runs."""
+    n = len(tl["t"])
+    if not n:
+        return []
+    step = -(-n // TIMELINE_ROWS)
+    title = f"over time ({n} buckets of {tl['bucket']:g} s" + (f", every {step}th shown)" if step > 1 else ")")
+    lines = [title, f"  {'t s':>9}{'requests':>10}{'ok':>9}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}"]
+    for k in range(0, n, step):
+        lines.append(f"  {tl['t'][k]:>9g}{tl['count'][k]:>10}{tl['ok'][k]:>9}{tl['errors'][k]:>8}"
+                     f"{_num(tl['p50_ms'][k]):>10}{_num(tl['p99_ms'][k]):>10}")
+    return lines + [""]
+
+
 def render_text(report: dict) -> str:
     """The text report: run identity, per-operation table, latency tables, then the check."""
     r, s = report["run"], report["stats"]
@@ -183,11 +198,7 @@ def render_text(report: dict) -> str:
     lines.append("")
     lines += _latency_table("schedule lag ms (sent - intended)", s, "lag_ms", LAG_PERCENTILES)
     lines.append("")
-    tl = s["timeline"]
-    if tl["t"]:
-        busiest = max(tl["count"])
-        lines.append(f"timeline: {len(tl['t'])} buckets of {tl['bucket']} s; peak {busiest} requests/bucket")
-        lines.append("")
+    lines += _timeline_table(s["timeline"])
     if report["check"] is None:
         lines.append("check: not run (results loaded without args)")
     else:
