@@ -1,14 +1,13 @@
 """What the bench scripts share: running a measured child process, cleaning up, finding wdm-replay.
 
 Every child runs in its own session (process group), so a bench can kill a child together with
-everything it started (replay workers, nginx workers) — at the end, on error, on Ctrl-C or on
-SIGTERM. CPU and peak RSS of a child come from ``os.wait4`` (its own rusage plus that of the
-descendants it waited for, e.g. ``--workers`` processes).
+everything it started (replay workers) — at the end, on error, on Ctrl-C or on SIGTERM. CPU and
+peak RSS of a child come from ``os.wait4`` (its own rusage plus that of the descendants it waited
+for, e.g. ``--workers`` processes).
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import signal
@@ -18,8 +17,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-_LIVE: set[subprocess.Popen] = set()
 
 
 @dataclass(frozen=True)
@@ -35,66 +32,53 @@ class ChildRun:
     timed_out: bool = False
 
 
-def kill_tree(p: subprocess.Popen) -> None:
-    """Kill a child started by :func:`run_child` and its whole process group."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            p.wait(timeout=3)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    _LIVE.discard(p)
-
-
-def kill_all() -> None:
-    """Kill every child still running (registered at exit, called on Ctrl-C and SIGTERM)."""
-    for p in list(_LIVE):
-        kill_tree(p)
-
-
 def install_cleanup() -> None:
-    """Make Ctrl-C and SIGTERM unwind the bench, and kill every live child at exit."""
+    """Make Ctrl-C and SIGTERM unwind the bench, so every ``finally`` stops what it started."""
     # A shell without job control starts background commands with SIGINT ignored, and Python then
     # installs no KeyboardInterrupt handler: restore it, so an interrupt always cleans up.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    atexit.register(kill_all)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_child(argv: list[str], *, timeout: float, env: dict | None = None, cwd: str | None = None) -> ChildRun:
-    """Run ``argv`` to completion (killed after ``timeout`` s) and measure it with ``os.wait4``."""
+    """Run ``argv`` to completion (killed after ``timeout`` s) and measure it with ``os.wait4``.
+
+    The child gets its own process group; whatever it leaves in that group is killed when it ends,
+    and the whole group is killed if the bench is interrupted meanwhile.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
                              start_new_session=True)
-        _LIVE.add(p)
+        status = ru = None
         timed_out = False
         try:
-            while True:
-                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            while status is None:
+                pid, st, r = os.wait4(p.pid, os.WNOHANG)
                 if pid:
-                    break
-                if time.perf_counter() - t0 > timeout:
+                    status, ru = st, r
+                elif time.perf_counter() - t0 > timeout:
                     timed_out = True
-                    os.killpg(p.pid, signal.SIGKILL)
-                    pid, status, ru = os.wait4(p.pid, 0)
-                    break
-                time.sleep(0.02)
+                    _kill_group(p.pid)
+                    _, status, ru = os.wait4(p.pid, 0)
+                else:
+                    time.sleep(0.02)
         finally:
-            _LIVE.discard(p)
-            p.returncode = p.returncode if p.returncode is not None else -1  # reaped by wait4, not Popen
-            try:
-                os.killpg(p.pid, signal.SIGKILL)  # stragglers the child left in its group
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(p.pid)
+            if status is None:  # interrupted: reap the killed child
+                os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status) if status is not None else -signal.SIGKILL
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
-        return ChildRun(os.waitstatus_to_exitcode(status), wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024,
+        return ChildRun(p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024,
                         out.read(), err.read(), timed_out)
 
 
@@ -104,22 +88,23 @@ def wdm_replay() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "wdmreplay"]
 
 
-def command_available(*words: str) -> bool:
-    """Whether ``wdm-replay WORDS... --help`` exits 0 (the command exists in this build)."""
+def _help(words: tuple[str, ...]) -> str | None:
+    """The output of ``wdm-replay WORDS... --help``, or None if that command does not exist."""
     try:
-        r = subprocess.run(wdm_replay() + list(words) + ["--help"], capture_output=True, timeout=30)
+        r = subprocess.run(wdm_replay() + list(words) + ["--help"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def command_available(*words: str) -> bool:
+    """Whether ``wdm-replay WORDS...`` exists in this build."""
+    return _help(words) is not None
 
 
 def option_available(words: tuple[str, ...], option: str) -> bool:
     """Whether ``wdm-replay WORDS... --help`` lists ``option``."""
-    try:
-        r = subprocess.run(wdm_replay() + list(words) + ["--help"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0 and option in r.stdout
+    return option in (_help(words) or "")
 
 
 def stress_trace(path: Path, requests: int, *, dialect: str = "2024", seed: int = 1) -> tuple[dict, str]:
