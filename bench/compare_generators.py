@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -87,6 +89,8 @@ class Bench:
         self.notes: list[str] = []
         self.urls = work / "urls.json"
         self.urls.write_text(json.dumps(Target.single(target.url).as_dict()))
+        # The request engine is measured, not the read-back of the final state.
+        self.replay_flags = ["--no-final-read"] if option_available(("replay",), "--no-final-read") else []
 
     def left(self) -> float:
         """Seconds left in the bench's time budget."""
@@ -114,9 +118,7 @@ def replay_row(b: Bench, tool: str, trace: Path, workers: int) -> Row | None:
 
     out = b.work / f"{tool}.wdmr"
     argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--concurrency", str(b.a.concurrency),
-                           "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls)]
-    if option_available(("replay",), "--no-final-read"):
-        argv.append("--no-final-read")  # the request engine is measured, not the read-back
+                           "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls), *b.replay_flags]
     run, tcpu, other = b.measured(argv, timeout=b.a.seconds * 6 + 30)
     if run.returncode != 0 or run.timed_out:
         b.skip(tool, f"failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "
@@ -124,8 +126,8 @@ def replay_row(b: Bench, tool: str, trace: Path, workers: int) -> Row | None:
         return None
     res = load_results(out)
     c = res.cols
-    sent = c["sent"][c["sent"] == c["sent"]]  # NaN (skipped rows) dropped
-    seconds = float(c["done"][c["done"] == c["done"]].max() - sent.min()) if len(sent) else res.trailer.get("wall", 0.0)
+    sent = ~np.isnan(c["sent"])  # skipped rows were never sent
+    seconds = float(c["done"][sent].max() - c["sent"][sent].min()) if sent.any() else 0.0
     outcomes = {name: int((c["outcome"] == i).sum()) for i, name in enumerate(res.header.get("outcomes", []))}
     bad = {k: v for k, v in outcomes.items() if v and k != "ok"}
     return Row(tool, res.n, seconds, run.cpu, tcpu, other, note=f"not ok: {bad}" if bad else "")
