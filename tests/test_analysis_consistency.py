@@ -247,3 +247,9 @@ def test_cancel_payment_bounds_the_refund(tmp_path):
     for credit, expected in ((6, {}), (10, {}), (11, {"lost_update": 1})):
         h.set_final(users={"u1": credit})
         assert kinds(run(tmp_path, h)) == expected
+
+
+def test_double_charge_into_negative_credit_is_both(tmp_path):
+    h = populated(funds=2).req("checkout", ["o1"])
+    h.set_final(items={"i1": (4, 2)}, users={"u1": -2}, orders={"o1": (True, [O1], "u1", 2)})
+    assert kinds(run(tmp_path, h)) == {"oversell": 1, "double_charge": 1}

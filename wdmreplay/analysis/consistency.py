@@ -355,8 +355,8 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
                     "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
                     f"{value} {deficit} lower than expected: taken by checkout(s) whose order is not paid",
                     tuple(o for o, _ in unpaid)))
-            elif actual < 0:
-                pass  # already reported as oversell
+            elif actual < 0 and kind == "item":
+                pass  # already reported as oversell; negative credit may still be an extra charge, below
             elif kind == "user" and (paid or not concurrent):
                 anomalies.append(Anomaly("double_charge", kind, eid, _fmt_range(lo, hi), actual,
                                          f"credit {deficit} lower than the paid orders and payments explain",
