@@ -23,10 +23,10 @@ STRESS = {"rate": 100, "duration": 2}
 
 
 def replay(tmp_path: Path, shop, workload: str, params: dict, seed: int, name: str = "r",
-           speed: float | None = None) -> Path:
-    trace = tmp_path / f"{workload}-{seed}.wdmt"
+           speed: float | None = None, dialect: str = "2024") -> Path:
+    trace = tmp_path / f"{workload}-{seed}-{dialect}.wdmt"
     if not trace.exists():
-        generate(workload, trace, seed=seed, **params)
+        generate(workload, trace, seed=seed, dialect=dialect, **params)
     out = tmp_path / f"{name}.wdmr"
     summary = replay_trace(str(trace), str(out), target=shop.target, speed=speed, timeout=10.0, label=name)
     assert summary["complete"]
@@ -40,27 +40,29 @@ def check_exit(path: Path, capsys, *extra: str) -> int:
     return e.value.code
 
 
-@pytest.mark.parametrize("workload, params, seed", [
-    ("consistency", CONSISTENCY, 1), ("consistency", CONSISTENCY, 2), ("consistency", {}, 3),
-    ("stress", STRESS, 1), ("stress", STRESS, 2),
+@pytest.mark.parametrize("workload, params, seed, dialect", [
+    ("consistency", CONSISTENCY, 1, "2024"), ("consistency", CONSISTENCY, 2, "2024"), ("consistency", {}, 3, "2024"),
+    ("stress", STRESS, 1, "2024"), ("stress", STRESS, 2, "2024"), ("stress", STRESS, 3, "2023"),
+    ("checkout", {"items": 500, "users": 500, "orders": 500, "duration": 2}, 1, "2024"),
 ])
-def test_correct_shop_is_clean(tmp_path, shop, capsys, workload, params, seed):
-    out = replay(tmp_path, shop, workload, params, seed)
+def test_correct_shop_is_clean(tmp_path, shop, capsys, workload, params, seed, dialect):
+    out = replay(tmp_path, shop, workload, params, seed, dialect=dialect)
     rep = check_results(load_results(out, with_args=True))
     assert rep.clean, [a.as_dict() for a in rep.anomalies[:5]]
     assert rep.consistency.checked["orders"] > 0 and rep.expectations.differences == 0
     assert check_exit(out, capsys) == 0
 
 
-@pytest.mark.parametrize("inject, kind", [
-    ("lost-update", "lost_update"),
-    ("oversell", "oversell"),
-    ("no-rollback", "non_atomic_checkout"),
-    ("double-charge", "double_charge"),
+@pytest.mark.parametrize("inject, kind, dialect", [
+    ("lost-update", "lost_update", "2024"),
+    ("oversell", "oversell", "2024"),
+    ("no-rollback", "non_atomic_checkout", "2024"),
+    ("double-charge", "double_charge", "2024"),
+    ("double-charge", "double_charge", "2023"),
 ])
-def test_injected_bug_is_detected_by_kind(tmp_path, shop_factory, capsys, inject, kind):
+def test_injected_bug_is_detected_by_kind(tmp_path, shop_factory, capsys, inject, kind, dialect):
     shop = shop_factory(inject=inject)
-    out = replay(tmp_path, shop, "consistency", CONSISTENCY, 1)
+    out = replay(tmp_path, shop, "consistency", CONSISTENCY, 1, dialect=dialect)
     rep = check_results(load_results(out, with_args=True))
     counts = rep.anomaly_counts
     assert counts[kind] > 0, counts
