@@ -36,18 +36,21 @@ MIX = {"find_item": 0.25, "create_order": 0.1, "add_item": 0.2, "checkout": 0.15
 CHUNK = 1_000_000
 
 
+def _header(rows: int, seed: int, digest: str) -> dict:
+    return results_header(
+        trace={"path": "synthetic.wdmt", "digest": digest, "header": {
+            "workload": "synthetic", "seed": seed, "scenarios": ["synthetic"], "expect": {}, "requests": rows}},
+        target={}, dialect="2024", speed=1.0, concurrency=256, timeout=10.0, label="bench", started=0.0,
+        tool="bench", host="bench", shard=None, workers=1, scenarios=["synthetic"])
+
+
 def synthesize(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> float:
     """Write a results file of ``rows`` requests at ``rate`` req/s; return seconds taken."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     ops = np.array([OP_CODES[n] for n in MIX], dtype=np.uint8)
     p = np.array(list(MIX.values()))
-    header = results_header(
-        trace={"path": "synthetic.wdmt", "digest": "sha256:synthetic", "header": {
-            "workload": "synthetic", "seed": seed, "scenarios": ["synthetic"], "expect": {}, "requests": rows}},
-        target={}, dialect="2024", speed=1.0, concurrency=256, timeout=10.0, label="bench", started=0.0,
-        tool="bench", host="bench", shard=None, workers=1, scenarios=["synthetic"])
-    w = ResultsWriter(path, header)
+    w = ResultsWriter(path, _header(rows, seed, "sha256:synthetic"))
     done_rows = 0
     while done_rows < rows:
         n = min(CHUNK, rows - done_rows)
@@ -76,12 +79,7 @@ def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_0
     n_items, n_users, n_orders = 10_000, 10_000, max(rows // 5, 1)
     names = ["add_stock", "add_funds", "add_item", "checkout", "find_item"]
     p = [0.1, 0.1, 0.4, 0.2, 0.2]
-    header = results_header(
-        trace={"path": "synthetic.wdmt", "digest": "sha256:synthetic-args", "header": {
-            "workload": "synthetic", "seed": seed, "scenarios": ["synthetic"], "expect": {}, "requests": rows}},
-        target={}, dialect="2024", speed=1.0, concurrency=256, timeout=10.0, label="bench", started=0.0,
-        tool="bench", host="bench", shard=None, workers=1, scenarios=["synthetic"])
-    w = ResultsWriter(path, header)
+    w = ResultsWriter(path, _header(rows, seed, "sha256:synthetic-args"))
     done_rows = 0
     while done_rows < rows:
         n = min(CHUNK, rows - done_rows)
