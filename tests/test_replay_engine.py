@@ -175,3 +175,26 @@ def test_interrupt_at_max_speed_cancels_stuck_requests_after_the_grace_period(tm
     assert not r.complete and r.n == 4  # the four requests out when the signal came
     assert set(r.cols["outcome"]) == {TIMEOUT}
     assert all(text == "interrupted before the response" for text in r.errors.values())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupt_during_the_final_read_marks_the_file_partial(tmp_path, workers):
+    import os
+    import signal
+    import threading
+    import time
+
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("add_stock", ["1", 1])]) for _ in range(3)]])
+    # The trace's requests answer at once; the final read's find never does.
+    slow_find = lambda m, p: (200, b"{}", 30.0 if "/find/1" in p else 0)  # noqa: E731
+    with TinyTarget(slow_find) as t:
+        timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+        started = time.monotonic()
+        timer.start()
+        s = replay_trace(trace, out, target=t.url, workers=workers, timeout=60)
+        elapsed = time.monotonic() - started
+        timer.join()
+    assert not s["complete"] and s["reason"] == "interrupted" and elapsed < 5
+    r = load_results(out)
+    assert not r.complete and r.n == 3 and set(r.cols["outcome"]) == {OK} and r.final is None

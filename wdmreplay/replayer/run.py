@@ -264,9 +264,13 @@ class _Run:
                         concurrency=self.concurrency, timeout=self.timeout, t0=self.t0, rows=rows,
                         keep=shard_keep(self.shard, None), scenarios=self.scenarios)
 
+        final_task: asyncio.Task | None = None
+
         def on_signal() -> None:
             self.interrupted = True
             engine.request_stop()
+            if final_task is not None:
+                final_task.cancel()
 
         installed = []
         if threading.current_thread() is threading.main_thread():
@@ -302,7 +306,16 @@ class _Run:
                 return False, "interrupted"
             self._bar_update(engine.done, engine.errors)
             if self.final_read:
-                await self._final(engine.client)
+                # A task, so that Ctrl-C during a long final read (large batch_init populations)
+                # stops it too; the file is then partial (no final record).
+                final_task = asyncio.ensure_future(self._final(engine.client))
+                try:
+                    await final_task
+                except asyncio.CancelledError:
+                    if not self.interrupted:
+                        raise
+                    self.writer.write_event(self.clock(), "interrupt", reason="signal during the final read")
+                    return False, "interrupted"
             return True, None
         finally:
             if ticker is not None:
@@ -430,7 +443,12 @@ class _Run:
                 async def final() -> None:
                     async with make_client(self.concurrency, self.timeout) as client:
                         await self._final(client)
-                run_async(final())
+
+                def stop_final(sig: int) -> None:
+                    raise KeyboardInterrupt  # asyncio.Runner cancels the read; replay_trace marks the file partial
+
+                with _Signals(stop_final):
+                    run_async(final())
             return True, None
         finally:
             for c in conns:
