@@ -13,7 +13,7 @@ import asyncio
 import gc
 import json
 import time
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import aiohttp
 
@@ -21,7 +21,7 @@ from ..api import OP_CODES, OP_NAMES, OPERATIONS, Dialect, Target
 from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
 from ..traces.trace import Session, TraceReader
-from .schedule import pace, session_cap, session_due, step_due
+from .schedule import may_launch, pace, session_cap, session_due, step_due
 
 CHUNK_ROWS = 65536
 UNKNOWN_SCENARIO = 65535
@@ -232,7 +232,7 @@ class Engine:
             wait = pace(perf() - t0, due)
             if wait > 0.0:
                 await asyncio.sleep(wait)
-            while self.in_flight >= cap and not self.stopping:
+            while not may_launch(self.in_flight, cap) and not self.stopping:
                 self._slot.clear()
                 await self._slot.wait()
             if self.stopping:
