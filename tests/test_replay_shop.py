@@ -160,3 +160,16 @@ def test_route_overrides_and_progress_with_workers(tmp_path):
         s = replay_trace(trace, out, target=t.url, dialect=dialect, workers=2, progress=True, final_read=False)
         assert t.sent("/stock/lookup/7") == 4 and t.sent("/stock/lookup/wdm-replay-probe") == 1
     assert s["outcomes"]["ok"] == 4 and load_results(out).header["dialect"] == "2024+overrides"
+
+
+def test_split_shop_three_services_via_urls(shop_factory, tmp_path):
+    shop = shop_factory(split=True)
+    assert len({shop.target.order_url, shop.target.stock_url, shop.target.payment_url}) == 3
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    populate_and_order_trace(trace, 5)
+    s = replay_trace(trace, out, target=shop.target, workers=2)
+    r = load_results(out)
+    assert s["complete"] and s["outcomes"]["ok"] == 35 and s["probes"] == 3  # one per service
+    assert r.header["target"] == shop.target.as_dict()
+    assert all(o["paid"] for o in r.final["orders"].values()) and len(r.final["orders"]) == 5
+    _check_final_matches_shop(shop, r)
