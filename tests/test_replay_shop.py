@@ -107,10 +107,11 @@ def test_speed_max_ignores_the_schedule(shop, tmp_path):
     assert s["scheduled_rate"] is None and load_results(out).header["speed"] is None
 
 
-def test_settle_rereads_until_two_snapshots_agree(shop, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_settle_rereads_until_two_snapshots_agree(shop, tmp_path, workers):
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("batch_init_stock", [5, 10, 2])])]])
-    s = replay_trace(trace, out, target=shop.target, settle=2.0)
+    s = replay_trace(trace, out, target=shop.target, settle=2.0, workers=workers)
     r = load_results(out)
     assert r.final["settle"]["settled"] is True and r.final["settle"]["reads"] == 2
     assert r.final["settle"]["requested"] == 2.0 and r.final["settle"]["seconds"] < 2.0

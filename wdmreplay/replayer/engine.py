@@ -148,6 +148,7 @@ class Engine:
         self.t0 = t0
         self.rows = rows
         self.keep = keep
+        self.dialect = dialect
         self.bindings: dict[str, str] = {}
         self.new_bindings: dict[str, str] = {}
         self.stopping = False

@@ -359,6 +359,7 @@ class _Run:
             conns.append(parent)
         progress = [(0, 0)] * n
         stop_sent = False
+        quick_exit = False
 
         def on_signal(sig: int) -> None:
             self.interrupted = True
@@ -425,6 +426,13 @@ class _Run:
                     if self.interrupted:
                         break
                 self.send_end = self.clock()
+                final_record = None
+                if self.final_read and not self.interrupted:
+                    final_record = self._final_distributed(conns, receive)
+                    if final_record is None:  # interrupted: workers may still be reading; do not wait
+                        self.writer.write_event(self.clock(), "interrupt", reason="signal during the final read")
+                        quick_exit = True
+                        return False, "interrupted"
                 for c in conns:
                     c.send(("end",))
                 for i, c in enumerate(conns):
@@ -439,25 +447,76 @@ class _Run:
                 if self.interrupted:
                     self.writer.write_event(self.clock(), "interrupt", reason="signal")
                     return False, "interrupted"
-            if self.final_read:
-                async def final() -> None:
-                    async with make_client(self.concurrency, self.timeout) as client:
-                        await self._final(client)
-
-                def stop_final(sig: int) -> None:
-                    raise KeyboardInterrupt  # asyncio.Runner cancels the read; replay_trace marks the file partial
-
-                with _Signals(stop_final):
-                    run_async(final())
+            if final_record is not None:
+                self.writer.write_final(final_record)
             return True, None
         finally:
             for c in conns:
                 c.close()
             for p in procs:
-                p.join(timeout=5)
+                p.join(timeout=1 if quick_exit else 5)
                 if p.is_alive():
                     p.terminate()
                     p.join(timeout=2)
+
+
+    def _final_distributed(self, conns: list, receive: Callable[[Any, int], Any]) -> dict | None:
+        """The final read split over the workers (entity lists dealt round-robin); None if interrupted."""
+        entities = self.scan.entities(self.bindings)
+        self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()})
+        n = len(conns)
+        slices = [{k: v[i::n] for k, v in entities.items()} for i in range(n)]
+        per_worker = max(1, math.ceil(self.concurrency / n))
+
+        def snapshot() -> tuple[dict, dict, int] | None:
+            for c, part in zip(conns, slices):
+                c.send(("final", part, per_worker))
+            state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
+            missing: dict[str, dict] = {}
+            reads = 0
+            pending = set(range(n))
+            while pending:
+                if self.interrupted:
+                    return None
+                for c in multiprocessing.connection.wait([conns[i] for i in pending], timeout=0.1):
+                    i = conns.index(c)
+                    msg = receive(c, i)
+                    if msg[0] == "final_done":
+                        for section, part in msg[1].items():
+                            state[section].update(part)
+                        for kind, part in msg[2].items():
+                            missing.setdefault(kind, {}).update(part)
+                        reads += msg[3]
+                        pending.discard(i)
+                    elif msg[0] == "error":
+                        raise ReplayError(f"replay worker {i} failed: {msg[1]}")
+            return state, missing, reads
+
+        started = time.perf_counter()
+        read_at = self.clock()
+        snap = snapshot()
+        if snap is None:
+            return None
+        state, missing, reads = snap
+        settle_info = None
+        if self.settle > 0:
+            snapshots, settled = 1, False
+            while time.perf_counter() - started < self.settle:
+                read_at = self.clock()
+                snap = snapshot()
+                if snap is None:
+                    return None
+                snapshots += 1
+                reads += snap[2]
+                same = snap[0] == state and snap[1] == missing
+                state, missing = snap[0], snap[1]
+                if same:
+                    settled = True
+                    break
+            settle_info = {"requested": self.settle, "settled": settled,
+                           "seconds": round(time.perf_counter() - started, 6), "reads": snapshots}
+        self.final_reads = reads
+        return {**state, "missing": missing, "settle": settle_info, "read_at": read_at}
 
 
 def _summary(path: str, tally: Tally, run: _Run, header: dict, scan: TraceScan, speed: float | None,

@@ -3,7 +3,8 @@
 Protocol over one ``multiprocessing`` pipe (parent → worker): ``("phase", p, start, t0, bindings)``
 runs phase ``p`` from ``start`` seconds after the shared start clock ``t0`` after adding the
 bindings other workers made in earlier phases; ``("stop",)`` stops sending (Ctrl-C at the parent);
-``("end",)`` closes. Worker → parent: ``("ready",)``, ``("chunk", cols, args, errors)`` (request
+``("final", entities, concurrency)`` reads back this worker's share of the final state;
+``("end",)`` closes. Worker → parent: ``("final_done", state, missing, reads)``, ``("ready",)``, ``("chunk", cols, args, errors)`` (request
 rows, written by the parent into the one results file), ``("progress", done, errors)``,
 ``("phase_done", p, new_bindings, stopped)``, ``("bye", done, errors)``, ``("error", text)``.
 """
@@ -39,6 +40,7 @@ def worker_main(conn: Any, cfg: dict) -> None:
 
 async def _serve(conn: Any, cfg: dict) -> None:
     from .engine import Engine, RowBuffer
+    from .final import read_state
     from .run import shard_keep
 
     loop = asyncio.get_running_loop()
@@ -85,6 +87,11 @@ async def _serve(conn: Any, cfg: dict) -> None:
             msg = await inbox.get()
             if msg[0] == "end":
                 break
+            if msg[0] == "final":
+                _, entities, concurrency = msg
+                state, missing, reads = await read_state(engine.client, target, engine.dialect, entities, concurrency)
+                conn.send(("final_done", state, missing, reads))
+                continue
             _, phase, start, t0, updates = msg
             engine.t0 = t0
             engine.bindings.update(updates)
