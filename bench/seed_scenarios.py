@@ -91,8 +91,7 @@ def write_seed_trace(path: str, requests: int, dialect: Dialect, seed: int = 0, 
             for op, args, bind in scenario_steps(scenario, rng):
                 if op == "add_stock":
                     added = args[1]
-                sym = lambda a: f"${sid}.{a}" if isinstance(a, str) and not a.startswith("=") else a  # noqa: E731
-                args = [added if a == "=stock" else sym(a) for a in args]
+                args = [added if a == "=stock" else f"${sid}.{a}" if isinstance(a, str) else a for a in args]
                 steps.append(step(op, args, bind=f"${sid}.{bind}" if bind else None, expect="any",
                                   scenario=NAMES[scenario]))
             tw.write_session(sid, 0, sid / rate, steps)
