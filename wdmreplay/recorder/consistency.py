@@ -77,26 +77,8 @@ def checkout_bounds(stock: int, price: int, credit: int, order_item: Sequence[in
         by_item.setdefault(i, []).append((u, n))
         by_user.setdefault(u, []).append((i, n))
 
-    lo_items = 0
-    for i, pairs in by_item.items():
-        target = min(stock, d_item[i])
-        sure = 0
-        for u, n in pairs:
-            other = d_user[u] - n
-            if other < k:
-                sure += min(n, k - other)
-        if sure >= target:
-            lo_items += target
-    lo_users = 0
-    for u, pairs in by_user.items():
-        target = min(k, d_user[u])
-        sure = 0
-        for i, n in pairs:
-            other = d_item[i] - n
-            if other < stock:
-                sure += min(n, stock - other)
-        if sure >= target:
-            lo_users += target
+    lo_items = _saturated_sum(by_item, d_item, stock, d_user, k)
+    lo_users = _saturated_sum(by_user, d_user, k, d_item, stock)
     hi = min(sum(min(stock, d) for d in d_item.values()), sum(min(k, d) for d in d_user.values()))
     lo = max(lo_items, lo_users)
 
@@ -157,3 +139,23 @@ def _sessions(p: dict, order_user: list[int], order_item: list[int],
                        step("add_item", [o, f"$item{i}", 1], None, "ok", 0.0, "orders")]
     for k, e in enumerate(expects):
         yield 2, 0.0, [step("checkout", [f"$order{k}"], None, e, 0.0, "checkout")]
+
+
+def _saturated_sum(groups: dict[int, list[tuple[int, int]]], demand: Counter, cap: int,
+                   other_demand: Counter, other_cap: int) -> int:
+    """Units sold by the entities of one side that are saturated in every serial outcome.
+
+    ``groups`` maps each entity of this side (items, or users) to its (partner, orders) pairs;
+    ``cap`` is this side's capacity (stock, or payable orders), ``other_cap`` the partners'.
+    """
+    total = 0
+    for e, pairs in groups.items():
+        target = min(cap, demand[e])
+        sure = 0
+        for partner, n in pairs:
+            other = other_demand[partner] - n
+            if other < other_cap:
+                sure += min(n, other_cap - other)
+        if sure >= target:
+            total += target
+    return total
