@@ -21,6 +21,7 @@ from ..api import OP_CODES, OP_NAMES, OPERATIONS, Dialect, Target
 from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
 from ..traces.trace import Session, TraceReader
+from .final import IdSet
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 
 CHUNK_ROWS = 65536
@@ -140,7 +141,10 @@ class Engine:
 
     def __init__(self, trace_path: str, *, target: Target, dialect: Dialect, speed: float | None,
                  concurrency: int, timeout: float, t0: float, rows: RowBuffer,
-                 keep: Callable[[int], bool] | None = None, scenarios: list[str] | None = None):
+                 keep: Callable[[int], bool] | None = None, scenarios: list[str] | None = None,
+                 shared: set[str] | frozenset[str] | None = None,
+                 bind_sink: Callable[[dict[str, str]], None] | None = None,
+                 bound_ids: dict[str, IdSet] | None = None, bind_chunk: int = CHUNK_ROWS):
         self.trace_path = trace_path
         self.speed = speed
         self.concurrency = concurrency
@@ -149,8 +153,18 @@ class Engine:
         self.rows = rows
         self.keep = keep
         self.dialect = dialect
+        # Symbols that outlive their session (``shared``: referenced by another session, per the
+        # pre-pass scan; None = keep every symbol): bound here or by other workers in earlier phases.
+        # A session's other symbols live in the session only — memory stays flat in trace length.
+        self.shared = shared
         self.bindings: dict[str, str] = {}
-        self.new_bindings: dict[str, str] = {}
+        self.new_bindings: dict[str, str] = {}  # shared symbols bound in the current phase
+        # Every binding goes to the results file in chunks as it is made (not held for the phase).
+        self.bind_sink = bind_sink
+        self.bind_chunk = bind_chunk
+        self._bind_buf: dict[str, str] = {}
+        self.bound = 0  # symbols bound so far
+        self.bound_ids = bound_ids  # per entity kind, every id bound (only kept for a final read)
         self.stopping = False
         self.done = 0  # requests recorded (sent or skipped)
         self.errors = 0  # error + timeout + conn_error
@@ -160,12 +174,12 @@ class Engine:
         self._failure: BaseException | None = None
         self._scen = {name: i for i, name in enumerate(scenarios or [])}
         # Per op code: method, URL template (base + positional path), JSON key of a created id.
-        self._routes: list[tuple[str, str, str | None] | None] = []
+        self._routes: list[tuple[str, str, str | None, str | None] | None] = []
         for name in OP_NAMES:
             if dialect.supports(name):
                 r = dialect.route(name)
                 op = OPERATIONS[name]
-                self._routes.append((r.method, target.base(op.service) + r.fmt, op.id_key))
+                self._routes.append((r.method, target.base(op.service) + r.fmt, op.id_key, op.creates))
             else:
                 self._routes.append(None)
         self.client: aiohttp.ClientSession | None = None
@@ -186,13 +200,33 @@ class Engine:
         gc.freeze()
 
     async def close(self) -> None:
-        """Close the client and the trace; flush buffered rows."""
+        """Close the client and the trace; flush buffered rows and bindings."""
         self.rows.flush()
+        self.flush_bindings()
         if self.client is not None:
             await self.client.close()
         if self._reader is not None:
             self._reader.close()
         gc.unfreeze()
+
+    def flush_bindings(self) -> None:
+        """Hand the bindings made since the last flush to the sink (the results file, or the parent)."""
+        if self._bind_buf and self.bind_sink is not None:
+            buf, self._bind_buf = self._bind_buf, {}
+            self.bind_sink(buf)
+
+    def _bind(self, sym: str, real_id: str, kind: str | None) -> None:
+        self.bound += 1
+        shared = self.shared
+        if shared is None or sym in shared:
+            self.bindings[sym] = real_id
+            self.new_bindings[sym] = real_id
+        buf = self._bind_buf
+        buf[sym] = real_id
+        if len(buf) >= self.bind_chunk:
+            self.flush_bindings()
+        if self.bound_ids is not None and kind is not None:
+            self.bound_ids[kind].add(real_id)
 
     def request_stop(self) -> None:
         """Stop sending: no new sessions, no further steps (in-flight requests may finish)."""
@@ -217,6 +251,7 @@ class Engine:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending)
+        self.flush_bindings()
         if self._failure is not None:
             raise self._failure
         return self.new_bindings
@@ -286,6 +321,7 @@ class Engine:
         """Send a session's steps one after another, each after the previous response plus think time."""
         sid, phase, speed = s["sid"], s["phase"], self.speed
         bindings, rows, routes, scen = self.bindings, self.rows, self._routes, self._scen
+        local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
         prev = due
         for index, st in enumerate(s["steps"]):
@@ -308,7 +344,9 @@ class Engine:
                 if a.__class__ is str and a[:1] == "$":
                     if resolved is args:
                         resolved = list(args)
-                    real = bindings.get(a)
+                    real = local.get(a)
+                    if real is None:
+                        real = bindings.get(a)
                     if real is None:
                         missing = a
                         break
@@ -321,7 +359,7 @@ class Engine:
                 self.done += 1
                 prev = intended
                 continue
-            method, url_fmt, id_key = routes[code]  # type: ignore[misc]
+            method, url_fmt, id_key, creates = routes[code]  # type: ignore[misc]
             url = url_fmt.format(*resolved)  # a str: yarl caches its parse of repeated URLs
             status = 0
             error = None
@@ -346,8 +384,8 @@ class Engine:
                             sym = st["bind"]
                             if sym:
                                 real_id = str(real_id)
-                                bindings[sym] = real_id
-                                self.new_bindings[sym] = real_id
+                                local[sym] = real_id
+                                self._bind(sym, real_id, creates)
                 elif 400 <= status < 500:
                     outcome = FAIL
                     error = body[:MAX_ERROR_TEXT].decode("utf-8", "replace") or f"HTTP {status}"

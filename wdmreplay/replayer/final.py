@@ -9,6 +9,7 @@ that ``batch_init_*`` operations create. After the last phase those are read bac
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import time
@@ -29,27 +30,64 @@ BATCH_RANGES: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
+class IdSet:
+    """A compact, growing collection of entity ids: decimal ids in a packed int64 array, others in a set.
+
+    Only kept when the final read needs the ids; membership is settled (deduplicated) when read.
+    """
+
+    __slots__ = ("_nums", "_other")
+
+    def __init__(self) -> None:
+        self._nums = array.array("q")
+        self._other: set[str] = set()
+
+    def add(self, ident: str) -> None:
+        """Add one id (as the replay bound it: a string)."""
+        if ident.isdigit() and (ident == "0" or ident[0] != "0") and len(ident) < 19:
+            self._nums.append(int(ident))
+        else:
+            self._other.add(ident)
+
+    def update(self, ids: Iterable[str]) -> None:
+        """Add several ids."""
+        for i in ids:
+            self.add(i)
+
+    def ids(self) -> set[str]:
+        """Every id, as strings."""
+        return set(map(str, set(self._nums))) | self._other
+
+    def __len__(self) -> int:
+        return len(self._nums) + len(self._other)
+
+
+def id_sets() -> dict[str, IdSet]:
+    """One empty :class:`IdSet` per entity kind."""
+    return {k: IdSet() for k in ENTITY_KINDS}
+
+
 @dataclass
 class TraceScan:
-    """What a streaming pass over a trace found: operations used and entities touched."""
+    """What a streaming pass over a trace found: operations used, entities touched, shared symbols."""
 
     ops: set[str] = field(default_factory=set)
-    symbol_kinds: dict[str, str] = field(default_factory=dict)  # bound symbol → entity kind
+    # Symbols referenced by a session other than the one that binds them (e.g. the consistency
+    # workload's items and users, used in its checkout phase): only these outlive their session.
+    shared: set[str] = field(default_factory=set)
     literals: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in ENTITY_KINDS})
     ranges: dict[str, int] = field(default_factory=lambda: {k: 0 for k in ENTITY_KINDS})
     sessions: int = 0
     requests: int = 0
     kept_requests: int = 0  # requests of the sessions this replay sends (its shard)
 
-    def entities(self, bindings: dict[str, str]) -> dict[str, list[str]]:
-        """Every id to read back, per kind, sorted (numeric ids numerically), given the run's bindings."""
+    def entities(self, bound: dict[str, IdSet]) -> dict[str, list[str]]:
+        """Every id to read back, per kind, sorted (numeric ids numerically), given the ids the run bound."""
         out: dict[str, set[str]] = {k: set(v) for k, v in self.literals.items()}
         for kind, n in self.ranges.items():
             out[kind].update(str(i) for i in range(n))
-        for sym, kind in self.symbol_kinds.items():
-            real = bindings.get(sym)
-            if real is not None:
-                out[kind].add(real)
+        for kind, ids in bound.items():
+            out[kind] |= ids.ids()
         return {k: sorted(v, key=_id_order) for k, v in out.items()}
 
 
@@ -57,18 +95,20 @@ def _id_order(x: str) -> tuple[int, int, str]:
     return (0, int(x), "") if x.isdigit() else (1, 0, x)
 
 
-def scan_trace(path: str, keep: Callable[[int], bool] | None = None) -> TraceScan:
-    """Stream a trace once: operations used, symbols bound (with their kind), literal and batch ids.
+def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_read: bool = True) -> TraceScan:
+    """Stream a trace once: operations used, symbols shared across sessions, literal and batch ids.
 
     ``keep`` (a session-id filter, for ``--shard``) limits the entities to this shard's sessions;
-    the operations are always those of the whole trace.
+    the operations are always those of the whole trace. Memory is what the result holds: shared
+    symbols (what later phases need) and, only with ``final_read``, literal ids.
     """
     scan = TraceScan()
-    ops, kinds, literals, ranges = scan.ops, scan.symbol_kinds, scan.literals, scan.ranges
+    ops, shared, literals, ranges = scan.ops, scan.shared, scan.literals, scan.ranges
     with TraceReader(path) as r:
         for s in r:
             scan.sessions += 1
             mine = keep is None or keep(s["sid"])
+            own: set[str] = set()  # symbols bound so far in this session (dropped with it)
             for st in s["steps"]:
                 scan.requests += 1
                 name = st["op"]
@@ -76,15 +116,21 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None) -> TraceSca
                 if op is None:
                     raise ApiError(f"{path}: session {s['sid']} uses unknown operation {name!r}")
                 ops.add(name)
+                args = st["args"]
+                # Shared symbols are found over every session (another shard's session may use one
+                # bound in ours only if the trace shards badly; then it is simply kept).
+                for a in args:
+                    if a.__class__ is str and a[:1] == "$" and a not in own:
+                        shared.add(a)
+                if op.creates and st.get("bind"):
+                    own.add(st["bind"])
                 if not mine:
                     continue
                 scan.kept_requests += 1
-                if op.creates and st.get("bind"):
-                    kinds[st["bind"]] = op.creates
-                args = st["args"]
-                for kind, a in zip(op.kinds, args):
-                    if kind != "int" and not (isinstance(a, str) and a.startswith("$")):
-                        literals[kind].add(str(a))
+                if final_read:
+                    for kind, a in zip(op.kinds, args):
+                        if kind != "int" and not (isinstance(a, str) and a.startswith("$")):
+                            literals[kind].add(str(a))
                 for kind, i in BATCH_RANGES.get(name, ()):
                     if i < len(args) and isinstance(args[i], int) and args[i] > ranges[kind]:
                         ranges[kind] = args[i]

@@ -28,7 +28,7 @@ from ..api import FIND_OP, OPERATIONS, Dialect, Target, WdmError, get_dialect
 from ..traces.results import OUTCOMES, SKIPPED, ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
 from .engine import Engine, RowBuffer, make_client
-from .final import TraceScan, check_dialect, read_final, scan_trace
+from .final import TraceScan, check_dialect, id_sets, read_final, scan_trace
 from .schedule import (histogram, histogram_add, histogram_quantile, is_lagging, rate,
                        scheduled_rate)
 
@@ -179,7 +179,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         dialect = header.get("dialect") or "2024"
     if isinstance(dialect, str):
         dialect = get_dialect(dialect)
-    scan = scan_trace(trace_path, keep=shard_keep(shard, None))
+    scan = scan_trace(trace_path, keep=shard_keep(shard, None), final_read=final_read)
     check_dialect(scan, dialect, trace_path)
     probes = probe_target(target, dialect, _services(scan), timeout)
 
@@ -238,7 +238,10 @@ class _Run:
                  shard: tuple[int, int] | None, scan: TraceScan, final_read: bool, settle: float):
         self.__dict__.update(locals())
         del self.__dict__["self"]
-        self.bindings: dict[str, str] = {}
+        self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
+        self.bound = 0  # symbols bound in the whole run (every one is in the results file)
+        # Ids of every bound entity, compact, only for the final read (nothing grows without one).
+        self.bound_ids = id_sets() if final_read else None
         self.interrupted = False
         self.send_start = self.send_end = 0.0
         self.final_reads = 0
@@ -262,7 +265,8 @@ class _Run:
         rows = RowBuffer(self.write_chunk)
         engine = Engine(self.trace_path, target=self.target, dialect=self.dialect, speed=self.speed,
                         concurrency=self.concurrency, timeout=self.timeout, t0=self.t0, rows=rows,
-                        keep=shard_keep(self.shard, None), scenarios=self.scenarios)
+                        keep=shard_keep(self.shard, None), scenarios=self.scenarios, shared=self.scan.shared,
+                        bind_sink=self.writer.write_bindings, bound_ids=self.bound_ids)
 
         final_task: asyncio.Task | None = None
 
@@ -293,10 +297,10 @@ class _Run:
             for p, name in enumerate(self.phases):
                 start = self.clock()
                 self.writer.write_event(start, "phase_start", phase=p, name=name)
-                new = await engine.run_phase(p, start, grace=STOP_GRACE)
+                new = await engine.run_phase(p, start, grace=STOP_GRACE)  # its bindings are written
                 rows.flush()
                 self.bindings.update(new)
-                self.writer.write_bindings(new)
+                self.bound = engine.bound
                 self.writer.write_event(self.clock(), "phase_end", phase=p, name=name)
                 if self.interrupted:
                     break
@@ -325,7 +329,7 @@ class _Run:
                 loop.remove_signal_handler(sig)
 
     async def _final(self, client: aiohttp.ClientSession) -> None:
-        entities = self.scan.entities(self.bindings)
+        entities = self.scan.entities(self.bound_ids or id_sets())
         self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()})
         final, reads = await read_final(client, self.target, self.dialect, entities, self.concurrency,
                                         self.settle, self.clock)
@@ -347,6 +351,7 @@ class _Run:
             "dialect": (self.dialect.name, {k: f"{r.method} {r.template}" for k, r in self.dialect.routes.items()}),
             "speed": self.speed, "concurrency": max(1, math.ceil(self.concurrency / n)), "timeout": self.timeout,
             "scenarios": self.scenarios, "shard": self.shard, "workers": n, "progress": self.bar is not None,
+            "shared": self.scan.shared, "final_read": self.final_read,
         }
         procs, conns = [], []
         for i in range(n):
@@ -415,13 +420,18 @@ class _Run:
                             elif kind == "progress":
                                 progress[i] = (msg[1], msg[2])
                                 self._bar_update(sum(d for d, _ in progress), sum(e for _, e in progress))
+                            elif kind == "bindings":
+                                self.writer.write_bindings(msg[1])
                             elif kind == "phase_done":
                                 new.update(msg[2])
+                                self.bound += msg[4]
+                                if self.bound_ids is not None:
+                                    for k, ids in msg[5].items():
+                                        self.bound_ids[k].update(ids)
                                 pending.discard(i)
                             elif kind == "error":
                                 raise ReplayError(f"replay worker {i} failed: {msg[1]}")
                     self.bindings.update(new)
-                    self.writer.write_bindings(new)
                     self.writer.write_event(self.clock(), "phase_end", phase=p, name=name)
                     if self.interrupted:
                         break
@@ -462,7 +472,7 @@ class _Run:
 
     def _final_distributed(self, conns: list, receive: Callable[[Any, int], Any]) -> dict | None:
         """The final read split over the workers (entity lists dealt round-robin); None if interrupted."""
-        entities = self.scan.entities(self.bindings)
+        entities = self.scan.entities(self.bound_ids or id_sets())
         self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()})
         n = len(conns)
         slices = [{k: v[i::n] for k, v in entities.items()} for i in range(n)]
@@ -543,7 +553,7 @@ def _summary(path: str, tally: Tally, run: _Run, header: dict, scan: TraceScan, 
         "speed": speed,
         "complete": complete,
         "reason": reason,
-        "bindings": len(run.bindings),
+        "bindings": run.bound,
         "probes": probes,
         "final_reads": run.final_reads,
     }

@@ -6,7 +6,9 @@ bindings other workers made in earlier phases; ``("stop",)`` stops sending (Ctrl
 ``("final", entities, concurrency)`` reads back this worker's share of the final state;
 ``("end",)`` closes. Worker → parent: ``("final_done", state, missing, reads)``, ``("ready",)``, ``("chunk", cols, args, errors)`` (request
 rows, written by the parent into the one results file), ``("progress", done, errors)``,
-``("phase_done", p, new_bindings, stopped)``, ``("bye", done, errors)``, ``("error", text)``.
+``("bindings", {symbol: id})`` (every binding, in chunks as made; written by the parent),
+``("phase_done", p, new_shared_bindings, stopped, bound, {kind: [ids bound]})`` (ids only when the
+final read needs them), ``("bye", done, errors)``, ``("error", text)``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def worker_main(conn: Any, cfg: dict) -> None:
 
 async def _serve(conn: Any, cfg: dict) -> None:
     from .engine import Engine, RowBuffer
-    from .final import read_state
+    from .final import id_sets, read_state
     from .run import shard_keep
 
     loop = asyncio.get_running_loop()
@@ -51,7 +53,8 @@ async def _serve(conn: Any, cfg: dict) -> None:
     engine = Engine(cfg["trace_path"], target=target, dialect=Dialect(name, routes), speed=cfg["speed"],
                     concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
                     keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
-                    scenarios=cfg["scenarios"])
+                    scenarios=cfg["scenarios"], shared=cfg["shared"],
+                    bind_sink=lambda m: conn.send(("bindings", m)))
 
     def dispatch(msg: Any) -> None:
         if msg[0] == "stop":
@@ -95,9 +98,13 @@ async def _serve(conn: Any, cfg: dict) -> None:
             _, phase, start, t0, updates = msg
             engine.t0 = t0
             engine.bindings.update(updates)
+            engine.bound_ids = id_sets() if cfg["final_read"] else None
+            bound0 = engine.bound
             new = await engine.run_phase(phase, start)
             rows.flush()
-            conn.send(("phase_done", phase, new, engine.stopping))
+            ids = {k: list(v.ids()) for k, v in engine.bound_ids.items()} if engine.bound_ids is not None else {}
+            engine.bound_ids = None
+            conn.send(("phase_done", phase, new, engine.stopping, engine.bound - bound0, ids))
     finally:
         if ticker is not None:
             ticker.cancel()
