@@ -198,3 +198,25 @@ def test_interrupt_during_the_final_read_marks_the_file_partial(tmp_path, worker
     assert not s["complete"] and s["reason"] == "interrupted" and elapsed < 5
     r = load_results(out)
     assert not r.complete and r.n == 3 and set(r.cols["outcome"]) == {OK} and r.final is None
+
+
+def test_scan_finds_only_symbols_used_outside_their_session(tmp_path):
+    # Phase 0 binds items and users that phase 1 uses (they must outlive their sessions); the
+    # orders phase 1 binds are used only in their own session (dropped when it ends).
+    from replay_support import populate_and_order_trace
+    from wdmreplay.replayer.final import scan_trace
+
+    trace = tmp_path / "t.wdmt"
+    populate_and_order_trace(trace, 5)
+    scan = scan_trace(str(trace))
+    assert scan.shared == {f"$s{i}.{k}" for i in range(5) for k in ("item", "user")}
+    assert scan_trace(str(trace), final_read=False).literals == {"item": set(), "user": set(), "order": set()}
+
+
+def test_id_set_keeps_numeric_ids_packed_and_others_as_strings():
+    from wdmreplay.replayer.final import IdSet
+
+    ids = IdSet()
+    for i in ["0", "7", "007", "12", "12", "a1b2", "99999999999999999999"]:
+        ids.add(i)
+    assert ids.ids() == {"0", "7", "007", "12", "a1b2", "99999999999999999999"}

@@ -170,6 +170,8 @@ def _parse_order(d: Any) -> dict:
 
 _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
 _SECTION = {"item": "items", "user": "users", "order": "orders"}
+READ_ATTEMPTS = 3  # a final-state read failing with 5xx, a timeout or a connection error is retried twice
+READ_BACKOFF = 0.05  # seconds before the first retry; doubled before the next
 
 
 async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
@@ -195,21 +197,31 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
     async def reader() -> None:
         nonlocal reads
         for kind, ident, url in it:
-            reads += 1
             method = dialect.route(FIND_OP[kind]).method
-            try:
-                async with client.request(method, url, allow_redirects=False) as resp:
-                    status = resp.status
-                    body = await resp.read()
-            except asyncio.TimeoutError:
-                missing[kind][ident] = "timeout"
-                continue
-            except (aiohttp.ClientError, OSError, ValueError) as e:
-                missing[kind][ident] = f"connection error: {e.__class__.__name__}: {e}"[:MAX_ERROR_TEXT]
-                continue
-            if not 200 <= status < 300:
-                text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
-                missing[kind][ident] = f"HTTP {status}: {text}"[:MAX_ERROR_TEXT]
+            for attempt in range(READ_ATTEMPTS):
+                if attempt:
+                    # A flaky target (5xx, timeout, reset) gets a short pause and another try: a
+                    # read has no side effect, and one lost read would leave a hole in the snapshot.
+                    await asyncio.sleep(READ_BACKOFF * 2 ** (attempt - 1))
+                reads += 1
+                status, body, failure = 0, b"", None
+                try:
+                    async with client.request(method, url, allow_redirects=False) as resp:
+                        status = resp.status
+                        body = await resp.read()
+                except asyncio.TimeoutError:
+                    failure = "timeout"
+                except (aiohttp.ClientError, OSError, ValueError) as e:
+                    failure = f"connection error: {e.__class__.__name__}: {e}"[:MAX_ERROR_TEXT]
+                if failure is None and not 200 <= status < 300:
+                    text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
+                    failure = f"HTTP {status}: {text}"[:MAX_ERROR_TEXT]
+                    if 400 <= status < 500:  # the target's answer (e.g. 404): not worth retrying
+                        break
+                if failure is None:
+                    break
+            if failure is not None:
+                missing[kind][ident] = failure
                 continue
             try:
                 state[_SECTION[kind]][ident] = _PARSERS[kind](json.loads(body))
