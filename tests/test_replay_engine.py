@@ -220,3 +220,24 @@ def test_id_set_keeps_numeric_ids_packed_and_others_as_strings():
     for i in ["0", "7", "007", "12", "12", "a1b2", "99999999999999999999"]:
         ids.add(i)
     assert ids.ids() == {"0", "7", "007", "12", "a1b2", "99999999999999999999"}
+
+
+def test_row_buffer_chunks_columns_args_and_error_rows():
+    import numpy as np
+
+    from wdmreplay.replayer.engine import RowBuffer
+
+    chunks = []
+    buf = RowBuffer(lambda cols, args, errors: chunks.append((cols, args, errors)), limit=3)
+    for i in range(4):
+        buf.add(i, i % 2, 0, 1, 0, 0, 1 if i == 2 else 0, 200, i / 10, i / 10 + 0.01, i / 10 + 0.02,
+                (f"id{i}",), "boom" * 100 if i == 2 else None)
+    assert len(chunks) == 1 and buf.n == 1
+    buf.flush()
+    assert len(chunks) == 2 and buf.n == 0
+    cols, args, errors = chunks[0]
+    assert np.frombuffer(cols["sid"], "<u4").tolist() == [0, 1, 2]
+    assert np.frombuffer(cols["outcome"], "<u1").tolist() == [0, 0, 1]
+    assert np.frombuffer(cols["done"], "<f8").tolist() == [i / 10 + 0.02 for i in range(3)]
+    assert args == [("id0",), ("id1",), ("id2",)] and errors == [(2, ("boom" * 100)[:200])]
+    assert chunks[1][1] == [("id3",)] and chunks[1][2] == []
