@@ -32,47 +32,43 @@ ChunkSink = Callable[[dict, list, list], None]
 
 
 class RowBuffer:
-    """Request rows buffered as tuples, turned into columns (bytes) per chunk of ``limit`` and handed to a sink.
+    """Request rows as column arrays (``array.array`` per column), flushed in chunks to a sink."""
 
-    One row is one tuple ``(sid, step, phase, op, scenario, expect, outcome, status, intended, sent,
-    done, args)`` appended to :attr:`rows` — one append on the hot path; the column conversion
-    runs once per chunk in C (``zip`` and ``array.array``). The lists are cleared in place, so a
-    caller may keep their bound ``append`` methods across flushes.
-    """
-
-    __slots__ = ("sink", "limit", "rows", "errors")
+    __slots__ = ("sink", "limit", "cols", "args", "errors", "n", "_app")
 
     def __init__(self, sink: ChunkSink, limit: int = CHUNK_ROWS):
         self.sink = sink
         self.limit = limit
-        self.rows: list[tuple] = []
-        self.errors: list[tuple[int, str]] = []  # (row index in the chunk, text)
+        self._reset()
 
-    @property
-    def n(self) -> int:
-        """Rows buffered."""
-        return len(self.rows)
+    def _reset(self) -> None:
+        self.cols = {name: array.array(code) for name, _, code in COLUMNS}
+        self.args: list = []
+        self.errors: list = []
+        self.n = 0
+        c = self.cols
+        self._app = tuple(c[name].append for name, _, _ in COLUMNS)
 
     def add(self, sid: int, step: int, phase: int, op: int, scenario: int, expect: int, outcome: int,
-            status: int, intended: float, sent: float, done: float, args: tuple, error: str | None) -> None:
+            status: int, intended: float, sent: float, done: float, args: list, error: str | None) -> None:
         """Append one row; flushes a full chunk to the sink."""
-        rows = self.rows
+        a = self._app
+        a[0](sid); a[1](step); a[2](phase); a[3](op); a[4](scenario); a[5](expect)
+        a[6](outcome); a[7](status); a[8](intended); a[9](sent); a[10](done)
+        self.args.append(args)
         if error is not None:
-            self.errors.append((len(rows), error[:MAX_ERROR_TEXT]))
-        rows.append((sid, step, phase, op, scenario, expect, outcome, status, intended, sent, done, args))
-        if len(rows) >= self.limit:
+            self.errors.append((self.n, error[:MAX_ERROR_TEXT]))
+        self.n += 1
+        if self.n >= self.limit:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the rows so far to the sink as one chunk (column name → bytes, args, errors)."""
-        rows = self.rows
-        if rows:
-            cols_t = list(zip(*rows))
-            errors = self.errors[:]
-            rows.clear()
-            self.errors.clear()
-            cols = {name: array.array(code, cols_t[i]).tobytes() for i, (name, _, code) in enumerate(COLUMNS)}
-            self.sink(cols, list(cols_t[len(COLUMNS)]), errors)
+        """Hand the rows so far to the sink as one chunk (column name → bytes)."""
+        if self.n:
+            cols = {name: col.tobytes() for name, col in self.cols.items()}
+            args, errors = self.args, self.errors
+            self._reset()
+            self.sink(cols, args, errors)
 
 
 class PhaseStream:
@@ -325,10 +321,6 @@ class Engine:
         """Send a session's steps one after another, each after the previous response plus think time."""
         sid, phase, speed = s["sid"], s["phase"], self.speed
         bindings, rows, routes, scen = self.bindings, self.rows, self._routes, self._scen
-        # The row buffer's lists are cleared in place on flush, so these stay valid.
-        row_list, err_list, limit = rows.rows, rows.errors, rows.limit
-        row_append = row_list.append
-        request = self.client.request  # type: ignore[union-attr]
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
         prev = due
@@ -374,7 +366,7 @@ class Engine:
             body = b""
             sent = perf() - t0
             try:
-                async with request(method, url, allow_redirects=False) as resp:
+                async with self.client.request(method, url, allow_redirects=False) as resp:  # type: ignore[union-attr]
                     status = resp.status
                     body = await resp.read()
                 done = perf() - t0
@@ -413,15 +405,11 @@ class Engine:
                 self.done += 1
                 self.errors += 1
                 raise
-            if error is not None:
-                if outcome >= ERROR:
-                    self.errors += 1
-                err_list.append((len(row_list), error[:MAX_ERROR_TEXT]))
+            if outcome >= ERROR:
+                self.errors += 1
             # Tuples of ids and ints are untracked by the garbage collector: 64k buffered rows of
-            # lists would make every full collection walk them all. One append per row (no call).
-            row_append((sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done,
-                        tuple(resolved)))
-            if len(row_list) >= limit:
-                rows.flush()
+            # lists would make every full collection walk them all.
+            rows.add(sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done,
+                     tuple(resolved), error)
             self.done += 1
             prev = done
