@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -134,3 +135,12 @@ def populate_and_order_trace(path: str | Path, n: int, *, spacing: float = 0.0) 
             step("checkout", [o], scenario="orders"),
         ]))
     return write_trace(path, [p0, p1])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, read, released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

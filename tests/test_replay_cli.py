@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from replay_support import populate_and_order_trace, write_trace
+from replay_support import closed_port, populate_and_order_trace, write_trace
 from wdmreplay.traces import load_results, step
 
 EXE = shutil.which("wdm-replay") or ""
@@ -43,17 +42,9 @@ def test_quiet_prints_nothing(shop, tmp_path):
     assert r.final is None and r.n == 1
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_unreachable_target_is_one_line_error(tmp_path):
     write_trace(tmp_path / "t.wdmt", [[(0.0, [step("create_user", [], bind="$u")])]])
-    p = _run(["replay", "t.wdmt", "--url", f"http://127.0.0.1:{_closed_port()}"], tmp_path)
+    p = _run(["replay", "t.wdmt", "--url", f"http://127.0.0.1:{closed_port()}"], tmp_path)
     assert p.returncode == 2
     assert p.stderr.startswith("wdm-replay: error: cannot reach target http://127.0.0.1:")
     assert p.stderr.count("\n") == 1 and p.stdout == ""

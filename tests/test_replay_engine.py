@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
 
-from replay_support import TinyTarget, counting_shop, write_trace
+from replay_support import TinyTarget, closed_port, counting_shop, write_trace
 from wdmreplay.api import ApiError, OP_CODES
 from wdmreplay.replayer import TargetUnreachable, replay_trace
 from wdmreplay.traces import load_results, step
@@ -94,19 +93,11 @@ def test_timeout_is_its_own_outcome(tmp_path):
     assert 0.15 < r.cols["done"][row] - r.cols["sent"][row] < 0.9
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_unreachable_target_refused_before_anything_is_written(tmp_path):
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [_create_then_use(1)])
     with pytest.raises(TargetUnreachable, match="cannot reach target http://127.0.0.1"):
-        replay_trace(trace, out, target=f"http://127.0.0.1:{_closed_port()}")
+        replay_trace(trace, out, target=f"http://127.0.0.1:{closed_port()}")
     assert not out.exists()
 
 
@@ -147,7 +138,7 @@ def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front
     assert r.cols["status"][0] == 0 and "Disconnected" in r.errors[0]
     # The probe checks every base URL the trace's services use: a dead payment service is named.
     write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_funds", ["1", 1])])]])
-    dead = f"http://127.0.0.1:{_closed_port()}"
+    dead = f"http://127.0.0.1:{closed_port()}"
     with TinyTarget(counting_shop()) as t:
         with pytest.raises(TargetUnreachable, match=f"cannot reach target {dead}"):
             replay_trace(trace, out, target=Target(order_url=t.url, payment_url=dead, stock_url=t.url))
