@@ -307,19 +307,17 @@ def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split:
       wdm-replay demo --inject lost-update      # watch the checker catch a race
       wdm-replay demo --keep demo-out && wdm-replay report demo-out/stress.wdmr --format html -o r.html
     """
+    import contextlib
     import tempfile
 
     from .demo import run_demo
 
-    progress = not quiet and sys.stderr.isatty()
+    workdir = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="wdm-demo-")
+    with workdir as path:
+        clean = run_demo(path, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
+                         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
     if keep:
-        clean = run_demo(keep, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
-                         progress=progress, echo=click.echo)
         click.echo(f"\ntraces (*.wdmt) and results (*.wdmr) kept in {keep}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="wdm-demo-") as tmp:
-            clean = run_demo(tmp, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
-                             progress=progress, echo=click.echo)
     click.echo("demo: every check CLEAN" if clean else "demo: the checks found anomalies (see above)")
     sys.exit(0 if clean else 1)
 
