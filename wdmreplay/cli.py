@@ -217,6 +217,9 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("--concurrency", type=int, default=256, show_default=True, help="max requests in flight (connections)")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per request")
 @click.option("--workers", type=int, default=1, show_default=True, help="processes on this machine")
+@click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
+              help="HTTP client of the replayed requests: the built-in keep-alive client, or aiohttp "
+                   "(slower; for comparison, or a server the built-in client cannot talk to)")
 @click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4")
 @click.option("--label", help="build label stored in the results (e.g. a git sha)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
@@ -226,7 +229,7 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: str, concurrency: int, timeout: float, workers: int,
-               shard: str | None, label: str | None, no_final_read: bool, settle: float, quiet: bool,
+               client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float, quiet: bool,
                output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
@@ -272,7 +275,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
                            concurrency=concurrency, timeout=timeout, label=label, workers=workers,
                            final_read=not no_final_read, settle=settle,
-                           progress=not quiet and sys.stderr.isatty(), shard=shard_value)
+                           progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client)
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
     if not summary["complete"]:

@@ -1,9 +1,10 @@
-"""The sending machinery of one process: HTTP client, session runner, row buffer.
+"""The sending machinery of one process: HTTP clients, session runner, row buffer.
 
-One :class:`Engine` replays the sessions of its shard, phase by phase, against one target through
-one ``aiohttp.ClientSession``. The hot path (one request) does: resolve symbols, format the URL,
-send, classify, append one row to column arrays. No per-request logging, no per-request objects
-beyond what aiohttp needs.
+One :class:`Engine` replays the sessions of its shard, phase by phase, against one target. The
+hot path (one request) does: resolve symbols, format the path, send through the lean keep-alive
+client of :mod:`.http` (or, with ``client="aiohttp"``, an ``aiohttp.ClientSession``), classify,
+append one row to column arrays. No per-request logging, no per-request objects beyond what the
+client needs. The aiohttp session is always open too: the final read goes through it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MA
                               SKIPPED, TIMEOUT)
 from ..traces.trace import Session, TraceReader
 from .final import IdSet
+from .http import HttpClient
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 
 CHUNK_ROWS = 65536
@@ -29,6 +31,7 @@ UNKNOWN_SCENARIO = 65535
 NAN = float("nan")
 
 ChunkSink = Callable[[dict, list, list], None]
+CLIENTS = ("lean", "aiohttp")  # the replay's HTTP client: see .http
 
 
 class RowBuffer:
@@ -144,7 +147,10 @@ class Engine:
                  keep: Callable[[int], bool] | None = None, scenarios: list[str] | None = None,
                  shared: set[str] | frozenset[str] | None = None,
                  bind_sink: Callable[[dict[str, str]], None] | None = None,
-                 bound_ids: dict[str, IdSet] | None = None, bind_chunk: int = CHUNK_ROWS):
+                 bound_ids: dict[str, IdSet] | None = None, bind_chunk: int = CHUNK_ROWS,
+                 client: str = "lean"):
+        if client not in CLIENTS:
+            raise ValueError(f"unknown HTTP client {client!r}; choose one of {', '.join(CLIENTS)}")
         self.trace_path = trace_path
         self.speed = speed
         self.concurrency = concurrency
@@ -173,15 +179,11 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._failure: BaseException | None = None
         self._scen = {name: i for i, name in enumerate(scenarios or [])}
-        # Per op code: method, URL template (base + positional path), JSON key of a created id.
-        self._routes: list[tuple[str, str, str | None, str | None] | None] = []
-        for name in OP_NAMES:
-            if dialect.supports(name):
-                r = dialect.route(name)
-                op = OPERATIONS[name]
-                self._routes.append((r.method, target.base(op.service) + r.fmt, op.id_key, op.creates))
-            else:
-                self._routes.append(None)
+        self.target = target
+        self.client_kind = client
+        # Per op code: method, URL template, JSON key of a created id, entity kind created, send.
+        self._routes: list[tuple[str, str, str | None, str | None, Callable] | None] = []
+        self.http: HttpClient | None = None
         self.client: aiohttp.ClientSession | None = None
         self._reader: TraceReader | None = None
         self._stream: PhaseStream | None = None
@@ -190,9 +192,30 @@ class Engine:
         """Seconds since the run's start clock."""
         return time.perf_counter() - self.t0
 
+    def _build_routes(self) -> None:
+        # lean: the template is the path and ``send`` the origin's request; aiohttp: the full URL.
+        for name in OP_NAMES:
+            if not self.dialect.supports(name):
+                self._routes.append(None)
+                continue
+            r = self.dialect.route(name)
+            op = OPERATIONS[name]
+            base = self.target.base(op.service)
+            if self.http is not None:
+                self._routes.append((r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).request))
+            else:
+                self._routes.append((r.method, base + r.fmt, op.id_key, op.creates, self._aiohttp_send))
+
+    async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes]:
+        async with self.client.request(method, url, allow_redirects=False) as resp:  # type: ignore[union-attr]
+            return resp.status, await resp.read()
+
     async def open(self) -> None:
-        """Open the HTTP client and the trace."""
+        """Open the HTTP clients and the trace."""
         self.client = make_client(self.concurrency, self.timeout)
+        if self.client_kind == "lean":
+            self.http = HttpClient(self.timeout)
+        self._build_routes()
         self._reader = TraceReader(self.trace_path)
         self._stream = PhaseStream(self._reader, self.keep)
         # Everything alive now (modules, the client) lives for the whole run: keep it out of the
@@ -203,6 +226,8 @@ class Engine:
         """Close the client and the trace; flush buffered rows and bindings."""
         self.rows.flush()
         self.flush_bindings()
+        if self.http is not None:
+            await self.http.close()
         if self.client is not None:
             await self.client.close()
         if self._reader is not None:
@@ -359,16 +384,12 @@ class Engine:
                 self.done += 1
                 prev = intended
                 continue
-            method, url_fmt, id_key, creates = routes[code]  # type: ignore[misc]
-            url = url_fmt.format(*resolved)  # a str: yarl caches its parse of repeated URLs
+            method, url_fmt, id_key, creates, send = routes[code]  # type: ignore[misc]
             status = 0
             error = None
-            body = b""
             sent = perf() - t0
             try:
-                async with self.client.request(method, url, allow_redirects=False) as resp:  # type: ignore[union-attr]
-                    status = resp.status
-                    body = await resp.read()
+                status, body = await send(method, url_fmt.format(*resolved))
                 done = perf() - t0
                 if 200 <= status < 300:
                     outcome = OK

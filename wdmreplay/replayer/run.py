@@ -27,7 +27,7 @@ from .. import __version__
 from ..api import FIND_OP, OPERATIONS, Dialect, Target, WdmError, get_dialect
 from ..traces.results import OUTCOMES, SKIPPED, ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
-from .engine import Engine, RowBuffer, make_client
+from .engine import CLIENTS, Engine, RowBuffer, make_client
 from .final import TraceScan, check_dialect, id_sets, read_final, scan_trace
 from .schedule import (histogram, histogram_add, histogram_quantile, is_lagging, rate,
                        scheduled_rate)
@@ -152,14 +152,16 @@ class _Signals:
 def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialect: str | Dialect | None = None,
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float = 0.0,
-                 progress: bool = False, shard: tuple[int, int] | None = None) -> dict:
+                 progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean") -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
     ``dialect`` defaults to the trace header's. Raises :class:`~wdmreplay.api.WdmError` for a bad
     trace, a dialect lacking one of the trace's operations, or an unreachable target — before
-    anything is sent. Ctrl-C / SIGTERM stop the run; the file is then marked partial
-    (``summary["complete"] is False``, ``summary["reason"] == "interrupted"``).
+    anything is sent. ``client`` is the HTTP client of the replay's requests: ``"lean"`` (the
+    keep-alive client of :mod:`.http`, default) or ``"aiohttp"``. Ctrl-C / SIGTERM stop the run;
+    the file is then marked partial (``summary["complete"] is False``, ``summary["reason"] ==
+    "interrupted"``).
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
@@ -170,6 +172,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         raise ReplayError(f"timeout must be positive, got {timeout}")
     if workers < 1:
         raise ReplayError(f"workers must be at least 1, got {workers}")
+    if client not in CLIENTS:
+        raise ReplayError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
     if settle < 0:
         raise ReplayError(f"settle must be 0 or more seconds, got {settle}")
     if speed is not None and not speed > 0:
@@ -189,7 +193,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         target=target.as_dict(), dialect=dialect.name, speed=speed, concurrency=concurrency,
         timeout=timeout, label=label, started=time.time(), tool=f"wdm-replay {__version__}",
         host=socket.gethostname(), shard=f"{shard[0]}/{shard[1]}" if shard else None, workers=workers,
-        scenarios=scenarios, final_read=final_read, settle=settle,
+        scenarios=scenarios, final_read=final_read, settle=settle, client=client,
     ))
     tally = Tally()
 
@@ -202,7 +206,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                timeout=timeout, scenarios=scenarios, phases=[p.get("name", str(i)) for i, p in
                                                             enumerate(header.get("phases") or [])],
                writer=writer, write_chunk=write_chunk, tally=tally, bar=bar, shard=shard, scan=scan,
-               final_read=final_read, settle=settle)
+               final_read=final_read, settle=settle, client=client)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -235,7 +239,8 @@ class _Run:
     def __init__(self, *, trace_path: str, target: Target, dialect: Dialect, speed: float | None,
                  concurrency: int, timeout: float, scenarios: list[str], phases: list[str],
                  writer: ResultsWriter, write_chunk: Callable, tally: Tally, bar: Any,
-                 shard: tuple[int, int] | None, scan: TraceScan, final_read: bool, settle: float):
+                 shard: tuple[int, int] | None, scan: TraceScan, final_read: bool, settle: float,
+                 client: str):
         self.__dict__.update(locals())
         del self.__dict__["self"]
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
@@ -266,7 +271,7 @@ class _Run:
         engine = Engine(self.trace_path, target=self.target, dialect=self.dialect, speed=self.speed,
                         concurrency=self.concurrency, timeout=self.timeout, t0=self.t0, rows=rows,
                         keep=shard_keep(self.shard, None), scenarios=self.scenarios, shared=self.scan.shared,
-                        bind_sink=self.writer.write_bindings, bound_ids=self.bound_ids)
+                        bind_sink=self.writer.write_bindings, bound_ids=self.bound_ids, client=self.client)
 
         final_task: asyncio.Task | None = None
 
@@ -351,7 +356,7 @@ class _Run:
             "dialect": (self.dialect.name, {k: f"{r.method} {r.template}" for k, r in self.dialect.routes.items()}),
             "speed": self.speed, "concurrency": max(1, math.ceil(self.concurrency / n)), "timeout": self.timeout,
             "scenarios": self.scenarios, "shard": self.shard, "workers": n, "progress": self.bar is not None,
-            "shared": self.scan.shared, "final_read": self.final_read,
+            "shared": self.scan.shared, "final_read": self.final_read, "client": self.client,
         }
         procs, conns = [], []
         for i in range(n):

@@ -54,7 +54,7 @@ async def _serve(conn: Any, cfg: dict) -> None:
                     concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
                     keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
                     scenarios=cfg["scenarios"], shared=cfg["shared"],
-                    bind_sink=lambda m: conn.send(("bindings", m)))
+                    bind_sink=lambda m: conn.send(("bindings", m)), client=cfg["client"])
 
     def dispatch(msg: Any) -> None:
         if msg[0] == "stop":
