@@ -6,6 +6,7 @@ are :class:`~wdmreplay.api.WdmError`; :func:`main` prints them as one line and e
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -244,7 +245,6 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       wdm-replay replay consistency.wdmt --url http://127.0.0.1:8000 --speed max --concurrency 512
       wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
     """
-    import os
     from pathlib import Path
 
     from .api import Target, get_dialect, load_routes, load_urls
@@ -431,6 +431,9 @@ def compare_cmd(base: str, new: tuple[str, ...], threshold: float, fmt: str, alp
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group, turning user errors into one line and an exit code."""
+    # No command does linear algebra; an idle OpenBLAS thread pool still polls for work and took
+    # 1–2 % of a fast replay's CPU. Set before anything imports numpy; the user's setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         cli.main(args=argv, prog_name="wdm-replay", standalone_mode=False)
     except click.exceptions.Abort:
