@@ -8,8 +8,9 @@ Node.js, through ``httptools``); framing by Content-Length, chunked, or connecti
 
 One :class:`Origin` per scheme/host/port holds idle connections (last in, first out). A request
 takes an idle connection or opens one, writes the request head, and waits for the response with
-one deadline for connect + send + response. A connection is reused only after a complete
-response that allows keep-alive; after a timeout, a parse error or any doubt it is closed.
+one deadline for connect + send + response. Interim 1xx responses are skipped. A connection is
+reused only after a complete response that allows keep-alive; after a timeout, a parse error, bytes
+nobody asked for, or any doubt it is closed.
 
 Errors: :class:`asyncio.TimeoutError` for the deadline; :class:`HttpError` (an ``OSError``) for a
 refused or dropped connection or a response that is not HTTP; ``OSError`` from connecting.
@@ -32,6 +33,21 @@ from .. import __version__
 USER_AGENT = f"wdm-replay/{__version__}"
 # Characters allowed unescaped in a request-target path (RFC 3986 pchar + "/"); anything else is quoted.
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
+_FRAMING_HEADER = re.compile(rb"\r\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)", re.IGNORECASE)
+
+
+def _close_delimited(head: bytes) -> bool:
+    """Whether the final response head at the start of ``head`` (after any interim 1xx heads) has
+    neither Content-Length nor chunked Transfer-Encoding: its body ends with the connection (RFC 9112 §6.3).
+
+    Only asked for a response that will not keep the connection; llhttp does not expose its framing.
+    """
+    head = head.lstrip(b"\r\n")
+    while True:
+        end = head.find(b"\r\n\r\n")
+        if end < 0 or head[9:10] != b"1":
+            return _FRAMING_HEADER.search(head, 0, end if end >= 0 else len(head)) is None
+        head = head[end + 4:]
 
 
 class HttpError(ConnectionError):
@@ -41,16 +57,20 @@ class HttpError(ConnectionError):
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
-    __slots__ = ("transport", "parser", "fut", "body", "headers_done", "closed", "keep_alive")
+    __slots__ = ("transport", "parser", "fut", "body", "data", "head", "headers_done", "closed", "keep_alive",
+                 "eof_body")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.fut: asyncio.Future | None = None
         self.body: list[bytes] = []
+        self.data = b""  # the chunk being parsed
+        self.head = b""  # earlier chunks of a response head split over several
         self.headers_done = False
         self.closed = False
         self.keep_alive = True
+        self.eof_body = False  # the current response's body ends with the connection
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,19 +80,24 @@ class _Conn(asyncio.Protocol):
         if self.fut is None:  # bytes nobody asked for: the connection cannot be trusted any more
             self.close()
             return
+        self.data = data  # for the framing of a response that will close (on_headers_complete)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(HttpError("the target switched protocols (HTTP upgrade)"))
         except httptools.HttpParserError as e:
             self._fail(HttpError(f"invalid HTTP response: {e}"))
+        if self.fut is not None and not self.headers_done:  # a head continued in the next chunk
+            self.head += data
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         fut = self.fut
         if fut is not None and not fut.done():
-            if self.headers_done and not self.parser.should_keep_alive():
-                # A body delimited by the connection's close (no Content-Length, not chunked).
+            if self.headers_done and not self.keep_alive and self.eof_body:
+                # A body delimited by the connection's close (no Content-Length, not chunked). Not
+                # just "not keep-alive": a cut Content-Length or chunked body with Connection: close
+                # (or HTTP/1.0) is an incomplete response.
                 self._complete()
             else:
                 why = f": {exc}" if exc else ""
@@ -80,24 +105,33 @@ class _Conn(asyncio.Protocol):
             self.fut = None
 
     # llhttp callbacks
+    def on_message_begin(self) -> None:
+        if self.fut is None:  # a response after the one asked for (same packet): stale bytes, close
+            self.close()
+
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        self.keep_alive = keep = self.parser.should_keep_alive()
+        if not keep:  # rare: only then can the body be delimited by the close
+            self.eof_body = _close_delimited(self.head + self.data)
+        self.head = b""
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
-    def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
-        self._complete()
-
     # own
     def _complete(self) -> None:
-        fut, self.fut = self.fut, None
+        status = self.parser.get_status_code()
         body = self.body
         self.body = []
         self.headers_done = False
+        if status < 200:  # an interim response (100 Continue, 103 Early Hints): the final one follows
+            return
+        fut, self.fut = self.fut, None
         if fut is not None and not fut.done():
-            fut.set_result((self.parser.get_status_code(), body[0] if len(body) == 1 else b"".join(body)))
+            fut.set_result((status, body[0] if len(body) == 1 else b"".join(body)))
+
+    on_message_complete = _complete  # llhttp callback (one Python frame less per response)
 
     def _fail(self, exc: BaseException) -> None:
         fut, self.fut = self.fut, None
