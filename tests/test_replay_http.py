@@ -465,11 +465,67 @@ def test_bytes_after_a_response_in_the_same_packet_do_not_leak_into_the_next(run
     (b"HTTP/1.1 200 OK\r\nX-Content-Length: 5\r\n\r\n", True),
     (b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\nContent-Length: 1", True),
     (b"HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", False),
+    (b"HTTP/1.0 200 OK\nContent-Length: 5\n\nhello", False),  # bare LF line ends
+    (b"HTTP/1.0 100 Continue\n\nHTTP/1.0 200 OK\nServer: x\n\nContent-Length: 1", True),
 ])
 def test_close_delimited_reads_the_final_head_only(head, expected):
     from wdmreplay.replayer.http import _close_delimited
 
     assert _close_delimited(head) is expected
+
+
+SLOPPY = [  # answers aiohttp's response parser accepts (or not): the lean client must agree
+    b"HTTP/1.1 200 OK\nContent-Length: 2\n\nab",  # bare LF
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nab",
+    b"HTTP/1.1 200 OK\r\nX: a\x01b\r\nContent-Length: 2\r\n\r\nab",  # a control byte in a header value
+    b"HTTP/1.1 200 OK\r\nContent-Length:  2 \r\n\r\nab",
+    b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nab",  # no reason phrase
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nab\r\n0\r\n\r\n",  # space after chunk size
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab0\r\n\r\n",  # chunk without CRLF: error
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",  # error
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # error
+    b"HTTP/1.0 200 OK\nConnection: close\n\nto the close",  # close-delimited, bare LF
+]
+
+
+def test_sloppy_answers_are_read_as_the_aiohttp_client_reads_them():
+    import aiohttp
+
+    async def ask(url: str) -> tuple[Any, Any]:
+        try:
+            lean = await HttpClient(1.0).origin(url).request("GET", "/x")
+        except HttpError:
+            lean = "error"
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "/x") as resp:
+                    aio: Any = (resp.status, await resp.read())
+        except aiohttp.ClientError:
+            aio = "error"
+        return lean, aio
+
+    got = []
+    for answer in SLOPPY:
+        close = b"Connection: close" in answer
+        async def respond(conn: RawConn, method: str, path: str, n: int, answer=answer, close=close) -> bool:
+            await conn.send(answer)
+            return not close
+        with RawServer(respond) as srv:
+            got.append(asyncio.run(ask(srv.url)))
+    assert [lean for lean, _ in got] == [aio for _, aio in got]
+    assert [lean for lean, _ in got] == [(200, b"ab")] * 6 + ["error"] * 3 + [(200, b"to the close")]
+
+
+def test_cut_body_with_bare_lf_head_and_close_is_an_error(run):
+    async def half(conn: RawConn, method: str, path: str, n: int) -> bool:
+        await conn.send(b"HTTP/1.0 200 OK\nContent-Length: 100\n\n", b"x" * 50, pause=0.01)
+        return False
+
+    with RawServer(half) as srv:
+        async def go():
+            with pytest.raises(HttpError, match="disconnected"):
+                await HttpClient(2.0).origin(srv.url).request("GET", "/x")
+        run(go())
 
 
 # --- the request head --------------------------------------------------------------------------

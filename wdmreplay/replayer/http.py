@@ -36,7 +36,19 @@ USER_AGENT = f"wdm-replay/{__version__}"
 # the fast test (rare in a path) so that the common path pays for one character class only.
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
 _QUOTE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9A-Fa-f]{2})")
-_FRAMING_HEADER = re.compile(rb"\r\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)", re.IGNORECASE)
+_FRAMING_HEADER = re.compile(rb"\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)", re.IGNORECASE)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are accepted (see _lenient)
+
+
+def _lenient(parser: httptools.HttpResponseParser) -> None:
+    """Accept what aiohttp's response parser accepts (its leniencies outside debug mode): bare LF
+    line ends, any byte in header values, spaces after a chunk size — sloppy targets answer alike
+    under --client lean and --client aiohttp. (A client has no request smuggling to fear.)"""
+    try:
+        parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True,
+                                        lenient_spaces_after_chunk_size=True)
+    except (AttributeError, TypeError):  # an httptools without them: strict parsing
+        pass
 
 
 def _close_delimited(head: bytes) -> bool:
@@ -47,10 +59,10 @@ def _close_delimited(head: bytes) -> bool:
     """
     head = head.lstrip(b"\r\n")
     while True:
-        end = head.find(b"\r\n\r\n")
-        if end < 0 or head[9:10] != b"1":
-            return _FRAMING_HEADER.search(head, 0, end if end >= 0 else len(head)) is None
-        head = head[end + 4:]
+        m = _HEAD_END.search(head)
+        if m is None or head[9:10] != b"1":
+            return _FRAMING_HEADER.search(head, 0, len(head) if m is None else m.start()) is None
+        head = head[m.end():]
 
 
 class HttpError(ConnectionError):
@@ -66,6 +78,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        _lenient(self.parser)
         self.fut: asyncio.Future | None = None
         self.body: list[bytes] = []
         self.data = b""  # the chunk being parsed
