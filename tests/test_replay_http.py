@@ -632,6 +632,21 @@ def test_replay_chunked_create_binds_and_prefix_and_quoting_reach_the_server(tmp
     assert lines[1:] == ["POST /shop/stock/item/create/3 HTTP/1.1", "POST /shop/stock/add/a%20b%C3%A9/5 HTTP/1.1"]
 
 
+def test_replay_dropped_requests_are_conn_errors_sent_exactly_once(tmp_path):
+    # DESIGN: no retries of trace requests, idempotent or not (aiohttp retries a dropped GET once).
+    async def drop(conn: RawConn, method: str, path: str, n: int) -> bool:
+        return False  # close without an answer
+
+    trace, out = _one_step_trace(tmp_path, step("find_item", ["1"]), step("add_stock", ["1", 1]))
+    with RawServer(drop) as srv:
+        s = replay_trace(trace, out, target=srv.url, final_read=False)
+        lines = sorted(h.split(b"\r\n")[0].decode() for h in srv.heads if PROBE.encode() not in h)
+    r = load_results(out)
+    assert s["complete"] and list(r.cols["outcome"]) == [CONN_ERROR, CONN_ERROR]
+    assert all("disconnected" in e for e in r.errors.values())
+    assert lines == ["GET /stock/find/1 HTTP/1.1", "POST /stock/add/1/1 HTTP/1.1"]
+
+
 def test_replay_refused_port_is_refused_up_front(tmp_path):
     trace, out = _one_step_trace(tmp_path, step("add_stock", ["1", 1]))
     with pytest.raises(TargetUnreachable, match="cannot reach target"):
