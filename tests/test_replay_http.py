@@ -542,13 +542,14 @@ def test_request_head_method_path_host_length_prefix_and_quoting(run):
             await plain.request("GET", "/stock/find/a b")
             await plain.request("DELETE", "/orders/remove/é?#")
             await plain.request("GET", "/stock/find/a%20b%zz%")  # a valid escape kept, stray "%" quoted
+            await client.origin(f"http://user:pw@127.0.0.1:{srv.port}/ä b").request("GET", "/x")
             await client.close()
         run(go())
         heads = [h.decode("ascii") for h in srv.heads]
         assert [h.split("\r\n")[0] for h in heads] == [
             "GET /stock/find/1 HTTP/1.1", "POST /stock/add/1/5 HTTP/1.1", "GET /prefix/stock/find/1 HTTP/1.1",
             "GET /stock/find/a%20b HTTP/1.1", "DELETE /orders/remove/%C3%A9%3F%23 HTTP/1.1",
-            "GET /stock/find/a%20b%25zz%25 HTTP/1.1"]
+            "GET /stock/find/a%20b%25zz%25 HTTP/1.1", "GET /%C3%A4%20b/x HTTP/1.1"]
         for h in heads:
             assert f"\r\nHost: 127.0.0.1:{srv.port}\r\n" in h and h.endswith("\r\n\r\n")
             assert ("\r\nContent-Length: 0\r\n" in h) == h.startswith("POST ")

@@ -40,6 +40,11 @@ _FRAMING_HEADER = re.compile(rb"\n(?:content-length[ \t]*:|transfer-encoding[ \t
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are accepted (see _lenient)
 
 
+def _quote_path(path: str) -> str:
+    """``path`` with each character not allowed in a URL path, and each "%" starting no escape, percent-encoded."""
+    return _QUOTE_PATH.sub(lambda m: quote(m.group(), safe=""), path)
+
+
 def _lenient(parser: httptools.HttpResponseParser) -> None:
     """Accept what aiohttp's response parser accepts (its leniencies outside debug mode): bare LF
     line ends, any byte in header values, spaces after a chunk size — sloppy targets answer alike
@@ -177,9 +182,10 @@ class Origin:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
-        self.prefix = parts.path.rstrip("/")
+        self.prefix = _quote_path(parts.path.rstrip("/"))
         self.timeout = timeout
-        self._head_tail = (f" HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: {USER_AGENT}\r\n"
+        host = parts.netloc.rpartition("@")[2]  # without any user:password@
+        self._head_tail = (f" HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
                            "Accept: */*\r\n").encode("ascii")
         self.idle: list[_Conn] = []
         self.opened = 0  # connections opened so far
@@ -207,7 +213,7 @@ class Origin:
         if conn is None:
             conn = await self._connect(loop, deadline)
         if _UNSAFE_PATH.search(path) is not None:
-            path = _QUOTE_PATH.sub(lambda m: quote(m.group(), safe=""), path)
+            path = _quote_path(path)
         head = b"%s %s%s%s" % (method.encode("ascii"), (self.prefix + path).encode("ascii"), self._head_tail,
                                b"Content-Length: 0\r\n\r\n" if method == "POST" else b"\r\n")
         fut = loop.create_future()
