@@ -170,6 +170,14 @@ def run(request) -> Callable[[Awaitable[Any]], Any]:
     return runner
 
 
+async def until_idle_closed(origin: Any, within: float = 3.0) -> None:
+    """Wait until the client has noticed that its most recent idle connection was closed."""
+    end = time.monotonic() + within
+    while origin.idle and not origin.idle[-1].closed:
+        assert time.monotonic() < end, "the idle connection was not closed"
+        await asyncio.sleep(0.005)
+
+
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on 127.0.0.1:0 in the running loop; (runner, base URL)."""
     runner = web.AppRunner(app, access_log=None)
@@ -360,7 +368,7 @@ def test_idle_connection_closed_by_the_server_is_replaced(run):
             got = []
             for p in ("/a", "/b", "/c"):
                 got.append(await origin.request("GET", p))
-                await asyncio.sleep(0.05)  # time for the FIN to arrive while the connection is idle
+                await until_idle_closed(origin)  # the FIN arrives while the connection is idle
             await client.close()
             return got, origin.opened
         got, opened = run(go())
@@ -427,7 +435,7 @@ def test_unsolicited_bytes_close_an_idle_connection(run):
             client = HttpClient(2.0)
             origin = client.origin(srv.url)
             a = await origin.request("GET", "/a")
-            await asyncio.sleep(0.1)
+            await until_idle_closed(origin)  # the stray response closes it
             b = await origin.request("GET", "/b")
             await client.close()
             return a, b, origin.opened
@@ -668,7 +676,9 @@ def test_cancelled_request_closes_its_connection(run):
             client = HttpClient(30.0)
             origin = client.origin(srv.url)
             tasks = [asyncio.ensure_future(origin.request("GET", f"/{i}")) for i in range(3)]
-            await asyncio.sleep(0.1)
+            end = time.monotonic() + 5
+            while len(srv.heads) < 3 and time.monotonic() < end:  # all three out, awaiting answers
+                await asyncio.sleep(0.005)
             for t in tasks:
                 t.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -690,7 +700,10 @@ def test_interrupted_replay_closes_every_connection(tmp_path):
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("add_stock", ["1", 1])]) for _ in range(10)]])
     with RawServer(silent) as srv:
-        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        def interrupt_when_four_are_out() -> None:
+            srv.wait_for(lambda: len(srv.heads) >= 5, within=10)  # the probe and four requests
+            os.kill(os.getpid(), signal.SIGINT)
+        timer = threading.Thread(target=interrupt_when_four_are_out)
         timer.start()
         s = replay_trace(trace, out, target=srv.url, speed=None, concurrency=4, timeout=60)
         timer.join()
