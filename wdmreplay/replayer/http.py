@@ -36,12 +36,14 @@ USER_AGENT = f"wdm-replay/{__version__}"
 # the fast test (rare in a path) so that the common path pays for one character class only.
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
 _QUOTE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9A-Fa-f]{2})")
-_FRAMING_HEADER = re.compile(rb"\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)", re.IGNORECASE)
+_FRAMING_HEADER = re.compile(rb"\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)",
+                             re.IGNORECASE)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are accepted (see _lenient)
 
 
 def _quote_path(path: str) -> str:
-    """``path`` with each character not allowed in a URL path, and each "%" starting no escape, percent-encoded."""
+    """``path`` with each character not allowed in a URL path, and each "%" starting no escape,
+    percent-encoded."""
     return _QUOTE_PATH.sub(lambda m: quote(m.group(), safe=""), path)
 
 
