@@ -1,16 +1,25 @@
-"""Performance at the limit: wdm-replay vs a bare aiohttp loop vs Locust, one run, one loopback target.
+"""Performance at the limit: wdm-replay vs bare loops vs Locust, one run, one loopback target.
 
 Every generator hits the same static target (bench/static_target.py: a private nginx answering
 every shop route with one fixed JSON body, started and stopped here) with the same concurrency.
 Each runs in its own process; client CPU is that process's user+system time (``os.wait4``,
-start-up included), target CPU is what the nginx worker used during the run (from /proc).
+start-up included), target CPU is what the nginx workers used during the run (from /proc).
 
-- replay-1 / replay-2: ``wdm-replay replay --speed max --workers 1|2`` on a stress trace sized for
-  about ``--seconds`` at the rate a short calibration replay reached;
-- bare-aiohttp: bench/bare_aiohttp.py, the same trace's requests (symbols resolved to "1") through
-  one ClientSession, ``TCPConnector(limit=N)``, N coroutines — the ceiling for Python asyncio;
+- replay-1 / replay-2: ``wdm-replay replay --speed max --workers 1|2`` (the lean HTTP client) on a
+  stress trace sized for about ``--seconds`` at the rate a short calibration replay reached;
+- replay-1 (aiohttp): the same with ``--client aiohttp`` — what the replayer did before its own client;
+- bare-lean: bench/bare_loop.py ``--client lean``, the same trace's requests (symbols resolved to
+  "1") through one ``wdmreplay.replayer.http.Origin``, N coroutines, no schedule and no results —
+  the ceiling of the replayer's own transport;
+- bare-aiohttp: bench/bare_loop.py ``--client aiohttp``, the same through one ClientSession,
+  ``TCPConnector(limit=N)`` — the ceiling of an aiohttp-based generator (the issue's baseline);
 - locust-fast / locust-http: bench/locustfile.py (the seed's six scenarios, no wait) with
   FastHttpUser / HttpUser, headless, ``-u N`` for ``--seconds``; req/s from Locust's CSV.
+
+The aiohttp rows get their own trace, sized by a second calibration, so that every run lasts about
+``--seconds`` whatever the client's speed. Each row says which side limited it ("limit"): the
+target (nginx near a full core), the client (its process near a full core), or the machine (all
+cores busy — client, target and other work share them).
 
 Every tool runs ``--repeat`` rounds (default 3), interleaved so a busy spell of a shared machine
 hits all tools alike; the best round is reported, with the others in the note. The rest of the machine's CPU
@@ -19,7 +28,8 @@ Without ``wdm-replay replay`` the replay rows are skipped ("not available yet");
 ``generate-trace`` a stand-in trace of the same six scenarios is used (bench/seed_scenarios.py).
 The whole bench stops within 5 minutes, and kills every child it started, even on Ctrl-C.
 
-    python bench/compare_generators.py                     # about 3.5 minutes
+    python bench/compare_generators.py                     # about 4 minutes
+    python bench/compare_generators.py --quick             # ~40 s: no Locust, one round of 3 s
     python bench/compare_generators.py --seconds 5 --concurrency 128 --repeat 5
 """
 
@@ -67,6 +77,30 @@ class Row:
     startup_cpu: float = 0.0  # the same tool's CPU on a trivial job (imports, set-up, exit)
 
     @property
+    def client_share(self) -> float:
+        """Cores the client used while measuring (start-up CPU taken out)."""
+        return max(self.client_cpu - self.startup_cpu, 0.0) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def target_share(self) -> float:
+        """Cores the target used during the run."""
+        return self.target_cpu / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def limit(self) -> str:
+        """Which side limited the rate: target, client, all cores, or none near a core."""
+        cores = os.cpu_count() or 1
+        busy = self.client_share + self.target_share + self.other_cpu / max(self.seconds, 1e-9)
+        parts = []
+        if self.target_share >= 0.85:
+            parts.append("TARGET ~1 core" if self.target_share < 1.5 else f"TARGET {self.target_share:.1f} cores")
+        if self.client_share >= 0.85:
+            parts.append("client ~1 core" if self.client_share < 1.5 else f"client {self.client_share:.1f} cores")
+        if busy >= 0.9 * cores:
+            parts.append(f"all {cores} cores busy")
+        return ", ".join(parts) or "no side near a core"
+
+    @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
@@ -112,13 +146,15 @@ class Bench:
 # --- generators -------------------------------------------------------------------------------
 
 
-def replay_row(b: Bench, tool: str, trace: Path, workers: int) -> Row | None:
+def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "lean") -> Row | None:
     """``wdm-replay replay --speed max`` with ``workers`` processes; None (and a note) if it failed."""
     from wdmreplay.traces import load_results
 
-    out = b.work / f"{tool}.wdmr"
+    out = b.work / f"{tool.split()[0]}.wdmr"
     argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--concurrency", str(b.a.concurrency),
                            "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls), *b.replay_flags]
+    if client != "lean":
+        argv += ["--client", client]
     run, tcpu, other = b.measured(argv, timeout=b.a.seconds * 6 + 30)
     if run.returncode != 0 or run.timed_out:
         b.skip(tool, f"failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "
@@ -133,10 +169,10 @@ def replay_row(b: Bench, tool: str, trace: Path, workers: int) -> Row | None:
     return Row(tool, res.n, seconds, run.cpu, tcpu, other, note=f"not ok: {bad}" if bad else "")
 
 
-def bare_row(b: Bench, tool: str, trace: Path, loop: str) -> Row | None:
-    """The bare aiohttp loop in its own process, on ``trace``'s requests."""
-    argv = [sys.executable, str(HERE / "bare_aiohttp.py"), "--trace", str(trace), "--url", b.target.url,
-            "--concurrency", str(b.a.concurrency), "--loop", loop, "--dialect", b.a.dialect]
+def bare_row(b: Bench, tool: str, trace: Path, loop: str, client: str) -> Row | None:
+    """A bare loop (bench/bare_loop.py, aiohttp or the lean client) in its own process, on ``trace``'s requests."""
+    argv = [sys.executable, str(HERE / "bare_loop.py"), "--trace", str(trace), "--url", b.target.url,
+            "--concurrency", str(b.a.concurrency), "--loop", loop, "--client", client, "--dialect", b.a.dialect]
     run, tcpu, other = b.measured(argv, timeout=b.a.seconds * 6 + 30)
     if run.returncode != 0 or run.timed_out:
         b.skip(tool, f"failed (exit {run.returncode}): {last_line(run.stderr)}")
@@ -170,36 +206,43 @@ def locust_row(b: Bench, tool: str, user_class: str, users: int | None = None, s
 
 
 def render_table(rows: list[Row]) -> str:
-    """The figures as a fixed-width text table."""
+    """The figures as a fixed-width text table (client % and target % are of one core)."""
     head = f"{'tool':<22}{'requests':>9}{'seconds':>8}{'req/s':>7}{'client CPU s':>13}{'start-up':>9}" \
-           f"{'req/CPU-s':>10}{'target CPU s':>13}{'target %':>9}{'other CPU s':>12}  note"
+           f"{'req/CPU-s':>10}{'client %':>9}{'target CPU s':>13}{'target %':>9}{'other CPU s':>12}  {'limit':<34}note"
     lines = [head, "-" * len(head)]
     for r in rows:
-        target_share = 100 * r.target_cpu / r.seconds if r.seconds else 0.0
         lines.append(f"{r.tool:<22}{r.requests:>9}{r.seconds:>8.2f}{r.rate:>7.0f}{r.client_cpu:>13.2f}"
-                     f"{r.startup_cpu:>9.2f}{r.per_cpu:>10.0f}{r.target_cpu:>13.2f}{target_share:>8.0f}%"
-                     f"{r.other_cpu:>12.2f}  {r.note}".rstrip())
+                     f"{r.startup_cpu:>9.2f}{r.per_cpu:>10.0f}{100 * r.client_share:>8.0f}%{r.target_cpu:>13.2f}"
+                     f"{100 * r.target_share:>8.0f}%{r.other_cpu:>12.2f}  {r.limit:<34}{r.note}".rstrip())
     return "\n".join(lines)
 
 
-def render_ratios(rows: list[Row], bare_tool: str) -> str:
-    """The ratios the design names, each with its target, or why it could not be computed."""
+def render_ratios(rows: list[Row], loop: str) -> str:
+    """The issue's ratios, each with its target and whether this run met it, plus the extra baselines."""
     by = {r.tool: r for r in rows}
 
-    def ratio(name: str, a: str, b: str, per_cpu: bool = False, goal: str = "") -> str:
+    def ratio(name: str, a: str, b: str, per_cpu: bool = False, goal: float | None = None, why: str = "") -> str:
         if a not in by or b not in by:
-            return f"{name:<58} n/a ({a if a not in by else b} not measured)"
+            return f"{name:<66} n/a ({a if a not in by else b} not measured)"
         x, y = (by[a].per_cpu, by[b].per_cpu) if per_cpu else (by[a].rate, by[b].rate)
-        return f"{name:<58} {x / y:6.2f}x   {goal}".rstrip()
+        value = x / y if y else 0.0
+        verdict = "" if goal is None else f"target >= {goal:g}: {'met' if value >= goal else 'NOT met'}"
+        limits = f"limits: {by[a].limit} / {by[b].limit}"
+        return f"{name:<66} {value:6.2f}x   {'; '.join(p for p in (verdict, why, limits) if p)}"
 
+    bare_a, bare_l = f"bare-aiohttp ({loop})", f"bare-lean ({loop})"
     return "\n".join([
-        ratio(f"replay-1 / {bare_tool} (req/s)", "replay-1", bare_tool, goal="(target >= 0.8)"),
-        ratio(f"replay-1 / {bare_tool} (req per CPU-second)", "replay-1", bare_tool,
-              per_cpu=True, goal="(less sensitive to other load)"),
-        ratio("replay-1 / locust-fast (req/s, one core each)", "replay-1", "locust-fast"),
-        ratio("replay-1 / locust-fast (req per CPU-second)", "replay-1", "locust-fast", per_cpu=True),
-        ratio("replay-1 / locust-http (req/s, one core each)", "replay-1", "locust-http", goal="(target >= 3)"),
-        ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal="(near-linear: ~2 with free cores)"),
+        ratio(f"replay-1 / {bare_a} (req/s)", "replay-1", bare_a, goal=0.9),
+        ratio(f"replay-1 / {bare_a} (req per CPU-second)", "replay-1", bare_a, per_cpu=True),
+        ratio("replay-1 / locust-fast (req per CPU-second: per core)", "replay-1", "locust-fast", per_cpu=True,
+              goal=1.0),
+        ratio("replay-1 / locust-fast (req/s)", "replay-1", "locust-fast"),
+        ratio("replay-1 / locust-http (req/s)", "replay-1", "locust-http", goal=3),
+        ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal=1.7),
+        ratio(f"replay-1 / {bare_l} (req/s): the replayer's bookkeeping", "replay-1", bare_l),
+        ratio(f"replay-1 / {bare_l} (req per CPU-second)", "replay-1", bare_l, per_cpu=True),
+        ratio(f"replay-1 (aiohttp) / {bare_a} (req/s): the old path", "replay-1 (aiohttp)", bare_a),
+        ratio("replay-1 / replay-1 (aiohttp) (req/s): the new client's gain", "replay-1", "replay-1 (aiohttp)"),
     ])
 
 
@@ -216,17 +259,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
+    ap.add_argument("--seconds", type=int, default=None, help="length of each run (default 10; --quick: 3)")
     ap.add_argument("--concurrency", type=int, default=64, help="in-flight requests per generator (default 64)")
     ap.add_argument("--locust-users", type=int, default=0, help="Locust users (default: --concurrency)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds; each tool's best round is reported (default 3)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="rounds; each tool's best round is reported (default 3; --quick: 1)")
     ap.add_argument("--requests", type=int, default=0,
                     help="trace size (default: calibrated to --seconds at replay-1's rate)")
     ap.add_argument("--dialect", default="2024", choices=("2024", "2023"))
     ap.add_argument("--target", default="nginx", choices=("nginx", "aiohttp"), help="static target server")
-    ap.add_argument("--nginx-workers", type=int, default=1)
+    ap.add_argument("--nginx-workers", type=int, default=2,
+                    help="nginx worker processes (default 2: the target may use whatever core the client leaves)")
+    ap.add_argument("--quick", action="store_true",
+                    help="the quick check (~40 s): no Locust, one round of 3 s (unless given otherwise)")
     ap.add_argument("--keep", metavar="DIR", help="keep traces, results and CSVs in DIR")
     a = ap.parse_args()
+    a.seconds = a.seconds or (3 if a.quick else 10)
+    a.repeat = a.repeat or (1 if a.quick else 3)
     install_cleanup()
     t_start = time.monotonic()
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="wdm-bench-"))
@@ -257,19 +306,25 @@ def run_all(b: Bench) -> None:
           f"load average at start {os.getloadavg()[0]:.2f}\n", flush=True)
 
     have_replay = command_available("replay")
-    requests = a.requests
-    if not requests and have_replay:
-        # Size the trace for ~--seconds: replay a small one first and measure the rate.
-        print("calibrating: replay-1 on a 20,000-request trace ...", flush=True)
+    has_client = option_available(("replay",), "--client")
+    sizes = {"lean": a.requests, "aiohttp": a.requests}
+    if not a.requests and have_replay:
+        # Size each trace for ~--seconds: replay a small one first and measure the rate, per client
+        # (the lean client is several times faster than aiohttp: one trace for both would make the
+        # aiohttp runs last several times longer).
         cal = b.work / "calibrate.wdmt"
-        stress_trace(cal, 20000, dialect=a.dialect)
-        if row := replay_row(b, "calibration", cal, 1):
-            requests = int(row.rate * a.seconds)
-            print(f"  {row.rate:.0f} req/s -> trace of {requests} requests", flush=True)
-    requests = requests or 10000 * a.seconds
-    trace = b.work / "stress.wdmt"
-    h, how = stress_trace(trace, requests, dialect=a.dialect)
-    print(f"trace: {h['requests']} requests in {h['sessions']} sessions, from {how}", flush=True)
+        stress_trace(cal, 30000, dialect=a.dialect)
+        for client in ("lean", "aiohttp") if has_client else ("lean",):
+            print(f"calibrating: replay-1 --client {client} on a 30,000-request trace ...", flush=True)
+            if row := replay_row(b, "calibration", cal, 1, client):
+                sizes[client] = int(row.rate * a.seconds)
+                print(f"  {row.rate:.0f} req/s -> trace of {sizes[client]} requests", flush=True)
+    traces: dict[str, Path] = {}
+    for client in ("lean", "aiohttp"):
+        traces[client] = b.work / f"stress-{client}.wdmt"
+        h, how = stress_trace(traces[client], sizes[client] or 10000 * a.seconds, dialect=a.dialect)
+        print(f"trace for the {client} rows: {h['requests']} requests in {h['sessions']} sessions, from {how}",
+              flush=True)
     if "stand-in" in how:
         b.notes.append(f"trace from {how}")
 
@@ -279,17 +334,25 @@ def run_all(b: Bench) -> None:
     runs: list[tuple[str, Callable[[], Row | None], Callable[[], Row | None]]] = []
     if have_replay:
         for w in (1, 2):
-            runs.append((f"replay-{w}", lambda w=w: replay_row(b, f"replay-{w}", trace, w),
+            runs.append((f"replay-{w}", lambda w=w: replay_row(b, f"replay-{w}", traces["lean"], w),
                          lambda w=w: replay_row(b, f"replay-{w} start-up", tiny, w)))
+        if has_client:
+            runs.append(("replay-1 (aiohttp)", lambda: replay_row(b, "replay-1 (aiohttp)", traces["aiohttp"], 1, "aiohttp"),
+                         lambda: replay_row(b, "replay-1 (aiohttp) start-up", tiny, 1, "aiohttp")))
+        else:
+            b.skip("replay-1 (aiohttp)", "not available (replay has no --client option)")
     else:
         for tool in ("replay-1", "replay-2"):
             b.skip(tool, "not available yet (wdm-replay replay missing)")
-    loop = replayer_loop()
-    for lp in [loop] + [x for x in ("asyncio", "uvloop") if x != loop and _importable(x)]:
-        runs.append((f"bare-aiohttp ({lp})", lambda lp=lp: bare_row(b, f"bare-aiohttp ({lp})", trace, lp),
-                     lambda lp=lp: bare_row(b, "bare start-up", tiny, lp)))
+    loop = replayer_loop()  # the bare loops run on the replayer's event loop
+    for client in ("lean", "aiohttp"):
+        tool = f"bare-{client} ({loop})"
+        runs.append((tool, lambda tool=tool, client=client: bare_row(b, tool, traces[client], loop, client),
+                     lambda client=client: bare_row(b, "bare start-up", tiny, loop, client)))
     for tool, cls in (("locust-fast", "FastShopUser"), ("locust-http", "ShopUser")):
-        if importlib.util.find_spec("locust") is None:
+        if a.quick:
+            b.notes.append(f"{tool}: left out (--quick)")
+        elif importlib.util.find_spec("locust") is None:
             b.skip(tool, "locust is not installed (pip install -e '.[bench]')")
         else:
             runs.append((tool, lambda tool=tool, cls=cls: locust_row(b, tool, cls),
@@ -318,11 +381,16 @@ def run_all(b: Bench) -> None:
     b.rows = [best[t] for t, _, _ in runs if t in best]
 
     print("\n" + render_table(b.rows))
-    print(f"\nratios (replay-1 compared with the bare loop on the replayer's event loop: {loop}):")
-    print(render_ratios(b.rows, f"bare-aiohttp ({loop})"))
+    print(f"\nratios (the bare loops run on the replayer's event loop: {loop}):")
+    print(render_ratios(b.rows, loop))
     print("\nseconds = the tool's own window (replay: first send to last response; bare: timed loop; Locust: "
           "count / its req/s). client CPU = the whole process; start-up = the same tool's CPU on a trivial job "
-          "(10-request trace; Locust: 0 users for 1 s); req/CPU-s = requests / (client CPU - start-up).")
+          "(10-request trace; Locust: 0 users for 1 s); req/CPU-s = requests / (client CPU - start-up); "
+          "client % / target % = cores used during the window (start-up taken out), 100% = one full core (client % can pass 100% for one process: CPU outside its window, e.g. trace reading and results writing, beyond the start-up job's). "
+          f"The target ({target.kind}) and the clients share these {os.cpu_count()} cores.")
+    if any(r.target_share >= 0.85 for r in b.rows):
+        print("TARGET near a full core in: " + ", ".join(r.tool for r in b.rows if r.target_share >= 0.85)
+              + " — there the figure is (also) the target's limit, not only the client's.")
     print(f"load average at end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs); 'other CPU s' is the rest of "
           "the machine during each run — well above 0, the figures are disturbed.")
     if b.notes:

@@ -1,7 +1,7 @@
 """Schedule accuracy: does ``replay`` start sessions when the trace says, at 1,000 sessions/s?
 
 A trace of one-step sessions (``find_item "1"``), one every 1/rate seconds for ``--duration``
-seconds, is replayed at speed 1 against the fast loopback target of bench/replay_throughput.py
+seconds, is replayed at speed 1 against the raw loopback responder of bench/static_target.py
 (its own process). From the results file:
 
 - achieved start rate = (sessions - 1) / (last send - first send), compared with the scheduled rate
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from replay_throughput import FastTarget  # noqa: E402
+from static_target import StaticTarget  # noqa: E402
 
 from wdmreplay.replayer import replay_trace  # noqa: E402
 from wdmreplay.traces import TraceWriter, load_results, step  # noqa: E402
@@ -45,9 +45,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0, help="sessions per second")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of schedule")
     ap.add_argument("--concurrency", type=int, default=256)
-    ap.add_argument("--target", choices=["raw", "aiohttp"], default="raw")
+    ap.add_argument("--target", choices=["raw", "nginx", "aiohttp"], default="raw")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, FastTarget(a.target) as target:
+    with tempfile.TemporaryDirectory() as tmp, StaticTarget(prefer=a.target) as target:
         trace, out = str(Path(tmp) / "sched.wdmt"), str(Path(tmp) / "sched.wdmr")
         n = build_trace(trace, a.rate, a.duration)
         print(f"{n} one-step sessions at {a.rate:g}/s for {a.duration:g} s; concurrency {a.concurrency}; "

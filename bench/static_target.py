@@ -1,9 +1,14 @@
-"""A fast loopback target for benchmarks: every shop route answers 200 with one fixed JSON body.
+"""The fast loopback target of every bench: each shop route answers 200 with one fixed JSON body.
 
-The load generators are what is measured, so the target must cost next to nothing: by default a
-private nginx (Debian's package) with a generated config in a temporary prefix directory, on
-127.0.0.1 and a free port; if nginx is not installed, a minimal aiohttp server in its own process
-(slower — the benches say which one they used).
+The load generators are what is measured, so the target must cost next to nothing. Three kinds:
+
+- ``nginx`` (default): a private nginx (Debian's package) with a generated config in a temporary
+  prefix directory, on 127.0.0.1 and a free port, ``workers`` worker processes;
+- ``raw``: a raw asyncio (uvloop) responder in its own process — one fixed response per request
+  head, no request bodies (what every generator here sends); cheaper than nginx per request on one
+  core, used by the in-process checks (bench/schedule_accuracy.py);
+- ``aiohttp``: a minimal aiohttp server in its own process (the slowest; the fallback when nginx
+  is not installed — the benches say which one they used).
 
 Every id the body carries is ``"1"``, so a replayer binds every symbol to ``"1"`` and every later
 request of a session is well formed.
@@ -11,12 +16,13 @@ request of a session is well formed.
 Run it by hand::
 
     python bench/static_target.py            # serves until Ctrl-C, prints the URL
-    python bench/static_target.py --aiohttp  # force the fallback server
+    python bench/static_target.py --kind raw # the raw asyncio responder
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -32,6 +38,7 @@ BODY = {"item_id": "1", "user_id": "1", "order_id": "1", "stock": 100, "price": 
         "paid": False, "items": [], "total_cost": 0}
 BODY_TEXT = json.dumps(BODY, separators=(",", ":"))
 
+KINDS = ("nginx", "raw", "aiohttp")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _NGINX_CONF = """\
@@ -103,7 +110,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 class StaticTarget:
-    """A running static-response target (nginx, or the aiohttp fallback); a context manager.
+    """A running static-response target (nginx, raw responder or aiohttp); a context manager.
 
     ``url`` is its base URL, ``kind`` says which server it is, :meth:`cpu_seconds` is the CPU
     the serving processes have used so far (nginx: its workers), for "was the target saturated?".
@@ -121,10 +128,12 @@ class StaticTarget:
             (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
         if prefer == "nginx" and nginx:
             self._start_nginx(nginx)
+        elif prefer == "raw":
+            self._start_server("raw", "raw asyncio responder (1 process)")
         else:
             if prefer == "nginx":
                 self.note = "nginx not found (apt-get install nginx); using the slower aiohttp fallback"
-            self._start_aiohttp()
+            self._start_server("aiohttp", "aiohttp fallback (1 process)")
 
     def _start_nginx(self, nginx: str) -> None:
         prefix = Path(self._dir)
@@ -139,10 +148,10 @@ class StaticTarget:
         self.kind = f"nginx ({self.workers} worker{'s' if self.workers > 1 else ''})"
         self._wait_ready(prefix / "error.log")
 
-    def _start_aiohttp(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, __file__, "--serve-aiohttp", str(self.port)],
+    def _start_server(self, kind: str, label: str) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(self.port)],
                                       stdout=subprocess.DEVNULL, start_new_session=True)
-        self.kind = "aiohttp fallback (1 process)"
+        self.kind = label
         self._wait_ready(None)
 
     def _wait_ready(self, log: Path | None) -> None:
@@ -194,8 +203,40 @@ class StaticTarget:
         self.close()
 
 
-def serve_aiohttp(port: int) -> None:
-    """The fallback server: one process, one catch-all route, the fixed body (blocks)."""
+class _Responder(asyncio.Protocol):
+    """HTTP/1.1 keep-alive responder: one fixed 200 JSON answer per request head (no request bodies)."""
+
+    RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(BODY_TEXT)).encode() + b"\r\n\r\n" + BODY_TEXT.encode())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        n = buf.count(b"\r\n\r\n")
+        if n:  # pipelined heads in one chunk get their answers in one write
+            self.transport.write(self.RESPONSE * n)  # type: ignore[attr-defined]
+            buf = buf[buf.rfind(b"\r\n\r\n") + 4:]
+        self.buf = buf
+
+
+def serve(kind: str, port: int) -> None:
+    """Serve the fixed body on 127.0.0.1:``port`` with the raw responder or aiohttp (blocks)."""
+    try:
+        import uvloop  # the target should be as fast as it can be
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if kind == "raw":
+        async def run() -> None:
+            await asyncio.get_running_loop().create_server(_Responder, "127.0.0.1", port, backlog=4096)
+            await asyncio.Event().wait()
+
+        asyncio.run(run())
+        return
     from aiohttp import web
 
     body = BODY_TEXT.encode()
@@ -205,27 +246,21 @@ def serve_aiohttp(port: int) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    try:
-        import uvloop  # the fallback should be as fast as it can be
-
-        uvloop.install()
-    except ImportError:
-        pass
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def main() -> None:
-    """Serve until Ctrl-C (or run the fallback server when called with --serve-aiohttp)."""
+    """Serve until Ctrl-C (or run the raw/aiohttp server itself when called with --serve KIND PORT)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--aiohttp", action="store_true", help="use the aiohttp fallback even if nginx exists")
+    ap.add_argument("--kind", choices=KINDS, default="nginx", help="which server (default nginx)")
     ap.add_argument("--workers", type=int, default=1, help="nginx worker processes (default 1)")
-    ap.add_argument("--serve-aiohttp", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.serve_aiohttp:
-        serve_aiohttp(a.serve_aiohttp)
+    if a.serve:
+        serve(a.serve[0], int(a.serve[1]))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so nginx is stopped too
-    with StaticTarget(prefer="aiohttp" if a.aiohttp else "nginx", workers=a.workers) as t:
+    with StaticTarget(prefer=a.kind, workers=a.workers) as t:
         print(f"{t.kind} serving {t.url}  {t.note}".rstrip(), flush=True)
         try:
             while True:

@@ -22,7 +22,7 @@ import static_target  # noqa: E402
 from wdmreplay.api import get_dialect  # noqa: E402
 from wdmreplay.traces import TraceReader  # noqa: E402
 
-KINDS = ["aiohttp"] + (["nginx"] if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else [])
+KINDS = ["aiohttp", "raw"] + (["nginx"] if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else [])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,12 +67,41 @@ def test_seed_trace_is_valid_and_follows_the_dialect(tmp_path, dialect, has_s4):
                 bound.add(st["bind"])
 
 
-def test_bare_loop_sends_every_request_of_a_trace(tmp_path):
+@pytest.mark.parametrize("client", ["aiohttp", "lean"])
+def test_bare_loop_sends_every_request_of_a_trace(tmp_path, client):
     path = tmp_path / "t.wdmt"
     h = seed_scenarios.write_seed_trace(str(path), 300, get_dialect("2024"))
-    with static_target.StaticTarget(prefer="aiohttp") as t:
-        out = subprocess.run([sys.executable, str(BENCH / "bare_aiohttp.py"), "--trace", str(path), "--url", t.url,
-                              "--concurrency", "8"], capture_output=True, text=True, timeout=60)
+    with static_target.StaticTarget(prefer="raw") as t:
+        out = subprocess.run([sys.executable, str(BENCH / "bare_loop.py"), "--trace", str(path), "--url", t.url,
+                              "--concurrency", "8", "--client", client], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["requests"] == r["ok"] == h["requests"] and r["errors"] == 0
+    assert r["requests"] == r["ok"] == h["requests"] and r["errors"] == 0 and r["client"] == client
+
+
+def test_bare_loop_counts_a_refused_connection_as_an_error(tmp_path):
+    path = tmp_path / "t.wdmt"
+    seed_scenarios.write_seed_trace(str(path), 20, get_dialect("2024"))
+    port = static_target.free_port()  # nothing listens there
+    for client in ("aiohttp", "lean"):
+        out = subprocess.run([sys.executable, str(BENCH / "bare_loop.py"), "--trace", str(path),
+                              "--url", f"http://127.0.0.1:{port}", "--concurrency", "2", "--client", client],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        r = json.loads(out.stdout)
+        assert r["ok"] == 0 and r["errors"] == r["requests"] > 0, (client, r)
+
+
+@pytest.mark.parametrize("client_cpu,target_cpu,other_cpu,expected", [
+    (5.0, 1.0, 0.0, "client ~1 core"),                           # client saturated, target idle
+    (2.0, 4.6, 0.0, "TARGET ~1 core"),                           # target saturated
+    (5.0, 4.6, 0.0, "TARGET ~1 core, client ~1 core, all 2 cores busy"),
+    (2.0, 1.0, 0.0, "no side near a core"),
+    (2.0, 1.0, 6.5, "all 2 cores busy"),                         # others' work fills the machine
+])
+def test_row_names_the_limiting_side(monkeypatch, client_cpu, target_cpu, other_cpu, expected):
+    import compare_generators
+
+    monkeypatch.setattr(compare_generators.os, "cpu_count", lambda: 2)
+    row = compare_generators.Row("t", 1000, 5.0, client_cpu, target_cpu, other_cpu)
+    assert row.limit == expected
