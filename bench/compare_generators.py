@@ -93,9 +93,9 @@ class Row:
         busy = self.client_share + self.target_share + self.other_cpu / max(self.seconds, 1e-9)
         parts = []
         if self.target_share >= 0.85:
-            parts.append("TARGET ~1 core" if self.target_share < 1.5 else f"TARGET {self.target_share:.1f} cores")
+            parts.append(f"TARGET {self.target_share:.1f} cores")
         if self.client_share >= 0.85:
-            parts.append("client ~1 core" if self.client_share < 1.5 else f"client {self.client_share:.1f} cores")
+            parts.append(f"client {self.client_share:.1f} cores")
         if busy >= 0.9 * cores:
             parts.append(f"all {cores} cores busy")
         return ", ".join(parts) or "no side near a core"

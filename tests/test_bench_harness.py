@@ -93,9 +93,9 @@ def test_bare_loop_counts_a_refused_connection_as_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("client_cpu,target_cpu,other_cpu,expected", [
-    (5.0, 1.0, 0.0, "client ~1 core"),                           # client saturated, target idle
-    (2.0, 4.6, 0.0, "TARGET ~1 core"),                           # target saturated
-    (5.0, 4.6, 0.0, "TARGET ~1 core, client ~1 core, all 2 cores busy"),
+    (5.0, 1.0, 0.0, "client 1.0 cores"),                           # client saturated, target idle
+    (2.0, 4.6, 0.0, "TARGET 0.9 cores"),                           # target saturated
+    (5.0, 4.6, 0.0, "TARGET 0.9 cores, client 1.0 cores, all 2 cores busy"),
     (2.0, 1.0, 0.0, "no side near a core"),
     (2.0, 1.0, 6.5, "all 2 cores busy"),                         # others' work fills the machine
 ])
