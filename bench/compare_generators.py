@@ -208,12 +208,12 @@ def locust_row(b: Bench, tool: str, user_class: str, users: int | None = None, s
 def render_table(rows: list[Row]) -> str:
     """The figures as a fixed-width text table (client % and target % are of one core)."""
     head = f"{'tool':<22}{'requests':>9}{'seconds':>8}{'req/s':>7}{'client CPU s':>13}{'start-up':>9}" \
-           f"{'req/CPU-s':>10}{'client %':>9}{'target CPU s':>13}{'target %':>9}{'other CPU s':>12}  {'limit':<34}note"
+           f"{'req/CPU-s':>10}{'client %':>9}{'target CPU s':>13}{'target %':>9}{'other CPU s':>12}  {'limit':<37}note"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.tool:<22}{r.requests:>9}{r.seconds:>8.2f}{r.rate:>7.0f}{r.client_cpu:>13.2f}"
                      f"{r.startup_cpu:>9.2f}{r.per_cpu:>10.0f}{100 * r.client_share:>8.0f}%{r.target_cpu:>13.2f}"
-                     f"{100 * r.target_share:>8.0f}%{r.other_cpu:>12.2f}  {r.limit:<34}{r.note}".rstrip())
+                     f"{100 * r.target_share:>8.0f}%{r.other_cpu:>12.2f}  {r.limit:<37}{r.note}".rstrip())
     return "\n".join(lines)
 
 
