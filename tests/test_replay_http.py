@@ -170,6 +170,15 @@ def run(request) -> Callable[[Awaitable[Any]], Any]:
     return runner
 
 
+async def twice(url: str, method: str = "GET") -> tuple[list[tuple[int, bytes]], int]:
+    """Two requests in a row to ``url``: their (status, body) results and the connections opened."""
+    client = HttpClient(2.0)
+    origin = client.origin(url)
+    got = [await origin.request(method, "/x") for _ in range(2)]
+    await client.close()
+    return got, origin.opened
+
+
 async def until_idle_closed(origin: Any, within: float = 3.0) -> None:
     """Wait until the client has noticed that its most recent idle connection was closed."""
     end = time.monotonic() + within
@@ -295,13 +304,7 @@ def test_raw_chunked_body_split_across_packets_is_reassembled(run):
         return True
 
     with RawServer(respond) as srv:
-        async def go():
-            client = HttpClient(2.0)
-            origin = client.origin(srv.url)
-            got = [await origin.request("GET", "/x") for _ in range(2)]
-            await client.close()
-            return got, origin.opened
-        got, opened = run(go())
+        got, opened = run(twice(srv.url))
         assert got == [(200, b"hello, world")] * 2 and opened == 1
 
 
@@ -314,13 +317,7 @@ def test_close_delimited_body_is_read_to_the_end(run, version, split):
         return False  # the close ends the body
 
     with RawServer(respond) as srv:
-        async def go():
-            client = HttpClient(2.0)
-            origin = client.origin(srv.url)
-            got = [await origin.request("GET", "/x") for _ in range(2)]
-            await client.close()
-            return got, origin.opened
-        got, opened = run(go())
+        got, opened = run(twice(srv.url))
         assert got == [(200, b"first half, second half")] * 2 and opened == 2
 
 
@@ -410,13 +407,7 @@ def test_refused_port_is_an_os_error(run):
 
 def test_interim_1xx_response_is_skipped(run):
     with RawServer(answering(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"final"))) as srv:
-        async def go():
-            client = HttpClient(2.0)
-            origin = client.origin(srv.url)
-            got = [await origin.request("POST", "/x") for _ in range(2)]
-            await client.close()
-            return got, origin.opened
-        got, opened = run(go())
+        got, opened = run(twice(srv.url, "POST"))
         assert got == [(200, b"final")] * 2 and opened == 1
 
 
