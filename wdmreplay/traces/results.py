@@ -9,7 +9,9 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   ``requests`` {n, cols {name: raw little-endian bytes}, args (bin: msgpack list of the resolved
   args of each row), errors [[row, text]]}, ``bindings`` {map {symbol: id}}, ``final``
   {items, users, orders, missing, settle}, ``event`` {at, kind, …}; trailer {trailer:
-  "wdm-results", requests, complete, reason, wall}.
+  "wdm-results", requests, complete, reason, wall}. Further header keys a reader may ignore:
+  scenarios, final_read, settle, client (the HTTP client of the replayed requests, "lean" or
+  "aiohttp"; absent in files written before the lean client, which used aiohttp).
 
 Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
 ``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for
