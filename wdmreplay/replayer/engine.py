@@ -78,8 +78,9 @@ class PhaseStream:
     """The sessions of one shard, handed out phase by phase from one streaming trace reader."""
 
     def __init__(self, reader: TraceReader, keep: Callable[[int], bool] | None):
-        self._it: Iterator[Session] = iter(reader)
-        self._keep = keep
+        # The reader skips the other shards' sessions undecoded (decoding them all cost each worker
+        # of a --workers run the whole trace's decoding).
+        self._it: Iterator[Session] = reader.sessions(keep)
         self._peek: Session | None = None
         self._done = False
 
@@ -89,10 +90,8 @@ class PhaseStream:
             return s
         if self._done:
             return None
-        keep = self._keep
         for s in self._it:
-            if keep is None or keep(s["sid"]):
-                return s
+            return s
         self._done = True
         return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
@@ -117,6 +117,56 @@ class RecordReader:
                 if rec["trailer"] != self.fmt:
                     raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
                 end = self._u.tell()
+                if end != self.size:
+                    raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
+                self.trailer = rec
+                return
+            yield rec
+
+    def iter_skipping(self, key: str, keep: Callable[[Any], bool], count: str) -> Iterator[dict | int]:
+        """Records as iteration yields them, except that a record whose ``key`` value fails ``keep``
+        is skipped without being built: in its place comes the length of its ``count`` array (an int).
+
+        What lets a replay worker pass over the other workers' sessions at a fraction of their
+        decoding cost; the file is read and checked (framing, trailer) as by plain iteration.
+        """
+        u = self._u
+        while True:
+            offset = u.tell()
+            rec: dict | None = {}
+            skipped = 0
+            try:
+                n = u.read_map_header()
+                for i in range(n):
+                    k = u.unpack()
+                    if rec is None:  # skipping: only the length of the counted array is read
+                        if k == count:
+                            skipped = u.read_array_header()
+                            for _ in range(skipped):
+                                u.skip()
+                        else:
+                            u.skip()
+                        continue
+                    v = u.unpack()
+                    if k == key and not keep(v):
+                        skipped = len(rec[count]) if isinstance(rec.get(count), list) else 0
+                        rec = None
+                        continue
+                    rec[k] = v
+            except msgpack.OutOfData:
+                raise FormatError(
+                    f"{self.path}: truncated at byte {offset} of {self.size}: no trailer (file cut short or still being written)"
+                ) from None
+            except (msgpack.UnpackException, ValueError, TypeError) as e:
+                why = "expected a map" if u.tell() == offset else (str(e) or f"invalid msgpack ({type(e).__name__})")
+                raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
+            if rec is None:
+                yield skipped
+                continue
+            if "trailer" in rec:
+                if rec["trailer"] != self.fmt:
+                    raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
+                end = u.tell()
                 if end != self.size:
                     raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
                 self.trailer = rec

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypedDict
+from typing import Any, Callable, Iterator, Sequence, TypedDict
 
 from .. import __version__
 from .stream import FormatError, RecordReader, file_digest, packer
@@ -170,9 +170,22 @@ class TraceReader:
                 raise FormatError(f"{self.path}: trace header lacks {key!r}")
 
     def __iter__(self) -> Iterator[Session]:
+        return self.sessions()
+
+    def sessions(self, keep: Callable[[int], bool] | None = None) -> Iterator[Session]:
+        """The sessions whose ``sid`` passes ``keep`` (all if None), in file order; counts checked at the end.
+
+        The others are skipped without being decoded (a replay worker's share of the trace costs
+        it only its own sessions' decoding); they still count against the trailer.
+        """
         n_sessions = n_requests = 0
         n_phases = len(self.header["phases"])
-        for rec in self._r:
+        records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
+        for rec in records:
+            if rec.__class__ is int:  # a skipped session: the number of its steps
+                n_sessions += 1
+                n_requests += rec  # type: ignore[operator]
+                continue
             try:
                 steps = rec["steps"]
                 if not (0 <= rec["phase"] < n_phases) or not isinstance(steps, list):
