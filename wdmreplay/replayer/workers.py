@@ -5,7 +5,7 @@ runs phase ``p`` from ``start`` seconds after the shared start clock ``t0`` afte
 bindings other workers made in earlier phases; ``("stop",)`` stops sending (Ctrl-C at the parent);
 ``("final", entities, concurrency)`` reads back this worker's share of the final state;
 ``("end",)`` closes. Worker → parent: ``("final_done", state, missing, reads)``, ``("ready",)``, ``("chunk", cols, args, errors)`` (request
-rows, written by the parent into the one results file), ``("progress", done, errors)``,
+rows, ``args`` msgpack-packed, written by the parent into the one results file), ``("progress", done, errors)``,
 ``("bindings", {symbol: id})`` (every binding, in chunks as made; written by the parent),
 ``("phase_done", p, new_shared_bindings, stopped, bound, {kind: [ids bound]})`` (ids only when the
 final read needs them), ``("bye", done, errors)``, ``("error", text)``.
@@ -41,6 +41,7 @@ def worker_main(conn: Any, cfg: dict) -> None:
 
 
 async def _serve(conn: Any, cfg: dict) -> None:
+    from ..traces.stream import packer
     from .engine import Engine, RowBuffer
     from .final import id_sets, read_state
     from .run import shard_keep
@@ -49,7 +50,10 @@ async def _serve(conn: Any, cfg: dict) -> None:
     inbox: asyncio.Queue = asyncio.Queue()
     name, routes = cfg["dialect"]
     target = Target(cfg["target"]["ORDER_URL"], cfg["target"]["PAYMENT_URL"], cfg["target"]["STOCK_URL"])
-    rows = RowBuffer(lambda cols, args, errors: conn.send(("chunk", cols, args, errors)))
+    # Args go packed as the results file stores them: pickling 64k row tuples here and unpickling
+    # them in the parent cost more CPU than the packing the parent would otherwise do.
+    pack = packer().pack
+    rows = RowBuffer(lambda cols, args, errors: conn.send(("chunk", cols, pack(args), errors)))
     engine = Engine(cfg["trace_path"], target=target, dialect=Dialect(name, routes), speed=cfg["speed"],
                     concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
                     keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),

@@ -94,14 +94,20 @@ class ResultsWriter:
     def _write(self, obj: Any) -> None:
         self._f.write(self._pack.pack(obj))
 
-    def write_requests(self, cols: Mapping[str, Any], args: list | None = None,
+    def write_requests(self, cols: Mapping[str, Any], args: list | bytes | None = None,
                        errors: Iterable[tuple[int, str]] = ()) -> None:
-        """One chunk of rows: ``cols`` maps every column name to an array.array/ndarray/bytes."""
+        """One chunk of rows: ``cols`` maps every column name to an array.array/ndarray/bytes.
+
+        ``args`` may come already packed (bytes from :func:`~.stream.packer`, as a replay worker
+        sends them: cheaper than pickling the row tuples to the writing process).
+        """
+        if args is not None and not isinstance(args, bytes):
+            args = self._pack.pack(args)
         raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
                for name, dt, _ in COLUMNS}
         n = len(raw["sid"]) // 4
         self._write({"t": "requests", "n": n, "cols": raw,
-                     "args": self._pack.pack(args) if args is not None else b"",
+                     "args": args if args is not None else b"",
                      "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]})
         self.requests += n
         self._f.flush()
