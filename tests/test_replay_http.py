@@ -161,10 +161,12 @@ def answering(response: bytes) -> Respond:
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request) -> Callable[[Awaitable[Any]], Any]:
     """Run a coroutine to completion on a fresh loop of each kind (the replay uses uvloop)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+
     def runner(coro: Awaitable[Any]) -> Any:
         if request.param == "asyncio":
             return asyncio.run(coro)  # type: ignore[arg-type]
-        import uvloop
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
             return r.run(coro)  # type: ignore[arg-type]
     return runner
