@@ -239,6 +239,8 @@ def render_ratios(rows: list[Row], loop: str) -> str:
         ratio("replay-1 / locust-fast (req/s)", "replay-1", "locust-fast"),
         ratio("replay-1 / locust-http (req/s)", "replay-1", "locust-http", goal=3),
         ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal=1.7),
+        ratio("replay-2 / replay-1 (req per CPU-second): the workers' cost", "replay-2", "replay-1", per_cpu=True,
+              why="1.0 = two workers spend no more CPU per request than one"),
         ratio(f"replay-1 / {bare_l} (req/s): the replayer's bookkeeping", "replay-1", bare_l),
         ratio(f"replay-1 / {bare_l} (req per CPU-second)", "replay-1", bare_l, per_cpu=True),
         ratio(f"replay-1 (aiohttp) / {bare_a} (req/s): the old path", "replay-1 (aiohttp)", bare_a),
