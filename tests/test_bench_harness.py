@@ -105,3 +105,42 @@ def test_row_names_the_limiting_side(monkeypatch, client_cpu, target_cpu, other_
     monkeypatch.setattr(compare_generators.os, "cpu_count", lambda: 2)
     row = compare_generators.Row("t", 1000, 5.0, client_cpu, target_cpu, other_cpu)
     assert row.limit == expected
+
+
+_FORKS = """
+import os
+x = sum(range(2_000_000))          # the parent's work before it forks
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        sum(range(200_000))        # each child's own, much smaller, work
+        os._exit(0)
+    pids.append(pid)
+for p in pids:
+    os.waitpid(p, 0)
+"""
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_worker_cost_counts_each_forked_child_only_for_its_own_work(tmp_path):
+    import worker_cost
+    prog = tmp_path / "forks.py"
+    prog.write_text(_FORKS)
+    r = subprocess.run(worker_cost.callgrind(tmp_path) + [sys.executable, str(prog)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-500:]
+    parts = worker_cost.profile_parts(tmp_path)
+    parent = min(pid for pid, _, _ in parts)
+    before_fork = next(n for pid, part, n in parts if pid == parent and part == 1)
+    children = [n for pid, _, n in parts if pid != parent]
+    assert len(children) == 2
+    # Inherited counters would put each child above the parent's pre-fork count (start-up + 2M sum).
+    assert all(0 < n < before_fork / 3 for n in children), (before_fork, children)
+
+
+def test_worker_cost_per_request_takes_out_the_start_up():
+    import worker_cost
+    small = {"requests": 1000, "before fork": 5_000_000 + 1000 * 20, "worker 0": 9_000_000 + 500 * 80}
+    large = {"requests": 3000, "before fork": 5_000_000 + 3000 * 20, "worker 0": 9_000_000 + 1500 * 80}
+    assert worker_cost.per_request(small, large) == {"before fork": 20.0, "worker 0": 40.0}
