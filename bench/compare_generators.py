@@ -49,13 +49,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from harness import (ChildRun, command_available, install_cleanup, last_line, option_available,  # noqa: E402
-                     run_child, stress_trace, wdm_replay)
+                     replay_window, run_child, stress_trace, wdm_replay)
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
 from wdmreplay.api import Target  # noqa: E402
@@ -148,8 +147,6 @@ class Bench:
 
 def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "lean") -> Row | None:
     """``wdm-replay replay --speed max`` with ``workers`` processes; None (and a note) if it failed."""
-    from wdmreplay.traces import load_results
-
     out = b.work / f"{tool.split()[0]}.wdmr"
     argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--concurrency", str(b.a.concurrency),
                            "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls), *b.replay_flags]
@@ -160,13 +157,8 @@ def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "le
         b.skip(tool, f"failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "
                      f"{last_line(run.stderr)}")
         return None
-    res = load_results(out)
-    c = res.cols
-    sent = ~np.isnan(c["sent"])  # skipped rows were never sent
-    seconds = float(c["done"][sent].max() - c["sent"][sent].min()) if sent.any() else 0.0
-    outcomes = {name: int((c["outcome"] == i).sum()) for i, name in enumerate(res.header.get("outcomes", []))}
-    bad = {k: v for k, v in outcomes.items() if v and k != "ok"}
-    return Row(tool, res.n, seconds, run.cpu, tcpu, other, note=f"not ok: {bad}" if bad else "")
+    n, seconds, bad = replay_window(out)
+    return Row(tool, n, seconds, run.cpu, tcpu, other, note=f"not ok: {bad}" if bad else "")
 
 
 def bare_row(b: Bench, tool: str, trace: Path, loop: str, client: str) -> Row | None:

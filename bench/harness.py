@@ -149,3 +149,19 @@ def last_line(text: str, n: int = 3) -> str:
     """The last ``n`` non-empty lines of ``text``, joined (for one-line error notes)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:])
+
+
+def replay_window(results: Path) -> tuple[int, float, dict[str, int]]:
+    """A replay's results file: rows, its window in seconds (first send to last response) and the
+    count of each outcome other than ok (empty when every request succeeded)."""
+    import numpy as np
+
+    from wdmreplay.traces import load_results
+
+    res = load_results(results)
+    c = res.cols
+    sent = ~np.isnan(c["sent"])  # skipped rows were never sent
+    seconds = float(c["done"][sent].max() - c["sent"][sent].min()) if sent.any() else 0.0
+    names = res.header.get("outcomes", [])
+    bad = {name: int((c["outcome"] == i).sum()) for i, name in enumerate(names) if name != "ok"}
+    return res.n, seconds, {k: v for k, v in bad.items() if v}

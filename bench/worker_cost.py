@@ -37,12 +37,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import install_cleanup, last_line, run_child, stress_trace  # noqa: E402
+from harness import install_cleanup, last_line, replay_window, run_child, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 from wdmreplay.api import Target  # noqa: E402
-from wdmreplay.traces import load_results  # noqa: E402
-from wdmreplay.traces.results import OK  # noqa: E402
 
 _HEAD = re.compile(rb"^(pid|part|summary|totals): *(\d+)", re.M)
 
@@ -80,17 +78,16 @@ def measure(work: Path, trace: Path, urls: Path, workers: int, concurrency: int,
     if run.returncode != 0 or run.timed_out:
         raise RuntimeError(f"replay under callgrind failed (exit {run.returncode}"
                            f"{', timed out' if run.timed_out else ''}): {last_line(run.stderr)}")
-    res = load_results(results)
-    bad = int((res.cols["outcome"] != OK).sum())
+    n, _, bad = replay_window(results)
     if bad:
-        raise RuntimeError(f"{bad} of {res.n} requests did not succeed against the static target; "
+        raise RuntimeError(f"not every request succeeded against the static target ({bad} of {n}); "
                            "the counts would not be comparable")
     parts = profile_parts(out)
     coordinator = min(pid for pid, _, _ in parts)  # valgrind runs the replay in the pid it started
     by_pid: dict[int, dict[int, int]] = defaultdict(dict)
     for pid, part, n in parts:
         by_pid[pid][part] = n
-    roles = {"requests": res.n}
+    roles = {"requests": n}
     coord = by_pid.pop(coordinator)
     if workers == 1:
         roles["coordinator"] = sum(coord.values())
