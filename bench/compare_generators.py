@@ -7,6 +7,10 @@ start-up included), target CPU is what the nginx workers used during the run (fr
 
 - replay-1 / replay-2: ``wdm-replay replay --speed max --workers 1|2`` (the lean HTTP client) on a
   stress trace sized for about ``--seconds`` at the rate a short calibration replay reached;
+- replay-1 / replay-2 (cap 0.4): the same, every replay process (coordinator and each worker)
+  capped at ``--cap`` cores by a cgroup CPU quota of its own (needs root; left out, with a note,
+  where cgroups are not writable) on a trace sized for ~``--seconds``/2 — two workers then have
+  twice one worker's CPU while the target keeps room, which 2 shared cores cannot give otherwise;
 - replay-1 (aiohttp): the same with ``--client aiohttp`` — what the replayer did before its own client;
 - bare-lean: bench/bare_loop.py ``--client lean``, the same trace's requests (symbols resolved to
   "1") through one ``wdmreplay.replayer.http.Origin``, N coroutines, no schedule and no results —
@@ -53,8 +57,8 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import (ChildRun, command_available, install_cleanup, last_line, option_available,  # noqa: E402
-                     replay_window, run_child, stress_trace, wdm_replay)
+from harness import (ChildRun, CpuCaps, capped_run, command_available, install_cleanup, last_line,  # noqa: E402
+                     option_available, replay_window, run_child, stress_trace, wdm_replay)
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
 from wdmreplay.api import Target  # noqa: E402
@@ -129,11 +133,12 @@ class Bench:
         """Seconds left in the bench's time budget."""
         return self.deadline - time.monotonic()
 
-    def measured(self, argv: list[str], timeout: float, **kw) -> tuple[ChildRun, float, float]:
+    def measured(self, argv: list[str], timeout: float, runner: Callable[..., ChildRun] = run_child,
+                 **kw) -> tuple[ChildRun, float, float]:
         """Run a child within the budget; its ChildRun, the target's CPU and the rest of the machine's."""
         timeout = min(timeout, max(self.left() - 5, 1))
         c0, m0 = self.target.cpu_seconds(), machine_busy_seconds()
-        run = run_child(argv, timeout=timeout, **kw)
+        run = runner(argv, timeout=timeout, **kw)
         target = self.target.cpu_seconds() - c0
         return run, target, max(machine_busy_seconds() - m0 - target - run.cpu, 0.0)
 
@@ -145,20 +150,36 @@ class Bench:
 # --- generators -------------------------------------------------------------------------------
 
 
-def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "lean") -> Row | None:
-    """``wdm-replay replay --speed max`` with ``workers`` processes; None (and a note) if it failed."""
+def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "lean",
+               caps: CpuCaps | None = None) -> Row | None:
+    """``wdm-replay replay --speed max`` with ``workers`` processes; None (and a note) if it failed.
+
+    With ``caps``, the replay process and each worker it forks run under a CPU cap of their own.
+    """
     out = b.work / f"{tool.split()[0]}.wdmr"
     argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--concurrency", str(b.a.concurrency),
                            "--workers", str(workers), "-o", str(out), "--quiet", "--urls", str(b.urls), *b.replay_flags]
     if client != "lean":
         argv += ["--client", client]
-    run, tcpu, other = b.measured(argv, timeout=b.a.seconds * 6 + 30)
+    capped = ""
+
+    def under_caps(argv: list[str], timeout: float) -> ChildRun:
+        nonlocal capped
+        try:
+            run, procs, throttled = capped_run(caps, argv, timeout)
+        finally:
+            caps.close()
+        capped = f"{procs} process{'es' if procs > 1 else ''} capped at {caps.cores:g} core, throttled in {throttled} periods"
+        return run
+
+    run, tcpu, other = b.measured(argv, timeout=b.a.seconds * 6 + 30, runner=run_child if caps is None else under_caps)
     if run.returncode != 0 or run.timed_out:
         b.skip(tool, f"failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "
                      f"{last_line(run.stderr)}")
         return None
     n, seconds, bad = replay_window(out)
-    return Row(tool, n, seconds, run.cpu, tcpu, other, note=f"not ok: {bad}" if bad else "")
+    return Row(tool, n, seconds, run.cpu, tcpu, other,
+               note="  ".join(p for p in (capped, f"not ok: {bad}" if bad else "") if p))
 
 
 def bare_row(b: Bench, tool: str, trace: Path, loop: str, client: str) -> Row | None:
@@ -209,7 +230,7 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def render_ratios(rows: list[Row], loop: str) -> str:
+def render_ratios(rows: list[Row], loop: str, cap: float = 0.0) -> str:
     """The issue's ratios, each with its target and whether this run met it, plus the extra baselines."""
     by = {r.tool: r for r in rows}
 
@@ -223,7 +244,7 @@ def render_ratios(rows: list[Row], loop: str) -> str:
         return f"{name:<66} {value:6.2f}x   {'; '.join(p for p in (verdict, why, limits) if p)}"
 
     bare_a, bare_l = f"bare-aiohttp ({loop})", f"bare-lean ({loop})"
-    return "\n".join([
+    return "\n".join(line for line in [
         ratio(f"replay-1 / {bare_a} (req/s)", "replay-1", bare_a, goal=0.9),
         ratio(f"replay-1 / {bare_a} (req per CPU-second)", "replay-1", bare_a, per_cpu=True),
         ratio("replay-1 / locust-fast (req per CPU-second: per core)", "replay-1", "locust-fast", per_cpu=True,
@@ -231,13 +252,18 @@ def render_ratios(rows: list[Row], loop: str) -> str:
         ratio("replay-1 / locust-fast (req/s)", "replay-1", "locust-fast"),
         ratio("replay-1 / locust-http (req/s)", "replay-1", "locust-http", goal=3),
         ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal=1.7),
+        ratio(f"replay-2 / replay-1, each process capped at {cap:g} core (req/s)", f"replay-2 (cap {cap:g})",
+              f"replay-1 (cap {cap:g})", goal=1.7, why="a core's share for each process, room left for the target")
+        if cap else "replay-2 / replay-1 with CPU caps: left out (--cap 0)",
+        ratio(f"replay-2 / replay-1, capped at {cap:g} (req per CPU-second)", f"replay-2 (cap {cap:g})",
+              f"replay-1 (cap {cap:g})", per_cpu=True) if cap else "",
         ratio("replay-2 / replay-1 (req per CPU-second): the workers' cost", "replay-2", "replay-1", per_cpu=True,
-              why="1.0 = two workers spend no more CPU per request than one"),
+              why="1.0 = two workers spend no more CPU per request than one; the cores are shared here"),
         ratio(f"replay-1 / {bare_l} (req/s): the replayer's bookkeeping", "replay-1", bare_l),
         ratio(f"replay-1 / {bare_l} (req per CPU-second)", "replay-1", bare_l, per_cpu=True),
         ratio(f"replay-1 (aiohttp) / {bare_a} (req/s): the old path", "replay-1 (aiohttp)", bare_a),
         ratio("replay-1 / replay-1 (aiohttp) (req/s): the new client's gain", "replay-1", "replay-1 (aiohttp)"),
-    ])
+    ] if line)
 
 
 def replayer_loop() -> str:
@@ -266,6 +292,9 @@ def main() -> None:
                     help="nginx worker processes (default 2: the target may use whatever core the client leaves)")
     ap.add_argument("--quick", action="store_true",
                     help="the quick check (~40 s): no Locust, one round of 3 s (unless given otherwise)")
+    ap.add_argument("--cap", type=float, default=0.4,
+                    help="also run replay-1 and replay-2 with each replay process capped at this many cores "
+                         "(cgroups, needs root; default 0.4; 0: leave out)")
     ap.add_argument("--keep", metavar="DIR", help="keep traces, results and CSVs in DIR")
     a = ap.parse_args()
     a.seconds = a.seconds or (3 if a.quick else 10)
@@ -321,6 +350,19 @@ def run_all(b: Bench) -> None:
               flush=True)
     if "stand-in" in how:
         b.notes.append(f"trace from {how}")
+    caps = None
+    if a.cap and have_replay:
+        try:
+            caps = CpuCaps(a.cap)
+        except RuntimeError as e:
+            b.skip("replay-1/2 capped", f"left out: {e}")
+    if caps is not None:
+        # Sized for about half of --seconds with one worker at the cap.
+        traces["capped"] = b.work / "stress-capped.wdmt"
+        h, _ = stress_trace(traces["capped"], max(int((sizes["lean"] or 10000 * a.seconds) * a.cap / 2), 1000),
+                            dialect=a.dialect)
+        print(f"trace for the capped rows ({a.cap:g} core per replay process, cgroup v{caps.version}): "
+              f"{h['requests']} requests", flush=True)
 
     # Each tool: its measured run, and the same tool on a trivial job (its start-up CPU).
     tiny = b.work / "tiny.wdmt"
@@ -330,6 +372,11 @@ def run_all(b: Bench) -> None:
         for w in (1, 2):
             runs.append((f"replay-{w}", lambda w=w: replay_row(b, f"replay-{w}", traces["lean"], w),
                          lambda w=w: replay_row(b, f"replay-{w} start-up", tiny, w)))
+        if caps is not None:
+            for w in (1, 2):
+                tool = f"replay-{w} (cap {a.cap:g})"
+                runs.append((tool, lambda w=w, tool=tool: replay_row(b, tool, traces["capped"], w, caps=caps),
+                             lambda w=w, tool=tool: replay_row(b, f"{tool} start-up", tiny, w, caps=caps)))
         if has_client:
             runs.append(("replay-1 (aiohttp)", lambda: replay_row(b, "replay-1 (aiohttp)", traces["aiohttp"], 1, "aiohttp"),
                          lambda: replay_row(b, "replay-1 (aiohttp) start-up", tiny, 1, "aiohttp")))
@@ -358,10 +405,12 @@ def run_all(b: Bench) -> None:
     # Rounds, not tool after tool: a slow spell of the machine then hits every tool alike.
     best: dict[str, Row] = {}
     rates: dict[str, list[float]] = {}
+    last_round = 15.0 + (a.seconds + 4) * len(runs)  # a guess until the first round has been timed
     for rnd in range(a.repeat):
-        if rnd and b.left() < 15 + (a.seconds + 4) * len(runs):  # a round: each tool's run plus start-up
+        if rnd and b.left() < last_round + 10:
             b.notes.append(f"only {rnd} round(s): the {BUDGET_SECONDS} s budget would be exceeded")
             break
+        t_round = time.monotonic()
         for tool, run, _ in runs:
             print(f"round {rnd + 1}/{a.repeat}: {tool} ...", flush=True)
             if row := run():
@@ -369,6 +418,7 @@ def run_all(b: Bench) -> None:
                 rates.setdefault(tool, []).append(row.rate)
                 if tool not in best or row.rate > best[tool].rate:
                     best[tool] = row
+        last_round = time.monotonic() - t_round
     for tool, row in best.items():
         if len(rates[tool]) > 1:
             row.note = (f"best of {', '.join(f'{r:.0f}' for r in rates[tool])} req/s  " + row.note).rstrip()
@@ -376,7 +426,7 @@ def run_all(b: Bench) -> None:
 
     print("\n" + render_table(b.rows))
     print(f"\nratios (the bare loops run on the replayer's event loop: {loop}):")
-    print(render_ratios(b.rows, loop))
+    print(render_ratios(b.rows, loop, a.cap if caps is not None else 0.0))
     print("\nseconds = the tool's own window (replay: first send to last response; bare: timed loop; Locust: "
           "count / its req/s). client CPU = the whole process; start-up = the same tool's CPU on a trivial job "
           "(10-request trace; Locust: 0 users for 1 s); req/CPU-s = requests / (client CPU - start-up); "

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +166,117 @@ def replay_window(results: Path) -> tuple[int, float, dict[str, int]]:
     names = res.header.get("outcomes", [])
     bad = {name: int((c["outcome"] == i).sum()) for i, name in enumerate(names) if name != "ok"}
     return res.n, seconds, {k: v for k, v in bad.items() if v}
+
+
+# --- CPU caps (cgroups) -----------------------------------------------------------------------
+
+PERIOD_US = 100_000
+
+
+class CpuCaps:
+    """Cgroups that each cap their processes at ``cores`` of CPU (v1 cpu controller, or v2 cpu.max)."""
+
+    def __init__(self, cores: float):
+        self.cores = cores
+        self.quota = max(int(cores * PERIOD_US), 1000)
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.root, self.version = v1, 1
+        elif "cpu" in _read(v2 / "cgroup.controllers").split():
+            self.root, self.version = v2, 2
+            try:  # let child groups use the cpu controller
+                (v2 / "cgroup.subtree_control").write_text("+cpu")
+            except OSError as e:
+                raise RuntimeError(f"cannot enable the cgroup v2 cpu controller: {e}") from None
+        else:
+            raise RuntimeError("no cgroup CPU controller found (/sys/fs/cgroup/cpu or cgroup v2 'cpu')")
+        self.groups: list[Path] = []
+        self._prefix = f"wdm-bench-{os.getpid()}-"
+
+    def new(self) -> Path:
+        """A new capped group (empty)."""
+        g = self.root / f"{self._prefix}{len(self.groups)}"
+        try:
+            g.mkdir()
+            if self.version == 1:
+                (g / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+                (g / "cpu.cfs_quota_us").write_text(str(self.quota))
+            else:
+                (g / "cpu.max").write_text(f"{self.quota} {PERIOD_US}")
+        except PermissionError:
+            raise RuntimeError(f"cannot create a cgroup under {self.root}: run as root") from None
+        self.groups.append(g)
+        return g
+
+    @staticmethod
+    def procs(group: Path) -> list[int]:
+        return [int(x) for x in _read(group / "cgroup.procs").split()]
+
+    @staticmethod
+    def move(pid: int, group: Path) -> None:
+        try:
+            (group / "cgroup.procs").write_text(str(pid))
+        except (ProcessLookupError, OSError):
+            pass  # it has exited already
+
+    @staticmethod
+    def throttled(group: Path) -> int:
+        """Periods in which the group hit its quota."""
+        for line in _read(group / "cpu.stat").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "nr_throttled":
+                return int(value)
+        return 0
+
+    def close(self) -> None:
+        """Move any process left back to the root group and remove every group made."""
+        for g in reversed(self.groups):
+            for pid in self.procs(g):
+                self.move(pid, self.root)
+            try:
+                g.rmdir()
+            except OSError:
+                pass
+        self.groups.clear()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def capped_run(caps: CpuCaps, argv: list[str], timeout: float) -> tuple[ChildRun, int, int]:
+    """Run ``argv`` with its process in one capped group and each process it forks in a group of its
+    own; (ChildRun, processes capped, throttled periods summed over them)."""
+    from static_target import child_pids
+
+    first = caps.new()
+    groups = [first]
+    done = threading.Event()
+
+    def adopt_children() -> None:  # the workers are forked by the coordinator: give each its own cap
+        seen: set[int] = set()
+        while not done.is_set():
+            for parent in caps.procs(first):
+                for pid in child_pids(parent):
+                    if pid not in seen:
+                        seen.add(pid)
+                        g = caps.new()
+                        groups.append(g)
+                        caps.move(pid, g)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=adopt_children, daemon=True)
+    watcher.start()
+    try:
+        # The shell puts itself in the group, then becomes the replay (same pid): no uncapped moment.
+        run = run_child(["sh", "-c", f'echo $$ > "{first}/cgroup.procs" && exec "$@"', "sh", *argv],
+                        timeout=timeout)
+    finally:
+        done.set()
+        watcher.join()
+    throttled = sum(caps.throttled(g) for g in groups)
+    return run, len(groups), throttled
+

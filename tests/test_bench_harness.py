@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -144,3 +145,35 @@ def test_worker_cost_per_request_takes_out_the_start_up():
     small = {"requests": 1000, "before fork": 5_000_000 + 1000 * 20, "worker 0": 9_000_000 + 500 * 80}
     large = {"requests": 3000, "before fork": 5_000_000 + 3000 * 20, "worker 0": 9_000_000 + 1500 * 80}
     assert worker_cost.per_request(small, large) == {"before fork": 20.0, "worker 0": 40.0}
+
+
+_BUSY_PAIR = """
+import os, time
+pid = os.fork()                      # a "worker": the bench must give it a cap of its own
+t = time.monotonic()
+while time.monotonic() - t < 1.5:
+    pass
+if pid:
+    os.waitpid(pid, 0)
+"""
+
+
+def _cpu_caps(cores: float):
+    try:
+        return harness.CpuCaps(cores)
+    except RuntimeError as e:
+        pytest.skip(f"no CPU caps here: {e}")
+
+
+def test_capped_run_caps_the_process_and_each_child_it_forks():
+    caps = _cpu_caps(0.2)
+    try:
+        run, procs, throttled = harness.capped_run(caps, [sys.executable, "-c", _BUSY_PAIR], timeout=30)
+    finally:
+        caps.close()
+    assert run.returncode == 0, run.stderr
+    assert procs == 2  # the process's group and one of the forked child's own
+    assert throttled > 0  # both spin: the 0.2-core quota stopped them in some periods
+    # Uncapped, two spinning processes would use up to 2 CPU-seconds per wall second here.
+    assert run.cpu <= (2 * 0.2 + 0.3) * run.wall, (run.cpu, run.wall)
+    assert not any(p.name.startswith(f"wdm-bench-{os.getpid()}-") for p in caps.root.iterdir())
