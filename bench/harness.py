@@ -203,8 +203,9 @@ class CpuCaps:
                 (g / "cpu.cfs_quota_us").write_text(str(self.quota))
             else:
                 (g / "cpu.max").write_text(f"{self.quota} {PERIOD_US}")
-        except PermissionError:
-            raise RuntimeError(f"cannot create a cgroup under {self.root}: run as root") from None
+        except OSError as e:  # not root, or a read-only cgroup file system (a container)
+            raise RuntimeError(f"cannot create a capped cgroup under {self.root} ({e.strerror}): "
+                               "run as root, with a writable cgroup file system") from None
         self.groups.append(g)
         return g
 
