@@ -102,24 +102,33 @@ class RecordReader:
             )
         return h
 
+    def _truncated(self, offset: int) -> FormatError:
+        return FormatError(
+            f"{self.path}: truncated at byte {offset} of {self.size}: no trailer (file cut short or still being written)"
+        )
+
+    def _is_trailer(self, rec: dict, offset: int) -> bool:
+        """Whether ``rec`` (read from ``offset``) is the trailer; if so it is checked and kept."""
+        if "trailer" not in rec:
+            return False
+        if rec["trailer"] != self.fmt:
+            raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
+        end = self._u.tell()
+        if end != self.size:
+            raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
+        self.trailer = rec
+        return True
+
     def __iter__(self) -> Iterator[dict]:
         while True:
             offset = self._u.tell()
             try:
                 rec = self._next()
             except StopIteration:
-                raise FormatError(
-                    f"{self.path}: truncated at byte {offset} of {self.size}: no trailer (file cut short or still being written)"
-                ) from None
+                raise self._truncated(offset) from None
             if not isinstance(rec, dict):
                 raise FormatError(f"{self.path}: corrupt at byte {offset}: expected a map, got {type(rec).__name__}")
-            if "trailer" in rec:
-                if rec["trailer"] != self.fmt:
-                    raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
-                end = self._u.tell()
-                if end != self.size:
-                    raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
-                self.trailer = rec
+            if self._is_trailer(rec, offset):
                 return
             yield rec
 
@@ -137,7 +146,7 @@ class RecordReader:
             skipped = 0
             try:
                 n = u.read_map_header()
-                for i in range(n):
+                for _ in range(n):
                     k = u.unpack()
                     if rec is None:  # skipping: only the length of the counted array is read
                         if k == count:
@@ -154,22 +163,14 @@ class RecordReader:
                         continue
                     rec[k] = v
             except msgpack.OutOfData:
-                raise FormatError(
-                    f"{self.path}: truncated at byte {offset} of {self.size}: no trailer (file cut short or still being written)"
-                ) from None
+                raise self._truncated(offset) from None
             except (msgpack.UnpackException, ValueError, TypeError) as e:
                 why = "expected a map" if u.tell() == offset else (str(e) or f"invalid msgpack ({type(e).__name__})")
                 raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
             if rec is None:
                 yield skipped
                 continue
-            if "trailer" in rec:
-                if rec["trailer"] != self.fmt:
-                    raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
-                end = u.tell()
-                if end != self.size:
-                    raise FormatError(f"{self.path}: corrupt at byte {end}: data after the trailer")
-                self.trailer = rec
+            if self._is_trailer(rec, offset):
                 return
             yield rec
 
