@@ -165,10 +165,7 @@ def replay_row(b: Bench, tool: str, trace: Path, workers: int, client: str = "le
 
     def under_caps(argv: list[str], timeout: float) -> ChildRun:
         nonlocal capped
-        try:
-            run, procs, throttled = capped_run(caps, argv, timeout)
-        finally:
-            caps.close()
+        run, procs, throttled = capped_run(caps, argv, timeout)
         capped = f"{procs} process{'es' if procs > 1 else ''} capped at {caps.cores:g} core, throttled in {throttled} periods"
         return run
 

@@ -250,7 +250,7 @@ def _read(path: Path) -> str:
 
 def capped_run(caps: CpuCaps, argv: list[str], timeout: float) -> tuple[ChildRun, int, int]:
     """Run ``argv`` with its process in one capped group and each process it forks in a group of its
-    own; (ChildRun, processes capped, throttled periods summed over them)."""
+    own; (ChildRun, processes capped, throttled periods summed over them). The groups are removed after."""
     from static_target import child_pids
 
     first = caps.new()
@@ -272,12 +272,14 @@ def capped_run(caps: CpuCaps, argv: list[str], timeout: float) -> tuple[ChildRun
     watcher = threading.Thread(target=adopt_children, daemon=True)
     watcher.start()
     try:
-        # The shell puts itself in the group, then becomes the replay (same pid): no uncapped moment.
-        run = run_child(["sh", "-c", f'echo $$ > "{first}/cgroup.procs" && exec "$@"', "sh", *argv],
-                        timeout=timeout)
+        try:
+            # The shell puts itself in the group, then becomes the replay (same pid): no uncapped moment.
+            run = run_child(["sh", "-c", f'echo $$ > "{first}/cgroup.procs" && exec "$@"', "sh", *argv],
+                            timeout=timeout)
+        finally:
+            done.set()
+            watcher.join()
+        return run, len(groups), sum(caps.throttled(g) for g in groups)
     finally:
-        done.set()
-        watcher.join()
-    throttled = sum(caps.throttled(g) for g in groups)
-    return run, len(groups), throttled
+        caps.close()
 

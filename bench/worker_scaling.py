@@ -61,7 +61,6 @@ def main() -> None:
     install_cleanup()
     requests = a.requests or int(a.cap * 40_000 * 8)
     work = Path(tempfile.mkdtemp(prefix="wdm-bench-scaling-"))
-    caps = None
     rows: dict[int, list[tuple]] = {1: [], a.workers: []}  # per round: rate, n, seconds, CPU, target CPU, procs, throttled, busy
     t_start = time.monotonic()
     try:
@@ -84,7 +83,6 @@ def main() -> None:
                     c0, m0 = target.cpu_seconds(), machine_busy_seconds()
                     run, procs, throttled = capped_run(caps, argv, timeout=300)
                     tcpu, busy = target.cpu_seconds() - c0, machine_busy_seconds() - m0
-                    caps.close()
                     if run.returncode != 0 or run.timed_out:
                         raise RuntimeError(f"replay --workers {w} failed (exit {run.returncode}): "
                                            f"{last_line(run.stderr)}")
@@ -98,8 +96,6 @@ def main() -> None:
     except RuntimeError as e:
         sys.exit(f"worker_scaling: {e}")
     finally:
-        if caps is not None:
-            caps.close()
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{'run':<14}{'requests':>9}{'seconds':>9}{'req/s':>8}{'client CPU s':>14}{'target CPU s':>14}"

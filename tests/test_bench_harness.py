@@ -167,10 +167,7 @@ def _cpu_caps(cores: float):
 
 def test_capped_run_caps_the_process_and_each_child_it_forks():
     caps = _cpu_caps(0.2)
-    try:
-        run, procs, throttled = harness.capped_run(caps, [sys.executable, "-c", _BUSY_PAIR], timeout=30)
-    finally:
-        caps.close()
+    run, procs, throttled = harness.capped_run(caps, [sys.executable, "-c", _BUSY_PAIR], timeout=30)
     assert run.returncode == 0, run.stderr
     assert procs == 2  # the process's group and one of the forked child's own
     assert throttled > 0  # both spin: the 0.2-core quota stopped them in some periods
