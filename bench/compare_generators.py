@@ -251,7 +251,7 @@ def render_ratios(rows: list[Row], loop: str, cap: float = 0.0) -> str:
         ratio("replay-2 / replay-1 (req/s)", "replay-2", "replay-1", goal=1.7),
         ratio(f"replay-2 / replay-1, each process capped at {cap:g} core (req/s)", f"replay-2 (cap {cap:g})",
               f"replay-1 (cap {cap:g})", goal=1.7, why="a core's share for each process, room left for the target")
-        if cap else "replay-2 / replay-1 with CPU caps: left out (--cap 0)",
+        if cap else "replay-2 / replay-1 with CPU caps: left out (--cap 0, or no writable cgroups: see the notes)",
         ratio(f"replay-2 / replay-1, capped at {cap:g} (req per CPU-second)", f"replay-2 (cap {cap:g})",
               f"replay-1 (cap {cap:g})", per_cpu=True) if cap else "",
         ratio("replay-2 / replay-1 (req per CPU-second): the workers' cost", "replay-2", "replay-1", per_cpu=True,
