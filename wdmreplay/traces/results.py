@@ -61,6 +61,27 @@ COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
 MAX_ERROR_TEXT = 200  # characters of a non-2xx body or exception kept per request
 
 
+def send_window(sent: np.ndarray, done: np.ndarray, outcome: np.ndarray) -> tuple[float, float] | None:
+    """The run's send window: (first send, last answer) over the trace's requests that were sent.
+
+    The one definition of a run's time span, shared by the replay summary, ``report`` and
+    ``compare``: skipped (never sent) requests and the final read are outside it. Windows of parts
+    of a run (chunks, workers, shards) combine by min of starts and max of ends. None when no
+    request was sent.
+    """
+    mask = outcome != SKIPPED
+    if not mask.any():
+        return None
+    return float(np.min(sent[mask])), float(np.max(done[mask]))
+
+
+def run_rate(sent_requests: int, window: tuple[float, float] | None) -> float | None:
+    """Requests per second over a :func:`send_window` (None when nothing was sent or no time passed)."""
+    if window is None or not window[1] > window[0]:
+        return None
+    return sent_requests / (window[1] - window[0])
+
+
 def results_header(**fields: Any) -> dict:
     """A results header with the format's fixed keys filled in; ``fields`` adds the run's own."""
     h = {
