@@ -15,6 +15,25 @@ from . import __version__
 from .api import WdmError
 
 
+class Finite(click.FloatRange):
+    """A float option that must be finite (nan and inf refused) and within optional bounds.
+
+    click's FloatRange alone accepts ``nan`` (every comparison with it is false); every numeric
+    option of every command uses this type or :class:`click.IntRange`.
+    """
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """The value as a float, refused (one-line usage error) when nan, inf or out of range."""
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return v
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="wdm-replay")
 def cli() -> None:
