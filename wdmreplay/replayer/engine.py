@@ -5,6 +5,11 @@ hot path (one request) does: resolve symbols, format the path, send through the 
 client of :mod:`.http` (or, with ``client="aiohttp"``, an ``aiohttp.ClientSession``), classify,
 append one row to column arrays. No per-request logging, no per-request objects beyond what the
 client needs. The aiohttp session is always open too: the final read goes through it.
+
+``concurrency`` is a hard limit for either client: at most that many replayed requests in flight
+and connections open (:class:`.http.Slots`; with ``--workers`` each process gets its share,
+:func:`split_concurrency`). A request waiting for a slot waits inside its response time
+(``intended`` → ``done``); ``sent`` is when it was written to the socket.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MA
                               SKIPPED, TIMEOUT)
 from ..traces.trace import Session, TraceReader
 from .final import IdSet
-from .http import HttpClient
+from .http import HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 
 CHUNK_ROWS = 65536
@@ -109,14 +114,51 @@ class PhaseStream:
             yield s
 
 
-def make_client(concurrency: int, timeout: float) -> aiohttp.ClientSession:
-    """The one HTTP client of a process: explicit connection limit and timeout (aiohttp's defaults shape benchmarks)."""
+def split_concurrency(concurrency: int, workers: int) -> list[int]:
+    """Each of ``workers`` processes' share of ``concurrency`` connections: as even as can be, summing to it.
+
+    ``split_concurrency(10, 4) == [3, 3, 2, 2]``. Every worker needs at least one connection, so
+    ``concurrency`` below ``workers`` is refused (ValueError).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if concurrency < workers:
+        raise ValueError(f"--concurrency {concurrency} is less than --workers {workers}: "
+                         "each worker needs at least one connection")
+    base, extra = divmod(concurrency, workers)
+    return [base + (i < extra) for i in range(workers)]
+
+
+async def _stamp_headers_sent(session: aiohttp.ClientSession, ctx, params) -> None:
+    # aiohttp's on_request_headers_sent: the request head goes to the socket right after this.
+    stamp = ctx.trace_request_ctx
+    if stamp is not None:
+        stamp[0] = time.perf_counter()
+
+
+def make_client(concurrency: int, timeout: float, stamp_sent: bool = False) -> aiohttp.ClientSession:
+    """The one HTTP client of a process: explicit connection limit and timeout (aiohttp's defaults shape benchmarks).
+
+    ``stamp_sent``: requests given ``trace_request_ctx=[nan]`` get the ``time.perf_counter()`` at
+    which their head was written stored in it (the ``sent`` of ``replay --client aiohttp``).
+    """
     connector = aiohttp.TCPConnector(limit=max(1, concurrency), limit_per_host=0, force_close=False,
                                      enable_cleanup_closed=False, ttl_dns_cache=None)
+    traces = []
+    if stamp_sent:
+        tc = aiohttp.TraceConfig()
+        tc.on_request_headers_sent.append(_stamp_headers_sent)
+        traces.append(tc)
     # Everything else stays at aiohttp's defaults on purpose: its fast paths are the defaults
     # (measured: skip_auto_headers and DummyCookieJar each cost more per request than they save).
-    return aiohttp.ClientSession(connector=connector,
+    return aiohttp.ClientSession(connector=connector, trace_configs=traces or None,
                                  timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout))
+
+
+def _written(exc: BaseException, done: float, t0: float) -> float:
+    """The ``sent`` of a failed request: when it was written, else (never written, e.g. refused) ``done``."""
+    sent = getattr(exc, "sent", None)
+    return done if sent is None else sent - t0
 
 
 def error_text(exc: BaseException) -> str:
@@ -183,7 +225,10 @@ class Engine:
         # Per op code: method, URL template, JSON key of a created id, entity kind created, send.
         self._routes: list[tuple[str, str, str | None, str | None, Callable] | None] = []
         self.http: HttpClient | None = None
-        self.client: aiohttp.ClientSession | None = None
+        self.client: aiohttp.ClientSession | None = None  # probe-free final reads; always open
+        self.replay_client: aiohttp.ClientSession | None = None  # replayed requests with client="aiohttp"
+        # The limit on replayed requests in flight (and, for the lean client, open connections).
+        self.slots = Slots(concurrency)
         self._reader: TraceReader | None = None
         self._stream: PhaseStream | None = None
 
@@ -201,19 +246,45 @@ class Engine:
             op = OPERATIONS[name]
             base = self.target.base(op.service)
             if self.http is not None:
-                self._routes.append((r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).request))
+                self._routes.append((r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).exchange))
             else:
                 self._routes.append((r.method, base + r.fmt, op.id_key, op.creates, self._aiohttp_send))
 
-    async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes]:
-        async with self.client.request(method, url, allow_redirects=False) as resp:  # type: ignore[union-attr]
-            return resp.status, await resp.read()
+    async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes, float]:
+        """``method url`` through aiohttp once a slot is free: (status, body, when the head was written).
+
+        Errors carry ``sent`` like :meth:`.http.Origin.exchange`'s. The connector's limit equals the
+        slots, so aiohttp itself never queues a request (its timeout would count the wait).
+        """
+        slots = self.slots
+        if slots.free:
+            slots.free -= 1
+        else:
+            try:
+                await slots.wait()
+            except BaseException as e:
+                e.sent = None  # type: ignore[attr-defined]
+                raise
+        stamp = [NAN]
+        try:
+            async with self.replay_client.request(method, url, allow_redirects=False,  # type: ignore[union-attr]
+                                                  trace_request_ctx=stamp) as resp:
+                result = resp.status, await resp.read(), stamp[0]
+        except BaseException as e:
+            e.sent = None if stamp[0] != stamp[0] else stamp[0]  # type: ignore[attr-defined]
+            raise
+        finally:
+            slots.release()
+        return result
 
     async def open(self) -> None:
         """Open the HTTP clients and the trace."""
         self.client = make_client(self.concurrency, self.timeout)
         if self.client_kind == "lean":
-            self.http = HttpClient(self.timeout)
+            self.http = HttpClient(self.timeout, self.concurrency)
+            self.slots = self.http.slots
+        else:
+            self.replay_client = make_client(self.concurrency, self.timeout, stamp_sent=True)
         self._build_routes()
         self._reader = TraceReader(self.trace_path)
         self._stream = PhaseStream(self._reader, self.keep)
@@ -225,8 +296,11 @@ class Engine:
         """Close the client and the trace; flush buffered rows and bindings."""
         self.rows.flush()
         self.flush_bindings()
+        self.slots.stop()
         if self.http is not None:
             await self.http.close()
+        if self.replay_client is not None:
+            await self.replay_client.close()
         if self.client is not None:
             await self.client.close()
         if self._reader is not None:
@@ -256,6 +330,7 @@ class Engine:
         """Stop sending: no new sessions, no further steps (in-flight requests may finish)."""
         self.stopping = True
         self._slot.set()
+        self.slots.stop()  # requests waiting for a connection are not sent any more
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -386,10 +461,10 @@ class Engine:
             method, url_fmt, id_key, creates, send = routes[code]  # type: ignore[misc]
             status = 0
             error = None
-            sent = perf() - t0
             try:
-                status, body = await send(method, url_fmt.format(*resolved))
+                status, body, sent = await send(method, url_fmt.format(*resolved))
                 done = perf() - t0
+                sent -= t0
                 if 200 <= status < 300:
                     outcome = OK
                     if id_key is not None:
@@ -412,16 +487,22 @@ class Engine:
                 else:
                     outcome = ERROR
                     error = body[:MAX_ERROR_TEXT].decode("utf-8", "replace") or f"HTTP {status}"
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as e:
                 done = perf() - t0
+                sent = _written(e, done, t0)
                 outcome, error = TIMEOUT, f"no response within {self.timeout:g} s"
+            except NotSent:
+                return  # stopped while it waited for a connection: like a step never reached
             except (aiohttp.ClientError, OSError, ValueError) as e:
                 done = perf() - t0
+                sent = _written(e, done, t0)
                 outcome, error = CONN_ERROR, error_text(e)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as e:
+                if getattr(e, "sent", None) is None:
+                    raise  # never written (it waited for a connection): no effect, no row
                 # Interrupted with the request out: its effect is unknown, like a timeout.
-                rows.add(sid, index, phase, code, scenario, expect, TIMEOUT, 0, intended, sent, perf() - t0,
-                         tuple(resolved), "interrupted before the response")
+                rows.add(sid, index, phase, code, scenario, expect, TIMEOUT, 0, intended, e.sent - t0,  # type: ignore[attr-defined]
+                         perf() - t0, tuple(resolved), "interrupted before the response")
                 self.done += 1
                 self.errors += 1
                 raise

@@ -8,13 +8,20 @@ so the general client's per-request machinery buys nothing. Parsing is llhttp (t
 Node.js, through ``httptools``); framing by Content-Length, chunked, or connection close.
 
 One :class:`Origin` per scheme/host/port holds idle connections (last in, first out). A request
-takes an idle connection or opens one, writes the request head, and waits for the response with
-one deadline for connect + send + response. Interim 1xx responses are skipped. A connection is
+first takes one of the client's :class:`Slots` (at most ``limit`` requests at once, across every
+origin; the others wait in line, first come first served), then an idle connection or a new one,
+writes the request head, and waits for the response with one deadline for connect + send +
+response (the wait for a slot is not part of it: a request never written never times out). Open
+connections never exceed ``limit`` either: an idle connection to another origin is closed to make
+room for a new one. Interim 1xx responses are skipped. A connection is
 reused only after a complete response that allows keep-alive; after a timeout, a parse error, bytes
 nobody asked for, or any doubt it is closed.
 
 Errors: :class:`asyncio.TimeoutError` for the deadline; :class:`HttpError` (an ``OSError``) for a
-refused or dropped connection or a response that is not HTTP; ``OSError`` from connecting.
+refused or dropped connection or a response that is not HTTP; ``OSError`` from connecting;
+:class:`NotSent` for a request still waiting for a slot when the client stopped. Every error
+raised by :meth:`Origin.exchange` carries ``sent``: when the request was written
+(``time.perf_counter()``), or None if it never was.
 The rest of the tool (probe, final read) uses aiohttp; ``replay --client aiohttp`` sends the
 replay's requests through aiohttp too.
 """
@@ -22,8 +29,11 @@ replay's requests through aiohttp too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import ssl
+import sys
+from time import perf_counter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -77,13 +87,78 @@ class HttpError(ConnectionError):
     """A request that got no usable response: connection dropped or refused, or not an HTTP answer."""
 
 
+class NotSent(Exception):
+    """A request that was never written: the client stopped while it waited for a slot."""
+
+
+class Slots:
+    """A counting limit on requests at once (``limit`` slots), waiters served first come, first served.
+
+    The hot path is inline in the callers (``if slots.free: slots.free -= 1`` else ``await
+    slots.wait()``; ``release()`` when done): ``free`` is non-zero only while nobody waits, because
+    a released slot is handed straight to the longest waiter.
+    """
+
+    __slots__ = ("limit", "free", "waiters", "waited", "stopped")
+
+    def __init__(self, limit: int | None = None):
+        self.limit = sys.maxsize if limit is None else max(1, limit)
+        self.free = self.limit
+        self.waiters: collections.deque[asyncio.Future] = collections.deque()
+        self.waited = 0  # requests that had to wait for a slot
+        self.stopped = False
+
+    @property
+    def in_use(self) -> int:
+        """Slots held right now."""
+        return self.limit - self.free
+
+    async def wait(self) -> None:
+        """Wait until a slot is handed over (call only when ``free`` is 0); :class:`NotSent` once stopped."""
+        if self.stopped:
+            raise NotSent("stopped before it was sent")
+        self.waited += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                try:
+                    self.waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the longest waiter, else to the free count."""
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+    def stop(self) -> None:
+        """Fail every waiter (and every later :meth:`wait`) with :class:`NotSent`."""
+        self.stopped = True
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(NotSent("stopped before it was sent"))
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
     __slots__ = ("transport", "parser", "fut", "body", "data", "head", "headers_done", "closed", "keep_alive",
-                 "eof_body")
+                 "eof_body", "pool")
 
-    def __init__(self) -> None:
+    def __init__(self, pool: "HttpClient | None" = None) -> None:
+        self.pool = pool  # counts this connection among the client's open ones until it closes
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         _lenient(self.parser)
@@ -115,7 +190,7 @@ class _Conn(asyncio.Protocol):
             self.head += data
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._gone()
         fut = self.fut
         if fut is not None and not fut.done():
             if self.headers_done and not self.keep_alive and self.eof_body:
@@ -169,8 +244,14 @@ class _Conn(asyncio.Protocol):
             fut.set_exception(asyncio.TimeoutError())
         self.close()
 
+    def _gone(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.pool is not None:
+                self.pool.open -= 1
+
     def close(self) -> None:
-        self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.close()
 
@@ -178,7 +259,8 @@ class _Conn(asyncio.Protocol):
 class Origin:
     """Requests to one scheme://host:port (plus the base URL's path prefix), over pooled connections."""
 
-    def __init__(self, base_url: str, timeout: float, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, base_url: str, timeout: float, ssl_context: ssl.SSLContext | None = None,
+                 pool: "HttpClient | None" = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http:// or https:// URL: {base_url!r}")
@@ -192,51 +274,89 @@ class Origin:
                            "Accept: */*\r\n").encode("ascii")
         self.idle: list[_Conn] = []
         self.opened = 0  # connections opened so far
+        self.pool = pool if pool is not None else HttpClient(timeout)
+        self.slots = self.pool.slots
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Conn:
         kwargs: dict[str, Any] = {}
         if self.ssl is not None:
             kwargs = {"ssl": self.ssl, "server_hostname": self.host}
-        _, conn = await asyncio.wait_for(loop.create_connection(_Conn, self.host, self.port, **kwargs),
-                                         max(0.0, deadline - loop.time()))
+        pool = self.pool
+        pool.make_room()
+        pool.open += 1  # counted while connecting, so concurrent connects cannot overshoot the limit
+        if pool.open > pool.most_open:
+            pool.most_open = pool.open
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Conn(pool), self.host, self.port, **kwargs),
+                max(0.0, deadline - loop.time()))
+        except BaseException:
+            pool.open -= 1
+            raise
         self.opened += 1
         return conn  # type: ignore[return-value]
 
     async def request(self, method: str, path: str) -> tuple[int, bytes]:
         """Send ``method path`` (no body); the response's (status, body)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        idle = self.idle
-        conn = None
-        while idle:
-            c = idle.pop()
-            if not c.closed:
-                conn = c
-                break
-        if conn is None:
-            conn = await self._connect(loop, deadline)
-        if _UNSAFE_PATH.search(path) is not None:
-            path = _quote_path(path)
-        head = b"%s %s%s%s" % (method.encode("ascii"), (self.prefix + path).encode("ascii"), self._head_tail,
-                               b"Content-Length: 0\r\n\r\n" if method == "POST" else b"\r\n")
-        fut = loop.create_future()
-        conn.fut = fut
-        timer = loop.call_at(deadline, conn.on_timeout)
-        try:
-            conn.transport.write(head)  # type: ignore[union-attr]
-            result = await fut
-        except BaseException:
-            # Timed out, dropped, unparsable, or cancelled mid-request: this connection is done.
-            timer.cancel()
-            conn.fut = None
-            conn.close()
-            raise
-        timer.cancel()
-        if conn.keep_alive and not conn.closed:
-            idle.append(conn)
+        status, body, _ = await self.exchange(method, path)
+        return status, body
+
+    async def exchange(self, method: str, path: str) -> tuple[int, bytes, float]:
+        """Send ``method path`` (no body) once a slot is free; (status, body, when it was written).
+
+        "When" is ``time.perf_counter()`` just before the request head is written (after any wait
+        for a slot and any connect). An error raised here carries it as ``sent`` (None: never written).
+        """
+        slots = self.slots
+        if slots.free:
+            slots.free -= 1
         else:
-            conn.close()
-        return result
+            try:
+                await slots.wait()
+            except BaseException as e:  # NotSent, or cancelled while waiting
+                e.sent = None  # type: ignore[attr-defined]
+                raise
+        sent = None
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout
+            idle = self.idle
+            conn = None
+            while idle:
+                c = idle.pop()
+                if not c.closed:
+                    conn = c
+                    break
+            if conn is None:
+                conn = await self._connect(loop, deadline)
+            if _UNSAFE_PATH.search(path) is not None:
+                path = _quote_path(path)
+            head = b"%s %s%s%s" % (method.encode("ascii"), (self.prefix + path).encode("ascii"), self._head_tail,
+                                   b"Content-Length: 0\r\n\r\n" if method == "POST" else b"\r\n")
+            fut = loop.create_future()
+            conn.fut = fut
+            timer = loop.call_at(deadline, conn.on_timeout)
+            try:
+                sent = perf_counter()
+                conn.transport.write(head)  # type: ignore[union-attr]
+                status, body = await fut
+            except BaseException:
+                # Timed out, dropped, unparsable, or cancelled mid-request: this connection is done.
+                timer.cancel()
+                conn.fut = None
+                conn.close()
+                raise
+            timer.cancel()
+            if conn.keep_alive and not conn.closed:
+                idle.append(conn)
+            else:
+                conn.close()
+        except BaseException as e:
+            e.sent = sent  # type: ignore[attr-defined]
+            slots.release()
+            raise
+        slots.release()
+        return status, body, sent
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -246,12 +366,27 @@ class Origin:
 
 
 class HttpClient:
-    """One :class:`Origin` per distinct base URL; ``close()`` closes every pooled connection."""
+    """One :class:`Origin` per distinct base URL, sharing ``limit`` slots and connections; ``close()`` closes every pooled connection.
 
-    def __init__(self, timeout: float):
+    ``limit`` (None: no limit) caps the requests in flight *and* the open connections across all
+    origins; a request over the limit waits for a slot (see :class:`Slots`).
+    """
+
+    def __init__(self, timeout: float, limit: int | None = None):
         self.timeout = timeout
         self.origins: dict[str, Origin] = {}
         self._ssl: ssl.SSLContext | None = None
+        self.slots = Slots(limit)
+        self.open = 0  # connections open or being opened, over all origins
+        self.most_open = 0  # the most that were open at once
+
+    def make_room(self) -> None:
+        """Before opening a connection: close idle ones (oldest first, any origin) while ``limit`` are open."""
+        if self.open >= self.slots.limit:
+            for o in self.origins.values():
+                idle = o.idle
+                while idle and self.open >= self.slots.limit:
+                    idle.pop(0).close()
 
     def origin(self, base_url: str) -> Origin:
         """The origin for ``base_url`` (one per distinct base URL)."""
@@ -259,11 +394,16 @@ class HttpClient:
         if o is None:
             if base_url.startswith("https:") and self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            o = self.origins[base_url] = Origin(base_url, self.timeout, self._ssl)
+            o = self.origins[base_url] = Origin(base_url, self.timeout, self._ssl, self)
         return o
+
+    def stop(self) -> None:
+        """Requests waiting for a slot give up with :class:`NotSent`; those out carry on."""
+        self.slots.stop()
 
     async def close(self) -> None:
         """Close every pooled connection (and let the transports finish closing)."""
+        self.slots.stop()
         for o in self.origins.values():
             o.close()
         await asyncio.sleep(0)

@@ -27,7 +27,7 @@ from .. import __version__
 from ..api import FIND_OP, OPERATIONS, Dialect, Target, WdmError, get_dialect
 from ..traces.results import OUTCOMES, SKIPPED, ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
-from .engine import CLIENTS, Engine, RowBuffer, make_client
+from .engine import CLIENTS, Engine, RowBuffer, make_client, split_concurrency
 from .final import TraceScan, check_dialect, id_sets, read_final, scan_trace
 from .schedule import (histogram, histogram_add, histogram_quantile, is_lagging, rate,
                        scheduled_rate)
@@ -172,6 +172,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         raise ReplayError(f"timeout must be positive, got {timeout}")
     if workers < 1:
         raise ReplayError(f"workers must be at least 1, got {workers}")
+    if concurrency < workers:  # split_concurrency: every worker needs a connection
+        raise ReplayError(f"--concurrency {concurrency} is less than --workers {workers}: each worker needs at least one connection")
     if client not in CLIENTS:
         raise ReplayError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
     if settle < 0:
@@ -361,7 +363,7 @@ class _Run:
         procs, conns = [], []
         for i in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(child, dict(cfg, index=i)), daemon=True,
+            p = ctx.Process(target=worker_main, args=(child, dict(cfg, index=i, concurrency=split_concurrency(self.concurrency, n)[i])), daemon=True,
                             name=f"wdm-replay-worker-{i}")
             p.start()
             child.close()
@@ -481,11 +483,11 @@ class _Run:
         self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()})
         n = len(conns)
         slices = [{k: v[i::n] for k, v in entities.items()} for i in range(n)]
-        per_worker = max(1, math.ceil(self.concurrency / n))
+        shares = split_concurrency(self.concurrency, n)
 
         def snapshot() -> tuple[dict, dict, int] | None:
-            for c, part in zip(conns, slices):
-                c.send(("final", part, per_worker))
+            for c, part, share in zip(conns, slices, shares):
+                c.send(("final", part, share))
             state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
             missing: dict[str, dict] = {}
             reads = 0
