@@ -11,6 +11,8 @@ server's delay.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -23,7 +25,7 @@ from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.replayer.engine import split_concurrency
 from wdmreplay.replayer.http import HttpClient, NotSent, Slots
 from wdmreplay.traces import load_results, step
-from wdmreplay.traces.results import OK
+from wdmreplay.traces.results import OK, TIMEOUT
 
 PROBE = "wdm-replay-probe"  # replay_trace's reachability probe: not counted
 DELAY = 0.2  # seconds per answer
@@ -114,6 +116,15 @@ class SlowServer:
     def __exit__(self, *exc: Any) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    def wait_for(self, condition, within: float = 10.0) -> bool:
+        """Poll ``condition`` (about the counters) for up to ``within`` seconds."""
+        end = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+        return True
 
 
 def burst_trace(path, sessions: int, steps: int = 2) -> int:
@@ -276,3 +287,25 @@ def test_both_clients_put_the_same_load(tmp_path):
     lag_l = np.sort(rl.cols["sent"] - rl.cols["intended"])
     lag_a = np.sort(ra.cols["sent"] - ra.cols["intended"])
     assert np.abs(lag_l - lag_a).max() < DELAY  # the same queue, request for request
+
+
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+def test_interrupt_sends_none_of_the_requests_waiting_for_a_connection(tmp_path, client):
+    """Ctrl-C with 4 requests out and 6 waiting: the 4 finish (within the grace period), the 6 are never sent."""
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("find_item", [str(i)], expect="any")]) for i in range(10)]])
+    with SlowServer(delay=0.5) as srv:
+        def interrupt_when_four_are_out() -> None:
+            srv.wait_for(lambda: srv.busy >= 4)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        timer = threading.Thread(target=interrupt_when_four_are_out)
+        timer.start()
+        s = replay_trace(trace, out, target=srv.url(), speed=1.0, concurrency=4, timeout=30.0, client=client)
+        timer.join()
+        time.sleep(0.3)  # anything sent after the stop would have arrived by now
+        assert srv.requests + srv.busy == 4 and srv.max_busy == 4
+    assert not s["complete"] and s["reason"] == "interrupted"
+    r = load_results(out)
+    # The four out were answered within the 2 s grace; the six waiting left no row and no request.
+    assert r.n == 4 and set(r.cols["outcome"]) <= {OK, TIMEOUT} and (r.cols["outcome"] == OK).all()

@@ -225,12 +225,17 @@ class Engine:
         # Per op code: method, URL template, JSON key of a created id, entity kind created, send.
         self._routes: list[tuple[str, str, str | None, str | None, Callable] | None] = []
         self.http: HttpClient | None = None
-        self.client: aiohttp.ClientSession | None = None  # probe-free final reads; always open
+        self.client: aiohttp.ClientSession | None = None  # the final read's; always open
         self.replay_client: aiohttp.ClientSession | None = None  # replayed requests with client="aiohttp"
         # The limit on replayed requests in flight (and, for the lean client, open connections).
         self.slots = Slots(concurrency)
         self._reader: TraceReader | None = None
         self._stream: PhaseStream | None = None
+
+    @property
+    def conn_waits(self) -> int:
+        """Replayed requests so far that waited for one of the ``concurrency`` connections (all were busy)."""
+        return self.slots.waited
 
     def clock(self) -> float:
         """Seconds since the run's start clock."""
@@ -388,6 +393,7 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             # A bug in the runner must not pass silently; surface it at the barrier.
             self.stopping = True
+            self.slots.stop()
             self._failure = task.exception()
 
     async def _run_pool(self, sessions: Iterator[Session]) -> None:
@@ -412,6 +418,7 @@ class Engine:
         self._slot.set()
         if not task.cancelled() and task.exception() is not None:
             self.stopping = True
+            self.slots.stop()
             self._failure = task.exception()
 
     # --- one session --------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class Slots:
         try:
             await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release()  # handed a slot just as it was cancelled: pass it on
             else:
                 try:
@@ -287,12 +287,15 @@ class Origin:
         if pool.open > pool.most_open:
             pool.most_open = pool.open
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Conn(pool), self.host, self.port, **kwargs),
-                max(0.0, deadline - loop.time()))
+            _, conn = await asyncio.wait_for(loop.create_connection(_Conn, self.host, self.port, **kwargs),
+                                             max(0.0, deadline - loop.time()))
         except BaseException:
             pool.open -= 1
             raise
+        if conn.closed:  # closed by the server already: it no longer counts
+            pool.open -= 1
+        else:
+            conn.pool = pool  # from now on it uncounts itself when it closes
         self.opened += 1
         return conn  # type: ignore[return-value]
 

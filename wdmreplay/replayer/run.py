@@ -584,6 +584,6 @@ def format_summary(s: dict) -> str:
         f"  response time p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])};  schedule lag p99 {_ms(s['lag_p99'])}",
     ]
     if s["lagging"]:
-        lines.append("  warning: the replayer fell behind its schedule (p99 lag above 10 ms); these figures "
-                     "describe the load generator, not the target — lower --speed or add --workers")
+        lines.append("  warning: requests went out late (p99 schedule lag above 10 ms): the replayer fell behind "
+                     "(lower --speed or add --workers) or all --concurrency connections were busy (raise it)")
     return "\n".join(lines)
