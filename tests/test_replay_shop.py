@@ -57,7 +57,8 @@ def test_every_request_sent_once_with_bindings_and_final_state(shop, tmp_path):
         assert r.final["items"][r.bindings[f"$s{i}.item"]]["stock"] == 8
         assert r.final["users"][r.bindings[f"$s{i}.user"]]["credit"] == 94
     _check_final_matches_shop(shop, r)
-    assert [e["kind"] for e in r.events] == ["phase_start", "phase_end", "phase_start", "phase_end", "final_read"]
+    assert [e["kind"] for e in r.events] == ["phase_start", "phase_end", "phase_start", "phase_end", "final_read",
+                                         "final_read_done"]
     h = r.header
     assert h["trace"]["digest"].startswith("sha256:") and h["dialect"] == "2024" and h["workers"] == 1
     assert h["target"]["STOCK_URL"] == shop.url and h["concurrency"] == 32

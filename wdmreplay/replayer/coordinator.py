@@ -198,7 +198,10 @@ class Coordinator:
         began = self.clock()
         if until is not None and not self._idle(until):
             return None
-        quiesce = {"waited": max(0.0, self.clock() - began), "until": max(began, until or began)}
+        if until is None:  # nothing was abandoned: nothing to wait for
+            quiesce = {"waited": 0.0, "until": began}
+        else:
+            quiesce = {"waited": max(0.0, self.clock() - began), "until": max(began, until)}
         entities = self.scan.entities(self.bound_ids or id_sets())
         total = entity_count(entities)
         settle, why = settle_plan(self.settle, self.tally.indeterminate)
