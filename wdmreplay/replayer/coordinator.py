@@ -151,9 +151,13 @@ class Coordinator:
         # would, breaking scripts without a main guard); no event loop runs here while forking.
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        forked = ctx.get_start_method() == "fork"
         for i in range(self.n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(child, dict(self.cfg, index=i)), daemon=True,
+            # A forked worker inherits the coordinator's ends of every pipe made so far, its own
+            # too: it closes them, so that it sees EOF when the coordinator dies (even by kill -9).
+            inherited = [*self._conns, parent] if forked else []
+            p = ctx.Process(target=worker_main, args=(child, dict(self.cfg, index=i), inherited), daemon=True,
                             name=f"wdm-replay-worker-{i}")
             p.start()
             child.close()
@@ -309,6 +313,8 @@ class Coordinator:
                     got[i] = msg
                     pending.discard(i)
             pending -= self._gone
+        if self.signals >= 2:
+            raise _HardStop()
         return got
 
     def _pump(self, timeout: float) -> list[tuple[int, Any]]:

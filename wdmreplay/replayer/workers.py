@@ -19,8 +19,13 @@ from .messages import (FLUSH_EVERY, Bindings, Bye, Chunk, End, Failed, FinalDone
                        PhaseDone, Progress, ReadFinal, Ready, RunPhase, Stop)
 
 
-def worker_main(conn: Any, cfg: dict) -> None:
-    """Process entry point: run this worker's shard until the coordinator says :class:`End`."""
+def worker_main(conn: Any, cfg: dict, inherited: list | tuple = ()) -> None:
+    """Process entry point: run this worker's shard until the coordinator says :class:`End`.
+
+    ``inherited``: the coordinator's pipe ends a forked worker holds copies of (closed here).
+    """
+    for c in inherited:
+        c.close()
     # The coordinator owns Ctrl-C and SIGTERM: a terminal sends SIGINT to the whole process group,
     # and the coordinator then tells each worker to stop, so every worker still reports what it sent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
