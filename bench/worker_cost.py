@@ -89,7 +89,7 @@ def measure(work: Path, trace: Path, urls: Path, workers: int, concurrency: int,
         by_pid[pid][part] = n
     roles = {"requests": n}
     coord = by_pid.pop(coordinator)
-    if workers == 1:
+    if not by_pid:  # a replay that ran in one process (builds before the one driver)
         roles["coordinator"] = sum(coord.values())
     else:
         # Part 1 ends at the first fork; the parts after it are the coordinator while workers run.
