@@ -356,9 +356,14 @@ class Coordinator:
             raise ReplayError(f"replay worker {i} failed: {msg.text}")
 
     def _close_workers(self) -> None:
-        """Tell every worker to end; take its last rows until it says bye (or gives up after a stop)."""
+        """Tell every worker to end; take its last rows until it says bye — not after a signal.
+
+        A stopped worker flushed its rows and bindings before its :class:`PhaseDone`; nothing is
+        left to wait for, and a signal is answered within a second.
+        """
         self._send_all(End())
-        self._collect(Bye, self._alive())
+        if not self.interrupted:
+            self._collect(Bye, self._alive())
         self._update_bar()
 
     def _reap(self) -> None:
@@ -366,7 +371,7 @@ class Coordinator:
         for c in self._conns:
             c.close()
         for p in self._procs:
-            p.join(timeout=0.5 if stopped else 5)
+            p.join(timeout=0.2 if stopped else 5)
             if p.is_alive():
                 p.kill()
                 p.join(timeout=2)
