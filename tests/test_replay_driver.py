@@ -148,3 +148,32 @@ def test_killed_replay_leaves_its_rows_in_the_file(tmp_path):
         sent_before = t.sent("/stock/add/")
     rows = sum(rec["n"] for rec in _raw_records(tmp_path / "t.wdmr") if rec.get("t") == "requests")
     assert 100 <= rows <= sent_before
+
+
+def test_one_worker_is_a_worker_process_like_n(tmp_path):
+    # The one driver: with --workers 1 the requests come from a child of the replaying process too.
+    from wdmreplay.replayer import replay_trace
+
+    def children() -> set[int]:
+        found: set[int] = set()
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                found.update(int(p) for p in (task / "children").read_text().split())
+            except OSError:
+                pass
+        return found
+
+    seen: list[set[int]] = []
+    shop = counting_shop()
+
+    def behave(method: str, path: str):
+        if path.startswith("/stock/add/"):
+            seen.append(children())
+        return shop(method, path)
+
+    write_trace(tmp_path / "t.wdmt", [[(0.0, [step("add_stock", ["1", 1])]) for _ in range(3)]])
+    with TinyTarget(behave) as t:
+        s = replay_trace(tmp_path / "t.wdmt", tmp_path / "t.wdmr", target=t.url, workers=1, final_read=False)
+    assert s["complete"] and len(seen) == 3
+    assert all(len(c) == 1 for c in seen) and len(set.union(*seen)) == 1  # one worker, the same for all
+    assert not children()  # and it is gone
