@@ -85,11 +85,11 @@ def measure(work: Path, trace: Path, urls: Path, workers: int, concurrency: int,
     parts = profile_parts(out)
     coordinator = min(pid for pid, _, _ in parts)  # valgrind runs the replay in the pid it started
     by_pid: dict[int, dict[int, int]] = defaultdict(dict)
-    for pid, part, n in parts:
-        by_pid[pid][part] = n
+    for pid, part, instructions in parts:  # not `n`: that is the request count returned below
+        by_pid[pid][part] = instructions
     roles = {"requests": n}
     coord = by_pid.pop(coordinator)
-    if workers == 1:
+    if not by_pid:  # a replay that ran in one process (builds before the one driver)
         roles["coordinator"] = sum(coord.values())
     else:
         # Part 1 ends at the first fork; the parts after it are the coordinator while workers run.

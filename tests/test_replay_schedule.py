@@ -7,10 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from wdmreplay.replayer.run import shard_keep
 from wdmreplay.replayer.schedule import (histogram, histogram_add, histogram_quantile, is_lagging,
                                          may_launch, pace, parse_shard, parse_speed, quantiles, rate,
-                                         scheduled_rate, session_cap, session_due, shard_of, step_due)
+                                         scheduled_rate, session_cap, session_due, shard_keep, step_due)
 
 
 @pytest.mark.parametrize("phase_start, at, speed, due", [
@@ -84,11 +83,6 @@ def test_parse_shard(text, shard):
 def test_parse_shard_refuses(text):
     with pytest.raises(ValueError, match="shard"):
         parse_shard(text)
-
-
-@pytest.mark.parametrize("sid, workers, index", [(0, 2, 0), (1, 2, 1), (7, 3, 1), (9, 1, 0)])
-def test_shard_of(sid, workers, index):
-    assert shard_of(sid, workers) == index
 
 
 @pytest.mark.parametrize("shard, worker", [(None, (0, 2)), ((1, 3), None), ((1, 3), (1, 2)), ((0, 2), (2, 3))])

@@ -57,7 +57,8 @@ def test_every_request_sent_once_with_bindings_and_final_state(shop, tmp_path):
         assert r.final["items"][r.bindings[f"$s{i}.item"]]["stock"] == 8
         assert r.final["users"][r.bindings[f"$s{i}.user"]]["credit"] == 94
     _check_final_matches_shop(shop, r)
-    assert [e["kind"] for e in r.events] == ["phase_start", "phase_end", "phase_start", "phase_end", "final_read"]
+    assert [e["kind"] for e in r.events] == ["phase_start", "phase_end", "phase_start", "phase_end", "final_read",
+                                         "final_read_done"]
     h = r.header
     assert h["trace"]["digest"].startswith("sha256:") and h["dialect"] == "2024" and h["workers"] == 1
     assert h["target"]["STOCK_URL"] == shop.url and h["concurrency"] == 32
@@ -113,8 +114,12 @@ def test_settle_rereads_until_two_snapshots_agree(shop, tmp_path, workers):
     write_trace(trace, [[(0.0, [step("batch_init_stock", [5, 10, 2])])]])
     s = replay_trace(trace, out, target=shop.target, settle=2.0, workers=workers)
     r = load_results(out)
-    assert r.final["settle"]["settled"] is True and r.final["settle"]["reads"] == 2
-    assert r.final["settle"]["requested"] == 2.0 and r.final["settle"]["seconds"] < 2.0
+    settle = r.final["settle"]
+    assert settle["settled"] is True and len(settle["snapshots"]) == 2 and settle["why"] == "--settle"
+    first, second = settle["snapshots"]
+    assert settle["requested"] == 2.0 and second["end"] - first["at"] < 2.0
+    assert second["at"] - first["end"] >= 0.1  # spaced apart, not back to back
+    assert r.final["read_at"] == second["at"] and r.final["quiesce"]["waited"] == 0
     assert r.final["items"] == {str(i): {"stock": 10, "price": 2} for i in range(5)}
     assert s["final_reads"] == 10
 

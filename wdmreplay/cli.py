@@ -243,13 +243,14 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4")
 @click.option("--label", help="build label stored in the results (e.g. a git sha)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
-@click.option("--settle", type=float, default=0.0, show_default=True,
-              help="re-read the final state until two snapshots agree, for up to this many seconds")
+@click.option("--settle", type=Finite(0, 3600), default=None,
+              help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
+                   "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: str, concurrency: int, timeout: float, workers: int,
-               client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float, quiet: bool,
+               client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float | None, quiet: bool,
                output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
@@ -300,7 +301,13 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     if not summary["complete"]:
         if quiet:
             click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
-        sys.exit(130 if summary["reason"] == "interrupted" else 1)
+        if summary["reason"] == "interrupted":
+            # The results file is closed and the output flushed: skip the interpreter's teardown,
+            # which on a loaded machine alone can take most of the second a signal is promised.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        sys.exit(1)
 
 # --- demo (composition root: every layer at once) ---------------------------------------------
 

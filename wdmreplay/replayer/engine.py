@@ -167,6 +167,11 @@ def error_text(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"[:MAX_ERROR_TEXT]
 
 
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def classify(status: int) -> int:
     """The outcome code of an HTTP status (2xx ok, 4xx fail, anything else error)."""
     if 200 <= status < 300:
@@ -217,6 +222,7 @@ class Engine:
         self.errors = 0  # error + timeout + conn_error
         self.in_flight = 0
         self._slot = asyncio.Event()
+        self._sleepers: set[asyncio.Future] = set()  # schedule sleeps that a stop request cuts short
         self._tasks: set[asyncio.Task] = set()
         self._failure: BaseException | None = None
         self._scen = {name: i for i, name in enumerate(scenarios or [])}
@@ -336,6 +342,23 @@ class Engine:
         self.stopping = True
         self._slot.set()
         self.slots.stop()  # requests waiting for a connection are not sent any more
+        for f in self._sleepers:
+            if not f.done():
+                f.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        # asyncio.sleep's own mechanism (a future and a timer), but a stop request wakes it: at
+        # --speed 0.0001 the next session may be hours away, and Ctrl-C must not wait for it.
+        if self.stopping:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        timer = fut.get_loop().call_later(seconds, _wake, fut)
+        self._sleepers.add(fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._sleepers.discard(fut)
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -371,7 +394,7 @@ class Engine:
             due = session_due(phase_start, s["at"], speed)
             wait = pace(perf() - t0, due)
             if wait > 0.0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             while not may_launch(self.in_flight, cap) and not self.stopping:
                 self._slot.clear()
                 await self._slot.wait()
@@ -439,7 +462,7 @@ class Engine:
                 intended = step_due(prev, st["think"], speed)
                 wait = intended - (perf() - t0)
                 if wait > 0.0:
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
                     if self.stopping:
                         return
             code = OP_CODES[st["op"]]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import array
 import asyncio
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -174,9 +173,22 @@ READ_ATTEMPTS = 3  # a final-state read failing with 5xx, a timeout or a connect
 READ_BACKOFF = 0.05  # seconds before the first retry; doubled before the next
 
 
+class ReadCounter:
+    """How many entities a snapshot in progress has read so far (for a progress display)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
-                     entities: dict[str, list[str]], concurrency: int) -> tuple[dict, dict, int]:
-    """One snapshot: ``({"items": {...}, "users": {...}, "orders": {...}}, missing, reads)``."""
+                     entities: dict[str, list[str]], concurrency: int,
+                     counter: ReadCounter | None = None) -> tuple[dict, dict, int]:
+    """One snapshot: ``({"items": {...}, "users": {...}, "orders": {...}}, missing, reads)``.
+
+    ``counter.n`` (when given) counts the entities read so far, answered or not.
+    """
     state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
     missing: dict[str, dict[str, str]] = {k: {} for k in ENTITY_KINDS}
     work: list[tuple[str, str, str | None]] = []
@@ -220,6 +232,8 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
                         break
                 if failure is None:
                     break
+            if counter is not None:
+                counter.n += 1
             if failure is not None:
                 missing[kind][ident] = failure
                 continue
@@ -234,30 +248,58 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
     return state, {k: v for k, v in missing.items() if v}, reads
 
 
-async def read_final(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
-                     entities: dict[str, list[str]], concurrency: int, settle: float,
-                     clock: Any) -> tuple[dict, int]:
-    """The ``final`` record (one snapshot, or with ``settle`` re-reads until two consecutive agree) and the number of reads sent."""
-    started = time.perf_counter()
-    read_at = clock()
-    state, missing, reads = await read_state(client, target, dialect, entities, concurrency)
-    settle_info = None
-    if settle > 0:
-        snapshots = 1
-        settled = False
-        while time.perf_counter() - started < settle:
-            read_at = clock()
-            again, missing_again, k = await read_state(client, target, dialect, entities, concurrency)
-            snapshots += 1
-            reads += k
-            same = again == state and missing_again == missing
-            state, missing = again, missing_again
-            if same:
-                settled = True
-                break
-        settle_info = {"requested": settle, "settled": settled,
-                       "seconds": round(time.perf_counter() - started, 6), "reads": snapshots}
-    return {**state, "missing": missing, "settle": settle_info, "read_at": read_at}, reads
+# --- when the final read may start and how it settles: pure functions, no clock ---------------
+
+QUIESCE_GRACE = 1.0  # seconds an abandoned request gets beyond --timeout to land on the shop
+DEFAULT_SETTLE = 2.0  # seconds of settle when the run had indeterminate requests and --settle was not given
+SETTLE_FIRST_GAP = 0.1  # seconds between the first two snapshots; doubled before each further one
+
+
+def quiesce_until(last_abandoned: float | None, timeout: float, grace: float = QUIESCE_GRACE) -> float | None:
+    """When (run clock) the last abandoned request has surely landed: abandoned + ``timeout`` + ``grace``.
+
+    An abandoned request (timed out, or cut off by an interrupt) may still be running on the shop;
+    a final read before it lands would see half of its effect. None when nothing was abandoned.
+    """
+    if last_abandoned is None or last_abandoned != last_abandoned:  # None or NaN
+        return None
+    return last_abandoned + timeout + grace
+
+
+def settle_plan(requested: float | None, indeterminate: int) -> tuple[float, str | None]:
+    """The settle a final read does: (seconds, why) — why is ``"--settle"``, ``"indeterminate requests"`` or None.
+
+    ``requested`` None (not given): :data:`DEFAULT_SETTLE` when the run had indeterminate requests,
+    else none. A given value is what the user asked for (``0`` with indeterminate requests is
+    recorded as an unsettled single snapshot; ``0`` without any is the same as not asking).
+    """
+    if requested is not None and (requested > 0 or indeterminate > 0):
+        return float(requested), "--settle"
+    if indeterminate > 0:
+        return DEFAULT_SETTLE, "indeterminate requests"
+    return 0.0, None
+
+
+def next_snapshot_at(started: float, settle: float, last_end: float, taken: int,
+                     first_gap: float = SETTLE_FIRST_GAP) -> float | None:
+    """When the next settle snapshot starts (after ``taken`` snapshots, the last ending at ``last_end``); None = stop.
+
+    Snapshots are spaced by a growing gap (``first_gap``, then doubled: 0.1, 0.2, 0.4 … s), never
+    back to back, and none starts after ``started + settle``.
+    """
+    if taken < 1:
+        return started
+    at = last_end + first_gap * 2 ** (taken - 1)
+    return at if at <= started + settle else None
+
+
+def settle_record(settle: float, why: str | None, settled: bool,
+                  snapshots: list[tuple[float, float]]) -> dict | None:
+    """The final record's ``settle`` value (None when one snapshot was all that was asked for)."""
+    if why is None:
+        return None
+    return {"requested": settle, "settled": settled,
+            "snapshots": [{"at": a, "end": e} for a, e in snapshots], "why": why}
 
 
 def entity_count(entities: dict[str, Iterable[str]]) -> int:

@@ -9,7 +9,7 @@ possible" (then nothing waits and only ``--concurrency`` bounds the load).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -72,9 +72,13 @@ def session_cap(concurrency: int, speed: float | None) -> int:
     return max(10_000, 16 * concurrency)
 
 
-def shard_of(sid: int, workers: int) -> int:
-    """The worker (or ``--shard``) index that replays session ``sid``: deterministic, ``sid % N``."""
-    return sid % workers
+def shard_keep(shard: tuple[int, int] | None, worker: tuple[int, int] | None) -> Callable[[int], bool] | None:
+    """The session filter of a ``--shard i/M`` and a worker ``j/N``: ``sid % M == i``, then ``(sid // M) % N == j``."""
+    if shard is None and worker is None:
+        return None
+    i, m = shard or (0, 1)
+    j, n = worker or (0, 1)
+    return lambda sid: sid % m == i and (sid // m) % n == j
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -1,14 +1,9 @@
-"""A replay worker process: one shard of the sessions, driven phase by phase by the parent.
+"""A replay worker process: one shard of the sessions, driven phase by phase by the coordinator.
 
-Protocol over one ``multiprocessing`` pipe (parent → worker): ``("phase", p, start, t0, bindings)``
-runs phase ``p`` from ``start`` seconds after the shared start clock ``t0`` after adding the
-bindings other workers made in earlier phases; ``("stop",)`` stops sending (Ctrl-C at the parent);
-``("final", entities, concurrency)`` reads back this worker's share of the final state;
-``("end",)`` closes. Worker → parent: ``("final_done", state, missing, reads)``, ``("ready",)``, ``("chunk", cols, args, errors)`` (request
-rows, ``args`` msgpack-packed, written by the parent into the one results file), ``("progress", done, errors)``,
-``("bindings", {symbol: id})`` (every binding, in chunks as made; written by the parent),
-``("phase_done", p, new_shared_bindings, stopped, bound, {kind: [ids bound]})`` (ids only when the
-final read needs them), ``("bye", done, errors)``, ``("error", text)``.
+Every replay runs its requests in worker processes (``--workers 1`` is one of them), as pyperf
+always runs workers: one code path. The protocol is the typed records of :mod:`.messages`, over one
+``multiprocessing`` pipe per worker. Rows and bindings go to the coordinator at least every
+:data:`~.messages.FLUSH_EVERY` seconds, whatever the rate.
 """
 
 from __future__ import annotations
@@ -20,20 +15,28 @@ import traceback
 from typing import Any
 
 from ..api import Dialect, Target
+from .messages import (FLUSH_EVERY, Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress,
+                       PhaseDone, Progress, ReadFinal, Ready, RunPhase, Stop)
 
 
-def worker_main(conn: Any, cfg: dict) -> None:
-    """Process entry point (spawned): run this worker's shard until the parent says ``end``."""
-    # The parent owns Ctrl-C: a terminal sends SIGINT to the whole process group, and the parent
-    # then tells each worker to stop, so every worker still reports what it sent.
+def worker_main(conn: Any, cfg: dict, inherited: list | tuple = ()) -> None:
+    """Process entry point: run this worker's shard until the coordinator says :class:`End`.
+
+    ``inherited``: the coordinator's pipe ends a forked worker holds copies of (closed here).
+    """
+    for c in inherited:
+        c.close()
+    # The coordinator owns Ctrl-C and SIGTERM: a terminal sends SIGINT to the whole process group,
+    # and the coordinator then tells each worker to stop, so every worker still reports what it sent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from .run import run_async
 
     try:
         run_async(_serve(conn, cfg))
-    except Exception as e:  # report instead of dying silently; the parent turns it into one line
+    except Exception as e:  # report instead of dying silently; the coordinator turns it into one line
         try:
-            conn.send(("error", f"{e.__class__.__name__}: {e}\n{traceback.format_exc(limit=5)}"))
+            conn.send(Failed(f"{e.__class__.__name__}: {e}\n{traceback.format_exc(limit=5)}"))
         except OSError:
             pass
     finally:
@@ -43,26 +46,30 @@ def worker_main(conn: Any, cfg: dict) -> None:
 async def _serve(conn: Any, cfg: dict) -> None:
     from ..traces.stream import packer
     from .engine import Engine, RowBuffer
-    from .final import id_sets, read_state
-    from .run import shard_keep
+    from .final import ReadCounter, id_sets, read_state
+    from .schedule import shard_keep
 
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
     name, routes = cfg["dialect"]
     target = Target(cfg["target"]["ORDER_URL"], cfg["target"]["PAYMENT_URL"], cfg["target"]["STOCK_URL"])
     # Args go packed as the results file stores them: pickling 64k row tuples here and unpickling
-    # them in the parent cost more CPU than the packing the parent would otherwise do.
+    # them in the coordinator cost more CPU than the packing the coordinator would otherwise do.
     pack = packer().pack
-    rows = RowBuffer(lambda cols, args, errors: conn.send(("chunk", cols, pack(args), errors)))
+    rows = RowBuffer(lambda cols, args, errors: conn.send(Chunk(cols, pack(args), errors)))
     engine = Engine(cfg["trace_path"], target=target, dialect=Dialect(name, routes), speed=cfg["speed"],
                     concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
                     keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
                     scenarios=cfg["scenarios"], shared=cfg["shared"],
-                    bind_sink=lambda m: conn.send(("bindings", m)), client=cfg["client"])
+                    bind_sink=lambda m: conn.send(Bindings(m)), client=cfg["client"])
+    reading: list[asyncio.Task] = []  # the final-read snapshot in progress (a Stop cancels it)
+    counter = ReadCounter()
 
     def dispatch(msg: Any) -> None:
-        if msg[0] == "stop":
+        if isinstance(msg, Stop):
             engine.request_stop()
+            for t in reading:
+                t.cancel()
         else:
             inbox.put_nowait(msg)
 
@@ -72,45 +79,60 @@ async def _serve(conn: Any, cfg: dict) -> None:
         while True:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):
-                msg = ("end",)
-                loop.call_soon_threadsafe(engine.request_stop)
+            except (EOFError, OSError):  # the coordinator is gone: stop and close
+                loop.call_soon_threadsafe(dispatch, Stop())
+                msg = End()
             loop.call_soon_threadsafe(dispatch, msg)
-            if msg[0] == "end":
+            if isinstance(msg, End):
                 return
+
+    async def tick() -> None:
+        # Timely flushing: rows and bindings reach the coordinator (and the file) within
+        # FLUSH_EVERY seconds at any rate, not only when a chunk fills up.
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            engine.flush_bindings()
+            rows.flush()
+            if cfg["progress"]:
+                conn.send(FinalProgress(counter.n) if reading else Progress(engine.done, engine.errors))
 
     await engine.open()
     threading.Thread(target=listen, name="wdm-replay-worker-inbox", daemon=True).start()
-    ticker = None
-    if cfg["progress"]:
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(0.5)
-                conn.send(("progress", engine.done, engine.errors))
-        ticker = asyncio.create_task(tick())
-    conn.send(("ready",))
+    ticker = asyncio.create_task(tick())
+    conn.send(Ready())
     try:
         while True:
             msg = await inbox.get()
-            if msg[0] == "end":
+            if isinstance(msg, End):
                 break
-            if msg[0] == "final":
-                _, entities, concurrency = msg
-                state, missing, reads = await read_state(engine.client, target, engine.dialect, entities, concurrency)
-                conn.send(("final_done", state, missing, reads))
+            if isinstance(msg, ReadFinal):
+                counter.n = 0
+                task = asyncio.ensure_future(read_state(engine.client, target, engine.dialect, msg.entities,
+                                                        msg.concurrency, counter))
+                reading.append(task)
+                try:
+                    state, missing, reads = await task
+                except asyncio.CancelledError:
+                    if not task.cancelled():
+                        raise
+                    conn.send(FinalDone({}, {}, 0, cancelled=True))
+                else:
+                    conn.send(FinalDone(state, missing, reads))
+                finally:
+                    reading.clear()
                 continue
-            _, phase, start, t0, updates = msg
-            engine.t0 = t0
-            engine.bindings.update(updates)
+            assert isinstance(msg, RunPhase), msg
+            engine.t0 = msg.t0
+            engine.bindings.update(msg.bindings)
             engine.bound_ids = id_sets() if cfg["final_read"] else None
             bound0 = engine.bound
-            new = await engine.run_phase(phase, start)
+            new = await engine.run_phase(msg.phase, msg.start, grace=cfg["grace"])
+            engine.flush_bindings()
             rows.flush()
             ids = {k: list(v.ids()) for k, v in engine.bound_ids.items()} if engine.bound_ids is not None else {}
             engine.bound_ids = None
-            conn.send(("phase_done", phase, new, engine.stopping, engine.bound - bound0, ids))
+            conn.send(PhaseDone(msg.phase, new, engine.stopping, engine.bound - bound0, ids))
     finally:
-        if ticker is not None:
-            ticker.cancel()
+        ticker.cancel()
         await engine.close()
-    conn.send(("bye", engine.done, engine.errors))
+    conn.send(Bye(engine.done, engine.errors))

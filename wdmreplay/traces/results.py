@@ -137,6 +137,7 @@ class ResultsWriter:
         """Symbol → real id, for symbols bound in this run (may be written in several parts)."""
         if mapping:
             self._write({"t": "bindings", "map": dict(mapping)})
+            self._f.flush()
 
     def write_final(self, final: Mapping[str, Any]) -> None:
         """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}."""

@@ -1,0 +1,412 @@
+"""The one replay driver: worker processes run the sessions, this process coordinates and writes.
+
+Every replay — ``--workers 1`` too — forks worker processes (:mod:`.workers`) and drives them phase
+by phase: phases stay barriers, and the symbols bound in a phase reach every worker before the next
+starts. The coordinator writes the one results file from the chunks the workers send, waits for
+abandoned requests to land (quiesce), and runs the final read over the workers, re-reading until the
+state settles. It owns the signals: the first SIGINT/SIGTERM stops the run within a second (the
+file is then partial); a second stops at once, killing the workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from ..traces.results import ResultsWriter
+from .checks import ReplayError
+from .engine import split_concurrency
+from .final import (TraceScan, entity_count, id_sets, next_snapshot_at, quiesce_until, settle_plan,
+                    settle_record)
+from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
+                       Progress, ReadFinal, Ready, RunPhase, Stop)
+from .summary import Tally
+
+STOP_GRACE = 0.5  # seconds in-flight requests get after Ctrl-C / SIGTERM before they are cut off
+STOP_WAIT = 1.0  # seconds the coordinator waits for stopped workers to report before giving up on them
+START_WAIT = 120.0  # seconds the workers get to open the trace and their clients
+POLL = 0.05  # seconds between checks of the signal flags while waiting for workers
+
+
+class _HardStop(Exception):
+    """A second signal: stop at once."""
+
+
+class Coordinator:
+    """Drives ``workers`` worker processes through a trace's phases and the final read; writes the results."""
+
+    def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
+                 phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
+                 timeout: float, concurrency: int, progress: bool, total_requests: int):
+        self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
+        self.n = workers
+        self.writer = writer
+        self.tally = tally
+        self.phases = phases
+        self.scan = scan
+        self.final_read = final_read
+        self.settle = settle
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.progress = progress
+        self.total_requests = total_requests
+        self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
+        self.bound = 0  # symbols bound in the whole run (every one is in the results file)
+        # Ids of every bound entity, compact, only for the final read (nothing grows without one).
+        self.bound_ids = id_sets() if final_read else None
+        self.final_reads = 0
+        self.signals = 0
+        self.t0 = 0.0
+        self._procs: list[Any] = []
+        self._conns: list[Any] = []
+        self._gone: set[int] = set()  # workers that closed their pipe (or were given up on)
+        self._stop_sent_at: float | None = None
+        self._progress = [(0, 0)] * workers
+        self._final_progress = [0] * workers
+        self._bar: Any = None
+        self._final_bar: Any = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether a SIGINT/SIGTERM arrived."""
+        return self.signals > 0
+
+    def clock(self) -> float:
+        """Seconds since the run's start clock (shared with the workers)."""
+        return time.perf_counter() - self.t0
+
+    # --- signals ----------------------------------------------------------------------------------
+
+    def on_signal(self, *_: Any) -> None:
+        """SIGINT/SIGTERM: the first stops the run (within a second); a second kills the workers at once."""
+        self.signals += 1
+        if self.signals >= 2:
+            for p in self._procs:
+                if p.pid is not None and p.exitcode is None:
+                    try:
+                        os.kill(p.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    def _install_signals(self) -> dict:
+        saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved[sig] = signal.signal(sig, self.on_signal)
+        return saved
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    def run(self) -> tuple[bool, str | None]:
+        """Start the workers, run every phase, the quiesce wait and the final read; (complete, reason)."""
+        saved = self._install_signals()
+        try:
+            self._start_bars()
+            self._start_workers()
+            if not self._wait_ready():
+                return self._stopped("signal before the workers started")
+            if not self._run_phases():
+                return self._stopped("signal")
+            final = None
+            if self.final_read:
+                final = self._final_read()
+                if final is None:
+                    return self._stopped("signal during the final read")
+            self._close_workers()
+            if self.interrupted:  # a signal after the final read: its record stands, the run is still partial
+                return self._stopped("signal")
+            if final is not None:
+                self.writer.write_final(final)
+                s = final["settle"]
+                self.writer.write_event(self.clock(), "final_read_done", snapshots=len(s["snapshots"]) if s else 1,
+                                        settled=s["settled"] if s else None, reads=self.final_reads,
+                                        read_at=final["read_at"])
+            return True, None
+        except _HardStop:
+            self.writer.write_event(self.clock(), "interrupt", reason="second signal: stopped at once")
+            return False, "interrupted"
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+            self._reap()
+            for bar in (self._bar, self._final_bar):
+                if bar is not None:
+                    bar.close()
+
+    def _stopped(self, reason: str) -> tuple[bool, str]:
+        self.writer.write_event(self.clock(), "interrupt", reason=reason)
+        self._close_workers()
+        return False, "interrupted"
+
+    def _start_workers(self) -> None:
+        from .workers import worker_main
+
+        # fork: workers start at once and do not re-import the caller's __main__ (which spawn
+        # would, breaking scripts without a main guard); no event loop runs here while forking.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        forked = ctx.get_start_method() == "fork"
+        for i in range(self.n):
+            parent, child = ctx.Pipe()
+            # A forked worker inherits the coordinator's ends of every pipe made so far, its own
+            # too: it closes them, so that it sees EOF when the coordinator dies (even by kill -9).
+            inherited = [*self._conns, parent] if forked else []
+            cfg = dict(self.cfg, index=i, concurrency=split_concurrency(self.concurrency, self.n)[i])
+            p = ctx.Process(target=worker_main, args=(child, cfg, inherited), daemon=True,
+                            name=f"wdm-replay-worker-{i}")
+            p.start()
+            child.close()
+            self._procs.append(p)
+            self._conns.append(parent)
+
+    def _wait_ready(self) -> bool:
+        got = self._collect(Ready, set(range(self.n)), deadline=time.monotonic() + START_WAIT)
+        if self.interrupted:
+            return False
+        if len(got) < self.n:
+            raise ReplayError(f"replay workers did not start within {START_WAIT:g} s")
+        return True
+
+    def _run_phases(self) -> bool:
+        """Every phase, each a barrier; False when a signal stopped the run."""
+        self.t0 = time.perf_counter()
+        new: dict[str, str] = {}
+        for p, name in enumerate(self.phases):
+            start = self.clock()
+            self.writer.write_event(start, "phase_start", phase=p, name=name)
+            self._send_all(RunPhase(p, start, self.t0, new))
+            new = {}
+            for msg in self._collect(PhaseDone, self._alive()).values():
+                new.update(msg.shared)
+                self.bound += msg.bound
+                if self.bound_ids is not None:
+                    for kind, ids in msg.ids.items():
+                        self.bound_ids[kind].update(ids)
+            self.bindings.update(new)
+            self.writer.write_event(self.clock(), "phase_end", phase=p, name=name)
+            if self.interrupted:
+                return False
+        self._update_bar()
+        return True
+
+    # --- the final read ---------------------------------------------------------------------------
+
+    def _final_read(self) -> dict | None:
+        """Quiesce, then snapshots until the state settles; the ``final`` record, or None if interrupted."""
+        until = quiesce_until(self.tally.last_abandoned, self.timeout)
+        began = self.clock()
+        if until is not None and not self._idle(until):
+            return None
+        if until is None:  # nothing was abandoned: nothing to wait for
+            quiesce = {"waited": 0.0, "until": began}
+        else:
+            quiesce = {"waited": max(0.0, self.clock() - began), "until": max(began, until)}
+        entities = self.scan.entities(self.bound_ids or id_sets())
+        total = entity_count(entities)
+        settle, why = settle_plan(self.settle, self.tally.indeterminate)
+        self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()},
+                                quiesce=quiesce, settle=settle, why=why)
+        alive = sorted(self._alive())
+        slices = {i: {k: v[j::len(alive)] for k, v in entities.items()} for j, i in enumerate(alive)}
+        shares = dict(zip(alive, split_concurrency(self.concurrency, len(alive)))) if alive else {}
+        started = self.clock()
+        snapshots: list[tuple[float, float]] = []
+        state = missing = None
+        settled = False
+        while True:
+            at = next_snapshot_at(started, settle, snapshots[-1][1] if snapshots else started, len(snapshots))
+            if at is None or (why is None and snapshots):
+                break
+            if not self._idle(at):
+                return None
+            if self.progress:
+                self._final_bar_for(total)
+                self._final_bar.set_description(f"final read {len(snapshots) + 1}" if snapshots else "final read")
+            a = self.clock()
+            snap = self._snapshot(slices, shares)
+            if snap is None:
+                return None
+            snapshots.append((a, self.clock()))
+            same = state is not None and snap[0] == state and snap[1] == missing
+            state, missing = snap[0], snap[1]
+            if same:
+                settled = True
+                break
+        assert state is not None and missing is not None
+        return {**state, "missing": missing, "settle": settle_record(settle, why, settled, snapshots),
+                "quiesce": quiesce, "read_at": snapshots[-1][0]}
+
+    def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
+        """One snapshot read by the workers, each its slice; None when interrupted."""
+        self._final_progress = [0] * self.n
+        for i, part in slices.items():
+            self._send(i, ReadFinal(part, shares[i]))
+        got = self._collect(FinalDone, set(slices))
+        self._final_progress = [len(sum(part.values(), [])) for part in
+                                (slices.get(i, {}) for i in range(self.n))]
+        self._update_final_bar()
+        if self.interrupted or len(got) < len(slices) or any(m.cancelled for m in got.values()):
+            return None
+        state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
+        missing: dict[str, dict] = {}
+        for msg in got.values():
+            for section, part in msg.state.items():
+                state[section].update(part)
+            for kind, part in msg.missing.items():
+                missing.setdefault(kind, {}).update(part)
+            self.final_reads += msg.reads
+        return state, missing
+
+    def _idle(self, until: float) -> bool:
+        """Wait until ``until`` (run clock), handling worker messages; False when a signal came first."""
+        while True:
+            if self.interrupted:
+                return False
+            left = until - self.clock()
+            if left <= 0:
+                return True
+            self._pump(min(left, POLL))
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    def _alive(self) -> set[int]:
+        return set(range(self.n)) - self._gone
+
+    def _send(self, i: int, msg: Any) -> None:
+        if i in self._gone:
+            return
+        try:
+            self._conns[i].send(msg)
+        except OSError:
+            self._gone.add(i)
+
+    def _send_all(self, msg: Any) -> None:
+        for i in range(self.n):
+            self._send(i, msg)
+
+    def _collect(self, kind: type, workers: set[int], deadline: float | None = None) -> dict[int, Any]:
+        """Handle messages until each of ``workers`` sent one of ``kind``; {worker: that message}.
+
+        A signal sends :class:`Stop` to every worker; workers that then stay silent for
+        :data:`STOP_WAIT` seconds (or past ``deadline``) are given up on (left out of the result).
+        """
+        got: dict[int, Any] = {}
+        pending = set(workers) - self._gone
+        called = time.monotonic()
+        while pending:
+            if self.signals >= 2:
+                raise _HardStop()
+            if self.interrupted and self._stop_sent_at is None:
+                self._stop_sent_at = time.monotonic()
+                self._send_all(Stop())
+            now = time.monotonic()
+            if (self._stop_sent_at is not None and now - max(self._stop_sent_at, called) > STOP_WAIT) or \
+                    (deadline is not None and now > deadline):
+                break
+            for i, msg in self._pump(POLL):
+                if isinstance(msg, kind) and i in pending:
+                    got[i] = msg
+                    pending.discard(i)
+            pending -= self._gone
+        if self.signals >= 2:
+            raise _HardStop()
+        return got
+
+    def _pump(self, timeout: float) -> list[tuple[int, Any]]:
+        """Receive what the workers sent within ``timeout``; handle data records; return [(worker, message)]."""
+        conns = {self._conns[i]: i for i in self._alive()}
+        if not conns:
+            time.sleep(timeout)
+            return []
+        out = []
+        for c in multiprocessing.connection.wait(list(conns), timeout=timeout):
+            i = conns[c]  # type: ignore[index]
+            try:
+                msg = c.recv()
+            except (EOFError, OSError):
+                self._gone.add(i)
+                if self.interrupted:
+                    continue
+                raise ReplayError(f"replay worker {i} died (exit code {self._procs[i].exitcode})") from None
+            self._handle(i, msg)
+            out.append((i, msg))
+        return out
+
+    def _handle(self, i: int, msg: Any) -> None:
+        if isinstance(msg, Chunk):
+            self.writer.write_requests(msg.cols, msg.args, msg.errors)
+            self.tally.add_chunk(msg.cols)
+        elif isinstance(msg, Bindings):
+            self.writer.write_bindings(msg.mapping)
+        elif isinstance(msg, Progress):
+            self._progress[i] = (msg.done, msg.errors)
+            self._update_bar()
+        elif isinstance(msg, FinalProgress):
+            self._final_progress[i] = msg.read
+            self._update_final_bar()
+        elif isinstance(msg, Bye):
+            self._progress[i] = (msg.done, msg.errors)
+            self._gone.add(i)
+        elif isinstance(msg, Failed):
+            raise ReplayError(f"replay worker {i} failed: {msg.text}")
+
+    def _close_workers(self) -> None:
+        """Tell every worker to end; take its last rows until it says bye — not after a signal.
+
+        A stopped worker flushed its rows and bindings before its :class:`PhaseDone`; nothing is
+        left to wait for, and a signal is answered within a second.
+        """
+        self._send_all(End())
+        if not self.interrupted:
+            self._collect(Bye, self._alive())
+        self._update_bar()
+
+    def _reap(self) -> None:
+        stopped = self.interrupted
+        for c in self._conns:
+            c.close()
+        for p in self._procs:
+            p.join(timeout=0.2 if stopped else 5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2)
+
+    # --- progress ---------------------------------------------------------------------------------
+
+    def _start_bars(self) -> None:
+        if not self.progress:
+            return
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.total_requests, unit="req", file=sys.stderr, dynamic_ncols=True,
+                         smoothing=0.1, desc="replay",
+                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    def _update_bar(self) -> None:
+        bar = self._bar
+        done, errors = sum(d for d, _ in self._progress), sum(e for _, e in self._progress)
+        if bar is not None and done > bar.n:
+            bar.set_postfix_str(f"errors={errors}", refresh=False)
+            bar.update(done - bar.n)
+
+    def _final_bar_for(self, total: int) -> None:
+        if self._final_bar is None:
+            from tqdm import tqdm
+
+            self._final_bar = tqdm(total=total, unit="entity", file=sys.stderr, dynamic_ncols=True,
+                                   desc="final read")
+        else:
+            self._final_bar.reset(total=total)
+
+    def _update_final_bar(self) -> None:
+        bar = self._final_bar
+        read = sum(self._final_progress)
+        if bar is not None and read > bar.n:
+            bar.update(read - bar.n)
+
