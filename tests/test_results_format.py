@@ -264,3 +264,37 @@ def test_replay_killed_with_sigkill_leaves_a_partial_run(shop, tmp_path: Path) -
             assert p.returncode != 0 and "ended without a trailer" in p.stdout + p.stderr, (args, p.stdout)
         if args[-1] == "json" and args[0] == "report":
             assert json.loads(p.stdout)["run"]["complete"] is False
+
+
+# --- round trip of arbitrary content -------------------------------------------------------------
+
+_text = st.text(max_size=12)
+_arg = st.one_of(st.integers(-(2**63), 2**64 - 1), _text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.integers(0, 40), max_size=4), bindings=st.dictionaries(_text, _text, max_size=5),
+       events=st.lists(st.tuples(st.floats(0, 1e6, allow_nan=False), _text), max_size=4),
+       complete=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_round_trip_arbitrary_content(tmp_path: Path, chunks, bindings, events, complete, seed) -> None:
+    rng = np.random.default_rng(seed)
+    out = tmp_path / "rt.wdmr"
+    w = ResultsWriter(out, _header())
+    rows, all_args, all_errors = 0, [], {}
+    for n in chunks:
+        cols = _cols(n, rows)
+        cols["done"] = rng.random(n)
+        args = [[int(a)] for a in rng.integers(0, 2**62, n)]
+        errors = [(i, f"e{rows + i}") for i in range(0, n, 3)]
+        w.write_requests(cols, args, errors)
+        all_args += args
+        all_errors.update({rows + i: t for i, t in errors})
+        rows += n
+    w.write_bindings(bindings)
+    for at, kind in events:
+        w.write_event(at, kind)
+    w.close(complete=complete, wall=1.0, reason=None if complete else "interrupted")
+    r = load_results(out, with_args=True)
+    assert r.n == rows and r.complete == complete and r.args == all_args and r.errors == all_errors
+    assert r.bindings == bindings and [(e["at"], e["kind"]) for e in r.events] == events
+    assert list(r.cols["sid"]) == list(range(rows))
