@@ -298,3 +298,30 @@ def test_round_trip_arbitrary_content(tmp_path: Path, chunks, bindings, events, 
     assert r.n == rows and r.complete == complete and r.args == all_args and r.errors == all_errors
     assert r.bindings == bindings and [(e["at"], e["kind"]) for e in r.events] == events
     assert list(r.cols["sid"]) == list(range(rows))
+
+
+def test_large_chunks_decode_in_place_and_stay_checked(tmp_path: Path) -> None:
+    from wdmreplay.traces.stream import frame_head
+
+    out = tmp_path / "big.wdmr"
+    w = ResultsWriter(out, _header())
+    w.write_requests(_cols(40_000), [[i] for i in range(40_000)])  # a frame of > 1 MiB
+    w.close(complete=True, wall=1.0)
+    r = load_results(out, with_args=True)
+    assert r.n == 40_000 and list(r.cols["sid"][-3:]) == [39_997, 39_998, 39_999] and r.args[-1] == [39_999]
+    data = out.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x08
+    out.write_bytes(bytes(flipped))
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        load_results(out)
+    # A large frame holding two records (not what the writer makes, but what the format allows).
+    chunk = {"t": "requests", "n": 40_000, "cols": {k: v.tobytes() for k, v in _cols(40_000).items()},
+             "args": b"", "errors": []}
+    two = msgpack.packb(chunk, use_bin_type=True) + msgpack.packb({"t": "bindings", "map": {"$a": "1"}})
+    trailer = msgpack.packb({"trailer": "wdm-results", "requests": 40_000, "complete": True, "reason": None,
+                             "wall": 1.0})
+    head = msgpack.packb(_header(), use_bin_type=True)
+    out.write_bytes(prologue("wdm-results", 2) + b"".join(frame_head(p) + p for p in (head, two, trailer)))
+    r = load_results(out)
+    assert r.n == 40_000 and r.bindings == {"$a": "1"} and r.complete

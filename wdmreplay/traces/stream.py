@@ -40,6 +40,7 @@ _HEAD = struct.Struct(">BBIBIBIBI")
 _HEAD_CHECKED = 11  # the array marker, the length and the payload checksum are under head_crc
 _MARKERS = (0x94, 0xCE, 0xCE, 0xCE, 0xC6)
 MAX_FRAME = 2**32 - 1
+_ONE_RECORD_FRAME = 1 << 20  # frames this large are tried as one record (results chunks are)
 
 
 def packer() -> msgpack.Packer:
@@ -306,21 +307,59 @@ class RecordReader:
             off, payload = fr
             base = off + FRAME_HEAD
             end = len(payload)
-            u = _unpacker(limit=max(end, 1))
-            u.feed(payload)
-            while u.tell() < end:
-                offset = base + u.tell()
+            if skip is None and end >= _ONE_RECORD_FRAME:
+                # A results chunk (a frame of its own): decoded in place, without copying it into
+                # an Unpacker's buffer first. More than one record falls through to the general path.
                 try:
-                    rec = self._decode(u, offset, skip)
+                    rec = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                except msgpack.ExtraData:
+                    pass
                 except (msgpack.OutOfData, *_DECODE_ERRORS) as e:
                     why = str(e) or f"invalid msgpack ({type(e).__name__})"
-                    raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
-                if self._is_trailer(rec, offset):
-                    if u.tell() != end or self._f.read(1):
-                        raise FormatError(f"{self.path}: corrupt at byte {base + u.tell()}: data after the trailer")
-                    self.trailer = rec  # type: ignore[assignment]
-                    return
-                yield rec
+                    raise FormatError(f"{self.path}: corrupt at byte {base}: {why}") from None
+                else:
+                    if rec.__class__ is not dict:
+                        raise FormatError(f"{self.path}: corrupt at byte {base}: expected a map, got {type(rec).__name__}")
+                    if "trailer" in rec:
+                        self._take_trailer(rec, base, True)
+                        return
+                    yield rec
+                    continue
+            u = _unpacker(limit=max(end, 1))
+            u.feed(payload)
+            offset = base
+            try:
+                if skip is None:  # the hot path: msgpack's own iteration over the frame's records
+                    for rec in u:
+                        if rec.__class__ is not dict:
+                            raise FormatError(f"{self.path}: corrupt at byte {offset}: expected a map, "
+                                              f"got {type(rec).__name__}")
+                        if "trailer" in rec:
+                            self._take_trailer(rec, offset, u.tell() == end)
+                            return
+                        yield rec
+                        offset = base + u.tell()
+                    if u.tell() != end:
+                        raise msgpack.OutOfData("a record cut short inside its frame")
+                else:
+                    while u.tell() < end:
+                        offset = base + u.tell()
+                        rec = self._decode(u, offset, skip)
+                        if self._is_trailer(rec, offset):
+                            self._take_trailer(rec, offset, u.tell() == end)  # type: ignore[arg-type]
+                            return
+                        yield rec
+            except (msgpack.OutOfData, *_DECODE_ERRORS) as e:
+                why = str(e) or f"invalid msgpack ({type(e).__name__})"
+                raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
+
+    def _take_trailer(self, rec: dict, offset: int, frame_done: bool) -> None:
+        """Keep the trailer read at ``offset``: it must be the file's last record."""
+        if rec["trailer"] != self.fmt:
+            raise FormatError(f"{self.path}: corrupt at byte {offset}: trailer of another format")
+        if not frame_done or self._f.read(1):
+            raise FormatError(f"{self.path}: corrupt at byte {offset}: data after the trailer")
+        self.trailer = rec
 
     def _records(self, skip: tuple | None) -> Iterator[dict | int]:
         return self._records_v1(skip) if self.version == 1 else self._records_v2(skip)
