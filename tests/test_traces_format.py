@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdmreplay.traces import FormatError, TraceReader, TraceWriter, read_header, step, trace_digest
+from wdmreplay.traces.stream import FRAME_HEAD, frame_head, prologue
 from wdmreplay.traces.trace import TRACE_VERSION
 
 # --- round trip --------------------------------------------------------------------------------
@@ -98,45 +99,118 @@ def _error(path: Path) -> str:
     return msg
 
 
+def _frames(data: bytes) -> list[tuple[int, int]]:
+    """(offset, total length) of every frame of a version-2 file, walked by the documented layout."""
+    pos = len(prologue("wdm-trace", TRACE_VERSION))
+    out = []
+    while pos < len(data):
+        n = int.from_bytes(data[pos + 2:pos + 6], "big")
+        out.append((pos, FRAME_HEAD + n))
+        pos += FRAME_HEAD + n
+    assert pos == len(data)
+    return out
+
+
+def test_v2_layout_prologue_header_blocks_trailer(tmp_path: Path) -> None:
+    path = tmp_path / "big.wdmt"
+    with TraceWriter(path, workload="w", seed=0, params={}, phases=["a"]) as w:
+        for sid in range(3000):  # ~40 bytes a session: a couple of 64 KiB blocks
+            w.write_session(sid, 0, float(sid), [step("create_user", bind=f"$u{sid}")])
+    data = path.read_bytes()
+    assert data.startswith(prologue("wdm-trace", 2)) and TRACE_VERSION == 2
+    frames = _frames(data)
+    u = msgpack.Unpacker(raw=False)
+    u.feed(data)
+    objs = list(u)  # the whole file is a valid msgpack stream: prologue, then [n, crc, head_crc, payload]
+    assert objs[0] == {"format": "wdm-trace", "version": 2} and len(objs) == 1 + len(frames)
+    header = msgpack.unpackb(objs[1][3], raw=False)
+    assert header["format"] == "wdm-trace" and header["sessions"] == 3000
+    assert msgpack.unpackb(objs[-1][3], raw=False) == {"trailer": "wdm-trace", "sessions": 3000, "requests": 3000}
+    blocks = frames[1:-1]
+    assert len(blocks) >= 2 and all(length - FRAME_HEAD >= 64 * 1024 for _, length in blocks[:-1])
+    with TraceReader(path) as r:
+        assert [s["sid"] for s in r] == list(range(3000))
+
+
 def test_truncated_file_reports_offset(tmp_path: Path) -> None:
     good = _good(tmp_path)
     data = good.read_bytes()
-    for cut in (len(data) - 1, len(data) - 20, len(data) // 2):
+    last = _frames(data)[-1][0]  # the trailer frame
+    for cut in (len(data) - 1, len(data) - 20, last, len(data) // 2):
         bad = tmp_path / f"cut{cut}.wdmt"
         bad.write_bytes(data[:cut])
         msg = _error(bad)
-        assert "truncated" in msg and "byte" in msg
+        assert "truncated at byte" in msg, msg
         assert any(ch.isdigit() for ch in msg.split("byte", 1)[1])
 
 
 def test_truncated_header(tmp_path: Path) -> None:
     data = _good(tmp_path).read_bytes()
-    bad = tmp_path / "h.wdmt"
-    bad.write_bytes(data[:10])
-    assert "truncated" in _error(bad) or "not a wdm-trace" in _error(bad)
+    for cut in (10, len(prologue("wdm-trace", 2)) + 5, _frames(data)[1][0] - 1):
+        bad = tmp_path / "h.wdmt"
+        bad.write_bytes(data[:cut])
+        msg = _error(bad)
+        assert "truncated" in msg or "not a wdm-trace" in msg
 
 
-def test_corrupt_record_reports_offset(tmp_path: Path) -> None:
+def test_corrupt_byte_reports_frame_offset(tmp_path: Path) -> None:
     good = _good(tmp_path)
-    data = bytearray(good.read_bytes())
-    hdr_len = len(msgpack.packb(read_header(good), use_bin_type=True))
-    data[hdr_len] = 0xC1  # 0xc1 is "never used" in msgpack
-    bad = tmp_path / "corrupt.wdmt"
-    bad.write_bytes(bytes(data))
-    msg = _error(bad)
-    assert f"corrupt at byte {hdr_len}: invalid msgpack" in msg
+    data = good.read_bytes()
+    header_frame, body = _frames(data)[:2]
+    for where, (off, length) in (("header", header_frame), ("sessions", body)):
+        bad = tmp_path / f"corrupt-{where}.wdmt"
+        flipped = bytearray(data)
+        flipped[off + FRAME_HEAD + length // 3] ^= 0x10
+        bad.write_bytes(bytes(flipped))
+        msg = _error(bad)
+        assert f"corrupt at byte {off}: checksum mismatch (frame of {length - FRAME_HEAD} bytes)" in msg
+        flipped = bytearray(data)
+        flipped[off + 3] ^= 0x01  # the frame's length
+        bad.write_bytes(bytes(flipped))
+        assert f"corrupt at byte {off}: checksum mismatch in the frame header" in _error(bad)
 
 
-def test_non_map_record_and_trailing_garbage(tmp_path: Path) -> None:
+def test_trailing_garbage_and_record_after_trailer(tmp_path: Path) -> None:
     good = _good(tmp_path)
     data = good.read_bytes()
     bad = tmp_path / "garbage.wdmt"
     bad.write_bytes(data + msgpack.packb({"x": 1}))
     assert "data after the trailer" in _error(bad)
-    hdr = msgpack.packb(read_header(good), use_bin_type=True)
-    bad2 = tmp_path / "list.wdmt"
-    bad2.write_bytes(hdr + msgpack.packb([1, 2]) + data[len(hdr):])
-    assert f"corrupt at byte {len(hdr)}" in _error(bad2)
+    # A well-framed record after the trailer inside the trailer's frame.
+    off, _ = _frames(data)[-1]
+    bad.write_bytes(data[:off] + _frame(msgpack.packb({"trailer": "wdm-trace", "sessions": 20, "requests": 40})
+                                        + msgpack.packb({"x": 1})))
+    assert "data after the trailer" in _error(bad)
+
+
+def _frame(payload: bytes) -> bytes:
+    return frame_head(payload) + payload
+
+
+def _v2_file(header: dict, records: list, trailer: dict) -> bytes:
+    """A version-2 file built by hand from the documented layout (one frame per record)."""
+    return prologue("wdm-trace", 2) + b"".join(_frame(msgpack.packb(x, use_bin_type=True))
+                                               for x in [header, *records, trailer])
+
+
+def test_count_mismatch_with_trailer(tmp_path: Path) -> None:
+    good = _good(tmp_path)
+    with TraceReader(good) as r:
+        recs = list(r)
+        hdr = r.header
+    bad = tmp_path / "short.wdmt"
+    bad.write_bytes(_v2_file(hdr, recs[:-1], {"trailer": "wdm-trace", "sessions": 20, "requests": 40}))
+    assert "trailer says 20 / 40" in _error(bad)
+    bad.write_bytes(_v2_file(hdr, [*recs[:3], [1, 2], *recs[3:]], {"trailer": "wdm-trace", "sessions": 20, "requests": 40}))
+    assert "expected a map, got list" in _error(bad)
+
+
+def test_prologue_must_be_exact(tmp_path: Path) -> None:
+    data = _good(tmp_path).read_bytes()
+    n = len(prologue("wdm-trace", 2))
+    bad = tmp_path / "p.wdmt"
+    bad.write_bytes(msgpack.packb({"format": "wdm-trace", "version": 2, "x": 1}) + data[n:])
+    assert "corrupt at byte 0: not the wdm-trace 2 prologue" in _error(bad)
 
 
 def test_wrong_format_and_newer_version_and_empty(tmp_path: Path) -> None:
@@ -147,8 +221,7 @@ def test_wrong_format_and_newer_version_and_empty(tmp_path: Path) -> None:
     text.write_text("hello, this is not msgpack\n")
     assert "not a wdm-trace file" in _error(text)
     newer = tmp_path / "newer.wdmt"
-    h = read_header(_good(tmp_path)) | {"version": TRACE_VERSION + 1}
-    newer.write_bytes(msgpack.packb(h))
+    newer.write_bytes(msgpack.packb({"format": "wdm-trace", "version": TRACE_VERSION + 1}))
     msg = _error(newer)
     assert f"version {TRACE_VERSION + 1} is newer" in msg
     empty = tmp_path / "empty.wdmt"
@@ -157,22 +230,139 @@ def test_wrong_format_and_newer_version_and_empty(tmp_path: Path) -> None:
     assert "no such file" in _error(tmp_path / "missing.wdmt")
 
 
-def test_count_mismatch_with_trailer(tmp_path: Path) -> None:
-    good = _good(tmp_path)
-    with TraceReader(good) as r:
-        recs = list(r)
-        hdr = r.header
-    bad = tmp_path / "short.wdmt"
-    bad.write_bytes(b"".join(msgpack.packb(x, use_bin_type=True) for x in
-                             [hdr, *recs[:-1], {"trailer": "wdm-trace", "sessions": 20, "requests": 40}]))
-    assert "trailer says 20 / 40" in _error(bad)
-
-
 def test_digest_identifies_bytes(tmp_path: Path) -> None:
     a = _good(tmp_path)
     b = tmp_path / "copy.wdmt"
     shutil.copy(a, b)
     assert trace_digest(a) == trace_digest(b) and trace_digest(a).startswith("sha256:")
+
+
+def test_writer_refuses_an_input_as_output_before_touching_it(tmp_path: Path) -> None:
+    good = _good(tmp_path)
+    before = good.read_bytes()
+    for out in (good, tmp_path / "." / "good.wdmt", Path(f"{good}.part").with_name("good.wdmt")):
+        with pytest.raises(FormatError, match="is the input"):
+            TraceWriter(out, workload="w", seed=0, params={}, phases=["a"], inputs=[good])
+    link = tmp_path / "link.wdmt"
+    link.symlink_to(good)
+    with pytest.raises(FormatError, match="is the input"):
+        TraceWriter(link, workload="w", seed=0, params={}, phases=["a"], inputs=[good])
+    part_in = tmp_path / "x.wdmt.part"  # e.g. a leftover temporary file given as the input
+    part_in.write_bytes(before)
+    with pytest.raises(FormatError, match="its temporary file"):
+        TraceWriter(tmp_path / "x.wdmt", workload="w", seed=0, params={}, phases=["a"], inputs=[part_in])
+    assert good.read_bytes() == before and part_in.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["good.wdmt", "link.wdmt", "x.wdmt.part"]
+
+
+# --- version 1 (no checksums) still reads --------------------------------------------------------
+
+def _v1_file(path: Path, sessions: int = 20) -> tuple[bytes, dict]:
+    """A version-1 trace built by hand as the version-1 writer laid it out: header, sessions, trailer."""
+    header = {"format": "wdm-trace", "version": 1, "workload": "w", "seed": 0, "params": {}, "dialect": "2024",
+              "phases": [{"name": "a", "sessions": sessions}], "scenarios": [], "sessions": sessions,
+              "requests": 2 * sessions, "duration": float(sessions - 1), "expect": {}, "generator": "wdm-replay 0.1"}
+    recs = [{"sid": i, "phase": 0, "at": float(i),
+             "steps": [step("create_user", bind=f"$u{i}"), step("find_user", [f"$u{i}"])]} for i in range(sessions)]
+    data = b"".join(msgpack.packb(x, use_bin_type=True) for x in
+                    [header, *recs, {"trailer": "wdm-trace", "sessions": sessions, "requests": 2 * sessions}])
+    path.write_bytes(data)
+    return data, header
+
+
+def test_v1_file_reads_whole_and_skipping(tmp_path: Path) -> None:
+    path = tmp_path / "v1.wdmt"
+    _, header = _v1_file(path)
+    assert read_header(path) == header
+    with TraceReader(path) as r:
+        assert [s["sid"] for s in r] == list(range(20))
+    with TraceReader(path) as r:
+        assert [s["sid"] for s in r.sessions(lambda sid: sid % 3 == 1)] == list(range(1, 20, 3))
+
+
+def test_v1_bad_files_still_one_line_errors(tmp_path: Path) -> None:
+    data, header = _v1_file(tmp_path / "v1.wdmt")
+    hdr_len = len(msgpack.packb(header, use_bin_type=True))
+    bad = tmp_path / "bad.wdmt"
+    for cut in (len(data) - 1, len(data) // 2):
+        bad.write_bytes(data[:cut])
+        assert "truncated at byte" in _error(bad)
+    corrupt = bytearray(data)
+    corrupt[hdr_len] = 0xC1  # 0xc1 is "never used" in msgpack
+    bad.write_bytes(bytes(corrupt))
+    assert f"corrupt at byte {hdr_len}: invalid msgpack" in _error(bad)
+    bad.write_bytes(data[:hdr_len] + msgpack.packb([1, 2]) + data[hdr_len:])
+    assert f"corrupt at byte {hdr_len}: expected a map" in _error(bad)
+    bad.write_bytes(data + msgpack.packb({"x": 1}))
+    assert "data after the trailer" in _error(bad)
+
+
+# --- any flipped byte is an error ----------------------------------------------------------------
+
+def _small_trace(tmp_path: Path) -> bytes:
+    path = tmp_path / "small.wdmt"
+    if not path.exists():
+        with TraceWriter(path, workload="w", seed=3, params={"rate": 2}, phases=["a", "b"], scenarios=["s"]) as w:
+            w.write_session(0, 0, 0.0, [step("create_item", [5], bind="$i", scenario="s"),
+                                        step("add_stock", ["$i", 300], scenario="s")])
+            w.write_session(1, 1, 0.5, [step("find_item", ["$i"], scenario="s", think=0.25)])
+    return path.read_bytes()
+
+
+def _read_fully(path: Path, keep) -> None:
+    with TraceReader(path) as r:
+        for _ in r.sessions(keep):
+            pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), skipping=st.booleans())
+def test_any_flipped_byte_is_a_format_error(tmp_path: Path, data, skipping: bool) -> None:
+    good = _small_trace(tmp_path)
+    pos = data.draw(st.integers(0, len(good) - 1), label="byte")
+    mask = data.draw(st.integers(1, 255), label="xor")
+    bad = tmp_path / "flipped.wdmt"
+    flipped = bytearray(good)
+    flipped[pos] ^= mask
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(FormatError) as e:
+        _read_fully(bad, (lambda sid: sid == 1) if skipping else None)
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_single_bit_flip_is_a_format_error(tmp_path: Path) -> None:
+    good = _small_trace(tmp_path)
+    bad = tmp_path / "flipped.wdmt"
+    accepted = []
+    for pos in range(len(good)):
+        for bit in (0x01, 0x80):
+            flipped = bytearray(good)
+            flipped[pos] ^= bit
+            bad.write_bytes(bytes(flipped))
+            try:
+                _read_fully(bad, None)
+            except FormatError:
+                continue
+            accepted.append((pos, bit))
+    assert accepted == []
+
+
+def test_a_flipped_add_stock_amount_is_refused(tmp_path: Path) -> None:
+    # The issue's finding: one flipped bit changed an add_stock amount, and the run blamed the shop.
+    from wdmreplay.recorder import generate
+
+    path = tmp_path / "s.wdmt"
+    generate("stress", path, seed=4, sessions=30)
+    with TraceReader(path) as r:
+        item, amount = next(s["args"] for sess in r for s in sess["steps"] if s["op"] == "add_stock")
+    data = path.read_bytes()
+    needle = msgpack.packb([item, amount], use_bin_type=True)
+    at = data.index(needle) + len(needle) - 1  # the amount's low byte
+    frame_off = max(off for off, _ in _frames(data) if off < at)
+    flipped = bytearray(data)
+    flipped[at] ^= 0x04  # one bit: e.g. 300 → 296
+    path.write_bytes(bytes(flipped))
+    assert f"corrupt at byte {frame_off}: checksum mismatch" in _error(path)
 
 
 # --- the installed console script on bad files -------------------------------------------------
@@ -191,8 +381,7 @@ def test_cli_bad_trace_is_one_line_exit_2(tmp_path: Path, kind: str) -> None:
     if kind == "truncated":
         bad.write_bytes(data[: len(data) - 7])
     elif kind == "corrupt":
-        hdr_len = len(msgpack.packb(read_header(good), use_bin_type=True))
-        bad.write_bytes(data[:hdr_len] + b"\xc1" + data[hdr_len + 1:])
+        bad.write_bytes(data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0x20]) + data[len(data) // 2 + 1:])
     elif kind == "newer":
         bad.write_bytes(msgpack.packb(read_header(good) | {"version": 99}))
     elif kind == "wrong_format":

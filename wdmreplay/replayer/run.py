@@ -84,7 +84,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         timeout=timeout, label=label, started=time.time(), tool=f"wdm-replay {__version__}",
         host=socket.gethostname(), shard=f"{shard[0]}/{shard[1]}" if shard else None, workers=workers,
         scenarios=scenarios, final_read=final_read, settle=settle, client=client,
-    ))
+    ), inputs=[trace_path])
     tally = Tally()
     coordinator = Coordinator(
         worker_cfg=_worker_config(trace_path, target, dialect, speed, concurrency, timeout, workers,

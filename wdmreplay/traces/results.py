@@ -12,6 +12,13 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   "wdm-results", requests, complete, reason, wall}. Further header keys a reader may ignore:
   scenarios, final_read, settle, client (the HTTP client of the replayed requests, "lean" or
   "aiohttp"; absent in files written before the lean client, which used aiohttp).
+- version 2: the same header, records and trailer, each record inside its own checksummed frame
+  (see :mod:`.stream` and ``docs/formats.md``) after a prologue {format, version}; the writer
+  flushes every frame to the OS as it is written and works under ``<path>.part``, renamed to
+  ``<path>`` by ``close``. A file that ends without a trailer (a killed writer) loads as a partial
+  run up to its last whole frame (``Results.truncated_at``; the trailer is synthesized with
+  ``complete: false, reason: "ended without a trailer at byte N"``); version 1 files cut short
+  load the same way up to their last whole record. Readers read versions 1 and 2.
 
 Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
 ``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for
@@ -29,10 +36,10 @@ import msgpack
 import numpy as np
 
 from ..api import OP_NAMES
-from .stream import FormatError, RecordReader, packer
+from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
 
 RESULTS_FORMAT = "wdm-results"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 
 # Outcome classes (codes are the index).
 OUTCOMES = ("ok", "fail", "error", "timeout", "conn_error", "skipped")
@@ -96,24 +103,31 @@ def results_header(**fields: Any) -> dict:
 class ResultsWriter:
     """Appends records to a results file as the run goes; :meth:`close` writes the trailer.
 
-    Records go straight to the file (flushed per chunk), so a crash loses at most the chunk in
-    memory; an orderly stop — including Ctrl-C — always ends with a trailer saying whether the run
-    was complete.
+    The file is written as ``<path>.part`` and renamed to ``path`` by :meth:`close`. Every record
+    is a checksummed frame handed to the OS as soon as it is written, so a killed writer leaves a
+    ``.part`` file that loads as a partial run holding every record written; an orderly stop —
+    including Ctrl-C — always ends with a trailer saying whether the run was complete. ``inputs``
+    are the files the run reads (the trace): an output that is one of them is refused before
+    anything is written.
     """
 
-    def __init__(self, path: str | Path, header: dict):
+    def __init__(self, path: str | Path, header: dict, *, inputs: Iterable[str | Path] = ()):
         self.path = str(path)
+        self.part_path = part_path(self.path)
+        refuse_inputs(self.path, inputs)
         self._pack = packer()
         try:
-            self._f = open(self.path, "wb")
+            self._f = open(self.part_path, "wb")
         except OSError as e:
-            raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
+            raise FormatError(f"{self.part_path}: cannot write: {e.strerror}") from None
         self.requests = 0
         self.closed = False
+        self._f.write(prologue(RESULTS_FORMAT, RESULTS_VERSION))
         self._write(header)
 
     def _write(self, obj: Any) -> None:
-        self._f.write(self._pack.pack(obj))
+        write_frame(self._f, self._pack.pack(obj))
+        self._f.flush()
 
     def write_requests(self, cols: Mapping[str, Any], args: list | bytes | None = None,
                        errors: Iterable[tuple[int, str]] = ()) -> None:
@@ -131,7 +145,6 @@ class ResultsWriter:
                      "args": args if args is not None else b"",
                      "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]})
         self.requests += n
-        self._f.flush()
 
     def write_bindings(self, mapping: Mapping[str, str]) -> None:
         """Symbol → real id, for symbols bound in this run (may be written in several parts)."""
@@ -146,18 +159,20 @@ class ResultsWriter:
     def write_event(self, at: float, kind: str, **info: Any) -> None:
         """A run event (phase start/end, interrupt, settle, …) at ``at`` seconds."""
         self._write({"t": "event", "at": at, "kind": kind, **info})
-        self._f.flush()
 
     def close(self, *, complete: bool, wall: float, reason: str | None = None) -> None:
-        """Write the trailer and close; ``complete=False`` marks a partial run (with ``reason``)."""
+        """Write the trailer, close, and rename the file into place; ``complete=False`` marks a partial run."""
         if self.closed:
             return
         self.closed = True
-        self._write({"trailer": RESULTS_FORMAT, "requests": self.requests, "complete": complete,
-                     "reason": reason, "wall": wall})
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+        try:
+            self._write({"trailer": RESULTS_FORMAT, "requests": self.requests, "complete": complete,
+                         "reason": reason, "wall": wall})
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self.part_path, self.path)
+        except OSError as e:
+            raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
 
 
 @dataclass
@@ -173,6 +188,7 @@ class Results:
     events: list[dict]
     trailer: dict
     args: list | None = field(default=None, repr=False)  # per row, when loaded with_args
+    truncated_at: int | None = None  # byte offset where a file without a trailer ended (a killed writer)
 
     @property
     def n(self) -> int:
@@ -181,7 +197,7 @@ class Results:
 
     @property
     def complete(self) -> bool:
-        """Whether the run finished (False after an interrupt)."""
+        """Whether the run finished (False after an interrupt, or for a file without a trailer)."""
         return bool(self.trailer.get("complete"))
 
     @property
@@ -194,7 +210,10 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     """Load a results file; columns are concatenated without a per-row Python loop.
 
     ``with_args`` also decodes every row's resolved arguments (needed by the consistency checker,
-    not by latency statistics).
+    not by latency statistics). A file without a trailer (its writer was killed) loads up to its
+    last whole record as a partial run: ``complete`` False, ``truncated_at`` the byte offset where
+    it ended, and a trailer ``{complete: false, reason: "ended without a trailer at byte N", …}``.
+    Raises :class:`FormatError` for anything corrupt.
     """
     dtypes = {name: np.dtype(dt) for name, dt, _ in COLUMNS}
     parts: dict[str, list[bytes]] = {name: [] for name in dtypes}
@@ -204,7 +223,7 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     final = None
     events: list[dict] = []
     rows = 0
-    with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION) as r:
+    with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
         for rec in r:
             t = rec.get("t")
             if t == "requests":
@@ -224,15 +243,21 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                     raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
                 rows += n
             elif t == "bindings":
+                if not isinstance(rec.get("map"), dict):
+                    raise FormatError(f"{path}: corrupt bindings record after row {rows}")
                 bindings.update(rec["map"])
             elif t == "final":
                 final = rec
             elif t == "event":
                 events.append(rec)
-        trailer = r.trailer or {}
+        trailer = r.trailer
+        truncated_at = r.truncated_at
         header = r.header
-    if trailer.get("requests") != rows:
+    if trailer is None:
+        trailer = {"trailer": RESULTS_FORMAT, "requests": rows, "complete": False, "wall": None,
+                   "reason": f"ended without a trailer at byte {truncated_at}", "truncated_at": truncated_at}
+    elif trailer.get("requests") != rows:
         raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
     cols = {name: (np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name]))
             for name, p in parts.items()}
-    return Results(str(path), header, cols, errors, bindings, final, events, trailer, args)
+    return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at)

@@ -7,6 +7,10 @@ Format history (bump ``TRACE_VERSION`` and add a line for every change a reader 
   steps}; step {op, args, bind, expect, think, scenario}; trailer {trailer: "wdm-trace",
   sessions, requests}. Optional header key (readers ignore unknown keys): expect_range {key: [lo,
   hi]} — bounds on the expect keys when they are not determined (consistency workload).
+- version 2: the same header, sessions and trailer, each as records inside checksummed frames
+  (see :mod:`.stream` and ``docs/formats.md``): a prologue {format, version}, a frame holding the
+  header, frames of whole session records (a new frame once one holds 64 KiB), a frame holding the
+  trailer. Any flipped byte is an error naming the frame's offset. Readers read versions 1 and 2.
 
 A step's ``args`` are literals (ints, strings) or symbol references — strings starting with ``$``
 (``"$s12.item0"``) — filled in from ids bound by earlier steps' ``bind``. A step may reference only
@@ -20,13 +24,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypedDict
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
 
 from .. import __version__
-from .stream import FormatError, RecordReader, file_digest, packer
+from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
 TRACE_FORMAT = "wdm-trace"
-TRACE_VERSION = 1
+TRACE_VERSION = 2
+BLOCK_BYTES = 64 * 1024  # session bytes per frame (a frame closes at the first record past this)
 
 EXPECT_VALUES = ("ok", "fail", "any")
 
@@ -65,14 +70,18 @@ def is_symbol(value: Any) -> bool:
 class TraceWriter:
     """Streams sessions to a trace file; the header's counts are filled in on :meth:`close`.
 
-    Sessions go to a temporary body file beside the target; ``close`` writes header, body and
-    trailer into the final file and renames it into place, so a crashed or interrupted generation
-    never leaves a half-written trace under the requested name. Memory is constant.
+    Sessions go, framed in blocks of about 64 KiB, to a temporary body file beside the target;
+    ``close`` writes header, body and trailer into ``<path>.part`` and renames it into place, so a
+    crashed or interrupted generation never leaves a half-written trace under the requested name.
+    Memory is constant. ``inputs`` are files the command reads: an output that is one of them is
+    refused before anything is written.
     """
 
     def __init__(self, path: str | Path, *, workload: str, seed: int, params: dict, phases: Sequence[str],
-                 scenarios: Sequence[str] = (), dialect: str = "2024", expect: dict | None = None):
+                 scenarios: Sequence[str] = (), dialect: str = "2024", expect: dict | None = None,
+                 inputs: Iterable[str | Path] = ()):
         self.path = Path(path)
+        refuse_inputs(self.path, inputs)
         self.header: dict[str, Any] = {
             "format": TRACE_FORMAT, "version": TRACE_VERSION, "workload": workload, "seed": seed,
             "params": params, "dialect": dialect, "phases": [{"name": n, "sessions": 0} for n in phases],
@@ -86,6 +95,7 @@ class TraceWriter:
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write here: {e.strerror}") from None
         self._body = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._block = bytearray()  # packed sessions not yet framed
         self._last = (-1, float("-inf"))
         self._phase_end = [0.0] * len(phases)
         self.closed = False
@@ -102,7 +112,11 @@ class TraceWriter:
         end = at + sum(s["think"] for s in steps)
         if end > self._phase_end[phase]:
             self._phase_end[phase] = end
-        self._body.write(self._pack.pack({"sid": sid, "phase": phase, "at": at, "steps": steps}))
+        block = self._block
+        block += self._pack.pack({"sid": sid, "phase": phase, "at": at, "steps": steps})
+        if len(block) >= BLOCK_BYTES:
+            write_frame(self._body, block)
+            block.clear()
 
     def set_expect(self, expect: dict) -> None:
         """Set the aggregate expected outcome (known only once generation is done, for some workloads)."""
@@ -113,15 +127,19 @@ class TraceWriter:
         if self.closed:
             return self.header
         self.closed = True
+        if self._block:
+            write_frame(self._body, self._block)
+            self._block.clear()
         self._body.close()
         self.header["duration"] = round(sum(self._phase_end), 6)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp = part_path(self.path)
         try:
             with open(tmp, "wb") as out, open(self._body_path, "rb") as body:
-                out.write(self._pack.pack(self.header))
+                out.write(prologue(TRACE_FORMAT, TRACE_VERSION))
+                write_frame(out, self._pack.pack(self.header))
                 shutil.copyfileobj(body, out, 1 << 20)
-                out.write(self._pack.pack({"trailer": TRACE_FORMAT, "sessions": self.header["sessions"],
-                                           "requests": self.header["requests"]}))
+                write_frame(out, self._pack.pack({"trailer": TRACE_FORMAT, "sessions": self.header["sessions"],
+                                                  "requests": self.header["requests"]}))
             os.replace(tmp, self.path)
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
@@ -168,6 +186,11 @@ class TraceReader:
             if key not in self.header:
                 self._r.close()
                 raise FormatError(f"{self.path}: trace header lacks {key!r}")
+        h = self.header
+        if not (isinstance(h["phases"], list) and all(isinstance(p, dict) for p in h["phases"])
+                and isinstance(h["sessions"], int) and isinstance(h["requests"], int)):
+            self._r.close()
+            raise FormatError(f"{self.path}: corrupt trace header (phases, sessions or requests of the wrong type)")
 
     def __iter__(self) -> Iterator[Session]:
         return self.sessions()
