@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from replay_support import TinyTarget, counting_shop, write_trace
@@ -44,12 +43,12 @@ def _signal_and_time(proc: subprocess.Popen, sig: int) -> tuple[float, str]:
 
 
 def _raw_records(path: Path) -> list[dict]:
-    """Every whole record in a results file that may still be being written (no trailer needed)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    u = msgpack.Unpacker(raw=False, strict_map_key=False)
-    u.feed(data)
-    return [rec for rec in u]
+    """Every whole record of a results file still being written (under its ``.part`` name, no trailer)."""
+    from wdmreplay.traces.results import RESULTS_FORMAT, RESULTS_VERSION
+    from wdmreplay.traces.stream import RecordReader, part_path
+
+    with RecordReader(part_path(path), RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
+        return list(r)
 
 
 def _sleepy_trace(path: Path, phases: int = 1) -> None:
