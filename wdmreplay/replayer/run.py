@@ -168,14 +168,14 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         target = Target.single(target)
     if concurrency < 1:
         raise ReplayError(f"concurrency must be at least 1, got {concurrency}")
-    if not timeout > 0:
-        raise ReplayError(f"timeout must be positive, got {timeout}")
+    if not 0 < timeout < math.inf:
+        raise ReplayError(f"timeout must be a positive finite number of seconds, got {timeout}")
     if workers < 1:
         raise ReplayError(f"workers must be at least 1, got {workers}")
     if client not in CLIENTS:
         raise ReplayError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
-    if settle < 0:
-        raise ReplayError(f"settle must be 0 or more seconds, got {settle}")
+    if not 0 <= settle < math.inf:
+        raise ReplayError(f"settle must be 0 or more (finite) seconds, got {settle}")
     if speed is not None and not speed > 0:
         raise ReplayError(f"speed must be positive or None (max), got {speed}")
     header = read_header(trace_path)
