@@ -1,4 +1,7 @@
-"""Shared pytest fixtures: a running reference shop on 127.0.0.1 (real HTTP, port 0)."""
+"""Shared pytest fixtures (a running reference shop on 127.0.0.1, real HTTP, port 0) and the CI rule.
+
+The CI rule: with the environment variable ``CI`` set (not 0/false), a skipped test is a failure.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +61,7 @@ def _ci() -> bool:
 def _fail_skip(report: Any) -> None:
     if _ci() and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"skipped under CI (CI={os.environ['CI']}): a skip is a failure here — {reason}"
 
