@@ -22,7 +22,7 @@ from wdmreplay.analysis.compare import CompareError
 from wdmreplay.analysis.consistency import AnalysisError
 from wdmreplay.analysis.stats import MAX_TIMELINE_BUCKETS, run_window
 from wdmreplay.analysis.synthetic import History
-from wdmreplay.cli import Finite, cli, main
+from wdmreplay.cli import Finite, Speed, cli, main
 from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.results import SKIPPED, run_rate, send_window
@@ -75,6 +75,8 @@ def test_the_walk_finds_the_options_the_issue_named():
     found = {(" ".join(path), p.opts[0]) for path, _, p in NUMERIC}
     assert {("report", "--bucket"), ("replay", "--settle"), ("compare", "--alpha"), ("compare", "--threshold"),
             ("serve", "--latency"), ("replay", "--concurrency"), ("generate-trace stress", "--rate")} <= found
+    speed = next(p for p in cli.commands["replay"].params if p.name == "speed")
+    assert isinstance(speed.type, Speed)  # a string option ("max" or a number), checked below
 
 
 @pytest.mark.parametrize("path, cmd, param", NUMERIC, ids=[f"{' '.join(a)} {p.opts[0]}" for a, _, p in NUMERIC])
@@ -116,6 +118,8 @@ def test_bad_numeric_value_is_one_line_and_exit_2(path, cmd, param, value, capsy
     (["replay", "t.wdmt", "--speed", "nan"], "speed must be a positive number or 'max'"),
     (["replay", "t.wdmt", "--speed", "-1"], "speed must be a positive number or 'max'"),
     (["replay", "t.wdmt", "--speed", "0"], "speed must be a positive number or 'max'"),
+    (["replay", "t.wdmt", "--speed", "1e-300"], "'1e-300' is not in 1e-06..1e+06 (or 'max')"),
+    (["replay", "t.wdmt", "--speed", "1e300"], "'1e300' is not in 1e-06..1e+06 (or 'max')"),
     (["replay", "t.wdmt", "--url", "http://127.0.0.1:99999"], "bad base URL 'http://127.0.0.1:99999'"),
     (["replay", "t.wdmt", "--url", "http://[::1"], "bad base URL 'http://[::1'"),
     (["replay", "t.wdmt", "--urls", "."], "Invalid value for '--urls'"),

@@ -34,9 +34,35 @@ class Finite(click.FloatRange):
         return v
 
 
+class Speed(click.ParamType):
+    """``--speed``: ``max`` (None: as fast as possible) or a finite multiple in [MIN_SPEED, MAX_SPEED].
+
+    Outside that range a run is either never done (1e-300: the first session would start in 1e300
+    s) or indistinguishable from ``max``.
+    """
+
+    name = "speed"
+    MIN_SPEED, MAX_SPEED = 1e-6, 1e6
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """The speed as a float, or None for max; a one-line usage error otherwise."""
+        from .replayer.schedule import parse_speed
+
+        try:
+            v = parse_speed(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if v is not None and not self.MIN_SPEED <= v <= self.MAX_SPEED:
+            self.fail(f"{value!r} is not in {self.MIN_SPEED:g}..{self.MAX_SPEED:g} (or 'max').", param, ctx)
+        return v
+
+
 # Seeds go into msgpack headers (at most an unsigned 64-bit integer).
 SEED = click.IntRange(0, 2**64 - 1)
 DAY = 86_400.0  # upper bound of the options given in seconds
+# Session rates above this would generate (or replay) without end; durations are at most ~115 days.
+RATE = Finite(0, 1e6, min_open=True)
+DURATION = Finite(0, 1e7, min_open=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -73,7 +99,7 @@ def _trace_options(workload: str):
 def _open_options(f):
     f = click.option("--requests", type=click.IntRange(1), default=None, help="Stop once this many requests are generated.")(f)
     f = click.option("--sessions", type=click.IntRange(1), default=None, help="Stop after this many sessions.")(f)
-    f = click.option("--duration", type=Finite(0, None, min_open=True), default=None, help="Seconds of schedule (default 60).")(f)
+    f = click.option("--duration", type=DURATION, default=None, help="Seconds of schedule (default 60).")(f)
     f = click.option("--arrival", type=click.Choice(["poisson", "constant"]), default=None,
                      help="Open-model arrival process (default poisson).")(f)
     return f
@@ -105,9 +131,9 @@ def generate_trace() -> None:
 @generate_trace.command("stress")
 @_trace_options("stress")
 @_open_options
-@click.option("--rate", type=Finite(0, None, min_open=True), default=None, help="Open model: sessions per second (default 10).")
+@click.option("--rate", type=RATE, default=None, help="Open model: sessions per second (default 10).")
 @click.option("--users", type=click.IntRange(1), default=None, help="Closed model (Locust-like): number of users.")
-@click.option("--spawn-rate", type=Finite(0, None, min_open=True), default=None, help="Closed model: users started per second (default 1).")
+@click.option("--spawn-rate", type=RATE, default=None, help="Closed model: users started per second (default 1).")
 @click.option("--wait", default=None, metavar="MIN,MAX",
               help="Closed model: think time between scenario runs, seconds (default 1,15).")
 @click.option("--weights", default=None, metavar="W1,..,W6",
@@ -154,7 +180,7 @@ def generate_consistency(**kw) -> None:
 @generate_trace.command("checkout")
 @_trace_options("checkout")
 @_open_options
-@click.option("--rate", type=Finite(0, None, min_open=True), default=100.0, show_default=True, help="Checkouts per second.")
+@click.option("--rate", type=RATE, default=100.0, show_default=True, help="Checkouts per second.")
 @click.option("--items", type=click.IntRange(1), default=100_000, show_default=True, help="batch_init items.")
 @click.option("--stock", type=click.IntRange(0), default=1_000_000, show_default=True, help="Starting stock per item.")
 @click.option("--price", type=click.IntRange(0), default=1, show_default=True, help="Item price.")
@@ -238,8 +264,9 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
 @click.option("--routes", "routes_path", type=click.Path(dir_okay=False),
               help="JSON file of route overrides: {\"checkout\": \"POST /orders/checkout/{order}\", ...}")
-@click.option("--speed", default="1", show_default=True, help="multiple of the recorded pace, or 'max'")
-@click.option("--concurrency", type=click.IntRange(1), default=256, show_default=True, help="max requests in flight (connections)")
+@click.option("--speed", type=Speed(), default="1", show_default=True,
+              help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True, help="max requests in flight (connections)")
 @click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
 @click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True, help="processes on this machine")
 @click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
@@ -253,7 +280,7 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
-               routes_path: str | None, speed: str, concurrency: int, timeout: float, workers: int,
+               routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float, quiet: bool,
                output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
@@ -312,7 +339,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of both generated traces")
 @click.option("--duration", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
               help="seconds of the stress trace's schedule (replayed at speed 1)")
-@click.option("--rate", type=Finite(0, None, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
+@click.option("--rate", type=Finite(0, 10_000, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
 @click.option("--inject", type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
               help="run against a deliberately buggy shop, to see what the checker reports")
 @click.option("--split", is_flag=True, help="run the shop as three services on three ports")
