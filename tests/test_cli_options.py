@@ -179,6 +179,7 @@ def test_build_report_refuses_a_bucket_that_is_not_a_positive_finite_number(tmp_
 def test_a_tiny_bucket_is_widened_to_at_most_the_documented_number_of_buckets(tmp_path, capsys, monkeypatch):
     path = _timed_history().write(tmp_path / "r.wdmr")
     r = load_results(path)
+    assert len(build_report(r, bucket=5e-324)["stats"]["timeline"]["t"]) <= MAX_TIMELINE_BUCKETS  # smallest float
     tl = build_report(r, bucket=1e-9)["stats"]["timeline"]
     end = float(np.nanmax(r.cols["done"]))
     assert len(tl["t"]) <= MAX_TIMELINE_BUCKETS and tl["requested_bucket"] == 1e-9

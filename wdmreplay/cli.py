@@ -60,7 +60,8 @@ class Speed(click.ParamType):
 # Seeds go into msgpack headers (at most an unsigned 64-bit integer).
 SEED = click.IntRange(0, 2**64 - 1)
 DAY = 86_400.0  # upper bound of the options given in seconds
-# Session rates above this would generate (or replay) without end; durations are at most ~115 days.
+# Sessions per second above 1e6 are a typo, not a workload (generation would run for hours);
+# schedules longer than 1e7 s (~115 days) likewise.
 RATE = Finite(0, 1e6, min_open=True)
 DURATION = Finite(0, 1e7, min_open=True)
 

@@ -182,13 +182,13 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
 
 def timeline_bucket(end: float, bucket: float) -> float:
     """``bucket``, or the smallest 1-2-5 × 10^k seconds that covers ``[0, end]`` in MAX_TIMELINE_BUCKETS."""
-    if math.floor(end / bucket) < MAX_TIMELINE_BUCKETS:
+    if end / bucket < MAX_TIMELINE_BUCKETS:  # (a float compare: end / 5e-324 is inf)
         return bucket
     need = end / (MAX_TIMELINE_BUCKETS - 1)
     exp = math.floor(math.log10(need))
     for mantissa in (1, 2, 5, 10):
         wide = mantissa * 10.0 ** exp
-        if wide >= need and math.floor(end / wide) < MAX_TIMELINE_BUCKETS:
+        if wide >= need and end / wide < MAX_TIMELINE_BUCKETS:
             return wide
     return 10.0 ** (exp + 2)
 
