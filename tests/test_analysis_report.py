@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -144,7 +145,7 @@ def test_html_without_matplotlib_is_one_clear_error(mixed, monkeypatch):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("wdm-replay")
+    exe = shutil.which("wdm-replay", path=os.path.dirname(sys.executable))
     cmd = [exe, *args] if exe else [sys.executable, "-m", "wdmreplay", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 

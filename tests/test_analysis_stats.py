@@ -43,7 +43,13 @@ def test_stats_per_operation(tmp_path):
     s = compute_stats(r)
     fi, co, ov = s["by_op"]["find_item"], s["by_op"]["checkout"], s["overall"]
     assert (fi["count"], co["count"], ov["count"]) == (100, 11, 111)
-    assert fi["rate"] == 25.0 and ov["rate"] == 27.75
+    # Rates run over the send window: first send (find_item 0: 0 + 1 ms lag) to last answer (find_item
+    # 99: 4.95 s + 1 ms lag + 109 ms); the skipped checkout is not a request sent, and wall=4 is not used.
+    first_send, last_answer = 0.001, 4.95 + 0.001 + 0.109
+    assert s["span"] == pytest.approx(last_answer - first_send, abs=1e-6)
+    assert fi["rate"] == pytest.approx(100 / (last_answer - first_send), abs=1e-3)
+    assert co["rate"] == pytest.approx(10 / (last_answer - first_send), abs=1e-3)
+    assert ov["rate"] == pytest.approx(110 / (last_answer - first_send), abs=1e-3)
     lat = 0.010 + np.arange(100) * 0.001
     assert fi["response_ms"]["p50"] == pytest.approx(np.quantile(lat + 0.001, 0.5) * 1e3, abs=1e-3)
     assert fi["service_ms"]["p99"] == pytest.approx(np.quantile(lat, 0.99) * 1e3, abs=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from wdmreplay.traces import load_results, read_header
 
-EXE = shutil.which("wdm-replay") or ""
+EXE = shutil.which("wdm-replay", path=os.path.dirname(sys.executable)) or ""
 
 
 def _demo(*args: str, cwd) -> subprocess.CompletedProcess:

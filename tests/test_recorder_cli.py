@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from wdmreplay.recorder import generate
 
 
 def _exe() -> str:
-    exe = shutil.which("wdm-replay") or str(Path(sys.executable).with_name("wdm-replay"))
+    exe = shutil.which("wdm-replay", path=os.path.dirname(sys.executable)) or str(Path(sys.executable).with_name("wdm-replay"))
     assert Path(exe).exists()
     return exe
 

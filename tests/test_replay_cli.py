@@ -1,32 +1,39 @@
-"""The ``wdm-replay replay`` console script as a user runs it (subprocess): exit codes, stderr, interrupts."""
+"""The ``wdm-replay replay`` command as a user runs it (subprocess): exit codes, stderr, interrupts.
+
+Commands run as ``sys.executable -m wdmreplay`` (no PATH needed, so ``python -m pytest`` and
+``.ci/run`` run them); one test runs the installed console script beside ``sys.executable``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from replay_support import closed_port, populate_and_order_trace, write_trace
 from wdmreplay.traces import load_results, step
 
-EXE = shutil.which("wdm-replay") or ""
-pytestmark = pytest.mark.skipif(not EXE, reason="wdm-replay console script not installed")
+WDM = [sys.executable, "-m", "wdmreplay"]
+# The console script pip installed beside this interpreter (a venv's bin/, or Scripts\ on Windows).
+SCRIPT = Path(sys.executable).with_name("wdm-replay.exe" if os.name == "nt" else "wdm-replay")
 
 
-def _run(args, cwd, timeout=60):
-    return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def _run(args, cwd, timeout=60, exe=None):
+    return subprocess.run([*(exe or WDM), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_replay_writes_default_output_and_prints_summary(shop, tmp_path):
+def test_installed_console_script_replays_and_prints_summary(shop, tmp_path):
+    assert SCRIPT.exists(), f"no console script at {SCRIPT}: install with pip install -e '.[test]'"
     populate_and_order_trace(tmp_path / "t.wdmt", 5)
     (tmp_path / "urls.json").write_text(json.dumps(shop.target.as_dict()))
-    p = _run(["replay", "t.wdmt", "--label", "build-a", "--speed", "max"], tmp_path)  # ./urls.json by default
+    p = _run(["replay", "t.wdmt", "--label", "build-a", "--speed", "max"], tmp_path,  # ./urls.json by default
+             exe=[str(SCRIPT)])
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
     assert "replayed: 35 requests" in p.stdout and "ok 35" in p.stdout and "p99" in p.stdout
@@ -57,19 +64,36 @@ def test_unreachable_target_is_one_line_error(tmp_path):
     (["--shard", "3/2", "--url", "{url}"], "shard '3/2'"),
     (["--urls", "nope.json"], "nope.json: urls file not found"),
     (["--urls", "nope.json", "--url", "{url}"], "either --urls or --url"),
-    (["--url", "localhost:8000"], "--url must start with http://"),
+    (["--url", "localhost:8000"], "bad base URL 'localhost:8000': it must start with http:// or https://"),
+    (["--url", "http://127.0.0.1:99999"], "bad base URL 'http://127.0.0.1:99999': its port must be a number in 1-65535"),
+    (["--url", "http://:8000"], "bad base URL 'http://:8000': it has no host"),
+    (["--urls", "bad.json"], "bad.json: urls file is not valid JSON"),
+    (["--urls", "port.json"], "port.json: STOCK_URL: bad base URL 'http://127.0.0.1:0': its port must be"),
+    (["--urls", "adir"], "Invalid value for '--urls': File 'adir' is a directory"),
+    (["--routes", "bad.json", "--url", "{url}"], "bad.json: routes file is not valid JSON"),
+    (["--routes", "list.json", "--url", "{url}"], "list.json: routes file must be a JSON object"),
+    (["--routes", "adir", "--url", "{url}"], "Invalid value for '--routes': File 'adir' is a directory"),
+    (["--settle", "nan", "--url", "{url}"], "Invalid value for '--settle': 'nan' is not a finite number"),
+    (["--speed", "nan", "--url", "{url}"], "speed must be a positive number"),
+    (["--speed", "-1", "--url", "{url}"], "speed must be a positive number"),
 ])
 def test_bad_input_is_one_line_error(shop, tmp_path, args, message):
     write_trace(tmp_path / "t.wdmt", [[(0.0, [step("batch_init_stock", [2, 1, 1])])]])
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "port.json").write_text(json.dumps({**shop.target.as_dict(), "STOCK_URL": "http://127.0.0.1:0"}))
+    (tmp_path / "adir").mkdir()
     p = _run(["replay", "t.wdmt", *[a.format(url=shop.url) for a in args]], tmp_path)
     assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("wdm-replay: error: ") and "Traceback" not in p.stderr
+    assert not (tmp_path / "t.wdmr").exists() and shop.stats()["by_op"].get("batch_init_stock", 0) == 0
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
 def test_interrupt_writes_partial_results_and_exits_130(shop, tmp_path, sig, workers):
     # 400 one-step sessions spread over 8 s: interrupted after about 1.5 s.
     write_trace(tmp_path / "t.wdmt", [[(i * 0.02, [step("create_user", [], bind=f"$s{i}")]) for i in range(400)]])
-    proc = subprocess.Popen([EXE, "replay", "t.wdmt", "--url", shop.url, "--workers", str(workers)],
+    proc = subprocess.Popen([*WDM, "replay", "t.wdmt", "--url", shop.url, "--workers", str(workers)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while shop.stats()["by_op"].get("create_user", 0) < 20 and time.monotonic() < deadline:

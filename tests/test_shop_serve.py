@@ -20,7 +20,7 @@ from wdmreplay.api import Target
 
 
 def _command() -> list[str]:
-    exe = shutil.which("wdm-replay")
+    exe = shutil.which("wdm-replay", path=os.path.dirname(sys.executable))
     return [exe] if exe else [sys.executable, "-m", "wdmreplay"]
 
 

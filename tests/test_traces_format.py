@@ -368,7 +368,7 @@ def test_a_flipped_add_stock_amount_is_refused(tmp_path: Path) -> None:
 # --- the installed console script on bad files -------------------------------------------------
 
 def _console_script() -> str:
-    exe = shutil.which("wdm-replay") or str(Path(sys.executable).with_name("wdm-replay"))
+    exe = shutil.which("wdm-replay", path=os.path.dirname(sys.executable)) or str(Path(sys.executable).with_name("wdm-replay"))
     assert Path(exe).exists(), "wdm-replay console script not installed"
     return exe
 

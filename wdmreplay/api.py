@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 
 class WdmError(Exception):
@@ -238,6 +239,10 @@ class Target:
     payment_url: str
     stock_url: str
 
+    def __post_init__(self) -> None:
+        for url in (self.order_url, self.payment_url, self.stock_url):
+            check_base_url(url)
+
     @classmethod
     def single(cls, base_url: str) -> "Target":
         """All three services behind one gateway at ``base_url``."""
@@ -253,6 +258,35 @@ class Target:
         return {"ORDER_URL": self.order_url, "PAYMENT_URL": self.payment_url, "STOCK_URL": self.stock_url}
 
 
+def check_base_url(url: Any) -> str:
+    """``url`` if it is a usable base URL (http/https, a host, a port in 1-65535), else :class:`ApiError`.
+
+    The one place base URLs are checked: ``--url``, urls.json and every :class:`Target` go through it.
+    """
+    problem = _base_url_problem(url)
+    if problem:
+        raise ApiError(f"bad base URL {url!r}: {problem}")
+    return url
+
+
+def _base_url_problem(url: Any) -> str:
+    if not isinstance(url, str):
+        return "it is not a string"
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket
+        return str(e)
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it has no host"
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number
+        port = 0
+    return "its port must be a number in 1-65535" if port == 0 else ""
+
+
 def load_urls(path: str | Path) -> Target:
     """Read a course-style ``urls.json``; a missing key or a non-http URL is a one-line error."""
     data = _load_json(path, "urls file")
@@ -261,8 +295,12 @@ def load_urls(path: str | Path) -> Target:
     vals = {}
     for key in ("ORDER_URL", "PAYMENT_URL", "STOCK_URL"):
         v = data.get(key)
-        if not isinstance(v, str) or not v.startswith(("http://", "https://")):
-            raise ApiError(f"{path}: {key} must be an http:// or https:// URL, got {v!r}")
+        if v is None:
+            raise ApiError(f"{path}: {key} missing (an http:// or https:// URL)")
+        try:
+            check_base_url(v)
+        except ApiError as e:
+            raise ApiError(f"{path}: {key}: {e}") from None
         vals[key] = v.rstrip("/")
     return Target(vals["ORDER_URL"], vals["PAYMENT_URL"], vals["STOCK_URL"])
 

@@ -34,6 +34,38 @@ class Finite(click.FloatRange):
         return v
 
 
+class Speed(click.ParamType):
+    """``--speed``: ``max`` (None: as fast as possible) or a finite multiple in [MIN_SPEED, MAX_SPEED].
+
+    Outside that range a run is either never done (1e-300: the first session would start in 1e300
+    s) or indistinguishable from ``max``.
+    """
+
+    name = "speed"
+    MIN_SPEED, MAX_SPEED = 1e-6, 1e6
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """The speed as a float, or None for max; a one-line usage error otherwise."""
+        from .replayer.schedule import parse_speed
+
+        try:
+            v = parse_speed(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if v is not None and not self.MIN_SPEED <= v <= self.MAX_SPEED:
+            self.fail(f"{value!r} is not in {self.MIN_SPEED:g}..{self.MAX_SPEED:g} (or 'max').", param, ctx)
+        return v
+
+
+# Seeds go into msgpack headers (at most an unsigned 64-bit integer).
+SEED = click.IntRange(0, 2**64 - 1)
+DAY = 86_400.0  # upper bound of the options given in seconds
+# Sessions per second above 1e6 are a typo, not a workload (generation would run for hours);
+# schedules longer than 1e7 s (~115 days) likewise.
+RATE = Finite(0, 1e6, min_open=True)
+DURATION = Finite(0, 1e7, min_open=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="wdm-replay")
 def cli() -> None:
@@ -59,16 +91,16 @@ def _trace_options(workload: str):
                          show_default=True, help="Trace file to write.")(f)
         f = click.option("--dialect", type=click.Choice(["2024", "2023"]), default="2024", show_default=True,
                          help="API dialect the trace is meant for (2023 has remove_item, 2024 batch_init).")(f)
-        f = click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+        f = click.option("--seed", type=SEED, default=0, show_default=True,
                          help="Seed of the generator's RNG: same seed and options, same bytes.")(f)
         return f
     return deco
 
 
 def _open_options(f):
-    f = click.option("--requests", type=int, default=None, help="Stop once this many requests are generated.")(f)
-    f = click.option("--sessions", type=int, default=None, help="Stop after this many sessions.")(f)
-    f = click.option("--duration", type=float, default=None, help="Seconds of schedule (default 60).")(f)
+    f = click.option("--requests", type=click.IntRange(1), default=None, help="Stop once this many requests are generated.")(f)
+    f = click.option("--sessions", type=click.IntRange(1), default=None, help="Stop after this many sessions.")(f)
+    f = click.option("--duration", type=DURATION, default=None, help="Seconds of schedule (default 60).")(f)
     f = click.option("--arrival", type=click.Choice(["poisson", "constant"]), default=None,
                      help="Open-model arrival process (default poisson).")(f)
     return f
@@ -100,9 +132,9 @@ def generate_trace() -> None:
 @generate_trace.command("stress")
 @_trace_options("stress")
 @_open_options
-@click.option("--rate", type=float, default=None, help="Open model: sessions per second (default 10).")
-@click.option("--users", type=int, default=None, help="Closed model (Locust-like): number of users.")
-@click.option("--spawn-rate", type=float, default=None, help="Closed model: users started per second (default 1).")
+@click.option("--rate", type=RATE, default=None, help="Open model: sessions per second (default 10).")
+@click.option("--users", type=click.IntRange(1), default=None, help="Closed model (Locust-like): number of users.")
+@click.option("--spawn-rate", type=RATE, default=None, help="Closed model: users started per second (default 1).")
 @click.option("--wait", default=None, metavar="MIN,MAX",
               help="Closed model: think time between scenario runs, seconds (default 1,15).")
 @click.option("--weights", default=None, metavar="W1,..,W6",
@@ -129,12 +161,12 @@ def generate_stress(**kw) -> None:
 
 @generate_trace.command("consistency")
 @_trace_options("consistency")
-@click.option("--items", type=int, default=100, show_default=True, help="Items to create.")
-@click.option("--stock", type=int, default=1, show_default=True, help="Stock of each item.")
-@click.option("--price", type=int, default=1, show_default=True, help="Price of each item.")
-@click.option("--users", type=int, default=1000, show_default=True, help="Users to create.")
-@click.option("--credit", type=int, default=1, show_default=True, help="Credit of each user.")
-@click.option("--orders", type=int, default=1000, show_default=True,
+@click.option("--items", type=click.IntRange(1), default=100, show_default=True, help="Items to create.")
+@click.option("--stock", type=click.IntRange(0), default=1, show_default=True, help="Stock of each item.")
+@click.option("--price", type=click.IntRange(1), default=1, show_default=True, help="Price of each item.")
+@click.option("--users", type=click.IntRange(1), default=1000, show_default=True, help="Users to create.")
+@click.option("--credit", type=click.IntRange(0), default=1, show_default=True, help="Credit of each user.")
+@click.option("--orders", type=click.IntRange(0), default=1000, show_default=True,
               help="Orders (random user, one random item), all checked out at once.")
 def generate_consistency(**kw) -> None:
     """The seed consistency test: populate, create orders, then every checkout at once.
@@ -149,13 +181,13 @@ def generate_consistency(**kw) -> None:
 @generate_trace.command("checkout")
 @_trace_options("checkout")
 @_open_options
-@click.option("--rate", type=float, default=100.0, show_default=True, help="Checkouts per second.")
-@click.option("--items", type=int, default=100_000, show_default=True, help="batch_init items.")
-@click.option("--stock", type=int, default=1_000_000, show_default=True, help="Starting stock per item.")
-@click.option("--price", type=int, default=1, show_default=True, help="Item price.")
-@click.option("--users", type=int, default=100_000, show_default=True, help="batch_init users.")
-@click.option("--credit", type=int, default=1_000_000, show_default=True, help="Starting credit per user.")
-@click.option("--orders", type=int, default=100_000, show_default=True, help="batch_init orders.")
+@click.option("--rate", type=RATE, default=100.0, show_default=True, help="Checkouts per second.")
+@click.option("--items", type=click.IntRange(1), default=100_000, show_default=True, help="batch_init items.")
+@click.option("--stock", type=click.IntRange(0), default=1_000_000, show_default=True, help="Starting stock per item.")
+@click.option("--price", type=click.IntRange(0), default=1, show_default=True, help="Item price.")
+@click.option("--users", type=click.IntRange(1), default=100_000, show_default=True, help="batch_init users.")
+@click.option("--credit", type=click.IntRange(0), default=1_000_000, show_default=True, help="Starting credit per user.")
+@click.option("--orders", type=click.IntRange(1), default=100_000, show_default=True, help="batch_init orders.")
 def generate_checkout(**kw) -> None:
     """The 2024 course variant: batch_init a population, then checkouts of random orders.
 
@@ -197,11 +229,11 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
 @click.option("--inject", "inject", default=None,
               type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
               help="Turn on one deliberate bug (see docs/shop.md).")
-@click.option("--latency", "latency_ms", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--latency", "latency_ms", default=0.0, show_default=True, type=Finite(0, 3_600_000),
               metavar="MS", help="Added delay per request, in milliseconds.")
-@click.option("--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), metavar="P",
+@click.option("--error-rate", default=0.0, show_default=True, type=Finite(0, 1), metavar="P",
               help="Share of requests answered 500 without any effect.")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=SEED,
               help="Seed of the --error-rate draws and of batch_init's order contents.")
 @click.option("--dialect", "dialects", default="both", show_default=True,
               type=click.Choice(["both", "2023", "2024"]), help="Which API dialect(s) to serve.")
@@ -233,23 +265,24 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
 @click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
 @click.option("--routes", "routes_path", type=click.Path(dir_okay=False),
               help="JSON file of route overrides: {\"checkout\": \"POST /orders/checkout/{order}\", ...}")
-@click.option("--speed", default="1", show_default=True, help="multiple of the recorded pace, or 'max'")
-@click.option("--concurrency", type=int, default=256, show_default=True, help="max requests in flight (connections)")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per request")
-@click.option("--workers", type=int, default=1, show_default=True, help="processes on this machine")
+@click.option("--speed", type=Speed(), default="1", show_default=True,
+              help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True, help="max requests in flight (connections)")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True, help="processes on this machine")
 @click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
               help="HTTP client of the replayed requests: the built-in keep-alive client, or aiohttp "
                    "(slower; for comparison, or a server the built-in client cannot talk to)")
 @click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4")
 @click.option("--label", help="build label stored in the results (e.g. a git sha)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
-@click.option("--settle", type=Finite(0, 3600), default=None,
+@click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
                    "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
-               routes_path: str | None, speed: str, concurrency: int, timeout: float, workers: int,
+               routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float | None, quiet: bool,
                output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
@@ -276,8 +309,6 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     if urls_path:
         target = load_urls(urls_path)
     elif base_url:
-        if not base_url.startswith(("http://", "https://")):
-            raise ReplayError(f"--url must start with http:// or https://, got {base_url!r}")
         target = Target.single(base_url)
     elif os.path.exists("urls.json"):
         target = load_urls("urls.json")
@@ -313,10 +344,10 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
 
 
 @cli.command("demo")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of both generated traces")
-@click.option("--duration", type=float, default=10.0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of both generated traces")
+@click.option("--duration", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
               help="seconds of the stress trace's schedule (replayed at speed 1)")
-@click.option("--rate", type=float, default=20.0, show_default=True, help="stress sessions per second")
+@click.option("--rate", type=Finite(0, 10_000, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
 @click.option("--inject", type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
               help="run against a deliberately buggy shop, to see what the checker reports")
 @click.option("--split", is_flag=True, help="run the shop as three services on three ports")
@@ -388,7 +419,8 @@ def check_cmd(results: str, as_json: bool, recheckout: str, strict: bool) -> Non
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write to this file instead of stdout")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="re-checkout policy of the consistency check (see check --help)")
-@click.option("--bucket", type=float, default=1.0, show_default=True, help="seconds per timeline bucket")
+@click.option("--bucket", type=Finite(0, DAY, min_open=True), default=1.0, show_default=True,
+              help="seconds per timeline bucket (widened when the run would need more than 10,000)")
 @click.option("--no-check", is_flag=True, help="statistics only: skip decoding args and the consistency check (fast)")
 def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, bucket: float, no_check: bool) -> None:
     """Report a run: per-operation counts, rates, outcome shares, latency percentiles, the check.
@@ -407,8 +439,6 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
     from .analysis.consistency import AnalysisError
     from .traces import load_results
 
-    if bucket <= 0:
-        raise AnalysisError(f"--bucket must be positive, got {bucket}")
     data = build_report(load_results(results, with_args=not no_check), recheckout=recheckout, bucket=bucket)
     text = {"text": render_text, "json": render_json, "html": render_html}[fmt](data)
     if output:
@@ -425,11 +455,12 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
 @cli.command("compare")
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("new", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--threshold", type=float, default=10.0, show_default=True,
+@click.option("--threshold", type=Finite(0, 1000), default=10.0, show_default=True,
               help="percent slow-down a significant change must exceed to count as a regression")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap resampling")
+@click.option("--alpha", type=Finite(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="significance level")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the bootstrap resampling")
 @click.option("--no-check", is_flag=True, help="skip the consistency check (no anomaly deltas; faster)")
 def compare_cmd(base: str, new: tuple[str, ...], threshold: float, fmt: str, alpha: float, seed: int,
                 no_check: bool) -> None:
@@ -455,6 +486,17 @@ def compare_cmd(base: str, new: tuple[str, ...], threshold: float, fmt: str, alp
     sys.exit(1 if res.regression else 0)
 
 
+# click >= 8.2 raises this for a group run without a command (8.1 prints the help itself).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def one_line_usage_error(e: click.ClickException) -> str:
+    """A click error (bad option value, missing argument…) as one line, pointing at the command's --help."""
+    text = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    return f"{text} (see {ctx.command_path} --help)" if ctx is not None else text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the group, turning user errors into one line and an exit code."""
     # No command does linear algebra; an idle OpenBLAS thread pool still polls for work and took
@@ -465,8 +507,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("wdm-replay: interrupted", err=True)
         sys.exit(130)
+    except _NO_ARGS_IS_HELP as e:
+        e.show()  # a group run without a command: its help, as click prints it
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"wdm-replay: error: {one_line_usage_error(e)}", err=True)
         sys.exit(e.exit_code)
     except WdmError as e:
         click.echo(f"wdm-replay: error: {e}", err=True)

@@ -182,10 +182,15 @@ def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None
                  threshold: float = 0.10, alpha: float = 0.05, seed: int = 0) -> CompareResult:
     """Compare ``runs[1:]`` against ``runs[0]`` (all of the same trace); ``checks`` adds anomaly deltas.
 
-    Raises :class:`CompareError` for fewer than two runs or runs of different traces.
+    Raises :class:`CompareError` for fewer than two runs, runs of different traces, or a ``threshold``
+    / ``alpha`` that is nan or out of range.
     """
     if len(runs) < 2:
         raise CompareError("compare needs at least two results files (BASE NEW)")
+    if not (np.isfinite(threshold) and threshold >= 0):
+        raise CompareError(f"threshold must be a finite fraction >= 0 (0.10 = 10 %), got {threshold!r}")
+    if not 0 < alpha < 1:
+        raise CompareError(f"alpha must be a significance level between 0 and 1, got {alpha!r}")
     base = runs[0]
     digest = (base.header.get("trace") or {}).get("digest")
     for r in runs[1:]:

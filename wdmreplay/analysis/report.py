@@ -8,13 +8,14 @@ Text output is deterministic for a given results file (file names, never absolut
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from ..traces.results import Results
 from .check import CheckReport, check_results
-from .consistency import KINDS
-from .stats import LAG_PERCENTILES, PERCENTILES, compute_stats
+from .consistency import KINDS, AnalysisError
+from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
@@ -43,7 +44,10 @@ def build_report(results: Results, *, check: CheckReport | None = None, rechecko
 
     Keys: ``schema``, ``run``, ``stats`` {span, overall, by_op, timeline}, ``check`` (the
     :meth:`CheckReport.as_dict` form, or None when the results were loaded without args).
+    ``bucket`` (seconds per timeline slice) must be a positive finite number: AnalysisError otherwise.
     """
+    if isinstance(bucket, bool) or not isinstance(bucket, (int, float)) or not (math.isfinite(bucket) and bucket > 0):
+        raise AnalysisError(f"bucket must be a positive finite number of seconds, got {bucket!r}")
     if check is None and results.args is not None:
         check = check_results(results, recheckout=recheckout)
     return {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
@@ -57,6 +61,11 @@ def render_json(data: Any) -> str:
 
 def _num(x: Any, nd: int = 2) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
+
+
+def format_speed(speed: Any) -> str:
+    """A run's speed as the user gave it: ``max`` (recorded as None) or the multiple, e.g. ``1`` or ``0.5``."""
+    return "max" if speed is None else f"{speed:g}" if isinstance(speed, (int, float)) else str(speed)
 
 
 def _pct(x: float) -> str:
@@ -166,7 +175,10 @@ def _timeline_table(tl: dict) -> list[str]:
     if not n:
         return []
     step = -(-n // TIMELINE_ROWS)
-    title = f"over time ({n} buckets of {tl['bucket']:g} s" + (f", every {step}th shown)" if step > 1 else ")")
+    widened = tl.get("requested_bucket", tl["bucket"]) != tl["bucket"]
+    title = (f"over time ({n} buckets of {tl['bucket']:g} s"
+             + (f", widened from {tl['requested_bucket']:g} s: at most {MAX_TIMELINE_BUCKETS} buckets" if widened else "")
+             + (f", every {step}th shown)" if step > 1 else ")"))
     lines = [title, f"  {'t s':>9}{'requests':>10}{'ok':>9}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}"]
     for k in range(0, n, step):
         lines.append(f"  {tl['t'][k]:>9g}{tl['count'][k]:>10}{tl['ok'][k]:>9}{tl['errors'][k]:>8}"
@@ -178,10 +190,13 @@ def render_text(report: dict) -> str:
     """The text report: run identity, per-operation table, latency tables, then the check."""
     r, s = report["run"], report["stats"]
     t = r["trace"]
+    skipped = s["overall"]["outcomes"]["skipped"]
+    wall = f" ({_num(r['wall'], 3)} s wall clock in all)" if isinstance(r["wall"], (int, float)) else ""
     lines = [f"wdm-replay report: {r['label']} ({r['file']})",
-             f"trace: {t['workload']} {str(t['digest'])[:19]}…  dialect {r['dialect']}  speed {r['speed']}",
+             f"trace: {t['workload']} {str(t['digest'])[:19]}…  dialect {r['dialect']}  speed {format_speed(r['speed'])}",
              f"run: {'complete' if r['complete'] else 'PARTIAL (' + str(r['reason'] or 'interrupted') + ')'}, "
-             f"{r['requests']} requests in {_num(s['span'], 3)} s ({_num(s['overall']['rate'], 1)} req/s)",
+             f"{r['requests']} requests ({skipped} skipped): {_num(s['overall']['rate'], 1)} req/s over "
+             f"{_num(s['span'], 3)} s from first send to last answer{wall}",
              ""]
     hdr = f"  {'operation':<18}{'count':>9}{'req/s':>10}{'ok%':>7}{'fail%':>7}{'err%':>7}{'skip%':>7}"
     lines += ["requests", hdr]

@@ -2,7 +2,10 @@
 
 Response time = done − intended (includes queueing behind a slow target: no coordinated omission);
 service time = done − sent; schedule lag = sent − intended. Skipped requests (never sent) count in
-outcome shares but not in latencies. Percentiles are exact (``np.quantile``'s linear rule) yet never
+outcome shares but not in latencies or rates. A run's span and rate are those of
+:func:`~wdmreplay.traces.results.send_window` / ``run_rate`` (first send to last answer of the
+trace's sent requests; the final read and skipped requests outside), the same figures the replay
+summary and ``compare`` use. Percentiles are exact (``np.quantile``'s linear rule) yet never
 sort the run: rows are grouped once per key (operation, or time bucket) with a radix argsort, and
 each group's percentiles come from one ``np.partition`` — linear time, which is what keeps ten
 million rows within seconds. The Python loops here run per group, never per row.
@@ -15,7 +18,7 @@ import math
 import numpy as np
 
 from ..api import OP_NAMES
-from ..traces.results import OUTCOMES, SKIPPED, Results
+from ..traces.results import OUTCOMES, SKIPPED, Results, run_rate, send_window
 
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
 LAG_PERCENTILES = (("p50", 0.50), ("p99", 0.99))
@@ -24,6 +27,8 @@ CDF_POINTS = tuple(round(i / 100, 2) for i in range(101)) + (0.995, 0.999, 0.999
 
 
 CDF_SAMPLE = 100_000  # values per operation the plotted CDF is computed from (evenly strided beyond)
+# Timeline buckets at most; a smaller --bucket is widened (to a 1-2-5 value) so memory stays bounded.
+MAX_TIMELINE_BUCKETS = 10_000
 
 
 class Grouping:
@@ -107,17 +112,20 @@ def _latency_block(q: np.ndarray, mx: float, mean: float, names=PERCENTILES) -> 
     return d
 
 
-def run_span(results: Results) -> float:
-    """Seconds the run took: the trailer's wall time, else first intended to last done."""
-    wall = results.trailer.get("wall")
-    if isinstance(wall, (int, float)) and wall > 0:
-        return float(wall)
+def run_window(results: Results) -> tuple[float, float] | None:
+    """The run's send window (first send, last answer) over its sent trace requests; None if none was sent."""
     c = results.cols
-    if results.n == 0:
-        return 0.0
-    done = c["done"][np.isfinite(c["done"])]
-    end = float(done.max()) if done.size else float(c["intended"].max())
-    return max(end - float(c["intended"].min()), 0.0)
+    sent, done, outcome = c["sent"], c["done"], c["outcome"]
+    finite = np.isfinite(sent) & np.isfinite(done)
+    if not finite.all():
+        sent, done, outcome = sent[finite], done[finite], outcome[finite]
+    return send_window(sent, done, outcome)
+
+
+def run_span(results: Results) -> float:
+    """Seconds of the run's send window (:func:`run_window`): 0.0 when nothing was sent."""
+    window = run_window(results)
+    return window[1] - window[0] if window is not None else 0.0
 
 
 def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
@@ -127,7 +135,8 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
     """
     c = results.cols
     op, outcome = c["op"], c["outcome"]
-    span = run_span(results)
+    window = run_window(results)
+    span = window[1] - window[0] if window is not None else 0.0
     n_ops = len(OP_NAMES)
     done, sent = c["done"], c["sent"]
     resp = done - c["intended"]
@@ -154,9 +163,10 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
     def block(g: int) -> dict:
         count = int(oc[g].sum())
         mean = r_sum[g] / n_lat[g] if n_lat[g] else None
+        rate = run_rate(count - int(oc[g][SKIPPED]), window)  # per operation: over the run's window
         return {
             "count": count,
-            "rate": round(count / span, 3) if span > 0 else None,
+            "rate": round(rate, 3) if rate is not None else None,
             "outcomes": {name: int(oc[g][k]) for k, name in enumerate(OUTCOMES)},
             "shares": {name: (round(int(oc[g][k]) / count, 6) if count else 0.0) for k, name in enumerate(OUTCOMES)},
             "response_ms": _latency_block(r_q[g], r_max[g], mean),
@@ -170,17 +180,36 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
             "timeline": timeline(done, c["outcome"][keep] if not keep.all() else c["outcome"], resp, bucket=bucket)}
 
 
+def timeline_bucket(end: float, bucket: float) -> float:
+    """``bucket``, or the smallest 1-2-5 × 10^k seconds that covers ``[0, end]`` in MAX_TIMELINE_BUCKETS."""
+    if end / bucket < MAX_TIMELINE_BUCKETS:  # (a float compare: end / 5e-324 is inf)
+        return bucket
+    need = end / (MAX_TIMELINE_BUCKETS - 1)
+    exp = math.floor(math.log10(need))
+    for mantissa in (1, 2, 5, 10):
+        wide = mantissa * 10.0 ** exp
+        if wide >= need and end / wide < MAX_TIMELINE_BUCKETS:
+            return wide
+    return 10.0 ** (exp + 2)
+
+
 def timeline(done: np.ndarray, outcome: np.ndarray, resp: np.ndarray, *, bucket: float = 1.0) -> dict:
-    """Per ``bucket``-second slice (by completion time ``done``): requests, ok, errors, response p50/p99."""
+    """Per ``bucket``-second slice (by completion time ``done``): requests, ok, errors, response p50/p99.
+
+    At most MAX_TIMELINE_BUCKETS slices: a bucket too small for the run is widened; ``bucket`` is
+    the width used and ``requested_bucket`` the one asked for.
+    """
     if done.size == 0:
-        return {"bucket": bucket, "t": [], "count": [], "ok": [], "errors": [], "p50_ms": [], "p99_ms": []}
+        return {"bucket": bucket, "requested_bucket": bucket, "t": [], "count": [], "ok": [], "errors": [],
+                "p50_ms": [], "p99_ms": []}
+    requested, bucket = bucket, timeline_bucket(max(float(done.max()), 0.0), bucket)
     b = (np.maximum(done, 0.0) // bucket).astype(np.int64)
     n_b = int(b.max()) + 1
     count = np.bincount(b, minlength=n_b)
     ok = np.bincount(b[outcome == 0], minlength=n_b)
     err = np.bincount(b[outcome >= 2], minlength=n_b)
     q, _, _ = grouped_quantiles(b, resp, n_b, (0.5, 0.99))
-    return {"bucket": bucket, "t": [round(i * bucket, 6) for i in range(n_b)], "count": count.tolist(),
+    return {"bucket": bucket, "requested_bucket": requested, "t": [round(i * bucket, 6) for i in range(n_b)], "count": count.tolist(),
             "ok": ok.tolist(), "errors": err.tolist(),
             "p50_ms": [_ms(x) for x in q[:, 0]], "p99_ms": [_ms(x) for x in q[:, 1]]}
 

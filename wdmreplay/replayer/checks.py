@@ -23,8 +23,8 @@ def check_options(*, concurrency: int, timeout: float, workers: int, client: str
     """Refuse option values a replay cannot run with, one line each (the library's own guard; the CLI checks too)."""
     if concurrency < 1:
         raise ReplayError(f"concurrency must be at least 1, got {concurrency}")
-    if not timeout > 0:
-        raise ReplayError(f"timeout must be positive, got {timeout}")
+    if not 0 < timeout < float("inf"):
+        raise ReplayError(f"timeout must be a positive finite number of seconds, got {timeout}")
     if workers < 1:
         raise ReplayError(f"workers must be at least 1, got {workers}")
     if concurrency < workers:  # split_concurrency: every worker needs a connection
