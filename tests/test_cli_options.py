@@ -8,7 +8,9 @@ also run as a user runs them, in a subprocess.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import subprocess
 import sys
 
@@ -271,3 +273,26 @@ def test_finite_refuses_what_floatrange_lets_through():
         with pytest.raises(click.BadParameter):
             t.convert(v, None, None)
     assert math.isnan(click.FloatRange(0, 1).convert("nan", None, None))  # why Finite exists
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://127.0.0.1:99999", "its port must be a number in 1-65535"),
+    ("http://127.0.0.1:0", "its port must be a number in 1-65535"),
+    ("http://127.0.0.1:http", "its port must be a number in 1-65535"),
+    ("http://:8000", "it has no host"),
+    ("localhost:8000", "it must start with http:// or https://"),
+    ("ftp://localhost", "it must start with http:// or https://"),
+    ("http://[::1", "Invalid IPv6 URL"),
+    (None, "it is not a string"),
+])
+def test_every_target_url_is_checked_in_one_place(url, problem, tmp_path):
+    from wdmreplay.api import ApiError, Target, load_urls
+
+    good = "http://127.0.0.1:8000"
+    with pytest.raises(ApiError, match=f"^bad base URL {re.escape(repr(url))}: {re.escape(problem)}$"):
+        Target(good, url, good)  # type: ignore[arg-type]
+    if url is not None:
+        with pytest.raises(ApiError, match=re.escape(f"urls.json: PAYMENT_URL: bad base URL {url!r}: {problem}")):
+            (tmp_path / "urls.json").write_text(json.dumps({"ORDER_URL": good, "PAYMENT_URL": url, "STOCK_URL": good}))
+            load_urls(tmp_path / "urls.json")
+    assert Target.single("https://shop.example:443/").stock_url == "https://shop.example:443"

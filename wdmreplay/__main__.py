@@ -1,3 +1,5 @@
+"""``python -m wdmreplay``: the wdm-replay command line (what the tests and CI run; no PATH needed)."""
+
 from .cli import main
 
 main()
