@@ -61,9 +61,10 @@ class History:
         return self
 
     def set_final(self, items: dict | None = None, users: dict | None = None, orders: dict | None = None,
-                  missing: dict | None = None) -> "History":
+                  missing: dict | None = None, settle: dict | None = None) -> "History":
         """The final-state snapshot; items {id: stock or (stock, price)}, users {id: credit},
-        orders {id: (paid, [[item, qty], …], user, total_cost)} — or the full dicts of the format."""
+        orders {id: (paid, [[item, qty], …], user, total_cost)} — or the full dicts of the format;
+        ``settle`` is the final read's settle record (None: one snapshot)."""
         def item(v: Any) -> dict:
             return v if isinstance(v, dict) else {"stock": v[0], "price": v[1]} if isinstance(v, tuple) else {"stock": v, "price": 1}
 
@@ -76,7 +77,7 @@ class History:
         self.final = {"items": {k: item(v) for k, v in (items or {}).items()},
                       "users": {k: (v if isinstance(v, dict) else {"credit": v}) for k, v in (users or {}).items()},
                       "orders": {k: order(v) for k, v in (orders or {}).items()},
-                      "missing": missing or {}, "settle": None, "read_at": self._t}
+                      "missing": missing or {}, "settle": settle, "read_at": self._t}
         return self
 
     def write(self, path: str | Path, *, complete: bool = True, reason: str | None = None,
