@@ -35,6 +35,8 @@ class History:
         self.errors: list[tuple[int, str]] = []
         self.final: dict | None = None
         self.bindings: dict[str, str] = {}
+        self.events: list[dict] = []  # extra run events ({"at", "kind", …}), e.g. fault windows
+        self.shard: str | None = None  # the results header's shard ("i/N")
         self._t = 0.0
         self._sid = 0
 
@@ -88,7 +90,7 @@ class History:
             target={"ORDER_URL": "http://127.0.0.1:1", "PAYMENT_URL": "http://127.0.0.1:1",
                     "STOCK_URL": "http://127.0.0.1:1"},
             dialect="2024", speed=1.0, concurrency=16, timeout=10.0, label=self.label, started=0.0,
-            tool="wdm-replay test", host="test", shard=None, workers=1, scenarios=self.scenarios)
+            tool="wdm-replay test", host="test", shard=self.shard, workers=1, scenarios=self.scenarios)
         w = ResultsWriter(path, header)
         if self.rows:
             arr = list(zip(*self.rows))
@@ -96,6 +98,8 @@ class History:
             w.write_requests(cols, self.args, self.errors)
         w.write_bindings(self.bindings)
         w.write_event(0.0, "phase_start", phase=0)
+        for e in self.events:
+            w.write_event(e["at"], e["kind"], **{k: v for k, v in e.items() if k not in ("at", "kind")})
         if self.final is not None:
             w.write_final(self.final)
         end = max((r[10] for r in self.rows if r[10] == r[10]), default=0.0)
