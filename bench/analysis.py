@@ -78,35 +78,49 @@ def synthesize(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> f
 
 
 def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> None:
-    """A results file whose rows carry args and a final state: what ``check`` needs."""
+    """A results file whose rows carry args and a final state a correct shop would end with.
+
+    add_stock / add_funds / add_item (order k always gets item k mod 10k, user k mod 10k) /
+    checkout / find_item; 90 % 2xx, 9 % 4xx, 1 % 5xx (taken as not applied). The final state
+    follows from the 2xx rows, so the check walks every entity without an anomaly — the usual case.
+    """
     rng = np.random.default_rng(seed)
     n_items, n_users, n_orders = 10_000, 10_000, max(rows // 5, 1)
     names = ["add_stock", "add_funds", "add_item", "checkout", "find_item"]
     p = [0.1, 0.1, 0.4, 0.2, 0.2]
+    stock = np.zeros(n_items, np.int64)
+    credit = np.zeros(n_users, np.int64)
+    qty = np.zeros(n_orders, np.int64)
+    paid = np.zeros(n_orders, bool)
     w = ResultsWriter(path, _header(rows, seed, "sha256:synthetic-args"))
     done_rows = 0
     while done_rows < rows:
         n = min(CHUNK, rows - done_rows)
         idx = np.arange(done_rows, done_rows + n)
         which = rng.choice(len(names), n, p=p)
-        item = rng.integers(0, n_items, n).tolist()
-        user = rng.integers(0, n_users, n).tolist()
-        order = rng.integers(0, n_orders, n).tolist()
-        amount = rng.integers(1, 100, n).tolist()
-        args = []
-        for k, wk in enumerate(which.tolist()):
-            if wk == 0:
-                args.append([f"i{item[k]}", amount[k]])
-            elif wk == 1:
-                args.append([f"u{user[k]}", amount[k]])
-            elif wk == 2:
-                args.append([f"o{order[k]}", f"i{item[k]}", 1])
-            elif wk == 3:
-                args.append([f"o{order[k]}"])
-            else:
-                args.append([f"i{item[k]}"])
-        intended = idx / rate
+        order = rng.integers(0, n_orders, n)
+        item = np.where(which == 2, order % n_items, rng.integers(0, n_items, n))
+        user = rng.integers(0, n_users, n)
+        amount = rng.integers(1, 100, n)
         outcome = rng.choice(np.array([0, 1, 2], dtype=np.uint8), n, p=[0.9, 0.09, 0.01])
+        ok = outcome == 0
+        np.add.at(stock, item[ok & (which == 0)], amount[ok & (which == 0)])
+        np.add.at(credit, user[ok & (which == 1)], amount[ok & (which == 1)])
+        np.add.at(qty, order[ok & (which == 2)], 1)
+        paid[order[ok & (which == 3)]] = True
+        args = []
+        for wk, i, u, o, am in zip(which.tolist(), item.tolist(), user.tolist(), order.tolist(), amount.tolist()):
+            if wk == 0:
+                args.append([f"i{i}", am])
+            elif wk == 1:
+                args.append([f"u{u}", am])
+            elif wk == 2:
+                args.append([f"o{o}", f"i{i}", 1])
+            elif wk == 3:
+                args.append([f"o{o}"])
+            else:
+                args.append([f"i{i}"])
+        intended = idx / rate
         ops = np.array([OP_CODES[x] for x in names], dtype=np.uint8)[which]
         w.write_requests({
             "sid": (idx // 8).astype(np.uint32), "step": (idx % 8).astype(np.uint16),
@@ -115,11 +129,14 @@ def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_0
             "status": np.choose(outcome, [200, 400, 500]).astype(np.uint16),
             "intended": intended, "sent": intended, "done": intended + 0.004}, args)
         done_rows += n
+    taken = np.where(paid, qty, 0)
+    stock -= np.bincount(np.arange(n_orders) % n_items, weights=taken, minlength=n_items).astype(np.int64)
+    credit -= np.bincount(np.arange(n_orders) % n_users, weights=taken, minlength=n_users).astype(np.int64)
     w.write_final({
-        "items": {f"i{k}": {"stock": 100, "price": 1} for k in range(n_items)},
-        "users": {f"u{k}": {"credit": 100} for k in range(n_users)},
-        "orders": {f"o{k}": {"paid": bool(k % 2), "items": [[f"i{k % n_items}", 1]], "user_id": f"u{k % n_users}",
-                             "total_cost": 1} for k in range(n_orders)},
+        "items": {f"i{k}": {"stock": int(stock[k]), "price": 1} for k in range(n_items)},
+        "users": {f"u{k}": {"credit": int(credit[k])} for k in range(n_users)},
+        "orders": {f"o{k}": {"paid": bool(paid[k]), "items": [[f"i{k % n_items}", int(qty[k])]] if qty[k] else [],
+                             "user_id": f"u{k % n_users}", "total_cost": int(qty[k])} for k in range(n_orders)},
         "missing": {}, "settle": None, "read_at": rows / rate})
     w.close(complete=True, wall=rows / rate + 1.0)
 

@@ -122,12 +122,15 @@ class _Line:
     add_unc: list = field(default_factory=list)
     rem_ok: int = 0
     rem_unc: int = 0
-    requests: list = field(default_factory=list)
+    requests: list = field(default_factory=list)  # row numbers (named only when an anomaly is reported)
 
 
 @dataclass
 class History:
     """What the recorded requests did, per entity (built once by :func:`read_history`)."""
+
+    sid: Any = None  # the results' sid and step columns: name the requests of an anomaly
+    step: Any = None
 
     items: dict = field(default_factory=lambda: defaultdict(_Ledger))
     users: dict = field(default_factory=lambda: defaultdict(_Ledger))
@@ -184,13 +187,14 @@ def _sent_rows(results: Results, op_codes: list[int]) -> Iterator[tuple[int, int
         yield o, c, args[i] or [], (s, d), i
 
 
-def _request_name(results: Results, row: int) -> str:
-    return f"session {int(results.cols['sid'][row])} step {int(results.cols['step'][row])}"
+def _request_names(hist: "History", rows: list[int]) -> tuple[str, ...]:
+    """``"session S step K"`` of each row."""
+    return tuple(f"session {int(hist.sid[r])} step {int(hist.step[r])}" for r in rows)
 
 
 def read_history(results: Results) -> History:
     """Sum what every sent request did to each item, user and order (vectorized row selection)."""
-    h = History()
+    h = History(results.cols["sid"], results.cols["step"])
     code = {name: OP_CODES[name] for name in _EFFECTS + _SHAPES}
     op, outcome = results.cols["op"], results.cols["outcome"]
     h.checkouts["skipped"] = int(np.count_nonzero((op == code["checkout"]) & (outcome == SKIPPED)))
@@ -210,7 +214,7 @@ def read_history(results: Results) -> History:
             continue  # a 4xx of a simple operation is taken as no effect
         if o in (code["add_item"], code["remove_item"]):
             line = h.lines[str(a[0])][str(a[1])]
-            line.requests.append(_request_name(results, row))
+            line.requests.append(row)
             if o == code["remove_item"]:
                 if cls == _OK:
                     line.rem_ok += 1
@@ -385,7 +389,9 @@ def _check_lines(ctx: _Context, oid: str, o: OrderState) -> list[Anomaly]:
         actual = have.get(item, 0)
         lo = max(0, ln.add_ok - ln.rem_ok - ln.rem_unc)
         hi = max(0, ln.add_ok + sum(ln.add_unc) - ln.rem_ok)
-        reqs = tuple(ln.requests)
+        if lo <= actual <= hi and not ln.add_unc:
+            continue  # the common case: exactly what the answered requests built
+        reqs = _request_names(ctx.hist, ln.requests)
         if actual < lo or (lo <= actual <= hi and not (ln.rem_ok or ln.rem_unc)
                            and not _reachable(actual - lo, ln.add_unc, True)):
             found.append(Anomaly("lost_order_line", "order", oid, _fmt_range(lo, hi), actual,
