@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class _Ledger:
     sub_unc: int = 0
     unc: list = field(default_factory=list)  # each indeterminate delta (+add / -sub), all-or-nothing
     exact: bool = True  # False when the uncertain part is only bounded (orders whose state is unknown)
-    writes: list = field(default_factory=list)  # (sent, done) of requests that may have written
+    writes: list = field(default_factory=list)  # arrays of the rows of requests that may have written
 
 
 @dataclass
@@ -107,35 +107,36 @@ class _Order:
     n_ok: int = 0
     n_fail: int = 0
     n_indet: int = 0
-    intervals: list = field(default_factory=list)
+    rows: Any = ()  # rows of its checkouts
 
     @property
     def attempted(self) -> bool:
         return self.n_ok + self.n_fail + self.n_indet > 0
 
 
-@dataclass
 class _Line:
     """What the requests did to one (order, item) line: definite and all-or-nothing unit deltas."""
 
-    add_ok: int = 0
-    add_unc: list = field(default_factory=list)
-    rem_ok: int = 0
-    rem_unc: int = 0
-    requests: list = field(default_factory=list)  # row numbers (named only when an anomaly is reported)
+    __slots__ = ("add_ok", "add_unc", "rem_ok", "rem_unc", "requests")
+
+    def __init__(self) -> None:
+        self.add_ok = 0
+        self.add_unc: list[int] = []
+        self.rem_ok = 0
+        self.rem_unc = 0
+        self.requests: list = []  # arrays of row numbers (named only when an anomaly is reported)
 
 
 @dataclass
 class History:
     """What the recorded requests did, per entity (built once by :func:`read_history`)."""
 
-    sid: Any = None  # the results' sid and step columns: name the requests of an anomaly
-    step: Any = None
+    cols: Any = None  # the results' columns: sent/done of writes, sid/step to name requests
 
     items: dict = field(default_factory=lambda: defaultdict(_Ledger))
     users: dict = field(default_factory=lambda: defaultdict(_Ledger))
     orders: dict = field(default_factory=lambda: defaultdict(_Order))
-    lines: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(_Line)))  # order -> item -> _Line
+    lines: dict = field(default_factory=dict)  # order -> item -> _Line
     created_orders: Counter = field(default_factory=Counter)  # user -> orders created with a 2xx
     create_prices: set = field(default_factory=set)  # prices create_item was called with (2xx or indeterminate)
     refunded: set = field(default_factory=set)  # users with a (possibly) successful cancel_payment
@@ -174,95 +175,159 @@ def _batch_value(batches: list[tuple], entity_id: str) -> tuple | None:
     return None
 
 
-def _sent_rows(results: Results, op_codes: list[int]) -> Iterator[tuple[int, int, list, tuple[float, float], int]]:
-    """(op code, outcome class, args, (sent, done), row) of every sent row of the given operations.
-
-    The selection and the column conversions are vectorized; only the selected rows are walked.
-    """
-    cols, args = results.cols, results.args
-    rows = np.nonzero(np.isin(cols["op"], op_codes) & (cols["outcome"] != SKIPPED))[0]
-    cls = [_CLASS[x] for x in cols["outcome"][rows].tolist()]
-    for i, o, c, s, d in zip(rows.tolist(), cols["op"][rows].tolist(), cls, cols["sent"][rows].tolist(),
-                             cols["done"][rows].tolist()):
-        yield o, c, args[i] or [], (s, d), i
+def _request_names(hist: "History", parts: list) -> tuple[str, ...]:
+    """``"session S step K"`` of each row (``parts``: arrays of row numbers)."""
+    rows = np.sort(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])) if parts else []
+    sid, step = hist.cols["sid"], hist.cols["step"]
+    return tuple(f"session {int(sid[r])} step {int(step[r])}" for r in rows)
 
 
-def _request_names(hist: "History", rows: list[int]) -> tuple[str, ...]:
-    """``"session S step K"`` of each row."""
-    return tuple(f"session {int(hist.sid[r])} step {int(hist.step[r])}" for r in rows)
+def _intervals(hist: "History", parts: list) -> list[tuple[float, float]]:
+    """(sent, done) of the rows in ``parts`` (arrays of row numbers)."""
+    if not parts:
+        return []
+    rows = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+    return list(zip(hist.cols["sent"][rows].tolist(), hist.cols["done"][rows].tolist()))
+
+
+class _Rows:
+    """The sent rows of one operation, their outcome classes and args, grouped by a key."""
+
+    def __init__(self, results: Results, cls_all: np.ndarray, name: str):
+        c = results.cols
+        self.rows = np.nonzero((c["op"] == OP_CODES[name]) & (c["outcome"] != SKIPPED))[0]
+        self.cls = cls_all[self.rows]
+        args = results.args
+        self.args = [args[i] or [None] for i in self.rows.tolist()]
+
+    def group(self, keys: list, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
+        """(unique keys, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
+        index: dict = {}
+        kept = np.nonzero(keep)[0]
+        inv = np.fromiter((index.setdefault(keys[k], len(index)) for k in kept.tolist()), np.int64, kept.size)
+        order = np.argsort(inv, kind="stable")
+        counts = np.bincount(inv, minlength=len(index))
+        starts = np.concatenate(([0], np.cumsum(counts))).tolist()
+        return list(index), inv, self.rows[kept][order], starts
+
+    def sums(self, inv: np.ndarray, n: int, mask: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
+        """Per key, the count (or sum of ``weights``) of the kept rows in ``mask``."""
+        w = None if weights is None else weights[mask]
+        return np.bincount(inv[mask], weights=w, minlength=n).astype(np.int64).tolist()
 
 
 def read_history(results: Results) -> History:
-    """Sum what every sent request did to each item, user and order (vectorized row selection)."""
-    h = History(results.cols["sid"], results.cols["step"])
-    code = {name: OP_CODES[name] for name in _EFFECTS + _SHAPES}
-    op, outcome = results.cols["op"], results.cols["outcome"]
-    h.checkouts["skipped"] = int(np.count_nonzero((op == code["checkout"]) & (outcome == SKIPPED)))
+    """Sum what every sent request did to each item, user and order.
+
+    Rows are selected and summed per operation with numpy (grouped by entity with one dict pass);
+    only indeterminate rows are walked one by one.
+    """
+    h = History(results.cols)
+    cols = results.cols
+    op, outcome = cols["op"], cols["outcome"]
+    cls_all = np.full(256, -1, dtype=np.int8)
+    for code, k in _CLASS.items():
+        cls_all[code] = k
+    cls_all = cls_all[outcome]
+    h.checkouts["skipped"] = int(np.count_nonzero((op == OP_CODES["checkout"]) & (outcome == SKIPPED)))
     h.undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
-    for o, cls, a, interval, row in _sent_rows(results, [code[n] for n in _EFFECTS + _SHAPES]):
-        if o == code["checkout"]:
-            rec = h.orders[str(a[0])]
-            if cls == _OK:
-                rec.n_ok += 1
-            elif cls == _FAIL:
-                rec.n_fail += 1
+    _read_checkouts(h, _Rows(results, cls_all, "checkout"))
+    for name in ("add_stock", "subtract_stock", "add_funds", "pay"):
+        _read_ledger(h, _Rows(results, cls_all, name), name)
+    for name in ("add_item", "remove_item"):
+        _read_lines(h, _Rows(results, cls_all, name), name)
+    for name in ("create_item", "create_order", "cancel_payment", "batch_init_stock", "batch_init_users",
+                 "batch_init_orders"):
+        r = _Rows(results, cls_all, name)
+        for c, a in zip(r.cls.tolist(), r.args):
+            if c == _FAIL:
+                continue  # a 4xx of a simple operation is taken as no effect
+            if name == "create_item":
+                h.create_prices.add(as_int(a[0]))
+            elif name == "create_order":
+                if c == _OK:
+                    h.created_orders[str(a[0])] += 1
+            elif name == "cancel_payment":
+                h.refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
+            elif name == "batch_init_stock":
+                h.batch_items.append((as_int(a[0]), as_int(a[1]), as_int(a[2] if len(a) > 2 else 0)))
+            elif name == "batch_init_users":
+                h.batch_users.append((as_int(a[0]), as_int(a[1] if len(a) > 1 else 0)))
             else:
-                rec.n_indet += 1
-            rec.intervals.append(interval)
-            continue
-        if cls == _FAIL:
-            continue  # a 4xx of a simple operation is taken as no effect
-        if o in (code["add_item"], code["remove_item"]):
-            line = h.lines[str(a[0])][str(a[1])]
-            line.requests.append(row)
-            if o == code["remove_item"]:
-                if cls == _OK:
-                    line.rem_ok += 1
-                else:
-                    line.rem_unc += 1
-            elif cls == _OK:
-                line.add_ok += as_int(a[2], 1) if len(a) > 2 else 1
-            else:
-                line.add_unc.append(as_int(a[2], 1) if len(a) > 2 else 1)
-        elif o == code["create_item"]:
-            h.create_prices.add(as_int(a[0]))
-        elif o == code["create_order"]:
-            if cls == _OK:
-                h.created_orders[str(a[0])] += 1
-        elif o == code["cancel_payment"]:
-            h.refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
-        elif o == code["batch_init_stock"]:
-            h.batch_items.append((as_int(a[0]), as_int(a[1]), as_int(a[2])))
-        elif o == code["batch_init_users"]:
-            h.batch_users.append((as_int(a[0]), as_int(a[1])))
-        elif o == code["batch_init_orders"]:
-            h.batch_orders.append((as_int(a[0]), as_int(a[-1])))
-        else:
-            _ledger_add(h, o, code, cls, a, interval)
-    for rec in h.orders.values():
-        h.checkouts["ok"] += rec.n_ok
-        h.checkouts["fail"] += rec.n_fail
-        h.checkouts["indeterminate"] += rec.n_indet
+                h.batch_orders.append((as_int(a[0]), as_int(a[-1])))
     return h
 
 
-def _ledger_add(h: History, o: int, code: dict, cls: int, a: list, interval: tuple) -> None:
-    """Book one answered or indeterminate add_stock / subtract_stock / add_funds / pay."""
-    ledger = h.items[str(a[0])] if o in (code["add_stock"], code["subtract_stock"]) else h.users[str(a[0])]
-    amount = as_int(a[-1])
-    adds = o in (code["add_stock"], code["add_funds"])
-    if cls == _OK:
+def _read_checkouts(h: History, r: _Rows) -> None:
+    keys = [str(a[0]) for a in r.args]
+    uniq, inv, srt, starts = r.group(keys, np.ones(r.rows.size, dtype=bool))
+    n = len(uniq)
+    n_ok, n_fail, n_indet = (r.sums(inv, n, r.cls == k) for k in (_OK, _FAIL, _INDET))
+    for k, key in enumerate(uniq):
+        h.orders[key] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
+        h.checkouts["ok"] += n_ok[k]
+        h.checkouts["fail"] += n_fail[k]
+        h.checkouts["indeterminate"] += n_indet[k]
+
+
+def _read_ledger(h: History, r: _Rows, name: str) -> None:
+    """Book the answered and indeterminate add_stock / subtract_stock / add_funds / pay of each entity."""
+    ledgers = h.items if name in ("add_stock", "subtract_stock") else h.users
+    adds = name in ("add_stock", "add_funds")
+    keys = [str(a[0]) for a in r.args]
+    amount = np.fromiter((as_int(a[-1]) for a in r.args), np.int64, len(r.args))
+    wrote = r.cls != _FAIL
+    uniq, inv, srt, starts = r.group(keys, wrote)
+    ok = r.cls[wrote] == _OK
+    total = r.sums(inv, len(uniq), ok, amount[wrote])
+    for k, key in enumerate(uniq):
+        led = ledgers[key]
         if adds:
-            ledger.add_ok += amount
+            led.add_ok += total[k]
         else:
-            ledger.sub_ok += amount
-    elif adds:
-        ledger.add_unc += amount
-        ledger.unc.append(amount)
+            led.sub_ok += total[k]
+        led.writes.append(srt[starts[k]:starts[k + 1]])
+    for k in np.nonzero(r.cls == _INDET)[0].tolist():
+        led, am = ledgers[keys[k]], int(amount[k])
+        if adds:
+            led.add_unc += am
+            led.unc.append(am)
+        else:
+            led.sub_unc += am
+            led.unc.append(-am)
+
+
+def _read_lines(h: History, r: _Rows, name: str) -> None:
+    """Book each (order, item) line's answered and indeterminate add_item / remove_item."""
+    keys = [(str(a[0]), str(a[1]) if len(a) > 1 else "") for a in r.args]
+    wrote = r.cls != _FAIL
+    uniq, inv, srt, starts = r.group(keys, wrote)
+    ok = r.cls[wrote] == _OK
+    if name == "add_item":
+        qty = np.fromiter((as_int(a[2], 1) if len(a) > 2 else 1 for a in r.args), np.int64, len(r.args))
+        total = r.sums(inv, len(uniq), ok, qty[wrote])
     else:
-        ledger.sub_unc += amount
-        ledger.unc.append(-amount)
-    ledger.writes.append(interval)
+        qty = np.ones(len(r.args), np.int64)
+        total = r.sums(inv, len(uniq), ok)
+    lines = h.lines
+    for k, (order, item) in enumerate(uniq):
+        by_item = lines.get(order)
+        if by_item is None:
+            by_item = lines[order] = {}
+        line = by_item.get(item)
+        if line is None:
+            line = by_item[item] = _Line()
+        if name == "add_item":
+            line.add_ok += total[k]
+        else:
+            line.rem_ok += total[k]
+        line.requests.append(srt[starts[k]:starts[k + 1]])
+    for k in np.nonzero(r.cls == _INDET)[0].tolist():
+        line = lines[keys[k][0]][keys[k][1]]
+        if name == "add_item":
+            line.add_unc.append(int(qty[k]))
+        else:
+            line.rem_unc += 1
 
 
 def _overlapping(intervals: list) -> bool:
@@ -444,8 +509,8 @@ def check_entity(ctx: _Context, kind: str, eid: str, initial: int, led: _Ledger,
                                  f"{value} {actual} is within {lo}..{hi} but no all-or-nothing combination of "
                                  f"the indeterminate operations gives it"))
         return _one(found), lo, hi
-    concurrent = _overlapping(led.writes + [iv for o, _ in related if o in hist.orders
-                                            for iv in hist.orders[o].intervals])
+    concurrent = _overlapping(_intervals(hist, led.writes + [hist.orders[o].rows for o, _ in related
+                                                             if o in hist.orders]))
     unpaid = [(o, w) for o, w in related
               if o in ctx.fs.orders and not ctx.fs.orders[o].paid and o in hist.orders and hist.orders[o].attempted]
     if actual < lo:
@@ -590,7 +655,7 @@ def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> 
             led = hist.items[item]
             led.sub_unc += qty
             led.unc.append(-qty)
-            led.writes.extend(hist.orders[oid].intervals)
+            led.writes.append(hist.orders[oid].rows)
         costs.append(sum(q * (fs.items[i].price if i in fs.items else hist.max_price) for i, q in lines.items()))
     costs.sort(reverse=True)
     shown = Counter(o.user for o in fs.orders.values())

@@ -10,7 +10,6 @@ before the contract carry ``{"requested", "settled", "seconds", "reads"}``, read
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -86,10 +85,11 @@ class FinalState:
 
 
 def _order(v: Mapping) -> OrderState:
-    q: Counter = Counter()
-    for line in v.get("items") or []:
+    q: dict[str, int] = {}
+    for line in v.get("items") or ():
         try:
-            q[str(line[0])] += as_int(line[1], 1)
+            item = str(line[0])
+            q[item] = q.get(item, 0) + as_int(line[1], 1)
         except (IndexError, TypeError):
             continue
     user = v.get("user_id")
