@@ -114,9 +114,10 @@ def test_concurrent_checkouts_oversold_and_lost_update(tmp_path):
     h.set_final(items={"i1": (0, 2)}, users={"u1": 6},
                 orders={"o1": (True, [O1], "u1", 2), "o2": (True, [O1], "u1", 2)})
     rep = run(tmp_path, h)
-    # One cause, one anomaly: the oversold unit is the primary reading, the lost write a tag.
-    assert kinds(rep) == {"oversell": 1}
-    assert rep.anomalies[0].tags == ("lost_update",)
+    # One cause, one anomaly: the lost write is the primary reading, the oversold unit a tag
+    # (oversell is primary only when the value went below zero).
+    assert kinds(rep) == {"lost_update": 1}
+    assert rep.anomalies[0].tags == ("oversell",)
 
 
 def test_concurrent_add_funds_lost_update(tmp_path):
