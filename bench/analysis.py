@@ -144,10 +144,12 @@ def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_0
 def analyse_check(path: str) -> dict:
     """Load with args and run the full check; seconds per step and peak RSS."""
     from wdmreplay.analysis import check_results
+    from wdmreplay.analysis.check import paused_gc
     from wdmreplay.traces import load_results
 
     w0, c0 = time.perf_counter(), time.process_time()
-    r = load_results(path, with_args=True)
+    with paused_gc():  # as `wdm-replay check` loads it
+        r = load_results(path, with_args=True)
     w1, c1 = time.perf_counter(), time.process_time()
     rep = check_results(r)
     w2, c2 = time.perf_counter(), time.process_time()

@@ -374,10 +374,12 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
       wdm-replay check a.wdmr --strict
     """
     from .analysis import check_results, render_check_text, render_json
+    from .analysis.check import paused_gc
     from .traces import load_results
 
-    report = check_results(load_results(results, with_args=True), recheckout=recheckout, strict=strict,
-                           min_availability=min_availability)
+    with paused_gc():
+        run = load_results(results, with_args=True)
+    report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability)
     click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
     sys.exit(report.verdict.exit_code)
 
