@@ -58,7 +58,7 @@ def clean_history() -> History:
     h = History(label="build-ok", expect={"checkout_ok": 1, "stock_total": 0, "credit_total": 3})
     h.req("create_item", [2]).req("add_stock", ["i1", 1]).req("create_user", []).req("add_funds", ["u1", 5])
     h.req("create_order", ["u1"]).req("add_item", ["o1", "i1", 1]).req("checkout", ["o1"])
-    h.set_final(items={"i1": 0}, users={"u1": 3}, orders={"o1": (True, [["i1", 1]], "u1", 2)})
+    h.set_final(items={"i1": (0, 2)}, users={"u1": 3}, orders={"o1": (True, [["i1", 1]], "u1", 2)})
     return h
 
 
@@ -94,8 +94,10 @@ def test_report_json_stable_keys(mixed):
     assert set(data["stats"]["overall"]) == {"count", "rate", "outcomes", "shares", "response_ms", "service_ms", "lag_ms"}
     assert set(data["stats"]["overall"]["response_ms"]) == {"p50", "p90", "p99", "p99.9", "max", "mean"}
     assert set(data["check"]) >= {"clean", "complete", "expectations", "consistency", "warnings", "undetermined"}
+    assert data["check"]["schema"] == "wdm-check/2" and data["check"]["verdict"] == "NOT CLEAN"
+    assert set(data["check"]["sections"]) == {"correctness", "consistency", "availability", "coverage"}
     assert set(data["check"]["consistency"]["benchmark"]) == {
-        "stock_inconsistencies_logs", "stock_inconsistencies_db", "payment_inconsistencies_logs",
+        "comparable", "why", "stock_inconsistencies_logs", "stock_inconsistencies_db", "payment_inconsistencies_logs",
         "payment_inconsistencies_db"}
     assert data["run"]["label"] == "build-a" and data["stats"]["overall"]["count"] == 25
 
@@ -153,13 +155,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_check_exit_codes(tmp_path, mixed):
     ok = clean_history().write(tmp_path / "ok.wdmr")
     r = _cli("check", str(ok))
-    assert (r.returncode, r.stderr) == (0, "") and r.stdout.endswith("verdict: CLEAN\n")
+    assert (r.returncode, r.stderr) == (0, "") and r.stdout.endswith("verdict: CLEAN (exit 0)\n")
     r = _cli("check", str(mixed), "--json")
     assert r.returncode == 1 and r.stderr == ""
     assert json.loads(r.stdout)["clean"] is False
     partial = clean_history().write(tmp_path / "partial.wdmr", complete=False, reason="interrupted")
     r = _cli("check", str(partial))
-    assert r.returncode == 1 and "WARNING: PARTIAL RUN (interrupted)" in r.stdout
+    # A partial run where nothing is proven wrong cannot be judged: INCONCLUSIVE, exit 3.
+    assert r.returncode == 3 and "WARNING: PARTIAL RUN (interrupted)" in r.stdout
+    assert r.stdout.endswith("verdict: INCONCLUSIVE (exit 3) — decided by coverage\n")
 
 
 def test_cli_report_formats(tmp_path, mixed):

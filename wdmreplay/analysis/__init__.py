@@ -1,6 +1,6 @@
 """Results → answers: expectation diff, consistency checker, statistics, report, compare.
 
-Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.clean``, ``.anomalies``),
+Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.verdict``, ``.clean``, ``.anomalies``),
 :func:`build_report` (→ dict with stable keys), :func:`render_text`, :func:`render_json`,
 :func:`render_html` (needs matplotlib, imported only when called), :func:`compare_runs`
 (→ :class:`CompareResult`) and :func:`render_compare_text`.
@@ -8,7 +8,7 @@ Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.clean``, ``
 
 from __future__ import annotations
 
-from .check import CheckReport, check_results
+from .check import CheckReport, Verdict, check_results
 from .compare import CompareError, CompareResult, compare_runs, render_compare_text
 from .consistency import KIND_MEANING, KINDS, AnalysisError, Anomaly, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
@@ -24,7 +24,7 @@ def render_html(report: dict) -> str:
 
 
 __all__ = [
-    "AnalysisError", "Anomaly", "CheckReport", "CompareError", "CompareResult", "ExpectationDiff", "KINDS",
+    "AnalysisError", "Anomaly", "CheckReport", "Verdict", "CompareError", "CompareResult", "ExpectationDiff", "KINDS",
     "KIND_MEANING", "build_report", "check_consistency", "check_results", "compare_runs", "compute_stats",
     "diff_expectations", "render_check_text", "render_compare_text", "render_html", "render_json",
     "render_text",

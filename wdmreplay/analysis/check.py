@@ -1,24 +1,102 @@
-"""The ``check`` verdict: expectation diff + consistency checker, and whether the run is clean."""
+"""The ``check`` verdict: CLEAN, NOT CLEAN or INCONCLUSIVE, decided by four sections.
+
+- *correctness*: the expectation diff — a 2xx where the trace proves a 4xx, or the reverse;
+- *consistency*: the anomalies of the history + final-state checker and the trace's proven bounds;
+- *availability*: per operation, the share of requests with a determined expectation that got an
+  answer (2xx/4xx), at least ``min_availability``; with ``strict``, every request answered;
+- *coverage*: everything the verdict needs was observed — a complete run, not a lone shard, every
+  bound entity read back, from a state shown settled.
+
+A section *fails* when it proves something wrong, is *inconclusive* when it cannot judge. The
+verdict is NOT CLEAN (exit 1) when a section fails, else INCONCLUSIVE (exit 3) when one is
+inconclusive, else CLEAN (exit 0). Anomalies found on a state that was not shown settled, or on a
+partial history, are not proof (a request still in flight may explain them) — except those that no
+history explains (negative stock or credit, an order's wrong total). A lone shard is INCONCLUSIVE
+whatever it shows: its history is part of the run, its final state the whole shop's.
+"""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
-from ..traces.results import Results
+import numpy as np
+
+from ..api import OP_CODES
+from ..traces.results import INDETERMINATE, OK, Results
+from .availability import Availability, compute_availability
+from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
+from .figures import BenchmarkFigures, benchmark_figures
+from .final_state import ENTITY_KINDS
+
+CHECK_SCHEMA = "wdm-check/2"
+CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
+EXIT_CODES = {CLEAN: 0, NOT_CLEAN: 1, INCONCLUSIVE: 3}
+SECTIONS = ("correctness", "consistency", "availability", "coverage")
+PASS, FAIL, UNJUDGED = "pass", "fail", "inconclusive"
+DEFAULT_MIN_AVAILABILITY = 99.0
+_CREATES = {"item": "create_item", "user": "create_user", "order": "create_order"}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One section of the verdict: its status (pass / fail / inconclusive) and why."""
+
+    name: str
+    status: str
+    reasons: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"status": self.status, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The verdict of a run: CLEAN / NOT CLEAN / INCONCLUSIVE, its exit code and the deciding sections."""
+
+    verdict: str
+    sections: tuple[Section, ...]
+    decided_by: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE."""
+        return EXIT_CODES[self.verdict]
+
+    def reasons(self) -> list[str]:
+        """The reasons of the deciding sections, each prefixed with its section."""
+        by = {s.name: s for s in self.sections}
+        return [f"{name}: {r}" for name in self.decided_by for r in by[name].reasons]
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What the final read covered: entities read and missing per kind, settling, shard, completeness."""
+
+    final_state: bool
+    read: dict[str, int]
+    missing: dict[str, int]
+    settle: dict | None
+    quiesce: object
+    indeterminate: int  # requests with no answer (5xx, timeout, connection error)
+    shard: str | None
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"final_state": self.final_state, "read": dict(self.read), "missing": dict(self.missing),
+                "settle": self.settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
+                "shard": self.shard}
+
+
+@dataclass(frozen=True, slots=True)
 class CheckReport:
-    """Correctness and consistency verdict of one run.
-
-    ``clean`` is True when the run is complete, no request contradicted a determined expectation
-    (2xx where 4xx was expected or the reverse), and the consistency checker found no anomaly.
-    Indeterminate (5xx, timeout, connection error) and skipped requests are reported, and make the
-    verdict unclean only with ``strict``.
-    """
+    """Everything ``check`` found about one run, and its :class:`Verdict`."""
 
     path: str
     label: str
@@ -26,54 +104,211 @@ class CheckReport:
     reason: str | None
     policy: str
     strict: bool
+    min_availability: float  # percent
     expectations: ExpectationDiff
     consistency: ConsistencyResult
-    warnings: list[str] = field(default_factory=list)
+    availability: Availability
+    coverage: Coverage
+    bounds: tuple[BoundCheck, ...]
+    figures: BenchmarkFigures
+    verdict: Verdict
+    warnings: tuple[str, ...] = ()
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
+    bound_anomalies: tuple[Anomaly, ...] = field(default=())
 
     @property
     def anomalies(self) -> list[Anomaly]:
-        """Every consistency anomaly, in kind order."""
-        return self.consistency.anomalies
+        """Every anomaly (per entity, then the trace's aggregate bounds), in kind order."""
+        return sorted(self.consistency.anomalies + list(self.bound_anomalies), key=lambda a: KINDS.index(a.kind))
 
     @property
     def anomaly_counts(self) -> dict[str, int]:
-        """Number of anomalies per kind (every kind present, zeros included)."""
+        """Number of anomalies per primary kind (every kind present, zeros included)."""
         c = Counter(a.kind for a in self.anomalies)
         return {k: c.get(k, 0) for k in KINDS}
 
     @property
     def clean(self) -> bool:
-        """Whether the run passes: complete, no mismatch, no anomaly (and no error when strict)."""
-        if not self.complete or self.anomalies or self.expectations.mismatches:
-            return False
-        if self.strict and self.undetermined:
-            return False
-        return True
+        """Whether the verdict is CLEAN."""
+        return self.verdict.verdict == CLEAN
 
     def as_dict(self) -> dict:
-        """JSON-ready form (stable keys, documented in docs/analysis.md)."""
-        c = self.consistency
+        """JSON-ready form (schema ``wdm-check/2``, stable keys, documented in docs/analysis.md)."""
+        c, v = self.consistency, self.verdict
         return {
-            "schema": "wdm-check/1", "path": self.path, "label": self.label, "clean": self.clean,
-            "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined, "recheckout": self.policy, "strict": self.strict,
+            "schema": CHECK_SCHEMA, "path": self.path, "label": self.label,
+            "verdict": v.verdict, "exit_code": v.exit_code, "decided_by": list(v.decided_by),
+            "sections": {s.name: s.as_dict() for s in v.sections}, "clean": self.clean,
+            "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined,
+            "recheckout": self.policy, "strict": self.strict, "min_availability": self.min_availability,
             "warnings": list(self.warnings),
             "expectations": self.expectations.as_dict(),
+            "availability": self.availability.as_dict(),
+            "coverage": self.coverage.as_dict(),
             "consistency": {
                 "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
-                "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in c.anomalies],
-                "aggregates": c.aggregates, "totals": c.totals, "benchmark": c.benchmark, "notes": c.notes,
+                "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
+                "aggregates": [b.as_dict() for b in self.bounds], "totals": c.totals,
+                "benchmark": self.figures.as_dict(), "notes": c.notes,
             },
         }
 
 
-def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False) -> CheckReport:
-    """Check a run loaded with ``with_args=True``: expectation diff and consistency anomalies."""
+def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
+    fs = consistency.final
+    shard = results.header.get("shard")
+    indet = int(np.count_nonzero(np.isin(results.cols["outcome"], INDETERMINATE)))
+    if fs is None:
+        return Coverage(False, {k: 0 for k in ENTITY_KINDS}, {}, None, None, indet, shard)
+    op, outcome = results.cols["op"], results.cols["outcome"]
+    created = {k: int(np.count_nonzero((op == OP_CODES[_CREATES[k]]) & (outcome == OK))) for k in ENTITY_KINDS}
+    read = {k: fs.read_count(k) for k in ENTITY_KINDS}
+    missing = {k: max(fs.missing_count(k), created[k] - read[k]) for k in ENTITY_KINDS}
+    settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
+                                            "snapshots": fs.settle.snapshots, "why": fs.settle.why}
+    return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard)
+
+
+def lone_shard(shard: object) -> bool:
+    """Whether a results header's ``shard`` ("i/N") names one shard of several (N > 1)."""
+    if not isinstance(shard, str) or "/" not in shard:
+        return False
+    try:
+        return int(shard.split("/", 1)[1]) > 1
+    except ValueError:
+        return False
+
+
+def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple[Section, bool]:
+    """The coverage section, and whether the state and history can prove anomalies (settled, whole)."""
+    why: list[str] = []
+    judgeable = True
+    if lone_shard(cov.shard):
+        why.append(f"a lone shard ({cov.shard}): merge the shards with `wdm-replay merge` and check the merged file")
+        judgeable = False
+    if not complete:
+        why.append(f"partial run ({reason or 'interrupted'}): the history may lack requests")
+        judgeable = False
+    if not cov.final_state:
+        why.append("no final state recorded (replay with the final read)")
+    else:
+        if cov.missing:
+            why.append("not read back: " + ", ".join(f"{n} {k}(s)" for k, n in cov.missing.items()))
+        if cov.settle is not None and not cov.settle["settled"]:
+            why.append(f"final state did not settle within {cov.settle['requested']:g} s "
+                       f"({cov.settle['snapshots']} snapshots{'; ' + cov.settle['why'] if cov.settle['why'] else ''})")
+            judgeable = False
+        elif cov.settle is None and cov.indeterminate:
+            why.append(f"{cov.indeterminate} request(s) got no answer and the final state was read once, "
+                       f"not shown settled: replay with --settle")
+            judgeable = False
+    return Section("coverage", UNJUDGED if why else PASS, tuple(why)), judgeable
+
+
+def _proof_without_settle(a: Anomaly) -> bool:
+    """Anomalies no in-flight request can explain: negative stock/credit, an order's wrong total."""
+    return a.kind == "wrong_total" or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
+
+
+def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool) -> Section:
+    """The consistency section: anomalies prove a fault when the state and history are whole."""
+    if not anomalies:
+        if not final_state:
+            return Section("consistency", UNJUDGED, ("not checked: no final state",))
+        return Section("consistency", PASS)
+    counts = Counter(a.kind for a in anomalies)
+    text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
+    if judgeable:
+        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}",))
+    proof = [a for a in anomalies if _proof_without_settle(a)]
+    if proof:
+        return Section("consistency", FAIL, (f"{len(proof)} anomalies no in-flight request explains "
+                                             f"(of {len(anomalies)}: {text})",))
+    return Section("consistency", UNJUDGED, (f"{len(anomalies)} anomalies ({text}) on a state or history "
+                                              f"that is not whole: not proof",))
+
+
+def availability_section(av: Availability, min_pct: float, strict: bool, undetermined: int) -> Section:
+    """The availability section: every operation at or above ``min_pct`` % answered (and all with strict)."""
+    why = [f"unavailable: {a.op} {a.breakdown()} < {min_pct:g}%" for a in av.below(min_pct / 100.0)]
+    if strict and undetermined:
+        why.append(f"strict: {undetermined} request(s) not answered (5xx, timeout, connection error or skipped)")
+    return Section("availability", FAIL if why else PASS, tuple(why))
+
+
+def correctness_section(diff: ExpectationDiff) -> Section:
+    """The correctness section: a contradicted determined expectation is proven wrong."""
+    if not diff.mismatches:
+        return Section("correctness", PASS)
+    bc = diff.by_category
+    return Section("correctness", FAIL, (f"{diff.mismatches} contradicted expectations ({bc['unexpected_ok']} "
+                                         f"unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx)",))
+
+
+def decide(sections: tuple[Section, ...], lone: bool) -> Verdict:
+    """The verdict of the sections (a lone shard is always INCONCLUSIVE)."""
+    if lone:
+        return Verdict(INCONCLUSIVE, sections, ("coverage",))
+    failed = tuple(s.name for s in sections if s.status == FAIL)
+    if failed:
+        return Verdict(NOT_CLEAN, sections, failed)
+    unjudged = tuple(s.name for s in sections if s.status == UNJUDGED)
+    if unjudged:
+        return Verdict(INCONCLUSIVE, sections, unjudged)
+    return Verdict(CLEAN, sections, ())
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for an allocation-heavy pass over a big run.
+
+    With millions of decoded args alive, every automatic collection walks them all; the check's
+    records hold no reference cycles, so pausing it loses nothing (it was measured to take more
+    than half the check's time on 1M rows).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False,
+                  min_availability: float = DEFAULT_MIN_AVAILABILITY) -> CheckReport:
+    """Check a run loaded with ``with_args=True``: the four sections and the verdict."""
+    with paused_gc():
+        return _check(results, recheckout, strict, min_availability)
+
+
+def _check(results: Results, recheckout: str, strict: bool, min_availability: float) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
+    hist, fs = consistency.history, consistency.final
+    assert hist is not None
+    trace_header = (results.header.get("trace") or {}).get("header") or {}
+    totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
+    loaded = sum(rec.n_ok for oid, rec in hist.orders.items()
+                 if any(ln.add_ok > 0 for ln in hist.lines.get(oid, {}).values()))
+    bounds, bound_anoms = check_bounds(
+        trace_header, {"checkout_ok": hist.checkouts["ok"], "checkout_ok_loaded": loaded, "stock_total": consistency.totals.get("stock", {}).get("final", 0),
+                       "credit_total": consistency.totals.get("credit", {}).get("final", 0)},
+        complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
+    figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
+                                undetermined=hist.undetermined, complete=results.complete)
+    expectations = diff_expectations(results)
+    availability = compute_availability(results)
+    coverage = _coverage(results, consistency)
+    cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
+    anomalies = consistency.anomalies + bound_anoms
+    sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable),
+                availability_section(availability, min_availability, strict, hist.undetermined), cov_section)
+    verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
     if not results.complete:
         why = results.trailer.get("reason") or "interrupted"
         warnings.append(f"PARTIAL RUN ({why}): {results.n} requests recorded; the verdict cannot be clean")
     warnings.extend(consistency.notes)
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
-                       strict, diff_expectations(results), consistency, warnings, consistency.undetermined)
+                       strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
+                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms))

@@ -4,34 +4,36 @@ What a correct shop must end with is recomputed per entity from the recorded ope
 
 - item stock  = initial + Σ add_stock(2xx) − Σ subtract_stock(2xx) − Σ over PAID orders of qty
 - user credit = initial + Σ add_funds(2xx) − Σ pay(2xx)          − Σ over PAID orders of total_cost
+- order lines = Σ add_item(2xx) − Σ remove_item(2xx) per item; total_cost = Σ qty × price
 
-where *initial* is 0 for created entities and the batch_init value for batch-initialised ones, and an
-order's contents come from the final snapshot. Using the final ``paid`` flag (rather than each
-checkout's response) is what makes indeterminate checkouts (5xx, timeout, connection error) work:
-either outcome is allowed, but the order's paid flag, its items' stock and its user's credit must
-agree. Indeterminate add_stock / subtract_stock / add_funds / pay make the expected value a range.
+where *initial* is 0 for created entities and the batch_init value for batch-initialised ones.
+Using each order's final ``paid`` flag (rather than each checkout's response) is what makes
+indeterminate checkouts (5xx, timeout, connection error) work: either outcome is allowed, but the
+order's paid flag, its items' stock and its user's credit must agree. Indeterminate add_stock /
+subtract_stock / add_funds / pay / add_item make the expected value a range of all-or-nothing sums.
 
-Per-entity checks come first (each item, user, order); the global sums second (the trace header's
-``expect`` and the original benchmark's four figures). When a value is off, which checkout caused
-it is ambiguous if many orders touch one entity, so the *kind* is decided by the shape of the
-discrepancy — its sign, whether unpaid or paid orders could explain it, and whether the entity saw
-concurrent writes — which keeps every kind reliably detected (see ``docs/analysis.md``).
+The checker is a set of small per-entity checkers (:func:`check_order`, :func:`check_item`,
+:func:`check_user`) over a :class:`History` (what the requests did) and the typed
+:class:`~.final_state.FinalState`. Each entity yields at most one anomaly: a primary kind decided by
+the shape of the discrepancy (its sign, whether unpaid or paid orders explain it, whether the
+entity saw concurrent writes), other readings as ``tags`` (see ``docs/analysis.md``).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..api import OP_CODES, WdmError
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
+from .final_state import FinalState, OrderState, as_int, final_state
 
 # Anomaly kinds, in report order.
 KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
-         "double_charge", "expectation_not_met")
+         "double_charge", "lost_order_line", "phantom_order_line", "wrong_total", "expectation_not_met")
 KIND_MEANING = {
     "lost_checkout": "2xx checkout whose order is not paid, or paid order without its stock/credit effect",
     "phantom_checkout": "checkout answered 4xx (never 2xx or indeterminate) but its order is paid",
@@ -39,16 +41,21 @@ KIND_MEANING = {
     "oversell": "stock or credit below zero, or more units sold than were ever there",
     "lost_update": "final stock/credit that no serial order of the successful operations explains",
     "double_charge": "credit reduced more than the paid orders and payments explain",
-    "expectation_not_met": "an aggregate expectation of the trace header (checkout_ok, stock_total, credit_total) not met",
+    "lost_order_line": "an order holds fewer units of an item than its answered add_item/remove_item built",
+    "phantom_order_line": "an order holds more units of an item (or an item) than its add_item requests could add",
+    "wrong_total": "an order's total_cost differs from the sum of quantity x price of its lines",
+    "expectation_not_met": "an aggregate expectation or proven bound of the trace header (checkout_ok, "
+                           "stock_total, credit_total) not met",
 }
 RECHECKOUT_POLICIES = ("refuse", "charge")
 
 _OK, _FAIL, _INDET = 0, 1, 2
 _CLASS = {OK: _OK, FAIL: _FAIL, ERROR: _INDET, TIMEOUT: _INDET, CONN_ERROR: _INDET}
-# Operations whose effects the checker sums; and those read only to bound orders the final read missed.
+# Operations whose effects the checker sums.
 _EFFECTS = ("add_stock", "subtract_stock", "add_funds", "pay", "checkout", "batch_init_stock",
-            "batch_init_users", "cancel_payment")
-_SHAPES = ("create_item", "create_order", "add_item")
+            "batch_init_users", "batch_init_orders", "cancel_payment")
+_SHAPES = ("create_item", "create_order", "add_item", "remove_item")
+MAX_EXACT_UNCERTAIN = 12  # beyond this many uncertain deltas per entity, accept the whole range
 
 
 class AnalysisError(WdmError):
@@ -57,7 +64,11 @@ class AnalysisError(WdmError):
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """One consistency anomaly: its kind, the entity, expected vs actual, and related orders."""
+    """One consistency anomaly: its kind, the entity, expected vs actual, related orders and requests.
+
+    ``tags`` are the other kinds the same discrepancy could also be read as (one cause, one anomaly);
+    ``requests`` name the requests involved as ``"session S step K"``.
+    """
 
     kind: str
     entity: str  # "item" | "user" | "order" | "aggregate"
@@ -66,11 +77,14 @@ class Anomaly:
     actual: Any
     detail: str
     orders: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    requests: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"kind": self.kind, "entity": self.entity, "id": self.id, "expected": self.expected,
-                "actual": self.actual, "detail": self.detail, "orders": list(self.orders)}
+                "actual": self.actual, "detail": self.detail, "orders": list(self.orders),
+                "tags": list(self.tags), "requests": list(self.requests)}
 
 
 @dataclass
@@ -83,47 +97,237 @@ class _Ledger:
     sub_unc: int = 0
     unc: list = field(default_factory=list)  # each indeterminate delta (+add / -sub), all-or-nothing
     exact: bool = True  # False when the uncertain part is only bounded (orders whose state is unknown)
-    writes: list = field(default_factory=list)  # (sent, done) of requests that may have written
+    writes: list = field(default_factory=list)  # arrays of the rows of requests that may have written
 
 
 @dataclass
 class _Order:
+    """Checkout responses of one order and the (sent, done) interval of each."""
+
     n_ok: int = 0
     n_fail: int = 0
     n_indet: int = 0
-    intervals: list = field(default_factory=list)
+    rows: Any = ()  # rows of its checkouts
 
     @property
     def attempted(self) -> bool:
         return self.n_ok + self.n_fail + self.n_indet > 0
 
 
-@dataclass
-class ConsistencyResult:
-    """What the checker found: anomalies, per-entity counts checked, checkout tallies, figures."""
+class _Line:
+    """What the requests did to one (order, item) line: definite and all-or-nothing unit deltas."""
 
-    anomalies: list[Anomaly]
-    checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
-    checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
-    aggregates: list[dict]  # [{key, expected, actual, status, note}]
-    benchmark: dict[str, int]  # the original benchmark's four figures
-    totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
-    notes: list[str]
-    final_state: bool
+    __slots__ = ("add_ok", "add_unc", "rem_ok", "rem_unc", "requests")
+
+    def __init__(self) -> None:
+        self.add_ok = 0
+        self.add_unc: list[int] = []
+        self.rem_ok = 0
+        self.rem_unc = 0
+        self.requests: list = []  # arrays of row numbers (named only when an anomaly is reported)
+
+
+@dataclass
+class History:
+    """What the recorded requests did, per entity (built once by :func:`read_history`)."""
+
+    cols: Any = None  # the results' columns: sent/done of writes, sid/step to name requests
+
+    items: dict = field(default_factory=lambda: defaultdict(_Ledger))
+    users: dict = field(default_factory=lambda: defaultdict(_Ledger))
+    orders: dict = field(default_factory=lambda: defaultdict(_Order))
+    lines: dict = field(default_factory=dict)  # order -> item -> _Line
+    created_orders: Counter = field(default_factory=Counter)  # user -> orders created with a 2xx
+    create_prices: set = field(default_factory=set)  # prices create_item was called with (2xx or indeterminate)
+    refunded: set = field(default_factory=set)  # users with a (possibly) successful cancel_payment
+    batch_items: list = field(default_factory=list)  # (n, stock, price) of batch_init_stock
+    batch_users: list = field(default_factory=list)  # (n, credit)
+    batch_orders: list = field(default_factory=list)  # (n, item_price)
+    checkouts: dict = field(default_factory=lambda: {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0})
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
 
+    @property
+    def max_price(self) -> int:
+        """The highest price any item was created with: bounds costs of unread items."""
+        return max([*self.create_prices, *(p for _, _, p in self.batch_items), 0])
 
-def _sent_rows(results: Results, op_codes: list[int]) -> Iterator[tuple[int, int, list, tuple[float, float]]]:
-    """(op code, outcome class, args, (sent, done)) of every sent row of the given operations.
+    def batch_item(self, eid: str) -> tuple[int, int] | None:
+        """(stock, price) of ``eid`` if a batch_init created it (the last one wins)."""
+        return _batch_value(self.batch_items, eid)
 
-    The selection and the column conversions are vectorized; only the selected rows are walked.
+    def batch_user(self, eid: str) -> int | None:
+        """The batch_init credit of ``eid`` if a batch_init created it."""
+        v = _batch_value(self.batch_users, eid)
+        return None if v is None else v[0]
+
+    def batch_order(self, eid: str) -> bool:
+        """Whether ``eid`` is an order a batch_init_orders may have created (server-chosen lines)."""
+        return _batch_value(self.batch_orders, eid) is not None
+
+
+def _batch_value(batches: list[tuple], entity_id: str) -> tuple | None:
+    if not entity_id.isdigit():
+        return None
+    k = int(entity_id)
+    for b in reversed(batches):
+        if k < b[0]:
+            return b[1:]
+    return None
+
+
+def _request_names(hist: "History", parts: list) -> tuple[str, ...]:
+    """``"session S step K"`` of each row (``parts``: arrays of row numbers)."""
+    rows = np.sort(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])) if parts else []
+    sid, step = hist.cols["sid"], hist.cols["step"]
+    return tuple(f"session {int(sid[r])} step {int(step[r])}" for r in rows)
+
+
+def _intervals(hist: "History", parts: list) -> list[tuple[float, float]]:
+    """(sent, done) of the rows in ``parts`` (arrays of row numbers)."""
+    if not parts:
+        return []
+    rows = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+    return list(zip(hist.cols["sent"][rows].tolist(), hist.cols["done"][rows].tolist()))
+
+
+class _Rows:
+    """The sent rows of one operation, their outcome classes and args, grouped by a key."""
+
+    def __init__(self, results: Results, cls_all: np.ndarray, name: str):
+        c = results.cols
+        self.rows = np.nonzero((c["op"] == OP_CODES[name]) & (c["outcome"] != SKIPPED))[0]
+        self.cls = cls_all[self.rows]
+        args = results.args
+        self.args = [args[i] or [None] for i in self.rows.tolist()]
+
+    def group(self, keys: list, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
+        """(unique keys, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
+        index: dict = {}
+        kept = np.nonzero(keep)[0]
+        inv = np.fromiter((index.setdefault(keys[k], len(index)) for k in kept.tolist()), np.int64, kept.size)
+        order = np.argsort(inv, kind="stable")
+        counts = np.bincount(inv, minlength=len(index))
+        starts = np.concatenate(([0], np.cumsum(counts))).tolist()
+        return list(index), inv, self.rows[kept][order], starts
+
+    def sums(self, inv: np.ndarray, n: int, mask: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
+        """Per key, the count (or sum of ``weights``) of the kept rows in ``mask``."""
+        w = None if weights is None else weights[mask]
+        return np.bincount(inv[mask], weights=w, minlength=n).astype(np.int64).tolist()
+
+
+def read_history(results: Results) -> History:
+    """Sum what every sent request did to each item, user and order.
+
+    Rows are selected and summed per operation with numpy (grouped by entity with one dict pass);
+    only indeterminate rows are walked one by one.
     """
-    cols, args = results.cols, results.args
-    rows = np.nonzero(np.isin(cols["op"], op_codes) & (cols["outcome"] != SKIPPED))[0]
-    cls = [_CLASS[x] for x in cols["outcome"][rows].tolist()]
-    for i, o, c, s, d in zip(rows.tolist(), cols["op"][rows].tolist(), cls, cols["sent"][rows].tolist(),
-                             cols["done"][rows].tolist()):
-        yield o, c, args[i] or [], (s, d)
+    h = History(results.cols)
+    cols = results.cols
+    op, outcome = cols["op"], cols["outcome"]
+    cls_all = np.full(256, -1, dtype=np.int8)
+    for code, k in _CLASS.items():
+        cls_all[code] = k
+    cls_all = cls_all[outcome]
+    h.checkouts["skipped"] = int(np.count_nonzero((op == OP_CODES["checkout"]) & (outcome == SKIPPED)))
+    h.undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
+    _read_checkouts(h, _Rows(results, cls_all, "checkout"))
+    for name in ("add_stock", "subtract_stock", "add_funds", "pay"):
+        _read_ledger(h, _Rows(results, cls_all, name), name)
+    for name in ("add_item", "remove_item"):
+        _read_lines(h, _Rows(results, cls_all, name), name)
+    for name in ("create_item", "create_order", "cancel_payment", "batch_init_stock", "batch_init_users",
+                 "batch_init_orders"):
+        r = _Rows(results, cls_all, name)
+        for c, a in zip(r.cls.tolist(), r.args):
+            if c == _FAIL:
+                continue  # a 4xx of a simple operation is taken as no effect
+            if name == "create_item":
+                h.create_prices.add(as_int(a[0]))
+            elif name == "create_order":
+                if c == _OK:
+                    h.created_orders[str(a[0])] += 1
+            elif name == "cancel_payment":
+                h.refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
+            elif name == "batch_init_stock":
+                h.batch_items.append((as_int(a[0]), as_int(a[1]), as_int(a[2] if len(a) > 2 else 0)))
+            elif name == "batch_init_users":
+                h.batch_users.append((as_int(a[0]), as_int(a[1] if len(a) > 1 else 0)))
+            else:
+                h.batch_orders.append((as_int(a[0]), as_int(a[-1])))
+    return h
+
+
+def _read_checkouts(h: History, r: _Rows) -> None:
+    keys = [str(a[0]) for a in r.args]
+    uniq, inv, srt, starts = r.group(keys, np.ones(r.rows.size, dtype=bool))
+    n = len(uniq)
+    n_ok, n_fail, n_indet = (r.sums(inv, n, r.cls == k) for k in (_OK, _FAIL, _INDET))
+    for k, key in enumerate(uniq):
+        h.orders[key] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
+        h.checkouts["ok"] += n_ok[k]
+        h.checkouts["fail"] += n_fail[k]
+        h.checkouts["indeterminate"] += n_indet[k]
+
+
+def _read_ledger(h: History, r: _Rows, name: str) -> None:
+    """Book the answered and indeterminate add_stock / subtract_stock / add_funds / pay of each entity."""
+    ledgers = h.items if name in ("add_stock", "subtract_stock") else h.users
+    adds = name in ("add_stock", "add_funds")
+    keys = [str(a[0]) for a in r.args]
+    amount = np.fromiter((as_int(a[-1]) for a in r.args), np.int64, len(r.args))
+    wrote = r.cls != _FAIL
+    uniq, inv, srt, starts = r.group(keys, wrote)
+    ok = r.cls[wrote] == _OK
+    total = r.sums(inv, len(uniq), ok, amount[wrote])
+    for k, key in enumerate(uniq):
+        led = ledgers[key]
+        if adds:
+            led.add_ok += total[k]
+        else:
+            led.sub_ok += total[k]
+        led.writes.append(srt[starts[k]:starts[k + 1]])
+    for k in np.nonzero(r.cls == _INDET)[0].tolist():
+        led, am = ledgers[keys[k]], int(amount[k])
+        if adds:
+            led.add_unc += am
+            led.unc.append(am)
+        else:
+            led.sub_unc += am
+            led.unc.append(-am)
+
+
+def _read_lines(h: History, r: _Rows, name: str) -> None:
+    """Book each (order, item) line's answered and indeterminate add_item / remove_item."""
+    keys = [(str(a[0]), str(a[1]) if len(a) > 1 else "") for a in r.args]
+    wrote = r.cls != _FAIL
+    uniq, inv, srt, starts = r.group(keys, wrote)
+    ok = r.cls[wrote] == _OK
+    if name == "add_item":
+        qty = np.fromiter((as_int(a[2], 1) if len(a) > 2 else 1 for a in r.args), np.int64, len(r.args))
+        total = r.sums(inv, len(uniq), ok, qty[wrote])
+    else:
+        qty = np.ones(len(r.args), np.int64)
+        total = r.sums(inv, len(uniq), ok)
+    lines = h.lines
+    for k, (order, item) in enumerate(uniq):
+        by_item = lines.get(order)
+        if by_item is None:
+            by_item = lines[order] = {}
+        line = by_item.get(item)
+        if line is None:
+            line = by_item[item] = _Line()
+        if name == "add_item":
+            line.add_ok += total[k]
+        else:
+            line.rem_ok += total[k]
+        line.requests.append(srt[starts[k]:starts[k + 1]])
+    for k in np.nonzero(r.cls == _INDET)[0].tolist():
+        line = lines[keys[k][0]][keys[k][1]]
+        if name == "add_item":
+            line.add_unc.append(int(qty[k]))
+        else:
+            line.rem_unc += 1
 
 
 def _overlapping(intervals: list) -> bool:
@@ -139,14 +343,11 @@ def _overlapping(intervals: list) -> bool:
     return False
 
 
-MAX_EXACT_UNCERTAIN = 12  # beyond this many uncertain deltas per entity, accept the whole range
-
-
 def _reachable(offset: int, deltas: list[int], exact: bool) -> bool:
     """Whether ``lo + offset`` is a sum of some subset of the uncertain deltas (each all-or-nothing).
 
-    Only indeterminate add/subtract/add_funds/pay are checked exactly; with re-checkout multiplicity
-    ranges or too many uncertain operations, any value in the range is accepted.
+    With re-checkout multiplicity ranges or too many uncertain operations, any value in the range is
+    accepted.
     """
     if not exact or not deltas or len(deltas) > MAX_EXACT_UNCERTAIN:
         return True
@@ -157,30 +358,237 @@ def _reachable(offset: int, deltas: list[int], exact: bool) -> bool:
     return offset in sums
 
 
-def _batch_value(batches: list[tuple[int, int]], entity_id: str) -> int | None:
-    """The batch_init value of ``entity_id`` if a batch_init created it (the last one wins)."""
-    if not entity_id.isdigit():
-        return None
-    k = int(entity_id)
-    for n, value in reversed(batches):
-        if k < n:
-            return value
-    return None
-
-
-def _as_int(v: Any, default: int = 0) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
-
-
 def _fmt_range(lo: int, hi: int) -> Any:
     return lo if lo == hi else [lo, hi]
 
 
+@dataclass
+class ConsistencyResult:
+    """What the checker found: anomalies, per-entity counts checked, checkout tallies, own figures."""
+
+    anomalies: list[Anomaly]
+    checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
+    checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
+    totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
+    notes: list[str]
+    final_state: bool
+    undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
+    history: History | None = field(default=None, repr=False)
+    final: FinalState | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Context:
+    """What every per-entity checker reads: the history, the final state, the policy and the order index."""
+
+    hist: History
+    fs: FinalState
+    recheckout: str
+    mult: dict = field(default_factory=dict)  # paid order -> (min, max) times its effect applies
+    item_orders: dict = field(default_factory=lambda: defaultdict(list))  # item -> [(order, qty)]
+    user_orders: dict = field(default_factory=lambda: defaultdict(list))  # user -> [order]
+    short_items: set = field(default_factory=set)  # items with less stock than expected (checked before users)
+
+    def price(self, item: str) -> int | None:
+        """An item's price: its batch_init price, its price as read back, or the one create_item price."""
+        b = self.hist.batch_item(item)
+        if b is not None:
+            return b[1]
+        if item in self.fs.items:
+            return self.fs.items[item].price
+        if len(self.hist.create_prices) == 1:
+            return next(iter(self.hist.create_prices))
+        return None
+
+
+def _one(candidates: list[Anomaly]) -> Anomaly | None:
+    """One anomaly for one entity: the first candidate is primary, the others become its tags."""
+    if not candidates:
+        return None
+    first, rest = candidates[0], candidates[1:]
+    tags = tuple(dict.fromkeys(a.kind for a in rest if a.kind != first.kind))
+    orders = tuple(dict.fromkeys(first.orders + tuple(o for a in rest for o in a.orders)))
+    detail = first.detail + "".join(f"; also {a.kind}: {a.detail}" for a in rest)
+    return Anomaly(first.kind, first.entity, first.id, first.expected, first.actual, detail, orders, tags,
+                   first.requests + tuple(r for a in rest for r in a.requests))
+
+
+def check_order(ctx: _Context, oid: str, o: OrderState) -> Anomaly | None:
+    """An order against its checkouts (paid flag), its add_item/remove_item history and its prices."""
+    rec = ctx.hist.orders.get(oid) or _Order()
+    found: list[Anomaly] = []
+    if rec.n_ok and not o.paid:
+        found.append(Anomaly("lost_checkout", "order", oid, True, False,
+                             f"{rec.n_ok} checkout(s) answered 2xx but the order is not paid", (oid,)))
+    elif o.paid and rec.n_ok == 0 and rec.n_indet == 0:
+        why = (f"{rec.n_fail} checkout(s) answered 4xx but the order is paid" if rec.n_fail
+               else "order is paid but no checkout of it was sent")
+        found.append(Anomaly("phantom_checkout", "order", oid, False, True, why, (oid,)))
+    if not ctx.hist.batch_order(oid):
+        found.extend(_check_lines(ctx, oid, o))
+    total = _expected_total(ctx, o)
+    if total is not None and total != o.total_cost:
+        lines = ", ".join(f"{q} x {i} @ {ctx.price(i)}" for i, q in o.lines) or "no lines"
+        found.append(Anomaly("wrong_total", "order", oid, total, o.total_cost,
+                             f"total_cost {o.total_cost} but its lines cost {total} ({lines})", (oid,)))
+    return _one(found)
+
+
+def _expected_total(ctx: _Context, o: OrderState) -> int | None:
+    total = 0
+    for item, qty in o.lines:
+        p = ctx.price(item)
+        if p is None:
+            return None
+        total += qty * p
+    return total
+
+
+def _check_lines(ctx: _Context, oid: str, o: OrderState) -> list[Anomaly]:
+    """Each line's quantity against what the answered add_item/remove_item built (indeterminate: all-or-nothing)."""
+    lines = ctx.hist.lines.get(oid, {})
+    have = o.quantities
+    found = []
+    for item in sorted(set(lines) | set(have)):
+        ln = lines.get(item) or _Line()
+        actual = have.get(item, 0)
+        lo = max(0, ln.add_ok - ln.rem_ok - ln.rem_unc)
+        hi = max(0, ln.add_ok + sum(ln.add_unc) - ln.rem_ok)
+        if lo <= actual <= hi and not ln.add_unc:
+            continue  # the common case: exactly what the answered requests built
+        reqs = _request_names(ctx.hist, ln.requests)
+        if actual < lo or (lo <= actual <= hi and not (ln.rem_ok or ln.rem_unc)
+                           and not _reachable(actual - lo, ln.add_unc, True)):
+            found.append(Anomaly("lost_order_line", "order", oid, _fmt_range(lo, hi), actual,
+                                 f"item {item}: quantity {actual}, but its answered add_item/remove_item "
+                                 f"requests built {_fmt_range(lo, hi)}", (oid,), (), reqs))
+        elif actual > hi:
+            why = (f"item {item}: quantity {actual}, but its add_item requests add at most {hi}" if ln.requests
+                   else f"item {item}: quantity {actual}, but no add_item of it was sent to this order")
+            found.append(Anomaly("phantom_order_line", "order", oid, _fmt_range(lo, hi), actual, why, (oid,), (), reqs))
+    return found
+
+
+def _recheckout_extra(ctx: _Context, related: list[tuple[str, int]]) -> int:
+    """Units/credit that re-checkouts of already-paid orders would take if each charged again."""
+    if ctx.recheckout != "refuse":
+        return 0
+    extra = 0
+    for o, w in related:
+        rec = ctx.hist.orders.get(o)
+        if o in ctx.mult and rec and rec.n_ok + rec.n_indet > 1:
+            extra += w * (rec.n_ok + rec.n_indet - 1)
+    return extra
+
+
+RECHECKOUT_HINT = ("; the pattern of re-checkout charging again (an already-paid order checked out again took "
+                   "effect, as the course template does): if that is the shop's policy, check with "
+                   "--recheckout charge")
+
+
+def check_entity(ctx: _Context, kind: str, eid: str, initial: int, led: _Ledger, actual: int,
+                 related: list[tuple[str, int]]) -> tuple[Anomaly | None, int, int]:
+    """One item's stock or user's credit against its expected range: (anomaly or None, lo, hi)."""
+    mult, hist = ctx.mult, ctx.hist
+    paid_lo = sum(w * mult[o][0] for o, w in related if o in mult)
+    paid_hi = sum(w * mult[o][1] for o, w in related if o in mult)
+    lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
+    hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
+    value = "stock" if kind == "item" else "credit"
+    rng = _fmt_range(lo, hi)
+    paid = [(o, w) for o, w in related if o in mult]
+    found: list[Anomaly] = []
+    if actual < 0 or hi < 0:
+        why = (f"{value} is {actual}, below zero" if actual < 0
+               else f"the successful operations take more {value} than was ever there (at most {hi} left)")
+        found.append(Anomaly("oversell", kind, eid, rng, actual, why, tuple(o for o, _ in paid)))
+    if lo <= actual <= hi:
+        exact = led.exact and all(mult[o][0] == mult[o][1] for o, _ in paid)
+        if not _reachable(actual - lo, led.unc, exact):
+            found.append(Anomaly("lost_update", kind, eid, rng, actual,
+                                 f"{value} {actual} is within {lo}..{hi} but no all-or-nothing combination of "
+                                 f"the indeterminate operations gives it"))
+        return _one(found), lo, hi
+    concurrent = _overlapping(_intervals(hist, led.writes + [hist.orders[o].rows for o, _ in related
+                                                             if o in hist.orders]))
+    unpaid = [(o, w) for o, w in related
+              if o in ctx.fs.orders and not ctx.fs.orders[o].paid and o in hist.orders and hist.orders[o].attempted]
+    if actual < lo:
+        deficit = lo - actual
+        hint = RECHECKOUT_HINT if 0 < deficit <= _recheckout_extra(ctx, related) else ""
+        if kind == "item":
+            ctx.short_items.add(eid)
+        elif paid:
+            # Missing credit could be an extra charge of a paid order or a charge of an unpaid one:
+            # the stock side decides — an unpaid order that also lost stock half-happened.
+            unpaid = [(o, w) for o, w in unpaid if any(i in ctx.short_items for i, _ in ctx.fs.orders[o].lines)]
+        if unpaid and sum(w for _, w in unpaid) >= deficit:
+            found.insert(0, Anomaly("non_atomic_checkout", kind, eid, rng, actual,
+                                    f"{value} {deficit} lower than expected: taken by checkout(s) whose order is "
+                                    f"not paid", tuple(o for o, _ in unpaid)))
+        elif kind == "user" and (paid or not concurrent or hint):
+            found.insert(0, Anomaly("double_charge", kind, eid, rng, actual,
+                                    f"credit {deficit} lower than the paid orders and payments explain" + hint,
+                                    tuple(o for o, _ in paid)))
+        elif not (actual < 0 and kind == "item"):  # a negative stock is the oversell already found
+            found.append(Anomaly("lost_update", kind, eid, rng, actual,
+                                 f"{value} {deficit} lower than any serial order of the successful operations "
+                                 f"gives" + hint))
+    else:
+        excess = actual - hi
+        if not concurrent and paid and sum(w for _, w in paid) >= excess:
+            any_ok = any(hist.orders[o].n_ok for o, _ in paid if o in hist.orders)
+            found.append(Anomaly("lost_checkout" if any_ok else "non_atomic_checkout", kind, eid, rng, actual,
+                                 f"{value} {excess} higher than expected: paid order(s) without their {value} effect",
+                                 tuple(o for o, _ in paid)))
+        else:
+            found.append(Anomaly("lost_update", kind, eid, rng, actual,
+                                 f"{value} {excess} higher than any serial order of the successful operations gives"
+                                 + (" (concurrent writes)" if concurrent else ""), tuple(o for o, _ in paid)))
+    if found and found[0].kind == "oversell" and actual >= 0:
+        # Not below zero: how the extra units went (a lost write, a paid order without its effect) is
+        # the cause; "more sold than there was" stays as a tag.
+        found.append(found.pop(0))
+    return _one(found), lo, hi
+
+
+def _implied(ctx: _Context, led: _Ledger, initial: int, related: list[tuple[str, int]]) -> int:
+    """What the 2xx responses alone imply for one entity."""
+    taken = 0
+    for o, w in related:
+        rec = ctx.hist.orders.get(o)
+        if rec and rec.n_ok:
+            taken += w * (rec.n_ok if ctx.recheckout == "charge" else 1)
+    return initial + led.add_ok - led.sub_ok - taken
+
+
+def check_item(ctx: _Context, eid: str) -> tuple[Anomaly | None, tuple[int, int, int, int]]:
+    """One item: its anomaly (or None) and (lo, hi, implied by 2xx, final) of its stock."""
+    b = ctx.hist.batch_item(eid)
+    initial = b[0] if b is not None else 0
+    actual = ctx.fs.items[eid].stock
+    related = ctx.item_orders.get(eid, [])
+    led = ctx.hist.items.get(eid) or _Ledger()
+    a, lo, hi = check_entity(ctx, "item", eid, initial, led, actual, related)
+    return a, (lo, hi, _implied(ctx, led, initial, related), actual)
+
+
+def check_user(ctx: _Context, eid: str) -> tuple[Anomaly | None, tuple[int, int, int, int]]:
+    """One user: its anomaly (or None) and (lo, hi, implied by 2xx, final) of its credit."""
+    initial = ctx.hist.batch_user(eid) or 0
+    actual = ctx.fs.users[eid].credit
+    related = [(o, ctx.fs.orders[o].total_cost) for o in ctx.user_orders.get(eid, [])]
+    led = ctx.hist.users.get(eid) or _Ledger()
+    if eid in ctx.hist.refunded:
+        # A refund gives back at most what the user paid: the credit is bounded, not exact.
+        led.add_unc += led.sub_ok + led.sub_unc + sum(w * ctx.mult[o][1] for o, w in related if o in ctx.mult)
+        led.exact = False
+    a, lo, hi = check_entity(ctx, "user", eid, initial, led, actual, related)
+    return a, (lo, hi, _implied(ctx, led, initial, related), actual)
+
+
 def check_consistency(results: Results, *, recheckout: str = "refuse") -> ConsistencyResult:
-    """Recompute every item's stock and user's credit from the history and compare with the final state.
+    """Recompute every order's lines and total, item's stock and user's credit; compare with the final state.
 
     ``results`` must be loaded with ``with_args=True``. ``recheckout`` is the policy for checking out
     an already-paid order: ``refuse`` (counted once; further 2xx must be no-ops) or ``charge`` (every
@@ -190,273 +598,54 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
         raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
     if results.args is None:
         raise AnalysisError(f"{results.path}: the consistency check needs the request args (load with with_args=True)")
-    cols = results.cols
+    hist = read_history(results)
+    fs = final_state(results.final)
     notes: list[str] = []
-    items: dict[str, _Ledger] = defaultdict(_Ledger)
-    users: dict[str, _Ledger] = defaultdict(_Ledger)
-    orders: dict[str, _Order] = defaultdict(_Order)
-    created_orders: Counter = Counter()  # user -> orders created with a 2xx
-    max_price = 0  # the highest price any item was created with: bounds costs of unread items
-    refunded: set[str] = set()  # users with a (possibly) successful cancel_payment
-    added_lines: dict[str, Counter] = defaultdict(Counter)  # order -> item -> units added (2xx or indeterminate)
-    batch_items: list[tuple[int, int]] = []
-    batch_users: list[tuple[int, int]] = []
-    n_checkout = {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0}
-
-    code = {name: OP_CODES[name] for name in _EFFECTS + _SHAPES}
-    op, outcome = cols["op"], cols["outcome"]
-    is_checkout = op == code["checkout"]
-    n_checkout["skipped"] = int(np.count_nonzero(is_checkout & (outcome == SKIPPED)))
-    undetermined = int(np.count_nonzero(np.isin(outcome, (*INDETERMINATE, SKIPPED))))
-    for o, cls, a, interval in _sent_rows(results, [code[n] for n in _EFFECTS]):
-        if o == code["checkout"]:
-            rec = orders[str(a[0])]
-            if cls == _OK:
-                rec.n_ok += 1
-            elif cls == _FAIL:
-                rec.n_fail += 1
-            else:
-                rec.n_indet += 1
-            rec.intervals.append(interval)
-            continue
-        if cls == _FAIL:
-            continue  # a 4xx of a simple operation is taken as no effect
-        if o == code["cancel_payment"]:
-            refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
-            continue
-        if o == code["batch_init_stock"]:
-            batch_items.append((_as_int(a[0]), _as_int(a[1])))
-            max_price = max(max_price, _as_int(a[2]))
-            continue
-        if o == code["batch_init_users"]:
-            batch_users.append((_as_int(a[0]), _as_int(a[1])))
-            continue
-        ledger = items[str(a[0])] if o in (code["add_stock"], code["subtract_stock"]) else users[str(a[0])]
-        amount = _as_int(a[-1])
-        adds = o in (code["add_stock"], code["add_funds"])
-        if cls == _OK:
-            if adds:
-                ledger.add_ok += amount
-            else:
-                ledger.sub_ok += amount
-        elif adds:
-            ledger.add_unc += amount
-            ledger.unc.append(amount)
-        else:
-            ledger.sub_unc += amount
-            ledger.unc.append(-amount)
-        ledger.writes.append(interval)
-    for rec in orders.values():
-        n_checkout["ok"] += rec.n_ok
-        n_checkout["fail"] += rec.n_fail
-        n_checkout["indeterminate"] += rec.n_indet
-
-    final = results.final
-    if final is None:
+    if fs is None:
         notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
-        return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(n_checkout, paid_orders=0),
-                                 [], {}, {}, notes, False, undetermined)
-    f_items: dict = final.get("items") or {}
-    f_users: dict = final.get("users") or {}
-    f_orders: dict = final.get("orders") or {}
-    missing = final.get("missing") or {}
+        return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(hist.checkouts, paid_orders=0),
+                                 {}, notes, False, hist.undetermined, hist, None)
     for kind in ("item", "user", "order"):
-        if missing.get(kind):
-            notes.append(f"{len(missing[kind])} {kind}(s) could not be read back; they are not checked")
-    unknown_orders = sorted(o for o in orders if o not in f_orders and orders[o].n_ok + orders[o].n_indet)
-    if unknown_orders:
-        notes.append(f"{len(unknown_orders)} checked-out order(s) missing from the final state: their effects "
+        if fs.missing_count(kind):
+            notes.append(f"{fs.missing_count(kind)} {kind}(s) could not be read back; they are not checked")
+    unknown = sorted(o for o, rec in hist.orders.items() if o not in fs.orders and rec.n_ok + rec.n_indet)
+    if unknown:
+        notes.append(f"{len(unknown)} checked-out order(s) missing from the final state: their effects "
                      f"are bounded from the recorded add_item requests")
-        # Only now are the shapes of orders needed: who created them, what was added, at what price.
-        for o, cls, a, _ in _sent_rows(results, [code[n] for n in _SHAPES]):
-            if cls == _FAIL:
-                continue
-            if o == code["create_item"]:
-                max_price = max(max_price, _as_int(a[0]))
-            elif o == code["create_order"]:
-                if cls == _OK:
-                    created_orders[str(a[0])] += 1
-            else:
-                added_lines[str(a[0])][str(a[1])] += _as_int(a[2], 1) if len(a) > 2 else 1
-        _bound_unknown_orders(unknown_orders, orders, added_lines, created_orders, f_items, f_orders, items, users,
-                              max_price)
+        _bound_unknown_orders(unknown, hist, fs)
 
+    ctx = _Context(hist, fs, recheckout)
     anomalies: list[Anomaly] = []
-    # Multiplicity range of each paid order's effect under the re-checkout policy.
-    mult: dict[str, tuple[int, int]] = {}
-    item_orders: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    user_orders: dict[str, list[str]] = defaultdict(list)
     paid_orders = 0
-    for oid in sorted(f_orders):
-        o = f_orders[oid]
-        rec = orders.get(oid) or _Order()
-        paid = bool(o.get("paid"))
-        for entry in o.get("items") or []:
-            item_orders[str(entry[0])].append((oid, _as_int(entry[1], 1)))
-        if o.get("user_id") is not None:
-            user_orders[str(o["user_id"])].append(oid)
-        if paid:
+    for oid in sorted(fs.orders, key=_id_key):
+        o = fs.orders[oid]
+        rec = hist.orders.get(oid) or _Order()
+        for item, qty in o.lines:
+            ctx.item_orders[item].append((oid, qty))
+        if o.user is not None:
+            ctx.user_orders[o.user].append(oid)
+        if o.paid:
             paid_orders += 1
-            if recheckout == "charge":
-                mult[oid] = (max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet))
-            else:
-                mult[oid] = (1, 1)
-        # Order-level checks: the paid flag against the checkout responses.
-        if rec.n_ok and not paid:
-            anomalies.append(Anomaly("lost_checkout", "order", oid, True, False,
-                                     f"{rec.n_ok} checkout(s) answered 2xx but the order is not paid", (oid,)))
-        elif paid and rec.n_ok == 0 and rec.n_indet == 0:
-            why = (f"{rec.n_fail} checkout(s) answered 4xx but the order is paid" if rec.n_fail
-                   else "order is paid but no checkout of it was sent")
-            anomalies.append(Anomaly("phantom_checkout", "order", oid, False, True, why, (oid,)))
-
-    def order_cost(oid: str) -> int:
-        return _as_int(f_orders[oid].get("total_cost"))
-
-    def unpaid_attempted(oid: str) -> bool:
-        return not f_orders[oid].get("paid") and oid in orders and orders[oid].attempted
-
-    def entity_check(kind: str, eid: str, initial: int, led: _Ledger, actual: int,
-                     related: list[tuple[str, int]]) -> tuple[int, int]:
-        """Compare one entity with its expected range; append anomalies; return the range."""
-        paid_lo = sum(w * mult[o][0] for o, w in related if o in mult)
-        paid_hi = sum(w * mult[o][1] for o, w in related if o in mult)
-        lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
-        hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
-        value = "stock" if kind == "item" else "credit"
-        if actual < 0 or hi < 0:
-            why = (f"{value} is {actual}, below zero" if actual < 0
-                   else f"the successful operations take more {value} than was ever there (at most {hi} left)")
-            anomalies.append(Anomaly("oversell", kind, eid, _fmt_range(lo, hi), actual, why,
-                                     tuple(o for o, _ in related if o in mult)))
-        if lo <= actual <= hi:
-            exact = led.exact and all(mult[o][0] == mult[o][1] for o, _ in related if o in mult)
-            if not _reachable(actual - lo, led.unc, exact):
-                anomalies.append(Anomaly(
-                    "lost_update", kind, eid, _fmt_range(lo, hi), actual,
-                    f"{value} {actual} is within {lo}..{hi} but no all-or-nothing combination of the "
-                    f"indeterminate operations gives it", ()))
-            return lo, hi
-        # Out of range: how it is off decides the kind; concurrent writes point to a lost update.
-        concurrent = _overlapping(led.writes + [iv for o, _ in related if o in orders for iv in orders[o].intervals])
-        unpaid = [(o, w) for o, w in related if unpaid_attempted(o)]
-        paid = [(o, w) for o, w in related if o in mult]
-        if actual < lo:
-            deficit = lo - actual
-            if kind == "item":
-                short_items.add(eid)
-            elif paid:
-                # Missing credit could be an extra charge of a paid order or a charge of an unpaid one:
-                # the stock side decides — an unpaid order that also lost stock half-happened.
-                unpaid = [(o, w) for o, w in unpaid
-                          if any(str(line[0]) in short_items for line in f_orders[o].get("items") or [])]
-            if unpaid and sum(w for _, w in unpaid) >= deficit:
-                anomalies.append(Anomaly(
-                    "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
-                    f"{value} {deficit} lower than expected: taken by checkout(s) whose order is not paid",
-                    tuple(o for o, _ in unpaid)))
-            elif actual < 0 and kind == "item":
-                pass  # already reported as oversell; negative credit may still be an extra charge, below
-            elif kind == "user" and (paid or not concurrent):
-                anomalies.append(Anomaly("double_charge", kind, eid, _fmt_range(lo, hi), actual,
-                                         f"credit {deficit} lower than the paid orders and payments explain",
-                                         tuple(o for o, _ in paid)))
-            else:
-                anomalies.append(Anomaly("lost_update", kind, eid, _fmt_range(lo, hi), actual,
-                                         f"{value} {deficit} lower than any serial order of the successful operations gives",
-                                         ()))
-        else:
-            excess = actual - hi
-            if not concurrent and paid and sum(w for _, w in paid) >= excess:
-                any_ok = any(orders[o].n_ok for o, _ in paid if o in orders)
-                anomalies.append(Anomaly(
-                    "lost_checkout" if any_ok else "non_atomic_checkout", kind, eid, _fmt_range(lo, hi), actual,
-                    f"{value} {excess} higher than expected: paid order(s) without their {value} effect",
-                    tuple(o for o, _ in paid)))
-            else:
-                anomalies.append(Anomaly("lost_update", kind, eid, _fmt_range(lo, hi), actual,
-                                         f"{value} {excess} higher than any serial order of the successful operations gives"
-                                         + (" (concurrent writes)" if concurrent else ""),
-                                         tuple(o for o, _ in paid)))
-        return lo, hi
-
-    short_items: set[str] = set()  # items with less stock than expected (checked before users)
+            ctx.mult[oid] = ((max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet)) if recheckout == "charge" else (1, 1))
+        a = check_order(ctx, oid, o)
+        if a is not None:
+            anomalies.append(a)
     totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
-
-    def implied(led: _Ledger, initial: int, related: list[tuple[str, int]]) -> int:
-        """What the 2xx responses alone imply (the original benchmark's 'logs' view)."""
-        taken = 0
-        for o, w in related:
-            rec = orders.get(o)
-            if rec and rec.n_ok:
-                taken += w * (rec.n_ok if recheckout == "charge" else 1)
-        return initial + led.add_ok - led.sub_ok - taken
-
-    for kind, final_of, ledgers, batches, key, total in (
-            ("item", f_items, items, batch_items, "stock", totals["stock"]),
-            ("user", f_users, users, batch_users, "credit", totals["credit"])):
-        for eid in sorted(final_of):
-            initial = _batch_value(batches, eid) or 0
-            actual = _as_int(final_of[eid].get(key))
-            related = (item_orders.get(eid, []) if kind == "item"
-                       else [(o, order_cost(o)) for o in user_orders.get(eid, [])])
-            led = ledgers.get(eid) or _Ledger()
-            if kind == "user" and eid in refunded:
-                # A refund gives back at most what the user paid: the credit is bounded, not exact.
-                led.add_unc += led.sub_ok + led.sub_unc + sum(w * mult[o][1] for o, w in related if o in mult)
-                led.exact = False
-            lo, hi = entity_check(kind, eid, initial, led, actual, related)
-            total[0] += lo
-            total[1] += hi
-            total[2] += implied(led, initial, related)
-            total[3] += actual
-
-    # Global sums second: the trace header's aggregate expectations.
-    header_expect = ((results.header.get("trace") or {}).get("header") or {}).get("expect") or {}
-    actual_aggr = {"checkout_ok": n_checkout["ok"], "stock_total": totals["stock"][3],
-                   "credit_total": totals["credit"][3]}
-    aggregates = []
-    for key in ("checkout_ok", "stock_total", "credit_total"):
-        if key not in header_expect:
-            continue
-        exp, act = header_expect[key], actual_aggr[key]
-        if not results.complete:
-            status, note = "not evaluated", "partial run"
-        elif undetermined:
-            status, note = "not evaluated", f"{undetermined} indeterminate or skipped request(s) leave it undetermined"
-        else:
-            status, note = ("met" if exp == act else "unmet"), ""
-        aggregates.append({"key": key, "expected": exp, "actual": act, "status": status, "note": note})
-        if status == "unmet":
-            anomalies.append(Anomaly("expectation_not_met", "aggregate", key, exp, act,
-                                     f"trace expects {key} = {exp}, run has {act}"))
-
-    def distance(value: int, lo: int, hi: int) -> int:
-        return lo - value if value < lo else value - hi if value > hi else 0
-
-    def expected_range(key: str, lo: int, hi: int) -> tuple[int, int]:
-        return (header_expect[key], header_expect[key]) if key in header_expect else (lo, hi)
-
-    s_lo, s_hi = expected_range("stock_total", *totals["stock"][:2])
-    c_lo, c_hi = expected_range("credit_total", *totals["credit"][:2])
-    benchmark = {
-        "stock_inconsistencies_logs": distance(totals["stock"][2], s_lo, s_hi),
-        "stock_inconsistencies_db": distance(totals["stock"][3], s_lo, s_hi),
-        "payment_inconsistencies_logs": distance(totals["credit"][2], c_lo, c_hi),
-        "payment_inconsistencies_db": distance(totals["credit"][3], c_lo, c_hi),
-    }
-    totals_out = {
-        name: {"expected": _fmt_range(*expected_range(key, t[0], t[1])), "implied_by_2xx": t[2], "final": t[3]}
-        for name, key, t in (("stock", "stock_total", totals["stock"]), ("credit", "credit_total", totals["credit"]))
-    }
+    for name, ids, checker in (("stock", fs.items, check_item), ("credit", fs.users, check_user)):
+        for eid in sorted(ids, key=_id_key):
+            a, figs = checker(ctx, eid)
+            if a is not None:
+                anomalies.append(a)
+            totals[name] = [t + f for t, f in zip(totals[name], figs)]
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
-    checked = {"items": len(f_items), "users": len(f_users), "orders": len(f_orders)}
-    return ConsistencyResult(anomalies, checked, dict(n_checkout, paid_orders=paid_orders), aggregates,
-                             benchmark, totals_out, notes, True, undetermined)
+    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
+                  for name, t in totals.items()}
+    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
+    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
+                             notes, True, hist.undetermined, hist, fs)
 
 
-def _bound_unknown_orders(unknown: list[str], orders: dict, added_lines: dict, created_orders: Counter,
-                          f_items: dict, f_orders: dict, items: dict, users: dict, max_price: int) -> None:
+def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> None:
     """Widen the expected values touched by checked-out orders whose final state was not read.
 
     Such an order may or may not be paid: each of its items may have lost the units added to it
@@ -465,20 +654,19 @@ def _bound_unknown_orders(unknown: list[str], orders: dict, added_lines: dict, c
     """
     costs = []
     for oid in unknown:
-        lines = added_lines.get(oid, {})
+        lines = {i: ln.add_ok + sum(ln.add_unc) for i, ln in hist.lines.get(oid, {}).items()}
         for item, qty in lines.items():
-            led = items[item]
+            led = hist.items[item]
             led.sub_unc += qty
             led.unc.append(-qty)
-            led.writes.extend(orders[oid].intervals)
-        costs.append(sum(q * (_as_int(f_items[i].get("price")) if i in f_items else max_price)
-                         for i, q in lines.items()))
+            led.writes.append(hist.orders[oid].rows)
+        costs.append(sum(q * (fs.items[i].price if i in fs.items else hist.max_price) for i, q in lines.items()))
     costs.sort(reverse=True)
-    shown = Counter(str(o.get("user_id")) for o in f_orders.values())
-    for user, n in created_orders.items():
+    shown = Counter(o.user for o in fs.orders.values())
+    for user, n in hist.created_orders.items():
         k = n - shown.get(user, 0)
         if k > 0:
-            led = users[user]
+            led = hist.users[user]
             led.sub_unc += sum(costs[:k])
             led.exact = False
 

@@ -82,21 +82,69 @@ def format_expected(v: Any) -> str:
 
 
 def render_check_text(check: dict | CheckReport) -> str:
-    """Text of a check verdict: warnings, expectation diff, anomalies, aggregates, four figures."""
+    """Text of a check verdict: sections (correctness, consistency, availability, coverage), the verdict."""
     d = check.as_dict() if isinstance(check, CheckReport) else check
     return "\n".join(check_lines(d)) + "\n"
 
 
+def _anomaly_lines(c: dict) -> list[str]:
+    counts = c["anomaly_counts"]
+    total = sum(counts.values())
+    if total == 0:
+        return ["  anomalies: none"]
+    lines = [f"  anomalies: {total} — " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])]
+    shown: dict[str, int] = {}
+    for a in c["anomalies"]:
+        shown[a["kind"]] = shown.get(a["kind"], 0) + 1
+        if shown[a["kind"]] > MAX_ANOMALIES_SHOWN:
+            continue
+        rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
+        req = (f" [requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
+               if a.get("requests") else "")
+        tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
+        lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
+                     f"actual {format_expected(a['actual'])} — {a['detail']}{tags}{rel}{req}")
+    for k in KINDS:
+        if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
+            lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
+    return lines
+
+
+def _figure_lines(c: dict) -> list[str]:
+    t, b = c["totals"], c["benchmark"]
+    lines = []
+    if t:
+        lines.append(f"  own figures: stock total expected {format_expected(t['stock']['expected'])}, 2xx imply "
+                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total expected "
+                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
+                     f"final {t['credit']['final']}")
+    if b["stock_inconsistencies_logs"] is None:
+        lines.append(f"  course benchmark figures: not comparable ({b['why']})")
+        return lines
+    head = "  course benchmark figures (as its verify.py computes them)"
+    lines.append(head + (":" if b["comparable"] else f" — NOT COMPARABLE ({b['why']}):"))
+
+    def fig(v: int | None) -> str:
+        return "-" if v is None else str(v)
+
+    lines.append(f"    Stock service inconsistencies in the logs: {fig(b['stock_inconsistencies_logs'])}")
+    lines.append(f"    Stock service inconsistencies in the database: {fig(b['stock_inconsistencies_db'])}")
+    lines.append(f"    Payment service inconsistencies in the logs: {fig(b['payment_inconsistencies_logs'])}")
+    lines.append(f"    Payment service inconsistencies in the database: {fig(b['payment_inconsistencies_db'])}")
+    return lines
+
+
 def check_lines(d: dict) -> list[str]:
-    """Lines of the check section from its JSON-form dict (shared by check, report and HTML)."""
+    """Lines of the check section from its JSON-form dict (shared by check, report and HTML); the verdict is last."""
     lines: list[str] = []
     for w in d["warnings"]:
         lines.append(f"WARNING: {w}")
+    sec = d["sections"]
     e = d["expectations"]
     bc = e["by_category"]
-    lines.append(f"expectations: {e['checked']} requests with a determined expect; {e['mismatches']} contradicted "
-                 f"({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx), "
-                 f"{bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
+    lines.append(f"correctness [{sec['correctness']['status']}]: {e['checked']} requests with a determined expect; "
+                 f"{e['mismatches']} contradicted ({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} "
+                 f"unexpected 4xx), {bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
                  f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
     for g in e["groups"]:
         lines.append(f"  {g['category']:<15} {g['scenario']}/{g['op']} (expect {g['expect']}): {g['count']}")
@@ -105,57 +153,40 @@ def check_lines(d: dict) -> list[str]:
             lines.append(f"      session {x['sid']} step {x['step']}: {x['outcome']} {x['status']}{err}")
     c = d["consistency"]
     if not c["final_state"]:
-        lines.append("consistency: NOT CHECKED (no final state in the results)")
+        lines.append(f"consistency [{sec['consistency']['status']}]: NOT CHECKED (no final state in the results)")
     else:
         ch, co = c["checked"], c["checkouts"]
-        lines.append(f"consistency: checked {ch['items']} items, {ch['users']} users, {ch['orders']} orders "
-                     f"(re-checkout policy: {d['recheckout']})")
+        lines.append(f"consistency [{sec['consistency']['status']}]: checked {ch['items']} items, {ch['users']} "
+                     f"users, {ch['orders']} orders (re-checkout policy: {d['recheckout']})")
         lines.append(f"  checkouts: {co['ok']} ok, {co['fail']} fail, {co['indeterminate']} indeterminate, "
                      f"{co['skipped']} skipped; {co['paid_orders']} orders paid")
-        counts = c["anomaly_counts"]
-        total = sum(counts.values())
-        if total == 0:
-            lines.append("  anomalies: none")
-        else:
-            lines.append(f"  anomalies: {total} — " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k]))
-            shown: dict[str, int] = {}
-            for a in c["anomalies"]:
-                shown[a["kind"]] = shown.get(a["kind"], 0) + 1
-                if shown[a["kind"]] > MAX_ANOMALIES_SHOWN:
-                    continue
-                rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
-                lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
-                             f"actual {format_expected(a['actual'])} — {a['detail']}{rel}")
-            for k in KINDS:
-                if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
-                    lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
-        for ag in c["aggregates"]:
-            note = f" ({ag['note']})" if ag["note"] else ""
-            lines.append(f"  expect {ag['key']} = {ag['expected']}: actual {ag['actual']}, {ag['status']}{note}")
-        b, t = c["benchmark"], c["totals"]
-        lines.append(f"  stock total: expected {format_expected(t['stock']['expected'])}, 2xx imply "
-                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total: expected "
-                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
-                     f"final {t['credit']['final']}")
-        lines.append("  original benchmark figures:")
-        lines.append(f"    Stock service inconsistencies in the logs: {b['stock_inconsistencies_logs']}")
-        lines.append(f"    Stock service inconsistencies in the database: {b['stock_inconsistencies_db']}")
-        lines.append(f"    Payment service inconsistencies in the logs: {b['payment_inconsistencies_logs']}")
-        lines.append(f"    Payment service inconsistencies in the database: {b['payment_inconsistencies_db']}")
-    if d["clean"]:
-        lines.append("verdict: CLEAN")
-    else:
-        why = []
-        if not d["complete"]:
-            why.append("partial run")
-        if e["mismatches"]:
-            why.append(f"{e['mismatches']} contradicted expectations")
-        n_anom = sum(c["anomaly_counts"].values())
-        if n_anom:
-            why.append(f"{n_anom} anomalies")
-        if d["strict"] and not why:
-            why.append(f"{d['undetermined']} indeterminate/skipped requests (strict)")
-        lines.append(f"verdict: NOT CLEAN ({', '.join(why)})")
+    lines += _anomaly_lines(c)
+    for ag in c["aggregates"]:
+        note = f" ({ag['note']})" if ag["note"] else ""
+        lines.append(f"  expect {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
+                     f"{ag['status']}{note}")
+    lines += _figure_lines(c)
+    for r in sec["consistency"]["reasons"]:
+        lines.append(f"  -> {r}")
+    av = d["availability"]
+    o = av["overall"]
+    share = "-" if o["share"] is None else f"{100.0 * o['share']:.1f}%"
+    fault = f", {o['in_fault']} in fault windows (counted apart)" if o["in_fault"] else ""
+    lines.append(f"availability [{sec['availability']['status']}]: {o['answered']}/{o['counted']} answered "
+                 f"({share}) of requests with {'a determined expect' if av['basis'] == 'determined' else 'any expect'}"
+                 f"{fault}; minimum {d['min_availability']:g}% per operation{' (strict)' if d['strict'] else ''}")
+    for r in sec["availability"]["reasons"]:
+        lines.append(f"  -> {r}")
+    cov = d["coverage"]
+    read = ", ".join(f"{n} {k}s" for k, n in cov["read"].items())
+    st = cov["settle"]
+    settle = ("read once" if st is None else
+              f"{'settled' if st['settled'] else 'NOT settled'} after {st['snapshots']} snapshots (--settle {st['requested']:g})")
+    lines.append(f"coverage [{sec['coverage']['status']}]: read back {read}; state {settle}")
+    for r in sec["coverage"]["reasons"]:
+        lines.append(f"  -> {r}")
+    decided = f" — decided by {', '.join(d['decided_by'])}" if d["decided_by"] else ""
+    lines.append(f"verdict: {d['verdict']} (exit {d['exit_code']}){decided}")
     return lines
 
 

@@ -35,6 +35,8 @@ class History:
         self.errors: list[tuple[int, str]] = []
         self.final: dict | None = None
         self.bindings: dict[str, str] = {}
+        self.events: list[dict] = []  # extra run events ({"at", "kind", …}), e.g. fault windows
+        self.shard: str | None = None  # the results header's shard ("i/N")
         self._t = 0.0
         self._sid = 0
 
@@ -61,9 +63,10 @@ class History:
         return self
 
     def set_final(self, items: dict | None = None, users: dict | None = None, orders: dict | None = None,
-                  missing: dict | None = None) -> "History":
+                  missing: dict | None = None, settle: dict | None = None) -> "History":
         """The final-state snapshot; items {id: stock or (stock, price)}, users {id: credit},
-        orders {id: (paid, [[item, qty], …], user, total_cost)} — or the full dicts of the format."""
+        orders {id: (paid, [[item, qty], …], user, total_cost)} — or the full dicts of the format;
+        ``settle`` is the final read's settle record (None: one snapshot)."""
         def item(v: Any) -> dict:
             return v if isinstance(v, dict) else {"stock": v[0], "price": v[1]} if isinstance(v, tuple) else {"stock": v, "price": 1}
 
@@ -76,7 +79,7 @@ class History:
         self.final = {"items": {k: item(v) for k, v in (items or {}).items()},
                       "users": {k: (v if isinstance(v, dict) else {"credit": v}) for k, v in (users or {}).items()},
                       "orders": {k: order(v) for k, v in (orders or {}).items()},
-                      "missing": missing or {}, "settle": None, "read_at": self._t}
+                      "missing": missing or {}, "settle": settle, "read_at": self._t}
         return self
 
     def write(self, path: str | Path, *, complete: bool = True, reason: str | None = None,
@@ -87,7 +90,7 @@ class History:
             target={"ORDER_URL": "http://127.0.0.1:1", "PAYMENT_URL": "http://127.0.0.1:1",
                     "STOCK_URL": "http://127.0.0.1:1"},
             dialect="2024", speed=1.0, concurrency=16, timeout=10.0, label=self.label, started=0.0,
-            tool="wdm-replay test", host="test", shard=None, workers=1, scenarios=self.scenarios)
+            tool="wdm-replay test", host="test", shard=self.shard, workers=1, scenarios=self.scenarios)
         w = ResultsWriter(path, header)
         if self.rows:
             arr = list(zip(*self.rows))
@@ -95,6 +98,8 @@ class History:
             w.write_requests(cols, self.args, self.errors)
         w.write_bindings(self.bindings)
         w.write_event(0.0, "phase_start", phase=0)
+        for e in self.events:
+            w.write_event(e["at"], e["kind"], **{k: v for k, v in e.items() if k not in ("at", "kind")})
         if self.final is not None:
             w.write_final(self.final)
         end = max((r[10] for r in self.rows if r[10] == r[10]), default=0.0)

@@ -1,0 +1,163 @@
+"""Test support for the verdict tests: a tiny purpose-built shop (dialect 2024) with one knob per fault.
+
+``TinyShop(mode)`` serves on 127.0.0.1:0 in a background thread. ``mode``:
+
+- ``"correct"``: an in-memory shop, every operation serialised (the control: a judge must say CLEAN);
+- ``"lost-line"``: add_item *sets* an order line's quantity instead of adding to it (two 2xx
+  add_item of one unit end as quantity 1);
+- ``"wrong-total"``: an order's total_cost is one below Σ quantity × price (the checkout charges it);
+- ``"500"``: every request answers 500 with no effect (a 500 storm);
+- ``"hang"``: every request answers only after ``hang`` seconds (longer than the client's timeout);
+- ``"non-json"``: every request answers 200 with a plain-text body;
+- ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered.
+
+``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from aiohttp import web
+
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "dead")
+
+
+class TinyShop:
+    """A minimal 2024-dialect shop with an injected fault (see the module doc)."""
+
+    def __init__(self, mode: str = "correct", *, hang: float = 2.0):
+        assert mode in MODES, mode
+        self.mode, self.hang = mode, hang
+        self.items: dict[str, list[int]] = {}  # id -> [stock, price]
+        self.users: dict[str, int] = {}
+        self.orders: dict[str, dict[str, Any]] = {}  # id -> {user, lines {item: qty}, paid}
+        self.url = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- the shop's logic (one event loop: every handler runs to completion without a yield) --
+    def _total(self, order: dict) -> int:
+        total = sum(q * self.items[i][1] for i, q in order["lines"].items())
+        return total - 1 if self.mode == "wrong-total" and total else total
+
+    def _answer(self, method: str, parts: list[str]) -> tuple[int, Any]:
+        svc, op, args = parts[0], parts[1], parts[2:]
+        if svc == "stock":
+            if op == "item" and args[:1] == ["create"]:
+                iid = str(len(self.items))
+                self.items[iid] = [0, int(args[1])]
+                return 200, {"item_id": iid}
+            if args[0] not in self.items:
+                return 404, "no such item"
+            it = self.items[args[0]]
+            if op == "find":
+                return 200, {"stock": it[0], "price": it[1]}
+            n = int(args[1])
+            if op == "subtract" and it[0] < n:
+                return 400, "insufficient stock"
+            it[0] += n if op == "add" else -n
+            return 200, "ok"
+        if svc == "payment":
+            if op == "create_user":
+                uid = str(len(self.users))
+                self.users[uid] = 0
+                return 200, {"user_id": uid}
+            if args[0] not in self.users:
+                return 404, "no such user"
+            if op == "find_user":
+                return 200, {"user_id": args[0], "credit": self.users[args[0]]}
+            n = int(args[1])
+            if op == "pay" and self.users[args[0]] < n:
+                return 400, "insufficient credit"
+            self.users[args[0]] += n if op == "add_funds" else -n
+            return 200, "ok"
+        if op == "create":
+            oid = str(len(self.orders))
+            self.orders[oid] = {"user": args[0], "lines": {}, "paid": False}
+            return 200, {"order_id": oid}
+        order = self.orders.get(args[0])
+        if order is None:
+            return 404, "no such order"
+        if op == "find":
+            return 200, {"order_id": args[0], "paid": order["paid"], "items": [[i, q] for i, q in order["lines"].items()],
+                         "user_id": order["user"], "total_cost": self._total(order)}
+        if op == "addItem":
+            item, qty = args[1], int(args[2])
+            if item not in self.items:
+                return 400, "no such item"
+            order["lines"][item] = qty if self.mode == "lost-line" else order["lines"].get(item, 0) + qty
+            return 200, "added"
+        if op == "checkout":
+            if order["paid"]:
+                return 400, "already paid"
+            cost = self._total(order)
+            if self.users[order["user"]] < cost or any(self.items[i][0] < q for i, q in order["lines"].items()):
+                return 400, "out of stock or credit"
+            for i, q in order["lines"].items():
+                self.items[i][0] -= q
+            self.users[order["user"]] -= cost
+            order["paid"] = True
+            return 200, "Checkout successful"
+        return 404, "unknown route"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if "wdm-replay-probe" in path:
+            return web.Response(status=404, text="probe")
+        if self.mode == "dead":
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(0.05)
+            return web.Response(status=500)
+        if self.mode == "500":
+            return web.Response(status=500, text="Internal Server Error")
+        if self.mode == "hang":
+            await asyncio.sleep(self.hang)
+        status, body = self._answer(request.method, [p for p in path.split("/") if p])
+        if self.mode == "non-json":
+            return web.Response(status=200, text="ok")
+        if isinstance(body, dict):
+            return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+        return web.Response(status=status, text=str(body))
+
+    # -- lifecycle --
+    def _serve(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def start(self) -> "TinyShop":
+        """Serve in a background thread; returns once the port listens."""
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        """Close the port and stop serving (idempotent): the shop is gone."""
+        if self._thread is None:
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+
+    def __enter__(self) -> "TinyShop":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

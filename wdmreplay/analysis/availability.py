@@ -1,0 +1,134 @@
+"""Availability: per operation, the share of requests with a determined expectation that got an answer.
+
+An *answer* is a 2xx or 4xx (the shop decided); a 5xx, timeout, connection error or a skipped
+request (its creating request got no answer) is *unanswered*. Only requests whose step has a
+determined ``expect`` (``ok`` / ``fail``) count — the ones a correct shop must answer; when a run
+has none (e.g. the checkout workload's ``any`` checkouts), every request counts.
+
+**Fault windows.** Requests whose ``[intended, done]`` interval overlaps a declared fault window
+are counted apart (``in_fault``) and left out of the share: a fault schedule makes the shop
+unavailable on purpose. A window is a results event ``{"kind": "fault", "at": start, "end": end,
+"name": …}`` (seconds on the run's clock; ``end`` missing means the fault never ended). A skipped
+request has no ``done``: its ``intended`` time alone decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..api import OP_NAMES
+from ..traces.results import CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, SKIPPED, TIMEOUT, Results
+
+FAULT_EVENT = "fault"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindow:
+    """A declared fault: name and [start, end] on the run's clock (end may be inf)."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpAvailability:
+    """Answered vs unanswered requests of one operation (or ``overall``), fault windows apart."""
+
+    op: str
+    counted: int  # requests counted (determined expectation, outside fault windows)
+    answered: int
+    error: int
+    timeout: int
+    conn_error: int
+    skipped: int
+    in_fault: int  # requests overlapping a fault window (not counted)
+
+    @property
+    def share(self) -> float | None:
+        """answered / counted (None when nothing was counted)."""
+        return self.answered / self.counted if self.counted else None
+
+    def breakdown(self) -> str:
+        """``"12/100 answered (12.0%): 80 5xx, 8 timeout"`` — the unanswered kinds that occurred."""
+        parts = [f"{n} {name}" for n, name in ((self.error, "5xx"), (self.timeout, "timeout"),
+                                                (self.conn_error, "connection error"), (self.skipped, "skipped")) if n]
+        share = self.share
+        pct = "-" if share is None else f"{100.0 * share:.1f}%"
+        return f"{self.answered}/{self.counted} answered ({pct})" + (": " + ", ".join(parts) if parts else "")
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"counted": self.counted, "answered": self.answered, "share": self.share, "error": self.error,
+                "timeout": self.timeout, "conn_error": self.conn_error, "skipped": self.skipped,
+                "in_fault": self.in_fault}
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Per-operation and overall availability of a run, and the basis it was computed on."""
+
+    basis: str  # "determined" (expect ok/fail) or "all" (the run has no determined expectation)
+    ops: tuple[OpAvailability, ...]
+    overall: OpAvailability
+    windows: tuple[FaultWindow, ...]
+
+    def below(self, min_share: float) -> list[OpAvailability]:
+        """Operations whose share of answered requests is below ``min_share`` (0..1)."""
+        return [a for a in self.ops if a.share is not None and a.share < min_share]
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"basis": self.basis, "ops": {a.op: a.as_dict() for a in self.ops}, "overall": self.overall.as_dict(),
+                "fault_windows": [{"name": w.name, "start": w.start, "end": None if math.isinf(w.end) else w.end}
+                                  for w in self.windows]}
+
+
+def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
+    """The fault windows declared by a run's events (kind ``fault``)."""
+    out = []
+    for e in events:
+        if e.get("kind") != FAULT_EVENT:
+            continue
+        try:
+            start = float(e.get("at"))
+            end = float(e["end"]) if e.get("end") is not None else math.inf
+        except (TypeError, ValueError):
+            continue
+        out.append(FaultWindow(str(e.get("name") or "fault"), start, end))
+    return tuple(out)
+
+
+def _tally(op: str, outcome: np.ndarray, counted: np.ndarray, in_fault: np.ndarray) -> OpAvailability:
+    o = outcome[counted]
+    return OpAvailability(op, int(o.size), int(np.count_nonzero((o == OK) | (o == FAIL))),
+                          int(np.count_nonzero(o == ERROR)), int(np.count_nonzero(o == TIMEOUT)),
+                          int(np.count_nonzero(o == CONN_ERROR)), int(np.count_nonzero(o == SKIPPED)),
+                          int(np.count_nonzero(in_fault)))
+
+
+def compute_availability(results: Results) -> Availability:
+    """Availability per operation and overall (vectorized; one pass per operation present)."""
+    c = results.cols
+    windows = fault_windows(results.events)
+    determined = c["expect"] != EXPECT_CODES["any"]
+    basis = "determined"
+    if not determined.any():
+        determined = np.ones_like(determined)
+        basis = "all"
+    faulted = np.zeros(results.n, dtype=bool)
+    if windows:
+        start = c["intended"]
+        end = np.where(np.isnan(c["done"]), c["intended"], c["done"])
+        for w in windows:
+            faulted |= (start <= w.end) & (end >= w.start)
+    counted = determined & ~faulted
+    ops = []
+    for code in np.unique(c["op"][determined]).tolist():
+        sel = c["op"] == code
+        ops.append(_tally(OP_NAMES[code], c["outcome"], counted & sel, determined & faulted & sel))
+    overall = _tally("overall", c["outcome"], counted, determined & faulted)
+    return Availability(basis, tuple(ops), overall, windows)

@@ -1,0 +1,90 @@
+"""The trace header's aggregate expectations and proven bounds, checked as far as the run allows.
+
+A trace header may carry ``expect`` (exact values a correct shop reaches when every request is
+answered: ``checkout_ok``, ``stock_total``, ``credit_total``) and ``expect_range`` (``[lo, hi]``
+ranges the workload proves over every interleaving, e.g. the consistency workload's
+``checkout_ok`` ≤ the units and credit available). What still holds when some requests were
+indeterminate or skipped:
+
+- ``checkout_ok`` upper bounds (``expect_range`` hi) hold whatever the indeterminate requests did,
+  counted over the orders that hold what the trace put in them: a 2xx checkout of an order with a
+  2xx add_item takes a unit and its price, and no request adds more stock or credit than the trace
+  says — so more of them than the trace allows is proven wrong. (An order whose add_item got no
+  answer may be empty, and an empty order checks out for free: those are not counted.)
+- lower bounds and exact values only hold when every request got an answer (a 5xx may have had no
+  effect, a skipped checkout never happened): otherwise they are "not evaluated".
+- totals (``stock_total``, ``credit_total``) need every item / user read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .consistency import Anomaly
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCheck:
+    """One aggregate expectation or bound: what the trace says, what the run has, and its status."""
+
+    key: str
+    expected: Any  # an int (exact) or [lo, hi]
+    actual: int
+    status: str  # "met" | "unmet" | "not evaluated"
+    note: str
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"key": self.key, "expected": self.expected, "actual": self.actual, "status": self.status,
+                "note": self.note}
+
+
+KEYS = ("checkout_ok", "stock_total", "credit_total")
+
+
+def check_bounds(trace_header: dict, actual: dict[str, int], *, complete: bool, undetermined: int,
+                 totals_read: bool) -> tuple[list[BoundCheck], list[Anomaly]]:
+    """Each header expectation / range against the run's ``actual`` {checkout_ok, stock_total, credit_total}.
+
+    ``actual["checkout_ok_loaded"]`` counts the 2xx checkouts of orders with a 2xx add_item (what
+    the robust upper bound of ``checkout_ok`` is checked on).
+
+    ``undetermined`` counts indeterminate and skipped requests; ``totals_read`` says whether every
+    item and user was read back (the totals are sums over them).
+    """
+    exact = trace_header.get("expect") or {}
+    ranges = trace_header.get("expect_range") or {}
+    checks: list[BoundCheck] = []
+    anomalies: list[Anomaly] = []
+    for key in KEYS:
+        if key not in exact and key not in ranges:
+            continue
+        expected = exact[key] if key in exact else list(ranges[key])
+        lo, hi = (expected, expected) if key in exact else (ranges[key][0], ranges[key][1])
+        act = actual[key]
+        proven_hi = ranges[key][1] if key in ranges else None
+        status, note = _status(key, lo, hi, proven_hi, act, actual.get(f"{key}_loaded", act), complete,
+                               undetermined, totals_read)
+        checks.append(BoundCheck(key, expected, act, status, note))
+        if status == "unmet":
+            anomalies.append(Anomaly("expectation_not_met", "aggregate", key, expected, act,
+                                     f"trace {'expects' if lo == hi else 'proves'} {key} "
+                                     f"{'= ' + str(lo) if lo == hi else f'within {lo}..{hi}'}, run has {act}"
+                                     + (f" ({note})" if note else "")))
+    return checks, anomalies
+
+
+def _status(key: str, lo: int, hi: int, proven_hi: int | None, act: int, loaded: int, complete: bool,
+            undetermined: int, totals_read: bool) -> tuple[str, str]:
+    if key != "checkout_ok" and not totals_read:
+        return "not evaluated", "not every item and user was read back"
+    if key == "checkout_ok" and proven_hi is not None and loaded > proven_hi:
+        # The upper bound of a proven range holds whatever the indeterminate requests did.
+        return "unmet", (f"{loaded} successful checkouts of orders holding their items: more than the "
+                         f"trace's units and credit allow")
+    if not complete:
+        return "not evaluated", "partial run"
+    if undetermined:
+        return "not evaluated", f"{undetermined} indeterminate or skipped request(s) leave it undetermined"
+    return ("met", "") if lo <= act <= hi else ("unmet", "")
