@@ -243,7 +243,7 @@ def check_capped_run(srv: SlowServer, r: Any, n: int, concurrency: int) -> None:
     service = r.cols["done"] - r.cols["sent"]
     # The server's delay is all a request waits once written (a loaded machine adds a little).
     assert service.min() >= DELAY * 0.9
-    assert np.quantile(service, 0.9) < DELAY + 0.15  # no wait for a connection in it
+    assert np.quantile(service, 0.9) < DELAY + 0.25  # no wait for a connection in it (old aiohttp path: p90 1.05 s)
 
 
 @pytest.mark.parametrize("client", ["lean", "aiohttp"])
