@@ -281,3 +281,24 @@ def test_replay_against_slow_saga_has_no_anomaly(tmp_path, shop_factory, split):
     out = _replay(tmp_path, shop, timeout=0.4)
     assert (load_results(out).cols["outcome"] == 3).sum() > 0
     assert _anomalies(out) == []
+
+
+def test_serve_announces_faults_as_correct_and_applies_them():
+    from test_shop_serve import Served
+
+    s = Served("--port", "0", "--inject", "apply-then-500:1", "--inject", "slow-saga:0.5", "--saga-delay", "0.1")
+    try:
+        url = s.wait_for(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+        s.wait_for(r"injected fault \(a correct, unhelpful shop\): apply-then-500 on 100% of requests")
+        s.wait_for(r"slow-saga on 50% of requests \(payment 0\.1 s after stock\)")
+        assert not any("BUG INJECTED" in line for line in s.seen)
+        from wdmreplay.api import Target
+
+        c = ShopClient(Target.single(url))
+        assert c.call("create_user")[0] == 500
+        assert c.call("create_user")[0] == 500
+        assert c.ok("find_user", "user-2") == {"user_id": "user-2", "credit": 0}  # both took effect
+        rc, err = s.stop(15)
+        assert rc == 0 and err == ""
+    finally:
+        s.kill()
