@@ -588,7 +588,15 @@ def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[
 async def _after_effect(state: ShopState, response: web.Response) -> web.Response:
     """The answer to a request that already took effect, as apply-then-hang / apply-then-500 make it."""
     if state.draw("apply-then-hang"):
-        await asyncio.sleep(state.config.hang_s)  # the client has given up by now; the effect stays
+        # The client has given up by now; the effect stays. Registered so that stopping the shop
+        # cancels the held answer instead of leaving it pending on a closed loop.
+        task = asyncio.current_task()
+        if task is not None:
+            state.background.add(task)
+        try:
+            await asyncio.sleep(state.config.hang_s)
+        finally:
+            state.background.discard(task)
     if state.draw("apply-then-500"):
         return web.Response(status=500, text=f"injected apply-then-500: the request took effect "
                                               f"(it would have been answered {response.status})")

@@ -46,14 +46,16 @@ class RunningShop:
 
     async def stop(self) -> None:
         """Close every listener and wait for in-flight requests (briefly)."""
-        for r in reversed(self.runners):
-            await r.cleanup()
-        self.runners.clear()
+        # Held answers (apply-then-hang) and running sagas (slow-saga) first: the runners wait for
+        # in-flight handlers, and these would only be cut off at the shutdown timeout.
         pending = list(self.state.background)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for r in reversed(self.runners):
+            await r.cleanup()
+        self.runners.clear()
 
 
 async def _bind(app: web.Application, host: str, port: int, shop: RunningShop) -> int:
