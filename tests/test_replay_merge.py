@@ -186,3 +186,44 @@ def test_final_state_latest_read_wins_and_disagreements_are_named():
     assert final["items"]["7"]["stock"] == 5
     # A shard without a final read: the merge has none.
     assert merge_final([early, None], [0.0, 0.0], ["0/2", "1/2"]) == (None, {})
+
+
+def _rewrite_partial(src: Path, dst: Path) -> None:
+    """A copy of results ``src`` whose trailer says the run was interrupted (public APIs only)."""
+    from wdmreplay.traces import ResultsWriter, results_header
+
+    r = load_results(src, with_args=True)
+    fixed = {k: v for k, v in r.header.items() if k not in ("format", "version", "ops", "outcomes", "expects", "columns")}
+    w = ResultsWriter(dst, results_header(**fixed))
+    w.write_requests(r.cols, list(r.args), sorted(r.errors.items()))
+    w.write_bindings(r.bindings)
+    if r.final is not None:
+        w.write_final({k: v for k, v in r.final.items() if k != "t"})
+    w.close(complete=False, wall=1.0, reason="interrupted")
+
+
+def test_merge_of_a_partial_shard_is_partial(runs, tmp_path):
+    partial = tmp_path / "p2.wdmr"
+    _rewrite_partial(runs["shards"][2], partial)
+    shards = list(runs["shards"])
+    shards[2] = partial
+    summary = merge_results(shards, tmp_path / "m.wdmr")
+    r = load_results(tmp_path / "m.wdmr")
+    assert not summary.complete and not r.complete
+    assert r.trailer["reason"] == "shard 2/4: interrupted"
+    assert counts(tmp_path / "m.wdmr") == counts(runs["merged"])
+
+
+def test_merge_without_a_shards_final_read_has_no_final_state(runs, tmp_path):
+    from wdmreplay.shop import ShopThread
+
+    with ShopThread() as shop:
+        out = tmp_path / "nofinal.wdmr"
+        assert replay_trace(str(runs["trace"]), str(out), target=shop.target, speed=None, timeout=30.0,
+                            shard=(1, 4), label="build", final_read=False)["complete"]
+    shards = list(runs["shards"])
+    shards[1] = out
+    summary = merge_results(shards, tmp_path / "m.wdmr")
+    r = load_results(tmp_path / "m.wdmr")
+    assert not summary.has_final and r.final is None
+    assert r.header["merged"]["final_missing_from"] == ["1/4"]
