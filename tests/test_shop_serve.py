@@ -133,4 +133,5 @@ def test_serve_help_shows_examples():
     r = subprocess.run(_command() + ["serve", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert "wdm-replay serve --split --port 8000" in r.stdout
-    assert "--inject [lost-update|oversell|no-rollback|double-charge]" in r.stdout
+    assert "--inject KIND[:RATE]" in r.stdout and "apply-then-500" in r.stdout
+    assert "wdm-replay serve --inject apply-then-500:0.2" in r.stdout

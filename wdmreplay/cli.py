@@ -28,10 +28,10 @@ class Finite(click.FloatRange):
         """The value as a float, refused (one-line usage error) when nan, inf or out of range."""
         import math
 
-        v = super().convert(value, param, ctx)
+        v = click.types.FloatParamType.convert(self, value, param, ctx)
         if not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return v
+        return super().convert(v, param, ctx)
 
 
 class Speed(click.ParamType):
@@ -126,6 +126,8 @@ def generate_trace() -> None:
       wdm-replay generate-trace stress --users 100 --spawn-rate 10 --wait 1,15 --duration 300
       wdm-replay generate-trace consistency --seed 7 -o consistency.wdmt
       wdm-replay generate-trace checkout --rate 500 --duration 60
+      wdm-replay generate-trace consistency --preset course -o course.wdmt
+      wdm-replay generate-trace contention -o contention.wdmt
     """
 
 
@@ -161,19 +163,25 @@ def generate_stress(**kw) -> None:
 
 @generate_trace.command("consistency")
 @_trace_options("consistency")
-@click.option("--items", type=click.IntRange(1), default=100, show_default=True, help="Items to create.")
-@click.option("--stock", type=click.IntRange(0), default=1, show_default=True, help="Stock of each item.")
-@click.option("--price", type=click.IntRange(1), default=1, show_default=True, help="Price of each item.")
-@click.option("--users", type=click.IntRange(1), default=1000, show_default=True, help="Users to create.")
-@click.option("--credit", type=click.IntRange(0), default=1, show_default=True, help="Credit of each user.")
-@click.option("--orders", type=click.IntRange(0), default=1000, show_default=True,
-              help="Orders (random user, one random item), all checked out at once.")
+@click.option("--preset", type=click.Choice(["readme", "course"]), default=None,
+              help="The course benchmark's test: 'readme' (its README: 100 items x 1 stock) or 'course' "
+                   "(its code: 1 item x 100 stock); both 1000 users x credit 1, 1000 checkouts. "
+                   "Options given too override it (and drop the header's benchmark mark).")
+@click.option("--items", type=click.IntRange(1), default=None, help="Items to create [default: 100].")
+@click.option("--stock", type=click.IntRange(0), default=None, help="Stock of each item [default: 1].")
+@click.option("--price", type=click.IntRange(1), default=None, help="Price of each item [default: 1].")
+@click.option("--users", type=click.IntRange(1), default=None, help="Users to create [default: 1000].")
+@click.option("--credit", type=click.IntRange(0), default=None, help="Credit of each user [default: 1].")
+@click.option("--orders", type=click.IntRange(0), default=None,
+              help="Orders (random user, one random item), all checked out at once [default: 1000].")
 def generate_consistency(**kw) -> None:
     """The seed consistency test: populate, create orders, then every checkout at once.
 
     \b
-    Example:
+    Examples:
       wdm-replay generate-trace consistency --items 100 --users 1000 --orders 1000 -o c.wdmt
+      wdm-replay generate-trace consistency --preset course -o course.wdmt   # the benchmark's code
+      wdm-replay generate-trace consistency --preset readme -o readme.wdmt   # the benchmark's README
     """
     _run_generate("consistency", **kw)
 
@@ -196,6 +204,35 @@ def generate_checkout(**kw) -> None:
       wdm-replay generate-trace checkout --rate 500 --duration 60 -o checkout.wdmt
     """
     _run_generate("checkout", **kw)
+
+
+@generate_trace.command("contention")
+@_trace_options("contention")
+@click.option("--orders", type=click.IntRange(0), default=None, help="Contended orders [default: 4].")
+@click.option("--adders", type=click.IntRange(1), default=None,
+              help="Concurrent add_item (one unit each) per order [default: 25].")
+@click.option("--items-per-order", type=click.IntRange(1), default=None,
+              help="Distinct items the adders of an order take in turn [default: 2].")
+@click.option("--price", type=click.IntRange(1), default=None, help="Price of each item [default: 3].")
+@click.option("--users", type=click.IntRange(0), default=None, help="Contended users [default: 4].")
+@click.option("--funders", type=click.IntRange(0), default=None,
+              help="Concurrent add_funds per user [default: 25].")
+@click.option("--payers", type=click.IntRange(0), default=None, help="Concurrent pay per user [default: 25].")
+@click.option("--amount", type=click.IntRange(1), default=None, help="Amount of each add_funds and pay [default: 1].")
+@click.option("--credit", type=click.IntRange(0), default=None,
+              help="Starting credit of a contended user [default: half of what the pays take].")
+def generate_contention(**kw) -> None:
+    """Concurrent add_item to one order and concurrent add_funds/pay on one user.
+
+    Catches lost order lines, wrong totals and lost credit updates; the header's `expect` and
+    `proves` say what a correct shop must end with. Do not --shard it (sessions share entities).
+
+    \b
+    Examples:
+      wdm-replay generate-trace contention -o contention.wdmt
+      wdm-replay generate-trace contention --dialect 2023 --orders 1 --adders 50 --users 0
+    """
+    _run_generate("contention", **kw)
 
 
 @cli.command("inspect")
@@ -226,19 +263,25 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
               help="Port (with --split: port, port+1, port+2). 0 picks a free port and prints it.")
 @click.option("--split", is_flag=True, help="Order, stock and payment as three services on three ports; "
               "the order service calls the others over HTTP.")
-@click.option("--inject", "inject", default=None,
-              type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
-              help="Turn on one deliberate bug (see docs/shop.md).")
+@click.option("--inject", "inject", multiple=True, metavar="KIND[:RATE]",
+              help="A deliberate bug (lost-update, oversell, no-rollback, double-charge, lost-line, "
+                   "wrong-total; at most one) or a fault of a correct shop at a share of requests "
+                   "(apply-then-500, apply-then-hang, slow-saga; e.g. slow-saga:0.3). Repeatable. "
+                   "See docs/shop.md.")
+@click.option("--hang", "hang_s", default=30.0, show_default=True, type=Finite(0, DAY, min_open=True), metavar="S",
+              help="apply-then-hang: seconds an answer is held (make it longer than the replay's --timeout).")
+@click.option("--saga-delay", "saga_delay_s", default=2.0, show_default=True, type=Finite(0, DAY), metavar="S",
+              help="slow-saga: seconds between a checkout's stock leg and its payment leg.")
 @click.option("--latency", "latency_ms", default=0.0, show_default=True, type=Finite(0, 3_600_000),
               metavar="MS", help="Added delay per request, in milliseconds.")
 @click.option("--error-rate", default=0.0, show_default=True, type=Finite(0, 1), metavar="P",
-              help="Share of requests answered 500 without any effect.")
+              help="Share of requests answered 500 without any effect (nothing changes).")
 @click.option("--seed", default=0, show_default=True, type=SEED,
-              help="Seed of the --error-rate draws and of batch_init's order contents.")
+              help="Seed of the --error-rate and --inject draws and of batch_init's order contents.")
 @click.option("--dialect", "dialects", default="both", show_default=True,
               type=click.Choice(["both", "2023", "2024"]), help="Which API dialect(s) to serve.")
-def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms: float,
-              error_rate: float, seed: int, dialects: str) -> None:
+def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s: float, saga_delay_s: float,
+              latency_ms: float, error_rate: float, seed: int, dialects: str) -> None:
     """Run the reference shop (API.md, both dialects) until Ctrl-C or SIGTERM.
 
     \b
@@ -246,11 +289,16 @@ def serve_cmd(host: str, port: int, split: bool, inject: str | None, latency_ms:
       wdm-replay serve                                  # gateway on http://127.0.0.1:8000
       wdm-replay serve --split --port 8000              # order :8000, stock :8001, payment :8002
       wdm-replay serve --inject lost-update             # a deliberately racy shop
+      wdm-replay serve --inject lost-line               # concurrent add_item lose order lines
+      wdm-replay serve --inject apply-then-500:0.2      # correct, but 20% of writes answer 500
+      wdm-replay serve --inject apply-then-hang:0.1 --hang 30   # effect now, answer after 30 s
+      wdm-replay serve --split --inject slow-saga:0.5 --saga-delay 3
       wdm-replay serve --port 0 --latency 5 --error-rate 0.01 --seed 7
     """
     from .shop import ShopConfig, serve
 
-    config = ShopConfig(inject, latency_ms, error_rate, seed, dialects)  # type: ignore[arg-type]
+    config = ShopConfig(",".join(inject) or None, latency_ms, error_rate, seed, dialects,  # type: ignore[arg-type]
+                        hang_s=hang_s, saga_delay_s=saga_delay_s)
     serve(config, host, port, split, announce=lambda text: click.echo(text))
 
 
@@ -341,6 +389,25 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
         sys.exit(1)
 
 # --- demo (composition root: every layer at once) ---------------------------------------------
+
+
+@cli.command("merge")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="merged results file")
+def merge_cmd(shards: tuple[str, ...], output: str) -> None:
+    """Merge the results of every `replay --shard i/N` of one trace into one run's results.
+
+    Rows, bindings, events (tagged with their shard) and the final state are merged exactly; the
+    merged file checks and reports like a one-process run (docs/replay.md, "Merging shards").
+
+    \b
+    Examples:
+      wdm-replay replay t.wdmt --shard 0/2 -o s0.wdmr &  wdm-replay replay t.wdmt --shard 1/2 -o s1.wdmr
+      wdm-replay merge s0.wdmr s1.wdmr -o run.wdmr && wdm-replay check run.wdmr
+    """
+    from .replayer.merge import merge_results
+
+    click.echo(merge_results(list(shards), output).line())
 
 
 @cli.command("demo")

@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 from ..api import BUILTIN_ROUTES
 from ..traces import TraceWriter
-from . import checkout, consistency, stress
+from . import checkout, consistency, contention, stress
 from .options import RecorderError
 
-WORKLOADS = {"stress": stress, "consistency": consistency, "checkout": checkout}
+WORKLOADS = {"stress": stress, "consistency": consistency, "checkout": checkout, "contention": contention}
 
 _PROGRESS_EVERY = 2048  # sessions between progress-bar updates (keeps the hot loop lean)
 

@@ -7,11 +7,16 @@ runs ``wdm-replay serve``. See docs/shop.md.
 
 from __future__ import annotations
 
+from .faults import FAULT_EFFECTS, FAULT_KINDS, InjectError, parse_inject
 from .app import ShopConfig, ShopError, ShopState, connect_peers, make_app, make_split_apps
 from .runner import INJECT_EFFECTS, RunningShop, ShopThread, banner, serve, start_shop
 from .store import INJECT_KINDS, Refused
 
 __all__ = [
+    "FAULT_EFFECTS",
+    "FAULT_KINDS",
+    "InjectError",
+    "parse_inject",
     "INJECT_EFFECTS",
     "INJECT_KINDS",
     "Refused",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from yarl import URL
 
 from .. import api
 from ..api import WdmError
+from .faults import FAULT_KINDS, InjectError, parse_inject
 from .store import (
     INJECT_KINDS,
     OrderStore,
@@ -42,6 +44,9 @@ INTERNAL_HEADER = "X-Wdm-Internal"
 # How long --inject lost-update waits between reading a value and writing it back: long enough that
 # concurrent requests reliably read the same value, short enough not to slow a demo down.
 RACE_WINDOW_S = 0.002
+# --inject lost-line's window between reading an order's lines and writing them back: wider, so two
+# add_item of one order sent together by a replay on a loaded machine still overlap.
+LOST_LINE_WINDOW_S = 0.02
 DIALECT_CHOICES = ("both", "2023", "2024")
 
 
@@ -51,22 +56,49 @@ class ShopError(WdmError):
 
 @dataclass(frozen=True)
 class ShopConfig:
-    """How a shop behaves: injected bug, added latency and errors, seed, dialects served."""
+    """How a shop behaves: injected bug and faults, added latency and errors, seed, dialects served.
+
+    ``inject`` is one bug of ``INJECT_KINDS``; it may also be given as ``--inject`` text
+    (``"apply-then-500:0.2"``, comma-separated values), which is split into the bug and
+    ``faults``: ``((kind, rate), …)`` of :data:`~.faults.FAULT_KINDS`. ``hang_s`` is how long
+    ``apply-then-hang`` holds an answer, ``saga_delay_s`` the gap ``slow-saga`` puts between a
+    checkout's stock and payment legs.
+    """
 
     inject: str | None = None
     latency_ms: float = 0.0
     error_rate: float = 0.0
     seed: int = 0
     dialects: tuple[str, ...] = ("2023", "2024")
+    faults: tuple[tuple[str, float], ...] = ()
+    hang_s: float = 30.0
+    saga_delay_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.inject is not None and self.inject not in INJECT_KINDS:
-            raise ShopError(f"unknown --inject {self.inject!r}; choose one of: {', '.join(INJECT_KINDS)}")
-        if not 0.0 <= self.error_rate <= 1.0:
+        try:
+            bug, faults = parse_inject(self.inject)
+            _, given = parse_inject([f"{k}:{r:.17g}" for k, r in self.faults])
+        except InjectError as e:
+            raise ShopError(str(e)) from None
+        overlap = {k for k, _ in faults} & {k for k, _ in given}
+        if overlap:
+            raise ShopError(f"--inject: {', '.join(sorted(overlap))} given twice")
+        object.__setattr__(self, "inject", bug)
+        object.__setattr__(self, "faults", tuple(sorted(faults + given)))
+        if not (math.isfinite(self.error_rate) and 0.0 <= self.error_rate <= 1.0):
             raise ShopError(f"--error-rate must be between 0 and 1, got {self.error_rate}")
-        if self.latency_ms < 0:
-            raise ShopError(f"--latency must be >= 0 ms, got {self.latency_ms}")
+        if not (math.isfinite(self.latency_ms) and self.latency_ms >= 0):
+            raise ShopError(f"--latency must be a finite number >= 0 ms, got {self.latency_ms}")
+        if not (math.isfinite(self.hang_s) and self.hang_s > 0):
+            raise ShopError(f"--hang must be a finite number of seconds > 0, got {self.hang_s}")
+        if not (math.isfinite(self.saga_delay_s) and self.saga_delay_s >= 0):
+            raise ShopError(f"--saga-delay must be a finite number of seconds >= 0, got {self.saga_delay_s}")
         object.__setattr__(self, "dialects", normalize_dialects(self.dialects))
+
+    def fault_rate(self, kind: str) -> float:
+        """The share of requests ``kind`` (one of ``FAULT_KINDS``) hits; 0 when it is off."""
+        assert kind in FAULT_KINDS, kind
+        return dict(self.faults).get(kind, 0.0)
 
 
 def normalize_dialects(dialects: str | Iterable[str]) -> tuple[str, ...]:
@@ -92,9 +124,13 @@ class ShopState:
         self.config = config
         self.stock = StockStore(oversell=config.inject == "oversell")
         self.payment = PaymentStore(double_charge=config.inject == "double-charge")
-        self.orders = OrderStore(config.seed)
+        self.orders = OrderStore(config.seed, wrong_total=config.inject == "wrong-total")
         self.stats = Stats()
         self.error_rng = random.Random(config.seed)
+        # One generator per fault kind, so turning one fault on does not change another's draws.
+        self.fault_rngs = {k: random.Random(f"{config.seed}:{k}") for k in FAULT_KINDS}
+        # Work that outlives the request that started it (slow sagas): cancelled when the shop stops.
+        self.background: set[asyncio.Task] = set()
 
     def reset(self) -> None:
         """Forget every item, user, order and counter (in place: handlers keep their references)."""
@@ -108,6 +144,13 @@ class ShopState:
         self.orders.rng.seed(self.config.seed)
         self.stats.clear()
         self.error_rng.seed(self.config.seed)
+        for k, rng in self.fault_rngs.items():
+            rng.seed(f"{self.config.seed}:{k}")
+
+    def draw(self, kind: str) -> bool:
+        """Whether fault ``kind`` hits this request (a seeded draw at its configured rate)."""
+        rate = self.config.fault_rate(kind)
+        return rate > 0 and (rate >= 1.0 or self.fault_rngs[kind].random() < rate)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as ``{"items": …, "users": …, "orders": …}`` (results-file shapes)."""
@@ -265,6 +308,7 @@ class OrderLogic:
         self.locks = KeyedLocks()
         inject = state.config.inject
         self.no_rollback = inject == "no-rollback"
+        self.lost_line = inject == "lost-line"
 
     async def create_order(self, user_id: str) -> str:
         """Create an order for an existing user."""
@@ -274,6 +318,8 @@ class OrderLogic:
     async def add_item(self, order_id: str, item_id: str, qty: int) -> int:
         """Add ``qty`` units of ``item_id`` at its current price; the new total_cost."""
         orders = self.state.orders
+        if self.lost_line:
+            return await self._add_item_racy(order_id, item_id, qty)
         if self.atomic:
             orders.get_unpaid(order_id)
             orders.add_item(order_id, item_id, qty, self.state.stock.get(item_id).price)
@@ -286,6 +332,19 @@ class OrderLogic:
             return orders.orders[order_id].total_cost
         finally:
             self.locks.release(order_id)
+
+    async def _add_item_racy(self, order_id: str, item_id: str, qty: int) -> int:
+        # The injected lost-line bug: read the order's lines, yield, write them back plus ours, so
+        # a concurrent add_item of the same order is overwritten. No order lock is taken.
+        orders = self.state.orders
+        order = orders.get_unpaid(order_id)
+        price = await self.stock.price(item_id)
+        lines, total, prices = [list(x) for x in order.items], order.total_cost, dict(order.prices)
+        await asyncio.sleep(LOST_LINE_WINDOW_S)
+        order = orders.get_unpaid(order_id)
+        order.items, order.total_cost, order.prices = lines, total, prices
+        orders.add_item(order_id, item_id, qty, price)
+        return order.total_cost
 
     async def remove_item(self, order_id: str, item_id: str) -> None:
         """Remove one unit of ``item_id`` from an unpaid order."""
@@ -309,14 +368,29 @@ class OrderLogic:
 
     async def checkout(self, order_id: str) -> None:
         """Pay for an order: all of its stock, its total_cost and its paid flag, or nothing."""
+        if self.state.draw("slow-saga"):
+            await self._checkout_slow(order_id)
+            return
         if self.atomic:
             self._checkout_atomic(order_id)
             return
+        await self._checkout_locked(order_id, 0.0)
+
+    async def _checkout_locked(self, order_id: str, delay: float) -> None:
         await self.locks.acquire(order_id)
         try:
-            await self._checkout_saga(order_id)
+            await self._checkout_saga(order_id, delay)
         finally:
             self.locks.release(order_id)
+
+    async def _checkout_slow(self, order_id: str) -> None:
+        # The saga runs as its own task: if the client gives up (and aiohttp cancels the handler),
+        # the saga still finishes, as a real one driven by a message queue or a log would.
+        task = asyncio.ensure_future(self._checkout_locked(order_id, self.state.config.saga_delay_s))
+        background = self.state.background
+        background.add(task)
+        task.add_done_callback(_forget_task(background))
+        await asyncio.shield(task)
 
     def _checkout_atomic(self, order_id: str) -> None:
         # No await in here: on one event loop nothing can interleave between checks and updates.
@@ -331,7 +405,7 @@ class OrderLogic:
         st.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
         order.paid = True
 
-    async def _checkout_saga(self, order_id: str) -> None:
+    async def _checkout_saga(self, order_id: str, delay: float = 0.0) -> None:
         order = self.state.orders.get_unpaid(order_id)
         taken: list[tuple[str, int]] = []
         try:
@@ -341,6 +415,8 @@ class OrderLogic:
         except (Refused, ServiceUnavailable) as e:
             await self._give_back(taken)
             raise Refused(f"checkout of order {order_id} failed: {e}") from None
+        if delay:
+            await asyncio.sleep(delay)  # --inject slow-saga: the payment leg lands later
         try:
             await self.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
         except (Refused, ServiceUnavailable) as e:
@@ -359,6 +435,14 @@ class OrderLogic:
                     await asyncio.sleep(0.01 * (attempt + 1))
                 except Refused:
                     break
+
+
+def _forget_task(tasks: set) -> Callable[[asyncio.Task], None]:
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a refused saga whose client left is not an error
+    return done
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -473,6 +557,9 @@ def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[
     error_rate = cfg.error_rate
     rng = state.error_rng
     params = [(p, k == "int") for p, k in zip(op.params, op.kinds)]
+    # apply-then-500 / apply-then-hang hit requests that change state: hiding a read's answer
+    # would only hide the final state, not test how a client treats an unknown outcome.
+    faulty = op.mutates and any(k in ("apply-then-500", "apply-then-hang") for k, _ in cfg.faults)
 
     async def handler(request: web.Request) -> web.Response:
         internal = request.headers.get(INTERNAL_HEADER)
@@ -488,11 +575,32 @@ def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[
             for p, is_int in params:
                 raw = info.get(p)
                 args.append(raw if raw is None or not is_int else parse_amount(p, raw))
-            return await impl(internal, *args)
+            response = await impl(internal, *args)
         except Refused as e:
-            return web.Response(status=400, text=str(e))
+            response = web.Response(status=400, text=str(e))
+        if faulty and internal is None:
+            return await _after_effect(state, response)
+        return response
 
     return handler
+
+
+async def _after_effect(state: ShopState, response: web.Response) -> web.Response:
+    """The answer to a request that already took effect, as apply-then-hang / apply-then-500 make it."""
+    if state.draw("apply-then-hang"):
+        # The client has given up by now; the effect stays. Registered so that stopping the shop
+        # cancels the held answer instead of leaving it pending on a closed loop.
+        task = asyncio.current_task()
+        if task is not None:
+            state.background.add(task)
+        try:
+            await asyncio.sleep(state.config.hang_s)
+        finally:
+            state.background.discard(task)
+    if state.draw("apply-then-500"):
+        return web.Response(status=500, text=f"injected apply-then-500: the request took effect "
+                                              f"(it would have been answered {response.status})")
+    return response
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -547,7 +655,8 @@ def make_app(config: ShopConfig | None = None, *, state: ShopState | None = None
     """
     config = config or ShopConfig(**options)
     state = state or ShopState(config)
-    atomic = config.inject != "lost-update"
+    # A slow saga holds its order's lock while it waits, so every order operation must take it.
+    atomic = config.inject != "lost-update" and config.fault_rate("slow-saga") == 0
     logic = OrderLogic(state, LocalStock(state), LocalPayment(state), atomic=atomic)
     return _build(state, api.SERVICES, logic)
 

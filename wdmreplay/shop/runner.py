@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..api import Target
 from .app import ShopConfig, ShopError, ShopState, connect_peers, make_app, make_split_apps
+from .faults import describe_faults
 
 
 def _client_host(host: str) -> str:
@@ -45,6 +46,13 @@ class RunningShop:
 
     async def stop(self) -> None:
         """Close every listener and wait for in-flight requests (briefly)."""
+        # Held answers (apply-then-hang) and running sagas (slow-saga) first: the runners wait for
+        # in-flight handlers, and these would only be cut off at the shutdown timeout.
+        pending = list(self.state.background)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         for r in reversed(self.runners):
             await r.cleanup()
         self.runners.clear()
@@ -120,8 +128,12 @@ class ShopThread:
         dialects: str | Iterable[str] = "both",
         host: str = "127.0.0.1",
         port: int = 0,
+        faults: tuple[tuple[str, float], ...] = (),
+        hang_s: float = 30.0,
+        saga_delay_s: float = 2.0,
     ):
-        self.config = ShopConfig(inject, float(latency_ms), float(error_rate), seed, dialects)  # type: ignore[arg-type]
+        self.config = ShopConfig(inject, float(latency_ms), float(error_rate), seed, dialects,  # type: ignore[arg-type]
+                                 tuple(faults), float(hang_s), float(saga_delay_s))
         self.split = split
         self.host = host
         self.port = port
@@ -265,6 +277,8 @@ def banner(shop: RunningShop) -> str:
         extras.append(f"error rate {cfg.error_rate:g} (HTTP 500, no effect; seed {cfg.seed})")
     if extras:
         lines.append("  faults: " + "; ".join(extras))
+    for line in describe_faults(cfg.faults, cfg.hang_s, cfg.saga_delay_s):
+        lines.append(f"  injected fault (a correct, unhelpful shop): {line}")
     lines.append("urls.json:")
     lines.append(json.dumps(shop.target.as_dict(), indent=2))
     lines.append("admin: GET /_shop/stats, POST /_shop/reset. Stop with Ctrl-C.")
@@ -276,6 +290,8 @@ INJECT_EFFECTS = {
     "oversell": "stock subtract never refuses: stock goes negative, more checkouts succeed than stock",
     "no-rollback": "a checkout refused for credit keeps the stock it took (order stays unpaid)",
     "double-charge": "a successful checkout charges the user twice (credit may go negative)",
+    "lost-line": "add_item reads the order's lines, yields, writes them back: concurrent add_item lose lines",
+    "wrong-total": "total_cost counts each distinct item's price once (quantity ignored): below sum qty x price",
 }
 
 

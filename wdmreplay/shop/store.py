@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 # Deliberate, documented bugs the shop can be started with (docs/shop.md).
-INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge")
+INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total")
 
 # Path integers: plain decimal digits, bounded so every total stays a 64-bit value.
 MAX_AMOUNT = 10**15 - 1
@@ -246,7 +246,8 @@ class PaymentStore:
 class OrderStore:
     """The order service's state."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, wrong_total: bool = False):
+        self.wrong_total = wrong_total
         self.orders: dict[str, Order] = {}
         self.ids = IdSource("order-")
         self.rng = random.Random(seed)  # which items batch_init puts in each order
@@ -272,9 +273,17 @@ class OrderStore:
         return order_id
 
     def add_item(self, order_id: str, item_id: str, qty: int, price: int) -> None:
-        """Append a line of ``qty`` units at ``price``; refused on a paid order."""
+        """Append a line of ``qty`` units at ``price``; refused on a paid order.
+
+        With ``wrong_total`` (an injected bug) the total counts each distinct item's unit price
+        once, ignoring the quantity and repeated lines: it ends below Σ qty × price.
+        """
         order = self.get_unpaid(order_id)
-        total = _capped("total_cost", order.total_cost + qty * price)
+        if self.wrong_total:
+            cost = 0 if item_id in order.prices else price
+        else:
+            cost = qty * price
+        total = _capped("total_cost", order.total_cost + cost)
         order.items.append([item_id, qty])
         order.total_cost = total
         order.prices[item_id] = price

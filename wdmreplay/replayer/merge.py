@@ -1,0 +1,275 @@
+"""Merging the results of ``replay --shard i/N`` runs into the results of one whole run.
+
+Every shard of a trace replays the sessions with ``sid % N == i`` and reads back the entities its
+own sessions bound (plus literal and batch_init ids it used). The merged file holds:
+
+- every request row of every shard, its times moved onto one clock: the earliest shard's start
+  (each shard's times are shifted by the difference of the shards' ``started`` wall-clock times);
+- the union of the bindings (a symbol bound to two different ids is refused);
+- every event, shifted likewise and tagged with its ``shard``;
+- one final state: the union of the shards' snapshots. An entity read by several shards (a literal
+  or batch_init id) takes the snapshot of the shard whose final read started **last**, since it
+  saw the most of the run; where snapshots disagree the merged header says which entities
+  (``merged.disagreeing``), and whether every final read started after the last answer of every
+  shard (``merged.reads_after_all_requests``). Missing entities are those no shard could read.
+  A shard without a final read leaves the merged run without one (the run cannot be judged whole);
+- a trailer that is complete only if every shard's was.
+
+The header is the shards' common header with ``shard: None`` and ``merged`` recording the sources.
+Refused, each with a one-line error: a file that is not a shard, shards of different traces,
+dialects or builds (labels), mixed shard counts, a shard given twice or missing, an output that is
+one of the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..api import WdmError
+from ..traces import Results, ResultsWriter, load_results, results_header
+
+ENTITY_KINDS = ("items", "users", "orders")
+TIME_COLUMNS = ("intended", "sent", "done")
+CHUNK_ROWS = 65536  # rows per written request chunk (bounded record size)
+# Header keys every results header carries from the format itself; results_header fills them anew.
+_FORMAT_KEYS = ("format", "version", "ops", "outcomes", "expects", "columns")
+
+
+class MergeError(WdmError):
+    """Shard results that cannot be merged (the message names the files and why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSource:
+    """One merged shard: its file, position, clock offset and how its run ended."""
+
+    path: str
+    index: int
+    count: int
+    started: float
+    offset: float  # seconds added to this shard's times to put them on the merged clock
+    requests: int
+    complete: bool
+    reason: str | None
+
+    def as_dict(self) -> dict:
+        """The header's ``merged.sources`` entry."""
+        return {"path": self.path, "shard": f"{self.index}/{self.count}", "started": self.started,
+                "offset": self.offset, "requests": self.requests, "complete": self.complete,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class MergeSummary:
+    """What :func:`merge_results` wrote."""
+
+    path: str
+    shards: int
+    requests: int
+    complete: bool
+    has_final: bool
+    disagreeing: int  # entities whose snapshots differ between the shards that read them
+
+    def line(self) -> str:
+        """The one line ``merge`` prints."""
+        state = "complete" if self.complete else "PARTIAL (a shard was incomplete)"
+        final = "final state of every shard" if self.has_final else "NO final state (a shard had none)"
+        extra = f"; {self.disagreeing} entities read differently by two shards" if self.disagreeing else ""
+        return f"wrote {self.path}: {self.shards} shards, {self.requests:,} requests, {state}, {final}{extra}"
+
+
+def parse_shard_field(value: Any, path: str) -> tuple[int, int]:
+    """``(i, N)`` from a results header's ``shard`` (``"i/N"``); :class:`MergeError` if not a shard."""
+    if not value:
+        raise MergeError(f"{path}: not a shard (replayed without --shard); nothing to merge")
+    try:
+        i_text, n_text = str(value).split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise MergeError(f"{path}: unreadable shard field {value!r}") from None
+    if not 0 <= i < n:
+        raise MergeError(f"{path}: invalid shard {value!r}")
+    return i, n
+
+
+def _check_sources(loaded: list[Results]) -> list[ShardSource]:
+    """The shards in index order, after refusing anything that is not one whole set of one run."""
+    first = loaded[0]
+    digest = (first.header.get("trace") or {}).get("digest")
+    seen: dict[int, str] = {}
+    count = None
+    for r in loaded:
+        i, n = parse_shard_field(r.header.get("shard"), r.path)
+        if (r.header.get("trace") or {}).get("digest") != digest:
+            raise MergeError(f"{r.path} and {first.path} are results of different traces")
+        for key, what in (("dialect", "dialects"), ("label", "builds (labels)")):
+            if r.header.get(key) != first.header.get(key):
+                raise MergeError(f"{r.path} and {first.path} are of different {what}: "
+                                 f"{r.header.get(key)!r} vs {first.header.get(key)!r}")
+        for key in ("ops", "columns"):
+            if r.header.get(key) != first.header.get(key):
+                raise MergeError(f"{r.path} and {first.path} were written by incompatible versions ({key} differ)")
+        if count is None:
+            count = n
+        elif n != count:
+            raise MergeError(f"{r.path} is shard {i}/{n} but {first.path} is of {count} shards")
+        if i in seen:
+            raise MergeError(f"{r.path} and {seen[i]} are both shard {i}/{n}")
+        seen[i] = r.path
+    assert count is not None
+    missing = [i for i in range(count) if i not in seen]
+    if missing:
+        raise MergeError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)} "
+                         f"(given {len(seen)} of {count})")
+    t0 = min(float(r.header.get("started") or 0.0) for r in loaded)
+    out = []
+    for r in loaded:
+        i, n = parse_shard_field(r.header.get("shard"), r.path)
+        started = float(r.header.get("started") or 0.0)
+        out.append(ShardSource(r.path, i, n, started, started - t0, r.n, r.complete, r.trailer.get("reason")))
+    return sorted(out, key=lambda s: s.index)
+
+
+def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
+                labels: Sequence[str]) -> tuple[dict | None, dict[str, list[str]]]:
+    """The merged final record and, per kind, the ids whose snapshots disagree between shards.
+
+    The shard whose final read started last wins for an entity several shards read. ``None``
+    when any shard has no final state.
+    """
+    if any(f is None for f in finals):
+        return None, {}
+    order = sorted(range(len(finals)), key=lambda k: offsets[k] + float(finals[k].get("read_at") or 0.0))
+    merged: dict[str, Any] = {}
+    disagree: dict[str, list[str]] = {}
+    missing: dict[str, dict[str, str]] = {}
+    for kind in ENTITY_KINDS:
+        state: dict[str, Any] = {}
+        differ: set[str] = set()
+        for k in order:
+            for eid, snap in (finals[k].get(kind) or {}).items():
+                if eid in state and state[eid] != snap:
+                    differ.add(eid)
+                state[eid] = snap
+        merged[kind] = state
+        if differ:
+            disagree[kind] = sorted(differ)
+        lost: dict[str, str] = {}
+        for k in order:
+            for eid, why in ((finals[k].get("missing") or {}).get(kind) or {}).items():
+                if eid not in state:
+                    lost[eid] = f"shard {labels[k]}: {why}"
+        if lost:
+            missing[kind] = lost
+    merged["missing"] = missing
+    settles = [f.get("settle") for f in finals]
+    merged["settle"] = None if all(s is None for s in settles) else {
+        "requested": max(float(s.get("requested") or 0.0) for s in settles if s),
+        "settled": all(bool(s and s.get("settled")) for s in settles),
+        "shards": [{"shard": labels[k], **(settles[k] or {"settled": None})} for k in range(len(finals))],
+    }
+    merged["read_at"] = max(offsets[k] + float(finals[k].get("read_at") or 0.0) for k in range(len(finals)))
+    merged["shards"] = [{"shard": labels[k], "read_at": offsets[k] + float(finals[k].get("read_at") or 0.0)}
+                        for k in range(len(finals))]
+    return merged, disagree
+
+
+def _shifted(cols: dict[str, np.ndarray], offset: float) -> dict[str, np.ndarray]:
+    if not offset:
+        return cols
+    return {name: (a + offset if name in TIME_COLUMNS else a) for name, a in cols.items()}
+
+
+def _last_answer(r: Results, offset: float) -> float:
+    done = r.cols["done"]
+    done = done[~np.isnan(done)]
+    return float(done.max()) + offset if len(done) else -math.inf
+
+
+def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSummary:
+    """Merge the results files of every shard ``i/N`` of one replay into ``out_path``."""
+    paths = [str(p) for p in paths]
+    out_path = str(out_path)
+    if not paths:
+        raise MergeError("merge: no shard results given")
+    real_out = os.path.realpath(out_path)
+    for p in paths:
+        if os.path.realpath(p) == real_out:
+            raise MergeError(f"{out_path}: the output is one of the inputs; choose another -o")
+    loaded = [load_results(p, with_args=True) for p in paths]
+    sources = _check_sources(loaded)
+    by_path = {r.path: r for r in loaded}
+    shards = [by_path[s.path] for s in sources]
+    labels = [f"{s.index}/{s.count}" for s in sources]
+
+    bindings: dict[str, str] = {}
+    for r, label in zip(shards, labels):
+        for sym, ident in r.bindings.items():
+            if bindings.get(sym, ident) != ident:
+                raise MergeError(f"{r.path}: symbol {sym} is bound to {ident!r} here and to "
+                                 f"{bindings[sym]!r} in another shard; these are not shards of one run")
+            bindings[sym] = ident
+
+    offsets = [s.offset for s in sources]
+    final, disagree = merge_final([r.final for r in shards], offsets, labels)
+    last_answer = max(_last_answer(r, s.offset) for r, s in zip(shards, sources))
+    first_read = (min(offsets[k] + float(r.final.get("read_at") or 0.0) for k, r in enumerate(shards))
+                  if final is not None else None)
+    merged_info = {
+        "shards": sources[0].count,
+        "sources": [s.as_dict() for s in sources],
+        "final": "union of the shards' snapshots; an entity read by several shards takes the latest read",
+        "final_missing_from": [lab for r, lab in zip(shards, labels) if r.final is None],
+        "disagreeing": {k: len(v) for k, v in disagree.items()},
+        "disagreeing_ids": {k: v[:100] for k, v in disagree.items()},
+        "reads_after_all_requests": None if first_read is None else bool(first_read >= last_answer),
+    }
+    base = dict(shards[0].header)
+    for key in _FORMAT_KEYS:
+        base.pop(key, None)
+    base.update(shard=None, started=min(s.started for s in sources), merged=merged_info,
+                workers=sum(int(r.header.get("workers") or 1) for r in shards))
+    writer = ResultsWriter(out_path, results_header(**base))
+    complete = all(s.complete for s in sources)
+    try:
+        for r, s in zip(shards, sources):
+            _write_rows(writer, r, s.offset)
+        writer.write_bindings(bindings)
+        events = []
+        for r, s, label in zip(shards, sources, labels):
+            for ev in r.events:
+                info = {k: v for k, v in ev.items() if k not in ("t", "at", "kind")}
+                events.append((float(ev.get("at") or 0.0) + s.offset, str(ev.get("kind")), {**info, "shard": label}))
+        for at, kind, info in sorted(events, key=lambda e: e[0]):
+            writer.write_event(at, kind, **info)
+        if final is not None:
+            writer.write_final(final)
+    except BaseException:
+        writer.close(complete=False, wall=0.0, reason="merge failed")
+        Path(out_path).unlink(missing_ok=True)  # a half-merged file must not pass for a run
+        raise
+    reasons = [f"shard {lab}: {s.reason or 'incomplete'}" for s, lab in zip(sources, labels) if not s.complete]
+    wall = max(s.offset + float(r.trailer.get("wall") or 0.0) for r, s in zip(shards, sources))
+    writer.close(complete=complete, wall=wall, reason="; ".join(reasons) or None)
+    return MergeSummary(out_path, len(sources), sum(s.requests for s in sources), complete,
+                        final is not None, sum(len(v) for v in disagree.values()))
+
+
+def _write_rows(writer: ResultsWriter, r: Results, offset: float) -> None:
+    cols = _shifted(r.cols, offset)
+    args = r.args or [None] * r.n
+    errors = sorted(r.errors.items())
+    e = 0
+    for lo in range(0, r.n, CHUNK_ROWS):
+        hi = min(lo + CHUNK_ROWS, r.n)
+        chunk_errors = []
+        while e < len(errors) and errors[e][0] < hi:
+            chunk_errors.append((errors[e][0] - lo, errors[e][1]))
+            e += 1
+        writer.write_requests({name: a[lo:hi] for name, a in cols.items()}, list(args[lo:hi]), chunk_errors)
