@@ -188,7 +188,7 @@ def test_summary_hints_at_the_other_dialect_when_an_operation_gets_404(shop_fact
     hint = s["dialect_hint"]
     assert hint is not None and hint["other"] == "2023" and hint["ops"]["add_item"] == [6, 6]
     assert "create_user" not in hint["ops"]  # answered alike in both dialects
-    assert "may speak the other dialect (--dialect 2023)" in format_summary(s)
+    assert "may speak the other dialect: try --dialect 2023 (this run used 2024)" in format_summary(s)
     both = shop_factory()
     s = replay_trace(trace, out, target=both.target, dialect="2024", final_read=False)
     assert s["dialect_hint"] is None and s["outcomes"]["ok"] == 24

@@ -132,7 +132,7 @@ def format_summary(s: dict) -> str:
     hint = s.get("dialect_hint")
     if hint:
         ops = ", ".join(f"{op} {nf}/{n}" for op, (nf, n) in hint["ops"].items())
-        other = f" (--dialect {hint['other']})" if hint["other"] else ""
+        other = f": try --dialect {hint['other']}" if hint["other"] else ""
         lines.append(f"  hint: most requests of {ops} got 404 — the shop may speak the other dialect{other} "
-                     f"than {hint['dialect']}")
+                     f"(this run used {hint['dialect']})")
     return "\n".join(lines)
