@@ -140,7 +140,8 @@ def test_shop_killed_mid_run_is_never_clean(tmp_path, capsys):
     assert killed.is_set()
     rep = check_results(load_results(out, with_args=True))
     assert rep.verdict.verdict == "NOT CLEAN" and "availability" in rep.verdict.decided_by
-    assert rep.availability.overall.conn_error > 0
+    # A stopped server shows as refused connections or as requests that never got an answer.
+    assert rep.availability.overall.conn_error + rep.availability.overall.timeout > 0
     # Nothing could be read back: coverage says how many of each kind are missing.
     cov = rep.verdict.sections[3]
     assert cov.status == "inconclusive" and any("not read back" in r for r in cov.reasons), cov

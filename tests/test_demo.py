@@ -24,17 +24,18 @@ def test_demo_is_clean_on_the_reference_shop(tmp_path):
     p = _demo("--keep", str(tmp_path / "out"), cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr
     assert p.stderr == ""
-    assert p.stdout.count("verdict: CLEAN") == 2
+    assert p.stdout.count("verdict: CLEAN") == 3
     assert "demo: every check CLEAN" in p.stdout
     # What it kept is a real trace and a real, complete run of it.
-    for name in ("stress", "consistency"):
+    for name in ("stress", "consistency", "contention"):
         header = read_header(tmp_path / "out" / f"{name}.wdmt")
         results = load_results(tmp_path / "out" / f"{name}.wdmr")
         assert results.complete and results.n == header["requests"]
         assert results.header["label"] == f"demo-{name}"
 
 
-@pytest.mark.parametrize("inject, kind", [("oversell", "oversell"), ("double-charge", "double_charge")])
+@pytest.mark.parametrize("inject, kind", [("oversell", "oversell"), ("double-charge", "double_charge"),
+                                          ("lost-line", "lost_order_line"), ("wrong-total", "wrong_total")])
 def test_demo_against_a_buggy_shop_fails_and_names_the_anomaly(tmp_path, inject, kind):
     p = _demo("--inject", inject, cwd=tmp_path)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr
@@ -42,3 +43,10 @@ def test_demo_against_a_buggy_shop_fails_and_names_the_anomaly(tmp_path, inject,
     assert kind in p.stdout
     assert "the checks found anomalies" in p.stdout
     assert list(tmp_path.iterdir()) == []  # without --keep nothing is left behind
+
+
+def test_demo_offers_every_bug_of_the_shop():
+    from wdmreplay.cli import _BUG_KINDS
+    from wdmreplay.shop import INJECT_KINDS
+
+    assert sorted(_BUG_KINDS) == sorted(INJECT_KINDS)

@@ -21,7 +21,7 @@ from wdmreplay.cli import main
 from wdmreplay.recorder import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.replayer.merge import MergeError, merge_final, merge_results
-from wdmreplay.traces import OUTCOMES, load_results
+from wdmreplay.traces import OUTCOMES, FormatError, load_results
 
 STRESS = {"rate": 60, "duration": 2}
 
@@ -166,7 +166,7 @@ def test_merge_refuses_mixed_shard_counts(runs, tmp_path):
 
 
 def test_merge_refuses_to_overwrite_an_input(runs):
-    with pytest.raises(MergeError, match="output is one of the inputs"):
+    with pytest.raises(FormatError, match="the output is the input"):
         merge_results(runs["shards"], runs["shards"][0])
 
 

@@ -410,13 +410,17 @@ def merge_cmd(shards: tuple[str, ...], output: str) -> None:
     click.echo(merge_results(list(shards), output).line())
 
 
+# The shop's deliberate bugs (not its faults, which a correct checker accepts): what demo --inject offers.
+_BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total"]
+
+
 @cli.command("demo")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of both generated traces")
 @click.option("--duration", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
               help="seconds of the stress trace's schedule (replayed at speed 1)")
 @click.option("--rate", type=Finite(0, 10_000, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
-@click.option("--inject", type=click.Choice(["lost-update", "oversell", "no-rollback", "double-charge"]),
-              help="run against a deliberately buggy shop, to see what the checker reports")
+@click.option("--inject", type=click.Choice(_BUG_KINDS),
+              help="run against a deliberately buggy shop, to see what the checker reports (docs/shop.md)")
 @click.option("--split", is_flag=True, help="run the shop as three services on three ports")
 @click.option("--keep", type=click.Path(file_okay=False), help="keep traces and results in this directory")
 @click.option("--quiet", is_flag=True, help="no progress bars")
@@ -424,14 +428,16 @@ def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split:
              quiet: bool) -> None:
     """Run the whole job on the embedded reference shop: generate, serve, replay, check, report.
 
-    Starts the reference shop on a free loopback port, generates a stress trace (paced) and the
-    consistency trace (as fast as possible), replays both, prints each run's summary, check and
-    report, and stops the shop. Exit 0 when every check is clean, 1 otherwise.
+    Starts the reference shop on a free loopback port, generates a stress trace (paced), the
+    consistency trace and the contention trace (as fast as possible), replays each, prints each
+    run's summary, check and report, and stops the shop. Exit 0 when every check is CLEAN, 1
+    otherwise.
 
     \b
     Examples:
       wdm-replay demo
       wdm-replay demo --inject lost-update      # watch the checker catch a race
+      wdm-replay demo --inject lost-line        # concurrent add_item lose order lines
       wdm-replay demo --keep demo-out && wdm-replay report demo-out/stress.wdmr --format html -o r.html
     """
     import contextlib
@@ -513,8 +519,10 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
     """
     from .analysis import build_report, render_html, render_json, render_text
     from .analysis.consistency import AnalysisError
-    from .traces import load_results
+    from .traces import load_results, refuse_inputs
 
+    if output:
+        refuse_inputs(output, [results])  # `report a.wdmr -o a.wdmr` must not overwrite the run
     data = build_report(load_results(results, with_args=not no_check), recheckout=recheckout, bucket=bucket)
     text = {"text": render_text, "json": render_json, "html": render_html}[fmt](data)
     if output:

@@ -3,7 +3,7 @@
 The composition root of the tool: the one module that wires every layer together (recorder →
 trace → replayer → results → analysis, with the shop as the target), so no layer has to reach
 another. Starts the reference shop on a free loopback port, generates a small stress trace and the
-consistency trace, replays both, checks and reports each, and stops the shop.
+consistency and contention traces, replays each, checks and reports each, and stops the shop.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ class DemoRun:
 
 
 def demo_runs(duration: float, rate: float) -> list[DemoRun]:
-    """The demo's workloads: a paced stress trace, then the consistency test at full speed."""
+    """The demo's workloads: a paced stress trace, then the consistency and contention tests at full speed."""
     return [
         DemoRun("stress", "stress", {"rate": rate, "duration": duration}, 1.0),
         DemoRun("consistency", "consistency", {}, None),
+        # Concurrent add_item to one order and add_funds/pay on one user: what lost-line and
+        # wrong-total get wrong, which the other two never exercise.
+        DemoRun("contention", "contention", {}, None),
     ]
 
 

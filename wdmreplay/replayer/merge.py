@@ -24,7 +24,6 @@ one of the inputs.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..api import WdmError
-from ..traces import Results, ResultsWriter, load_results, results_header
+from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
 
 ENTITY_KINDS = ("items", "users", "orders")
 TIME_COLUMNS = ("intended", "sent", "done")
@@ -198,10 +197,7 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
     out_path = str(out_path)
     if not paths:
         raise MergeError("merge: no shard results given")
-    real_out = os.path.realpath(out_path)
-    for p in paths:
-        if os.path.realpath(p) == real_out:
-            raise MergeError(f"{out_path}: the output is one of the inputs; choose another -o")
+    refuse_inputs(out_path, paths)
     loaded = [load_results(p, with_args=True) for p in paths]
     sources = _check_sources(loaded)
     by_path = {r.path: r for r in loaded}
