@@ -1,0 +1,60 @@
+"""Two-level bootstrap of a build's latency quantiles: resample runs, then requests within runs.
+
+The run, not the request, is the unit of a comparison (DESIGN §8): requests within one run share
+the machine's momentary state, so a request-level interval is too narrow by however much the runs
+differ. A build's statistic for quantile *q* is the geometric mean over its runs of each run's
+*q*-quantile; one bootstrap replicate draws the runs with replacement and, for every run drawn, a
+resample of its requests (at most ``cap`` of them: an m-out-of-n bootstrap, slightly wider, in
+bounded time). With *k* runs the run-level bootstrap underestimates the between-run variance by the
+factor (k−1)/k, so each build's replicates are spread about their mean by √(k/(k−1)).
+
+Everything here is a pure function of its inputs and a seeded :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RESAMPLES = 300
+CAP = 1000
+
+
+def log_quantile_replicates(runs: list[np.ndarray], qs: tuple[float, ...], rng: np.random.Generator, *,
+                            resamples: int = RESAMPLES, cap: int = CAP) -> np.ndarray:
+    """Bootstrap replicates of log(build statistic) per quantile: shape ``(resamples, len(qs))``.
+
+    ``runs`` holds each run's samples (non-empty, positive). Requests are resampled within each run
+    (vectorized, one index matrix per run), then runs are resampled; the spread is widened by
+    √(k/(k−1)) for k ≥ 2 runs (the small-sample correction of the bootstrap variance).
+    """
+    k = len(runs)
+    per_run = np.empty((k, resamples, len(qs)))
+    for i, x in enumerate(runs):
+        m = min(x.size, cap)
+        draws = x[rng.integers(0, x.size, (resamples, m))]
+        per_run[i] = np.log(np.maximum(np.quantile(draws, qs, axis=1).T, 1e-9))
+    if k == 1:
+        return per_run[0]
+    pick = rng.integers(0, k, (resamples, k))
+    reps = per_run[pick, np.arange(resamples)[:, None], :].mean(axis=1)
+    return reps.mean(axis=0) + (reps - reps.mean(axis=0)) * np.sqrt(k / (k - 1))
+
+
+def log_mean_replicates(values: np.ndarray, rng: np.random.Generator, *, resamples: int = RESAMPLES) -> np.ndarray:
+    """Bootstrap replicates of the mean of ``values`` (one per run), spread by √(k/(k−1)); shape ``(resamples,)``."""
+    k = values.size
+    if k == 1:
+        return np.full(resamples, float(values[0]))
+    reps = values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+    return reps.mean() + (reps - reps.mean()) * np.sqrt(k / (k - 1))
+
+
+def ratio_interval(base: np.ndarray, new: np.ndarray, level: float, floor: float = 0.0) -> tuple[float, float]:
+    """Interval of new/base from log replicates of each side (percentile method), widened by ``floor``.
+
+    ``floor`` (a fraction, e.g. 0.15) is the between-run noise neither side could measure (one run
+    each): the interval becomes [lo/(1+floor), hi·(1+floor)].
+    """
+    diff = new - base
+    lo, hi = np.quantile(diff, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(np.exp(lo) / (1 + floor)), float(np.exp(hi) * (1 + floor))
