@@ -24,6 +24,7 @@ busy 2-core machine; ``--quick``: 5 sessions of a smaller trace, ~2 min).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -103,20 +104,38 @@ def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     return out
 
 
-def session(trace: Path, work: Path, name: str, url_a: str, url_b: str, runs: int,
-            rng: np.random.Generator) -> tuple[list[tuple[str, Path]], int]:
-    """ABBA-ordered runs of one session (build, results path), and how many had the busy neighbour."""
-    done, busy = [], 0
-    for k, build in enumerate(ab_order(runs), start=1):
-        neighbour = start_neighbour() if rng.random() < 0.5 else None
-        busy += neighbour is not None
+def neighbour_plan(n: int, mode: str, rng: np.random.Generator) -> list[bool]:
+    """Which of a session's ``n`` runs have the busy neighbour.
+
+    ``block``: in about half of the sessions the neighbour comes once and stays for a stretch of
+    consecutive runs (random start and length) — another job on the machine. ``run``: every run
+    independently with probability 1/2 (white noise no interleaving can balance; the harsh case).
+    """
+    if mode == "run":
+        return [bool(x) for x in rng.random(n) < 0.5]
+    plan = [False] * n
+    if rng.random() < 0.5:
+        start = int(rng.integers(0, n))
+        length = int(rng.integers(1, n + 1))
+        for k in range(start, min(n, start + length)):
+            plan[k] = True
+    return plan
+
+
+def session(trace: Path, work: Path, name: str, url_a: str, url_b: str, runs: int, mode: str,
+            rng: np.random.Generator) -> list[dict]:
+    """ABBA-ordered runs of one session: [{build, file, busy}] in the order they ran."""
+    order = ab_order(runs)
+    done = []
+    for k, (build, busy) in enumerate(zip(order, neighbour_plan(len(order), mode, rng)), start=1):
+        neighbour = start_neighbour() if busy else None
         try:
             path = replay(trace, work / f"{name}-{k:02d}-{build}.wdmr", url_a if build == "A" else url_b, build)
         finally:
             if neighbour is not None:
                 neighbour.stop()
-        done.append((build, path))
-    return done, busy
+        done.append({"build": build, "file": path.name, "busy": busy})
+    return done
 
 
 def compare(paths_a: list[Path], paths_b: list[Path]) -> CompareResult:
@@ -154,83 +173,51 @@ def median_response_ms(path: Path) -> float:
     return float(np.median((c["done"] - c["intended"])[ok])) * 1e3
 
 
-def run_mode(kind: str, trace: Path, work: Path, url_a: str, url_b: str, sessions: int, runs: int,
-             rng: np.random.Generator, log) -> tuple[list[CompareResult], list[CompareResult], int, int]:
-    """``sessions`` sessions: their 3-run comparisons, single-run comparisons, runs and busy runs."""
-    multi, single, n_runs, n_busy = [], [], 0, 0
-    for s in range(sessions):
-        done, busy = session(trace, work, f"{kind.replace('/', '')}{s:02d}", url_a, url_b, runs, rng)
-        n_runs += len(done)
-        n_busy += busy
-        a = [p for b, p in done if b == "A"]
-        b = [p for b, p in done if b == "B"]
-        res = compare(a, b)
-        multi.append(res)
-        for k in range(0, len(done), 2):
-            pair = dict(done[k:k + 2])
-            single.append(compare([pair["A"]], [pair["B"]]))
-        log(f"  {kind} session {s + 1}/{sessions}: {runs} runs a side {'REGRESSION ' + why(res) if res.regression else 'no regression'}"
-            f"; single-run alarms {sum(r.regression for r in single[-runs:])}/{runs}; busy runs {busy}/{len(done)}")
-        for f in (*a, *b):
-            f.unlink()
-    return multi, single, n_runs, n_busy
+def analyse(manifest: dict, work: Path, log) -> dict:
+    """Every comparison of the recorded sessions: {kind: (multi-run results, single-run results)}."""
+    out = {}
+    for kind in ("A/A", "A/B"):
+        multi, single = [], []
+        for s in (x for x in manifest["sessions"] if x["kind"] == kind):
+            runs = s["runs"]
+            a = [work / r["file"] for r in runs if r["build"] == "A"]
+            b = [work / r["file"] for r in runs if r["build"] == "B"]
+            res = compare(a, b)
+            multi.append(res)
+            pairs = [compare([work / p["file"] for p in runs[k:k + 2] if p["build"] == "A"],
+                             [work / p["file"] for p in runs[k:k + 2] if p["build"] == "B"])
+                     for k in range(0, len(runs), 2)]
+            single += pairs
+            log(f"  {kind} session {s['session'] + 1}: {len(a)} runs a side "
+                f"{'REGRESSION ' + why(res) if res.regression else 'no regression'}; single-run alarms "
+                f"{sum(r.regression for r in pairs)}/{len(pairs)}; busy runs {sum(r['busy'] for r in runs)}/{len(runs)}")
+        out[kind] = (multi, single)
+    return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="5 sessions of a smaller trace (~2 min)")
-    ap.add_argument("--sessions", type=int, default=None, help="A/A and A/B sessions each (default 20; quick 5)")
-    ap.add_argument("--requests", type=int, default=None, help="requests in the trace (default 1500; quick 800)")
-    ap.add_argument("--runs", type=int, default=3, help="runs a side per session (default 3)")
-    ap.add_argument("--slowdown", type=float, default=0.25, help="added latency as a share of the median (0.25)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the trace and of the busy-neighbour draws")
-    args = ap.parse_args()
-    sessions = args.sessions or (5 if args.quick else 20)
-    requests = args.requests or (800 if args.quick else 1500)
-    install_cleanup()
-    rng = np.random.default_rng(args.seed)
-    t0 = time.monotonic()
+def report(manifest: dict, results: dict) -> None:
+    """The table, what tripped the A/A alarms, and the noise floor the A/A single-run pairs measure."""
+    aa, ab = results["A/A"], results["A/B"]
 
-    def log(msg: str) -> None:
-        print(f"[{time.monotonic() - t0:6.0f} s] {msg}", flush=True)
+    def rate(rs: list[CompareResult]) -> str:
+        k = sum(r.regression for r in rs)
+        return f"{k}/{len(rs)} ({k / len(rs) * 100:.0f}%)" if rs else "-"
 
-    load1 = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="wdm-calib-") as tmp:
-        work = Path(tmp)
-        trace = work / "stress.wdmt"
-        generate("stress", trace, seed=args.seed, rate=5000.0, requests=requests)
-        shops = [start_shop(), start_shop()]
-        try:
-            warm = replay(trace, work / "warm.wdmr", shops[0].url, "A")
-            median = median_response_ms(warm)
-            added = args.slowdown * median
-            log(f"trace: {requests} requests (stress, seed {args.seed}), --speed max, concurrency {CONCURRENCY}; "
-                f"median response {median:.2f} ms -> slowed shop: serve --latency {added:.2f} "
-                f"(+{args.slowdown * 100:g}%)")
-            shops.append(start_shop(added))
-            aa = run_mode("A/A", trace, work, shops[0].url, shops[1].url, sessions, args.runs, rng, log)
-            ab = run_mode("A/B", trace, work, shops[0].url, shops[2].url, sessions, args.runs, rng, log)
-        finally:
-            for s in shops:
-                s.stop()
-    elapsed = time.monotonic() - t0
-    load2 = os.getloadavg()[0]
-
-    def rate(results: list[CompareResult]) -> str:
-        k = sum(r.regression for r in results)
-        return f"{k}/{len(results)} ({k / len(results) * 100:.0f}%)"
-
+    m = manifest
+    busy = sum(r["busy"] for s in m["sessions"] for r in s["runs"])
+    total = sum(len(s["runs"]) for s in m["sessions"])
     print()
-    print(f"compare calibration: {aa[2] + ab[2]} runs in {elapsed:.0f} s; busy neighbour in "
-          f"{aa[3] + ab[3]} of them; load average {load1:.1f} before, {load2:.1f} after "
-          f"({os.cpu_count()} cores, shared)")
-    print(f"threshold 10%, alpha 0.05; noise floor in code: "
+    print(f"compare calibration: {total} runs of {m['requests']} requests (--speed max, concurrency {CONCURRENCY}) "
+          f"in {m['elapsed']:.0f} s; busy neighbour ({m['neighbour']} mode) in {busy} of them; load average "
+          f"{m['load'][0]:.1f} before, {m['load'][1]:.1f} after ({m['cores']} cores, shared); slowed shop +"
+          f"{m['added_ms']:.2f} ms = {m['slowdown'] * 100:g}% of the median {m['median_ms']:.2f} ms")
+    print("threshold 10%, alpha 0.05 per comparison (Bonferroni over its gated tests); noise floor in code: "
           + ", ".join(f"{k} {v * 100:g}%" for k, v in NOISE_FLOOR.items()))
     print()
-    print(f"| mode | A/A false alarms | A/B detections (+{args.slowdown * 100:g}% of median) | target |")
+    print(f"| mode | A/A false alarms | A/B detections (+{m['slowdown'] * 100:g}% of median) | target |")
     print("|---|---|---|---|")
     print(f"| single run a side | {rate(aa[1])} | {rate(ab[1])} | A/A <= 5% |")
-    print(f"| {args.runs} runs a side, interleaved | {rate(aa[0])} | {rate(ab[0])} | A/A <= 1 in 20, A/B >= 95% |")
+    print(f"| {m['runs']} runs a side, interleaved | {rate(aa[0])} | {rate(ab[0])} | A/A <= 1 in 20, A/B >= 95% |")
     print()
     alarms = [why(r) for r in (*aa[0], *aa[1]) if r.regression]
     if alarms:
@@ -242,10 +229,77 @@ def main() -> None:
         v = np.array([s[name] for s in spreads])
         print(f"  {name}: {np.expm1(np.quantile(v, 0.95)) * 100:.0f}% (median {np.expm1(np.median(v)) * 100:.0f}%, "
               f"max {np.expm1(v.max()) * 100:.0f}%)")
-    b_single = [r.builds[0] for r in ab[1]]
-    p50 = [c.ratio for b in b_single for o in b.ops for c in o.latency if c.name == "p50" and c.ci]
+    p50 = [c.ratio for r in ab[1] for o in r.builds[0].ops if o.op == "all" for c in o.latency if c.name == "p50"]
     if p50:
-        print(f"A/B single-run p50 ratios: median {np.median(p50):.2f} (the slow-down as compare sees it)")
+        print(f"A/B single-run 'all' p50 ratios: median {np.median(p50):.2f} (the slow-down as compare sees it)")
+
+
+def collect(args, work: Path, log) -> dict:
+    """Start the shops, measure the median, replay every session; the manifest of what ran."""
+    sessions = args.sessions or (5 if args.quick else 20)
+    requests = args.requests or (800 if args.quick else 1500)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.monotonic()
+    load1 = os.getloadavg()[0]
+    trace = work / "stress.wdmt"
+    generate("stress", trace, seed=args.seed, rate=5000.0, requests=requests)
+    shops = [start_shop(), start_shop()]
+    manifest = {"requests": requests, "runs": args.runs, "neighbour": args.neighbour, "slowdown": args.slowdown,
+                "cores": os.cpu_count(), "sessions": []}
+    try:
+        warm = replay(trace, work / "warm.wdmr", shops[0].url, "A")
+        median = median_response_ms(warm)
+        added = args.slowdown * median
+        manifest.update(median_ms=median, added_ms=added)
+        log(f"trace: {requests} requests; median response {median:.2f} ms -> slowed shop: serve --latency "
+            f"{added:.2f} (+{args.slowdown * 100:g}%)")
+        shops.append(start_shop(added))
+        for kind, url_b in (("A/A", shops[1].url), ("A/B", shops[2].url)):
+            for s in range(sessions):
+                runs = session(trace, work, f"{kind.replace('/', '')}{s:02d}", shops[0].url, url_b, args.runs,
+                               args.neighbour, rng)
+                manifest["sessions"].append({"kind": kind, "session": s, "runs": runs})
+                log(f"  {kind} session {s + 1}/{sessions} replayed")
+    finally:
+        for shop in shops:
+            shop.stop()
+    manifest.update(elapsed=time.monotonic() - t0, load=[load1, os.getloadavg()[0]])
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="5 sessions of a smaller trace (~2 min)")
+    ap.add_argument("--sessions", type=int, default=None, help="A/A and A/B sessions each (default 20; quick 5)")
+    ap.add_argument("--requests", type=int, default=None, help="requests in the trace (default 1500; quick 800)")
+    ap.add_argument("--runs", type=int, default=3, help="runs a side per session (default 3)")
+    ap.add_argument("--slowdown", type=float, default=0.25, help="added latency as a share of the median (0.25)")
+    ap.add_argument("--neighbour", choices=["block", "run"], default="block",
+                    help="busy neighbour: a stretch of runs in half the sessions (block), or each run at random (run)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the trace and of the busy-neighbour draws")
+    ap.add_argument("--keep", type=Path, help="keep the results files and manifest.json in this directory")
+    ap.add_argument("--reanalyse", type=Path, metavar="DIR", help="no replays: analyse the runs kept in DIR")
+    args = ap.parse_args()
+    install_cleanup()
+    t0 = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.0f} s] {msg}", flush=True)
+
+    if args.reanalyse:
+        work = args.reanalyse
+        manifest = json.loads((work / "manifest.json").read_text())
+        report(manifest, analyse(manifest, work, log))
+        return
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        manifest = collect(args, args.keep, log)
+        report(manifest, analyse(manifest, args.keep, log))
+        return
+    with tempfile.TemporaryDirectory(prefix="wdm-calib-") as tmp:
+        manifest = collect(args, Path(tmp), log)
+        report(manifest, analyse(manifest, Path(tmp), log))
 
 
 if __name__ == "__main__":

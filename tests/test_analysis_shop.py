@@ -90,6 +90,6 @@ def test_added_latency_is_a_significant_regression(tmp_path, shop_factory):
     runs = [load_results(p, with_args=True) for p in (fast, slow)]
     res = compare_runs(runs, checks=[check_results(r) for r in runs])
     assert res.regression
-    regressed = {(c.op, c.quantile) for c in res.runs[0].latency_regressions}
+    regressed = {(op, c.name) for op, c in res.builds[0].latency_regressions}
     assert {("checkout", "p50"), ("add_item", "p50"), ("create_item", "p50")} <= regressed
-    assert not res.runs[0].anomaly_increase
+    assert not res.builds[0].anomaly_increase

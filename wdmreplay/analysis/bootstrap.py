@@ -49,12 +49,44 @@ def log_mean_replicates(values: np.ndarray, rng: np.random.Generator, *, resampl
     return reps.mean() + (reps - reps.mean()) * np.sqrt(k / (k - 1))
 
 
-def ratio_interval(base: np.ndarray, new: np.ndarray, level: float, floor: float = 0.0) -> tuple[float, float]:
-    """Interval of new/base from log replicates of each side (percentile method), widened by ``floor``.
+def critical_value(level: float, runs_base: int, runs_new: int) -> float:
+    """Two-sided critical value at ``level``: Student t with k_base + k_new − 2 degrees of freedom when
+    both builds have ≥ 2 runs (the between-run variance is estimated from few runs), else normal."""
+    from scipy.special import ndtri, stdtrit
+
+    p = 1 - (1 - level) / 2
+    if runs_base >= 2 and runs_new >= 2:
+        return float(stdtrit(runs_base + runs_new - 2, p))
+    return float(ndtri(p))
+
+
+def ratio_interval(log_ratio: float, se: float, crit: float, floor: float = 0.0) -> tuple[float, float]:
+    """Interval of a ratio from its log, the bootstrap standard error of that log and a critical value,
+    widened by ``floor``.
 
     ``floor`` (a fraction, e.g. 0.15) is the between-run noise neither side could measure (one run
     each): the interval becomes [lo/(1+floor), hi·(1+floor)].
     """
-    diff = new - base
-    lo, hi = np.quantile(diff, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(np.exp(lo) / (1 + floor)), float(np.exp(hi) * (1 + floor))
+    return float(np.exp(log_ratio - crit * se) / (1 + floor)), float(np.exp(log_ratio + crit * se) * (1 + floor))
+
+
+def fisher_greater(new_events: int, new_n: int, base_events: int, base_n: int) -> float:
+    """One-sided Fisher exact p-value that the new share of events is higher than the base's.
+
+    The hypergeometric upper tail P(X ≥ new_events), X the events among ``new_n`` draws from all
+    ``new_n + base_n`` requests — what ``scipy.stats.fisher_exact(…, alternative="greater")``
+    returns (the tests check it), computed with ``scipy.special`` alone: importing ``scipy.stats``
+    costs several seconds per command on a loaded machine.
+    """
+    from scipy.special import gammaln, logsumexp
+
+    total, events = new_n + base_n, new_events + base_events
+    x = np.arange(new_events, min(events, new_n) + 1, dtype=np.float64)
+    if x.size == 0:
+        return 1.0
+
+    def log_choose(n, k):
+        return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+    log_p = log_choose(events, x) + log_choose(total - events, new_n - x) - log_choose(total, new_n)
+    return float(min(1.0, np.exp(logsumexp(log_p))))

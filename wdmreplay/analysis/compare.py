@@ -25,11 +25,12 @@ import numpy as np
 
 from ..api import OP_NAMES, WdmError
 from ..traces.results import FAIL, INDETERMINATE, OK, SKIPPED, Results, run_rate, send_window
-from .bootstrap import log_mean_replicates, log_quantile_replicates, ratio_interval
+from .bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
 from .check import CheckReport
 from .consistency import KINDS
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))
+ALL = "all"  # the pseudo-operation of every answered request of a run
 GATED = ("p50", "p99")  # the typical request and the tail; p90 is shown, not gated
 MIN_SAMPLES = 20
 CDF_POINTS = tuple(i / 200 for i in range(201))
@@ -137,6 +138,8 @@ class BuildComparison:
     base_anomalies: dict[str, float] | None  # per run (mean over the build's runs)
     new_anomalies: dict[str, float] | None
     noise_floor: bool  # a side had one run: intervals widened by NOISE_FLOOR
+    tests: int  # gated tests sharing alpha (Bonferroni)
+    critical: float  # the intervals' critical value (t with k_base + k_new − 2 df, or normal)
     notes: tuple[str, ...] = ()
 
     @property
@@ -217,6 +220,7 @@ def _error_dict(e: ErrorChange) -> dict:
 def _build_dict(b: BuildComparison) -> dict:
     return {
         "label": b.label, "files": list(b.files), "regression": b.regression, "noise_floor": b.noise_floor,
+        "tests": b.tests, "critical": _r(b.critical),
         "notes": list(b.notes), "errors": _error_dict(b.errors),
         "throughput": _change_dict(b.throughput) if b.throughput else None,
         "anomalies": {"base": b.base_anomalies, "new": b.new_anomalies, "increase": b.anomaly_increase},
@@ -277,6 +281,13 @@ def run_stats(r: Results) -> tuple[RunStats, dict[str, np.ndarray]]:
                                float(np.median(e)) * 1e3 if e is not None else None)
         if x is not None:
             samples[name] = x
+    if ops:
+        # Every operation together: the most stable view of a build-wide change (gated like an operation).
+        ops[ALL] = OpRunStats(int(sent_n.sum()), int(ans_n.sum()), int(err_n.sum()), int(skip_n.sum()),
+                              tuple(float(v) * 1e3 for v in np.quantile(rt[answered], qs)) if answered.any() else None,
+                              float(np.median(rt[errors & finite])) * 1e3 if (errors & finite).any() else None)
+        if answered.any():
+            samples[ALL] = rt[answered]
     speed = r.header.get("speed")
     speed = float(speed) if isinstance(speed, (int, float)) else None
     rate = run_rate(int(sent_n.sum()), send_window(c["sent"], c["done"], oc))
@@ -308,64 +319,73 @@ def _check_same_trace(runs: list[Results]) -> str:
     return str(digest)
 
 
-def _latency_changes(base: list[np.ndarray], new: list[np.ndarray], rng: np.random.Generator, *, level: float,
-                     threshold: float, floor: bool) -> tuple[Change, ...]:
-    """p50/p90/p99 of one operation: ratio of the builds' statistics, two-level bootstrap interval."""
+@dataclass(frozen=True, slots=True)
+class _Estimate:
+    """A ratio before its interval: log ratio and its bootstrap standard error (None: not testable)."""
+
+    name: str
+    base: float
+    new: float
+    log_ratio: float
+    se: float | None
+    gated: bool
+    note: str = ""
+
+
+def _latency_estimates(base: list[np.ndarray], new: list[np.ndarray], rng: np.random.Generator) -> list[_Estimate]:
+    """p50/p90/p99 of one operation: log ratio of the builds' statistics, two-level bootstrap SE."""
     qs = tuple(q for _, q in QUANTILES)
     point_b = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in base]).mean(axis=0)
     point_n = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in new]).mean(axis=0)
     smallest = min(x.size for x in (*base, *new))
     testable = [smallest >= MIN_SAMPLES and smallest * (1 - q) >= TAIL_SAMPLES for q in qs]
-    reps_b = reps_n = None
+    se = np.full(len(qs), np.nan)
     if any(testable):
-        reps_b = log_quantile_replicates(base, qs, rng)
-        reps_n = log_quantile_replicates(new, qs, rng)
+        se = (log_quantile_replicates(new, qs, rng) - log_quantile_replicates(base, qs, rng)).std(axis=0, ddof=1)
     out = []
     for j, (name, q) in enumerate(QUANTILES):
-        ratio = float(np.exp(point_n[j] - point_b[j]))
         b_ms, n_ms = float(np.exp(point_b[j])) * 1e3, float(np.exp(point_n[j])) * 1e3
-        gated = name in GATED
+        note = ""
         if not testable[j]:
-            need = max(MIN_SAMPLES, int(np.ceil(TAIL_SAMPLES / (1 - q))))
-            out.append(Change(name, b_ms, n_ms, ratio, None, False, False, gated, f"too few answers (< {need} in a run)"))
-            continue
-        lo, hi = ratio_interval(reps_b[:, j], reps_n[:, j], level, NOISE_FLOOR[name] if floor else 0.0)
-        significant = lo > 1.0 or hi < 1.0
-        out.append(Change(name, b_ms, n_ms, ratio, (lo, hi), significant,
-                          gated and significant and lo > 1.0 and ratio > 1.0 + threshold, gated))
-    return tuple(out)
+            note = f"too few answers (< {max(MIN_SAMPLES, int(np.ceil(TAIL_SAMPLES / (1 - q))))} in a run)"
+        out.append(_Estimate(name, b_ms, n_ms, float(point_n[j] - point_b[j]),
+                             float(se[j]) if testable[j] else None, name in GATED, note))
+    return out
+
+
+def _decide(e: _Estimate, crit: float, floor: bool, threshold: float) -> Change:
+    """The interval and verdict of one estimate: slower is new/base > 1; the rate's regression is < 1."""
+    ratio = float(np.exp(e.log_ratio))
+    if e.se is None:
+        return Change(e.name, e.base, e.new, ratio, None, False, False, e.gated, e.note)
+    lo, hi = ratio_interval(e.log_ratio, e.se, crit, NOISE_FLOOR[e.name] if floor else 0.0)
+    significant = lo > 1.0 or hi < 1.0
+    if e.name == "throughput":
+        worse = hi < 1.0 and ratio < 1.0 / (1.0 + threshold)
+    else:
+        worse = lo > 1.0 and ratio > 1.0 + threshold
+    return Change(e.name, e.base, e.new, ratio, (lo, hi), significant, e.gated and significant and worse, e.gated)
 
 
 def _error_change(be: int, bs: int, ne: int, ns: int, alpha: float, error_threshold: float) -> ErrorChange:
     """Error shares base vs new; significant by a one-sided Fisher exact test (is new's share higher?)."""
-    from scipy.stats import fisher_exact
-
-    p = None
-    if bs and ns and (be or ne):
-        p = float(fisher_exact([[ne, ns - ne], [be, bs - be]], alternative="greater").pvalue)
+    p = fisher_greater(ne, ns, be, bs) if bs and ns and (be or ne) else None
     significant = p is not None and p < alpha
     rise = (ne / ns if ns else 0.0) - (be / bs if bs else 0.0)
     return ErrorChange(be, bs, ne, ns, p, significant, significant and rise > error_threshold)
 
 
-def _throughput_change(base: list[RunStats], new: list[RunStats], rng: np.random.Generator, *, level: float,
-                       threshold: float, floor: bool) -> Change | None:
+def _throughput_estimate(base: list[RunStats], new: list[RunStats], rng: np.random.Generator) -> _Estimate | None:
     """Run rates (req/s) base vs new — only when every run of both builds ran at --speed max."""
     if any(r.speed is not None for r in (*base, *new)):
         return None
-    b = np.array([r.rate for r in base if r.rate])
-    n = np.array([r.rate for r in new if r.rate])
+    b = np.log(np.array([r.rate for r in base if r.rate]))
+    n = np.log(np.array([r.rate for r in new if r.rate]))
     if not b.size or not n.size:
         return None
-    lb, ln = np.log(b), np.log(n)
-    ratio = float(np.exp(ln.mean() - lb.mean()))
-    lo, hi = ratio_interval(log_mean_replicates(lb, rng), log_mean_replicates(ln, rng), level,
-                            NOISE_FLOOR["throughput"] if floor else 0.0)
-    significant = lo > 1.0 or hi < 1.0
-    # A drop in rate is the regression: new/base below 1/(1+threshold), interval wholly below 1.
-    regression = significant and hi < 1.0 and ratio < 1.0 / (1.0 + threshold)
-    return Change("throughput", float(np.exp(lb.mean())), float(np.exp(ln.mean())), ratio, (lo, hi),
-                  significant, regression, True)
+    se = float((log_mean_replicates(n, rng) - log_mean_replicates(b, rng)).std(ddof=1))
+    return _Estimate("throughput", float(np.exp(b.mean())), float(np.exp(n.mean())), float(n.mean() - b.mean()),
+                     se, True)
 
 
 def _anomalies_per_run(checks: list[CheckReport | None]) -> dict[str, float] | None:
@@ -377,32 +397,35 @@ def _anomalies_per_run(checks: list[CheckReport | None]) -> dict[str, float] | N
 def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats], samples: list[dict],
                    checks: list[CheckReport | None], rng: np.random.Generator, *, threshold: float,
                    error_threshold: float, alpha: float) -> BuildComparison:
-    level = 1.0 - alpha
     floor = len(base_idx) == 1 or len(new_idx) == 1
     bs, ns = [stats[i] for i in base_idx], [stats[i] for i in new_idx]
-    names = sorted({op for r in (*bs, *ns) for op in r.ops}, key=OP_NAMES.index)
+    names = sorted({op for r in (*bs, *ns) for op in r.ops}, key=_op_order)
+    estimates: dict[str, list[_Estimate]] = {}
+    for op in names:
+        b_x = [samples[i][op] for i in base_idx if op in samples[i]]
+        n_x = [samples[i][op] for i in new_idx if op in samples[i]]
+        if len(b_x) == len(base_idx) and len(n_x) == len(new_idx):
+            estimates[op] = _latency_estimates(b_x, n_x, rng)
+    tput = _throughput_estimate(bs, ns, rng)
+    # One family of tests per build: the gated tests share alpha (Bonferroni), so a comparison of
+    # many operations does not raise more false alarms than one of a few.
+    tests = sum(e.gated and e.se is not None for es in estimates.values() for e in es) + (tput is not None)
+    crit = critical_value(1.0 - alpha / max(tests, 1), len(base_idx), len(new_idx))
     ops = []
     for op in names:
         def tot(runs: list[RunStats], field: str) -> int:
             return sum(getattr(r.ops[op], field) for r in runs if op in r.ops)
 
-        b_x = [samples[i][op] for i in base_idx if op in samples[i]]
-        n_x = [samples[i][op] for i in new_idx if op in samples[i]]
-        latency: tuple[Change, ...] = ()
-        if len(b_x) == len(base_idx) and len(n_x) == len(new_idx):
-            latency = _latency_changes(b_x, n_x, rng, level=level, threshold=threshold, floor=floor)
-
         def err_ms(runs: list[RunStats]) -> float | None:
             v = [r.ops[op].error_p50_ms for r in runs if op in r.ops and r.ops[op].error_p50_ms is not None]
             return float(np.median(v)) if v else None
 
+        latency = tuple(_decide(e, crit, floor, threshold) for e in estimates.get(op, ()))
         ops.append(OpComparison(
             op, tot(bs, "answered"), tot(ns, "answered"), latency,
             _error_change(tot(bs, "errors"), tot(bs, "sent"), tot(ns, "errors"), tot(ns, "sent"), alpha, error_threshold),
             err_ms(bs), err_ms(ns), tot(bs, "skipped"), tot(ns, "skipped")))
-    all_errors = _error_change(sum(o.errors.base_errors for o in ops), sum(o.errors.base_sent for o in ops),
-                               sum(o.errors.new_errors for o in ops), sum(o.errors.new_sent for o in ops),
-                               alpha, error_threshold)
+    all_errors = next((o.errors for o in ops if o.op == ALL), _error_change(0, 0, 0, 0, alpha, error_threshold))
     notes = []
     if any(not r.complete for r in (*bs, *ns)):
         notes.append("partial run(s) compared: " + ", ".join(r.file for r in (*bs, *ns) if not r.complete))
@@ -414,9 +437,9 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
     return BuildComparison(
         ns[0].label, tuple(r.file for r in ns), tuple(ops),
         all_errors,
-        _throughput_change(bs, ns, rng, level=level, threshold=threshold, floor=floor),
+        _decide(tput, crit, floor, threshold) if tput is not None else None,
         _anomalies_per_run([checks[i] for i in base_idx]), _anomalies_per_run([checks[i] for i in new_idx]),
-        floor, tuple(notes))
+        floor, tests, crit, tuple(notes))
 
 
 def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None = None,
@@ -448,8 +471,12 @@ def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None
                          {stats[g[0]].label: _distributions([samples[i] for i in g]) for g in groups})
 
 
+def _op_order(op: str) -> int:
+    return OP_NAMES.index(op) if op in OP_NAMES else len(OP_NAMES)
+
+
 def _distributions(samples: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, ...]]:
-    ops = sorted({op for s in samples for op in s}, key=OP_NAMES.index)
+    ops = sorted({op for s in samples for op in s}, key=_op_order)
     return {op: tuple(float(v) * 1e3 for v in np.quantile(np.concatenate([s[op] for s in samples if op in s]),
                                                           CDF_POINTS)) for op in ops}
 
@@ -485,7 +512,7 @@ def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
         flag = f" — REGRESSION (< 1/{1 + res.threshold:g})" if t.regression else ""
         word = "lower" if t.ratio < 1 else "higher"
         return (f"  throughput (--speed max): {t.base:.1f} -> {t.new:.1f} req/s, {t.ratio:.2f}x {word} "
-                f"({'significant' if t.significant else 'not significant'}, {(1 - res.alpha) * 100:g}% CI "
+                f"({'significant' if t.significant else 'not significant'}, interval "
                 f"{t.ci[0]:.2f}–{t.ci[1]:.2f}){flag}")
     runs = [r for r in res.runs if r.file in b.files or r.file in res.base_files]
     parts = []
@@ -509,6 +536,10 @@ def render_compare_text(res: CompareResult) -> str:
         lines.append("")
         lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
         lines += [f"  WARNING: {n}" for n in b.notes]
+        if b.tests:
+            lines.append(f"  intervals: {level} for all {b.tests} gated tests together (Bonferroni), "
+                         + ("normal" if b.noise_floor else f"t with {len(b.files) + len(res.base_files) - 2} df")
+                         + f": ratio x/÷ exp({b.critical:.2f} SE)")
         hidden, too_few = [], []
         for o in b.ops:
             for c in o.latency:
@@ -522,7 +553,7 @@ def render_compare_text(res: CompareResult) -> str:
                 flag = f" — REGRESSION (> {res.threshold * 100:g}%)" if c.regression else ""
                 gate = "" if c.gated else ", not gated"
                 lines.append(f"  {o.op} {c.name}: {change_words(c.ratio)} ({c.base:.2f} -> {c.new:.2f} ms; "
-                             f"significant{gate}, {level} CI {c.ci[0]:.2f}–{c.ci[1]:.2f}){flag}")
+                             f"significant{gate}, interval {c.ci[0]:.2f}–{c.ci[1]:.2f}){flag}")
         lines.append(_throughput_line(res, b))
         errs = [o for o in b.ops if o.errors.base_errors or o.errors.new_errors]
         if errs:

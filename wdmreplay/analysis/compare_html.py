@@ -13,7 +13,8 @@ from .html import _png, _pyplot
 
 
 def _cdf_plot(res: CompareResult, plt) -> str:
-    ops = sorted({op for d in res.distributions.values() for op in d}, key=OP_NAMES.index)
+    ops = sorted({op for d in res.distributions.values() for op in d},
+                 key=lambda op: OP_NAMES.index(op) if op in OP_NAMES else len(OP_NAMES))
     cols = 2 if len(ops) > 1 else 1
     rows = max(1, math.ceil(len(ops) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(10, 2.6 * rows), squeeze=False)
