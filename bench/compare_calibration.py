@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import install_cleanup  # noqa: E402
 
 from wdmreplay.ab import ab_order  # noqa: E402
-from wdmreplay.analysis.compare import GATED, NOISE_FLOOR, CompareResult, compare_runs  # noqa: E402
+from wdmreplay.analysis.compare import NOISE_FLOOR, QUANTILES, CompareResult, compare_runs  # noqa: E402
 from wdmreplay.recorder import generate  # noqa: E402
 from wdmreplay.replayer import replay_trace  # noqa: E402
 from wdmreplay.traces import load_results  # noqa: E402
@@ -158,7 +158,7 @@ def spread(res: CompareResult) -> dict[str, float]:
     """Largest |log ratio| over tested gated operations per quantile, and |log rate ratio|."""
     b = res.builds[0]
     out = {}
-    for name in GATED:
+    for name in (n for n, _ in QUANTILES):
         r = [abs(np.log(c.ratio)) for o in b.ops for c in o.latency if c.name == name and c.ci]
         out[name] = max(r) if r else 0.0
     out["throughput"] = abs(np.log(b.throughput.ratio)) if b.throughput else 0.0
@@ -191,7 +191,14 @@ def analyse(manifest: dict, work: Path, log) -> dict:
             log(f"  {kind} session {s['session'] + 1}: {len(a)} runs a side "
                 f"{'REGRESSION ' + why(res) if res.regression else 'no regression'}; single-run alarms "
                 f"{sum(r.regression for r in pairs)}/{len(pairs)}; busy runs {sum(r['busy'] for r in runs)}/{len(runs)}")
-        out[kind] = (multi, single)
+        # Two consecutive sessions together: twice the runs a side, still interleaved.
+        ss = [x for x in manifest["sessions"] if x["kind"] == kind]
+        double = []
+        for s1, s2 in zip(ss[0::2], ss[1::2]):
+            runs = s1["runs"] + s2["runs"]
+            double.append(compare([work / r["file"] for r in runs if r["build"] == "A"],
+                                  [work / r["file"] for r in runs if r["build"] == "B"]))
+        out[kind] = (multi, single, double)
     return out
 
 
@@ -218,6 +225,7 @@ def report(manifest: dict, results: dict) -> None:
     print("|---|---|---|---|")
     print(f"| single run a side | {rate(aa[1])} | {rate(ab[1])} | A/A <= 5% |")
     print(f"| {m['runs']} runs a side, interleaved | {rate(aa[0])} | {rate(ab[0])} | A/A <= 1 in 20, A/B >= 95% |")
+    print(f"| {2 * m['runs']} runs a side (two sessions) | {rate(aa[2])} | {rate(ab[2])} | - |")
     print()
     alarms = [why(r) for r in (*aa[0], *aa[1]) if r.regression]
     if alarms:
@@ -225,7 +233,7 @@ def report(manifest: dict, results: dict) -> None:
     spreads = [spread(r) for r in aa[1]]
     print("noise floor measured by the A/A single-run pairs (95th percentile of the largest |ratio-1| "
           "over the gated operations):")
-    for name in (*GATED, "throughput"):
+    for name in (*(n for n, _ in QUANTILES), "throughput"):
         v = np.array([s[name] for s in spreads])
         print(f"  {name}: {np.expm1(np.quantile(v, 0.95)) * 100:.0f}% (median {np.expm1(np.median(v)) * 100:.0f}%, "
               f"max {np.expm1(v.max()) * 100:.0f}%)")

@@ -203,13 +203,9 @@ def test_ratio_interval(log_ratio, se, floor, excludes_one):
     assert hi / lo == pytest.approx(np.exp(2 * 1.96 * se) * (1 + floor) ** 2)
 
 
-@pytest.mark.parametrize("level, k_base, k_new, want", [
-    (0.95, 1, 1, 1.959964), (0.95, 1, 3, 1.959964), (0.95, 3, 3, 2.776445), (0.95, 2, 2, 4.302653),
-    (0.99, 5, 5, 3.355387),
-])
-def test_critical_value(level, k_base, k_new, want):
-    # Normal when a side has one run; Student t with k_base + k_new - 2 df otherwise (table values).
-    assert critical_value(level, k_base, k_new) == pytest.approx(want, rel=1e-5)
+@pytest.mark.parametrize("level, want", [(0.95, 1.959964), (0.99, 2.575829), (1 - 0.05 / 10, 2.807034)])
+def test_critical_value(level, want):
+    assert critical_value(level) == pytest.approx(want, rel=1e-5)
 
 
 # --- output -----------------------------------------------------------------------------------------

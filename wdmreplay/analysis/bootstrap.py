@@ -49,15 +49,11 @@ def log_mean_replicates(values: np.ndarray, rng: np.random.Generator, *, resampl
     return reps.mean() + (reps - reps.mean()) * np.sqrt(k / (k - 1))
 
 
-def critical_value(level: float, runs_base: int, runs_new: int) -> float:
-    """Two-sided critical value at ``level``: Student t with k_base + k_new − 2 degrees of freedom when
-    both builds have ≥ 2 runs (the between-run variance is estimated from few runs), else normal."""
-    from scipy.special import ndtri, stdtrit
+def critical_value(level: float) -> float:
+    """Two-sided normal critical value at ``level`` (1.96 at 0.95)."""
+    from scipy.special import ndtri
 
-    p = 1 - (1 - level) / 2
-    if runs_base >= 2 and runs_new >= 2:
-        return float(stdtrit(runs_base + runs_new - 2, p))
-    return float(ndtri(p))
+    return float(ndtri(1 - (1 - level) / 2))
 
 
 def ratio_interval(log_ratio: float, se: float, crit: float, floor: float = 0.0) -> tuple[float, float]:
