@@ -80,10 +80,10 @@ def test_report_text_golden(mixed):
 
 
 def test_compare_text_golden(tmp_path):
-    # Two builds of two labelled runs each (the run is the unit), B slower on checkout and with an anomaly.
-    paths = [latency_run(tmp_path / f"a{k}.wdmr", seed=1 + k, label="build-a") for k in range(2)]
-    paths += [latency_run(tmp_path / f"b{k}.wdmr", seed=3 + k, slow=1.4, label="build-b", anomaly=True)
-              for k in range(2)]
+    # Two builds of three labelled runs each (the run is the unit), B slower on checkout and with an anomaly.
+    paths = [latency_run(tmp_path / f"a{k}.wdmr", seed=1 + k, label="build-a") for k in range(3)]
+    paths += [latency_run(tmp_path / f"b{k}.wdmr", seed=4 + k, slow=1.6, label="build-b", anomaly=True)
+              for k in range(3)]
     runs = [load_results(p, with_args=True) for p in paths]
     res = compare_runs(runs, checks=[check_results(r) for r in runs])
     assert_golden("analysis_compare.txt", render_compare_text(res))

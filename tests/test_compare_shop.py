@@ -70,7 +70,7 @@ def test_slowed_shop_is_a_latency_regression(tmp_path, shop, shop_factory, trace
     code, out, _ = run_cli(capsys, "compare", *map(str, paths))
     assert code == 1, out
     assert "base: A (2 runs: a0.wdmr, a1.wdmr)" in out and "B (2 runs: b0.wdmr, b1.wdmr) vs A:" in out
-    assert "checkout p50:" in out and "REGRESSION (> 10%)" in out and "verdict: REGRESSION (" in out
+    assert "all p50:" in out and "REGRESSION (> 10%)" in out and "verdict: REGRESSION (" in out
     assert "throughput (--speed max):" in out
 
 

@@ -333,13 +333,18 @@ class _Estimate:
     note: str = ""
 
 
+def min_answers(q: float) -> int:
+    """Answers every run needs for quantile ``q`` to be tested: ≥ MIN_SAMPLES and ≥ TAIL_SAMPLES above it."""
+    return max(MIN_SAMPLES, round(TAIL_SAMPLES / (1 - q)))
+
+
 def _latency_estimates(base: list[np.ndarray], new: list[np.ndarray], rng: np.random.Generator) -> list[_Estimate]:
     """p50/p90/p99 of one operation: log ratio of the builds' statistics, two-level bootstrap SE."""
     qs = tuple(q for _, q in QUANTILES)
     point_b = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in base]).mean(axis=0)
     point_n = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in new]).mean(axis=0)
     smallest = min(x.size for x in (*base, *new))
-    testable = [smallest >= MIN_SAMPLES and smallest * (1 - q) >= TAIL_SAMPLES for q in qs]
+    testable = [smallest >= min_answers(q) for q in qs]
     se = np.full(len(qs), np.nan)
     if any(testable):
         se = (log_quantile_replicates(new, qs, rng) - log_quantile_replicates(base, qs, rng)).std(axis=0, ddof=1)
@@ -348,7 +353,7 @@ def _latency_estimates(base: list[np.ndarray], new: list[np.ndarray], rng: np.ra
         b_ms, n_ms = float(np.exp(point_b[j])) * 1e3, float(np.exp(point_n[j])) * 1e3
         note = ""
         if not testable[j]:
-            note = f"too few answers (< {max(MIN_SAMPLES, int(np.ceil(TAIL_SAMPLES / (1 - q))))} in a run)"
+            note = f"too few answers (< {min_answers(q)} in a run)"
         out.append(_Estimate(name, b_ms, n_ms, float(point_n[j] - point_b[j]),
                              float(se[j]) if testable[j] else None, name in GATED, note))
     return out
@@ -540,11 +545,12 @@ def render_compare_text(res: CompareResult) -> str:
         if b.tests:
             lines.append(f"  intervals: {level} for all {b.tests} gated tests together (Bonferroni): "
                          f"ratio x/÷ exp({b.critical:.2f} SE)")
-        hidden, too_few = [], []
+        hidden: list[str] = []
+        too_few: dict[str, list[str]] = {}
         for o in b.ops:
             for c in o.latency:
                 if c.note:
-                    too_few.append(f"{o.op} {c.name}")
+                    too_few.setdefault(o.op, []).append(c.name)
                     continue
                 if not c.significant:
                     if c.gated:
@@ -583,7 +589,9 @@ def render_compare_text(res: CompareResult) -> str:
         if hidden:
             lines.append("  not significant: " + ", ".join(hidden))
         if too_few:
-            lines.append("  not tested (too few answers): " + ", ".join(too_few))
+            need = ", ".join(f"{n} ≥ {min_answers(q)}" for n, q in QUANTILES)
+            lines.append(f"  not tested (answers a run needed: {need}): " + ", ".join(
+                op if len(names) == len(QUANTILES) else f"{op} {'/'.join(names)}" for op, names in too_few.items()))
         if b.noise_floor:
             lines.append(f"  one run on a side: between-run noise unknown, intervals widened by the calibrated noise "
                          f"floor ({floor_words()}) — a weaker verdict; for a stronger one compare 3+ runs per build "
