@@ -85,22 +85,25 @@ def test_all_500_build_is_a_regression_whatever_the_threshold(tmp_path, shop, sh
 
 
 def test_ab_end_to_end(tmp_path, shop, shop_factory, trace, capsys):
-    slow = shop_factory(latency_ms=20)
+    # B answers every request 500: a regression whatever the machine's noise (latency regressions over
+    # real HTTP: test_slowed_shop_is_a_latency_regression).
+    slow = shop_factory(error_rate=1.0)
     urls_a = tmp_path / "a.json"
     urls_a.write_text(json.dumps(shop.target.as_dict()))
     log = tmp_path / "before.log"
     out_dir = tmp_path / "runs"
     code, out, err = run_cli(capsys, "ab", str(trace), "--a", str(urls_a), "--b", slow.url, "--runs", "2",
-                             "--label-a", "main", "--label-b", "pr", "--speed", "max", "-d", str(out_dir),
+                             "--label-a", "main", "--label-b", "pr", "--speed", "max", "--concurrency", "16", "-d", str(out_dir),
                              "--before-each", f'echo "$WDM_AB_RUN $WDM_AB_BUILD" >> {log}')
     assert code == 1, out + err
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "01-A-main.wdmr", "02-B-pr.wdmr", "03-B-pr.wdmr", "04-A-main.wdmr"]
     assert log.read_text().split("\n")[:4] == ["1 A", "2 B", "3 B", "4 A"]
-    assert [line.split(":")[1].strip() for line in err.splitlines() if line.startswith("ab: run")] == [
-        f"run {k} of 4" for k in range(1, 5)][:0] or "ab: run 4 of 4: build A (main)" in err
-    assert all(f"ab: run {k} of 4" in err for k in range(1, 5))
-    assert "base: main (2 runs: 01-A-main.wdmr, 04-A-main.wdmr)" in out and "verdict: REGRESSION" in out
+    progress = [line.split(" -> ")[0] for line in err.splitlines() if line.startswith("ab: run")]
+    assert progress == ["ab: run 1 of 4: build A (main)", "ab: run 2 of 4: build B (pr)",
+                        "ab: run 3 of 4: build B (pr)", "ab: run 4 of 4: build A (main)"]
+    assert "base: main (2 runs: 01-A-main.wdmr, 04-A-main.wdmr)" in out and "pr (2 runs: 02-B-pr.wdmr, 03-B-pr.wdmr)" in out
+    assert "verdict: REGRESSION (" in out and "error share 0.0% -> 100.0%" in out
     assert {load_results(p).label for p in out_dir.iterdir()} == {"main", "pr"}
 
 
@@ -127,3 +130,9 @@ def test_ab_bad_input_is_one_line(tmp_path, trace, capsys, argv, message):
 def test_compare_refuses_bad_numbers(tmp_path, capsys, option, value):
     code, out, err = run_cli(capsys, "compare", "a.wdmr", "b.wdmr", option, value)
     assert code == 2 and out == "" and option in err
+
+
+def test_ab_help_has_examples(capsys):
+    main(["ab", "--help"])
+    out = capsys.readouterr().out
+    assert "Examples:" in out and "wdm-replay ab stress.wdmt --a" in out and "--before-each" in out
