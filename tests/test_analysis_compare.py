@@ -219,8 +219,8 @@ def test_json_structure_and_determinism(tmp_path):
     assert set(d) == {"schema", "trace_digest", "threshold", "error_threshold", "alpha", "regression", "noise_floor",
                       "base", "builds", "runs"}
     b = d["builds"][0]
-    assert set(b) == {"label", "files", "regression", "noise_floor", "tests", "critical", "notes", "errors", "throughput",
-                      "anomalies", "ops"}
+    assert set(b) == {"label", "files", "regression", "noise_floor", "tests", "critical", "rates", "notes", "errors",
+                      "throughput", "anomalies", "ops"}
     op = next(o for o in b["ops"] if o["op"] == "checkout")
     assert [c["name"] for c in op["latency_ms"]] == ["p50", "p90", "p99"]
     assert [c["gated"] for c in op["latency_ms"]] == [True, False, True]

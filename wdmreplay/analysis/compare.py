@@ -139,6 +139,7 @@ class BuildComparison:
     base_anomalies: dict[str, float] | None  # per run (mean over the build's runs)
     new_anomalies: dict[str, float] | None
     noise_floor: bool  # a side had one run: intervals widened by NOISE_FLOOR
+    rates: tuple[float | None, float | None, float | None, float | None]  # achieved base, new; scheduled base, new
     tests: int  # gated tests sharing alpha (Bonferroni)
     critical: float  # the intervals' critical value (normal, at 1 − alpha/(2·tests))
     notes: tuple[str, ...] = ()
@@ -222,6 +223,8 @@ def _build_dict(b: BuildComparison) -> dict:
     return {
         "label": b.label, "files": list(b.files), "regression": b.regression, "noise_floor": b.noise_floor,
         "tests": b.tests, "critical": _r(b.critical),
+        "rates": {"base": _r(b.rates[0]), "new": _r(b.rates[1]), "base_scheduled": _r(b.rates[2]),
+                  "new_scheduled": _r(b.rates[3])},
         "notes": list(b.notes), "errors": _error_dict(b.errors),
         "throughput": _change_dict(b.throughput) if b.throughput else None,
         "anomalies": {"base": b.base_anomalies, "new": b.new_anomalies, "increase": b.anomaly_increase},
@@ -445,7 +448,14 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
         all_errors,
         _decide(tput, crit, floor, threshold) if tput is not None else None,
         _anomalies_per_run([checks[i] for i in base_idx]), _anomalies_per_run([checks[i] for i in new_idx]),
-        floor, tests, crit, tuple(notes))
+        floor, (_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
+                _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
+        tests, crit, tuple(notes))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    v = [x for x in values if x]
+    return float(np.mean(v)) if v else None
 
 
 def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None = None,
@@ -520,15 +530,9 @@ def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
         return (f"  throughput (--speed max): {t.base:.1f} -> {t.new:.1f} req/s, {t.ratio:.2f}x {word} "
                 f"({'significant' if t.significant else 'not significant'}, interval "
                 f"{t.ci[0]:.2f}–{t.ci[1]:.2f}){flag}")
-    runs = [r for r in res.runs if r.file in b.files or r.file in res.base_files]
     parts = []
-    for lbl, files in ((res.base_label, res.base_files), (b.label, b.files)):
-        rs = [r for r in runs if r.file in files]
-        ach = [r.rate for r in rs if r.rate]
-        sch = [r.scheduled_rate for r in rs if r.scheduled_rate]
-        parts.append(f"{lbl} {np.mean(ach):.1f}" if ach else f"{lbl} -")
-        if sch:
-            parts[-1] += f" of {np.mean(sch):.1f} scheduled"
+    for lbl, ach, sch in ((res.base_label, b.rates[0], b.rates[2]), (b.label, b.rates[1], b.rates[3])):
+        parts.append(f"{lbl} {'-' if ach is None else f'{ach:.1f}'}" + ("" if sch is None else f" of {sch:.1f} scheduled"))
     return "  throughput: not compared (paced runs measure the schedule); achieved req/s: " + ", ".join(parts)
 
 
