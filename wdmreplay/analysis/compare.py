@@ -5,7 +5,8 @@ group is the base and every other group is compared with it. Per operation and p
 and p99 of the response time of *answered* requests (2xx/4xx — errors' latencies are shown apart),
 the error share (5xx, timeouts, connection errors among sent requests), and the run's rate
 (``traces.results.run_rate`` over ``send_window``). Latency ratios get an interval from a two-level
-bootstrap (:mod:`.bootstrap`: runs, then requests within runs). With one run on either side the
+bootstrap (:mod:`.bootstrap`: runs, then requests within runs), at one level for all the gated tests
+of a build together (Bonferroni), and an ``all`` row pools every operation. With one run on either side the
 between-run noise cannot be measured, so the interval is widened by :data:`NOISE_FLOOR`, measured by
 ``bench/compare_calibration.py``, and the verdict says it is the weaker kind.
 
