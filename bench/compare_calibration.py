@@ -16,7 +16,8 @@ the 95th percentile over pairs of the largest |ratio − 1| over the gated opera
 (and the run rate) — the figures behind ``NOISE_FLOOR`` in ``wdmreplay/analysis/compare.py``.
 Targets (issue 11): A/A ≤ 5 % single-run and ≤ 1 in 20 with 3 runs a side; detection ≥ 95 % with
 3 runs a side. Bounded: about 6·sessions·2 short replays (~12 min at the default 20 sessions on a
-busy 2-core machine; ``--quick``: 5 sessions of a smaller trace, ~2 min).
+busy 2-core machine — 470 to 630 s of replays measured; ``--quick``: 5 sessions of a smaller
+trace, about 1 min).
 
     python bench/compare_calibration.py [--quick] [--sessions N] [--requests N] [--seed S]
 """
