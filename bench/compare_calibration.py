@@ -19,7 +19,8 @@ Targets (issue 11): A/A ≤ 5 % single-run and ≤ 1 in 20 with 3 runs a side; d
 busy 2-core machine — 470 to 630 s of replays measured; ``--quick``: 5 sessions of a smaller
 trace, about 1 min).
 
-    python bench/compare_calibration.py [--quick] [--sessions N] [--requests N] [--seed S]
+    python bench/compare_calibration.py [--quick] [--sessions N] [--requests N] [--seed S] [--slowdown F]
+        [--neighbour block|run] [--keep DIR | --reanalyse DIR]
 """
 
 from __future__ import annotations
