@@ -16,6 +16,7 @@ from analysis_support import assert_golden, latency_run
 
 from wdmreplay.analysis import (build_report, check_results, compare_runs, render_check_text, render_compare_text,
                                 render_html, render_json, render_text)
+from wdmreplay.analysis.compare import NOISE_FLOOR
 from wdmreplay.analysis.synthetic import History
 from wdmreplay.traces import load_results
 
@@ -80,11 +81,22 @@ def test_report_text_golden(mixed):
 
 
 def test_compare_text_golden(tmp_path):
+    # Two builds of three labelled runs each (the run is the unit), B slower on checkout and with an anomaly.
+    paths = [latency_run(tmp_path / f"a{k}.wdmr", seed=1 + k, label="build-a") for k in range(3)]
+    paths += [latency_run(tmp_path / f"b{k}.wdmr", seed=4 + k, slow=1.6, label="build-b", anomaly=True)
+              for k in range(3)]
+    runs = [load_results(p, with_args=True) for p in paths]
+    res = compare_runs(runs, checks=[check_results(r) for r in runs])
+    assert_golden("analysis_compare.txt", render_compare_text(res))
+
+
+def test_compare_text_golden_single_run(tmp_path):
+    # Today's form, one run a side: the noise floor is printed and the verdict called weaker.
     a = latency_run(tmp_path / "a.wdmr", seed=1, label="build-a")
     b = latency_run(tmp_path / "b.wdmr", seed=2, slow=1.4, label="build-b", anomaly=True)
     runs = [load_results(p, with_args=True) for p in (a, b)]
     res = compare_runs(runs, checks=[check_results(r) for r in runs])
-    assert_golden("analysis_compare.txt", render_compare_text(res))
+    assert_golden("analysis_compare_single.txt", render_compare_text(res))
 
 
 def test_report_json_stable_keys(mixed):
@@ -179,9 +191,13 @@ def test_cli_report_formats(tmp_path, mixed):
 
 def test_cli_compare_and_errors(tmp_path):
     a = latency_run(tmp_path / "a.wdmr", seed=1, label="a")
-    b = latency_run(tmp_path / "b.wdmr", seed=2, slow=1.5, label="b")
+    # Far beyond the single-run noise floor, so one run a side suffices.
+    b = latency_run(tmp_path / "b.wdmr", seed=2, slow=2 * (1 + NOISE_FLOOR["p50"]), label="b")
     other = latency_run(tmp_path / "o.wdmr", seed=1, digest="sha256:another")
-    assert _cli("compare", str(a), str(a)).returncode == 0
+    same = latency_run(tmp_path / "a2.wdmr", seed=2, label="a2")
+    assert _cli("compare", str(a), str(same)).returncode == 0
+    r = _cli("compare", str(a), str(a))
+    assert r.returncode == 2 and "at least two builds" in r.stderr and r.stderr.count("\n") == 1
     r = _cli("compare", str(a), str(b), "--format", "json")
     assert r.returncode == 1 and json.loads(r.stdout)["regression"] is True
     r = _cli("compare", str(a), str(other))

@@ -94,12 +94,14 @@ def test_flaky_but_atomic_shop_has_no_anomaly(tmp_path, shop_factory, capsys, wo
 
 
 def test_added_latency_is_a_significant_regression(tmp_path, shop_factory):
-    # Paced (speed 1), so response times are the shop's, not queueing behind --speed max.
-    fast = replay(tmp_path, shop_factory(), "stress", STRESS, 1, name="fast", speed=1.0)
-    slow = replay(tmp_path, shop_factory(latency_ms=25), "stress", STRESS, 1, name="slow", speed=1.0)
+    # Paced (speed 1) and light, so response times are the shop's, not the lag of a loaded replayer.
+    # One run a side: compare widens its intervals by the noise floor, so the delay is large.
+    light = {"rate": 20, "duration": 3}
+    fast = replay(tmp_path, shop_factory(), "stress", light, 1, name="fast", speed=1.0)
+    slow = replay(tmp_path, shop_factory(latency_ms=40), "stress", light, 1, name="slow", speed=1.0)
     runs = [load_results(p, with_args=True) for p in (fast, slow)]
     res = compare_runs(runs, checks=[check_results(r) for r in runs])
-    assert res.regression
-    regressed = {(c.op, c.quantile) for c in res.runs[0].latency_regressions}
-    assert {("checkout", "p50"), ("add_item", "p50"), ("create_item", "p50")} <= regressed
-    assert not res.runs[0].anomaly_increase
+    assert res.regression and res.builds[0].noise_floor
+    regressed = {(op, c.name) for op, c in res.builds[0].latency_regressions}
+    assert ("all", "p50") in regressed
+    assert not res.builds[0].anomaly_increase

@@ -78,6 +78,7 @@ def cli() -> None:
       wdm-replay replay stress.wdmt --urls urls.json --label build-a -o a.wdmr
       wdm-replay check a.wdmr && wdm-replay report a.wdmr
       wdm-replay compare a.wdmr b.wdmr
+      wdm-replay ab stress.wdmt --a old-urls.json --b new-urls.json --runs 3
     """
 
 
@@ -536,38 +537,119 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
         click.echo(text, nl=False)
 
 
+def _compare_options(f):
+    """Options of the comparison shared by ``compare`` and ``ab``."""
+    f = click.option("--no-check", is_flag=True, help="skip the consistency check (no anomaly deltas; faster)")(f)
+    f = click.option("--seed", type=SEED, default=0, show_default=True,
+                     help="seed of the bootstrap resampling")(f)
+    f = click.option("--alpha", type=Finite(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+                     help="significance level (intervals are 1-alpha)")(f)
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False), help="write to this file instead of stdout")(f)
+    f = click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+                     show_default=True, help="html: one self-contained page with plots (needs matplotlib)")(f)
+    f = click.option("--error-threshold", type=Finite(0, 100), default=1.0, show_default=True,
+                     help="percentage points an error share must significantly rise by to count as a regression")(f)
+    f = click.option("--threshold", type=Finite(0, 1000), default=10.0, show_default=True,
+                     help="percent a significant slow-down (or, at --speed max, drop in rate) must exceed "
+                          "to count as a regression")(f)
+    return f
+
+
+def _compare_and_exit(paths: list[str], threshold: float, error_threshold: float, fmt: str, output: str | None,
+                      alpha: float, seed: int, no_check: bool) -> None:
+    from .analysis.compare import compare_files, render_compare
+    from .analysis.consistency import AnalysisError
+
+    res = compare_files(paths, check=not no_check, threshold=threshold / 100.0,
+                        error_threshold=error_threshold / 100.0, alpha=alpha, seed=seed)
+    text = render_compare(res, fmt)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise AnalysisError(f"{output}: cannot write: {e.strerror}") from None
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+    sys.exit(1 if res.regression else 0)
+
+
 @cli.command("compare")
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("new", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--threshold", type=Finite(0, 1000), default=10.0, show_default=True,
-              help="percent slow-down a significant change must exceed to count as a regression")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--alpha", type=Finite(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="significance level")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the bootstrap resampling")
-@click.option("--no-check", is_flag=True, help="skip the consistency check (no anomaly deltas; faster)")
-def compare_cmd(base: str, new: tuple[str, ...], threshold: float, fmt: str, alpha: float, seed: int,
-                no_check: bool) -> None:
-    """Compare runs of the same trace: BASE against NEW (and more); exit 1 on a regression.
+@_compare_options
+def compare_cmd(base: str, new: tuple[str, ...], threshold: float, error_threshold: float, fmt: str,
+                output: str | None, alpha: float, seed: int, no_check: bool) -> None:
+    """Compare builds replayed with the same trace; exit 1 on a regression.
 
-    Per operation: p50/p99 latency ratio with Mann-Whitney U and a bootstrap 95% CI, throughput
-    ratio, error rates, anomaly deltas. A regression is a significant slow-down above --threshold
-    percent, or more anomalies than the base. Runs of different traces are refused.
+    Files are grouped by their build label (replay --label); the first group is the base, every
+    other group is compared with it. A file without a label is a build of its own. Per operation:
+    p50/p90/p99 of answered requests with an interval that includes run-to-run variation
+    (two-level bootstrap), error shares, errors' latency apart, anomalies per run; the run rate
+    at --speed max. A regression: p50 or p99 significantly slower by more than --threshold, an error
+    share significantly higher by more than --error-threshold points, more anomalies of a kind, or
+    (--speed max) a significantly lower rate. With one run a side the intervals are widened by a
+    calibrated noise floor: compare 3+ runs per build (see ab) for a stronger verdict.
 
     \b
     Examples:
       wdm-replay compare a.wdmr b.wdmr
-      wdm-replay compare a.wdmr b.wdmr c.wdmr --threshold 5
-      wdm-replay compare a.wdmr b.wdmr --format json > cmp.json
+      wdm-replay compare a1.wdmr a2.wdmr a3.wdmr b1.wdmr b2.wdmr b3.wdmr   # labelled A, B
+      wdm-replay compare a.wdmr b.wdmr --threshold 5 --format json > cmp.json
+      wdm-replay compare runs/*.wdmr --format html -o compare.html
     """
-    from .analysis import check_results, compare_runs, render_compare_text, render_json
-    from .traces import load_results
+    _compare_and_exit([base, *new], threshold, error_threshold, fmt, output, alpha, seed, no_check)
 
-    runs = [load_results(p, with_args=not no_check) for p in (base, *new)]
-    checks = None if no_check else [check_results(r) for r in runs]
-    res = compare_runs(runs, checks=checks, threshold=threshold / 100.0, alpha=alpha, seed=seed)
-    click.echo(render_json(res.as_dict()) if fmt == "json" else render_compare_text(res), nl=False)
-    sys.exit(1 if res.regression else 0)
+
+@cli.command("ab")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--a", "urls_a", required=True, metavar="URLS", help="build A (the base): urls.json or a base URL")
+@click.option("--b", "urls_b", required=True, metavar="URLS", help="build B: urls.json or a base URL")
+@click.option("--runs", type=click.IntRange(1, 1000), default=3, show_default=True, help="runs per build")
+@click.option("--label-a", default="A", show_default=True, help="build label of A's runs")
+@click.option("--label-b", default="B", show_default=True, help="build label of B's runs")
+@click.option("--before-each", metavar="CMD", help="shell command run before every replay (e.g. reset the "
+              "shops); env WDM_AB_RUN, WDM_AB_BUILD, WDM_AB_LABEL; a non-zero exit stops the session")
+@click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="ab-runs", show_default=True,
+              help="directory that keeps every results file")
+@click.option("--speed", default="1", show_default=True, help="multiple of the recorded pace, or 'max'")
+@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight and connections open")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines or bars")
+@_compare_options
+def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_b: str, before_each: str | None,
+           outdir: str, speed: str, dialect: str | None, concurrency: int, timeout: float, quiet: bool,
+           threshold: float, error_threshold: float, fmt: str, output: str | None, alpha: float, seed: int,
+           no_check: bool) -> None:
+    """Replay TRACE against builds A and B alternately (A B B A A B ...), then compare them.
+
+    Interleaving spreads the machine's drift over both builds. Every results file stays in --dir;
+    the comparison (A is the base) prints as `compare` does and sets the exit code: 0 no regression,
+    1 regression, 2 error, 130 interrupted.
+
+    \b
+    Examples:
+      wdm-replay ab stress.wdmt --a http://127.0.0.1:8000 --b http://127.0.0.1:9000 --runs 3
+      wdm-replay ab stress.wdmt --a old.json --b new.json --label-a main --label-b pr-42 -d ab-out
+      wdm-replay ab c.wdmt --a old.json --b new.json --speed max --before-each ./reset-shops.sh
+    """
+    from .ab import parse_target, run_ab
+    from .replayer import ReplayError, parse_speed
+
+    try:
+        speed_value = parse_speed(speed)
+    except ValueError as e:
+        raise ReplayError(str(e)) from None
+    done = run_ab(trace, outdir, target_a=parse_target(urls_a, "--a"), target_b=parse_target(urls_b, "--b"),
+                  runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, speed=speed_value,
+                  dialect=dialect, concurrency=concurrency, timeout=timeout,
+                  progress=not quiet and sys.stderr.isatty(),
+                  notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
+    paths = [str(r.path) for r in done if r.build == "A"] + [str(r.path) for r in done if r.build == "B"]
+    _compare_and_exit(paths, threshold, error_threshold, fmt, output, alpha, seed, no_check)
 
 
 # click >= 8.2 raises this for a group run without a command (8.1 prints the help itself).

@@ -1,89 +1,163 @@
-"""Compare runs of one trace between builds: latency ratios with statistics, throughput, errors, anomalies.
+"""Compare builds replayed with one trace: the run is the unit, runs are grouped by build label.
 
-Latencies are heavy-tailed, so no t-test on raw values: per operation the p50 change is tested with
-Mann–Whitney U (scipy) and every ratio gets a bootstrap 95 % confidence interval from a seeded
-generator. The bootstrap resamples at most ``BOOT_SAMPLE`` values per side (an m-out-of-n bootstrap:
-a slightly wider, conservative interval, in bounded time whatever the run size).
+Files are grouped by the header's ``label`` (a file without one is a group of its own); the first
+group is the base and every other group is compared with it. Per operation and per run: p50, p90
+and p99 of the response time of *answered* requests (2xx/4xx — errors' latencies are shown apart),
+the error share (5xx, timeouts, connection errors among sent requests), and the run's rate
+(``traces.results.run_rate`` over ``send_window``). Latency ratios get an interval from a two-level
+bootstrap (:mod:`.bootstrap`: runs, then requests within runs), at one level for all the gated tests
+of a build together (Bonferroni), and an ``all`` row pools every operation. With one run on either side the
+between-run noise cannot be measured, so the interval is widened by :data:`NOISE_FLOOR`, measured by
+``bench/compare_calibration.py``, and the verdict says it is the weaker kind.
 
-A p50 change is *significant* when U's p-value is below ``alpha`` and the interval excludes 1; a
-p99 change (a tail effect U does not see) when its interval excludes 1. A *regression* is a
-significant slow-down by more than ``threshold``, or anomaly kinds the new run has more of.
-:func:`compare_runs` computes a :class:`CompareResult`; :func:`render_compare_text` only formats it.
+Gates (any of them is a regression, exit 1): a p50 or p99 that is significantly slower by more than
+``threshold``; an error share significantly higher (one-sided Fisher exact test, scipy) by more than
+``error_threshold`` (absolute); more anomalies of a kind per run; at ``--speed max`` only, a run rate
+significantly lower by more than ``threshold``. :func:`compare_runs` computes a
+:class:`CompareResult`; :func:`render_compare_text` only formats it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..api import OP_CODES, WdmError
-from ..traces.results import INDETERMINATE, Results
+from ..api import OP_NAMES, WdmError
+from ..traces.results import FAIL, INDETERMINATE, OK, SKIPPED, Results, run_rate, send_window
+from .bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
 from .check import CheckReport
 from .consistency import KINDS
-from .stats import response_times, run_span
 
-QUANTILES = (("p50", 0.50), ("p99", 0.99))
-BOOT_RESAMPLES = 400
-BOOT_SAMPLE = 5000
-MWU_SAMPLE = 20000
+QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))
+ALL = "all"  # the pseudo-operation of every answered request of a run
+GATED = ("p50", "p99")  # the typical request and the tail; p90 is shown, not gated
 MIN_SAMPLES = 20
+CDF_POINTS = tuple(i / 200 for i in range(201))
+TAIL_SAMPLES = 2  # a quantile q is tested only when every run has ≥ this many answers above it
+
+# Between-run noise of one run against one run of the same build, as a fraction of the ratio: the
+# 95th percentile over 60 A/A single-run pairs of the largest |ratio − 1| over the gated operations
+# (p50 60 %, p90 112 %, p99 324 %, rate 45 %), measured by `python bench/compare_calibration.py
+# --seed 2` (240 runs of a 1,500-request stress trace at --speed max; busy neighbour in 60 of them;
+# load average 10–12 on the 2-core machine shared with six other engineers' builds and tests), on
+# 2026-12-01 — see docs/analysis.md "Calibration". Used only when a side has one run.
+NOISE_FLOOR = {"p50": 0.60, "p90": 1.12, "p99": 3.24, "throughput": 0.45}
 
 
 class CompareError(WdmError):
-    """Runs that cannot be compared (different traces, fewer than two runs)."""
+    """Runs that cannot be compared (different traces, a single build)."""
 
 
 @dataclass(frozen=True, slots=True)
-class LatencyChange:
-    """One operation's quantile in base vs new: ratio, 95 % CI, p-value, verdict."""
+class OpRunStats:
+    """One operation in one run: counts, answered-latency quantiles (ms), errors' median latency (ms)."""
 
-    op: str
-    quantile: str
-    base_ms: float
-    new_ms: float
+    sent: int
+    answered: int
+    errors: int
+    skipped: int
+    quantiles_ms: tuple[float, ...] | None  # p50, p90, p99 of answered requests; None when none answered
+    error_p50_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """One results file's contribution: its label, speed, rate and per-operation statistics."""
+
+    file: str
+    label: str
+    complete: bool
+    speed: float | None  # None = --speed max
+    rate: float | None  # run_rate over send_window (req/s)
+    scheduled_rate: float | None  # the trace's requests over its schedule at this speed (None at max)
+    ops: dict[str, OpRunStats]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A ratio new/base with its interval: significant when the interval excludes 1."""
+
+    name: str  # "p50", "p90", "p99" or "throughput"
+    base: float
+    new: float
     ratio: float
     ci: tuple[float, float] | None
-    p_value: float | None
     significant: bool
     regression: bool
+    gated: bool
     note: str = ""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ErrorChange:
+    """Error shares (5xx, timeout, connection error among sent requests) base vs new, pooled over runs."""
+
+    base_errors: int
+    base_sent: int
+    new_errors: int
+    new_sent: int
+    p_value: float | None
+    significant: bool
+    regression: bool
+
+    @property
+    def base_share(self) -> float:
+        """Share of the base's sent requests that got no answer (0 when none sent)."""
+        return self.base_errors / self.base_sent if self.base_sent else 0.0
+
+    @property
+    def new_share(self) -> float:
+        """Share of the new build's sent requests that got no answer (0 when none sent)."""
+        return self.new_errors / self.new_sent if self.new_sent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class OpComparison:
-    """Everything compared for one operation."""
+    """One operation: latency changes (answered requests), error share, errors' latency, skipped."""
 
     op: str
-    base_count: int
-    new_count: int
-    latency: list[LatencyChange]
-    throughput_ratio: float | None
-    base_error_rate: float
-    new_error_rate: float
+    base_answered: int
+    new_answered: int
+    latency: tuple[Change, ...]
+    errors: ErrorChange
+    base_error_ms: float | None
+    new_error_ms: float | None
+    base_skipped: int
+    new_skipped: int
 
 
-@dataclass
-class RunComparison:
-    """One new run against the base."""
+@dataclass(frozen=True, slots=True)
+class BuildComparison:
+    """One build (a label group) against the base build."""
 
     label: str
-    file: str
-    ops: list[OpComparison]
-    base_anomalies: dict[str, int] | None
-    new_anomalies: dict[str, int] | None
-    base_complete: bool = True
-    new_complete: bool = True
+    files: tuple[str, ...]
+    ops: tuple[OpComparison, ...]
+    errors: ErrorChange  # all operations together
+    throughput: Change | None  # None unless every run of both builds ran at --speed max
+    base_anomalies: dict[str, float] | None  # per run (mean over the build's runs)
+    new_anomalies: dict[str, float] | None
+    noise_floor: bool  # a side had one run: intervals widened by NOISE_FLOOR
+    rates: tuple[float | None, float | None, float | None, float | None]  # achieved base, new; scheduled base, new
+    tests: int  # gated tests sharing alpha (Bonferroni)
+    critical: float  # the intervals' critical value (normal, at 1 − alpha/(2·tests))
+    notes: tuple[str, ...] = ()
 
     @property
-    def latency_regressions(self) -> list[LatencyChange]:
-        """Significant slow-downs beyond the threshold."""
-        return [c for o in self.ops for c in o.latency if c.regression]
+    def latency_regressions(self) -> list[tuple[str, Change]]:
+        """(op, change) of every gated quantile significantly slower beyond the threshold."""
+        return [(o.op, c) for o in self.ops for c in o.latency if c.regression]
 
     @property
-    def anomaly_increase(self) -> dict[str, int]:
-        """Anomaly kinds the new run has more of than the base (kind → increase)."""
+    def error_regressions(self) -> list[str]:
+        """Operations whose error share rose significantly beyond the error threshold."""
+        return [o.op for o in self.ops if o.errors.regression]
+
+    @property
+    def anomaly_increase(self) -> dict[str, float]:
+        """Anomaly kinds the new build has more of per run than the base (kind → increase per run)."""
         if self.base_anomalies is None or self.new_anomalies is None:
             return {}
         return {k: self.new_anomalies[k] - self.base_anomalies[k] for k in KINDS
@@ -91,106 +165,154 @@ class RunComparison:
 
     @property
     def regression(self) -> bool:
-        """Whether this run regressed against the base."""
-        return bool(self.latency_regressions or self.anomaly_increase)
+        """Whether this build regressed against the base (on any gate)."""
+        return bool(self.latency_regressions or self.error_regressions or self.anomaly_increase
+                    or (self.throughput is not None and self.throughput.regression))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CompareResult:
-    """Base vs one or more new runs of the same trace."""
+    """A base build against one or more other builds of the same trace, and every run's statistics."""
 
     base_label: str
-    base_file: str
+    base_files: tuple[str, ...]
     digest: str
     threshold: float
+    error_threshold: float
     alpha: float
-    runs: list[RunComparison] = field(default_factory=list)
+    builds: tuple[BuildComparison, ...]
+    runs: tuple[RunStats, ...]
+    # Per build label: op → answered response times (ms) at CDF_POINTS, pooled over its runs (for plots).
+    distributions: dict[str, dict[str, tuple[float, ...]]]
 
     @property
     def regression(self) -> bool:
-        """Whether any new run regressed (the exit-1 condition)."""
-        return any(r.regression for r in self.runs)
+        """Whether any build regressed (the exit-1 condition)."""
+        return any(b.regression for b in self.builds)
 
     def as_dict(self) -> dict:
-        """JSON-ready form (stable keys, documented in docs/analysis.md)."""
+        """JSON-ready form (stable keys, schema ``wdm-compare/2``, documented in docs/analysis.md)."""
         return {
-            "schema": "wdm-compare/1", "base": {"label": self.base_label, "file": self.base_file},
-            "trace_digest": self.digest, "threshold": self.threshold, "alpha": self.alpha,
-            "regression": self.regression,
-            "runs": [{
-                "label": r.label, "file": r.file, "regression": r.regression,
-                "base_complete": r.base_complete, "new_complete": r.new_complete,
-                "anomalies": {"base": r.base_anomalies, "new": r.new_anomalies, "increase": r.anomaly_increase},
-                "ops": [{
-                    "op": o.op, "base_count": o.base_count, "new_count": o.new_count,
-                    "throughput_ratio": _r(o.throughput_ratio), "base_error_rate": _r(o.base_error_rate),
-                    "new_error_rate": _r(o.new_error_rate),
-                    "latency": [{"quantile": c.quantile, "base_ms": _r(c.base_ms), "new_ms": _r(c.new_ms),
-                                 "ratio": _r(c.ratio), "ci": [_r(c.ci[0]), _r(c.ci[1])] if c.ci else None,
-                                 "p_value": _r(c.p_value, 6), "significant": c.significant,
-                                 "regression": c.regression, "note": c.note} for c in o.latency],
-                } for o in r.ops],
-            } for r in self.runs],
+            "schema": "wdm-compare/2", "trace_digest": self.digest, "threshold": self.threshold,
+            "error_threshold": self.error_threshold, "alpha": self.alpha, "regression": self.regression,
+            "noise_floor": dict(NOISE_FLOOR),
+            "base": {"label": self.base_label, "files": list(self.base_files)},
+            "builds": [_build_dict(b) for b in self.builds],
+            "runs": [{"file": r.file, "label": r.label, "complete": r.complete, "speed": r.speed,
+                      "rate": _r(r.rate), "scheduled_rate": _r(r.scheduled_rate),
+                      "ops": {op: {"sent": s.sent, "answered": s.answered, "errors": s.errors, "skipped": s.skipped,
+                                   **{name: (_r(s.quantiles_ms[j]) if s.quantiles_ms else None)
+                                      for j, (name, _) in enumerate(QUANTILES)},
+                                   "error_p50_ms": _r(s.error_p50_ms)} for op, s in r.ops.items()}}
+                     for r in self.runs],
         }
+
+
+def _change_dict(c: Change) -> dict:
+    return {"name": c.name, "base": _r(c.base), "new": _r(c.new), "ratio": _r(c.ratio),
+            "ci": [_r(c.ci[0]), _r(c.ci[1])] if c.ci else None, "significant": c.significant,
+            "regression": c.regression, "gated": c.gated, "note": c.note}
+
+
+def _error_dict(e: ErrorChange) -> dict:
+    return {"base_errors": e.base_errors, "base_sent": e.base_sent, "new_errors": e.new_errors,
+            "new_sent": e.new_sent, "base_share": _r(e.base_share, 6), "new_share": _r(e.new_share, 6),
+            "p_value": _r(e.p_value, 6), "significant": e.significant, "regression": e.regression}
+
+
+def _build_dict(b: BuildComparison) -> dict:
+    return {
+        "label": b.label, "files": list(b.files), "regression": b.regression, "noise_floor": b.noise_floor,
+        "tests": b.tests, "critical": _r(b.critical),
+        "rates": {"base": _r(b.rates[0]), "new": _r(b.rates[1]), "base_scheduled": _r(b.rates[2]),
+                  "new_scheduled": _r(b.rates[3])},
+        "notes": list(b.notes), "errors": _error_dict(b.errors),
+        "throughput": _change_dict(b.throughput) if b.throughput else None,
+        "anomalies": {"base": b.base_anomalies, "new": b.new_anomalies, "increase": b.anomaly_increase},
+        "ops": [{"op": o.op, "base_answered": o.base_answered, "new_answered": o.new_answered,
+                 "latency_ms": [_change_dict(c) for c in o.latency], "errors": _error_dict(o.errors),
+                 "base_error_ms": _r(o.base_error_ms), "new_error_ms": _r(o.new_error_ms),
+                 "base_skipped": o.base_skipped, "new_skipped": o.new_skipped} for o in b.ops],
+    }
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
-def _quantile_change(op: str, name: str, q: float, base: np.ndarray, new: np.ndarray, p_value: float | None,
-                     rng: np.random.Generator, threshold: float, alpha: float) -> LatencyChange:
-    b_q, n_q = float(np.quantile(base, q)), float(np.quantile(new, q))
-    ratio = n_q / b_q if b_q > 0 else (1.0 if n_q == b_q else float("inf"))
-    if min(base.size, new.size) < MIN_SAMPLES:
-        return LatencyChange(op, name, b_q * 1e3, n_q * 1e3, ratio, None, None, False, False,
-                             f"too few samples (< {MIN_SAMPLES})")
-    mb, mn = min(base.size, BOOT_SAMPLE), min(new.size, BOOT_SAMPLE)
-    bq = np.quantile(base[rng.integers(0, base.size, (BOOT_RESAMPLES, mb))], q, axis=1)
-    nq = np.quantile(new[rng.integers(0, new.size, (BOOT_RESAMPLES, mn))], q, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(bq > 0, nq / np.where(bq > 0, bq, 1.0), np.where(nq == bq, 1.0, np.inf))
-    lo, hi = (float(x) for x in np.quantile(ratios, [0.025, 0.975]))
-    excludes_one = lo > 1.0 or hi < 1.0
-    significant = excludes_one and (p_value is not None and p_value < alpha if name == "p50" else True)
-    regression = significant and ratio > 1.0 + threshold
-    return LatencyChange(op, name, b_q * 1e3, n_q * 1e3, ratio, (lo, hi), p_value if name == "p50" else None,
-                         significant, regression)
+# --- per-run statistics ------------------------------------------------------------------------
 
 
-def _mwu(base: np.ndarray, new: np.ndarray, rng: np.random.Generator) -> float | None:
-    from scipy.stats import mannwhitneyu
+def _by_op(op: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(op, kind="stable")
+    op, values = op[order], values[order]
+    codes, starts = np.unique(op, return_index=True)
+    ends = np.append(starts[1:], op.size)
+    return {int(k): values[s:e] for k, s, e in zip(codes, starts, ends)}
 
-    if min(base.size, new.size) < MIN_SAMPLES:
+
+def _scheduled_rate(r: Results, speed: float | None) -> float | None:
+    th = (r.header.get("trace") or {}).get("header") or {}
+    n, duration = th.get("requests"), th.get("duration")
+    if speed is None or not isinstance(n, (int, float)) or not isinstance(duration, (int, float)) or duration <= 0:
         return None
-    if base.size > MWU_SAMPLE:
-        base = rng.choice(base, MWU_SAMPLE, replace=False)
-    if new.size > MWU_SAMPLE:
-        new = rng.choice(new, MWU_SAMPLE, replace=False)
-    return float(mannwhitneyu(base, new, alternative="two-sided").pvalue)
+    return float(n) / (float(duration) / speed)
 
 
-def _error_rates(results: Results) -> dict[int, tuple[int, int]]:
-    c = results.cols
+def run_stats(r: Results) -> tuple[RunStats, dict[str, np.ndarray]]:
+    """A run's :class:`RunStats`, and the answered response times (seconds) per operation (the samples)."""
+    c = r.cols
     op = c["op"].astype(np.int64)
-    count = np.bincount(op)
-    errs = np.bincount(op, weights=np.isin(c["outcome"], INDETERMINATE)).astype(np.int64)
-    return {k: (int(count[k]), int(errs[k])) for k in range(count.size) if count[k]}
+    oc = c["outcome"]
+    rt = c["done"] - c["intended"]
+    finite = np.isfinite(rt)
+    answered = ((oc == OK) | (oc == FAIL)) & finite
+    errors = np.isin(oc, INDETERMINATE)
+    n_ops = len(OP_NAMES)
+    sent_n = np.bincount(op[oc != SKIPPED], minlength=n_ops)
+    ans_n = np.bincount(op[answered], minlength=n_ops)
+    err_n = np.bincount(op[errors], minlength=n_ops)
+    skip_n = np.bincount(op[oc == SKIPPED], minlength=n_ops)
+    ans_rt = _by_op(op[answered], rt[answered])
+    err_rt = _by_op(op[errors & finite], rt[errors & finite])
+    qs = tuple(q for _, q in QUANTILES)
+    ops, samples = {}, {}
+    for code in np.flatnonzero(sent_n + skip_n):
+        name = OP_NAMES[code]
+        x = ans_rt.get(int(code))
+        e = err_rt.get(int(code))
+        ops[name] = OpRunStats(int(sent_n[code]), int(ans_n[code]), int(err_n[code]), int(skip_n[code]),
+                               tuple(float(v) * 1e3 for v in np.quantile(x, qs)) if x is not None else None,
+                               float(np.median(e)) * 1e3 if e is not None else None)
+        if x is not None:
+            samples[name] = x
+    if ops:
+        # Every operation together: the most stable view of a build-wide change (gated like an operation).
+        ops[ALL] = OpRunStats(int(sent_n.sum()), int(ans_n.sum()), int(err_n.sum()), int(skip_n.sum()),
+                              tuple(float(v) * 1e3 for v in np.quantile(rt[answered], qs)) if answered.any() else None,
+                              float(np.median(rt[errors & finite])) * 1e3 if (errors & finite).any() else None)
+        if answered.any():
+            samples[ALL] = rt[answered]
+    speed = r.header.get("speed")
+    speed = float(speed) if isinstance(speed, (int, float)) else None
+    rate = run_rate(int(sent_n.sum()), send_window(c["sent"], c["done"], oc))
+    stats = RunStats(Path(r.path).name, r.label, r.complete, speed, rate, _scheduled_rate(r, speed), ops)
+    return stats, samples
 
 
-def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None = None,
-                 threshold: float = 0.10, alpha: float = 0.05, seed: int = 0) -> CompareResult:
-    """Compare ``runs[1:]`` against ``runs[0]`` (all of the same trace); ``checks`` adds anomaly deltas.
+# --- grouping and comparison -------------------------------------------------------------------
 
-    Raises :class:`CompareError` for fewer than two runs, runs of different traces, or a ``threshold``
-    / ``alpha`` that is nan or out of range.
-    """
-    if len(runs) < 2:
-        raise CompareError("compare needs at least two results files (BASE NEW)")
-    if not (np.isfinite(threshold) and threshold >= 0):
-        raise CompareError(f"threshold must be a finite fraction >= 0 (0.10 = 10 %), got {threshold!r}")
-    if not 0 < alpha < 1:
-        raise CompareError(f"alpha must be a significance level between 0 and 1, got {alpha!r}")
+
+def group_by_label(runs: list[Results]) -> list[list[int]]:
+    """Indices of ``runs`` grouped by header label, in order of first appearance; no label → own group."""
+    groups: dict[object, list[int]] = {}
+    for i, r in enumerate(runs):
+        key = r.header.get("label") or ("file", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _check_same_trace(runs: list[Results]) -> str:
     base = runs[0]
     digest = (base.header.get("trace") or {}).get("digest")
     for r in runs[1:]:
@@ -199,36 +321,194 @@ def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None
             raise CompareError(
                 f"{Path(r.path).name} replays a different trace than {Path(base.path).name} "
                 f"({str(d)[:19]}… vs {str(digest)[:19]}…); compare needs runs of the same trace")
+    return str(digest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Estimate:
+    """A ratio before its interval: log ratio and its bootstrap standard error (None: not testable)."""
+
+    name: str
+    base: float
+    new: float
+    log_ratio: float
+    se: float | None
+    gated: bool
+    note: str = ""
+
+
+def min_answers(q: float) -> int:
+    """Answers every run needs for quantile ``q`` to be tested: ≥ MIN_SAMPLES and ≥ TAIL_SAMPLES above it."""
+    return max(MIN_SAMPLES, round(TAIL_SAMPLES / (1 - q)))
+
+
+def _latency_estimates(base: list[np.ndarray], new: list[np.ndarray], rng: np.random.Generator) -> list[_Estimate]:
+    """p50/p90/p99 of one operation: log ratio of the builds' statistics, two-level bootstrap SE."""
+    qs = tuple(q for _, q in QUANTILES)
+    point_b = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in base]).mean(axis=0)
+    point_n = np.array([np.log(np.maximum(np.quantile(x, qs), 1e-9)) for x in new]).mean(axis=0)
+    smallest = min(x.size for x in (*base, *new))
+    testable = [smallest >= min_answers(q) for q in qs]
+    se = np.full(len(qs), np.nan)
+    if any(testable):
+        se = (log_quantile_replicates(new, qs, rng) - log_quantile_replicates(base, qs, rng)).std(axis=0, ddof=1)
+    out = []
+    for j, (name, q) in enumerate(QUANTILES):
+        b_ms, n_ms = float(np.exp(point_b[j])) * 1e3, float(np.exp(point_n[j])) * 1e3
+        note = ""
+        if not testable[j]:
+            note = f"too few answers (< {min_answers(q)} in a run)"
+        out.append(_Estimate(name, b_ms, n_ms, float(point_n[j] - point_b[j]),
+                             float(se[j]) if testable[j] else None, name in GATED, note))
+    return out
+
+
+def _decide(e: _Estimate, crit: float, floor: bool, threshold: float) -> Change:
+    """The interval and verdict of one estimate: slower is new/base > 1; the rate's regression is < 1."""
+    ratio = float(np.exp(e.log_ratio))
+    if e.se is None:
+        return Change(e.name, e.base, e.new, ratio, None, False, False, e.gated, e.note)
+    lo, hi = ratio_interval(e.log_ratio, e.se, crit, NOISE_FLOOR[e.name] if floor else 0.0)
+    significant = lo > 1.0 or hi < 1.0
+    if e.name == "throughput":
+        worse = hi < 1.0 and ratio < 1.0 / (1.0 + threshold)
+    else:
+        worse = lo > 1.0 and ratio > 1.0 + threshold
+    return Change(e.name, e.base, e.new, ratio, (lo, hi), significant, e.gated and significant and worse, e.gated)
+
+
+def _error_change(be: int, bs: int, ne: int, ns: int, alpha: float, error_threshold: float) -> ErrorChange:
+    """Error shares base vs new; significant by a one-sided Fisher exact test (is new's share higher?)."""
+    p = fisher_greater(ne, ns, be, bs) if bs and ns and (be or ne) else None
+    significant = p is not None and p < alpha
+    rise = (ne / ns if ns else 0.0) - (be / bs if bs else 0.0)
+    return ErrorChange(be, bs, ne, ns, p, significant, significant and rise > error_threshold)
+
+
+def _throughput_estimate(base: list[RunStats], new: list[RunStats], rng: np.random.Generator) -> _Estimate | None:
+    """Run rates (req/s) base vs new — only when every run of both builds ran at --speed max."""
+    if any(r.speed is not None for r in (*base, *new)):
+        return None
+    b = np.log(np.array([r.rate for r in base if r.rate]))
+    n = np.log(np.array([r.rate for r in new if r.rate]))
+    if not b.size or not n.size:
+        return None
+    se = float((log_mean_replicates(n, rng) - log_mean_replicates(b, rng)).std(ddof=1))
+    return _Estimate("throughput", float(np.exp(b.mean())), float(np.exp(n.mean())), float(n.mean() - b.mean()),
+                     se, True)
+
+
+def _anomalies_per_run(checks: list[CheckReport | None]) -> dict[str, float] | None:
+    if any(c is None for c in checks):
+        return None
+    return {k: sum(c.anomaly_counts[k] for c in checks) / len(checks) for k in KINDS}  # type: ignore[union-attr]
+
+
+def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats], samples: list[dict],
+                   checks: list[CheckReport | None], rng: np.random.Generator, *, threshold: float,
+                   error_threshold: float, alpha: float) -> BuildComparison:
+    floor = len(base_idx) == 1 or len(new_idx) == 1
+    bs, ns = [stats[i] for i in base_idx], [stats[i] for i in new_idx]
+    names = sorted({op for r in (*bs, *ns) for op in r.ops}, key=_op_order)
+    estimates: dict[str, list[_Estimate]] = {}
+    for op in names:
+        b_x = [samples[i][op] for i in base_idx if op in samples[i]]
+        n_x = [samples[i][op] for i in new_idx if op in samples[i]]
+        if len(b_x) == len(base_idx) and len(n_x) == len(new_idx):
+            estimates[op] = _latency_estimates(b_x, n_x, rng)
+    tput = _throughput_estimate(bs, ns, rng)
+    # One family of tests per build: the gated tests share alpha (Bonferroni), so a comparison of
+    # many operations does not raise more false alarms than one of a few.
+    tests = sum(e.gated and e.se is not None for es in estimates.values() for e in es) + (tput is not None)
+    crit = critical_value(1.0 - alpha / max(tests, 1))
+    ops = []
+    for op in names:
+        def tot(runs: list[RunStats], field: str) -> int:
+            return sum(getattr(r.ops[op], field) for r in runs if op in r.ops)
+
+        def err_ms(runs: list[RunStats]) -> float | None:
+            v = [r.ops[op].error_p50_ms for r in runs if op in r.ops and r.ops[op].error_p50_ms is not None]
+            return float(np.median(v)) if v else None
+
+        latency = tuple(_decide(e, crit, floor, threshold) for e in estimates.get(op, ()))
+        ops.append(OpComparison(
+            op, tot(bs, "answered"), tot(ns, "answered"), latency,
+            _error_change(tot(bs, "errors"), tot(bs, "sent"), tot(ns, "errors"), tot(ns, "sent"), alpha, error_threshold),
+            err_ms(bs), err_ms(ns), tot(bs, "skipped"), tot(ns, "skipped")))
+    all_errors = next((o.errors for o in ops if o.op == ALL), _error_change(0, 0, 0, 0, alpha, error_threshold))
+    notes = []
+    if any(not r.complete for r in (*bs, *ns)):
+        notes.append("partial run(s) compared: " + ", ".join(r.file for r in (*bs, *ns) if not r.complete))
+    speeds = {r.speed for r in (*bs, *ns)}
+    if len(speeds) > 1:
+        notes.append("runs replayed at different speeds (" + ", ".join(
+            "max" if s is None else f"{s:g}" for s in sorted(speeds, key=lambda s: -1 if s is None else s))
+            + "): latencies are not like for like")
+    return BuildComparison(
+        ns[0].label, tuple(r.file for r in ns), tuple(ops),
+        all_errors,
+        _decide(tput, crit, floor, threshold) if tput is not None else None,
+        _anomalies_per_run([checks[i] for i in base_idx]), _anomalies_per_run([checks[i] for i in new_idx]),
+        floor, (_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
+                _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
+        tests, crit, tuple(notes))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    v = [x for x in values if x]
+    return float(np.mean(v)) if v else None
+
+
+def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None = None,
+                 threshold: float = 0.10, error_threshold: float = 0.01, alpha: float = 0.05,
+                 seed: int = 0) -> CompareResult:
+    """Compare the builds of ``runs`` (grouped by label; the first group is the base) of one trace.
+
+    ``checks`` (one per run, or None) adds anomaly deltas. ``threshold`` is the fraction a latency
+    (or, at --speed max, the rate) must worsen by, ``error_threshold`` the absolute rise of the error
+    share, ``alpha`` the significance level (intervals are 1−alpha). Raises :class:`CompareError`
+    for fewer than two builds, runs of different traces, or a ``threshold`` / ``error_threshold`` /
+    ``alpha`` that is nan or out of range.
+    """
+    if not runs:
+        raise CompareError("compare needs results files of at least two builds (BASE NEW)")
+    for name, value in (("threshold", threshold), ("error_threshold", error_threshold)):
+        if not (np.isfinite(value) and value >= 0):
+            raise CompareError(f"{name} must be a finite fraction >= 0 (0.10 = 10 %), got {value!r}")
+    if not 0 < alpha < 1:
+        raise CompareError(f"alpha must be a significance level between 0 and 1, got {alpha!r}")
+    digest = _check_same_trace(runs)
+    groups = group_by_label(runs)
+    if len(groups) < 2:
+        raise CompareError(f"compare needs at least two builds; all {len(runs)} files have label "
+                           f"{runs[0].label!r} (replay with --label, or give files of another build)")
     checks = checks or [None] * len(runs)
     rng = np.random.default_rng(seed)
-    base_rt = response_times(base)
-    base_err = _error_rates(base)
-    base_span = run_span(base)
-    result = CompareResult(base.label, Path(base.path).name, str(digest), threshold, alpha)
-    for r, chk in zip(runs[1:], checks[1:]):
-        new_rt = response_times(r)
-        new_err = _error_rates(r)
-        new_span = run_span(r)
-        ops = []
-        for op in sorted(set(base_rt) | set(new_rt), key=lambda n: OP_CODES[n]):
-            b, n = base_rt.get(op, np.empty(0)), new_rt.get(op, np.empty(0))
-            code = OP_CODES[op]
-            bc, be = base_err.get(code, (0, 0))
-            nc, ne = new_err.get(code, (0, 0))
-            changes = []
-            if b.size and n.size:
-                p = _mwu(b, n, rng)
-                changes = [_quantile_change(op, name, q, b, n, p, rng, threshold, alpha) for name, q in QUANTILES]
-            tput = ((nc / new_span) / (bc / base_span)) if bc and base_span > 0 and new_span > 0 else None
-            ops.append(OpComparison(op, bc, nc, changes, tput, be / bc if bc else 0.0, ne / nc if nc else 0.0))
-        result.runs.append(RunComparison(
-            r.label, Path(r.path).name, ops,
-            checks[0].anomaly_counts if checks[0] is not None else None,
-            chk.anomaly_counts if chk is not None else None, base.complete, r.complete))
-    return result
+    pairs = [run_stats(r) for r in runs]
+    stats = [p[0] for p in pairs]
+    samples = [p[1] for p in pairs]
+    builds = tuple(_compare_build(groups[0], g, stats, samples, checks, rng, threshold=threshold,
+                                  error_threshold=error_threshold, alpha=alpha) for g in groups[1:])
+    return CompareResult(stats[groups[0][0]].label, tuple(stats[i].file for i in groups[0]), digest, threshold,
+                         error_threshold, alpha, builds, tuple(stats),
+                         {stats[g[0]].label: _distributions([samples[i] for i in g]) for g in groups})
 
 
-def _change_words(ratio: float) -> str:
+def _op_order(op: str) -> int:
+    return OP_NAMES.index(op) if op in OP_NAMES else len(OP_NAMES)
+
+
+def _distributions(samples: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, ...]]:
+    ops = sorted({op for s in samples for op in s}, key=_op_order)
+    return {op: tuple(float(v) * 1e3 for v in np.quantile(np.concatenate([s[op] for s in samples if op in s]),
+                                                          CDF_POINTS)) for op in ops}
+
+
+# --- text --------------------------------------------------------------------------------------
+
+
+def change_words(ratio: float) -> str:
+    """``1.31x slower`` / ``1.12x faster`` / ``no change`` (pyperf's wording)."""
     if not np.isfinite(ratio):
         return "inf x slower"
     if abs(ratio - 1.0) < 0.005:
@@ -236,47 +516,128 @@ def _change_words(ratio: float) -> str:
     return f"{ratio:.2f}x slower" if ratio > 1.0 else f"{1.0 / ratio:.2f}x faster"
 
 
+def _runs_words(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def floor_words() -> str:
+    """The noise floor as printed: ``p50 ±35%, p99 ±80%, throughput ±30%``."""
+    return ", ".join(f"{k} ±{v * 100:g}%" for k, v in NOISE_FLOOR.items() if k in GATED or k == "throughput")
+
+
+def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
+    if b.throughput is not None:
+        t = b.throughput
+        flag = f" — REGRESSION (< 1/{1 + res.threshold:g})" if t.regression else ""
+        word = "lower" if t.ratio < 1 else "higher"
+        return (f"  throughput (--speed max): {t.base:.1f} -> {t.new:.1f} req/s, {t.ratio:.2f}x {word} "
+                f"({'significant' if t.significant else 'not significant'}, interval "
+                f"{t.ci[0]:.2f}–{t.ci[1]:.2f}){flag}")
+    parts = []
+    for lbl, ach, sch in ((res.base_label, b.rates[0], b.rates[2]), (b.label, b.rates[1], b.rates[3])):
+        parts.append(f"{lbl} {'-' if ach is None else f'{ach:.1f}'}" + ("" if sch is None else f" of {sch:.1f} scheduled"))
+    return "  throughput: not compared (paced runs measure the schedule); achieved req/s: " + ", ".join(parts)
+
+
 def render_compare_text(res: CompareResult) -> str:
-    """Text of a comparison: significant changes, throughput, errors, anomalies, a not-significant footer."""
-    lines = [f"base: {res.base_label} ({res.base_file}); trace {res.digest[:19]}…; "
-             f"threshold {res.threshold * 100:g}%, alpha {res.alpha:g}"]
-    for run in res.runs:
+    """Text of a comparison: per build, significant changes, errors, throughput, anomalies, verdict."""
+    level = f"{(1 - res.alpha) * 100:g}%"
+    lines = [f"base: {res.base_label} ({_runs_words(len(res.base_files))}: {', '.join(res.base_files)}); "
+             f"trace {res.digest[:19]}…; threshold {res.threshold * 100:g}%, error threshold "
+             f"{res.error_threshold * 100:g} points, alpha {res.alpha:g}"]
+    for b in res.builds:
         lines.append("")
-        lines.append(f"{run.label} ({run.file}) vs {res.base_label}:")
-        if not run.new_complete or not run.base_complete:
-            lines.append("  WARNING: partial run(s) compared: " + ", ".join(
-                n for n, ok in (("base", run.base_complete), ("new", run.new_complete)) if not ok))
-        hidden, too_few = [], []
-        for o in run.ops:
+        lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
+        lines += [f"  WARNING: {n}" for n in b.notes]
+        if b.tests:
+            lines.append(f"  intervals: {level} for all {b.tests} gated tests together (Bonferroni): "
+                         f"ratio x/÷ exp({b.critical:.2f} SE)")
+        hidden: list[str] = []
+        too_few: dict[str, list[str]] = {}
+        for o in b.ops:
             for c in o.latency:
                 if c.note:
-                    if c.op not in too_few:
-                        too_few.append(c.op)
+                    too_few.setdefault(o.op, []).append(c.name)
                     continue
                 if not c.significant:
-                    hidden.append(f"{c.op} {c.quantile} ({_change_words(c.ratio)})")
+                    if c.gated:
+                        hidden.append(f"{o.op} {c.name} ({change_words(c.ratio)})")
                     continue
-                ci = f", 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci else ""
                 flag = f" — REGRESSION (> {res.threshold * 100:g}%)" if c.regression else ""
-                lines.append(f"  {c.op} {c.quantile}: {_change_words(c.ratio)} (significant{ci}){flag}")
-        tp = [f"{o.op} {o.throughput_ratio:.2f}x" for o in run.ops if o.throughput_ratio is not None]
-        if tp:
-            lines.append("  throughput: " + ", ".join(tp))
-        errs = [f"{o.op} {o.base_error_rate * 100:.1f}% -> {o.new_error_rate * 100:.1f}%"
-                for o in run.ops if o.base_error_rate != o.new_error_rate]
-        lines.append("  error rate: " + (", ".join(errs) if errs else "unchanged"))
-        if run.base_anomalies is None or run.new_anomalies is None:
+                gate = "" if c.gated else ", not gated"
+                lines.append(f"  {o.op} {c.name}: {change_words(c.ratio)} ({c.base:.2f} -> {c.new:.2f} ms; "
+                             f"significant{gate}, interval {c.ci[0]:.2f}–{c.ci[1]:.2f}){flag}")
+        lines.append(_throughput_line(res, b))
+        errs = [o for o in b.ops if o.errors.base_errors or o.errors.new_errors]
+        if errs:
+            words = []
+            for o in errs:
+                e = o.errors
+                sig = " significant" if e.significant else ""
+                flag = " REGRESSION" if e.regression else ""
+                words.append(f"{o.op} {_pct(e.base_share)} -> {_pct(e.new_share)}{sig}{flag}")
+            lines.append("  error share (5xx, timeout, connection): " + ", ".join(words))
+            lat = [f"{o.op} {'-' if o.base_error_ms is None else f'{o.base_error_ms:.1f}'} / "
+                   f"{'-' if o.new_error_ms is None else f'{o.new_error_ms:.1f}'} ms"
+                   for o in errs if o.base_error_ms is not None or o.new_error_ms is not None]
+            if lat:
+                lines.append("  errors' median latency (not in the figures above), base / new: " + ", ".join(lat))
+        else:
+            lines.append("  error share: 0 in both builds")
+        skipped = [f"{o.op} {o.base_skipped} -> {o.new_skipped}" for o in b.ops if o.base_skipped != o.new_skipped]
+        if skipped:
+            lines.append("  skipped (their symbol was never bound): " + ", ".join(skipped))
+        if b.base_anomalies is None or b.new_anomalies is None:
             lines.append("  anomalies: not compared (no check)")
         else:
-            diff = [f"{k} {run.base_anomalies[k]} -> {run.new_anomalies[k]}" for k in KINDS
-                    if run.base_anomalies[k] or run.new_anomalies[k]]
-            lines.append("  anomalies: " + (", ".join(diff) if diff else "none in either run"))
+            diff = [f"{k} {b.base_anomalies[k]:g} -> {b.new_anomalies[k]:g}" for k in KINDS
+                    if b.base_anomalies[k] or b.new_anomalies[k]]
+            lines.append("  anomalies per run: " + (", ".join(diff) if diff else "none in either build"))
         if hidden:
             lines.append("  not significant: " + ", ".join(hidden))
         if too_few:
-            lines.append(f"  too few samples (< {MIN_SAMPLES}) to test: " + ", ".join(too_few))
-        why = [f"{c.op} {c.quantile} {_change_words(c.ratio)}" for c in run.latency_regressions]
-        if run.anomaly_increase:
-            why.append("more anomalies: " + ", ".join(f"{k} +{v}" for k, v in run.anomaly_increase.items()))
+            need = ", ".join(f"{n} ≥ {min_answers(q)}" for n, q in QUANTILES)
+            lines.append(f"  not tested (answers a run needed: {need}): " + ", ".join(
+                op if len(names) == len(QUANTILES) else f"{op} {'/'.join(names)}" for op, names in too_few.items()))
+        if b.noise_floor:
+            lines.append(f"  one run on a side: between-run noise unknown, intervals widened by the calibrated noise "
+                         f"floor ({floor_words()}) — a weaker verdict; for a stronger one compare 3+ runs per build "
+                         f"(wdm-replay ab … --runs 3, or labelled runs)")
+        why = [f"{op} {c.name} {change_words(c.ratio)}" for op, c in b.latency_regressions]
+        why += [f"{op} error share {_pct(o.errors.base_share)} -> {_pct(o.errors.new_share)}"
+                for op in b.error_regressions for o in b.ops if o.op == op]
+        if b.throughput is not None and b.throughput.regression:
+            why.append(f"throughput {b.throughput.ratio:.2f}x")
+        if b.anomaly_increase:
+            why.append("more anomalies: " + ", ".join(f"{k} +{v:g}/run" for k, v in b.anomaly_increase.items()))
         lines.append("  verdict: " + (f"REGRESSION ({'; '.join(why)})" if why else "no regression"))
     return "\n".join(lines) + "\n"
+
+
+def compare_files(paths: list[str], *, check: bool = True, threshold: float = 0.10, error_threshold: float = 0.01,
+                  alpha: float = 0.05, seed: int = 0) -> CompareResult:
+    """Load results files (with the consistency check unless ``check`` is False) and :func:`compare_runs` them."""
+    from ..traces import load_results
+    from .check import check_results
+
+    runs = [load_results(p, with_args=check) for p in paths]
+    checks = [check_results(r) for r in runs] if check else None
+    return compare_runs(runs, checks=checks, threshold=threshold, error_threshold=error_threshold, alpha=alpha,
+                        seed=seed)
+
+
+def render_compare(res: CompareResult, fmt: str) -> str:
+    """The comparison as ``text``, ``json`` or ``html`` (html imports matplotlib, only then)."""
+    if fmt == "json":
+        from .report import render_json
+
+        return render_json(res.as_dict())
+    if fmt == "html":
+        from .compare_html import render_compare_html
+
+        return render_compare_html(res)
+    return render_compare_text(res)

@@ -1,0 +1,88 @@
+"""Two-level bootstrap of a build's latency quantiles: resample runs, then requests within runs.
+
+The run, not the request, is the unit of a comparison (DESIGN §8): requests within one run share
+the machine's momentary state, so a request-level interval is too narrow by however much the runs
+differ. A build's statistic for quantile *q* is the geometric mean over its runs of each run's
+*q*-quantile; one bootstrap replicate draws the runs with replacement and, for every run drawn, a
+resample of its requests (at most ``cap`` of them: an m-out-of-n bootstrap, slightly wider, in
+bounded time). With *k* runs the run-level bootstrap underestimates the between-run variance by the
+factor (k−1)/k, so each build's replicates are spread about their mean by √(k/(k−1)).
+
+Everything here is a pure function of its inputs and a seeded :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RESAMPLES = 300
+CAP = 1000
+
+
+def log_quantile_replicates(runs: list[np.ndarray], qs: tuple[float, ...], rng: np.random.Generator, *,
+                            resamples: int = RESAMPLES, cap: int = CAP) -> np.ndarray:
+    """Bootstrap replicates of log(build statistic) per quantile: shape ``(resamples, len(qs))``.
+
+    ``runs`` holds each run's samples (non-empty, positive). Requests are resampled within each run
+    (vectorized, one index matrix per run), then runs are resampled; the spread is widened by
+    √(k/(k−1)) for k ≥ 2 runs (the small-sample correction of the bootstrap variance).
+    """
+    k = len(runs)
+    per_run = np.empty((k, resamples, len(qs)))
+    for i, x in enumerate(runs):
+        m = min(x.size, cap)
+        draws = x[rng.integers(0, x.size, (resamples, m))]
+        per_run[i] = np.log(np.maximum(np.quantile(draws, qs, axis=1).T, 1e-9))
+    if k == 1:
+        return per_run[0]
+    pick = rng.integers(0, k, (resamples, k))
+    reps = per_run[pick, np.arange(resamples)[:, None], :].mean(axis=1)
+    return reps.mean(axis=0) + (reps - reps.mean(axis=0)) * np.sqrt(k / (k - 1))
+
+
+def log_mean_replicates(values: np.ndarray, rng: np.random.Generator, *, resamples: int = RESAMPLES) -> np.ndarray:
+    """Bootstrap replicates of the mean of ``values`` (one per run), spread by √(k/(k−1)); shape ``(resamples,)``."""
+    k = values.size
+    if k == 1:
+        return np.full(resamples, float(values[0]))
+    reps = values[rng.integers(0, k, (resamples, k))].mean(axis=1)
+    return reps.mean() + (reps - reps.mean()) * np.sqrt(k / (k - 1))
+
+
+def critical_value(level: float) -> float:
+    """Two-sided normal critical value at ``level`` (1.96 at 0.95)."""
+    from scipy.special import ndtri
+
+    return float(ndtri(1 - (1 - level) / 2))
+
+
+def ratio_interval(log_ratio: float, se: float, crit: float, floor: float = 0.0) -> tuple[float, float]:
+    """Interval of a ratio from its log, the bootstrap standard error of that log and a critical value,
+    widened by ``floor``.
+
+    ``floor`` (a fraction, e.g. 0.15) is the between-run noise neither side could measure (one run
+    each): the interval becomes [lo/(1+floor), hi·(1+floor)].
+    """
+    return float(np.exp(log_ratio - crit * se) / (1 + floor)), float(np.exp(log_ratio + crit * se) * (1 + floor))
+
+
+def fisher_greater(new_events: int, new_n: int, base_events: int, base_n: int) -> float:
+    """One-sided Fisher exact p-value that the new share of events is higher than the base's.
+
+    The hypergeometric upper tail P(X ≥ new_events), X the events among ``new_n`` draws from all
+    ``new_n + base_n`` requests — what ``scipy.stats.fisher_exact(…, alternative="greater")``
+    returns (the tests check it), computed with ``scipy.special`` alone: importing ``scipy.stats``
+    costs several seconds per command on a loaded machine.
+    """
+    from scipy.special import gammaln, logsumexp
+
+    total, events = new_n + base_n, new_events + base_events
+    x = np.arange(new_events, min(events, new_n) + 1, dtype=np.float64)
+    if x.size == 0:
+        return 1.0
+
+    def log_choose(n, k):
+        return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+    log_p = log_choose(events, x) + log_choose(total - events, new_n - x) - log_choose(total, new_n)
+    return float(min(1.0, np.exp(logsumexp(log_p))))
