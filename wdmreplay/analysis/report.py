@@ -134,6 +134,9 @@ def _figure_lines(c: dict) -> list[str]:
     return lines
 
 
+MAX_UNANSWERED_GROUPS = 6  # groups of indeterminate/skipped requests the text shows (JSON has all)
+
+
 def check_lines(d: dict) -> list[str]:
     """Lines of the check section from its JSON-form dict (shared by check, report and HTML); the verdict is last."""
     lines: list[str] = []
@@ -146,11 +149,22 @@ def check_lines(d: dict) -> list[str]:
                  f"{e['mismatches']} contradicted ({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} "
                  f"unexpected 4xx), {bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
                  f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
+    # Contradictions are the evidence: every group with its examples. Unanswered (indeterminate,
+    # skipped) requests are counted above and judged by availability: only the largest groups here.
+    unanswered = 0
     for g in e["groups"]:
+        quiet = g["category"] in ("indeterminate", "skipped")
+        if quiet and unanswered >= MAX_UNANSWERED_GROUPS:
+            unanswered += 1
+            continue
+        unanswered += quiet
         lines.append(f"  {g['category']:<15} {g['scenario']}/{g['op']} (expect {g['expect']}): {g['count']}")
-        for x in g["examples"]:
+        for x in g["examples"][:1] if quiet else g["examples"]:
             err = f" {x['error']!r}" if x["error"] else ""
             lines.append(f"      session {x['sid']} step {x['step']}: {x['outcome']} {x['status']}{err}")
+    if unanswered > MAX_UNANSWERED_GROUPS:
+        lines.append(f"  (+{unanswered - MAX_UNANSWERED_GROUPS} more groups of indeterminate or skipped requests; "
+                     f"--json lists them all)")
     c = d["consistency"]
     if not c["final_state"]:
         lines.append(f"consistency [{sec['consistency']['status']}]: NOT CHECKED (no final state in the results)")
