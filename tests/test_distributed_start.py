@@ -151,3 +151,15 @@ def test_ctrl_c_while_waiting_for_start_at_stops_within_a_second(shop, tmp_path)
     r = load_results(tmp_path / "t.wdmr")
     assert not r.complete and r.n == 0
     assert any(e["kind"] == "interrupt" and "start-at" in e["reason"] for e in r.events)
+
+
+def test_start_at_just_past_keeps_the_schedule_at_that_instant(shop, tmp_path):
+    populate_and_order_trace(tmp_path / "t.wdmt", 2)
+    start = time.time() - START_LATE_TOLERANCE / 2
+    summary = replay_trace(tmp_path / "t.wdmt", tmp_path / "r.wdmr", target=shop.url, speed=1.0, start_at=start)
+    assert summary["complete"]
+    r = load_results(tmp_path / "r.wdmr")
+    first = next(e for e in r.events if e["kind"] == "phase_start")
+    assert first["at"] == 0.0 and abs(first["wall"] - start) < 0.05
+    # The first session was due at the start instant; it went out late, and its lag is on record.
+    assert float(r.cols["intended"].min()) < START_LATE_TOLERANCE / 2 <= float(r.cols["sent"].min())

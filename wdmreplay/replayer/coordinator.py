@@ -185,8 +185,11 @@ class Coordinator:
         new: dict[str, str] = {}
         for p, name in enumerate(self.phases):
             start = self.clock()
+            if p == 0 and self.start_at is not None:
+                start = 0.0  # sessions already due at the wake-up are sent late (lag recorded), not shifted
             # wall: the unix time of this instant, so that merge can put shards on one clock.
-            self.writer.write_event(start, "phase_start", phase=p, name=name, wall=time.time())
+            self.writer.write_event(start, "phase_start", phase=p, name=name,
+                                    wall=time.time() - (self.clock() - start))
             self._send_all(RunPhase(p, start, self.t0, new))
             new = {}
             for msg in self._collect(PhaseDone, self._alive()).values():
