@@ -322,7 +322,11 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 @click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
               help="HTTP client of the replayed requests: the built-in keep-alive client, or aiohttp "
                    "(slower; for comparison, or a server the built-in client cannot talk to)")
-@click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4")
+@click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4; "
+                                "auto/N takes i from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
+@click.option("--start-at", "start_at", metavar="TIME",
+              help="wait until TIME (epoch seconds or ISO-8601 with zone, e.g. 2026-12-02T01:00:00Z) and start "
+                   "the schedule there: every shard given the same TIME fires in step (docs/distributed.md)")
 @click.option("--label", help="build label stored in the results (e.g. a git sha)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
 @click.option("--settle", type=Finite(0, DAY), default=None,
@@ -332,8 +336,8 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
-               client: str, shard: str | None, label: str | None, no_final_read: bool, settle: float | None, quiet: bool,
-               output: str | None) -> None:
+               client: str, shard: str | None, start_at: str | None, label: str | None, no_final_read: bool,
+               settle: float | None, quiet: bool, output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
@@ -346,11 +350,13 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       wdm-replay replay stress.wdmt --urls urls.json --label build-a -o a.wdmr
       wdm-replay replay consistency.wdmt --url http://127.0.0.1:8000 --speed max --concurrency 512
       wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
+      JOB_COMPLETION_INDEX=1 wdm-replay replay t.wdmt --shard auto/4 --start-at 2026-12-02T01:00:00Z -o shard-1.wdmr
     """
     from pathlib import Path
 
     from .api import Target, get_dialect, load_routes, load_urls
     from .replayer import ReplayError, format_summary, parse_shard, parse_speed, replay_trace
+    from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
 
     if urls_path and base_url:
@@ -365,7 +371,8 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
         target = Target.single("http://localhost:8000")
     try:
         speed_value = parse_speed(speed)
-        shard_value = parse_shard(shard)
+        shard_value = parse_shard(resolve_shard(shard))
+        start_value = parse_start_at(start_at) if start_at is not None else None
     except ValueError as e:
         raise ReplayError(str(e)) from None
     header = read_header(trace)
@@ -375,7 +382,8 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
                            concurrency=concurrency, timeout=timeout, label=label, workers=workers,
                            final_read=not no_final_read, settle=settle,
-                           progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client)
+                           progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
+                           start_at=start_value)
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
     if not summary["complete"]:

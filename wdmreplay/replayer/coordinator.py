@@ -43,7 +43,8 @@ class Coordinator:
 
     def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
                  phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
-                 timeout: float, concurrency: int, progress: bool, total_requests: int):
+                 timeout: float, concurrency: int, progress: bool, total_requests: int,
+                 start_at: float | None = None):
         self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
         self.n = workers
         self.writer = writer
@@ -56,6 +57,7 @@ class Coordinator:
         self.concurrency = concurrency
         self.progress = progress
         self.total_requests = total_requests
+        self.start_at = start_at  # unix time the schedule starts at (--start-at), or None: at once
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
         self.bound = 0  # symbols bound in the whole run (every one is in the results file)
         # Ids of every bound entity, compact, only for the final read (nothing grows without one).
@@ -111,6 +113,8 @@ class Coordinator:
             self._start_workers()
             if not self._wait_ready():
                 return self._stopped("signal before the workers started")
+            if not self._wait_start():
+                return self._stopped("signal before --start-at")
             if not self._run_phases():
                 return self._stopped("signal")
             final = None
@@ -176,10 +180,16 @@ class Coordinator:
     def _run_phases(self) -> bool:
         """Every phase, each a barrier; False when a signal stopped the run."""
         self.t0 = time.perf_counter()
+        if self.start_at is not None:  # the schedule starts at --start-at itself, not at the wake-up
+            self.t0 -= time.time() - self.start_at
         new: dict[str, str] = {}
         for p, name in enumerate(self.phases):
             start = self.clock()
-            self.writer.write_event(start, "phase_start", phase=p, name=name)
+            if p == 0 and self.start_at is not None:
+                start = 0.0  # sessions already due at the wake-up are sent late (lag recorded), not shifted
+            # wall: the unix time of this instant, so that merge can put shards on one clock.
+            self.writer.write_event(start, "phase_start", phase=p, name=name,
+                                    wall=time.time() - (self.clock() - start))
             self._send_all(RunPhase(p, start, self.t0, new))
             new = {}
             for msg in self._collect(PhaseDone, self._alive()).values():
@@ -194,6 +204,17 @@ class Coordinator:
                 return False
         self._update_bar()
         return True
+
+    def _wait_start(self) -> bool:
+        """Wait until the wall clock reaches ``start_at`` (a signal ends the wait within :data:`POLL`); False on a signal."""
+        if self.start_at is None:
+            return True
+        while not self.interrupted:
+            left = self.start_at - time.time()
+            if left <= 0:
+                return True
+            self._pump(min(left, POLL))
+        return False
 
     # --- the final read ---------------------------------------------------------------------------
 

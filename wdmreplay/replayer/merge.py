@@ -4,7 +4,9 @@ Every shard of a trace replays the sessions with ``sid % N == i`` and reads back
 own sessions bound (plus literal and batch_init ids it used). The merged file holds:
 
 - every request row of every shard, its times moved onto one clock: the earliest shard's start
-  (each shard's times are shifted by the difference of the shards' ``started`` wall-clock times);
+  (each shard's times are shifted by the difference of the wall-clock times at which the shards'
+  schedules started — the ``wall`` of their first ``phase_start`` event; files without it fall
+  back to the header's ``started``);
 - the union of the bindings (a symbol bound to two different ids is refused);
 - every event, shifted likewise and tagged with its ``shard``;
 - one final state: the union of the shards' snapshots. An entity read by several shards (a literal
@@ -15,7 +17,10 @@ own sessions bound (plus literal and batch_init ids it used). The merged file ho
   A shard without a final read leaves the merged run without one (the run cannot be judged whole);
 - a trailer that is complete only if every shard's was.
 
-The header is the shards' common header with ``shard: None`` and ``merged`` recording the sources.
+The header is the shards' common header with ``shard: None`` and ``merged`` recording the sources
+and how far apart the shards started: ``start_spread`` is max − min of the shards' first-send wall
+times (what ``replay --start-at`` aims to make small), ``zero_spread`` the same for the instants
+their schedules started.
 Refused, each with a one-line error: a file that is not a shard, shards of different traces,
 dialects or builds (labels), mixed shard counts, a shard given twice or missing, an output that is
 one of the inputs.
@@ -32,6 +37,7 @@ import numpy as np
 
 from ..api import WdmError
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
+from ..traces.results import send_window
 
 ENTITY_KINDS = ("items", "users", "orders")
 TIME_COLUMNS = ("intended", "sent", "done")
@@ -56,12 +62,17 @@ class ShardSource:
     requests: int
     complete: bool
     reason: str | None
+    zero: float  # unix time at which the shard's schedule started (its clock's 0)
+    first_send: float | None  # unix time of its first sent request (None: it sent nothing)
+    start_at: float | None  # the --start-at it was given
+    clock: dict | None  # its host's clock offset record, if known
 
     def as_dict(self) -> dict:
         """The header's ``merged.sources`` entry."""
         return {"path": self.path, "shard": f"{self.index}/{self.count}", "started": self.started,
                 "offset": self.offset, "requests": self.requests, "complete": self.complete,
-                "reason": self.reason}
+                "reason": self.reason, "zero": self.zero, "first_send": self.first_send,
+                "start_at": self.start_at, "clock": self.clock}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +85,15 @@ class MergeSummary:
     complete: bool
     has_final: bool
     disagreeing: int  # entities whose snapshots differ between the shards that read them
+    start_spread: float | None = None  # max - min of the shards' first-send wall times (s)
 
     def line(self) -> str:
         """The one line ``merge`` prints."""
         state = "complete" if self.complete else "PARTIAL (a shard was incomplete)"
         final = "final state of every shard" if self.has_final else "NO final state (a shard had none)"
         extra = f"; {self.disagreeing} entities read differently by two shards" if self.disagreeing else ""
+        if self.start_spread is not None:
+            extra += f"; first sends {self.start_spread * 1e3:.1f} ms apart"
         return f"wrote {self.path}: {self.shards} shards, {self.requests:,} requests, {state}, {final}{extra}"
 
 
@@ -126,13 +140,35 @@ def _check_sources(loaded: list[Results]) -> list[ShardSource]:
     if missing:
         raise MergeError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)} "
                          f"(given {len(seen)} of {count})")
-    t0 = min(float(r.header.get("started") or 0.0) for r in loaded)
+    zeros = [schedule_zero(r) for r in loaded]
+    if any(z is None for z in zeros):  # files written before the phase_start events carried wall times
+        zeros = [float(r.header.get("started") or 0.0) for r in loaded]
+    t0 = min(zeros)  # type: ignore[type-var]
     out = []
-    for r in loaded:
+    for r, zero in zip(loaded, zeros):
         i, n = parse_shard_field(r.header.get("shard"), r.path)
         started = float(r.header.get("started") or 0.0)
-        out.append(ShardSource(r.path, i, n, started, started - t0, r.n, r.complete, r.trailer.get("reason")))
+        window = send_window(r.cols["sent"], r.cols["done"], r.cols["outcome"])
+        out.append(ShardSource(r.path, i, n, started, zero - t0, r.n, r.complete, r.trailer.get("reason"),
+                               zero, None if window is None else zero + window[0],
+                               r.header.get("start_at"), r.header.get("clock")))
     return sorted(out, key=lambda s: s.index)
+
+
+def schedule_zero(r: Results) -> float | None:
+    """Unix time at which a run's clock read 0 (from its first ``phase_start`` event's ``wall``), or None."""
+    for ev in r.events:
+        if ev.get("kind") == "phase_start" and ev.get("wall") is not None:
+            return float(ev["wall"]) - float(ev.get("at") or 0.0)
+    return None
+
+
+def start_spread(sources: Sequence[ShardSource]) -> dict:
+    """How far apart the shards started: ``start_spread`` (first sends) and ``zero_spread`` (schedules), in s."""
+    firsts = [s.first_send for s in sources if s.first_send is not None]
+    zeros = [s.zero for s in sources]
+    return {"start_spread": max(firsts) - min(firsts) if firsts else None,
+            "zero_spread": max(zeros) - min(zeros)}
 
 
 def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
@@ -225,11 +261,12 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         "disagreeing": {k: len(v) for k, v in disagree.items()},
         "disagreeing_ids": {k: v[:100] for k, v in disagree.items()},
         "reads_after_all_requests": None if first_read is None else bool(first_read >= last_answer),
+        **start_spread(sources),
     }
     base = dict(shards[0].header)
     for key in _FORMAT_KEYS:
         base.pop(key, None)
-    base.update(shard=None, started=min(s.started for s in sources), merged=merged_info,
+    base.update(shard=None, started=min(s.started for s in sources), merged=merged_info, clock=None,
                 workers=sum(int(r.header.get("workers") or 1) for r in shards))
     writer = ResultsWriter(out_path, results_header(**base))
     complete = all(s.complete for s in sources)
@@ -254,7 +291,7 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
     wall = max(s.offset + float(r.trailer.get("wall") or 0.0) for r, s in zip(shards, sources))
     writer.close(complete=complete, wall=wall, reason="; ".join(reasons) or None)
     return MergeSummary(out_path, len(sources), sum(s.requests for s in sources), complete,
-                        final is not None, sum(len(v) for v in disagree.values()))
+                        final is not None, sum(len(v) for v in disagree.values()), merged_info["start_spread"])
 
 
 def _write_rows(writer: ResultsWriter, r: Results, offset: float) -> None:

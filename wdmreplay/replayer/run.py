@@ -21,6 +21,7 @@ from .checks import ReplayError, TargetUnreachable, check_options, probe_target,
 from .coordinator import Coordinator
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
+from .start import check_start_at, host_clock
 from .summary import Tally, build_summary, format_summary
 
 __all__ = ["ReplayError", "TargetUnreachable", "format_summary", "replay_trace", "run_async", "shard_keep"]
@@ -49,7 +50,8 @@ def run_async(coro: Any) -> Any:
 def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialect: str | Dialect | None = None,
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
-                 progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean") -> dict:
+                 progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
+                 start_at: float | None = None) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -61,13 +63,19 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     ``client`` is the HTTP client of the replay's requests: ``"lean"`` (the
     keep-alive client of :mod:`.http`, default) or ``"aiohttp"``. Ctrl-C / SIGTERM stop the run;
     the file is then marked partial (``summary["complete"] is False``, ``summary["reason"] ==
-    "interrupted"``).
+    "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
+    there (:mod:`.start`; a start more than a second past is refused before anything is sent).
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
         target = Target.single(target)
     check_options(concurrency=concurrency, timeout=timeout, workers=workers, client=client, settle=settle,
                   speed=speed)
+    if start_at is not None:
+        try:
+            check_start_at(start_at, time.time())
+        except ValueError as e:
+            raise ReplayError(str(e)) from None
     header = read_header(trace_path)
     if dialect is None:
         dialect = header.get("dialect") or "2024"
@@ -84,6 +92,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         timeout=timeout, label=label, started=time.time(), tool=f"wdm-replay {__version__}",
         host=socket.gethostname(), shard=f"{shard[0]}/{shard[1]}" if shard else None, workers=workers,
         scenarios=scenarios, final_read=final_read, settle=settle, client=client,
+        start_at=start_at, clock=host_clock(),
     ), inputs=[trace_path])
     tally = Tally()
     coordinator = Coordinator(
@@ -92,7 +101,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         workers=workers, writer=writer, tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests)
+        total_requests=scan.kept_requests, start_at=start_at)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:

@@ -11,7 +11,9 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   {items, users, orders, missing, settle}, ``event`` {at, kind, …}; trailer {trailer:
   "wdm-results", requests, complete, reason, wall}. Further header keys a reader may ignore:
   scenarios, final_read, settle, client (the HTTP client of the replayed requests, "lean" or
-  "aiohttp"; absent in files written before the lean client, which used aiohttp).
+  "aiohttp"; absent in files written before the lean client, which used aiohttp), start_at
+  (``--start-at``, unix time, or null) and clock (the host's clock offset record or null); the
+  ``phase_start`` events' ``wall`` (unix time of that instant; absent in older files).
 - version 2: the same header, records and trailer, each record inside its own checksummed frame
   (see :mod:`.stream` and ``docs/formats.md``) after a prologue {format, version}; the writer
   flushes every frame to the OS as it is written and works under ``<path>.part``, renamed to
