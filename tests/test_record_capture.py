@@ -1,0 +1,174 @@
+"""``record``: the capture proxy over real loopback HTTP — forwarding, stopping, and the done-when test:
+Locust's six scenarios through the proxy, the trace replayed on a fresh shop, checked CLEAN."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import asyncio
+import numpy as np
+
+from replay_support import TinyTarget
+from wdmreplay.analysis import check_results
+from wdmreplay.api import OP_NAMES, Target
+from wdmreplay.recorder.capture import CaptureThread
+from wdmreplay.replayer import replay_trace
+from wdmreplay.shop import ShopThread
+from wdmreplay.traces import TraceReader, load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _trace_ops(path) -> Counter:
+    with TraceReader(path) as r:
+        return Counter(st["op"] for s in r for st in s["steps"])
+
+
+def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp_path):
+    trace = tmp_path / "locust.wdmt"
+    with ShopThread() as live:
+        with CaptureThread(live.target) as cap:
+            env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            run = subprocess.run(
+                [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+                 "-u", "8", "-r", "8", "-t", "3s", "--stop-timeout", "20", "--host", cap.url,
+                 "--csv", str(tmp_path / "loc"), "--only-summary", "--exit-code-on-error", "0", "FastShopUser"],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stderr[-2000:]
+            cap.stop()
+        live_stats = live.stats()
+        header = cap.write_trace(trace)
+    # Locust's own count of what it sent, per operation (its request names are the operations).
+    with open(tmp_path / "loc_stats.csv", newline="") as f:
+        locust_counts = {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f)
+                         if row["Name"] != "Aggregated"}
+    traced = _trace_ops(trace)
+    forwarded = header["params"]["forwarded"]
+    assert forwarded > 50, forwarded
+    # Exactly the forwarded requests: what Locust sent, what the shop received, what the trace holds.
+    assert header["requests"] == forwarded == sum(locust_counts.values()) == live_stats["requests"] - 0
+    assert dict(traced) == locust_counts
+    for op, n in traced.items():
+        assert live_stats["by_op"].get(op, 0) == n, op
+    assert header["workload"] == "recorded" and header["dialect"] == "2024"
+    assert header["params"]["unmatched"] == 0 and header["params"]["symbols"] > 0
+    assert set(traced) >= {"create_item", "add_stock", "create_user", "add_funds", "create_order", "add_item",
+                           "checkout"}
+
+    with ShopThread() as fresh:
+        out = tmp_path / "replay.wdmr"
+        summary = replay_trace(str(trace), str(out), target=fresh.target, speed=4.0, concurrency=64)
+    res = load_results(out, with_args=True)
+    assert summary["complete"]
+    ops = res.cols["op"]
+    replayed = Counter({OP_NAMES[c]: int(n) for c, n in zip(*np.unique(ops, return_counts=True))})
+    assert replayed == traced
+    assert int((res.cols["outcome"] == res.header["outcomes"].index("skipped")).sum()) == 0
+    report = check_results(res)
+    assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
+
+
+def test_proxy_forwards_status_headers_and_body_unchanged_and_keeps_connections(tmp_path):
+    big = bytes(range(256)) * 4096  # 1 MiB, streamed through
+
+    def behave(method, path):
+        if path == "/stock/big":
+            return 200, big, 0
+        if path.startswith("/payment/create_user"):
+            return 201, b'{"user_id": "u7"}', 0
+        return 418, b"teapot", 0
+
+    with TinyTarget(behave) as tiny:
+        with CaptureThread(Target.single(tiny.url)) as cap:
+            async def client():
+                conn = aiohttp.TCPConnector(limit=1)
+                async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as s:
+                    got = []
+                    for method, path, data in (("GET", "/stock/big", None), ("POST", "/payment/create_user", b"x" * 70000),
+                                               ("POST", "/orders/checkout/u7", None)):
+                        async with s.request(method, cap.url + path, data=data) as r:
+                            got.append((r.status, r.headers.get("Content-Type"), await r.read()))
+                    return got, len(conn._conns)  # idle pooled connections: one, reused
+            got, pooled = asyncio.run(client())
+            cap.stop()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+    assert got[0] == (200, "application/json", big)
+    assert got[1][0] == 201 and got[1][2] == b'{"user_id": "u7"}'
+    assert got[2][:1] == (418,) and got[2][2] == b"teapot"
+    assert tiny.seen == [("GET", "/stock/big"), ("POST", "/payment/create_user"), ("POST", "/orders/checkout/u7")]
+    assert pooled == 1 and header["params"]["connections"] == 1
+    assert header["params"]["forwarded"] == 3 and header["params"]["unmatched"] == 1
+    with TraceReader(tmp_path / "t.wdmt") as r:
+        (session,) = list(r)
+    assert [(s["op"], s["args"], s["expect"]) for s in session["steps"]] == [
+        ("create_user", [], "ok"), ("checkout", ["u7"], "fail")]
+
+
+def test_request_limit_stops_and_refuses_the_rest(tmp_path):
+    with ShopThread() as live:
+        with CaptureThread(live.target, max_requests=3) as cap:
+            codes = []
+            for _ in range(5):
+                req = urllib.request.Request(cap.url + "/payment/create_user", method="POST", data=b"")
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        codes.append(r.status)
+                except urllib.error.HTTPError as e:
+                    codes.append(e.code)
+                except (urllib.error.URLError, ConnectionError):
+                    codes.append(0)  # the proxy stopped listening
+            cap._thread.join(30)  # it stops by itself
+            assert not cap._thread.is_alive()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+        assert live.stats()["requests"] == 3
+    assert codes[:3] == [200, 200, 200] and all(c != 200 for c in codes[3:])
+    assert header["requests"] == 3 and header["params"]["stopped_by"] == "requests"
+
+
+def test_cli_record_stops_on_sigterm_and_writes_a_trace_inspect_shows(tmp_path):
+    with ShopThread() as live:
+        out = tmp_path / "cli.wdmt"
+        proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
+                                 "--listen", "127.0.0.1:0", "-o", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            line = proc.stdout.readline()
+            assert line.startswith("recording on http://127.0.0.1:"), line
+            url = line.split()[2]
+            req = urllib.request.Request(url + "/stock/item/create/4", method="POST", data=b"")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                item = json.loads(r.read())["item_id"]
+            with urllib.request.urlopen(url + f"/stock/find/{item}", timeout=10) as r:
+                assert json.loads(r.read()) == {"stock": 0, "price": 4}
+            proc.send_signal(signal.SIGTERM)
+            rest, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0 and err == "", err
+    assert "2 requests in 1 sessions" in rest and "0 unmatched" in rest
+    shown = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "inspect", str(out)], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "recorded" in shown.stdout and "stopped_by=terminate" in shown.stdout
+
+
+def test_cli_record_user_errors_are_one_line(tmp_path):
+    for args, text in ((["--upstream", "http://127.0.0.1:1", "--urls", "u.json"], "exactly one of"),
+                       (["--upstream", "ftp://x"], "bad base URL"),
+                       (["--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:99999"], "--listen"),
+                       (["--upstream", "http://127.0.0.1:1", "--phase-gap", "nan"], "finite"),
+                       (["--upstream", "http://127.0.0.1:1", "--requests", "1", "--duration", "0.2"], "nothing was captured")):
+        r = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "record", "--listen", "127.0.0.1:0", *args]
+                           if "--listen" not in args else [sys.executable, "-m", "wdmreplay.cli", "record", *args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert r.returncode != 0 and text in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
