@@ -94,7 +94,8 @@ class CaptureProxy:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"))
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self.grace)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                      shutdown_timeout=1.0)  # in-flight requests are drained before
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         try:
