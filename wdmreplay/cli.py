@@ -288,10 +288,9 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
       wdm-replay record --upstream http://127.0.0.1:8000 --requests 10000 --phase-gap 2
       wdm-replay inspect mine.wdmt && wdm-replay replay mine.wdmt --url http://127.0.0.1:8000
     """
-    import asyncio
-
     from .api import Target, load_urls
     from .recorder.capture import CaptureError, parse_listen, record
+    from .replayer.run import run_async  # uvloop's event loop when importable
 
     if bool(urls_path) == bool(upstream):
         raise CaptureError("give exactly one of --urls or --upstream")
@@ -301,7 +300,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
     def ready(url: str) -> None:
         click.echo(f"recording on {url} -> {target.order_url}; Ctrl-C to stop")
 
-    header = asyncio.run(record(target, output, host=host, port=port, duration=duration, max_requests=max_requests,
+    header = run_async(record(target, output, host=host, port=port, duration=duration, max_requests=max_requests,
                                 phase_gap=phase_gap, dialect=None if dialect == "auto" else dialect,
                                 on_ready=ready, grace=grace))
     f = header["params"]
