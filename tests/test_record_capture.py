@@ -15,10 +15,11 @@ from pathlib import Path
 import aiohttp
 import asyncio
 import numpy as np
+import pytest
 
 from replay_support import TinyTarget
 from wdmreplay.analysis import check_results
-from wdmreplay.api import OP_NAMES, Target
+from wdmreplay.api import OP_NAMES, Target, load_urls
 from wdmreplay.recorder.capture import CaptureThread
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import ShopThread
@@ -32,11 +33,13 @@ def _trace_ops(path) -> Counter:
         return Counter(st["op"] for s in r for st in s["steps"])
 
 
-def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp_path):
+@pytest.mark.parametrize("dialect", ["2024", "2023"])
+def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp_path, dialect):
     trace = tmp_path / "locust.wdmt"
     with ShopThread() as live:
         with CaptureThread(live.target) as cap:
-            env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                       WDM_DIALECT=dialect)
             run = subprocess.run(
                 [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
                  "-u", "8", "-r", "8", "-t", "3s", "--stop-timeout", "20", "--host", cap.url,
@@ -56,10 +59,12 @@ def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp
     assert dict(traced) == locust_counts
     for op, n in traced.items():
         assert live_stats["by_op"].get(op, 0) == n, op
-    assert header["workload"] == "recorded" and header["dialect"] == "2024"
+    assert header["workload"] == "recorded" and header["dialect"] == dialect
     assert header["params"]["unmatched"] == 0 and header["params"]["symbols"] > 0
     assert set(traced) >= {"create_item", "add_stock", "create_user", "add_funds", "create_order", "add_item",
                            "checkout"}
+    if dialect == "2023":  # scenario 4 (add, remove, add, checkout) exists only in 2023
+        assert traced["remove_item"] > 0
 
     with ShopThread() as fresh:
         out = tmp_path / "replay.wdmr"
@@ -108,6 +113,35 @@ def test_proxy_forwards_status_headers_and_body_unchanged_and_keeps_connections(
         (session,) = list(r)
     assert [(s["op"], s["args"], s["expect"]) for s in session["steps"]] == [
         ("create_user", [], "ok"), ("checkout", ["u7"], "fail")]
+
+
+def test_urls_route_each_service_to_its_own_base_url(tmp_path):
+    urls = tmp_path / "urls.json"
+    with ShopThread(split=True) as live:
+        urls.write_text(json.dumps(live.target.as_dict()))
+        with CaptureThread(load_urls(urls)) as cap:
+            def post(path):
+                req = urllib.request.Request(cap.url + path, method="POST", data=b"")
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return json.loads(r.read() or b"null") if r.headers.get("Content-Type", "").startswith(
+                        "application/json") else r.status
+            item = post("/stock/item/create/2")["item_id"]
+            post(f"/stock/add/{item}/5")
+            user = post("/payment/create_user")["user_id"]
+            post(f"/payment/add_funds/{user}/10")
+            order = post(f"/orders/create/{user}")["order_id"]
+            post(f"/orders/addItem/{order}/{item}/2")
+            post(f"/orders/checkout/{order}")
+            cap.stop()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+        snap, where = live.snapshot(), live.target.as_dict()
+    assert len(set(where.values())) == 3  # three services, three ports
+    assert snap["items"][item]["stock"] == 3 and snap["users"][user]["credit"] == 6
+    assert header["requests"] == 7 and header["params"]["upstream"] == where
+    with TraceReader(tmp_path / "t.wdmt") as r:
+        steps = [st for s in r for st in s["steps"]]
+    assert [st["op"] for st in steps if st["bind"]] == ["create_item", "create_user", "create_order"]
+    assert steps[-1]["op"] == "checkout" and steps[-1]["args"] == ["$r4.order"]
 
 
 def test_request_limit_stops_and_refuses_the_rest(tmp_path):
