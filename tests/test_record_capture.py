@@ -132,16 +132,25 @@ def test_urls_route_each_service_to_its_own_base_url(tmp_path):
             order = post(f"/orders/create/{user}")["order_id"]
             post(f"/orders/addItem/{order}/{item}/2")
             post(f"/orders/checkout/{order}")
+            post(f"/payment/pay/{user}/1")  # 2024's pay names no order
             cap.stop()
         header = cap.write_trace(tmp_path / "t.wdmt")
         snap, where = live.snapshot(), live.target.as_dict()
     assert len(set(where.values())) == 3  # three services, three ports
-    assert snap["items"][item]["stock"] == 3 and snap["users"][user]["credit"] == 6
-    assert header["requests"] == 7 and header["params"]["upstream"] == where
+    assert snap["items"][item]["stock"] == 3 and snap["users"][user]["credit"] == 5
+    assert header["requests"] == 8 and header["params"]["upstream"] == where
+    with ShopThread(split=True) as fresh:
+        out = tmp_path / "t.wdmr"
+        replay_trace(str(tmp_path / "t.wdmt"), str(out), target=fresh.target, speed=None)
+        again = fresh.snapshot()
+    assert [u["credit"] for u in again["users"].values()] == [5]
+    report = check_results(load_results(out, with_args=True))
+    assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
     with TraceReader(tmp_path / "t.wdmt") as r:
         steps = [st for s in r for st in s["steps"]]
     assert [st["op"] for st in steps if st["bind"]] == ["create_item", "create_user", "create_order"]
-    assert steps[-1]["op"] == "checkout" and steps[-1]["args"] == ["$r4.order"]
+    assert steps[-2]["op"] == "checkout" and steps[-2]["args"] == ["$r4.order"]
+    assert steps[-1]["op"] == "pay" and steps[-1]["args"] == ["$r2.user", None, 1]
 
 
 def test_request_limit_stops_and_refuses_the_rest(tmp_path):

@@ -142,3 +142,29 @@ def test_written_trace_reads_back_and_inspect_finds_no_problem(tmp_path):
     assert len(sessions) == 1  # item, user and order joined through the order's arguments
     info = inspect_trace(path)
     assert info["symbols"]["problems"] == 0, info["symbols"]
+
+
+def test_a_lone_session_keeps_its_answers_and_interacting_ones_become_any():
+    lone = build_trace([
+        ex(0, 1, "POST", "/orders/checkout/7", 0.0, 0.1, status=400),
+        ex(1, 1, "POST", "/stock/subtract/3/1", 0.2, 0.3),
+    ])
+    assert [st["expect"] for st in lone.sessions[0][2]] == ["fail", "ok"]
+    # Two sessions checking out different literal orders may contend for the same (unknown) items.
+    two = build_trace([
+        ex(0, 1, "POST", "/orders/checkout/7", 0.0, 0.1, status=400),
+        ex(1, 2, "POST", "/orders/checkout/8", 0.0, 0.1),
+        ex(2, 2, "GET", "/orders/find/8", 0.2, 0.3),
+    ])
+    assert sorted((st["op"], st["expect"]) for _, _, steps in two.sessions for st in steps) == [
+        ("checkout", "any"), ("checkout", "any"), ("find_order", "ok")]
+    # A user created in phase 0, paid from by two sessions of phase 1: a race, so "any".
+    raced = build_trace([
+        ex(0, 1, "POST", "/payment/create_user", 0.0, 0.1, body={"user_id": "u"}),
+        ex(1, 1, "POST", "/payment/add_funds/u/1", 0.1, 0.2),
+        ex(2, 2, "POST", "/payment/pay/u/1", 5.0, 5.1),
+        ex(3, 3, "POST", "/payment/pay/u/1", 5.0, 5.1, status=400),
+    ], phase_gap=1.0)
+    assert [(p, [(st["op"], st["args"], st["expect"]) for st in steps]) for p, _, steps in raced.sessions] == [
+        (0, [("create_user", [], "ok"), ("add_funds", ["$r0.user", 1], "ok")]),
+        (1, [("pay", ["$r0.user", None, 1], "any")]), (1, [("pay", ["$r0.user", None, 1], "any")])]

@@ -8,9 +8,10 @@ and :func:`write_captured` writes it in the current trace format. The rules (doc
   (the one of ``2024`` / ``2023`` that matches more requests; a tie goes to 2024) or of the one
   forced. A request that matches nothing, or carries a query string, is *refused*: not in the trace,
   counted and listed (``unmatched``) in the header.
-- **Expectations.** 2xx → ``ok``, 4xx → ``fail``, anything else (5xx, no answer) → ``any``. A
-  mutating step on an entity that other sessions of the same phase also touch becomes ``any``:
-  its outcome depends on how concurrent sessions interleave, which replay need not repeat.
+- **Expectations.** 2xx → ``ok``, 4xx → ``fail``, anything else (5xx, no answer) → ``any``. The
+  mutating steps of a session that may interact with another session of its phase (see
+  :func:`_interacting`) become ``any``: their outcome depends on how concurrent sessions
+  interleave, which replay need not repeat.
 - **Symbols.** An id returned by a create answer becomes the symbol ``$r<seq>.<kind>`` (bound by
   that step); an argument equal to it in a request sent after that answer arrived refers to the
   symbol. ``batch_init`` ids (``"0"``…``"n-1"``) stay literal, as the shop defines them on replay too;
@@ -38,7 +39,7 @@ from ..traces import TraceWriter, step
 
 SCENARIO = "recorded"
 MAX_UNMATCHED_LISTED = 20
-MISSING_PARAM = 1  # 2023's add_item has no quantity: one unit
+MISSING_PARAM = 1  # an int parameter the route lacks (2023's add_item quantity: one unit)
 _INT = re.compile(r"-?\d{1,18}")
 # Which entity ranges a batch_init answer creates: (kind, index of the count argument).
 BATCH_CREATES: dict[str, tuple[str, int]] = {
@@ -218,8 +219,8 @@ def _to_steps(matched: list[tuple[Exchange, str, dict]], cuts: list[float]) -> l
         args, entities, uses = [], [], []
         for name, kind in zip(spec.params, spec.kinds):
             value = raw.get(name)
-            if value is None:  # a route without this parameter (2023's add_item): its implied value
-                args.append(MISSING_PARAM)
+            if value is None:  # a route without this parameter: 2023's add_item is one unit; 2024's pay names no order
+                args.append(MISSING_PARAM if kind == "int" else None)
                 continue
             if kind in ("item", "user", "order"):
                 sym = symbols.get((kind, value))
@@ -253,12 +254,7 @@ def _group(steps: list[CapturedStep]) -> list[tuple[int, float, list[dict]]]:
     groups: dict[Any, list[CapturedStep]] = defaultdict(list)
     for s in steps:
         groups[joiner.find((s.phase, s.ex.conn))].append(s)
-    # Entities touched by more than one session of a phase: their mutations' outcomes are "any".
-    touched: dict[tuple[int, tuple[str, str]], set] = defaultdict(set)
-    for key, group in groups.items():
-        for s in group:
-            for e in s.entities:
-                touched[(s.phase, e)].add(key)
+    shared = _interacting(groups)
     phase_start: dict[int, float] = {}
     for s in steps:
         phase_start[s.phase] = min(phase_start.get(s.phase, s.ex.sent), s.ex.sent)
@@ -270,13 +266,38 @@ def _group(steps: list[CapturedStep]) -> list[tuple[int, float, list[dict]]]:
         for s in group:
             think = 0.0 if prev_done is None else max(0.0, s.ex.sent - prev_done)
             expect = s.expect
-            if expect != "any" and OPERATIONS[s.op].mutates and any(
-                    len(touched[(phase, e)]) > 1 for e in s.entities):
+            if expect != "any" and key in shared and OPERATIONS[s.op].mutates:
                 expect = "any"
             built.append(step(s.op, s.args, s.bind, expect, round(think, 6), SCENARIO))
             prev_done = s.ex.done if prev_done is None else max(prev_done, s.ex.done)
         sessions.append((phase, round(group[0].ex.sent - phase_start[phase], 6), built))
     return sessions
+
+
+def _interacting(groups: dict[Any, list[CapturedStep]]) -> set:
+    """Sessions whose mutations' outcomes may depend on another session of their phase.
+
+    Those that share an entity (symbol or literal id) with another session of the phase, and, when
+    a phase has more than one session using literal ids (entities not created in the capture, e.g.
+    ``batch_init`` ones), all of those: a literal order's lines are unknown to the capture, so any
+    two of them may contend for the same items or user.
+    """
+    by_entity: dict[tuple, set] = defaultdict(set)
+    literal: dict[int, set] = defaultdict(set)
+    for key, group in groups.items():
+        for s in group:
+            for kind, ident in s.entities:
+                by_entity[(s.phase, kind, ident)].add(key)
+                if not ident.startswith("$"):
+                    literal[s.phase].add(key)
+    out: set = set()
+    for keys in by_entity.values():
+        if len(keys) > 1:
+            out |= keys
+    for keys in literal.values():
+        if len(keys) > 1:
+            out |= keys
+    return out
 
 
 def write_captured(trace: CapturedTrace, path: str | Path) -> dict:
