@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from wdmreplay.recorder.sessionize import Exchange, build_trace, detect_dialect, expect_of, write_captured
-from wdmreplay.recorder.inspect import inspect_trace
+from wdmreplay.api import get_dialect
+from wdmreplay.recorder.inspect import SymbolChecker, inspect_trace
+from wdmreplay.recorder.sessionize import Exchange, _to_steps, build_trace, detect_dialect, expect_of, write_captured
 from wdmreplay.traces import TraceReader
 
 
@@ -168,3 +170,59 @@ def test_a_lone_session_keeps_its_answers_and_interacting_ones_become_any():
     assert [(p, [(st["op"], st["args"], st["expect"]) for st in steps]) for p, _, steps in raced.sessions] == [
         (0, [("create_user", [], "ok"), ("add_funds", ["$r0.user", 1], "ok")]),
         (1, [("pay", ["$r0.user", None, 1], "any")]), (1, [("pay", ["$r0.user", None, 1], "any")])]
+
+
+_KINDS = {"item": ("/stock/item/create/1", "item_id", ["/stock/add/{}/1", "/stock/find/{}"]),
+          "user": ("/payment/create_user", "user_id", ["/payment/add_funds/{}/2", "/payment/find_user/{}"]),
+          "order": ("/orders/create/u0", "order_id", ["/orders/checkout/{}", "/orders/find/{}"])}
+
+
+@st.composite
+def captures(draw):
+    """Random exchanges over a few connections: creates, uses of created or unknown ids, overlaps, junk."""
+    n = draw(st.integers(1, 40))
+    out, made, t = [], [], 0.0
+    for seq in range(n):
+        t += draw(st.floats(0, 2, allow_nan=False))
+        dur = draw(st.floats(0, 1, allow_nan=False))
+        conn = draw(st.integers(0, 4))
+        kind = draw(st.sampled_from(sorted(_KINDS)))
+        path, key, uses = _KINDS[kind]
+        what = draw(st.integers(0, 9))
+        if what < 4:
+            ident = f"{kind[0]}{seq}"
+            out.append(ex(seq, conn, "POST", path, t, t + dur, body={key: ident}))
+            made.append((kind, ident))
+        elif what < 8 and made:
+            k2, ident = draw(st.sampled_from(made))
+            use = draw(st.sampled_from(_KINDS[k2][2]))
+            method = "GET" if "/find" in use else "POST"
+            out.append(ex(seq, conn, method, use.format(ident), t, t + dur, status=draw(st.sampled_from([200, 400, 500, None]))))
+        elif what == 8:
+            out.append(ex(seq, conn, "POST", "/stock/batch_init/5/10/1", t, t + dur, body={"msg": "ok"}))
+        else:
+            out.append(ex(seq, conn, "GET", "/junk", t, t + dur, status=404))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(captures(), st.one_of(st.none(), st.floats(0.1, 3)))
+def test_any_capture_keeps_every_request_and_the_symbol_rules(exchanges, gap):
+    t = build_trace(exchanges, phase_gap=gap)
+    steps = [s for _, _, group in t.sessions for s in group]
+    assert len(steps) == t.facts["recorded"] == len(exchanges) - t.facts["unmatched"]
+    assert [p for p, _, _ in t.sessions] == sorted(p for p, _, _ in t.sessions)
+    checker = SymbolChecker()
+    for sid, (phase, at, group) in enumerate(t.sessions):
+        assert at >= 0 and all(s["think"] >= 0 for s in group)
+        checker.check({"sid": sid, "phase": phase, "at": at, "steps": list(group)})
+    assert checker.problems == 0, checker.examples
+    # Causality: every symbol use was sent after its create's answer arrived, in the capture.
+    by_seq = {e.seq: e for e in exchanges}
+    n_uses = 0
+    for s in _to_steps([(e, *m) for e in sorted(exchanges, key=lambda e: (e.sent, e.seq))
+                        if (m := get_dialect("2024").match(e.method, e.path))], []):
+        for seq in s.uses:
+            assert by_seq[seq].done <= s.ex.sent
+            n_uses += 1
+    assert n_uses == sum(1 for s in steps for a in s["args"] if isinstance(a, str) and a.startswith("$"))
