@@ -174,7 +174,8 @@ def test_request_limit_stops_and_refuses_the_rest(tmp_path):
     assert header["requests"] == 3 and header["params"]["stopped_by"] == "requests"
 
 
-def test_cli_record_stops_on_sigterm_and_writes_a_trace_inspect_shows(tmp_path):
+@pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "terminate"), (signal.SIGINT, "interrupt")])
+def test_cli_record_stops_on_a_signal_and_writes_a_trace_inspect_shows(tmp_path, sig, name):
     with ShopThread() as live:
         out = tmp_path / "cli.wdmt"
         proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
@@ -189,7 +190,7 @@ def test_cli_record_stops_on_sigterm_and_writes_a_trace_inspect_shows(tmp_path):
                 item = json.loads(r.read())["item_id"]
             with urllib.request.urlopen(url + f"/stock/find/{item}", timeout=10) as r:
                 assert json.loads(r.read()) == {"stock": 0, "price": 4}
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             rest, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
@@ -198,7 +199,7 @@ def test_cli_record_stops_on_sigterm_and_writes_a_trace_inspect_shows(tmp_path):
     assert "2 requests in 1 sessions" in rest and "0 unmatched" in rest
     shown = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "inspect", str(out)], capture_output=True,
                            text=True, timeout=60)
-    assert shown.returncode == 0 and "recorded" in shown.stdout and "stopped_by=terminate" in shown.stdout
+    assert shown.returncode == 0 and "recorded" in shown.stdout and f"stopped_by={name}" in shown.stdout
 
 
 def test_cli_record_user_errors_are_one_line(tmp_path):
