@@ -174,10 +174,16 @@ class CaptureProxy:
             return web.Response(status=502, text=f"wdm-replay record: upstream: {e}\n")
         try:
             answer[0] = up.status
+            headers = [(k, v) for k, v in up.headers.items() if k.lower() not in HOP_BY_HOP]
+            if up.content_length is not None and up.content_length <= BODY_KEPT:
+                # A small answer of known length (the shop's usual): one read, one write.
+                body = await up.read()
+                head += body
+                small = web.Response(status=up.status, reason=up.reason, body=body)
+                small.headers.extend(headers)
+                return small
             resp = web.StreamResponse(status=up.status, reason=up.reason)
-            for k, v in up.headers.items():
-                if k.lower() not in HOP_BY_HOP:
-                    resp.headers.add(k, v)
+            resp.headers.extend(headers)
             if up.content_length is not None:
                 resp.content_length = up.content_length
             await resp.prepare(request)
