@@ -4,8 +4,8 @@ Every request is forwarded unchanged to its service's base URL (by path prefix: 
 ORDER_URL, ``/stock`` → STOCK_URL, ``/payment`` → PAYMENT_URL; anything else → ORDER_URL) and its
 answer passed back unchanged — status, headers (hop-by-hop ones aside), body streamed chunk by chunk
 and never decompressed; both sides keep connections alive. For each request the proxy keeps one
-:class:`~.sessionize.Exchange` (method, path, client connection, times, status and the answer's
-first bytes); when the capture stops they become a trace (:mod:`.sessionize`).
+:class:`~.sessionize.Exchange` (method, path, client connection, times, status and, for answers
+to writes that name an id, the answer's first 512 bytes); when the capture stops they become a trace (:mod:`.sessionize`).
 
 Stopping: :meth:`CaptureProxy.stop` (Ctrl-C / SIGTERM in the CLI), ``duration`` seconds after the
 start, or once ``max_requests`` requests were taken — later ones are answered 503 and neither
@@ -29,7 +29,10 @@ from aiohttp import web
 from ..api import Target, WdmError
 from .sessionize import Exchange, build_trace, write_captured
 
-BODY_KEPT = 4096  # bytes of each answer kept (create answers carry their id in the first few)
+# Of each answer to a POST/PUT/DELETE, the first bytes are kept when they name an id (``"…_id"``):
+# that is where create answers carry it. Kept small so a long capture's memory stays modest.
+BODY_KEPT = 512
+SMALL_ANSWER = 4096  # answers of known length up to this are read whole and sent in one write
 # Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), plus Host and the
 # framing ones aiohttp sets itself from the streamed body.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -156,8 +159,9 @@ class CaptureProxy:
             return await self._exchange(request, answer, head)
         finally:
             self._in_flight -= 1
+            kept = bytes(head) if request.method not in ("GET", "HEAD") and b"_id" in head else b""
             self.exchanges.append(Exchange(seq, conn, request.method, request.raw_path, round(sent, 6),
-                                           round(self._now(), 6), answer[0], bytes(head)))
+                                           round(self._now(), 6), answer[0], kept))
 
     async def _exchange(self, request: web.Request, answer: list, head: bytearray) -> web.StreamResponse:
         """Forward ``request``, stream the answer back; note its status in ``answer`` and first bytes in ``head``."""
@@ -175,10 +179,10 @@ class CaptureProxy:
         try:
             answer[0] = up.status
             headers = [(k, v) for k, v in up.headers.items() if k.lower() not in HOP_BY_HOP]
-            if up.content_length is not None and up.content_length <= BODY_KEPT:
+            if up.content_length is not None and up.content_length <= SMALL_ANSWER:
                 # A small answer of known length (the shop's usual): one read, one write.
                 body = await up.read()
-                head += body
+                head += body[:BODY_KEPT]
                 small = web.Response(status=up.status, reason=up.reason, body=body)
                 small.headers.extend(headers)
                 return small
