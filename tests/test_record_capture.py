@@ -3,17 +3,18 @@ Locust's six scenarios through the proxy, the trace replayed on a fresh shop, ch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import asyncio
 import numpy as np
 import pytest
 

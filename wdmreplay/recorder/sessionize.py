@@ -27,6 +27,7 @@ and :func:`write_captured` writes it in the current trace format. The rules (doc
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections import Counter, defaultdict
@@ -201,8 +202,6 @@ def build_trace(exchanges: Sequence[Exchange], *, dialect: str | Dialect | None 
 
 def _to_steps(matched: list[tuple[Exchange, str, dict]], cuts: list[float]) -> list[CapturedStep]:
     """Match args to symbols (ids whose create answer came before the request was sent)."""
-    import bisect
-
     creates = sorted(((ex.done, ex.seq, op, created_id(op, ex)) for ex, op, _ in matched
                       if OPERATIONS[op].creates), key=lambda c: (c[0], c[1]))
     symbols: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, real id) → (symbol, create seq)
