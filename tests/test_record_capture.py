@@ -201,6 +201,14 @@ def test_cli_record_stops_on_a_signal_and_writes_a_trace_inspect_shows(tmp_path,
     shown = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "inspect", str(out)], capture_output=True,
                            text=True, timeout=60)
     assert shown.returncode == 0 and "recorded" in shown.stdout and f"stopped_by={name}" in shown.stdout
+    with ShopThread() as fresh:  # replay and check it through the CLI, like any trace
+        run = tmp_path / "cli.wdmr"
+        replayed = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "replay", str(out), "--url", fresh.url,
+                                   "-o", str(run), "--quiet"], capture_output=True, text=True, timeout=120)
+        assert replayed.returncode == 0, replayed.stderr
+    checked = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "check", str(run)], capture_output=True,
+                             text=True, timeout=120)
+    assert checked.returncode == 0 and "CLEAN" in checked.stdout, checked.stdout + checked.stderr
 
 
 def test_cli_record_user_errors_are_one_line(tmp_path):
