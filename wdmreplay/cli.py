@@ -255,6 +255,61 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
     click.echo(json.dumps(info, indent=2, allow_nan=False, default=str) if as_json else render_inspect(info))
 
 
+# --- record (capture proxy) -------------------------------------------------------------------
+
+
+@cli.command("record")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
+              help="Where the proxy listens (port 0 picks a free one; the URL is printed).")
+@click.option("--urls", "urls_path", type=click.Path(dir_okay=False), help="urls.json of the shop to forward to.")
+@click.option("--upstream", help="One gateway base URL to forward everything to (e.g. http://127.0.0.1:8000).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="recorded.wdmt", show_default=True,
+              help="Trace file to write when the capture stops.")
+@click.option("--duration", type=DURATION, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--requests", "max_requests", type=click.IntRange(1), default=None, metavar="N",
+              help="Stop after N requests (later ones are answered 503, not forwarded).")
+@click.option("--phase-gap", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
+              help="Start a new phase after every idle gap (nothing in flight) of at least S seconds.")
+@click.option("--dialect", type=click.Choice(["auto", "2024", "2023"]), default="auto", show_default=True,
+              help="Dialect to match requests with (auto: the one matching most requests).")
+@click.option("--grace", type=Finite(0, DAY), default=30.0, show_default=True, metavar="S",
+              help="On stop, seconds to let requests in flight finish.")
+def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output: str, duration: float | None,
+               max_requests: int | None, phase_gap: float | None, dialect: str, grace: float) -> None:
+    """Capture real traffic through a reverse proxy and write it as a replayable trace.
+
+    Runs until Ctrl-C, SIGTERM, --duration or --requests; then writes OUT with workload
+    "recorded": requests matched to operations, created ids turned into symbols, sessions per
+    client connection joined by id use (see docs/record.md).
+
+    \b
+    Examples:
+      wdm-replay record --upstream http://127.0.0.1:8000 -o mine.wdmt       # proxy on :8080
+      wdm-replay record --urls urls.json --listen 127.0.0.1:9000 --duration 60
+      wdm-replay record --upstream http://127.0.0.1:8000 --requests 10000 --phase-gap 2
+      wdm-replay inspect mine.wdmt && wdm-replay replay mine.wdmt --url http://127.0.0.1:8000
+    """
+    from .api import Target, load_urls
+    from .recorder.capture import CaptureError, parse_listen, record
+    from .replayer.run import run_async  # uvloop's event loop when importable
+
+    if bool(urls_path) == bool(upstream):
+        raise CaptureError("give exactly one of --urls or --upstream")
+    target = load_urls(urls_path) if urls_path else Target.single(upstream)  # type: ignore[arg-type]
+    host, port = parse_listen(listen)
+
+    def ready(url: str) -> None:
+        click.echo(f"recording on {url} -> {target.order_url}; Ctrl-C to stop")
+
+    header = run_async(record(target, output, host=host, port=port, duration=duration, max_requests=max_requests,
+                                phase_gap=phase_gap, dialect=None if dialect == "auto" else dialect,
+                                on_ready=ready, grace=grace))
+    f = header["params"]
+    click.echo(f"{output}: {header['requests']} requests in {header['sessions']} sessions, "
+               f"{len(header['phases'])} phase(s), dialect {header['dialect']}; "
+               f"{f['unmatched']} unmatched (not in the trace), {f['refused']} refused")
+
+
 # --- serve (shop) -----------------------------------------------------------------------------
 
 

@@ -128,7 +128,7 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_re
                 scan.kept_requests += 1
                 if final_read:
                     for kind, a in zip(op.kinds, args):
-                        if kind != "int" and not (isinstance(a, str) and a.startswith("$")):
+                        if kind != "int" and a is not None and not (isinstance(a, str) and a.startswith("$")):
                             literals[kind].add(str(a))
                 for kind, i in BATCH_RANGES.get(name, ()):
                     if i < len(args) and isinstance(args[i], int) and args[i] > ranges[kind]:

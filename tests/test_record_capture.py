@@ -1,0 +1,224 @@
+"""``record``: the capture proxy over real loopback HTTP — forwarding, stopping, and the done-when test:
+Locust's six scenarios through the proxy, the trace replayed on a fresh shop, checked CLEAN."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from replay_support import TinyTarget
+from wdmreplay.analysis import check_results
+from wdmreplay.api import OP_NAMES, Target, load_urls
+from wdmreplay.recorder.capture import CaptureThread
+from wdmreplay.replayer import replay_trace
+from wdmreplay.shop import ShopThread
+from wdmreplay.traces import TraceReader, load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _trace_ops(path) -> Counter:
+    with TraceReader(path) as r:
+        return Counter(st["op"] for s in r for st in s["steps"])
+
+
+@pytest.mark.parametrize("dialect", ["2024", "2023"])
+def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp_path, dialect):
+    trace = tmp_path / "locust.wdmt"
+    with ShopThread() as live:
+        with CaptureThread(live.target) as cap:
+            env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                       WDM_DIALECT=dialect)
+            run = subprocess.run(
+                [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+                 "-u", "8", "-r", "8", "-t", "3s", "--stop-timeout", "20", "--host", cap.url,
+                 "--json", "--exit-code-on-error", "0", "FastShopUser"],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stderr[-2000:]
+            cap.stop()
+        live_stats = live.stats()
+        header = cap.write_trace(trace)
+    # Locust's own final count of what it sent, per operation (its request names are the operations).
+    locust_counts = {e["name"]: e["num_requests"] for e in json.loads(run.stdout)}
+    traced = _trace_ops(trace)
+    forwarded = header["params"]["forwarded"]
+    assert forwarded > 50, forwarded
+    # Exactly the forwarded requests: what Locust sent, what the shop received, what the trace holds.
+    assert header["requests"] == forwarded == sum(locust_counts.values()) == live_stats["requests"]
+    assert dict(traced) == locust_counts
+    for op, n in traced.items():
+        assert live_stats["by_op"].get(op, 0) == n, op
+    assert header["workload"] == "recorded" and header["dialect"] == dialect
+    assert header["params"]["unmatched"] == 0 and header["params"]["symbols"] > 0
+    assert set(traced) >= {"create_item", "add_stock", "create_user", "add_funds", "create_order", "add_item",
+                           "checkout"}
+    if dialect == "2023":  # scenario 4 (add, remove, add, checkout) exists only in 2023
+        assert traced["remove_item"] > 0
+
+    with ShopThread() as fresh:
+        out = tmp_path / "replay.wdmr"
+        summary = replay_trace(str(trace), str(out), target=fresh.target, speed=4.0, concurrency=64)
+    res = load_results(out, with_args=True)
+    assert summary["complete"]
+    ops = res.cols["op"]
+    replayed = Counter({OP_NAMES[c]: int(n) for c, n in zip(*np.unique(ops, return_counts=True))})
+    assert replayed == traced
+    assert int((res.cols["outcome"] == res.header["outcomes"].index("skipped")).sum()) == 0
+    report = check_results(res)
+    assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
+
+
+def test_proxy_forwards_status_headers_and_body_unchanged_and_keeps_connections(tmp_path):
+    big = bytes(range(256)) * 4096  # 1 MiB, streamed through
+
+    def behave(method, path):
+        if path == "/stock/big":
+            return 200, big, 0
+        if path.startswith("/payment/create_user"):
+            return 201, b'{"user_id": "u7"}', 0
+        return 418, b"teapot", 0
+
+    with TinyTarget(behave) as tiny:
+        with CaptureThread(Target.single(tiny.url)) as cap:
+            async def client():
+                conn = aiohttp.TCPConnector(limit=1)
+                async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as s:
+                    got = []
+                    for method, path, data in (("GET", "/stock/big", None), ("POST", "/payment/create_user", b"x" * 70000),
+                                               ("POST", "/orders/checkout/u7", None)):
+                        async with s.request(method, cap.url + path, data=data) as r:
+                            got.append((r.status, r.headers.get("Content-Type"), await r.read()))
+                    return got, len(conn._conns)  # idle pooled connections: one, reused
+            got, pooled = asyncio.run(client())
+            cap.stop()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+    assert got[0] == (200, "application/json", big)
+    assert got[1][0] == 201 and got[1][2] == b'{"user_id": "u7"}'
+    assert got[2][:1] == (418,) and got[2][2] == b"teapot"
+    assert tiny.seen == [("GET", "/stock/big"), ("POST", "/payment/create_user"), ("POST", "/orders/checkout/u7")]
+    assert pooled == 1 and header["params"]["connections"] == 1
+    assert header["params"]["forwarded"] == 3 and header["params"]["unmatched"] == 1
+    with TraceReader(tmp_path / "t.wdmt") as r:
+        (session,) = list(r)
+    assert [(s["op"], s["args"], s["expect"]) for s in session["steps"]] == [
+        ("create_user", [], "ok"), ("checkout", ["u7"], "fail")]
+
+
+def test_urls_route_each_service_to_its_own_base_url(tmp_path):
+    urls = tmp_path / "urls.json"
+    with ShopThread(split=True) as live:
+        urls.write_text(json.dumps(live.target.as_dict()))
+        with CaptureThread(load_urls(urls)) as cap:
+            def post(path):
+                req = urllib.request.Request(cap.url + path, method="POST", data=b"")
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return json.loads(r.read() or b"null") if r.headers.get("Content-Type", "").startswith(
+                        "application/json") else r.status
+            item = post("/stock/item/create/2")["item_id"]
+            post(f"/stock/add/{item}/5")
+            user = post("/payment/create_user")["user_id"]
+            post(f"/payment/add_funds/{user}/10")
+            order = post(f"/orders/create/{user}")["order_id"]
+            post(f"/orders/addItem/{order}/{item}/2")
+            post(f"/orders/checkout/{order}")
+            post(f"/payment/pay/{user}/1")  # 2024's pay names no order
+            cap.stop()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+        snap, where = live.snapshot(), live.target.as_dict()
+    assert len(set(where.values())) == 3  # three services, three ports
+    assert snap["items"][item]["stock"] == 3 and snap["users"][user]["credit"] == 5
+    assert header["requests"] == 8 and header["params"]["upstream"] == where
+    with ShopThread(split=True) as fresh:
+        out = tmp_path / "t.wdmr"
+        replay_trace(str(tmp_path / "t.wdmt"), str(out), target=fresh.target, speed=None)
+        again = fresh.snapshot()
+    assert [u["credit"] for u in again["users"].values()] == [5]
+    report = check_results(load_results(out, with_args=True))
+    assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
+    with TraceReader(tmp_path / "t.wdmt") as r:
+        steps = [st for s in r for st in s["steps"]]
+    assert [st["op"] for st in steps if st["bind"]] == ["create_item", "create_user", "create_order"]
+    assert steps[-2]["op"] == "checkout" and steps[-2]["args"] == ["$r4.order"]
+    assert steps[-1]["op"] == "pay" and steps[-1]["args"] == ["$r2.user", None, 1]
+
+
+def test_request_limit_stops_and_refuses_the_rest(tmp_path):
+    with ShopThread() as live:
+        with CaptureThread(live.target, max_requests=3) as cap:
+            codes = []
+            for _ in range(5):
+                req = urllib.request.Request(cap.url + "/payment/create_user", method="POST", data=b"")
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        codes.append(r.status)
+                except urllib.error.HTTPError as e:
+                    codes.append(e.code)
+                except (urllib.error.URLError, ConnectionError):
+                    codes.append(0)  # the proxy stopped listening
+            cap._thread.join(30)  # it stops by itself
+            assert not cap._thread.is_alive()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+        assert live.stats()["requests"] == 3
+    assert codes[:3] == [200, 200, 200] and all(c != 200 for c in codes[3:])
+    assert header["requests"] == 3 and header["params"]["stopped_by"] == "requests"
+
+
+@pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "terminate"), (signal.SIGINT, "interrupt")])
+def test_cli_record_stops_on_a_signal_and_writes_a_trace_inspect_shows(tmp_path, sig, name):
+    with ShopThread() as live:
+        out = tmp_path / "cli.wdmt"
+        proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
+                                 "--listen", "127.0.0.1:0", "-o", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            line = proc.stdout.readline()
+            assert line.startswith("recording on http://127.0.0.1:"), line
+            url = line.split()[2]
+            req = urllib.request.Request(url + "/stock/item/create/4", method="POST", data=b"")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                item = json.loads(r.read())["item_id"]
+            with urllib.request.urlopen(url + f"/stock/find/{item}", timeout=10) as r:
+                assert json.loads(r.read()) == {"stock": 0, "price": 4}
+            proc.send_signal(sig)
+            rest, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0 and err == "", err
+    assert "2 requests in 1 sessions" in rest and "0 unmatched" in rest
+    shown = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "inspect", str(out)], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "recorded" in shown.stdout and f"stopped_by={name}" in shown.stdout
+    with ShopThread() as fresh:  # replay and check it through the CLI, like any trace
+        run = tmp_path / "cli.wdmr"
+        replayed = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "replay", str(out), "--url", fresh.url,
+                                   "-o", str(run), "--quiet"], capture_output=True, text=True, timeout=120)
+        assert replayed.returncode == 0, replayed.stderr
+    checked = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "check", str(run)], capture_output=True,
+                             text=True, timeout=120)
+    assert checked.returncode == 0 and "CLEAN" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_cli_record_user_errors_are_one_line(tmp_path):
+    for args, text in ((["--upstream", "http://127.0.0.1:1", "--urls", "u.json"], "exactly one of"),
+                       (["--upstream", "ftp://x"], "bad base URL"),
+                       (["--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:99999"], "--listen"),
+                       (["--upstream", "http://127.0.0.1:1", "--phase-gap", "nan"], "finite"),
+                       (["--upstream", "http://127.0.0.1:1", "--requests", "1", "--duration", "0.2"], "nothing was captured")):
+        r = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "record", "--listen", "127.0.0.1:0", *args]
+                           if "--listen" not in args else [sys.executable, "-m", "wdmreplay.cli", "record", *args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert r.returncode != 0 and text in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
