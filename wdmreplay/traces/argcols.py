@@ -19,6 +19,8 @@ per-row lists only when a caller asks for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import count
+from operator import itemgetter
 from typing import Any, Iterator, Sequence
 
 import msgpack
@@ -52,6 +54,25 @@ class ArgColumns:
     extra: dict  # row -> args list, for batch_init_* rows
 
 
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _ints(sub: list, pos: int, default: int) -> np.ndarray:
+    """``as_int(a[pos], default)`` of each row (``default`` when ``a[pos]`` is absent), as int64.
+
+    The common case — every value an int or a numeric string — converts in C; anything else (None,
+    a word, a float string, a missing position) falls back to the per-row rule.
+    """
+    try:
+        vals = list(map(itemgetter(pos), sub))
+        if all(v.__class__ is int for v in vals):
+            return np.array(vals, np.int64)
+    except IndexError:
+        pass
+    return np.fromiter((as_int(a[pos], default) if -len(a) <= pos < len(a) else default for a in sub),
+                       np.int64, len(sub))
+
+
 class ArgColumnsBuilder:
     """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file)."""
 
@@ -65,9 +86,15 @@ class ArgColumnsBuilder:
         self._codes = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
 
     def _intern(self, strings: list) -> np.ndarray:
+        """Codes of ``strings`` in the file's table (new strings get the next codes, in order of appearance).
+
+        Every per-row step runs in C (dict.fromkeys, map); Python loops over the new strings only.
+        """
         index = self._index
-        get = index.setdefault
-        return np.fromiter((get(s, len(index)) for s in strings), np.int32, len(strings))
+        new = [s for s in dict.fromkeys(strings) if s not in index]
+        if new:
+            index.update(zip(new, count(len(index))))
+        return np.fromiter(map(index.__getitem__, strings), np.int32, len(strings))
 
     def add(self, op: np.ndarray, args: list | None) -> None:
         """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
@@ -75,8 +102,7 @@ class ArgColumnsBuilder:
         k0 = np.full(n, -1, np.int32)
         k1 = np.full(n, -1, np.int32)
         num = np.zeros(n, np.int64)
-        present = np.unique(op)
-        for code in present.tolist():
+        for code in np.unique(op).tolist():
             name = self._codes.get(code)
             if name is None:
                 continue
@@ -84,23 +110,27 @@ class ArgColumnsBuilder:
             if args is None:
                 sub = [[None]] * rows.size
             else:
-                sub = [args[i] or [None] for i in rows.tolist()]
+                sub = list(map(args.__getitem__, rows.tolist()))
+                if not all(sub):  # rows without args read as [None], as the checker always did
+                    sub = [a or [None] for a in sub]
             if name in EXTRA_OPS:
                 for i, a in zip(rows.tolist(), sub):
                     self._extra[self._rows + i] = a
                 continue
             if name == "create_item":
-                num[rows] = np.fromiter((as_int(a[0]) for a in sub), np.int64, rows.size)
+                num[rows] = _ints(sub, 0, 0)
                 continue
-            k0[rows] = self._intern([a[0] if a[0].__class__ is str else str(a[0]) for a in sub])
+            k0[rows] = self._intern(list(map(str, map(_first, sub))))
             if name in _K1_OPS:
-                k1[rows] = self._intern([(a[1] if a[1].__class__ is str else str(a[1])) if len(a) > 1 else ""
-                                         for a in sub])
+                try:
+                    second = list(map(str, map(_second, sub)))
+                except IndexError:
+                    second = [str(a[1]) if len(a) > 1 else "" for a in sub]
+                k1[rows] = self._intern(second)
             if name == "add_item":
-                num[rows] = np.fromiter((as_int(a[2], 1) if len(a) > 2 else 1 for a in sub), np.int64, rows.size)
+                num[rows] = _ints(sub, 2, 1)
             elif name in _LEDGER_OPS:
-                num[rows] = np.fromiter((a[-1] if a[-1].__class__ is int else as_int(a[-1]) for a in sub),
-                                        np.int64, rows.size)
+                num[rows] = _ints(sub, -1, 0)
         self._k0.append(k0)
         self._k1.append(k1)
         self._num.append(num)
