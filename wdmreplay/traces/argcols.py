@@ -83,24 +83,24 @@ class ArgColumnsBuilder:
         self._num: list[np.ndarray] = []
         self._extra: dict[int, list] = {}
         self._rows = 0
+        self._next = 0
         self._codes = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
 
     def _intern(self, strings: list) -> np.ndarray:
-        """Codes of ``strings`` in the file's table (new strings get the next codes, in order of appearance).
+        """Provisional codes of ``strings``: one C-level ``setdefault`` per row, no Python loop.
 
-        Every per-row step runs in C (dict.fromkeys, map); Python loops over the new strings only.
+        A new string takes the running row counter as its code, so codes are unique but sparse;
+        :meth:`build` makes them dense (ranks, in order of first appearance).
         """
-        index = self._index
-        new = [s for s in dict.fromkeys(strings) if s not in index]
-        if new:
-            index.update(zip(new, count(len(index))))
-        return np.fromiter(map(index.__getitem__, strings), np.int32, len(strings))
+        start = self._next
+        self._next += len(strings)
+        return np.fromiter(map(self._index.setdefault, strings, count(start)), np.int64, len(strings))
 
     def add(self, op: np.ndarray, args: list | None) -> None:
         """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
         n = op.size
-        k0 = np.full(n, -1, np.int32)
-        k1 = np.full(n, -1, np.int32)
+        k0 = np.full(n, -1, np.int64)
+        k1 = np.full(n, -1, np.int64)
         num = np.zeros(n, np.int64)
         for code in np.unique(op).tolist():
             name = self._codes.get(code)
@@ -140,8 +140,10 @@ class ArgColumnsBuilder:
         """The columns of every chunk added so far."""
         def cat(parts: list, dt: Any) -> np.ndarray:
             return np.concatenate(parts) if parts else np.empty(0, dt)
-        return ArgColumns(cat(self._k0, np.int32), cat(self._k1, np.int32), cat(self._num, np.int64),
-                          list(self._index), self._extra)
+        sparse = np.fromiter(self._index.values(), np.int64, len(self._index))  # increasing
+        k0, k1 = cat(self._k0, np.int64), cat(self._k1, np.int64)
+        dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype(np.int32) for k in (k0, k1)]
+        return ArgColumns(dense[0], dense[1], cat(self._num, np.int64), list(self._index), self._extra)
 
 
 class LazyArgs(Sequence):
