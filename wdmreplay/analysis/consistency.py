@@ -100,7 +100,7 @@ class _Ledger:
     writes: list = field(default_factory=list)  # arrays of the rows of requests that may have written
 
 
-@dataclass
+@dataclass(slots=True)
 class _Order:
     """Checkout responses of one order and the (sent, done) interval of each."""
 
