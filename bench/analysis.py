@@ -142,7 +142,7 @@ def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_0
 
 
 def analyse_check(path: str) -> dict:
-    """Load with args and run the full check; seconds per step and peak RSS."""
+    """Load with args (as columns) and run the full check; seconds per step, verdict, anomalies and peak RSS."""
     from wdmreplay.analysis import check_results
     from wdmreplay.analysis.check import paused_gc
     from wdmreplay.traces import load_results
@@ -155,7 +155,8 @@ def analyse_check(path: str) -> dict:
     w2, c2 = time.perf_counter(), time.process_time()
     return {"rows": r.n, "seconds": {"load with args": w1 - w0, "check": w2 - w1, "total": w2 - w0},
             "cpu": {"load with args": c1 - c0, "check": c2 - c1, "total": c2 - c0},
-            "anomalies": len(rep.anomalies), "verdict": rep.verdict.verdict, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "anomalies": len(rep.anomalies), "anomaly_counts": {k: v for k, v in rep.anomaly_counts.items() if v},
+            "verdict": rep.verdict.verdict, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def analyse(path: str) -> dict:
@@ -227,6 +228,8 @@ def _print(res: dict, title: str) -> None:
     print(f"{'load average':>18}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall > cpu means contention)")
     print(f"{'rows/s':>18}: {res['rows'] / secs['total']:,.0f}  ({res['rows']:,} rows)")
     print(f"{'peak RSS':>18}: {res['peak_rss_mb']:.0f} MB")
+    if "verdict" in res:
+        print(f"{'verdict':>18}: {res['verdict']}, {res['anomalies']} anomalies {res.get('anomaly_counts', '')}")
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ class _Ledger:
     writes: list = field(default_factory=list)  # arrays of the rows of requests that may have written
 
 
-@dataclass
+@dataclass(slots=True)
 class _Order:
     """Checkout responses of one order and the (sent, done) interval of each."""
 
@@ -166,7 +166,7 @@ class History:
 
 
 def _batch_value(batches: list[tuple], entity_id: str) -> tuple | None:
-    if not entity_id.isdigit():
+    if not batches or not entity_id.isdigit():
         return None
     k = int(entity_id)
     for b in reversed(batches):
@@ -191,36 +191,41 @@ def _intervals(hist: "History", parts: list) -> list[tuple[float, float]]:
 
 
 class _Rows:
-    """The sent rows of one operation, their outcome classes and args, grouped by a key."""
+    """The sent rows of one operation, their outcome classes and arg columns, grouped by a key."""
 
     def __init__(self, results: Results, cls_all: np.ndarray, name: str):
-        c = results.cols
+        c, ac = results.cols, results.argcols
         self.rows = np.nonzero((c["op"] == OP_CODES[name]) & (c["outcome"] != SKIPPED))[0]
         self.cls = cls_all[self.rows]
-        args = results.args
-        self.args = [args[i] or [None] for i in self.rows.tolist()]
+        self.k0, self.k1, self.num = ac.k0[self.rows], ac.k1[self.rows], ac.num[self.rows]
+        self.names = ac.names
 
-    def group(self, keys: list, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
-        """(unique keys, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
-        index: dict = {}
+    def group(self, keys: np.ndarray, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
+        """(unique key codes, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
         kept = np.nonzero(keep)[0]
-        inv = np.fromiter((index.setdefault(keys[k], len(index)) for k in kept.tolist()), np.int64, kept.size)
+        uniq, inv = np.unique(keys[kept], return_inverse=True)
+        inv = inv.reshape(-1)
         order = np.argsort(inv, kind="stable")
-        counts = np.bincount(inv, minlength=len(index))
+        counts = np.bincount(inv, minlength=uniq.size)
         starts = np.concatenate(([0], np.cumsum(counts))).tolist()
-        return list(index), inv, self.rows[kept][order], starts
+        return uniq.tolist(), inv, self.rows[kept][order], starts
 
     def sums(self, inv: np.ndarray, n: int, mask: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
         """Per key, the count (or sum of ``weights``) of the kept rows in ``mask``."""
-        w = None if weights is None else weights[mask]
-        return np.bincount(inv[mask], weights=w, minlength=n).astype(np.int64).tolist()
+        if weights is None:
+            return np.bincount(inv[mask], minlength=n).tolist()
+        out = np.zeros(n, np.int64)
+        np.add.at(out, inv[mask], weights[mask])  # exact integer sums (bincount's weights are floats)
+        return out.tolist()
 
 
 def read_history(results: Results) -> History:
     """Sum what every sent request did to each item, user and order.
 
-    Rows are selected and summed per operation with numpy (grouped by entity with one dict pass);
-    only indeterminate rows are walked one by one.
+    Works on the results' arg columns (:attr:`~..traces.results.Results.argcols`: entity ids as
+    integer codes, amounts as integers): rows are selected, grouped by entity code and summed per
+    operation with numpy, so Python loops run over entities, not rows; only indeterminate rows
+    (all-or-nothing deltas) and batch_init rows are walked one by one.
     """
     h = History(results.cols)
     cols = results.cols
@@ -236,20 +241,20 @@ def read_history(results: Results) -> History:
         _read_ledger(h, _Rows(results, cls_all, name), name)
     for name in ("add_item", "remove_item"):
         _read_lines(h, _Rows(results, cls_all, name), name)
-    for name in ("create_item", "create_order", "cancel_payment", "batch_init_stock", "batch_init_users",
-                 "batch_init_orders"):
+    r = _Rows(results, cls_all, "create_item")
+    h.create_prices.update(np.unique(r.num[r.cls != _FAIL]).tolist())  # a 4xx is taken as no effect
+    r = _Rows(results, cls_all, "create_order")
+    codes, counts = np.unique(r.k0[r.cls == _OK], return_counts=True)
+    for code, k in zip(codes.tolist(), counts.tolist()):
+        h.created_orders[r.names[code]] += k
+    r = _Rows(results, cls_all, "cancel_payment")
+    h.refunded.update(r.names[c] for c in np.unique(r.k0[r.cls != _FAIL]).tolist())  # 2023: refund of unknown amount
+    extra = results.argcols.extra
+    for name in ("batch_init_stock", "batch_init_users", "batch_init_orders"):
         r = _Rows(results, cls_all, name)
-        for c, a in zip(r.cls.tolist(), r.args):
-            if c == _FAIL:
-                continue  # a 4xx of a simple operation is taken as no effect
-            if name == "create_item":
-                h.create_prices.add(as_int(a[0]))
-            elif name == "create_order":
-                if c == _OK:
-                    h.created_orders[str(a[0])] += 1
-            elif name == "cancel_payment":
-                h.refunded.add(str(a[0]))  # 2023 dialect: a refund of unknown amount
-            elif name == "batch_init_stock":
+        for row in r.rows[r.cls != _FAIL].tolist():
+            a = extra[row]
+            if name == "batch_init_stock":
                 h.batch_items.append((as_int(a[0]), as_int(a[1]), as_int(a[2] if len(a) > 2 else 0)))
             elif name == "batch_init_users":
                 h.batch_users.append((as_int(a[0]), as_int(a[1] if len(a) > 1 else 0)))
@@ -259,36 +264,36 @@ def read_history(results: Results) -> History:
 
 
 def _read_checkouts(h: History, r: _Rows) -> None:
-    keys = [str(a[0]) for a in r.args]
-    uniq, inv, srt, starts = r.group(keys, np.ones(r.rows.size, dtype=bool))
+    uniq, inv, srt, starts = r.group(r.k0, np.ones(r.rows.size, dtype=bool))
     n = len(uniq)
     n_ok, n_fail, n_indet = (r.sums(inv, n, r.cls == k) for k in (_OK, _FAIL, _INDET))
-    for k, key in enumerate(uniq):
-        h.orders[key] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
-        h.checkouts["ok"] += n_ok[k]
-        h.checkouts["fail"] += n_fail[k]
-        h.checkouts["indeterminate"] += n_indet[k]
+    names, orders = r.names, h.orders
+    for k, code in enumerate(uniq):
+        orders[names[code]] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
+    h.checkouts["ok"] += int(np.count_nonzero(r.cls == _OK))
+    h.checkouts["fail"] += int(np.count_nonzero(r.cls == _FAIL))
+    h.checkouts["indeterminate"] += int(np.count_nonzero(r.cls == _INDET))
 
 
 def _read_ledger(h: History, r: _Rows, name: str) -> None:
     """Book the answered and indeterminate add_stock / subtract_stock / add_funds / pay of each entity."""
     ledgers = h.items if name in ("add_stock", "subtract_stock") else h.users
     adds = name in ("add_stock", "add_funds")
-    keys = [str(a[0]) for a in r.args]
-    amount = np.fromiter((as_int(a[-1]) for a in r.args), np.int64, len(r.args))
+    amount = r.num
     wrote = r.cls != _FAIL
-    uniq, inv, srt, starts = r.group(keys, wrote)
+    uniq, inv, srt, starts = r.group(r.k0, wrote)
     ok = r.cls[wrote] == _OK
     total = r.sums(inv, len(uniq), ok, amount[wrote])
-    for k, key in enumerate(uniq):
-        led = ledgers[key]
+    names = r.names
+    for k, code in enumerate(uniq):
+        led = ledgers[names[code]]
         if adds:
             led.add_ok += total[k]
         else:
             led.sub_ok += total[k]
         led.writes.append(srt[starts[k]:starts[k + 1]])
     for k in np.nonzero(r.cls == _INDET)[0].tolist():
-        led, am = ledgers[keys[k]], int(amount[k])
+        led, am = ledgers[names[r.k0[k]]], int(amount[k])
         if adds:
             led.add_unc += am
             led.unc.append(am)
@@ -299,18 +304,21 @@ def _read_ledger(h: History, r: _Rows, name: str) -> None:
 
 def _read_lines(h: History, r: _Rows, name: str) -> None:
     """Book each (order, item) line's answered and indeterminate add_item / remove_item."""
-    keys = [(str(a[0]), str(a[1]) if len(a) > 1 else "") for a in r.args]
+    names = r.names
+    width = len(names) + 1
+    keys = r.k0.astype(np.int64) * width + r.k1
     wrote = r.cls != _FAIL
     uniq, inv, srt, starts = r.group(keys, wrote)
     ok = r.cls[wrote] == _OK
     if name == "add_item":
-        qty = np.fromiter((as_int(a[2], 1) if len(a) > 2 else 1 for a in r.args), np.int64, len(r.args))
+        qty = r.num
         total = r.sums(inv, len(uniq), ok, qty[wrote])
     else:
-        qty = np.ones(len(r.args), np.int64)
+        qty = np.ones(r.rows.size, np.int64)
         total = r.sums(inv, len(uniq), ok)
     lines = h.lines
-    for k, (order, item) in enumerate(uniq):
+    for k, key in enumerate(uniq):
+        order, item = names[key // width], names[key % width]
         by_item = lines.get(order)
         if by_item is None:
             by_item = lines[order] = {}
@@ -323,7 +331,7 @@ def _read_lines(h: History, r: _Rows, name: str) -> None:
             line.rem_ok += total[k]
         line.requests.append(srt[starts[k]:starts[k + 1]])
     for k in np.nonzero(r.cls == _INDET)[0].tolist():
-        line = lines[keys[k][0]][keys[k][1]]
+        line = lines[names[r.k0[k]]][names[r.k1[k]]]
         if name == "add_item":
             line.add_unc.append(int(qty[k]))
         else:
@@ -388,9 +396,16 @@ class _Context:
     item_orders: dict = field(default_factory=lambda: defaultdict(list))  # item -> [(order, qty)]
     user_orders: dict = field(default_factory=lambda: defaultdict(list))  # user -> [order]
     short_items: set = field(default_factory=set)  # items with less stock than expected (checked before users)
+    prices: dict = field(default_factory=dict)  # item -> price (memo of :meth:`price`)
 
     def price(self, item: str) -> int | None:
         """An item's price: its batch_init price, its price as read back, or the one create_item price."""
+        p = self.prices.get(item, self)
+        if p is self:
+            p = self.prices[item] = self._price(item)
+        return p
+
+    def _price(self, item: str) -> int | None:
         b = self.hist.batch_item(item)
         if b is not None:
             return b[1]
@@ -447,6 +462,10 @@ def _expected_total(ctx: _Context, o: OrderState) -> int | None:
 def _check_lines(ctx: _Context, oid: str, o: OrderState) -> list[Anomaly]:
     """Each line's quantity against what the answered add_item/remove_item built (indeterminate: all-or-nothing)."""
     lines = ctx.hist.lines.get(oid, {})
+    if len(lines) == len(o.lines) and all(
+            (ln := lines.get(item)) is not None and not ln.add_unc and not ln.rem_unc and not ln.rem_ok
+            and ln.add_ok == qty >= 0 for item, qty in o.lines):
+        return []  # the common case: every line exactly what its answered add_item requests built
     have = o.quantities
     found = []
     for item in sorted(set(lines) | set(have)):
@@ -596,7 +615,7 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     """
     if recheckout not in RECHECKOUT_POLICIES:
         raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
-    if results.args is None:
+    if results.argcols is None:
         raise AnalysisError(f"{results.path}: the consistency check needs the request args (load with with_args=True)")
     hist = read_history(results)
     fs = final_state(results.final)

@@ -32,12 +32,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgpack
 import numpy as np
 
 from ..api import OP_NAMES
+from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
 
 RESULTS_FORMAT = "wdm-results"
@@ -189,8 +190,9 @@ class Results:
     final: dict | None
     events: list[dict]
     trailer: dict
-    args: list | None = field(default=None, repr=False)  # per row, when loaded with_args
+    args: Sequence | None = field(default=None, repr=False)  # per row (decoded on first use), when loaded with_args
     truncated_at: int | None = None  # byte offset where a file without a trailer ended (a killed writer)
+    argcols: ArgColumns | None = field(default=None, repr=False)  # the args as columns, when loaded with_args
 
     @property
     def n(self) -> int:
@@ -211,17 +213,19 @@ class Results:
 def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     """Load a results file; columns are concatenated without a per-row Python loop.
 
-    ``with_args`` also decodes every row's resolved arguments (needed by the consistency checker,
-    not by latency statistics). A file without a trailer (its writer was killed) loads up to its
-    last whole record as a partial run: ``complete`` False, ``truncated_at`` the byte offset where
-    it ended, and a trailer ``{complete: false, reason: "ended without a trailer at byte N", …}``.
+    ``with_args`` also reads every row's resolved arguments (needed by the consistency checker,
+    not by latency statistics): as columns (:attr:`Results.argcols`, built chunk by chunk without
+    keeping per-row Python objects) and as :attr:`Results.args`, per-row lists decoded on first use.
+    A file without a trailer (its writer was killed) loads up to its last whole record as a partial
+    run: ``complete`` False, ``truncated_at`` the byte offset where it ended, and a trailer ``{complete: false, reason: "ended without a trailer at byte N", …}``.
     Raises :class:`FormatError` for anything corrupt.
     """
     dtypes = {name: np.dtype(dt) for name, dt, _ in COLUMNS}
     parts: dict[str, list[bytes]] = {name: [] for name in dtypes}
     errors: dict[int, str] = {}
     bindings: dict[str, str] = {}
-    args: list | None = [] if with_args else None
+    arg_chunks: list[tuple[bytes, int]] | None = [] if with_args else None
+    argcols = ArgColumnsBuilder() if with_args else None
     final = None
     events: list[dict] = []
     rows = 0
@@ -238,9 +242,14 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                         parts[name].append(b)
                     for row, text in rec["errors"]:
                         errors[rows + row] = text
-                    if args is not None:
-                        chunk_args = msgpack.unpackb(rec["args"], raw=False, strict_map_key=False) if rec["args"] else [None] * n
-                        args.extend(chunk_args)
+                    if arg_chunks is not None:
+                        packed = rec["args"]
+                        chunk_args = msgpack.unpackb(packed, raw=False, strict_map_key=False) if packed else None
+                        if chunk_args is not None and (not isinstance(chunk_args, list) or len(chunk_args) != n):
+                            raise ValueError("args")
+                        argcols.add(np.frombuffer(rec["cols"]["op"], dtype=dtypes["op"]), chunk_args)
+                        arg_chunks.append((packed, n))
+                        del chunk_args
                 except (KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
                     raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
                 rows += n
@@ -262,4 +271,6 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
         raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
     cols = {name: (np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name]))
             for name, p in parts.items()}
-    return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at)
+    args = None if arg_chunks is None else LazyArgs(arg_chunks)
+    return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at,
+                   None if argcols is None else argcols.build())

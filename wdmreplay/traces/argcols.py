@@ -1,0 +1,184 @@
+"""Request args as columns: entity ids interned into integer codes, amounts as integers.
+
+What the consistency checker reads of every row's resolved args, built chunk by chunk while a
+results file loads (each chunk's args are decoded, turned into columns, and freed), so millions of
+rows never sit in memory as Python lists. Per row (index = row number):
+
+- ``k0``: code of ``str(a[0])`` — the order of checkout / add_item / remove_item, the item of
+  add_stock / subtract_stock, the user of add_funds / pay / create_order / cancel_payment;
+- ``k1``: code of ``str(a[1])`` (``""`` when absent) — the item of add_item / remove_item;
+- ``num``: the integer the operation carries — ``as_int(a[-1])`` for add_stock / subtract_stock /
+  add_funds / pay, ``as_int(a[2], 1)`` (1 when absent) for add_item, ``as_int(a[0])`` for create_item;
+
+where ``a`` is the row's args, or ``[None]`` when it has none. ``names[code]`` is the string of a
+code (one table per file). Rows of other operations hold -1 / 0; the rare batch_init_* rows keep
+their args as lists in ``extra`` (row → args). :class:`LazyArgs` keeps the packed bytes and decodes
+per-row lists only when a caller asks for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+from operator import itemgetter
+from typing import Any, Iterator, Sequence
+
+import msgpack
+import numpy as np
+
+from ..api import OP_CODES
+
+# Operations whose args become columns, and what ``num`` holds for them.
+_LEDGER_OPS = ("add_stock", "subtract_stock", "add_funds", "pay")
+_K0_OPS = ("checkout", "add_item", "remove_item", "create_order", "cancel_payment", *_LEDGER_OPS)
+_K1_OPS = ("add_item", "remove_item")
+EXTRA_OPS = ("batch_init_stock", "batch_init_users", "batch_init_orders")
+
+
+def as_int(v: Any, default: int = 0) -> int:
+    """``v`` as an int, or ``default`` when it is not a number (as :func:`..analysis.final_state.as_int`)."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class ArgColumns:
+    """The args the checker needs, as columns over all rows (see the module docstring)."""
+
+    k0: np.ndarray  # int32 code per row, -1 when not extracted
+    k1: np.ndarray  # int32 code per row, -1 when not extracted
+    num: np.ndarray  # int64 per row
+    names: list  # code -> string
+    extra: dict  # row -> args list, for batch_init_* rows
+
+
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _ints(sub: list, pos: int, default: int) -> np.ndarray:
+    """``as_int(a[pos], default)`` of each row (``default`` when ``a[pos]`` is absent), as int64.
+
+    The common case — every value an int or a numeric string — converts in C; anything else (None,
+    a word, a float string, a missing position) falls back to the per-row rule.
+    """
+    try:
+        vals = list(map(itemgetter(pos), sub))
+        if all(v.__class__ is int for v in vals):
+            return np.array(vals, np.int64)
+    except IndexError:
+        pass
+    return np.fromiter((as_int(a[pos], default) if -len(a) <= pos < len(a) else default for a in sub),
+                       np.int64, len(sub))
+
+
+class ArgColumnsBuilder:
+    """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file)."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._k0: list[np.ndarray] = []
+        self._k1: list[np.ndarray] = []
+        self._num: list[np.ndarray] = []
+        self._extra: dict[int, list] = {}
+        self._rows = 0
+        self._next = 0
+        self._codes = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
+
+    def _intern(self, strings: list) -> np.ndarray:
+        """Provisional codes of ``strings``: one C-level ``setdefault`` per row, no Python loop.
+
+        A new string takes the running row counter as its code, so codes are unique but sparse;
+        :meth:`build` makes them dense (ranks, in order of first appearance).
+        """
+        start = self._next
+        self._next += len(strings)
+        return np.fromiter(map(self._index.setdefault, strings, count(start)), np.int64, len(strings))
+
+    def add(self, op: np.ndarray, args: list | None) -> None:
+        """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
+        n = op.size
+        k0 = np.full(n, -1, np.int64)
+        k1 = np.full(n, -1, np.int64)
+        num = np.zeros(n, np.int64)
+        for code in np.unique(op).tolist():
+            name = self._codes.get(code)
+            if name is None:
+                continue
+            rows = np.nonzero(op == code)[0]
+            if args is None:
+                sub = [[None]] * rows.size
+            else:
+                sub = list(map(args.__getitem__, rows.tolist()))
+                if not all(sub):  # rows without args read as [None], as the checker always did
+                    sub = [a or [None] for a in sub]
+            if name in EXTRA_OPS:
+                for i, a in zip(rows.tolist(), sub):
+                    self._extra[self._rows + i] = a
+                continue
+            if name == "create_item":
+                num[rows] = _ints(sub, 0, 0)
+                continue
+            k0[rows] = self._intern(list(map(str, map(_first, sub))))
+            if name in _K1_OPS:
+                try:
+                    second = list(map(str, map(_second, sub)))
+                except IndexError:
+                    second = [str(a[1]) if len(a) > 1 else "" for a in sub]
+                k1[rows] = self._intern(second)
+            if name == "add_item":
+                num[rows] = _ints(sub, 2, 1)
+            elif name in _LEDGER_OPS:
+                num[rows] = _ints(sub, -1, 0)
+        self._k0.append(k0)
+        self._k1.append(k1)
+        self._num.append(num)
+        self._rows += n
+
+    def build(self) -> ArgColumns:
+        """The columns of every chunk added so far."""
+        def cat(parts: list, dt: Any) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0, dt)
+        sparse = np.fromiter(self._index.values(), np.int64, len(self._index))  # increasing
+        k0, k1 = cat(self._k0, np.int64), cat(self._k1, np.int64)
+        dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype(np.int32) for k in (k0, k1)]
+        return ArgColumns(dense[0], dense[1], cat(self._num, np.int64), list(self._index), self._extra)
+
+
+class LazyArgs(Sequence):
+    """Each row's resolved args (a list, or None), decoded from the packed chunks on first use.
+
+    Behaves as a read-only list of the rows' args; ``len`` does not decode.
+    """
+
+    def __init__(self, chunks: list[tuple[bytes, int]]):
+        self._chunks = chunks  # (packed args of the chunk or b"", rows)
+        self._n = sum(n for _, n in chunks)
+        self._list: list | None = None
+
+    def _rows(self) -> list:
+        if self._list is None:
+            out: list = []
+            for b, n in self._chunks:
+                out.extend(msgpack.unpackb(b, raw=False, strict_map_key=False) if b else [None] * n)
+            self._list = out
+            self._chunks = []
+        return self._list
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._rows()[i]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyArgs):
+            other = other._rows()
+        return self._rows() == other
+
+    def __repr__(self) -> str:
+        return f"LazyArgs({self._n} rows)"
