@@ -166,3 +166,23 @@ def test_no_recovery_and_an_unended_fault_are_findings(tmp_path):
     d = fa.as_dict()
     assert d["windows"][1]["end"] is None
     assert sum(d["timeline"]["requests"]) == 100 and d["timeline"]["answered"][0] == 10
+
+
+def test_report_text_json_and_html_show_the_fault_windows(tmp_path):
+    pytest.importorskip("matplotlib")
+    from wdmreplay.analysis import build_report, render_html, render_text
+
+    rows = [(k / 10, k / 10 + 0.01, OK if k < 30 or k >= 60 else CONN_ERROR) for k in range(100)]
+    run = _run_file(tmp_path / "r.wdmr", rows, [(3.0, "fault", {"name": "kill", "end": 5.0}),
+                                                 (3.0, "fault_do", {"name": "kill", "end": 3.1, "exit": 0, "ok": True,
+                                                                    "command": "kill -9 1", "output": ""})])
+    data = build_report(run)
+    assert data["faults"]["windows"][0]["name"] == "kill" and data["faults"]["actions"][0]["which"] == "do"
+    text = render_text(data)
+    assert "kill: window 3.00 s -> 5.00 s" in text
+    marked = [ln for ln in text.splitlines() if ln.startswith("  *")]
+    assert len(marked) == 4  # buckets 2..5 s touch the window [3, 5]
+    page = render_html(data)
+    assert "Availability over time (fault windows shaded)" in page
+    plain = _run_file(tmp_path / "p.wdmr", rows, [])
+    assert "faults" not in build_report(plain)
