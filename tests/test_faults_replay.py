@@ -77,7 +77,7 @@ def test_kill_and_restart_is_recorded_and_recovery_measured(tmp_path, process_sh
     text = render_text(data)
     assert "kill-shop: window" in text and "recovery" in text and "*" in text
     # the undo returns before the restarted shop listens: recovery takes the shop's start-up time
-    assert w.first_success_s > 0 and w.recovery_s >= w.first_success_s - 1.0 and w.recovery_s > 0
+    assert w.first_success_s > 0 and w.recovery_s >= w.first_success_s
     # check --max-recovery: a tiny bound is NOT CLEAN by availability, a generous one adds no finding
     tiny = check_results(run, max_recovery=0.001)
     generous = check_results(run, max_recovery=60.0)

@@ -17,8 +17,8 @@ Per window (``[do start, undo end]``):
 - *recovery time*: from the window's end to the start of the first :data:`RECOVERY_WINDOW_S`-second
   window (slid in :data:`RECOVERY_STEP_S` steps from the end) whose requests, sent at or after the
   end, are answered at least at the baseline minus :data:`TOLERANCE` (an absolute share, 5
-  percentage points). None ("not recovered") when no such window comes before the next fault or
-  the end of the run.
+  percentage points) — and never sooner than the first success. None ("not recovered") when no
+  such window comes before the next fault or the end of the run.
 """
 
 from __future__ import annotations
@@ -154,7 +154,12 @@ def _recovery(w: FaultWindow, sent: np.ndarray, done: np.ndarray, answered: np.n
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (cum[hi] - cum[lo]) / n
     good = np.nonzero((n > 0) & (share >= target - 1e-12))[0]
-    return first_success, (float(starts[good[0]] - w.end) if good.size else None)
+    if not good.size:
+        return first_success, None
+    # A window can qualify on answers to requests sent before the shop took connections again
+    # (they waited in its listen backlog): recovery is never sooner than the first success.
+    rec = float(starts[good[0]] - w.end)
+    return first_success, rec if first_success is None else max(rec, first_success)
 
 
 def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
