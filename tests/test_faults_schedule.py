@@ -108,7 +108,8 @@ def test_runner_stop_runs_the_pending_undo_at_once(tmp_path):
     kinds = [k for k, _ in events]
     assert kinds.count("fault_do") == 1 and kinds.count("fault_undo") == 1 and "fault_skipped" in kinds
     window = next(info for k, info in events if k == "fault")
-    assert window["early"] is True and window["end"] < 3600
+    undo = next(info for k, info in events if k == "fault_undo")
+    assert undo["early"] is True and window["end"] < 3600 and set(window) == {"name", "end"}
 
 
 def _run_file(path, rows: list[tuple[float, float, int]], events: list[tuple[float, str, dict]]):

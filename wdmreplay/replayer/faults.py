@@ -223,11 +223,11 @@ class FaultRunner:
     def _emit(self, at: float, kind: str, **info: Any) -> None:
         self._events.put((at, kind, info))
 
-    def _action_event(self, f: Fault, which: str, r: ActionResult) -> None:
+    def _action_event(self, f: Fault, which: str, r: ActionResult, **extra: Any) -> None:
         self.results.setdefault(f.name, {})[which] = r
         self._emit(r.start, f"fault_{which}", name=f.name, end=r.end, exit=r.exit_code, ok=r.ok,
                    timed_out=r.timed_out, error=r.error, output=r.output,
-                   command=describe(f.do if which == "do" else f.undo))
+                   command=describe(f.do if which == "do" else f.undo), **extra)
 
     def _run_fault(self, f: Fault) -> None:
         if self._no_new.wait(max(0.0, f.at - self._clock())):
@@ -243,8 +243,8 @@ class FaultRunner:
         self._heal.wait(max(0.0, do.start + f.duration - self._clock()))
         healing = self._heal.is_set()
         undo = run_action(f.undo, min(f.timeout, STOP_UNDO_TIMEOUT) if healing else f.timeout, self._clock)
-        self._action_event(f, "undo", undo)
-        self._emit(do.start, "fault", name=f.name, end=undo.end, early=healing)
+        self._action_event(f, "undo", undo, early=healing)
+        self._emit(do.start, "fault", name=f.name, end=undo.end)
 
     def _skip(self, f: Fault) -> None:
         self.skipped.append(f.name)
