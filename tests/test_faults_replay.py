@@ -8,7 +8,6 @@ events in the results, availability with the window counted apart, and the measu
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -134,14 +133,14 @@ def test_failing_do_is_reported(tmp_path, process_shop, stress_trace):
 
 def test_fault_not_due_before_the_end_is_skipped(tmp_path, process_shop, stress_trace):
     sched = write_schedule(tmp_path / "faults.json", [
-        {"name": "late", "at": 3600, "for": 1, "do": "touch did-run", "undo": "true"}])
+        {"name": "late", "at": 3600, "for": 1, "do": f"touch {tmp_path / 'did-run'}", "undo": "true"}])
     out = tmp_path / "r.wdmr"
     summary = replay_trace(str(stress_trace), str(out), target=process_shop.url, speed=None, faults=str(sched))
     assert summary["faults"]["skipped"] == ["late"]
     run = load_results(out)
     assert [e["name"] for e in run.events if e["kind"] == "fault_skipped"] == ["late"]
     assert not any(e["kind"] == "fault" for e in run.events)
-    assert not os.path.exists("did-run")
+    assert not (tmp_path / "did-run").exists()
 
 
 def test_ctrl_c_during_a_fault_runs_the_undo(tmp_path, process_shop, stress_trace):
