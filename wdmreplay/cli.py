@@ -383,6 +383,9 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
               help="wait until TIME (epoch seconds or ISO-8601 with zone, e.g. 2026-12-02T01:00:00Z) and start "
                    "the schedule there: every shard given the same TIME fires in step (docs/distributed.md)")
 @click.option("--label", help="build label stored in the results (e.g. a git sha)")
+@click.option("--faults", "faults_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="fault schedule (JSON, or TOML on Python 3.11+): shell actions run at times of the run, "
+                   "recorded as events (docs/faults.md)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
@@ -391,8 +394,8 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
-               client: str, shard: str | None, start_at: str | None, label: str | None, no_final_read: bool,
-               settle: float | None, quiet: bool, output: str | None) -> None:
+               client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
+               no_final_read: bool, settle: float | None, quiet: bool, output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
@@ -406,11 +409,13 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       wdm-replay replay consistency.wdmt --url http://127.0.0.1:8000 --speed max --concurrency 512
       wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
       JOB_COMPLETION_INDEX=1 wdm-replay replay t.wdmt --shard auto/4 --start-at 2026-12-02T01:00:00Z -o shard-1.wdmr
+      wdm-replay replay stress.wdmt --faults kill-stock.json --settle 5 -o faulty.wdmr
     """
     from pathlib import Path
 
     from .api import Target, get_dialect, load_routes, load_urls
     from .replayer import ReplayError, format_summary, parse_shard, parse_speed, replay_trace
+    from .replayer.faults import format_fault_summary
     from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
 
@@ -438,9 +443,13 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
                            concurrency=concurrency, timeout=timeout, label=label, workers=workers,
                            final_read=not no_final_read, settle=settle,
                            progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
-                           start_at=start_value)
+                           start_at=start_value, faults=faults_path)
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
+        if "faults" in summary:
+            click.echo(format_fault_summary(summary), err=not summary["complete"])
+    for line in (summary.get("faults") or {}).get("failures", []):
+        click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
     if not summary["complete"]:
         if quiet:
             click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
@@ -531,7 +540,11 @@ def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split:
               metavar="PCT", help="per operation, the least share (%) of requests with a determined expect "
                                   "that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
 @click.option("--strict", is_flag=True, help="every request must be answered (no 5xx, timeout, connection error, skip)")
-def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool) -> None:
+@click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=None, metavar="S",
+              help="a fault window whose recovery (back to the pre-fault success rate) takes longer than S "
+                   "seconds, or never comes, makes the run NOT CLEAN (docs/faults.md)")
+def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
+              max_recovery: float | None) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
     Four sections decide: correctness (responses against the trace's expectations), consistency
@@ -547,6 +560,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
       wdm-replay check a.wdmr --json > verdict.json
       wdm-replay check a.wdmr --recheckout charge --min-availability 95
       wdm-replay check a.wdmr --strict
+      wdm-replay check faulty.wdmr --max-recovery 5
     """
     from .analysis import check_results, render_check_text, render_json
     from .analysis.check import paused_gc
@@ -554,7 +568,8 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
 
     with paused_gc():
         run = load_results(results, with_args=True)
-    report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability)
+    report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability,
+                           max_recovery=max_recovery)
     click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
     sys.exit(report.verdict.exit_code)
 

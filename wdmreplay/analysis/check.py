@@ -31,6 +31,7 @@ from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
+from .faults import analyze_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 
@@ -276,13 +277,18 @@ def paused_gc() -> Iterator[None]:
 
 
 def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False,
-                  min_availability: float = DEFAULT_MIN_AVAILABILITY) -> CheckReport:
-    """Check a run loaded with ``with_args=True``: the four sections and the verdict."""
+                  min_availability: float = DEFAULT_MIN_AVAILABILITY, max_recovery: float | None = None) -> CheckReport:
+    """Check a run loaded with ``with_args=True``: the four sections and the verdict.
+
+    ``max_recovery`` (seconds): a fault window not back to its pre-fault success rate within it
+    fails the availability section (:func:`.faults.recovery_findings`).
+    """
     with paused_gc():
-        return _check(results, recheckout, strict, min_availability)
+        return _check(results, recheckout, strict, min_availability, max_recovery)
 
 
-def _check(results: Results, recheckout: str, strict: bool, min_availability: float) -> CheckReport:
+def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
+           max_recovery: float | None = None) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
@@ -301,8 +307,13 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     coverage = _coverage(results, consistency)
     cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
     anomalies = consistency.anomalies + bound_anoms
+    av_section = availability_section(availability, min_availability, strict, hist.undetermined)
+    if max_recovery is not None:
+        slow = recovery_findings(analyze_faults(results), max_recovery)
+        if slow:
+            av_section = Section("availability", FAIL, av_section.reasons + tuple(slow))
     sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable),
-                availability_section(availability, min_availability, strict, hist.undetermined), cov_section)
+                av_section, cov_section)
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
     if not results.complete:

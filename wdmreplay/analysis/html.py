@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 from ..api import WdmError
+from .faults import availability_plot, shade_faults
 from .report import check_lines, format_expected, render_text
 
 
@@ -50,6 +51,7 @@ def _plots(report: dict) -> list[tuple[str, str]]:
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("response time (ms)")
     ax.set_title("Latency percentiles over time")
+    shade_faults(ax, report)
     ax.legend()
     ax.grid(alpha=0.3)
     out.append(("Latency percentiles over time", _png(fig, plt)))
@@ -61,9 +63,12 @@ def _plots(report: dict) -> list[tuple[str, str]]:
     ax.set_xlabel("seconds since start")
     ax.set_ylabel(f"requests per {width:g} s")
     ax.set_title("Throughput over time")
+    shade_faults(ax, report)
     ax.legend()
     ax.grid(alpha=0.3)
     out.append(("Throughput over time", _png(fig, plt)))
+    if report.get("faults"):
+        out.append(("Availability over time (fault windows shaded)", availability_plot(report, plt, _png)))
 
     fig, ax = plt.subplots(figsize=(9, 4))
     for op, cdf in s["cdf"].items():

@@ -15,6 +15,7 @@ from typing import Any
 from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
+from .faults import analyze_faults, fault_lines, has_faults
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
@@ -50,8 +51,11 @@ def build_report(results: Results, *, check: CheckReport | None = None, rechecko
         raise AnalysisError(f"bucket must be a positive finite number of seconds, got {bucket!r}")
     if check is None and results.args is not None:
         check = check_results(results, recheckout=recheckout)
-    return {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
-            "check": check.as_dict() if check is not None else None}
+    out = {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
+           "check": check.as_dict() if check is not None else None}
+    if has_faults(results):  # the ``faults`` section: only for a run with a fault schedule
+        out["faults"] = analyze_faults(results, bucket=bucket).as_dict()
+    return out
 
 
 def render_json(data: Any) -> str:
@@ -259,6 +263,8 @@ def render_text(report: dict) -> str:
     lines += _latency_table("schedule lag ms (sent - intended)", s, "lag_ms", LAG_PERCENTILES)
     lines.append("")
     lines += _timeline_table(s["timeline"])
+    if report.get("faults"):
+        lines += fault_lines(report["faults"])
     if report["check"] is None:
         lines.append("check: not run (results loaded without args)")
     else:

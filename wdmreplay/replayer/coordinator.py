@@ -44,7 +44,7 @@ class Coordinator:
     def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
                  phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
                  timeout: float, concurrency: int, progress: bool, total_requests: int,
-                 start_at: float | None = None):
+                 start_at: float | None = None, faults: Any = None):
         self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
         self.n = workers
         self.writer = writer
@@ -57,6 +57,7 @@ class Coordinator:
         self.concurrency = concurrency
         self.progress = progress
         self.total_requests = total_requests
+        self.faults = faults  # a .faults.FaultRunner, or None
         self.start_at = start_at  # unix time the schedule starts at (--start-at), or None: at once
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
         self.bound = 0  # symbols bound in the whole run (every one is in the results file)
@@ -117,6 +118,8 @@ class Coordinator:
                 return self._stopped("signal before --start-at")
             if not self._run_phases():
                 return self._stopped("signal")
+            if not self._heal_faults():
+                return self._stopped("signal while a fault was active")
             final = None
             if self.final_read:
                 final = self._final_read()
@@ -139,6 +142,9 @@ class Coordinator:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
             self._reap()
+            if self.faults is not None:  # a signal or an error: pending undos run now (bounded)
+                self.faults.stop()
+                self.faults.drain(self.writer.write_event)
             for bar in (self._bar, self._final_bar):
                 if bar is not None:
                     bar.close()
@@ -190,6 +196,8 @@ class Coordinator:
             # wall: the unix time of this instant, so that merge can put shards on one clock.
             self.writer.write_event(start, "phase_start", phase=p, name=name,
                                     wall=time.time() - (self.clock() - start))
+            if p == 0 and self.faults is not None:
+                self.faults.start(self.clock)
             self._send_all(RunPhase(p, start, self.t0, new))
             new = {}
             for msg in self._collect(PhaseDone, self._alive()).values():
@@ -203,6 +211,18 @@ class Coordinator:
             if self.interrupted:
                 return False
         self._update_bar()
+        return True
+
+    def _heal_faults(self) -> bool:
+        """After the last phase: skip faults not yet due, wait for the started ones' undos; False on a signal."""
+        if self.faults is None:
+            return True
+        self.faults.end_of_phases()
+        while self.faults.busy():
+            if self.interrupted:
+                return False
+            self._pump(POLL)
+        self.faults.drain(self.writer.write_event)
         return True
 
     def _wait_start(self) -> bool:
@@ -341,6 +361,8 @@ class Coordinator:
 
     def _pump(self, timeout: float) -> list[tuple[int, Any]]:
         """Receive what the workers sent within ``timeout``; handle data records; return [(worker, message)]."""
+        if self.faults is not None:
+            self.faults.drain(self.writer.write_event)
         conns = {self._conns[i]: i for i in self._alive()}
         if not conns:
             time.sleep(timeout)

@@ -278,6 +278,8 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         for r, s, label in zip(shards, sources, labels):
             for ev in r.events:
                 info = {k: v for k, v in ev.items() if k not in ("t", "at", "kind")}
+                if str(ev.get("kind")).startswith("fault") and isinstance(info.get("end"), (int, float)):
+                    info["end"] = float(info["end"]) + s.offset  # a fault window's end: the same clock as its start
                 events.append((float(ev.get("at") or 0.0) + s.offset, str(ev.get("kind")), {**info, "shard": label}))
         for at, kind, info in sorted(events, key=lambda e: e[0]):
             writer.write_event(at, kind, **info)

@@ -19,6 +19,7 @@ from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, check_options, probe_target, services_of
 from .coordinator import Coordinator
+from .faults import FaultRunner, load_schedule, schedule_record
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
@@ -51,7 +52,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
-                 start_at: float | None = None) -> dict:
+                 start_at: float | None = None, faults: str | None = None) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -65,6 +66,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     the file is then marked partial (``summary["complete"] is False``, ``summary["reason"] ==
     "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
     there (:mod:`.start`; a start more than a second past is refused before anything is sent).
+    ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
+    its actions did is ``summary["faults"]``.
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
@@ -76,6 +79,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
             check_start_at(start_at, time.time())
         except ValueError as e:
             raise ReplayError(str(e)) from None
+    schedule = load_schedule(faults) if faults is not None else None
     header = read_header(trace_path)
     if dialect is None:
         dialect = header.get("dialect") or "2024"
@@ -93,7 +97,9 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         host=socket.gethostname(), shard=f"{shard[0]}/{shard[1]}" if shard else None, workers=workers,
         scenarios=scenarios, final_read=final_read, settle=settle, client=client,
         start_at=start_at, clock=host_clock(),
+        **({"faults": schedule_record(schedule)} if schedule else {}),
     ), inputs=[trace_path])
+    runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
     coordinator = Coordinator(
         worker_cfg=_worker_config(trace_path, target, dialect, speed, concurrency, timeout, workers,
@@ -101,7 +107,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         workers=workers, writer=writer, tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests, start_at=start_at)
+        total_requests=scan.kept_requests, start_at=start_at, faults=runner)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -111,9 +117,12 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     finally:
         wall = time.perf_counter() - wall_start
         writer.close(complete=complete, wall=wall, reason=reason)
-    return build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=speed,
-                         wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
-                         final_reads=coordinator.final_reads, dialect=dialect.name)
+    summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=speed,
+                            wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
+                            final_reads=coordinator.final_reads, dialect=dialect.name)
+    if runner is not None:
+        summary["faults"] = runner.summary()
+    return summary
 
 
 def _worker_config(trace_path: str, target: Target, dialect: Dialect, speed: float | None, concurrency: int,

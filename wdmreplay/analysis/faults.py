@@ -1,0 +1,270 @@
+"""Faults in a run: the fault windows, an availability timeline, and each window's recovery.
+
+Computed from the results alone (the ``fault`` / ``fault_do`` / ``fault_undo`` / ``fault_skipped``
+events a ``replay --faults`` writes, see :mod:`wdmreplay.replayer.faults`, and the request columns).
+A request's *time* is when it was answered (``done``; a skipped request: its ``intended`` time); it
+is *answered* when the shop decided (2xx or 4xx), as in :mod:`.availability`.
+
+Per window (``[do start, undo end]``):
+
+- *in-window error share*: of the requests whose ``[intended, done]`` overlaps the window, the share
+  not answered;
+- *pre-fault success rate* (the baseline): the answered share of the requests answered in the
+  :data:`BASELINE_S` seconds before the window starts (outside any other window); 100 % when there
+  were none;
+- *time to first success*: from the window's end to the ``done`` of the first 2xx request *sent*
+  at or after the end;
+- *recovery time*: from the window's end to the start of the first :data:`RECOVERY_WINDOW_S`-second
+  window (slid in :data:`RECOVERY_STEP_S` steps from the end) whose requests, sent at or after the
+  end, are answered at least at the baseline minus :data:`TOLERANCE` (an absolute share, 5
+  percentage points) — and never sooner than the first success. None ("not recovered") when no
+  such window comes before the next fault or the end of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..traces.results import FAIL, OK, Results
+from .availability import FaultWindow, fault_windows
+
+BASELINE_S = 10.0
+RECOVERY_WINDOW_S = 1.0
+RECOVERY_STEP_S = 0.1
+TOLERANCE = 0.05
+MAX_STEPS = 100_000  # recovery windows scanned per fault (the step widens for very long runs)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAction:
+    """One recorded ``do`` / ``undo`` of a fault: when, how it ended, the tail of its output."""
+
+    name: str
+    which: str  # "do" or "undo"
+    start: float
+    end: float | None
+    exit_code: int | None
+    ok: bool
+    command: str
+    output: str
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"name": self.name, "which": self.which, "start": self.start, "end": self.end,
+                "exit": self.exit_code, "ok": self.ok, "command": self.command, "output": self.output}
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecovery:
+    """One fault window: requests inside it, the baseline before it, and the recovery after it."""
+
+    name: str
+    start: float
+    end: float  # inf: the fault never ended
+    requests: int  # requests overlapping the window
+    unanswered: int
+    baseline: float  # pre-fault success rate (0..1)
+    baseline_requests: int
+    first_success_s: float | None
+    recovery_s: float | None
+
+    @property
+    def error_share(self) -> float | None:
+        """Share of the window's requests not answered (None when it had none)."""
+        return self.unanswered / self.requests if self.requests else None
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"name": self.name, "start": self.start, "end": None if math.isinf(self.end) else self.end,
+                "requests": self.requests, "unanswered": self.unanswered, "error_share": self.error_share,
+                "baseline": self.baseline, "baseline_requests": self.baseline_requests,
+                "first_success_s": self.first_success_s, "recovery_s": self.recovery_s}
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAnalysis:
+    """The faults of a run: windows with their recovery, the actions, and an availability timeline."""
+
+    windows: tuple[WindowRecovery, ...]
+    actions: tuple[FaultAction, ...]
+    skipped: tuple[str, ...]
+    bucket: float
+    timeline_t: tuple[float, ...]
+    timeline_requests: tuple[int, ...]
+    timeline_answered: tuple[int, ...]
+
+    @property
+    def failed_actions(self) -> list[FaultAction]:
+        """Actions that did not exit 0 in time."""
+        return [a for a in self.actions if not a.ok]
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys): the report's ``faults`` section."""
+        share = [None if n == 0 else a / n for n, a in zip(self.timeline_requests, self.timeline_answered)]
+        return {"windows": [w.as_dict() for w in self.windows], "actions": [a.as_dict() for a in self.actions],
+                "skipped": list(self.skipped),
+                "definitions": {"baseline_s": BASELINE_S, "recovery_window_s": RECOVERY_WINDOW_S,
+                                "recovery_step_s": RECOVERY_STEP_S, "tolerance": TOLERANCE},
+                "timeline": {"bucket": self.bucket, "t": list(self.timeline_t),
+                             "requests": list(self.timeline_requests), "answered": list(self.timeline_answered),
+                             "share": share}}
+
+
+def has_faults(results: Results) -> bool:
+    """Whether the run had a fault schedule (a header ``faults`` list or any fault event)."""
+    return bool(results.header.get("faults")) or any(
+        str(e.get("kind", "")).startswith("fault") for e in results.events)
+
+
+def _actions(events: list[dict]) -> tuple[FaultAction, ...]:
+    out = []
+    for e in events:
+        kind = e.get("kind")
+        if kind not in ("fault_do", "fault_undo"):
+            continue
+        out.append(FaultAction(str(e.get("name")), kind[len("fault_"):], float(e.get("at") or 0.0),
+                               e.get("end"), e.get("exit"), bool(e.get("ok")), str(e.get("command") or ""),
+                               str(e.get("output") or "")))
+    return tuple(out)
+
+
+def _recovery(w: FaultWindow, sent: np.ndarray, done: np.ndarray, answered: np.ndarray, ok: np.ndarray,
+              target: float, limit: float) -> tuple[float | None, float | None]:
+    """(time to first success, recovery time) after window ``w``; requests sent at or after its end."""
+    if math.isinf(w.end):
+        return None, None
+    after = (sent >= w.end) & ~np.isnan(done)
+    first = done[after & ok]
+    first_success = float(first.min() - w.end) if first.size else None
+    t = done[after]
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    cum = np.concatenate([[0], np.cumsum(answered[after][order])])
+    span = limit - w.end
+    if t.size == 0 or span < 0:
+        return first_success, None
+    step = max(RECOVERY_STEP_S, span / MAX_STEPS)
+    starts = w.end + np.arange(int(span / step) + 1) * step
+    lo = np.searchsorted(t, starts, "left")
+    hi = np.searchsorted(t, starts + RECOVERY_WINDOW_S, "left")
+    n = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (cum[hi] - cum[lo]) / n
+    good = np.nonzero((n > 0) & (share >= target - 1e-12))[0]
+    if not good.size:
+        return first_success, None
+    # A window can qualify on answers to requests sent before the shop took connections again
+    # (they waited in its listen backlog): recovery is never sooner than the first success.
+    rec = float(starts[good[0]] - w.end)
+    return first_success, rec if first_success is None else max(rec, first_success)
+
+
+def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
+    """The fault analysis of a run (vectorized over the request columns)."""
+    c = results.cols
+    windows = sorted(fault_windows(results.events), key=lambda w: w.start)
+    outcome = c["outcome"]
+    intended, sent, done = c["intended"], c["sent"], c["done"]
+    when = np.where(np.isnan(done), intended, done)
+    answered = (outcome == OK) | (outcome == FAIL)
+    ok = outcome == OK
+    end_of_run = float(when.max()) if when.size else 0.0
+    in_any = np.zeros(results.n, dtype=bool)
+    for w in windows:
+        in_any |= (intended <= w.end) & (when >= w.start)
+    out = []
+    for i, w in enumerate(windows):
+        inside = (intended <= w.end) & (when >= w.start)
+        base = ~in_any & (when < w.start) & (when >= w.start - BASELINE_S)
+        nb = int(np.count_nonzero(base))
+        baseline = float(np.count_nonzero(base & answered)) / nb if nb else 1.0
+        limit = min([x.start for x in windows[i + 1:]] + [end_of_run])
+        first, rec = _recovery(w, sent, done, answered, ok, baseline - TOLERANCE, limit)
+        out.append(WindowRecovery(w.name, w.start, w.end, int(np.count_nonzero(inside)),
+                                  int(np.count_nonzero(inside & ~answered)), baseline, nb, first, rec))
+    nb = max(1, int(math.ceil(end_of_run / bucket))) if results.n else 0
+    idx = np.minimum((np.maximum(when, 0.0) / bucket).astype(np.int64), max(nb - 1, 0))
+    reqs = np.bincount(idx, minlength=nb) if nb else np.zeros(0, np.int64)
+    ans = np.bincount(idx, weights=answered, minlength=nb).astype(np.int64) if nb else np.zeros(0, np.int64)
+    skipped = tuple(str(e.get("name")) for e in results.events if e.get("kind") == "fault_skipped")
+    return FaultAnalysis(tuple(out), _actions(results.events), skipped, bucket,
+                         tuple(round(k * bucket, 9) for k in range(nb)), tuple(int(x) for x in reqs),
+                         tuple(int(x) for x in ans))
+
+
+def recovery_findings(fa: FaultAnalysis, max_recovery: float) -> list[str]:
+    """Availability findings of ``check --max-recovery``: each window not back to its baseline in time."""
+    why = []
+    for w in fa.windows:
+        target = f"{100.0 * max(0.0, w.baseline - TOLERANCE):.1f}% answered"
+        if math.isinf(w.end):
+            why.append(f"fault {w.name}: never ended (no undo recorded): recovery not measured")
+        elif w.recovery_s is None:
+            why.append(f"fault {w.name}: did not recover to the pre-fault success rate ({target}) before the "
+                       f"run ended (limit --max-recovery {max_recovery:g} s)")
+        elif w.recovery_s > max_recovery:
+            why.append(f"fault {w.name}: recovery took {w.recovery_s:.2f} s to {target} > --max-recovery "
+                       f"{max_recovery:g} s")
+    return why
+
+
+def _s(x: float | None) -> str:
+    return "not recovered" if x is None else f"{x:.2f} s"
+
+
+def fault_lines(d: dict) -> list[str]:
+    """Text lines of the report's ``faults`` section (its JSON-form dict)."""
+    lines = ["faults"]
+    for w in d["windows"]:
+        end = "never ended" if w["end"] is None else f"{w['end']:.2f} s"
+        es = "-" if w["error_share"] is None else f"{100.0 * w['error_share']:.1f}%"
+        lines.append(f"  {w['name']}: window {w['start']:.2f} s -> {end}; {w['requests']} requests overlap it, "
+                     f"{es} unanswered")
+        lines.append(f"    pre-fault success rate {100.0 * w['baseline']:.1f}% ({w['baseline_requests']} requests); "
+                     f"first success {_s(w['first_success_s'])} after the end; recovery {_s(w['recovery_s'])}")
+    for a in d["actions"]:
+        if not a["ok"]:
+            tail = a["output"].strip().splitlines()[-1:] if a["output"].strip() else []
+            lines.append(f"  FAILED {a['which']} of {a['name']} (exit {a['exit']}): {a['command']}"
+                         + (f" — {tail[0][:200]}" if tail else ""))
+    for name in d["skipped"]:
+        lines.append(f"  {name}: skipped (not due before the run ended)")
+    tl = d["timeline"]
+    windows = [(w["start"], math.inf if w["end"] is None else w["end"]) for w in d["windows"]]
+    n = len(tl["t"])
+    if n:
+        step = -(-n // 30)
+        lines.append(f"  availability over time ({tl['bucket']:g} s buckets{f', every {step}th shown' if step > 1 else ''}; "
+                     f"* = overlaps a fault window)")
+        for k in range(0, n, step):
+            t0, t1 = tl["t"][k], tl["t"][k] + tl["bucket"]
+            mark = "*" if any(s <= t1 and e >= t0 for s, e in windows) else " "
+            sh = tl["share"][k]
+            bar = "" if sh is None else "#" * int(round(20 * sh))
+            pct = "    -" if sh is None else f"{100.0 * sh:5.1f}"
+            lines.append(f"  {mark}{t0:>8g} {pct}% {tl['answered'][k]:>6}/{tl['requests'][k]:<6} {bar}")
+    return lines + [""]
+
+
+def shade_faults(ax: object, report: dict) -> None:
+    """Shade a report's fault windows on a matplotlib axis whose x is seconds since the start (HTML plots)."""
+    for w in (report.get("faults") or {}).get("windows", []):
+        end = w["end"] if w["end"] is not None else report["stats"]["span"] or w["start"]
+        ax.axvspan(w["start"], end, color="#d62728", alpha=0.15, lw=0)  # type: ignore[attr-defined]
+
+
+def availability_plot(report: dict, plt: object, png: object) -> str:
+    """The availability timeline (answered share per bucket) with the fault windows shaded, as base64 PNG."""
+    tl = report["faults"]["timeline"]
+    fig, ax = plt.subplots(figsize=(9, 3.2))  # type: ignore[attr-defined]
+    ax.step(tl["t"], [float("nan") if v is None else 100.0 * v for v in tl["share"]], where="post", label="answered %")
+    shade_faults(ax, report)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel(f"answered % per {tl['bucket']:g} s")
+    ax.set_title("Availability over time (fault windows shaded)")
+    ax.grid(alpha=0.3)
+    return png(fig, plt)  # type: ignore[operator]
