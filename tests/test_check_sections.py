@@ -142,6 +142,25 @@ def test_fault_window_requests_are_counted_apart(tmp_path):
     assert math.isinf(rep.availability.windows[0].end) and rep.availability.overall.in_fault == 6
 
 
+def test_skips_caused_by_a_fault_count_with_the_fault(tmp_path):
+    # Session 7's create_item got no answer during the fault; its later steps, skipped after the
+    # window, are the fault's doing. Session 8's skip has nothing to do with a fault: it counts.
+    h = populated()
+    for k in range(20):
+        h.req("find_item", ["i1"], at=1.0 + k * 0.1, latency=0.01)
+    h.req("create_item", [1], "conn_error", expect="ok", at=3.0, sid=7)
+    h.req("add_stock", ["$s7.item0", 5], "skipped", expect="ok", at=4.0, sid=7, step=1)
+    h.req("checkout", ["o1"], at=5.0)
+    h.events.append({"at": 2.95, "kind": "fault", "end": 3.6, "name": "kill stock"})
+    paid_final(h, settle=SETTLED)
+    rep = check(tmp_path, h)
+    assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
+    assert rep.availability.overall.in_fault == 2 and rep.availability.overall.skipped == 0
+    h.req("add_stock", ["$s8.item0", 5], "skipped", expect="ok", at=4.5, sid=8, step=1)
+    rep = check(tmp_path, h)
+    assert rep.availability.overall.skipped == 1 and rep.verdict.decided_by == ("availability",)
+
+
 def test_strict_needs_every_request_answered(tmp_path):
     h = paid_final(populated().req("checkout", ["o1"]).req("find_item", ["i1"], "error", expect="any"),
                    settle=SETTLED)

@@ -9,7 +9,10 @@ has none (e.g. the checkout workload's ``any`` checkouts), every request counts.
 are counted apart (``in_fault``) and left out of the share: a fault schedule makes the shop
 unavailable on purpose. A window is a results event ``{"kind": "fault", "at": start, "end": end,
 "name": …}`` (seconds on the run's clock; ``end`` missing means the fault never ended). A skipped
-request has no ``done``: its ``intended`` time alone decides.
+request has no ``done``: its ``intended`` time alone decides — except that a skipped request of a
+session that had a request in a fault window is counted with the fault too, wherever its own time
+falls: it was skipped because a request the fault left unanswered never bound its id (the fault's
+consequence, not the shop's unavailability after it).
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ def compute_availability(results: Results) -> Availability:
         end = np.where(np.isnan(c["done"]), c["intended"], c["done"])
         for w in windows:
             faulted |= (start <= w.end) & (end >= w.start)
+        hit_sessions = np.unique(c["sid"][faulted])
+        faulted |= (c["outcome"] == SKIPPED) & np.isin(c["sid"], hit_sessions)
     counted = determined & ~faulted
     ops = []
     for code in np.unique(c["op"][determined]).tolist():
