@@ -1,7 +1,10 @@
 """How often does ``compare`` cry wolf, and how often does it catch a real slow-down?
 
-Against the reference shop (``wdm-replay serve`` subprocesses on loopback, replayed at ``--speed
-max`` by the library's ``replay_trace`` as ``wdm-replay ab`` does):
+Against the reference shop (``wdm-replay serve`` subprocesses on loopback, replayed by the library's
+``replay_trace`` as ``wdm-replay ab`` does) — paced at ``--pace`` sessions/s below the shop's
+saturation (the default: response time is then service time, so an added latency shows in full),
+or ``--pace 0`` at ``--speed max`` (response time is then queueing in a saturated shop, where a
+per-request sleep that costs the shop no CPU barely shows: round 5 saw +25 % as 1.03x):
 
 - **A/A**: two shops of the same build; ``--sessions`` A/B sessions of 3 runs a side in ABBA order
   (A B B A A B). Each session gives one 3-run comparison and three single-run comparisons (its
@@ -20,7 +23,7 @@ busy 2-core machine — 470 to 630 s of replays measured; ``--quick``: 5 session
 trace, about 1 min).
 
     python bench/compare_calibration.py [--quick] [--sessions N] [--requests N] [--seed S] [--slowdown F]
-        [--neighbour block|run] [--keep DIR | --reanalyse DIR]
+        [--pace SESSIONS_PER_S | --pace 0] [--neighbour block|run] [--keep DIR | --reanalyse DIR]
 """
 
 from __future__ import annotations
@@ -97,9 +100,9 @@ def start_neighbour() -> Child:
     return Child(subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True))
 
 
-def replay(trace: Path, out: Path, url: str, label: str) -> Path:
-    """One --speed max replay of ``trace`` against ``url``; the results file."""
-    s = replay_trace(str(trace), str(out), target=url, speed=None, concurrency=CONCURRENCY, label=label,
+def replay(trace: Path, out: Path, url: str, label: str, speed: float | None) -> Path:
+    """One replay of ``trace`` against ``url`` (``speed`` None: max; 1.0: paced); the results file."""
+    s = replay_trace(str(trace), str(out), target=url, speed=speed, concurrency=CONCURRENCY, label=label,
                      final_read=False)
     if not s["complete"]:
         raise RuntimeError(f"replay of {trace} against {url} did not complete")
@@ -125,14 +128,14 @@ def neighbour_plan(n: int, mode: str, rng: np.random.Generator) -> list[bool]:
 
 
 def session(trace: Path, work: Path, name: str, url_a: str, url_b: str, runs: int, mode: str,
-            rng: np.random.Generator) -> list[dict]:
+            rng: np.random.Generator, speed: float | None) -> list[dict]:
     """ABBA-ordered runs of one session: [{build, file, busy}] in the order they ran."""
     order = ab_order(runs)
     done = []
     for k, (build, busy) in enumerate(zip(order, neighbour_plan(len(order), mode, rng)), start=1):
         neighbour = start_neighbour() if busy else None
         try:
-            path = replay(trace, work / f"{name}-{k:02d}-{build}.wdmr", url_a if build == "A" else url_b, build)
+            path = replay(trace, work / f"{name}-{k:02d}-{build}.wdmr", url_a if build == "A" else url_b, build, speed)
         finally:
             if neighbour is not None:
                 neighbour.stop()
@@ -216,7 +219,8 @@ def report(manifest: dict, results: dict) -> None:
     busy = sum(r["busy"] for s in m["sessions"] for r in s["runs"])
     total = sum(len(s["runs"]) for s in m["sessions"])
     print()
-    print(f"compare calibration: {total} runs of {m['requests']} requests (--speed max, concurrency {CONCURRENCY}) "
+    print(f"compare calibration: {total} runs of {m['requests']} requests ({m.get('mode', '--speed max')}, "
+          f"concurrency {CONCURRENCY}) "
           f"in {m['elapsed']:.0f} s; busy neighbour ({m['neighbour']} mode) in {busy} of them; load average "
           f"{m['load'][0]:.1f} before, {m['load'][1]:.1f} after ({m['cores']} cores, shared); slowed shop +"
           f"{m['added_ms']:.2f} ms = {m['slowdown'] * 100:g}% of the median {m['median_ms']:.2f} ms")
@@ -252,12 +256,14 @@ def collect(args, work: Path, log) -> dict:
     t0 = time.monotonic()
     load1 = os.getloadavg()[0]
     trace = work / "stress.wdmt"
-    generate("stress", trace, seed=args.seed, rate=5000.0, requests=requests)
+    speed = 1.0 if args.pace > 0 else None
+    generate("stress", trace, seed=args.seed, rate=args.pace if args.pace > 0 else 5000.0, requests=requests)
     shops = [start_shop(), start_shop()]
     manifest = {"requests": requests, "runs": args.runs, "neighbour": args.neighbour, "slowdown": args.slowdown,
+                "mode": f"paced, {args.pace:g} sessions/s at speed 1" if speed else "--speed max",
                 "cores": os.cpu_count(), "sessions": []}
     try:
-        warm = replay(trace, work / "warm.wdmr", shops[0].url, "A")
+        warm = replay(trace, work / "warm.wdmr", shops[0].url, "A", speed)
         median = median_response_ms(warm)
         added = args.slowdown * median
         manifest.update(median_ms=median, added_ms=added)
@@ -267,7 +273,7 @@ def collect(args, work: Path, log) -> dict:
         for kind, url_b in (("A/A", shops[1].url), ("A/B", shops[2].url)):
             for s in range(sessions):
                 runs = session(trace, work, f"{kind.replace('/', '')}{s:02d}", shops[0].url, url_b, args.runs,
-                               args.neighbour, rng)
+                               args.neighbour, rng, speed)
                 manifest["sessions"].append({"kind": kind, "session": s, "runs": runs})
                 log(f"  {kind} session {s + 1}/{sessions} replayed")
     finally:
@@ -284,6 +290,9 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=None, help="A/A and A/B sessions each (default 20; quick 5)")
     ap.add_argument("--requests", type=int, default=None, help="requests in the trace (default 1500; quick 800)")
     ap.add_argument("--runs", type=int, default=3, help="runs a side per session (default 3)")
+    ap.add_argument("--pace", type=float, default=60.0,
+                    help="sessions/s of the trace, replayed at speed 1 below the shop's saturation (default 60); "
+                         "0: --speed max")
     ap.add_argument("--slowdown", type=float, default=0.25, help="added latency as a share of the median (0.25)")
     ap.add_argument("--neighbour", choices=["block", "run"], default="block",
                     help="busy neighbour: a stretch of runs in half the sessions (block), or each run at random (run)")

@@ -135,3 +135,22 @@ def test_serve_help_shows_examples():
     assert "wdm-replay serve --split --port 8000" in r.stdout
     assert "--inject KIND[:RATE]" in r.stdout and "apply-then-500" in r.stdout
     assert "wdm-replay serve --inject apply-then-500:0.2" in r.stdout
+
+
+@pytest.mark.parametrize("ms", [0.3, 0.8, 5.0])
+def test_added_latency_is_what_was_asked_even_below_a_millisecond(ms):
+    # uvloop's timers step in milliseconds: a plain sleep(0.0003) would add nothing at all.
+    import time
+
+    from wdmreplay.shop.app import added_latency
+
+    async def measure() -> float:
+        t = time.perf_counter()
+        for _ in range(20):
+            await added_latency(ms / 1000)
+        return (time.perf_counter() - t) / 20 * 1000
+
+    import uvloop  # the test extra has it; the shop runs on it when installed
+
+    took = uvloop.run(measure())
+    assert ms * 0.95 <= took <= ms + 2.0

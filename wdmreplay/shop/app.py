@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -549,6 +550,24 @@ class _Ops:
         return _json({"msg": "Batch init for orders successful"})
 
 
+TIMER_RESOLUTION_S = 0.002  # below this an event loop's timer cannot be trusted (uvloop: 1 ms steps)
+
+
+async def added_latency(seconds: float) -> None:
+    """Wait ``seconds`` (``--latency``) without blocking other requests, accurately below a millisecond.
+
+    An event loop's timers have millisecond steps (uvloop rounds ``sleep(0.0004)`` to no wait at
+    all), so a short delay yields to the loop until the clock has moved on instead of sleeping:
+    it costs CPU, but ``--latency 0.3`` then adds 0.3 ms as asked.
+    """
+    if seconds >= TIMER_RESOLUTION_S:
+        await asyncio.sleep(seconds)
+        return
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        await asyncio.sleep(0)
+
+
 def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[web.Request], Awaitable[web.Response]]:
     cfg = state.config
     count = state.stats.count
@@ -566,7 +585,7 @@ def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[
         if internal is None:
             count(name)
             if latency:
-                await asyncio.sleep(latency)
+                await added_latency(latency)
             if error_rate and rng.random() < error_rate:
                 return web.Response(status=500, text="injected error (--error-rate); nothing was changed")
         info = request.match_info
