@@ -288,6 +288,10 @@ class OrderStore:
         order.total_cost = total
         order.prices[item_id] = price
 
+    def mark_paid(self, order_id: str) -> None:
+        """Mark the order paid (the last step of a checkout)."""
+        self.orders[order_id].paid = True
+
     def remove_item(self, order_id: str, item_id: str) -> None:
         """Remove one unit of ``item_id`` (from its last line); refused if absent or paid."""
         order = self.get_unpaid(order_id)
