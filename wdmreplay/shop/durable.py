@@ -333,17 +333,20 @@ class LegLog:
             self.legs[rid] = [None, None, None, 0, "undone"]
         else:
             kind, target, order_id, amount, _ = leg
-            if kind == "subtract":
-                self.state.stock.add(target, amount)
-            else:
-                pay = self.state.payment
-                pay.add_funds(target, amount)
-                rec = pay.payments.get((target, order_id))
-                if rec is not None:
-                    pay.durable.mark("payments", (target, order_id))
-                    rec[0] -= amount
-                    if rec[0] <= 0:
-                        del pay.payments[(target, order_id)]
+            try:
+                if kind == "subtract":
+                    self.state.stock.add(target, amount)
+                else:
+                    pay = self.state.payment
+                    pay.add_funds(target, amount)
+                    rec = pay.payments.get((target, order_id))
+                    if rec is not None:
+                        pay.durable.mark("payments", (target, order_id))
+                        rec[0] -= amount
+                        if rec[0] <= 0:
+                            del pay.payments[(target, order_id)]
+            except Refused:
+                pass  # the item or user is gone (POST /_shop/reset): nothing left to give back
             leg[4] = "undone"
         self._save(rid)
 

@@ -342,7 +342,8 @@ def banner(shop: RunningShop) -> str:
         lines.append(f"  injected fault (a correct, unhelpful shop): {line}")
     if shop.data is not None:
         lines.append(f"  durable: state in SQLite under {shop.data} (every answer is committed first)"
-                     + ("; checkouts are logged sagas, recovered at start" if shop.sagas else ""))
+                     + ("; checkouts are logged sagas, recovered at start"
+                        if shop.sagas and (shop.split or cfg.fault_rate("slow-saga")) else ""))
     if shop.only is None or shop.only == "orders":
         lines.append("urls.json:")
         lines.append(json.dumps(shop.target.as_dict(), indent=2))
