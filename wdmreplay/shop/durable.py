@@ -578,7 +578,8 @@ def wire(state: Any, apps: dict[str, web.Application], *, one_port: bool) -> lis
             if service in ("stock", "payment"):
                 d = state.durable[api.SERVICES if one_port else (service,)]
                 legs[service] = LegLog(d, state)
-                add_leg_routes(app, legs[service], d, service)
+                if not one_port:  # one port: the coordinator calls its LegLogs directly
+                    add_leg_routes(app, legs[service], d, service)
     out = []
     for name, app in apps.items():
         if cfg.inject is not None or (not one_port and name != "orders") or LOGIC_KEY not in app:
