@@ -98,3 +98,26 @@ def test_one_port_slow_saga_is_durable_too(tmp_path):
     with ShopThread(data=str(tmp_path)) as shop:
         assert _req("GET", f"{shop.url}/stock/find/{item}")[1]["stock"] == 1
         assert _req("GET", f"{shop.url}/orders/find/{order}")[1]["paid"] is False
+
+
+def test_split_processes_kill_and_restart_one_service(tmp_path):
+    from wdmreplay.shop.processes import SplitProcesses
+
+    with SplitProcesses(str(tmp_path), ("--leg-delay", "0")) as shop:
+        item = _req("POST", f"{shop.url('stock')}/stock/item/create/2")[1]["item_id"]
+        assert _req("POST", f"{shop.url('stock')}/stock/add/{item}/9")[0] == 200
+        user = _req("POST", f"{shop.url('payment')}/payment/create_user")[1]["user_id"]
+        assert _req("POST", f"{shop.url('payment')}/payment/add_funds/{user}/10")[0] == 200
+        order = _req("POST", f"{shop.url('orders')}/orders/create/{user}")[1]["order_id"]
+        assert _req("POST", f"{shop.url('orders')}/orders/addItem/{order}/{item}/2")[0] == 200
+        old_pid = shop.pid("stock")
+        shop.kill("stock")
+        status, _ = _req("POST", f"{shop.url('orders')}/orders/checkout/{order}")
+        assert status == 503  # stock is down: nothing changed, and the client is told so
+        shop.start("stock")
+        assert shop.pid("stock") != old_pid
+        assert _req("GET", f"{shop.url('stock')}/stock/find/{item}")[1]["stock"] == 9
+        assert _req("POST", f"{shop.url('orders')}/orders/checkout/{order}")[0] == 200
+        assert _req("GET", f"{shop.url('stock')}/stock/find/{item}")[1]["stock"] == 7
+        assert _req("GET", f"{shop.url('payment')}/payment/find_user/{user}")[1]["credit"] == 6
+        assert shop.target.order_url == shop.url("orders")
