@@ -186,6 +186,7 @@ class LocalStock:
         before = item.stock
         await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
         item.stock = before - amount
+        self.store.touched(item_id)  # written after an await: serve --data must see it again
         return item.stock
 
     async def add(self, item_id: str, amount: int) -> int:
@@ -212,6 +213,7 @@ class LocalPayment:
         before = user.credit
         await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
         user.credit = before - amount  # (only one bug at a time: no double charge here)
+        self.store.touched(user_id)
         self.store.record(user_id, order_id, amount, by_checkout)
         return user.credit
 

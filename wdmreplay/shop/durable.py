@@ -199,6 +199,9 @@ class DurableStock(StockStore):
         self.durable.mark("items", item_id)
         return item_id
 
+    def touched(self, item_id: str) -> None:
+        self.durable.mark("items", item_id)
+
     def add(self, item_id: str, amount: int) -> int:
         self.durable.mark("items", item_id)
         return super().add(item_id, amount)
@@ -229,6 +232,9 @@ class DurablePayment(PaymentStore):
         user_id = super().create()
         self.durable.mark("users", user_id)
         return user_id
+
+    def touched(self, user_id: str) -> None:
+        self.durable.mark("users", user_id)
 
     def add_funds(self, user_id: str, amount: int) -> int:
         self.durable.mark("users", user_id)
