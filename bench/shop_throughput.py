@@ -6,6 +6,7 @@ pays). Drives each with the same closed-loop aiohttp client (64 connections, a f
 requests per operation, best of 3 rounds) and prints req/s and the shop/bare ratio per operation.
 
     python bench/shop_throughput.py [--requests 10000] [--concurrency 64]
+    python bench/shop_throughput.py --durable   # also serve --data (SQLite), one port and split
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import aiohttp
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10000, help="requests per operation per round")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--durable", action="store_true", help="also measure serve --data DIR (durable, SQLite)")
     args = ap.parse_args()
     exe = shutil.which("wdm-replay")
     shop = [exe] if exe else [sys.executable, "-m", "wdmreplay"]
@@ -166,6 +169,18 @@ def main() -> None:
     for op in one:
         b = bare[op]
         print(f"{op:<36}{b:>11.0f}{one[op]:>11.0f}{one[op] / b:>7.2f}{split[op]:>12.0f}{split[op] / b:>7.2f}")
+    if args.durable:
+        with tempfile.TemporaryDirectory(prefix="wdm-bench-") as d:
+            # a fresh directory per round would be fairer; the state each round adds is small
+            one_d = measure(shop + ["serve", "--port", str(port), "--data", os.path.join(d, "one")],
+                            port, False, args)
+            split_d = measure(shop + ["serve", "--split", "--port", str(port3), "--data", os.path.join(d, "split")],
+                              port3, True, args)
+        print(f"\ndurable (--data, SQLite WAL, a commit per answer) as a ratio to in-memory:")
+        print(f"{'operation':<36}{'one req/s':>11}{'ratio':>7}{'split req/s':>12}{'ratio':>7}")
+        for op in one:
+            print(f"{op:<36}{one_d[op]:>11.0f}{one_d[op] / one[op]:>7.2f}"
+                  f"{split_d[op]:>12.0f}{split_d[op] / split[op]:>7.2f}")
 
 
 if __name__ == "__main__":

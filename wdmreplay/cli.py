@@ -336,8 +336,19 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
               help="Seed of the --error-rate and --inject draws and of batch_init's order contents.")
 @click.option("--dialect", "dialects", default="both", show_default=True,
               type=click.Choice(["both", "2023", "2024"]), help="Which API dialect(s) to serve.")
+@click.option("--data", "data", type=click.Path(file_okay=False), metavar="DIR",
+              help="Keep the state in SQLite files under DIR (durable: every answer is committed first; "
+                   "a restart with the same DIR continues). With --split, checkouts are logged sagas.")
+@click.option("--only", type=click.Choice(["orders", "stock", "payment"]),
+              help="With --split: serve just this service, on --port (one process per service).")
+@click.option("--stock-url", metavar="URL", help="With --only orders: the stock service's base URL.")
+@click.option("--payment-url", metavar="URL", help="With --only orders: the payment service's base URL.")
+@click.option("--leg-delay", "leg_delay_s", default=0.0, show_default=True, type=Finite(0, DAY), metavar="S",
+              help="Test hook (with --data): seconds the order service waits before each leg of a checkout "
+                   "saga, to widen the window a kill can hit.")
 def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s: float, saga_delay_s: float,
-              latency_ms: float, error_rate: float, seed: int, dialects: str) -> None:
+              latency_ms: float, error_rate: float, seed: int, dialects: str, data: str | None, only: str | None,
+              stock_url: str | None, payment_url: str | None, leg_delay_s: float) -> None:
     """Run the reference shop (API.md, both dialects) until Ctrl-C or SIGTERM.
 
     \b
@@ -350,12 +361,20 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
       wdm-replay serve --inject apply-then-hang:0.1 --hang 30   # effect now, answer after 30 s
       wdm-replay serve --split --inject slow-saga:0.5 --saga-delay 3
       wdm-replay serve --port 0 --latency 5 --error-rate 0.01 --seed 7
+      wdm-replay serve --data shop-data                 # durable: survives kill -9 + restart
+      wdm-replay serve --split --data d --only stock --port 8001      # one service per process
+      wdm-replay serve --split --data d --only orders --port 8000 \
+          --stock-url http://127.0.0.1:8001 --payment-url http://127.0.0.1:8002
     """
     from .shop import ShopConfig, serve
 
     config = ShopConfig(",".join(inject) or None, latency_ms, error_rate, seed, dialects,  # type: ignore[arg-type]
-                        hang_s=hang_s, saga_delay_s=saga_delay_s)
-    serve(config, host, port, split, announce=lambda text: click.echo(text))
+                        hang_s=hang_s, saga_delay_s=saga_delay_s, leg_delay_s=leg_delay_s)
+    peers = {"stock": stock_url, "payment": payment_url} if (stock_url or payment_url) else None
+    if peers and only != "orders":
+        raise click.UsageError("--stock-url and --payment-url go with --split --only orders")
+    serve(config, host, port, split, announce=lambda text: click.echo(text), data=data, only=only,
+          peers=peers)  # type: ignore[arg-type]
 
 
 # --- replay, demo (replayer) ------------------------------------------------------------------

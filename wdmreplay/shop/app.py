@@ -74,6 +74,7 @@ class ShopConfig:
     faults: tuple[tuple[str, float], ...] = ()
     hang_s: float = 30.0
     saga_delay_s: float = 2.0
+    leg_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -94,6 +95,8 @@ class ShopConfig:
             raise ShopError(f"--hang must be a finite number of seconds > 0, got {self.hang_s}")
         if not (math.isfinite(self.saga_delay_s) and self.saga_delay_s >= 0):
             raise ShopError(f"--saga-delay must be a finite number of seconds >= 0, got {self.saga_delay_s}")
+        if not (math.isfinite(self.leg_delay_s) and self.leg_delay_s >= 0):
+            raise ShopError(f"--leg-delay must be a finite number of seconds >= 0, got {self.leg_delay_s}")
         object.__setattr__(self, "dialects", normalize_dialects(self.dialects))
 
     def fault_rate(self, kind: str) -> float:
@@ -132,9 +135,13 @@ class ShopState:
         self.fault_rngs = {k: random.Random(f"{config.seed}:{k}") for k in FAULT_KINDS}
         # Work that outlives the request that started it (slow sagas): cancelled when the shop stops.
         self.background: set[asyncio.Task] = set()
+        # serve --data: {services of one app: DurableStore} (see durable.py); empty in memory.
+        self.durable: dict[tuple[str, ...], Any] = {}
 
     def reset(self) -> None:
         """Forget every item, user, order and counter (in place: handlers keep their references)."""
+        for d in self.durable.values():
+            d.clear()
         self.stock.items.clear()
         self.stock.ids.n = 0
         self.payment.users.clear()
@@ -180,6 +187,7 @@ class LocalStock:
         before = item.stock
         await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
         item.stock = before - amount
+        self.store.touched(item_id)  # written after an await: serve --data must see it again
         return item.stock
 
     async def add(self, item_id: str, amount: int) -> int:
@@ -206,6 +214,7 @@ class LocalPayment:
         before = user.credit
         await asyncio.sleep(RACE_WINDOW_S)  # the injected bug: others write meanwhile, we overwrite
         user.credit = before - amount  # (only one bug at a time: no double charge here)
+        self.store.touched(user_id)
         self.store.record(user_id, order_id, amount, by_checkout)
         return user.credit
 
@@ -307,6 +316,7 @@ class OrderLogic:
         self.payment = payment  # LocalPayment or HttpPayment
         self.atomic = atomic
         self.locks = KeyedLocks()
+        self.saga: Any = None  # serve --data: a durable.SagaCoordinator that runs the checkout saga
         inject = state.config.inject
         self.no_rollback = inject == "no-rollback"
         self.lost_line = inject == "lost-line"
@@ -407,24 +417,29 @@ class OrderLogic:
         order.paid = True
 
     async def _checkout_saga(self, order_id: str, delay: float = 0.0) -> None:
+        if self.saga is not None:
+            return await self.saga.checkout(order_id, delay)
         order = self.state.orders.get_unpaid(order_id)
         taken: list[tuple[str, int]] = []
+        leg_delay = self.state.config.leg_delay_s
         try:
             for item_id, qty in order.needs().items():
+                if leg_delay:
+                    await asyncio.sleep(leg_delay)  # serve --leg-delay: a wider window for a kill
                 await self.stock.subtract(item_id, qty)
                 taken.append((item_id, qty))
         except (Refused, ServiceUnavailable) as e:
             await self._give_back(taken)
             raise Refused(f"checkout of order {order_id} failed: {e}") from None
-        if delay:
-            await asyncio.sleep(delay)  # --inject slow-saga: the payment leg lands later
+        if delay or leg_delay:
+            await asyncio.sleep(delay + leg_delay)  # --inject slow-saga: the payment leg lands later
         try:
             await self.payment.pay(order.user_id, order.total_cost, order_id, by_checkout=True)
         except (Refused, ServiceUnavailable) as e:
             if not self.no_rollback:
                 await self._give_back(taken)
             raise Refused(f"checkout of order {order_id} failed: {e}") from None
-        order.paid = True
+        self.state.orders.mark_paid(order_id)
 
     async def _give_back(self, taken: list[tuple[str, int]]) -> None:
         for item_id, qty in taken:
@@ -568,7 +583,8 @@ async def added_latency(seconds: float) -> None:
         await asyncio.sleep(0)
 
 
-def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _make_handler(op: api.Operation, impl: Impl, state: ShopState,
+                  flush: Callable[[], None] | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
     cfg = state.config
     count = state.stats.count
     name = op.name
@@ -597,6 +613,8 @@ def _make_handler(op: api.Operation, impl: Impl, state: ShopState) -> Callable[[
             response = await impl(internal, *args)
         except Refused as e:
             response = web.Response(status=400, text=str(e))
+        if flush is not None:
+            flush()  # serve --data: the effect is committed before the answer leaves
         if faulty and internal is None:
             return await _after_effect(state, response)
         return response
@@ -634,6 +652,7 @@ async def _reset(request: web.Request) -> web.Response:
 _FIELD = re.compile(r"\{(\w+)\}")
 STATE_KEY = web.AppKey("wdm_shop_state", ShopState)
 PEERS_KEY = web.AppKey("wdm_shop_peers", list)
+LOGIC_KEY = web.AppKey("wdm_shop_order_logic", OrderLogic)
 
 
 def _routes(dialects: tuple[str, ...], services: Iterable[str]) -> dict[tuple[str, str], str]:
@@ -656,13 +675,17 @@ def _build(state: ShopState, services: tuple[str, ...], logic: OrderLogic | None
     app = web.Application()
     app[STATE_KEY] = state
     ops = _Ops(state, logic)
+    durable = state.durable.get(tuple(services))
+    flush = durable.flush if durable is not None else None
     for (method, path), op_name in _routes(state.config.dialects, services).items():
         op = api.OPERATIONS[op_name]
         # aiohttp's default {name} pattern refuses "{" and "}" (decoded); ids may hold any character but "/".
         pattern = _FIELD.sub(r"{\1:[^/]+}", path)
-        app.router.add_route(method, pattern, _make_handler(op, getattr(ops, op_name), state))
+        app.router.add_route(method, pattern, _make_handler(op, getattr(ops, op_name), state, flush))
     app.router.add_get("/_shop/stats", _stats)
     app.router.add_post("/_shop/reset", _reset)
+    if logic is not None:
+        app[LOGIC_KEY] = logic
     return app
 
 

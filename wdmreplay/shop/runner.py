@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import urllib.request
 from typing import Any, Callable, Iterable
@@ -38,6 +39,9 @@ class RunningShop:
         self.split = split
         self.runners: list[web.AppRunner] = []
         self.urls: dict[str, str] = {}  # service ("orders", "stock", "payment") -> base URL
+        self.sagas: list[Any] = []  # serve --data: saga coordinators (their background compensators)
+        self.data: str | None = None
+        self.only: str | None = None
 
     @property
     def target(self) -> Target:
@@ -53,9 +57,14 @@ class RunningShop:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for saga in self.sagas:
+            await saga.stop()
         for r in reversed(self.runners):
             await r.cleanup()
         self.runners.clear()
+        for d in self.state.durable.values():
+            d.close()
+        self.state.durable.clear()
 
 
 async def _bind(app: web.Application, host: str, port: int, shop: RunningShop) -> int:
@@ -76,20 +85,57 @@ async def _bind(app: web.Application, host: str, port: int, shop: RunningShop) -
 
 
 async def start_shop(
-    config: ShopConfig, host: str = "127.0.0.1", port: int = 0, split: bool = False
+    config: ShopConfig, host: str = "127.0.0.1", port: int = 0, split: bool = False,
+    data: str | None = None, only: str | None = None, peers: dict[str, str] | None = None,
 ) -> RunningShop:
     """Start the shop on this event loop: one port, or three consecutive ones with ``split``.
 
-    Port 0 picks free ports (with ``split``, three independent free ports).
+    Port 0 picks free ports (with ``split``, three independent free ports). ``data``: a directory
+    whose SQLite files hold the state (durable; see durable.py). ``only`` (split): serve just that
+    service on ``port``; the order service then needs ``peers`` ``{"stock": url, "payment": url}``.
     """
+    from .durable import attach, wire
+
+    if config.inject == "no-recovery" and data is None:
+        raise ShopError("--inject no-recovery is a bug of the durable shop: it needs --data DIR")
+    if only is not None and not split:
+        raise ShopError("--only needs --split")
+    if only == "orders" and not (peers and peers.get("stock") and peers.get("payment")):
+        raise ShopError("--only orders needs --stock-url and --payment-url")
     state = ShopState(config)
     shop = RunningShop(config, state, split)
+    shop.data, shop.only = data, only
+    if data is not None:
+        try:
+            state.durable = attach(state, data, ["shop"] if not split else [only] if only else
+                                   ["orders", "stock", "payment"])
+        except (OSError, sqlite3.Error) as e:
+            raise ShopError(f"--data {data}: cannot open the shop's database: {e}") from None
     base = f"http://{_client_host(host)}:"
     if not split:
-        p = await _bind(make_app(config, state=state), host, port, shop)
+        app = make_app(config, state=state)
+        if data is not None:
+            shop.sagas = wire(state, {"shop": app}, one_port=True)
+        p = await _bind(app, host, port, shop)
         shop.urls = {s: base + str(p) for s in ("orders", "stock", "payment")}
+        _start_sagas(shop)
         return shop
     apps = make_split_apps(config, state=state)
+    if only is not None:
+        app = apps[only]
+        if only == "orders":
+            assert peers is not None
+            connect_peers(app, peers["stock"], peers["payment"])
+        if data is not None:
+            shop.sagas = wire(state, {only: app}, one_port=False)
+        p = await _bind(app, host, port, shop)
+        shop.urls = {only: base + str(p)}
+        if only == "orders":
+            shop.urls.update(stock=peers["stock"].rstrip("/"), payment=peers["payment"].rstrip("/"))  # type: ignore[index]
+        _start_sagas(shop)
+        return shop
+    if data is not None:
+        shop.sagas = wire(state, apps, one_port=False)
     ports = {}
     # Stock and payment first, so the order service knows its peers before it accepts a request.
     for i, service in ((1, "stock"), (2, "payment"), (0, "orders")):
@@ -97,7 +143,14 @@ async def start_shop(
             connect_peers(apps["orders"], base + str(ports["stock"]), base + str(ports["payment"]))
         ports[service] = await _bind(apps[service], host, port + i if port else 0, shop)
     shop.urls = {s: base + str(ports[s]) for s in ("orders", "stock", "payment")}
+    _start_sagas(shop)
     return shop
+
+
+def _start_sagas(shop: RunningShop) -> None:
+    # After binding: the compensator's first round recovers the sagas a killed process left open.
+    for saga in shop.sagas:
+        saga.start()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -131,9 +184,11 @@ class ShopThread:
         faults: tuple[tuple[str, float], ...] = (),
         hang_s: float = 30.0,
         saga_delay_s: float = 2.0,
+        data: str | None = None,
     ):
         self.config = ShopConfig(inject, float(latency_ms), float(error_rate), seed, dialects,  # type: ignore[arg-type]
                                  tuple(faults), float(hang_s), float(saga_delay_s))
+        self.data = data
         self.split = split
         self.host = host
         self.port = port
@@ -155,7 +210,8 @@ class ShopThread:
             asyncio.set_event_loop(loop)
             try:
                 self._stopped = asyncio.Event()
-                self._shop = loop.run_until_complete(start_shop(self.config, self.host, self.port, self.split))
+                self._shop = loop.run_until_complete(start_shop(self.config, self.host, self.port, self.split,
+                                                                  data=self.data))
             except BaseException as e:  # handed to the starting thread
                 failure.append(e)
                 ready.set()
@@ -264,7 +320,12 @@ def banner(shop: RunningShop) -> str:
             bar,
         ]
     dialects = " and ".join(cfg.dialects)
-    if shop.split:
+    if shop.only is not None:
+        lines.append(f"wdm-replay reference shop: {shop.only} service alone (split, dialects {dialects}) "
+                     f"on {shop.urls[shop.only]}")
+        if shop.only == "orders":
+            lines.append(f"  calls stock at {shop.urls['stock']}, payment at {shop.urls['payment']}")
+    elif shop.split:
         lines.append(f"wdm-replay reference shop (split, dialects {dialects}):")
         for s in ("orders", "stock", "payment"):
             lines.append(f"  {s:<8} service on {shop.urls[s]}")
@@ -279,8 +340,13 @@ def banner(shop: RunningShop) -> str:
         lines.append("  faults: " + "; ".join(extras))
     for line in describe_faults(cfg.faults, cfg.hang_s, cfg.saga_delay_s):
         lines.append(f"  injected fault (a correct, unhelpful shop): {line}")
-    lines.append("urls.json:")
-    lines.append(json.dumps(shop.target.as_dict(), indent=2))
+    if shop.data is not None:
+        lines.append(f"  durable: state in SQLite under {shop.data} (every answer is committed first)"
+                     + ("; checkouts are logged sagas, recovered at start"
+                        if shop.sagas and (shop.split or cfg.fault_rate("slow-saga")) else ""))
+    if shop.only is None or shop.only == "orders":
+        lines.append("urls.json:")
+        lines.append(json.dumps(shop.target.as_dict(), indent=2))
     lines.append("admin: GET /_shop/stats, POST /_shop/reset. Stop with Ctrl-C.")
     return "\n".join(lines)
 
@@ -292,6 +358,7 @@ INJECT_EFFECTS = {
     "double-charge": "a successful checkout charges the user twice (credit may go negative)",
     "lost-line": "add_item reads the order's lines, yields, writes them back: concurrent add_item lose lines",
     "wrong-total": "total_cost counts each distinct item's price once (quantity ignored): below sum qty x price",
+    "no-recovery": "split checkouts keep no saga log: a kill between the legs leaves stock taken without payment",
 }
 
 
@@ -322,6 +389,9 @@ def serve(
     port: int = 8000,
     split: bool = False,
     announce: Callable[[str], None] = print,
+    data: str | None = None,
+    only: str | None = None,
+    peers: dict[str, str] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly; ``announce`` receives the banner."""
     _quiet_aiohttp_logs()
@@ -335,7 +405,7 @@ def serve(
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # not the main thread / platform
                 pass
-        shop = await start_shop(config, host, port, split)
+        shop = await start_shop(config, host, port, split, data=data, only=only, peers=peers)
         try:
             announce(banner(shop))
             await stop.wait()

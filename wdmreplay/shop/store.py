@@ -129,6 +129,9 @@ class StockStore:
         self.items[item_id] = Item(0, price)
         return item_id
 
+    def touched(self, item_id: str) -> None:
+        """Note that ``item_id`` was changed outside this store's methods (a durable store persists it)."""
+
     def add(self, item_id: str, amount: int) -> int:
         """Add ``amount`` units; the new stock."""
         item = self.get(item_id)
@@ -181,6 +184,9 @@ class PaymentStore:
         user_id = self.ids.next()
         self.users[user_id] = User(0)
         return user_id
+
+    def touched(self, user_id: str) -> None:
+        """Note that ``user_id`` was changed outside this store's methods (a durable store persists it)."""
 
     def add_funds(self, user_id: str, amount: int) -> int:
         """Add ``amount`` credit; the new credit."""
@@ -287,6 +293,10 @@ class OrderStore:
         order.items.append([item_id, qty])
         order.total_cost = total
         order.prices[item_id] = price
+
+    def mark_paid(self, order_id: str) -> None:
+        """Mark the order paid (the last step of a checkout)."""
+        self.orders[order_id].paid = True
 
     def remove_item(self, order_id: str, item_id: str) -> None:
         """Remove one unit of ``item_id`` (from its last line); refused if absent or paid."""
