@@ -616,13 +616,18 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
       wdm-replay report huge.wdmr --no-check            # statistics of millions of rows in seconds
     """
     from .analysis import build_report, render_html, render_json, render_text
-    from .analysis.consistency import AnalysisError
     from .traces import load_results, refuse_inputs
 
     if output:
         refuse_inputs(output, [results])  # `report a.wdmr -o a.wdmr` must not overwrite the run
     data = build_report(load_results(results, with_args=not no_check), recheckout=recheckout, bucket=bucket)
-    text = {"text": render_text, "json": render_json, "html": render_html}[fmt](data)
+    _emit({"text": render_text, "json": render_json, "html": render_html}[fmt](data), output)
+
+
+def _emit(text: str, output: str | None) -> None:
+    """A rendered report: to ``output`` (one line on stderr says so) or to stdout."""
+    from .analysis.consistency import AnalysisError
+
     if output:
         try:
             with open(output, "w", encoding="utf-8") as f:
@@ -655,20 +660,10 @@ def _compare_options(f):
 def _compare_and_exit(paths: list[str], threshold: float, error_threshold: float, fmt: str, output: str | None,
                       alpha: float, seed: int, no_check: bool) -> None:
     from .analysis.compare import compare_files, render_compare
-    from .analysis.consistency import AnalysisError
 
     res = compare_files(paths, check=not no_check, threshold=threshold / 100.0,
                         error_threshold=error_threshold / 100.0, alpha=alpha, seed=seed)
-    text = render_compare(res, fmt)
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise AnalysisError(f"{output}: cannot write: {e.strerror}") from None
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+    _emit(render_compare(res, fmt), output)
     sys.exit(1 if res.regression else 0)
 
 

@@ -13,15 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..traces.argcols import as_int  # one definition; re-exported for the checkers
+
 ENTITY_KINDS = ("item", "user", "order")
-
-
-def as_int(v: Any, default: int = 0) -> int:
-    """``v`` as an int, or ``default`` when it is not a number."""
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ EXTRA_OPS = ("batch_init_stock", "batch_init_users", "batch_init_orders")
 
 
 def as_int(v: Any, default: int = 0) -> int:
-    """``v`` as an int, or ``default`` when it is not a number (as :func:`..analysis.final_state.as_int`)."""
+    """``v`` as an int, or ``default`` when it is not a number (the checkers use it too)."""
     try:
         return int(v)
     except (TypeError, ValueError):
