@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from wdmreplay.shop.processes import _free_port, serve_command
+
 DEADLINE_S = 60.0  # every wait below is bounded by this
-
-
-def _command() -> list[str]:
-    exe = shutil.which("wdm-replay", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-m", "wdmreplay"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Service:
@@ -47,7 +35,7 @@ class Service:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Service":
-        self.proc = subprocess.Popen(_command() + ["serve", "--port", str(self.port), *self.args],
+        self.proc = subprocess.Popen(serve_command() + ["serve", "--port", str(self.port), *self.args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         end = time.monotonic() + DEADLINE_S
         while time.monotonic() < end:
@@ -383,12 +371,12 @@ def test_no_recovery_variant_leaves_a_non_atomic_order(services, tmp_path, victi
 
 
 def test_no_recovery_needs_data(services):
-    r = subprocess.run(_command() + ["serve", "--port", "0", "--split", "--inject", "no-recovery"],
+    r = subprocess.run(serve_command() + ["serve", "--port", "0", "--split", "--inject", "no-recovery"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "needs --data" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_only_orders_needs_peer_urls(tmp_path):
-    r = subprocess.run(_command() + ["serve", "--port", "0", "--split", "--only", "orders"],
+    r = subprocess.run(serve_command() + ["serve", "--port", "0", "--split", "--only", "orders"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--stock-url" in r.stderr and "Traceback" not in r.stderr
