@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,60 @@ from wdmreplay.traces import TraceWriter, step
 Behaviour = Callable[[str, str], Any]
 
 
-class TinyTarget:
+class LoopThread:
+    """A server on its own event loop in a daemon thread: ``with`` starts it (until ready) and stops it.
+
+    Subclasses implement ``_start`` (bind, note ports/URLs) and ``_stop`` (close what ``_start`` opened),
+    both run on the server's loop.
+    """
+
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        loop.run_until_complete(self._start())
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._stop())
+        loop.close()
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), f"{type(self).__name__} did not start"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @staticmethod
+    def wait_for(condition: Callable[[], bool], within: float = 10.0) -> bool:
+        """Poll ``condition`` (about the server's counters) for up to ``within`` seconds."""
+        end = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+def abort_all(writers: set[asyncio.StreamWriter]) -> None:
+    """Abort raw connections (handlers then see EOF) rather than cancel their handlers: asyncio
+    3.11 logs a cancelled client_connected_cb task as an error."""
+    for w in writers:
+        w.transport.abort()
+
+
+class TinyTarget(LoopThread):
     """An aiohttp app on 127.0.0.1:0 in a background thread answering every path via ``behaviour``.
 
     ``.url`` is its base URL; ``.seen`` lists every ``(method, path)`` it received, in order.
@@ -27,9 +81,6 @@ class TinyTarget:
     def __init__(self, behaviour: Behaviour):
         self.behaviour = behaviour
         self.seen: list[tuple[str, str]] = []
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -43,31 +94,18 @@ class TinyTarget:
             await asyncio.sleep(0.05)
         return web.Response(status=status, body=body, content_type="application/json")
 
-    def _serve(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+    async def _start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
 
-    def __enter__(self) -> "TinyTarget":
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    async def _stop(self) -> None:
+        await self._runner.cleanup()
 
     def sent(self, prefix: str) -> int:
         """How many requests had a path starting with ``prefix``."""

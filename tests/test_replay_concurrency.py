@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from replay_support import write_trace
+from replay_support import LoopThread, abort_all, write_trace
 from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.replayer.engine import split_concurrency
 from wdmreplay.replayer.http import HttpClient, NotSent, Slots
@@ -31,7 +31,7 @@ PROBE = "wdm-replay-probe"  # replay_trace's reachability probe: not counted
 DELAY = 0.2  # seconds per answer
 
 
-class SlowServer:
+class SlowServer(LoopThread):
     """A raw HTTP/1.1 server on 127.0.0.1 (``ports`` listening sockets sharing counters) in a thread.
 
     Every request is answered ``{}`` after ``delay`` seconds, on a keep-alive connection.
@@ -47,7 +47,6 @@ class SlowServer:
         self.open = self.max_open = self.busy = self.max_busy = 0
         self.accepted = self.requests = 0
         self._lock = threading.Lock()
-        self._ready = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
 
     def url(self, i: int = 0) -> str:
@@ -93,38 +92,15 @@ class SlowServer:
                 self._count("open", -1)
             writer.close()
 
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        servers = [loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-                   for _ in range(self.nports)]
-        self.ports = [s.sockets[0].getsockname()[1] for s in servers]
-        self._ready.set()
-        loop.run_forever()
-        for s in servers:
+    async def _start(self) -> None:
+        self._servers = [await asyncio.start_server(self._serve, "127.0.0.1", 0) for _ in range(self.nports)]
+        self.ports = [s.sockets[0].getsockname()[1] for s in self._servers]
+
+    async def _stop(self) -> None:
+        for s in self._servers:
             s.close()
-        for w in self._writers:
-            w.transport.abort()
-        loop.run_until_complete(asyncio.sleep(0.05))
-        loop.close()
-
-    def __enter__(self) -> "SlowServer":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def wait_for(self, condition, within: float = 10.0) -> bool:
-        """Poll ``condition`` (about the counters) for up to ``within`` seconds."""
-        end = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.005)
-        return True
+        abort_all(self._writers)
+        await asyncio.sleep(0.05)
 
 
 def burst_trace(path, sessions: int, steps: int = 2) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from replay_support import closed_port, write_trace
+from replay_support import LoopThread, abort_all, closed_port, write_trace
 from wdmreplay.replayer import TargetUnreachable, replay_trace
 from wdmreplay.replayer.http import HttpClient, HttpError
 from wdmreplay.traces import load_results, step
@@ -69,7 +69,7 @@ class RawConn:
 Respond = Callable[[RawConn, str, str, int], Awaitable[bool]]
 
 
-class RawServer:
+class RawServer(LoopThread):
     """A raw TCP server on 127.0.0.1:0 in a background thread; ``respond`` answers each request.
 
     ``respond(conn, method, path, n)`` (``n`` = index of the request on this connection) writes
@@ -85,7 +85,6 @@ class RawServer:
         self.eofs = 0
         self.heads: list[bytes] = []
         self.port = 0
-        self._ready = threading.Event()
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -115,39 +114,15 @@ class RawServer:
         finally:
             writer.close()
 
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(asyncio.start_server(self._serve_conn, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        loop.run_forever()
-        server.close()
-        # Abort the connections (handlers then see EOF) rather than cancel the handlers: asyncio
-        # 3.11 logs a cancelled client_connected_cb task as an error.
-        for w in self._writers:
-            w.transport.abort()
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._serve_conn, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        self._server.close()
+        abort_all(self._writers)
         if self._tasks:
-            loop.run_until_complete(asyncio.wait(self._tasks, timeout=2))
-        loop.close()
-
-    def __enter__(self) -> "RawServer":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def wait_for(self, condition: Callable[[], bool], within: float = 3.0) -> bool:
-        """Poll ``condition`` (about server-side counters) for up to ``within`` seconds."""
-        end = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.01)
-        return True
+            await asyncio.wait(self._tasks, timeout=2)
 
 
 def answering(response: bytes) -> Respond:
