@@ -91,7 +91,8 @@ def test_wrong_total_is_named_per_order(tmp_path, capsys):
     assert cli_check(out, capsys)[0] == 1
 
 
-@pytest.mark.parametrize("mode, unanswered", [("500", "5xx"), ("dead", "connection error"), ("non-json", "skipped")])
+@pytest.mark.parametrize("mode, unanswered", [("500", "5xx"), ("dead", "connection error"), ("non-json", "bad answer"),
+                                              ("empty-json", "bad answer")])
 def test_broken_shop_is_never_clean(tmp_path, capsys, mode, unanswered):
     with TinyShop(mode) as shop:
         out = replay_tiny(tmp_path, shop, timeout=2.0)
@@ -104,6 +105,9 @@ def test_broken_shop_is_never_clean(tmp_path, capsys, mode, unanswered):
     # Even when unavailability is tolerated, nothing was observed: never CLEAN.
     rep0 = check_results(load_results(out, with_args=True), min_availability=0.0)
     assert rep0.verdict.verdict in ("NOT CLEAN", "INCONCLUSIVE") and rep0.verdict.verdict != "CLEAN"
+    # Nothing was created, so nothing could be checked: consistency never passes on it.
+    consistency = next(sec for sec in rep0.verdict.sections if sec.name == "consistency")
+    assert consistency.status != "pass", consistency
     assert cli_check(out, capsys, "--min-availability", "0")[0] == EXIT[rep0.verdict.verdict] != 0
 
 

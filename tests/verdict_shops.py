@@ -9,6 +9,7 @@
 - ``"500"``: every request answers 500 with no effect (a 500 storm);
 - ``"hang"``: every request answers only after ``hang`` seconds (longer than the client's timeout);
 - ``"non-json"``: every request answers 200 with a plain-text body;
+- ``"empty-json"``: every request answers 200 ``{}`` (valid JSON, but no created id, no fields);
 - ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
@@ -23,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "dead")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead")
 
 
 class TinyShop:
@@ -121,6 +122,8 @@ class TinyShop:
         status, body = self._answer(request.method, [p for p in path.split("/") if p])
         if self.mode == "non-json":
             return web.Response(status=200, text="ok")
+        if self.mode == "empty-json":
+            return web.Response(status=200, text="{}", content_type="application/json")
         if isinstance(body, dict):
             return web.Response(status=status, text=json.dumps(body), content_type="application/json")
         return web.Response(status=status, text=str(body))

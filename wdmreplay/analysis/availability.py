@@ -1,7 +1,8 @@
 """Availability: per operation, the share of requests with a determined expectation that got an answer.
 
-An *answer* is a 2xx or 4xx (the shop decided); a 5xx, timeout, connection error or a skipped
-request (its creating request got no answer) is *unanswered*. Only requests whose step has a
+An *answer* is a 2xx or 4xx (the shop decided); a 5xx, a bad answer (a 2xx without the JSON the
+API promises, a 1xx/3xx), timeout, connection error or a skipped request (its creating request got
+no answer) is *unanswered*. Only requests whose step has a
 determined ``expect`` (``ok`` / ``fail``) count — the ones a correct shop must answer; when a run
 has none (e.g. the checkout workload's ``any`` checkouts), every request counts.
 
@@ -44,7 +45,8 @@ class OpAvailability:
     op: str
     counted: int  # requests counted (determined expectation, outside fault windows)
     answered: int
-    error: int
+    error: int  # 5xx
+    bad_answer: int  # an answer a correct shop never gives: a 2xx without the expected JSON, a 1xx/3xx
     timeout: int
     conn_error: int
     skipped: int
@@ -57,7 +59,8 @@ class OpAvailability:
 
     def breakdown(self) -> str:
         """``"12/100 answered (12.0%): 80 5xx, 8 timeout"`` — the unanswered kinds that occurred."""
-        parts = [f"{n} {name}" for n, name in ((self.error, "5xx"), (self.timeout, "timeout"),
+        parts = [f"{n} {name}" for n, name in ((self.error, "5xx"), (self.bad_answer, "bad answer"),
+                                                (self.timeout, "timeout"),
                                                 (self.conn_error, "connection error"), (self.skipped, "skipped")) if n]
         share = self.share
         pct = "-" if share is None else f"{100.0 * share:.1f}%"
@@ -66,7 +69,7 @@ class OpAvailability:
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"counted": self.counted, "answered": self.answered, "share": self.share, "error": self.error,
-                "timeout": self.timeout, "conn_error": self.conn_error, "skipped": self.skipped,
+                "bad_answer": self.bad_answer, "timeout": self.timeout, "conn_error": self.conn_error, "skipped": self.skipped,
                 "in_fault": self.in_fault}
 
 
@@ -105,10 +108,12 @@ def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
     return tuple(out)
 
 
-def _tally(op: str, outcome: np.ndarray, counted: np.ndarray, in_fault: np.ndarray) -> OpAvailability:
+def _tally(op: str, outcome: np.ndarray, status: np.ndarray, counted: np.ndarray, in_fault: np.ndarray) -> OpAvailability:
     o = outcome[counted]
+    error = o == ERROR
+    five = error & (status[counted] >= 500)
     return OpAvailability(op, int(o.size), int(np.count_nonzero((o == OK) | (o == FAIL))),
-                          int(np.count_nonzero(o == ERROR)), int(np.count_nonzero(o == TIMEOUT)),
+                          int(np.count_nonzero(five)), int(np.count_nonzero(error & ~five)), int(np.count_nonzero(o == TIMEOUT)),
                           int(np.count_nonzero(o == CONN_ERROR)), int(np.count_nonzero(o == SKIPPED)),
                           int(np.count_nonzero(in_fault)))
 
@@ -134,6 +139,6 @@ def compute_availability(results: Results) -> Availability:
     ops = []
     for code in np.unique(c["op"][determined]).tolist():
         sel = c["op"] == code
-        ops.append(_tally(OP_NAMES[code], c["outcome"], counted & sel, determined & faulted & sel))
-    overall = _tally("overall", c["outcome"], counted, determined & faulted)
+        ops.append(_tally(OP_NAMES[code], c["outcome"], c["status"], counted & sel, determined & faulted & sel))
+    overall = _tally("overall", c["outcome"], c["status"], counted, determined & faulted)
     return Availability(basis, tuple(ops), overall, windows)

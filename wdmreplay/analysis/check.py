@@ -211,11 +211,13 @@ def _proof_without_settle(a: Anomaly) -> bool:
     return a.kind == "wrong_total" or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
 
 
-def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool) -> Section:
+def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool, checked: dict[str, int]) -> Section:
     """The consistency section: anomalies prove a fault when the state and history are whole."""
     if not anomalies:
         if not final_state:
             return Section("consistency", UNJUDGED, ("not checked: no final state",))
+        if not any(checked.values()):
+            return Section("consistency", UNJUDGED, ("nothing checked: the final read returned no item, user or order",))
         return Section("consistency", PASS)
     counts = Counter(a.kind for a in anomalies)
     text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
@@ -312,7 +314,7 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
         slow = recovery_findings(analyze_faults(results), max_recovery)
         if slow:
             av_section = Section("availability", FAIL, av_section.reasons + tuple(slow))
-    sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable),
+    sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
                 av_section, cov_section)
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
