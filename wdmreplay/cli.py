@@ -518,8 +518,9 @@ _BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-l
 @click.option("--faults", "faults", is_flag=True,
               help="the fault-tolerance demo instead: the durable split shop as three processes, one service "
                    "killed -9 mid-run and restarted by a fault schedule (docs/faults.md)")
-@click.option("--faults-service", type=click.Choice(["order", "stock", "payment"]), default=None,
-              help="with --faults: the service to kill [default: stock; order with --inject no-recovery]")
+@click.option("--faults-service", type=click.Choice(["order", "stock", "payment", "shop"]), default=None,
+              help="with --faults: the split service to kill, or shop: the one-port durable shop as one "
+                   "process [default: stock; order with --inject no-recovery]")
 @click.option("--keep", type=click.Path(file_okay=False), help="keep traces and results in this directory")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None, split: bool, faults: bool,
@@ -561,13 +562,15 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     if faults_service and not faults:
         raise WdmError("--faults-service needs --faults")
     if faults and split:
-        raise WdmError("--faults always runs the split shop (three processes): leave out --split")
+        raise WdmError("--faults runs the split shop (three processes) by itself: leave out --split")
+    if inject == "no-recovery" and faults_service == "shop":
+        raise WdmError("--inject no-recovery is a bug of the split checkout: the one-port shop has no saga to lose")
     progress = not quiet and sys.stderr.isatty()
     workdir = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="wdm-demo-")
     with workdir as path:
         if faults:
             plan = fault_plan(faults_service, 20.0 if duration is None else duration, rate, inject)
-            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo)
+            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo).verdict
         else:
             clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
                              inject=inject, split=split, progress=progress, echo=click.echo)

@@ -6,7 +6,7 @@ another. Starts the reference shop on a free loopback port, generates a small st
 consistency and contention traces, replays each, checks and reports each, and stops the shop.
 
 :func:`run_fault_demo` (``demo --faults``) does the fault-tolerance job the same way: the durable
-split shop as three processes, a stress trace, a fault schedule file that ``kill -9``\ s one service
+split shop as three processes, a stress trace, a fault schedule file that kills one service with ``kill -9``
 mid-run and restarts it, the replay, then ``check`` and the report's faults section.
 """
 
@@ -22,7 +22,7 @@ from .recorder import generate, summary_line
 from .replayer import format_summary, replay_trace
 from .replayer.faults import format_fault_summary
 from .shop import ShopThread, banner
-from .shop.processes import SplitProcesses
+from .shop.processes import ShopProcess, SplitProcesses
 from .traces import load_results
 
 
@@ -74,7 +74,8 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
 
 # --- demo --faults ------------------------------------------------------------------------------
 
-FAULT_SERVICES = {"order": "orders", "stock": "stock", "payment": "payment"}
+# --faults-service -> the process killed: a service of the split shop, or the one-port shop itself.
+FAULT_SERVICES = {"order": "orders", "stock": "stock", "payment": "payment", "shop": "shop"}
 # The shop's test hook that waits before each leg of a split checkout: at ~20 sessions/s it keeps a
 # handful of checkouts between their stock and payment legs at any instant, so a kill of the order
 # service lands mid-checkout (what --inject no-recovery cannot survive) on every run, not by luck.
@@ -86,7 +87,7 @@ FAULT_MAX_RECOVERY_S = 5.0  # the demo's check --max-recovery
 class FaultDemoPlan:
     """What ``demo --faults`` runs: the trace's shape and when, which service and how long it kills."""
 
-    service: str  # "order", "stock" or "payment"
+    service: str  # "order", "stock", "payment" (a split service) or "shop" (the one-port durable shop)
     duration: float  # seconds of stress schedule (replayed at speed 1)
     rate: float  # sessions per second
     at: float  # seconds into the run the kill happens
@@ -117,17 +118,36 @@ def fault_schedule(plan: FaultDemoPlan, shop: SplitProcesses) -> dict:
                         "do": shop.kill_command(svc), "undo": shop.restart_command(svc), "timeout": 60}]}
 
 
+@dataclass(frozen=True, slots=True)
+class FaultDemoResult:
+    """What a ``demo --faults`` run ended with: the verdict, the report (with its ``faults`` section), named orders."""
+
+    verdict: str
+    report: dict
+    orders: tuple[str, ...]  # orders named by consistency anomalies
+    results_path: str
+    schedule_path: str
+
+
+def start_fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
+    """The durable shop the plan kills (not started): three split processes, or one for ``shop``."""
+    if plan.service == "shop":
+        return ShopProcess(data, ("--inject", plan.inject) if plan.inject else ())
+    extra = ("--leg-delay", f"{plan.leg_delay:g}") + (("--inject", plan.inject) if plan.inject else ())
+    return SplitProcesses(data, extra)
+
+
 def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, progress: bool = False,
-                   echo: Callable[[str], None] = print) -> str:
-    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there); the verdict."""
+                   echo: Callable[[str], None] = print) -> FaultDemoResult:
+    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    extra = ("--leg-delay", f"{plan.leg_delay:g}") + (("--inject", plan.inject) if plan.inject else ())
-    shop = SplitProcesses(str(workdir / "shop-data"), extra)
-    echo(f"[1/5] starting the durable split shop: three `serve --split --only … --data {shop.data}` processes"
-         + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
+    shop = start_fault_shop(plan, str(workdir / "shop-data"))
+    what = ("the one-port durable shop: `serve --data" if plan.service == "shop" else
+            "the durable split shop: three `serve --split --only …") + f" --data {shop.data}` process(es)"
+    echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
     with shop:
-        for svc in ("orders", "stock", "payment"):
+        for svc in shop.services:
             echo(f"      {svc:<8} {shop.url(svc)}  pid {shop.pid(svc)} ({shop.pidfile(svc)})")
         trace, out, sched = workdir / "stress.wdmt", workdir / "faults.wdmr", workdir / "faults.json"
         echo(f"[2/5] generating a stress trace ({plan.rate:g} sessions/s for {plan.duration:g} s)")
@@ -137,8 +157,9 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
         sched.write_text(json.dumps(doc, indent=2) + "\n")
         echo(f"[3/5] fault schedule {sched} (the `replay --faults` file a user writes):")
         echo("\n".join("      " + line for line in sched.read_text().splitlines()))
-        echo(f"[4/5] replaying at speed 1 with --faults {sched.name}: the {plan.service} service is killed -9 at "
-             f"{plan.at:g} s and restarted {plan.down:g} s later")
+        echo(f"[4/5] replaying at speed 1 with --faults {sched.name}: the {plan.service} "
+             f"{'process' if plan.service == 'shop' else 'service'} is killed -9 at {plan.at:g} s and "
+             f"restarted {plan.down:g} s later")
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, settle=3.0,
                                label=f"demo-faults-{plan.service}", progress=progress, faults=str(sched))
         echo(format_summary(summary))
@@ -150,9 +171,9 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     check = check_results(results, max_recovery=plan.max_recovery)
     report = build_report(results, check=check)
     echo(render_text(report))
-    orders = sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural)
+    orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
     echo(fault_outcome_line(report, check.verdict.verdict, orders))
-    return check.verdict.verdict
+    return FaultDemoResult(check.verdict.verdict, report, orders, str(out), str(sched))
 
 
 def _natural(name: str) -> tuple:
@@ -160,7 +181,7 @@ def _natural(name: str) -> tuple:
     return (head, int(num)) if num.isdigit() else (name, 0)
 
 
-def fault_outcome_line(report: dict, verdict: str, orders: list[str] = ()) -> str:
+def fault_outcome_line(report: dict, verdict: str, orders: tuple[str, ...] = ()) -> str:
     """The demo's closing line: each fault window, its recovery, the verdict, and the orders anomalies name."""
     parts = []
     for w in (report.get("faults") or {}).get("windows", []):

@@ -67,11 +67,13 @@ def _free_port() -> int:
 class SplitProcesses:
     """Order, stock and payment services, each a ``serve --split --only`` process sharing ``data``."""
 
+    services: tuple[str, ...] = SERVICES
+
     def __init__(self, data: str, extra: tuple[str, ...] = (), start_timeout_s: float = 60.0):
         self.data = data
         self.extra = list(extra)
         self.start_timeout_s = start_timeout_s
-        self.ports = {s: _free_port() for s in SERVICES}
+        self.ports = {s: _free_port() for s in self.services}
         self.procs: dict[str, subprocess.Popen] = {}
 
     def url(self, service: str) -> str:
@@ -133,7 +135,7 @@ class SplitProcesses:
     def start(self, service: str | None = None) -> "SplitProcesses":
         """Start ``service`` (default: all three) and wait until it listens."""
         os.makedirs(self.data, exist_ok=True)
-        for name in (service,) if service else SERVICES:
+        for name in (service,) if service else self.services:
             with open(self.log(name), "ab") as log:
                 proc = subprocess.Popen(self.argv(name), stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT)
@@ -175,6 +177,12 @@ class SplitProcesses:
                 proc.kill()
                 proc.wait(timeout=15)
 
+    def __enter__(self) -> "SplitProcesses":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
     def _wait_gone(self, service: str, pid: int, timeout: float) -> bool:
         """Wait until ``pid`` has exited (reaping it when it is our child); whether it did in time."""
         proc = self.procs.get(service)
@@ -191,11 +199,25 @@ class SplitProcesses:
             time.sleep(0.05)
         return True
 
-    def __enter__(self) -> "SplitProcesses":
-        return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+
+class ShopProcess(SplitProcesses):
+    """The one-port durable shop (``serve --data``) as one process, with the same pid file, kill and restart."""
+
+    services = ("shop",)
+
+    def url(self, service: str = "shop") -> str:
+        """Base URL of the shop (every service answers on it)."""
+        return f"http://127.0.0.1:{self.ports['shop']}"
+
+    @property
+    def target(self) -> Target:
+        """The shop as a replay target."""
+        return Target.single(self.url())
+
+    def argv(self, service: str = "shop") -> list[str]:
+        """The command line that starts the shop."""
+        return serve_command() + ["serve", "--port", str(self.ports["shop"]), "--data", self.data, *self.extra]
 
 
 def _signal(pid: int, sig: int) -> None:
