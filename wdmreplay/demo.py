@@ -79,7 +79,7 @@ FAULT_SERVICES = {"order": "orders", "stock": "stock", "payment": "payment", "sh
 # The shop's test hook that waits before each leg of a split checkout: at ~20 sessions/s it keeps a
 # handful of checkouts between their stock and payment legs at any instant, so a kill of the order
 # service lands mid-checkout (what --inject no-recovery cannot survive) on every run, not by luck.
-FAULT_LEG_DELAY_S = 0.3
+FAULT_LEG_DELAY_S = 0.5
 FAULT_MAX_RECOVERY_S = 5.0  # the demo's check --max-recovery
 
 
