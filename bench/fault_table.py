@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import sys
 import tempfile
 import time
@@ -47,20 +48,24 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0, help="stress sessions per second")
     ap.add_argument("--down", type=float, default=3.0, help="seconds between the kill and the restart")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--undo-returns-at-once", action="store_true",
+                    help="restart without waiting until the process listens (like `docker compose start`)")
     a = ap.parse_args()
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         sys.exit(f"unknown kind(s): {', '.join(bad)}")
     print(f"stress {a.rate:g} sessions/s for {a.duration:g} s at speed 1; kill -9 at 40 % of the run, restart "
-          f"{a.down:g} s later (undo waits until it listens); check --max-recovery 5")
+          f"{a.down:g} s later ({'undo returns at once' if a.undo_returns_at_once else 'undo waits until it listens'}); "
+          f"check --max-recovery 5")
     print(f"{'fault':<26}{'window s':>16}{'restart s':>10}{'reqs':>6}{'unans%':>8}{'first ok s':>11}"
           f"{'recovery s':>11}{'wall s':>8}  verdict      anomalies")
     verdicts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for kind in kinds:
         service, inject = KINDS[kind]
         for i in range(a.repeat):
-            plan = fault_plan(service, a.duration, a.rate, inject, down=a.down)
+            plan = dataclasses.replace(fault_plan(service, a.duration, a.rate, inject, down=a.down),
+                                       undo_waits=not a.undo_returns_at_once)
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="wdm-fault-table-") as d:
                 r = run_fault_demo(d, plan, seed=a.seed + i, echo=lambda _line: None)

@@ -92,6 +92,7 @@ def test_cli_demo_faults_no_recovery_is_not_clean_naming_the_orders(tmp_path):
     (["--faults-service", "stock"], "--faults-service needs --faults"),
     (["--faults", "--inject", "oversell"], "its only injectable bug is no-recovery"),
     (["--faults", "--split"], "leave out --split"),
+    (["--faults", "--duration", "2"], "--faults needs --duration 5 or more"),
     (["--faults", "--inject", "no-recovery", "--faults-service", "shop"], "the one-port shop has no saga"),
 ])
 def test_demo_fault_options_refused_in_one_line(tmp_path, args, message):

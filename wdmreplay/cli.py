@@ -563,6 +563,9 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
         raise WdmError("--faults-service needs --faults")
     if faults and split:
         raise WdmError("--faults runs the split shop (three processes) by itself: leave out --split")
+    if faults and duration is not None and duration < 5:
+        raise WdmError(f"--faults needs --duration 5 or more (the kill comes at 40 % of the run and the restarted "
+                       f"shop must be seen serving), not {duration:g}")
     if inject == "no-recovery" and faults_service == "shop":
         raise WdmError("--inject no-recovery is a bug of the split checkout: the one-port shop has no saga to lose")
     progress = not quiet and sys.stderr.isatty()

@@ -95,6 +95,7 @@ class FaultDemoPlan:
     inject: str | None  # None (the correct durable shop) or "no-recovery"
     leg_delay: float = FAULT_LEG_DELAY_S
     max_recovery: float = FAULT_MAX_RECOVERY_S
+    undo_waits: bool = True  # the restart returns once the service listens (False: at once, like `docker compose start`)
 
 
 def fault_plan(service: str | None, duration: float, rate: float, inject: str | None,
@@ -115,7 +116,8 @@ def fault_schedule(plan: FaultDemoPlan, shop: SplitProcesses) -> dict:
     """The schedule file's document: ``kill -9`` the service's pid at ``at``, restart it ``down`` s later."""
     svc = FAULT_SERVICES[plan.service]
     return {"faults": [{"name": f"kill-{plan.service}", "at": plan.at, "for": plan.down,
-                        "do": shop.kill_command(svc), "undo": shop.restart_command(svc), "timeout": 60}]}
+                        "do": shop.kill_command(svc), "undo": shop.restart_command(svc, plan.undo_waits),
+                        "timeout": 60}]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,24 +113,31 @@ class SplitProcesses:
         """The shell line that kills ``service`` with SIGKILL (a fault schedule's ``do``)."""
         return f"kill -9 $(cat {shlex.quote(self.pidfile(service))})"
 
-    def restart_script(self, service: str) -> str:
-        """Write ``DIR/restart-<service>.sh`` (start in the background, record the pid, wait until it listens); its path."""
-        path = os.path.join(self.data, f"restart-{service}.sh")
+    def restart_script(self, service: str, wait: bool = True) -> str:
+        """Write the script that restarts ``service`` in the background and records its pid; its path.
+
+        ``DIR/restart-<service>.sh`` returns once the service listens (non-zero if it exits or does
+        not listen in time); with ``wait=False``, ``DIR/start-<service>.sh`` returns at once.
+        """
+        path = os.path.join(self.data, f"{'restart' if wait else 'start'}-{service}.sh")
         text = (f"#!/bin/sh\n"
-                f"# Restart the {service} service of the durable split shop in the background (what\n"
-                f"# `docker compose start` does) and return once it listens (a readiness wait, as\n"
-                f"# `kubectl wait --for=condition=Ready`); non-zero exit if it does not come up.\n"
-                f"{shlex.join(self.argv(service))} >> {shlex.quote(self.log(service))} 2>&1 < /dev/null &\n"
-                f"echo $! > {shlex.quote(self.pidfile(service))}\n"
-                f"exec {shlex.quote(sys.executable)} -c {shlex.quote(_WAIT_LISTENING)} $! {self.ports[service]} "
-                f"{self.start_timeout_s:g}\n")
+                f"# Restart the {service} service of the durable shop in the background (what\n"
+                f"# `docker compose start` does)"
+                + (" and return once it listens (a readiness wait, as\n"
+                   "# `kubectl wait --for=condition=Ready`); non-zero exit if it does not come up.\n" if wait else
+                   ", returning at once.\n")
+                + f"{shlex.join(self.argv(service))} >> {shlex.quote(self.log(service))} 2>&1 < /dev/null &\n"
+                f"echo $! > {shlex.quote(self.pidfile(service))}\n")
+        if wait:
+            text += (f"exec {shlex.quote(sys.executable)} -c {shlex.quote(_WAIT_LISTENING)} $! {self.ports[service]} "
+                     f"{self.start_timeout_s:g}\n")
         with open(path, "w") as f:
             f.write(text)
         return path
 
-    def restart_command(self, service: str) -> str:
-        """The shell line that restarts ``service`` and waits until it listens (a fault schedule's ``undo``)."""
-        return f"sh {shlex.quote(self.restart_script(service))}"
+    def restart_command(self, service: str, wait: bool = True) -> str:
+        """The shell line that restarts ``service`` (a fault schedule's ``undo``); by default it waits until it listens."""
+        return f"sh {shlex.quote(self.restart_script(service, wait))}"
 
     def start(self, service: str | None = None) -> "SplitProcesses":
         """Start ``service`` (default: all three) and wait until it listens."""
