@@ -59,7 +59,7 @@ def main() -> None:
           f"{a.down:g} s later ({'undo returns at once' if a.undo_returns_at_once else 'undo waits until it listens'}); "
           f"check --max-recovery 5")
     print(f"{'fault':<26}{'window s':>16}{'restart s':>10}{'reqs':>6}{'unans%':>8}{'first ok s':>11}"
-          f"{'recovery s':>11}{'wall s':>8}  verdict      anomalies")
+          f"{'recovery s':>11}{'wall s':>8}  {'verdict (decided by)':<27} anomalies")
     verdicts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for kind in kinds:
         service, inject = KINDS[kind]
@@ -77,12 +77,14 @@ def main() -> None:
             anoms = ", ".join(f"{k} {n}" for k, n in kinds_found.items()) or "none"
             if r.orders:
                 anoms += f" (orders {', '.join(r.orders[:4])}{' …' if len(r.orders) > 4 else ''})"
+            decided = r.report["check"]["decided_by"]
+            verdict = r.verdict + (f" ({', '.join(decided)})" if decided and r.verdict != "CLEAN" else "")
             end = "open" if w["end"] is None else f"{w['end']:.2f}"
             undo = next((x for x in r.report["faults"]["actions"] if x["which"] == "undo"), None)
             restart = "-" if undo is None or undo["end"] is None else f"{undo['end'] - undo['start']:.2f}"
             print(f"{LABELS[kind]:<26}{w['start']:>7.2f} -> {end:>5}{restart:>10}{w['requests']:>6}"
                   f"{100 * (w['error_share'] or 0):>8.1f}{_s(w['first_success_s']):>11}{_s(w['recovery_s']):>11}"
-                  f"{wall:>8.1f}  {r.verdict:<12} {anoms}", flush=True)
+                  f"{wall:>8.1f}  {verdict:<27} {anoms}", flush=True)
     if a.repeat > 1:
         print()
         for kind in kinds:
