@@ -131,7 +131,7 @@ class FaultDemoResult:
     schedule_path: str
 
 
-def start_fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
+def fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
     """The durable shop the plan kills (not started): three split processes, or one for ``shop``."""
     if plan.service == "shop":
         return ShopProcess(data, ("--inject", plan.inject) if plan.inject else ())
@@ -144,7 +144,7 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    shop = start_fault_shop(plan, str(workdir / "shop-data"))
+    shop = fault_shop(plan, str(workdir / "shop-data"))
     what = ("the one-port durable shop: `serve --data" if plan.service == "shop" else
             "the durable split shop: three `serve --split --only …") + f" --data {shop.data}` process(es)"
     echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
