@@ -145,8 +145,8 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     shop = fault_shop(plan, str(workdir / "shop-data"))
-    what = ("the one-port durable shop: `serve --data" if plan.service == "shop" else
-            "the durable split shop: three `serve --split --only …") + f" --data {shop.data}` process(es)"
+    what = (f"the one-port durable shop: one `serve --data {shop.data}` process" if plan.service == "shop" else
+            f"the durable split shop: three `serve --split --only … --data {shop.data}` processes")
     echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
     with shop:
         for svc in shop.services:
