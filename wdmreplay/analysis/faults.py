@@ -55,7 +55,8 @@ class FaultAction:
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"name": self.name, "which": self.which, "start": self.start, "end": self.end,
-                "exit": self.exit_code, "ok": self.ok, "command": self.command, "output": self.output}
+                "exit": self.exit_code, "ok": self.ok, "timed_out": self.timed_out, "command": self.command,
+                "output": self.output}
 
 
 @dataclass(frozen=True, slots=True)
