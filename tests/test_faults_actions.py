@@ -72,6 +72,10 @@ def test_replay_killed_mid_fault_keeps_the_open_window(tmp_path, shop, trace):
     assert w.name == "long" and w.end == float("inf") and 0.3 <= w.start < 30
     text = render_text(build_report(run))
     assert "long: window" in text and "open to the run's end (no undo recorded)" in text
+    # as a user reads it: `report` on the partial file
+    rep = subprocess.run([sys.executable, "-m", "wdmreplay", "report", str(part)], capture_output=True, text=True,
+                         timeout=120, env=_env())
+    assert rep.returncode == 0 and "open to the run's end (no undo recorded)" in rep.stdout, rep.stderr
     rep = check_results(run)
     assert rep.verdict.verdict != "CLEAN"
     assert any("fault long: no undo recorded" in r for r in rep.verdict.sections[3].reasons)
