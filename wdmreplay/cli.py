@@ -508,16 +508,23 @@ _BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-l
 
 @cli.command("demo")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of both generated traces")
-@click.option("--duration", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
-              help="seconds of the stress trace's schedule (replayed at speed 1)")
+@click.option("--duration", type=Finite(0, DAY, min_open=True), default=None,
+              help="seconds of the stress trace's schedule (replayed at speed 1) [default: 10; 20 with --faults]")
 @click.option("--rate", type=Finite(0, 10_000, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
-@click.option("--inject", type=click.Choice(_BUG_KINDS),
-              help="run against a deliberately buggy shop, to see what the checker reports (docs/shop.md)")
+@click.option("--inject", type=click.Choice(_BUG_KINDS + ["no-recovery"]),
+              help="run against a deliberately buggy shop, to see what the checker reports (docs/shop.md); "
+                   "no-recovery only with --faults")
 @click.option("--split", is_flag=True, help="run the shop as three services on three ports")
+@click.option("--faults", "faults", is_flag=True,
+              help="the fault-tolerance demo instead: the durable split shop as three processes, one service "
+                   "killed -9 mid-run and restarted by a fault schedule (docs/faults.md)")
+@click.option("--faults-service", type=click.Choice(["order", "stock", "payment", "shop"]), default=None,
+              help="with --faults: the split service to kill, or shop: the one-port durable shop as one "
+                   "process [default: stock; order with --inject no-recovery]")
 @click.option("--keep", type=click.Path(file_okay=False), help="keep traces and results in this directory")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split: bool, keep: str | None,
-             quiet: bool) -> None:
+def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None, split: bool, faults: bool,
+             faults_service: str | None, keep: str | None, quiet: bool) -> None:
     """Run the whole job on the embedded reference shop: generate, serve, replay, check, report.
 
     Starts the reference shop on a free loopback port, generates a stress trace (paced), the
@@ -525,26 +532,61 @@ def demo_cmd(seed: int, duration: float, rate: float, inject: str | None, split:
     run's summary, check and report, and stops the shop. Exit 0 when every check is CLEAN, 1
     otherwise.
 
+    With --faults: starts the durable split shop as three `serve --split --only` processes, generates
+    a stress trace, writes a fault schedule (kill -9 one service at 40 % of the run, restart it 3 s
+    later and wait until it listens) into the work directory and prints it, replays the trace with
+    it, then checks (--max-recovery 5) and prints the report's faults section: the fault window, the
+    recovery time and the verdict. Requests overlapping the window are counted apart, so the outage
+    itself does not fail availability. Exit 0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE.
+
     \b
     Examples:
       wdm-replay demo
       wdm-replay demo --inject lost-update      # watch the checker catch a race
       wdm-replay demo --inject lost-line        # concurrent add_item lose order lines
       wdm-replay demo --keep demo-out && wdm-replay report demo-out/stress.wdmr --format html -o r.html
+      wdm-replay demo --faults                  # kill -9 the stock service mid-run: CLEAN
+      wdm-replay demo --faults --faults-service order --keep fault-out
+      wdm-replay demo --faults --inject no-recovery   # a checkout lost in the kill: NOT CLEAN
     """
     import contextlib
     import tempfile
 
-    from .demo import run_demo
+    from .api import WdmError
+    from .demo import fault_plan, run_demo, run_fault_demo
 
+    if inject == "no-recovery" and not faults:
+        raise WdmError("--inject no-recovery is a bug of the durable shop under a kill: use it with --faults")
+    if faults and inject not in (None, "no-recovery"):
+        raise WdmError(f"--faults runs the durable shop; its only injectable bug is no-recovery, not {inject}")
+    if faults_service and not faults:
+        raise WdmError("--faults-service needs --faults")
+    if faults and split:
+        raise WdmError("--faults runs the split shop (three processes) by itself: leave out --split")
+    if faults and duration is not None and duration < 5:
+        raise WdmError(f"--faults needs --duration 5 or more (the kill comes at 40 % of the run and the restarted "
+                       f"shop must be seen serving), not {duration:g}")
+    if inject == "no-recovery" and faults_service == "shop":
+        raise WdmError("--inject no-recovery is a bug of the split checkout: the one-port shop has no saga to lose")
+    progress = not quiet and sys.stderr.isatty()
     workdir = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="wdm-demo-")
     with workdir as path:
-        clean = run_demo(path, seed=seed, duration=duration, rate=rate, inject=inject, split=split,
-                         progress=not quiet and sys.stderr.isatty(), echo=click.echo)
+        if faults:
+            plan = fault_plan(faults_service, 20.0 if duration is None else duration, rate, inject)
+            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo).verdict
+        else:
+            clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
+                             inject=inject, split=split, progress=progress, echo=click.echo)
+            verdict = "CLEAN" if clean else "NOT CLEAN"
     if keep:
-        click.echo(f"\ntraces (*.wdmt) and results (*.wdmr) kept in {keep}")
-    click.echo("demo: every check CLEAN" if clean else "demo: the checks found anomalies (see above)")
-    sys.exit(0 if clean else 1)
+        click.echo(f"\ntraces (*.wdmt), results (*.wdmr){' and the fault schedule' if faults else ''} kept in {keep}")
+    if verdict == "CLEAN":
+        click.echo("demo: every check CLEAN")
+    elif verdict == "INCONCLUSIVE":
+        click.echo("demo: the check is INCONCLUSIVE (see above)")
+    else:
+        click.echo("demo: the checks found anomalies (see above)")
+    sys.exit({"CLEAN": 0, "INCONCLUSIVE": 3}.get(verdict, 1))
 
 
 # --- check, report, compare (analysis) --------------------------------------------------------

@@ -4,10 +4,15 @@ The composition root of the tool: the one module that wires every layer together
 trace → replayer → results → analysis, with the shop as the target), so no layer has to reach
 another. Starts the reference shop on a free loopback port, generates a small stress trace and the
 consistency and contention traces, replays each, checks and reports each, and stops the shop.
+
+:func:`run_fault_demo` (``demo --faults``) does the fault-tolerance job the same way: the durable
+split shop as three processes, a stress trace, a fault schedule file that kills one service with ``kill -9``
+mid-run and restarts it, the replay, then ``check`` and the report's faults section.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +20,9 @@ from typing import Callable
 from .analysis import build_report, check_results, render_text
 from .recorder import generate, summary_line
 from .replayer import format_summary, replay_trace
+from .replayer.faults import format_fault_summary
 from .shop import ShopThread, banner
+from .shop.processes import ShopProcess, SplitProcesses
 from .traces import load_results
 
 
@@ -63,3 +70,128 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
             echo(render_text(build_report(results, check=check)))
             clean = clean and check.clean
     return clean
+
+
+# --- demo --faults ------------------------------------------------------------------------------
+
+# --faults-service -> the process killed: a service of the split shop, or the one-port shop itself.
+FAULT_SERVICES = {"order": "orders", "stock": "stock", "payment": "payment", "shop": "shop"}
+# The shop's test hook that waits before each leg of a split checkout: at ~20 sessions/s it keeps a
+# handful of checkouts between their stock and payment legs at any instant, so a kill of the order
+# service lands mid-checkout (what --inject no-recovery cannot survive) on every run, not by luck.
+FAULT_LEG_DELAY_S = 0.5
+FAULT_MAX_RECOVERY_S = 5.0  # the demo's check --max-recovery
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDemoPlan:
+    """What ``demo --faults`` runs: the trace's shape and when, which service and how long it kills."""
+
+    service: str  # "order", "stock", "payment" (a split service) or "shop" (the one-port durable shop)
+    duration: float  # seconds of stress schedule (replayed at speed 1)
+    rate: float  # sessions per second
+    at: float  # seconds into the run the kill happens
+    down: float  # seconds the service stays down before its restart begins
+    inject: str | None  # None (the correct durable shop) or "no-recovery"
+    leg_delay: float = FAULT_LEG_DELAY_S
+    max_recovery: float = FAULT_MAX_RECOVERY_S
+    undo_waits: bool = True  # the restart returns once the service listens (False: at once, like `docker compose start`)
+
+
+def fault_plan(service: str | None, duration: float, rate: float, inject: str | None,
+               down: float = 3.0) -> FaultDemoPlan:
+    """The demo's plan: the kill in the middle of the run (the default victim: stock; order with no-recovery).
+
+    ``--inject no-recovery`` loses a checkout only when the kill lands between its legs at the order
+    service (or a stock kill outlasts a give-back), so without an explicit service it kills the
+    order service, the kill that variant reliably does not survive.
+    """
+    if service is None:
+        service = "order" if inject == "no-recovery" else "stock"
+    at = max(1.0, 0.4 * duration)
+    return FaultDemoPlan(service, duration, rate, at, min(down, max(0.5, duration - at - 1.0)), inject)
+
+
+def fault_schedule(plan: FaultDemoPlan, shop: SplitProcesses) -> dict:
+    """The schedule file's document: ``kill -9`` the service's pid at ``at``, restart it ``down`` s later."""
+    svc = FAULT_SERVICES[plan.service]
+    return {"faults": [{"name": f"kill-{plan.service}", "at": plan.at, "for": plan.down,
+                        "do": shop.kill_command(svc), "undo": shop.restart_command(svc, plan.undo_waits),
+                        "timeout": 60}]}
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDemoResult:
+    """What a ``demo --faults`` run ended with: the verdict, the report (with its ``faults`` section), named orders."""
+
+    verdict: str
+    report: dict
+    orders: tuple[str, ...]  # orders named by consistency anomalies
+    results_path: str
+    schedule_path: str
+
+
+def fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
+    """The durable shop the plan kills (not started): three split processes, or one for ``shop``."""
+    if plan.service == "shop":
+        return ShopProcess(data, ("--inject", plan.inject) if plan.inject else ())
+    extra = ("--leg-delay", f"{plan.leg_delay:g}") + (("--inject", plan.inject) if plan.inject else ())
+    return SplitProcesses(data, extra)
+
+
+def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, progress: bool = False,
+                   echo: Callable[[str], None] = print) -> FaultDemoResult:
+    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shop = fault_shop(plan, str(workdir / "shop-data"))
+    what = (f"the one-port durable shop: one `serve --data {shop.data}` process" if plan.service == "shop" else
+            f"the durable split shop: three `serve --split --only … --data {shop.data}` processes")
+    echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
+    with shop:
+        for svc in shop.services:
+            echo(f"      {svc:<8} {shop.url(svc)}  pid {shop.pid(svc)} ({shop.pidfile(svc)})")
+        trace, out, sched = workdir / "stress.wdmt", workdir / "faults.wdmr", workdir / "faults.json"
+        echo(f"[2/5] generating a stress trace ({plan.rate:g} sessions/s for {plan.duration:g} s)")
+        header = generate("stress", trace, seed=seed, rate=plan.rate, duration=plan.duration)
+        echo("      " + summary_line(header, trace))
+        doc = fault_schedule(plan, shop)
+        sched.write_text(json.dumps(doc, indent=2) + "\n")
+        echo(f"[3/5] fault schedule {sched} (the `replay --faults` file a user writes):")
+        echo("\n".join("      " + line for line in sched.read_text().splitlines()))
+        echo(f"[4/5] replaying at speed 1 with --faults {sched.name}: the {plan.service} "
+             f"{'process' if plan.service == 'shop' else 'service'} is killed -9 at {plan.at:g} s and "
+             f"restarted {plan.down:g} s later")
+        summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, settle=3.0,
+                               label=f"demo-faults-{plan.service}", progress=progress, faults=str(sched))
+        echo(format_summary(summary))
+        echo(format_fault_summary(summary))
+        for line in summary["faults"]["failures"]:
+            echo(f"      {line}")
+    echo(f"[5/5] check --max-recovery {plan.max_recovery:g} and report")
+    results = load_results(out, with_args=True)
+    check = check_results(results, max_recovery=plan.max_recovery)
+    report = build_report(results, check=check)
+    echo(render_text(report))
+    orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
+    echo(fault_outcome_line(report, check.verdict.verdict, orders))
+    return FaultDemoResult(check.verdict.verdict, report, orders, str(out), str(sched))
+
+
+def _natural(name: str) -> tuple:
+    head, _, num = name.rpartition("-")
+    return (head, int(num)) if num.isdigit() else (name, 0)
+
+
+def fault_outcome_line(report: dict, verdict: str, orders: tuple[str, ...] = ()) -> str:
+    """The demo's closing line: each fault window, its recovery, the verdict, and the orders anomalies name."""
+    parts = []
+    for w in (report.get("faults") or {}).get("windows", []):
+        end = "open" if w["end"] is None else f"{w['end']:.2f} s"
+        rec = "not recovered" if w["recovery_s"] is None else f"{w['recovery_s']:.2f} s"
+        first = "-" if w["first_success_s"] is None else f"{w['first_success_s']:.2f} s"
+        parts.append(f"{w['name']} window {w['start']:.2f} s -> {end}, first success {first}, recovery {rec}")
+    line = "demo --faults: " + ("; ".join(parts) or "no fault window") + f"; verdict {verdict}"
+    if orders:
+        line += f"; anomalies name {len(orders)} order(s): {', '.join(orders[:20])}" + (" …" if len(orders) > 20 else "")
+    return line

@@ -9,7 +9,9 @@ has none (e.g. the checkout workload's ``any`` checkouts), every request counts.
 **Fault windows.** Requests whose ``[intended, done]`` interval overlaps a declared fault window
 are counted apart (``in_fault``) and left out of the share: a fault schedule makes the shop
 unavailable on purpose. A window is a results event ``{"kind": "fault", "at": start, "end": end,
-"name": …}`` (seconds on the run's clock; ``end`` missing means the fault never ended). A skipped
+"name": …}`` (seconds on the run's clock; ``end`` missing means the fault never ended); a
+``fault_start`` event with no ``fault`` of its name (a replay killed during the fault) is a window
+open to the run's end. A skipped
 request has no ``done``: its ``intended`` time alone decides — except that a skipped request of a
 session that had a request in a fault window is counted with the fault too, wherever its own time
 falls: it was skipped because a request the fault left unanswered never bound its id (the fault's
@@ -27,6 +29,7 @@ from ..api import OP_NAMES
 from ..traces.results import CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, SKIPPED, TIMEOUT, Results
 
 FAULT_EVENT = "fault"
+FAULT_START_EVENT = "fault_start"  # written when a fault's ``do`` begins
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +97,13 @@ class Availability:
 
 
 def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
-    """The fault windows declared by a run's events (kind ``fault``)."""
+    """The fault windows declared by a run's events (kind ``fault``), and the open ones (``fault_start`` only).
+
+    A ``fault_start`` without its ``fault`` (the replay died, or was killed, before the ``undo``
+    ended) is a window that lasts to the run's end (``end`` = inf).
+    """
     out = []
+    closed = set()
     for e in events:
         if e.get("kind") != FAULT_EVENT:
             continue
@@ -105,6 +113,14 @@ def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
         except (TypeError, ValueError):
             continue
         out.append(FaultWindow(str(e.get("name") or "fault"), start, end))
+        closed.add((e.get("shard"), str(e.get("name") or "fault")))
+    for e in events:
+        name = str(e.get("name") or "fault")
+        if e.get("kind") == FAULT_START_EVENT and (e.get("shard"), name) not in closed:
+            try:
+                out.append(FaultWindow(name, float(e.get("at")), math.inf))
+            except (TypeError, ValueError):
+                continue
     return tuple(out)
 
 

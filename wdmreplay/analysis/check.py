@@ -31,7 +31,7 @@ from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
-from .faults import analyze_faults, recovery_findings
+from .faults import action_findings, analyze_faults, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 
@@ -310,10 +310,14 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
     anomalies = consistency.anomalies + bound_anoms
     av_section = availability_section(availability, min_availability, strict, hist.undetermined)
-    if max_recovery is not None:
-        slow = recovery_findings(analyze_faults(results), max_recovery)
+    fa = analyze_faults(results) if has_faults(results) else None
+    if fa is not None and max_recovery is not None:
+        slow = recovery_findings(fa, max_recovery)
         if slow:
             av_section = Section("availability", FAIL, av_section.reasons + tuple(slow))
+    broken = action_findings(fa) if fa is not None else []
+    if broken:  # a fault that did not happen, or a shop maybe not restored: the run cannot be judged
+        cov_section = Section("coverage", UNJUDGED, cov_section.reasons + tuple(broken))
     sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
                 av_section, cov_section)
     verdict = decide(sections, lone_shard(coverage.shard))

@@ -50,11 +50,13 @@ class FaultAction:
     ok: bool
     command: str
     output: str
+    timed_out: bool = False
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"name": self.name, "which": self.which, "start": self.start, "end": self.end,
-                "exit": self.exit_code, "ok": self.ok, "command": self.command, "output": self.output}
+                "exit": self.exit_code, "ok": self.ok, "timed_out": self.timed_out, "command": self.command,
+                "output": self.output}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ def _actions(events: list[dict]) -> tuple[FaultAction, ...]:
             continue
         out.append(FaultAction(str(e.get("name")), kind[len("fault_"):], float(e.get("at") or 0.0),
                                e.get("end"), e.get("exit"), bool(e.get("ok")), str(e.get("command") or ""),
-                               str(e.get("output") or "")))
+                               str(e.get("output") or ""), bool(e.get("timed_out"))))
     return tuple(out)
 
 
@@ -211,6 +213,26 @@ def recovery_findings(fa: FaultAnalysis, max_recovery: float) -> list[str]:
     return why
 
 
+def action_findings(fa: FaultAnalysis) -> list[str]:
+    """Coverage findings of ``check``: each failed action, and each window left open, makes the run unjudgeable.
+
+    A failed ``do`` means the fault did not happen as planned (the run does not test what it
+    claims); a failed ``undo`` or a window with no ``undo`` at all means the shop may not have been
+    restored before the final read. Either way the verdict is INCONCLUSIVE, never CLEAN.
+    """
+    why = []
+    for a in fa.failed_actions:
+        how = "timed out" if a.timed_out else "did not start" if a.exit_code is None else f"exit {a.exit_code}"
+        consequence = ("the fault did not happen as planned" if a.which == "do"
+                       else "the shop may not have been restored")
+        why.append(f"fault {a.name}'s {a.which} failed ({how}): {consequence}")
+    for w in fa.windows:
+        if math.isinf(w.end):
+            why.append(f"fault {w.name}: no undo recorded (window open to the run's end): "
+                       f"the shop may not have been restored")
+    return why
+
+
 def _s(x: float | None) -> str:
     return "not recovered" if x is None else f"{x:.2f} s"
 
@@ -219,7 +241,7 @@ def fault_lines(d: dict) -> list[str]:
     """Text lines of the report's ``faults`` section (its JSON-form dict)."""
     lines = ["faults"]
     for w in d["windows"]:
-        end = "never ended" if w["end"] is None else f"{w['end']:.2f} s"
+        end = "open to the run's end (no undo recorded)" if w["end"] is None else f"{w['end']:.2f} s"
         es = "-" if w["error_share"] is None else f"{100.0 * w['error_share']:.1f}%"
         lines.append(f"  {w['name']}: window {w['start']:.2f} s -> {end}; {w['requests']} requests overlap it, "
                      f"{es} unanswered")

@@ -8,8 +8,9 @@ start) and ``undo`` ``for`` seconds after ``do`` began. An action is a shell com
 
 Each fault runs in its own thread (an action never blocks the coordinator's message pump); the
 threads only queue events, the coordinator writes them (:meth:`FaultRunner.drain`) within its poll
-interval, so they reach the results file as they happen: ``fault_do`` / ``fault_undo`` (start,
-end, exit code, a bounded tail of the output) and, when ``undo`` ends, the window
+interval, so they reach the results file as they happen: ``fault_start`` when ``do`` begins (so
+a replay killed during the fault still shows the open window), ``fault_do`` / ``fault_undo``
+(start, end, exit code, a bounded tail of the output) and, when ``undo`` ends, the window
 ``{"kind": "fault", "at": do start, "end": undo end, "name": …}`` that availability counts apart.
 A fault whose ``do`` is not due before the last phase ends is skipped (event ``fault_skipped``);
 one whose ``do`` ran has its ``undo`` at the scheduled time before the final read (the shop is
@@ -238,6 +239,8 @@ class FaultRunner:
                 self._skip(f)
                 return
             self.results[f.name] = {}
+        # Written before the action runs: a replay that dies during the fault still has the window's start.
+        self._emit(self._clock(), "fault_start", name=f.name, command=describe(f.do), duration=f.duration)
         do = run_action(f.do, f.timeout, self._clock)
         self._action_event(f, "do", do)
         self._heal.wait(max(0.0, do.start + f.duration - self._clock()))
