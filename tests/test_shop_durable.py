@@ -99,7 +99,10 @@ def _session() -> aiohttp.ClientSession:
 
 def test_single_process_keeps_every_acknowledged_write_across_kill_9(services, tmp_path):
     data = str(tmp_path / "data")
-    shop = services(["--data", data])
+    # --latency holds every request 20 ms before it is applied, so the kill always finds requests on
+    # the shop (a fast shop on a loaded machine could have answered all of them, the client not yet
+    # having read the answers).
+    shop = services(["--data", data, "--latency", "20"])
     n_items, n_users = 20, 20
 
     async def setup() -> tuple[list[str], list[str]]:
