@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import count
 from operator import itemgetter
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import msgpack
 import numpy as np
@@ -73,6 +73,73 @@ def _ints(sub: list, pos: int, default: int) -> np.ndarray:
                        np.int64, len(sub))
 
 
+_COLUMN_OPS = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
+
+
+def _chunk_columns(op: np.ndarray, args: list | None, intern: Callable[[list], np.ndarray],
+                   codes: dict = _COLUMN_OPS) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """(k0, k1, num, extra) of one chunk of rows; ``intern`` turns a list of strings into int64 codes.
+
+    The one definition of what a row's args become (see the module docstring), used when a results
+    file is written (:func:`encode_chunk`) and when an older file without arg columns is loaded.
+    ``extra`` lists (row, args) of the batch_init_* rows.
+    """
+    n = op.size
+    k0 = np.full(n, -1, np.int64)
+    k1 = np.full(n, -1, np.int64)
+    num = np.zeros(n, np.int64)
+    extra: list = []
+    for code in np.unique(op).tolist():
+        name = codes.get(code)
+        if name is None:
+            continue
+        rows = np.nonzero(op == code)[0]
+        if args is None:
+            sub = [[None]] * rows.size
+        else:
+            sub = list(map(args.__getitem__, rows.tolist()))
+            if not all(sub):  # rows without args read as [None], as the checker always did
+                sub = [a or [None] for a in sub]
+        if name in EXTRA_OPS:
+            extra.extend(zip(rows.tolist(), sub))
+            continue
+        if name == "create_item":
+            num[rows] = _ints(sub, 0, 0)
+            continue
+        k0[rows] = intern(list(map(str, map(_first, sub))))
+        if name in _K1_OPS:
+            try:
+                second = list(map(str, map(_second, sub)))
+            except IndexError:
+                second = [str(a[1]) if len(a) > 1 else "" for a in sub]
+            k1[rows] = intern(second)
+        if name == "add_item":
+            num[rows] = _ints(sub, 2, 1)
+        elif name in _LEDGER_OPS:
+            num[rows] = _ints(sub, -1, 0)
+    return k0, k1, num, extra
+
+
+def encode_chunk(op: np.ndarray, args: list | None) -> dict:
+    """One chunk's args as columns, as a results file stores them next to the packed args.
+
+    ``{"k0", "k1": little-endian int32 bytes (codes into ``names``, -1 for none), "num": int64
+    bytes, "names": [str] (this chunk's ids, in order of first appearance), "extra": [[row, args]]
+    (batch_init_* rows)}`` — what :meth:`ArgColumnsBuilder.add_encoded` loads without per-row Python.
+    """
+    index: dict[str, int] = {}
+    counter = count()
+
+    def intern(strings: list) -> np.ndarray:
+        return np.fromiter(map(index.setdefault, strings, counter), np.int64, len(strings))
+
+    k0, k1, num, extra = _chunk_columns(op, args, intern)
+    sparse = np.fromiter(index.values(), np.int64, len(index))  # increasing: first appearances
+    dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype("<i4") for k in (k0, k1)]
+    return {"k0": dense[0].tobytes(), "k1": dense[1].tobytes(), "num": num.astype("<i8").tobytes(),
+            "names": list(index), "extra": [[r, a] for r, a in extra]}
+
+
 class ArgColumnsBuilder:
     """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file)."""
 
@@ -84,7 +151,7 @@ class ArgColumnsBuilder:
         self._extra: dict[int, list] = {}
         self._rows = 0
         self._next = 0
-        self._codes = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
+        self._codes = _COLUMN_OPS
 
     def _intern(self, strings: list) -> np.ndarray:
         """Provisional codes of ``strings``: one C-level ``setdefault`` per row, no Python loop.
@@ -98,43 +165,35 @@ class ArgColumnsBuilder:
 
     def add(self, op: np.ndarray, args: list | None) -> None:
         """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
-        n = op.size
-        k0 = np.full(n, -1, np.int64)
-        k1 = np.full(n, -1, np.int64)
-        num = np.zeros(n, np.int64)
-        for code in np.unique(op).tolist():
-            name = self._codes.get(code)
-            if name is None:
-                continue
-            rows = np.nonzero(op == code)[0]
-            if args is None:
-                sub = [[None]] * rows.size
-            else:
-                sub = list(map(args.__getitem__, rows.tolist()))
-                if not all(sub):  # rows without args read as [None], as the checker always did
-                    sub = [a or [None] for a in sub]
-            if name in EXTRA_OPS:
-                for i, a in zip(rows.tolist(), sub):
-                    self._extra[self._rows + i] = a
-                continue
-            if name == "create_item":
-                num[rows] = _ints(sub, 0, 0)
-                continue
-            k0[rows] = self._intern(list(map(str, map(_first, sub))))
-            if name in _K1_OPS:
-                try:
-                    second = list(map(str, map(_second, sub)))
-                except IndexError:
-                    second = [str(a[1]) if len(a) > 1 else "" for a in sub]
-                k1[rows] = self._intern(second)
-            if name == "add_item":
-                num[rows] = _ints(sub, 2, 1)
-            elif name in _LEDGER_OPS:
-                num[rows] = _ints(sub, -1, 0)
+        k0, k1, num, extra = _chunk_columns(op, args, self._intern, self._codes)
+        for i, a in extra:
+            self._extra[self._rows + i] = a
+        self._append(k0, k1, num)
+
+    def add_encoded(self, enc: dict, n: int) -> None:
+        """One chunk stored as columns by :func:`encode_chunk` (its codes index its own ``names``).
+
+        Each chunk code is remapped into the file's table with one dictionary look-up per distinct
+        id of the chunk and a numpy take per row: no per-row Python. Raises ValueError when the
+        columns do not match ``n`` rows.
+        """
+        k0, k1 = np.frombuffer(enc["k0"], "<i4"), np.frombuffer(enc["k1"], "<i4")
+        num = np.frombuffer(enc["num"], "<i8")
+        names = enc["names"]
+        if k0.size != n or k1.size != n or num.size != n or not isinstance(names, list):
+            raise ValueError("argcols")
+        if (k0.size and int(max(k0.max(), k1.max())) >= len(names)) or (k0.size and int(min(k0.min(), k1.min())) < -1):
+            raise ValueError("argcols codes")
+        file_codes = np.append(self._intern(names), -1)  # index -1 stays -1
+        for row, a in enc.get("extra") or ():
+            self._extra[self._rows + int(row)] = a
+        self._append(file_codes[k0], file_codes[k1], num.astype(np.int64))
+
+    def _append(self, k0: np.ndarray, k1: np.ndarray, num: np.ndarray) -> None:
         self._k0.append(k0)
         self._k1.append(k1)
         self._num.append(num)
-        self._rows += n
+        self._rows += k0.size
 
     def build(self) -> ArgColumns:
         """The columns of every chunk added so far."""

@@ -38,7 +38,7 @@ import msgpack
 import numpy as np
 
 from ..api import OP_NAMES
-from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs
+from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
 
 RESULTS_FORMAT = "wdm-results"
@@ -139,14 +139,17 @@ class ResultsWriter:
         ``args`` may come already packed (bytes from :func:`~.stream.packer`, as a replay worker
         sends them: cheaper than pickling the row tuples to the writing process).
         """
-        if args is not None and not isinstance(args, bytes):
-            args = self._pack.pack(args)
         raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
                for name, dt, _ in COLUMNS}
         n = len(raw["sid"]) // 4
-        self._write({"t": "requests", "n": n, "cols": raw,
-                     "args": args if args is not None else b"",
-                     "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]})
+        rec = {"t": "requests", "n": n, "cols": raw, "args": b"",
+               "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]}
+        if args is not None:
+            decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if isinstance(args, bytes) else args
+            rec["args"] = args if isinstance(args, bytes) else self._pack.pack(args)
+            if isinstance(decoded, list) and len(decoded) == n:  # else the loader decodes the args (as before)
+                rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
+        self._write(rec)
         self.requests += n
 
     def write_bindings(self, mapping: Mapping[str, str]) -> None:
@@ -242,7 +245,10 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                         parts[name].append(b)
                     for row, text in rec["errors"]:
                         errors[rows + row] = text
-                    if arg_chunks is not None:
+                    if arg_chunks is not None and "argcols" in rec and rec["args"]:
+                        argcols.add_encoded(rec["argcols"], n)  # columns as written: no per-row decoding
+                        arg_chunks.append((rec["args"], n))
+                    elif arg_chunks is not None:
                         packed = rec["args"]
                         chunk_args = msgpack.unpackb(packed, raw=False, strict_map_key=False) if packed else None
                         if chunk_args is not None and (not isinstance(chunk_args, list) or len(chunk_args) != n):
