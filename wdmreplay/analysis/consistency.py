@@ -22,14 +22,16 @@ entity saw concurrent writes), other readings as ``tags`` (see ``docs/analysis.m
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..api import OP_CODES, WdmError
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
-from .final_state import FinalState, OrderState, as_int, final_state
+from .final_state import FinalState, OrderState, OrderTable, as_int, final_state
 
 # Anomaly kinds, in report order.
 KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
@@ -127,16 +129,138 @@ class _Line:
         self.requests: list = []  # arrays of row numbers (named only when an anomaly is reported)
 
 
+class _Ids:
+    """The results' entity-id table (code -> id) and, built on first use, its inverse."""
+
+    def __init__(self, names: list):
+        self.names = names
+        self._index: dict[str, int] | None = None
+
+    def index(self) -> dict[str, int]:
+        """Id -> code."""
+        if self._index is None:
+            self._index = dict(zip(self.names, range(len(self.names))))
+        return self._index
+
+    def codes(self, ids: list) -> np.ndarray:
+        """The code of each id in ``ids`` (-1 for an id no request named)."""
+        return np.fromiter(map(self.index().get, ids, repeat(-1)), np.int64, len(ids))
+
+
+def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The index of each of ``wanted`` in the sorted unique ``keys`` (-1 where absent)."""
+    pos = np.searchsorted(keys, wanted)
+    pos[pos >= keys.size] = 0
+    hit = keys[pos] == wanted if keys.size else np.zeros(wanted.size, bool)
+    return np.where(hit, pos, -1)
+
+
+class _Checkouts(Mapping):
+    """Order id -> :class:`_Order` (its checkouts), over the checkout rows grouped by order code."""
+
+    def __init__(self, ids: _Ids, codes: np.ndarray, n_ok: np.ndarray, n_fail: np.ndarray, n_indet: np.ndarray,
+                 rows: np.ndarray, starts: np.ndarray):
+        self.ids, self.codes, self.n_ok, self.n_fail, self.n_indet = ids, codes, n_ok, n_fail, n_indet
+        self.rows, self.starts = rows, starts
+
+    @classmethod
+    def empty(cls) -> "_Checkouts":
+        z = np.zeros(0, np.int64)
+        return cls(_Ids([]), z, z, z, z, z, np.zeros(1, np.int64))
+
+    def _pos(self, oid: object) -> int:
+        code = self.ids.index().get(oid, -1) if isinstance(oid, str) else -1
+        return int(_positions(self.codes, np.array([code]))[0]) if code >= 0 else -1
+
+    def __getitem__(self, oid: str) -> _Order:
+        k = self._pos(oid)
+        if k < 0:
+            raise KeyError(oid)
+        return _Order(int(self.n_ok[k]), int(self.n_fail[k]), int(self.n_indet[k]),
+                      self.rows[self.starts[k]:self.starts[k + 1]])
+
+    def __contains__(self, oid: object) -> bool:
+        return self._pos(oid) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.ids.names
+        return (names[c] for c in self.codes.tolist())
+
+    def __len__(self) -> int:
+        return self.codes.size
+
+
+class _Lines(Mapping):
+    """Order id -> {item id -> :class:`_Line`}, over the add_item/remove_item rows grouped by (order, item).
+
+    ``keys`` are ``order code * width + item code``, sorted; per key: the answered units added
+    (``add_ok``), removals answered / indeterminate, the quantities of its indeterminate add_item
+    (``unc[unc_start[k]:unc_start[k + 1]]``) and its rows (``rows[starts[k]:starts[k + 1]]``).
+    """
+
+    def __init__(self, ids: _Ids, width: int, keys: np.ndarray, add_ok: np.ndarray, rem_ok: np.ndarray,
+                 rem_unc: np.ndarray, unc: np.ndarray, unc_start: np.ndarray, rows: np.ndarray, starts: np.ndarray):
+        self.ids, self.width, self.keys, self.add_ok, self.rem_ok, self.rem_unc = ids, width, keys, add_ok, rem_ok, rem_unc
+        self.unc, self.unc_start, self.rows, self.starts = unc, unc_start, rows, starts
+
+    @classmethod
+    def empty(cls) -> "_Lines":
+        z = np.zeros(0, np.int64)
+        return cls(_Ids([]), 1, z, z, z, z, z, np.zeros(1, np.int64), z, np.zeros(1, np.int64))
+
+    @property
+    def n_unc(self) -> np.ndarray:
+        """Per key, how many of its add_item requests were indeterminate."""
+        return np.diff(self.unc_start)
+
+    def _span(self, oid: object) -> tuple[int, int]:
+        code = self.ids.index().get(oid, -1) if isinstance(oid, str) else -1
+        if code < 0:
+            return 0, 0
+        lo, hi = np.searchsorted(self.keys, [code * self.width, (code + 1) * self.width]).tolist()
+        return lo, hi
+
+    def line(self, k: int) -> _Line:
+        """The :class:`_Line` of key number ``k``."""
+        ln = _Line()
+        ln.add_ok, ln.rem_ok, ln.rem_unc = int(self.add_ok[k]), int(self.rem_ok[k]), int(self.rem_unc[k])
+        ln.add_unc = self.unc[self.unc_start[k]:self.unc_start[k + 1]].tolist()
+        ln.requests = [self.rows[self.starts[k]:self.starts[k + 1]]]
+        return ln
+
+    def __getitem__(self, oid: str) -> dict:
+        lo, hi = self._span(oid)
+        if lo == hi:
+            raise KeyError(oid)
+        names, w = self.ids.names, self.width
+        return {names[int(self.keys[k]) % w]: self.line(k) for k in range(lo, hi)}
+
+    def __contains__(self, oid: object) -> bool:
+        lo, hi = self._span(oid)
+        return hi > lo
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.ids.names
+        return (names[c] for c in np.unique(self.keys // self.width).tolist())
+
+    def __len__(self) -> int:
+        return int(np.unique(self.keys // self.width).size)
+
+
 @dataclass
 class History:
-    """What the recorded requests did, per entity (built once by :func:`read_history`)."""
+    """What the recorded requests did, per entity (built once by :func:`read_history`).
+
+    ``orders`` and ``lines`` are mappings over columns (no object per order until one is asked for).
+    """
 
     cols: Any = None  # the results' columns: sent/done of writes, sid/step to name requests
 
     items: dict = field(default_factory=lambda: defaultdict(_Ledger))
     users: dict = field(default_factory=lambda: defaultdict(_Ledger))
-    orders: dict = field(default_factory=lambda: defaultdict(_Order))
-    lines: dict = field(default_factory=dict)  # order -> item -> _Line
+    orders: _Checkouts = field(default_factory=_Checkouts.empty)  # order -> _Order
+    lines: _Lines = field(default_factory=_Lines.empty)  # order -> item -> _Line
+    ids: _Ids = field(default_factory=lambda: _Ids([]))  # the entity-id table of the args columns
     created_orders: Counter = field(default_factory=Counter)  # user -> orders created with a 2xx
     create_prices: set = field(default_factory=set)  # prices create_item was called with (2xx or indeterminate)
     refunded: set = field(default_factory=set)  # users with a (possibly) successful cancel_payment
@@ -145,6 +269,13 @@ class History:
     batch_orders: list = field(default_factory=list)  # (n, item_price)
     checkouts: dict = field(default_factory=lambda: {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0})
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
+
+    def checkout_ok_loaded(self) -> int:
+        """2xx checkouts of orders with an answered add_item of a positive quantity (what holds their items)."""
+        ln = self.lines
+        loaded = np.unique(ln.keys[ln.add_ok > 0] // ln.width)
+        co = self.orders
+        return int(co.n_ok[np.isin(co.codes, loaded)].sum())
 
     @property
     def max_price(self) -> int:
@@ -227,7 +358,7 @@ def read_history(results: Results) -> History:
     operation with numpy, so Python loops run over entities, not rows; only indeterminate rows
     (all-or-nothing deltas) and batch_init rows are walked one by one.
     """
-    h = History(results.cols)
+    h = History(results.cols, ids=_Ids(results.argcols.names))
     cols = results.cols
     op, outcome = cols["op"], cols["outcome"]
     cls_all = np.full(256, -1, dtype=np.int8)
@@ -239,8 +370,7 @@ def read_history(results: Results) -> History:
     _read_checkouts(h, _Rows(results, cls_all, "checkout"))
     for name in ("add_stock", "subtract_stock", "add_funds", "pay"):
         _read_ledger(h, _Rows(results, cls_all, name), name)
-    for name in ("add_item", "remove_item"):
-        _read_lines(h, _Rows(results, cls_all, name), name)
+    _read_lines(h, _Rows(results, cls_all, "add_item"), _Rows(results, cls_all, "remove_item"))
     r = _Rows(results, cls_all, "create_item")
     h.create_prices.update(np.unique(r.num[r.cls != _FAIL]).tolist())  # a 4xx is taken as no effect
     r = _Rows(results, cls_all, "create_order")
@@ -264,12 +394,14 @@ def read_history(results: Results) -> History:
 
 
 def _read_checkouts(h: History, r: _Rows) -> None:
-    uniq, inv, srt, starts = r.group(r.k0, np.ones(r.rows.size, dtype=bool))
-    n = len(uniq)
-    n_ok, n_fail, n_indet = (r.sums(inv, n, r.cls == k) for k in (_OK, _FAIL, _INDET))
-    names, orders = r.names, h.orders
-    for k, code in enumerate(uniq):
-        orders[names[code]] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
+    order = np.argsort(r.k0, kind="stable")
+    codes, first, counts = np.unique(r.k0[order], return_index=True, return_counts=True)
+    inv = np.repeat(np.arange(codes.size), counts)
+    cls = r.cls[order]
+    n_ok, n_fail, n_indet = (np.bincount(inv[cls == k], minlength=codes.size).astype(np.int64)
+                             for k in (_OK, _FAIL, _INDET))
+    starts = np.append(first, order.size).astype(np.int64)
+    h.orders = _Checkouts(h.ids, codes.astype(np.int64), n_ok, n_fail, n_indet, r.rows[order], starts)
     h.checkouts["ok"] += int(np.count_nonzero(r.cls == _OK))
     h.checkouts["fail"] += int(np.count_nonzero(r.cls == _FAIL))
     h.checkouts["indeterminate"] += int(np.count_nonzero(r.cls == _INDET))
@@ -302,40 +434,30 @@ def _read_ledger(h: History, r: _Rows, name: str) -> None:
             led.unc.append(-am)
 
 
-def _read_lines(h: History, r: _Rows, name: str) -> None:
-    """Book each (order, item) line's answered and indeterminate add_item / remove_item."""
-    names = r.names
-    width = len(names) + 1
-    keys = r.k0.astype(np.int64) * width + r.k1
-    wrote = r.cls != _FAIL
-    uniq, inv, srt, starts = r.group(keys, wrote)
-    ok = r.cls[wrote] == _OK
-    if name == "add_item":
-        qty = r.num
-        total = r.sums(inv, len(uniq), ok, qty[wrote])
-    else:
-        qty = np.ones(r.rows.size, np.int64)
-        total = r.sums(inv, len(uniq), ok)
-    lines = h.lines
-    for k, key in enumerate(uniq):
-        order, item = names[key // width], names[key % width]
-        by_item = lines.get(order)
-        if by_item is None:
-            by_item = lines[order] = {}
-        line = by_item.get(item)
-        if line is None:
-            line = by_item[item] = _Line()
-        if name == "add_item":
-            line.add_ok += total[k]
-        else:
-            line.rem_ok += total[k]
-        line.requests.append(srt[starts[k]:starts[k + 1]])
-    for k in np.nonzero(r.cls == _INDET)[0].tolist():
-        line = lines[names[r.k0[k]]][names[r.k1[k]]]
-        if name == "add_item":
-            line.add_unc.append(int(qty[k]))
-        else:
-            line.rem_unc += 1
+def _read_lines(h: History, add: _Rows, rem: _Rows) -> None:
+    """Book each (order, item) line's answered and indeterminate add_item / remove_item (4xx: no effect)."""
+    width = len(h.ids.names) + 1
+    is_add = np.concatenate((np.ones(add.rows.size, bool), np.zeros(rem.rows.size, bool)))
+    cls = np.concatenate((add.cls, rem.cls))
+    keep = cls != _FAIL
+    keys = (np.concatenate((add.k0, rem.k0)).astype(np.int64) * width + np.concatenate((add.k1, rem.k1)))[keep]
+    qty = np.concatenate((add.num, np.ones(rem.rows.size, np.int64)))[keep]
+    rows = np.concatenate((add.rows, rem.rows))[keep]
+    is_add, cls = is_add[keep], cls[keep]
+    order = np.argsort(keys, kind="stable")
+    keys, qty, rows, is_add, cls = keys[order], qty[order], rows[order], is_add[order], cls[order]
+    uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    inv = np.repeat(np.arange(uniq.size), counts)
+    add_ok = np.zeros(uniq.size, np.int64)
+    m = is_add & (cls == _OK)
+    np.add.at(add_ok, inv[m], qty[m])  # exact integer sums
+    rem_ok = np.bincount(inv[~is_add & (cls == _OK)], minlength=uniq.size).astype(np.int64)
+    rem_unc = np.bincount(inv[~is_add & (cls == _INDET)], minlength=uniq.size).astype(np.int64)
+    m = is_add & (cls == _INDET)
+    unc_start = np.zeros(uniq.size + 1, np.int64)
+    np.cumsum(np.bincount(inv[m], minlength=uniq.size), out=unc_start[1:])
+    h.lines = _Lines(h.ids, width, uniq.astype(np.int64), add_ok, rem_ok, rem_unc, qty[m], unc_start, rows,
+                     np.append(first, keys.size).astype(np.int64))
 
 
 def _overlapping(intervals: list) -> bool:
