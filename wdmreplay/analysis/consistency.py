@@ -147,6 +147,13 @@ class _Ids:
         return np.fromiter(map(self.index().get, ids, repeat(-1)), np.int64, len(ids))
 
 
+def _take(values: np.ndarray, at: np.ndarray, default: int = 0) -> np.ndarray:
+    """``values[at]``, ``default`` where ``at`` is -1."""
+    if not values.size:
+        return np.full(at.size, default, values.dtype)
+    return np.where(at >= 0, values[np.maximum(at, 0)], default)
+
+
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """The index of each of ``wanted`` in the sorted unique ``keys`` (-1 where absent)."""
     pos = np.searchsorted(keys, wanted)
@@ -734,7 +741,23 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     ``results`` must be loaded with ``with_args=True``. ``recheckout`` is the policy for checking out
     an already-paid order: ``refuse`` (counted once; further 2xx must be no-ops) or ``charge`` (every
     checkout that took effect charges again, as the course template does).
+
+    Every entity is screened with numpy (paid flags, lines, totals, expected ranges over all orders
+    at once); only those the screen cannot clear go to the per-entity checkers, which decide and
+    word the anomaly — so the result is exactly :func:`check_consistency_reference`'s.
     """
+    return _check_consistency(results, recheckout, screen=True)
+
+
+def check_consistency_reference(results: Results, *, recheckout: str = "refuse") -> ConsistencyResult:
+    """The same check as :func:`check_consistency`, running the per-entity checkers on every order, item
+    and user (no numpy screen): the straightforward reference the fast path is tested against
+    (``tests/test_check_fast_path.py``); ``check`` does not use it.
+    """
+    return _check_consistency(results, recheckout, screen=False)
+
+
+def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> ConsistencyResult:
     if recheckout not in RECHECKOUT_POLICIES:
         raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
     if results.argcols is None:
@@ -749,13 +772,32 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     for kind in ("item", "user", "order"):
         if fs.missing_count(kind):
             notes.append(f"{fs.missing_count(kind)} {kind}(s) could not be read back; they are not checked")
-    unknown = sorted(o for o, rec in hist.orders.items() if o not in fs.orders and rec.n_ok + rec.n_indet)
+    tab = fs.orders.table
+    co = hist.orders
+    ocode = hist.ids.codes(tab.ids)  # each final-state order's code in the history (-1: no request named it)
+    attempted = (co.n_ok + co.n_indet) > 0
+    unknown = sorted(hist.ids.names[c] for c in co.codes[attempted & ~np.isin(co.codes, ocode)].tolist())
     if unknown:
         notes.append(f"{len(unknown)} checked-out order(s) missing from the final state: their effects "
                      f"are bounded from the recorded add_item requests")
         _bound_unknown_orders(unknown, hist, fs)
 
     ctx = _Context(hist, fs, recheckout)
+    if screen:
+        anomalies, totals, paid_orders = _screened(ctx, tab, ocode)
+    else:
+        anomalies, totals, paid_orders = _every_entity(ctx)
+    anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
+    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
+                  for name, t in totals.items()}
+    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
+    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
+                             notes, True, hist.undetermined, hist, fs)
+
+
+def _every_entity(ctx: _Context) -> tuple[list[Anomaly], dict, int]:
+    """Every order, item and user through its per-entity checker: (anomalies, totals, paid orders)."""
+    fs, hist = ctx.fs, ctx.hist
     anomalies: list[Anomaly] = []
     paid_orders = 0
     for oid in sorted(fs.orders, key=_id_key):
@@ -767,7 +809,8 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             ctx.user_orders[o.user].append(oid)
         if o.paid:
             paid_orders += 1
-            ctx.mult[oid] = ((max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet)) if recheckout == "charge" else (1, 1))
+            ctx.mult[oid] = ((max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet)) if ctx.recheckout == "charge"
+                             else (1, 1))
         a = check_order(ctx, oid, o)
         if a is not None:
             anomalies.append(a)
@@ -778,12 +821,187 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             if a is not None:
                 anomalies.append(a)
             totals[name] = [t + f for t, f in zip(totals[name], figs)]
-    anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
-    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
-                  for name, t in totals.items()}
-    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
-    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
-                             notes, True, hist.undetermined, hist, fs)
+    return anomalies, totals, paid_orders
+
+
+class _Mult(Mapping):
+    """Paid order id -> (min, max) times its checkout's effect applies (what ``_Context.mult`` holds)."""
+
+    def __init__(self, orders: Any, lo: np.ndarray, hi: np.ndarray, paid: np.ndarray):
+        self.orders, self.lo, self.hi, self.paid = orders, lo, hi, paid
+
+    def _k(self, oid: object) -> int | None:
+        k = self.orders.position(oid) if isinstance(oid, str) else None
+        return k if k is not None and self.paid[k] else None
+
+    def __getitem__(self, oid: str) -> tuple[int, int]:
+        k = self._k(oid)
+        if k is None:
+            raise KeyError(oid)
+        return int(self.lo[k]), int(self.hi[k])
+
+    def __contains__(self, oid: object) -> bool:
+        return self._k(oid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self.orders.table.ids
+        return (ids[k] for k in np.nonzero(self.paid)[0].tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.paid))
+
+
+class _Related:
+    """Item -> [(order, quantity)] or user -> [order], in order-id order, from the order table on first use."""
+
+    def __init__(self, tab: OrderTable, by_user: bool):
+        self.tab, self.by_user = tab, by_user
+        self._spans: dict | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        tab = self.tab
+        if self._spans is None:
+            codes = tab.user if self.by_user else tab.line_item
+            self._owner = np.arange(len(tab), dtype=np.int64) if self.by_user else tab.line_order
+            self._sorted = np.argsort(codes, kind="stable")
+            uniq, first, counts = np.unique(codes[self._sorted], return_index=True, return_counts=True)
+            self._spans = {tab.strings[c]: (f, f + n) for c, f, n in zip(uniq.tolist(), first.tolist(), counts.tolist())
+                           if c >= 0}
+        span = self._spans.get(key)
+        if span is None:
+            return default
+        at = self._sorted[span[0]:span[1]]
+        ids = tab.ids
+        owners = sorted(zip(self._owner[at].tolist(), at.tolist()), key=lambda x: _id_key(ids[x[0]]))
+        if self.by_user:
+            return [ids[k] for k, _ in owners]
+        qty = tab.line_qty
+        return [(ids[k], int(qty[j])) for k, j in owners]
+
+
+def _screened(ctx: _Context, tab: OrderTable, ocode: np.ndarray) -> tuple[list[Anomaly], dict, int]:
+    """The checks of :func:`_every_entity` with numpy over all orders; the per-entity checkers run only
+    on the orders, items and users whose figures the screen cannot clear."""
+    hist, fs = ctx.hist, ctx.fs
+    co = hist.orders
+    pos = _positions(co.codes, ocode)
+    n_ok, n_indet = _take(co.n_ok, pos), _take(co.n_indet, pos)
+    paid = tab.paid
+    charge = ctx.recheckout == "charge"
+    if charge:
+        mlo = np.where(paid, np.maximum(1, n_ok), 0)
+        mhi = np.where(paid, np.maximum(1, n_ok + n_indet), 0)
+    else:
+        mlo = mhi = paid.astype(np.int64)
+    ctx.mult = _Mult(fs.orders, mlo, mhi, paid)
+    ctx.item_orders = _Related(tab, by_user=False)  # type: ignore[assignment]
+    ctx.user_orders = _Related(tab, by_user=True)  # type: ignore[assignment]
+
+    flagged = ((n_ok > 0) & ~paid) | (paid & (n_ok == 0) & (n_indet == 0))
+    bad_lines = _lines_differ(hist, tab, ocode)
+    if hist.batch_orders:
+        for k in np.nonzero(bad_lines)[0].tolist():
+            bad_lines[k] = not hist.batch_order(tab.ids[k])
+    flagged |= bad_lines | _totals_differ(ctx, tab)
+    anomalies: list[Anomaly] = []
+    for k in np.nonzero(flagged)[0].tolist():
+        a = check_order(ctx, tab.ids[k], tab.state(k))
+        if a is not None:
+            anomalies.append(a)
+
+    # Per item (line quantities) and per user (order totals): what paid orders take, at least and at
+    # most, what the 2xx checkouts alone imply, and whether a paid order's multiplicity is a range.
+    taken = np.where(n_ok > 0, n_ok if charge else 1, 0)
+    inexact = (mlo != mhi).astype(np.int64)
+    lo_, q = tab.line_order, tab.line_qty
+    per_item = [_sum_by(tab.line_item, q * m[lo_], len(tab.strings)) for m in (mlo, mhi, taken, inexact)]
+    has_user = tab.user >= 0
+    u, w = tab.user[has_user], tab.total[has_user]
+    per_user = [_sum_by(u, w * m[has_user], len(tab.strings)) for m in (mlo, mhi, taken)]
+    per_user.append(_sum_by(u, inexact[has_user], len(tab.strings)))
+    where = dict(zip(tab.strings, range(len(tab.strings))))
+    totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
+    for name, ids, sums, checker in (("stock", fs.items, per_item, check_item),
+                                     ("credit", fs.users, per_user, check_user)):
+        t = totals[name]
+        for eid in sorted(ids, key=_id_key):
+            c = where.get(eid)
+            paid_lo, paid_hi, took, inex = (0, 0, 0, 0) if c is None else (x[c] for x in sums)
+            if name == "stock":
+                b = hist.batch_item(eid)
+                initial, led, actual = (b[0] if b is not None else 0), hist.items.get(eid), ids[eid].stock
+            else:
+                initial, led, actual = hist.batch_user(eid) or 0, hist.users.get(eid), ids[eid].credit
+            led = led or _Ledger()
+            lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
+            hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
+            if (0 <= actual and 0 <= hi and lo <= actual <= hi and eid not in hist.refunded
+                    and _reachable(actual - lo, led.unc, led.exact and not inex)):
+                figs = (lo, hi, initial + led.add_ok - led.sub_ok - took, actual)
+            else:
+                a, figs = checker(ctx, eid)
+                if a is not None:
+                    anomalies.append(a)
+            t[0] += figs[0]
+            t[1] += figs[1]
+            t[2] += figs[2]
+            t[3] += figs[3]
+    return anomalies, totals, int(np.count_nonzero(paid))
+
+
+def _sum_by(codes: np.ndarray, values: np.ndarray, n: int) -> list[int]:
+    """Exact integer sums of ``values`` per code (0..n-1), as Python ints."""
+    out = np.zeros(n, np.int64)
+    np.add.at(out, codes, values)
+    return out.tolist()
+
+
+def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarray:
+    """Per order: whether a line of it is outside what its add_item/remove_item built, or has an
+    indeterminate add_item (all-or-nothing subsets are the per-order checker's to judge)."""
+    ln, n = hist.lines, len(tab)
+    w = ln.width
+    unc_sum = np.zeros(ln.keys.size, np.int64)
+    np.add.at(unc_sum, np.repeat(np.arange(ln.keys.size), ln.n_unc), ln.unc)
+    h_lo = np.maximum(0, ln.add_ok - ln.rem_ok - ln.rem_unc)
+    h_hi = np.maximum(0, ln.add_ok + unc_sum - ln.rem_ok)
+    h_unc = ln.n_unc > 0
+    # Lines the final state shows, against their history (none: nothing may be there).
+    icode = hist.ids.codes(tab.strings)
+    f_order, f_item = ocode[tab.line_order], icode[tab.line_item] if tab.line_item.size else tab.line_item
+    known = (f_order >= 0) & (f_item >= 0)
+    at = np.where(known, _positions(ln.keys, np.where(known, f_order * w + f_item, -1)), -1)
+    hit = at >= 0
+    lo, hi = _take(h_lo, at), _take(h_hi, at)
+    actual = tab.line_qty
+    bad_line = _take(h_unc, at, False) | (actual < lo) | (actual > hi)
+    bad = np.bincount(tab.line_order[bad_line], minlength=n) > 0
+    # Lines the history built that the final state does not show (quantity 0).
+    shown = np.zeros(ln.keys.size, bool)
+    shown[at[hit]] = True
+    sorter = np.argsort(ocode, kind="stable")
+    k = _positions(ocode[sorter], ln.keys // w)
+    missing_bad = ~shown & (h_unc | (h_lo > 0)) & (k >= 0)
+    bad[sorter[k[missing_bad]]] = True
+    return bad
+
+
+def _totals_differ(ctx: _Context, tab: OrderTable) -> np.ndarray:
+    """Per order: whether its total_cost differs from Σ quantity × price (orders with an unpriced item: no)."""
+    n = len(tab)
+    price = np.zeros(len(tab.strings), np.int64)
+    priced = np.zeros(len(tab.strings), bool)
+    for c in np.unique(tab.line_item).tolist():
+        p = ctx.price(tab.strings[c])
+        if p is not None and abs(p) < 1 << 31:
+            price[c], priced[c] = p, True
+    item, q = tab.line_item, tab.line_qty
+    unpriced = np.bincount(tab.line_order[~priced[item]], minlength=n) > 0
+    expected = np.zeros(n, np.int64)
+    np.add.at(expected, tab.line_order, np.where(priced[item], q * price[item], 0))
+    # Figures beyond what int64 holds exactly go to the per-order checker (Python integers).
+    huge = (np.abs(tab.total) >= 1 << 62) | (np.bincount(tab.line_order[np.abs(q) >= 1 << 31], minlength=n) > 0)
+    return huge | (~unpriced & (expected != tab.total))
 
 
 def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> None:
@@ -803,7 +1021,9 @@ def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> 
             led.writes.append(hist.orders[oid].rows)
         costs.append(sum(q * (fs.items[i].price if i in fs.items else hist.max_price) for i, q in lines.items()))
     costs.sort(reverse=True)
-    shown = Counter(o.user for o in fs.orders.values())
+    tab = fs.orders.table
+    users, n = np.unique(tab.user, return_counts=True)
+    shown = Counter({(tab.strings[u] if u >= 0 else None): c for u, c in zip(users.tolist(), n.tolist())})
     for user, n in hist.created_orders.items():
         k = n - shown.get(user, 0)
         if k > 0:
