@@ -965,7 +965,6 @@ def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarr
     np.add.at(unc_sum, np.repeat(np.arange(ln.keys.size), ln.n_unc), ln.unc)
     h_lo = np.maximum(0, ln.add_ok - ln.rem_ok - ln.rem_unc)
     h_hi = np.maximum(0, ln.add_ok + unc_sum - ln.rem_ok)
-    h_unc = ln.n_unc > 0
     # Lines the final state shows, against their history (none: nothing may be there).
     icode = hist.ids.codes(tab.strings)
     f_order, f_item = ocode[tab.line_order], icode[tab.line_item] if tab.line_item.size else tab.line_item
@@ -974,14 +973,19 @@ def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarr
     hit = at >= 0
     lo, hi = _take(h_lo, at), _take(h_hi, at)
     actual = tab.line_qty
-    bad_line = _take(h_unc, at, False) | (actual < lo) | (actual > hi)
+    # Within the range, indeterminate add_item requests still need a subset that sums to the quantity
+    # (when nothing was removed): clear here the one-request case; more go to the per-order checker.
+    n_unc, removed = _take(ln.n_unc, at), _take(ln.rem_ok + ln.rem_unc, at) > 0
+    subset = (n_unc == 0) | removed | (n_unc > MAX_EXACT_UNCERTAIN) | (
+        (n_unc == 1) & ((actual == lo) | (actual - lo == _take(unc_sum, at))))
+    bad_line = ~subset | (actual < lo) | (actual > hi)
     bad = np.bincount(tab.line_order[bad_line], minlength=n) > 0
     # Lines the history built that the final state does not show (quantity 0).
     shown = np.zeros(ln.keys.size, bool)
     shown[at[hit]] = True
     sorter = np.argsort(ocode, kind="stable")
     k = _positions(ocode[sorter], ln.keys // w)
-    missing_bad = ~shown & (h_unc | (h_lo > 0)) & (k >= 0)
+    missing_bad = ~shown & (h_lo > 0) & (k >= 0)  # quantity 0 from lo 0: the empty subset
     bad[sorter[k[missing_bad]]] = True
     return bad
 

@@ -29,10 +29,11 @@ skipped requests). Rows appear in completion order, not schedule order.
 
 from __future__ import annotations
 
+import array
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 import numpy as np
@@ -159,8 +160,17 @@ class ResultsWriter:
             self._f.flush()
 
     def write_final(self, final: Mapping[str, Any]) -> None:
-        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}."""
-        self._write({"t": "final", **final})
+        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}.
+
+        Orders of the shape the final read records (``{paid, items [[item, qty]], user_id, total_cost}``)
+        are stored as columns (``order_columns``, see :func:`encode_orders`); any other shape as a map.
+        """
+        orders = final.get("orders")
+        cols = encode_orders(orders) if isinstance(orders, Mapping) else None
+        if cols is None:
+            self._write({"t": "final", **final})
+        else:
+            self._write({"t": "final", **{k: v for k, v in final.items() if k != "orders"}, "order_columns": cols})
 
     def write_event(self, at: float, kind: str, **info: Any) -> None:
         """A run event (phase start/end, interrupt, settle, …) at ``at`` seconds."""
@@ -179,6 +189,127 @@ class ResultsWriter:
             os.replace(self.part_path, self.path)
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
+
+
+_ORDER_KEYS = frozenset(("paid", "items", "user_id", "total_cost"))
+_I64 = (-(1 << 63), 1 << 63)
+
+
+def encode_orders(orders: Mapping[str, Any]) -> dict | None:
+    """The final state's orders as columns, or None when one of them is not of the final read's shape.
+
+    ``{"ids": [order id], "paid": u1 bytes, "user": <i4 bytes (code into strings, -1: null),
+    "total": <i8 bytes, "nlines": <u4 bytes (lines per order), "item": <i4 bytes (codes into strings),
+    "qty": <i8 bytes, "strings": [user and item ids]}`` — lines as stored, in order; what
+    :class:`StoredOrders` turns back into the same maps.
+    """
+    ids: list[str] = []
+    paid, users, totals, nlines, items, qtys = (array.array(t) for t in ("B", "i", "q", "I", "i", "q"))
+    index: dict[str, int] = {}
+    code = index.setdefault
+    lo, hi = _I64
+    for oid, v in orders.items():
+        if oid.__class__ is not str or v.__class__ is not dict or v.keys() != _ORDER_KEYS:
+            return None
+        p, lines, u, t = v["paid"], v["items"], v["user_id"], v["total_cost"]
+        if p.__class__ is not bool or t.__class__ is not int or not lo <= t < hi or lines.__class__ is not list:
+            return None
+        if u is not None and u.__class__ is not str:
+            return None
+        for line in lines:
+            if (line.__class__ is not list or len(line) != 2 or line[0].__class__ is not str
+                    or line[1].__class__ is not int or not lo <= line[1] < hi):
+                return None
+            items.append(code(line[0], len(index)))
+            qtys.append(line[1])
+        ids.append(oid)
+        paid.append(p)
+        users.append(-1 if u is None else code(u, len(index)))
+        totals.append(t)
+        nlines.append(len(lines))
+    le = np.little_endian
+    return {"ids": ids, "strings": list(index),
+            **{k: (a.tobytes() if le or a.itemsize == 1 else _swapped(a))
+               for k, a in (("paid", paid), ("user", users), ("total", totals), ("nlines", nlines), ("item", items),
+                            ("qty", qtys))}}
+
+
+def _swapped(a: array.array) -> bytes:
+    b = array.array(a.typecode, a)
+    b.byteswap()
+    return b.tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderColumns:
+    """The orders of a final record stored as columns (see :func:`encode_orders`), as numpy arrays."""
+
+    ids: list
+    paid: np.ndarray  # bool
+    user: np.ndarray  # int32 code into strings, -1 = null
+    total: np.ndarray  # int64
+    nlines: np.ndarray  # uint32
+    line_item: np.ndarray  # int32 code into strings
+    line_qty: np.ndarray  # int64
+    strings: list
+
+    @classmethod
+    def decode(cls, rec: Mapping) -> "OrderColumns":
+        """From the stored record; ValueError when its parts do not fit together."""
+        ids, strings = rec["ids"], rec["strings"]
+        paid = np.frombuffer(rec["paid"], "<u1")
+        user, total = np.frombuffer(rec["user"], "<i4"), np.frombuffer(rec["total"], "<i8")
+        nlines = np.frombuffer(rec["nlines"], "<u4")
+        item, qty = np.frombuffer(rec["item"], "<i4"), np.frombuffer(rec["qty"], "<i8")
+        n = len(ids)
+        if not (isinstance(ids, list) and isinstance(strings, list) and paid.size == user.size == total.size
+                == nlines.size == n and item.size == qty.size == int(nlines.sum())):
+            raise ValueError("order columns")
+        for codes in (user, item):
+            if codes.size and (int(codes.max()) >= len(strings) or int(codes.min()) < -1):
+                raise ValueError("order columns codes")
+        return cls(ids, paid.astype(bool), user, total, nlines, item, qty, strings)
+
+
+class StoredOrders(Mapping):
+    """A final record's ``orders`` read from columns: order id -> the order's map, built on first use.
+
+    ``columns`` (:class:`OrderColumns`) is what the checker reads without building any map.
+    """
+
+    def __init__(self, columns: OrderColumns):
+        self.columns = columns
+        self._pos: dict[str, int] | None = None
+        self._start: np.ndarray | None = None
+
+    def _k(self, oid: object) -> int | None:
+        if self._pos is None:
+            self._pos = dict(zip(self.columns.ids, range(len(self.columns.ids))))
+            self._start = np.concatenate(([0], np.cumsum(self.columns.nlines, dtype=np.int64)))
+        return self._pos.get(oid) if isinstance(oid, str) else None
+
+    def __getitem__(self, oid: str) -> dict:
+        k = self._k(oid)
+        if k is None:
+            raise KeyError(oid)
+        c, s = self.columns, self._start
+        names = c.strings
+        lines = [[names[i], q] for i, q in zip(c.line_item[s[k]:s[k + 1]].tolist(), c.line_qty[s[k]:s[k + 1]].tolist())]
+        u = int(c.user[k])
+        return {"paid": bool(c.paid[k]), "items": lines, "user_id": None if u < 0 else names[u],
+                "total_cost": int(c.total[k])}
+
+    def __contains__(self, oid: object) -> bool:
+        return self._k(oid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns.ids)
+
+    def __len__(self) -> int:
+        return len(self.columns.ids)
+
+    def __repr__(self) -> str:
+        return f"StoredOrders({len(self)} orders)"
 
 
 @dataclass
@@ -264,6 +395,11 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                     raise FormatError(f"{path}: corrupt bindings record after row {rows}")
                 bindings.update(rec["map"])
             elif t == "final":
+                if "order_columns" in rec:
+                    try:
+                        rec["orders"] = StoredOrders(OrderColumns.decode(rec.pop("order_columns")))
+                    except (KeyError, TypeError, ValueError) as e:
+                        raise FormatError(f"{path}: corrupt final-state order columns: {e}") from None
                 final = rec
             elif t == "event":
                 events.append(rec)
