@@ -132,9 +132,9 @@ class _Line:
 class _Ids:
     """The results' entity-id table (code -> id) and, built on first use, its inverse."""
 
-    def __init__(self, names: list):
+    def __init__(self, names: list, index: dict | None = None):
         self.names = names
-        self._index: dict[str, int] | None = None
+        self._index = index
 
     def index(self) -> dict[str, int]:
         """Id -> code."""
@@ -365,7 +365,7 @@ def read_history(results: Results) -> History:
     operation with numpy, so Python loops run over entities, not rows; only indeterminate rows
     (all-or-nothing deltas) and batch_init rows are walked one by one.
     """
-    h = History(results.cols, ids=_Ids(results.argcols.names))
+    h = History(results.cols, ids=_Ids(results.argcols.names, results.argcols.index))
     cols = results.cols
     op, outcome = cols["op"], cols["outcome"]
     cls_all = np.full(256, -1, dtype=np.int8)

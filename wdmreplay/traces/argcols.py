@@ -19,8 +19,8 @@ per-row lists only when a caller asks for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import count
-from operator import itemgetter
+from itertools import compress, count, repeat
+from operator import is_, itemgetter
 from typing import Any, Callable, Iterator, Sequence
 
 import msgpack
@@ -52,6 +52,7 @@ class ArgColumns:
     num: np.ndarray  # int64 per row
     names: list  # code -> string
     extra: dict  # row -> args list, for batch_init_* rows
+    index: dict | None = None  # string -> code (the inverse of names), when the loader kept it
 
 
 _first, _second = itemgetter(0), itemgetter(1)
@@ -120,7 +121,7 @@ def _chunk_columns(op: np.ndarray, args: list | None, intern: Callable[[list], n
     return k0, k1, num, extra
 
 
-def encode_chunk(op: np.ndarray, args: list | None) -> dict:
+def encode_chunk(op: np.ndarray, args: list | None, *, as_bytes: bool = True) -> dict:
     """One chunk's args as columns, as a results file stores them next to the packed args.
 
     ``{"k0", "k1": little-endian int32 bytes (codes into ``names``, -1 for none), "num": int64
@@ -136,12 +137,19 @@ def encode_chunk(op: np.ndarray, args: list | None) -> dict:
     k0, k1, num, extra = _chunk_columns(op, args, intern)
     sparse = np.fromiter(index.values(), np.int64, len(index))  # increasing: first appearances
     dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype("<i4") for k in (k0, k1)]
+    if not as_bytes:  # for ArgColumnsBuilder.add: the same columns, not serialized
+        return {"k0": dense[0], "k1": dense[1], "num": num, "names": list(index), "extra": extra}
     return {"k0": dense[0].tobytes(), "k1": dense[1].tobytes(), "num": num.astype("<i8").tobytes(),
             "names": list(index), "extra": [[r, a] for r, a in extra]}
 
 
 class ArgColumnsBuilder:
-    """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file)."""
+    """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file).
+
+    Every chunk is reduced to its own table of distinct ids first (:func:`encode_chunk`, or as the
+    file stores it); only those distinct ids are looked up in the file's table, so codes are dense
+    from the start and rows are remapped with one numpy take.
+    """
 
     def __init__(self) -> None:
         self._index: dict[str, int] = {}
@@ -150,59 +158,49 @@ class ArgColumnsBuilder:
         self._num: list[np.ndarray] = []
         self._extra: dict[int, list] = {}
         self._rows = 0
-        self._next = 0
-        self._codes = _COLUMN_OPS
 
-    def _intern(self, strings: list) -> np.ndarray:
-        """Provisional codes of ``strings``: one C-level ``setdefault`` per row, no Python loop.
-
-        A new string takes the running row counter as its code, so codes are unique but sparse;
-        :meth:`build` makes them dense (ranks, in order of first appearance).
-        """
-        start = self._next
-        self._next += len(strings)
-        return np.fromiter(map(self._index.setdefault, strings, count(start)), np.int64, len(strings))
+    def _codes_of(self, names: list) -> np.ndarray:
+        """The file code of each of ``names`` (distinct ids), adding the new ones: C-level maps, no Python loop."""
+        index = self._index
+        found = list(map(index.get, names))
+        if None in found:
+            new = dict.fromkeys(compress(names, map(is_, found, repeat(None))))
+            index.update(zip(new, count(len(index))))
+            found = list(map(index.__getitem__, names))
+        return np.array(found, np.int32) if found else np.empty(0, np.int32)
 
     def add(self, op: np.ndarray, args: list | None) -> None:
         """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
-        k0, k1, num, extra = _chunk_columns(op, args, self._intern, self._codes)
-        for i, a in extra:
-            self._extra[self._rows + i] = a
-        self._append(k0, k1, num)
+        self._add(encode_chunk(op, args, as_bytes=False), op.size)
 
     def add_encoded(self, enc: dict, n: int) -> None:
         """One chunk stored as columns by :func:`encode_chunk` (its codes index its own ``names``).
 
-        Each chunk code is remapped into the file's table with one dictionary look-up per distinct
-        id of the chunk and a numpy take per row: no per-row Python. Raises ValueError when the
-        columns do not match ``n`` rows.
+        Raises ValueError when the columns do not match ``n`` rows.
         """
-        k0, k1 = np.frombuffer(enc["k0"], "<i4"), np.frombuffer(enc["k1"], "<i4")
-        num = np.frombuffer(enc["num"], "<i8")
-        names = enc["names"]
+        self._add({"k0": np.frombuffer(enc["k0"], "<i4"), "k1": np.frombuffer(enc["k1"], "<i4"),
+                   "num": np.frombuffer(enc["num"], "<i8"), "names": enc["names"], "extra": enc.get("extra") or ()}, n)
+
+    def _add(self, enc: dict, n: int) -> None:
+        k0, k1, num, names = enc["k0"], enc["k1"], enc["num"], enc["names"]
         if k0.size != n or k1.size != n or num.size != n or not isinstance(names, list):
             raise ValueError("argcols")
-        if (k0.size and int(max(k0.max(), k1.max())) >= len(names)) or (k0.size and int(min(k0.min(), k1.min())) < -1):
+        if n and (int(max(k0.max(), k1.max())) >= len(names) or int(min(k0.min(), k1.min())) < -1):
             raise ValueError("argcols codes")
-        file_codes = np.append(self._intern(names), -1)  # index -1 stays -1
-        for row, a in enc.get("extra") or ():
+        file_codes = np.append(self._codes_of(names), np.int32(-1))  # index -1 stays -1
+        for row, a in enc["extra"]:
             self._extra[self._rows + int(row)] = a
-        self._append(file_codes[k0], file_codes[k1], num.astype(np.int64))
-
-    def _append(self, k0: np.ndarray, k1: np.ndarray, num: np.ndarray) -> None:
-        self._k0.append(k0)
-        self._k1.append(k1)
-        self._num.append(num)
-        self._rows += k0.size
+        self._k0.append(file_codes[k0])
+        self._k1.append(file_codes[k1])
+        self._num.append(num.astype(np.int64, copy=False))
+        self._rows += n
 
     def build(self) -> ArgColumns:
         """The columns of every chunk added so far."""
         def cat(parts: list, dt: Any) -> np.ndarray:
             return np.concatenate(parts) if parts else np.empty(0, dt)
-        sparse = np.fromiter(self._index.values(), np.int64, len(self._index))  # increasing
-        k0, k1 = cat(self._k0, np.int64), cat(self._k1, np.int64)
-        dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype(np.int32) for k in (k0, k1)]
-        return ArgColumns(dense[0], dense[1], cat(self._num, np.int64), list(self._index), self._extra)
+        return ArgColumns(cat(self._k0, np.int32), cat(self._k1, np.int32), cat(self._num, np.int64),
+                          list(self._index), self._extra, self._index)
 
 
 class LazyArgs(Sequence):
