@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..api import OP_CODES, WdmError
+from ..traces.argcols import IdTable
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
 from .final_state import FinalState, OrderState, OrderTable, as_int, final_state
 
@@ -129,22 +130,8 @@ class _Line:
         self.requests: list = []  # arrays of row numbers (named only when an anomaly is reported)
 
 
-class _Ids:
-    """The results' entity-id table (code -> id) and, built on first use, its inverse."""
-
-    def __init__(self, names: list, index: dict | None = None):
-        self.names = names
-        self._index = index
-
-    def index(self) -> dict[str, int]:
-        """Id -> code."""
-        if self._index is None:
-            self._index = dict(zip(self.names, range(len(self.names))))
-        return self._index
-
-    def codes(self, ids: list) -> np.ndarray:
-        """The code of each id in ``ids`` (-1 for an id no request named)."""
-        return np.fromiter(map(self.index().get, ids, repeat(-1)), np.int64, len(ids))
+class _Ids(IdTable):
+    """The results' entity-id table (code -> id) and its inverse look-up."""
 
 
 def _take(values: np.ndarray, at: np.ndarray, default: int = 0) -> np.ndarray:
@@ -176,7 +163,7 @@ class _Checkouts(Mapping):
         return cls(_Ids([]), z, z, z, z, z, np.zeros(1, np.int64))
 
     def _pos(self, oid: object) -> int:
-        code = self.ids.index().get(oid, -1) if isinstance(oid, str) else -1
+        code = self.ids.code(oid) if isinstance(oid, str) else -1
         return int(_positions(self.codes, np.array([code]))[0]) if code >= 0 else -1
 
     def __getitem__(self, oid: str) -> _Order:
@@ -221,7 +208,7 @@ class _Lines(Mapping):
         return np.diff(self.unc_start)
 
     def _span(self, oid: object) -> tuple[int, int]:
-        code = self.ids.index().get(oid, -1) if isinstance(oid, str) else -1
+        code = self.ids.code(oid) if isinstance(oid, str) else -1
         if code < 0:
             return 0, 0
         lo, hi = np.searchsorted(self.keys, [code * self.width, (code + 1) * self.width]).tolist()
@@ -365,7 +352,7 @@ def read_history(results: Results) -> History:
     operation with numpy, so Python loops run over entities, not rows; only indeterminate rows
     (all-or-nothing deltas) and batch_init rows are walked one by one.
     """
-    h = History(results.cols, ids=_Ids(results.argcols.names, results.argcols.index))
+    h = History(results.cols, ids=_Ids(results.argcols.names))
     cols = results.cols
     op, outcome = cols["op"], cols["outcome"]
     cls_all = np.full(256, -1, dtype=np.int8)

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..traces.argcols import as_int  # one definition; re-exported for the checkers
+from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
 
 ENTITY_KINDS = ("item", "user", "order")
 
@@ -89,13 +89,12 @@ class OrderStates(Mapping):
 
     def __init__(self, table: OrderTable):
         self.table = table
-        self._pos: dict[str, int] | None = None
+        self._ids = IdTable(table.ids)
 
     def position(self, oid: str) -> int | None:
         """The index of order ``oid`` in the table (None when it was not read back)."""
-        if self._pos is None:
-            self._pos = dict(zip(self.table.ids, range(len(self.table.ids))))
-        return self._pos.get(oid)
+        k = self._ids.code(oid)
+        return None if k < 0 else k
 
     def __getitem__(self, oid: str) -> OrderState:
         k = self.position(oid)

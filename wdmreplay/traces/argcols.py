@@ -19,8 +19,8 @@ per-row lists only when a caller asks for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress, count, repeat
-from operator import is_, itemgetter
+from itertools import count, repeat
+from operator import eq, itemgetter
 from typing import Any, Callable, Iterator, Sequence
 
 import msgpack
@@ -52,7 +52,6 @@ class ArgColumns:
     num: np.ndarray  # int64 per row
     names: list  # code -> string
     extra: dict  # row -> args list, for batch_init_* rows
-    index: dict | None = None  # string -> code (the inverse of names), when the loader kept it
 
 
 _first, _second = itemgetter(0), itemgetter(1)
@@ -143,31 +142,95 @@ def encode_chunk(op: np.ndarray, args: list | None, *, as_bytes: bool = True) ->
             "names": list(index), "extra": [[r, a] for r, a in extra]}
 
 
+class IdTable:
+    """Ids by code (``names``) and the inverse look-up, by 64-bit hash and binary search.
+
+    A dict of millions of ids costs a cache miss per look-up on this kind of machine; sorted hashes
+    are searched with numpy, and every hit is confirmed by comparing the strings, so a hash
+    collision can never join two different ids (the table then falls back to a dict).
+    """
+
+    def __init__(self, names: list):
+        self.names = names
+        self._h: np.ndarray | None = None
+        self._code: np.ndarray | None = None
+        self._dict: dict | None = None
+
+    def _prepare(self) -> None:
+        h = np.fromiter(map(hash, self.names), np.int64, len(self.names))
+        order = np.argsort(h, kind="stable")
+        self._h, self._code = h[order], order
+        if h.size > 1 and not np.all(np.diff(self._h)):  # two ids with one hash: exact look-ups instead
+            self._dict = dict(zip(self.names, range(len(self.names))))
+
+    def codes(self, ids: list) -> np.ndarray:
+        """The code of each of ``ids`` (-1 for an id not in the table)."""
+        if self._h is None:
+            self._prepare()
+        if self._dict is not None:
+            return np.fromiter(map(self._dict.get, ids, repeat(-1)), np.int64, len(ids))
+        out = np.full(len(ids), -1, np.int64)
+        if not self._h.size or not len(ids):
+            return out
+        h = np.fromiter(map(hash, ids), np.int64, len(ids))
+        pos = np.searchsorted(self._h, h)
+        pos[pos >= self._h.size] = 0
+        at = np.nonzero(self._h[pos] == h)[0]
+        cand = self._code[pos[at]]
+        names = self.names
+        same = np.fromiter(map(eq, map(names.__getitem__, cand.tolist()), map(ids.__getitem__, at.tolist())),
+                           bool, at.size)
+        out[at[same]] = cand[same]
+        return out
+
+    def code(self, ident: Any) -> int:
+        """The code of one id (-1 when absent)."""
+        try:
+            return int(self.codes([ident])[0])
+        except TypeError:  # an unhashable key is no id
+            return -1
+
+
+def dedup(names: list) -> tuple[list, np.ndarray]:
+    """(distinct names in order of first appearance, the code of each of ``names`` among them).
+
+    Sorted 64-bit hashes, confirmed by string comparison (a collision falls back to a dict): no
+    per-name dictionary look-up in a table of millions.
+    """
+    n = len(names)
+    if not n:
+        return [], np.empty(0, np.int32)
+    h = np.fromiter(map(hash, names), np.int64, n)
+    uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    rep = first[inv]
+    if not all(map(eq, map(names.__getitem__, rep.tolist()), names)):  # a hash collision: exact and slow
+        index: dict = {}
+        codes = np.fromiter(map(index.setdefault, names, count()), np.int64, n)
+        sparse = np.fromiter(index.values(), np.int64, len(index))
+        return list(index), np.searchsorted(sparse, codes).astype(np.int32)
+    # Codes in order of first appearance (deterministic whatever the hash seed).
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(uniq.size, np.int32)
+    rank[by_first] = np.arange(uniq.size, dtype=np.int32)
+    return list(map(names.__getitem__, first[by_first].tolist())), rank[inv]
+
+
 class ArgColumnsBuilder:
     """Accumulates :class:`ArgColumns` chunk by chunk (one string table for the whole file).
 
     Every chunk is reduced to its own table of distinct ids first (:func:`encode_chunk`, or as the
-    file stores it); only those distinct ids are looked up in the file's table, so codes are dense
-    from the start and rows are remapped with one numpy take.
+    file stores it); :meth:`build` joins the chunks' tables with :func:`dedup` and remaps every
+    row's code with one numpy take.
     """
 
     def __init__(self) -> None:
-        self._index: dict[str, int] = {}
+        self._names: list = []
         self._k0: list[np.ndarray] = []
         self._k1: list[np.ndarray] = []
         self._num: list[np.ndarray] = []
         self._extra: dict[int, list] = {}
         self._rows = 0
-
-    def _codes_of(self, names: list) -> np.ndarray:
-        """The file code of each of ``names`` (distinct ids), adding the new ones: C-level maps, no Python loop."""
-        index = self._index
-        found = list(map(index.get, names))
-        if None in found:
-            new = dict.fromkeys(compress(names, map(is_, found, repeat(None))))
-            index.update(zip(new, count(len(index))))
-            found = list(map(index.__getitem__, names))
-        return np.array(found, np.int32) if found else np.empty(0, np.int32)
 
     def add(self, op: np.ndarray, args: list | None) -> None:
         """One chunk: its op column and its decoded args (None: the chunk stored no args)."""
@@ -185,13 +248,16 @@ class ArgColumnsBuilder:
         k0, k1, num, names = enc["k0"], enc["k1"], enc["num"], enc["names"]
         if k0.size != n or k1.size != n or num.size != n or not isinstance(names, list):
             raise ValueError("argcols")
+        if not set(map(type, names)) <= {str}:
+            raise ValueError("argcols names")
         if n and (int(max(k0.max(), k1.max())) >= len(names) or int(min(k0.min(), k1.min())) < -1):
             raise ValueError("argcols codes")
-        file_codes = np.append(self._codes_of(names), np.int32(-1))  # index -1 stays -1
+        base = len(self._names)
+        self._names.extend(names)
         for row, a in enc["extra"]:
             self._extra[self._rows + int(row)] = a
-        self._k0.append(file_codes[k0])
-        self._k1.append(file_codes[k1])
+        self._k0.append(np.where(k0 >= 0, k0.astype(np.int64) + base, -1))
+        self._k1.append(np.where(k1 >= 0, k1.astype(np.int64) + base, -1))
         self._num.append(num.astype(np.int64, copy=False))
         self._rows += n
 
@@ -199,8 +265,14 @@ class ArgColumnsBuilder:
         """The columns of every chunk added so far."""
         def cat(parts: list, dt: Any) -> np.ndarray:
             return np.concatenate(parts) if parts else np.empty(0, dt)
-        return ArgColumns(cat(self._k0, np.int32), cat(self._k1, np.int32), cat(self._num, np.int64),
-                          list(self._index), self._extra, self._index)
+        names, codes = dedup(self._names)
+        self._names = []
+        remap = np.append(codes, np.int32(-1))  # index -1 stays -1
+        k0 = remap[cat(self._k0, np.int64)]
+        self._k0 = []
+        k1 = remap[cat(self._k1, np.int64)]
+        self._k1 = []
+        return ArgColumns(k0, k1, cat(self._num, np.int64), names, self._extra)
 
 
 class LazyArgs(Sequence):
