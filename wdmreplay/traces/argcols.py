@@ -256,8 +256,9 @@ class ArgColumnsBuilder:
         self._names.extend(names)
         for row, a in enc["extra"]:
             self._extra[self._rows + int(row)] = a
-        self._k0.append(np.where(k0 >= 0, k0.astype(np.int64) + base, -1))
-        self._k1.append(np.where(k1 >= 0, k1.astype(np.int64) + base, -1))
+        dt = np.int32 if base + len(names) < 1 << 31 else np.int64
+        self._k0.append(np.where(k0 >= 0, k0 + dt(base), dt(-1)).astype(dt, copy=False))
+        self._k1.append(np.where(k1 >= 0, k1 + dt(base), dt(-1)).astype(dt, copy=False))
         self._num.append(num.astype(np.int64, copy=False))
         self._rows += n
 
@@ -278,18 +279,21 @@ class ArgColumnsBuilder:
 class LazyArgs(Sequence):
     """Each row's resolved args (a list, or None), decoded from the packed chunks on first use.
 
-    Behaves as a read-only list of the rows' args; ``len`` does not decode.
+    Behaves as a read-only list of the rows' args; ``len`` does not decode. ``chunks`` may be a
+    callable that reads the packed chunks again (from the file: nothing is held until then).
     """
 
-    def __init__(self, chunks: list[tuple[bytes, int]]):
-        self._chunks = chunks  # (packed args of the chunk or b"", rows)
-        self._n = sum(n for _, n in chunks)
+    def __init__(self, chunks: list[tuple[bytes, int]] | Callable[[], list[tuple[bytes, int]]], n: int | None = None):
+        # (packed args of the chunk or b"", rows) per chunk, or what reads them again from the file
+        self._chunks = chunks
+        self._n = sum(k for _, k in chunks) if n is None else n  # type: ignore[union-attr]
         self._list: list | None = None
 
     def _rows(self) -> list:
         if self._list is None:
+            chunks = self._chunks() if callable(self._chunks) else self._chunks
             out: list = []
-            for b, n in self._chunks:
+            for b, n in chunks:
                 out.extend(msgpack.unpackb(b, raw=False, strict_map_key=False) if b else [None] * n)
             self._list = out
             self._chunks = []

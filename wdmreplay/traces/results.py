@@ -21,6 +21,11 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   run up to its last whole frame (``Results.truncated_at``; the trailer is synthesized with
   ``complete: false, reason: "ended without a trailer at byte N"``); version 1 files cut short
   load the same way up to their last whole record. Readers read versions 1 and 2.
+- version 2, with columns (additions a reader may find or not, so still version 2): a ``requests``
+  record may carry ``argcols`` {k0, k1 (<i4 bytes), num (<i8 bytes), names [str], extra [[row,
+  args]]} — its args as columns, see :func:`.argcols.encode_chunk` —; a ``final`` record may hold
+  ``order_columns`` {ids, paid, user, total, nlines, item, qty, strings} (see :func:`encode_orders`)
+  instead of ``orders``. Readers before this addition load such a file but see no orders.
 
 Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
 ``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for
@@ -344,12 +349,29 @@ class Results:
         return self.header.get("label") or Path(self.path).name
 
 
+def _reread_args(path: str, counts: list[int]) -> list[tuple[bytes, int]]:
+    """The packed args of each request chunk, read again from the file (what :class:`LazyArgs` decodes).
+
+    Loading keeps no packed args (a quarter of the memory of a big run); a caller that asks for
+    per-row args (``merge``, tests) reads them here. The file must not have changed since.
+    """
+    out: list[tuple[bytes, int]] = []
+    with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
+        for rec in r:
+            if rec.get("t") == "requests" and len(out) < len(counts):
+                out.append((rec.get("args") or b"", rec.get("n")))
+    if [n for _, n in out] != counts:
+        raise FormatError(f"{path}: changed since it was loaded (its request chunks differ); load it again")
+    return out
+
+
 def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     """Load a results file; columns are concatenated without a per-row Python loop.
 
     ``with_args`` also reads every row's resolved arguments (needed by the consistency checker,
     not by latency statistics): as columns (:attr:`Results.argcols`, built chunk by chunk without
-    keeping per-row Python objects) and as :attr:`Results.args`, per-row lists decoded on first use.
+    keeping per-row Python objects) and as :attr:`Results.args`, per-row lists read again from the
+    file and decoded on first use.
     A file without a trailer (its writer was killed) loads up to its last whole record as a partial
     run: ``complete`` False, ``truncated_at`` the byte offset where it ended, and a trailer ``{complete: false, reason: "ended without a trailer at byte N", …}``.
     Raises :class:`FormatError` for anything corrupt.
@@ -378,14 +400,14 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                         errors[rows + row] = text
                     if arg_chunks is not None and "argcols" in rec and rec["args"]:
                         argcols.add_encoded(rec["argcols"], n)  # columns as written: no per-row decoding
-                        arg_chunks.append((rec["args"], n))
+                        arg_chunks.append((b"", n))
                     elif arg_chunks is not None:
                         packed = rec["args"]
                         chunk_args = msgpack.unpackb(packed, raw=False, strict_map_key=False) if packed else None
                         if chunk_args is not None and (not isinstance(chunk_args, list) or len(chunk_args) != n):
                             raise ValueError("args")
                         argcols.add(np.frombuffer(rec["cols"]["op"], dtype=dtypes["op"]), chunk_args)
-                        arg_chunks.append((packed, n))
+                        arg_chunks.append((b"", n))
                         del chunk_args
                 except (KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
                     raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
@@ -411,8 +433,11 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                    "reason": f"ended without a trailer at byte {truncated_at}", "truncated_at": truncated_at}
     elif trailer.get("requests") != rows:
         raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
-    cols = {name: (np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name]))
-            for name, p in parts.items()}
-    args = None if arg_chunks is None else LazyArgs(arg_chunks)
+    cols = {}
+    for name in list(parts):  # each column's chunks are freed once joined: peak memory one column over the columns
+        p = parts.pop(name)
+        cols[name] = np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name])
+        del p
+    args = None if arg_chunks is None else LazyArgs(lambda: _reread_args(str(path), [n for _, n in arg_chunks]), rows)
     return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at,
                    None if argcols is None else argcols.build())
