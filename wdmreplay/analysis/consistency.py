@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..api import OP_CODES, WdmError
-from ..traces.argcols import IdTable
+from ..traces.argcols import IdTable, sorted_search
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
 from .final_state import FinalState, OrderState, OrderTable, as_int, final_state
 
@@ -143,7 +143,7 @@ def _take(values: np.ndarray, at: np.ndarray, default: int = 0) -> np.ndarray:
 
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """The index of each of ``wanted`` in the sorted unique ``keys`` (-1 where absent)."""
-    pos = np.searchsorted(keys, wanted)
+    pos = sorted_search(keys, wanted)
     pos[pos >= keys.size] = 0
     hit = keys[pos] == wanted if keys.size else np.zeros(wanted.size, bool)
     return np.where(hit, pos, -1)
