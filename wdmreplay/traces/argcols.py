@@ -74,6 +74,10 @@ def _ints(sub: list, pos: int, default: int) -> np.ndarray:
 
 
 _COLUMN_OPS = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
+# What a row of each operation yields (see _row_columns): 0 extra, 1 create_item, 2 k0 only,
+# 3 add_item, 4 remove_item, 5 k0 and an amount.
+_ROW_KIND = {c: (0 if n in EXTRA_OPS else 1 if n == "create_item" else 3 if n == "add_item" else
+                 4 if n == "remove_item" else 5 if n in _LEDGER_OPS else 2) for c, n in _COLUMN_OPS.items()}
 
 
 def _chunk_columns(op: np.ndarray, args: list | None, intern: Callable[[list], np.ndarray],
@@ -120,6 +124,43 @@ def _chunk_columns(op: np.ndarray, args: list | None, intern: Callable[[list], n
     return k0, k1, num, extra
 
 
+SMALL_CHUNK = 1024  # below this many rows, a loop per row costs less than numpy's per-call overhead
+
+
+def _row_columns(op: np.ndarray, args: list | None, index: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """What :func:`_chunk_columns` computes, row by row, with dense codes into ``index`` (small chunks).
+
+    A replay worker sends a chunk at least every second: at modest rates chunks are small, and the
+    numpy path's fixed cost per call would then be most of the writer's cost per request.
+    """
+    ops = op.tolist()
+    n = len(ops)
+    k0, k1, num = [-1] * n, [-1] * n, [0] * n
+    extra: list = []
+    code = index.setdefault
+    kinds = _ROW_KIND
+    for i, c in enumerate(ops):
+        kind = kinds.get(c)
+        if kind is None:
+            continue
+        a = (args[i] if args is not None else None) or [None]
+        if kind == 0:  # batch_init_*
+            extra.append((i, a))
+            continue
+        if kind == 1:  # create_item
+            num[i] = as_int(a[0], 0)
+            continue
+        k0[i] = code(str(a[0]), len(index))
+        if kind == 3:  # add_item
+            k1[i] = code(str(a[1]) if len(a) > 1 else "", len(index))
+            num[i] = as_int(a[2], 1) if len(a) > 2 else 1
+        elif kind == 4:  # remove_item
+            k1[i] = code(str(a[1]) if len(a) > 1 else "", len(index))
+        elif kind == 5:  # add_stock, subtract_stock, add_funds, pay
+            num[i] = as_int(a[-1], 0)
+    return np.array(k0, "<i4"), np.array(k1, "<i4"), np.array(num, np.int64), extra
+
+
 def encode_chunk(op: np.ndarray, args: list | None, *, as_bytes: bool = True) -> dict:
     """One chunk's args as columns, as a results file stores them next to the packed args.
 
@@ -128,14 +169,18 @@ def encode_chunk(op: np.ndarray, args: list | None, *, as_bytes: bool = True) ->
     (batch_init_* rows)}`` — what :meth:`ArgColumnsBuilder.add_encoded` loads without per-row Python.
     """
     index: dict[str, int] = {}
-    counter = count()
+    if op.size < SMALL_CHUNK:
+        k0, k1, num, extra = _row_columns(op, args, index)
+        dense = [k0, k1]
+    else:
+        counter = count()
 
-    def intern(strings: list) -> np.ndarray:
-        return np.fromiter(map(index.setdefault, strings, counter), np.int64, len(strings))
+        def intern(strings: list) -> np.ndarray:
+            return np.fromiter(map(index.setdefault, strings, counter), np.int64, len(strings))
 
-    k0, k1, num, extra = _chunk_columns(op, args, intern)
-    sparse = np.fromiter(index.values(), np.int64, len(index))  # increasing: first appearances
-    dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype("<i4") for k in (k0, k1)]
+        k0, k1, num, extra = _chunk_columns(op, args, intern)
+        sparse = np.fromiter(index.values(), np.int64, len(index))  # increasing: first appearances
+        dense = [np.where(k >= 0, np.searchsorted(sparse, k), -1).astype("<i4") for k in (k0, k1)]
     if not as_bytes:  # for ArgColumnsBuilder.add: the same columns, not serialized
         return {"k0": dense[0], "k1": dense[1], "num": num, "names": list(index), "extra": extra}
     return {"k0": dense[0].tobytes(), "k1": dense[1].tobytes(), "num": num.astype("<i8").tobytes(),
