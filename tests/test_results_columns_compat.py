@@ -150,34 +150,3 @@ def test_corrupt_order_columns_are_a_format_error(tmp_path):
         load_results(tmp_path / "s.wdmr")
     assert msgpack  # the module is what the v1 layout is written with
 
-
-ODD_ID = st.one_of(st.sampled_from(["i1", "o1", "u1", "", "7"]), st.integers(-2, 3), st.none(), st.booleans())
-ODD_ARGS = st.one_of(st.just([]), st.lists(st.one_of(ODD_ID, st.sampled_from(["4", "x", "2.5"])), max_size=4))
-OPS = ["add_stock", "subtract_stock", "add_funds", "pay", "checkout", "add_item", "remove_item", "create_item",
-       "create_order", "cancel_payment", "find_item", "batch_init_stock", "batch_init_orders"]
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(OPS), st.one_of(st.none(), ODD_ARGS)), min_size=1, max_size=60),
-       st.booleans())
-def test_small_and_large_chunk_encodings_agree(rows, no_args):
-    """The row-by-row encoding of small chunks and the numpy one of large chunks give the same columns."""
-    import wdmreplay.traces.argcols as ac
-    from wdmreplay.api import OP_CODES
-
-    op = np.array([OP_CODES[o] for o, _ in rows], np.uint8)
-    args = None if no_args else [a for _, a in rows]
-
-    def strings(enc):
-        k = [np.frombuffer(enc[c], "<i4").tolist() for c in ("k0", "k1")]
-        return ([[enc["names"][c] if c >= 0 else None for c in col] for col in k],
-                np.frombuffer(enc["num"], "<i8").tolist(), enc["extra"])
-
-    small = strings(ac.encode_chunk(op, args))
-    saved = ac.SMALL_CHUNK
-    ac.SMALL_CHUNK = 0
-    try:
-        large = strings(ac.encode_chunk(op, args))
-    finally:
-        ac.SMALL_CHUNK = saved
-    assert small == large
