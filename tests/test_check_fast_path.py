@@ -140,6 +140,9 @@ def test_fast_path_equals_per_entity_reference(tmp_path, run):
     r = load_results(h.write(tmp_path / "r.wdmr"), with_args=True)
     for policy in ("refuse", "charge"):
         _same(check_consistency(r, recheckout=policy), check_consistency_reference(r, recheckout=policy))
+    hist = check_consistency(r).history
+    assert hist.checkout_ok_loaded() == sum(rec.n_ok for oid, rec in hist.orders.items()  # as check.py summed it
+                                            if any(ln.add_ok > 0 for ln in hist.lines.get(oid, {}).values()))
     fs = final_state(r.final)
     assert {oid: fs.orders[oid] for oid in fs.orders} == {str(k): _order(v) for k, v in r.final["orders"].items()}
 

@@ -134,6 +134,20 @@ class _Ids(IdTable):
     """The results' entity-id table (code -> id) and its inverse look-up."""
 
 
+def _distinct_sorted(a: np.ndarray) -> np.ndarray:
+    """The distinct values of the sorted array ``a`` (``np.unique`` without sorting again)."""
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
+
+
+def _runs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct values, first index, length) of each run of equal values in the sorted array ``a``."""
+    if not a.size:
+        z = np.zeros(0, np.int64)
+        return a, z, z
+    first = np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))
+    return a[first], first, np.diff(np.append(first, a.size))
+
+
 def _take(values: np.ndarray, at: np.ndarray, default: int = 0) -> np.ndarray:
     """``values[at]``, ``default`` where ``at`` is -1."""
     if not values.size:
@@ -235,10 +249,10 @@ class _Lines(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         names = self.ids.names
-        return (names[c] for c in np.unique(self.keys // self.width).tolist())
+        return (names[c] for c in _distinct_sorted(self.keys // self.width).tolist())
 
     def __len__(self) -> int:
-        return int(np.unique(self.keys // self.width).size)
+        return int(_distinct_sorted(self.keys // self.width).size)
 
 
 @dataclass
@@ -267,9 +281,9 @@ class History:
     def checkout_ok_loaded(self) -> int:
         """2xx checkouts of orders with an answered add_item of a positive quantity (what holds their items)."""
         ln = self.lines
-        loaded = np.unique(ln.keys[ln.add_ok > 0] // ln.width)
+        loaded = _distinct_sorted(ln.keys[ln.add_ok > 0] // ln.width)  # keys are sorted, so are their orders
         co = self.orders
-        return int(co.n_ok[np.isin(co.codes, loaded)].sum())
+        return int(co.n_ok[_positions(loaded, co.codes) >= 0].sum())
 
     @property
     def max_price(self) -> int:
@@ -389,7 +403,7 @@ def read_history(results: Results) -> History:
 
 def _read_checkouts(h: History, r: _Rows) -> None:
     order = np.argsort(r.k0, kind="stable")
-    codes, first, counts = np.unique(r.k0[order], return_index=True, return_counts=True)
+    codes, first, counts = _runs(r.k0[order])
     inv = np.repeat(np.arange(codes.size), counts)
     cls = r.cls[order]
     n_ok, n_fail, n_indet = (np.bincount(inv[cls == k], minlength=codes.size).astype(np.int64)
@@ -440,7 +454,7 @@ def _read_lines(h: History, add: _Rows, rem: _Rows) -> None:
     is_add, cls = is_add[keep], cls[keep]
     order = np.argsort(keys, kind="stable")
     keys, qty, rows, is_add, cls = keys[order], qty[order], rows[order], is_add[order], cls[order]
-    uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    uniq, first, counts = _runs(keys)
     inv = np.repeat(np.arange(uniq.size), counts)
     add_ok = np.zeros(uniq.size, np.int64)
     m = is_add & (cls == _OK)
