@@ -342,12 +342,12 @@ class _Rows:
     def group(self, keys: np.ndarray, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
         """(unique key codes, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
         kept = np.nonzero(keep)[0]
-        uniq, inv = np.unique(keys[kept], return_inverse=True)
-        inv = inv.reshape(-1)
-        order = np.argsort(inv, kind="stable")
-        counts = np.bincount(inv, minlength=uniq.size)
-        starts = np.concatenate(([0], np.cumsum(counts))).tolist()
-        return uniq.tolist(), inv, self.rows[kept][order], starts
+        k = keys[kept]
+        order = np.argsort(k, kind="stable")
+        uniq, first, counts = _runs(k[order])
+        inv = np.empty(k.size, np.int64)
+        inv[order] = np.repeat(np.arange(uniq.size), counts)
+        return uniq.tolist(), inv, self.rows[kept][order], np.append(first, k.size).tolist()
 
     def sums(self, inv: np.ndarray, n: int, mask: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
         """Per key, the count (or sum of ``weights``) of the kept rows in ``mask``."""

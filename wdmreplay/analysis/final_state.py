@@ -156,7 +156,10 @@ def _table_from_columns(c: Any) -> OrderTable:
     rank[np.array(sorted(range(len(strings)), key=strings.__getitem__), np.int64)] = np.arange(len(strings))
     line_order = np.repeat(np.arange(n, dtype=np.int64), c.nlines.astype(np.int64))
     key = line_order * max(len(strings), 1) + rank[c.line_item] if c.line_item.size else line_order
-    uniq, inv = np.unique(key, return_inverse=True)
+    if key.size and bool(np.all(key[1:] > key[:-1])):  # the usual case: items listed once, in id order
+        uniq, inv = key, np.arange(key.size)
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
     qty = np.zeros(uniq.size, np.int64)
     np.add.at(qty, inv.reshape(-1), c.line_qty)
     first = np.zeros(uniq.size, np.int64)
