@@ -438,6 +438,7 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
         p = parts.pop(name)
         cols[name] = np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name])
         del p
-    args = None if arg_chunks is None else LazyArgs(lambda: _reread_args(str(path), [n for _, n in arg_chunks]), rows)
+    where = os.path.abspath(path)  # read again from here, whatever the working directory then
+    args = None if arg_chunks is None else LazyArgs(lambda: _reread_args(where, [n for _, n in arg_chunks]), rows)
     return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at,
                    None if argcols is None else argcols.build())
