@@ -11,6 +11,7 @@ requests, in the same order), totals, checkout tallies and notes, under both re-
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -163,3 +164,39 @@ def test_fast_path_finds_what_the_reference_finds(tmp_path):
     assert ("lost_order_line", "o2") in kinds and ("phantom_checkout", "o3") in kinds
     assert ("lost_order_line", "o4") in kinds  # 1 of an all-or-nothing 3: no subset of the indeterminate adds
     assert any(a.kind == "oversell" and a.id == "i1" for a in fast.anomalies)
+
+
+def _history_with(rows, items, orders) -> History:
+    h = History()
+    for op, args, outcome in rows:
+        h.req(op, args, outcome)
+    h.set_final(items=items, users={}, orders=orders)
+    return h
+
+
+SCREENED_ALONE = {
+    # An item within its range that no all-or-nothing subset of its indeterminate add_stock explains.
+    "subset": ([("add_stock", ["i1", 5], "ok"), ("add_stock", ["i1", 3], "timeout"), ("add_stock", ["i1", 4], "error")],
+               {"i1": (6, 1)}, {}, ("lost_update", "i1")),
+    # Order lines off while the total matches the lines as read (only the line screen can see it).
+    "lost_line": ([("add_item", ["o1", "i1", 2], "ok")], {"i1": (0, 1)}, {"o1": (False, [["i1", 1]], "u1", 1)},
+                  ("lost_order_line", "o1")),
+    "phantom_line": ([("add_item", ["o1", "i1", 1], "ok")], {"i1": (0, 1)}, {"o1": (False, [["i1", 2]], "u1", 2)},
+                     ("phantom_order_line", "o1")),
+    "line_without_history": ([("add_item", ["o1", "i1", 1], "ok")], {"i1": (0, 1), "i2": (0, 1)},
+                             {"o1": (False, [["i1", 1], ["i2", 1]], "u1", 2)}, ("phantom_order_line", "o1")),
+    "line_missing": ([("add_item", ["o1", "i1", 1], "ok"), ("add_item", ["o1", "i2", 1], "ok")],
+                     {"i1": (0, 1), "i2": (0, 1)}, {"o1": (False, [["i1", 1]], "u1", 1)}, ("lost_order_line", "o1")),
+    "one_indeterminate_add": ([("add_item", ["o1", "i1", 3], "timeout")], {"i1": (0, 1)},
+                              {"o1": (False, [["i1", 1]], "u1", 1)}, ("lost_order_line", "o1")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCREENED_ALONE))
+def test_each_screen_condition_alone(tmp_path, case):
+    """Discrepancies only one of the screen's conditions can see: found, and worded as the reference words them."""
+    rows, items, orders, (kind, ident) = SCREENED_ALONE[case]
+    r = load_results(_history_with(rows, items, orders).write(tmp_path / "r.wdmr"), with_args=True)
+    fast = check_consistency(r)
+    _same(fast, check_consistency_reference(r))
+    assert any(a.kind == kind and a.id == ident for a in fast.anomalies), fast.anomalies
