@@ -9,7 +9,7 @@ total, the row rate and the child's peak RSS.
     python bench/analysis.py                    # 10M rows in a temp dir
     python bench/analysis.py --rows 1000000 --keep /tmp/r.wdmr
 
-Then, unless ``--check-rows 0``, the full ``check`` (args decoded; expectation diff, consistency
+Then, unless ``--check-rows 0``, the full ``check`` (args loaded; expectation diff, consistency
 of items, users and orders — lines and totals against their add_item history —, availability,
 coverage, verdict) on synthetic files of each of ``--check-rows`` rows (default 1,000,000 and
 10,000,000; issue 10's target: 10M rows ≤ 30 s, peak RSS ≤ 2 GB) with a final state of 10k items,
@@ -79,6 +79,9 @@ def synthesize(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> f
 
 def synthesize_with_args(path: str, rows: int, seed: int = 0, rate: float = 10_000.0) -> None:
     """A results file whose rows carry args and a final state a correct shop would end with.
+
+    Written with :class:`ResultsWriter` as a replay writes it: args as columns next to the packed
+    args, the final state's orders as columns.
 
     add_stock / add_funds / add_item (order k always gets item k mod 10k, user k mod 10k) /
     checkout / find_item; 90 % 2xx, 9 % 4xx, 1 % 5xx (taken as not applied). The final state
@@ -212,7 +215,7 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--child-check", cpath], capture_output=True, text=True,
                                  check=True)
             res = json.loads(out.stdout)
-            _print(res, f"full check of {rows:,} rows (args decoded; expectations, consistency, orders, verdict)")
+            _print(res, f"full check of {rows:,} rows (args loaded; expectations, consistency, orders, verdict)")
             print(f"{'target':>18}: <= 30 s and 2 GB for 10M rows -> "
                   f"{res['seconds']['total'] / 30.0 * 10_000_000 / res['rows']:.2f}x of the time budget (wall), "
                   f"{res['peak_rss_mb'] / 2048.0:.2f}x of the memory budget")

@@ -296,8 +296,7 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     assert hist is not None
     trace_header = (results.header.get("trace") or {}).get("header") or {}
     totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
-    loaded = sum(rec.n_ok for oid, rec in hist.orders.items()
-                 if any(ln.add_ok > 0 for ln in hist.lines.get(oid, {}).values()))
+    loaded = hist.checkout_ok_loaded()
     bounds, bound_anoms = check_bounds(
         trace_header, {"checkout_ok": hist.checkouts["ok"], "checkout_ok_loaded": loaded, "stock_total": consistency.totals.get("stock", {}).get("final", 0),
                        "credit_total": consistency.totals.get("credit", {}).get("final", 0)},

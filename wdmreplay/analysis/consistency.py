@@ -22,14 +22,16 @@ entity saw concurrent writes), other readings as ``tags`` (see ``docs/analysis.m
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..api import OP_CODES, WdmError
+from ..traces.argcols import IdTable, sorted_search
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
-from .final_state import FinalState, OrderState, as_int, final_state
+from .final_state import FinalState, OrderState, OrderTable, as_int, final_state
 
 # Anomaly kinds, in report order.
 KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
@@ -127,16 +129,145 @@ class _Line:
         self.requests: list = []  # arrays of row numbers (named only when an anomaly is reported)
 
 
+class _Ids(IdTable):
+    """The results' entity-id table (code -> id) and its inverse look-up."""
+
+
+def _distinct_sorted(a: np.ndarray) -> np.ndarray:
+    """The distinct values of the sorted array ``a`` (``np.unique`` without sorting again)."""
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
+
+
+def _runs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct values, first index, length) of each run of equal values in the sorted array ``a``."""
+    if not a.size:
+        z = np.zeros(0, np.int64)
+        return a, z, z
+    first = np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))
+    return a[first], first, np.diff(np.append(first, a.size))
+
+
+def _take(values: np.ndarray, at: np.ndarray, default: int = 0) -> np.ndarray:
+    """``values[at]``, ``default`` where ``at`` is -1."""
+    if not values.size:
+        return np.full(at.size, default, values.dtype)
+    return np.where(at >= 0, values[np.maximum(at, 0)], default)
+
+
+def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The index of each of ``wanted`` in the sorted unique ``keys`` (-1 where absent)."""
+    pos = sorted_search(keys, wanted)
+    pos[pos >= keys.size] = 0
+    hit = keys[pos] == wanted if keys.size else np.zeros(wanted.size, bool)
+    return np.where(hit, pos, -1)
+
+
+class _Checkouts(Mapping):
+    """Order id -> :class:`_Order` (its checkouts), over the checkout rows grouped by order code."""
+
+    def __init__(self, ids: _Ids, codes: np.ndarray, n_ok: np.ndarray, n_fail: np.ndarray, n_indet: np.ndarray,
+                 rows: np.ndarray, starts: np.ndarray):
+        self.ids, self.codes, self.n_ok, self.n_fail, self.n_indet = ids, codes, n_ok, n_fail, n_indet
+        self.rows, self.starts = rows, starts
+
+    @classmethod
+    def empty(cls) -> "_Checkouts":
+        z = np.zeros(0, np.int64)
+        return cls(_Ids([]), z, z, z, z, z, np.zeros(1, np.int64))
+
+    def _pos(self, oid: object) -> int:
+        code = self.ids.code(oid) if isinstance(oid, str) else -1
+        return int(_positions(self.codes, np.array([code]))[0]) if code >= 0 else -1
+
+    def __getitem__(self, oid: str) -> _Order:
+        k = self._pos(oid)
+        if k < 0:
+            raise KeyError(oid)
+        return _Order(int(self.n_ok[k]), int(self.n_fail[k]), int(self.n_indet[k]),
+                      self.rows[self.starts[k]:self.starts[k + 1]])
+
+    def __contains__(self, oid: object) -> bool:
+        return self._pos(oid) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.ids.names
+        return (names[c] for c in self.codes.tolist())
+
+    def __len__(self) -> int:
+        return self.codes.size
+
+
+class _Lines(Mapping):
+    """Order id -> {item id -> :class:`_Line`}, over the add_item/remove_item rows grouped by (order, item).
+
+    ``keys`` are ``order code * width + item code``, sorted; per key: the answered units added
+    (``add_ok``), removals answered / indeterminate, the quantities of its indeterminate add_item
+    (``unc[unc_start[k]:unc_start[k + 1]]``) and its rows (``rows[starts[k]:starts[k + 1]]``).
+    """
+
+    def __init__(self, ids: _Ids, width: int, keys: np.ndarray, add_ok: np.ndarray, rem_ok: np.ndarray,
+                 rem_unc: np.ndarray, unc: np.ndarray, unc_start: np.ndarray, rows: np.ndarray, starts: np.ndarray):
+        self.ids, self.width, self.keys, self.add_ok, self.rem_ok, self.rem_unc = ids, width, keys, add_ok, rem_ok, rem_unc
+        self.unc, self.unc_start, self.rows, self.starts = unc, unc_start, rows, starts
+
+    @classmethod
+    def empty(cls) -> "_Lines":
+        z = np.zeros(0, np.int64)
+        return cls(_Ids([]), 1, z, z, z, z, z, np.zeros(1, np.int64), z, np.zeros(1, np.int64))
+
+    @property
+    def n_unc(self) -> np.ndarray:
+        """Per key, how many of its add_item requests were indeterminate."""
+        return np.diff(self.unc_start)
+
+    def _span(self, oid: object) -> tuple[int, int]:
+        code = self.ids.code(oid) if isinstance(oid, str) else -1
+        if code < 0:
+            return 0, 0
+        lo, hi = np.searchsorted(self.keys, [code * self.width, (code + 1) * self.width]).tolist()
+        return lo, hi
+
+    def line(self, k: int) -> _Line:
+        """The :class:`_Line` of key number ``k``."""
+        ln = _Line()
+        ln.add_ok, ln.rem_ok, ln.rem_unc = int(self.add_ok[k]), int(self.rem_ok[k]), int(self.rem_unc[k])
+        ln.add_unc = self.unc[self.unc_start[k]:self.unc_start[k + 1]].tolist()
+        ln.requests = [self.rows[self.starts[k]:self.starts[k + 1]]]
+        return ln
+
+    def __getitem__(self, oid: str) -> dict:
+        lo, hi = self._span(oid)
+        if lo == hi:
+            raise KeyError(oid)
+        names, w = self.ids.names, self.width
+        return {names[int(self.keys[k]) % w]: self.line(k) for k in range(lo, hi)}
+
+    def __contains__(self, oid: object) -> bool:
+        lo, hi = self._span(oid)
+        return hi > lo
+
+    def __iter__(self) -> Iterator[str]:
+        names = self.ids.names
+        return (names[c] for c in _distinct_sorted(self.keys // self.width).tolist())
+
+    def __len__(self) -> int:
+        return int(_distinct_sorted(self.keys // self.width).size)
+
+
 @dataclass
 class History:
-    """What the recorded requests did, per entity (built once by :func:`read_history`)."""
+    """What the recorded requests did, per entity (built once by :func:`read_history`).
+
+    ``orders`` and ``lines`` are mappings over columns (no object per order until one is asked for).
+    """
 
     cols: Any = None  # the results' columns: sent/done of writes, sid/step to name requests
 
     items: dict = field(default_factory=lambda: defaultdict(_Ledger))
     users: dict = field(default_factory=lambda: defaultdict(_Ledger))
-    orders: dict = field(default_factory=lambda: defaultdict(_Order))
-    lines: dict = field(default_factory=dict)  # order -> item -> _Line
+    orders: _Checkouts = field(default_factory=_Checkouts.empty)  # order -> _Order
+    lines: _Lines = field(default_factory=_Lines.empty)  # order -> item -> _Line
+    ids: _Ids = field(default_factory=lambda: _Ids([]))  # the entity-id table of the args columns
     created_orders: Counter = field(default_factory=Counter)  # user -> orders created with a 2xx
     create_prices: set = field(default_factory=set)  # prices create_item was called with (2xx or indeterminate)
     refunded: set = field(default_factory=set)  # users with a (possibly) successful cancel_payment
@@ -145,6 +276,13 @@ class History:
     batch_orders: list = field(default_factory=list)  # (n, item_price)
     checkouts: dict = field(default_factory=lambda: {"ok": 0, "fail": 0, "indeterminate": 0, "skipped": 0})
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
+
+    def checkout_ok_loaded(self) -> int:
+        """2xx checkouts of orders with an answered add_item of a positive quantity (what holds their items)."""
+        ln = self.lines
+        loaded = _distinct_sorted(ln.keys[ln.add_ok > 0] // ln.width)  # keys are sorted, so are their orders
+        co = self.orders
+        return int(co.n_ok[_positions(loaded, co.codes) >= 0].sum())
 
     @property
     def max_price(self) -> int:
@@ -203,12 +341,12 @@ class _Rows:
     def group(self, keys: np.ndarray, keep: np.ndarray) -> tuple[list, np.ndarray, np.ndarray, list[int]]:
         """(unique key codes, inverse of the kept rows, kept rows sorted by key, start of each key's run)."""
         kept = np.nonzero(keep)[0]
-        uniq, inv = np.unique(keys[kept], return_inverse=True)
-        inv = inv.reshape(-1)
-        order = np.argsort(inv, kind="stable")
-        counts = np.bincount(inv, minlength=uniq.size)
-        starts = np.concatenate(([0], np.cumsum(counts))).tolist()
-        return uniq.tolist(), inv, self.rows[kept][order], starts
+        k = keys[kept]
+        order = np.argsort(k, kind="stable")
+        uniq, first, counts = _runs(k[order])
+        inv = np.empty(k.size, np.int64)
+        inv[order] = np.repeat(np.arange(uniq.size), counts)
+        return uniq.tolist(), inv, self.rows[kept][order], np.append(first, k.size).tolist()
 
     def sums(self, inv: np.ndarray, n: int, mask: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
         """Per key, the count (or sum of ``weights``) of the kept rows in ``mask``."""
@@ -227,7 +365,7 @@ def read_history(results: Results) -> History:
     operation with numpy, so Python loops run over entities, not rows; only indeterminate rows
     (all-or-nothing deltas) and batch_init rows are walked one by one.
     """
-    h = History(results.cols)
+    h = History(results.cols, ids=_Ids(results.argcols.names))
     cols = results.cols
     op, outcome = cols["op"], cols["outcome"]
     cls_all = np.full(256, -1, dtype=np.int8)
@@ -239,8 +377,7 @@ def read_history(results: Results) -> History:
     _read_checkouts(h, _Rows(results, cls_all, "checkout"))
     for name in ("add_stock", "subtract_stock", "add_funds", "pay"):
         _read_ledger(h, _Rows(results, cls_all, name), name)
-    for name in ("add_item", "remove_item"):
-        _read_lines(h, _Rows(results, cls_all, name), name)
+    _read_lines(h, _Rows(results, cls_all, "add_item"), _Rows(results, cls_all, "remove_item"))
     r = _Rows(results, cls_all, "create_item")
     h.create_prices.update(np.unique(r.num[r.cls != _FAIL]).tolist())  # a 4xx is taken as no effect
     r = _Rows(results, cls_all, "create_order")
@@ -264,12 +401,14 @@ def read_history(results: Results) -> History:
 
 
 def _read_checkouts(h: History, r: _Rows) -> None:
-    uniq, inv, srt, starts = r.group(r.k0, np.ones(r.rows.size, dtype=bool))
-    n = len(uniq)
-    n_ok, n_fail, n_indet = (r.sums(inv, n, r.cls == k) for k in (_OK, _FAIL, _INDET))
-    names, orders = r.names, h.orders
-    for k, code in enumerate(uniq):
-        orders[names[code]] = _Order(n_ok[k], n_fail[k], n_indet[k], srt[starts[k]:starts[k + 1]])
+    order = np.argsort(r.k0, kind="stable")
+    codes, first, counts = _runs(r.k0[order])
+    inv = np.repeat(np.arange(codes.size), counts)
+    cls = r.cls[order]
+    n_ok, n_fail, n_indet = (np.bincount(inv[cls == k], minlength=codes.size).astype(np.int64)
+                             for k in (_OK, _FAIL, _INDET))
+    starts = np.append(first, order.size).astype(np.int64)
+    h.orders = _Checkouts(h.ids, codes.astype(np.int64), n_ok, n_fail, n_indet, r.rows[order], starts)
     h.checkouts["ok"] += int(np.count_nonzero(r.cls == _OK))
     h.checkouts["fail"] += int(np.count_nonzero(r.cls == _FAIL))
     h.checkouts["indeterminate"] += int(np.count_nonzero(r.cls == _INDET))
@@ -302,40 +441,30 @@ def _read_ledger(h: History, r: _Rows, name: str) -> None:
             led.unc.append(-am)
 
 
-def _read_lines(h: History, r: _Rows, name: str) -> None:
-    """Book each (order, item) line's answered and indeterminate add_item / remove_item."""
-    names = r.names
-    width = len(names) + 1
-    keys = r.k0.astype(np.int64) * width + r.k1
-    wrote = r.cls != _FAIL
-    uniq, inv, srt, starts = r.group(keys, wrote)
-    ok = r.cls[wrote] == _OK
-    if name == "add_item":
-        qty = r.num
-        total = r.sums(inv, len(uniq), ok, qty[wrote])
-    else:
-        qty = np.ones(r.rows.size, np.int64)
-        total = r.sums(inv, len(uniq), ok)
-    lines = h.lines
-    for k, key in enumerate(uniq):
-        order, item = names[key // width], names[key % width]
-        by_item = lines.get(order)
-        if by_item is None:
-            by_item = lines[order] = {}
-        line = by_item.get(item)
-        if line is None:
-            line = by_item[item] = _Line()
-        if name == "add_item":
-            line.add_ok += total[k]
-        else:
-            line.rem_ok += total[k]
-        line.requests.append(srt[starts[k]:starts[k + 1]])
-    for k in np.nonzero(r.cls == _INDET)[0].tolist():
-        line = lines[names[r.k0[k]]][names[r.k1[k]]]
-        if name == "add_item":
-            line.add_unc.append(int(qty[k]))
-        else:
-            line.rem_unc += 1
+def _read_lines(h: History, add: _Rows, rem: _Rows) -> None:
+    """Book each (order, item) line's answered and indeterminate add_item / remove_item (4xx: no effect)."""
+    width = len(h.ids.names) + 1
+    is_add = np.concatenate((np.ones(add.rows.size, bool), np.zeros(rem.rows.size, bool)))
+    cls = np.concatenate((add.cls, rem.cls))
+    keep = cls != _FAIL
+    keys = (np.concatenate((add.k0, rem.k0)).astype(np.int64) * width + np.concatenate((add.k1, rem.k1)))[keep]
+    qty = np.concatenate((add.num, np.ones(rem.rows.size, np.int64)))[keep]
+    rows = np.concatenate((add.rows, rem.rows))[keep]
+    is_add, cls = is_add[keep], cls[keep]
+    order = np.argsort(keys, kind="stable")
+    keys, qty, rows, is_add, cls = keys[order], qty[order], rows[order], is_add[order], cls[order]
+    uniq, first, counts = _runs(keys)
+    inv = np.repeat(np.arange(uniq.size), counts)
+    add_ok = np.zeros(uniq.size, np.int64)
+    m = is_add & (cls == _OK)
+    np.add.at(add_ok, inv[m], qty[m])  # exact integer sums
+    rem_ok = np.bincount(inv[~is_add & (cls == _OK)], minlength=uniq.size).astype(np.int64)
+    rem_unc = np.bincount(inv[~is_add & (cls == _INDET)], minlength=uniq.size).astype(np.int64)
+    m = is_add & (cls == _INDET)
+    unc_start = np.zeros(uniq.size + 1, np.int64)
+    np.cumsum(np.bincount(inv[m], minlength=uniq.size), out=unc_start[1:])
+    h.lines = _Lines(h.ids, width, uniq.astype(np.int64), add_ok, rem_ok, rem_unc, qty[m], unc_start, rows,
+                     np.append(first, keys.size).astype(np.int64))
 
 
 def _overlapping(intervals: list) -> bool:
@@ -612,7 +741,23 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     ``results`` must be loaded with ``with_args=True``. ``recheckout`` is the policy for checking out
     an already-paid order: ``refuse`` (counted once; further 2xx must be no-ops) or ``charge`` (every
     checkout that took effect charges again, as the course template does).
+
+    Every entity is screened with numpy (paid flags, lines, totals, expected ranges over all orders
+    at once); only those the screen cannot clear go to the per-entity checkers, which decide and
+    word the anomaly — so the result is exactly :func:`check_consistency_reference`'s.
     """
+    return _check_consistency(results, recheckout, screen=True)
+
+
+def check_consistency_reference(results: Results, *, recheckout: str = "refuse") -> ConsistencyResult:
+    """The same check as :func:`check_consistency`, running the per-entity checkers on every order, item
+    and user (no numpy screen): the straightforward reference the fast path is tested against
+    (``tests/test_check_fast_path.py``); ``check`` does not use it.
+    """
+    return _check_consistency(results, recheckout, screen=False)
+
+
+def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> ConsistencyResult:
     if recheckout not in RECHECKOUT_POLICIES:
         raise AnalysisError(f"unknown re-checkout policy {recheckout!r}; choose refuse or charge")
     if results.argcols is None:
@@ -627,13 +772,32 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
     for kind in ("item", "user", "order"):
         if fs.missing_count(kind):
             notes.append(f"{fs.missing_count(kind)} {kind}(s) could not be read back; they are not checked")
-    unknown = sorted(o for o, rec in hist.orders.items() if o not in fs.orders and rec.n_ok + rec.n_indet)
+    tab = fs.orders.table
+    co = hist.orders
+    ocode = hist.ids.codes(tab.ids)  # each final-state order's code in the history (-1: no request named it)
+    attempted = (co.n_ok + co.n_indet) > 0
+    unknown = sorted(hist.ids.names[c] for c in co.codes[attempted & ~np.isin(co.codes, ocode)].tolist())
     if unknown:
         notes.append(f"{len(unknown)} checked-out order(s) missing from the final state: their effects "
                      f"are bounded from the recorded add_item requests")
         _bound_unknown_orders(unknown, hist, fs)
 
     ctx = _Context(hist, fs, recheckout)
+    if screen:
+        anomalies, totals, paid_orders = _screened(ctx, tab, ocode)
+    else:
+        anomalies, totals, paid_orders = _every_entity(ctx)
+    anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
+    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
+                  for name, t in totals.items()}
+    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
+    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
+                             notes, True, hist.undetermined, hist, fs)
+
+
+def _every_entity(ctx: _Context) -> tuple[list[Anomaly], dict, int]:
+    """Every order, item and user through its per-entity checker: (anomalies, totals, paid orders)."""
+    fs, hist = ctx.fs, ctx.hist
     anomalies: list[Anomaly] = []
     paid_orders = 0
     for oid in sorted(fs.orders, key=_id_key):
@@ -645,7 +809,8 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             ctx.user_orders[o.user].append(oid)
         if o.paid:
             paid_orders += 1
-            ctx.mult[oid] = ((max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet)) if recheckout == "charge" else (1, 1))
+            ctx.mult[oid] = ((max(1, rec.n_ok), max(1, rec.n_ok + rec.n_indet)) if ctx.recheckout == "charge"
+                             else (1, 1))
         a = check_order(ctx, oid, o)
         if a is not None:
             anomalies.append(a)
@@ -656,12 +821,191 @@ def check_consistency(results: Results, *, recheckout: str = "refuse") -> Consis
             if a is not None:
                 anomalies.append(a)
             totals[name] = [t + f for t, f in zip(totals[name], figs)]
-    anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
-    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
-                  for name, t in totals.items()}
-    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
-    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
-                             notes, True, hist.undetermined, hist, fs)
+    return anomalies, totals, paid_orders
+
+
+class _Mult(Mapping):
+    """Paid order id -> (min, max) times its checkout's effect applies (what ``_Context.mult`` holds)."""
+
+    def __init__(self, orders: Any, lo: np.ndarray, hi: np.ndarray, paid: np.ndarray):
+        self.orders, self.lo, self.hi, self.paid = orders, lo, hi, paid
+
+    def _k(self, oid: object) -> int | None:
+        k = self.orders.position(oid) if isinstance(oid, str) else None
+        return k if k is not None and self.paid[k] else None
+
+    def __getitem__(self, oid: str) -> tuple[int, int]:
+        k = self._k(oid)
+        if k is None:
+            raise KeyError(oid)
+        return int(self.lo[k]), int(self.hi[k])
+
+    def __contains__(self, oid: object) -> bool:
+        return self._k(oid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self.orders.table.ids
+        return (ids[k] for k in np.nonzero(self.paid)[0].tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.paid))
+
+
+class _Related:
+    """Item -> [(order, quantity)] or user -> [order], in order-id order, from the order table on first use."""
+
+    def __init__(self, tab: OrderTable, by_user: bool):
+        self.tab, self.by_user = tab, by_user
+        self._spans: dict | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        tab = self.tab
+        if self._spans is None:
+            codes = tab.user if self.by_user else tab.line_item
+            self._owner = np.arange(len(tab), dtype=np.int64) if self.by_user else tab.line_order
+            self._sorted = np.argsort(codes, kind="stable")
+            uniq, first, counts = np.unique(codes[self._sorted], return_index=True, return_counts=True)
+            self._spans = {tab.strings[c]: (f, f + n) for c, f, n in zip(uniq.tolist(), first.tolist(), counts.tolist())
+                           if c >= 0}
+        span = self._spans.get(key)
+        if span is None:
+            return default
+        at = self._sorted[span[0]:span[1]]
+        ids = tab.ids
+        owners = sorted(zip(self._owner[at].tolist(), at.tolist()), key=lambda x: _id_key(ids[x[0]]))
+        if self.by_user:
+            return [ids[k] for k, _ in owners]
+        qty = tab.line_qty
+        return [(ids[k], int(qty[j])) for k, j in owners]
+
+
+def _screened(ctx: _Context, tab: OrderTable, ocode: np.ndarray) -> tuple[list[Anomaly], dict, int]:
+    """The checks of :func:`_every_entity` with numpy over all orders; the per-entity checkers run only
+    on the orders, items and users whose figures the screen cannot clear."""
+    hist, fs = ctx.hist, ctx.fs
+    co = hist.orders
+    pos = _positions(co.codes, ocode)
+    n_ok, n_indet = _take(co.n_ok, pos), _take(co.n_indet, pos)
+    paid = tab.paid
+    charge = ctx.recheckout == "charge"
+    if charge:
+        mlo = np.where(paid, np.maximum(1, n_ok), 0)
+        mhi = np.where(paid, np.maximum(1, n_ok + n_indet), 0)
+    else:
+        mlo = mhi = paid.astype(np.int64)
+    ctx.mult = _Mult(fs.orders, mlo, mhi, paid)
+    ctx.item_orders = _Related(tab, by_user=False)  # type: ignore[assignment]
+    ctx.user_orders = _Related(tab, by_user=True)  # type: ignore[assignment]
+
+    flagged = ((n_ok > 0) & ~paid) | (paid & (n_ok == 0) & (n_indet == 0))
+    bad_lines = _lines_differ(hist, tab, ocode)
+    if hist.batch_orders:
+        for k in np.nonzero(bad_lines)[0].tolist():
+            bad_lines[k] = not hist.batch_order(tab.ids[k])
+    flagged |= bad_lines | _totals_differ(ctx, tab)
+    anomalies: list[Anomaly] = []
+    for k in np.nonzero(flagged)[0].tolist():
+        a = check_order(ctx, tab.ids[k], tab.state(k))
+        if a is not None:
+            anomalies.append(a)
+
+    # Per item (line quantities) and per user (order totals): what paid orders take, at least and at
+    # most, what the 2xx checkouts alone imply, and whether a paid order's multiplicity is a range.
+    taken = np.where(n_ok > 0, n_ok if charge else 1, 0)
+    inexact = (mlo != mhi).astype(np.int64)
+    lo_, q = tab.line_order, tab.line_qty
+    per_item = [_sum_by(tab.line_item, q * m[lo_], len(tab.strings)) for m in (mlo, mhi, taken, inexact)]
+    has_user = tab.user >= 0
+    u, w = tab.user[has_user], tab.total[has_user]
+    per_user = [_sum_by(u, w * m[has_user], len(tab.strings)) for m in (mlo, mhi, taken)]
+    per_user.append(_sum_by(u, inexact[has_user], len(tab.strings)))
+    where = dict(zip(tab.strings, range(len(tab.strings))))
+    totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
+    for name, ids, sums, checker in (("stock", fs.items, per_item, check_item),
+                                     ("credit", fs.users, per_user, check_user)):
+        t = totals[name]
+        for eid in sorted(ids, key=_id_key):
+            c = where.get(eid)
+            paid_lo, paid_hi, took, inex = (0, 0, 0, 0) if c is None else (x[c] for x in sums)
+            if name == "stock":
+                b = hist.batch_item(eid)
+                initial, led, actual = (b[0] if b is not None else 0), hist.items.get(eid), ids[eid].stock
+            else:
+                initial, led, actual = hist.batch_user(eid) or 0, hist.users.get(eid), ids[eid].credit
+            led = led or _Ledger()
+            lo = initial + led.add_ok - led.sub_ok - led.sub_unc - paid_hi
+            hi = initial + led.add_ok + led.add_unc - led.sub_ok - paid_lo
+            if (0 <= actual and 0 <= hi and lo <= actual <= hi and eid not in hist.refunded
+                    and _reachable(actual - lo, led.unc, led.exact and not inex)):
+                figs = (lo, hi, initial + led.add_ok - led.sub_ok - took, actual)
+            else:
+                a, figs = checker(ctx, eid)
+                if a is not None:
+                    anomalies.append(a)
+            t[0] += figs[0]
+            t[1] += figs[1]
+            t[2] += figs[2]
+            t[3] += figs[3]
+    return anomalies, totals, int(np.count_nonzero(paid))
+
+
+def _sum_by(codes: np.ndarray, values: np.ndarray, n: int) -> list[int]:
+    """Exact integer sums of ``values`` per code (0..n-1), as Python ints."""
+    out = np.zeros(n, np.int64)
+    np.add.at(out, codes, values)
+    return out.tolist()
+
+
+def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarray:
+    """Per order: whether a line of it is outside what its add_item/remove_item built, or has an
+    indeterminate add_item (all-or-nothing subsets are the per-order checker's to judge)."""
+    ln, n = hist.lines, len(tab)
+    w = ln.width
+    unc_sum = np.zeros(ln.keys.size, np.int64)
+    np.add.at(unc_sum, np.repeat(np.arange(ln.keys.size), ln.n_unc), ln.unc)
+    h_lo = np.maximum(0, ln.add_ok - ln.rem_ok - ln.rem_unc)
+    h_hi = np.maximum(0, ln.add_ok + unc_sum - ln.rem_ok)
+    # Lines the final state shows, against their history (none: nothing may be there).
+    icode = hist.ids.codes(tab.strings)
+    f_order, f_item = ocode[tab.line_order], icode[tab.line_item] if tab.line_item.size else tab.line_item
+    known = (f_order >= 0) & (f_item >= 0)
+    at = np.where(known, _positions(ln.keys, np.where(known, f_order * w + f_item, -1)), -1)
+    hit = at >= 0
+    lo, hi = _take(h_lo, at), _take(h_hi, at)
+    actual = tab.line_qty
+    # Within the range, indeterminate add_item requests still need a subset that sums to the quantity
+    # (when nothing was removed): clear here the one-request case; more go to the per-order checker.
+    n_unc, removed = _take(ln.n_unc, at), _take(ln.rem_ok + ln.rem_unc, at) > 0
+    subset = (n_unc == 0) | removed | (n_unc > MAX_EXACT_UNCERTAIN) | (
+        (n_unc == 1) & ((actual == lo) | (actual - lo == _take(unc_sum, at))))
+    bad_line = ~subset | (actual < lo) | (actual > hi)
+    bad = np.bincount(tab.line_order[bad_line], minlength=n) > 0
+    # Lines the history built that the final state does not show (quantity 0).
+    shown = np.zeros(ln.keys.size, bool)
+    shown[at[hit]] = True
+    sorter = np.argsort(ocode, kind="stable")
+    k = _positions(ocode[sorter], ln.keys // w)
+    missing_bad = ~shown & (h_lo > 0) & (k >= 0)  # quantity 0 from lo 0: the empty subset
+    bad[sorter[k[missing_bad]]] = True
+    return bad
+
+
+def _totals_differ(ctx: _Context, tab: OrderTable) -> np.ndarray:
+    """Per order: whether its total_cost differs from Σ quantity × price (orders with an unpriced item: no)."""
+    n = len(tab)
+    price = np.zeros(len(tab.strings), np.int64)
+    priced = np.zeros(len(tab.strings), bool)
+    for c in np.unique(tab.line_item).tolist():
+        p = ctx.price(tab.strings[c])
+        if p is not None and abs(p) < 1 << 31:
+            price[c], priced[c] = p, True
+    item, q = tab.line_item, tab.line_qty
+    unpriced = np.bincount(tab.line_order[~priced[item]], minlength=n) > 0
+    expected = np.zeros(n, np.int64)
+    np.add.at(expected, tab.line_order, np.where(priced[item], q * price[item], 0))
+    # Figures beyond what int64 holds exactly go to the per-order checker (Python integers).
+    huge = (np.abs(tab.total) >= 1 << 62) | (np.bincount(tab.line_order[np.abs(q) >= 1 << 31], minlength=n) > 0)
+    return huge | (~unpriced & (expected != tab.total))
 
 
 def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> None:
@@ -681,7 +1025,9 @@ def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> 
             led.writes.append(hist.orders[oid].rows)
         costs.append(sum(q * (fs.items[i].price if i in fs.items else hist.max_price) for i, q in lines.items()))
     costs.sort(reverse=True)
-    shown = Counter(o.user for o in fs.orders.values())
+    tab = fs.orders.table
+    users, n = np.unique(tab.user, return_counts=True)
+    shown = Counter({(tab.strings[u] if u >= 0 else None): c for u, c in zip(users.tolist(), n.tolist())})
     for user, n in hist.created_orders.items():
         k = n - shown.get(user, 0)
         if k > 0:

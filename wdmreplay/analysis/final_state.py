@@ -11,9 +11,11 @@ before the contract carry ``{"requested", "settled", "seconds", "reads"}``, read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from ..traces.argcols import as_int  # one definition; re-exported for the checkers
+import numpy as np
+
+from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
 
 ENTITY_KINDS = ("item", "user", "order")
 
@@ -49,6 +51,127 @@ class OrderState:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderTable:
+    """Every order as read back, as columns (what the vectorized checks read; no object per order).
+
+    Order ``k`` is ``ids[k]``: ``paid[k]``, ``user[k]`` (a code into ``strings``, -1 for none),
+    ``total[k]``; its lines are ``line_item[start[k]:start[k + 1]]`` (codes into ``strings``) with
+    ``line_qty`` — repeated items summed, sorted by item id, as :class:`OrderState` holds them.
+    """
+
+    ids: list
+    paid: np.ndarray  # bool
+    user: np.ndarray  # int64 code into strings, -1 = no user
+    total: np.ndarray  # int64
+    start: np.ndarray  # int64, len(ids) + 1
+    line_item: np.ndarray  # int64 code into strings
+    line_qty: np.ndarray  # int64
+    strings: list  # user and item ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def line_order(self) -> np.ndarray:
+        """The order index of each line."""
+        return np.repeat(np.arange(len(self.ids), dtype=np.int64), np.diff(self.start))
+
+    def state(self, k: int) -> OrderState:
+        """Order ``k`` as a typed record."""
+        s, e, names = int(self.start[k]), int(self.start[k + 1]), self.strings
+        lines = tuple((names[i], q) for i, q in zip(self.line_item[s:e].tolist(), self.line_qty[s:e].tolist()))
+        u = int(self.user[k])
+        return OrderState(bool(self.paid[k]), lines, None if u < 0 else names[u], int(self.total[k]))
+
+
+class OrderStates(Mapping):
+    """Order id → :class:`OrderState`, each built on first use from an :class:`OrderTable`."""
+
+    def __init__(self, table: OrderTable):
+        self.table = table
+        self._ids = IdTable(table.ids)
+
+    def position(self, oid: str) -> int | None:
+        """The index of order ``oid`` in the table (None when it was not read back)."""
+        k = self._ids.code(oid)
+        return None if k < 0 else k
+
+    def __getitem__(self, oid: str) -> OrderState:
+        k = self.position(oid)
+        if k is None:
+            raise KeyError(oid)
+        return self.table.state(k)
+
+    def __contains__(self, oid: object) -> bool:
+        return isinstance(oid, str) and self.position(oid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.ids)
+
+    def __len__(self) -> int:
+        return len(self.table.ids)
+
+
+def order_table(orders: Mapping) -> OrderTable:
+    """The :class:`OrderTable` of a final record's ``orders`` map (id → order map as read back).
+
+    A map stored as columns (:class:`~..traces.results.OrderColumns`) is turned into the table with
+    numpy only; any other mapping is read order by order, with the rules of :class:`OrderState`.
+    """
+    cols = getattr(orders, "columns", None)
+    if cols is not None:
+        return _table_from_columns(cols)
+    if not all(k.__class__ is str for k in orders):
+        orders = {str(k): v for k, v in orders.items()}  # as read: the last of equal ids wins
+    ids: list[str] = []
+    paid: list[bool] = []
+    users: list[int] = []
+    totals: list[int] = []
+    counts: list[int] = []
+    items: list[int] = []
+    qtys: list[int] = []
+    index: dict[str, int] = {}
+    code = index.setdefault
+    for k, v in orders.items():
+        o = _order(v)
+        ids.append(k)
+        paid.append(o.paid)
+        users.append(-1 if o.user is None else code(o.user, len(index)))
+        totals.append(o.total_cost)
+        counts.append(len(o.lines))
+        for item, q in o.lines:
+            items.append(code(item, len(index)))
+            qtys.append(q)
+    start = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(counts, out=start[1:])
+    return OrderTable(ids, np.array(paid, bool), np.array(users, np.int64), np.array(totals, np.int64), start,
+                      np.array(items, np.int64), np.array(qtys, np.int64), list(index))
+
+
+def _table_from_columns(c: Any) -> OrderTable:
+    """Normalize stored order columns: repeated items of an order summed, lines sorted by item id."""
+    n = len(c.ids)
+    strings = c.strings
+    rank = np.empty(len(strings), np.int64)
+    rank[np.array(sorted(range(len(strings)), key=strings.__getitem__), np.int64)] = np.arange(len(strings))
+    line_order = np.repeat(np.arange(n, dtype=np.int64), c.nlines.astype(np.int64))
+    key = line_order * max(len(strings), 1) + rank[c.line_item] if c.line_item.size else line_order
+    if key.size and bool(np.all(key[1:] > key[:-1])):  # the usual case: items listed once, in id order
+        uniq, inv = key, np.arange(key.size)
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
+    qty = np.zeros(uniq.size, np.int64)
+    np.add.at(qty, inv.reshape(-1), c.line_qty)
+    first = np.zeros(uniq.size, np.int64)
+    first[inv.reshape(-1)[::-1]] = np.arange(key.size, dtype=np.int64)[::-1]  # a line of each (order, item)
+    items = c.line_item[first].astype(np.int64) if uniq.size else np.empty(0, np.int64)
+    start = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(line_order[first], minlength=n) if uniq.size else np.zeros(n, np.int64), out=start[1:])
+    return OrderTable(list(c.ids), c.paid.astype(bool), c.user.astype(np.int64), c.total.astype(np.int64), start,
+                      items, qty, list(strings))
+
+
+@dataclass(frozen=True, slots=True)
 class Settle:
     """How the final read settled: asked for ``requested`` seconds; ``settled`` when two snapshots agreed."""
 
@@ -64,7 +187,7 @@ class FinalState:
 
     items: Mapping[str, ItemState]
     users: Mapping[str, UserState]
-    orders: Mapping[str, OrderState]
+    orders: OrderStates  # a Mapping id -> OrderState over the columns of ``orders.table``
     missing: Mapping[str, Mapping[str, str]]
     settle: Settle | None
     quiesce: Any = None
@@ -110,7 +233,7 @@ def final_state(record: Mapping | None) -> FinalState | None:
     items = {str(k): ItemState(as_int(v.get("stock")), as_int(v.get("price")))
              for k, v in (record.get("items") or {}).items()}
     users = {str(k): UserState(as_int(v.get("credit"))) for k, v in (record.get("users") or {}).items()}
-    orders = {str(k): _order(v) for k, v in (record.get("orders") or {}).items()}
+    orders = OrderStates(order_table(record.get("orders") or {}))
     missing = {str(k): {str(i): str(w) for i, w in (v or {}).items()}
                for k, v in (record.get("missing") or {}).items() if v}
     return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"))

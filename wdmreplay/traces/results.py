@@ -21,6 +21,11 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   run up to its last whole frame (``Results.truncated_at``; the trailer is synthesized with
   ``complete: false, reason: "ended without a trailer at byte N"``); version 1 files cut short
   load the same way up to their last whole record. Readers read versions 1 and 2.
+- version 2, with columns (additions a reader may find or not, so still version 2): a ``requests``
+  record may carry ``argcols`` {k0, k1 (<i4 bytes), num (<i8 bytes), names [str], extra [[row,
+  args]]} — its args as columns, see :func:`.argcols.encode_chunk` —; a ``final`` record may hold
+  ``order_columns`` {ids, paid, user, total, nlines, item, qty, strings} (see :func:`encode_orders`)
+  instead of ``orders``. Readers before this addition load such a file but see no orders.
 
 Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
 ``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for
@@ -29,16 +34,17 @@ skipped requests). Rows appear in completion order, not schedule order.
 
 from __future__ import annotations
 
+import array
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 import numpy as np
 
 from ..api import OP_NAMES
-from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs
+from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
 
 RESULTS_FORMAT = "wdm-results"
@@ -139,14 +145,17 @@ class ResultsWriter:
         ``args`` may come already packed (bytes from :func:`~.stream.packer`, as a replay worker
         sends them: cheaper than pickling the row tuples to the writing process).
         """
-        if args is not None and not isinstance(args, bytes):
-            args = self._pack.pack(args)
         raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
                for name, dt, _ in COLUMNS}
         n = len(raw["sid"]) // 4
-        self._write({"t": "requests", "n": n, "cols": raw,
-                     "args": args if args is not None else b"",
-                     "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]})
+        rec = {"t": "requests", "n": n, "cols": raw, "args": b"",
+               "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]}
+        if args is not None:
+            decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if isinstance(args, bytes) else args
+            rec["args"] = args if isinstance(args, bytes) else self._pack.pack(args)
+            if isinstance(decoded, list) and len(decoded) == n:  # else the loader decodes the args (as before)
+                rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
+        self._write(rec)
         self.requests += n
 
     def write_bindings(self, mapping: Mapping[str, str]) -> None:
@@ -156,8 +165,17 @@ class ResultsWriter:
             self._f.flush()
 
     def write_final(self, final: Mapping[str, Any]) -> None:
-        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}."""
-        self._write({"t": "final", **final})
+        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}.
+
+        Orders of the shape the final read records (``{paid, items [[item, qty]], user_id, total_cost}``)
+        are stored as columns (``order_columns``, see :func:`encode_orders`); any other shape as a map.
+        """
+        orders = final.get("orders")
+        cols = encode_orders(orders) if isinstance(orders, Mapping) else None
+        if cols is None:
+            self._write({"t": "final", **final})
+        else:
+            self._write({"t": "final", **{k: v for k, v in final.items() if k != "orders"}, "order_columns": cols})
 
     def write_event(self, at: float, kind: str, **info: Any) -> None:
         """A run event (phase start/end, interrupt, settle, …) at ``at`` seconds."""
@@ -176,6 +194,127 @@ class ResultsWriter:
             os.replace(self.part_path, self.path)
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
+
+
+_ORDER_KEYS = frozenset(("paid", "items", "user_id", "total_cost"))
+_I64 = (-(1 << 63), 1 << 63)
+
+
+def encode_orders(orders: Mapping[str, Any]) -> dict | None:
+    """The final state's orders as columns, or None when one of them is not of the final read's shape.
+
+    ``{"ids": [order id], "paid": u1 bytes, "user": <i4 bytes (code into strings, -1: null),
+    "total": <i8 bytes, "nlines": <u4 bytes (lines per order), "item": <i4 bytes (codes into strings),
+    "qty": <i8 bytes, "strings": [user and item ids]}`` — lines as stored, in order; what
+    :class:`StoredOrders` turns back into the same maps.
+    """
+    ids: list[str] = []
+    paid, users, totals, nlines, items, qtys = (array.array(t) for t in ("B", "i", "q", "I", "i", "q"))
+    index: dict[str, int] = {}
+    code = index.setdefault
+    lo, hi = _I64
+    for oid, v in orders.items():
+        if oid.__class__ is not str or v.__class__ is not dict or v.keys() != _ORDER_KEYS:
+            return None
+        p, lines, u, t = v["paid"], v["items"], v["user_id"], v["total_cost"]
+        if p.__class__ is not bool or t.__class__ is not int or not lo <= t < hi or lines.__class__ is not list:
+            return None
+        if u is not None and u.__class__ is not str:
+            return None
+        for line in lines:
+            if (line.__class__ is not list or len(line) != 2 or line[0].__class__ is not str
+                    or line[1].__class__ is not int or not lo <= line[1] < hi):
+                return None
+            items.append(code(line[0], len(index)))
+            qtys.append(line[1])
+        ids.append(oid)
+        paid.append(p)
+        users.append(-1 if u is None else code(u, len(index)))
+        totals.append(t)
+        nlines.append(len(lines))
+    le = np.little_endian
+    return {"ids": ids, "strings": list(index),
+            **{k: (a.tobytes() if le or a.itemsize == 1 else _swapped(a))
+               for k, a in (("paid", paid), ("user", users), ("total", totals), ("nlines", nlines), ("item", items),
+                            ("qty", qtys))}}
+
+
+def _swapped(a: array.array) -> bytes:
+    b = array.array(a.typecode, a)
+    b.byteswap()
+    return b.tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderColumns:
+    """The orders of a final record stored as columns (see :func:`encode_orders`), as numpy arrays."""
+
+    ids: list
+    paid: np.ndarray  # bool
+    user: np.ndarray  # int32 code into strings, -1 = null
+    total: np.ndarray  # int64
+    nlines: np.ndarray  # uint32
+    line_item: np.ndarray  # int32 code into strings
+    line_qty: np.ndarray  # int64
+    strings: list
+
+    @classmethod
+    def decode(cls, rec: Mapping) -> "OrderColumns":
+        """From the stored record; ValueError when its parts do not fit together."""
+        ids, strings = rec["ids"], rec["strings"]
+        paid = np.frombuffer(rec["paid"], "<u1")
+        user, total = np.frombuffer(rec["user"], "<i4"), np.frombuffer(rec["total"], "<i8")
+        nlines = np.frombuffer(rec["nlines"], "<u4")
+        item, qty = np.frombuffer(rec["item"], "<i4"), np.frombuffer(rec["qty"], "<i8")
+        n = len(ids)
+        if not (isinstance(ids, list) and isinstance(strings, list) and paid.size == user.size == total.size
+                == nlines.size == n and item.size == qty.size == int(nlines.sum())):
+            raise ValueError("order columns")
+        for codes in (user, item):
+            if codes.size and (int(codes.max()) >= len(strings) or int(codes.min()) < -1):
+                raise ValueError("order columns codes")
+        return cls(ids, paid.astype(bool), user, total, nlines, item, qty, strings)
+
+
+class StoredOrders(Mapping):
+    """A final record's ``orders`` read from columns: order id -> the order's map, built on first use.
+
+    ``columns`` (:class:`OrderColumns`) is what the checker reads without building any map.
+    """
+
+    def __init__(self, columns: OrderColumns):
+        self.columns = columns
+        self._pos: dict[str, int] | None = None
+        self._start: np.ndarray | None = None
+
+    def _k(self, oid: object) -> int | None:
+        if self._pos is None:
+            self._pos = dict(zip(self.columns.ids, range(len(self.columns.ids))))
+            self._start = np.concatenate(([0], np.cumsum(self.columns.nlines, dtype=np.int64)))
+        return self._pos.get(oid) if isinstance(oid, str) else None
+
+    def __getitem__(self, oid: str) -> dict:
+        k = self._k(oid)
+        if k is None:
+            raise KeyError(oid)
+        c, s = self.columns, self._start
+        names = c.strings
+        lines = [[names[i], q] for i, q in zip(c.line_item[s[k]:s[k + 1]].tolist(), c.line_qty[s[k]:s[k + 1]].tolist())]
+        u = int(c.user[k])
+        return {"paid": bool(c.paid[k]), "items": lines, "user_id": None if u < 0 else names[u],
+                "total_cost": int(c.total[k])}
+
+    def __contains__(self, oid: object) -> bool:
+        return self._k(oid) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns.ids)
+
+    def __len__(self) -> int:
+        return len(self.columns.ids)
+
+    def __repr__(self) -> str:
+        return f"StoredOrders({len(self)} orders)"
 
 
 @dataclass
@@ -210,12 +349,29 @@ class Results:
         return self.header.get("label") or Path(self.path).name
 
 
+def _reread_args(path: str, counts: list[int]) -> list[tuple[bytes, int]]:
+    """The packed args of each request chunk, read again from the file (what :class:`LazyArgs` decodes).
+
+    Loading keeps no packed args (a quarter of the memory of a big run); a caller that asks for
+    per-row args (``merge``, tests) reads them here. The file must not have changed since.
+    """
+    out: list[tuple[bytes, int]] = []
+    with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
+        for rec in r:
+            if rec.get("t") == "requests" and len(out) < len(counts):
+                out.append((rec.get("args") or b"", rec.get("n")))
+    if [n for _, n in out] != counts:
+        raise FormatError(f"{path}: changed since it was loaded (its request chunks differ); load it again")
+    return out
+
+
 def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     """Load a results file; columns are concatenated without a per-row Python loop.
 
     ``with_args`` also reads every row's resolved arguments (needed by the consistency checker,
     not by latency statistics): as columns (:attr:`Results.argcols`, built chunk by chunk without
-    keeping per-row Python objects) and as :attr:`Results.args`, per-row lists decoded on first use.
+    keeping per-row Python objects) and as :attr:`Results.args`, per-row lists read again from the
+    file and decoded on first use.
     A file without a trailer (its writer was killed) loads up to its last whole record as a partial
     run: ``complete`` False, ``truncated_at`` the byte offset where it ended, and a trailer ``{complete: false, reason: "ended without a trailer at byte N", …}``.
     Raises :class:`FormatError` for anything corrupt.
@@ -242,13 +398,16 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                         parts[name].append(b)
                     for row, text in rec["errors"]:
                         errors[rows + row] = text
-                    if arg_chunks is not None:
+                    if arg_chunks is not None and "argcols" in rec and rec["args"]:
+                        argcols.add_encoded(rec["argcols"], n)  # columns as written: no per-row decoding
+                        arg_chunks.append((b"", n))
+                    elif arg_chunks is not None:
                         packed = rec["args"]
                         chunk_args = msgpack.unpackb(packed, raw=False, strict_map_key=False) if packed else None
                         if chunk_args is not None and (not isinstance(chunk_args, list) or len(chunk_args) != n):
                             raise ValueError("args")
                         argcols.add(np.frombuffer(rec["cols"]["op"], dtype=dtypes["op"]), chunk_args)
-                        arg_chunks.append((packed, n))
+                        arg_chunks.append((b"", n))
                         del chunk_args
                 except (KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
                     raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
@@ -258,6 +417,11 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                     raise FormatError(f"{path}: corrupt bindings record after row {rows}")
                 bindings.update(rec["map"])
             elif t == "final":
+                if "order_columns" in rec:
+                    try:
+                        rec["orders"] = StoredOrders(OrderColumns.decode(rec.pop("order_columns")))
+                    except (KeyError, TypeError, ValueError) as e:
+                        raise FormatError(f"{path}: corrupt final-state order columns: {e}") from None
                 final = rec
             elif t == "event":
                 events.append(rec)
@@ -269,8 +433,12 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                    "reason": f"ended without a trailer at byte {truncated_at}", "truncated_at": truncated_at}
     elif trailer.get("requests") != rows:
         raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
-    cols = {name: (np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name]))
-            for name, p in parts.items()}
-    args = None if arg_chunks is None else LazyArgs(arg_chunks)
+    cols = {}
+    for name in list(parts):  # each column's chunks are freed once joined: peak memory one column over the columns
+        p = parts.pop(name)
+        cols[name] = np.frombuffer(b"".join(p), dtype=dtypes[name]) if p else np.empty(0, dtypes[name])
+        del p
+    where = os.path.abspath(path)  # read again from here, whatever the working directory then
+    args = None if arg_chunks is None else LazyArgs(lambda: _reread_args(where, [n for _, n in arg_chunks]), rows)
     return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at,
                    None if argcols is None else argcols.build())
