@@ -176,7 +176,7 @@ def main() -> None:
                             port, False, args)
             split_d = measure(shop + ["serve", "--split", "--port", str(port3), "--data", os.path.join(d, "split")],
                               port3, True, args)
-        print(f"\ndurable (--data, SQLite WAL, a commit per answer) as a ratio to in-memory:")
+        print("\ndurable (--data, SQLite WAL, a commit per answer) as a ratio to in-memory:")
         print(f"{'operation':<36}{'one req/s':>11}{'ratio':>7}{'split req/s':>12}{'ratio':>7}")
         for op in one:
             print(f"{op:<36}{one_d[op]:>11.0f}{one_d[op] / one[op]:>7.2f}"

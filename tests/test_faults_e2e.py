@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from wdmreplay.demo import fault_plan, run_fault_demo
+from wdmreplay.shop.processes import _alive
 from wdmreplay.traces import load_results
 
 EXE = shutil.which("wdm-replay", path=os.path.dirname(sys.executable)) or ""
@@ -50,7 +51,7 @@ def test_correct_durable_shop_is_clean_across_a_kill(tmp_path, service):
     # the restarted process is a new one, and the shop recovered within the bound
     assert w["first_success_s"] is not None and w["recovery_s"] is not None and w["recovery_s"] <= 5.0
     assert r.report["check"]["consistency"]["anomalies"] == []
-    assert f"verdict CLEAN" in lines[-1] and f"kill-{service} window" in lines[-1]
+    assert "verdict CLEAN" in lines[-1] and f"kill-{service} window" in lines[-1]
 
 
 def _demo(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -73,7 +74,7 @@ def test_cli_demo_faults_is_clean_on_the_correct_shop(tmp_path):
     # every shop process the demo started (and the one the fault schedule restarted) is gone
     for svc in ("orders", "stock", "payment"):
         pid = int((tmp_path / "out" / "shop-data" / f"{svc}.pid").read_text())
-        assert not _running(pid), svc
+        assert not _alive(pid), svc
 
 
 def test_cli_demo_faults_no_recovery_is_not_clean_naming_the_orders(tmp_path):
@@ -107,15 +108,3 @@ def test_demo_help_shows_the_fault_examples():
     p = subprocess.run([*cmd, "demo", "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0
     assert "wdm-replay demo --faults" in p.stdout and "--faults-service" in p.stdout and "no-recovery" in p.stdout
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

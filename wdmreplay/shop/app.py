@@ -30,7 +30,6 @@ from .. import api
 from ..api import WdmError
 from .faults import FAULT_KINDS, InjectError, parse_inject
 from .store import (
-    INJECT_KINDS,
     OrderStore,
     PaymentStore,
     Refused,
