@@ -11,6 +11,7 @@ trace per run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import sys
 
 import pytest
 
+from wdmreplay.analysis import check_results
 from wdmreplay.demo import fault_plan, run_fault_demo
 from wdmreplay.shop.processes import _alive
 from wdmreplay.traces import load_results
@@ -54,6 +56,26 @@ def test_correct_durable_shop_is_clean_across_a_kill(tmp_path, service):
     assert "verdict CLEAN" in lines[-1] and f"kill-{service} window" in lines[-1]
 
 
+def test_a_restart_that_returns_at_once_is_judged_by_its_recovery(tmp_path):
+    # The undo returns as soon as the process is started (like `docker compose start`): the shop
+    # refuses requests after the window while it starts. That recovery is measured and bounded by
+    # --max-recovery, not charged to --min-availability: the correct shop is CLEAN; the same run
+    # judged with a recovery bound it did not meet is NOT CLEAN, naming the fault.
+    plan = dataclasses.replace(fault_plan("shop", DURATION, RATE, None, down=DOWN), undo_waits=False)
+    lines: list[str] = []
+    r = run_fault_demo(tmp_path, plan, seed=3, echo=lines.append)
+    assert "start-shop.sh" in (tmp_path / "faults.json").read_text()
+    (w,) = r.report["faults"]["windows"]
+    assert w["recovery_s"] is not None and w["recovery_s"] > 0, w  # the start-up came after the window
+    assert r.verdict == "CLEAN", "\n".join(lines)[-4000:]
+    run = load_results(r.results_path, with_args=True)
+    after = (run.cols["sent"] >= w["end"]) & (run.cols["done"] <= w["end"] + w["recovery_s"])
+    assert after.any() and r.report["check"]["availability"]["overall"]["in_fault"] > w["requests"]
+    tight = check_results(run, max_recovery=w["recovery_s"] / 2)
+    assert tight.verdict.verdict == "NOT CLEAN" and tight.verdict.decided_by == ("availability",)
+    assert any("fault kill-shop: recovery took" in x for x in tight.verdict.reasons()), tight.verdict
+
+
 def _demo(*args: str, cwd) -> subprocess.CompletedProcess:
     cmd = [EXE] if EXE else [sys.executable, "-m", "wdmreplay"]
     return subprocess.run([*cmd, "demo", "--faults", "--duration", "8", "--rate", str(RATE), "--quiet", *args],
@@ -68,7 +90,7 @@ def test_cli_demo_faults_is_clean_on_the_correct_shop(tmp_path):
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in out
     assert '"name": "kill-stock"' in out and "fault kill-stock: " in out and "(ok)" in out
-    assert "in fault windows (counted apart)" in out and "verdict: CLEAN (exit 0)" in out
+    assert "in fault windows or their recovery (counted apart" in out and "verdict: CLEAN (exit 0)" in out
     assert "demo --faults: kill-stock window" in out and "verdict CLEAN" in out
     assert (tmp_path / "out" / "faults.json").exists() and (tmp_path / "out" / "faults.wdmr").exists()
     # every shop process the demo started (and the one the fault schedule restarted) is gone

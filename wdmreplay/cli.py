@@ -536,8 +536,8 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     a stress trace, writes a fault schedule (kill -9 one service at 40 % of the run, restart it 3 s
     later and wait until it listens) into the work directory and prints it, replays the trace with
     it, then checks (--max-recovery 5) and prints the report's faults section: the fault window, the
-    recovery time and the verdict. Requests overlapping the window are counted apart, so the outage
-    itself does not fail availability. Exit 0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE.
+    recovery time and the verdict. Requests overlapping the window or its recovery are counted apart,
+    so the outage itself does not fail availability. Exit 0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE.
 
     \b
     Examples:
@@ -601,11 +601,12 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
               metavar="PCT", help="per operation, the least share (%) of requests with a determined expect "
                                   "that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
 @click.option("--strict", is_flag=True, help="every request must be answered (no 5xx, timeout, connection error, skip)")
-@click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=None, metavar="S",
-              help="a fault window whose recovery (back to the pre-fault success rate) takes longer than S "
-                   "seconds, or never comes, makes the run NOT CLEAN (docs/faults.md)")
+@click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
+              help="runs with fault windows: a recovery (back to the pre-fault success rate) longer than S "
+                   "seconds, or none, makes the run NOT CLEAN; requests in a window or its recovery (at most S) "
+                   "are counted apart from --min-availability (docs/faults.md)")
 def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
-              max_recovery: float | None) -> None:
+              max_recovery: float) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
     Four sections decide: correctness (responses against the trace's expectations), consistency

@@ -134,10 +134,15 @@ def _tally(op: str, outcome: np.ndarray, status: np.ndarray, counted: np.ndarray
                           int(np.count_nonzero(in_fault)))
 
 
-def compute_availability(results: Results) -> Availability:
-    """Availability per operation and overall (vectorized; one pass per operation present)."""
+def compute_availability(results: Results, windows: tuple[FaultWindow, ...] | None = None) -> Availability:
+    """Availability per operation and overall (vectorized; one pass per operation present).
+
+    ``windows``: the spans counted apart (default: the run's declared fault windows; ``check``
+    passes each window extended by its recovery, :func:`.faults.apart_windows`).
+    """
     c = results.cols
-    windows = fault_windows(results.events)
+    if windows is None:
+        windows = fault_windows(results.events)
     determined = c["expect"] != EXPECT_CODES["any"]
     basis = "determined"
     if not determined.any():

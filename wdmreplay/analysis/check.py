@@ -31,7 +31,7 @@ from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
-from .faults import action_findings, analyze_faults, has_faults, recovery_findings
+from .faults import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 
@@ -41,6 +41,7 @@ EXIT_CODES = {CLEAN: 0, NOT_CLEAN: 1, INCONCLUSIVE: 3}
 SECTIONS = ("correctness", "consistency", "availability", "coverage")
 PASS, FAIL, UNJUDGED = "pass", "fail", "inconclusive"
 DEFAULT_MIN_AVAILABILITY = 99.0
+DEFAULT_MAX_RECOVERY = 10.0  # seconds from a fault's end back to the pre-fault success rate
 _CREATES = {"item": "create_item", "user": "create_user", "order": "create_order"}
 
 
@@ -116,6 +117,7 @@ class CheckReport:
     warnings: tuple[str, ...] = ()
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
+    max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -142,7 +144,7 @@ class CheckReport:
             "sections": {s.name: s.as_dict() for s in v.sections}, "clean": self.clean,
             "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined,
             "recheckout": self.policy, "strict": self.strict, "min_availability": self.min_availability,
-            "warnings": list(self.warnings),
+            "max_recovery": self.max_recovery, "warnings": list(self.warnings),
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
@@ -279,7 +281,8 @@ def paused_gc() -> Iterator[None]:
 
 
 def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False,
-                  min_availability: float = DEFAULT_MIN_AVAILABILITY, max_recovery: float | None = None) -> CheckReport:
+                  min_availability: float = DEFAULT_MIN_AVAILABILITY,
+                  max_recovery: float = DEFAULT_MAX_RECOVERY) -> CheckReport:
     """Check a run loaded with ``with_args=True``: the four sections and the verdict.
 
     ``max_recovery`` (seconds): a fault window not back to its pre-fault success rate within it
@@ -290,7 +293,7 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
 
 
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
-           max_recovery: float | None = None) -> CheckReport:
+           max_recovery: float) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
@@ -304,13 +307,13 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)
     expectations = diff_expectations(results)
-    availability = compute_availability(results)
+    fa = analyze_faults(results) if has_faults(results) else None
+    availability = compute_availability(results, None if fa is None else apart_windows(fa, max_recovery))
     coverage = _coverage(results, consistency)
     cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
     anomalies = consistency.anomalies + bound_anoms
     av_section = availability_section(availability, min_availability, strict, hist.undetermined)
-    fa = analyze_faults(results) if has_faults(results) else None
-    if fa is not None and max_recovery is not None:
+    if fa is not None:
         slow = recovery_findings(fa, max_recovery)
         if slow:
             av_section = Section("availability", FAIL, av_section.reasons + tuple(slow))
@@ -327,4 +330,4 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     warnings.extend(consistency.notes)
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
-                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms))
+                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery)

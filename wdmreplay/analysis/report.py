@@ -189,7 +189,8 @@ def check_lines(d: dict) -> list[str]:
     av = d["availability"]
     o = av["overall"]
     share = "-" if o["share"] is None else f"{100.0 * o['share']:.1f}%"
-    fault = f", {o['in_fault']} in fault windows (counted apart)" if o["in_fault"] else ""
+    fault = (f", {o['in_fault']} in fault windows or their recovery (counted apart; recovery at most "
+             f"{d['max_recovery']:g} s)" if o["in_fault"] else "")
     lines.append(f"availability [{sec['availability']['status']}]: {o['answered']}/{o['counted']} answered "
                  f"({share}) of requests with {'a determined expect' if av['basis'] == 'determined' else 'any expect'}"
                  f"{fault}; minimum {d['min_availability']:g}% per operation{' (strict)' if d['strict'] else ''}")
