@@ -271,11 +271,7 @@ class Engine:
         if slots.free:
             slots.free -= 1
         else:
-            try:
-                await slots.wait()
-            except BaseException as e:
-                e.sent = None  # type: ignore[attr-defined]
-                raise
+            await slots.wait()  # an error raised while waiting carries sent = None
         stamp = [NAN]
         try:
             async with self.replay_client.request(method, url, allow_redirects=False,  # type: ignore[union-attr]

@@ -114,22 +114,29 @@ class Slots:
         return self.limit - self.free
 
     async def wait(self) -> None:
-        """Wait until a slot is handed over (call only when ``free`` is 0); :class:`NotSent` once stopped."""
-        if self.stopped:
-            raise NotSent("stopped before it was sent")
-        self.waited += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
+        """Wait until a slot is handed over (call only when ``free`` is 0); :class:`NotSent` once stopped.
+
+        An error raised here (NotSent, or cancelled while waiting) carries ``sent = None``: never written.
+        """
         try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.release()  # handed a slot just as it was cancelled: pass it on
-            else:
-                try:
-                    self.waiters.remove(fut)
-                except ValueError:
-                    pass
+            if self.stopped:
+                raise NotSent("stopped before it was sent")
+            self.waited += 1
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self.release()  # handed a slot just as it was cancelled: pass it on
+                else:
+                    try:
+                        self.waiters.remove(fut)
+                    except ValueError:
+                        pass
+                raise
+        except BaseException as e:
+            e.sent = None  # type: ignore[attr-defined]
             raise
 
     def release(self) -> None:
@@ -314,11 +321,7 @@ class Origin:
         if slots.free:
             slots.free -= 1
         else:
-            try:
-                await slots.wait()
-            except BaseException as e:  # NotSent, or cancelled while waiting
-                e.sent = None  # type: ignore[attr-defined]
-                raise
+            await slots.wait()  # an error raised while waiting carries sent = None
         sent = None
         try:
             loop = asyncio.get_running_loop()
