@@ -158,7 +158,7 @@ def test_skips_caused_by_a_fault_count_with_the_fault(tmp_path):
     # in_fault: the create_item and the skip, and the checkout at 5.0 — the first success after the
     # window, whose answer ends its recovery (the recovery is counted apart too)
     assert rep.availability.overall.in_fault == 3 and rep.availability.overall.skipped == 0
-    h.req("add_stock", ["$s8.item0", 5], "skipped", expect="ok", at=6.0, sid=8, step=1)  # after the recovery
+    h.req("add_stock", ["$s8.item0", 5], "skipped", expect="ok", at=7.5, sid=8, step=1)  # after the recovery
     rep = check(tmp_path, h)
     assert rep.availability.overall.skipped == 1 and rep.verdict.decided_by == ("availability",)
 

@@ -202,16 +202,20 @@ def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
 
 
 def apart_windows(fa: FaultAnalysis, max_recovery: float) -> tuple[FaultWindow, ...]:
-    """The spans availability counts apart: each fault window and its recovery, at most ``max_recovery`` s.
+    """The spans availability counts apart: each fault window and its recovery.
 
     A restarted service refuses requests until it is ready again; that recovery is measured and
     bounded by ``--max-recovery`` (:func:`recovery_findings`), not charged to ``--min-availability``
-    as well. A window that never recovers is extended by ``max_recovery`` only: what comes after
-    counts as usual.
+    as well. The span after a window that recovered in time is its recovery time plus the
+    :data:`RECOVERY_WINDOW_S` window that showed it (the tolerance lets that window hold a last
+    refusal or two); after one that did not, ``max_recovery`` only: what comes later counts as usual.
     """
-    return tuple(FaultWindow(w.name, w.start, w.end + min(max_recovery, math.inf if w.recovery_s is None
-                                                            else w.recovery_s))
-                 for w in fa.windows)
+    out = []
+    for w in fa.windows:
+        rec = w.recovery_s
+        extra = rec + RECOVERY_WINDOW_S if rec is not None and rec <= max_recovery else max_recovery
+        out.append(FaultWindow(w.name, w.start, w.end + extra))
+    return tuple(out)
 
 
 def recovery_findings(fa: FaultAnalysis, max_recovery: float) -> list[str]:
