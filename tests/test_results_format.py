@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from format_support import accepted_bit_flips
 from replay_support import write_trace
 from wdmreplay.traces import FormatError, ResultsWriter, load_results, results_header, step
 from wdmreplay.traces.results import COLUMNS, RESULTS_VERSION
@@ -186,19 +187,7 @@ def test_every_single_bit_flip_is_a_format_error_never_a_partial_run(tmp_path: P
     good_path = tmp_path / "good.wdmr"
     _write(good_path, chunks=1)
     good = good_path.read_bytes()
-    bad = tmp_path / "flipped.wdmr"
-    accepted = []
-    for pos in range(len(good)):
-        for bit in (0x01, 0x80):
-            flipped = bytearray(good)
-            flipped[pos] ^= bit
-            bad.write_bytes(bytes(flipped))
-            try:
-                load_results(bad, with_args=True)
-            except FormatError:
-                continue
-            accepted.append((pos, bit))
-    assert accepted == []
+    assert accepted_bit_flips(good, tmp_path / "flipped.wdmr", lambda p: load_results(p, with_args=True)) == []
 
 
 def test_a_flipped_latency_byte_names_the_frame(tmp_path: Path) -> None:
