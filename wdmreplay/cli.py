@@ -529,14 +529,16 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 
     Starts the reference shop on a free loopback port, generates a stress trace (paced), the
     consistency trace and the contention trace (as fast as possible), replays each, prints each
-    run's summary, check and report, and stops the shop. Exit 0 when every check is CLEAN, 1
-    otherwise.
+    run's summary and check (at most ~40 lines a part), and stops the shop. Files go to a
+    temporary directory deleted at the end unless --keep DIR. Exit 0 when every check is CLEAN,
+    1 otherwise. Terms printed: docs/glossary.md.
 
     With --faults: starts the durable split shop as three `serve --split --only` processes, generates
     a stress trace, writes a fault schedule (kill -9 one service at 40 % of the run, restart it 3 s
     later and wait until it listens) into the work directory and prints it, replays the trace with
     it, then checks (--max-recovery 5) and prints the report's faults section: the fault window, the
-    recovery time and the verdict. Requests overlapping the window or its recovery are counted apart,
+    recovery time and the verdict. The split shop runs with --leg-delay 0.5 (a pause between a
+    checkout's stock and payment legs, so the kill lands mid-checkout): checkouts take ~1 s. Requests overlapping the window or its recovery are counted apart,
     so the outage itself does not fail availability. Exit 0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE.
 
     \b
@@ -573,19 +575,23 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     with workdir as path:
         if faults:
             plan = fault_plan(faults_service, 20.0 if duration is None else duration, rate, inject)
-            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo).verdict
+            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, kept=bool(keep), echo=click.echo).verdict
         else:
             clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
-                             inject=inject, split=split, progress=progress, echo=click.echo)
+                             inject=inject, split=split, progress=progress, kept=bool(keep), echo=click.echo)
             verdict = "CLEAN" if clean else "NOT CLEAN"
+    click.echo("")
     if keep:
-        click.echo(f"\ntraces (*.wdmt), results (*.wdmr){' and the fault schedule' if faults else ''} kept in {keep}")
+        click.echo(f"kept in {keep}: traces (*.wdmt), results (*.wdmr){', the fault schedule' if faults else ''}; "
+                   f"see them with `wdm-replay report {keep}/{'faults' if faults else 'stress'}.wdmr`")
+    else:
+        click.echo("the traces and results were in a temporary directory, now deleted (--keep DIR keeps them)")
     if verdict == "CLEAN":
         click.echo("demo: every check CLEAN")
     elif verdict == "INCONCLUSIVE":
         click.echo("demo: the check is INCONCLUSIVE (see above)")
     else:
-        click.echo("demo: the checks found anomalies (see above)")
+        click.echo("demo: the checks found anomalies (see above; `wdm-replay check FILE --verbose` for every detail)")
     sys.exit({"CLEAN": 0, "INCONCLUSIVE": 3}.get(verdict, 1))
 
 
@@ -595,6 +601,8 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 @cli.command("check")
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/2, stable keys)")
+@click.option("-v", "--verbose", is_flag=True, help="every section's details, not only those of sections that did "
+                                                    "not pass (the terms: docs/glossary.md)")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
 @click.option("--min-availability", "min_availability", type=Finite(0.0, 100.0), default=99.0, show_default=True,
@@ -605,7 +613,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
               help="runs with fault windows: a recovery (back to the pre-fault success rate) longer than S "
                    "seconds, or none, makes the run NOT CLEAN; requests in a window or its recovery (at most S) "
                    "are counted apart from --min-availability (docs/faults.md)")
-def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
+def check_cmd(results: str, as_json: bool, verbose: bool, recheckout: str, min_availability: float, strict: bool,
               max_recovery: float) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
@@ -613,12 +621,16 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     (every order's lines and total, item's stock and user's credit recomputed from the history and
     compared with the final state; the trace's proven bounds), availability (share of answered
     requests per operation) and coverage (complete run, every entity read back from a settled
-    state, not a lone shard). The output says which section decided. Exit 2: usage or file error.
-    Anomaly kinds and sections: docs/analysis.md.
+    state, not a lone shard). The first and last lines give the verdict and the sections that decided
+    it; one line per section gives its mark (pass, FAIL, INCONCLUSIVE) and the figure that decided
+    it; the details of every section that did not pass follow (--verbose: of every section).
+    Exit 2: usage or file error. Anomaly kinds and sections: docs/analysis.md; every term printed:
+    docs/glossary.md.
 
     \b
     Examples:
       wdm-replay check a.wdmr
+      wdm-replay check a.wdmr --verbose          # every section's details
       wdm-replay check a.wdmr --json > verdict.json
       wdm-replay check a.wdmr --recheckout charge --min-availability 95
       wdm-replay check a.wdmr --strict
@@ -632,7 +644,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
         run = load_results(results, with_args=True)
     report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability,
                            max_recovery=max_recovery)
-    click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
+    click.echo(render_json(report.as_dict()) if as_json else render_check_text(report, verbose=verbose), nl=False)
     sys.exit(report.verdict.exit_code)
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .analysis import build_report, check_results, render_text
+from .analysis import build_report, check_results, render_check_text
+from .analysis.faults import fault_lines
 from .recorder import generate, summary_line
 from .replayer import format_summary, replay_trace
 from .replayer.faults import format_fault_summary
-from .shop import ShopThread, banner
+from .shop import INJECT_EFFECTS, ShopThread
 from .shop.processes import ShopProcess, SplitProcesses
 from .traces import load_results
 
@@ -47,27 +48,52 @@ def demo_runs(duration: float, rate: float) -> list[DemoRun]:
     ]
 
 
+def shop_line(shop: object, inject: str | None) -> list[str]:
+    """The demo's lines about its shop: where the reference shop listens, and the bug injected (if any)."""
+    urls = sorted(set(shop.running.urls.values()))  # type: ignore[attr-defined]
+    where = urls[0] if len(urls) == 1 else ", ".join(f"{s} {u}" for s, u in sorted(shop.running.urls.items()))  # type: ignore[attr-defined]
+    lines = [f"shop: the built-in reference shop at {where} (`wdm-replay serve` runs it alone)"]
+    if inject:
+        lines.append(f"!!! BUG INJECTED: --inject {inject}: this shop is deliberately wrong: {INJECT_EFFECTS[inject]}")
+    return lines
+
+
+def files_line(workdir: Path, kept: bool) -> str:
+    """Where the demo's files are: kept in ``workdir``, or in a temporary directory deleted at the end."""
+    if kept:
+        return f"files: traces (*.wdmt) and results (*.wdmr) are kept in {workdir}"
+    return ("files: traces and results go to a temporary directory, deleted at the end "
+            "(--keep DIR keeps them, for `wdm-replay report DIR/stress.wdmr`)")
+
+
 def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate: float = 20.0,
-             inject: str | None = None, split: bool = False, progress: bool = False,
+             inject: str | None = None, split: bool = False, progress: bool = False, kept: bool = True,
              echo: Callable[[str], None] = print) -> bool:
-    """Run the demo in ``workdir`` (traces and results stay there); True when every check is clean."""
+    """Run the demo in ``workdir`` (traces and results stay there); True when every check is clean.
+
+    Each part (one workload) prints at most ~40 lines: the trace, the replay's summary and the
+    check's short form; ``kept`` says whether ``workdir`` survives the demo (False: a temporary one).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     clean = True
     with ShopThread(split=split, inject=inject, seed=seed) as shop:
-        echo(banner(shop.running))
+        for line in shop_line(shop, inject):
+            echo(line)
+        echo(files_line(workdir, kept))
         for run in demo_runs(duration, rate):
             trace = workdir / f"{run.name}.wdmt"
             out = workdir / f"{run.name}.wdmr"
-            echo(f"\n=== {run.name}: generate, replay, check ===")
+            pace = "as fast as possible (--speed max)" if run.speed is None else f"at speed {run.speed:g}"
+            echo(f"\n=== {run.name}: generate, replay {pace}, check ===")
             header = generate(run.workload, trace, seed=seed, **run.options)
-            echo(summary_line(header, trace))
+            echo(summary_line(header, trace.name))
             summary = replay_trace(str(trace), str(out), target=shop.target, speed=run.speed,
                                    label=f"demo-{run.name}", progress=progress)
-            echo(format_summary(summary))
+            echo(format_summary({**summary, "path": out.name}))
             results = load_results(out, with_args=True)
             check = check_results(results)
-            echo(render_text(build_report(results, check=check)))
+            echo(render_check_text(check).rstrip("\n"))
             clean = clean and check.clean
     return clean
 
@@ -140,39 +166,45 @@ def fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
 
 
 def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, progress: bool = False,
-                   echo: Callable[[str], None] = print) -> FaultDemoResult:
-    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there)."""
+                   kept: bool = True, echo: Callable[[str], None] = print) -> FaultDemoResult:
+    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there unless not ``kept``)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     shop = fault_shop(plan, str(workdir / "shop-data"))
-    what = (f"the one-port durable shop: one `serve --data {shop.data}` process" if plan.service == "shop" else
-            f"the durable split shop: three `serve --split --only … --data {shop.data}` processes")
+    what = (f"the one-port durable shop: one `serve --data {Path(shop.data).name}` process" if plan.service == "shop"
+            else f"the durable split shop: three `serve --split --only … --data {Path(shop.data).name}` processes")
     echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
+    echo("      " + files_line(workdir, kept))
+    if plan.service != "shop":
+        echo(f"      a split checkout waits {plan.leg_delay:g} s between its stock and payment legs (--leg-delay "
+             f"{plan.leg_delay:g}, a test hook of the shop) so the kill lands mid-checkout: checkouts take about "
+             f"{2 * plan.leg_delay:g} s longer than they would")
     with shop:
         for svc in shop.services:
-            echo(f"      {svc:<8} {shop.url(svc)}  pid {shop.pid(svc)} ({shop.pidfile(svc)})")
+            echo(f"      {svc:<8} {shop.url(svc)}  pid {shop.pid(svc)}")
         trace, out, sched = workdir / "stress.wdmt", workdir / "faults.wdmr", workdir / "faults.json"
         echo(f"[2/5] generating a stress trace ({plan.rate:g} sessions/s for {plan.duration:g} s)")
         header = generate("stress", trace, seed=seed, rate=plan.rate, duration=plan.duration)
-        echo("      " + summary_line(header, trace))
+        echo("      " + summary_line(header, trace.name))
         doc = fault_schedule(plan, shop)
         sched.write_text(json.dumps(doc, indent=2) + "\n")
-        echo(f"[3/5] fault schedule {sched} (the `replay --faults` file a user writes):")
+        echo(f"[3/5] fault schedule {sched.name} (the `replay --faults` file a user writes):")
         echo("\n".join("      " + line for line in sched.read_text().splitlines()))
         echo(f"[4/5] replaying at speed 1 with --faults {sched.name}: the {plan.service} "
              f"{'process' if plan.service == 'shop' else 'service'} is killed -9 at {plan.at:g} s and "
              f"restarted {plan.down:g} s later")
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, settle=3.0,
                                label=f"demo-faults-{plan.service}", progress=progress, faults=str(sched))
-        echo(format_summary(summary))
+        echo(format_summary({**summary, "path": out.name}))
         echo(format_fault_summary(summary))
         for line in summary["faults"]["failures"]:
             echo(f"      {line}")
-    echo(f"[5/5] check --max-recovery {plan.max_recovery:g} and report")
+    echo(f"[5/5] check --max-recovery {plan.max_recovery:g}, and the report's faults section")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=plan.max_recovery)
     report = build_report(results, check=check)
-    echo(render_text(report))
+    echo("\n".join(fault_lines(report["faults"], timeline=False)).rstrip("\n"))
+    echo(render_check_text(check).rstrip("\n"))
     orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
     echo(fault_outcome_line(report, check.verdict.verdict, orders))
     return FaultDemoResult(check.verdict.verdict, report, orders, str(out), str(sched))

@@ -52,6 +52,8 @@ class ExpectationDiff:
     checked: int  # rows with expect ok or fail (``any`` never differs)
     by_category: dict[str, int]
     groups: list[DiffGroup] = field(default_factory=list)
+    # Rows answered as their determined expect says: "ok" accepted (2xx), "fail" refused (4xx).
+    agreed: dict[str, int] = field(default_factory=lambda: {"ok": 0, "fail": 0})
 
     @property
     def mismatches(self) -> int:
@@ -67,7 +69,7 @@ class ExpectationDiff:
         """JSON-ready form (stable keys)."""
         return {
             "checked": self.checked, "differences": self.differences, "mismatches": self.mismatches,
-            "by_category": dict(self.by_category),
+            "by_category": dict(self.by_category), "agreed": dict(self.agreed),
             "groups": [{"scenario": g.scenario, "op": g.op, "category": g.category, "expect": g.expect,
                         "count": g.count,
                         "examples": [{"sid": e.sid, "step": e.step, "outcome": e.outcome, "status": e.status,
@@ -113,9 +115,11 @@ def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> E
     checked = int(np.count_nonzero(c["expect"] != EXPECT_CODES["any"]))
     counts = np.bincount(cat[cat >= 0], minlength=len(CATEGORIES))
     by_category = {name: int(counts[i]) for i, name in enumerate(CATEGORIES)}
+    agreed = {"ok": int(np.count_nonzero((c["expect"] == EXPECT_CODES["ok"]) & (c["outcome"] == OK))),
+              "fail": int(np.count_nonzero((c["expect"] == EXPECT_CODES["fail"]) & (c["outcome"] == FAIL)))}
     rows = np.nonzero(cat >= 0)[0]
     if rows.size == 0:
-        return ExpectationDiff(checked, by_category, [])
+        return ExpectationDiff(checked, by_category, [], agreed)
     names = scenario_names(results)
     # Sort differing rows by (category, scenario, op, sid, step) so groups and examples are deterministic.
     order = np.lexsort((c["step"][rows], c["sid"][rows], c["op"][rows], c["scenario"][rows], cat[rows]))
@@ -138,4 +142,4 @@ def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> E
             expect=("ok", "fail", "any")[int(c["expect"][first])], count=int(size), examples=ex))
     # Biggest groups first; ties keep the deterministic key order.
     groups.sort(key=lambda g: (CATEGORIES.index(g.category), -g.count, g.scenario, g.op))
-    return ExpectationDiff(checked, by_category, groups)
+    return ExpectationDiff(checked, by_category, groups, agreed)

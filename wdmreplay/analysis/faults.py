@@ -258,8 +258,8 @@ def _s(x: float | None) -> str:
     return "not recovered" if x is None else f"{x:.2f} s"
 
 
-def fault_lines(d: dict) -> list[str]:
-    """Text lines of the report's ``faults`` section (its JSON-form dict)."""
+def fault_lines(d: dict, *, timeline: bool = True) -> list[str]:
+    """Text lines of the report's ``faults`` section (its JSON-form dict); ``timeline``: with availability over time."""
     lines = ["faults"]
     for w in d["windows"]:
         end = "open to the run's end (no undo recorded)" if w["end"] is None else f"{w['end']:.2f} s"
@@ -279,7 +279,7 @@ def fault_lines(d: dict) -> list[str]:
         lines.append(f"  {name}: skipped (not due before the run ended)")
     tl = d["timeline"]
     windows = [(w["start"], math.inf if w["end"] is None else w["end"]) for w in d["windows"]]
-    n = len(tl["t"])
+    n = len(tl["t"]) if timeline else 0
     if n:
         step = -(-n // 30)
         lines.append(f"  availability over time ({tl['bucket']:g} s buckets{f', every {step}th shown' if step > 1 else ''}; "

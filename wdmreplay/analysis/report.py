@@ -17,6 +17,7 @@ from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
 from .faults import analyze_faults, fault_lines, has_faults
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
+from ..terms import ACCEPTED, CATEGORY_WORDS, MARK_WIDTH, MARKS, OUTCOME_WORDS, REFUSED, SKIPPED, UNANSWERED
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
@@ -85,32 +86,178 @@ def format_expected(v: Any) -> str:
     return str(v)
 
 
-def render_check_text(check: dict | CheckReport) -> str:
-    """Text of a check verdict: sections (correctness, consistency, availability, coverage), the verdict."""
+def render_check_text(check: dict | CheckReport, *, verbose: bool = False) -> str:
+    """Text of a check: the verdict, one line per section, details of what did not pass, the verdict again.
+
+    ``verbose`` adds every section's details (``report`` always shows them).
+    """
     d = check.as_dict() if isinstance(check, CheckReport) else check
-    return "\n".join(check_lines(d)) + "\n"
+    return "\n".join(check_lines(d, verbose=verbose)) + "\n"
 
 
-def _anomaly_lines(c: dict) -> list[str]:
+MAX_ANOMALIES_BRIEF = 5  # anomalies a non-verbose check lists (verbose: MAX_ANOMALIES_SHOWN of each kind)
+MAX_UNANSWERED_GROUPS = 6  # groups of unanswered/skipped requests the text shows (JSON has all)
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def verdict_line(d: dict) -> str:
+    """The check's verdict as one line (first and last line of ``check``): verdict, exit code, deciding sections."""
+    decided = f" — decided by {', '.join(d['decided_by'])}" if d["decided_by"] else " — every section passed"
+    return f"verdict: {d['verdict']} (exit {d['exit_code']}){decided}"
+
+
+def _mark(status: str) -> str:
+    return f"{MARKS[status]:<{MARK_WIDTH}}"
+
+
+def _correctness_summary(e: dict) -> str:
+    bc, ag = e["by_category"], e.get("agreed") or {"ok": 0, "fail": 0}
+    if not e["checked"]:
+        return "no request has an outcome the trace decides (its expects are all `any`)"
+    tail = [f"{ag['ok']} {ACCEPTED} and {ag['fail']} {REFUSED}, as the trace expects"]
+    if bc["indeterminate"]:
+        tail.append(f"{bc['indeterminate']} {UNANSWERED}")
+    if bc["skipped"]:
+        tail.append(f"{bc['skipped']} {SKIPPED}")
+    return f"{e['mismatches']} of {e['checked']} answers contradict the trace ({'; '.join(tail)})"
+
+
+def _consistency_summary(c: dict) -> str:
+    if not c["final_state"]:
+        return "not checked: no final state in the results"
+    ch, co = c["checked"], c["checkouts"]
+    total = sum(c["anomaly_counts"].values())
+    return (f"{_plural(total, 'anomaly', 'anomalies')} in {_plural(ch['items'], 'item')}, {_plural(ch['users'], 'user')}, "
+            f"{_plural(ch['orders'], 'order')} ({co['ok']} checkouts {ACCEPTED}, {co['paid_orders']} orders paid)")
+
+
+def _availability_summary(d: dict) -> str:
+    av = d["availability"]
+    o = av["overall"]
+    ops = [(op, a["share"]) for op, a in av["ops"].items() if a["share"] is not None]
+    fault = (f"; {o['in_fault']} in fault windows or their recovery (counted apart; recovery at most "
+             f"{d['max_recovery']:g} s)" if o["in_fault"] else "")
+    need = f"{d['min_availability']:g}% needed per operation{', every request with --strict' if d['strict'] else ''}"
+    if not ops:
+        return f"no request counted ({need}){fault}"
+    op, low = min(ops, key=lambda x: x[1])
+    return (f"{100.0 * low:.1f}% answered at the lowest ({op}; {need}); "
+            f"{o['answered']} of {o['counted']} answered in all{fault}")
+
+
+def _coverage_summary(cov: dict) -> str:
+    read = sum(cov["read"].values())
+    missing = sum(cov.get("missing", {}).values())
+    kinds = ", ".join(_plural(n, k) for k, n in cov["read"].items())
+    st = cov["settle"]
+    settle = ("final state read once" if st is None else
+              f"final state {'settled' if st['settled'] else 'NOT settled'} after {st['snapshots']} reads "
+              f"(--settle {st['requested']:g})")
+    if not cov["final_state"]:
+        return "no final state in the results"
+    return f"{read} of {read + missing} entities read back ({kinds}); {settle}"
+
+
+def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
+    """Lines of a check from its JSON-form dict (shared by check, report and HTML); the verdict first and last.
+
+    Line 1 is the verdict; then one line per section (its mark and the figure that decided it);
+    then the details of every section that did not pass (of every section with ``verbose``).
+    """
+    sec = d["sections"]
+    lines = [verdict_line(d)]
+    lines += [f"WARNING: {w}" for w in d["warnings"]]
+    summaries = {"correctness": _correctness_summary(d["expectations"]),
+                 "consistency": _consistency_summary(d["consistency"]),
+                 "availability": _availability_summary(d), "coverage": _coverage_summary(d["coverage"])}
+    width = max(len(n) for n in summaries)
+    for name, text in summaries.items():
+        lines.append(f"  {_mark(sec[name]['status'])}  {name:<{width}}  {text}")
+    details = {"correctness": _correctness_details, "consistency": _consistency_details,
+               "availability": _availability_details, "coverage": _coverage_details}
+    for name, fn in details.items():
+        if verbose or sec[name]["status"] != "pass":
+            body = fn(d, verbose)
+            body += [f"    why: {r}" for r in sec[name]["reasons"]]
+            if body:
+                lines.append(f"{name} ({sec[name]['status']}):")
+                lines += body
+    lines.append(verdict_line(d))
+    return lines
+
+
+def _correctness_details(d: dict, verbose: bool) -> list[str]:
+    e = d["expectations"]
+    bc, ag = e["by_category"], e.get("agreed") or {"ok": 0, "fail": 0}
+    counts = [f"{ag['ok']} {ACCEPTED} and {ag['fail']} {REFUSED} as the trace expects"]
+    counts += [f"{bc[k]} {CATEGORY_WORDS[k]}" for k in CATEGORY_WORDS if bc.get(k)]
+    lines = [f"    {e['checked']} requests whose outcome the trace decides: " + ", ".join(counts)]
+    # Contradictions are the evidence: every group with its examples. Unanswered and skipped
+    # requests are counted above and judged by availability: only the largest groups here.
+    quiet_shown = quiet_total = 0
+    for g in e["groups"]:
+        quiet = g["category"] in ("indeterminate", "skipped", "after_indeterminate")
+        if quiet:
+            quiet_total += 1
+            if quiet_shown >= MAX_UNANSWERED_GROUPS or not verbose:
+                continue
+            quiet_shown += 1
+        lines.append(f"    {g['count']} {CATEGORY_WORDS[g['category']]}: {g['op']} in scenario {g['scenario']}")
+        for x in g["examples"][:1] if quiet else g["examples"]:
+            err = f" {x['error']!r}" if x["error"] else ""
+            status = f" {x['status']}" if x["status"] else ""
+            lines.append(f"      session {x['sid']} step {x['step']}: {OUTCOME_WORDS.get(x['outcome'], x['outcome'])}"
+                         f"{status}{err}")
+    if quiet_total > quiet_shown:
+        lines.append(f"    (+{quiet_total - quiet_shown} groups of unanswered, skipped or not counted requests: "
+                     f"{'check --json' if verbose else 'check --verbose'} lists them)")
+    return lines
+
+
+def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
     counts = c["anomaly_counts"]
     total = sum(counts.values())
     if total == 0:
-        return ["  anomalies: none"]
-    lines = [f"  anomalies: {total} — " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])]
+        return ["    anomalies: none"]
+    lines = [f"    {_plural(total, 'anomaly', 'anomalies')}: " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])]
     shown: dict[str, int] = {}
+    listed = 0
     for a in c["anomalies"]:
         shown[a["kind"]] = shown.get(a["kind"], 0) + 1
-        if shown[a["kind"]] > MAX_ANOMALIES_SHOWN:
+        if shown[a["kind"]] > MAX_ANOMALIES_SHOWN or (not verbose and listed >= MAX_ANOMALIES_BRIEF):
             continue
+        listed += 1
         rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
         req = (f" [requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
                if a.get("requests") else "")
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
-        lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
+        lines.append(f"      {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
                      f"actual {format_expected(a['actual'])} — {a['detail']}{tags}{rel}{req}")
-    for k in KINDS:
-        if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
-            lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
+    if listed < total:
+        lines.append(f"      … {total - listed} more: "
+                     + ("check --json lists them all" if verbose else "check --verbose lists more, check --json all"))
+    return lines
+
+
+def _consistency_details(d: dict, verbose: bool) -> list[str]:
+    c = d["consistency"]
+    if not c["final_state"]:
+        return []
+    co = c["checkouts"]
+    policy = ("a second checkout of a paid order must be refused (--recheckout refuse)" if d["recheckout"] == "refuse"
+              else "a second checkout of a paid order may charge again (--recheckout charge)")
+    lines = [f"    checkouts: {co['ok']} {ACCEPTED}, {co['fail']} {REFUSED}, {co['indeterminate']} {UNANSWERED}, "
+             f"{co['skipped']} {SKIPPED}; {co['paid_orders']} orders paid; {policy}"]
+    lines += _anomaly_lines(c, verbose)
+    for ag in c["aggregates"]:
+        note = f" ({ag['note']})" if ag["note"] else ""
+        lines.append(f"    aggregate expectation {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
+                     f"{ag['status']}{note}")
+    if verbose:
+        lines += _figure_lines(c)
     return lines
 
 
@@ -118,95 +265,43 @@ def _figure_lines(c: dict) -> list[str]:
     t, b = c["totals"], c["benchmark"]
     lines = []
     if t:
-        lines.append(f"  own figures: stock total expected {format_expected(t['stock']['expected'])}, 2xx imply "
-                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total expected "
-                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
-                     f"final {t['credit']['final']}")
+        lines.append("    totals recomputed from the history: " + "; ".join(
+            f"{name} total — the trace expects {format_expected(t[name]['expected'])}, {ACCEPTED} requests leave "
+            f"{t[name]['implied_by_2xx']}, final {t[name]['final']}" for name in ("stock", "credit") if name in t))
     if b["stock_inconsistencies_logs"] is None:
-        lines.append(f"  course benchmark figures: not comparable ({b['why']})")
+        lines.append(f"    course benchmark figures: not comparable ({b['why']})")
         return lines
-    head = "  course benchmark figures (as its verify.py computes them)"
+    head = "    course benchmark figures (as its verify.py computes them)"
     lines.append(head + (":" if b["comparable"] else f" — NOT COMPARABLE ({b['why']}):"))
 
     def fig(v: int | None) -> str:
         return "-" if v is None else str(v)
 
-    lines.append(f"    Stock service inconsistencies in the logs: {fig(b['stock_inconsistencies_logs'])}")
-    lines.append(f"    Stock service inconsistencies in the database: {fig(b['stock_inconsistencies_db'])}")
-    lines.append(f"    Payment service inconsistencies in the logs: {fig(b['payment_inconsistencies_logs'])}")
-    lines.append(f"    Payment service inconsistencies in the database: {fig(b['payment_inconsistencies_db'])}")
+    lines.append(f"      Stock service inconsistencies in the logs: {fig(b['stock_inconsistencies_logs'])}")
+    lines.append(f"      Stock service inconsistencies in the database: {fig(b['stock_inconsistencies_db'])}")
+    lines.append(f"      Payment service inconsistencies in the logs: {fig(b['payment_inconsistencies_logs'])}")
+    lines.append(f"      Payment service inconsistencies in the database: {fig(b['payment_inconsistencies_db'])}")
     return lines
 
 
-MAX_UNANSWERED_GROUPS = 6  # groups of indeterminate/skipped requests the text shows (JSON has all)
-
-
-def check_lines(d: dict) -> list[str]:
-    """Lines of the check section from its JSON-form dict (shared by check, report and HTML); the verdict is last."""
-    lines: list[str] = []
-    for w in d["warnings"]:
-        lines.append(f"WARNING: {w}")
-    sec = d["sections"]
-    e = d["expectations"]
-    bc = e["by_category"]
-    lines.append(f"correctness [{sec['correctness']['status']}]: {e['checked']} requests with a determined expect; "
-                 f"{e['mismatches']} contradicted ({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} "
-                 f"unexpected 4xx), {bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
-                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
-    # Contradictions are the evidence: every group with its examples. Unanswered (indeterminate,
-    # skipped) requests are counted above and judged by availability: only the largest groups here.
-    unanswered = 0
-    for g in e["groups"]:
-        quiet = g["category"] in ("indeterminate", "skipped")
-        if quiet and unanswered >= MAX_UNANSWERED_GROUPS:
-            unanswered += 1
-            continue
-        unanswered += quiet
-        lines.append(f"  {g['category']:<15} {g['scenario']}/{g['op']} (expect {g['expect']}): {g['count']}")
-        for x in g["examples"][:1] if quiet else g["examples"]:
-            err = f" {x['error']!r}" if x["error"] else ""
-            lines.append(f"      session {x['sid']} step {x['step']}: {x['outcome']} {x['status']}{err}")
-    if unanswered > MAX_UNANSWERED_GROUPS:
-        lines.append(f"  (+{unanswered - MAX_UNANSWERED_GROUPS} more groups of indeterminate or skipped requests; "
-                     f"--json lists them all)")
-    c = d["consistency"]
-    if not c["final_state"]:
-        lines.append(f"consistency [{sec['consistency']['status']}]: NOT CHECKED (no final state in the results)")
-    else:
-        ch, co = c["checked"], c["checkouts"]
-        lines.append(f"consistency [{sec['consistency']['status']}]: checked {ch['items']} items, {ch['users']} "
-                     f"users, {ch['orders']} orders (re-checkout policy: {d['recheckout']})")
-        lines.append(f"  checkouts: {co['ok']} ok, {co['fail']} fail, {co['indeterminate']} indeterminate, "
-                     f"{co['skipped']} skipped; {co['paid_orders']} orders paid")
-    lines += _anomaly_lines(c)
-    for ag in c["aggregates"]:
-        note = f" ({ag['note']})" if ag["note"] else ""
-        lines.append(f"  expect {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
-                     f"{ag['status']}{note}")
-    lines += _figure_lines(c)
-    for r in sec["consistency"]["reasons"]:
-        lines.append(f"  -> {r}")
+def _availability_details(d: dict, verbose: bool) -> list[str]:
     av = d["availability"]
-    o = av["overall"]
-    share = "-" if o["share"] is None else f"{100.0 * o['share']:.1f}%"
-    fault = (f", {o['in_fault']} in fault windows or their recovery (counted apart; recovery at most "
-             f"{d['max_recovery']:g} s)" if o["in_fault"] else "")
-    lines.append(f"availability [{sec['availability']['status']}]: {o['answered']}/{o['counted']} answered "
-                 f"({share}) of requests with {'a determined expect' if av['basis'] == 'determined' else 'any expect'}"
-                 f"{fault}; minimum {d['min_availability']:g}% per operation{' (strict)' if d['strict'] else ''}")
-    for r in sec["availability"]["reasons"]:
-        lines.append(f"  -> {r}")
-    cov = d["coverage"]
-    read = ", ".join(f"{n} {k}s" for k, n in cov["read"].items())
-    st = cov["settle"]
-    settle = ("read once" if st is None else
-              f"{'settled' if st['settled'] else 'NOT settled'} after {st['snapshots']} snapshots (--settle {st['requested']:g})")
-    lines.append(f"coverage [{sec['coverage']['status']}]: read back {read}; state {settle}")
-    for r in sec["coverage"]["reasons"]:
-        lines.append(f"  -> {r}")
-    decided = f" — decided by {', '.join(d['decided_by'])}" if d["decided_by"] else ""
-    lines.append(f"verdict: {d['verdict']} (exit {d['exit_code']}){decided}")
+    basis = ("requests whose outcome the trace decides" if av["basis"] == "determined"
+             else "all requests (the trace decides no outcome)")
+    if not verbose:
+        return []
+    lines = [f"    counted: {basis}; per operation, answered of counted:"]
+    ops = [f"{op} {a['answered']}/{a['counted']}" for op, a in av["ops"].items()]
+    lines += [f"      {', '.join(ops[i:i + 5])}" for i in range(0, len(ops), 5)]
     return lines
+
+
+def _coverage_details(d: dict, verbose: bool) -> list[str]:
+    cov = d["coverage"]
+    if not verbose:
+        return []
+    missing = cov.get("missing") or {}
+    return [f"    not read back: {', '.join(_plural(n, k) for k, n in missing.items()) if missing else 'none'}"]
 
 
 def _latency_table(title: str, stats: dict, key: str, names: tuple) -> list[str]:
@@ -229,33 +324,36 @@ def _timeline_table(tl: dict) -> list[str]:
     title = (f"over time ({n} buckets of {tl['bucket']:g} s"
              + (f", widened from {tl['requested_bucket']:g} s: at most {MAX_TIMELINE_BUCKETS} buckets" if widened else "")
              + (f", every {step}th shown)" if step > 1 else ")"))
-    lines = [title, f"  {'t s':>9}{'requests':>10}{'ok':>9}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines = [title, f"  {'t s':>9}{'requests':>10}{ACCEPTED:>10}{UNANSWERED:>12}{'p50 ms':>10}{'p99 ms':>10}"]
     for k in range(0, n, step):
-        lines.append(f"  {tl['t'][k]:>9g}{tl['count'][k]:>10}{tl['ok'][k]:>9}{tl['errors'][k]:>8}"
+        lines.append(f"  {tl['t'][k]:>9g}{tl['count'][k]:>10}{tl['ok'][k]:>10}{tl['errors'][k]:>12}"
                      f"{_num(tl['p50_ms'][k]):>10}{_num(tl['p99_ms'][k]):>10}")
     return lines + [""]
 
 
 def render_text(report: dict) -> str:
-    """The text report: run identity, per-operation table, latency tables, then the check."""
+    """The text report: the verdict, run identity, per-operation tables, the check in full, the verdict again."""
     r, s = report["run"], report["stats"]
     t = r["trace"]
     skipped = s["overall"]["outcomes"]["skipped"]
     wall = f" ({_num(r['wall'], 3)} s wall clock in all)" if isinstance(r["wall"], (int, float)) else ""
-    lines = [f"wdm-replay report: {r['label']} ({r['file']})",
+    check = report["check"]
+    verdict = verdict_line(check) if check is not None else "verdict: not judged (report --no-check)"
+    lines = [f"wdm-replay report: {r['label']} ({r['file']}) — {verdict}",
              f"trace: {t['workload']} {str(t['digest'])[:19]}…  dialect {r['dialect']}  speed {format_speed(r['speed'])}",
              f"run: {'complete' if r['complete'] else 'PARTIAL (' + str(r['reason'] or 'interrupted') + ')'}, "
-             f"{r['requests']} requests ({skipped} skipped): {_num(s['overall']['rate'], 1)} req/s over "
+             f"{r['requests']} requests ({skipped} {SKIPPED}): {_num(s['overall']['rate'], 1)} req/s over "
              f"{_num(s['span'], 3)} s from first send to last answer{wall}",
              ""]
-    hdr = f"  {'operation':<18}{'count':>9}{'req/s':>10}{'ok%':>7}{'fail%':>7}{'err%':>7}{'skip%':>7}"
-    lines += ["requests", hdr]
+    hdr = (f"  {'operation':<18}{'count':>9}{'req/s':>10}{ACCEPTED + '%':>11}{REFUSED + '%':>10}"
+           f"{UNANSWERED + '%':>13}{SKIPPED + '%':>10}")
+    lines += ["requests (accepted: 2xx, refused: 4xx, unanswered: 5xx, timeout or connection error)", hdr]
     rows = list(s["by_op"].items()) + [("overall", s["overall"])]
     for name, b in rows:
         sh = b["shares"]
         err = sh["error"] + sh["timeout"] + sh["conn_error"]
-        lines.append(f"  {name:<18}{b['count']:>9}{_num(b['rate'], 1):>10}{_pct(sh['ok']):>7}{_pct(sh['fail']):>7}"
-                     f"{_pct(err):>7}{_pct(sh['skipped']):>7}")
+        lines.append(f"  {name:<18}{b['count']:>9}{_num(b['rate'], 1):>10}{_pct(sh['ok']):>11}{_pct(sh['fail']):>10}"
+                     f"{_pct(err):>13}{_pct(sh['skipped']):>10}")
     lines.append("")
     lines += _latency_table("response time ms (done - intended)", s, "response_ms", PERCENTILES)
     lines.append("")
@@ -266,9 +364,9 @@ def render_text(report: dict) -> str:
     lines += _timeline_table(s["timeline"])
     if report.get("faults"):
         lines += fault_lines(report["faults"])
-    if report["check"] is None:
-        lines.append("check: not run (results loaded without args)")
+    if check is None:
+        lines.append("check: not run (report --no-check)")
+        lines.append(verdict)
     else:
-        lines += check_lines(report["check"])
+        lines += check_lines(check)
     return "\n".join(lines) + "\n"
-

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..api import OP_NAMES
 from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
+from ..terms import ACCEPTED, REFUSED, SKIPPED, UNANSWERED
 from .schedule import histogram, histogram_add, histogram_quantile, is_lagging, scheduled_rate
 
 DIALECT_HINT_SHARE = 0.5  # more than this share of an operation's sent requests got 404 …
@@ -113,7 +114,13 @@ def _ms(x: float | None) -> str:
 def format_summary(s: dict) -> str:
     """The end-of-run summary as a few lines of text."""
     oc = s["outcomes"]
-    counts = "  ".join(f"{k} {v}" for k, v in oc.items() if v or k == "ok")
+    unanswered = [f"{oc[k]} {w}" for k, w in (("error", "5xx"), ("timeout", "timeout"), ("conn_error", "connection error"))
+                  if oc.get(k)]
+    counts = (f"{oc['ok']} {ACCEPTED} (2xx), {oc['fail']} {REFUSED} (4xx), "
+              + (f"{sum(oc.get(k, 0) for k in ('error', 'timeout', 'conn_error'))} {UNANSWERED} ({', '.join(unanswered)})"
+                 if unanswered else f"0 {UNANSWERED}")
+              + (f", {oc['skipped']} {SKIPPED}" if oc.get("skipped") else "")
+              + "; `check` says which the trace expects")
     achieved = "-" if s["rate"] is None else f"{s['rate']:.1f} req/s"
     if s["speed"] is None:
         scheduled = "max (speed max: as fast as --concurrency allows)"
@@ -122,7 +129,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{'replayed' if s['complete'] else 'PARTIAL (' + str(s['reason']) + ')'}: {s['requests']} requests "
         f"({s['sent']} sent) in {s['wall']:.2f} s -> {s['path']}",
-        f"  outcomes: {counts}",
+        f"  answers: {counts}",
         f"  rate: {achieved} achieved (first send to last answer), scheduled {scheduled}",
         f"  response time p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])};  schedule lag p99 {_ms(s['lag_p99'])}",
     ]
