@@ -220,7 +220,7 @@ def test_json_structure_and_determinism(tmp_path):
                       "base", "builds", "runs"}
     b = d["builds"][0]
     assert set(b) == {"label", "files", "regression", "noise_floor", "tests", "critical", "rates", "notes", "errors",
-                      "throughput", "anomalies", "ops"}
+                      "throughput", "anomalies", "ops", "cannot_fire", "no_answered_requests"}
     op = next(o for o in b["ops"] if o["op"] == "checkout")
     assert [c["name"] for c in op["latency_ms"]] == ["p50", "p90", "p99"]
     assert [c["gated"] for c in op["latency_ms"]] == [True, False, True]

@@ -19,7 +19,7 @@ significantly lower by more than ``threshold``. :func:`compare_runs` computes a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,18 @@ class Change:
     regression: bool
     gated: bool
     note: str = ""
+    # The ratio these runs need before this gate fires: a slow-down beyond it (latency), a rate
+    # below it (throughput); None when untested. Wide intervals push it far from 1.
+    fires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateLimit:
+    """A gate these runs cannot fire (or only for an implausibly large change), and why."""
+
+    gate: str  # "p50", "p99", "throughput", "error share", "anomalies"
+    ops: tuple[str, ...]  # operations concerned (empty: the whole build)
+    why: str  # one phrase, e.g. "interval 0.02–78x: too few runs to gate p99"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +156,9 @@ class BuildComparison:
     tests: int  # gated tests sharing alpha (Bonferroni)
     critical: float  # the intervals' critical value (normal, at 1 − alpha/(2·tests))
     notes: tuple[str, ...] = ()
+    limits: tuple[GateLimit, ...] = ()  # gates that cannot fire with these runs
+    # Operations with requests sent but none answered in some run, per side: their latency is not compared.
+    unanswered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "base" / "new" -> ops
 
     @property
     def latency_regressions(self) -> list[tuple[str, Change]]:
@@ -211,7 +226,7 @@ class CompareResult:
 def _change_dict(c: Change) -> dict:
     return {"name": c.name, "base": _r(c.base), "new": _r(c.new), "ratio": _r(c.ratio),
             "ci": [_r(c.ci[0]), _r(c.ci[1])] if c.ci else None, "significant": c.significant,
-            "regression": c.regression, "gated": c.gated, "note": c.note}
+            "regression": c.regression, "gated": c.gated, "note": c.note, "fires_at": _r(c.fires_at)}
 
 
 def _error_dict(e: ErrorChange) -> dict:
@@ -227,6 +242,8 @@ def _build_dict(b: BuildComparison) -> dict:
         "rates": {"base": _r(b.rates[0]), "new": _r(b.rates[1]), "base_scheduled": _r(b.rates[2]),
                   "new_scheduled": _r(b.rates[3])},
         "notes": list(b.notes), "errors": _error_dict(b.errors),
+        "cannot_fire": [{"gate": g.gate, "ops": list(g.ops), "why": g.why} for g in b.limits],
+        "no_answered_requests": {side: list(ops) for side, ops in b.unanswered.items()},
         "throughput": _change_dict(b.throughput) if b.throughput else None,
         "anomalies": {"base": b.base_anomalies, "new": b.new_anomalies, "increase": b.anomaly_increase},
         "ops": [{"op": o.op, "base_answered": o.base_answered, "new_answered": o.new_answered,
@@ -370,11 +387,15 @@ def _decide(e: _Estimate, crit: float, floor: bool, threshold: float) -> Change:
         return Change(e.name, e.base, e.new, ratio, None, False, False, e.gated, e.note)
     lo, hi = ratio_interval(e.log_ratio, e.se, crit, NOISE_FLOOR[e.name] if floor else 0.0)
     significant = lo > 1.0 or hi < 1.0
+    half_width = ratio / lo  # the interval's factor either side of the ratio: lo = ratio / w, hi = ratio * w
     if e.name == "throughput":
         worse = hi < 1.0 and ratio < 1.0 / (1.0 + threshold)
+        fires_at = min(1.0 / (1.0 + threshold), 1.0 / half_width)
     else:
         worse = lo > 1.0 and ratio > 1.0 + threshold
-    return Change(e.name, e.base, e.new, ratio, (lo, hi), significant, e.gated and significant and worse, e.gated)
+        fires_at = max(1.0 + threshold, half_width)
+    return Change(e.name, e.base, e.new, ratio, (lo, hi), significant, e.gated and significant and worse, e.gated,
+                  fires_at=fires_at)
 
 
 def _error_change(be: int, bs: int, ne: int, ns: int, alpha: float, error_threshold: float) -> ErrorChange:
@@ -444,14 +465,94 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
         notes.append("runs replayed at different speeds (" + ", ".join(
             "max" if s is None else f"{s:g}" for s in sorted(speeds, key=lambda s: -1 if s is None else s))
             + "): latencies are not like for like")
+    unanswered = {side: tuple(op for op in names if any(op in r.ops and r.ops[op].sent and not r.ops[op].answered
+                                                         for r in runs))
+                  for side, runs in (("base", bs), ("new", ns))}
+    unanswered = {side: o for side, o in unanswered.items() if o}
+    throughput = _decide(tput, crit, floor, threshold) if tput is not None else None
+    b_anom = _anomalies_per_run([checks[i] for i in base_idx])
+    n_anom = _anomalies_per_run([checks[i] for i in new_idx])
+    labels = {"base": bs[0].label, "new": ns[0].label}
+    limits = gate_limits(ops, throughput, unanswered, labels, checked=b_anom is not None and n_anom is not None,
+                         paced=any(r.speed is not None for r in (*bs, *ns)), alpha=alpha,
+                         error_threshold=error_threshold)
     return BuildComparison(
         ns[0].label, tuple(r.file for r in ns), tuple(ops),
-        all_errors,
-        _decide(tput, crit, floor, threshold) if tput is not None else None,
-        _anomalies_per_run([checks[i] for i in base_idx]), _anomalies_per_run([checks[i] for i in new_idx]),
+        all_errors, throughput, b_anom, n_anom,
         floor, (_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
                 _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
-        tests, crit, tuple(notes))
+        tests, crit, tuple(notes), limits, unanswered)
+
+
+# A gate whose interval lets a doubling (or halving of the rate) through cannot gate anything a
+# build would be rejected for: it is reported as unable to fire with these runs.
+WEAK_GATE_RATIO = 2.0
+
+
+def _ratio_words(x: float) -> str:
+    return f"{x:.2g}x" if x < 10 else f"{x:.0f}x"
+
+
+def _error_gate_why(e: ErrorChange, alpha: float, error_threshold: float) -> str | None:
+    """Why an error-share gate cannot fire with these request counts (None: it can)."""
+    if not e.base_sent or not e.new_sent:
+        return "no request sent by one build"
+    if e.base_share + error_threshold >= 1.0:
+        return f"the base's error share is already above {100 * (1 - error_threshold):g}%"
+    if fisher_greater(e.new_sent, e.new_sent, e.base_errors, e.base_sent) >= alpha:
+        return "too few requests: even every one of them failing would not be significant"
+    return None
+
+
+def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: dict[str, tuple[str, ...]],
+                labels: dict[str, str], *, checked: bool, paced: bool, alpha: float,
+                error_threshold: float) -> tuple[GateLimit, ...]:
+    """The gates a build's comparison cannot fire with these runs, grouped by gate and reason.
+
+    Latency gates: too few answers to test, no answered requests on a side, or an interval so wide
+    that only a change beyond :data:`WEAK_GATE_RATIO` would count; the error share of operations
+    with too few requests; throughput when runs were paced (or its interval is that wide); anomalies
+    when there was no check.
+    """
+    out: list[GateLimit] = []
+    for gate in GATED:
+        few, wide = [], []
+        for o in ops:
+            for c in o.latency:
+                if c.name != gate:
+                    continue
+                if c.note:
+                    few.append(o.op)
+                elif c.fires_at is not None and c.fires_at > WEAK_GATE_RATIO:
+                    wide.append((o.op, c))
+        if few:
+            q = dict(QUANTILES)[gate]
+            out.append(GateLimit(gate, tuple(few), f"too few answers to test {gate} (every run needs {min_answers(q)})"))
+        if wide:
+            op, c = max(wide, key=lambda x: x[1].fires_at)
+            out.append(GateLimit(gate, tuple(o for o, _ in wide),
+                                 f"interval {c.ci[0]:.2g}–{_ratio_words(c.ci[1])} at its widest ({op}): too few runs "
+                                 f"to gate {gate} (a slow-down counts only beyond {_ratio_words(c.fires_at)})"))
+    for side, names in unanswered.items():
+        out.append(GateLimit("latency", names, f"no answered requests in {labels[side]} (every one failed "
+                                               f"or got no answer): its latency cannot be compared"))
+    by_why: dict[str, list[str]] = {}
+    for o in ops:
+        why = _error_gate_why(o.errors, alpha, error_threshold)
+        if why:
+            by_why.setdefault(why, []).append(o.op)
+    out += [GateLimit("error share", tuple(names), why) for why, names in by_why.items()]
+    if throughput is None:
+        why = ("runs paced by the schedule measure the schedule's rate, not the shop's: gated only when every run "
+               "is at --speed max") if paced else "no rate measured"
+        out.append(GateLimit("throughput", (), why))
+    elif throughput.fires_at is not None and throughput.fires_at < 1.0 / WEAK_GATE_RATIO:
+        out.append(GateLimit("throughput", (), f"interval {throughput.ci[0]:.2g}–"
+                                               f"{_ratio_words(throughput.ci[1])}: too few runs to gate throughput "
+                                               f"(a drop counts only below {_ratio_words(throughput.fires_at)})"))
+    if not checked:
+        out.append(GateLimit("anomalies", (), "no consistency check (compare --no-check, or results without args)"))
+    return tuple(out)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -546,7 +647,8 @@ def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
 def render_compare_text(res: CompareResult) -> str:
     """Text of a comparison: per build, significant changes, errors, throughput, anomalies, verdict."""
     level = f"{(1 - res.alpha) * 100:g}%"
-    lines = [f"base: {res.base_label} ({_runs_words(len(res.base_files))}: {', '.join(res.base_files)}); "
+    lines = [compare_verdict_line(res),
+             f"base: {res.base_label} ({_runs_words(len(res.base_files))}: {', '.join(res.base_files)}); "
              f"trace {res.digest[:19]}…; threshold {res.threshold * 100:g}%, error threshold "
              f"{res.error_threshold * 100:g} points, alpha {res.alpha:g}"]
     for b in res.builds:
@@ -554,14 +656,11 @@ def render_compare_text(res: CompareResult) -> str:
         lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
         lines += [f"  WARNING: {n}" for n in b.notes]
         if b.tests:
-            lines.append(f"  intervals: {level} for all {b.tests} gated tests together (Bonferroni): "
-                         f"ratio x/÷ exp({b.critical:.2f} SE)")
+            lines.append(f"  intervals: {level} confidence for all {b.tests} gated tests together (Bonferroni)")
         hidden: list[str] = []
-        too_few: dict[str, list[str]] = {}
         for o in b.ops:
             for c in o.latency:
-                if c.note:
-                    too_few.setdefault(o.op, []).append(c.name)
+                if c.note:  # untested: listed with the gates that cannot fire
                     continue
                 if not c.significant:
                     if c.gated:
@@ -599,10 +698,9 @@ def render_compare_text(res: CompareResult) -> str:
             lines.append("  anomalies per run: " + (", ".join(diff) if diff else "none in either build"))
         if hidden:
             lines.append("  not significant: " + ", ".join(hidden))
-        if too_few:
-            need = ", ".join(f"{n} ≥ {min_answers(q)}" for n, q in QUANTILES)
-            lines.append(f"  not tested (answers a run needed: {need}): " + ", ".join(
-                op if len(names) == len(QUANTILES) else f"{op} {'/'.join(names)}" for op, names in too_few.items()))
+        if b.limits:
+            lines.append("  gates that cannot fire with these runs:")
+            lines += [f"    {g.gate}{' (' + ', '.join(g.ops) + ')' if g.ops else ''}: {g.why}" for g in b.limits]
         if b.noise_floor:
             lines.append(f"  one run on a side: between-run noise unknown, intervals widened by the calibrated noise "
                          f"floor ({floor_words()}) — a weaker verdict; for a stronger one compare 3+ runs per build "
@@ -615,7 +713,29 @@ def render_compare_text(res: CompareResult) -> str:
         if b.anomaly_increase:
             why.append("more anomalies: " + ", ".join(f"{k} +{v:g}/run" for k, v in b.anomaly_increase.items()))
         lines.append("  verdict: " + (f"REGRESSION ({'; '.join(why)})" if why else "no regression"))
+    if len(res.builds) > 1:
+        lines.append(compare_verdict_line(res))
     return "\n".join(lines) + "\n"
+
+
+def regression_reasons(res: CompareResult, b: BuildComparison) -> list[str]:
+    """What made build ``b`` a regression, one phrase per gate that fired (empty: no regression)."""
+    why = [f"{op} {c.name} {change_words(c.ratio)}" for op, c in b.latency_regressions]
+    why += [f"{o.op} error share {_pct(o.errors.base_share)} -> {_pct(o.errors.new_share)}"
+            for o in b.ops if o.op in b.error_regressions]
+    if b.throughput is not None and b.throughput.regression:
+        why.append(f"throughput {b.throughput.ratio:.2f}x")
+    if b.anomaly_increase:
+        why.append("more anomalies: " + ", ".join(f"{k} +{v:g}/run" for k, v in b.anomaly_increase.items()))
+    return why
+
+
+def compare_verdict_line(res: CompareResult) -> str:
+    """The comparison's verdict as one line (first line of the text, and last with several builds)."""
+    bad = [b.label for b in res.builds if b.regression]
+    if bad:
+        return f"verdict: REGRESSION — {', '.join(bad)} vs {res.base_label} (exit 1)"
+    return f"verdict: no regression — {', '.join(b.label for b in res.builds)} vs {res.base_label} (exit 0)"
 
 
 def compare_files(paths: list[str], *, check: bool = True, threshold: float = 0.10, error_threshold: float = 0.01,

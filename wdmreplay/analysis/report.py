@@ -105,7 +105,7 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
 
 def verdict_line(d: dict) -> str:
     """The check's verdict as one line (first and last line of ``check``): verdict, exit code, deciding sections."""
-    decided = f" — decided by {', '.join(d['decided_by'])}" if d["decided_by"] else " — every section passed"
+    decided = f" — decided by {', '.join(d['decided_by'])}" if d["decided_by"] else ""
     return f"verdict: {d['verdict']} (exit {d['exit_code']}){decided}"
 
 
@@ -181,7 +181,8 @@ def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
     for name, fn in details.items():
         if verbose or sec[name]["status"] != "pass":
             body = fn(d, verbose)
-            body += [f"    why: {r}" for r in sec[name]["reasons"]]
+            if name != "correctness":  # its reason repeats the details' counts
+                body += [f"    why: {r}" for r in sec[name]["reasons"]]
             if body:
                 lines.append(f"{name} ({sec[name]['status']}):")
                 lines += body
