@@ -157,7 +157,7 @@ class BuildComparison:
     critical: float  # the intervals' critical value (normal, at 1 − alpha/(2·tests))
     notes: tuple[str, ...] = ()
     limits: tuple[GateLimit, ...] = ()  # gates that cannot fire with these runs
-    # Operations with requests sent but none answered in some run, per side: their latency is not compared.
+    # Operations that some run of a side never got an answer for, per side: their latency is not compared.
     unanswered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "base" / "new" -> ops
 
     @property
@@ -465,8 +465,8 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
         notes.append("runs replayed at different speeds (" + ", ".join(
             "max" if s is None else f"{s:g}" for s in sorted(speeds, key=lambda s: -1 if s is None else s))
             + "): latencies are not like for like")
-    unanswered = {side: tuple(op for op in names if any(op in r.ops and r.ops[op].sent and not r.ops[op].answered
-                                                         for r in runs))
+    # An operation some run of a side never got an answer for (all failed, unanswered or skipped).
+    unanswered = {side: tuple(op for op in names if any(op not in r.ops or not r.ops[op].answered for r in runs))
                   for side, runs in (("base", bs), ("new", ns))}
     unanswered = {side: o for side, o in unanswered.items() if o}
     throughput = _decide(tput, crit, floor, threshold) if tput is not None else None
@@ -534,8 +534,8 @@ def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: 
                                  f"interval {c.ci[0]:.2g}–{_ratio_words(c.ci[1])} at its widest ({op}): too few runs "
                                  f"to gate {gate} (a slow-down counts only beyond {_ratio_words(c.fires_at)})"))
     for side, names in unanswered.items():
-        out.append(GateLimit("latency", names, f"no answered requests in {labels[side]} (every one failed "
-                                               f"or got no answer): its latency cannot be compared"))
+        out.append(GateLimit("latency", names, f"no answered requests in {labels[side]} (every one failed, got no "
+                                               f"answer or was skipped): their latency cannot be compared"))
     by_why: dict[str, list[str]] = {}
     for o in ops:
         why = _error_gate_why(o.errors, alpha, error_threshold)
@@ -705,13 +705,7 @@ def render_compare_text(res: CompareResult) -> str:
             lines.append(f"  one run on a side: between-run noise unknown, intervals widened by the calibrated noise "
                          f"floor ({floor_words()}) — a weaker verdict; for a stronger one compare 3+ runs per build "
                          f"(wdm-replay ab … --runs 3, or labelled runs)")
-        why = [f"{op} {c.name} {change_words(c.ratio)}" for op, c in b.latency_regressions]
-        why += [f"{op} error share {_pct(o.errors.base_share)} -> {_pct(o.errors.new_share)}"
-                for op in b.error_regressions for o in b.ops if o.op == op]
-        if b.throughput is not None and b.throughput.regression:
-            why.append(f"throughput {b.throughput.ratio:.2f}x")
-        if b.anomaly_increase:
-            why.append("more anomalies: " + ", ".join(f"{k} +{v:g}/run" for k, v in b.anomaly_increase.items()))
+        why = regression_reasons(res, b)
         lines.append("  verdict: " + (f"REGRESSION ({'; '.join(why)})" if why else "no regression"))
     if len(res.builds) > 1:
         lines.append(compare_verdict_line(res))
