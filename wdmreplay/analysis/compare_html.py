@@ -20,6 +20,7 @@ from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult,
 from .html import MissingDependency, _pyplot
 
 FINE_RATIO_TICKS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)  # for an axis narrower than 0.5x–2x
+MAX_BANNER_REASONS = 6  # gates that fired, listed in the banner (the tables show all)
 MAX_TICKS = 9  # beyond this, only powers of ten (and 1x) are labelled: labels never overlap
 
 
@@ -101,9 +102,9 @@ def _ms_label(x: float) -> str:
 def _cdf_plot(res: CompareResult, plt: Any) -> str:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    sent = {}  # label -> ops that label sent (so a build without answers shows as such)
+    sent: dict[str, set] = {}  # label -> ops its runs sent or skipped (so a build without answers shows as such)
     for r in res.runs:
-        sent.setdefault(r.label, set()).update(op for op, s in r.ops.items() if s.sent)
+        sent.setdefault(r.label, set()).update(op for op, s in r.ops.items() if s.sent or s.skipped)
     ops = sorted({op for ops in sent.values() for op in ops}, key=lambda op: OP_NAMES.index(op) if op in OP_NAMES
                  else len(OP_NAMES))
     cols = 3 if len(ops) > 4 else 2 if len(ops) > 1 else 1
@@ -125,11 +126,9 @@ def _cdf_plot(res: CompareResult, plt: Any) -> str:
         ax.set_title(op, fontsize="medium")
         ax.set_ylabel("fraction", fontsize="small")
         ax.grid(alpha=0.3, which="major")
-        if silent:
-            ax.text(0.02, 0.95, "no answered requests: " + ", ".join(silent), transform=ax.transAxes,
-                    va="top", fontsize="small", color="#b3261e")
-        if ax.lines:
-            ax.legend(fontsize="small", loc="lower right")
+        for label in silent:  # a legend entry without a line: the build is named, not silently missing
+            ax.plot([], [], " ", label=f"{label}: no answered requests")
+        ax.legend(fontsize="small", loc="lower right")
     for ax in list(axes.flat)[len(ops):]:
         ax.set_visible(False)
     fig.supxlabel("response time of answered requests (log scale)", fontsize="small")
@@ -200,6 +199,8 @@ def render_compare_html(res: CompareResult) -> str:
                     "caption": "Latency distribution per operation (answered requests, every run of a build pooled)"})
     bad = [b for b in res.builds if b.regression]
     reasons = [f"{b.label}: {r}" for b in bad for r in regression_reasons(res, b)]
+    if len(reasons) > MAX_BANNER_REASONS:
+        reasons = reasons[:MAX_BANNER_REASONS - 1] + [f"… and {len(reasons) - MAX_BANNER_REASONS + 1} more (tables below)"]
     headline = (f" — {', '.join(b.label for b in bad)} vs {res.base_label}" if bad else
                 f" — {', '.join(b.label for b in res.builds)} vs {res.base_label}")
     return template.render(
