@@ -575,7 +575,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     with workdir as path:
         if faults:
             plan = fault_plan(faults_service, 20.0 if duration is None else duration, rate, inject)
-            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, kept=bool(keep), echo=click.echo).verdict
+            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo).verdict
         else:
             clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
                              inject=inject, split=split, progress=progress, kept=bool(keep), echo=click.echo)

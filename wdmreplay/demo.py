@@ -166,15 +166,17 @@ def fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
 
 
 def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, progress: bool = False,
-                   kept: bool = True, echo: Callable[[str], None] = print) -> FaultDemoResult:
-    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there unless not ``kept``)."""
+                   echo: Callable[[str], None] = print) -> FaultDemoResult:
+    """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there).
+
+    Prints at most ~40 lines; where the files are is said by the caller's last lines.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     shop = fault_shop(plan, str(workdir / "shop-data"))
     what = (f"the one-port durable shop: one `serve --data {Path(shop.data).name}` process" if plan.service == "shop"
             else f"the durable split shop: three `serve --split --only … --data {Path(shop.data).name}` processes")
     echo(f"[1/5] starting {what}" + (f" (BUG INJECTED: {plan.inject})" if plan.inject else ""))
-    echo("      " + files_line(workdir, kept))
     if plan.service != "shop":
         echo(f"      a split checkout waits {plan.leg_delay:g} s between its stock and payment legs (--leg-delay "
              f"{plan.leg_delay:g}, a test hook of the shop) so the kill lands mid-checkout: checkouts take about "
@@ -189,7 +191,8 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
         doc = fault_schedule(plan, shop)
         sched.write_text(json.dumps(doc, indent=2) + "\n")
         echo(f"[3/5] fault schedule {sched.name} (the `replay --faults` file a user writes):")
-        echo("\n".join("      " + line for line in sched.read_text().splitlines()))
+        # The file is indented for a person to edit; here one line per fault keeps the part short.
+        echo("      {\"faults\": [\n" + ",\n".join("        " + json.dumps(f) for f in doc["faults"]) + "\n      ]}")
         echo(f"[4/5] replaying at speed 1 with --faults {sched.name}: the {plan.service} "
              f"{'process' if plan.service == 'shop' else 'service'} is killed -9 at {plan.at:g} s and "
              f"restarted {plan.down:g} s later")
