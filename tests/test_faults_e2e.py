@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from glossary_support import assert_person_readable
 from wdmreplay.analysis import check_results
 from wdmreplay.demo import fault_plan, run_fault_demo
 from wdmreplay.shop.processes import _alive
@@ -92,6 +93,10 @@ def test_cli_demo_faults_is_clean_on_the_correct_shop(tmp_path):
     assert '"name": "kill-stock"' in out and "fault kill-stock: " in out and "(ok)" in out
     assert "in fault windows or their recovery (counted apart" in out and "verdict: CLEAN (exit 0)" in out
     assert "demo --faults: kill-stock window" in out and "verdict CLEAN" in out
+    # A person reads it: one part of at most 40 lines that explains the delay it adds, glossary terms only.
+    assert len(out.splitlines()) <= 40 and "--leg-delay 0.5" in out and "checkouts take about 1 s longer" in out
+    assert f"kept in {tmp_path / 'out'}:" in out
+    assert_person_readable(out)
     assert (tmp_path / "out" / "faults.json").exists() and (tmp_path / "out" / "faults.wdmr").exists()
     # every shop process the demo started (and the one the fault schedule restarted) is gone
     for svc in ("orders", "stock", "payment"):
@@ -108,6 +113,7 @@ def test_cli_demo_faults_no_recovery_is_not_clean_naming_the_orders(tmp_path):
     last = [ln for ln in p.stdout.splitlines() if ln.startswith("demo --faults:")][-1]
     assert "verdict NOT CLEAN" in last and "order(s): order-" in last
     assert list(tmp_path.iterdir()) == []  # without --keep nothing is left behind
+    assert "now deleted (--keep DIR keeps them)" in p.stdout and len(p.stdout.splitlines()) <= 40
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,13 +8,13 @@ aggregate keys) and every snake_case word found in the real output — is define
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from glossary_support import assert_person_readable, glossary_terms
 
 from wdmreplay import terms
 from wdmreplay.analysis.bounds import KEYS
@@ -23,15 +23,8 @@ from wdmreplay.analysis.consistency import KINDS
 from wdmreplay.api import OP_NAMES
 from wdmreplay.cli import cli
 
-GLOSSARY = Path(__file__).resolve().parent.parent / "docs" / "glossary.md"
 DEMO_PART_LINES = 40
 CLEAN_CHECK_LINES = 25
-SNAKE = re.compile(r"(?<![\w./-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w./-])")
-
-
-def glossary_terms() -> set[str]:
-    """Every **bold** term of docs/glossary.md."""
-    return set(re.findall(r"\*\*([^*]+)\*\*", GLOSSARY.read_text(encoding="utf-8")))
 
 
 def printed_terms() -> set[str]:
@@ -44,15 +37,6 @@ def printed_terms() -> set[str]:
 def test_every_label_of_the_renderers_is_in_the_glossary():
     missing = sorted(printed_terms() - glossary_terms())
     assert not missing, f"terms printed but not defined in docs/glossary.md: {missing}"
-
-
-def assert_person_readable(out: str) -> None:
-    """No retired jargon, and every snake_case word printed is a glossary term."""
-    for phrase in terms.RETIRED:
-        assert phrase not in out, f"retired jargon {phrase!r} printed"
-    known = glossary_terms()
-    unknown = sorted({w for w in SNAKE.findall(out)} - known)
-    assert not unknown, f"printed but not in docs/glossary.md: {unknown}"
 
 
 def _wdm(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ def test_installed_console_script_replays_and_prints_summary(shop, tmp_path):
              exe=[str(SCRIPT)])
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
-    assert "replayed: 35 requests" in p.stdout and "ok 35" in p.stdout and "p99" in p.stdout
+    assert "replayed: 35 requests" in p.stdout and "35 accepted (2xx)" in p.stdout and "p99" in p.stdout
     r = load_results(tmp_path / "t.wdmr")
     assert r.complete and r.label == "build-a" and r.n == 35 and r.header["speed"] is None
 
