@@ -703,7 +703,8 @@ def _compare_options(f):
                      help="significance level (intervals are 1-alpha)")(f)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), help="write to this file instead of stdout")(f)
     f = click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
-                     show_default=True, help="html: one self-contained page with plots (needs matplotlib)")(f)
+                     show_default=True, help="html: one self-contained page with charts "
+                                             "(needs matplotlib and jinja2: pip install 'wdm-replay[html]')")(f)
     f = click.option("--error-threshold", type=Finite(0, 100), default=1.0, show_default=True,
                      help="percentage points an error share must significantly rise by to count as a regression")(f)
     f = click.option("--threshold", type=Finite(0, 1000), default=10.0, show_default=True,
@@ -737,7 +738,11 @@ def compare_cmd(base: str, new: tuple[str, ...], threshold: float, error_thresho
     at --speed max. A regression: p50 or p99 significantly slower by more than --threshold, an error
     share significantly higher by more than --error-threshold points, more anomalies of a kind, or
     (--speed max) a significantly lower rate. With one run a side the intervals are widened by a
-    calibrated noise floor: compare 3+ runs per build (see ab) for a stronger verdict.
+    calibrated noise floor: compare 3+ runs per build (see ab) for a stronger verdict. The output
+    starts with the verdict and lists the gates these runs cannot fire (too few runs or answers,
+    a build without answered requests, paced runs for throughput). --format html writes a page
+    (verdict banner, tables, interval and latency charts; needs the html extra). Terms:
+    docs/glossary.md.
 
     \b
     Examples:

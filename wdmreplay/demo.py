@@ -206,7 +206,7 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=plan.max_recovery)
     report = build_report(results, check=check)
-    echo("\n".join(fault_lines(report["faults"], timeline=False)).rstrip("\n"))
+    echo("\n".join(fault_lines(report["faults"], timeline=False)[1:]).rstrip("\n"))  # [1:]: step 5 is the heading
     echo(render_check_text(check).rstrip("\n"))
     orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
     echo(fault_outcome_line(report, check.verdict.verdict, orders))

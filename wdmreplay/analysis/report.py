@@ -254,6 +254,8 @@ def _consistency_details(d: dict, verbose: bool) -> list[str]:
              f"{co['skipped']} {SKIPPED}; {co['paid_orders']} orders paid; {policy}"]
     lines += _anomaly_lines(c, verbose)
     for ag in c["aggregates"]:
+        if not verbose and ag["status"] != "unmet":  # only a broken promise is a detail worth a line
+            continue
         note = f" ({ag['note']})" if ag["note"] else ""
         lines.append(f"    aggregate expectation {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
                      f"{ag['status']}{note}")
