@@ -127,11 +127,15 @@ class LiveStats:
             self.by_op += np.bincount(op[keep].astype(np.int64) * n_out + outcome[keep],
                                       minlength=n_ops * n_out)[: n_ops * n_out].reshape(n_ops, n_out)
             if len(sec):
-                self._grow(int(sec.max()) + 1)
-                np.add.at(self.counts, (sec, cls[has_time]), 1)
+                lo, hi = int(sec.min()), int(sec.max()) + 1
+                self._grow(hi)
+                span = hi - lo
+                self.counts[lo:hi] += np.bincount((sec - lo) * 3 + cls[has_time], minlength=span * 3).reshape(span, 3)
                 rt = (done - intended)[has_time]
                 ok_time = np.isfinite(rt)
-                np.add.at(self.hists, (sec[ok_time], _series_bucket(rt[ok_time])), 1)
+                idx = (sec[ok_time] - lo) * SERIES_BUCKETS + _series_bucket(rt[ok_time])
+                self.hists[lo:hi] += np.bincount(idx, minlength=span * SERIES_BUCKETS).reshape(
+                    span, SERIES_BUCKETS).astype(self.hists.dtype)
 
     def _grow(self, seconds: int) -> None:
         have = len(self.counts)
