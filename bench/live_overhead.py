@@ -6,7 +6,9 @@ responder), one stress trace is replayed ``--rounds`` times each way, alternatin
 fetches ``/stats.json`` once a second (as the page does) and the page itself once. The rate is the
 results file's (sent requests over first send to last answer, the summary's definition), so
 start-up and the linger are outside it; the CPU is the replay process's with its workers
-(``os.wait4``), less noisy than the rate on a shared machine. Prints each run, the median of each side, and the ratio
+(``os.wait4``), less noisy than the rate on a shared machine. Last, in process, what the live
+figures cost per request row (the tap of the results writer) and per ``/stats.json``, against the
+replay's CPU per request: the share of the work the hook adds, which no machine noise changes. Prints each run, the median of each side, and the ratio
 ``--ui`` / plain (the target: at least 0.95). Bounded: a fixed trace, loopback only, every child
 killed at the end.
 
@@ -94,6 +96,31 @@ def replay_once(trace: Path, out: Path, target: str, *, ui: bool, concurrency: i
     return {"rows": rows, "seconds": seconds, "rate": rows / seconds, "bad": bad, "polls": polls[0], "cpu": cpu}
 
 
+def hook_cost(rows: int = 200_000, chunk: int = 1000) -> tuple[float, float]:
+    """In-process: CPU µs per request row of the live figures' accounting, and ms per /stats.json snapshot."""
+    import numpy as np
+
+    from wdmreplay.replayer.live import LiveStats
+
+    rng = np.random.default_rng(1)
+    chunks = []
+    for i in range(rows // chunk):
+        t = np.sort(rng.uniform(i * 0.05, i * 0.05 + 0.5, chunk))
+        chunks.append({"outcome": rng.choice([0, 0, 0, 1, 2], chunk).astype("<u1").tobytes(),
+                       "intended": t.tobytes(), "sent": t.tobytes(), "done": (t + 0.002).tobytes(),
+                       "op": rng.integers(0, 10, chunk).astype("<u1").tobytes(),
+                       "status": np.full(chunk, 200, "<u2").tobytes()})
+    stats = LiveStats(rows)
+    t0 = time.process_time()
+    for c in chunks:
+        stats.add_chunk(c)
+    per_row = (time.process_time() - t0) / rows * 1e6
+    t0 = time.process_time()
+    for _ in range(50):
+        stats.snapshot()
+    return per_row, (time.process_time() - t0) / 50 * 1e3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=100000, help="requests in the trace")
@@ -128,6 +155,10 @@ def main() -> None:
     cpu_live = statistics.median(x["cpu"] for x in runs[True])
     print(f"  median CPU of the replay (coordinator + workers): plain {cpu_plain:.2f} s   --ui {cpu_live:.2f} s   "
           f"ratio {cpu_live / cpu_plain:.3f}")
+    per_row, snap_ms = hook_cost()
+    cpu_per_request = cpu_plain / statistics.median(x["rows"] for x in runs[False]) * 1e6
+    print(f"  hook, in process: {per_row:.2f} µs CPU per request row + {snap_ms:.2f} ms per /stats.json "
+          f"(once a second) = {per_row / cpu_per_request:.2%} of the replay's {cpu_per_request:.1f} µs CPU per request")
     for f in work.iterdir():
         f.unlink()
     work.rmdir()
