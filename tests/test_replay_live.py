@@ -212,8 +212,9 @@ def test_live_view_grows_during_the_run_and_ends_with_the_results_counts(shop, t
 
 
 def test_live_view_shows_unanswered_requests_by_operation_of_a_failing_shop(shop_factory, tmp_path):
+    # Two worker processes: the figures of both reach the one view.
     bad = shop_factory(error_rate=0.3, seed=5)
-    proc, url = _start_ui_replay(tmp_path, bad.url, "--ui=127.0.0.1:0", "--ui-linger", "30",
+    proc, url = _start_ui_replay(tmp_path, bad.url, "--ui=127.0.0.1:0", "--ui-linger", "30", "--workers", "2",
                                  sessions=100, gap=0.01)
     try:
         seen = _poll_until_done(url)
@@ -297,3 +298,27 @@ def test_help_documents_the_live_view():
     text = " ".join(p.stdout.split())
     assert "--ui [HOST:PORT]" in text and "127.0.0.1:8089" in text and "--ui-linger S" in text
     assert "wdm-replay replay stress.wdmt --ui" in text
+
+
+def test_ui_alone_listens_on_locusts_port(shop, tmp_path):
+    # 127.0.0.1:8089 held here (or already by someone else: the same effect) — the error names the default.
+    write_trace(tmp_path / "t.wdmt", [[(0.0, [step("create_user", [], bind="$u")])]])
+    with socket.socket() as busy:
+        try:
+            busy.bind(("127.0.0.1", 8089))
+            busy.listen(1)
+        except OSError:
+            pass
+        p = subprocess.run([*WDM, "replay", "t.wdmt", "--url", shop.url, "--ui", "-q"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert p.stderr.startswith("wdm-replay: error: --ui 127.0.0.1:8089: cannot listen there") and \
+        p.stderr.count("\n") == 1
+
+
+def test_trace_taken_for_the_address_is_named_in_the_error(shop, tmp_path):
+    write_trace(tmp_path / "t.wdmt", [[(0.0, [step("create_user", [], bind="$u")])]])
+    p = subprocess.run([*WDM, "replay", "--ui", "t.wdmt", "--url", shop.url], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert "got 't.wdmt'; write --ui=HOST:PORT or put --ui after the trace" in p.stderr

@@ -58,6 +58,24 @@ class Speed(click.ParamType):
         return v
 
 
+class Listen(click.ParamType):
+    """``--ui``: ``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); checked while parsing, so a
+    trace taken for the address by mistake is named in the error (not reported as a missing TRACE)."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """(host, port), or a one-line usage error."""
+        if isinstance(value, tuple):
+            return value
+        from .replayer.live import parse_listen
+
+        try:
+            return parse_listen(value)
+        except ValueError as e:
+            self.fail(str(e).removeprefix("--ui takes "), param, ctx)
+
+
 # Seeds go into msgpack headers (at most an unsigned 64-bit integer).
 SEED = click.IntRange(0, 2**64 - 1)
 DAY = 86_400.0  # upper bound of the options given in seconds
@@ -411,7 +429,7 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
                    "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
-@click.option("--ui", "ui", is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
+@click.option("--ui", "ui", type=Listen(), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
               help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
                    "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
                    "windows; GET /stats.json gives the figures. Give --ui after the trace, or as --ui=HOST:PORT")
@@ -422,7 +440,7 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
-               no_final_read: bool, settle: float | None, ui: str | None, ui_linger: float | None, quiet: bool,
+               no_final_read: bool, settle: float | None, ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool,
                output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
@@ -493,19 +511,15 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
         sys.exit(1)
 
 
-def _live_view(ui: str | None) -> Any:
+def _live_view(ui: tuple[str, int] | None) -> Any:
     """The live view ``--ui`` asks for, its socket bound and its address on stderr; or a null context."""
     from contextlib import nullcontext
 
     if ui is None:
         return nullcontext()
-    from .replayer.live import LiveView, parse_listen
+    from .replayer.live import LiveView
 
-    try:
-        host, port = parse_listen(ui)
-    except ValueError as e:
-        raise click.BadParameter(str(e).removeprefix("--ui takes "), param_hint="'--ui'") from None
-    view = LiveView(host, port)
+    view = LiveView(*ui)
     click.echo(f"live view: {view.url} (figures: {view.url}stats.json)", err=True)
     return view
 
