@@ -111,6 +111,20 @@ def test_series_percentiles_follow_each_second():
     assert series["p50_ms"][1] == pytest.approx(200, rel=0.1)
 
 
+def test_a_second_still_filling_is_left_out_until_the_run_ends():
+    stats = LiveStats()
+    stats.add_event(5.0, "phase_start", {"phase": 0, "name": "p"})  # the run's clock started 5 s ago
+    t = np.arange(0, 5, 0.25)  # four answers in each of seconds 0..4
+    stats.add_chunk(_chunk([OK] * len(t), t, t, t + 0.01, [0] * len(t), [200] * len(t)))
+    running = stats.snapshot()
+    assert running["series"]["t"] == [0, 1, 2, 3] and running["series"]["ok"] == [4, 4, 4, 4]
+    assert running["ok"] == 20  # the totals are not held back
+    stats.finish({"path": "r.wdmr", "complete": True, "reason": None, "wall": 5.1})
+    done = stats.snapshot()
+    assert done["series"]["t"] == [0, 1, 2, 3, 4] and done["stage"] == "done"
+    assert done["result"] == {"path": "r.wdmr", "complete": True, "reason": None, "wall_s": 5.1}
+
+
 def test_long_runs_are_merged_to_a_bounded_number_of_points():
     stats = LiveStats()
     t = np.arange(0, 1000, 1.0) + 0.5

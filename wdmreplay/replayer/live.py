@@ -29,6 +29,7 @@ import numpy as np
 
 from ..api import OP_NAMES, WdmError
 from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
+from .messages import FLUSH_EVERY
 from .schedule import histogram, histogram_add, histogram_quantile
 
 SERIES_POINTS = 300  # at most this many points per chart: longer runs merge adjacent seconds
@@ -203,11 +204,14 @@ class LiveStats:
             }
 
     def _series(self, elapsed: float) -> dict:
-        """Per-step counts (per second of each step) and p50/p99, over the seconds seen so far."""
-        seen = len(self.counts)
-        if seen and self.counts.any():
-            seen = int(np.nonzero(self.counts.any(axis=1))[0].max()) + 1
-        n = max(seen, int(elapsed))
+        """Per-step counts (per second of each step) and p50/p99, over the complete seconds so far."""
+        if self.run_started is not None and self.ended is None:
+            # While running, only the seconds whose rows have all arrived (workers send every
+            # FLUSH_EVERY s): a second still filling would draw as a fall in the rate.
+            n = max(0, int(elapsed - FLUSH_EVERY))
+        else:
+            seen = int(np.nonzero(self.counts.any(axis=1))[0].max()) + 1 if self.counts.any() else 0
+            n = max(seen, int(elapsed))
         step = max(1, math.ceil(n / SERIES_POINTS))
         out: dict[str, list] = {"step_s": step, "t": [], "ok": [], "refused": [], "unanswered": [],
                                 "p50_ms": [], "p99_ms": []}
