@@ -44,9 +44,14 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test session."""
+    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test module.
+
+    Not one per session: while Playwright's sync API is open the main thread has a running event loop,
+    so every later test that replays in-process (``asyncio.run``) would fail with "cannot be called
+    from a running event loop". Closed at the end of the module, the loop is gone.
+    """
     from playwright.sync_api import sync_playwright
 
     from browser_support import CHROMIUM_ARGS, chromium_path

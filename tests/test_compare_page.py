@@ -36,21 +36,6 @@ def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium for this module only: Playwright's sync API keeps an event loop running in the
-    main thread while it is open, which would break later modules that replay in the main thread."""
-    from browser_support import CHROMIUM_ARGS, chromium_path
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as e:
         main(list(argv))

@@ -532,7 +532,7 @@ def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: 
             op, c = max(wide, key=lambda x: x[1].fires_at)
             out.append(GateLimit(gate, tuple(o for o, _ in wide),
                                  f"interval {c.ci[0]:.2g}–{_ratio_words(c.ci[1])} at its widest ({op}): too few runs "
-                                 f"to gate {gate} (a slow-down counts only beyond {_ratio_words(c.fires_at)})"))
+                                 f"to gate {gate} (a slow-down below {_ratio_words(c.fires_at)} cannot fire it)"))
     for side, names in unanswered.items():
         out.append(GateLimit("latency", names, f"no answered requests in {labels[side]} (every one failed, got no "
                                                f"answer or was skipped): their latency cannot be compared"))
@@ -549,7 +549,7 @@ def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: 
     elif throughput.fires_at is not None and throughput.fires_at < 1.0 / WEAK_GATE_RATIO:
         out.append(GateLimit("throughput", (), f"interval {throughput.ci[0]:.2g}–"
                                                f"{_ratio_words(throughput.ci[1])}: too few runs to gate throughput "
-                                               f"(a drop counts only below {_ratio_words(throughput.fires_at)})"))
+                                               f"(a drop to above {_ratio_words(throughput.fires_at)} cannot fire it)"))
     if not checked:
         out.append(GateLimit("anomalies", (), "no consistency check (compare --no-check, or results without args)"))
     return tuple(out)
