@@ -37,7 +37,7 @@ TERMS = (
     "counted apart", "response time", "service time", "schedule lag", "p50", "p90", "p99", "p99.9", "req/s",
     "speed", "speed max", "scheduled rate", "achieved rate", "leg delay", "build", "base", "regression",
     "significant", "interval", "gate", "cannot fire", "noise floor", "threshold", "error share",
-    "not tested", "no answered requests",
+    "not tested", "no answered requests", "Bonferroni",
 )
 
 # Phrases the output must never print again: jargon replaced by the words above (issue 20).

@@ -144,8 +144,8 @@ def _availability_summary(d: dict) -> str:
     if not ops:
         return f"no request counted ({need}){fault}"
     op, low = min(ops, key=lambda x: x[1])
-    return (f"{100.0 * low:.1f}% answered at the lowest ({op}; {need}); "
-            f"{o['answered']} of {o['counted']} answered in all{fault}")
+    lowest = "100.0% answered by every operation" if low >= 1.0 else f"{100.0 * low:.1f}% answered at the lowest ({op})"
+    return f"{lowest} ({need}); {o['answered']} of {o['counted']} answered in all{fault}"
 
 
 def _coverage_summary(cov: dict) -> str:
