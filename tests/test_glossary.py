@@ -8,6 +8,7 @@ aggregate keys) and every snake_case word found in the real output — is define
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,21 @@ def test_compare_output_uses_only_glossary_terms(clean_demo, tmp_path):
     assert r.exit_code in (0, 1) and r.output.startswith("verdict: ")
     assert "gates that cannot fire with these runs:" in r.output
     assert_person_readable(r.output)
+
+
+@pytest.mark.parametrize("error_rate", [0.0, 0.5])
+def test_replay_summary_names_answers_in_words(tmp_path, shop_factory, error_rate):
+    # The right shop answers everything; the wrong one answers half of the requests 500.
+    shop = shop_factory(error_rate=error_rate, seed=5)
+    from wdmreplay.recorder import generate
+
+    generate("stress", tmp_path / "t.wdmt", seed=1, rate=2000.0, requests=200)
+    r = _wdm("replay", "t.wdmt", "--url", shop.url, "--speed", "max", "-o", "r.wdmr", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    answers = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("answers:"))
+    assert "accepted (2xx)" in answers and "refused (4xx)" in answers and "`check` says which the trace expects" in answers
+    if error_rate:
+        assert re.search(r"\d+ unanswered \(\d+ 5xx\)", answers), answers
+    else:
+        assert ", 0 unanswered;" in answers, answers
+    assert_person_readable(r.stdout)

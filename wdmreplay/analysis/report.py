@@ -144,7 +144,8 @@ def _availability_summary(d: dict) -> str:
     if not ops:
         return f"no request counted ({need}){fault}"
     op, low = min(ops, key=lambda x: x[1])
-    lowest = "100.0% answered by every operation" if low >= 1.0 else f"{100.0 * low:.1f}% answered at the lowest, by {op}"
+    lowest = ("100.0% answered by every operation" if low >= 1.0
+              else f"{100.0 * low:.1f}% answered at the lowest, by {op}")
     return f"{lowest} ({need}); {o['answered']} of {o['counted']} answered in all{fault}"
 
 
