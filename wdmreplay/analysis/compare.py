@@ -656,7 +656,8 @@ def render_compare_text(res: CompareResult) -> str:
         lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
         lines += [f"  WARNING: {n}" for n in b.notes]
         if b.tests:
-            lines.append(f"  intervals: {level} confidence for all {b.tests} gated tests together (Bonferroni)")
+            lines.append(f"  intervals: {level} confidence " + ("(1 gated test)" if b.tests == 1 else
+                                                             f"for all {b.tests} gated tests together (Bonferroni)"))
         hidden: list[str] = []
         for o in b.ops:
             for c in o.latency:
@@ -689,7 +690,7 @@ def render_compare_text(res: CompareResult) -> str:
             lines.append("  error share: 0 in both builds")
         skipped = [f"{o.op} {o.base_skipped} -> {o.new_skipped}" for o in b.ops if o.base_skipped != o.new_skipped]
         if skipped:
-            lines.append("  skipped (their symbol was never bound): " + ", ".join(skipped))
+            lines.append("  skipped (an id they needed was never created): " + ", ".join(skipped))
         if b.base_anomalies is None or b.new_anomalies is None:
             lines.append("  anomalies: not compared (no check)")
         else:
