@@ -715,8 +715,11 @@ def check_cmd(results: str, as_json: bool, verbose: bool, recheckout: str, min_a
 def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, bucket: float, no_check: bool) -> None:
     """Report a run: per-operation counts, rates, outcome shares, latency percentiles, the check.
 
-    Text by default; --format json has stable documented keys; --format html writes one
-    self-contained page with plots (needs matplotlib: pip install 'wdm-replay[html]').
+    Text by default: the verdict first and last, outcomes in words (accepted 2xx, refused 4xx,
+    unanswered 5xx/timeout/connection error, skipped), latency tables, the check in full (as
+    check --verbose); terms: docs/glossary.md. --format json has stable documented keys;
+    --format html writes one self-contained page with plots (needs matplotlib: pip install
+    'wdm-replay[html]').
 
     \b
     Examples:
