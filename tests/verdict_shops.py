@@ -10,7 +10,9 @@
 - ``"hang"``: every request answers only after ``hang`` seconds (longer than the client's timeout);
 - ``"non-json"``: every request answers 200 with a plain-text body;
 - ``"empty-json"``: every request answers 200 ``{}`` (valid JSON, but no created id, no fields);
-- ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered.
+- ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered;
+- ``"amnesia"``: correct until the first find (the final read): then it forgets every item, user and
+  order, as an in-memory shop restarted empty does, and answers 404 "not found" for each.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia")
 
 
 class TinyShop:
@@ -119,6 +121,8 @@ class TinyShop:
             return web.Response(status=500, text="Internal Server Error")
         if self.mode == "hang":
             await asyncio.sleep(self.hang)
+        if self.mode == "amnesia" and "find" in path:
+            self.items.clear(), self.users.clear(), self.orders.clear()
         status, body = self._answer(request.method, [p for p in path.split("/") if p])
         if self.mode == "non-json":
             return web.Response(status=200, text="ok")

@@ -29,7 +29,7 @@ from ..api import OP_CODES
 from ..traces.results import INDETERMINATE, OK, Results
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
-from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
+from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
 from .faults import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
@@ -166,7 +166,12 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
     op, outcome = results.cols["op"], results.cols["outcome"]
     created = {k: int(np.count_nonzero((op == OP_CODES[_CREATES[k]]) & (outcome == OK))) for k in ENTITY_KINDS}
     read = {k: fs.read_count(k) for k in ENTITY_KINDS}
-    missing = {k: max(fs.missing_count(k), created[k] - read[k]) for k in ENTITY_KINDS}
+    # A definite "not found" is an answer: lost (consistency) when acknowledged, else simply absent.
+    # Files without ``bound_not_found`` (older) keep every failed read as not read back.
+    old = fs.bound_not_found is None
+    lost = {k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {}
+    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost.get(k, 0))
+               for k in ENTITY_KINDS}
     settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
                                             "snapshots": fs.settle.snapshots, "why": fs.settle.why}
     return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard)
@@ -209,8 +214,9 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
 
 
 def _proof_without_settle(a: Anomaly) -> bool:
-    """Anomalies no in-flight request can explain: negative stock/credit, an order's wrong total."""
-    return a.kind == "wrong_total" or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
+    """Anomalies no in-flight request can explain: negative stock/credit, an order's wrong total, an
+    acknowledged entity answered "not found" (no request deletes one)."""
+    return a.kind in ("wrong_total", "lost_entity") or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
 
 
 def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool, checked: dict[str, int]) -> Section:
@@ -223,14 +229,30 @@ def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: 
         return Section("consistency", PASS)
     counts = Counter(a.kind for a in anomalies)
     text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
+    lost = _lost_reasons(anomalies)
     if judgeable:
-        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}",))
+        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}", *lost))
     proof = [a for a in anomalies if _proof_without_settle(a)]
     if proof:
         return Section("consistency", FAIL, (f"{len(proof)} anomalies no in-flight request explains "
-                                             f"(of {len(anomalies)}: {text})",))
+                                             f"(of {len(anomalies)}: {text})", *lost))
     return Section("consistency", UNJUDGED, (f"{len(anomalies)} anomalies ({text}) on a state or history "
                                               f"that is not whole: not proof",))
+
+
+LOST_NAMED = 5  # ids named per kind in the lost-data reason line (then a count)
+
+
+def _lost_reasons(anomalies: list[Anomaly]) -> tuple[str, ...]:
+    """One line per entity kind with lost acknowledged data: the first ids, then how many more."""
+    out = []
+    for kind in ENTITY_KINDS:
+        ids = [a.id for a in anomalies if a.kind == "lost_entity" and a.entity == kind]
+        if ids:
+            more = f" and {len(ids) - LOST_NAMED} more" if len(ids) > LOST_NAMED else ""
+            out.append(f"lost acknowledged data: {len(ids)} {kind}(s) created with a 2xx now answer not found: "
+                       f"{', '.join(ids[:LOST_NAMED])}{more}")
+    return tuple(out)
 
 
 def availability_section(av: Availability, min_pct: float, strict: bool, undetermined: int) -> Section:

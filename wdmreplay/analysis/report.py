@@ -106,8 +106,12 @@ def _anomaly_lines(c: dict) -> list[str]:
         req = (f" [requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
                if a.get("requests") else "")
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
-        lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
-                     f"actual {format_expected(a['actual'])} — {a['detail']}{tags}{rel}{req}")
+        lines.append(f"    {a['kind']:<20} {a['headline']}{tags}")
+        lines += [f"      {x}" for x in a.get("arithmetic") or (a["detail"],)]
+        if a.get("candidates"):
+            lines.append(f"      possible causes (not asserted): {'; '.join(a['candidates'])}")
+        if rel or req:
+            lines.append(f"     {rel}{req}")
     for k in KINDS:
         if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
             lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")

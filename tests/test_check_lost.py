@@ -1,0 +1,112 @@
+"""Lost acknowledged data is an anomaly (issue 19 item 1): ``lost_entity``, NOT CLEAN, named by id.
+
+Over real HTTP on 127.0.0.1: a purpose-built shop that forgets everything before the final read
+(as an in-memory shop restarted empty does), and the reference shop whose store a ``--faults``
+action wipes mid-run (its admin reset), each against the same shape of run that loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fault_support import write_schedule
+from replay_support import write_trace
+from test_check_verdicts import cli_check, replay_tiny
+from verdict_shops import TinyShop
+
+from wdmreplay.analysis import check_results
+from wdmreplay.replayer import replay_trace
+from wdmreplay.shop import ShopThread
+from wdmreplay.traces import load_results, step
+
+
+def test_a_shop_that_forgets_everything_before_the_final_read_is_not_clean(tmp_path, capsys):
+    with TinyShop("amnesia") as shop:
+        out = replay_tiny(tmp_path, shop)
+    rep = check_results(load_results(out, with_args=True))
+    assert rep.verdict.verdict == "NOT CLEAN" and "consistency" in rep.verdict.decided_by, rep.verdict.reasons()
+    lost = [a for a in rep.anomalies if a.kind == "lost_entity"]
+    assert sorted((a.entity, a.id) for a in lost) == sorted((k, str(i)) for k in ("item", "user", "order")
+                                                            for i in range(4))
+    item = next(a for a in lost if a.entity == "item" and a.id == "0")
+    # 10 units added with a 2xx; its order (also lost) took 2 of them, or not: 8..10 went with it
+    assert item.expected == [8, 10] and item.actual is None
+    assert item.headline.startswith("item 0 lost: created with a 2xx") and len(item.headline) <= 120
+    order = next(a for a in lost if a.entity == "order" and a.id == "0")
+    assert order.expected == 2 and "2 x item 0" in order.detail and "paid" in order.detail
+    # named in the verdict's reasons (first ids, then a count) — not "not read back" under coverage
+    assert any("lost acknowledged data: 4 item(s)" in r and "0, 1, 2, 3" in r for r in rep.verdict.reasons())
+    assert rep.coverage.missing == {}
+    code, text = cli_check(out, capsys)
+    assert code == 1 and "lost_entity" in text and "item 0 lost" in text and "verdict: NOT CLEAN" in text
+    code, js = cli_check(out, capsys, "--json")
+    d = json.loads(js)
+    assert code == 1 and d["consistency"]["anomaly_counts"]["lost_entity"] == 12
+    assert {a["id"] for a in d["consistency"]["anomalies"] if a["entity"] == "item"} == {"0", "1", "2", "3"}
+
+
+def test_the_same_run_on_a_shop_that_remembers_is_clean(tmp_path):
+    with TinyShop("correct") as shop:
+        out = replay_tiny(tmp_path, shop)
+    rep = check_results(load_results(out, with_args=True))
+    assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
+    assert rep.anomaly_counts["lost_entity"] == 0
+
+
+def test_a_results_file_written_before_bound_not_found_is_judged_as_before(tmp_path):
+    # Older files do not say which 4xx reads were acknowledged entities: they stay "not read back".
+    with TinyShop("amnesia") as shop:
+        out = replay_tiny(tmp_path, shop)
+    run = load_results(out, with_args=True)
+    assert run.final is not None and run.final.pop("bound_not_found")
+    rep = check_results(run)
+    assert rep.anomaly_counts["lost_entity"] == 0
+    assert rep.coverage.missing == {"item": 4, "user": 4, "order": 4}
+
+
+def _wipe_trace(path: Path, n: int = 3) -> Path:
+    """Phase 0 creates n items, users and paid orders; phase 1 looks up an id that never existed at 1.5 s."""
+    p0 = []
+    for i in range(n):
+        p0.append((0.0, [step("create_item", [4], bind=f"$s{i}.item"), step("add_stock", [f"$s{i}.item", 10]),
+                         step("create_user", [], bind=f"$s{i}.user"), step("add_funds", [f"$s{i}.user", 50]),
+                         step("create_order", [f"$s{i}.user"], bind=f"$s{i}.order"),
+                         step("add_item", [f"$s{i}.order", f"$s{i}.item", 2]), step("checkout", [f"$s{i}.order"])]))
+    p1 = [(1.5, [step("find_item", ["no-such-item"], expect="fail")])]
+    write_trace(path, [p0, p1])
+    return path
+
+
+def _request(url: str, method: str) -> list[str]:
+    """An argv that sends ``method`` to ``url`` with this interpreter (no dependence on PATH)."""
+    data = "b''" if method == "POST" else "None"
+    code = f"import urllib.request as u; u.urlopen(u.Request({url!r}, data={data}, method={method!r}), timeout=5).read()"
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("wipe", [True, False], ids=["wiped", "not-wiped"])
+def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe):
+    trace = _wipe_trace(tmp_path / "w.wdmt")
+    out = tmp_path / "w.wdmr"
+    with ShopThread() as shop:
+        # the same schedule shape: an action at 0.8 s; only one of them forgets the shop's data
+        action = _request(shop.url + "/_shop/reset", "POST") if wipe else _request(shop.url + "/_shop/stats", "GET")
+        noop = [sys.executable, "-c", "pass"]
+        sched = write_schedule(tmp_path / "f.json", [{"name": "wipe" if wipe else "look", "at": 0.8, "for": 0.2,
+                                                      "do": action, "undo": noop}])
+        summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, faults=str(sched))
+    assert summary["complete"] and summary["faults"]["failures"] == [], summary
+    rep = check_results(load_results(out, with_args=True))
+    if not wipe:
+        assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
+        return
+    assert rep.verdict.verdict == "NOT CLEAN" and "consistency" in rep.verdict.decided_by, rep.verdict.reasons()
+    lost = {(a.entity, a.id) for a in rep.anomalies if a.kind == "lost_entity"}
+    assert len({i for k, i in lost if k == "item"}) == 3 and len(lost) == 9, lost
+    # the literal id nobody created answers 404 too: absent, neither lost nor "not read back"
+    assert rep.coverage.missing == {}
+    items = [a for a in rep.anomalies if a.kind == "lost_entity" and a.entity == "item"]
+    assert all(a.expected == [8, 10] for a in items), items
