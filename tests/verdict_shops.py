@@ -12,7 +12,10 @@
 - ``"empty-json"``: every request answers 200 ``{}`` (valid JSON, but no created id, no fields);
 - ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered;
 - ``"amnesia"``: correct until the first find (the final read): then it forgets every item, user and
-  order, as an in-memory shop restarted empty does, and answers 404 "not found" for each.
+  order, as an in-memory shop restarted empty does, and answers 404 "not found" for each;
+- ``"faulty-stock"``: correct, except between ``POST /_admin/fault/on`` and ``/_admin/fault/off``
+  (a fault schedule's actions): then every request answers 502 with no effect, but add_item answers
+  400 "item does not exist" — as the course template's order service turns a 502 from stock into a 4xx.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -26,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock")
 
 
 class TinyShop:
@@ -39,6 +42,7 @@ class TinyShop:
         self.users: dict[str, int] = {}
         self.orders: dict[str, dict[str, Any]] = {}  # id -> {user, lines {item: qty}, paid}
         self.url = ""
+        self.faulty = False  # faulty-stock: inside the fault
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -121,6 +125,13 @@ class TinyShop:
             return web.Response(status=500, text="Internal Server Error")
         if self.mode == "hang":
             await asyncio.sleep(self.hang)
+        if path.startswith("/_admin/fault/"):
+            self.faulty = path.endswith("/on")
+            return web.Response(text="fault " + ("on" if self.faulty else "off"))
+        if self.mode == "faulty-stock" and self.faulty:
+            if "/addItem/" in path:
+                return web.Response(status=400, text="Item does not exist")
+            return web.Response(status=502, text="Bad Gateway")
         if self.mode == "amnesia" and "find" in path:
             self.items.clear(), self.users.clear(), self.orders.clear()
         status, body = self._answer(request.method, [p for p in path.split("/") if p])

@@ -1,8 +1,11 @@
 """The ``check`` verdict: CLEAN, NOT CLEAN or INCONCLUSIVE, decided by four sections.
 
-- *correctness*: the expectation diff — a 2xx where the trace proves a 4xx, or the reverse;
+- *correctness*: the expectation diff — a 2xx where the trace proves a 4xx, or the reverse; those
+  inside a fault window or its recovery are *wrong answers during faults*, counted apart and failing
+  the run only with ``strict_faults`` (``check --strict-faults``), so one fault history gives one
+  verdict whatever the interleaving (see :mod:`.expectations`);
 - *consistency*: the anomalies of the history + final-state checker and the trace's proven bounds;
-- *availability*: per operation, the share of requests with a determined expectation that got an
+- *availability*: per operation, the share of requests (every one, whatever it expects) that got an
   answer (2xx/4xx), at least ``min_availability``; with ``strict``, every request answered;
 - *coverage*: everything the verdict needs was observed — a complete run, not a lone shard, every
   bound entity read back, from a state shown settled.
@@ -118,6 +121,7 @@ class CheckReport:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
+    strict_faults: bool = False
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -144,7 +148,7 @@ class CheckReport:
             "sections": {s.name: s.as_dict() for s in v.sections}, "clean": self.clean,
             "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined,
             "recheckout": self.policy, "strict": self.strict, "min_availability": self.min_availability,
-            "max_recovery": self.max_recovery, "warnings": list(self.warnings),
+            "max_recovery": self.max_recovery, "strict_faults": self.strict_faults, "warnings": list(self.warnings),
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
@@ -263,13 +267,17 @@ def availability_section(av: Availability, min_pct: float, strict: bool, undeter
     return Section("availability", FAIL if why else PASS, tuple(why))
 
 
-def correctness_section(diff: ExpectationDiff) -> Section:
-    """The correctness section: a contradicted determined expectation is proven wrong."""
-    if not diff.mismatches:
-        return Section("correctness", PASS)
+def correctness_section(diff: ExpectationDiff, strict_faults: bool = False) -> Section:
+    """The correctness section: a contradicted determined expectation is proven wrong; one during a
+    fault (window or recovery) only with ``strict_faults``."""
+    why = []
     bc = diff.by_category
-    return Section("correctness", FAIL, (f"{diff.mismatches} contradicted expectations ({bc['unexpected_ok']} "
-                                         f"unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx)",))
+    if diff.mismatches:
+        why.append(f"{diff.mismatches} contradicted expectations ({bc['unexpected_ok']} "
+                   f"unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx)")
+    if strict_faults and diff.during_faults:
+        why.append(f"strict faults: {diff.during_faults} wrong answer(s) during faults")
+    return Section("correctness", FAIL if why else PASS, tuple(why))
 
 
 def decide(sections: tuple[Section, ...], lone: bool) -> Verdict:
@@ -304,18 +312,19 @@ def paused_gc() -> Iterator[None]:
 
 def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False,
                   min_availability: float = DEFAULT_MIN_AVAILABILITY,
-                  max_recovery: float = DEFAULT_MAX_RECOVERY) -> CheckReport:
+                  max_recovery: float = DEFAULT_MAX_RECOVERY, strict_faults: bool = False) -> CheckReport:
     """Check a run loaded with ``with_args=True``: the four sections and the verdict.
 
     ``max_recovery`` (seconds): a fault window not back to its pre-fault success rate within it
-    fails the availability section (:func:`.faults.recovery_findings`).
+    fails the availability section (:func:`.faults.recovery_findings`). ``strict_faults``: wrong
+    answers during faults (contradictions in a window or its recovery) fail the correctness section.
     """
     with paused_gc():
-        return _check(results, recheckout, strict, min_availability, max_recovery)
+        return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
-           max_recovery: float) -> CheckReport:
+           max_recovery: float, strict_faults: bool = False) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
@@ -328,9 +337,10 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
         complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)
-    expectations = diff_expectations(results)
     fa = analyze_faults(results) if has_faults(results) else None
-    availability = compute_availability(results, None if fa is None else apart_windows(fa, max_recovery))
+    apart = None if fa is None else apart_windows(fa, max_recovery)
+    expectations = diff_expectations(results, windows=apart)
+    availability = compute_availability(results, apart)
     coverage = _coverage(results, consistency)
     cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
     anomalies = consistency.anomalies + bound_anoms
@@ -342,7 +352,7 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     broken = action_findings(fa) if fa is not None else []
     if broken:  # a fault that did not happen, or a shop maybe not restored: the run cannot be judged
         cov_section = Section("coverage", UNJUDGED, cov_section.reasons + tuple(broken))
-    sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
+    sections = (correctness_section(expectations, strict_faults), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
                 av_section, cov_section)
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
@@ -352,4 +362,5 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     warnings.extend(consistency.notes)
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
-                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery)
+                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
+                       strict_faults)

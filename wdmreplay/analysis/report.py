@@ -156,7 +156,10 @@ def check_lines(d: dict) -> list[str]:
     lines.append(f"correctness [{sec['correctness']['status']}]: {e['checked']} requests with a determined expect; "
                  f"{e['mismatches']} contradicted ({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} "
                  f"unexpected 4xx), {bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
-                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
+                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step they depend on"
+                 + (f"; {e['during_faults']} wrong answers during faults (counted apart"
+                    f"{', failing the run: --strict-faults' if d.get('strict_faults') else '; --strict-faults fails on them'})"
+                    if e.get("during_faults") else ""))
     # Contradictions are the evidence: every group with its examples. Unanswered (indeterminate,
     # skipped) requests are counted above and judged by availability: only the largest groups here.
     unanswered = 0
@@ -196,7 +199,7 @@ def check_lines(d: dict) -> list[str]:
     fault = (f", {o['in_fault']} in fault windows or their recovery (counted apart; recovery at most "
              f"{d['max_recovery']:g} s)" if o["in_fault"] else "")
     lines.append(f"availability [{sec['availability']['status']}]: {o['answered']}/{o['counted']} answered "
-                 f"({share}) of requests with {'a determined expect' if av['basis'] == 'determined' else 'any expect'}"
+                 f"({share}) of {'requests with a determined expect' if av['basis'] == 'determined' else 'all requests'}"
                  f"{fault}; minimum {d['min_availability']:g}% per operation{' (strict)' if d['strict'] else ''}")
     for r in sec["availability"]["reasons"]:
         lines.append(f"  -> {r}")
