@@ -518,7 +518,10 @@ class ConsistencyResult:
     anomalies: list[Anomaly]
     checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
     checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
-    totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
+    # {"stock": {"history_allows": [lo, hi], "implied_by_2xx", "final"}, "credit": …}: what the recorded
+    # history allows (every all-or-nothing reading of the unanswered requests), what the 2xx answers
+    # alone imply, what was read back. Never called "expected": the trace's bounds are (bounds.py).
+    totals: dict[str, Any]
     notes: list[str]
     final_state: bool
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
@@ -802,7 +805,7 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     anomalies.extend(lost_anomalies(ctx))
     anomalies = [describe(ctx, a) for a in anomalies]
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
-    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
+    totals_out = {name: {"history_allows": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
                   for name, t in totals.items()}
     checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
     return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,

@@ -29,6 +29,8 @@ from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, OUTCOME
 
 # Categories of a difference, in the order they are reported.
 CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped", "after_indeterminate", "during_fault")
+# The order groups are listed in: the evidence first (contradictions, then wrong answers during faults).
+REPORT_ORDER = ("unexpected_ok", "unexpected_fail", "during_fault", "indeterminate", "skipped", "after_indeterminate")
 # Categories that contradict a determined expectation (the others say "we could not tell").
 MISMATCH_CATEGORIES = ("unexpected_ok", "unexpected_fail")
 EXAMPLES_PER_GROUP = 3
@@ -215,5 +217,5 @@ def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP,
             op=OP_NAMES[int(c["op"][first])], category=CATEGORIES[int(cat[first])],
             expect=("ok", "fail", "any")[int(c["expect"][first])], count=int(size), examples=ex))
     # Biggest groups first; ties keep the deterministic key order.
-    groups.sort(key=lambda g: (CATEGORIES.index(g.category), -g.count, g.scenario, g.op))
+    groups.sort(key=lambda g: (REPORT_ORDER.index(g.category), -g.count, g.scenario, g.op))
     return ExpectationDiff(checked, by_category, groups)

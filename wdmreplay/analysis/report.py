@@ -122,10 +122,9 @@ def _figure_lines(c: dict) -> list[str]:
     t, b = c["totals"], c["benchmark"]
     lines = []
     if t:
-        lines.append(f"  own figures: stock total expected {format_expected(t['stock']['expected'])}, 2xx imply "
-                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total expected "
-                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
-                     f"final {t['credit']['final']}")
+        for name in ("stock", "credit"):
+            lines.append(f"  {name} total: history allows {format_expected(t[name]['history_allows'])}, implied by "
+                         f"the 2xx answers {t[name]['implied_by_2xx']}, read back {t[name]['final']}")
     if b["stock_inconsistencies_logs"] is None:
         lines.append(f"  course benchmark figures: not comparable ({b['why']})")
         return lines
@@ -188,7 +187,7 @@ def check_lines(d: dict) -> list[str]:
     lines += _anomaly_lines(c)
     for ag in c["aggregates"]:
         note = f" ({ag['note']})" if ag["note"] else ""
-        lines.append(f"  expect {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
+        lines.append(f"  trace bound {ag['key']} {format_expected(ag['trace_bound'])}: actual {ag['actual']}, "
                      f"{ag['status']}{note}")
     lines += _figure_lines(c)
     for r in sec["consistency"]["reasons"]:

@@ -75,6 +75,10 @@ def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detai
             return _cut(f"oversold {n} units of item {eid} (stock {actual})")
         if kind == "oversell":
             return _cut(f"user {eid} spent {-min(actual, hi)} more credit than it ever had (credit {actual})")
+        if kind in ("non_atomic_checkout", "lost_checkout") and actual < lo:
+            return _cut(f"{value} of {entity} {eid} is {lo - actual} lower: taken by checkout(s) whose order is not paid")
+        if kind in ("non_atomic_checkout", "lost_checkout") and actual > hi:
+            return _cut(f"{value} of {entity} {eid} is {actual - hi} higher: paid order(s) without their {value} effect")
         if actual > hi:
             what = "higher than any serial order of the acknowledged operations allows"
             return _cut(f"{value} of {entity} {eid} is {actual - hi} {what}")
