@@ -594,7 +594,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 
 @cli.command("check")
 @click.argument("results", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/2, stable keys)")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/3, stable keys)")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
 @click.option("--min-availability", "min_availability", type=Finite(0.0, 100.0), default=99.0, show_default=True,

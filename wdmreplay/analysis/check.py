@@ -38,7 +38,7 @@ from .faults import action_findings, analyze_faults, apart_windows, has_faults, 
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 
-CHECK_SCHEMA = "wdm-check/2"
+CHECK_SCHEMA = "wdm-check/3"
 CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
 EXIT_CODES = {CLEAN: 0, NOT_CLEAN: 1, INCONCLUSIVE: 3}
 SECTIONS = ("correctness", "consistency", "availability", "coverage")
@@ -140,7 +140,7 @@ class CheckReport:
         return self.verdict.verdict == CLEAN
 
     def as_dict(self) -> dict:
-        """JSON-ready form (schema ``wdm-check/2``, stable keys, documented in docs/analysis.md)."""
+        """JSON-ready form (schema ``wdm-check/3``, stable keys, documented in docs/analysis.md)."""
         c, v = self.consistency, self.verdict
         return {
             "schema": CHECK_SCHEMA, "path": self.path, "label": self.label,
