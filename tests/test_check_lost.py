@@ -1,4 +1,6 @@
-"""Lost acknowledged data is an anomaly (issue 19 item 1): ``lost_entity``, NOT CLEAN, named by id.
+"""Lost acknowledged data is an anomaly (issue 19 item 1): ``lost_entity``, NOT CLEAN, named by id;
+and every anomaly says what is impossible in a person's words, with its arithmetic and the possible
+causes seen in the entity's history (issue 19 item 7, issue 25 item 4).
 
 Over real HTTP on 127.0.0.1: a purpose-built shop that forgets everything before the final read
 (as an in-memory shop restarted empty does), and the reference shop whose store a ``--faults``
@@ -8,6 +10,7 @@ action wipes mid-run (its admin reset), each against the same shape of run that 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -110,3 +113,40 @@ def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe):
     assert rep.coverage.missing == {}
     items = [a for a in rep.anomalies if a.kind == "lost_entity" and a.entity == "item"]
     assert all(a.expected == [8, 10] for a in items), items
+
+
+def test_a_collapsed_repeated_item_is_stated_as_a_fact_with_candidate_causes(tmp_path, capsys):
+    # The shop's checkout takes only the last add_item's unit of an item added twice: stock 9, not 8.
+    # Its requests are serial (no concurrency): the headline states the excess, the repeated item is
+    # a candidate cause, and no cause is asserted.
+    with TinyShop("collapse-repeats") as shop:
+        out = replay_tiny(tmp_path, shop)
+    rep = check_results(load_results(out, with_args=True))
+    assert rep.verdict.verdict == "NOT CLEAN" and rep.verdict.decided_by == ("consistency",), rep.verdict.reasons()
+    items = [a for a in rep.anomalies if a.entity == "item"]
+    assert len(items) == 4 and {a.actual for a in items} == {9}
+    a = items[0]
+    assert a.headline == f"stock of item {a.id} is 1 higher: paid order(s) without their stock effect"
+    assert a.arithmetic[0] == "initial stock 0" and "+ 10 added by answered add_stock" in a.arithmetic
+    assert a.arithmetic[-1] == "= 8 allowed; read back: 9"
+    assert any("repeated items collapsed?" in c for c in a.candidates)
+    assert not any("concurrent" in c for c in a.candidates) and "concurrent" not in a.detail
+    code, text = cli_check(out, capsys)
+    assert code == 1 and a.headline in text and "      = 8 allowed; read back: 9" in text
+    assert "possible causes (not asserted): 1 order(s) got one item in more than one add_item" in text
+    code, js = cli_check(out, capsys, "--json")
+    first = next(x for x in json.loads(js)["consistency"]["anomalies"] if x["entity"] == "item")
+    assert first["headline"] == a.headline and first["arithmetic"] == list(a.arithmetic)
+    assert first["candidates"] == list(a.candidates)
+
+
+def test_every_headline_is_one_line_of_at_most_120_characters(tmp_path):
+    with TinyShop("lost-line") as shop:
+        out = replay_tiny(tmp_path, shop)
+    rep = check_results(load_results(out, with_args=True))
+    lines = [a for a in rep.anomalies if a.kind == "lost_order_line"]
+    assert len(lines) == 4
+    for a in lines:
+        assert re.fullmatch(rf"order {a.id} holds 1 of item \d+: fewer than its answered add_item built \(2\)", a.headline)
+        assert len(a.headline) <= 120 and "\n" not in a.headline
+        assert any("repeated items collapsed?" in c for c in a.candidates)

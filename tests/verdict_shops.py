@@ -15,7 +15,10 @@
   order, as an in-memory shop restarted empty does, and answers 404 "not found" for each;
 - ``"faulty-stock"``: correct, except between ``POST /_admin/fault/on`` and ``/_admin/fault/off``
   (a fault schedule's actions): then every request answers 502 with no effect, but add_item answers
-  400 "item does not exist" — as the course template's order service turns a 502 from stock into a 4xx.
+  400 "item does not exist" — as the course template's order service turns a 502 from stock into a 4xx;
+- ``"collapse-repeats"``: the checkout keeps one quantity per item id — the last add_item's — so an
+  item added twice is charged in full but takes only the last add_item's units of stock (issue 25's
+  student shop, whose stock service is single-threaded: no concurrency involved).
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats")
 
 
 class TinyShop:
@@ -98,6 +101,7 @@ class TinyShop:
             if item not in self.items:
                 return 400, "no such item"
             order["lines"][item] = qty if self.mode == "lost-line" else order["lines"].get(item, 0) + qty
+            order.setdefault("last", {})[item] = qty
             return 200, "added"
         if op == "checkout":
             if order["paid"]:
@@ -106,7 +110,7 @@ class TinyShop:
             if self.users[order["user"]] < cost or any(self.items[i][0] < q for i, q in order["lines"].items()):
                 return 400, "out of stock or credit"
             for i, q in order["lines"].items():
-                self.items[i][0] -= q
+                self.items[i][0] -= order["last"][i] if self.mode == "collapse-repeats" else q
             self.users[order["user"]] -= cost
             order["paid"] = True
             return 200, "Checkout successful"
