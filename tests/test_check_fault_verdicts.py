@@ -1,4 +1,5 @@
-"""One fault history, one verdict (issue 19 item 2), over real HTTP on 127.0.0.1.
+"""One fault history, one verdict (issue 19 item 2), and availability of every request (item 5),
+over real HTTP on 127.0.0.1.
 
 The purpose-built ``faulty-stock`` shop answers 502 during a fault its schedule turns on and off,
 and 400 "Item does not exist" to add_item (as the course template's order service does with a 502
@@ -127,3 +128,29 @@ def test_outside_a_window_an_independent_contradiction_fails_even_after_an_unans
             break
     else:
         pytest.fail("no add_item 400 followed an unanswered step of its session")
+
+
+def test_availability_counts_every_request_whatever_it_expects(tmp_path, capsys):
+    # Checkouts whose steps expect `any` (as a recorded trace's do) and that all answer 500: `any`
+    # widens which answers are correct, it never makes a 500 an answer. NOT CLEAN by availability.
+    trace = tmp_path / "any.wdmt"
+    p0 = [(0.0, [step("create_item", [3], bind=f"$s{i}.item"), step("add_stock", [f"$s{i}.item", 10]),
+                 step("create_user", [], bind=f"$s{i}.user"), step("add_funds", [f"$s{i}.user", 100])]) for i in range(4)]
+    p1 = [(0.0, [step("create_order", [f"$s{i}.user"], bind=f"$s{4 + i}.order"),
+                 step("add_item", [f"$s{4 + i}.order", f"$s{i}.item", 1]),
+                 step("checkout", [f"$s{4 + i}.order"], expect="any")]) for i in range(4)]
+    write_trace(trace, [p0, p1])
+    for mode in ("checkout-500", "correct"):
+        out = tmp_path / f"{mode}.wdmr"
+        with TinyShop(mode) as shop:
+            replay_trace(str(trace), str(out), target=shop.url, speed=None, timeout=5.0, settle=0.3)
+        rep = check_results(load_results(out, with_args=True))
+        co = next(a for a in rep.availability.ops if a.op == "checkout")
+        assert co.counted == 4 and rep.availability.basis == "all"
+        if mode == "correct":
+            assert co.answered == 4 and rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
+            continue
+        assert co.answered == 0 and co.error == 4
+        assert rep.verdict.verdict == "NOT CLEAN" and rep.verdict.decided_by == ("availability",), rep.verdict.reasons()
+        code, text = cli_check(out, capsys)
+        assert code == 1 and "unavailable: checkout 0/4 answered (0.0%): 4 5xx < 99%" in text

@@ -18,7 +18,8 @@
   400 "item does not exist" — as the course template's order service turns a 502 from stock into a 4xx;
 - ``"collapse-repeats"``: the checkout keeps one quantity per item id — the last add_item's — so an
   item added twice is charged in full but takes only the last add_item's units of stock (issue 25's
-  student shop, whose stock service is single-threaded: no concurrency involved).
+  student shop, whose stock service is single-threaded: no concurrency involved);
+- ``"checkout-500"``: correct, except that every checkout answers 500 with no effect.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -32,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500")
 
 
 class TinyShop:
@@ -104,6 +105,8 @@ class TinyShop:
             order.setdefault("last", {})[item] = qty
             return 200, "added"
         if op == "checkout":
+            if self.mode == "checkout-500":
+                return 500, "Internal Server Error"
             if order["paid"]:
                 return 400, "already paid"
             cost = self._total(order)
