@@ -150,3 +150,25 @@ def test_every_headline_is_one_line_of_at_most_120_characters(tmp_path):
         assert re.fullmatch(rf"order {a.id} holds 1 of item \d+: fewer than its answered add_item built \(2\)", a.headline)
         assert len(a.headline) <= 120 and "\n" not in a.headline
         assert any("repeated items collapsed?" in c for c in a.candidates)
+
+
+def test_course_figures_only_for_the_benchmarks_own_workload(tmp_path, shop, capsys):
+    # The README preset is the benchmark's workload: its four figures, comparable. The same
+    # workload with one option changed (a hot-user consistency trace) is not: "not comparable",
+    # `comparable: false` and no figures in JSON.
+    from wdmreplay.recorder import generate
+
+    for name, opts in (("readme", {"preset": "readme"}), ("hot", {"items": 4, "stock": 5, "users": 3, "orders": 40})):
+        trace, out = tmp_path / f"{name}.wdmt", tmp_path / f"{name}.wdmr"
+        generate("consistency", trace, seed=2, **opts)
+        replay_trace(str(trace), str(out), target=shop.target, speed=None, timeout=10.0)
+        code, js = cli_check(out, capsys, "--json")
+        b = json.loads(js)["consistency"]["benchmark"]
+        _, text = cli_check(out, capsys)
+        if name == "readme":
+            assert code == 0 and b["comparable"] is True, b
+            assert b["stock_inconsistencies_logs"] == 0 and b["payment_inconsistencies_db"] == 0
+            assert "Stock service inconsistencies in the logs: 0" in text
+        else:
+            assert code == 0 and b["comparable"] is False and b["stock_inconsistencies_logs"] is None, b
+            assert "course benchmark figures: not comparable" in text and "inconsistencies in the logs" not in text
