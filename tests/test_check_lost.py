@@ -172,3 +172,24 @@ def test_course_figures_only_for_the_benchmarks_own_workload(tmp_path, shop, cap
         else:
             assert code == 0 and b["comparable"] is False and b["stock_inconsistencies_logs"] is None, b
             assert "course benchmark figures: not comparable" in text and "inconsistencies in the logs" not in text
+
+
+def test_merged_shards_keep_what_each_found_gone():
+    # One shard bound item 3 and found it gone; another read item 4 back. The merged record keeps
+    # the final read's kind keys ("item") so check still sees the 4xx and the acknowledged ids.
+    from wdmreplay.analysis.final_state import final_state
+    from wdmreplay.replayer.merge import merge_final
+
+    a = {"items": {}, "users": {}, "orders": {}, "missing": {"item": {"3": "HTTP 404: no such item",
+                                                                      "4": "timeout"}},
+         "bound_not_found": {"item": ["3"]}, "settle": None, "read_at": 1.0}
+    b = {"items": {"4": {"stock": 1, "price": 1}}, "users": {}, "orders": {}, "missing": {},
+         "bound_not_found": {}, "settle": None, "read_at": 1.0}
+    merged, _ = merge_final([a, b], [0.0, 0.0], ["0/2", "1/2"])
+    assert merged["missing"] == {"item": {"3": "shard 0/2: HTTP 404: no such item"}}
+    assert merged["bound_not_found"] == {"item": ["3"]}
+    fs = final_state(merged)
+    assert fs.not_found("item") == {"3": "shard 0/2: HTTP 404: no such item"} and fs.unanswered_count("item") == 0
+    assert fs.bound_not_found == {"item": frozenset({"3"})}
+    del b["bound_not_found"]  # a shard written before the record had it: the merge says nothing
+    assert "bound_not_found" not in merge_final([a, b], [0.0, 0.0], ["0/2", "1/2"])[0]
