@@ -19,7 +19,9 @@
 - ``"collapse-repeats"``: the checkout keeps one quantity per item id — the last add_item's — so an
   item added twice is charged in full but takes only the last add_item's units of stock (issue 25's
   student shop, whose stock service is single-threaded: no concurrency involved);
-- ``"checkout-500"``: correct, except that every checkout answers 500 with no effect.
+- ``"checkout-500"``: correct, except that every checkout answers 500 with no effect;
+- ``"flaky-stock"``: correct, except that add_stock and checkout answer 502 with no effect and
+  add_item answers 400 "Item does not exist" — always, no fault window declared.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -33,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock")
 
 
 class TinyShop:
@@ -135,6 +137,10 @@ class TinyShop:
         if path.startswith("/_admin/fault/"):
             self.faulty = path.endswith("/on")
             return web.Response(text="fault " + ("on" if self.faulty else "off"))
+        if self.mode == "flaky-stock" and ("/add/" in path or "/checkout/" in path or "/addItem/" in path):
+            if "/addItem/" in path:
+                return web.Response(status=400, text="Item does not exist")
+            return web.Response(status=502, text="Bad Gateway")
         if self.mode == "faulty-stock" and self.faulty:
             if "/addItem/" in path:
                 return web.Response(status=400, text="Item does not exist")
