@@ -1073,6 +1073,7 @@ def lost_ids(hist: History, fs: FinalState) -> dict[str, list[str]]:
 def lost_anomalies(ctx: _Context) -> list[Anomaly]:
     """One ``lost_entity`` per acknowledged entity the final read answered "not found", with what it held."""
     out = []
+    same: dict = {}  # (kind, initial) -> what an entity untouched since its creation lost (shared)
     for kind, ids in lost_ids(ctx.hist, ctx.fs).items():
         why = ctx.fs.not_found(kind)
         for eid in ids:
@@ -1087,10 +1088,19 @@ def lost_anomalies(ctx: _Context) -> list[Anomaly]:
                                    f"order created with a 2xx, read back {said!r}; it held {held}{paid}", (eid,)))
                 continue
             f = entity_facts(ctx, kind, eid)
-            value = _value_name(kind)
-            out.append(Anomaly("lost_entity", kind, eid, _fmt_range(f.lo, f.hi), None,
-                               f"{kind} created with a 2xx, read back {said!r}; its acknowledged {value} "
-                               f"was {_fmt_range(f.lo, f.hi)}", tuple(o for o in f.repeated)))
+            value, expected = _value_name(kind), _fmt_range(f.lo, f.hi)
+            detail = f"{kind} created with a 2xx, read back {said!r}; its acknowledged {value} was {expected}"
+            # described here, once: a store restarted empty can lose hundreds of thousands of entities
+            plain = f == EntityFacts(kind, f.initial, 0, 0, 0, 0, 0, 0, 0)
+            key = (kind, f.initial) if plain else None
+            if key is None or key not in same:
+                told = arithmetic(f, None), candidates(f)
+                if key is not None:
+                    same[key] = told
+            else:
+                told = same[key]
+            out.append(Anomaly("lost_entity", kind, eid, expected, None, detail, f.repeated, (), (),
+                               headline("lost_entity", kind, eid, expected, None, detail), *told))
     return out
 
 
@@ -1103,11 +1113,14 @@ def entity_facts(ctx: _Context, kind: str, eid: str) -> EntityFacts:
     hist, fs = ctx.hist, ctx.fs
     if kind == "item":
         b = hist.batch_item(eid)
-        initial, led = (b[0] if b is not None else 0), hist.items.get(eid) or _Ledger()
+        initial, led = (b[0] if b is not None else 0), hist.items.get(eid)
         related = list(ctx.item_orders.get(eid, []) or [])
     else:
-        initial, led = hist.batch_user(eid) or 0, hist.users.get(eid) or _Ledger()
+        initial, led = hist.batch_user(eid) or 0, hist.users.get(eid)
         related = [(o, fs.orders[o].total_cost) for o in (ctx.user_orders.get(eid, []) or []) if o in fs.orders]
+    if led is None and not related:  # untouched since its batch_init or create: nothing more to gather
+        return EntityFacts(kind, initial, 0, 0, 0, 0, 0, 0, 0)
+    led = led or _Ledger()
     paid = [(o, w) for o, w in related if o in ctx.mult]
     writes = list(led.writes) + [hist.orders[o].rows for o, _ in related if o in hist.orders]
     orders = [o for o, _ in related]
@@ -1144,6 +1157,8 @@ def _line_facts(ctx: _Context, a: Anomaly) -> tuple[str, ...]:
 
 def describe(ctx: _Context, a: Anomaly) -> Anomaly:
     """``a`` with its headline, arithmetic and candidate causes filled in (:mod:`.wording`)."""
+    if a.headline:
+        return a  # described where it was found (lost_entity)
     head = headline(a.kind, a.entity, a.id, a.expected, a.actual, a.detail)
     if a.entity in ("item", "user"):
         f = entity_facts(ctx, a.entity, a.id)

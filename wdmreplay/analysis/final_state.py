@@ -199,9 +199,12 @@ class FinalState:
     settle: Settle | None
     quiesce: Any = None
     bound_not_found: Mapping[str, frozenset] | None = None  # None: a file written before the record had it
+    answered_4xx: Mapping[str, Mapping[str, str]] | None = None  # kind -> {id: why} of missing answered 4xx
 
-    def not_found(self, kind: str) -> dict[str, str]:
+    def not_found(self, kind: str) -> Mapping[str, str]:
         """The ids of ``kind`` whose read the shop answered with a 4xx (a definite "not found"): id -> why."""
+        if self.answered_4xx is not None:
+            return self.answered_4xx.get(kind) or {}
         return {i: w for i, w in (self.missing.get(kind) or {}).items() if answered_not_found(w)}
 
     def unanswered_count(self, kind: str) -> int:
@@ -262,4 +265,6 @@ def final_state(record: Mapping | None) -> FinalState | None:
                for k, v in (record.get("missing") or {}).items() if v}
     bnf = record.get("bound_not_found")
     bound = None if not isinstance(bnf, Mapping) else {str(k): frozenset(map(str, v or ())) for k, v in bnf.items()}
-    return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"), bound)
+    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in missing.items()}
+    return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"), bound,
+                      answered)
