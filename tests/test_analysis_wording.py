@@ -19,7 +19,7 @@ from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, ca
     (("expectation_not_met", "aggregate", "credit_total", [48, 100], 192),
      "credit_total is 192, outside the trace bound 48..100"),
     (("lost_entity", "item", "12", [402, 402], None),
-     "item 12 lost: created with a 2xx with 402 units of stock, then read back as not found"),
+     "item 12 lost: created with a 2xx, holding 402 units of stock, now read back as not found"),
 ])
 def test_headline_states_the_fact_in_units(args, text):
     assert headline(*args, detail="") == text
@@ -35,7 +35,8 @@ def test_arithmetic_and_candidates_come_from_the_history():
     assert (f.lo, f.hi) == (8, 11)
     assert arithmetic(f, 13) == ("initial stock 0", "+ 10 added by answered add_stock", "- 0 taken by answered subtract_stock",
                                  "- 2 taken by 1 paid order(s)",
-                                 "unanswered requests: +3 / -0 may each have happened or not",
+                                 "uncertain: +3 / -0 (unanswered requests, orders not read back) may each have happened "
+                                 "or not",
                                  "= 8..11 allowed; read back: 13")
     c = candidates(f)
     assert len(c) == 3 and "concurrent writes" in c[0] and "repeated items collapsed?" in c[1] and "no answer" in c[2]

@@ -1131,7 +1131,9 @@ def entity_facts(ctx: _Context, kind: str, eid: str) -> EntityFacts:
         if any(sum(len(r) for r in ln.requests) > 1 for ln in mine):
             repeated.append(o)
     rechecked = tuple(o for o in orders if o in hist.orders and hist.orders[o].n_ok + hist.orders[o].n_indet > 1)
-    unanswered = len(led.unc) + sum(hist.orders[o].n_indet for o in orders if o in hist.orders)
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in led.writes]) if led.writes else np.zeros(0, np.int64)
+    unanswered = (int(np.count_nonzero(np.isin(hist.cols["outcome"][rows], INDETERMINATE)))
+                  + sum(hist.orders[o].n_indet for o in orders if o in hist.orders))
     return EntityFacts(kind, initial, led.add_ok, led.sub_ok, led.add_unc, led.sub_unc, len(paid),
                        sum(w * ctx.mult[o][0] for o, w in paid), sum(w * ctx.mult[o][1] for o, w in paid),
                        _overlapping(_intervals(hist, writes)), tuple(repeated), rechecked, unanswered)

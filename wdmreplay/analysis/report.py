@@ -20,6 +20,7 @@ from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_s
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
+LOST_DETAILED = 3  # lost entities shown with their arithmetic (the rest of the shown ones: headline only)
 TIMELINE_ROWS = 30  # rows of the text timeline; longer runs show every k-th bucket
 
 
@@ -107,6 +108,8 @@ def _anomaly_lines(c: dict) -> list[str]:
                if a.get("requests") else "")
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
         lines.append(f"    {a['kind']:<20} {a['headline']}{tags}")
+        if a["kind"] == "lost_entity" and shown[a["kind"]] > LOST_DETAILED:
+            continue  # a store restarted empty loses thousands alike: headlines only after the first few
         lines += [f"      {x}" for x in a.get("arithmetic") or (a["detail"],)]
         if a.get("candidates"):
             lines.append(f"      possible causes (not asserted): {'; '.join(a['candidates'])}")

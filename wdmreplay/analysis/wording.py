@@ -67,8 +67,8 @@ def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detai
     lo, hi = _span(expected)
     value = _value(entity)
     if kind == "lost_entity":
-        held = f" with {_fmt(lo, hi)} {UNIT.get(entity, 'units in its lines')}" if lo is not None else ""
-        return _cut(f"{entity} {eid} lost: created with a 2xx{held}, then read back as not found")
+        held = f", holding {_fmt(lo, hi)} {UNIT.get(entity, 'units in its lines')}" if lo is not None else ""
+        return _cut(f"{entity} {eid} lost: created with a 2xx{held}, now read back as not found")
     if entity in ("item", "user") and isinstance(actual, int) and isinstance(lo, int) and isinstance(hi, int):
         if entity == "item" and (actual < 0 or hi < 0):
             # what a person calls it, whichever kind is primary (a stock of 0 after 2xx answers that
@@ -113,7 +113,8 @@ def arithmetic(f: EntityFacts, actual: Any) -> tuple[str, ...]:
              f"- {f.sub_ok} taken by answered {'subtract_stock' if f.kind == 'item' else 'pay'}",
              f"- {_fmt(f.paid_lo, f.paid_hi)} taken by {f.paid_orders} paid order(s)"]
     if f.add_unc or f.sub_unc:
-        lines.append(f"unanswered requests: +{f.add_unc} / -{f.sub_unc} may each have happened or not")
+        lines.append(f"uncertain: +{f.add_unc} / -{f.sub_unc} (unanswered requests, orders not read back) "
+                     f"may each have happened or not")
     lines.append(f"= {_fmt(f.lo, f.hi)} allowed; read back: {'not found' if actual is None else actual}")
     return tuple(lines)
 
