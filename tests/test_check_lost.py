@@ -91,7 +91,7 @@ def _request(url: str, method: str) -> list[str]:
 
 
 @pytest.mark.parametrize("wipe", [True, False], ids=["wiped", "not-wiped"])
-def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe):
+def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe, capsys):
     trace = _wipe_trace(tmp_path / "w.wdmt")
     out = tmp_path / "w.wdmr"
     with ShopThread() as shop:
@@ -113,6 +113,12 @@ def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe):
     assert rep.coverage.missing == {}
     items = [a for a in rep.anomalies if a.kind == "lost_entity" and a.entity == "item"]
     assert all(a.expected == [8, 10] for a in items), items
+    code, text = cli_check(out, capsys)
+    assert code == 1 and all(f"item {a.id} lost: created with a 2xx" in text for a in items)
+    assert "lost acknowledged data: 3 item(s)" in text
+    code, js = cli_check(out, capsys, "--json")
+    named = {(a["entity"], a["id"]) for a in json.loads(js)["consistency"]["anomalies"] if a["kind"] == "lost_entity"}
+    assert code == 1 and named == lost
 
 
 def test_a_collapsed_repeated_item_is_stated_as_a_fact_with_candidate_causes(tmp_path, capsys):
