@@ -199,3 +199,23 @@ def test_merged_shards_keep_what_each_found_gone():
     assert fs.bound_not_found == {"item": frozenset({"3"})}
     del b["bound_not_found"]  # a shard written before the record had it: the merge says nothing
     assert "bound_not_found" not in merge_final([a, b], [0.0, 0.0], ["0/2", "1/2"])[0]
+
+
+def test_batch_init_entities_wiped_are_lost(tmp_path):
+    # The 2024 checkout workload: batch_init of 20 items, users and orders (their ids 0..19 are the
+    # trace's, never bound from a create), then checkouts; a --faults action wipes the store at 1 s.
+    from wdmreplay.recorder import generate
+
+    trace, out = tmp_path / "c.wdmt", tmp_path / "c.wdmr"
+    generate("checkout", trace, seed=1, items=20, users=20, orders=20, rate=20, duration=2)
+    with ShopThread() as shop:
+        sched = write_schedule(tmp_path / "f.json", [{"name": "wipe", "at": 1.0, "for": 0.1,
+                                                      "do": _request(shop.url + "/_shop/reset", "POST"),
+                                                      "undo": [sys.executable, "-c", "pass"]}])
+        summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, faults=str(sched))
+    assert summary["faults"]["failures"] == [], summary
+    rep = check_results(load_results(out, with_args=True))
+    assert rep.verdict.verdict == "NOT CLEAN" and "consistency" in rep.verdict.decided_by, rep.verdict.reasons()
+    lost = {(a.entity, a.id) for a in rep.anomalies if a.kind == "lost_entity"}
+    assert lost == {(k, str(i)) for k in ("item", "user", "order") for i in range(20)}
+    assert rep.coverage.missing == {}
