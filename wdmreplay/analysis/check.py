@@ -26,6 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from ..api import OP_CODES
+from ..bugclasses import verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
@@ -118,6 +119,7 @@ class CheckReport:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
+    bug_classes: dict = field(default_factory=dict)  # what the verdict covered (bugclasses.verdict_coverage)
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -148,6 +150,7 @@ class CheckReport:
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
+            "bug_classes": self.bug_classes,
             "consistency": {
                 "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
                 "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
@@ -330,4 +333,5 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     warnings.extend(consistency.notes)
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
-                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery)
+                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
+                       verdict_coverage(trace_header.get("exercises"), fa is not None))

@@ -69,6 +69,8 @@ def generate(workload: str, path: str | Path, *, seed: int = 0, dialect: str = "
             bar.update(writer.header["requests"] - done)
         if plan.final_expect is not None:
             writer.set_expect(plan.final_expect())
+        if plan.final_header is not None:
+            writer.header.update(plan.final_header())
         header = writer.close()
     except BaseException:
         writer.abort()
