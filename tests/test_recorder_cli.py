@@ -69,7 +69,7 @@ def test_generate_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], ma
 
 INSPECT_KEYS = {"file", "format", "version", "generator", "workload", "seed", "dialect", "params", "sessions",
                 "requests", "duration", "expect", "expect_range", "phases", "scenario_runs", "scenario_mix", "mix_test", "ops",
-                "expects", "expects_by_op", "symbols", "trailer"}
+                "expects", "expects_by_op", "symbols", "trailer", "exercises"}
 
 
 def test_inspect_json_and_text(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_inspect_json_and_text(tmp_path: Path) -> None:
 
 def test_inspect_stress_reports_mix_vs_weights(tmp_path: Path) -> None:
     path = tmp_path / "s.wdmt"
-    generate("stress", path, sessions=400, dialect="2023", weights="1,0,0,0,0,1")
+    generate("stress", path, sessions=400, dialect="2023", weights="1,0,0,0,0,1", seed_scenarios_only=True)
     info = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
     mix = info["scenario_mix"]
     assert mix["s1_admin_stock"]["runs"] + mix["s6_fail_no_credit"]["runs"] == 400

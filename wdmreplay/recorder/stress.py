@@ -15,8 +15,9 @@ private to it — so the shop model decides every step's ``expect``:
 
 Two more scenarios, not in the seed benchmark, cover bug classes the six never exercise
 (``docs/bug-classes.md``); by default each is 5 % of the runs (``repeat_share``,
-``recheckout_share``) and the six share the other 90 % by their weights; ``--seed-scenarios-only``
-sets both shares to 0:
+``recheckout_share``), spread evenly from a seeded start (every trace of 20 runs or more has
+both), and the six share the other 90 % by their weights; ``--seed-scenarios-only`` sets both
+shares to 0:
 
 7. ``s7_repeat_item`` — one item added twice to the order (1 then 2 units; 1 and 1 under dialect
    2023, whose add_item has no quantity), checkout (ok): a checkout that keeps one quantity per
@@ -24,7 +25,7 @@ sets both shares to 0:
 8. ``s8_checkout_twice`` — checkout (ok), then the same order checked out again (``"any"``: the
    re-checkout policy is the shop's; ``check --recheckout`` says which one is right).
 
-The scenario of each run is drawn per run from the seeded RNG with the weights. Arrival models:
+The seed scenario of each other run is drawn per run from the seeded RNG with the weights. Arrival models:
 *open* (sessions at ``rate``/s, one scenario run each) and *closed* (``users`` sessions, each
 running scenario after scenario with a uniform ``wait`` think time before each later run, put in
 the ``think`` of that run's first step).
@@ -383,14 +384,32 @@ def plan(p: dict, seed: int) -> Plan:
 
 
 def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
-    weights = effective_weights(p)
+    """Each call, the builder of the next scenario run.
+
+    s7 and s8 come at exactly their shares, spread evenly from seeded starting phases (so a trace
+    of ``1 / share`` runs or more always has one); the other runs draw one of the six seed
+    scenarios by their weights.
+    """
     cum, t = [], 0.0
-    for w in weights:
+    for w in p["weights"]:
         t += w
         cum.append(t)
     r = rng.random
-    # bisect_right never lands on a zero-weight scenario: its interval [cum[k-1], cum[k]) is empty.
-    return lambda: BUILDERS[bisect_right(cum, r() * t)]
+    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p.get("repeat_share", 0.0),
+                                                                   p.get("recheckout_share", 0.0))) if share > 0]
+    phase = [r() for _ in extras]
+
+    def choose() -> Callable:
+        for j, (share, _) in enumerate(extras):
+            phase[j] += share
+        for j, (_, builder) in enumerate(extras):
+            if phase[j] >= 1.0:
+                phase[j] -= 1.0
+                return builder
+        # bisect_right never lands on a zero-weight scenario: its interval [cum[k-1], cum[k]) is empty.
+        return BUILDERS[bisect_right(cum, r() * t)]
+
+    return choose
 
 
 def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
