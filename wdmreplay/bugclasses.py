@@ -72,7 +72,7 @@ BUG_CLASSES: tuple[BugClass, ...] = (
              "takes 2 (or 1)",
              "one item added twice to an order (two add_item lines of the same item), then the order checked "
              "out with a checkout that may succeed (counted per order)",
-             ("lost_update", "oversell", "expectation_not_met"), inject="repeat-collapse"),
+             ("lost_checkout", "lost_update", "expectation_not_met"), inject="repeat-collapse"),
     BugClass("recheckout_charged", "re-checkout charging again",
              "checking out an already paid order charges the user and takes the stock again",
              "two checkouts of one order (counted per order)",
