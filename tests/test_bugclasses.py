@@ -232,3 +232,26 @@ def test_coverage_of_a_trace_that_predates_it_is_not_stated() -> None:
     assert coverage_line(cov).startswith("covered: not stated")
     full = verdict_coverage({n: 1 for n in NAMES}, faults=True)
     assert coverage_line(full) == "covered: 13 of 13 bug classes"
+
+
+@pytest.mark.parametrize("dialect", ["2024", "2023"])
+def test_consistency_with_repeat_and_recheckout_orders_catches_repeat_collapse(tmp_path, shop_factory, dialect):
+    plain = tmp_path / "course.wdmt"
+    h = generate("consistency", plain, preset="course", users=200, orders=200, dialect=dialect)
+    assert h["exercises"]["repeated_item_collapsed"] == 0
+    trace = tmp_path / "extras.wdmt"
+    h = generate("consistency", trace, preset="course", users=200, orders=200, repeat_orders=6,
+                 recheckout_orders=4, dialect=dialect)
+    assert (h["exercises"]["repeated_item_collapsed"], h["exercises"]["recheckout_charged"]) == (6, 4)
+    assert h["benchmark"] is None and h["params"]["repeat_orders"] == 6
+    assert h["expect_range"]["checkout_ok"] == [110, 114]  # 100 units + 6 + 4, and 4 more if charged again
+    good = _check(tmp_path, shop_factory(), trace, "good")
+    assert good.verdict.verdict == "CLEAN", [a.as_dict() for a in good.anomalies]
+    assert {"repeated_item_collapsed", "recheckout_charged"} <= set(good.bug_classes["covered"])
+    assert _check(tmp_path, shop_factory(inject="repeat-collapse"), plain, "blind").verdict.verdict == "CLEAN"
+    bad = _check(tmp_path, shop_factory(inject="repeat-collapse"), trace, "bad")
+    assert bad.verdict.verdict == "NOT CLEAN"
+    # the stock left over is on the repeat orders' own items, and only there
+    extra_items = {b for s, b in load_results(tmp_path / "bad.wdmr").bindings.items() if s.startswith("$xitem")}
+    flagged = {a.id for a in bad.anomalies if a.entity == "item"}
+    assert flagged and flagged <= extra_items

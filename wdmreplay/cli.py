@@ -187,6 +187,11 @@ def generate_stress(**kw) -> None:
 @click.option("--credit", type=click.IntRange(0), default=None, help="Credit of each user [default: 1].")
 @click.option("--orders", type=click.IntRange(0), default=None,
               help="Orders (random user, one random item), all checked out at once [default: 1000].")
+@click.option("--repeat-orders", type=click.IntRange(0), default=None,
+              help="Extra orders (own item and user) that add their item twice, checked out with the others "
+                   "[default: 0].")
+@click.option("--recheckout-orders", type=click.IntRange(0), default=None,
+              help="Extra orders (own item and user) checked out twice in a row [default: 0].")
 def generate_consistency(**kw) -> None:
     """The seed consistency test: populate, create orders, then every checkout at once.
 
@@ -195,6 +200,7 @@ def generate_consistency(**kw) -> None:
       wdm-replay generate-trace consistency --items 100 --users 1000 --orders 1000 -o c.wdmt
       wdm-replay generate-trace consistency --preset course -o course.wdmt   # the benchmark's code
       wdm-replay generate-trace consistency --preset readme -o readme.wdmt   # the benchmark's README
+      wdm-replay generate-trace consistency --preset course --repeat-orders 20 --recheckout-orders 20
     """
     _run_generate("consistency", **kw)
 
