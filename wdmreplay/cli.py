@@ -258,7 +258,9 @@ def generate_contention(**kw) -> None:
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
 def inspect_cmd(trace: str, as_json: bool) -> None:
-    """Summarize a trace: header, phases, scenario mix vs weights, operations, expectations.
+    """Summarize a trace: header, phases, scenario mix vs weights, operations, expectations,
+    and the bug classes it exercises (how often it contains the behaviour exposing each, and what
+    it would need for the others: docs/bug-classes.md).
 
     \b
     Examples:
@@ -632,8 +634,10 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     (every order's lines and total, item's stock and user's credit recomputed from the history and
     compared with the final state; the trace's proven bounds), availability (share of answered
     requests per operation) and coverage (complete run, every entity read back from a settled
-    state, not a lone shard). The output says which section decided. Exit 2: usage or file error.
-    Anomaly kinds and sections: docs/analysis.md.
+    state, not a lone shard). The output says which section decided, then which bug classes the
+    run covered ("covered: 8 of 13 bug classes (not exercised: …)"; JSON: bug_classes): a class
+    the trace never exercised is not judged by a CLEAN. Exit 2: usage or file error.
+    Anomaly kinds and sections: docs/analysis.md; bug classes: docs/bug-classes.md.
 
     \b
     Examples:
