@@ -255,3 +255,14 @@ def test_consistency_with_repeat_and_recheckout_orders_catches_repeat_collapse(t
     extra_items = {b for s, b in load_results(tmp_path / "bad.wdmr").bindings.items() if s.startswith("$xitem")}
     flagged = {a.id for a in bad.anomalies if a.entity == "item"}
     assert flagged and flagged <= extra_items
+
+
+def test_contention_still_catches_lost_lines_and_says_it_covered_them(tmp_path, shop_factory) -> None:
+    trace = tmp_path / "contention.wdmt"
+    generate("contention", trace, orders=2, adders=20, users=0)
+    good = _check(tmp_path, shop_factory(), trace, "good")
+    assert good.verdict.verdict == "CLEAN", [a.as_dict() for a in good.anomalies]
+    assert "lost_order_line" in good.bug_classes["covered"]
+    bad = _check(tmp_path, shop_factory(inject="lost-line"), trace, "bad")
+    assert bad.verdict.verdict == "NOT CLEAN"
+    assert bad.anomaly_counts["lost_order_line"] >= 1

@@ -202,13 +202,15 @@ class ExerciseCounter:
 
     _batch_created = 0
 
-    def _get(self, kind: int, ref: Any) -> Any:
+    def _get(self, kind: int, ref: Any) -> tuple[Any, bool]:
+        """The entity ``ref`` of ``kind`` (0 item, 1 user, 2 order), and whether other sessions may touch it."""
         e = self._local[kind].get(ref)
-        if e is None:
-            e = self._shared[kind].get(ref)
-            if e is None:  # a literal id (batch_init, a recorded trace's unmatched id): contents unknown
-                e = self._shared[kind][ref] = (_Item(None), _User(), _Order(None, False))[kind]
-        return e
+        if e is not None:
+            return e, False  # bound in this session of the last phase: private to it
+        e = self._shared[kind].get(ref)
+        if e is None:  # a literal id (batch_init, a recorded trace's unmatched id): contents unknown
+            e = self._shared[kind][ref] = (_Item(None), _User(), _Order(None, False))[kind]
+        return e, True
 
     def _write(self, e: Any, name: str, sid: int, phase: int) -> None:
         if e.wphase == phase and e.wsid != sid:
@@ -221,7 +223,7 @@ class ExerciseCounter:
     def _step(self, op: str, st: dict, sid: int, phase: int) -> None:
         c, args = self.counts, st["args"]
         if op == "add_item":
-            order = self._get(2, args[0])
+            order, shared = self._get(2, args[0])
             q = args[2] if self._quantity and len(args) > 2 and isinstance(args[2], int) else 1
             line = order.lines.get(args[1])
             if line is None:
@@ -233,11 +235,13 @@ class ExerciseCounter:
             if line[1] >= 2 and not order.multi:
                 order.multi = True
                 c["wrong_total"] += 1
-            self._write(order, "lost_order_line", sid, phase)
+            if shared:
+                self._write(order, "lost_order_line", sid, phase)
         elif op == "checkout":
-            self._checkout(self._get(2, args[0]), st["expect"], sid, phase)
+            order, _ = self._get(2, args[0])
+            self._checkout(order, st["expect"], sid, phase)
         elif op == "add_stock" or op == "subtract_stock":
-            item, n = self._get(0, args[0]), args[1]
+            (item, shared), n = self._get(0, args[0]), args[1]
             if op == "add_stock":
                 if item.added is not None:
                     item.added = item.added + n if isinstance(n, int) else None
@@ -245,13 +249,16 @@ class ExerciseCounter:
                 item.demand += n if isinstance(n, int) else 0
                 if st["expect"] == "fail":
                     c["phantom_success"] += 1
-            self._write(item, "lost_update_stock", sid, phase)
+            if shared:
+                self._write(item, "lost_update_stock", sid, phase)
         elif op == "add_funds" or op == "pay":
-            self._write(self._get(1, args[0]), "lost_update_credit", sid, phase)
+            user, shared = self._get(1, args[0])
+            if shared:
+                self._write(user, "lost_update_credit", sid, phase)
             if op == "pay" and st["expect"] == "fail":
                 c["phantom_success"] += 1
         elif op == "remove_item":
-            self._get(2, args[0]).lines.pop(args[1], None)
+            self._get(2, args[0])[0].lines.pop(args[1], None)
         elif op in _BATCH:
             n = args[0]
             self._batch_created += n if isinstance(n, int) and n > 0 else 0
@@ -273,11 +280,14 @@ class ExerciseCounter:
             order.repeat_counted = True
             c["repeated_item_collapsed"] += 1
         for item_ref, line in order.lines.items():
-            item = self._get(0, item_ref)
+            item, shared = self._get(0, item_ref)
             item.demand += line[1]
-            self._write(item, "lost_update_stock", sid, phase)
+            if shared:
+                self._write(item, "lost_update_stock", sid, phase)
         if order.user is not None:
-            self._write(self._get(1, order.user), "lost_update_credit", sid, phase)
+            user, shared = self._get(1, order.user)
+            if shared:
+                self._write(user, "lost_update_credit", sid, phase)
 
 
 def count_exercises(sessions: Iterable[dict], n_phases: int, quantity_counts: bool = True) -> dict[str, int]:
