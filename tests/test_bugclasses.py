@@ -266,3 +266,12 @@ def test_contention_still_catches_lost_lines_and_says_it_covered_them(tmp_path, 
     bad = _check(tmp_path, shop_factory(inject="lost-line"), trace, "bad")
     assert bad.verdict.verdict == "NOT CLEAN"
     assert bad.anomaly_counts["lost_order_line"] >= 1
+
+
+def test_repeat_collapse_of_the_split_shop_saga_is_not_clean_either(tmp_path, shop_factory) -> None:
+    # --split checks out as a saga over HTTP (stock legs, then payment): the bug sits in the legs it sends.
+    trace = tmp_path / "stress.wdmt"
+    generate("stress", trace, seed=1, sessions=25, repeat_share=0.2, recheckout_share=0.04)
+    assert _check(tmp_path, shop_factory(split=True), trace, "good").verdict.verdict == "CLEAN"
+    bad = _check(tmp_path, shop_factory(split=True, inject="repeat-collapse"), trace, "bad")
+    assert bad.verdict.verdict == "NOT CLEAN" and bad.anomaly_counts["lost_checkout"] >= 1

@@ -212,6 +212,9 @@ def inspect_trace(path: str | Path) -> dict:
     total_runs = sum(runs.values())
     weights = _stress_weights(h)
     wsum = sum(weights) if weights else 0.0
+    # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
+    params = h.get("params") or {}
+    given = list(params.get("weights") or []) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params]
     mix: dict[str, dict] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0
@@ -219,7 +222,7 @@ def inspect_trace(path: str | Path) -> dict:
         if weights and k < len(weights) and wsum > 0:
             ws = weights[k] / wsum
             se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
-            entry.update(weight=weights[k], weight_share=ws,
+            entry.update(weight=given[k] if k < len(given) else weights[k], weight_share=ws,
                          z=(share - ws) / se if se > 0 else (0.0 if share == ws else None))
         mix[n] = entry
     test = mix_test([runs[n] for n in names], weights) if weights and len(weights) == len(names) else None
