@@ -194,8 +194,8 @@ def test_repeat_collapse_is_not_clean_under_the_default_stress_trace(tmp_path, s
     generate("stress", seed6, seed=0, sessions=40, dialect=dialect, seed_scenarios_only=True)
     blind = _check(tmp_path, shop_factory(inject="repeat-collapse"), seed6, "blind")
     assert blind.verdict.verdict == "CLEAN"
-    assert "repeated_item_collapsed" in blind.bug_classes["not_exercised"]
-    assert "repeated_item_collapsed" in report.bug_classes["covered"]
+    assert "repeated_item_collapsed" in blind.bug_classes.not_exercised
+    assert "repeated_item_collapsed" in report.bug_classes.covered
 
 
 def test_reference_shop_is_clean_under_the_default_stress_trace_over_10_seeds(tmp_path, shop) -> None:
@@ -204,7 +204,7 @@ def test_reference_shop_is_clean_under_the_default_stress_trace_over_10_seeds(tm
         generate("stress", trace, seed=seed, sessions=30, dialect="2023" if seed % 2 else "2024")
         report = _check(tmp_path, shop, trace, f"s{seed}")
         assert report.verdict.verdict == "CLEAN", (seed, [a.as_dict() for a in report.anomalies])
-        assert {"repeated_item_collapsed", "recheckout_charged"} <= set(report.bug_classes["covered"])
+        assert {"repeated_item_collapsed", "recheckout_charged"} <= set(report.bug_classes.covered)
 
 
 def test_check_prints_the_coverage_line_after_the_verdict_and_json_lists_it(tmp_path, shop) -> None:
@@ -228,10 +228,14 @@ def test_check_prints_the_coverage_line_after_the_verdict_and_json_lists_it(tmp_
 
 def test_coverage_of_a_trace_that_predates_it_is_not_stated() -> None:
     cov = verdict_coverage(None, faults=False)
-    assert not cov["stated"] and cov["covered"] == []
-    assert coverage_line(cov).startswith("covered: not stated")
+    assert not cov.stated and cov.covered == ()
+    assert coverage_line(cov.as_dict()).startswith("covered: not stated")
     full = verdict_coverage({n: 1 for n in NAMES}, faults=True)
-    assert coverage_line(full) == "covered: 13 of 13 bug classes"
+    assert coverage_line(full.as_dict()) == "covered: 13 of 13 bug classes"
+    unfaulted = verdict_coverage({n: 1 for n in NAMES}, faults=False)
+    assert unfaulted.needs_fault == ("lost_acknowledged_data", "unavailable_under_faults")
+    assert coverage_line(unfaulted.as_dict()) == ("covered: 11 of 13 bug classes (need a fault run: lost acknowledged "
+                                                  "data, unavailability under faults)")
 
 
 @pytest.mark.parametrize("dialect", ["2024", "2023"])
@@ -247,7 +251,7 @@ def test_consistency_with_repeat_and_recheckout_orders_catches_repeat_collapse(t
     assert h["expect_range"]["checkout_ok"] == [110, 114]  # 100 units + 6 + 4, and 4 more if charged again
     good = _check(tmp_path, shop_factory(), trace, "good")
     assert good.verdict.verdict == "CLEAN", [a.as_dict() for a in good.anomalies]
-    assert {"repeated_item_collapsed", "recheckout_charged"} <= set(good.bug_classes["covered"])
+    assert {"repeated_item_collapsed", "recheckout_charged"} <= set(good.bug_classes.covered)
     assert _check(tmp_path, shop_factory(inject="repeat-collapse"), plain, "blind").verdict.verdict == "CLEAN"
     bad = _check(tmp_path, shop_factory(inject="repeat-collapse"), trace, "bad")
     assert bad.verdict.verdict == "NOT CLEAN"
@@ -262,7 +266,7 @@ def test_contention_still_catches_lost_lines_and_says_it_covered_them(tmp_path, 
     generate("contention", trace, orders=2, adders=20, users=0)
     good = _check(tmp_path, shop_factory(), trace, "good")
     assert good.verdict.verdict == "CLEAN", [a.as_dict() for a in good.anomalies]
-    assert "lost_order_line" in good.bug_classes["covered"]
+    assert "lost_order_line" in good.bug_classes.covered
     bad = _check(tmp_path, shop_factory(inject="lost-line"), trace, "bad")
     assert bad.verdict.verdict == "NOT CLEAN"
     assert bad.anomaly_counts["lost_order_line"] >= 1

@@ -83,7 +83,7 @@ def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp
     assert int((res.cols["outcome"] == res.header["outcomes"].index("skipped")).sum()) == 0
     report = check_results(res)
     assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
-    assert report.bug_classes["stated"] and "repeated_item_collapsed" in report.bug_classes["not_exercised"]
+    assert report.bug_classes.stated and "repeated_item_collapsed" in report.bug_classes.not_exercised
 
 
 def test_proxy_forwards_status_headers_and_body_unchanged_and_keeps_connections(tmp_path):

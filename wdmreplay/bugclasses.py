@@ -157,6 +157,7 @@ class ExerciseCounter:
         # Entities by kind, symbol or literal id -> state: shared (earlier phases, literals), local (this session).
         self._shared: tuple[dict, dict, dict] = ({}, {}, {})
         self._local: tuple[dict, dict, dict] = ({}, {}, {})
+        self._batch_created = 0  # entities batch_init steps create
 
     def add(self, sid: int, phase: int, steps: Iterable[dict]) -> None:
         """Count one session's steps."""
@@ -199,8 +200,6 @@ class ExerciseCounter:
         c["unavailable_under_faults"] = sum(n for op, n in ops.items() if op in _WRITES)
         c["lost_acknowledged_data"] = sum(n for op, n in ops.items() if op in _CREATES) + self._batch_created
         return dict(c)
-
-    _batch_created = 0
 
     def _get(self, kind: int, ref: Any) -> tuple[Any, bool]:
         """The entity ``ref`` of ``kind`` (0 item, 1 user, 2 order), and whether other sessions may touch it."""
@@ -304,17 +303,30 @@ def quantity_counts(dialect: str | None, routes: dict[str, dict[str, str]]) -> b
     return route is None or "{quantity}" in route
 
 
-def verdict_coverage(exercises: dict | None, faults: bool) -> dict:
-    """What a run covered: the classes its trace exercised (fault classes only when the run had faults).
+@dataclass(frozen=True, slots=True)
+class BugCoverage:
+    """What a run covered: the bug classes its trace exercised (fault classes only with faults in the run)."""
 
-    ``exercises`` is the trace header's ``{class name: count}`` (None when the trace predates it);
-    ``faults`` whether the run had fault windows. Stable keys: ``stated``, ``classes``, ``covered``
-    (names), ``not_exercised`` (names, no exposing behaviour in the trace), ``needs_fault`` (names
-    whose behaviour the trace has but no fault hit the run), ``counts``.
+    stated: bool  # False: the trace predates the count (no header "exercises")
+    covered: tuple[str, ...]  # class names
+    not_exercised: tuple[str, ...]  # no exposing behaviour in the trace
+    needs_fault: tuple[str, ...]  # behaviour in the trace, but no fault hit the run
+    counts: dict[str, int]
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys; ``check --json``'s ``bug_classes``)."""
+        return {"stated": self.stated, "classes": len(BUG_CLASSES), "covered": list(self.covered),
+                "not_exercised": list(self.not_exercised), "needs_fault": list(self.needs_fault),
+                "counts": dict(self.counts)}
+
+
+def verdict_coverage(exercises: dict | None, faults: bool) -> BugCoverage:
+    """What a run covered, from its trace header's ``exercises`` (None: the trace predates it).
+
+    ``faults``: whether the run had fault windows (a class that needs a fault is covered only then).
     """
-    if exercises is None:
-        return {"stated": False, "classes": len(BUG_CLASSES), "covered": [], "not_exercised": [],
-                "needs_fault": [], "counts": {}}
+    if not isinstance(exercises, dict):
+        return BugCoverage(False, (), (), (), {})
     covered, missing, unfaulted = [], [], []
     for c in BUG_CLASSES:
         n = exercises.get(c.name, 0)
@@ -324,12 +336,12 @@ def verdict_coverage(exercises: dict | None, faults: bool) -> dict:
             unfaulted.append(c.name)
         else:
             covered.append(c.name)
-    return {"stated": True, "classes": len(BUG_CLASSES), "covered": covered, "not_exercised": missing,
-            "needs_fault": unfaulted, "counts": {c.name: int(exercises.get(c.name, 0)) for c in BUG_CLASSES}}
+    return BugCoverage(True, tuple(covered), tuple(missing), tuple(unfaulted),
+                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES})
 
 
 def coverage_line(cov: dict) -> str:
-    """The one line ``check`` prints after the verdict: ``covered: 9 of 13 bug classes (…)``."""
+    """The one line ``check`` prints after the verdict, from :meth:`BugCoverage.as_dict`: ``covered: 9 of 13 …``."""
     if not cov["stated"]:
         return ("covered: not stated (the trace predates bug-class coverage; `wdm-replay inspect TRACE` "
                 "computes what it exercises)")

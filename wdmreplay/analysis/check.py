@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from ..api import OP_CODES
-from ..bugclasses import verdict_coverage
+from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
@@ -119,7 +119,7 @@ class CheckReport:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
-    bug_classes: dict = field(default_factory=dict)  # what the verdict covered (bugclasses.verdict_coverage)
+    bug_classes: BugCoverage = field(default_factory=lambda: verdict_coverage(None, False))  # what it covered
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -150,7 +150,7 @@ class CheckReport:
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
-            "bug_classes": self.bug_classes,
+            "bug_classes": self.bug_classes.as_dict(),
             "consistency": {
                 "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
                 "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
