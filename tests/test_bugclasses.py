@@ -279,3 +279,25 @@ def test_repeat_collapse_of_the_split_shop_saga_is_not_clean_either(tmp_path, sh
     assert _check(tmp_path, shop_factory(split=True), trace, "good").verdict.verdict == "CLEAN"
     bad = _check(tmp_path, shop_factory(split=True, inject="repeat-collapse"), trace, "bad")
     assert bad.verdict.verdict == "NOT CLEAN" and bad.anomaly_counts["lost_checkout"] >= 1
+
+
+def test_check_counts_an_older_trace_from_its_file_when_it_is_still_there(tmp_path, shop) -> None:
+    new = tmp_path / "new.wdmt"
+    generate("stress", new, sessions=30, seed=3)
+    old = tmp_path / "old.wdmt"
+    with TraceReader(new) as r:  # the same sessions, written as before the header's "exercises"
+        h = r.header
+        with TraceWriter(old, workload="stress", seed=3, params=h["params"], phases=["stress"],
+                         scenarios=h["scenarios"], exercises=False) as w:
+            for s in r:
+                w.write_session(s["sid"], s["phase"], s["at"], s["steps"])
+    out = tmp_path / "old.wdmr"
+    replay_trace(str(old), str(out), target=shop.target, speed=None, progress=False)
+    here = check_results(load_results(out, with_args=True)).bug_classes
+    assert (here.stated, here.source) == (True, "trace file")
+    assert here.counts == h["exercises"]
+    old.write_bytes(old.read_bytes()[:-1] + b"\0")  # changed since the run: not the run's trace any more
+    gone = check_results(load_results(out, with_args=True)).bug_classes
+    assert (gone.stated, gone.source, gone.covered) == (False, None, ())
+    res = CliRunner().invoke(cli, ["check", str(out)])
+    assert res.output.splitlines()[-1].startswith("covered: not stated")

@@ -312,18 +312,20 @@ class BugCoverage:
     not_exercised: tuple[str, ...]  # no exposing behaviour in the trace
     needs_fault: tuple[str, ...]  # behaviour in the trace, but no fault hit the run
     counts: dict[str, int]
+    source: str | None = None  # "header" (the trace header's), "trace file" (counted from it), None
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys; ``check --json``'s ``bug_classes``)."""
-        return {"stated": self.stated, "classes": len(BUG_CLASSES), "covered": list(self.covered),
+        return {"stated": self.stated, "source": self.source, "classes": len(BUG_CLASSES), "covered": list(self.covered),
                 "not_exercised": list(self.not_exercised), "needs_fault": list(self.needs_fault),
                 "counts": dict(self.counts)}
 
 
-def verdict_coverage(exercises: dict | None, faults: bool) -> BugCoverage:
-    """What a run covered, from its trace header's ``exercises`` (None: the trace predates it).
+def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = "header") -> BugCoverage:
+    """What a run covered, from its trace's ``exercises`` counts (None: not known).
 
-    ``faults``: whether the run had fault windows (a class that needs a fault is covered only then).
+    ``faults``: whether the run had fault windows (a class that needs a fault is covered only then);
+    ``source`` says where the counts came from.
     """
     if not isinstance(exercises, dict):
         return BugCoverage(False, (), (), (), {})
@@ -337,14 +339,14 @@ def verdict_coverage(exercises: dict | None, faults: bool) -> BugCoverage:
         else:
             covered.append(c.name)
     return BugCoverage(True, tuple(covered), tuple(missing), tuple(unfaulted),
-                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES})
+                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}, source)
 
 
 def coverage_line(cov: dict) -> str:
     """The one line ``check`` prints after the verdict, from :meth:`BugCoverage.as_dict`: ``covered: 9 of 13 …``."""
     if not cov["stated"]:
-        return ("covered: not stated (the trace predates bug-class coverage; `wdm-replay inspect TRACE` "
-                "computes what it exercises)")
+        return ("covered: not stated (the trace predates bug-class counts and its file is not where the run "
+                "read it, unchanged; `wdm-replay inspect TRACE` counts what it exercises)")
     parts = []
     if cov["not_exercised"]:
         parts.append("not exercised: " + ", ".join(BY_NAME[n].title for n in cov["not_exercised"]))

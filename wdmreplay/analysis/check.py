@@ -28,6 +28,7 @@ import numpy as np
 from ..api import OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
+from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
@@ -295,6 +296,12 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery)
 
 
+def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
+    """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
+    counts, source = run_exercises(results.header.get("trace") or {})
+    return verdict_coverage(counts, faults, source)
+
+
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
            max_recovery: float) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
@@ -334,4 +341,4 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
                        figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
-                       verdict_coverage(trace_header.get("exercises"), fa is not None))
+                       _bug_coverage(results, fa is not None))

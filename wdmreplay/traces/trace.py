@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
 
 from .. import __version__
 from ..api import BUILTIN_ROUTES
-from ..bugclasses import ExerciseCounter, quantity_counts
+from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
 TRACE_FORMAT = "wdm-trace"
@@ -258,3 +258,26 @@ def read_header(path: str | Path) -> dict:
 def trace_digest(path: str | Path) -> str:
     """The identity of a trace file: the SHA-256 of its bytes."""
     return file_digest(path)
+
+
+def run_exercises(trace: dict) -> tuple[dict | None, str | None]:
+    """What a run's trace exercises, from the ``trace`` entry of its results header: ``(counts, source)``.
+
+    The trace header's ``exercises`` (source ``"header"``); for a trace written before that key,
+    counted from the trace file when it is still at the path the run read it from, unchanged (same
+    digest; source ``"trace file"``); else ``(None, None)``.
+    """
+    header = trace.get("header") or {}
+    if isinstance(header.get("exercises"), dict):
+        return header["exercises"], "header"
+    path = trace.get("path")
+    if not path or not os.path.isfile(path):
+        return None, None
+    try:
+        if trace_digest(path) != trace.get("digest"):
+            return None, None
+        with TraceReader(path) as r:
+            return count_exercises(r, len(r.header["phases"]), quantity_counts(r.header.get("dialect"), BUILTIN_ROUTES)), \
+                "trace file"
+    except (FormatError, OSError):
+        return None, None
