@@ -29,7 +29,9 @@ from typing import Iterator
 import numpy as np
 
 from ..api import OP_CODES
+from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
+from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
@@ -121,6 +123,7 @@ class CheckReport:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
+    bug_classes: BugCoverage = field(default_factory=lambda: verdict_coverage(None, False))  # what it covered
     strict_faults: bool = False
 
     @property
@@ -152,6 +155,7 @@ class CheckReport:
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
+            "bug_classes": self.bug_classes.as_dict(),
             "consistency": {
                 "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
                 "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
@@ -323,6 +327,12 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
+def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
+    """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
+    counts, source = run_exercises(results.header.get("trace") or {})
+    return verdict_coverage(counts, faults, source)
+
+
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
            max_recovery: float, strict_faults: bool = False) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
@@ -363,4 +373,4 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
                        figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
-                       strict_faults)
+                       _bug_coverage(results, fa is not None), strict_faults)
