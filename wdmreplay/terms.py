@@ -25,7 +25,8 @@ CATEGORY_WORDS = {
     "unexpected_fail": "refused where the trace expects acceptance",
     "indeterminate": "unanswered (5xx, timeout or connection error)",
     "skipped": "skipped (an id it needed was never created)",
-    "after_indeterminate": "differ after an unanswered or skipped step (not counted)",
+    "after_indeterminate": "differ after an unanswered or skipped step they depend on (not counted)",
+    "during_fault": "wrong answers during a fault window or its recovery (counted apart)",
 }
 
 # Every other term a renderer prints that a newcomer may not know; docs/glossary.md defines each.
@@ -33,11 +34,12 @@ TERMS = (
     "verdict", "CLEAN", "NOT CLEAN", "INCONCLUSIVE", "section", "correctness", "consistency", "availability",
     "coverage", "accepted", "refused", "unanswered", "skipped", "as the trace expects", "contradict",
     "anomaly", "entity", "final state", "settled", "read back", "course benchmark figures",
-    "totals recomputed from the history", "aggregate expectation", "recheckout", "fault window", "recovery",
+    "totals recomputed from the history", "recheckout", "fault window", "recovery",
     "counted apart", "response time", "service time", "schedule lag", "p50", "p90", "p99", "p99.9", "req/s",
     "speed", "speed max", "scheduled rate", "achieved rate", "leg delay", "build", "base", "regression",
     "significant", "interval", "gate", "cannot fire", "noise floor", "threshold", "error share",
-    "not tested", "no answered requests", "Bonferroni",
+    "not tested", "no answered requests", "Bonferroni", "wrong answers during faults", "trace bound",
+    "history allows", "headline", "arithmetic", "possible causes", "bug classes", "covered",
 )
 
 # Phrases the output must never print again: jargon replaced by the words above (issue 20).

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..bugclasses import coverage_line
 from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
@@ -21,6 +22,7 @@ from ..terms import ACCEPTED, CATEGORY_WORDS, MARK_WIDTH, MARKS, OUTCOME_WORDS, 
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
+LOST_DETAILED = 3  # lost entities shown with their arithmetic (the rest of the shown ones: headline only)
 TIMELINE_ROWS = 30  # rows of the text timeline; longer runs show every k-th bucket
 
 
@@ -113,7 +115,7 @@ def _mark(status: str) -> str:
     return f"{MARKS[status]:<{MARK_WIDTH}}"
 
 
-def _correctness_summary(e: dict) -> str:
+def _correctness_summary(e: dict, strict_faults: bool = False) -> str:
     bc, ag = e["by_category"], e.get("agreed") or {"ok": 0, "fail": 0}
     if not e["checked"]:
         return "no request has an outcome the trace decides (its expects are all `any`)"
@@ -122,6 +124,9 @@ def _correctness_summary(e: dict) -> str:
         tail.append(f"{bc['indeterminate']} {UNANSWERED}")
     if bc["skipped"]:
         tail.append(f"{bc['skipped']} {SKIPPED}")
+    if e.get("during_faults"):
+        tail.append(f"{e['during_faults']} wrong answers during faults (counted apart"
+                    + (", failing the run: --strict-faults)" if strict_faults else "; --strict-faults fails on them)"))
     return f"{e['mismatches']} of {e['checked']} answers contradict the trace ({'; '.join(tail)})"
 
 
@@ -170,8 +175,10 @@ def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
     """
     sec = d["sections"]
     lines = [verdict_line(d)]
+    if d.get("bug_classes"):
+        lines.append(coverage_line(d["bug_classes"]))  # what the verdict covered, right after it
     lines += [f"WARNING: {w}" for w in d["warnings"]]
-    summaries = {"correctness": _correctness_summary(d["expectations"]),
+    summaries = {"correctness": _correctness_summary(d["expectations"], bool(d.get("strict_faults"))),
                  "consistency": _consistency_summary(d["consistency"]),
                  "availability": _availability_summary(d), "coverage": _coverage_summary(d["coverage"])}
     width = max(len(n) for n in summaries)
@@ -180,7 +187,8 @@ def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
     details = {"correctness": _correctness_details, "consistency": _consistency_details,
                "availability": _availability_details, "coverage": _coverage_details}
     for name, fn in details.items():
-        if verbose or sec[name]["status"] != "pass":
+        evidence = name == "correctness" and d["expectations"].get("during_faults")  # counted apart, still shown
+        if verbose or sec[name]["status"] != "pass" or evidence:
             body = fn(d, verbose)
             if name != "correctness":  # its reason repeats the details' counts
                 body += [f"    why: {r}" for r in sec[name]["reasons"]]
@@ -220,6 +228,8 @@ def _correctness_details(d: dict, verbose: bool) -> list[str]:
 
 
 def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
+    """Each anomaly's headline; its arithmetic, candidate causes and orders for the first of its kind
+    (``verbose``: for every one, but only the first LOST_DETAILED lost entities)."""
     counts = c["anomaly_counts"]
     total = sum(counts.values())
     if total == 0:
@@ -232,12 +242,19 @@ def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
         if shown[a["kind"]] > MAX_ANOMALIES_SHOWN or (not verbose and listed >= MAX_ANOMALIES_BRIEF):
             continue
         listed += 1
-        rel = f" [orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
-        req = (f" [requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
-               if a.get("requests") else "")
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
-        lines.append(f"      {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
-                     f"actual {format_expected(a['actual'])} — {a['detail']}{tags}{rel}{req}")
+        lines.append(f"      {a['kind']:<20} {a['headline']}{tags}")
+        detailed = shown[a["kind"]] == 1 or (verbose and (a["kind"] != "lost_entity" or shown[a["kind"]] <= LOST_DETAILED))
+        if not detailed:
+            continue  # a store restarted empty loses thousands alike: headlines only after the first few
+        lines += [f"        {x}" for x in a.get("arithmetic") or (a["detail"],)]
+        if a.get("candidates"):
+            lines.append(f"        possible causes (not asserted): {'; '.join(a['candidates'])}")
+        rel = f"[orders {', '.join(a['orders'][:5])}{', …' if len(a['orders']) > 5 else ''}]" if a["orders"] else ""
+        req = (f"[requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
+               if a.get("requests") else "")
+        if rel or req:
+            lines.append(f"        {' '.join(x for x in (rel, req) if x)}")
     if listed < total:
         lines.append(f"      … {total - listed} more: "
                      + ("check --json lists them all" if verbose else "check --verbose lists more, check --json all"))
@@ -258,7 +275,7 @@ def _consistency_details(d: dict, verbose: bool) -> list[str]:
         if not verbose and ag["status"] != "unmet":  # only a broken promise is a detail worth a line
             continue
         note = f" ({ag['note']})" if ag["note"] else ""
-        lines.append(f"    aggregate expectation {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
+        lines.append(f"    trace bound {ag['key']} {format_expected(ag['trace_bound'])}: actual {ag['actual']}, "
                      f"{ag['status']}{note}")
     if verbose:
         lines += _figure_lines(c)
@@ -270,8 +287,9 @@ def _figure_lines(c: dict) -> list[str]:
     lines = []
     if t:
         lines.append("    totals recomputed from the history: " + "; ".join(
-            f"{name} total — the trace expects {format_expected(t[name]['expected'])}, {ACCEPTED} requests leave "
-            f"{t[name]['implied_by_2xx']}, final {t[name]['final']}" for name in ("stock", "credit") if name in t))
+            f"{name} total — the history allows {format_expected(t[name]['history_allows'])}, the {ACCEPTED} "
+            f"requests leave {t[name]['implied_by_2xx']}, read back {t[name]['final']}"
+            for name in ("stock", "credit") if name in t))
     if b["stock_inconsistencies_logs"] is None:
         lines.append(f"    course benchmark figures: not comparable ({b['why']})")
         return lines
