@@ -97,9 +97,10 @@ def test_clean_check_fits_25_lines_with_the_verdict_first_and_last(clean_demo):
         lines = r.output.splitlines()
         assert r.exit_code == 0 and len(lines) <= CLEAN_CHECK_LINES, r.output
         assert lines[0] == lines[-1] == "verdict: CLEAN (exit 0)"
-        marks = [ln.split()[0:2] for ln in lines[1:5]]
+        assert lines[1].startswith("covered: ")  # the bug classes this verdict judged, right after it
+        marks = [ln.split()[0:2] for ln in lines[2:6]]
         assert marks == [["pass", s] for s in ("correctness", "consistency", "availability", "coverage")]
-        assert "refused, as the trace expects" in lines[1]
+        assert "refused, as the trace expects" in lines[2]
         assert_person_readable(r.output)
 
 
@@ -123,7 +124,7 @@ def test_not_clean_check_leads_with_the_verdict_and_shows_the_failing_section(tm
     r = CliRunner().invoke(cli, ["check", str(tmp_path / "out" / "consistency.wdmr")])
     lines = r.output.splitlines()
     assert r.exit_code == 1 and lines[0] == lines[-1] and lines[0].startswith("verdict: NOT CLEAN (exit 1) — decided by")
-    assert any(ln.split()[:2] == ["FAIL", "consistency"] for ln in lines[1:5])
+    assert any(ln.split()[:2] == ["FAIL", "consistency"] for ln in lines[1:6])
     assert "consistency (fail):" in lines and "oversell" in r.output
     assert_person_readable(r.output)
 
