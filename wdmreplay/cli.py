@@ -656,7 +656,8 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
             clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
                              inject=inject, split=split, progress=progress, kept=bool(keep), echo=click.echo)
             verdict = "CLEAN" if clean else "NOT CLEAN"
-    click.echo("")
+    if not faults:
+        click.echo("")
     if keep:
         click.echo(f"kept in {keep}: traces (*.wdmt), results (*.wdmr){', the fault schedule' if faults else ''}; "
                    f"see them with `wdm-replay report {keep}/{'faults' if faults else 'stress'}.wdmr`")

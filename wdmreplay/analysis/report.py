@@ -88,13 +88,14 @@ def format_expected(v: Any) -> str:
     return str(v)
 
 
-def render_check_text(check: dict | CheckReport, *, verbose: bool = False) -> str:
+def render_check_text(check: dict | CheckReport, *, verbose: bool = False, anomalies: int | None = None) -> str:
     """Text of a check: the verdict, one line per section, details of what did not pass, the verdict again.
 
-    ``verbose`` adds every section's details (``report`` always shows them).
+    ``verbose`` adds every section's details (``report`` always shows them); ``anomalies`` is how many
+    anomalies the short form lists (default :data:`MAX_ANOMALIES_BRIEF`).
     """
     d = check.as_dict() if isinstance(check, CheckReport) else check
-    return "\n".join(check_lines(d, verbose=verbose)) + "\n"
+    return "\n".join(check_lines(d, verbose=verbose, anomalies=anomalies)) + "\n"
 
 
 MAX_ANOMALIES_BRIEF = 5  # anomalies a non-verbose check lists (verbose: MAX_ANOMALIES_SHOWN of each kind)
@@ -167,7 +168,7 @@ def _coverage_summary(cov: dict) -> str:
     return f"{read} of {read + missing} entities read back ({kinds}); {settle}"
 
 
-def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
+def check_lines(d: dict, *, verbose: bool = True, anomalies: int | None = None) -> list[str]:
     """Lines of a check from its JSON-form dict (shared by check, report and HTML); the verdict first and last.
 
     Line 1 is the verdict; then one line per section (its mark and the figure that decided it);
@@ -186,12 +187,14 @@ def check_lines(d: dict, *, verbose: bool = True) -> list[str]:
         lines.append(f"  {_mark(sec[name]['status'])}  {name:<{width}}  {text}")
     details = {"correctness": _correctness_details, "consistency": _consistency_details,
                "availability": _availability_details, "coverage": _coverage_details}
+    brief = MAX_ANOMALIES_BRIEF if anomalies is None else anomalies
     for name, fn in details.items():
         evidence = name == "correctness" and d["expectations"].get("during_faults")  # counted apart, still shown
         if verbose or sec[name]["status"] != "pass" or evidence:
-            body = fn(d, verbose)
-            if name != "correctness":  # its reason repeats the details' counts
-                body += [f"    why: {r}" for r in sec[name]["reasons"]]
+            body = _consistency_details(d, verbose, brief) if name == "consistency" else fn(d, verbose)
+            said = {ln.strip() for ln in body}
+            if name != "correctness":  # its reason repeats the details' counts; so may the others' (not twice)
+                body += [f"    why: {r}" for r in sec[name]["reasons"] if r not in said]
             if body:
                 lines.append(f"{name} ({sec[name]['status']}):")
                 lines += body
@@ -227,9 +230,9 @@ def _correctness_details(d: dict, verbose: bool) -> list[str]:
     return lines
 
 
-def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
-    """Each anomaly's headline; its arithmetic, candidate causes and orders for the first of its kind
-    (``verbose``: for every one, but only the first LOST_DETAILED lost entities)."""
+def _anomaly_lines(c: dict, verbose: bool, brief: int = MAX_ANOMALIES_BRIEF) -> list[str]:
+    """Each anomaly's headline (the first ``brief`` ones unless ``verbose``); the first one's arithmetic,
+    candidate causes and orders (``verbose``: every one's, but only the first LOST_DETAILED lost entities)."""
     counts = c["anomaly_counts"]
     total = sum(counts.values())
     if total == 0:
@@ -239,12 +242,12 @@ def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
     listed = 0
     for a in c["anomalies"]:
         shown[a["kind"]] = shown.get(a["kind"], 0) + 1
-        if shown[a["kind"]] > MAX_ANOMALIES_SHOWN or (not verbose and listed >= MAX_ANOMALIES_BRIEF):
+        if shown[a["kind"]] > MAX_ANOMALIES_SHOWN or (not verbose and listed >= brief):
             continue
         listed += 1
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
         lines.append(f"      {a['kind']:<20} {a['headline']}{tags}")
-        detailed = shown[a["kind"]] == 1 or (verbose and (a["kind"] != "lost_entity" or shown[a["kind"]] <= LOST_DETAILED))
+        detailed = listed == 1 or (verbose and (a["kind"] != "lost_entity" or shown[a["kind"]] <= LOST_DETAILED))
         if not detailed:
             continue  # a store restarted empty loses thousands alike: headlines only after the first few
         lines += [f"        {x}" for x in a.get("arithmetic") or (a["detail"],)]
@@ -261,7 +264,7 @@ def _anomaly_lines(c: dict, verbose: bool) -> list[str]:
     return lines
 
 
-def _consistency_details(d: dict, verbose: bool) -> list[str]:
+def _consistency_details(d: dict, verbose: bool, brief: int = MAX_ANOMALIES_BRIEF) -> list[str]:
     c = d["consistency"]
     if not c["final_state"]:
         return []
@@ -270,7 +273,7 @@ def _consistency_details(d: dict, verbose: bool) -> list[str]:
               else "a second checkout of a paid order may charge again (--recheckout charge)")
     lines = [f"    checkouts: {co['ok']} {ACCEPTED}, {co['fail']} {REFUSED}, {co['indeterminate']} {UNANSWERED}, "
              f"{co['skipped']} {SKIPPED}; {co['paid_orders']} orders paid; {policy}"]
-    lines += _anomaly_lines(c, verbose)
+    lines += _anomaly_lines(c, verbose, brief)
     for ag in c["aggregates"]:
         if not verbose and ag["status"] != "unmet":  # only a broken promise is a detail worth a line
             continue
