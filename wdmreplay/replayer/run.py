@@ -15,17 +15,19 @@ from typing import Any
 
 from .. import __version__
 from ..api import Dialect, Target, get_dialect
+from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, check_options, probe_target, services_of
 from .coordinator import Coordinator
-from .faults import FaultRunner, load_schedule, schedule_record
+from .faults import FaultRunner, check_schedule_fits, load_schedule, schedule_record
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
 from .summary import Tally, build_summary, format_summary
 
-__all__ = ["ReplayError", "TargetUnreachable", "format_summary", "replay_trace", "run_async", "shard_keep"]
+__all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
+           "run_async", "shard_keep"]
 
 
 def run_async(coro: Any) -> Any:
@@ -85,6 +87,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         dialect = header.get("dialect") or "2024"
     if isinstance(dialect, str):
         dialect = get_dialect(dialect)
+    if schedule:
+        check_schedule_fits(schedule, run_length(header, speed), faults)
     scan = scan_trace(trace_path, keep=shard_keep(shard, None), final_read=final_read)
     check_dialect(scan, dialect, trace_path)
     probes = probe_target(target, dialect, services_of(scan.ops), timeout)
@@ -98,7 +102,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         scenarios=scenarios, final_read=final_read, settle=settle, client=client,
         start_at=start_at, clock=host_clock(),
         **({"faults": schedule_record(schedule)} if schedule else {}),
-    ), inputs=[trace_path])
+    ), inputs=[trace_path, *([faults] if faults else [])])
     runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
     coordinator = Coordinator(
@@ -123,6 +127,45 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     if runner is not None:
         summary["faults"] = runner.summary()
     return summary
+
+
+def run_length(header: dict, speed: float | None) -> float | None:
+    """Seconds the trace's schedule lasts at ``speed`` (at max: its length at speed 1, an upper bound); None if unknown."""
+    duration = float(header.get("duration") or 0.0)
+    if not duration > 0:
+        return None
+    return duration / speed if speed is not None else duration
+
+
+def check_output(out_path: str, inputs: list[str | None], force: bool) -> None:
+    """Refuse a results path that is one of the run's inputs, or (without ``force``) that already exists.
+
+    An existing results file is another run's record, and a ``.part`` one a killed run's: neither is
+    replaced silently.
+    """
+    refuse_inputs(out_path, [i for i in inputs if i])
+    if force:
+        return
+    for cand in (out_path, part_path(out_path)):
+        if os.path.lexists(cand):
+            what = "a killed run's partial results" if cand != out_path else "already exists"
+            raise ReplayError(f"{cand}: {what}; give --force to replace it, or choose another -o")
+
+
+def preflight(trace_path: str, target: Target, dialect: str | Dialect | None, timeout: float) -> int:
+    """What a replay checks before it sends: the trace reads, the dialect has its operations, the target answers.
+
+    Returns the number of probe requests sent. ``ab`` calls it for both builds before its first run,
+    so a dead build B is found before build A's whole run.
+    """
+    header = read_header(trace_path)
+    if dialect is None:
+        dialect = header.get("dialect") or "2024"
+    if isinstance(dialect, str):
+        dialect = get_dialect(dialect)
+    scan = scan_trace(trace_path, final_read=False)
+    check_dialect(scan, dialect, trace_path)
+    return probe_target(target, dialect, services_of(scan.ops), timeout)
 
 
 def _worker_config(trace_path: str, target: Target, dialect: Dialect, speed: float | None, concurrency: int,

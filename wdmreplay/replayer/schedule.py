@@ -14,12 +14,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+MIN_SPEED, MAX_SPEED = 1e-6, 1e6  # outside: a run never done (1e-300) or indistinguishable from max (1e308)
+SPEED_WORDS = ("max", "unlimited")  # the only ways to ask for "as fast as possible"
+
+
 def parse_speed(text: str | float | None) -> float | None:
-    """A speed option value: a positive number, or ``"max"``/``None`` (as fast as possible)."""
+    """A speed option value: a finite number in [MIN_SPEED, MAX_SPEED], or ``"max"``/``None`` (as fast as possible).
+
+    ``inf``, ``-inf`` and ``nan`` are refused like any other non-speed: only the word ``max`` asks
+    for no pacing (``--speed -inf`` once ran at max).
+    """
     if text is None:
         return None
     if isinstance(text, str):
-        if text.strip().lower() in ("max", "inf", "unlimited"):
+        if text.strip().lower() in SPEED_WORDS:
             return None
         try:
             value = float(text)
@@ -27,10 +35,10 @@ def parse_speed(text: str | float | None) -> float | None:
             raise ValueError(f"speed must be a positive number or 'max', got {text!r}") from None
     else:
         value = float(text)
-    if not (value > 0) or math.isinf(value) or math.isnan(value):
-        if math.isinf(value):
-            return None
+    if not math.isfinite(value) or not value > 0:
         raise ValueError(f"speed must be a positive number or 'max', got {text!r}")
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise ValueError(f"{text!r} is not in {MIN_SPEED:g}..{MAX_SPEED:g} (or 'max')")
     return value
 
 
