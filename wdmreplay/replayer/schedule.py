@@ -38,7 +38,7 @@ def parse_speed(text: str | float | None) -> float | None:
     if not math.isfinite(value) or not value > 0:
         raise ValueError(f"speed must be a positive number or 'max', got {text!r}")
     if not MIN_SPEED <= value <= MAX_SPEED:
-        raise ValueError(f"{text!r} is not in {MIN_SPEED:g}..{MAX_SPEED:g} (or 'max')")
+        raise ValueError(f"speed {text!r} is not in {MIN_SPEED:g}..{MAX_SPEED:g} (or 'max')")
     return value
 
 
