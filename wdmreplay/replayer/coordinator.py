@@ -261,7 +261,9 @@ class Coordinator:
         state = missing = None
         settled = False
         while True:
-            at = next_snapshot_at(started, settle, snapshots[-1][1] if snapshots else started, len(snapshots))
+            # The settle window opens when the first snapshot ends (however long that read took).
+            window = snapshots[0][1] if snapshots else started
+            at = next_snapshot_at(window, settle, snapshots[-1][1] if snapshots else started, len(snapshots))
             if at is None or (why is None and snapshots):
                 break
             if not self._idle(at):

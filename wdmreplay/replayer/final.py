@@ -280,17 +280,23 @@ def settle_plan(requested: float | None, indeterminate: int) -> tuple[float, str
     return 0.0, None
 
 
-def next_snapshot_at(started: float, settle: float, last_end: float, taken: int,
+def next_snapshot_at(window_start: float, settle: float, last_end: float, taken: int,
                      first_gap: float = SETTLE_FIRST_GAP) -> float | None:
-    """When the next settle snapshot starts (after ``taken`` snapshots, the last ending at ``last_end``); None = stop.
+    """When the next snapshot starts, after ``taken`` snapshots (the last ending at ``last_end``); None = stop.
 
-    Snapshots are spaced by a growing gap (``first_gap``, then doubled: 0.1, 0.2, 0.4 … s), never
-    back to back, and none starts after ``started + settle``.
+    ``window_start`` is when the first snapshot may start (``taken == 0``), and afterwards when the
+    first one *ended*: the settle window (``settle`` seconds) is counted from there, so a first read
+    longer than ``--settle`` still leaves the window whole. A second snapshot is always taken (there
+    is nothing to compare without one), ``min(first_gap, settle)`` after the first; further ones are
+    spaced by a growing gap (``first_gap`` doubled: 0.2, 0.4 … s), never back to back, and none
+    starts after ``window_start + settle``.
     """
     if taken < 1:
-        return started
+        return window_start
+    if taken == 1:
+        return last_end + min(first_gap, settle)
     at = last_end + first_gap * 2 ** (taken - 1)
-    return at if at <= started + settle else None
+    return at if at <= window_start + settle else None
 
 
 def settle_record(settle: float, why: str | None, settled: bool,
