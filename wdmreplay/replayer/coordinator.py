@@ -64,6 +64,8 @@ class Coordinator:
         # Ids of every bound entity, compact, only for the final read (nothing grows without one).
         self.bound_ids = id_sets() if final_read else None
         self.final_reads = 0
+        self.final_read_info: dict | None = None  # what the final read covered and how long it took
+        self.conn_waits = 0  # replayed requests that waited for a connection (all --concurrency busy)
         self.signals = 0
         self.t0 = 0.0
         self._procs: list[Any] = []
@@ -282,6 +284,8 @@ class Coordinator:
                 settled = True
                 break
         assert state is not None and missing is not None
+        self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
+                                "snapshots": len(snapshots), "entities": total}
         return {**state, "missing": missing, "settle": settle_record(settle, why, settled, snapshots),
                 "quiesce": quiesce, "read_at": snapshots[-1][0]}
 
@@ -397,6 +401,7 @@ class Coordinator:
             self._update_final_bar()
         elif isinstance(msg, Bye):
             self._progress[i] = (msg.done, msg.errors)
+            self.conn_waits += msg.conn_waits
             self._gone.add(i)
         elif isinstance(msg, Failed):
             raise ReplayError(f"replay worker {i} failed: {msg.text}")

@@ -123,7 +123,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         writer.close(complete=complete, wall=wall, reason=reason)
     summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=speed,
                             wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
-                            final_reads=coordinator.final_reads, dialect=dialect.name)
+                            final_reads=coordinator.final_reads, dialect=dialect.name,
+                            conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info)
     if runner is not None:
         summary["faults"] = runner.summary()
     return summary

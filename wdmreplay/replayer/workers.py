@@ -139,4 +139,4 @@ async def _serve(conn: Any, cfg: dict) -> None:
     finally:
         ticker.cancel()
         await engine.close()
-    conn.send(Bye(engine.done, engine.errors))
+    conn.send(Bye(engine.done, engine.errors, engine.conn_waits))
