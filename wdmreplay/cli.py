@@ -416,6 +416,10 @@ def _load_options(f):
               help="fault schedule (JSON, or TOML on Python 3.11+): shell actions run at times of the run, "
                    "recorded as events (docs/faults.md)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
+@click.option("--final-sample", type=click.IntRange(0), default=1000, show_default=True, metavar="N",
+              help="the final read reads every entity the run touched, and of the batch_init entities no request "
+                   "named at most N per kind (a sample seeded by the trace's seed); 0: none of them")
+@click.option("--final-all", is_flag=True, help="read back every batch_init entity (no sample; slow for large ones)")
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
                    "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
@@ -425,7 +429,8 @@ def _load_options(f):
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
-               no_final_read: bool, settle: float | None, quiet: bool, output: str | None, force: bool) -> None:
+               no_final_read: bool, final_sample: int, final_all: bool, settle: float | None, quiet: bool,
+               output: str | None, force: bool) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
@@ -441,6 +446,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       JOB_COMPLETION_INDEX=1 wdm-replay replay t.wdmt --shard auto/4 --start-at 2026-12-02T01:00:00Z -o shard-1.wdmr
       wdm-replay replay stress.wdmt --faults kill-stock.json --settle 5 -o faulty.wdmr
       wdm-replay replay stress.wdmt -o a.wdmr --force       # run again over a.wdmr
+      wdm-replay replay checkout.wdmt --final-sample 5000   # a larger sample of untouched batch_init entities
     """
     from pathlib import Path
 
@@ -474,7 +480,8 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
                            concurrency=concurrency, timeout=timeout, label=label, workers=workers,
                            final_read=not no_final_read, settle=settle,
                            progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
-                           start_at=start_value, faults=faults_path)
+                           start_at=start_value, faults=faults_path,
+                           final_sample=None if final_all else final_sample)
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
         if "faults" in summary:

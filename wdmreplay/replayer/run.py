@@ -21,7 +21,7 @@ from ..traces.trace import read_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, check_options, probe_target, services_of
 from .coordinator import Coordinator
 from .faults import FaultRunner, check_schedule_fits, load_schedule, schedule_record
-from .final import check_dialect, scan_trace
+from .final import BATCH_SAMPLE, check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
 from .summary import Tally, build_summary, format_summary
@@ -54,7 +54,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
-                 start_at: float | None = None, faults: str | None = None) -> dict:
+                 start_at: float | None = None, faults: str | None = None,
+                 final_sample: int | None = BATCH_SAMPLE) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -69,13 +70,17 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
     there (:mod:`.start`; a start more than a second past is refused before anything is sent).
     ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
-    its actions did is ``summary["faults"]``.
+    its actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
+    request touched, at most this many per kind are read back (a sample seeded by the trace's seed;
+    None reads them all); what the history touched is always read.
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
         target = Target.single(target)
     check_options(concurrency=concurrency, timeout=timeout, workers=workers, client=client, settle=settle,
                   speed=speed)
+    if final_sample is not None and final_sample < 0:
+        raise ReplayError(f"final_sample must be 0 or more (None: every entity), got {final_sample}")
     if start_at is not None:
         try:
             check_start_at(start_at, time.time())
@@ -111,7 +116,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         workers=workers, writer=writer, tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests, start_at=start_at, faults=runner)
+        total_requests=scan.kept_requests, start_at=start_at, faults=runner, final_sample=final_sample,
+        sample_seed=_seed_of(header))
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -128,6 +134,12 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     if runner is not None:
         summary["faults"] = runner.summary()
     return summary
+
+
+def _seed_of(header: dict) -> int:
+    """The trace's seed (what the final read's batch_init sample is drawn with), 0 when it has none."""
+    seed = header.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
 def run_length(header: dict, speed: float | None) -> float | None:
