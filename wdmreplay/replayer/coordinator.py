@@ -271,10 +271,12 @@ class Coordinator:
                                            self.sample_seed)
         alive = sorted(self._alive())
         shares = dict(zip(alive, split_concurrency(self.concurrency, len(alive)))) if alive else {}
-        if self.scan.ranges.get("order", 0) > 0 and entities["order"]:
-            # A batch_init order's lines and user are the shop's choice: read the orders first, so
-            # that the items and users they name are read back too (they are what a checkout touched).
-            pre = self._snapshot(_slices({"order": entities["order"]}, alive), shares)
+        named = sort_ids(self.scan.literals["order"])  # orders a request named by id: batch_init ones
+        if self.scan.ranges.get("order", 0) > 0 and named:
+            # A batch_init order's lines and user are the shop's choice: read the orders the history
+            # touched first, so that the items and users they name (what a checkout of them touched)
+            # are read back too. The sampled orders' are not: they had no request.
+            pre = self._snapshot(_slices({"order": named}, alive), shares)
             if pre is None:
                 return None
             for kind, ids in referenced_ids(pre[0]["orders"]).items():
