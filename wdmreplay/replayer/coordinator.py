@@ -59,7 +59,7 @@ class Coordinator:
                  phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
                  timeout: float, concurrency: int, progress: bool, total_requests: int,
                  start_at: float | None = None, faults: Any = None, final_sample: int | None = BATCH_SAMPLE,
-                 sample_seed: int = 0):
+                 sample_seed: int = 0, live: Any = None):
         self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
         self.n = workers
         self.writer = writer
@@ -75,6 +75,7 @@ class Coordinator:
         self.faults = faults  # a .faults.FaultRunner, or None
         self.final_sample = final_sample  # batch_init entities not touched read back per kind (None: all)
         self.sample_seed = sample_seed
+        self.live = live  # a .live.LiveView (replay --ui) to start once the workers are forked, or None
         self.start_at = start_at  # unix time the schedule starts at (--start-at), or None: at once
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
         self.bound = 0  # symbols bound in the whole run (every one is in the results file)
@@ -131,6 +132,8 @@ class Coordinator:
         try:
             self._start_bars()
             self._start_workers()
+            if self.live is not None:  # its server thread starts after the fork, never before
+                self.live.start()
             if not self._wait_ready():
                 return self._stopped("signal before the workers started")
             if not self._wait_start():

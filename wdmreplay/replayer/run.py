@@ -55,7 +55,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
                  start_at: float | None = None, faults: str | None = None,
-                 final_sample: int | None = BATCH_SAMPLE) -> dict:
+                 final_sample: int | None = BATCH_SAMPLE, live: Any = None) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -72,7 +72,9 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
     its actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
     request touched, at most this many per kind are read back (a sample seeded by the trace's seed;
-    None reads them all); what the history touched is always read.
+    None reads them all); what the history touched is always read. ``live`` is a
+    :class:`.live.LiveView` (``replay --ui``) fed with every chunk and event written, and shown the
+    summary at the end.
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
@@ -110,14 +112,16 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     ), inputs=[trace_path, *([faults] if faults else [])])
     runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
+    if live is not None:
+        live.set_total(scan.kept_requests)
     coordinator = Coordinator(
         worker_cfg=_worker_config(trace_path, target, dialect, speed, concurrency, timeout, workers,
                                   scenarios, shard, scan.shared, final_read, client),
-        workers=workers, writer=writer, tally=tally,
+        workers=workers, writer=writer if live is None else live.tap(writer), tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
         total_requests=scan.kept_requests, start_at=start_at, faults=runner, final_sample=final_sample,
-        sample_seed=_seed_of(header))
+        sample_seed=_seed_of(header), live=live)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -133,6 +137,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                             conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info)
     if runner is not None:
         summary["faults"] = runner.summary()
+    if live is not None:
+        live.finish(summary)
     return summary
 
 
