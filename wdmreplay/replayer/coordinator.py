@@ -279,6 +279,9 @@ class Coordinator:
             # A batch_init order's lines and user are the shop's choice: read the orders the history
             # touched first, so that the items and users they name (what a checkout of them touched)
             # are read back too. The sampled orders' are not: they had no request.
+            if self.progress:
+                self._final_bar_for(len(named))
+                self._final_bar.set_description("final read: orders first")
             pre = self._snapshot(_slices({"order": named}, alive), shares)
             if pre is None:
                 return None
