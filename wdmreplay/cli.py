@@ -442,7 +442,8 @@ def _load_options(f):
 @click.option("--final-all", is_flag=True, help="read back every batch_init entity (no sample; slow for large ones)")
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
-                   "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
+                   "after the first read ends (a second snapshot is always taken) [default: 2 when the run "
+                   "had 5xx/timeouts/connection errors, else one snapshot]")
 @click.option("--ui", "ui", type=Listen(), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
               help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
                    "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
