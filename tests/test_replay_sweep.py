@@ -213,15 +213,17 @@ def _schedule(path: Path, at: float, duration: float) -> Path:
 
 
 @pytest.mark.parametrize("at, duration, message", [
-    (1e10, 1, "'at' 1e+10 s is not within the run (the run's schedule lasts 1.9"),
-    (2.5, 1, "'at' 2.5 s is not within the run (the run's schedule lasts 1.9"),
+    (1e10, 1, "'at' 1e+10 s is not within the run (the run's schedule lasts {length:.6g} s)"),
+    (2.5, 1, "'at' 2.5 s is not within the run (the run's schedule lasts {length:.6g} s)"),
     (0.5, 1e10, "ends after twice the run"),
 ])
 def test_a_fault_outside_the_run_is_one_line_and_exit_2(tmp_path, shop, at, duration, message):
     trace = tmp_path / "t.wdmt"
     from wdmreplay.recorder import generate
 
-    generate("stress", trace, seed=1, rate=5, duration=2)
+    length = generate("stress", trace, seed=1, rate=5, duration=2)["duration"]  # the last session's start
+    assert length < 2.5
+    message = message.format(length=length)
     sched = _schedule(tmp_path / "f.json", at, duration)
     p = subprocess.run([sys.executable, "-m", "wdmreplay", "replay", str(trace), "--url", shop.url, "--faults",
                         str(sched), "-o", str(tmp_path / "r.wdmr")], capture_output=True, text=True, timeout=120)
