@@ -22,8 +22,8 @@ from typing import Any
 from ..traces.results import ResultsWriter
 from .checks import ReplayError
 from .engine import split_concurrency
-from .final import (BATCH_SAMPLE, TraceScan, entity_count, id_sets, next_snapshot_at, plan_final_read,
-                    quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
+from .final import (BATCH_SAMPLE, TraceScan, bound_not_found, entity_count, id_sets, next_snapshot_at,
+                    plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
 from .summary import Tally
@@ -321,7 +321,8 @@ class Coordinator:
         self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
                                 "snapshots": len(snapshots), "entities": total,
                                 "sample": _sample_total(sample)}
-        return {**state, "missing": missing, "settle": settle_record(settle, why, settled, snapshots),
+        return {**state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
+                "settle": settle_record(settle, why, settled, snapshots),
                 "quiesce": quiesce, "read_at": snapshots[-1][0]}
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
