@@ -1,0 +1,36 @@
+"""The replay summary's tally and its words: skipped rows are not sent, and the answers line names them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wdmreplay.api import OP_CODES
+from wdmreplay.replayer.summary import Tally, format_summary
+from wdmreplay.traces.results import OUTCOMES
+
+
+def _chunk(outcomes: list[str], op: str = "checkout") -> dict[str, bytes]:
+    n = len(outcomes)
+    sent = np.array([np.nan if o == "skipped" else 0.010 for o in outcomes], dtype="<f8")
+    return {"outcome": np.array([OUTCOMES.index(o) for o in outcomes], dtype="<u1").tobytes(),
+            "intended": np.zeros(n, dtype="<f8").tobytes(), "sent": sent.tobytes(),
+            "done": (sent + 0.002).tobytes(), "op": np.full(n, OP_CODES[op], dtype="<u1").tobytes(),
+            "status": np.array([200 if o == "ok" else 400 if o == "fail" else 0 for o in outcomes],
+                               dtype="<u2").tobytes()}
+
+
+def test_skipped_rows_are_not_counted_as_sent():
+    # The word "skipped" (wdmreplay.terms) must never stand in for the outcome code in the tally.
+    t = Tally()
+    t.add_chunk(_chunk(["ok", "fail", "skipped", "skipped"]))
+    assert int(t.sent_by_op[OP_CODES["checkout"]]) == 2
+    assert int(t.outcomes[OUTCOMES.index("skipped")]) == 2
+
+
+def test_answers_line_names_each_kind_in_words():
+    s = {"outcomes": {"ok": 5, "fail": 2, "error": 1, "timeout": 0, "conn_error": 3, "skipped": 4},
+         "complete": True, "requests": 15, "sent": 11, "wall": 1.0, "path": "r.wdmr", "rate": 11.0,
+         "speed": None, "scheduled_rate": None, "p50": 0.001, "p99": 0.002, "lag_p99": 0.0, "lagging": False}
+    line = format_summary(s).splitlines()[1]
+    assert line == ("  answers: 5 accepted (2xx), 2 refused (4xx), 4 unanswered (1 5xx, 3 connection error), "
+                    "4 skipped; `check` says which the trace expects")
