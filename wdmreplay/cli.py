@@ -636,6 +636,48 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     sys.exit(report.verdict.exit_code)
 
 
+@cli.command("explain")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.argument("ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
+              help="re-checkout policy of the consistency check (see check --help)")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+              help="the run's trace file, to name each entity's create request [default: the path the run "
+                   "recorded, or that name beside RESULTS]")
+def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, trace: str | None) -> None:
+    """Tell an entity's story: every request that touched it, and the arithmetic of its anomaly.
+
+    For each ID (an item, user or order id, or an anomaly kind such as lost_update for the first
+    anomaly of that kind; none given: the first anomaly of each kind), the requests that touched
+    it in send order — session, operation, amount, intended/sent/done (ms on the run's clock),
+    status and answer; those whose [sent, done] overlap are marked concurrent — then what it
+    started with, what the 2xx answers took, and what the final read found. Exit 0; exit 2 for
+    an id the run does not know.
+
+    \b
+    Examples:
+      wdm-replay explain a.wdmr                      # the first anomaly of each kind
+      wdm-replay explain a.wdmr item-12 user-7       # these entities
+      wdm-replay explain a.wdmr lost_update          # the first lost update
+      wdm-replay explain a.wdmr --format json > story.json
+    """
+    from .analysis import check_results, render_json
+    from .analysis.check import paused_gc
+    from .analysis.story import explain_json, explain_run, render_explain_text
+    from .traces import load_results
+
+    with paused_gc():
+        run = load_results(results, with_args=True)
+    check = check_results(run, recheckout=recheckout)
+    stories = explain_run(run, ids, [a.as_dict() for a in check.anomalies], trace=trace)
+    verdict = check.verdict.verdict
+    if fmt == "json":
+        click.echo(render_json(explain_json(stories, run=os.path.basename(results), verdict=verdict)), nl=False)
+    else:
+        click.echo(render_explain_text(stories, verdict=verdict), nl=False)
+
+
 @cli.command("report")
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
