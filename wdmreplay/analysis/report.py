@@ -16,6 +16,7 @@ from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
 from .faults import analyze_faults, fault_lines, has_faults
+from .story import report_stories
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
@@ -53,6 +54,8 @@ def build_report(results: Results, *, check: CheckReport | None = None, rechecko
         check = check_results(results, recheckout=recheckout)
     out = {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
            "check": check.as_dict() if check is not None else None}
+    if check is not None and check.anomalies:  # each anomaly's story (``explain``): the HTML report draws them
+        out["stories"] = [s.as_dict() for s in report_stories(results, [a.as_dict() for a in check.anomalies])]
     if has_faults(results):  # the ``faults`` section: only for a run with a fault schedule
         out["faults"] = analyze_faults(results, bucket=bucket).as_dict()
     return out

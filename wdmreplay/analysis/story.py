@@ -535,3 +535,24 @@ def render_explain_text(stories: list[Story], *, verdict: str | None = None) -> 
 def explain_json(stories: list[Story], *, run: str, verdict: str | None) -> dict:
     """The JSON form of ``explain`` (stable keys)."""
     return {"schema": EXPLAIN_SCHEMA, "run": run, "verdict": verdict, "stories": [s.as_dict() for s in stories]}
+
+
+MAX_REPORT_STORIES = 8  # stories the HTML report tells (the first anomaly of each kind first)
+
+
+def report_stories(results: Results, anomalies: list[dict], *, limit: int = MAX_REPORT_STORIES) -> list[Story]:
+    """Stories of a run's per-entity anomalies for the report: the first of each kind, then the next ones."""
+    per_entity = [a for a in anomalies if a["entity"] in ENTITIES]
+    if not per_entity or results.argcols is None:
+        return []
+    firsts: dict[str, dict] = {}
+    for a in per_entity:
+        firsts.setdefault(a["kind"], a)
+    chosen = list(firsts.values())
+    for a in per_entity:
+        if len(chosen) >= limit:
+            break
+        if a not in chosen:
+            chosen.append(a)
+    st = RunStories(results)
+    return [st.story(a["entity"], str(a["id"]), a) for a in chosen[:limit]]
