@@ -22,7 +22,7 @@ from typing import Any
 from ..api import WdmError
 from .report import format_expected, format_speed
 
-MAX_ANOMALY_ROWS = 50  # rows of the anomaly table (the page says how many more)
+MAX_ANOMALY_ROWS = 15  # rows of the anomaly table (the page says how many more)
 TIMELINE_MAX_LANES = 14  # sessions drawn per timeline (the table lists every request)
 _OUTCOME_CSS = {"ok": "ok", "fail": "fail", "error": "unanswered", "timeout": "unanswered",
                 "conn_error": "unanswered", "skipped": "read"}
@@ -60,6 +60,10 @@ def _pyplot() -> Any | None:
 
 def _n(x: Any, nd: int = 1) -> str:
     return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
 
 
 def _count_share(n: int, total: int) -> str:
@@ -131,7 +135,7 @@ def _story_rows(story: dict) -> list[dict]:
     for r in story["requests"]:
         out.append({"n": r["n"], "session": r["session"], "op": r["op"], "order": r["order"],
                     "amount_text": "" if r["amount"] is None else f"{r['amount']:+d}",
-                    "intended": _n(r["intended_ms"]), "sent": _n(r["sent_ms"]), "done": _n(r["done_ms"]),
+                    "intended": _ms(r["intended_ms"]), "sent": _ms(r["sent_ms"]), "done": _ms(r["done_ms"]),
                     "status": r["status"] or r["outcome"], "css": _OUTCOME_CSS.get(r["outcome"], "read"),
                     "concurrent": ", ".join(f"#{k}" for k in r["concurrent_with"][:6])
                                   + (" …" if len(r["concurrent_with"]) > 6 else ""),
@@ -270,12 +274,15 @@ def timeline_svg(story: dict) -> str:
     parts = [f'<svg class="timeline" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
              f'aria-label="timeline of {_esc(story["entity"])} {_esc(story["id"])}">']
     parts.append(f'<text x="{left:.0f}" y="14">ms on the run\'s clock · one lane per session · bar = sent → done · '
-                 'shaded = two or more in flight</text>')
+                 'shaded = 2xx or unanswered requests in flight together</text>')
     for k, sid in enumerate(lanes):
         y = top + k * lane_h
         parts.append(f'<rect class="lane" x="{left:.1f}" y="{y + 2:.1f}" width="{plot_w:.1f}" height="{lane_h - 4:.1f}"/>')
         parts.append(f'<text x="{left - 6:.0f}" y="{y + lane_h / 2 + 4:.1f}" text-anchor="end">session {sid}</text>')
-    racing = [(r["sent_ms"], r["done_ms"]) for r in drawn if r["concurrent_with"]]
+    # Shade where the requests that may have taken effect (2xx or unanswered) overlap: the race itself.
+    racing = [(r["sent_ms"], r["done_ms"]) for r in drawn if r["concurrent_with"] and r["outcome"] != "fail"]
+    if not _overlaps(racing):
+        racing = [(r["sent_ms"], r["done_ms"]) for r in drawn if r["concurrent_with"]]
     y0, y1 = top, top + lane_h * len(lanes)
     for s, e in _overlaps(racing):
         parts.append(f'<rect class="overlap" x="{x(s):.1f}" y="{y0:.1f}" width="{max(x(e) - x(s), 1):.1f}" '
@@ -304,7 +311,7 @@ def timeline_svg(story: dict) -> str:
     legend = ('<div class="legend"><span><i style="background:#2e8b57"></i>answered 2xx</span>'
               '<span><i style="background:#e08a00"></i>refused 4xx</span>'
               '<span><i style="background:#b3261e"></i>unanswered</span>'
-              '<span><i style="background:#f5c518;opacity:.5"></i>overlap</span>'
+              '<span><i style="background:#f5c518;opacity:.5"></i>in flight together (2xx or unanswered)</span>'
               + (f"<span>{hidden} more sessions not drawn (listed below)</span>" if hidden > 0 else "") + "</div>")
     return "".join(parts) + legend
 

@@ -537,7 +537,7 @@ def explain_json(stories: list[Story], *, run: str, verdict: str | None) -> dict
     return {"schema": EXPLAIN_SCHEMA, "run": run, "verdict": verdict, "stories": [s.as_dict() for s in stories]}
 
 
-MAX_REPORT_STORIES = 8  # stories the HTML report tells (the first anomaly of each kind first)
+MAX_REPORT_STORIES = 6  # stories the HTML report tells (the first anomaly of each kind first)
 
 
 def report_stories(results: Results, anomalies: list[dict], *, limit: int = MAX_REPORT_STORIES) -> list[Story]:

@@ -1,0 +1,206 @@
+"""``explain`` and the HTML report page, on runs of the reference shop (real HTTP on 127.0.0.1).
+
+Each verdict path against a right shop and a wrong one: a lost update and an oversell are explained
+by their overlapping checkouts and the arithmetic; the same entities of a correct shop add up. The
+page is looked at in headless Chromium (tests/browser_support.py): verdict banner, section table,
+an anomaly timeline with concurrent bars, nothing wider than 1280 px, nothing fetched from outside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from wdmreplay.analysis import build_report, check_results, render_html
+from wdmreplay.analysis.story import explain_run, render_explain_text
+from wdmreplay.recorder import generate
+from wdmreplay.replayer import replay_trace
+from wdmreplay.traces import load_results
+
+# Ten orders per item of stock 1, all checked out at once: a racy shop lets several through.
+CONTENDED = {"items": 4, "stock": 1, "price": 1, "users": 40, "credit": 1, "orders": 40}
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+
+def _run(tmp_path: Path, shop, name: str, params: dict = CONTENDED, **replay: object) -> Path:
+    trace = tmp_path / f"{name}.wdmt"
+    generate("consistency", trace, seed=3, **params)
+    out = tmp_path / f"{name}.wdmr"
+    replay_trace(str(trace), str(out), target=shop.target, speed=None, label=name, **replay)
+    return out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wdmreplay", *args], capture_output=True, text=True, timeout=120)
+
+
+def _stories(path: Path, *ids: str) -> list:
+    r = load_results(path, with_args=True)
+    return explain_run(r, ids, [a.as_dict() for a in check_results(r).anomalies])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """One consistency run each of a correct, a lost-update and an oversell reference shop."""
+    from wdmreplay.shop import ShopThread
+
+    tmp = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, inject in (("correct", None), ("lost-update", "lost-update"), ("oversell", "oversell")):
+        with ShopThread(inject=inject) as shop:
+            out[name] = _run(tmp, shop, name)
+    return out
+
+
+def _checkouts_taken(story) -> list:
+    return [r for r in story.requests if r.op == "checkout" and r.outcome == "ok"]
+
+
+def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(runs):
+    stories = _stories(runs["lost-update"])
+    by_kind = {s.anomaly["kind"]: s for s in stories}
+    s = by_kind["lost_update"]
+    assert s.entity in ("item", "user")
+    won = _checkouts_taken(s)
+    # More checkouts answered 2xx than there was stock/credit, and they ran at the same time.
+    assert len(won) >= 2 and any(set(r.concurrent) & {w.n for w in won} for r in won)
+    assert re.fullmatch(rf"{len(won)} checkouts answered 2xx (took|cost) {len(won)} (units|credit); "
+                        r"(stock|credit) was 1; final 0", s.headline), s.headline
+    assert f"leaves 1 - {len(won)} = {1 - len(won)}: below zero" in "\n".join(s.arithmetic)
+    assert s.final == 0 and s.anomaly["actual"] == 0
+    # Send order, ms on the run's clock, every request answered.
+    sent = [r.sent_ms for r in s.requests]
+    assert sent == sorted(sent) and all(r.done_ms >= r.sent_ms for r in s.requests)
+    text = render_explain_text(stories)
+    assert text.startswith(f"{s.entity} {s.id} — lost_update: {s.headline}") or f"— lost_update: {s.headline}" in text
+
+
+def test_explain_oversell_shows_the_checkouts_and_the_negative_stock(runs):
+    s = {x.anomaly["kind"]: x for x in _stories(runs["oversell"])}["oversell"]
+    won = _checkouts_taken(s)
+    assert s.entity == "item" and len(won) >= 2 and s.final == 1 - len(won) < 0
+    assert s.headline == f"{len(won)} checkouts answered 2xx took {len(won)} units; stock was 1; final {s.final}"
+    assert f"final read: {s.final}" in s.arithmetic
+
+
+def test_explain_on_a_correct_shop_adds_up(runs):
+    """The same entity on a correct shop: one checkout took the one unit, the others were refused."""
+    assert _stories(runs["correct"]) == []
+    r = load_results(runs["correct"], with_args=True)
+    item = sorted(r.final["items"])[0]
+    (s,) = _stories(runs["correct"], item)
+    assert s.anomaly is None and len(_checkouts_taken(s)) == 1
+    refused = [x for x in s.requests if x.op == "checkout" and x.outcome == "fail"]
+    assert refused and all(x.status == 400 and x.answer for x in refused)
+    assert "a serial order of the 2xx answers leaves 1 - 1 = 0" in s.arithmetic and s.final == 0
+
+
+def test_explain_cli_text_json_and_bad_input(runs, tmp_path):
+    path = str(runs["lost-update"])
+    r = _cli("explain", path, "lost_update")
+    assert r.returncode == 0 and r.stderr == "" and "concurrent" in r.stdout and "arithmetic:" in r.stdout
+    r = _cli("explain", path, "--format", "json")
+    d = json.loads(r.stdout)
+    assert r.returncode == 0 and d["schema"] == "wdm-explain/1" and d["verdict"] == "NOT CLEAN"
+    first = d["stories"][0]
+    assert {"session", "op", "amount", "intended_ms", "sent_ms", "done_ms", "status", "answer",
+            "concurrent_with"} <= set(first["requests"][0])
+    r = _cli("explain", str(runs["correct"]))
+    assert (r.returncode, r.stdout) == (0, "no anomalies to explain (verdict: CLEAN)\n")
+    r = _cli("explain", path, "no-such-item")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "no-such-item" in r.stderr
+    trace = next(Path(path).parent.glob("*.wdmt"))
+    r = _cli("explain", str(trace))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = _cli("explain", "--help")
+    assert r.returncode == 0 and "Examples:" in r.stdout and "wdm-replay explain a.wdmr" in r.stdout
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.urls: list[str] = []
+        self.pre: list[int] = []
+        self._in_pre = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#")]
+        if tag == "pre":
+            self.pre.append(1)
+
+    def handle_data(self, data):
+        if self.pre and self.tags[-1] == "pre":
+            self.pre[-1] += data.count("\n")
+
+
+def _page(report: dict) -> tuple[str, _Page]:
+    page = render_html(report)
+    p = _Page()
+    p.feed(page)
+    p.close()
+    return page, p
+
+
+def test_html_page_of_a_lost_update(runs):
+    page, p = _page(build_report(load_results(runs["lost-update"], with_args=True), bucket=0.1))
+    assert 'class="banner not-clean"' in page and "NOT CLEAN" in page and "consistency fail" in page
+    assert p.urls == [] and "script" not in p.tags and all(n <= 10 for n in p.pre)
+    assert page.count('<svg class="timeline"') >= 1 and page.count('class="bar ok concurrent"') >= 2
+    assert page.count("<figure") == 3  # requests/s, latency over unanswered share, CDF
+    assert 'id="sections"' in page and "lost_update" in page
+
+
+def test_html_page_of_a_correct_run_and_without_matplotlib(runs, monkeypatch):
+    rep = build_report(load_results(runs["correct"], with_args=True))
+    page, _ = _page(rep)
+    assert 'class="banner clean"' in page and "No consistency anomaly was found." in page
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    page, p = _page(rep)
+    assert "Charts need matplotlib" in page and "<figure" not in page and 'id="operations"' in page
+
+
+def test_html_banner_of_a_shop_killed_mid_run(tmp_path, shop_factory):
+    """Half the run is unanswered: the headline is the verdict and the availability that decided it,
+    never "No anomalies"."""
+    import threading
+
+    shop = shop_factory()
+    trace = tmp_path / "s.wdmt"
+    generate("stress", trace, seed=1, rate=40, duration=3)
+    stopper = threading.Timer(1.2, shop.stop)
+    stopper.start()
+    out = tmp_path / "killed.wdmr"
+    replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=2.0, label="killed")
+    stopper.join()
+    rep = build_report(load_results(out, with_args=True))
+    assert rep["check"]["verdict"] != "CLEAN"
+    page, _ = _page(rep)
+    banner = page[page.index('<header id="verdict"'):page.index("</header>")]
+    assert rep["check"]["verdict"] in banner and "No consistency anomaly" not in banner
+    assert any(name in banner for name in ("availability", "coverage", "correctness"))
+
+
+def test_report_page_in_chromium(runs, browser, tmp_path):
+    """The page as a person sees it at 1280 px: banner, sections, a timeline with concurrent bars."""
+    from browser_support import external_urls, horizontal_overflow, open_page
+
+    html = tmp_path / "report.html"
+    html.write_text(render_html(build_report(load_results(runs["lost-update"], with_args=True), bucket=0.1)))
+    shot = tmp_path / "report.png"
+    page = open_page(browser, html, screenshot=shot)
+    assert page.locator("header#verdict").inner_text().startswith("NOT CLEAN")
+    assert page.locator("table.sections tbody tr").count() == 4
+    timeline = page.locator("svg.timeline").first
+    assert timeline.is_visible() and timeline.locator("rect.bar.concurrent").count() >= 2
+    box = timeline.bounding_box()
+    assert box is not None and 800 <= box["width"] <= 1280
+    assert horizontal_overflow(page) == 0 and external_urls(page) == []
+    assert shot.stat().st_size > 50_000
