@@ -44,7 +44,8 @@ def _env() -> Any:
                               lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 
 
-def _pyplot() -> Any | None:
+def _pyplot_or_none() -> Any | None:
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -53,6 +54,24 @@ def _pyplot() -> Any | None:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _pyplot() -> Any:
+    """pyplot, or MissingDependency (one line: what to install) — for pages that are nothing but charts."""
+    plt = _pyplot_or_none()
+    if plt is None:
+        raise MissingDependency("HTML reports need matplotlib: pip install 'wdm-replay[html]'")
+    return plt
+
+
+def _png(fig: Any, plt: Any) -> str:
+    """A figure as base64 PNG (the compare page's plots); fixed metadata keeps the bytes reproducible."""
+    import base64
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # --- page model (numbers to strings) --------------------------------------------------------------
@@ -196,7 +215,7 @@ def render_html(report: dict) -> str:
     """One self-contained HTML page of a report (tables always; charts when matplotlib is installed)."""
     r, s = report["run"], report["stats"]
     anomalies, more, summary = _anomalies(report)
-    plt = _pyplot()
+    plt = _pyplot_or_none()
     page = _env().get_template("report.html.j2").render(
         run=r, banner=_banner(report), sections=_sections(report.get("check")), ops=_ops(s),
         anomalies=anomalies, anomalies_more=more, anomaly_summary=summary, faults=_faults(report),
