@@ -368,12 +368,14 @@ def _shade(ax: Any, report: dict, *, label: bool = False) -> None:
 def charts(report: dict, plt: Any) -> list[dict]:
     """The page's charts as inline SVG (id, caption, svg)."""
     tl = report["stats"]["timeline"]
+    faults = "; fault windows shaded red, recovery dashed green" if report.get("faults") else ""
     out = []
     if tl["t"]:
-        out.append({"id": "rate", "caption": "Requests per second by outcome (by answer time); fault windows shaded, "
-                                            "recovery dashed", "svg": _svg(_rate_chart(report, plt), plt, "rate")})
+        out.append({"id": "rate", "caption": f"Requests per second by outcome (by answer time){faults}",
+                    "svg": _svg(_rate_chart(report, plt), plt, "rate")})
         out.append({"id": "latency", "caption": "Latency percentiles over time, above the share of requests that got "
-                                               "no answer — an outage shows as unanswered, never as a speed-up",
+                                               "no answer (a mostly unanswered second is shaded in both) — an outage "
+                                               f"shows as unanswered, never as a speed-up{faults}",
                     "svg": _svg(_latency_chart(report, plt), plt, "latency")})
     if report["stats"]["cdf"]:
         out.append({"id": "cdf", "caption": "Response-time CDF per operation (log scale; grey: the other operations)",
