@@ -204,3 +204,50 @@ def test_report_page_in_chromium(runs, browser, tmp_path):
     assert box is not None and 800 <= box["width"] <= 1280
     assert horizontal_overflow(page) == 0 and external_urls(page) == []
     assert shot.stat().st_size > 50_000
+
+
+def _wipe_run(tmp_path: Path, wipe: bool) -> Path:
+    """Items and users created, stocked and checked out; at 0.8 s a fault action resets the shop's store
+    (``wipe``) or only reads its stats; a phase at 1.5 s, then the final read."""
+    from fault_support import write_schedule
+    from replay_support import write_trace
+
+    from wdmreplay.shop import ShopThread
+    from wdmreplay.traces import step
+
+    p0 = [(0.0, [step("create_item", [4], bind=f"$s{i}.item"), step("add_stock", [f"$s{i}.item", 10]),
+                 step("create_user", [], bind=f"$s{i}.user"), step("add_funds", [f"$s{i}.user", 50]),
+                 step("create_order", [f"$s{i}.user"], bind=f"$s{i}.order"),
+                 step("add_item", [f"$s{i}.order", f"$s{i}.item", 2]), step("checkout", [f"$s{i}.order"])])
+          for i in range(2)]
+    p1 = [(1.5, [step("find_item", ["no-such-item"], expect="fail")])]
+    trace = tmp_path / "w.wdmt"
+    write_trace(trace, [p0, p1])
+    out = tmp_path / "w.wdmr"
+    with ShopThread() as shop:
+        path = "/_shop/reset" if wipe else "/_shop/stats"
+        code = (f"import urllib.request as u; u.urlopen(u.Request({shop.url + path!r}, data={b'' if wipe else None!r}, "
+                f"method={'POST' if wipe else 'GET'!r}), timeout=5).read()")
+        sched = write_schedule(tmp_path / "f.json", [{"name": "wipe", "at": 0.8, "for": 0.2,
+                                                      "do": [sys.executable, "-c", code],
+                                                      "undo": [sys.executable, "-c", "pass"]}])
+        replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, faults=str(sched))
+    return out
+
+
+@pytest.mark.parametrize("wipe", [True, False], ids=["wiped", "kept"])
+def test_explain_an_item_the_final_read_did_not_find(tmp_path, wipe):
+    """Lost data (``lost_entity``): the story is the create answered 2xx, then a final read that did not find it."""
+    out = _wipe_run(tmp_path, wipe)
+    r = load_results(out, with_args=True)
+    item = r.bindings["$s0.item"]
+    (s,) = _stories(out, f"item:{item}")
+    create = s.requests[0]
+    assert (create.op, create.outcome, create.sid) == ("create_item", "ok", 0)
+    assert [x.op for x in s.requests[:4]] == ["create_item", "add_stock", "add_item", "checkout"]
+    if wipe:
+        assert s.final is None and s.headline.startswith(f"created with a 2xx at {create.done_ms:.1f} ms")
+        assert s.headline.endswith(f"the final read did not find item {item}")
+        assert f"final read: HTTP 400: item {item} not found" in s.arithmetic, s.arithmetic
+    else:
+        assert s.final == 8 and s.headline == "1 checkout answered 2xx took 2 units; stock was 10; final 8"

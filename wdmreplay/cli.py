@@ -648,8 +648,9 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
 def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, trace: str | None) -> None:
     """Tell an entity's story: every request that touched it, and the arithmetic of its anomaly.
 
-    For each ID (an item, user or order id, or an anomaly kind such as lost_update for the first
-    anomaly of that kind; none given: the first anomaly of each kind), the requests that touched
+    For each ID (an item, user or order id — item:ID, user:ID or order:ID when one id names several
+    — or an anomaly kind such as lost_update for its first anomaly; none given: the first anomaly of
+    each kind), the requests that touched
     it in send order — session, operation, amount, intended/sent/done (ms on the run's clock),
     status and answer; those whose [sent, done] overlap are marked concurrent — then what it
     started with, what the 2xx answers took, and what the final read found. Exit 0; exit 2 for
@@ -660,6 +661,7 @@ def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, t
       wdm-replay explain a.wdmr                      # the first anomaly of each kind
       wdm-replay explain a.wdmr item-12 user-7       # these entities
       wdm-replay explain a.wdmr lost_update          # the first lost update
+      wdm-replay explain a.wdmr user:0               # user 0 (batch_init ids name items and orders too)
       wdm-replay explain a.wdmr --format json > story.json
     """
     from .analysis import check_results, render_json

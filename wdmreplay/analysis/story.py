@@ -33,6 +33,9 @@ _READS = {"item": "find_item", "user": "find_user", "order": "find_order"}
 _CREATES = {"item": "create_item", "user": "create_user", "order": "create_order"}
 _UNANSWERED = ("error", "timeout", "conn_error")
 _VIA_ORDER = ("checkout", "add_item", "remove_item")  # operations whose first argument is an order
+# Operations whose first argument is an entity of each kind.
+_BY_K0 = {"item": ("add_stock", "subtract_stock"), "user": ("add_funds", "pay", "create_order", "cancel_payment"),
+          "order": _VIA_ORDER}
 
 
 class ExplainError(WdmError):
@@ -165,23 +168,24 @@ class RunStories:
     def _op_rows(self, *names: str) -> np.ndarray:
         return np.isin(self.op, [OP_CODES[n] for n in names if n in OP_CODES])
 
-    def _read_rows(self, eid: str) -> list[int]:
+    def _read_rows(self, kind: str, eid: str) -> list[int]:
         if self._reads is None:  # one pass over the read rows' args, for every story of the run
             self._reads = {}
             args = self.r.args
             rows = np.nonzero(self._op_rows(*_READS.values()) & (self.outcome != SKIPPED))[0].tolist()
+            kinds = {OP_CODES[op]: k for k, op in _READS.items()}
             if args is not None:
                 for row in rows:
                     a = args[row]
                     if a:
-                        self._reads.setdefault(str(a[0]), []).append(row)
-        return self._reads.get(eid, [])
+                        self._reads.setdefault((kinds[int(self.op[row])], str(a[0])), []).append(row)
+        return self._reads.get((kind, eid), [])
 
-    def _create_row(self, eid: str) -> int | None:
+    def _create_row(self, kind: str, eid: str) -> int | None:
         """The row of the request whose answer created ``eid`` (from the trace's bind symbols), if found."""
         if self._creates is None:
             self._creates = _create_rows(self.r, self._trace)
-        return self._creates.get(eid)
+        return self._creates.get((kind, eid))
 
     def _orders_of(self, kind: str, eid: str) -> list[str]:
         """Orders that act on an item (hold it) or a user (belong to it): add_item history and the final read."""
@@ -191,6 +195,11 @@ class RunStories:
         if kind == "item" and code >= 0:
             rows = self._op_rows("add_item") & (self.k1 == code)
             found.update(names[k] for k in np.unique(self.k0[rows]).tolist() if k >= 0)
+        if kind == "user" and code >= 0:  # orders created for the user (found even when the final read lost them)
+            if self._creates is None:
+                self._creates = _create_rows(self.r, self._trace)
+            found.update(oid for (k, oid), row in self._creates.items()
+                         if k == "order" and int(self.k0[row]) == code and int(self.op[row]) == OP_CODES["create_order"])
         if self.fs is not None:
             t = self.fs.orders.table
             try:
@@ -206,24 +215,25 @@ class RunStories:
     def _rows_of(self, kind: str, eid: str, orders: list[str]) -> np.ndarray:
         code = self.ids.code(eid)
         sel = np.zeros(self.op.size, bool)
-        if code >= 0:
-            sel |= self.k0 == code
+        if code >= 0:  # one id may name an item, a user and an order (batch_init ids "0", "1", …)
+            sel |= (self.k0 == code) & self._op_rows(*_BY_K0[kind])
             if kind == "item":
-                sel |= self.k1 == code
+                sel |= (self.k1 == code) & self._op_rows("add_item", "remove_item")
         if orders and kind in ("item", "user"):
             codes = self.ids.codes(orders)
             sel |= self._op_rows("checkout") & np.isin(self.k0, codes[codes >= 0])
         rows = set(np.nonzero(sel)[0].tolist())
-        rows.update(self._read_rows(eid))
-        create = self._create_row(eid)
+        rows.update(self._read_rows(kind, eid))
+        create = self._create_row(kind, eid)
         if create is not None:
             rows.add(create)
         return np.array(sorted(rows), np.int64)
 
     # --- the story ------------------------------------------------------------------------------
 
-    def _qty(self, kind: str, eid: str, order: str) -> int:
-        """Units of ``eid`` (item) or credit (user) a checkout of ``order`` moves, from the final read or add_item."""
+    def _qty(self, kind: str, eid: str, order: str) -> int | None:
+        """Units of ``eid`` (item) or credit (user) a checkout of ``order`` moves, from the final read or add_item
+        (None: a user's cost of an order the final read did not return)."""
         fs = self.fs
         st = fs.orders.get(order) if fs is not None else None
         if kind == "item":
@@ -232,7 +242,7 @@ class RunStories:
             oc, ic = self.ids.code(order), self.ids.code(eid)
             rows = self._op_rows("add_item") & (self.k0 == oc) & (self.k1 == ic) & (self.outcome == 0)
             return int(self.num[rows].sum())
-        return st.total_cost if st is not None else 0
+        return st.total_cost if st is not None else None
 
     def _amount(self, kind: str, eid: str, op: str, row: int, order: str | None) -> int | None:
         n = int(self.num[row])
@@ -241,7 +251,8 @@ class RunStories:
         if op in ("subtract_stock", "pay"):
             return -n
         if op == "checkout" and order is not None and kind in ("item", "user"):
-            return -self._qty(kind, eid, order)
+            q = self._qty(kind, eid, order)
+            return None if q is None else -q
         if op == "add_item" and kind == "order":
             return n
         return None
@@ -270,7 +281,8 @@ class RunStories:
                   for op, row in zip(ops, rows.tolist())]
         amounts = [self._amount(kind, eid, op, row, order) for op, row, order in zip(ops, rows.tolist(), orders)]
         # Only the writes race: requests that move the entity's stock / credit (or, for an order, change it).
-        racing = [a is not None or (kind == "order" and op in _VIA_ORDER) for op, a in zip(ops, amounts)]
+        racing = [a is not None or op == "checkout" or (kind == "order" and op in _VIA_ORDER)
+                  for op, a in zip(ops, amounts)]
         conc = mark_concurrent([s if w else None for s, w in zip(sent, racing)], done)
         out = []
         for k, row in enumerate(rows.tolist()):
@@ -284,8 +296,8 @@ class RunStories:
         return out
 
 
-def _create_rows(results: Results, trace: str | Path | None) -> dict[str, int]:
-    """id -> row of its create request, matched through the trace's bind symbols (empty if no trace is found)."""
+def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, str], int]:
+    """(kind, id) -> row of its create request, matched through the trace's bind symbols (empty without the trace)."""
     from ..traces.stream import FormatError
     from ..traces.trace import TraceReader
 
@@ -293,23 +305,24 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[str, int]:
     if path is None:
         return {}
     by_symbol = results.bindings
-    wanted: dict[tuple[int, int], str] = {}
+    wanted: dict[tuple[int, int], tuple[str, str]] = {}
+    kind_of_create = {op: kind for kind, op in _CREATES.items()}
     try:
         with TraceReader(path) as tr:
             for s in tr:
                 for k, st in enumerate(s["steps"]):
                     sym = st.get("bind") if isinstance(st, dict) else None
                     if sym and sym in by_symbol and st.get("op") in _CREATES.values():
-                        wanted[(int(s["sid"]), k)] = str(by_symbol[sym])
+                        wanted[(int(s["sid"]), k)] = (kind_of_create[st["op"]], str(by_symbol[sym]))
     except (FormatError, OSError):
         return {}
     c = results.cols
-    out: dict[str, int] = {}
+    out: dict[tuple[str, str], int] = {}
     creates = np.nonzero(np.isin(c["op"], [OP_CODES[o] for o in _CREATES.values()]))[0]
     for row, sid, step in zip(creates.tolist(), c["sid"][creates].tolist(), c["step"][creates].tolist()):
-        eid = wanted.get((sid, step))
-        if eid is not None:
-            out[eid] = row
+        key = wanted.get((sid, step))
+        if key is not None:
+            out[key] = row
     return out
 
 
@@ -352,20 +365,20 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         lines, head, final = _ledger_arithmetic(st, kind, eid, rows)
     if fs is not None and final is None:
         why = (fs.missing.get(kind) or {}).get(eid)
-        create = st._create_row(eid)
+        create = st._create_row(kind, eid)
         created = ""
         if create is not None and int(st.outcome[create]) == 0:
-            created = f"created with a 2xx at {_ms(float(st.r.cols['done'][create]))} ms; "
-        gone = [r for r in st._read_rows(eid) if int(st.outcome[r]) == 1]
+            created = f"created with a 2xx at {float(st.r.cols['done'][create]) * 1000.0:.1f} ms; "
+        gone = [r for r in st._read_rows(kind, eid) if int(st.outcome[r]) == 1]
         reads = f"{_plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
         head = f"{created}{reads}the final read did not find {kind} {eid}" if (created or reads or why) else head
-    if anomaly is not None:
+    if anomaly is not None:  # the checker's own words (and, when it gives them, its sum and possible causes)
         a = anomaly
-        for extra in a.get("arithmetic") or ():
-            if extra not in lines:
-                lines.append(str(extra))
         lines.append(f"checker: {a.get('headline') or a.get('detail', '')}")
+        lines += [f"  {x}" for x in a.get("arithmetic") or () if x != a.get("headline")]
+        if a.get("candidates"):
+            lines.append("possible causes (not asserted): " + "; ".join(map(str, a["candidates"])))
     return lines, head, final
 
 
@@ -395,17 +408,19 @@ def _ledger_arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray) ->
     take = [st._qty(kind, eid, o) for o in co_orders]
     ok_idx = [k for k in range(co.size) if int(st.outcome[co[k]]) == 0]
     n_ok, n_fail, n_unans = _outcome_counts(st, co)
-    took = sum(take[k] for k in ok_idx)
+    took = sum(take[k] or 0 for k in ok_idx)
+    unknown = sum(1 for k in ok_idx if take[k] is None)
     verb = "took" if kind == "item" else "cost"
     units = _plural(took, "unit") if kind == "item" else f"{took} credit"
     lines.append(f"{what} was {start} before the checkouts")
     lines.append(f"{_plural(n_ok, 'checkout')} answered 2xx {verb} {units}"
-                 + (f" (orders {_names([co_orders[k] for k in ok_idx])})" if ok_idx else ""))
+                 + (f" (orders {_names([co_orders[k] for k in ok_idx])})" if ok_idx else "")
+                 + (f"; the cost of {_plural(unknown, 'order')} is unknown (not read back)" if unknown else ""))
     if n_fail or n_unans:
         lines.append(f"{n_fail} refused (4xx), {n_unans} unanswered")
     paid = _paid_orders(st, co_orders)
     if paid is not None and paid != sorted(set(co_orders[k] for k in ok_idx)):
-        paid_take = sum(st._qty(kind, eid, o) for o in paid)
+        paid_take = sum(st._qty(kind, eid, o) or 0 for o in paid)
         lines.append(f"{_plural(len(paid), 'order')} paid at the final read, {verb} {paid_take}")
     left = start - took
     lines.append(f"a serial order of the 2xx answers leaves {start} - {took} = {left}"
@@ -467,8 +482,8 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
 
 def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[dict] | None = None, *,
                 trace: str | Path | None = None) -> list[Story]:
-    """Stories of ``ids`` (an entity id, or an anomaly kind for its first anomaly), or of the first anomaly
-    of each kind when ``ids`` is empty. ``anomalies`` are the check's (JSON form); ExplainError for an unknown id."""
+    """Stories of ``ids`` (an entity id, ``kind:id`` such as ``user:0``, or an anomaly kind for its first
+    anomaly), or of the first anomaly of each kind when ``ids`` is empty. ``anomalies`` are the check's (JSON form); ExplainError for an unknown id."""
     st = RunStories(results, trace=trace)
     anomalies = anomalies or []
     by_id = {}
@@ -480,10 +495,17 @@ def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[dic
     wanted: list[tuple[str, str, dict | None]] = []
     if not ids:
         wanted = [(a["entity"], str(a["id"]), a) for a in first_of_kind.values()]
+    by_key = {}
+    for a in anomalies:
+        by_key.setdefault((a["entity"], str(a["id"])), a)
     for eid in ids:
         if eid in first_of_kind and eid not in by_id and st.kind_of(eid) is None:
             a = first_of_kind[eid]
             wanted.append((a["entity"], str(a["id"]), a))
+            continue
+        prefix, _, rest = eid.partition(":")
+        if prefix in ENTITIES and rest:  # "item:0": one id may name an item, a user and an order
+            wanted.append((prefix, rest, by_key.get((prefix, rest))))
             continue
         a = by_id.get(eid)
         kind = a["entity"] if a is not None else st.kind_of(eid)
