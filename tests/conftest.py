@@ -44,9 +44,14 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test session."""
+    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test.
+
+    Not one per session: Playwright's sync API runs an asyncio loop in the main thread until it is
+    stopped, and while it runs every later test that calls ``asyncio.run`` (a replay, a probe of the
+    target) fails with "cannot be called from a running event loop".
+    """
     from playwright.sync_api import sync_playwright
 
     from browser_support import CHROMIUM_ARGS, chromium_path

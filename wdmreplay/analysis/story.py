@@ -129,7 +129,7 @@ def mark_concurrent(sent: list[float | None], done: list[float | None]) -> list[
 class RunStories:
     """Tells the stories of one run's entities (needs the results loaded ``with_args``)."""
 
-    def __init__(self, results: Results, *, trace: str | Path | None = None):
+    def __init__(self, results: Results, *, trace: str | Path | None = None, reads: str = "all"):
         if results.argcols is None:
             raise ExplainError(f"{Path(results.path).name}: loaded without args; cannot tell stories")
         self.r = results
@@ -142,6 +142,9 @@ class RunStories:
         self._reads: dict[str, list[int]] | None = None
         self._creates: dict[str, int] | None = None
         self._trace = trace
+        # "all": every story lists the entity's reads (decodes the args of every find_* row once);
+        # "lost": only the stories of entities the final read did not return (the report's cheap path).
+        self._with_reads = reads
 
     # --- which entity is an id, and which requests touched it ---------------------------------
 
@@ -223,11 +226,16 @@ class RunStories:
             codes = self.ids.codes(orders)
             sel |= self._op_rows("checkout") & np.isin(self.k0, codes[codes >= 0])
         rows = set(np.nonzero(sel)[0].tolist())
-        rows.update(self._read_rows(kind, eid))
+        if self._with_reads == "all" or self._final_value_missing(kind, eid):
+            rows.update(self._read_rows(kind, eid))
         create = self._create_row(kind, eid)
         if create is not None:
             rows.add(create)
         return np.array(sorted(rows), np.int64)
+
+    def _final_value_missing(self, kind: str, eid: str) -> bool:
+        fs = self.fs
+        return fs is not None and eid not in {"item": fs.items, "user": fs.users, "order": fs.orders}[kind]
 
     # --- the story ------------------------------------------------------------------------------
 
@@ -369,7 +377,7 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         created = ""
         if create is not None and int(st.outcome[create]) == 0:
             created = f"created with a 2xx at {float(st.r.cols['done'][create]) * 1000.0:.1f} ms; "
-        gone = [r for r in st._read_rows(kind, eid) if int(st.outcome[r]) == 1]
+        gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[_READS[kind]] and int(st.outcome[r]) == 1]
         reads = f"{_plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
         head = f"{created}{reads}the final read did not find {kind} {eid}" if (created or reads or why) else head
@@ -576,5 +584,5 @@ def report_stories(results: Results, anomalies: list[dict], *, limit: int = MAX_
             break
         if a not in chosen:
             chosen.append(a)
-    st = RunStories(results)
+    st = RunStories(results, reads="lost")
     return [st.story(a["entity"], str(a["id"]), a) for a in chosen[:limit]]
