@@ -693,13 +693,16 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
     """Report a run: per-operation counts, rates, outcome shares, latency percentiles, the check.
 
     Text by default; --format json has stable documented keys; --format html writes one
-    self-contained page with plots (needs matplotlib: pip install 'wdm-replay[html]').
+    self-contained page: the verdict in a coloured banner, the sections and operations tables, each
+    anomaly's timeline (the story `explain` tells), charts over time (the charts need matplotlib:
+    pip install 'wdm-replay[html]'; without it the page says so and keeps every table).
 
     \b
     Examples:
       wdm-replay report a.wdmr
       wdm-replay report a.wdmr --format json -o a.json
       wdm-replay report a.wdmr --format html -o a.html
+      wdm-replay report short.wdmr --format html --bucket 0.1 -o short.html   # a run of seconds
       wdm-replay report huge.wdmr --no-check            # statistics of millions of rows in seconds
     """
     from .analysis import build_report, render_html, render_json, render_text
