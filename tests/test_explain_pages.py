@@ -186,6 +186,9 @@ def test_html_banner_of_a_shop_killed_mid_run(tmp_path, shop_factory):
     banner = page[page.index('<header id="verdict"'):page.index("</header>")]
     assert rep["check"]["verdict"] in banner and "No consistency anomaly" not in banner
     assert any(name in banner for name in ("availability", "coverage", "correctness"))
+    # The seconds with no answers are shaded as an outage in the latency chart, not drawn as fast.
+    latency = page[page.index('id="chart-latency"'):page.index('id="chart-cdf"')]
+    assert "mostly unanswered" in latency and "unanswered %" in latency
 
 
 def test_report_page_in_chromium(runs, browser, tmp_path):

@@ -24,6 +24,7 @@ from .report import format_expected, format_speed
 
 MAX_ANOMALY_ROWS = 15  # rows of the anomaly table (the page says how many more)
 TIMELINE_MAX_LANES = 14  # sessions drawn per timeline (the table lists every request)
+OUTAGE_SHARE = 50.0  # % unanswered in a time bucket above which its latency is not drawn (it is an outage)
 _OUTCOME_CSS = {"ok": "ok", "fail": "fail", "error": "unanswered", "timeout": "unanswered",
                 "conn_error": "unanswered", "skipped": "read"}
 _COLOURS = {"ok": "#2e8b57", "fail": "#e08a00", "unanswered": "#b3261e", "fault": "#b3261e"}
@@ -374,8 +375,8 @@ def charts(report: dict, plt: Any) -> list[dict]:
         out.append({"id": "rate", "caption": f"Requests per second by outcome (by answer time){faults}",
                     "svg": _svg(_rate_chart(report, plt), plt, "rate")})
         out.append({"id": "latency", "caption": "Latency percentiles over time, above the share of requests that got "
-                                               "no answer (a mostly unanswered second is shaded in both) — an outage "
-                                               f"shows as unanswered, never as a speed-up{faults}",
+                                               "no answer; where most got none, the latency (of failing) is not drawn "
+                                               f"but shaded — an outage never reads as a speed-up{faults}",
                     "svg": _svg(_latency_chart(report, plt), plt, "latency")})
     if report["stats"]["cdf"]:
         out.append({"id": "cdf", "caption": "Response-time CDF per operation (log scale; grey: the other operations)",
@@ -409,12 +410,17 @@ def _latency_chart(report: dict, plt: Any) -> Any:
     nan = float("nan")
     mid = [t + w / 2 for t in tl["t"]]
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(11, 3.9), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
-    for key, colour, name in (("p50_ms", "#1f77b4", "p50"), ("p99_ms", "#6a3d9a", "p99")):
-        ax.plot(mid, [nan if v is None else v for v in tl[key]], marker=".", ms=3, lw=1.4, color=colour, label=name)
     share = [100.0 * e / c if c else 0.0 for c, e in zip(tl["count"], tl["errors"])]
-    for t, sh in zip(tl["t"], share):
-        if sh >= 50.0:  # mostly unanswered: its latency is the speed of failing, not of serving
-            ax.axvspan(t, t + w, color=_COLOURS["unanswered"], alpha=0.10, lw=0)
+    # A second mostly unanswered is an outage: its "latency" is how fast requests fail, so it is not
+    # drawn as a point of the line (which would fall) but shaded, the share below saying why.
+    outage = [sh >= OUTAGE_SHARE for sh in share]
+    for key, colour, name in (("p50_ms", "#1f77b4", "p50"), ("p99_ms", "#6a3d9a", "p99")):
+        ax.plot(mid, [nan if v is None or out else v for v, out in zip(tl[key], outage)], marker=".", ms=3, lw=1.4,
+                color=colour, label=name)
+    for k, (t, out) in enumerate(zip(tl["t"], outage)):
+        if out:
+            ax.axvspan(t, t + w, color=_COLOURS["unanswered"], alpha=0.12, lw=0,
+                       label="mostly unanswered" if k == outage.index(True) else None)
     _shade(ax, report)
     ax.set_ylabel("response ms")
     ax.set_ylim(bottom=0)
