@@ -207,6 +207,11 @@ def test_report_page_in_chromium(runs, browser, tmp_path):
     assert box is not None and 800 <= box["width"] <= 1280
     assert horizontal_overflow(page) == 0 and external_urls(page) == []
     assert shot.stat().st_size > 50_000
+    # Printable: in print media nothing runs off the side, and it prints as a PDF of several pages.
+    page.emulate_media(media="print")
+    assert horizontal_overflow(page) == 0
+    pdf = page.pdf(format="A4", print_background=True)
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3
 
 
 def _wipe_run(tmp_path: Path, wipe: bool) -> Path:
