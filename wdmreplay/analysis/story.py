@@ -139,11 +139,12 @@ class RunStories:
         c = results.cols
         self.op, self.outcome = c["op"], c["outcome"]
         self.k0, self.k1, self.num = ac.k0, ac.k1, ac.num
-        self._reads: dict[str, list[int]] | None = None
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}
+        self._reads: dict[tuple[str, str], list[int]] | None = None
         self._creates: dict[str, int] | None = None
         self._trace = trace
-        # "all": every story lists the entity's reads (decodes the args of every find_* row once);
-        # "lost": only the stories of entities the final read did not return (the report's cheap path).
+        # "all": every story lists the entity's create (read from the trace) and reads (the args of every
+        # find_* row decoded once); "lost": only entities the final read did not return (the report's path).
         self._with_reads = reads
 
     # --- which entity is an id, and which requests touched it ---------------------------------
@@ -169,7 +170,11 @@ class RunStories:
         return None
 
     def _op_rows(self, *names: str) -> np.ndarray:
-        return np.isin(self.op, [OP_CODES[n] for n in names if n in OP_CODES])
+        """Mask of the rows of these operations (cached: every story asks for the same few)."""
+        mask = self._masks.get(names)
+        if mask is None:
+            mask = self._masks[names] = np.isin(self.op, [OP_CODES[n] for n in names if n in OP_CODES])
+        return mask
 
     def _read_rows(self, kind: str, eid: str) -> list[int]:
         if self._reads is None:  # one pass over the read rows' args, for every story of the run
@@ -198,7 +203,7 @@ class RunStories:
         if kind == "item" and code >= 0:
             rows = self._op_rows("add_item") & (self.k1 == code)
             found.update(names[k] for k in np.unique(self.k0[rows]).tolist() if k >= 0)
-        if kind == "user" and code >= 0:  # orders created for the user (found even when the final read lost them)
+        if kind == "user" and code >= 0 and self._full(kind, eid):  # its orders' creates (even if the final read lost them)
             if self._creates is None:
                 self._creates = _create_rows(self.r, self._trace)
             found.update(oid for (k, oid), row in self._creates.items()
@@ -226,14 +231,18 @@ class RunStories:
             codes = self.ids.codes(orders)
             sel |= self._op_rows("checkout") & np.isin(self.k0, codes[codes >= 0])
         rows = set(np.nonzero(sel)[0].tolist())
-        if self._with_reads == "all" or self._final_value_missing(kind, eid):
+        if self._full(kind, eid):
             rows.update(self._read_rows(kind, eid))
-        create = self._create_row(kind, eid)
-        if create is not None:
-            rows.add(create)
+            create = self._create_row(kind, eid)
+            if create is not None:
+                rows.add(create)
         return np.array(sorted(rows), np.int64)
 
-    def _final_value_missing(self, kind: str, eid: str) -> bool:
+    def _full(self, kind: str, eid: str) -> bool:
+        """Whether the story lists the entity's create and reads: always for ``explain``; in the report, only
+        for an entity the final read did not return (they cost a pass over the trace and the reads' args)."""
+        if self._with_reads == "all":
+            return True
         fs = self.fs
         return fs is not None and eid not in {"item": fs.items, "user": fs.users, "order": fs.orders}[kind]
 
