@@ -732,7 +732,9 @@ def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, t
     if fmt == "json":
         click.echo(render_json(explain_json(stories, run=os.path.basename(results), verdict=verdict)), nl=False)
     else:
-        click.echo(render_explain_text(stories, verdict=verdict), nl=False)
+        by = check.verdict.decided_by
+        decided = f", decided by {', '.join(by)}: see wdm-replay check" if by else ""
+        click.echo(render_explain_text(stories, verdict=verdict + decided), nl=False)
 
 
 @cli.command("report")

@@ -500,7 +500,10 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
 def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[dict] | None = None, *,
                 trace: str | Path | None = None) -> list[Story]:
     """Stories of ``ids`` (an entity id, ``kind:id`` such as ``user:0``, or an anomaly kind for its first
-    anomaly), or of the first anomaly of each kind when ``ids`` is empty. ``anomalies`` are the check's (JSON form); ExplainError for an unknown id."""
+    anomaly), or of the first anomaly of each kind when ``ids`` is empty.
+
+    ``anomalies`` are the check's (JSON form). ExplainError for an id the run does not know.
+    """
     st = RunStories(results, trace=trace)
     anomalies = anomalies or []
     by_id = {}
