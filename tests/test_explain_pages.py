@@ -259,3 +259,26 @@ def test_explain_an_item_the_final_read_did_not_find(tmp_path, wipe):
         assert f"final read: HTTP 400: item {item} not found" in s.arithmetic, s.arithmetic
     else:
         assert s.final == 8 and s.headline == "1 checkout answered 2xx took 2 units; stock was 10; final 8"
+
+
+@pytest.mark.parametrize("sent, done, expected", [
+    ([0.0, 5.0], [4.0, 9.0], [(), ()]),  # one after the other
+    ([0.0, 4.0], [4.0, 9.0], [(), ()]),  # touching ends are not concurrent
+    ([0.0, 1.0, 2.0], [10.0, 3.0, 4.0], [(2, 3), (1, 3), (1, 2)]),
+    ([0.0, None, 1.0], [5.0, None, 2.0], [(3,), (), (1,)]),  # never sent: never concurrent
+])
+def test_mark_concurrent(sent, done, expected):
+    from wdmreplay.analysis.story import mark_concurrent
+
+    assert mark_concurrent(sent, done) == expected
+
+
+@pytest.mark.parametrize("bars, expected", [
+    ([(0, 4), (5, 9)], []),
+    ([(0, 4), (2, 9)], [(2, 4)]),
+    ([(0, 10), (1, 3), (2, 5), (8, 9)], [(1, 5), (8, 9)]),
+])
+def test_timeline_shades_where_two_or_more_are_in_flight(bars, expected):
+    from wdmreplay.analysis.html import _overlaps
+
+    assert _overlaps(bars) == expected
