@@ -118,6 +118,12 @@ def test_explain_cli_text_json_and_bad_input(runs, tmp_path):
     trace = next(Path(path).parent.glob("*.wdmt"))
     r = _cli("explain", str(trace))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    other = tmp_path / "other.wdmt"
+    generate("consistency", other, seed=4, **CONTENDED)
+    r = _cli("explain", path, "lost_update", "--trace", str(other))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the trace this run replayed" in r.stderr
+    r = _cli("explain", path, "lost_update", "--trace", str(trace))
+    assert r.returncode == 0 and " create_" in r.stdout  # the create, matched through the trace's symbols
     r = _cli("explain", "--help")
     assert r.returncode == 0 and "Examples:" in r.stdout and "wdm-replay explain a.wdmr" in r.stdout
 

@@ -697,7 +697,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="re-checkout policy of the consistency check (see check --help)")
-@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+@click.option("--trace", type=click.Path(exists=True, dir_okay=False), default=None,
               help="the run's trace file, to name each entity's create request [default: the path the run "
                    "recorded, or that name beside RESULTS]")
 def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, trace: str | None) -> None:

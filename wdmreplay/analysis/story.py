@@ -315,11 +315,20 @@ class RunStories:
 
 def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, str], int]:
     """(kind, id) -> row of its create request, matched through the trace's bind symbols (empty without the trace)."""
-    from ..traces.stream import FormatError
+    from ..traces.stream import FormatError, file_digest
     from ..traces.trace import TraceReader
 
     path = _trace_path(results, trace)
     if path is None:
+        return {}
+    want = (results.header.get("trace") or {}).get("digest")
+    try:
+        same = want is None or file_digest(path) == want
+    except FormatError:
+        same = False
+    if not same:
+        if trace is not None:  # named by the user: say so; found by name: quietly not this run's trace
+            raise ExplainError(f"{trace}: not the trace this run replayed (its digest differs from the run's)")
         return {}
     by_symbol = results.bindings
     wanted: dict[tuple[int, int], tuple[str, str]] = {}
