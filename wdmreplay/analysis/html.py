@@ -165,8 +165,10 @@ def _story_rows(story: dict) -> list[dict]:
 
 def _anomalies(report: dict) -> tuple[list[dict] | None, int, str]:
     chk = report.get("check")
-    if chk is None or not chk["consistency"]["final_state"] and not chk["consistency"]["anomalies"]:
-        return (None if chk is None else []), 0, ""
+    if chk is None:
+        return None, 0, "Not checked: the results were loaded without their requests' arguments."
+    if not chk["consistency"]["final_state"] and not chk["consistency"]["anomalies"]:
+        return None, 0, "Not checked: the run holds no final state (replayed with --no-final-read, or cut short)."
     rows = chk["consistency"]["anomalies"]
     stories = {(s["entity"], s["id"]): s for s in report.get("stories") or []}
     out = []
