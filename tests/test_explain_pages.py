@@ -168,6 +168,8 @@ def test_html_page_of_a_correct_run_and_without_matplotlib(runs, monkeypatch):
     rep = build_report(load_results(runs["correct"], with_args=True))
     page, _ = _page(rep)
     assert 'class="banner clean"' in page and "No consistency anomaly was found." in page
+    stats_only, _ = _page(build_report(load_results(runs["correct"])))  # no args: no check
+    assert 'class="banner unchecked"' in stats_only and "NOT CHECKED" in stats_only and "CLEAN<" not in stats_only
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     page, p = _page(rep)
     assert "Charts need matplotlib" in page and "<figure" not in page and 'id="operations"' in page
