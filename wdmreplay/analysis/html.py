@@ -177,8 +177,9 @@ def _anomalies(report: dict) -> tuple[list[dict] | None, int, str]:
         if s is not None and not s["requests"]:
             s = None  # an aggregate: its headline says it all
         head = a.get("headline") or (s["headline"] if s else a["detail"])
+        actual = ("not found" if a["kind"] == "lost_entity" else "-") if a["actual"] is None else format_expected(a["actual"])
         out.append({"kind": a["kind"], "entity": a["entity"], "id": a["id"], "expected": format_expected(a["expected"]),
-                    "actual": format_expected(a["actual"]), "headline": head,
+                    "actual": actual, "headline": head,
                     "story": None if s is None else {**s, "requests": _story_rows(s)},
                     "timeline": "" if s is None else timeline_svg(s)})
     counts = chk["consistency"]["anomaly_counts"]
@@ -242,8 +243,8 @@ def _drawn(requests: list[dict]) -> list[dict]:
         lo, hi = min(r["sent_ms"] for r in racing), max(r["done_ms"] for r in racing)
         pick = [r for r in timed if r["done_ms"] >= lo and r["sent_ms"] <= hi and (r["amount"] is not None
                                                                                     or r["concurrent_with"])]
-    else:
-        pick = [r for r in timed if r["amount"] is not None][-8:] or timed[-8:]
+    else:  # nothing raced: the last requests, create and reads included (a lost entity's whole story)
+        pick = timed[-10:]
     return pick
 
 
@@ -267,6 +268,12 @@ def _ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step) * step
     return [first + k * step for k in range(int((hi - first) / step) + 1)]
+
+
+def _next_bar_within(drawn: list[dict], r: dict, x: Any, until: float) -> bool:
+    """Whether a later bar of ``r``'s lane starts before ``until`` (its label would run over it)."""
+    return any(o["session"] == r["session"] and o["sent_ms"] > r["sent_ms"] and x(o["sent_ms"]) < until
+               for o in drawn)
 
 
 def timeline_svg(story: dict) -> str:
@@ -309,6 +316,7 @@ def timeline_svg(story: dict) -> str:
     for s, e in _overlaps(racing):
         parts.append(f'<rect class="overlap" x="{x(s):.1f}" y="{y0:.1f}" width="{max(x(e) - x(s), 1):.1f}" '
                      f'height="{y1 - y0:.1f}"/>')
+    taken: dict[int, float] = {}  # per lane, the x up to which bars and labels already stand
     for r in drawn:
         k = lanes.index(r["session"])
         y = top + k * lane_h + 5
@@ -321,10 +329,19 @@ def timeline_svg(story: dict) -> str:
                f"done {r['done_ms']:.1f} ms, {r['status'] or r['outcome']} {r['answer']}")
         parts.append(f'<rect class="bar {css}" data-n="{r["n"]}" x="{x0:.1f}" y="{y:.1f}" width="{w:.1f}" '
                      f'height="{lane_h - 10:.1f}" rx="2"><title>{_esc(tip)}</title></rect>')
-        if w > 7.0 * len(label):
-            parts.append(f'<text class="in-bar" x="{x0 + 4:.1f}" y="{y + lane_h / 2 - 1:.1f}">{_esc(label)}</text>')
-        elif x1 + 6 + 6.2 * len(label) < width:
-            parts.append(f'<text x="{x1 + 4:.1f}" y="{y + lane_h / 2 - 1:.1f}">{_esc(label)}</text>')
+        # A label inside the bar, else right of it, else left of it — never over another label or bar
+        # of its lane (requests of one session follow each other); else only the tooltip names it.
+        text_w = 6.2 * len(label)
+        free = taken.get(k, left)
+        ty = y + lane_h / 2 - 1
+        if w > 7.0 * len(label) and x0 >= free:
+            parts.append(f'<text class="in-bar" x="{x0 + 4:.1f}" y="{ty:.1f}">{_esc(label)}</text>')
+        elif x1 + 6 + text_w < width and not _next_bar_within(drawn, r, x, x1 + 6 + text_w):
+            parts.append(f'<text x="{x1 + 4:.1f}" y="{ty:.1f}">{_esc(label)}</text>')
+            x1 = x1 + 6 + text_w
+        elif x0 - 6 - text_w > free:
+            parts.append(f'<text x="{x0 - 4:.1f}" y="{ty:.1f}" text-anchor="end">{_esc(label)}</text>')
+        taken[k] = max(x1, x0 + w)
     parts.append(f'<line class="axis" x1="{left:.1f}" x2="{width - right:.1f}" y1="{y1 + 2:.1f}" y2="{y1 + 2:.1f}"/>')
     for t in _ticks(lo, hi):
         parts.append(f'<line class="axis" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y1 + 2:.1f}" y2="{y1 + 6:.1f}"/>')
