@@ -23,8 +23,8 @@ from wdmreplay.recorder import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 
-# Ten orders per item of stock 1, all checked out at once: a racy shop lets several through.
-CONTENDED = {"items": 4, "stock": 1, "price": 1, "users": 40, "credit": 1, "orders": 40}
+# Twenty orders per item of stock 1, all checked out at once: a racy shop lets several through.
+CONTENDED = {"items": 2, "stock": 1, "price": 1, "users": 40, "credit": 1, "orders": 40}
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 
 
