@@ -50,11 +50,17 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """One consistency run each of a correct, a lost-update and an oversell reference shop."""
     from wdmreplay.shop import ShopThread
 
+    import wdmreplay.shop.app as shop_app
+
     tmp = tmp_path_factory.mktemp("runs")
     out = {}
-    for name, inject in (("correct", None), ("lost-update", "lost-update"), ("oversell", "oversell")):
-        with ShopThread(inject=inject) as shop:
-            out[name] = _run(tmp, shop, name)
+    # The lost-update bug's read-then-write window is 2 ms: on a busy machine a replay's checkouts can
+    # arrive further apart than that and no update is lost. 50 ms makes the race this test explains sure.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shop_app, "RACE_WINDOW_S", 0.05)
+        for name, inject in (("correct", None), ("lost-update", "lost-update"), ("oversell", "oversell")):
+            with ShopThread(inject=inject) as shop:
+                out[name] = _run(tmp, shop, name)
     return out
 
 
