@@ -7,8 +7,8 @@ steps and amounts, replaying each candidate against the live shop (:mod:`.search
 
 from __future__ import annotations
 
-from .search import (DEFAULT_BUDGET, DEFAULT_RUNS, Finding, NothingToShrink, ShrinkError, ShrinkResult,
-                     format_result, shrink_run)
+from .search import (DEFAULT_BUDGET, DEFAULT_RUNS, Finding, NothingToShrink, ShrinkError, ShrinkInterrupted,
+                     ShrinkResult, format_result, shrink_run)
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_RUNS", "Finding", "NothingToShrink", "ShrinkError", "ShrinkResult",
-           "format_result", "shrink_run"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_RUNS", "Finding", "NothingToShrink", "ShrinkError", "ShrinkInterrupted",
+           "ShrinkResult", "format_result", "shrink_run"]

@@ -120,8 +120,8 @@ def cut(sessions: Sessions, role: str, level: str) -> Sessions:
     keep = related(links_of(sessions), role, level)
 
     def kept(st: dict) -> bool:
-        if st.get("bind") in keep:
-            return True
+        if st.get("bind"):
+            return st["bind"] in keep  # the creates of other entities go, whatever their arguments
         syms = symbols(st)
         return all(a in keep for a in syms) if syms else st["op"].startswith("batch_init")
     return repair(tuple({**s, "steps": [st for st in s["steps"] if kept(st)]} for s in sessions))

@@ -40,6 +40,12 @@ class NothingToShrink(WdmError):
     exit_code = 3
 
 
+class ShrinkInterrupted(WdmError):
+    """Ctrl-C before any candidate reproduced: nothing to keep (exit 130, like ``replay``)."""
+
+    exit_code = 130
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """The anomaly to reproduce: its kind, entity kind, role (trace symbol, or literal id) and source id."""
@@ -300,6 +306,9 @@ def shrink_run(run: str, output: str, *, target: Target, trace: str | None = Non
     if not budget > 0:
         raise ShrinkError(f"--budget must be positive, got {budget}")
     kind, ident = parse_anomaly(anomaly)
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise ShrinkError(f"{output}: its directory does not exist")
     t0 = time.monotonic()
     results = load_results(run, with_args=True)
     trace_path = source_trace(run, results.header, trace)
@@ -381,20 +390,28 @@ def _first_reproduction(oracle: Oracle, source: cut.Sessions, finding: Finding,
                         stage: Callable[[str, cut.Sessions], None]) -> tuple[cut.Sessions, str]:
     """The smallest closure level whose cut reproduces; :class:`NothingToShrink` when none does."""
     tried: list[str] = []
+    seen: set[str] = set()
     try:
         for level in cut.LEVELS:
             cand = cut.cut(source, finding.role, level)
+            if repr(cand) in seen:
+                continue  # the same requests as a smaller level's cut
+            seen.add(repr(cand))
             stage(level, cand)
             tried.append(level)
             if oracle.attempt(cand):
                 return cand, level
     except _Stop as e:
+        if str(e) == "interrupted":
+            raise ShrinkInterrupted(f"interrupted before {finding.describe()} reproduced ({oracle.replays} "
+                                    f"replays): nothing written") from None
         raise NothingToShrink(f"{finding.describe()} not reproduced before the search stopped ({e}): "
                               f"{oracle.replays} replays of the {', '.join(tried)} cut(s)") from None
     except KeyboardInterrupt:
-        raise NothingToShrink(f"{finding.describe()} not reproduced before Ctrl-C: {oracle.replays} replays") from None
+        raise ShrinkInterrupted(f"interrupted before {finding.describe()} reproduced ({oracle.replays} replays): "
+                                f"nothing written") from None
     raise NothingToShrink(f"{finding.describe()} never reproduced: {oracle.replays} replays at --speed max "
-                          f"({oracle.runs} each of the closure, its component and the whole trace)")
+                          f"({oracle.runs} per distinct cut: {', '.join(tried)})")
 
 
 def _progress_bar(enabled: bool) -> Any:
