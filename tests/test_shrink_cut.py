@@ -71,6 +71,8 @@ def test_closure_of_an_order_and_the_component():
     order = cut.cut(sessions, "$order2", "closure")
     assert _binds(order) == {"$order2", "$user2", "$item1"}
     assert cut.count_requests(order) == 2 + 2 + 2 + 1
+    # closure+users: user2's other order ($order3) and its items come too
+    assert _binds(cut.cut(sessions, "$order2", "closure+users")) == {"$order2", "$order3", "$user2", "$item0", "$item1"}
     assert cut.count_requests(cut.cut(sessions, "$order2", "component")) == cut.count_requests(sessions)
     assert cut.cut(sessions, "$item0", "whole") == sessions
 

@@ -178,7 +178,7 @@ def test_before_each_runs_before_every_replay_and_a_failing_one_stops(shop_facto
     p = _run(["shrink", str(run), "--url", shop.url, "--runs", "2", "--budget", "60", "-q", "-o", "min.wdmt",
               "--before-each", f"echo $WDM_SHRINK_REPLAY >> {log}"], tmp_path)
     assert p.returncode == 0, p.stderr
-    replays = int(p.stdout.splitlines()[3].split("replays: ")[1].split(",")[0])
+    replays = int(p.stdout.splitlines()[3].split("replays: ")[1].split()[0])
     assert log.read_text().split() == [str(i) for i in range(1, replays + 1)]
     bad = _run(["shrink", str(run), "--url", shop.url, "-o", "min2.wdmt", "-q", "--before-each", "exit 7"], tmp_path)
     assert bad.returncode == 2 and "--before-each exited 7 before replay 1" in bad.stderr

@@ -24,7 +24,7 @@ _STABLE_OK = {"create_item", "create_user", "create_order", "add_stock", "add_fu
               "find_item", "find_user", "find_order"}
 _CREATES = {"create_item": "item", "create_user": "user", "create_order": "order"}
 # Closure levels, from the fewest requests to the whole trace (the fallback when a cut does not reproduce).
-LEVELS = ("closure", "component", "whole")
+LEVELS = ("closure", "closure+users", "component", "whole")
 
 
 def load_sessions(path: str) -> tuple[dict, Sessions]:
@@ -95,8 +95,9 @@ def related(links: Links, role: str, level: str) -> set[str]:
     """The symbols a cut at ``level`` keeps for the entity ``role``.
 
     ``closure``: the entity, the orders it is part of (an item's or a user's orders; an order
-    itself), and those orders' users and items. ``component``: everything connected to it through
-    orders, users and items.
+    itself), and those orders' users and items. ``closure+users``: also the other orders of those
+    users and their items (what spends a user's credit elsewhere). ``component``: everything
+    connected to it through orders, users and items.
     """
     if level == "component":
         seen, todo = {role}, [role]
@@ -110,6 +111,10 @@ def related(links: Links, role: str, level: str) -> set[str]:
     keep = {role} | orders
     for o in orders:
         keep |= links.neighbours(o)
+    if level == "closure+users":
+        for user in [e for e in keep if links.kind.get(e) == "user"]:
+            for o in links.neighbours(user):
+                keep |= {o} | links.neighbours(o)
     return keep
 
 

@@ -75,7 +75,7 @@ class ShrinkResult:
     output: str
     source_run: str
     source_trace: str
-    level: str  # the cut that first reproduced (closure, component, whole)
+    level: str  # the cut that first reproduced (closure, closure+users, component, whole)
     before: tuple[int, int]  # sessions, requests
     after: tuple[int, int]
     replays: int
@@ -84,6 +84,7 @@ class ShrinkResult:
     runs: int
     stopped: str | None  # why the search ended early ("budget", "interrupted", an error), or None
     script: tuple[str, ...]
+    replays_by_pass: tuple[tuple[str, int], ...] = ()  # (pass, replays): cut, sessions, steps, amounts, times, measuring
 
     @property
     def rate(self) -> float | None:
@@ -333,7 +334,12 @@ def shrink_run(run: str, output: str, *, target: Target, trace: str | None = Non
                     before_each=before_each, timeout=timeout, concurrency=concurrency, bar=bar)
     oracle.setup(header)
 
+    spent: dict[str, int] = {}
+    current = ["cut"]
+
     def stage(name: str, sessions: cut.Sessions) -> None:
+        spent[current[0]] = spent.get(current[0], 0) + oracle.replays - sum(spent.values())
+        current[0] = "cut" if name in cut.LEVELS else name
         text = f"{name}: {len(sessions)} sessions, {cut.count_requests(sessions)} requests"
         if bar is not None:
             bar.set_postfix_str(text)
@@ -363,18 +369,20 @@ def shrink_run(run: str, output: str, *, target: Target, trace: str | None = Non
                 hits = oracle.measure(best)
             except (_Stop, KeyboardInterrupt):
                 stopped = "interrupted"
+        stage("done", best)
+        spent.pop("done", None)
         seconds = time.monotonic() - t0
         after = (len(best), cut.count_requests(best))
         info = {"finding": finding.as_dict(),
                 "source": {"run": os.path.abspath(run), "trace": os.path.abspath(trace_path),
                            "trace_digest": trace_digest(trace_path), "sessions": before[0], "requests": before[1]},
                 "reproduction": {"hits": hits, "runs": runs, "rate": None if hits is None else hits / runs},
-                "replays": oracle.replays, "seconds": round(seconds, 3), "cut": level, "stopped": stopped}
+                "replays": oracle.replays, "replays_by_pass": spent, "seconds": round(seconds, 3), "cut": level, "stopped": stopped}
         written = cut.write_trace(output, header, best, info, inputs=[trace_path, run])
         names = [p["name"] for p in written["phases"]]
         script = cut.script_lines(names, _renumbered(best))
         return ShrinkResult(finding, output, run, trace_path, level, before, after, oracle.replays, seconds, hits,
-                            runs, stopped, tuple(script))
+                            runs, stopped, tuple(script), tuple(spent.items()))
     finally:
         if bar is not None:
             bar.close()
@@ -430,7 +438,8 @@ def format_result(r: ShrinkResult) -> str:
         f"shrink: {r.finding.describe()}",
         f"  before: {r.before[0]} sessions, {r.before[1]} requests ({r.source_trace})",
         f"  after:  {r.after[0]} sessions, {r.after[1]} requests ({r.output}; first reproduced by the {r.level} cut)",
-        f"  replays: {r.replays}, wall time {r.seconds:.1f} s" + (f", stopped early: {r.stopped}" if r.stopped else ""),
+        f"  replays: {r.replays} ({', '.join(f'{k} {n}' for k, n in r.replays_by_pass if n)}), wall time "
+        f"{r.seconds:.1f} s" + (f", stopped early: {r.stopped}" if r.stopped else ""),
         f"  reproduction rate: {rate}",
         "",
         *r.script,
