@@ -146,3 +146,17 @@ def test_pick_finding_default_kind_and_id():
         pick_finding(rep, binds, "double_charge", None, "r")
     with pytest.raises(NothingToShrink, match="no anomaly on an item, user or order"):
         pick_finding(_Report(rep.anomalies[2:]), binds, None, None, "r")
+
+
+def test_help_explains_the_command_with_examples():
+    from click.testing import CliRunner
+
+    from wdmreplay.cli import cli
+
+    res = CliRunner().invoke(cli, ["shrink", "--help"])
+    assert res.exit_code == 0
+    text = " ".join(res.output.split())
+    assert "Examples:" in res.output and "wdm-replay shrink c.wdmr --url http://127.0.0.1:8000 -o min.wdmt" in text
+    for option in ("--anomaly", "--runs", "--budget", "--before-each", "--trace", "--urls", "--url", "-o"):
+        assert option in res.output
+    assert "Exit 0 written, 2 bad input, 3 nothing to reproduce" in text

@@ -169,7 +169,7 @@ class _Stop(Exception):
 class Oracle:
     """Replays candidates and says whether they reproduce the finding; counts replays, keeps the budget."""
 
-    def __init__(self, *, target: Target, finding: Finding, runs: int, deadline: float, workdir: Path,
+    def __init__(self, *, target: Target | str, finding: Finding, runs: int, deadline: float, workdir: Path,
                  before_each: str | None, timeout: float, concurrency: int, bar: Any):
         self.target, self.finding, self.runs, self.deadline = target, finding, runs, deadline
         self.workdir, self.before_each, self.timeout, self.concurrency = workdir, before_each, timeout, concurrency
@@ -290,7 +290,7 @@ class _Search:
             self._keep_if(cut.untimed(self.best))
 
 
-def shrink_run(run: str, output: str, *, target: Target, trace: str | None = None, anomaly: str | None = None,
+def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None = None, anomaly: str | None = None,
                runs: int = DEFAULT_RUNS, budget: float = DEFAULT_BUDGET, before_each: str | None = None,
                timeout: float = 10.0, concurrency: int = 256, progress: bool = False,
                notify: Callable[[str], None] = print) -> ShrinkResult:
