@@ -185,8 +185,9 @@ class Oracle:
 
     def reserve(self) -> float:
         """Seconds to keep for the final ``runs`` replays (from the mean replay so far, with a margin)."""
-        mean = self.seconds / self.replays if self.replays else 1.0
-        return self.runs * mean * 1.5 + 1.0
+        if not self.replays:
+            return 0.0  # nothing measured yet: the first candidate is always tried
+        return self.runs * self.seconds / self.replays * 1.5
 
     def attempt(self, sessions: cut.Sessions, *, final: bool = False) -> bool:
         """Whether ``sessions`` reproduce in one of up to ``runs`` replays (memoised; empty never does)."""
@@ -334,12 +335,15 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
                     before_each=before_each, timeout=timeout, concurrency=concurrency, bar=bar)
     oracle.setup(header)
 
-    spent: dict[str, int] = {}
+    spent: dict[str, int] = {}  # replays per pass
     current = ["cut"]
 
-    def stage(name: str, sessions: cut.Sessions) -> None:
+    def account(name: str) -> None:
         spent[current[0]] = spent.get(current[0], 0) + oracle.replays - sum(spent.values())
         current[0] = "cut" if name in cut.LEVELS else name
+
+    def stage(name: str, sessions: cut.Sessions) -> None:
+        account(name)
         text = f"{name}: {len(sessions)} sessions, {cut.count_requests(sessions)} requests"
         if bar is not None:
             bar.set_postfix_str(text)
@@ -369,7 +373,7 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
                 hits = oracle.measure(best)
             except (_Stop, KeyboardInterrupt):
                 stopped = "interrupted"
-        stage("done", best)
+        account("done")
         spent.pop("done", None)
         seconds = time.monotonic() - t0
         after = (len(best), cut.count_requests(best))
