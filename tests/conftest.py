@@ -44,6 +44,22 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test session."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+
 # --- end shop fixtures ------------------------------------------------------------------------
 
 
