@@ -160,3 +160,15 @@ def test_help_explains_the_command_with_examples():
     for option in ("--anomaly", "--runs", "--budget", "--before-each", "--trace", "--urls", "--url", "-o"):
         assert option in res.output
     assert "Exit 0 written, 2 bad input, 3 nothing to reproduce" in text
+
+
+def test_keep_orders_drops_other_orders_with_the_users_and_items_only_they_needed():
+    sessions = _consistency_like()
+    assert cut.order_symbols(sessions) == ["$order0", "$order1", "$order2", "$order3"]
+    got = cut.keep_orders(sessions, ["$order2"], "$item0")
+    # $order2 (user2, item1) and the role $item0 stay; user0, user1 (only their dropped orders) go
+    assert _binds(got) == {"$order2", "$user2", "$item1", "$item0"}
+    assert [st["op"] for s in got for st in s["steps"] if st["args"] and st["args"][0] == "$order2"] == \
+        ["add_item", "checkout"]
+    both = cut.keep_orders(sessions, ["$order0", "$order3"], "$user2")
+    assert _binds(both) == {"$order0", "$order3", "$user0", "$user2", "$item0", "$item1"}

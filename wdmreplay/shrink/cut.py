@@ -147,6 +147,29 @@ def repair(sessions: Sessions) -> Sessions:
             return sessions
 
 
+def order_symbols(sessions: Sessions) -> list[str]:
+    """The symbols create_order binds, in trace order."""
+    return [st["bind"] for s in sessions for st in s["steps"] if st["op"] == "create_order" and st.get("bind")]
+
+
+def keep_orders(sessions: Sessions, keep: Iterable[str], role: str) -> Sessions:
+    """Only the orders ``keep`` (and ``role``): every other order's steps go, and so do the users and
+    items no kept order needs any more (unless one is ``role``), repaired.
+    """
+    links = links_of(sessions)
+    kept = set(keep) | {role}
+    dropped = {o for o in order_symbols(sessions) if o not in kept}
+    needed = {role} | {e for o in kept if links.kind.get(o) == "order" for e in links.neighbours(o)}
+
+    def gone(sym: str) -> bool:
+        return sym in dropped or (links.kind.get(sym) in ("user", "item") and sym not in needed)
+
+    def kept_step(st: dict) -> bool:
+        syms = symbols(st) + ([st["bind"]] if st.get("bind") else [])
+        return not any(gone(x) for x in syms)
+    return repair(tuple({**s, "steps": [st for st in s["steps"] if kept_step(st)]} for s in sessions))
+
+
 def keep_sessions(sessions: Sessions, keep: Iterable[int]) -> Sessions:
     """Only the sessions at the positions ``keep``, repaired."""
     return repair(tuple(sessions[i] for i in sorted(set(keep))))

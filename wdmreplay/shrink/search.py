@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .ddmin import ddmin
 
 DEFAULT_RUNS = 5
 DEFAULT_BUDGET = 300.0
+ORDERS_PASS_MIN = 16  # orders in the first reproducing cut from which whole orders are dropped first
 
 
 class ShrinkError(WdmError):
@@ -84,7 +86,7 @@ class ShrinkResult:
     runs: int
     stopped: str | None  # why the search ended early ("budget", "interrupted", an error), or None
     script: tuple[str, ...]
-    replays_by_pass: tuple[tuple[str, int], ...] = ()  # (pass, replays): cut, sessions, steps, amounts, times, measuring
+    replays_by_pass: tuple[tuple[str, int], ...] = ()  # (pass, replays): cut, orders, sessions, steps, amounts, times, measuring
 
     @property
     def rate(self) -> float | None:
@@ -264,6 +266,18 @@ class _Search:
             return True
         return False
 
+    def orders(self, role: str) -> None:
+        """ddmin over whole orders (each with its lines, checkout, and its user and items if no other
+        order needs them), when there are many: a chunk of orders alone often still races, so a big
+        trace halves in a replay at a time instead of losing a session at a time.
+        """
+        base = self.best
+        orders = [o for o in cut.order_symbols(base) if o != role]
+        if len(orders) < ORDERS_PASS_MIN:
+            return
+        self.stage("orders", base)
+        ddmin(orders, lambda keep: self._keep_if(cut.keep_orders(base, keep, role)))
+
     def sessions(self) -> None:
         """ddmin over the sessions (``best`` follows each reproducing subset)."""
         base = self.best
@@ -355,6 +369,7 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
         best, level = _first_reproduction(oracle, source, finding, stage)
         search = _Search(oracle, best, stage)
         try:
+            search.orders(finding.role)
             search.sessions()
             search.steps()
             search.amounts()
@@ -431,7 +446,7 @@ def _progress_bar(enabled: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(unit="replay", desc="shrink", leave=False, dynamic_ncols=True)
+    return tqdm(unit="replay", desc="shrink", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def format_result(r: ShrinkResult) -> str:
