@@ -79,6 +79,8 @@ def test_lost_update_shrinks_to_a_trace_that_is_not_clean(shop_factory, tmp_path
 
     insp = _run(["inspect", "min.wdmt"], tmp_path)
     assert insp.returncode == 0 and f"{after_requests}" in insp.stdout
+    assert f"shrunk   reproduces lost_update on item $item0 in {info['reproduction']['hits']}/3 fresh replays; " \
+           f"from {run} (28 requests)" in insp.stdout
     reports = _anomalies_after_replay(shop, tmp_path / "min.wdmt", tmp_path / "again.wdmr")
     last = reports[-1]
     assert last.verdict.verdict == "NOT CLEAN", [r.verdict.reasons() for r in reports]
