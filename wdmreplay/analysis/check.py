@@ -26,7 +26,9 @@ from typing import Iterator
 import numpy as np
 
 from ..api import OP_CODES
+from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
+from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
@@ -118,6 +120,7 @@ class CheckReport:
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
+    bug_classes: BugCoverage = field(default_factory=lambda: verdict_coverage(None, False))  # what it covered
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -148,6 +151,7 @@ class CheckReport:
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
+            "bug_classes": self.bug_classes.as_dict(),
             "consistency": {
                 "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
                 "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
@@ -292,6 +296,12 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery)
 
 
+def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
+    """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
+    counts, source = run_exercises(results.header.get("trace") or {})
+    return verdict_coverage(counts, faults, source)
+
+
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
            max_recovery: float) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
@@ -330,4 +340,5 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     warnings.extend(consistency.notes)
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
-                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery)
+                       figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
+                       _bug_coverage(results, fa is not None))

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..bugclasses import coverage_line
 from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
@@ -86,9 +87,13 @@ def format_expected(v: Any) -> str:
 
 
 def render_check_text(check: dict | CheckReport) -> str:
-    """Text of a check verdict: sections (correctness, consistency, availability, coverage), the verdict."""
+    """Text of a check verdict: sections (correctness, consistency, availability, coverage), the verdict, then
+    the one line of the bug classes the run covered."""
     d = check.as_dict() if isinstance(check, CheckReport) else check
-    return "\n".join(check_lines(d)) + "\n"
+    lines = check_lines(d)
+    if d.get("bug_classes"):
+        lines.append(coverage_line(d["bug_classes"]))  # what the verdict covered, right after it
+    return "\n".join(lines) + "\n"
 
 
 def _anomaly_lines(c: dict) -> list[str]:
