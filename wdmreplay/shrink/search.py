@@ -86,7 +86,8 @@ class ShrinkResult:
     runs: int
     stopped: str | None  # why the search ended early ("budget", "interrupted", an error), or None
     script: tuple[str, ...]
-    replays_by_pass: tuple[tuple[str, int], ...] = ()  # (pass, replays): cut, orders, sessions, steps, amounts, times, measuring
+    replays_by_pass: tuple[tuple[str, int], ...] = ()  # (pass, replays): cut, role amounts, orders, sessions, steps,
+    # amounts, times, measuring
 
     @property
     def rate(self) -> float | None:
@@ -290,10 +291,15 @@ class _Search:
         self.stage("steps", base)
         ddmin(cut.step_positions(base), lambda keep: self._keep_if(cut.keep_steps(base, keep)))
 
-    def amounts(self) -> None:
-        """Each amount made 1, else half, where the finding still recurs."""
-        self.stage("amounts", self.best)
-        for slot in cut.amount_slots(self.best):
+    def amounts(self, role: str | None = None) -> None:
+        """Each amount made 1, else half, where the finding still recurs (only the role's own with ``role``)."""
+        slots = cut.amount_slots(self.best)
+        if role is not None:
+            slots = [sl for sl in slots if role in self.best[sl.session]["steps"][sl.step]["args"]]
+            if not slots:
+                return
+        self.stage("role amounts" if role is not None else "amounts", self.best)
+        for slot in slots:
             for v in cut.smaller_values(slot.value):
                 if self._keep_if(cut.with_amount(self.best, slot, v)):
                     break
@@ -369,6 +375,8 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
         best, level = _first_reproduction(oracle, source, finding, stage)
         search = _Search(oracle, best, stage)
         try:
+            # The entity's own amounts first: 100 units of stock need 101 orders to oversell, 1 needs 2.
+            search.amounts(finding.role)
             search.orders(finding.role)
             search.sessions()
             search.steps()
