@@ -228,3 +228,18 @@ def test_budget_ends_the_search_early_and_writes_the_best_so_far(shop_factory, t
     assert h["stopped"] == "budget" and "stopped early: budget" in p.stdout
     assert h["reproduction"]["runs"] == 2 and h["reproduction"]["hits"] is not None
     assert read_header(tmp_path / "min.wdmt")["requests"] < read_header(trace)["requests"]
+
+
+def test_many_orders_on_one_item_go_order_by_order_after_the_items_stock(shop_factory, tmp_path):
+    shop = shop_factory(inject="oversell")
+    trace = tmp_path / "c.wdmt"
+    generate("consistency", trace, seed=1, items=1, stock=20, users=30, credit=2, orders=40)
+    run = _source_run(shop, tmp_path, trace, "oversell")
+    res = shrink_run(str(run), str(tmp_path / "min.wdmt"), target=shop.target, runs=2, budget=60,
+                     notify=lambda _: None)
+    spent = dict(res.replays_by_pass)
+    assert spent["role amounts"] >= 1 and spent["orders"] >= 1  # the passes of a big cut ran
+    assert res.after[1] <= 8 and res.stopped is None, res.script
+    script = "\n".join(res.script)
+    assert "add_stock($item0, 20)" not in script  # its 20 units would take 21 checkouts to oversell
+    assert sum("checkout(" in line for line in res.script) >= 1
