@@ -321,29 +321,12 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
     with nothing to reproduce or a finding that never recurs. Ctrl-C and the ``budget`` (seconds)
     end the search early: the smallest reproducing trace found so far is written.
     """
-    from ..analysis import check_results
-
     if runs < 1:
         raise ShrinkError(f"--runs must be at least 1, got {runs}")
     if not budget > 0:
         raise ShrinkError(f"--budget must be positive, got {budget}")
-    kind, ident = parse_anomaly(anomaly)
-    parent = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(parent):
-        raise ShrinkError(f"{output}: its directory does not exist")
     t0 = time.monotonic()
-    results = load_results(run, with_args=True)
-    trace_path = source_trace(run, results.header, trace)
-    for p in (trace_path, run):
-        if os.path.exists(output) and os.path.samefile(p, output):
-            raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
-    if results.final is None:
-        raise NothingToShrink(f"{run}: the run has no final state (replayed without the final read): nothing to reproduce")
-    report = check_results(results)
-    if report.clean:
-        raise NothingToShrink(f"{run}: CLEAN: there is no finding to reproduce")
-    finding = pick_finding(report, results.bindings, kind, ident, run)
-    del results, report
+    finding, trace_path = _finding_of(run, output, trace, anomaly)
     header, source = cut.load_sessions(trace_path)
     source = cut.relax_expectations(source)
     before = (len(source), cut.count_requests(source))
@@ -396,6 +379,8 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
                 hits = oracle.measure(best)
             except (_Stop, KeyboardInterrupt):
                 stopped = "interrupted"
+            except WdmError as e:  # the shop went away: the trace still reproduced during the search
+                stopped = str(e)
         account("done")
         spent.pop("done", None)
         seconds = time.monotonic() - t0
@@ -414,6 +399,26 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
         if bar is not None:
             bar.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None) -> tuple[Finding, str]:
+    """The finding to reproduce and the trace ``run`` replayed, after every check of the input."""
+    from ..analysis import check_results
+
+    kind, ident = parse_anomaly(anomaly)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise ShrinkError(f"{output}: its directory does not exist")
+    results = load_results(run, with_args=True)
+    trace_path = source_trace(run, results.header, trace)
+    for p in (trace_path, run):
+        if os.path.exists(output) and os.path.samefile(p, output):
+            raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
+    if results.final is None:
+        raise NothingToShrink(f"{run}: the run has no final state (replayed without the final read): nothing to reproduce")
+    report = check_results(results)
+    if report.clean:
+        raise NothingToShrink(f"{run}: CLEAN: there is no finding to reproduce")
+    return pick_finding(report, results.bindings, kind, ident, run), trace_path
 
 
 def _renumbered(sessions: cut.Sessions) -> cut.Sessions:
