@@ -670,19 +670,22 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 
 @cli.command("check")
 @click.argument("results", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/2, stable keys)")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/3, stable keys)")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
 @click.option("--min-availability", "min_availability", type=Finite(0.0, 100.0), default=99.0, show_default=True,
-              metavar="PCT", help="per operation, the least share (%) of requests with a determined expect "
-                                  "that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
+              metavar="PCT", help="per operation, the least share (%) of requests (every one, whatever its step "
+                                  "expects) that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
 @click.option("--strict", is_flag=True, help="every request must be answered (no 5xx, timeout, connection error, skip)")
 @click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
               help="runs with fault windows: a recovery (back to the pre-fault success rate) longer than S "
                    "seconds, or none, makes the run NOT CLEAN; requests in a window or its recovery (at most S) "
                    "are counted apart from --min-availability (docs/faults.md)")
+@click.option("--strict-faults", "strict_faults", is_flag=True,
+              help="runs with fault windows: a wrong answer during a fault (a contradicted expectation in a window "
+                   "or its recovery, counted apart by default) makes the run NOT CLEAN")
 def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
-              max_recovery: float) -> None:
+              max_recovery: float, strict_faults: bool) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
     Four sections decide: correctness (responses against the trace's expectations), consistency
@@ -701,6 +704,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
       wdm-replay check a.wdmr --recheckout charge --min-availability 95
       wdm-replay check a.wdmr --strict
       wdm-replay check faulty.wdmr --max-recovery 5
+      wdm-replay check faulty.wdmr --strict-faults
     """
     from .analysis import check_results, render_check_text, render_json
     from .analysis.check import paused_gc
@@ -709,7 +713,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     with paused_gc():
         run = load_results(results, with_args=True)
     report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability,
-                           max_recovery=max_recovery)
+                           max_recovery=max_recovery, strict_faults=strict_faults)
     click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
     sys.exit(report.verdict.exit_code)
 
