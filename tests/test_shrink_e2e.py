@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from replay_support import closed_port
 from wdmreplay.analysis import check_results
 from wdmreplay.recorder import generate
 from wdmreplay.replayer import replay_trace
@@ -159,6 +160,7 @@ def test_bad_input_exits_2_with_one_line(shop_factory, tmp_path):
         (["shrink", "run.wdmr", "-o", "run.wdmr"], "is one of the inputs"),
         (["shrink", "run.wdmr", "-o", "no/such/dir/m.wdmt"], "directory does not exist"),
         (["shrink", "run.wdmr", "--url", shop.url, "--urls", "u.json"], "either --urls or --url"),
+        (["shrink", "run.wdmr", "-q", "--url", f"http://127.0.0.1:{closed_port()}"], "cannot reach target"),
     ]
     for args, needle in cases:
         p = _run(args, tmp_path)
