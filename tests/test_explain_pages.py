@@ -2,8 +2,7 @@
 
 Each verdict path against a right shop and a wrong one: a lost update and an oversell are explained
 by their overlapping checkouts and the arithmetic; the same entities of a correct shop add up. The
-page is looked at in headless Chromium (tests/browser_support.py): verdict banner, section table,
-an anomaly timeline with concurrent bars, nothing wider than 1280 px, nothing fetched from outside.
+page as a person sees it (headless Chromium) is tested in tests/test_report_page_browser.py.
 """
 
 from __future__ import annotations
@@ -204,28 +203,6 @@ def test_html_banner_of_a_shop_killed_mid_run(tmp_path, shop_factory):
     latency = page[page.index('id="chart-latency"'):page.index('id="chart-cdf"')]
     assert "mostly unanswered" in latency and "unanswered %" in latency
 
-
-def test_report_page_in_chromium(runs, browser, tmp_path):
-    """The page as a person sees it at 1280 px: banner, sections, a timeline with concurrent bars."""
-    from browser_support import external_urls, horizontal_overflow, open_page
-
-    html = tmp_path / "report.html"
-    html.write_text(render_html(build_report(load_results(runs["lost-update"], with_args=True), bucket=0.1)))
-    shot = tmp_path / "report.png"
-    page = open_page(browser, html, screenshot=shot)
-    assert page.locator("header#verdict").inner_text().startswith("NOT CLEAN")
-    assert page.locator("table.sections tbody tr").count() == 4
-    timeline = page.locator("svg.timeline").first
-    assert timeline.is_visible() and timeline.locator("rect.bar.concurrent").count() >= 2
-    box = timeline.bounding_box()
-    assert box is not None and 800 <= box["width"] <= 1280
-    assert horizontal_overflow(page) == 0 and external_urls(page) == []
-    assert shot.stat().st_size > 50_000
-    # Printable: in print media nothing runs off the side, and it prints as a PDF of several pages.
-    page.emulate_media(media="print")
-    assert horizontal_overflow(page) == 0
-    pdf = page.pdf(format="A4", print_background=True)
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3
 
 
 def _wipe_run(tmp_path: Path, wipe: bool) -> Path:
