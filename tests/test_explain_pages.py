@@ -24,7 +24,6 @@ from wdmreplay.traces import load_results
 
 # Twenty orders per item of stock 1, all checked out at once: a racy shop lets several through.
 CONTENDED = {"items": 2, "stock": 1, "price": 1, "users": 40, "credit": 1, "orders": 40}
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 
 
 def _run(tmp_path: Path, shop, name: str, params: dict = CONTENDED, **replay: object) -> Path:
