@@ -787,6 +787,99 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
     _compare_and_exit(paths, threshold, error_threshold, fmt, output, alpha, seed, no_check)
 
 
+# --- capacity, grade (composition roots: capacity.py, grade.py) ----------------------------------
+
+
+def _target_of(urls_path: str | None, base_url: str | None):
+    """The replay target from --urls or --url (the same defaults as ``replay``)."""
+    from .api import Target, load_urls
+    from .replayer import ReplayError
+
+    if urls_path and base_url:
+        raise ReplayError("give either --urls or --url, not both")
+    if urls_path:
+        return load_urls(urls_path)
+    if base_url:
+        return Target.single(base_url)
+    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single("http://localhost:8000")
+
+
+@cli.command("capacity")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
+              help="urls.json of the shop [default: ./urls.json if present]")
+@click.option("--url", "base_url", help="one gateway base URL [default: http://localhost:8000]")
+@click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True,
+              help="what a step must meet: p50|p90|p99|p99.9<N(ms|s) and unanswered<N%, comma-separated")
+@click.option("--start", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=1.0, show_default=True,
+              help="first speed tried")
+@click.option("--max", "max_speed", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=64.0, show_default=True,
+              help="highest speed tried")
+@click.option("--factor", type=Finite(1.0, 100.0, min_open=True), default=2.0, show_default=True,
+              help="speed multiple between steps of the climb")
+@click.option("--bisect", "bisect_steps", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="bisection steps between the last passing and the first failing speed")
+@click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
+              help="cut each step's trace to S seconds at its speed [default: the whole trace at each speed]")
+@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight (connections)")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="capacity-runs", show_default=True,
+              help="directory that keeps every step's results file (and cut traces)")
+@click.option("-o", "--output", "plot", type=click.Path(dir_okay=False), metavar="PLOT",
+              help="write the plot (achieved vs offered rate, p99 vs offered rate): .png or .svg; needs matplotlib")
+@click.option("--json", "as_json", is_flag=True, help='print {"speed", "rate", "slo", "steps": [...]} (stable keys)')
+@click.option("--quiet", "-q", is_flag=True, help="no per-step lines or progress bars")
+def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: str, start: float, max_speed: float,
+                 factor: float, bisect_steps: int, step_seconds: float | None, dialect: str | None, concurrency: int,
+                 timeout: float, outdir: str, plot: str | None, as_json: bool, quiet: bool) -> None:
+    """Find the highest speed at which the shop still meets an SLO.
+
+    Replays TRACE at --start, then geometrically faster (x --factor) until a step misses the SLO or
+    --max is reached, bisects between the last passing and the first failing speed, and repeats the
+    knee to confirm it. Every step is also checked: a step that is NOT CLEAN ends the search (no
+    capacity for a wrong shop). Exit 0: knee found; 1: a step NOT CLEAN; 3: no speed met the SLO;
+    2: usage or file error. Use a paced trace (generate-trace stress) long enough to be stable.
+
+    \b
+    Examples:
+      wdm-replay generate-trace stress --rate 50 --duration 30 -o stress.wdmt
+      wdm-replay capacity stress.wdmt --url http://127.0.0.1:8000 -o capacity.png
+      wdm-replay capacity stress.wdmt --urls urls.json --slo "p99<200ms,unanswered<0.5%" --max 32
+      wdm-replay capacity stress.wdmt --start 4 --step-seconds 20 -d cap-runs --json > capacity.json
+    """
+    from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
+                           plot_capacity, render_capacity_text)
+
+    slo_value = parse_slo(slo)
+    plan = SearchPlan(start, max_speed, factor, bisect_steps)
+    target = _target_of(urls_path, base_url)
+    no_plot = matplotlib_missing() if plot else None
+    if no_plot:
+        click.echo(f"wdm-replay: {no_plot}; the search runs, the table is printed", err=True)
+
+    def step_line(st) -> None:
+        if not quiet:
+            click.echo(f"capacity: step {st.index} {st.kind} x{st.speed:g}: "
+                       f"p99 {st.latency_ms.get('p99')} ms, {100 * st.unanswered:.2f}% unanswered, {st.verdict}, "
+                       f"{'pass' if st.passed else 'fail'} ({st.results})", err=True)
+
+    res = find_capacity(trace, outdir, slo=slo_value, plan=plan,
+                        opts=ReplayOptions(target, dialect, concurrency, timeout), step_seconds=step_seconds,
+                        progress=not quiet and sys.stderr.isatty(), notify=step_line)
+    if plot and not no_plot:
+        plot_capacity(res, plot)
+        click.echo(f"wrote {plot}", err=True)
+    if as_json:
+        from .analysis import render_json
+
+        click.echo(render_json(res.as_dict()), nl=False)
+    else:
+        click.echo(render_capacity_text(res), nl=False)
+    sys.exit(res.exit_code)
+
+
 # click >= 8.2 raises this for a group run without a command (8.1 prints the help itself).
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
