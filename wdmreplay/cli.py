@@ -880,6 +880,98 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
     sys.exit(res.exit_code)
 
 
+@cli.command("grade")
+@click.argument("teams_toml", metavar="TEAMS.toml", type=click.Path(dir_okay=False))
+@click.option("-d", "--dir", "outdir", required=True, type=click.Path(file_okay=False),
+              help="directory of the session: traces, every team's results and reports, the leaderboard")
+@click.option("--suite", default="consistency,stress,capacity,faults", show_default=True,
+              help="suites to run, comma-separated (faults only for teams with a `faults` schedule)")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="teams graded at once (only when the machines allow: teams then share this one's CPU)")
+@click.option("--force", is_flag=True, help="regrade teams already graded in --dir (default: skip them, resume)")
+@click.option("--consistency-trace", type=click.Path(dir_okay=False), metavar="FILE",
+              help="consistency trace to use [default: generate-trace consistency --preset PRESET]")
+@click.option("--stress-trace", type=click.Path(dir_okay=False), metavar="FILE",
+              help="stress trace (fixed rate, capacity, faults) [default: generate-trace stress --rate RATE "
+                   "--duration DURATION]")
+@click.option("--preset", type=click.Choice(["course", "readme"]), default="course", show_default=True,
+              help="consistency preset of the generated trace")
+@click.option("--rate", type=RATE, default=20.0, show_default=True, help="sessions/s of the generated stress trace")
+@click.option("--duration", type=DURATION, default=30.0, show_default=True, help="seconds of the generated stress trace")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the generated traces")
+@click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True, help="the capacity SLO (see capacity --help)")
+@click.option("--capacity-start", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=1.0, show_default=True,
+              help="first speed of the capacity search")
+@click.option("--capacity-max", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=64.0, show_default=True,
+              help="highest speed of the capacity search")
+@click.option("--bisect", type=click.IntRange(0, 20), default=3, show_default=True, help="capacity bisection steps")
+@click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
+              help="cut each capacity step to S seconds")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight per replay")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("--max-recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
+              help="fault runs: a slower recovery is NOT CLEAN (see check --help)")
+@click.option("--no-html", is_flag=True, help="text reports per run instead of HTML (faster; no matplotlib needed)")
+@click.option("--json", "as_json", is_flag=True, help="print leaderboard.json instead of the table")
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines or bar")
+def grade_cmd(teams_toml: str, outdir: str, suite: str, parallel: int, force: bool, consistency_trace: str | None,
+              stress_trace: str | None, preset: str, rate: float, duration: float, seed: int, slo: str,
+              capacity_start: float, capacity_max: float, bisect: int, step_seconds: float | None, concurrency: int,
+              timeout: float, max_recovery: float, no_html: bool, as_json: bool, quiet: bool) -> None:
+    """Grade every team of TEAMS.toml on the same traces and write a leaderboard.
+
+    TEAMS.toml has one table per team: url = "http://…" (one gateway) or urls = "urls.json", and
+    optional reset (shell command run before each replay), before / after (once around the team's
+    runs) and faults (a fault schedule file, see docs/faults.md). Every team gets the same trace
+    bytes: the consistency workload at full speed, the stress trace at its own fixed rate, the
+    capacity search on it, and its fault schedule on it. Writes --dir/teams/NAME/ (every results
+    file and report), and --dir/leaderboard.{json,csv,html}. A rerun skips graded teams (--force
+    regrades). Unreachable, crashed and NOT CLEAN teams are marked and come last. Exit 0 when the
+    leaderboard is written; 2 for bad input.
+
+    \b
+    Example TEAMS.toml:
+      [teams.alpha]
+      url = "http://10.0.0.11:8000"
+      reset = "ssh alpha ./reset.sh"
+      [teams.beta]
+      urls = "beta/urls.json"
+      faults = "beta/kill-stock.json"
+
+    \b
+    Examples:
+      wdm-replay grade teams.toml -d grading
+      wdm-replay grade teams.toml -d grading --suite consistency,stress --rate 50 --duration 60
+      wdm-replay grade teams.toml -d grading --slo "p99<200ms,unanswered<1%" --capacity-max 32
+      wdm-replay grade teams.toml -d grading --force --parallel 2
+    """
+    from pathlib import Path
+
+    from .capacity import SearchPlan, parse_slo
+    from .grade import GradeConfig, load_teams, parse_suites, prepare_traces, run_grade
+    from .leaderboard import render_leaderboard_json, render_leaderboard_text
+
+    suites = parse_suites(suite)
+    slo_text = parse_slo(slo).text
+    SearchPlan(capacity_start, capacity_max, bisect_steps=bisect)  # validated before anything runs
+    teams = load_teams(teams_toml)
+    out = Path(outdir)
+    notify = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    paths, digests = prepare_traces(out, suites, consistency=consistency_trace, stress=stress_trace, preset=preset,
+                                    rate=rate, duration=duration, seed=seed, force=force)
+    cfg = GradeConfig(out, suites, paths, digests, slo=slo_text, capacity_start=capacity_start,
+                      capacity_max=capacity_max, bisect=bisect, step_seconds=step_seconds, concurrency=concurrency,
+                      timeout=timeout, max_recovery=max_recovery, reports=not no_html,
+                      commands_cwd=str(Path(teams_toml).resolve().parent))
+    outcome = run_grade(teams, cfg, parallel=parallel, force=force, progress=not quiet and sys.stderr.isatty(),
+                        notify=notify)
+    for path in outcome.files:
+        notify(f"wrote {path}")
+    click.echo(render_leaderboard_json(outcome.leaderboard) if as_json else
+               render_leaderboard_text(outcome.leaderboard), nl=False)
+
+
 # click >= 8.2 raises this for a group run without a command (8.1 prints the help itself).
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 

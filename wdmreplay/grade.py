@@ -1,0 +1,559 @@
+"""``wdm-replay grade``: the same trace bytes against every team of a TEAMS.toml, and a leaderboard.
+
+A composition root like :mod:`.ab` and :mod:`.capacity`: for each team it replays the shared traces
+through :func:`~wdmreplay.replayer.replay_trace` (consistency at full speed, stress at the course's
+fixed rate, the :mod:`.capacity` search, the team's own fault schedule), judges each run with
+:func:`~wdmreplay.analysis.check_results`, and keeps every results file and report under
+``DIR/teams/NAME/``. A team's outcome is one JSON record (``team.json``, written last and atomically):
+a team with one is graded, so a rerun skips it and a grading night resumes after a crash.
+:func:`build_leaderboard` ranks the records (compute); :mod:`.leaderboard` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .api import Target, WdmError, load_urls
+
+SUITES = ("consistency", "stress", "capacity", "faults")
+STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
+# Unreachable, crashed and NOT CLEAN teams are marked and come last, in this order after the rest.
+UNRANKED = ("not_clean", "error", "unreachable")
+RANK_RULE = ("Teams that are NOT CLEAN, crashed (error) or unreachable are marked and come last. The rest "
+             "rank by capacity (offered requests/s at the knee, higher first) when measured, then by p99 "
+             "at the fixed rate (lower first); INCONCLUSIVE teams are ranked but marked.")
+TEAM_SCHEMA = "wdm-grade-team/1"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class GradeError(WdmError):
+    """A grading session that cannot run (bad TEAMS.toml, bad option, traces that differ between teams)."""
+
+
+# --- TEAMS.toml --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """One team of TEAMS.toml: where its shop is, and the shell commands and fault schedule of its deployment."""
+
+    name: str
+    target: Target
+    where: str  # the url, or the urls.json path as written
+    reset: str | None = None  # before each run
+    before: str | None = None  # once, before the team's first run
+    after: str | None = None  # once, after its last run (also after a failure)
+    faults: str | None = None  # fault schedule file (absolute)
+
+
+def _toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise GradeError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GradeError(f"{path}: not valid TOML: {e}") from None
+
+
+def load_teams(path: str | Path) -> list[Team]:
+    """The teams of a TEAMS.toml (``[teams.NAME]`` tables), in file order; :class:`GradeError` names what is wrong."""
+    path = Path(path)
+    doc = _toml(path)
+    teams = doc.get("teams")
+    if not isinstance(teams, dict) or not teams:
+        raise GradeError(f"{path}: no teams: write one table per team, e.g. [teams.alpha] url = \"http://…\"")
+    unknown = set(doc) - {"teams"}
+    if unknown:
+        raise GradeError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}: only [teams.NAME] tables")
+    base = path.resolve().parent
+    return [_team(path, base, name, spec) for name, spec in teams.items()]
+
+
+def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
+    where = f"{path}: [teams.{name}]"
+    if not _NAME.match(name):
+        raise GradeError(f"{where}: a team name is letters, digits, '.', '_' or '-' (it names a directory)")
+    if not isinstance(spec, dict):
+        raise GradeError(f"{where} must be a table")
+    unknown = set(spec) - {"url", "urls", "reset", "before", "after", "faults"}
+    if unknown:
+        raise GradeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                         "(known: url, urls, reset, before, after, faults)")
+    for key in ("url", "urls", "reset", "before", "after", "faults"):
+        if key in spec and not (isinstance(spec[key], str) and spec[key].strip()):
+            raise GradeError(f"{where}: {key} must be a non-empty string")
+    if ("url" in spec) == ("urls" in spec):
+        raise GradeError(f"{where}: give exactly one of url = \"http://…\" (one gateway) or urls = \"urls.json\"")
+    try:
+        if "url" in spec:
+            target, shown = Target.single(spec["url"]), spec["url"]
+        else:
+            target, shown = load_urls(base / spec["urls"]), spec["urls"]
+    except WdmError as e:
+        raise GradeError(f"{where}: {e}") from None
+    faults = None
+    if "faults" in spec:
+        faults = str(base / spec["faults"])
+        if not os.path.isfile(faults):
+            raise GradeError(f"{where}: faults file {spec['faults']!r} not found (relative to {base})")
+    return Team(name, target, shown, spec.get("reset"), spec.get("before"), spec.get("after"), faults)
+
+
+# --- the grading session's configuration and traces -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GradeConfig:
+    """What every team gets: the suites, the shared traces (paths in DIR) and how each run replays."""
+
+    outdir: Path
+    suites: tuple[str, ...]
+    traces: dict  # suite trace name ("consistency", "stress") -> path in DIR/traces
+    digests: dict  # the same names -> digest
+    slo: str = "p99<500ms,unanswered<1%"
+    capacity_start: float = 1.0
+    capacity_max: float = 64.0
+    bisect: int = 3
+    step_seconds: float | None = None
+    concurrency: int = 256
+    timeout: float = 10.0
+    max_recovery: float = 10.0
+    reports: bool = True  # HTML report per run (needs matplotlib; text otherwise)
+    commands_cwd: str = "."  # where reset/before/after run (TEAMS.toml's directory)
+
+
+def parse_suites(text: str) -> tuple[str, ...]:
+    """The suites of ``--suite consistency,stress,…`` in run order; :class:`GradeError` for an unknown one."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SUITES]
+    if bad or not names:
+        raise GradeError(f"--suite {text!r}: unknown suite {', '.join(bad) or '(none given)'} "
+                         f"(known: {', '.join(SUITES)})")
+    return tuple(s for s in SUITES if s in names)
+
+
+def prepare_traces(outdir: Path, suites: tuple[str, ...], *, consistency: str | None, stress: str | None,
+                   preset: str = "course", rate: float = 20.0, duration: float = 30.0, seed: int = 0,
+                   force: bool = False) -> tuple[dict, dict]:
+    """The shared traces in ``DIR/traces`` (given files copied in, else generated once); their paths and digests.
+
+    A rerun reuses the traces already there, so resumed teams get the same bytes; a given file whose
+    bytes differ from the one already in DIR is refused unless ``force`` (every team is then regraded).
+    """
+    from .recorder import generate
+    from .traces import trace_digest
+
+    tdir = outdir / "traces"
+    tdir.mkdir(parents=True, exist_ok=True)
+    wanted = {"consistency": "consistency" in suites,
+              "stress": any(s in suites for s in ("stress", "capacity", "faults"))}
+    given = {"consistency": consistency, "stress": stress}
+    paths, digests = {}, {}
+    for name, need in wanted.items():
+        if not need:
+            continue
+        dst = tdir / f"{name}.wdmt"
+        src = given[name]
+        if src is not None:
+            if not os.path.isfile(src):
+                raise GradeError(f"--{name}-trace {src}: no such file")
+            new = trace_digest(src)
+            if dst.exists() and trace_digest(dst) != new and not force:
+                raise GradeError(f"{dst} holds another {name} trace (digest {trace_digest(dst)[:16]}…) than {src} "
+                                 f"({new[:16]}…): teams graded on it would be compared with teams graded on "
+                                 "this one; use another -d, or --force to regrade every team")
+            if not dst.exists() or trace_digest(dst) != new:
+                shutil.copyfile(src, dst)
+        elif not dst.exists():
+            if name == "consistency":
+                generate("consistency", dst, seed=seed, preset=preset)
+            else:
+                generate("stress", dst, seed=seed, rate=rate, duration=duration)
+        paths[name] = str(dst)
+        digests[name] = trace_digest(dst)
+    return paths, digests
+
+
+# --- one team ------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    """The grading machine: host, platform, Python, CPUs."""
+    return {"host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+class TeamFailed(Exception):
+    """A team's grading stops: ``status`` (error or unreachable) and why."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def run_command(command: str, what: str, team: str, cfg: GradeConfig, timeout: float = 600.0) -> None:
+    """Run a team's shell command (env WDM_GRADE_TEAM, WDM_GRADE_STEP); :class:`TeamFailed` when it fails."""
+    env = {**os.environ, "WDM_GRADE_TEAM": team, "WDM_GRADE_STEP": what}
+    try:
+        done = subprocess.run(command, shell=True, cwd=cfg.commands_cwd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TeamFailed("error", f"{what} command did not end within {timeout:g} s: {command}") from None
+    except OSError as e:
+        raise TeamFailed("error", f"{what} command could not start: {e.strerror or e}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        raise TeamFailed("error", f"{what} command exited {done.returncode}: {command}" + (f": {last}" if last else ""))
+
+
+def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> str:
+    """The run's report next to its results: HTML when possible, else text; returns its file name."""
+    from .analysis import build_report, render_text
+
+    report = build_report(results, check=check)
+    if reports:
+        try:
+            from .analysis import render_html
+
+            out_stem.with_suffix(".html").write_text(render_html(report), encoding="utf-8")
+            return out_stem.with_suffix(".html").name
+        except WdmError:  # matplotlib missing: the text report instead
+            pass
+    out_stem.with_suffix(".txt").write_text(render_text(report), encoding="utf-8")
+    return out_stem.with_suffix(".txt").name
+
+
+def _anomaly_counts(check: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in (*check.consistency.anomalies, *check.bound_anomalies):
+        counts[a.kind] = counts.get(a.kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace: str, speed: float | None,
+                      faults: str | None = None) -> dict:
+    """One replay of a suite, its check and report; the run's record for team.json."""
+    from .analysis import check_results, compute_stats
+    from .replayer import TargetUnreachable, replay_trace
+    from .traces import load_results
+
+    if team.reset:
+        run_command(team.reset, f"reset before {run}", team.name, cfg)
+    out = tdir / f"{run}.wdmr"
+    try:
+        summary = replay_trace(trace, str(out), target=team.target, speed=speed, concurrency=cfg.concurrency,
+                               timeout=cfg.timeout, label=f"{team.name}-{run}", faults=faults)
+    except TargetUnreachable as e:
+        raise TeamFailed("unreachable", str(e)) from None
+    if not summary["complete"]:
+        raise TeamFailed("error", f"{run} replay did not complete ({summary.get('reason')})")
+    results = load_results(out, with_args=True)
+    check = check_results(results, max_recovery=cfg.max_recovery)
+    overall = compute_stats(results)["overall"]
+    rec = {"results": out.name, "verdict": check.verdict.verdict, "reasons": check.verdict.reasons()[:5],
+           "anomalies": _anomaly_counts(check), "requests": results.n, "rate": overall["rate"],
+           "p50_ms": overall["response_ms"].get("p50"), "p99_ms": overall["response_ms"].get("p99"),
+           "answered": round((overall["outcomes"]["ok"] + overall["outcomes"]["fail"]) / overall["count"], 6)
+           if overall["count"] else None}
+    if faults is not None:
+        from .analysis.faults import analyze_faults
+
+        windows = analyze_faults(results).windows
+        recoveries = [w.recovery_s for w in windows]
+        rec["windows"] = len(windows)
+        rec["recovery_s"] = (None if not recoveries or any(r is None for r in recoveries)
+                             else round(max(recoveries), 3))
+    rec["report"] = _write_report(results, check, tdir / f"{run}-report", cfg.reports)
+    return rec
+
+
+def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> dict:
+    from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
+                           plot_capacity, render_capacity_text)
+    from .replayer import TargetUnreachable
+
+    if team.reset:
+        run_command(team.reset, "reset before capacity", team.name, cfg)
+    cdir = tdir / "capacity"
+    try:
+        res = find_capacity(cfg.traces["stress"], cdir, slo=parse_slo(cfg.slo),
+                            plan=SearchPlan(cfg.capacity_start, cfg.capacity_max, bisect_steps=cfg.bisect),
+                            opts=ReplayOptions(team.target, None, cfg.concurrency, cfg.timeout),
+                            step_seconds=cfg.step_seconds)
+    except TargetUnreachable as e:
+        raise TeamFailed("unreachable", str(e)) from None
+    (cdir / "capacity.json").write_text(json.dumps(res.as_dict(), indent=2, sort_keys=True) + "\n")
+    (cdir / "capacity.txt").write_text(render_capacity_text(res), encoding="utf-8")
+    report = "capacity/capacity.txt"
+    if cfg.reports and matplotlib_missing() is None:
+        plot_capacity(res, cdir / "capacity.png")
+        report = "capacity/capacity.png"
+    verdict = "NOT CLEAN" if res.outcome == "not_clean" else "CLEAN"
+    return {"speed": res.speed, "rate": res.rate, "outcome": res.outcome, "resolution": res.resolution,
+            "steps": len(res.steps), "verdict": verdict, "report": report, "results": "capacity/capacity.json"}
+
+
+def status_of(runs: dict) -> str:
+    """ok / inconclusive / not_clean from the runs' verdicts (a crash or unreachable shop is decided elsewhere)."""
+    verdicts = {r.get("verdict") for r in runs.values() if isinstance(r, dict)}
+    if "NOT CLEAN" in verdicts:
+        return "not_clean"
+    if "INCONCLUSIVE" in verdicts:
+        return "inconclusive"
+    return "ok"
+
+
+def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lambda s: None) -> dict:
+    """Grade one team (every suite of ``cfg``); write and return its record (``team.json``)."""
+    tdir = cfg.outdir / "teams" / team.name
+    if tdir.exists():
+        shutil.rmtree(tdir)  # a half-graded team (the grader crashed): start it over
+    tdir.mkdir(parents=True)
+    record: dict[str, Any] = {
+        "schema": TEAM_SCHEMA, "name": team.name, "target": team.where, "status": None, "error": None,
+        "traces": dict(cfg.digests), "suites": list(cfg.suites), "tool": f"wdm-replay {__version__}",
+        "machine": machine(), "started": time.time(), "load": {"start": load_average()}, "runs": {}}
+    runs = record["runs"]
+    before_ran = False
+    try:
+        if team.before:
+            run_command(team.before, "before", team.name, cfg)
+        before_ran = True
+        for suite in cfg.suites:
+            notify(f"grade: {team.name}: {suite}")
+            if suite == "consistency":
+                runs["consistency"] = _replay_and_check(team, cfg, tdir, "consistency", cfg.traces["consistency"], None)
+            elif suite == "stress":
+                runs["stress"] = _replay_and_check(team, cfg, tdir, "stress", cfg.traces["stress"], 1.0)
+            elif suite == "capacity":
+                if status_of(runs) == "not_clean":
+                    runs["capacity"] = {"skipped": "NOT CLEAN: no capacity is measured for a wrong shop"}
+                else:
+                    runs["capacity"] = _capacity(team, cfg, tdir)
+            elif suite == "faults":
+                if team.faults is None:
+                    runs["faults"] = {"skipped": "no fault schedule in TEAMS.toml"}
+                else:
+                    runs["faults"] = _replay_and_check(team, cfg, tdir, "faults", cfg.traces["stress"], 1.0,
+                                                       faults=team.faults)
+        record["status"] = status_of(runs)
+    except TeamFailed as e:
+        record["status"], record["error"] = e.status, str(e)
+    except WdmError as e:
+        record["status"], record["error"] = "error", str(e)
+    except Exception as e:  # a grading night goes on past one team's crash; the record says what happened
+        record["status"], record["error"] = "error", f"{type(e).__name__}: {e}"
+    finally:
+        if team.after and before_ran:
+            try:
+                run_command(team.after, "after", team.name, cfg)
+            except TeamFailed as e:
+                record.setdefault("warnings", []).append(str(e))
+    record["ended"] = time.time()
+    record["load"]["end"] = load_average()
+    write_record(tdir / "team.json", record)
+    return record
+
+
+def write_record(path: Path, record: dict) -> None:
+    """``path`` written atomically (temp file + rename): a crash never leaves a half record."""
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_record(path: Path) -> dict | None:
+    """A team's record, or None when absent or unreadable (then the team is graded again)."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("schema") == TEAM_SCHEMA and rec.get("status") in STATUSES else None
+
+
+# --- the session ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GradeOutcome:
+    """What ``grade`` did: the records in TEAMS.toml order, which teams it graded now and which it skipped."""
+
+    records: tuple[dict, ...]
+    graded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    leaderboard: "Leaderboard"
+    files: tuple[str, ...] = field(default=())
+
+
+def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: bool = False,
+              progress: bool = False, notify: Callable[[str], None] = lambda s: None) -> GradeOutcome:
+    """Grade every team not yet graded (all with ``force``), ``parallel`` at a time; write the leaderboard."""
+    from .leaderboard import write_leaderboard
+
+    if parallel < 1:
+        raise GradeError(f"--parallel must be at least 1, got {parallel}")
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    todo, skipped = [], []
+    for team in teams:
+        rec = read_record(cfg.outdir / "teams" / team.name / "team.json")
+        if rec is not None and not force:
+            skipped.append(team.name)
+            notify(f"grade: {team.name}: already graded ({rec['status']}), skipped (--force regrades)")
+        else:
+            todo.append(team)
+    lock = threading.Lock()
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="team", desc="grade", file=sys.stderr)
+
+    def one(team: Team) -> dict:
+        rec = grade_team(team, cfg, notify)
+        with lock:
+            notify(f"grade: {team.name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
+            if bar is not None:
+                bar.update(1)
+        return rec
+
+    try:
+        if parallel == 1:
+            for team in todo:
+                one(team)
+        else:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                list(pool.map(one, todo))
+    finally:
+        if bar is not None:
+            bar.close()
+    records = []
+    for team in teams:
+        rec = read_record(cfg.outdir / "teams" / team.name / "team.json")
+        if rec is None:
+            raise GradeError(f"{cfg.outdir}/teams/{team.name}/team.json: missing after grading")
+        records.append(rec)
+    board = build_leaderboard(records, cfg)
+    files = write_leaderboard(board, cfg.outdir)
+    return GradeOutcome(tuple(records), tuple(t.name for t in todo), tuple(skipped), board, files)
+
+
+# --- the leaderboard (compute) -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TeamRow:
+    """One row of the leaderboard: a team's rank, status and figures (None where not measured)."""
+
+    name: str
+    rank: int
+    status: str
+    ranked: bool  # False for not_clean, error, unreachable (they come last, marked)
+    error: str | None
+    consistency: str | None  # verdict
+    anomalies: dict
+    stress_p50_ms: float | None
+    stress_p99_ms: float | None
+    stress_verdict: str | None
+    capacity_speed: float | None
+    capacity_rate: float | None
+    capacity_note: str | None
+    availability: float | None  # answered share under faults
+    recovery_s: float | None
+    faults_verdict: str | None
+    links: dict  # suite -> path of its report relative to DIR
+    load: dict
+    target: str
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"name": self.name, "rank": self.rank, "status": self.status, "ranked": self.ranked,
+                "error": self.error, "target": self.target, "consistency": self.consistency,
+                "anomalies": dict(self.anomalies), "anomaly_count": sum(self.anomalies.values()),
+                "stress": {"p50_ms": self.stress_p50_ms, "p99_ms": self.stress_p99_ms, "verdict": self.stress_verdict},
+                "capacity": {"speed": self.capacity_speed, "rate": self.capacity_rate, "note": self.capacity_note},
+                "faults": {"availability": self.availability, "recovery_s": self.recovery_s,
+                           "verdict": self.faults_verdict},
+                "links": dict(self.links), "load": dict(self.load)}
+
+
+@dataclass(frozen=True, slots=True)
+class Leaderboard:
+    """Ranked rows and the fairness block (traces, tool, machine)."""
+
+    rows: tuple[TeamRow, ...]
+    rule: str
+    traces: dict
+    tools: tuple[str, ...]
+    machines: tuple[dict, ...]
+    slo: str
+    suites: tuple[str, ...]
+    generated: float
+
+    def as_dict(self) -> dict:
+        """``{"teams": [...], "rule", "fairness": {...}}`` (stable keys)."""
+        return {"schema": "wdm-leaderboard/1", "teams": [r.as_dict() for r in self.rows], "rule": self.rule,
+                "slo": self.slo, "suites": list(self.suites), "generated": self.generated,
+                "fairness": {"traces": dict(self.traces), "tool": list(self.tools), "machines": list(self.machines),
+                             "load": {r.name: r.load for r in self.rows}}}
+
+
+def _row(rec: dict, outdir_rel: str) -> TeamRow:
+    runs = rec.get("runs") or {}
+    c, s, cap, f = (runs.get(k) or {} for k in ("consistency", "stress", "capacity", "faults"))
+    links = {k: f"{outdir_rel}/{v['report']}" for k, v in runs.items() if isinstance(v, dict) and v.get("report")}
+    cap_note = cap.get("skipped") or ({"none_met": "no speed met the SLO", "at_max": "at --max (may take more)",
+                                       "not_clean": "NOT CLEAN step"}.get(cap.get("outcome")))
+    return TeamRow(rec["name"], 0, rec["status"], rec["status"] not in UNRANKED, rec.get("error"),
+                   c.get("verdict"), dict(c.get("anomalies") or {}), s.get("p50_ms"), s.get("p99_ms"),
+                   s.get("verdict"), cap.get("speed"), cap.get("rate"), cap_note, f.get("answered"),
+                   f.get("recovery_s"), f.get("verdict"), links,
+                   {**(rec.get("load") or {}), "started": rec.get("started"), "ended": rec.get("ended")},
+                   rec.get("target", ""))
+
+
+def rank_key(row: TeamRow) -> tuple:
+    """The sort key of :data:`RANK_RULE`."""
+    if not row.ranked:
+        return (1, UNRANKED.index(row.status), 0.0, 0.0, row.name)
+    cap = row.capacity_rate if row.capacity_rate is not None else (row.capacity_speed or None)
+    p99 = row.stress_p99_ms if row.stress_p99_ms is not None else float("inf")
+    return (0, 0 if cap is not None else 1, -(cap or 0.0), p99, row.name)
+
+
+def build_leaderboard(records: list[dict], cfg: GradeConfig) -> Leaderboard:
+    """Rank the records; :class:`GradeError` when two teams were graded on different traces."""
+    first: dict[str, tuple[str, str]] = {}
+    for rec in records:
+        for name, digest in (rec.get("traces") or {}).items():
+            if name in first and first[name][1] != digest:
+                raise GradeError(f"teams {first[name][0]} and {rec['name']} were graded on different {name} traces "
+                                 f"({first[name][1][:16]}… vs {digest[:16]}…): regrade with --force")
+            first.setdefault(name, (rec["name"], digest))
+    rows = sorted((_row(r, f"teams/{r['name']}") for r in records), key=rank_key)
+    rows = [replace(r, rank=i) for i, r in enumerate(rows, 1)]
+    tools = tuple(sorted({r.get("tool", "?") for r in records}))
+    machines = tuple({json.dumps(r.get("machine"), sort_keys=True): r.get("machine") for r in records}.values())
+    return Leaderboard(tuple(rows), RANK_RULE, {k: v[1] for k, v in first.items()}, tools, machines, cfg.slo,
+                       cfg.suites, time.time())
