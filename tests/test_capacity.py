@@ -1,6 +1,6 @@
 """``capacity``: the pure search (table-driven), the SLO parser, and real searches against loopback shops.
 
-The end-to-end searches replay a 3-second stress trace against the reference shop with and without
+The end-to-end searches replay a 2-second stress trace against the reference shop with and without
 ``--latency 20`` at ``--concurrency 8`` (so 20 ms a request caps the slow shop near 8/0.02 = 400
 requests/s while the fast one takes thousands), and against ``--inject no-rollback`` (a shop the
 stress trace proves wrong: its first step is NOT CLEAN and ends the search). Bounded: ``--max 16``.
@@ -20,14 +20,14 @@ from wdmreplay.capacity import (BISECT, CONFIRM, PROBE, CapacityError, ReplayOpt
 from wdmreplay.recorder import generate
 from wdmreplay.traces import TraceReader, load_results, read_header
 
-SLO = "p99<100ms,unanswered<1%"
+SLO = "p99<300ms,unanswered<1%"
 PLAN = SearchPlan(start=1.0, max_speed=16.0, factor=2.0, bisect_steps=2)
 
 
 @pytest.fixture(scope="module")
 def stress_trace(tmp_path_factory):
     path = tmp_path_factory.mktemp("capacity") / "stress.wdmt"
-    generate("stress", path, seed=0, rate=20.0, duration=3.0)
+    generate("stress", path, seed=0, rate=30.0, duration=2.0)
     return path
 
 
@@ -96,10 +96,16 @@ def test_bad_search_options_are_refused(kwargs, message):
 def test_slo_parses_and_judges():
     slo = parse_slo(" P99 < 0.5s , unanswered<1% ,p50<20ms")
     assert slo.latency_ms == (("p50", 20.0), ("p99", 500.0)) and slo.unanswered == 0.01
-    assert slo.text == "p50<20ms,p99<500ms,unanswered<1%"
+    assert slo.text == "p50<20ms,p99<500ms,unanswered<1%,achieved>90%" and slo.achieved == 0.9
     assert slo.breaches({"p50": 10.0, "p99": 499.0}, 0.009) == ()
     assert slo.breaches({"p50": 10.0, "p99": 500.0}, 0.0) == ("p99 500.0 ms >= 500 ms",)
     assert slo.breaches({"p50": None, "p99": 1.0}, 0.02) == ("p50 - ms >= 20 ms", "unanswered 2.00% >= 1%")
+    # the achieved share of the offered rate: 90% unless the SLO says otherwise
+    assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, 0.85) == ("achieved 85% of offered <= 90%",)
+    assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, None) == ()  # a burst trace: no offered rate
+    loose = parse_slo("p99<1s,achieved>0%")
+    assert loose.achieved == 0.0 and loose.breaches({"p99": 1.0}, 0.0, 0.1) == ()
+    assert parse_slo("achieved>50%").breaches({}, 0.5, 0.5) == ("achieved 50% of offered <= 50%",)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -111,6 +117,10 @@ def test_slo_parses_and_judges():
     ("p99<500ms,p99<1s", "p99 given twice"),
     ("p98<500ms", "cannot read 'p98<500ms'"),
     ("p99<0ms", "positive finite bound"),
+    ("achieved<90%", "cannot read 'achieved<90%'"),
+    ("p99>5ms", "cannot read 'p99>5ms'"),
+    ("achieved>100%", "a percentage below 100"),
+    ("achieved>0.9", "a percentage below 100"),
 ])
 def test_bad_slo_is_a_clear_error(text, message):
     with pytest.raises(CapacityError, match=message):
@@ -146,17 +156,17 @@ def test_slow_shop_has_a_lower_capacity_and_repeats_within_one_bisection_step(st
         assert all(s.verdict == "CLEAN" for s in res.steps)
         # the knee is confirmed: it ran twice and passed both times
         assert [s.passed for s in res.steps if s.speed == res.speed] == [True, True]
-    assert all(r.speed < fast.speed for r in slow), [render_capacity_text(r) for r in (fast, *slow)]
+    assert all(r.speed < fast.speed for r in slow), "\n".join(render_capacity_text(r) for r in (fast, *slow))
     assert slow[0].outcome == "found" and slow[0].resolution is not None
     # two repeats agree within one bisection step (the ratio of the final bracket)
     ratio = max(slow[0].speed, slow[1].speed) / min(slow[0].speed, slow[1].speed)
-    assert ratio <= max(slow[0].resolution, slow[1].resolution) + 1e-9, [render_capacity_text(r) for r in slow]
+    assert ratio <= max(slow[0].resolution, slow[1].resolution) + 1e-9, "\n".join(render_capacity_text(r) for r in slow)
     # every step's results file is kept, and its figures are the run's
     for s in slow[0].steps:
         run = load_results(s.results)
         assert run.complete and run.header["speed"] == s.speed
     failing = [s for s in slow[0].steps if not s.passed]
-    assert failing and all(any(b.startswith("p99") for b in s.breaches) for s in failing)
+    assert failing and all(any(b.startswith(("p99", "achieved")) for b in s.breaches) for s in failing)
     assert slow[0].rate == pytest.approx(read_header(stress_trace)["requests"] * slow[0].speed
                                          / read_header(stress_trace)["duration"], rel=1e-3)
 
@@ -167,25 +177,26 @@ def test_not_clean_step_ends_the_search_without_a_number(stress_trace, shop_fact
     assert len(res.steps) == 1 and res.steps[0].verdict == "NOT CLEAN" and res.steps[0].anomalies > 0
     assert "NOT CLEAN at speed 1" in render_capacity_text(res)
     # the correct shop on the same trace is not stopped
-    ok = _search(stress_trace, shop_factory(), tmp_path / "ok")
+    ok = find_capacity(stress_trace, tmp_path / "ok", slo=parse_slo(SLO), plan=SearchPlan(1.0, 2.0, bisect_steps=0),
+                       opts=ReplayOptions(shop_factory().target, concurrency=8))
     assert ok.outcome != "not_clean" and ok.speed is not None
 
 
 def test_step_seconds_cuts_each_step(stress_trace, shop, tmp_path):
-    res = find_capacity(stress_trace, tmp_path, slo=parse_slo("p99<2s"),
+    res = find_capacity(stress_trace, tmp_path, slo=parse_slo("p99<2s,achieved>0%"),
                         plan=SearchPlan(start=1.0, max_speed=2.0, bisect_steps=0),
-                        opts=ReplayOptions(shop.target), step_seconds=1.0)
+                        opts=ReplayOptions(shop.target), step_seconds=0.5)
     assert [s.speed for s in res.steps] == [1.0, 2.0, 2.0]
     full = read_header(stress_trace)
     for s in res.steps:
-        assert s.seconds <= 1.0 + 0.5  # sessions start within the first second (think times may run past)
+        assert s.seconds <= 0.5 + 0.5  # sessions start within the first half second (their steps may run past)
         assert load_results(s.results).header["trace"]["header"]["requests"] < full["requests"]
     cut = sorted(tmp_path.glob("step-01-*.wdmt"))
     assert len(cut) == 1
     h = read_header(cut[0])
-    assert h["params"]["cut"]["until"] == 1.0 and h["expect"] == {} and h["workload"] == "stress"
+    assert h["params"]["cut"]["until"] == 0.5 and h["expect"] == {} and h["workload"] == "stress"
     with TraceReader(cut[0]) as r:
-        assert all(s["at"] < 1.0 for s in r)
+        assert all(s["at"] < 0.5 for s in r)
 
 
 def test_cut_trace_keeps_earlier_phases_whole(tmp_path):
@@ -199,22 +210,24 @@ def test_cut_trace_keeps_earlier_phases_whole(tmp_path):
 
 def test_cli_json_table_and_plot(stress_trace, shop, tmp_path):
     plot = tmp_path / "cap.png"
-    args = [sys.executable, "-m", "wdmreplay", "capacity", str(stress_trace), "--url", shop.url, "--slo", "p99<2s",
-            "--max", "2", "--bisect", "0", "-d", str(tmp_path / "runs"), "-o", str(plot)]
+    args = [sys.executable, "-m", "wdmreplay", "capacity", str(stress_trace), "--url", shop.url, "--slo", "p99<2s,achieved>0%",
+            "--start", "2", "--max", "4", "--bisect", "0", "-d", str(tmp_path / "runs"), "-o", str(plot)]
     r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["speed"] == 2.0 and doc["outcome"] == "at_max" and doc["slo"] == "p99<2000ms"
-    assert doc["rate"] == pytest.approx(2 * read_header(stress_trace)["requests"] / read_header(stress_trace)["duration"],
+    assert doc["speed"] == 4.0 and doc["outcome"] == "at_max" and doc["slo"] == "p99<2000ms,achieved>0%"
+    assert doc["rate"] == pytest.approx(4 * read_header(stress_trace)["requests"] / read_header(stress_trace)["duration"],
                                         rel=1e-3)
-    assert [s["speed"] for s in doc["steps"]] == [1.0, 2.0, 2.0]
+    assert [s["speed"] for s in doc["steps"]] == [2.0, 4.0, 4.0]
     assert all(set(s) >= {"speed", "offered_rate", "achieved_rate", "p50_ms", "p99_ms", "unanswered", "passed",
                           "verdict", "results"} for s in doc["steps"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "runs").glob("step-*.wdmr"))) == 3
-    r = subprocess.run(args + ["-q"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "knee: speed 2 =" in r.stdout and "every speed up to --max 2" in r.stdout
-    assert all(math.isfinite(float(line.split()[3])) for line in r.stdout.splitlines()[2:5])
+    r = subprocess.run([*args[:9], "--start", "4", "--max", "4", "-d", str(tmp_path / "runs2"), "-q"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "knee: speed 4 =" in r.stdout and "every speed up to --max 4" in r.stdout
+    assert r.stderr == ""
+    assert all(math.isfinite(float(line.split()[3])) for line in r.stdout.splitlines()[2:4])
 
 
 def test_cli_unreachable_target_is_one_line(stress_trace, tmp_path):

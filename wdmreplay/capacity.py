@@ -23,6 +23,9 @@ from .api import Target, WdmError
 
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")
 DEFAULT_SLO = "p99<500ms,unanswered<1%"
+# A shop that answers fast but only a share of what the schedule asks is not keeping up: unless the
+# SLO says otherwise (achieved>N%), a step must achieve this share of its offered rate.
+DEFAULT_ACHIEVED = 0.9
 PROBE, BISECT, CONFIRM = "probe", "bisect", "confirm"
 # Below start / factor**FLOOR_STEPS the search gives up: the shop misses the SLO at any useful speed.
 FLOOR_STEPS = 3
@@ -36,15 +39,19 @@ class CapacityError(WdmError):
 
 @dataclass(frozen=True, slots=True)
 class Slo:
-    """A service-level objective: response-time percentile bounds (ms) and a bound on the unanswered share."""
+    """A service-level objective: response-time percentile bounds (ms), unanswered share, achieved share of offered."""
 
     text: str
     latency_ms: tuple[tuple[str, float], ...] = ()  # (("p99", 500.0), …)
     unanswered: float | None = None  # fraction, e.g. 0.01
+    achieved: float = DEFAULT_ACHIEVED  # least achieved/offered rate (fraction); 0 = not judged
 
-    def breaches(self, latency_ms: dict[str, float | None], unanswered: float) -> tuple[str, ...]:
+    def breaches(self, latency_ms: dict[str, float | None], unanswered: float,
+                 achieved_share: float | None = None) -> tuple[str, ...]:
         """What a step's figures break of this SLO (empty: met). A missing percentile breaks its bound."""
         out = []
+        if self.achieved > 0 and achieved_share is not None and not achieved_share > self.achieved:
+            out.append(f"achieved {100 * achieved_share:.0f}% of offered <= {100 * self.achieved:g}%")
         for name, bound in self.latency_ms:
             v = latency_ms.get(name)
             if v is None or not v < bound:
@@ -54,7 +61,7 @@ class Slo:
         return tuple(out)
 
 
-_TERM = re.compile(r"^\s*(p50|p90|p99|p99\.9|unanswered)\s*<\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*(ms|s|%)?\s*$",
+_TERM = re.compile(r"^\s*(p50|p90|p99|p99\.9|unanswered|achieved)\s*([<>])\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*(ms|s|%)?\s*$",
                    re.IGNORECASE)
 
 
@@ -63,21 +70,29 @@ def parse_slo(text: str) -> Slo:
 
     Terms (comma-separated, each at most once): ``p50|p90|p99|p99.9<N(ms|s)`` on the response time
     (from the intended send: no coordinated omission) and ``unanswered<N%`` on the share of requests
-    that got no answer (5xx, timeout, connection error, or skipped because such a request came first).
+    that got no answer (5xx, timeout, connection error, or skipped because such a request came first),
+    and ``achieved>N%``: the achieved request rate as a share of the offered one (90% when not given;
+    ``achieved>0%`` turns it off) — a shop that answers fast but only part of what is asked fails.
     """
     if not isinstance(text, str) or not text.strip():
         raise CapacityError("--slo is empty: give terms like 'p99<500ms,unanswered<1%'")
     latency: dict[str, float] = {}
-    unanswered = None
+    unanswered = achieved = None
     for term in text.split(","):
         m = _TERM.match(term)
-        if not m:
-            raise CapacityError(f"--slo {text!r}: cannot read {term.strip()!r}: a term is p50|p90|p99|p99.9<N(ms|s) "
-                                "or unanswered<N%, e.g. 'p99<500ms,unanswered<1%'")
-        name, value, unit = m.group(1).lower(), float(m.group(2)), (m.group(3) or "").lower()
-        if not math.isfinite(value) or value <= 0:
+        if not m or (m.group(2) == ">") != (m.group(1).lower() == "achieved"):
+            raise CapacityError(f"--slo {text!r}: cannot read {term.strip()!r}: a term is p50|p90|p99|p99.9<N(ms|s), "
+                                "unanswered<N% or achieved>N%, e.g. 'p99<500ms,unanswered<1%'")
+        name, value, unit = m.group(1).lower(), float(m.group(3)), (m.group(4) or "").lower()
+        if not math.isfinite(value) or value < 0 or (value == 0 and name != "achieved"):
             raise CapacityError(f"--slo {text!r}: {term.strip()!r} needs a positive finite bound")
-        if name == "unanswered":
+        if name == "achieved":
+            if unit != "%" or value >= 100:
+                raise CapacityError(f"--slo {text!r}: {term.strip()!r} needs a percentage below 100, e.g. achieved>90%")
+            if achieved is not None:
+                raise CapacityError(f"--slo {text!r}: achieved given twice")
+            achieved = value / 100.0
+        elif name == "unanswered":
             if unit != "%":
                 raise CapacityError(f"--slo {text!r}: {term.strip()!r} needs a percentage, e.g. unanswered<1%")
             if value > 100:
@@ -92,9 +107,11 @@ def parse_slo(text: str) -> Slo:
                 raise CapacityError(f"--slo {text!r}: {name} given twice")
             latency[name] = value * (1000.0 if unit == "s" else 1.0)
     ordered = tuple((k, latency[k]) for k in PERCENTILE_KEYS if k in latency)
+    achieved = DEFAULT_ACHIEVED if achieved is None else achieved
     return Slo(",".join([f"{k}<{v:g}ms" for k, v in ordered] +
-                        ([f"unanswered<{100 * unanswered:g}%"] if unanswered is not None else [])),
-               ordered, unanswered)
+                        ([f"unanswered<{100 * unanswered:g}%"] if unanswered is not None else []) +
+                        [f"achieved>{100 * achieved:g}%"]),
+               ordered, unanswered, achieved)
 
 
 # --- the search (pure) -----------------------------------------------------------------------------
@@ -301,11 +318,13 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
     latency = {k: overall["response_ms"].get(k) for k in PERCENTILE_KEYS}
     unanswered = unanswered_share(overall["outcomes"])
     verdict = check.verdict.verdict
-    breaches = slo.breaches(latency, unanswered)
+    offered = offered_rate(header, speed)
+    share = overall["rate"] / offered if offered and overall["rate"] is not None else None
+    breaches = slo.breaches(latency, unanswered, share)
     if verdict == "INCONCLUSIVE":
         breaches += ("check INCONCLUSIVE: " + "; ".join(check.verdict.reasons()[:2]),)
     duration = float(header.get("duration") or 0.0)
-    return CapacityStep(index, kind, speed, offered_rate(header, speed), overall["rate"], latency,
+    return CapacityStep(index, kind, speed, offered, overall["rate"], latency,
                         round(unanswered, 6), verdict, verdict == "CLEAN" and not breaches, breaches, str(out),
                         round(duration / speed, 3), len(check.consistency.anomalies) + len(check.bound_anomalies))
 

@@ -77,12 +77,12 @@ def load_teams(path: str | Path) -> list[Team]:
     """The teams of a TEAMS.toml (``[teams.NAME]`` tables), in file order; :class:`GradeError` names what is wrong."""
     path = Path(path)
     doc = _toml(path)
-    teams = doc.get("teams")
-    if not isinstance(teams, dict) or not teams:
-        raise GradeError(f"{path}: no teams: write one table per team, e.g. [teams.alpha] url = \"http://…\"")
     unknown = set(doc) - {"teams"}
     if unknown:
         raise GradeError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}: only [teams.NAME] tables")
+    teams = doc.get("teams")
+    if not isinstance(teams, dict) or not teams:
+        raise GradeError(f"{path}: no teams: write one table per team, e.g. [teams.alpha] url = \"http://…\"")
     base = path.resolve().parent
     return [_team(path, base, name, spec) for name, spec in teams.items()]
 
