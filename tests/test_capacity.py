@@ -96,12 +96,13 @@ def test_bad_search_options_are_refused(kwargs, message):
 def test_slo_parses_and_judges():
     slo = parse_slo(" P99 < 0.5s , unanswered<1% ,p50<20ms")
     assert slo.latency_ms == (("p50", 20.0), ("p99", 500.0)) and slo.unanswered == 0.01
-    assert slo.text == "p50<20ms,p99<500ms,unanswered<1%,achieved>90%" and slo.achieved == 0.9
+    assert slo.text == "p50<20ms,p99<500ms,unanswered<1%,achieved>80%" and slo.achieved == 0.8
     assert slo.breaches({"p50": 10.0, "p99": 499.0}, 0.009) == ()
     assert slo.breaches({"p50": 10.0, "p99": 500.0}, 0.0) == ("p99 500.0 ms >= 500 ms",)
     assert slo.breaches({"p50": None, "p99": 1.0}, 0.02) == ("p50 - ms >= 20 ms", "unanswered 2.00% >= 1%")
-    # the achieved share of the offered rate: 90% unless the SLO says otherwise
-    assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, 0.85) == ("achieved 85% of offered <= 90%",)
+    # the achieved share of the offered rate: 80% unless the SLO says otherwise
+    assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, 0.75) == ("achieved 75% of offered <= 80%",)
+    assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, 0.85) == ()
     assert slo.breaches({"p50": 1.0, "p99": 1.0}, 0.0, None) == ()  # a burst trace: no offered rate
     loose = parse_slo("p99<1s,achieved>0%")
     assert loose.achieved == 0.0 and loose.breaches({"p99": 1.0}, 0.0, 0.1) == ()

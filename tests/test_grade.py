@@ -240,3 +240,77 @@ def test_leaderboard_page_in_chromium(four_shops, browser):
     href = page.locator("tr[data-team=correct] td >> a").first.get_attribute("href")
     assert (four_shops["out"] / href).is_file()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_faults_suite_availability_and_recovery(tmp_path):
+    """A team's own fault schedule (kill -9, restart) on its shop: the durable shop keeps its data and
+    recovers (ok, availability and recovery time on the board); an in-memory shop loses everything it
+    acknowledged: nothing it created can be read back, so its fault run cannot be judged
+    (INCONCLUSIVE: marked, ranked after every OK team whatever its latency)."""
+    from fault_support import ProcessShop, write_schedule
+    from wdmreplay.shop.processes import ShopProcess
+
+    trace = tmp_path / "stress.wdmt"
+    generate("stress", trace, seed=2, rate=15.0, duration=5.0)
+    (tmp_path / "durable-data").mkdir()
+    durable = ShopProcess(str(tmp_path / "durable-data"))
+    volatile = ProcessShop(tmp_path)
+    fault = {"name": "kill-shop", "at": 1.5, "for": 1.0, "timeout": 60}
+    write_schedule(tmp_path / "durable.json", [{**fault, "do": durable.kill_command("shop"),
+                                                "undo": durable.restart_command("shop")}])
+    write_schedule(tmp_path / "volatile.json", [{**fault, "do": volatile.kill_command(),
+                                                 "undo": volatile.start_command()}])
+    with durable:
+        volatile.start()
+        try:
+            toml = tmp_path / "teams.toml"
+            toml.write_text(f'[teams.volatile]\nurl = "{volatile.url}"\nfaults = "volatile.json"\n'
+                            f'[teams.durable]\nurl = "{durable.url()}"\nfaults = "durable.json"\n')
+            r = subprocess.run([sys.executable, "-m", "wdmreplay", "grade", str(toml), "-d", str(tmp_path / "g"),
+                                "--stress-trace", str(trace), "--suite", "stress,faults", "--no-html",
+                                "--max-recovery", "5"], capture_output=True, text=True, timeout=300)
+        finally:
+            volatile.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    board = json.loads((tmp_path / "g" / "leaderboard.json").read_text())
+    teams = {t["name"]: t for t in board["teams"]}
+    assert [t["name"] for t in board["teams"]] == ["durable", "volatile"], r.stdout
+    d, v = teams["durable"], teams["volatile"]
+    assert d["status"] == "ok" and d["faults"]["verdict"] == "CLEAN", d
+    # the kill really hit (some requests unanswered), and the shop came back within the bound
+    assert 0.5 < d["faults"]["availability"] < 1.0
+    assert d["faults"]["recovery_s"] is not None and 0 <= d["faults"]["recovery_s"] <= 5.0
+    assert v["status"] == "inconclusive" and v["faults"]["verdict"] == "INCONCLUSIVE" and v["ranked"]
+    assert v["stress"]["verdict"] == "CLEAN" and v["faults"]["availability"] < d["faults"]["availability"]
+    assert (tmp_path / "g" / d["links"]["faults"]).is_file()
+    html = (tmp_path / "g" / "leaderboard.html").read_text()
+    assert f"{100 * d['faults']['availability']:.2f}%" in html
+
+
+def _record(name, status, capacity=None, p99=None, digest="sha256:aa"):
+    runs = {"stress": {"verdict": "CLEAN", "p50_ms": 1.0, "p99_ms": p99, "report": "stress-report.txt"}}
+    if capacity is not None:
+        runs["capacity"] = {"rate": capacity, "speed": capacity / 100, "outcome": "found", "verdict": "CLEAN"}
+    return {"name": name, "status": status, "runs": runs, "traces": {"stress": digest}, "tool": "wdm-replay 0.1.0",
+            "machine": {"host": "h"}, "load": {"start": [1.0, 1.0, 1.0], "end": [1.0, 1.0, 1.0]},
+            "started": 1.0, "ended": 2.0, "target": "http://x"}
+
+
+def test_rank_rule():
+    from wdmreplay.grade import GradeConfig, build_leaderboard
+
+    cfg = GradeConfig(Path("."), ("stress", "capacity"), {}, {})
+    records = [_record("p99-only-fast", "ok", p99=5.0), _record("cap-low", "ok", capacity=100.0, p99=1.0),
+               _record("unclear-fast", "inconclusive", capacity=900.0), _record("down", "unreachable"),
+               _record("wrong-fast", "not_clean", capacity=5000.0), _record("cap-high", "ok", capacity=300.0, p99=50.0),
+               _record("p99-only-slow", "ok", p99=9.0), _record("crashed", "error")]
+    board = build_leaderboard(records, cfg)
+    # measured capacity first (higher first), then p99 at the fixed rate (lower first); inconclusive after
+    # every ok team; then NOT CLEAN, crashed, unreachable — whatever their figures
+    assert [r.name for r in board.rows] == ["cap-high", "cap-low", "p99-only-fast", "p99-only-slow", "unclear-fast",
+                                            "wrong-fast", "crashed", "down"]
+    assert [r.rank for r in board.rows] == list(range(1, 9))
+    assert [r.ranked for r in board.rows] == [True] * 5 + [False] * 3
+    records[1]["traces"]["stress"] = "sha256:bb"
+    with pytest.raises(GradeError, match="cap-low were graded on different stress traces"):
+        build_leaderboard(records, cfg)

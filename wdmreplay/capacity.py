@@ -25,7 +25,7 @@ PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")
 DEFAULT_SLO = "p99<500ms,unanswered<1%"
 # A shop that answers fast but only a share of what the schedule asks is not keeping up: unless the
 # SLO says otherwise (achieved>N%), a step must achieve this share of its offered rate.
-DEFAULT_ACHIEVED = 0.9
+DEFAULT_ACHIEVED = 0.8
 PROBE, BISECT, CONFIRM = "probe", "bisect", "confirm"
 # Below start / factor**FLOOR_STEPS the search gives up: the shop misses the SLO at any useful speed.
 FLOOR_STEPS = 3
@@ -71,7 +71,7 @@ def parse_slo(text: str) -> Slo:
     Terms (comma-separated, each at most once): ``p50|p90|p99|p99.9<N(ms|s)`` on the response time
     (from the intended send: no coordinated omission) and ``unanswered<N%`` on the share of requests
     that got no answer (5xx, timeout, connection error, or skipped because such a request came first),
-    and ``achieved>N%``: the achieved request rate as a share of the offered one (90% when not given;
+    and ``achieved>N%``: the achieved request rate as a share of the offered one (80% when not given;
     ``achieved>0%`` turns it off) — a shop that answers fast but only part of what is asked fails.
     """
     if not isinstance(text, str) or not text.strip():

@@ -35,7 +35,8 @@ STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
 UNRANKED = ("not_clean", "error", "unreachable")
 RANK_RULE = ("Teams that are NOT CLEAN, crashed (error) or unreachable are marked and come last. The rest "
              "rank by capacity (offered requests/s at the knee, higher first) when measured, then by p99 "
-             "at the fixed rate (lower first); INCONCLUSIVE teams are ranked but marked.")
+             "at the fixed rate (lower first); INCONCLUSIVE teams (a run that could not be judged) rank after every "
+             "OK team, marked.")
 TEAM_SCHEMA = "wdm-grade-team/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -536,10 +537,10 @@ def _row(rec: dict, outdir_rel: str) -> TeamRow:
 def rank_key(row: TeamRow) -> tuple:
     """The sort key of :data:`RANK_RULE`."""
     if not row.ranked:
-        return (1, UNRANKED.index(row.status), 0.0, 0.0, row.name)
+        return (2, UNRANKED.index(row.status), 0.0, 0.0, row.name)
     cap = row.capacity_rate if row.capacity_rate is not None else (row.capacity_speed or None)
     p99 = row.stress_p99_ms if row.stress_p99_ms is not None else float("inf")
-    return (0, 0 if cap is not None else 1, -(cap or 0.0), p99, row.name)
+    return (0 if row.status == "ok" else 1, 0 if cap is not None else 1, -(cap or 0.0), p99, row.name)
 
 
 def build_leaderboard(records: list[dict], cfg: GradeConfig) -> Leaderboard:
