@@ -238,3 +238,37 @@ def test_cli_unreachable_target_is_one_line(stress_trace, tmp_path):
                         f"http://127.0.0.1:{closed_port()}", "-d", str(tmp_path)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot reach" in r.stderr
+
+
+def test_cli_without_matplotlib_says_so_and_still_searches(stress_trace, shop, tmp_path):
+    # matplotlib made unimportable in the child (sys.modules entry None: ImportError on import)
+    code = ("import sys; sys.modules['matplotlib'] = None; from wdmreplay.cli import main; main(sys.argv[1:])")
+    plot = tmp_path / "cap.png"
+    r = subprocess.run([sys.executable, "-c", code, "capacity", str(stress_trace), "--url", shop.url,
+                        "--slo", "p99<2s,achieved>0%", "--start", "4", "--max", "4", "-d", str(tmp_path / "runs"),
+                        "-o", str(plot), "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "no plot: matplotlib is not installed (pip install 'wdm-replay[html]')" in r.stderr
+    assert r.stderr.count("\n") == 1 and "knee: speed 4 =" in r.stdout and not plot.exists()
+
+
+def test_cli_interrupt_stops_with_130_and_keeps_finished_steps(tmp_path, shop):
+    import signal
+    import time
+
+    trace = tmp_path / "long.wdmt"
+    generate("stress", trace, seed=0, rate=10.0, duration=20.0)
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "wdmreplay", "capacity", str(trace), "--url", shop.url,
+                          "--start", "1", "--max", "2", "-d", str(runs), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(runs.glob("step-01-*.wdmr.part")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "did not complete (interrupted)" in err and "Traceback" not in err
+    (part,) = [f for f in runs.iterdir() if f.name.startswith("step-01-")]
+    assert not load_results(part).complete  # the interrupted step is a valid, partial results file

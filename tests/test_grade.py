@@ -314,3 +314,25 @@ def test_rank_rule():
     records[1]["traces"]["stress"] = "sha256:bb"
     with pytest.raises(GradeError, match="cap-low were graded on different stress traces"):
         build_leaderboard(records, cfg)
+
+
+def test_parallel_and_resume_after_a_crash(traces, shop_factory, tmp_path):
+    a, b = shop_factory(), shop_factory(latency_ms=5)
+    toml = tmp_path / "t.toml"
+    toml.write_text(f'[teams.a]\nurl = "{a.url}"\n[teams.b]\nurl = "{b.url}"\n')
+    out = tmp_path / "g"
+    r = grade(toml, out, traces, "--suite", "stress", "--parallel", "2", *FAST)
+    assert r.returncode == 0, r.stderr
+    first = {n: json.loads((out / "teams" / n / "team.json").read_text()) for n in ("a", "b")}
+    # both ran at once: their runs overlap in time
+    assert first["a"]["started"] < first["b"]["ended"] and first["b"]["started"] < first["a"]["ended"]
+    assert [t["name"] for t in json.loads((out / "leaderboard.json").read_text())["teams"]] == ["a", "b"]
+    # the grader died while grading b: its directory has files but no team.json
+    (out / "teams" / "b" / "team.json").unlink()
+    (out / "teams" / "b" / "stray.tmp").write_text("half a run")
+    r = grade(toml, out, traces, "--suite", "stress", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "a: already graded (ok), skipped" in r.stderr and "b: already graded" not in r.stderr
+    assert json.loads((out / "teams" / "a" / "team.json").read_text()) == first["a"]
+    again = json.loads((out / "teams" / "b" / "team.json").read_text())
+    assert again["started"] > first["b"]["started"] and not (out / "teams" / "b" / "stray.tmp").exists()

@@ -35,6 +35,12 @@ class CapacityError(WdmError):
     """A capacity search that cannot run (bad SLO, bad option, unusable trace)."""
 
 
+class CapacityInterrupted(CapacityError):
+    """Ctrl-C or SIGTERM stopped a step's replay (exit 130, like ``replay``); the files so far stay."""
+
+    exit_code = 130
+
+
 # --- the SLO -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +314,9 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
                            concurrency=opts.concurrency, timeout=opts.timeout, label=f"capacity-x{speed:g}",
                            progress=progress)
     if not summary["complete"]:
-        raise CapacityError(f"step {index} (speed {speed:g}) did not complete ({summary.get('reason')}); "
-                            f"results so far in {outdir}")
+        error = CapacityInterrupted if summary.get("reason") == "interrupted" else CapacityError
+        raise error(f"step {index} (speed {speed:g}) did not complete ({summary.get('reason')}); "
+                    f"results so far in {outdir}")
     results = load_results(out, with_args=True)
     # Availability is the SLO's to judge (unanswered share): overload is a slow shop, not a wrong one.
     check = check_results(results, min_availability=0.0)
@@ -444,8 +451,10 @@ def plot_capacity(res: CapacityResult, path: str | Path) -> None:
 
 def matplotlib_missing() -> str | None:
     """None when matplotlib can be imported, else the one line saying what to install."""
+    import importlib
+
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")
     except ImportError:
         return "no plot: matplotlib is not installed (pip install 'wdm-replay[html]')"
     return None

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .api import Target, WdmError, load_urls
+from .capacity import CapacityInterrupted
 
 SUITES = ("consistency", "stress", "capacity", "faults")
 STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
@@ -43,6 +44,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class GradeError(WdmError):
     """A grading session that cannot run (bad TEAMS.toml, bad option, traces that differ between teams)."""
+
+
+class GradeInterrupted(GradeError):
+    """Ctrl-C or SIGTERM stopped a replay: grading stops (exit 130); the team in progress is graded again next time."""
+
+    exit_code = 130
 
 
 # --- TEAMS.toml --------------------------------------------------------------------------------------
@@ -271,6 +278,9 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
     except TargetUnreachable as e:
         raise TeamFailed("unreachable", str(e)) from None
     if not summary["complete"]:
+        if summary.get("reason") == "interrupted":
+            raise GradeInterrupted(f"interrupted during {team.name}'s {run} run; rerun to resume "
+                                   f"(graded teams are kept in {cfg.outdir})")
         raise TeamFailed("error", f"{run} replay did not complete ({summary.get('reason')})")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=cfg.max_recovery)
@@ -364,6 +374,8 @@ def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lam
         record["status"] = status_of(runs)
     except TeamFailed as e:
         record["status"], record["error"] = e.status, str(e)
+    except (GradeInterrupted, CapacityInterrupted):
+        raise
     except WdmError as e:
         record["status"], record["error"] = "error", str(e)
     except Exception as e:  # a grading night goes on past one team's crash; the record says what happened
@@ -374,6 +386,7 @@ def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lam
                 run_command(team.after, "after", team.name, cfg)
             except TeamFailed as e:
                 record.setdefault("warnings", []).append(str(e))
+    # (an interrupt re-raised above leaves no team.json: the team is graded again on the next run)
     record["ended"] = time.time()
     record["load"]["end"] = load_average()
     write_record(tdir / "team.json", record)
@@ -445,8 +458,13 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
             for team in todo:
                 one(team)
         else:
-            with ThreadPoolExecutor(max_workers=parallel) as pool:
+            pool = ThreadPoolExecutor(max_workers=parallel)
+            try:
                 list(pool.map(one, todo))
+            finally:
+                # Ctrl-C: teams not started are dropped; the replays in flight end on their own
+                # (signals reach the main thread only), and their teams are graded again next time.
+                pool.shutdown(wait=False, cancel_futures=True)
     finally:
         if bar is not None:
             bar.close()
