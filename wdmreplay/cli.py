@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -57,9 +58,28 @@ class Speed(click.ParamType):
         return v
 
 
+class Listen(click.ParamType):
+    """``--ui``: ``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); checked while parsing, so a
+    trace taken for the address by mistake is named in the error (not reported as a missing TRACE)."""
+
+    name = "host:port"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """(host, port), or a one-line usage error."""
+        if isinstance(value, tuple):
+            return value
+        from .replayer.live import parse_listen
+
+        try:
+            return parse_listen(value)
+        except ValueError as e:
+            self.fail(str(e).removeprefix("--ui takes "), param, ctx)
+
+
 # Seeds go into msgpack headers (at most an unsigned 64-bit integer).
 SEED = click.IntRange(0, 2**64 - 1)
 DAY = 86_400.0  # upper bound of the options given in seconds
+UI_DEFAULT = "127.0.0.1:8089"  # replay --ui alone: Locust's web UI port, what the course's users know
 # Sessions per second above 1e6 are a typo, not a workload (generation would run for hours);
 # schedules longer than 1e7 s (~115 days) likewise.
 RATE = Finite(0, 1e6, min_open=True)
@@ -409,12 +429,19 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
                    "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
+@click.option("--ui", "ui", type=Listen(), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
+              help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
+                   "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
+                   "windows; GET /stats.json gives the figures. Give --ui after the trace, or as --ui=HOST:PORT")
+@click.option("--ui-linger", "ui_linger", type=Finite(0, DAY), default=None, metavar="S",
+              help="with --ui: keep the live view up S seconds after the run [default: until Ctrl-C]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
-               no_final_read: bool, settle: float | None, quiet: bool, output: str | None) -> None:
+               no_final_read: bool, settle: float | None, ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool,
+               output: str | None) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
@@ -429,12 +456,13 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
       JOB_COMPLETION_INDEX=1 wdm-replay replay t.wdmt --shard auto/4 --start-at 2026-12-02T01:00:00Z -o shard-1.wdmr
       wdm-replay replay stress.wdmt --faults kill-stock.json --settle 5 -o faulty.wdmr
+      wdm-replay replay stress.wdmt --ui                     # live view at http://127.0.0.1:8089/
+      wdm-replay replay stress.wdmt --speed 10 --ui=0.0.0.0:8089 --ui-linger 60
     """
     from pathlib import Path
 
     from .api import Target, get_dialect, load_routes, load_urls
-    from .replayer import ReplayError, format_summary, parse_shard, parse_speed, replay_trace
-    from .replayer.faults import format_fault_summary
+    from .replayer import ReplayError, parse_shard, parse_speed, replay_trace
     from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
 
@@ -458,17 +486,19 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     dialect_obj = get_dialect(dialect or header.get("dialect") or "2024",
                               load_routes(routes_path) if routes_path else None)
     out = output or str(Path(trace).with_suffix(".wdmr"))
-    summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
-                           concurrency=concurrency, timeout=timeout, label=label, workers=workers,
-                           final_read=not no_final_read, settle=settle,
-                           progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
-                           start_at=start_value, faults=faults_path)
-    if not quiet:
-        click.echo(format_summary(summary), err=not summary["complete"])
-        if "faults" in summary:
-            click.echo(format_fault_summary(summary), err=not summary["complete"])
-    for line in (summary.get("faults") or {}).get("failures", []):
-        click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
+    if ui_linger is not None and ui is None:
+        raise click.UsageError("--ui-linger goes with --ui")
+    with _live_view(ui) as live:
+        summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
+                               concurrency=concurrency, timeout=timeout, label=label, workers=workers,
+                               final_read=not no_final_read, settle=settle,
+                               progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
+                               start_at=start_value, faults=faults_path, live=live)
+        _print_replay_summary(summary, quiet)
+        if live is not None and summary["reason"] != "interrupted":
+            click.echo(f"live view: {live.url} stays up " +
+                       ("until Ctrl-C" if ui_linger is None else f"for {ui_linger:g} s (Ctrl-C ends it)"), err=True)
+            live.linger(ui_linger)
     if not summary["complete"]:
         if quiet:
             click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
@@ -479,6 +509,31 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
             sys.stderr.flush()
             os._exit(130)
         sys.exit(1)
+
+
+def _live_view(ui: tuple[str, int] | None) -> Any:
+    """The live view ``--ui`` asks for, its socket bound and its address on stderr; or a null context."""
+    from contextlib import nullcontext
+
+    if ui is None:
+        return nullcontext()
+    from .replayer.live import LiveView
+
+    view = LiveView(*ui)
+    click.echo(f"live view: {view.url} (figures: {view.url}stats.json)", err=True)
+    return view
+
+
+def _print_replay_summary(summary: dict, quiet: bool) -> None:
+    from .replayer import format_summary
+    from .replayer.faults import format_fault_summary
+
+    if not quiet:
+        click.echo(format_summary(summary), err=not summary["complete"])
+        if "faults" in summary:
+            click.echo(format_fault_summary(summary), err=not summary["complete"])
+    for line in (summary.get("faults") or {}).get("failures", []):
+        click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
 
 # --- demo (composition root: every layer at once) ---------------------------------------------
 

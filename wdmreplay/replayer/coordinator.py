@@ -44,7 +44,7 @@ class Coordinator:
     def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
                  phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
                  timeout: float, concurrency: int, progress: bool, total_requests: int,
-                 start_at: float | None = None, faults: Any = None):
+                 start_at: float | None = None, faults: Any = None, live: Any = None):
         self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
         self.n = workers
         self.writer = writer
@@ -58,6 +58,7 @@ class Coordinator:
         self.progress = progress
         self.total_requests = total_requests
         self.faults = faults  # a .faults.FaultRunner, or None
+        self.live = live  # a .live.LiveView (replay --ui) to start once the workers are forked, or None
         self.start_at = start_at  # unix time the schedule starts at (--start-at), or None: at once
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
         self.bound = 0  # symbols bound in the whole run (every one is in the results file)
@@ -112,6 +113,8 @@ class Coordinator:
         try:
             self._start_bars()
             self._start_workers()
+            if self.live is not None:  # its server thread starts after the fork, never before
+                self.live.start()
             if not self._wait_ready():
                 return self._stopped("signal before the workers started")
             if not self._wait_start():

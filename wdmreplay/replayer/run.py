@@ -52,7 +52,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
-                 start_at: float | None = None, faults: str | None = None) -> dict:
+                 start_at: float | None = None, faults: str | None = None, live: Any = None) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -67,7 +67,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
     there (:mod:`.start`; a start more than a second past is refused before anything is sent).
     ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
-    its actions did is ``summary["faults"]``.
+    its actions did is ``summary["faults"]``. ``live`` is a :class:`.live.LiveView` (``replay --ui``)
+    fed with every chunk and event written, and shown the summary at the end.
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
@@ -101,13 +102,15 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     ), inputs=[trace_path])
     runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
+    if live is not None:
+        live.set_total(scan.kept_requests)
     coordinator = Coordinator(
         worker_cfg=_worker_config(trace_path, target, dialect, speed, concurrency, timeout, workers,
                                   scenarios, shard, scan.shared, final_read, client),
-        workers=workers, writer=writer, tally=tally,
+        workers=workers, writer=writer if live is None else live.tap(writer), tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests, start_at=start_at, faults=runner)
+        total_requests=scan.kept_requests, start_at=start_at, faults=runner, live=live)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -122,6 +125,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                             final_reads=coordinator.final_reads, dialect=dialect.name)
     if runner is not None:
         summary["faults"] = runner.summary()
+    if live is not None:
+        live.finish(summary)
     return summary
 
 
