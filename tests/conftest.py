@@ -44,9 +44,13 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs it marks an event loop as running in
+# the main thread, so every later in-process asyncio.run() (replay_trace, the shop's own loops) fails
+# with "cannot be called from a running event loop" — in any module that runs after the first
+# browser test. Stopped at the end of each module that uses it, it leaves the rest of the suite alone.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test session."""
+    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test module."""
     from playwright.sync_api import sync_playwright
 
     from browser_support import CHROMIUM_ARGS, chromium_path

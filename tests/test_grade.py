@@ -288,12 +288,16 @@ def test_faults_suite_availability_and_recovery(tmp_path):
 
 
 def _record(name, status, capacity=None, p99=None, digest="sha256:aa"):
+    from wdmreplay.grade import TEAM_SCHEMA, TeamRecord
+
     runs = {"stress": {"verdict": "CLEAN", "p50_ms": 1.0, "p99_ms": p99, "report": "stress-report.txt"}}
     if capacity is not None:
         runs["capacity"] = {"rate": capacity, "speed": capacity / 100, "outcome": "found", "verdict": "CLEAN"}
-    return {"name": name, "status": status, "runs": runs, "traces": {"stress": digest}, "tool": "wdm-replay 0.1.0",
-            "machine": {"host": "h"}, "load": {"start": [1.0, 1.0, 1.0], "end": [1.0, 1.0, 1.0]},
-            "started": 1.0, "ended": 2.0, "target": "http://x"}
+    return TeamRecord.from_dict({
+        "schema": TEAM_SCHEMA, "name": name, "status": status, "error": None, "runs": runs,
+        "traces": {"stress": digest}, "suites": ["stress", "capacity"], "tool": "wdm-replay 0.1.0",
+        "machine": {"host": "h"}, "load": {"start": [1.0, 1.0, 1.0], "end": [1.0, 1.0, 1.0]},
+        "started": 1.0, "ended": 2.0, "target": "http://x"})
 
 
 def test_rank_rule():
@@ -311,7 +315,13 @@ def test_rank_rule():
                                             "wrong-fast", "crashed", "down"]
     assert [r.rank for r in board.rows] == list(range(1, 9))
     assert [r.ranked for r in board.rows] == [True] * 5 + [False] * 3
-    records[1]["traces"]["stress"] = "sha256:bb"
+    # the record round-trips through its JSON form; another version's record is not read (regraded)
+    from wdmreplay.grade import SuiteRun, TeamRecord
+
+    assert TeamRecord.from_dict(json.loads(json.dumps(records[0].as_dict()))) == records[0]
+    with pytest.raises(ValueError, match="unknown field"):
+        SuiteRun.from_dict({"verdict": "CLEAN", "latency": 3})
+    records[1] = _record("cap-low", "ok", capacity=100.0, p99=1.0, digest="sha256:bb")
     with pytest.raises(GradeError, match="cap-low were graded on different stress traces"):
         build_leaderboard(records, cfg)
 

@@ -199,6 +199,95 @@ def prepare_traces(outdir: Path, suites: tuple[str, ...], *, consistency: str | 
     return paths, digests
 
 
+# --- a team's record (team.json: the JSON edge) --------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """What one suite found for a team; a figure the suite does not measure stays None.
+
+    ``rate`` is the run's achieved requests/s, or for ``capacity`` the offered requests/s at the
+    knee (``speed``). ``skipped`` says why a suite did not run for this team.
+    """
+
+    verdict: str | None = None  # CLEAN / NOT CLEAN / INCONCLUSIVE (capacity: NOT CLEAN when a step was)
+    results: str | None = None  # results file (or capacity.json), relative to the team's directory
+    report: str | None = None  # report file, relative to the team's directory
+    reasons: tuple[str, ...] = ()
+    anomalies: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind
+    requests: int | None = None
+    rate: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    answered: float | None = None  # share of requests answered (2xx/4xx)
+    windows: int | None = None  # fault windows
+    recovery_s: float | None = None  # slowest recovery of the fault windows (None: not recovered)
+    speed: float | None = None  # capacity: the knee's speed
+    outcome: str | None = None  # capacity: found | at_max | none_met | not_clean
+    resolution: float | None = None  # capacity: one bisection step
+    steps: int | None = None  # capacity: replays run
+    skipped: str | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready form: every field, tuples as lists, anomalies as an object."""
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["reasons"], d["anomalies"] = list(self.reasons), dict(self.anomalies)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SuiteRun":
+        """The record from its JSON form; ValueError for an unknown field (a record of another version)."""
+        unknown = set(d) - set(cls.__slots__)
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)}")
+        return cls(**{**d, "reasons": tuple(d.get("reasons") or ()),
+                      "anomalies": tuple(sorted((str(k), int(v)) for k, v in (d.get("anomalies") or {}).items()))})
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    """One team's grading: its status, the runs of each suite, the traces and the machine it ran on."""
+
+    name: str
+    target: str
+    status: str  # one of STATUSES
+    error: str | None
+    traces: tuple[tuple[str, str], ...]  # (trace name, digest)
+    suites: tuple[str, ...]
+    tool: str
+    machine: dict
+    started: float
+    ended: float
+    load_start: tuple[float, ...] | None
+    load_end: tuple[float, ...] | None
+    runs: tuple[tuple[str, SuiteRun], ...]  # (suite, run), in run order
+    warnings: tuple[str, ...] = ()
+
+    def run(self, suite: str) -> SuiteRun:
+        """The suite's run, or an empty :class:`SuiteRun` when it did not run."""
+        return dict(self.runs).get(suite, SuiteRun())
+
+    def as_dict(self) -> dict:
+        """The ``team.json`` document (schema ``wdm-grade-team/1``)."""
+        return {"schema": TEAM_SCHEMA, "name": self.name, "target": self.target, "status": self.status,
+                "error": self.error, "traces": dict(self.traces), "suites": list(self.suites), "tool": self.tool,
+                "machine": self.machine, "started": self.started, "ended": self.ended,
+                "load": {"start": self.load_start, "end": self.load_end},
+                "runs": {k: r.as_dict() for k, r in self.runs}, "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeamRecord":
+        """The record from ``team.json``; ValueError when it is not one (of this schema)."""
+        if not isinstance(d, dict) or d.get("schema") != TEAM_SCHEMA:
+            raise ValueError(f"not a {TEAM_SCHEMA} record")
+        if d["status"] not in STATUSES:
+            raise ValueError(f"unknown status {d['status']!r}")
+        load = d["load"]
+        return cls(d["name"], d["target"], d["status"], d["error"], tuple(sorted(d["traces"].items())),
+                   tuple(d["suites"]), d["tool"], d["machine"], d["started"], d["ended"],
+                   tuple(load["start"]) if load["start"] else None, tuple(load["end"]) if load["end"] else None,
+                   tuple((k, SuiteRun.from_dict(v)) for k, v in d["runs"].items()), tuple(d.get("warnings") or ()))
+
+
 # --- one team ------------------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -255,16 +344,16 @@ def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> st
     return out_stem.with_suffix(".txt").name
 
 
-def _anomaly_counts(check: Any) -> dict[str, int]:
+def _anomaly_counts(check: Any) -> tuple[tuple[str, int], ...]:
     counts: dict[str, int] = {}
     for a in (*check.consistency.anomalies, *check.bound_anomalies):
         counts[a.kind] = counts.get(a.kind, 0) + 1
-    return dict(sorted(counts.items()))
+    return tuple(sorted(counts.items()))
 
 
 def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace: str, speed: float | None,
-                      faults: str | None = None) -> dict:
-    """One replay of a suite, its check and report; the run's record for team.json."""
+                      faults: str | None = None) -> SuiteRun:
+    """One replay of a suite, its check and report: the suite's run."""
     from .analysis import check_results, compute_stats
     from .replayer import TargetUnreachable, replay_trace
     from .traces import load_results
@@ -285,24 +374,25 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=cfg.max_recovery)
     overall = compute_stats(results)["overall"]
-    rec = {"results": out.name, "verdict": check.verdict.verdict, "reasons": check.verdict.reasons()[:5],
-           "anomalies": _anomaly_counts(check), "requests": results.n, "rate": overall["rate"],
-           "p50_ms": overall["response_ms"].get("p50"), "p99_ms": overall["response_ms"].get("p99"),
-           "answered": round((overall["outcomes"]["ok"] + overall["outcomes"]["fail"]) / overall["count"], 6)
-           if overall["count"] else None}
+    outcomes = overall["outcomes"]
+    windows = recovery = None
     if faults is not None:
         from .analysis.faults import analyze_faults
 
-        windows = analyze_faults(results).windows
-        recoveries = [w.recovery_s for w in windows]
-        rec["windows"] = len(windows)
-        rec["recovery_s"] = (None if not recoveries or any(r is None for r in recoveries)
-                             else round(max(recoveries), 3))
-    rec["report"] = _write_report(results, check, tdir / f"{run}-report", cfg.reports)
-    return rec
+        found = analyze_faults(results).windows
+        recoveries = [w.recovery_s for w in found]
+        windows = len(found)
+        recovery = None if not recoveries or any(r is None for r in recoveries) else round(max(recoveries), 3)
+    return SuiteRun(
+        verdict=check.verdict.verdict, results=out.name,
+        report=_write_report(results, check, tdir / f"{run}-report", cfg.reports),
+        reasons=tuple(check.verdict.reasons()[:5]), anomalies=_anomaly_counts(check), requests=results.n,
+        rate=overall["rate"], p50_ms=overall["response_ms"]["p50"], p99_ms=overall["response_ms"]["p99"],
+        answered=round((outcomes["ok"] + outcomes["fail"]) / overall["count"], 6) if overall["count"] else None,
+        windows=windows, recovery_s=recovery)
 
 
-def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> dict:
+def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> SuiteRun:
     from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
                            plot_capacity, render_capacity_text)
     from .replayer import TargetUnreachable
@@ -323,14 +413,14 @@ def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> dict:
     if cfg.reports and matplotlib_missing() is None:
         plot_capacity(res, cdir / "capacity.png")
         report = "capacity/capacity.png"
-    verdict = "NOT CLEAN" if res.outcome == "not_clean" else "CLEAN"
-    return {"speed": res.speed, "rate": res.rate, "outcome": res.outcome, "resolution": res.resolution,
-            "steps": len(res.steps), "verdict": verdict, "report": report, "results": "capacity/capacity.json"}
+    return SuiteRun(verdict="NOT CLEAN" if res.outcome == "not_clean" else "CLEAN",
+                    results="capacity/capacity.json", report=report, speed=res.speed, rate=res.rate,
+                    outcome=res.outcome, resolution=res.resolution, steps=len(res.steps))
 
 
-def status_of(runs: dict) -> str:
+def status_of(runs: dict[str, SuiteRun]) -> str:
     """ok / inconclusive / not_clean from the runs' verdicts (a crash or unreachable shop is decided elsewhere)."""
-    verdicts = {r.get("verdict") for r in runs.values() if isinstance(r, dict)}
+    verdicts = {r.verdict for r in runs.values()}
     if "NOT CLEAN" in verdicts:
         return "not_clean"
     if "INCONCLUSIVE" in verdicts:
@@ -338,17 +428,15 @@ def status_of(runs: dict) -> str:
     return "ok"
 
 
-def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lambda s: None) -> dict:
+def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lambda s: None) -> TeamRecord:
     """Grade one team (every suite of ``cfg``); write and return its record (``team.json``)."""
     tdir = cfg.outdir / "teams" / team.name
     if tdir.exists():
         shutil.rmtree(tdir)  # a half-graded team (the grader crashed): start it over
     tdir.mkdir(parents=True)
-    record: dict[str, Any] = {
-        "schema": TEAM_SCHEMA, "name": team.name, "target": team.where, "status": None, "error": None,
-        "traces": dict(cfg.digests), "suites": list(cfg.suites), "tool": f"wdm-replay {__version__}",
-        "machine": machine(), "started": time.time(), "load": {"start": load_average()}, "runs": {}}
-    runs = record["runs"]
+    started, load_start = time.time(), load_average()
+    runs: dict[str, SuiteRun] = {}
+    status, error, warnings = "ok", None, []
     before_ran = False
     try:
         if team.before:
@@ -356,57 +444,59 @@ def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lam
         before_ran = True
         for suite in cfg.suites:
             notify(f"grade: {team.name}: {suite}")
-            if suite == "consistency":
-                runs["consistency"] = _replay_and_check(team, cfg, tdir, "consistency", cfg.traces["consistency"], None)
-            elif suite == "stress":
-                runs["stress"] = _replay_and_check(team, cfg, tdir, "stress", cfg.traces["stress"], 1.0)
-            elif suite == "capacity":
-                if status_of(runs) == "not_clean":
-                    runs["capacity"] = {"skipped": "NOT CLEAN: no capacity is measured for a wrong shop"}
-                else:
-                    runs["capacity"] = _capacity(team, cfg, tdir)
-            elif suite == "faults":
-                if team.faults is None:
-                    runs["faults"] = {"skipped": "no fault schedule in TEAMS.toml"}
-                else:
-                    runs["faults"] = _replay_and_check(team, cfg, tdir, "faults", cfg.traces["stress"], 1.0,
-                                                       faults=team.faults)
-        record["status"] = status_of(runs)
+            runs[suite] = _run_suite(suite, team, cfg, tdir, runs)
+        status = status_of(runs)
     except TeamFailed as e:
-        record["status"], record["error"] = e.status, str(e)
+        status, error = e.status, str(e)
     except (GradeInterrupted, CapacityInterrupted):
-        raise
+        raise  # no team.json: the team is graded again on the next run
     except WdmError as e:
-        record["status"], record["error"] = "error", str(e)
+        status, error = "error", str(e)
     except Exception as e:  # a grading night goes on past one team's crash; the record says what happened
-        record["status"], record["error"] = "error", f"{type(e).__name__}: {e}"
+        status, error = "error", f"{type(e).__name__}: {e}"
     finally:
         if team.after and before_ran:
             try:
                 run_command(team.after, "after", team.name, cfg)
             except TeamFailed as e:
-                record.setdefault("warnings", []).append(str(e))
-    # (an interrupt re-raised above leaves no team.json: the team is graded again on the next run)
-    record["ended"] = time.time()
-    record["load"]["end"] = load_average()
+                warnings.append(str(e))
+    load_end = load_average()
+    record = TeamRecord(team.name, team.where, status, error, tuple(sorted(cfg.digests.items())), cfg.suites,
+                        f"wdm-replay {__version__}", machine(), started, time.time(),
+                        tuple(load_start) if load_start else None, tuple(load_end) if load_end else None,
+                        tuple(runs.items()), tuple(warnings))
     write_record(tdir / "team.json", record)
     return record
 
 
-def write_record(path: Path, record: dict) -> None:
+def _run_suite(suite: str, team: Team, cfg: GradeConfig, tdir: Path, runs: dict[str, SuiteRun]) -> SuiteRun:
+    """One suite for one team (the runs so far decide whether capacity is measured)."""
+    if suite == "consistency":
+        return _replay_and_check(team, cfg, tdir, "consistency", cfg.traces["consistency"], None)
+    if suite == "stress":
+        return _replay_and_check(team, cfg, tdir, "stress", cfg.traces["stress"], 1.0)
+    if suite == "capacity":
+        if status_of(runs) == "not_clean":
+            return SuiteRun(skipped="NOT CLEAN: no capacity is measured for a wrong shop")
+        return _capacity(team, cfg, tdir)
+    if team.faults is None:
+        return SuiteRun(skipped="no fault schedule in TEAMS.toml")
+    return _replay_and_check(team, cfg, tdir, "faults", cfg.traces["stress"], 1.0, faults=team.faults)
+
+
+def write_record(path: Path, record: TeamRecord) -> None:
     """``path`` written atomically (temp file + rename): a crash never leaves a half record."""
     tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def read_record(path: Path) -> dict | None:
-    """A team's record, or None when absent or unreadable (then the team is graded again)."""
+def read_record(path: Path) -> TeamRecord | None:
+    """A team's record, or None when absent or not a record of this version (then the team is graded again)."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return TeamRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return rec if isinstance(rec, dict) and rec.get("schema") == TEAM_SCHEMA and rec.get("status") in STATUSES else None
 
 
 # --- the session ---------------------------------------------------------------------------------------
@@ -415,7 +505,7 @@ def read_record(path: Path) -> dict | None:
 class GradeOutcome:
     """What ``grade`` did: the records in TEAMS.toml order, which teams it graded now and which it skipped."""
 
-    records: tuple[dict, ...]
+    records: tuple[TeamRecord, ...]
     graded: tuple[str, ...]
     skipped: tuple[str, ...]
     leaderboard: "Leaderboard"
@@ -435,7 +525,7 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
         rec = read_record(cfg.outdir / "teams" / team.name / "team.json")
         if rec is not None and not force:
             skipped.append(team.name)
-            notify(f"grade: {team.name}: already graded ({rec['status']}), skipped (--force regrades)")
+            notify(f"grade: {team.name}: already graded ({rec.status}), skipped (--force regrades)")
         else:
             todo.append(team)
     lock = threading.Lock()
@@ -445,10 +535,10 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
 
         bar = tqdm(total=len(todo), unit="team", desc="grade", file=sys.stderr)
 
-    def one(team: Team) -> dict:
+    def one(team: Team) -> TeamRecord:
         rec = grade_team(team, cfg, notify)
         with lock:
-            notify(f"grade: {team.name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
+            notify(f"grade: {team.name}: {rec.status}" + (f" ({rec.error})" if rec.error else ""))
             if bar is not None:
                 bar.update(1)
         return rec
@@ -538,18 +628,17 @@ class Leaderboard:
                              "load": {r.name: r.load for r in self.rows}}}
 
 
-def _row(rec: dict, outdir_rel: str) -> TeamRow:
-    runs = rec.get("runs") or {}
-    c, s, cap, f = (runs.get(k) or {} for k in ("consistency", "stress", "capacity", "faults"))
-    links = {k: f"{outdir_rel}/{v['report']}" for k, v in runs.items() if isinstance(v, dict) and v.get("report")}
-    cap_note = cap.get("skipped") or ({"none_met": "no speed met the SLO", "at_max": "at --max (may take more)",
-                                       "not_clean": "NOT CLEAN step"}.get(cap.get("outcome")))
-    return TeamRow(rec["name"], 0, rec["status"], rec["status"] not in UNRANKED, rec.get("error"),
-                   c.get("verdict"), dict(c.get("anomalies") or {}), s.get("p50_ms"), s.get("p99_ms"),
-                   s.get("verdict"), cap.get("speed"), cap.get("rate"), cap_note, f.get("answered"),
-                   f.get("recovery_s"), f.get("verdict"), links,
-                   {**(rec.get("load") or {}), "started": rec.get("started"), "ended": rec.get("ended")},
-                   rec.get("target", ""))
+_CAPACITY_NOTES = {"none_met": "no speed met the SLO", "at_max": "at --max (may take more)", "not_clean": "NOT CLEAN step"}
+
+
+def _row(rec: TeamRecord, outdir_rel: str) -> TeamRow:
+    c, s, cap, f = (rec.run(k) for k in ("consistency", "stress", "capacity", "faults"))
+    links = {k: f"{outdir_rel}/{r.report}" for k, r in rec.runs if r.report}
+    return TeamRow(rec.name, 0, rec.status, rec.status not in UNRANKED, rec.error, c.verdict, dict(c.anomalies),
+                   s.p50_ms, s.p99_ms, s.verdict, cap.speed, cap.rate,
+                   cap.skipped or _CAPACITY_NOTES.get(cap.outcome or ""), f.answered, f.recovery_s, f.verdict, links,
+                   {"start": rec.load_start, "end": rec.load_end, "started": rec.started, "ended": rec.ended},
+                   rec.target)
 
 
 def rank_key(row: TeamRow) -> tuple:
@@ -561,18 +650,18 @@ def rank_key(row: TeamRow) -> tuple:
     return (0 if row.status == "ok" else 1, 0 if cap is not None else 1, -(cap or 0.0), p99, row.name)
 
 
-def build_leaderboard(records: list[dict], cfg: GradeConfig) -> Leaderboard:
+def build_leaderboard(records: list[TeamRecord], cfg: GradeConfig) -> Leaderboard:
     """Rank the records; :class:`GradeError` when two teams were graded on different traces."""
     first: dict[str, tuple[str, str]] = {}
     for rec in records:
-        for name, digest in (rec.get("traces") or {}).items():
+        for name, digest in rec.traces:
             if name in first and first[name][1] != digest:
-                raise GradeError(f"teams {first[name][0]} and {rec['name']} were graded on different {name} traces "
+                raise GradeError(f"teams {first[name][0]} and {rec.name} were graded on different {name} traces "
                                  f"({first[name][1][:16]}… vs {digest[:16]}…): regrade with --force")
-            first.setdefault(name, (rec["name"], digest))
-    rows = sorted((_row(r, f"teams/{r['name']}") for r in records), key=rank_key)
+            first.setdefault(name, (rec.name, digest))
+    rows = sorted((_row(r, f"teams/{r.name}") for r in records), key=rank_key)
     rows = [replace(r, rank=i) for i, r in enumerate(rows, 1)]
-    tools = tuple(sorted({r.get("tool", "?") for r in records}))
-    machines = tuple({json.dumps(r.get("machine"), sort_keys=True): r.get("machine") for r in records}.values())
+    tools = tuple(sorted({r.tool for r in records}))
+    machines = tuple({json.dumps(r.machine, sort_keys=True): r.machine for r in records}.values())
     return Leaderboard(tuple(rows), RANK_RULE, {k: v[1] for k, v in first.items()}, tools, machines, cfg.slo,
                        cfg.suites, time.time())
