@@ -35,7 +35,8 @@ def test_demo_is_clean_on_the_reference_shop(tmp_path):
 
 
 @pytest.mark.parametrize("inject, kind", [("oversell", "oversell"), ("double-charge", "double_charge"),
-                                          ("lost-line", "lost_order_line"), ("wrong-total", "wrong_total")])
+                                          ("lost-line", "lost_order_line"), ("wrong-total", "wrong_total"),
+                                          ("repeat-collapse", "lost_checkout")])
 def test_demo_against_a_buggy_shop_fails_and_names_the_anomaly(tmp_path, inject, kind):
     p = _demo("--inject", inject, cwd=tmp_path)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr

@@ -66,6 +66,11 @@ def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp
                            "checkout"}
     if dialect == "2023":  # scenario 4 (add, remove, add, checkout) exists only in 2023
         assert traced["remove_item"] > 0
+    # The recorded trace states what it exercises, as a generated one does: the seed's six scenarios
+    # check out (double charge, paid flag) but never add one item twice nor check out twice.
+    ex = header["exercises"]
+    assert ex["double_charge"] > 0 and ex["paid_flag_not_set"] == ex["double_charge"]
+    assert ex["repeated_item_collapsed"] == 0 and ex["recheckout_charged"] == 0
 
     with ShopThread() as fresh:
         out = tmp_path / "replay.wdmr"
@@ -78,6 +83,7 @@ def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp
     assert int((res.cols["outcome"] == res.header["outcomes"].index("skipped")).sum()) == 0
     report = check_results(res)
     assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
+    assert report.bug_classes.stated and "repeated_item_collapsed" in report.bug_classes.not_exercised
 
 
 def test_proxy_forwards_status_headers_and_body_unchanged_and_keeps_connections(tmp_path):

@@ -39,6 +39,7 @@ def test_generate_trace_matches_library_and_prints_summary(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wrote t.wdmt: stress seed 9, 500 sessions, ")
+    assert lines[0].endswith("; exercises 10 of 13 bug classes (inspect lists them)")
     assert "requests, schedule" in lines[0]
     # Not a TTY: no progress bar, only the one-line scenario-4 notice.
     err = proc.stderr.strip().splitlines()
@@ -69,7 +70,7 @@ def test_generate_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], ma
 
 INSPECT_KEYS = {"file", "format", "version", "generator", "workload", "seed", "dialect", "params", "sessions",
                 "requests", "duration", "expect", "expect_range", "phases", "scenario_runs", "scenario_mix", "mix_test", "ops",
-                "expects", "expects_by_op", "symbols", "trailer"}
+                "expects", "expects_by_op", "symbols", "trailer", "exercises"}
 
 
 def test_inspect_json_and_text(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_inspect_json_and_text(tmp_path: Path) -> None:
 
 def test_inspect_stress_reports_mix_vs_weights(tmp_path: Path) -> None:
     path = tmp_path / "s.wdmt"
-    generate("stress", path, sessions=400, dialect="2023", weights="1,0,0,0,0,1")
+    generate("stress", path, sessions=400, dialect="2023", weights="1,0,0,0,0,1", seed_scenarios_only=True)
     info = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
     mix = info["scenario_mix"]
     assert mix["s1_admin_stock"]["runs"] + mix["s6_fail_no_credit"]["runs"] == 400

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from wdmreplay.cli import cli
 from wdmreplay.recorder import RecorderError, generate, inspect_trace, validate_symbols
 from wdmreplay.recorder.inspect import chi2_sf, mix_test
-from wdmreplay.recorder.stress import DEFAULT_WEIGHTS, SCENARIOS, STEPS_PER_SCENARIO
+from wdmreplay.recorder.stress import (DEFAULT_RECHECKOUT_SHARE, DEFAULT_REPEAT_SHARE, DEFAULT_WEIGHTS, SCENARIOS,
+                                       SEED_SCENARIOS, STEPS_PER_SCENARIO)
 from wdmreplay.traces import TraceReader
 
 CHI2_5DOF_P001 = 20.515  # chi-square critical value, 5 degrees of freedom, p = 0.001 (standard table)
@@ -111,19 +112,38 @@ def test_stress_mix_matches_weights_over_10000_sessions(tmp_path: Path) -> None:
     info = json.loads(res.output)
     mix = info["scenario_mix"]
     assert list(mix) == list(SCENARIOS) and info["scenario_runs"] == 10_000
-    observed = [mix[n]["runs"] for n in SCENARIOS]
+    # s7 and s8 come at exactly their default shares (5 % each, spread evenly from a seeded start)
+    extra = {n: round(10_000 * share) for n, share in zip(SCENARIOS[6:], (DEFAULT_REPEAT_SHARE, DEFAULT_RECHECKOUT_SHARE))}
+    assert {n: mix[n]["runs"] for n in SCENARIOS[6:]} == extra
+    # the six seed scenarios share the other runs by their weights
+    seed_runs = 10_000 - sum(extra.values())
+    observed = [mix[n]["runs"] for n in SEED_SCENARIOS]
+    assert sum(observed) == seed_runs
     total_w = sum(DEFAULT_WEIGHTS)
-    expected = [10_000 * w / total_w for w in DEFAULT_WEIGHTS]
+    expected = [seed_runs * w / total_w for w in DEFAULT_WEIGHTS]
     chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected))
     assert chi2 < CHI2_5DOF_P001, chi2
-    assert info["mix_test"]["chi2"] == pytest.approx(chi2) and info["mix_test"]["dof"] == 5
-    assert info["mix_test"]["p"] > 1e-3
-    for n in SCENARIOS:  # each share within 4 binomial standard errors of its weight
+    assert info["mix_test"]["dof"] == 7 and info["mix_test"]["p"] > 1e-3
+    for n in SEED_SCENARIOS:  # each share within 4 binomial standard errors of its weight
         assert abs(mix[n]["z"]) < 4, (n, mix[n])
-        assert mix[n]["weight_share"] == pytest.approx(DEFAULT_WEIGHTS[SCENARIOS.index(n)] / total_w)
+        assert mix[n]["weight_share"] == pytest.approx(
+            DEFAULT_WEIGHTS[SCENARIOS.index(n)] / total_w * seed_runs / 10_000)
     # requests per scenario agree with each scenario's fixed step count
     for n, k in zip(SCENARIOS, STEPS_PER_SCENARIO):
         assert mix[n]["requests"] == k * mix[n]["runs"]
+
+
+def test_seed_scenarios_only_leaves_out_s7_and_s8(tmp_path: Path) -> None:
+    h = generate("stress", tmp_path / "t.wdmt", seed=3, dialect="2023", sessions=2000, seed_scenarios_only=True)
+    info = inspect_trace(tmp_path / "t.wdmt")
+    assert [info["scenario_mix"][n]["runs"] for n in SCENARIOS[6:]] == [0, 0]
+    assert sum(info["scenario_mix"][n]["runs"] for n in SEED_SCENARIOS) == 2000
+    assert info["mix_test"]["p"] > 1e-3
+    assert h["params"]["repeat_share"] == h["params"]["recheckout_share"] == 0.0
+    # without re-checkouts every aggregate is exact again
+    assert set(h["expect"]) == {"checkout_ok", "stock_total", "credit_total"} and "expect_range" not in h
+    with pytest.raises(RecorderError, match="--seed-scenarios-only leaves out s7 and s8"):
+        generate("stress", tmp_path / "u.wdmt", sessions=10, seed_scenarios_only=True, repeat_share=0.1)
 
 
 def test_default_weights_under_2024_leave_out_scenario_4_with_notice(tmp_path: Path) -> None:
@@ -135,7 +155,7 @@ def test_default_weights_under_2024_leave_out_scenario_4_with_notice(tmp_path: P
     assert "remove_item" not in ops
     info = inspect_trace(tmp_path / "t.wdmt")
     assert info["scenario_mix"]["s4_remove_readd"]["runs"] == 0
-    assert info["scenario_mix"]["s2_checkout_one"]["weight_share"] == pytest.approx(30 / 80)
+    assert info["scenario_mix"]["s2_checkout_one"]["weight_share"] == pytest.approx(30 / 80 * 0.9)
 
 
 def test_explicit_weight_for_scenario_4_under_2024_is_refused(tmp_path: Path) -> None:
@@ -147,6 +167,8 @@ def test_explicit_weight_for_scenario_4_under_2024_is_refused(tmp_path: Path) ->
 @pytest.mark.parametrize("options,match", [
     ({"rate": 0}, "--rate: must be > 0"),
     ({"weights": "1,2,3"}, "expected 6 numbers"),
+    ({"repeat_share": 0.6, "recheckout_share": 0.4}, "their sum must be below 1"),
+    ({"repeat_share": -0.1}, "--repeat-share: must be >= 0"),
     ({"weights": "0,0,0,0,0,0"}, "not all zero"),
     ({"weights": "1,x,1,0,1,1"}, "--weights: expected a number"),
     ({"duration": 5, "sessions": 3}, "only one of --duration, --sessions"),

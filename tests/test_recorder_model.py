@@ -68,9 +68,14 @@ EXPECTED_OPS = {
     "s5_fail_no_stock": ["create_item", "add_stock", "create_item", "add_stock", "create_user", "add_funds",
                          "create_order", "add_item", "add_item", "find_item", "subtract_stock", "checkout"],
     "s6_fail_no_credit": ["create_item", "add_stock", "create_user", "create_order", "add_item", "checkout"],
+    "s7_repeat_item": ["create_item", "add_stock", "create_user", "add_funds", "create_order", "add_item",
+                       "add_item", "checkout"],
+    "s8_checkout_twice": ["create_item", "add_stock", "create_user", "add_funds", "create_order", "add_item",
+                          "checkout", "checkout"],
 }
-CHECKOUT_EXPECT = {"s2_checkout_one": "ok", "s3_checkout_two": "ok", "s4_remove_readd": "ok",
-                   "s5_fail_no_stock": "fail", "s6_fail_no_credit": "fail"}
+CHECKOUT_EXPECT = {"s2_checkout_one": ["ok"], "s3_checkout_two": ["ok"], "s4_remove_readd": ["ok"],
+                   "s5_fail_no_stock": ["fail"], "s6_fail_no_credit": ["fail"], "s7_repeat_item": ["ok"],
+                   "s8_checkout_twice": ["ok", "any"]}
 
 
 def test_scenarios_step_for_step(tmp_path: Path) -> None:
@@ -97,17 +102,22 @@ def test_scenarios_step_for_step(tmp_path: Path) -> None:
                     assert 10000 <= st["args"][1] <= 100000
                 elif st["op"] == "add_item":
                     assert st["args"][2] == 1
-            want = {st["op"]: "ok" for st in steps}
-            if sc in CHECKOUT_EXPECT:
-                want["checkout"] = CHECKOUT_EXPECT[sc]
-                checkouts_ok += want["checkout"] == "ok"
-            assert {st["op"]: st["expect"] for st in steps} == want
+            assert {st["expect"] for st in steps if st["op"] != "checkout"} == {"ok"}
+            checkouts = [st["expect"] for st in steps if st["op"] == "checkout"]
+            assert checkouts == CHECKOUT_EXPECT.get(sc, [])
+            checkouts_ok += checkouts[:1] == ["ok"]
+            if sc == "s7_repeat_item":  # one item, twice (one unit each: dialect 2023 has no quantity)
+                adds = [st["args"] for st in steps if st["op"] == "add_item"]
+                assert adds == [[ns + "order", ns + "item0", 1]] * 2
             if sc == "s5_fail_no_stock":
                 added = [st["args"][1] for st in steps if st["op"] == "add_stock"][1]
                 sub = [st for st in steps if st["op"] == "subtract_stock"][0]
                 assert sub["args"] == [ns + "item1", added]
     assert seen == set(SCENARIOS)
-    assert h["expect"]["checkout_ok"] == checkouts_ok
+    # a shop that charges re-checkouts again may succeed once more per s8 run: a range, not a figure
+    n_s8 = h["exercises"]["recheckout_charged"]
+    assert n_s8 > 0 and h["expect_range"]["checkout_ok"] == [checkouts_ok, checkouts_ok + n_s8]
+    assert "checkout_ok" not in h["expect"]
 
 
 def test_poor_users_make_checkouts_expected_to_fail(tmp_path: Path) -> None:
@@ -116,12 +126,23 @@ def test_poor_users_make_checkouts_expected_to_fail(tmp_path: Path) -> None:
     h = generate("stress", path, sessions=200, funds_range="1,1", price_range="5,9")
     with TraceReader(path) as r:
         assert {st["expect"] for s in r for st in s["steps"] if st["op"] == "checkout"} == {"fail"}
-    assert h["expect"]["checkout_ok"] == 0
+    assert h["expect"]["checkout_ok"] == 0  # s8 re-checkouts of unpaid orders are determined too
+
+
+def test_s7_adds_one_then_two_units_under_2024(tmp_path: Path) -> None:
+    path = tmp_path / "r.wdmt"
+    generate("stress", path, sessions=100, seed=4, repeat_share=0.5, recheckout_share=0)
+    with TraceReader(path) as r:
+        runs = [s["steps"] for s in r if s["steps"][0]["scenario"] == "s7_repeat_item"]
+    assert len(runs) == 50
+    for steps in runs:
+        adds = [st["args"] for st in steps if st["op"] == "add_item"]
+        assert [a[2] for a in adds] == [1, 2] and adds[0][:2] == adds[1][:2]
 
 
 def test_stress_expect_totals_follow_the_model(tmp_path: Path) -> None:
     path = tmp_path / "t.wdmt"
-    h = generate("stress", path, dialect="2023", sessions=400, seed=1)
+    h = generate("stress", path, dialect="2023", sessions=400, seed=1, seed_scenarios_only=True)
     stock = credit = ok = 0
     with TraceReader(path) as r:
         for s in r:

@@ -65,7 +65,10 @@ def test_stress_expectations_hold_on_the_reference_shop(shop, tmp_path: Path, di
             stock += json.loads(c.send("find_item", [sym])[1])["stock"]
         elif sym.endswith(".user"):
             credit += json.loads(c.send("find_user", [sym])[1])["credit"]
-    assert (stock, credit) == (h["expect"]["stock_total"], h["expect"]["credit_total"])
+    # With s8 runs the totals are ranges (a shop may charge a re-checkout again); the reference shop
+    # refuses it, so it ends at the top of each range: nothing more taken.
+    want = [h["expect"][k] if k in h["expect"] else h["expect_range"][k][1] for k in ("stock_total", "credit_total")]
+    assert [stock, credit] == want
 
 
 def test_consistency_trace_on_the_reference_shop(shop, tmp_path: Path) -> None:

@@ -161,7 +161,15 @@ def generate_trace() -> None:
 @click.option("--wait", default=None, metavar="MIN,MAX",
               help="Closed model: think time between scenario runs, seconds (default 1,15).")
 @click.option("--weights", default=None, metavar="W1,..,W6",
-              help="Scenario weights (default 5,30,25,20,10,10; scenario 4 only under --dialect 2023).")
+              help="Weights of the six seed scenarios (default 5,30,25,20,10,10; scenario 4 only under "
+                   "--dialect 2023); they share the runs s7 and s8 leave.")
+@click.option("--repeat-share", type=Finite(0, 1), default=None, metavar="P",
+              help="Share of runs that are s7_repeat_item: one item added twice to an order, then checkout "
+                   "(default 0.05).")
+@click.option("--recheckout-share", type=Finite(0, 1), default=None, metavar="P",
+              help="Share of runs that are s8_checkout_twice: an order checked out twice (default 0.05).")
+@click.option("--seed-scenarios-only", is_flag=True, default=False,
+              help="Only the seed benchmark's six scenarios (no s7, no s8), as the course's Locust test runs them.")
 @click.option("--price-range", default=None, metavar="LO,HI", help="Item price range (default 1,10).")
 @click.option("--stock-range", default=None, metavar="LO,HI", help="Stock added per item (default 100,1000).")
 @click.option("--funds-range", default=None, metavar="LO,HI", help="Funds added per user (default 10000,100000).")
@@ -170,12 +178,16 @@ def generate_stress(**kw) -> None:
 
     \b
     Scenarios: s1_admin_stock, s2_checkout_one, s3_checkout_two, s4_remove_readd,
-    s5_fail_no_stock, s6_fail_no_credit. Open model: --rate, --arrival, and one of
+    s5_fail_no_stock, s6_fail_no_credit (the seed benchmark's, by --weights), and at 5 % of the
+    runs each s7_repeat_item and s8_checkout_twice (bug classes the six never exercise:
+    docs/bug-classes.md). Open model: --rate, --arrival, and one of
     --duration/--sessions/--requests. Closed model: --users, --spawn-rate, --wait, --duration.
 
     \b
     Examples:
       wdm-replay generate-trace stress --rate 50 --duration 60 -o stress.wdmt
+      wdm-replay generate-trace stress --rate 50 --duration 60 --seed-scenarios-only -o seed6.wdmt
+      wdm-replay generate-trace stress --repeat-share 0.2 --recheckout-share 0 -o repeats.wdmt
       wdm-replay generate-trace stress --requests 1000000 --rate 5000 -o big.wdmt
       wdm-replay generate-trace stress --dialect 2023 --users 50 --spawn-rate 5 --wait 1,15 --duration 120
     """
@@ -195,6 +207,11 @@ def generate_stress(**kw) -> None:
 @click.option("--credit", type=click.IntRange(0), default=None, help="Credit of each user [default: 1].")
 @click.option("--orders", type=click.IntRange(0), default=None,
               help="Orders (random user, one random item), all checked out at once [default: 1000].")
+@click.option("--repeat-orders", type=click.IntRange(0), default=None,
+              help="Extra orders (own item and user) that add their item twice, checked out with the others "
+                   "[default: 0].")
+@click.option("--recheckout-orders", type=click.IntRange(0), default=None,
+              help="Extra orders (own item and user) checked out twice in a row [default: 0].")
 def generate_consistency(**kw) -> None:
     """The seed consistency test: populate, create orders, then every checkout at once.
 
@@ -203,6 +220,7 @@ def generate_consistency(**kw) -> None:
       wdm-replay generate-trace consistency --items 100 --users 1000 --orders 1000 -o c.wdmt
       wdm-replay generate-trace consistency --preset course -o course.wdmt   # the benchmark's code
       wdm-replay generate-trace consistency --preset readme -o readme.wdmt   # the benchmark's README
+      wdm-replay generate-trace consistency --preset course --repeat-orders 20 --recheckout-orders 20
     """
     _run_generate("consistency", **kw)
 
@@ -260,7 +278,9 @@ def generate_contention(**kw) -> None:
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
 def inspect_cmd(trace: str, as_json: bool) -> None:
-    """Summarize a trace: header, phases, scenario mix vs weights, operations, expectations.
+    """Summarize a trace: header, phases, scenario mix vs weights, operations, expectations,
+    and the bug classes it exercises (how often it contains the behaviour exposing each, and what
+    it would need for the others: docs/bug-classes.md).
 
     \b
     Examples:
@@ -341,7 +361,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
               "the order service calls the others over HTTP.")
 @click.option("--inject", "inject", multiple=True, metavar="KIND[:RATE]",
               help="A deliberate bug (lost-update, oversell, no-rollback, double-charge, lost-line, "
-                   "wrong-total; at most one) or a fault of a correct shop at a share of requests "
+                   "wrong-total, repeat-collapse; at most one) or a fault of a correct shop at a share of requests "
                    "(apply-then-500, apply-then-hang, slow-saga; e.g. slow-saga:0.3). Repeatable. "
                    "See docs/shop.md.")
 @click.option("--hang", "hang_s", default=30.0, show_default=True, type=Finite(0, DAY, min_open=True), metavar="S",
@@ -558,7 +578,8 @@ def merge_cmd(shards: tuple[str, ...], output: str) -> None:
 
 
 # The shop's deliberate bugs (not its faults, which a correct checker accepts): what demo --inject offers.
-_BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total"]
+_BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total",
+              "repeat-collapse"]
 
 
 @cli.command("demo")
@@ -649,27 +670,32 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 
 @cli.command("check")
 @click.argument("results", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/2, stable keys)")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/3, stable keys)")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
 @click.option("--min-availability", "min_availability", type=Finite(0.0, 100.0), default=99.0, show_default=True,
-              metavar="PCT", help="per operation, the least share (%) of requests with a determined expect "
-                                  "that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
+              metavar="PCT", help="per operation, the least share (%) of requests (every one, whatever its step "
+                                  "expects) that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
 @click.option("--strict", is_flag=True, help="every request must be answered (no 5xx, timeout, connection error, skip)")
 @click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
               help="runs with fault windows: a recovery (back to the pre-fault success rate) longer than S "
                    "seconds, or none, makes the run NOT CLEAN; requests in a window or its recovery (at most S) "
                    "are counted apart from --min-availability (docs/faults.md)")
+@click.option("--strict-faults", "strict_faults", is_flag=True,
+              help="runs with fault windows: a wrong answer during a fault (a contradicted expectation in a window "
+                   "or its recovery, counted apart by default) makes the run NOT CLEAN")
 def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
-              max_recovery: float) -> None:
+              max_recovery: float, strict_faults: bool) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
     Four sections decide: correctness (responses against the trace's expectations), consistency
     (every order's lines and total, item's stock and user's credit recomputed from the history and
     compared with the final state; the trace's proven bounds), availability (share of answered
     requests per operation) and coverage (complete run, every entity read back from a settled
-    state, not a lone shard). The output says which section decided. Exit 2: usage or file error.
-    Anomaly kinds and sections: docs/analysis.md.
+    state, not a lone shard). The output says which section decided, then which bug classes the
+    run covered ("covered: 8 of 13 bug classes (not exercised: …)"; JSON: bug_classes): a class
+    the trace never exercised is not judged by a CLEAN. Exit 2: usage or file error.
+    Anomaly kinds and sections: docs/analysis.md; bug classes: docs/bug-classes.md.
 
     \b
     Examples:
@@ -678,6 +704,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
       wdm-replay check a.wdmr --recheckout charge --min-availability 95
       wdm-replay check a.wdmr --strict
       wdm-replay check faulty.wdmr --max-recovery 5
+      wdm-replay check faulty.wdmr --strict-faults
     """
     from .analysis import check_results, render_check_text, render_json
     from .analysis.check import paused_gc
@@ -686,7 +713,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     with paused_gc():
         run = load_results(results, with_args=True)
     report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability,
-                           max_recovery=max_recovery)
+                           max_recovery=max_recovery, strict_faults=strict_faults)
     click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
     sys.exit(report.verdict.exit_code)
 

@@ -17,6 +17,12 @@ different interleavings can give maximal sets of different sizes (a user who ord
 spend their credit on the one others also wanted, leaving the other unsold). See
 :func:`checkout_bounds`; ``expect`` holds ``checkout_ok``/``stock_total``/``credit_total`` only when
 every interleaving gives the same count, and the header's ``expect_range`` always holds the bounds.
+
+Two options add orders of their own (own item, own user, nothing contended) that exercise bug
+classes the test never does (``docs/bug-classes.md``): ``repeat_orders`` orders add their item twice
+(1 then 2 units; 1 and 1 under dialect 2023) and are checked out in the checkout phase (``"ok"``);
+``recheckout_orders`` orders are checked out twice in a row (``"ok"``, then ``"any"``: the policy is
+the shop's, so each may take one more unit and its price, which the bounds allow for).
 """
 
 from __future__ import annotations
@@ -39,10 +45,14 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+EXTRAS = ("repeat_orders", "recheckout_orders")  # in params only when nonzero (the seed test's bytes stay)
+
+
 def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` for the consistency workload (a ``preset`` fills the other options)."""
     options = {k: v for k, v in options.items() if v is not None}
     preset = options.pop("preset", None)
+    extras = {k: opt.as_int(options.pop(k), f"--{k.replace('_', '-')}", minimum=0) for k in EXTRAS if k in options}
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise RecorderError(f"consistency: unknown option(s) {', '.join(sorted(unknown))}")
@@ -59,6 +69,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
         "users": opt.as_int(o["users"], "--users", minimum=1),
         "credit": opt.as_int(o["credit"], "--credit", minimum=0),
         "orders": opt.as_int(o["orders"], "--orders", minimum=0),
+        **{k: v for k, v in extras.items() if v},
     }, []
 
 
@@ -69,7 +80,7 @@ def benchmark_of(p: dict) -> str | None:
     meaningful for its own workload, so a preset with an option changed is no longer marked.
     """
     preset = p.get("preset")
-    if preset is None or any(p[k] != v for k, v in PRESETS[preset].items()):
+    if preset is None or any(p[k] != v for k, v in PRESETS[preset].items()) or any(p.get(k) for k in EXTRAS):
         return None
     return preset
 
@@ -127,18 +138,21 @@ def plan(p: dict, seed: int) -> Plan:
     order_item = [int(r() * n_items) for _ in range(n_orders)]
     lo, hi, expects = checkout_bounds(stock, price, credit, order_item, order_user)
     stock0, credit0 = n_items * stock, n_users * credit
+    n_rep, n_re = p.get("repeat_orders", 0), p.get("recheckout_orders", 0)
+    # The extra orders end with nothing left but, under a policy that refuses the re-checkout,
+    # one unit and one price per re-checked order; a shop that charges again takes those too.
     expect_range = {
-        "checkout_ok": [lo, hi],
-        "stock_total": [stock0 - hi, stock0 - lo],
-        "credit_total": [credit0 - hi * price, credit0 - lo * price],
+        "checkout_ok": [lo + n_rep + n_re, hi + n_rep + 2 * n_re],
+        "stock_total": [stock0 - hi, stock0 - lo + n_re],
+        "credit_total": [credit0 - hi * price, credit0 - lo * price + n_re * price],
     }
-    expect = {k: v[0] for k, v in expect_range.items()} if lo == hi else {}
     per_populate = (1 + (stock > 0)) * n_items + (1 + (credit > 0)) * n_users
+    expect = {k: v[0] for k, v in expect_range.items() if v[0] == v[1]} if lo == hi else {}
     return Plan(
         phases=list(PHASES), scenarios=list(PHASES), expect=expect,
         extra_header={"expect_range": expect_range, "benchmark": benchmark_of(p)},
         sessions=_sessions(p, order_user, order_item, expects),
-        estimate=per_populate + 3 * n_orders,
+        estimate=per_populate + 3 * n_orders + 7 * (n_rep + n_re),
     )
 
 
@@ -157,12 +171,38 @@ def _sessions(p: dict, order_user: list[int], order_item: list[int],
         if credit > 0:
             steps.append(step("add_funds", [sym, credit], None, "ok", 0.0, "populate"))
         yield 0, 0.0, steps
+    yield from _extra_sessions(p, 0)
     for k, (u, i) in enumerate(zip(order_user, order_item)):
         o = f"$order{k}"
         yield 1, 0.0, [step("create_order", [f"$user{u}"], o, "ok", 0.0, "orders"),
                        step("add_item", [o, f"$item{i}", 1], None, "ok", 0.0, "orders")]
+    yield from _extra_sessions(p, 1)
     for k, e in enumerate(expects):
         yield 2, 0.0, [step("checkout", [f"$order{k}"], None, e, 0.0, "checkout")]
+    yield from _extra_sessions(p, 2)
+
+
+def _extra_sessions(p: dict, phase: int) -> Iterator[tuple[int, float, list]]:
+    """Phase ``phase``'s sessions of the repeat and re-checkout orders (own item and user each)."""
+    price, second = p["price"], 1 if p["dialect"] == "2023" else 2  # 2023's add_item adds one unit
+    n_rep = p.get("repeat_orders", 0)
+    for r in range(n_rep + p.get("recheckout_orders", 0)):
+        repeat = r < n_rep
+        item, user, order = f"$xitem{r}", f"$xuser{r}", f"$xorder{r}"
+        units = 1 + second if repeat else 2  # what the order takes, or (re-checkout) two checkouts take
+        if phase == 0:
+            yield 0, 0.0, [step("create_item", [price], item, "ok", 0.0, "populate"),
+                           step("add_stock", [item, units], None, "ok", 0.0, "populate"),
+                           step("create_user", [], user, "ok", 0.0, "populate"),
+                           step("add_funds", [user, units * price], None, "ok", 0.0, "populate")]
+        elif phase == 1:
+            adds = [step("add_item", [order, item, 1], None, "ok", 0.0, "orders")]
+            if repeat:
+                adds.append(step("add_item", [order, item, second], None, "ok", 0.0, "orders"))
+            yield 1, 0.0, [step("create_order", [user], order, "ok", 0.0, "orders"), *adds]
+        else:
+            again = [] if repeat else [step("checkout", [order], None, "any", 0.0, "checkout")]
+            yield 2, 0.0, [step("checkout", [order], None, "ok", 0.0, "checkout"), *again]
 
 
 def _saturated_sum(groups: dict[int, list[tuple[int, int]]], demand: Counter, cap: int,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..api import BUILTIN_ROUTES
+from ..bugclasses import BUG_CLASSES
 from ..traces import TraceWriter
 from . import checkout, consistency, contention, stress
 from .options import RecorderError
@@ -69,6 +70,8 @@ def generate(workload: str, path: str | Path, *, seed: int = 0, dialect: str = "
             bar.update(writer.header["requests"] - done)
         if plan.final_expect is not None:
             writer.set_expect(plan.final_expect())
+        if plan.final_header is not None:
+            writer.header.update(plan.final_header())
         header = writer.close()
     except BaseException:
         writer.abort()
@@ -90,5 +93,8 @@ def _bar(total: int | None, path: str | Path) -> Any:
 
 def summary_line(header: dict, path: str | Path) -> str:
     """The one line ``generate-trace`` prints when done."""
+    ex = header.get("exercises") or {}
+    n = sum(1 for c in BUG_CLASSES if ex.get(c.name))
     return (f"wrote {path}: {header['workload']} seed {header['seed']}, {header['sessions']:,} sessions, "
-            f"{header['requests']:,} requests, schedule {header['duration']:.1f} s at speed 1")
+            f"{header['requests']:,} requests, schedule {header['duration']:.1f} s at speed 1; "
+            f"exercises {n} of {len(BUG_CLASSES)} bug classes (inspect lists them)")

@@ -10,9 +10,11 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..api import OPERATIONS
+from ..api import BUILTIN_ROUTES, OPERATIONS
+from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
 from ..traces.trace import EXPECT_VALUES
+from .stress import effective_weights
 
 MAX_EXAMPLES = 5
 
@@ -144,6 +146,17 @@ def mix_test(runs: list[int], weights: list[float]) -> dict | None:
     return {"chi2": chi2, "dof": len(cells) - 1, "p": chi2_sf(chi2, len(cells) - 1)}
 
 
+def _stress_weights(h: dict) -> list[float] | None:
+    """Each scenario's expected share of a stress trace's runs (None for other workloads)."""
+    params = h.get("params") or {}
+    if h.get("workload") != "stress" or not params.get("weights"):
+        return None
+    try:
+        return effective_weights(params)
+    except (TypeError, ValueError, ZeroDivisionError, KeyError):
+        return None  # a hand-edited header: the mix is shown without weights
+
+
 def _ns(bind: str) -> str:
     return bind.rsplit(".", 1)[0]
 
@@ -161,8 +174,13 @@ def inspect_trace(path: str | Path) -> dict:
         by_op: dict[str, dict[str, int]] = {}
         ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "span": 0.0} for n in phase_names]
         checker = SymbolChecker()
+        # Older traces carry no "exercises": count them here, from the sessions streaming past.
+        counter = None if isinstance(h.get("exercises"), dict) else ExerciseCounter(
+            len(phase_names), quantity_counts(h.get("dialect"), BUILTIN_ROUTES))
         for s in r:
             checker.check(s)
+            if counter is not None:
+                counter.add(s["sid"], s["phase"], s["steps"])
             p = ph[s["phase"]]
             p["sessions"] += 1
             p["requests"] += len(s["steps"])
@@ -192,8 +210,11 @@ def inspect_trace(path: str | Path) -> dict:
                 p["span"] = s["at"] + think
         trailer = r._r.trailer or {}
     total_runs = sum(runs.values())
-    weights = (h.get("params") or {}).get("weights") if h.get("workload") == "stress" else None
+    weights = _stress_weights(h)
     wsum = sum(weights) if weights else 0.0
+    # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
+    params = h.get("params") or {}
+    given = list(params.get("weights") or []) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params]
     mix: dict[str, dict] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0
@@ -201,7 +222,7 @@ def inspect_trace(path: str | Path) -> dict:
         if weights and k < len(weights) and wsum > 0:
             ws = weights[k] / wsum
             se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
-            entry.update(weight=weights[k], weight_share=ws,
+            entry.update(weight=given[k] if k < len(given) else weights[k], weight_share=ws,
                          z=(share - ws) / se if se > 0 else (0.0 if share == ws else None))
         mix[n] = entry
     test = mix_test([runs[n] for n in names], weights) if weights and len(weights) == len(names) else None
@@ -223,8 +244,32 @@ def inspect_trace(path: str | Path) -> dict:
         "expects": expects,
         "expects_by_op": {k: by_op[k] for k in sorted(by_op)},
         "symbols": checker.result(),
+        "exercises": _exercises(h["exercises"] if counter is None else counter.result(),
+                                "header" if counter is None else "computed"),
         "trailer": {"sessions": trailer.get("sessions"), "requests": trailer.get("requests")},
     }
+
+
+def _exercises(counts: dict, source: str) -> dict:
+    """Per bug class: how often the trace contains its exposing behaviour (stable keys)."""
+    classes = [{"name": c.name, "title": c.title, "count": int(counts.get(c.name, 0) or 0),
+                "needs_fault": c.needs_fault, "behaviour": c.behaviour} for c in BUG_CLASSES]
+    return {"source": source, "exercised": sum(1 for c in classes if c["count"]), "classes": classes}
+
+
+def _exercise_lines(ex: dict) -> list[str]:
+    n = len(ex["classes"])
+    src = "" if ex["source"] == "header" else " (computed: the header predates it)"
+    out = [f"bug classes exercised: {ex['exercised']} of {n}{src}"]
+    for c in ex["classes"]:
+        if c["count"]:
+            note = "  (needs a fault: replay --faults)" if c["needs_fault"] else ""
+            out.append(f"  {c['title']:<28} {c['count']:>10,}{note}")
+    for c in ex["classes"]:
+        if not c["count"]:
+            need = c["behaviour"].split(" (counted per")[0]
+            out.append(f"  {c['title']:<28} {'NOT EXERCISED':>10} — needs {need}")
+    return out
 
 
 def render_inspect(info: dict) -> str:
@@ -269,6 +314,8 @@ def render_inspect(info: dict) -> str:
         out.extend(f"  {x}" for x in s["examples"])
     else:
         out.append(f"symbols  {s['bound']:,} bound, every reference bound earlier in its session or phase")
+    out.append("")
+    out.extend(_exercise_lines(info["exercises"]))
     return "\n".join(out)
 
 

@@ -20,6 +20,7 @@ class Plan:
     extra_header: dict = field(default_factory=dict)  # optional header keys (e.g. expect_range)
     estimate: int | None = None  # expected request count, for the progress bar only
     final_expect: Callable[[], dict] | None = None  # the expect known once sessions are exhausted
+    final_header: Callable[[], dict] | None = None  # other header keys known then (e.g. expect_range)
 
 
 def step(op: str, args: list, bind: str | None, expect: str, think: float, scenario: str) -> dict:

@@ -13,7 +13,19 @@ private to it — so the shop model decides every step's ``expect``:
    all its stock before checkout (checkout must fail).
 6. ``s6_fail_no_credit`` — the user never gets funds (checkout must fail).
 
-The scenario of each run is drawn per run from the seeded RNG with the weights. Arrival models:
+Two more scenarios, not in the seed benchmark, cover bug classes the six never exercise
+(``docs/bug-classes.md``); by default each is 5 % of the runs (``repeat_share``,
+``recheckout_share``), spread evenly from a seeded start (every trace of 20 runs or more has
+both), and the six share the other 90 % by their weights; ``--seed-scenarios-only`` sets both
+shares to 0:
+
+7. ``s7_repeat_item`` — one item added twice to the order (1 then 2 units; 1 and 1 under dialect
+   2023, whose add_item has no quantity), checkout (ok): a checkout that keeps one quantity per
+   item id takes too little stock.
+8. ``s8_checkout_twice`` — checkout (ok), then the same order checked out again (``"any"``: the
+   re-checkout policy is the shop's; ``check --recheckout`` says which one is right).
+
+The seed scenario of each other run is drawn per run from the seeded RNG with the weights. Arrival models:
 *open* (sessions at ``rate``/s, one scenario run each) and *closed* (``users`` sessions, each
 running scenario after scenario with a uniform ``wait`` think time before each later run, put in
 the ``think`` of that run's first step).
@@ -32,18 +44,22 @@ from .model import ShopModel
 from .options import RecorderError
 from .plan import Plan, step
 
-S1, S2, S3, S4, S5, S6 = SCENARIOS = (
+S1, S2, S3, S4, S5, S6, S7, S8 = SCENARIOS = (
     "s1_admin_stock", "s2_checkout_one", "s3_checkout_two", "s4_remove_readd",
-    "s5_fail_no_stock", "s6_fail_no_credit",
+    "s5_fail_no_stock", "s6_fail_no_credit", "s7_repeat_item", "s8_checkout_twice",
 )
-DEFAULT_WEIGHTS = (5, 30, 25, 20, 10, 10)
-STEPS_PER_SCENARIO = (2, 7, 10, 9, 12, 6)  # requests per run (for estimates; tests check it)
+SEED_SCENARIOS = SCENARIOS[:6]
+DEFAULT_WEIGHTS = (5, 30, 25, 20, 10, 10)  # the seed benchmark's weights of its six scenarios
+DEFAULT_REPEAT_SHARE = 0.05  # share of runs that are s7_repeat_item
+DEFAULT_RECHECKOUT_SHARE = 0.05  # share of runs that are s8_checkout_twice
+STEPS_PER_SCENARIO = (2, 7, 10, 9, 12, 6, 8, 8)  # requests per run (for estimates; tests check it)
 PHASE = "stress"
 
 DEFAULTS: dict[str, Any] = {
     "model": None, "rate": None, "arrival": None, "duration": None, "sessions": None,
     "requests": None, "users": None, "spawn_rate": None, "wait": None, "weights": None,
     "price_range": "1,10", "stock_range": "100,1000", "funds_range": "10000,100000",
+    "repeat_share": None, "recheckout_share": None, "seed_scenarios_only": False,
 }
 OPEN_DEFAULT_RATE = 10.0
 DEFAULT_DURATION = 60.0
@@ -54,17 +70,21 @@ CLOSED_DEFAULT_WAIT = "1,15"  # the seed locustfile's wait_time between(1, 15)
 class Draws:
     """The per-scenario random values, drawn from one seeded RNG (inclusive integer ranges)."""
 
-    __slots__ = ("_r", "_p", "_s", "_f", "totals")
+    __slots__ = ("_r", "_p", "_s", "_f", "totals", "repeat_qty")
 
-    def __init__(self, rng: random.Random, price: list[int], stock: list[int], funds: list[int]):
+    def __init__(self, rng: random.Random, price: list[int], stock: list[int], funds: list[int],
+                 repeat_qty: int = 2):
         self._r = rng.random
         # (low, span) pairs: lo + int(random() * span) is uniform on [lo, hi] and much cheaper
         # than randint in the hot loop.
         self._p = (price[0], price[1] - price[0] + 1)
         self._s = (stock[0], stock[1] - stock[0] + 1)
         self._f = (funds[0], funds[1] - funds[0] + 1)
-        # Final state summed over every session so far: [paid checkouts, stock, credit].
-        self.totals = [0, 0, 0]
+        # Final state summed over every session so far: [paid checkouts, stock, credit], and what
+        # the re-checkouts of s8 may add if the shop's policy is to charge again: [checkouts,
+        # units, cost].
+        self.totals = [0, 0, 0, 0, 0, 0]
+        self.repeat_qty = repeat_qty  # units of s7's second add_item (1 when the dialect has no quantity)
 
     def tally(self, m: ShopModel) -> None:
         """Add one finished session's final state to :attr:`totals` (its entities are its own)."""
@@ -192,7 +212,42 @@ def _s6(ns: str, think: float, d: Draws) -> list:
     return steps
 
 
-BUILDERS: tuple[Callable[[str, float, Draws], list], ...] = (_s1, _s2, _s3, _s4, _s5, _s6)
+def _s7(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, u, o = ns + "item0", ns + "user", ns + "order"
+    q = d.repeat_qty
+    steps = [
+        *_item(m, d, i0, think, S7),
+        *_user_order(m, d, u, o, S7),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S7),
+        step("add_item", [o, i0, q], None, m.add_item(o, i0, q), 0.0, S7),
+        step("checkout", [o], None, m.checkout(o), 0.0, S7),
+    ]
+    d.tally(m)
+    return steps
+
+
+def _s8(ns: str, think: float, d: Draws) -> list:
+    m = ShopModel()
+    i0, u, o = ns + "item0", ns + "user", ns + "order"
+    steps = [
+        *_item(m, d, i0, think, S8),
+        *_user_order(m, d, u, o, S8),
+        step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S8),
+        step("checkout", [o], None, m.checkout(o), 0.0, S8),
+    ]
+    paid = m.orders[o][2]
+    steps.append(step("checkout", [o], None, m.checkout(o), 0.0, S8))  # "any": the shop's policy
+    d.tally(m)
+    if paid and m.stock[i0] >= 1 and m.credit[u] >= m.total_cost(o):
+        t = d.totals  # a shop that charges again can take one more unit and the cost once more
+        t[3] += 1
+        t[4] += 1
+        t[5] += m.total_cost(o)
+    return steps
+
+
+BUILDERS: tuple[Callable[[str, float, Draws], list], ...] = (_s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8)
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -235,18 +290,19 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
         p["wait"] = opt.float_range(CLOSED_DEFAULT_WAIT if o["wait"] is None else o["wait"], "--wait")
     explicit = o["weights"] is not None
     weights = opt.parse_list(o["weights"] if explicit else DEFAULT_WEIGHTS, "--weights")
-    if len(weights) != len(SCENARIOS):
-        raise RecorderError(f"--weights: expected {len(SCENARIOS)} numbers (one per scenario), got {len(weights)}")
+    if len(weights) != len(SEED_SCENARIOS):
+        raise RecorderError(f"--weights: expected {len(SEED_SCENARIOS)} numbers (one per seed scenario; s7 and s8 "
+                            f"take --repeat-share and --recheckout-share), got {len(weights)}")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise RecorderError("--weights: weights must be >= 0 and not all zero")
+    p.update(_extra_shares(o))
     if not d.supports("remove_item") and weights[3] > 0:
         if explicit:
             raise RecorderError(
                 f"--weights: scenario 4 ({S4}) needs remove_item, which dialect {dialect} lacks; "
                 f"give it weight 0 or use --dialect 2023")
         weights[3] = 0.0
-        total = sum(weights)
-        shares = "/".join(f"{100 * w / total:.2f}".rstrip("0").rstrip(".") for w in weights)
+        shares = "/".join(f"{100 * w:.2f}".rstrip("0").rstrip(".") for w in effective_weights({**p, "weights": weights}))
         notices.append(f"notice: dialect {dialect} has no remove_item, so scenario 4 ({S4}) is left out; "
                        f"scenario shares renormalized to {shares} %")
     p["weights"] = weights
@@ -256,16 +312,45 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     return p, notices
 
 
-def mean_steps(weights: list[float]) -> float:
-    """Expected requests per scenario run under ``weights``."""
-    return sum(w * n for w, n in zip(weights, STEPS_PER_SCENARIO)) / sum(weights)
+def _extra_shares(o: dict) -> dict:
+    """``repeat_share`` and ``recheckout_share`` of the runs (0 and 0 with ``seed_scenarios_only``)."""
+    given = [n for n in ("repeat_share", "recheckout_share") if o[n] is not None]
+    if o["seed_scenarios_only"]:
+        if given:
+            raise RecorderError(f"--seed-scenarios-only leaves out s7 and s8; do not give "
+                                f"--{given[0].replace('_', '-')} with it")
+        return {"repeat_share": 0.0, "recheckout_share": 0.0}
+    rep = opt.as_float(DEFAULT_REPEAT_SHARE if o["repeat_share"] is None else o["repeat_share"],
+                       "--repeat-share", minimum=0)
+    rc = opt.as_float(DEFAULT_RECHECKOUT_SHARE if o["recheckout_share"] is None else o["recheckout_share"],
+                      "--recheckout-share", minimum=0)
+    if rep + rc >= 1:
+        raise RecorderError(f"--repeat-share {rep:g} and --recheckout-share {rc:g} leave nothing for the "
+                            f"seed scenarios (their sum must be below 1)")
+    return {"repeat_share": rep, "recheckout_share": rc}
+
+
+def effective_weights(p: dict) -> list[float]:
+    """Each scenario's share of the runs under params ``p`` (six entries for a trace made before s7/s8)."""
+    weights = list(p["weights"])
+    total = sum(weights)
+    if "repeat_share" not in p:
+        return [w / total for w in weights]
+    extra = [p["repeat_share"], p["recheckout_share"]]
+    return [w / total * (1 - sum(extra)) for w in weights] + extra
+
+
+def mean_steps(p: dict) -> float:
+    """Expected requests per scenario run under params ``p``."""
+    return sum(w * n for w, n in zip(effective_weights(p), STEPS_PER_SCENARIO))
 
 
 def plan(p: dict, seed: int) -> Plan:
     """The stress trace for normalized params ``p``."""
     rng = random.Random(seed)
-    draws = Draws(rng, p["price_range"], p["stock_range"], p["funds_range"])
-    per_run = mean_steps(p["weights"])
+    repeat_qty = 2 if "{quantity}" in get_dialect(p["dialect"]).route("add_item").template else 1
+    draws = Draws(rng, p["price_range"], p["stock_range"], p["funds_range"], repeat_qty)
+    per_run = mean_steps(p)
     if p["model"] == "open":
         if p["sessions"] is not None:
             est = p["sessions"] * per_run
@@ -281,26 +366,54 @@ def plan(p: dict, seed: int) -> Plan:
         sessions = _closed_sessions(p, rng, draws)
 
     def final_expect() -> dict:
-        # Every session works on entities of its own, so its final state is known exactly.
-        ok, stock, credit = draws.totals
-        return {"checkout_ok": ok, "stock_total": stock, "credit_total": credit}
+        # Every session works on entities of its own, so its final state is known exactly, up to
+        # what s8's re-checkouts take from a shop whose policy is to charge again.
+        ok, stock, credit, n_re, units_re, cost_re = draws.totals
+        rng_ = final_range()
+        return {k: v[0] for k, v in rng_.items() if v[0] == v[1]} if n_re else \
+            {"checkout_ok": ok, "stock_total": stock, "credit_total": credit}
+
+    def final_range() -> dict:
+        ok, stock, credit, n_re, units_re, cost_re = draws.totals
+        return {"checkout_ok": [ok, ok + n_re], "stock_total": [stock - units_re, stock],
+                "credit_total": [credit - cost_re, credit]}
 
     return Plan(phases=[PHASE], scenarios=list(SCENARIOS), sessions=sessions, estimate=int(est),
-                final_expect=final_expect)
+                final_expect=final_expect,
+                final_header=lambda: {"expect_range": final_range()} if draws.totals[3] else {})
 
 
-def _chooser(weights: list[float], rng: random.Random) -> Callable[[], Callable]:
+def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
+    """Each call, the builder of the next scenario run.
+
+    s7 and s8 come at exactly their shares, spread evenly from seeded starting phases (so a trace
+    of ``1 / share`` runs or more always has one); the other runs draw one of the six seed
+    scenarios by their weights.
+    """
     cum, t = [], 0.0
-    for w in weights:
+    for w in p["weights"]:
         t += w
         cum.append(t)
     r = rng.random
-    # bisect_right never lands on a zero-weight scenario: its interval [cum[k-1], cum[k]) is empty.
-    return lambda: BUILDERS[bisect_right(cum, r() * t)]
+    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p.get("repeat_share", 0.0),
+                                                                   p.get("recheckout_share", 0.0))) if share > 0]
+    phase = [r() for _ in extras]
+
+    def choose() -> Callable:
+        for j, (share, _) in enumerate(extras):
+            phase[j] += share
+        for j, (_, builder) in enumerate(extras):
+            if phase[j] >= 1.0:
+                phase[j] -= 1.0
+                return builder
+        # bisect_right never lands on a zero-weight scenario: its interval [cum[k-1], cum[k]) is empty.
+        return BUILDERS[bisect_right(cum, r() * t)]
+
+    return choose
 
 
 def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
-    choose = _chooser(p["weights"], rng)
+    choose = _chooser(p, rng)
     duration, max_sessions, max_requests = p["duration"], p["sessions"], p["requests"]
     n_req = 0
     sid = 0
@@ -318,7 +431,7 @@ def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[
 
 
 def _closed_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
-    choose = _chooser(p["weights"], rng)
+    choose = _chooser(p, rng)
     duration, wait = p["duration"], p["wait"]
     for sid, at in enumerate(spawn_times(p["users"], p["spawn_rate"])):
         steps: list = []

@@ -22,7 +22,7 @@ from typing import Any
 from ..traces.results import ResultsWriter
 from .checks import ReplayError
 from .engine import split_concurrency
-from .final import (TraceScan, entity_count, id_sets, next_snapshot_at, quiesce_until, settle_plan,
+from .final import (TraceScan, bound_not_found, entity_count, id_sets, next_snapshot_at, quiesce_until, settle_plan,
                     settle_record)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
@@ -283,7 +283,8 @@ class Coordinator:
                 settled = True
                 break
         assert state is not None and missing is not None
-        return {**state, "missing": missing, "settle": settle_record(settle, why, settled, snapshots),
+        return {**state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
+                "settle": settle_record(settle, why, settled, snapshots),
                 "quiesce": quiesce, "read_at": snapshots[-1][0]}
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:

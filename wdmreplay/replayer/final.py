@@ -302,6 +302,24 @@ def settle_record(settle: float, why: str | None, settled: bool,
             "snapshots": [{"at": a, "end": e} for a, e in snapshots], "why": why}
 
 
+def bound_not_found(missing: dict[str, dict[str, str]], bound: dict[str, IdSet] | None) -> dict[str, list[str]]:
+    """Per kind, the ids whose final read was answered 4xx ("not found") although this run bound them.
+
+    Bound means a create answered 2xx with the id: the shop acknowledged the entity, so a definite
+    "not found" is lost data (``lost_entity``), not a read that failed. Written as the final
+    record's ``bound_not_found`` (absent in older files: their 4xx reads stay "not read back").
+    """
+    out: dict[str, list[str]] = {}
+    for kind, why in missing.items():
+        answered = [i for i, w in why.items() if w.startswith("HTTP 4")]
+        if answered and bound is not None and kind in bound:
+            ids = bound[kind].ids()
+            hit = sorted((i for i in answered if i in ids), key=_id_order)
+            if hit:
+                out[kind] = hit
+    return out
+
+
 def entity_count(entities: dict[str, Iterable[str]]) -> int:
     """How many entities a final read covers."""
     return sum(len(list(v)) for v in entities.values())

@@ -128,6 +128,7 @@ class ShopState:
         self.stock = StockStore(oversell=config.inject == "oversell")
         self.payment = PaymentStore(double_charge=config.inject == "double-charge")
         self.orders = OrderStore(config.seed, wrong_total=config.inject == "wrong-total")
+        self.orders.collapse_repeats = config.inject == "repeat-collapse"
         self.stats = Stats()
         self.error_rng = random.Random(config.seed)
         # One generator per fault kind, so turning one fault on does not change another's draws.
@@ -406,7 +407,7 @@ class OrderLogic:
         # No await in here: on one event loop nothing can interleave between checks and updates.
         st = self.state
         order = st.orders.get_unpaid(order_id)
-        lines = [(st.stock.check_subtract(i, q), q) for i, q in order.needs().items()]
+        lines = [(st.stock.check_subtract(i, q), q) for i, q in st.orders.needs(order).items()]
         if not self.no_rollback:
             st.payment.check_pay(order.user_id, order.total_cost)
         for item, qty in lines:
@@ -422,7 +423,7 @@ class OrderLogic:
         taken: list[tuple[str, int]] = []
         leg_delay = self.state.config.leg_delay_s
         try:
-            for item_id, qty in order.needs().items():
+            for item_id, qty in self.state.orders.needs(order).items():
                 if leg_delay:
                     await asyncio.sleep(leg_delay)  # serve --leg-delay: a wider window for a kill
                 await self.stock.subtract(item_id, qty)

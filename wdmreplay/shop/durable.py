@@ -477,7 +477,7 @@ class SagaCoordinator:
         """Run one checkout saga (the caller holds the order's lock)."""
         order = self.state.orders.get_unpaid(order_id)
         sid = f"{order_id}~{uuid.uuid4().hex[:16]}"
-        stock_legs = [[f"{sid}.s{i}", item_id, qty] for i, (item_id, qty) in enumerate(order.needs().items())]
+        stock_legs = [[f"{sid}.s{i}", item_id, qty] for i, (item_id, qty) in enumerate(self.state.orders.needs(order).items())]
         saga = {"order": order_id, "user": order.user_id, "amount": order.total_cost,
                 "stock": stock_legs, "pay": f"{sid}.p"}
         self.open[sid] = saga
@@ -563,6 +563,7 @@ def attach(state: Any, data_dir: str, roles: Iterable[str]) -> dict[tuple[str, .
             state.payment = DurablePayment(d, double_charge=cfg.inject == "double-charge")
         if "orders" in services:
             state.orders = DurableOrders(d, cfg.seed, wrong_total=cfg.inject == "wrong-total")
+            state.orders.collapse_repeats = cfg.inject == "repeat-collapse"
         out[tuple(services)] = d
     return out
 

@@ -358,6 +358,8 @@ INJECT_EFFECTS = {
     "double-charge": "a successful checkout charges the user twice (credit may go negative)",
     "lost-line": "add_item reads the order's lines, yields, writes them back: concurrent add_item lose lines",
     "wrong-total": "total_cost counts each distinct item's price once (quantity ignored): below sum qty x price",
+    "repeat-collapse": "checkout keeps one quantity per item id (the last line's): adding 1 then 2 units of "
+                       "an item charges for 3 and takes 2",
     "no-recovery": "split checkouts keep no saga log: a kill between the legs leaves stock taken without payment",
 }
 

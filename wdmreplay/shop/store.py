@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 # Deliberate, documented bugs the shop can be started with (docs/shop.md).
-INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total")
+INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total",
+                "repeat-collapse")
 
 # Path integers: plain decimal digits, bounded so every total stays a 64-bit value.
 MAX_AMOUNT = 10**15 - 1
@@ -252,6 +253,10 @@ class PaymentStore:
 class OrderStore:
     """The order service's state."""
 
+    # The injected repeat-collapse bug (set by the shop): a checkout keeps one quantity per item id,
+    # the last line's, so adding 1 then 2 units of an item charges for 3 and takes 2.
+    collapse_repeats = False
+
     def __init__(self, seed: int = 0, wrong_total: bool = False):
         self.wrong_total = wrong_total
         self.orders: dict[str, Order] = {}
@@ -293,6 +298,12 @@ class OrderStore:
         order.items.append([item_id, qty])
         order.total_cost = total
         order.prices[item_id] = price
+
+    def needs(self, order: Order) -> dict[str, int]:
+        """Units a checkout of ``order`` takes per item id (the last line's only, with repeat-collapse)."""
+        if self.collapse_repeats:
+            return {item_id: qty for item_id, qty in order.items}
+        return order.needs()
 
     def mark_paid(self, order_id: str) -> None:
         """Mark the order paid (the last step of a checkout)."""

@@ -6,7 +6,10 @@ Format history (bump ``TRACE_VERSION`` and add a line for every change a reader 
   scenarios [names], sessions, requests, duration, expect, generator}; sessions {sid, phase, at,
   steps}; step {op, args, bind, expect, think, scenario}; trailer {trailer: "wdm-trace",
   sessions, requests}. Optional header key (readers ignore unknown keys): expect_range {key: [lo,
-  hi]} — bounds on the expect keys when they are not determined (consistency workload).
+  hi]} — bounds on the expect keys when they are not determined (consistency workload);
+  exercises {bug class: count} — how often the trace contains the behaviour exposing each bug class
+  of :mod:`wdmreplay.bugclasses` (written by every TraceWriter; absent from older traces, where
+  ``inspect`` computes it from the sessions).
 - version 2: the same header, sessions and trailer, each as records inside checksummed frames
   (see :mod:`.stream` and ``docs/formats.md``): a prologue {format, version}, a frame holding the
   header, frames of whole session records (a new frame once one holds 64 KiB), a frame holding the
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
 
 from .. import __version__
+from ..api import BUILTIN_ROUTES
+from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
 TRACE_FORMAT = "wdm-trace"
@@ -79,7 +84,7 @@ class TraceWriter:
 
     def __init__(self, path: str | Path, *, workload: str, seed: int, params: dict, phases: Sequence[str],
                  scenarios: Sequence[str] = (), dialect: str = "2024", expect: dict | None = None,
-                 inputs: Iterable[str | Path] = ()):
+                 inputs: Iterable[str | Path] = (), exercises: bool = True):
         self.path = Path(path)
         refuse_inputs(self.path, inputs)
         self.header: dict[str, Any] = {
@@ -98,6 +103,9 @@ class TraceWriter:
         self._block = bytearray()  # packed sessions not yet framed
         self._last = (-1, float("-inf"))
         self._phase_end = [0.0] * len(phases)
+        # What the trace exercises (header "exercises"), counted as sessions stream past.
+        self._exercises = (ExerciseCounter(len(phases), quantity_counts(dialect, BUILTIN_ROUTES))
+                           if exercises else None)
         self.closed = False
 
     def write_session(self, sid: int, phase: int, at: float, steps: list[Step]) -> None:
@@ -112,6 +120,8 @@ class TraceWriter:
         end = at + sum(s["think"] for s in steps)
         if end > self._phase_end[phase]:
             self._phase_end[phase] = end
+        if self._exercises is not None:
+            self._exercises.add(sid, phase, steps)
         block = self._block
         block += self._pack.pack({"sid": sid, "phase": phase, "at": at, "steps": steps})
         if len(block) >= BLOCK_BYTES:
@@ -132,6 +142,8 @@ class TraceWriter:
             self._block.clear()
         self._body.close()
         self.header["duration"] = round(sum(self._phase_end), 6)
+        if self._exercises is not None:
+            self.header["exercises"] = self._exercises.result()
         tmp = part_path(self.path)
         try:
             with open(tmp, "wb") as out, open(self._body_path, "rb") as body:
@@ -246,3 +258,26 @@ def read_header(path: str | Path) -> dict:
 def trace_digest(path: str | Path) -> str:
     """The identity of a trace file: the SHA-256 of its bytes."""
     return file_digest(path)
+
+
+def run_exercises(trace: dict) -> tuple[dict | None, str | None]:
+    """What a run's trace exercises, from the ``trace`` entry of its results header: ``(counts, source)``.
+
+    The trace header's ``exercises`` (source ``"header"``); for a trace written before that key,
+    counted from the trace file when it is still at the path the run read it from, unchanged (same
+    digest; source ``"trace file"``); else ``(None, None)``.
+    """
+    header = trace.get("header") or {}
+    if isinstance(header.get("exercises"), dict):
+        return header["exercises"], "header"
+    path = trace.get("path")
+    if not path or not os.path.isfile(path):
+        return None, None
+    try:
+        if trace_digest(path) != trace.get("digest"):
+            return None, None
+        with TraceReader(path) as r:
+            return count_exercises(r, len(r.header["phases"]), quantity_counts(r.header.get("dialect"), BUILTIN_ROUTES)), \
+                "trace file"
+    except (FormatError, OSError):
+        return None, None
