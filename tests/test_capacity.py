@@ -196,6 +196,9 @@ def test_step_seconds_cuts_each_step(stress_trace, shop, tmp_path):
     assert len(cut) == 1
     h = read_header(cut[0])
     assert h["params"]["cut"]["until"] == 0.5 and h["expect"] == {} and h["workload"] == "stress"
+    assert "expect_range" not in h and h["scenarios"] == full["scenarios"] and h["dialect"] == full["dialect"]
+    if "exercises" in full:  # the cut's own counts, not the source's
+        assert sum(h["exercises"].values()) <= sum(full["exercises"].values())
     with TraceReader(cut[0]) as r:
         assert all(s["at"] < 0.5 for s in r)
 

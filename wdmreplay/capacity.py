@@ -264,8 +264,9 @@ def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
     """Write ``dst``: ``src`` with the last phase's sessions that start at or after ``until`` s left out.
 
     Earlier phases stay whole (they populate what the last one uses). The header keeps the source's
-    fields but its aggregate ``expect`` (totals of the whole trace, which a cut no longer reaches; each
-    step's own expectations and the consistency check stay); ``params`` gain ``cut: {from, until}``.
+    fields but its aggregate ``expect`` and ``expect_range`` (totals of the whole trace, which a cut no
+    longer reaches; each step's own expectations and the consistency check stay); ``params`` gain
+    ``cut: {from, until}``.
     """
     from .traces import TraceReader, TraceWriter, read_header, trace_digest
 
@@ -276,7 +277,10 @@ def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
                          phases=[p.get("name", str(i)) for i, p in enumerate(h.get("phases") or [{}])],
                          scenarios=h.get("scenarios") or (), dialect=h.get("dialect") or "2024",
                          expect={}, inputs=[src])
-    kept = {"format", "version", "params", "phases", "sessions", "requests", "duration", "generator", "expect"}
+    # Counts and totals are the cut's own (the writer counts them, "exercises" too); the aggregate
+    # expectations and their bounds were the whole trace's.
+    kept = {"format", "version", "params", "phases", "sessions", "requests", "duration", "generator", "expect",
+            "expect_range", "exercises"}
     writer.header.update({k: v for k, v in h.items() if k not in kept})
     with TraceReader(src) as reader, writer:
         for s in reader:
