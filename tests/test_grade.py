@@ -82,6 +82,7 @@ def test_four_shops_ranked_and_marked(four_shops):
     assert teams["racy"]["consistency"] == "NOT CLEAN"
     assert teams["racy"]["anomalies"].get("lost_update", 0) > 0
     assert teams["racy"]["capacity"]["rate"] is None and "NOT CLEAN" in teams["racy"]["capacity"]["note"]
+    assert teams["racy"]["why"].startswith("consistency: ") and "lost_update" in teams["racy"]["why"]
     # fairness: the traces every team got, the tool, the machine, the load at each team's runs
     fair = board["fairness"]
     assert fair["traces"]["stress"] == trace_digest(four_shops["out"] / "traces" / "stress.wdmt")
@@ -245,8 +246,8 @@ def test_leaderboard_page_in_chromium(four_shops, browser):
 def test_faults_suite_availability_and_recovery(tmp_path):
     """A team's own fault schedule (kill -9, restart) on its shop: the durable shop keeps its data and
     recovers (ok, availability and recovery time on the board); an in-memory shop loses everything it
-    acknowledged: nothing it created can be read back, so its fault run cannot be judged
-    (INCONCLUSIVE: marked, ranked after every OK team whatever its latency)."""
+    acknowledged: what it created with a 2xx now answers "not found" (lost_entity: NOT CLEAN, marked,
+    last whatever its latency)."""
     from fault_support import ProcessShop, write_schedule
     from wdmreplay.shop.processes import ShopProcess
 
@@ -280,8 +281,12 @@ def test_faults_suite_availability_and_recovery(tmp_path):
     # the kill really hit (some requests unanswered), and the shop came back within the bound
     assert 0.0 < d["faults"]["availability"] < 1.0 and d["stress"]["verdict"] == "CLEAN"
     assert d["faults"]["recovery_s"] is not None and 0 <= d["faults"]["recovery_s"] <= 5.0
-    assert v["status"] == "inconclusive" and v["faults"]["verdict"] == "INCONCLUSIVE" and v["ranked"]
+    assert v["status"] == "not_clean" and v["faults"]["verdict"] == "NOT CLEAN" and not v["ranked"]
+    assert v["anomalies"] == {}  # the consistency suite did not run: the column is the consistency run's
     assert v["stress"]["verdict"] == "CLEAN" and v["faults"]["availability"] < 1.0
+    faults_run = json.loads((tmp_path / "g" / "teams" / "volatile" / "team.json").read_text())["runs"]["faults"]
+    assert faults_run["anomalies"].get("lost_entity", 0) > 0
+    assert v["why"].startswith("faults: consistency:") and "lost_entity" in v["why"] and d["why"] is None
     assert (tmp_path / "g" / d["links"]["faults"]).is_file()
     html = (tmp_path / "g" / "leaderboard.html").read_text()
     assert f"{100 * d['faults']['availability']:.2f}%" in html

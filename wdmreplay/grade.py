@@ -594,6 +594,7 @@ class TeamRow:
     links: dict  # suite -> path of its report relative to DIR
     load: dict
     target: str
+    why: str | None = None  # the first reason of the run that made it NOT CLEAN / INCONCLUSIVE
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
@@ -604,7 +605,7 @@ class TeamRow:
                 "capacity": {"speed": self.capacity_speed, "rate": self.capacity_rate, "note": self.capacity_note},
                 "faults": {"availability": self.availability, "recovery_s": self.recovery_s,
                            "verdict": self.faults_verdict},
-                "links": dict(self.links), "load": dict(self.load)}
+                "links": dict(self.links), "load": dict(self.load), "why": self.why}
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,7 +639,17 @@ def _row(rec: TeamRecord, outdir_rel: str) -> TeamRow:
                    s.p50_ms, s.p99_ms, s.verdict, cap.speed, cap.rate,
                    cap.skipped or _CAPACITY_NOTES.get(cap.outcome or ""), f.answered, f.recovery_s, f.verdict, links,
                    {"start": rec.load_start, "end": rec.load_end, "started": rec.started, "ended": rec.ended},
-                   rec.target)
+                   rec.target, _why(rec))
+
+
+def _why(rec: TeamRecord) -> str | None:
+    """``suite: reason`` of the first run whose verdict made the team NOT CLEAN or INCONCLUSIVE."""
+    wanted = {"not_clean": "NOT CLEAN", "inconclusive": "INCONCLUSIVE"}.get(rec.status)
+    for suite, run in rec.runs:
+        if wanted is not None and run.verdict == wanted:
+            reason = run.reasons[0] if run.reasons else wanted
+            return reason if reason.startswith(f"{suite}:") else f"{suite}: {reason}"
+    return None
 
 
 def rank_key(row: TeamRow) -> tuple:

@@ -113,7 +113,7 @@ def render_leaderboard_text(board: "Leaderboard") -> str:
                      f"{sum(r.anomalies.values()):>9} {_fmt(r.stress_p50_ms):>8} {_fmt(r.stress_p99_ms):>8} "
                      f"{_fmt(r.capacity_rate, 0):>10} "
                      f"{'–' if r.availability is None else f'{100 * r.availability:.1f}%':>7} "
-                     f"{_fmt(r.recovery_s, 2, ' s'):>8}" + (f"  ({r.error})" if r.error else ""))
+                     f"{_fmt(r.recovery_s, 2, ' s'):>8}" + (f"  ({r.error or r.why})" if r.error or r.why else ""))
     lines.append(f"rule: {board.rule}")
     lines.append("traces: " + ", ".join(f"{k} {v[:16]}…" for k, v in board.traces.items()))
     return "\n".join(lines) + "\n"
