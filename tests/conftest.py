@@ -44,10 +44,9 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
-# Module scope, not session: while Playwright's sync API runs it marks an event loop as running in
-# the main thread, so every later in-process asyncio.run() (replay_trace, the shop's own loops) fails
-# with "cannot be called from a running event loop" — in any module that runs after the first
-# browser test. Stopped at the end of each module that uses it, it leaves the rest of the suite alone.
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and every later test that runs asyncio there (replay_trace's probe, asyncio.run)
+# then fails with "cannot be called from a running event loop".
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test module."""
