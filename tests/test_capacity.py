@@ -135,6 +135,13 @@ def test_cli_bad_slo_is_one_line_and_exit_2(stress_trace, shop):
     assert r.stderr.count("\n") == 1 and "cannot read 'p99<soon'" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_speed_range_is_the_replayers():
+    from wdmreplay.cli import SPEED_RANGE
+    from wdmreplay.replayer.schedule import MAX_SPEED, MIN_SPEED
+
+    assert (SPEED_RANGE.min, SPEED_RANGE.max) == (MIN_SPEED, MAX_SPEED)
+
+
 def test_cli_help_has_examples():
     r = subprocess.run([sys.executable, "-m", "wdmreplay", "capacity", "--help"], capture_output=True, text=True,
                        timeout=60)

@@ -81,6 +81,9 @@ UI_DEFAULT = "127.0.0.1:8089"  # replay --ui alone: Locust's web UI port, what t
 # Sessions per second above 1e6 are a typo, not a workload (generation would run for hours);
 # schedules longer than 1e7 s (~115 days) likewise.
 RATE = Finite(0, 1e6, min_open=True)
+# A numeric speed (capacity's --start/--max): the range replayer.schedule.parse_speed accepts
+# (MIN_SPEED, MAX_SPEED), spelled here so the CLI does not import the replayer to parse options.
+SPEED_RANGE = Finite(1e-6, 1e6)
 DURATION = Finite(0, 1e7, min_open=True)
 
 
@@ -910,9 +913,9 @@ def _target_of(urls_path: str | None, base_url: str | None):
 @click.option("--url", "base_url", help="one gateway base URL [default: http://localhost:8000]")
 @click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True,
               help="what a step must meet: p50|p90|p99|p99.9<N(ms|s) and unanswered<N%, comma-separated")
-@click.option("--start", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=1.0, show_default=True,
+@click.option("--start", type=SPEED_RANGE, default=1.0, show_default=True,
               help="first speed tried")
-@click.option("--max", "max_speed", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=64.0, show_default=True,
+@click.option("--max", "max_speed", type=SPEED_RANGE, default=64.0, show_default=True,
               help="highest speed tried")
 @click.option("--factor", type=Finite(1.0, 100.0, min_open=True), default=2.0, show_default=True,
               help="speed multiple between steps of the climb")
@@ -999,9 +1002,9 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
 @click.option("--duration", type=DURATION, default=30.0, show_default=True, help="seconds of the generated stress trace")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the generated traces")
 @click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True, help="the capacity SLO (see capacity --help)")
-@click.option("--capacity-start", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=1.0, show_default=True,
+@click.option("--capacity-start", type=SPEED_RANGE, default=1.0, show_default=True,
               help="first speed of the capacity search")
-@click.option("--capacity-max", type=Finite(Speed.MIN_SPEED, Speed.MAX_SPEED), default=64.0, show_default=True,
+@click.option("--capacity-max", type=SPEED_RANGE, default=64.0, show_default=True,
               help="highest speed of the capacity search")
 @click.option("--bisect", type=click.IntRange(0, 20), default=3, show_default=True, help="capacity bisection steps")
 @click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
