@@ -419,7 +419,9 @@ def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None,
             raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
     refuse_replacing(output, force)  # before minutes of replays, not after
     if results.final is None:
-        raise NothingToShrink(f"{run}: the run has no final state (replayed without the final read): nothing to reproduce")
+        why = ("replayed without the final read" if results.complete
+               else f"a partial run: {results.trailer.get('reason') or 'interrupted'}")
+        raise NothingToShrink(f"{run}: the run has no final state ({why}): nothing to reproduce")
     report = check_results(results)
     if report.clean:
         raise NothingToShrink(f"{run}: CLEAN: there is no finding to reproduce")
