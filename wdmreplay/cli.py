@@ -113,7 +113,7 @@ def _trace_options(workload: str):
     """Options every generate-trace workload takes: --seed, --dialect, -o, --quiet."""
     def deco(f):
         f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
-        f = click.option("--force", is_flag=True, help=_FORCE_HELP)(f)
+        f = click.option("--force", is_flag=True, help=_FORCE_HELP[0].upper() + _FORCE_HELP[1:] + ".")(f)
         f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=f"{workload}.wdmt",
                          show_default=True, help="Trace file to write.")(f)
         f = click.option("--dialect", type=click.Choice(["2024", "2023"]), default="2024", show_default=True,
@@ -323,7 +323,7 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
               help="Dialect to match requests with (auto: the one matching most requests).")
 @click.option("--grace", type=Finite(0, DAY), default=30.0, show_default=True, metavar="S",
               help="On stop, seconds to let requests in flight finish.")
-@click.option("--force", is_flag=True, help=_FORCE_HELP)
+@click.option("--force", is_flag=True, help=_FORCE_HELP[0].upper() + _FORCE_HELP[1:] + ".")
 def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output: str, duration: float | None,
                max_requests: int | None, phase_gap: float | None, dialect: str, grace: float, force: bool) -> None:
     """Capture real traffic through a reverse proxy and write it as a replayable trace.
