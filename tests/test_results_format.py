@@ -113,28 +113,6 @@ def test_packed_rows_become_the_columns_the_file_holds(tmp_path: Path) -> None:
         pack_row(2**32, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0)  # out of its column's range: refused, not wrapped
 
 
-def test_writer_pauses_the_collector_only_while_it_decodes_a_chunk(tmp_path: Path) -> None:
-    import gc
-
-    from wdmreplay.traces.stream import packer
-
-    w = ResultsWriter(tmp_path / "r.wdmr", _header())
-    assert gc.isenabled()
-    w.write_requests(_cols(2), packer().pack([["$i", 1], ["$i", 2]]))
-    assert gc.isenabled()  # on again after the chunk
-    with pytest.raises(Exception):
-        w.write_requests(_cols(2), b"\xc1")  # not msgpack: the error passes, the collector is back on
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        w.write_requests(_cols(2), packer().pack([["$i", 3], ["$i", 4]]))
-        assert not gc.isenabled()  # a caller's choice is kept
-    finally:
-        gc.enable()
-    w.close(complete=True, wall=1.0)
-    assert load_results(tmp_path / "r.wdmr", with_args=True).args == [["$i", 1], ["$i", 2], ["$i", 3], ["$i", 4]]
-
-
 def test_every_record_reaches_the_os_when_written(tmp_path: Path) -> None:
     out = tmp_path / "r.wdmr"
     w = ResultsWriter(out, _header())

@@ -35,7 +35,6 @@ skipped requests). Rows appear in completion order, not schedule order.
 from __future__ import annotations
 
 import array
-import gc
 import os
 import struct
 from dataclasses import dataclass, field
@@ -167,21 +166,10 @@ class ResultsWriter:
         rec = {"t": "requests", "n": n, "cols": raw, "args": b"",
                "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]}
         if args is not None:
-            # Decoding a chunk's args allocates a list per row, freed by reference counting when the
-            # chunk is written: with the collector on, those allocations set off collections that
-            # walk the writing process's whole heap (39 % of a replay coordinator's instructions,
-            # counted with callgrind). Nothing here makes a cycle, so the collector waits.
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
-                decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if isinstance(args, bytes) else args
-                rec["args"] = args if isinstance(args, bytes) else self._pack.pack(args)
-                if isinstance(decoded, list) and len(decoded) == n:  # else the loader decodes the args (as before)
-                    rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
-                del decoded
-            finally:
-                if collecting:
-                    gc.enable()
+            decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if isinstance(args, bytes) else args
+            rec["args"] = args if isinstance(args, bytes) else self._pack.pack(args)
+            if isinstance(decoded, list) and len(decoded) == n:  # else the loader decodes the args (as before)
+                rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
         self._write(rec)
         self.requests += n
 
