@@ -21,6 +21,8 @@ it, never faked. The trace-based tools (replay, bare aiohttp) get traces sized f
 short calibration run. Loopback only; every process started here is stopped at the end, on error
 and on Ctrl-C.
 
+Tools (names for ``--only``): wrk, hey, autocannon, locust-fast, bare-aiohttp, replay-1, replay-2.
+
     apt-get install -y nginx wrk hey                  # Debian packages (the bench prints what is missing)
     python bench/peers.py                             # ~2 minutes: 10 s per tool
     python bench/peers.py --seconds 5 --repeat 3      # best of 3 rounds (by req per CPU-second)
