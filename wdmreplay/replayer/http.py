@@ -161,16 +161,18 @@ class Slots:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
-    __slots__ = ("transport", "parser", "fut", "body", "data", "head", "headers_done", "closed", "keep_alive",
+    __slots__ = ("transport", "parser", "fut", "body", "on_body", "data", "head", "headers_done", "closed", "keep_alive",
                  "eof_body", "pool")
 
     def __init__(self, pool: "HttpClient | None" = None) -> None:
         self.pool = pool  # counts this connection among the client's open ones until it closes
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        _lenient(self.parser)
         self.fut: asyncio.Future | None = None
-        self.body: list[bytes] = []
+        self.body: list[bytes] = []  # the response's body parts, emptied after each response
+        # llhttp's on_body callback is the list's own append: no Python frame per body part.
+        self.on_body = self.body.append
+        self.parser = httptools.HttpResponseParser(self)  # takes its callbacks from self: after on_body
+        _lenient(self.parser)
         self.data = b""  # the chunk being parsed
         self.head = b""  # earlier chunks of a response head split over several
         self.headers_done = False
@@ -222,20 +224,18 @@ class _Conn(asyncio.Protocol):
             self.eof_body = _close_delimited(self.head + self.data)
         self.head = b""
 
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     # own
     def _complete(self) -> None:
         status = self.parser.get_status_code()
-        body = self.body
-        self.body = []
+        parts = self.body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
         self.headers_done = False
         if status < 200:  # an interim response (100 Continue, 103 Early Hints): the final one follows
             return
         fut, self.fut = self.fut, None
         if fut is not None and not fut.done():
-            fut.set_result((status, body[0] if len(body) == 1 else b"".join(body)))
+            fut.set_result((status, body))
 
     on_message_complete = _complete  # llhttp callback (one Python frame less per response)
 
