@@ -128,6 +128,8 @@ class Bench:
         self.urls.write_text(json.dumps(Target.single(target.url).as_dict()))
         # The request engine is measured, not the read-back of the final state.
         self.replay_flags = ["--no-final-read"] if option_available(("replay",), "--no-final-read") else []
+        if option_available(("replay",), "--force"):  # the same output is written once per round
+            self.replay_flags.append("--force")
 
     def left(self) -> float:
         """Seconds left in the bench's time budget."""

@@ -65,7 +65,8 @@ def main() -> None:
                 gen = time.perf_counter() - t0
                 print(f"{h['requests']:,} requests: generated in {gen:.1f} s ({how}); replaying ...", flush=True)
                 argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--no-final-read", "--quiet",
-                                       "--concurrency", str(a.concurrency), "--urls", str(urls), "-o", str(out)]
+                                       "--concurrency", str(a.concurrency), "--urls", str(urls), "-o", str(out),
+                                       "--force"]
                 run = run_child(argv, timeout=a.max_seconds)
                 if run.returncode != 0 or run.timed_out:
                     print(f"  replay failed (exit {run.returncode}{', timed out' if run.timed_out else ''}): "

@@ -79,7 +79,7 @@ def main() -> None:
                     out = work / f"w{w}.wdmr"
                     argv = wdm_replay() + ["replay", str(trace), "--speed", "max", "--no-final-read", "--quiet",
                                            "--concurrency", str(a.concurrency), "--workers", str(w),
-                                           "--urls", str(urls), "-o", str(out)]
+                                           "--urls", str(urls), "-o", str(out), "--force"]
                     c0, m0 = target.cpu_seconds(), machine_busy_seconds()
                     run, procs, throttled = capped_run(caps, argv, timeout=300)
                     tcpu, busy = target.cpu_seconds() - c0, machine_busy_seconds() - m0

@@ -44,9 +44,12 @@ def shop_factory() -> Iterator[Callable[..., Any]]:
         s.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and every later test that runs asyncio there (replay_trace's probe, asyncio.run)
+# then fails with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test session."""
+    """A headless Debian Chromium driven by Playwright (see tests/browser_support.py); one per test module."""
     from playwright.sync_api import sync_playwright
 
     from browser_support import CHROMIUM_ARGS, chromium_path

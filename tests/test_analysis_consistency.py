@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from wdmreplay.analysis.report import render_check_text
 from wdmreplay.analysis import AnalysisError, check_results
 from wdmreplay.analysis.synthetic import History
 from wdmreplay.traces import load_results
@@ -175,10 +176,10 @@ def test_aggregates_not_evaluated_with_indeterminate_requests(tmp_path):
     h = populated(expect={"checkout_ok": 1}).req("checkout", ["o1"], "error")
     h.set_final(items={"i1": (5, 2)}, users={"u1": 10}, orders={"o1": (False, [O1], "u1", 2)},
                 settle={"requested": 2.0, "settled": True, "snapshots": [{"at": 1.0, "end": 1.1}] * 2, "why": "agreed"})
-    rep = run(tmp_path, h)
+    rep = run(tmp_path, h, min_availability=0.0)  # the unanswered checkout: availability's, not this test's
     assert rep.verdict.verdict == "CLEAN"
     assert rep.bounds[0].status == "not evaluated"
-    strict = run(tmp_path, h, strict=True)
+    strict = run(tmp_path, h, strict=True, min_availability=0.0)
     assert strict.verdict.verdict == "NOT CLEAN" and strict.verdict.decided_by == ("availability",)
 
 
@@ -200,7 +201,7 @@ def test_batch_init_entities(tmp_path):
     rep = run(tmp_path, h)
     assert kinds(rep) == {}
     assert rep.consistency.checked == {"items": 3, "users": 2, "orders": 2}
-    assert rep.consistency.totals["stock"] == {"expected": 28, "implied_by_2xx": 28, "final": 28}
+    assert rep.consistency.totals["stock"] == {"history_allows": 28, "implied_by_2xx": 28, "final": 28}
 
 
 def bench_history(final_first_stock: int, credits: list[int], ok: int, *, error: bool = False) -> History:
@@ -208,6 +209,7 @@ def bench_history(final_first_stock: int, credits: list[int], ok: int, *, error:
     3 users of credit 1, 3 one-unit orders; ``ok`` checkouts answered 2xx."""
     h = History(workload="consistency", expect={})
     h.trace_header["params"] = {"items": 1, "stock": 2, "price": 1, "users": 3, "credit": 1, "orders": 3}
+    h.trace_header["benchmark"] = "course"  # what the generator writes for --preset course (a small stand-in)
     h.bindings = {"$item0": "i0"}
     h.req("create_item", [1]).req("add_stock", ["i0", 2])
     for u in range(3):
@@ -242,6 +244,17 @@ def test_benchmark_figures_not_comparable(tmp_path):
     other = run(tmp_path, populated().set_final(items={"i1": (5, 2)}, users={"u1": 10},
                                                 orders={"o1": (False, [O1], "u1", 2)})).figures
     assert not other.comparable and other.stock_logs is None and "not the benchmark's workload" in other.why
+
+
+def test_benchmark_figures_only_for_the_benchmarks_preset(tmp_path):
+    # A consistency trace that is not --preset course/readme (e.g. a hot-user trace): no figures.
+    h = bench_history(1, [0, 1, 1], 1)
+    del h.trace_header["benchmark"]
+    rep = run(tmp_path, h)
+    b = rep.figures
+    assert not b.comparable and b.stock_logs is None and b.payment_db is None and "--preset course" in b.why
+    assert rep.as_dict()["consistency"]["benchmark"]["comparable"] is False
+    assert "course benchmark figures: not comparable" in render_check_text(rep)
 
 
 def test_missing_final_state_is_said(tmp_path):

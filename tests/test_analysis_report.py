@@ -104,9 +104,10 @@ def test_report_json_stable_keys(mixed):
     assert set(data) == {"schema", "run", "stats", "check"} and data["schema"] == "wdm-report/1"
     assert set(data["stats"]) == {"span", "overall", "by_op", "timeline", "cdf"}
     assert set(data["stats"]["overall"]) == {"count", "rate", "outcomes", "shares", "response_ms", "service_ms", "lag_ms"}
-    assert set(data["stats"]["overall"]["response_ms"]) == {"p50", "p90", "p99", "p99.9", "max", "mean"}
+    assert set(data["stats"]["overall"]["response_ms"]) == {"min", "p50", "p90", "p99", "p99.9", "max", "mean"}
+    assert set(data["stats"]["overall"]["lag_ms"]) == {"min", "p50", "p99", "max"}
     assert set(data["check"]) >= {"clean", "complete", "expectations", "consistency", "warnings", "undetermined"}
-    assert data["check"]["schema"] == "wdm-check/2" and data["check"]["verdict"] == "NOT CLEAN"
+    assert data["check"]["schema"] == "wdm-check/3" and data["check"]["verdict"] == "NOT CLEAN"
     assert set(data["check"]["sections"]) == {"correctness", "consistency", "availability", "coverage"}
     assert set(data["check"]["consistency"]["benchmark"]) == {
         "comparable", "why", "stock_inconsistencies_logs", "stock_inconsistencies_db", "payment_inconsistencies_logs",

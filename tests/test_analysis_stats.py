@@ -94,7 +94,7 @@ def test_expectation_diff_groups_and_examples(tmp_path):
     d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr")))
     assert d.checked == 6
     assert d.by_category == {"unexpected_ok": 2, "unexpected_fail": 1, "indeterminate": 1, "skipped": 1,
-                             "after_indeterminate": 0}
+                             "after_indeterminate": 0, "during_fault": 0}
     assert d.mismatches == 3 and d.differences == 5
     g = d.groups[0]
     assert (g.category, g.scenario, g.op, g.count, g.expect) == ("unexpected_ok", "s1", "checkout", 2, "fail")
@@ -120,7 +120,23 @@ def test_contradictions_after_an_indeterminate_step_prove_nothing(tmp_path):
     h.req("checkout", ["p"], "fail", expect="ok", sid=2, step=1)  # another session: a real mismatch
     d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr")))
     assert d.by_category == {"unexpected_ok": 0, "unexpected_fail": 1, "indeterminate": 1, "skipped": 0,
-                             "after_indeterminate": 1}
+                             "after_indeterminate": 1, "during_fault": 0}
     assert d.mismatches == 1
     assert [(g.category, g.examples[0].sid) for g in d.groups] == [
         ("unexpected_fail", 2), ("indeterminate", 1), ("after_indeterminate", 1)]
+
+
+def test_a_contradiction_counts_after_an_unanswered_step_it_does_not_depend_on(tmp_path):
+    # A 4xx "does not exist" to an operation that needs only its entities to exist depends on no
+    # earlier step; a 4xx to add_item depends only on unanswered requests on the same order.
+    h = History()
+    h.req("add_stock", ["i", 5], "error", expect="ok", sid=1, step=0)
+    h.req("find_item", ["i"], "fail", expect="ok", sid=1, step=1, error="Item does not exist")  # counts
+    h.req("add_item", ["o", "i", 1], "fail", expect="ok", sid=1, step=2)  # nothing unanswered on order o: counts
+    h.req("checkout", ["p"], "timeout", expect="ok", sid=2, step=0)
+    h.req("add_item", ["p", "i", 1], "fail", expect="ok", sid=2, step=1)  # p may be paid already: proves nothing
+    h.req("checkout", ["q"], "fail", expect="ok", sid=1, step=3)  # may depend on the stock: proves nothing
+    d = diff_expectations(load_results(h.write(tmp_path / "r.wdmr"), with_args=True))
+    assert d.by_category["unexpected_fail"] == 2 and d.by_category["after_indeterminate"] == 2
+    fails = {(g.op, e.sid) for g in d.groups if g.category == "unexpected_fail" for e in g.examples}
+    assert fails == {("find_item", 1), ("add_item", 1)}

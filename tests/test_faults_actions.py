@@ -46,7 +46,8 @@ def _window_and_rows_written(path) -> bool:
 def test_replay_killed_mid_fault_keeps_the_open_window(tmp_path, shop, trace):
     did = tmp_path / "did"
     sched = write_schedule(tmp_path / "faults.json", [
-        {"name": "long", "at": 0.3, "for": 3600, "do": f"touch {did}", "undo": f"touch {tmp_path / 'undone'}"}])
+        # as long as the 3 s run allows (a fault ends within twice the run): killed long before the undo
+        {"name": "long", "at": 0.3, "for": 5.6, "do": f"touch {did}", "undo": f"touch {tmp_path / 'undone'}"}])
     out = tmp_path / "r.wdmr"
     part = tmp_path / "r.wdmr.part"  # a killed writer leaves its file under this name
     p = subprocess.Popen([sys.executable, "-m", "wdmreplay", "replay", str(trace), "--url", shop.url,

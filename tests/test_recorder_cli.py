@@ -70,7 +70,7 @@ def test_generate_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], ma
 
 INSPECT_KEYS = {"file", "format", "version", "generator", "workload", "seed", "dialect", "params", "sessions",
                 "requests", "duration", "expect", "expect_range", "phases", "scenario_runs", "scenario_mix", "mix_test", "ops",
-                "expects", "expects_by_op", "symbols", "trailer", "exercises"}
+                "expects", "expects_by_op", "symbols", "trailer", "exercises", "shrink"}
 
 
 def test_inspect_json_and_text(tmp_path: Path) -> None:

@@ -42,17 +42,19 @@ def test_settle_plan(requested, indeterminate, plan):
     assert settle_plan(requested, indeterminate) == plan
 
 
-@pytest.mark.parametrize("started, settle, last_end, taken, at", [
+@pytest.mark.parametrize("window, settle, last_end, taken, at", [
     (10.0, 0.0, 10.0, 0, 10.0),  # the first snapshot starts at once
-    (10.0, 0.0, 10.5, 1, None),  # no settle: one snapshot
-    (10.0, 5.0, 10.5, 1, 10.6),  # gaps 0.1, 0.2, 0.4, …
-    (10.0, 5.0, 11.0, 2, 11.2),
-    (10.0, 5.0, 11.0, 3, 11.4),
-    (10.0, 1.0, 10.95, 1, None),  # would start after the settle time ran out
-    (10.0, 1.0, 10.9, 1, 11.0),
+    (10.5, 0.0, 10.5, 1, 10.5),  # a second one always, to compare with (no settle time: back to back)
+    (10.5, 5.0, 10.5, 1, 10.6),  # gaps 0.1, 0.2, 0.4, …
+    (10.5, 5.0, 11.0, 2, 11.2),
+    (10.5, 5.0, 11.0, 3, 11.4),
+    (10.5, 1.0, 11.45, 2, None),  # would start after the window (first end + settle) closed
+    (10.5, 1.0, 11.25, 2, 11.45),
+    (24.0, 2.0, 24.0, 1, 24.1),  # a first read of 14 s under --settle 2: still a second snapshot
+    (24.0, 2.0, 24.1 + 13.9, 2, None),  # …and when that one also took 14 s, the two are compared, no third
 ])
-def test_next_snapshot_at(started, settle, last_end, taken, at):
-    got = next_snapshot_at(started, settle, last_end, taken)
+def test_next_snapshot_at(window, settle, last_end, taken, at):
+    got = next_snapshot_at(window, settle, last_end, taken)
     assert got == at if at is None else math.isclose(got, at)
 
 
@@ -148,7 +150,7 @@ def test_settle_that_runs_out_is_recorded_unsettled(tmp_path):
     settle = r.final["settle"]
     assert s["complete"] and settle["settled"] is False and settle["requested"] == 1.0
     first, last = settle["snapshots"][0], settle["snapshots"][-1]
-    assert len(settle["snapshots"]) >= 3 and last["at"] - first["at"] <= 1.0
+    assert len(settle["snapshots"]) >= 3 and last["at"] - first["end"] <= 1.0  # the window opens as the first ends
     assert r.events[-1]["kind"] == "final_read_done" and r.events[-1]["settled"] is False
 
 

@@ -283,8 +283,9 @@ def test_port_in_use_is_one_line_error_and_keeps_the_results_file(shop, tmp_path
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        p = subprocess.run([*WDM, "replay", "t.wdmt", "--url", shop.url, "-o", "r.wdmr", "--ui", f"127.0.0.1:{port}"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        # --force: the earlier file would be replaced by a run; the busy port must stop it first
+        p = subprocess.run([*WDM, "replay", "t.wdmt", "--url", shop.url, "-o", "r.wdmr", "--force",
+                            "--ui", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == f"wdm-replay: error: --ui 127.0.0.1:{port}: cannot listen there: the port is in use " \
                        "(choose another: --ui HOST:PORT)\n"

@@ -62,13 +62,14 @@ def test_session_cap(concurrency, speed, cap):
 
 @pytest.mark.parametrize("text, speed", [
     ("1", 1.0), ("0.5", 0.5), ("10", 10.0), ("max", None), ("MAX", None), (None, None), (2, 2.0),
-    ("inf", None),
+    ("unlimited", None), ("1e-6", 1e-6), ("1e6", 1e6),
 ])
 def test_parse_speed(text, speed):
     assert parse_speed(text) == speed
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", "", "inf", "-inf", "1e308", "1e-300", float("-inf"),
+                                  float("nan"), 0.0])
 def test_parse_speed_refuses(text):
     with pytest.raises(ValueError, match="speed"):
         parse_speed(text)

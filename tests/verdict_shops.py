@@ -10,7 +10,18 @@
 - ``"hang"``: every request answers only after ``hang`` seconds (longer than the client's timeout);
 - ``"non-json"``: every request answers 200 with a plain-text body;
 - ``"empty-json"``: every request answers 200 ``{}`` (valid JSON, but no created id, no fields);
-- ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered.
+- ``"dead"``: only the replayer's probe is answered; every other connection is closed unanswered;
+- ``"amnesia"``: correct until the first find (the final read): then it forgets every item, user and
+  order, as an in-memory shop restarted empty does, and answers 404 "not found" for each;
+- ``"faulty-stock"``: correct, except between ``POST /_admin/fault/on`` and ``/_admin/fault/off``
+  (a fault schedule's actions): then every request answers 502 with no effect, but add_item answers
+  400 "item does not exist" — as the course template's order service turns a 502 from stock into a 4xx;
+- ``"collapse-repeats"``: the checkout keeps one quantity per item id — the last add_item's — so an
+  item added twice is charged in full but takes only the last add_item's units of stock (issue 25's
+  student shop, whose stock service is single-threaded: no concurrency involved);
+- ``"checkout-500"``: correct, except that every checkout answers 500 with no effect;
+- ``"flaky-stock"``: correct, except that add_stock and checkout answer 502 with no effect and
+  add_item answers 400 "Item does not exist" — always, no fault window declared.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -24,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock")
 
 
 class TinyShop:
@@ -37,6 +48,7 @@ class TinyShop:
         self.users: dict[str, int] = {}
         self.orders: dict[str, dict[str, Any]] = {}  # id -> {user, lines {item: qty}, paid}
         self.url = ""
+        self.faulty = False  # faulty-stock: inside the fault
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -92,15 +104,18 @@ class TinyShop:
             if item not in self.items:
                 return 400, "no such item"
             order["lines"][item] = qty if self.mode == "lost-line" else order["lines"].get(item, 0) + qty
+            order.setdefault("last", {})[item] = qty
             return 200, "added"
         if op == "checkout":
+            if self.mode == "checkout-500":
+                return 500, "Internal Server Error"
             if order["paid"]:
                 return 400, "already paid"
             cost = self._total(order)
             if self.users[order["user"]] < cost or any(self.items[i][0] < q for i, q in order["lines"].items()):
                 return 400, "out of stock or credit"
             for i, q in order["lines"].items():
-                self.items[i][0] -= q
+                self.items[i][0] -= order["last"][i] if self.mode == "collapse-repeats" else q
             self.users[order["user"]] -= cost
             order["paid"] = True
             return 200, "Checkout successful"
@@ -119,6 +134,19 @@ class TinyShop:
             return web.Response(status=500, text="Internal Server Error")
         if self.mode == "hang":
             await asyncio.sleep(self.hang)
+        if path.startswith("/_admin/fault/"):
+            self.faulty = path.endswith("/on")
+            return web.Response(text="fault " + ("on" if self.faulty else "off"))
+        if self.mode == "flaky-stock" and ("/add/" in path or "/checkout/" in path or "/addItem/" in path):
+            if "/addItem/" in path:
+                return web.Response(status=400, text="Item does not exist")
+            return web.Response(status=502, text="Bad Gateway")
+        if self.mode == "faulty-stock" and self.faulty:
+            if "/addItem/" in path:
+                return web.Response(status=400, text="Item does not exist")
+            return web.Response(status=502, text="Bad Gateway")
+        if self.mode == "amnesia" and "find" in path:
+            self.items.clear(), self.users.clear(), self.orders.clear()
         status, body = self._answer(request.method, [p for p in path.split("/") if p])
         if self.mode == "non-json":
             return web.Response(status=200, text="ok")

@@ -81,10 +81,12 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
     """Replay ``trace`` 2·``runs`` times alternating builds A and B; every results file stays in ``outdir``.
 
     Returns the runs in the order they ran. ``notify`` receives one progress line per run
-    ("run k of 2N: …"). Raises :class:`AbError` when the labels are equal, when ``before_each``
-    fails, or when a replay does not complete (the files written so far stay).
+    ("run k of 2N: …"). Raises :class:`AbError` when the labels are equal, when an option is one
+    ``replay`` refuses, when either build does not answer its probe (before the first run), when
+    ``before_each`` fails, or when a replay does not complete (the files written so far stay).
     """
-    from .replayer import replay_trace
+    from .replayer import ReplayError, preflight, replay_trace
+    from .replayer.checks import check_options
 
     if runs < 1:
         raise AbError(f"--runs must be at least 1, got {runs}")
@@ -96,6 +98,14 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
     except OSError as e:
         raise AbError(f"{outdir}: cannot create directory: {e.strerror}") from None
     builds = {"A": (target_a, label_a), "B": (target_b, label_b)}
+    # Before the first run: replay's own option checks, and both builds answer (a dead B is found
+    # now, not after A's whole run).
+    check_options(concurrency=concurrency, timeout=timeout, workers=1, client="lean", settle=None, speed=speed)
+    for build, (target, label) in builds.items():
+        try:
+            preflight(str(trace), target, dialect, timeout)
+        except ReplayError as e:
+            raise AbError(f"build {build} ({label}): {e}") from None
     order = ab_order(runs)
     done: list[AbRun] = []
     for index, build in enumerate(order, start=1):

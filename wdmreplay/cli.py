@@ -38,24 +38,22 @@ class Finite(click.FloatRange):
 class Speed(click.ParamType):
     """``--speed``: ``max`` (None: as fast as possible) or a finite multiple in [MIN_SPEED, MAX_SPEED].
 
-    Outside that range a run is either never done (1e-300: the first session would start in 1e300
-    s) or indistinguishable from ``max``.
+    The one check is :func:`~wdmreplay.replayer.schedule.parse_speed` (the library's own), so
+    ``replay``, ``ab`` and the library refuse the same values.
     """
 
     name = "speed"
-    MIN_SPEED, MAX_SPEED = 1e-6, 1e6
 
     def convert(self, value, param, ctx):  # type: ignore[override]
         """The speed as a float, or None for max; a one-line usage error otherwise."""
         from .replayer.schedule import parse_speed
 
+        if value is None:
+            return None
         try:
-            v = parse_speed(value)
+            return parse_speed(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
-        if v is not None and not self.MIN_SPEED <= v <= self.MAX_SPEED:
-            self.fail(f"{value!r} is not in {self.MIN_SPEED:g}..{self.MAX_SPEED:g} (or 'max').", param, ctx)
-        return v
 
 
 class Listen(click.ParamType):
@@ -335,6 +333,10 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
 
     if bool(urls_path) == bool(upstream):
         raise CaptureError("give exactly one of --urls or --upstream")
+    if urls_path:
+        from .traces import refuse_inputs
+
+        refuse_inputs(output, [urls_path])
     target = load_urls(urls_path) if urls_path else Target.single(upstream)  # type: ignore[arg-type]
     host, port = parse_listen(listen)
 
@@ -420,18 +422,26 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 # --- replay, demo (replayer) ------------------------------------------------------------------
 
 
+def _load_options(f):
+    """The options of the replayed load, one definition for ``replay`` and ``ab`` (the same checks in both)."""
+    f = click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
+                     help="seconds per request")(f)
+    f = click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+                     help="max requests in flight and connections open, the final read's included")(f)
+    f = click.option("--speed", type=Speed(), default="1", show_default=True,
+                     help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")(f)
+    f = click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")(f)
+    return f
+
+
 @cli.command("replay")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
               help="urls.json with ORDER_URL, PAYMENT_URL, STOCK_URL [default: ./urls.json if present]")
 @click.option("--url", "base_url", help="one gateway base URL for all three services [default: http://localhost:8000]")
-@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
+@_load_options
 @click.option("--routes", "routes_path", type=click.Path(dir_okay=False),
               help="JSON file of route overrides: {\"checkout\": \"POST /orders/checkout/{order}\", ...}")
-@click.option("--speed", type=Speed(), default="1", show_default=True,
-              help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")
-@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True, help="max requests in flight (connections)")
-@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
 @click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True, help="processes on this machine")
 @click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
               help="HTTP client of the replayed requests: the built-in keep-alive client, or aiohttp "
@@ -446,9 +456,14 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
               help="fault schedule (JSON, or TOML on Python 3.11+): shell actions run at times of the run, "
                    "recorded as events (docs/faults.md)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
+@click.option("--final-sample", type=click.IntRange(0), default=1000, show_default=True, metavar="N",
+              help="the final read reads every entity the run touched, and of the batch_init entities no request "
+                   "named at most N per kind (a sample seeded by the trace's seed); 0: none of them")
+@click.option("--final-all", is_flag=True, help="read back every batch_init entity (no sample; slow for large ones)")
 @click.option("--settle", type=Finite(0, DAY), default=None,
               help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
-                   "[default: 2 when the run had 5xx/timeouts/connection errors, else one snapshot]")
+                   "after the first read ends (a second snapshot is always taken) [default: 2 when the run "
+                   "had 5xx/timeouts/connection errors, else one snapshot]")
 @click.option("--ui", "ui", type=Listen(), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
               help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
                    "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
@@ -457,16 +472,18 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
               help="with --ui: keep the live view up S seconds after the run [default: until Ctrl-C]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
+@click.option("--force", is_flag=True, help="replace an existing results file (or a killed run's .part) at -o")
 def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
                routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
                client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
-               no_final_read: bool, settle: float | None, ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool,
-               output: str | None) -> None:
+               no_final_read: bool, final_sample: int, final_all: bool, settle: float | None,
+               ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool, output: str | None,
+               force: bool) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
-    previous response plus its think time. Ctrl-C stops cleanly and writes a partial results
-    file (exit code 130).
+    previous response plus its think time, never before. Ctrl-C stops cleanly and writes a partial
+    results file (exit code 130). An existing results file at -o is replaced only with --force.
 
     \b
     Examples:
@@ -476,13 +493,15 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
       wdm-replay replay stress.wdmt --speed 10 --workers 2 --settle 5
       JOB_COMPLETION_INDEX=1 wdm-replay replay t.wdmt --shard auto/4 --start-at 2026-12-02T01:00:00Z -o shard-1.wdmr
       wdm-replay replay stress.wdmt --faults kill-stock.json --settle 5 -o faulty.wdmr
+      wdm-replay replay stress.wdmt -o a.wdmr --force       # run again over a.wdmr
+      wdm-replay replay checkout.wdmt --final-sample 5000   # a larger sample of untouched batch_init entities
       wdm-replay replay stress.wdmt --ui                     # live view at http://127.0.0.1:8089/
       wdm-replay replay stress.wdmt --speed 10 --ui=0.0.0.0:8089 --ui-linger 60
     """
     from pathlib import Path
 
     from .api import Target, get_dialect, load_routes, load_urls
-    from .replayer import ReplayError, parse_shard, parse_speed, replay_trace
+    from .replayer import ReplayError, check_output, parse_shard, replay_trace
     from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
 
@@ -497,7 +516,6 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     else:
         target = Target.single("http://localhost:8000")
     try:
-        speed_value = parse_speed(speed)
         shard_value = parse_shard(resolve_shard(shard))
         start_value = parse_start_at(start_at) if start_at is not None else None
     except ValueError as e:
@@ -506,14 +524,16 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     dialect_obj = get_dialect(dialect or header.get("dialect") or "2024",
                               load_routes(routes_path) if routes_path else None)
     out = output or str(Path(trace).with_suffix(".wdmr"))
+    check_output(out, [trace, urls_path, routes_path, faults_path], force)
     if ui_linger is not None and ui is None:
         raise click.UsageError("--ui-linger goes with --ui")
     with _live_view(ui) as live:
-        summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed_value,
+        summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed,
                                concurrency=concurrency, timeout=timeout, label=label, workers=workers,
                                final_read=not no_final_read, settle=settle,
                                progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
-                               start_at=start_value, faults=faults_path, live=live)
+                               start_at=start_value, faults=faults_path,
+                               final_sample=None if final_all else final_sample, live=live)
         _print_replay_summary(summary, quiet)
         if live is not None and summary["reason"] != "interrupted":
             click.echo(f"live view: {live.url} stays up " +
@@ -670,19 +690,22 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
 
 @cli.command("check")
 @click.argument("results", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/2, stable keys)")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON (schema wdm-check/3, stable keys)")
 @click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
               help="policy for checking out an already-paid order: refuse (no second effect) or charge again")
 @click.option("--min-availability", "min_availability", type=Finite(0.0, 100.0), default=99.0, show_default=True,
-              metavar="PCT", help="per operation, the least share (%) of requests with a determined expect "
-                                  "that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
+              metavar="PCT", help="per operation, the least share (%) of requests (every one, whatever its step "
+                                  "expects) that must get an answer (2xx/4xx); below it the run is NOT CLEAN")
 @click.option("--strict", is_flag=True, help="every request must be answered (no 5xx, timeout, connection error, skip)")
 @click.option("--max-recovery", "max_recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
               help="runs with fault windows: a recovery (back to the pre-fault success rate) longer than S "
                    "seconds, or none, makes the run NOT CLEAN; requests in a window or its recovery (at most S) "
                    "are counted apart from --min-availability (docs/faults.md)")
+@click.option("--strict-faults", "strict_faults", is_flag=True,
+              help="runs with fault windows: a wrong answer during a fault (a contradicted expectation in a window "
+                   "or its recovery, counted apart by default) makes the run NOT CLEAN")
 def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: float, strict: bool,
-              max_recovery: float) -> None:
+              max_recovery: float, strict_faults: bool) -> None:
     """Check a run: CLEAN (exit 0), NOT CLEAN (exit 1) or INCONCLUSIVE (exit 3).
 
     Four sections decide: correctness (responses against the trace's expectations), consistency
@@ -701,6 +724,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
       wdm-replay check a.wdmr --recheckout charge --min-availability 95
       wdm-replay check a.wdmr --strict
       wdm-replay check faulty.wdmr --max-recovery 5
+      wdm-replay check faulty.wdmr --strict-faults
     """
     from .analysis import check_results, render_check_text, render_json
     from .analysis.check import paused_gc
@@ -709,7 +733,7 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     with paused_gc():
         run = load_results(results, with_args=True)
     report = check_results(run, recheckout=recheckout, strict=strict, min_availability=min_availability,
-                           max_recovery=max_recovery)
+                           max_recovery=max_recovery, strict_faults=strict_faults)
     click.echo(render_json(report.as_dict()) if as_json else render_check_text(report), nl=False)
     sys.exit(report.verdict.exit_code)
 
@@ -781,7 +805,10 @@ def _compare_options(f):
 def _compare_and_exit(paths: list[str], threshold: float, error_threshold: float, fmt: str, output: str | None,
                       alpha: float, seed: int, no_check: bool) -> None:
     from .analysis.compare import compare_files, render_compare
+    from .traces import refuse_inputs
 
+    if output:
+        refuse_inputs(output, paths)  # `compare A B -o B` must not overwrite a run
     res = compare_files(paths, check=not no_check, threshold=threshold / 100.0,
                         error_threshold=error_threshold / 100.0, alpha=alpha, seed=seed)
     _emit(render_compare(res, fmt), output)
@@ -826,15 +853,11 @@ def compare_cmd(base: str, new: tuple[str, ...], threshold: float, error_thresho
               "shops); env WDM_AB_RUN, WDM_AB_BUILD, WDM_AB_LABEL; a non-zero exit stops the session")
 @click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="ab-runs", show_default=True,
               help="directory that keeps every results file")
-@click.option("--speed", default="1", show_default=True, help="multiple of the recorded pace, or 'max'")
-@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
-@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
-              help="max requests in flight and connections open")
-@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@_load_options
 @click.option("--quiet", "-q", is_flag=True, help="no progress lines or bars")
 @_compare_options
 def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_b: str, before_each: str | None,
-           outdir: str, speed: str, dialect: str | None, concurrency: int, timeout: float, quiet: bool,
+           outdir: str, speed: float | None, dialect: str | None, concurrency: int, timeout: float, quiet: bool,
            threshold: float, error_threshold: float, fmt: str, output: str | None, alpha: float, seed: int,
            no_check: bool) -> None:
     """Replay TRACE against builds A and B alternately (A B B A A B ...), then compare them.
@@ -850,19 +873,89 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
       wdm-replay ab c.wdmt --a old.json --b new.json --speed max --before-each ./reset-shops.sh
     """
     from .ab import parse_target, run_ab
-    from .replayer import ReplayError, parse_speed
+    from .traces import refuse_inputs
 
-    try:
-        speed_value = parse_speed(speed)
-    except ValueError as e:
-        raise ReplayError(str(e)) from None
+    if output:
+        refuse_inputs(output, [trace, *(u for u in (urls_a, urls_b) if os.path.isfile(u))])
     done = run_ab(trace, outdir, target_a=parse_target(urls_a, "--a"), target_b=parse_target(urls_b, "--b"),
-                  runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, speed=speed_value,
+                  runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, speed=speed,
                   dialect=dialect, concurrency=concurrency, timeout=timeout,
                   progress=not quiet and sys.stderr.isatty(),
                   notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     paths = [str(r.path) for r in done if r.build == "A"] + [str(r.path) for r in done if r.build == "B"]
     _compare_and_exit(paths, threshold, error_threshold, fmt, output, alpha, seed, no_check)
+
+
+# --- shrink (composition root: replayer + analysis) ---------------------------------------------
+
+
+@cli.command("shrink")
+@click.argument("run", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="the minimal trace [default: <run stem>.min.wdmt]")
+@click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
+              help="urls.json of the shop to replay against [default: ./urls.json if present]")
+@click.option("--url", "base_url", help="one gateway base URL [default: http://localhost:8000]")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="the trace RUN replayed [default: the path in RUN's header]; its digest must match")
+@click.option("--anomaly", metavar="KIND[:ID]",
+              help="the finding to reproduce: a kind (e.g. lost_update), or a kind and an entity id or trace "
+                   "symbol (oversell:item-4, lost_update:$item3) [default: the run's first]")
+@click.option("--runs", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="replays per candidate (kept if one reproduces); the final trace gets as many more")
+@click.option("--budget", type=Finite(0, DAY, min_open=True), default=300.0, show_default=True, metavar="S",
+              help="seconds of wall time for the whole shrink (the best trace so far is written then)")
+@click.option("--before-each", metavar="CMD", help="shell command run before every replay (e.g. reset the "
+              "shop's database); env WDM_SHRINK_REPLAY; a non-zero exit stops the search")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
+              help="seconds per request")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight per replay")
+@click.option("--quiet", "-q", is_flag=True, help="no progress; print only the result")
+def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: str | None, trace_path: str | None,
+               anomaly: str | None, runs: int, budget: float, before_each: str | None, timeout: float,
+               concurrency: int, quiet: bool) -> None:
+    """Shrink RUN's trace to a small one that still reproduces its finding against the shop.
+
+    Keeps the requests of the entity at fault and those it depends on (its creates, funding,
+    orders and their lines), then removes sessions, steps and smaller amounts by delta debugging
+    while a replay at --speed max still shows the same kind of anomaly on the entity in the same
+    role (each candidate up to --runs times: races are flaky). The output is an ordinary trace
+    whose header names the finding, the source run and trace, and the reproduction rate over
+    --runs fresh replays. Prints before/after sizes, replays spent, wall time and the trace as a
+    short script. Ctrl-C writes the best trace so far. Exit 0 written, 2 bad input, 3 nothing to
+    reproduce (a CLEAN run, no final state, or a finding that never recurs), 130 interrupted.
+
+    \b
+    Examples:
+      wdm-replay shrink c.wdmr --url http://127.0.0.1:8000 -o min.wdmt
+      wdm-replay shrink c.wdmr --urls urls.json --anomaly lost_update --runs 3 --budget 120
+      wdm-replay shrink c.wdmr --anomaly oversell:item-4 --before-each ./flush-db.sh -o oversell.wdmt
+      wdm-replay replay min.wdmt --speed max -o again.wdmr && wdm-replay check again.wdmr
+    """
+    from pathlib import Path
+
+    from .api import Target, load_urls
+    from .shrink import ShrinkError, format_result, shrink_run
+
+    if urls_path and base_url:
+        raise ShrinkError("give either --urls or --url, not both")
+    if urls_path:
+        target = load_urls(urls_path)
+    elif base_url:
+        target = Target.single(base_url)
+    elif os.path.exists("urls.json"):
+        target = load_urls("urls.json")
+    else:
+        target = Target.single("http://localhost:8000")
+    out = output or str(Path(run).with_suffix(".min.wdmt"))
+    result = shrink_run(run, out, target=target, trace=trace_path, anomaly=anomaly, runs=runs, budget=budget,
+                        before_each=before_each, timeout=timeout, concurrency=concurrency,
+                        progress=not quiet and sys.stderr.isatty(),
+                        notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
+    click.echo(format_result(result))
+    if result.stopped == "interrupted":
+        sys.exit(130)
 
 
 # click >= 8.2 raises this for a group run without a command (8.1 prints the help itself).

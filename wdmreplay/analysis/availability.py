@@ -1,10 +1,10 @@
-"""Availability: per operation, the share of requests with a determined expectation that got an answer.
+"""Availability: per operation, the share of requests that got an answer.
 
 An *answer* is a 2xx or 4xx (the shop decided); a 5xx, a bad answer (a 2xx without the JSON the
 API promises, a 1xx/3xx), timeout, connection error or a skipped request (its creating request got
-no answer) is *unanswered*. Only requests whose step has a
-determined ``expect`` (``ok`` / ``fail``) count — the ones a correct shop must answer; when a run
-has none (e.g. the checkout workload's ``any`` checkouts), every request counts.
+no answer) is *unanswered*. Every request counts, whatever its step expects: a step's ``any``
+only widens which answers are correct (the correctness section's business), never whether a 5xx
+or a timeout is an answer (issue 19: a trace of ``any`` checkouts once hid 1,425 unanswered ones).
 
 **Fault windows.** Requests whose ``[intended, done]`` interval overlaps a declared fault window
 are counted apart (``in_fault``) and left out of the share: a fault schedule makes the shop
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..api import OP_NAMES
-from ..traces.results import CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, SKIPPED, TIMEOUT, Results
+from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, SKIPPED, TIMEOUT, Results
 
 FAULT_EVENT = "fault"
 FAULT_START_EVENT = "fault_start"  # written when a fault's ``do`` begins
@@ -80,7 +80,7 @@ class OpAvailability:
 class Availability:
     """Per-operation and overall availability of a run, and the basis it was computed on."""
 
-    basis: str  # "determined" (expect ok/fail) or "all" (the run has no determined expectation)
+    basis: str  # "all": every request counts (files of older checks may say "determined")
     ops: tuple[OpAvailability, ...]
     overall: OpAvailability
     windows: tuple[FaultWindow, ...]
@@ -143,11 +143,8 @@ def compute_availability(results: Results, windows: tuple[FaultWindow, ...] | No
     c = results.cols
     if windows is None:
         windows = fault_windows(results.events)
-    determined = c["expect"] != EXPECT_CODES["any"]
-    basis = "determined"
-    if not determined.any():
-        determined = np.ones_like(determined)
-        basis = "all"
+    determined = np.ones(results.n, dtype=bool)  # every request counts (see the module doc)
+    basis = "all"
     faulted = np.zeros(results.n, dtype=bool)
     if windows:
         start = c["intended"]

@@ -26,7 +26,12 @@ from .consistency import Anomaly
 
 @dataclass(frozen=True, slots=True)
 class BoundCheck:
-    """One aggregate expectation or bound: what the trace says, what the run has, and its status."""
+    """One aggregate expectation or bound: what the trace says, what the run has, and its status.
+
+    Named the *trace bound* wherever it is shown (JSON ``trace_bound``): the trace header's proven
+    value or range, apart from the run's own figures (``totals``: what the history allows, what the
+    2xx answers imply), so no figure has two "expected" values.
+    """
 
     key: str
     expected: Any  # an int (exact) or [lo, hi]
@@ -36,7 +41,7 @@ class BoundCheck:
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
-        return {"key": self.key, "expected": self.expected, "actual": self.actual, "status": self.status,
+        return {"key": self.key, "trace_bound": self.expected, "actual": self.actual, "status": self.status,
                 "note": self.note}
 
 

@@ -1,8 +1,11 @@
 """The ``check`` verdict: CLEAN, NOT CLEAN or INCONCLUSIVE, decided by four sections.
 
-- *correctness*: the expectation diff — a 2xx where the trace proves a 4xx, or the reverse;
+- *correctness*: the expectation diff — a 2xx where the trace proves a 4xx, or the reverse; those
+  inside a fault window or its recovery are *wrong answers during faults*, counted apart and failing
+  the run only with ``strict_faults`` (``check --strict-faults``), so one fault history gives one
+  verdict whatever the interleaving (see :mod:`.expectations`);
 - *consistency*: the anomalies of the history + final-state checker and the trace's proven bounds;
-- *availability*: per operation, the share of requests with a determined expectation that got an
+- *availability*: per operation, the share of requests (every one, whatever it expects) that got an
   answer (2xx/4xx), at least ``min_availability``; with ``strict``, every request answered;
 - *coverage*: everything the verdict needs was observed — a complete run, not a lone shard, every
   bound entity read back, from a state shown settled.
@@ -31,13 +34,13 @@ from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
-from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency
+from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
 from .faults import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 
-CHECK_SCHEMA = "wdm-check/2"
+CHECK_SCHEMA = "wdm-check/3"
 CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
 EXIT_CODES = {CLEAN: 0, NOT_CLEAN: 1, INCONCLUSIVE: 3}
 SECTIONS = ("correctness", "consistency", "availability", "coverage")
@@ -121,6 +124,7 @@ class CheckReport:
     bound_anomalies: tuple[Anomaly, ...] = field(default=())
     max_recovery: float = DEFAULT_MAX_RECOVERY  # seconds (fault runs)
     bug_classes: BugCoverage = field(default_factory=lambda: verdict_coverage(None, False))  # what it covered
+    strict_faults: bool = False
 
     @property
     def anomalies(self) -> list[Anomaly]:
@@ -139,7 +143,7 @@ class CheckReport:
         return self.verdict.verdict == CLEAN
 
     def as_dict(self) -> dict:
-        """JSON-ready form (schema ``wdm-check/2``, stable keys, documented in docs/analysis.md)."""
+        """JSON-ready form (schema ``wdm-check/3``, stable keys, documented in docs/analysis.md)."""
         c, v = self.consistency, self.verdict
         return {
             "schema": CHECK_SCHEMA, "path": self.path, "label": self.label,
@@ -147,7 +151,7 @@ class CheckReport:
             "sections": {s.name: s.as_dict() for s in v.sections}, "clean": self.clean,
             "complete": self.complete, "reason": self.reason, "undetermined": self.undetermined,
             "recheckout": self.policy, "strict": self.strict, "min_availability": self.min_availability,
-            "max_recovery": self.max_recovery, "warnings": list(self.warnings),
+            "max_recovery": self.max_recovery, "strict_faults": self.strict_faults, "warnings": list(self.warnings),
             "expectations": self.expectations.as_dict(),
             "availability": self.availability.as_dict(),
             "coverage": self.coverage.as_dict(),
@@ -170,7 +174,12 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
     op, outcome = results.cols["op"], results.cols["outcome"]
     created = {k: int(np.count_nonzero((op == OP_CODES[_CREATES[k]]) & (outcome == OK))) for k in ENTITY_KINDS}
     read = {k: fs.read_count(k) for k in ENTITY_KINDS}
-    missing = {k: max(fs.missing_count(k), created[k] - read[k]) for k in ENTITY_KINDS}
+    # A definite "not found" is an answer: lost (consistency) when acknowledged, else simply absent.
+    # Files without ``bound_not_found`` (older) keep every failed read as not read back.
+    old = fs.bound_not_found is None
+    lost = {k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {}
+    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost.get(k, 0))
+               for k in ENTITY_KINDS}
     settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
                                             "snapshots": fs.settle.snapshots, "why": fs.settle.why}
     return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard)
@@ -213,8 +222,9 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
 
 
 def _proof_without_settle(a: Anomaly) -> bool:
-    """Anomalies no in-flight request can explain: negative stock/credit, an order's wrong total."""
-    return a.kind == "wrong_total" or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
+    """Anomalies no in-flight request can explain: negative stock/credit, an order's wrong total, an
+    acknowledged entity answered "not found" (no request deletes one)."""
+    return a.kind in ("wrong_total", "lost_entity") or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
 
 
 def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool, checked: dict[str, int]) -> Section:
@@ -227,14 +237,30 @@ def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: 
         return Section("consistency", PASS)
     counts = Counter(a.kind for a in anomalies)
     text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
+    lost = _lost_reasons(anomalies)
     if judgeable:
-        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}",))
+        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}", *lost))
     proof = [a for a in anomalies if _proof_without_settle(a)]
     if proof:
         return Section("consistency", FAIL, (f"{len(proof)} anomalies no in-flight request explains "
-                                             f"(of {len(anomalies)}: {text})",))
+                                             f"(of {len(anomalies)}: {text})", *lost))
     return Section("consistency", UNJUDGED, (f"{len(anomalies)} anomalies ({text}) on a state or history "
                                               f"that is not whole: not proof",))
+
+
+LOST_NAMED = 5  # ids named per kind in the lost-data reason line (then a count)
+
+
+def _lost_reasons(anomalies: list[Anomaly]) -> tuple[str, ...]:
+    """One line per entity kind with lost acknowledged data: the first ids, then how many more."""
+    out = []
+    for kind in ENTITY_KINDS:
+        ids = [a.id for a in anomalies if a.kind == "lost_entity" and a.entity == kind]
+        if ids:
+            more = f" and {len(ids) - LOST_NAMED} more" if len(ids) > LOST_NAMED else ""
+            out.append(f"lost acknowledged data: {len(ids)} {kind}(s) created with a 2xx now answer not found: "
+                       f"{', '.join(ids[:LOST_NAMED])}{more}")
+    return tuple(out)
 
 
 def availability_section(av: Availability, min_pct: float, strict: bool, undetermined: int) -> Section:
@@ -245,13 +271,17 @@ def availability_section(av: Availability, min_pct: float, strict: bool, undeter
     return Section("availability", FAIL if why else PASS, tuple(why))
 
 
-def correctness_section(diff: ExpectationDiff) -> Section:
-    """The correctness section: a contradicted determined expectation is proven wrong."""
-    if not diff.mismatches:
-        return Section("correctness", PASS)
+def correctness_section(diff: ExpectationDiff, strict_faults: bool = False) -> Section:
+    """The correctness section: a contradicted determined expectation is proven wrong; one during a
+    fault (window or recovery) only with ``strict_faults``."""
+    why = []
     bc = diff.by_category
-    return Section("correctness", FAIL, (f"{diff.mismatches} contradicted expectations ({bc['unexpected_ok']} "
-                                         f"unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx)",))
+    if diff.mismatches:
+        why.append(f"{diff.mismatches} contradicted expectations ({bc['unexpected_ok']} "
+                   f"unexpected 2xx, {bc['unexpected_fail']} unexpected 4xx)")
+    if strict_faults and diff.during_faults:
+        why.append(f"strict faults: {diff.during_faults} wrong answer(s) during faults")
+    return Section("correctness", FAIL if why else PASS, tuple(why))
 
 
 def decide(sections: tuple[Section, ...], lone: bool) -> Verdict:
@@ -286,14 +316,15 @@ def paused_gc() -> Iterator[None]:
 
 def check_results(results: Results, *, recheckout: str = "refuse", strict: bool = False,
                   min_availability: float = DEFAULT_MIN_AVAILABILITY,
-                  max_recovery: float = DEFAULT_MAX_RECOVERY) -> CheckReport:
+                  max_recovery: float = DEFAULT_MAX_RECOVERY, strict_faults: bool = False) -> CheckReport:
     """Check a run loaded with ``with_args=True``: the four sections and the verdict.
 
     ``max_recovery`` (seconds): a fault window not back to its pre-fault success rate within it
-    fails the availability section (:func:`.faults.recovery_findings`).
+    fails the availability section (:func:`.faults.recovery_findings`). ``strict_faults``: wrong
+    answers during faults (contradictions in a window or its recovery) fail the correctness section.
     """
     with paused_gc():
-        return _check(results, recheckout, strict, min_availability, max_recovery)
+        return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
 def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
@@ -303,7 +334,7 @@ def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
 
 
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
-           max_recovery: float) -> CheckReport:
+           max_recovery: float, strict_faults: bool = False) -> CheckReport:
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
@@ -316,9 +347,10 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
         complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)
-    expectations = diff_expectations(results)
     fa = analyze_faults(results) if has_faults(results) else None
-    availability = compute_availability(results, None if fa is None else apart_windows(fa, max_recovery))
+    apart = None if fa is None else apart_windows(fa, max_recovery)
+    expectations = diff_expectations(results, windows=apart)
+    availability = compute_availability(results, apart)
     coverage = _coverage(results, consistency)
     cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
     anomalies = consistency.anomalies + bound_anoms
@@ -330,7 +362,7 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     broken = action_findings(fa) if fa is not None else []
     if broken:  # a fault that did not happen, or a shop maybe not restored: the run cannot be judged
         cov_section = Section("coverage", UNJUDGED, cov_section.reasons + tuple(broken))
-    sections = (correctness_section(expectations), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
+    sections = (correctness_section(expectations, strict_faults), consistency_section(anomalies, fs is not None, judgeable, consistency.checked),
                 av_section, cov_section)
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
@@ -341,4 +373,4 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
                        figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
-                       _bug_coverage(results, fa is not None))
+                       _bug_coverage(results, fa is not None), strict_faults)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -31,12 +31,15 @@ import numpy as np
 from ..api import OP_CODES, WdmError
 from ..traces.argcols import IdTable, sorted_search
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
-from .final_state import FinalState, OrderState, OrderTable, as_int, final_state
+from .final_state import ENTITY_KINDS, FinalState, OrderState, OrderTable, as_int, final_state
+from .wording import EntityFacts, arithmetic, candidates, headline
 
 # Anomaly kinds, in report order.
-KINDS = ("lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
+KINDS = ("lost_entity", "lost_checkout", "phantom_checkout", "non_atomic_checkout", "oversell", "lost_update",
          "double_charge", "lost_order_line", "phantom_order_line", "wrong_total", "expectation_not_met")
 KIND_MEANING = {
+    "lost_entity": "an item, user or order created with a 2xx (or batch_init) that the final read answered "
+                   "\"not found\" (4xx): acknowledged data the shop lost, with the stock/credit/lines it held",
     "lost_checkout": "2xx checkout whose order is not paid, or paid order without its stock/credit effect",
     "phantom_checkout": "checkout answered 4xx (never 2xx or indeterminate) but its order is paid",
     "non_atomic_checkout": "checkout whose stock, credit and paid effects disagree (stock/credit moved, order unpaid)",
@@ -69,7 +72,10 @@ class Anomaly:
     """One consistency anomaly: its kind, the entity, expected vs actual, related orders and requests.
 
     ``tags`` are the other kinds the same discrepancy could also be read as (one cause, one anomaly);
-    ``requests`` name the requests involved as ``"session S step K"``.
+    ``requests`` name the requests involved as ``"session S step K"``. ``headline`` is the fact in a
+    person's words (≤ 120 characters), ``arithmetic`` the sum that proves it (one term per line),
+    ``candidates`` behaviours in the entity's history that could cause it — never asserted
+    (:mod:`.wording`).
     """
 
     kind: str
@@ -81,12 +87,18 @@ class Anomaly:
     orders: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     requests: tuple[str, ...] = ()
+    headline: str = ""
+    arithmetic: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"kind": self.kind, "entity": self.entity, "id": self.id, "expected": self.expected,
                 "actual": self.actual, "detail": self.detail, "orders": list(self.orders),
-                "tags": list(self.tags), "requests": list(self.requests)}
+                "tags": list(self.tags), "requests": list(self.requests),
+                "headline": self.headline or headline(self.kind, self.entity, self.id, self.expected, self.actual,
+                                                      self.detail),
+                "arithmetic": list(self.arithmetic), "candidates": list(self.candidates)}
 
 
 @dataclass
@@ -506,7 +518,10 @@ class ConsistencyResult:
     anomalies: list[Anomaly]
     checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
     checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
-    totals: dict[str, Any]  # {"stock": {"expected": [lo, hi], "implied_by_2xx", "final"}, "credit": …}
+    # {"stock": {"history_allows": [lo, hi], "implied_by_2xx", "final"}, "credit": …}: what the recorded
+    # history allows (every all-or-nothing reading of the unanswered requests), what the 2xx answers
+    # alone imply, what was read back. Never called "expected": the trace's bounds are (bounds.py).
+    totals: dict[str, Any]
     notes: list[str]
     final_state: bool
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
@@ -691,8 +706,8 @@ def check_entity(ctx: _Context, kind: str, eid: str, initial: int, led: _Ledger,
                                  tuple(o for o, _ in paid)))
         else:
             found.append(Anomaly("lost_update", kind, eid, rng, actual,
-                                 f"{value} {excess} higher than any serial order of the successful operations gives"
-                                 + (" (concurrent writes)" if concurrent else ""), tuple(o for o, _ in paid)))
+                                 f"{value} {excess} higher than any serial order of the successful operations gives",
+                                 tuple(o for o, _ in paid)))
     if found and found[0].kind == "oversell" and actual >= 0:
         # Not below zero: how the extra units went (a lost write, a paid order without its effect) is
         # the cause; "more sold than there was" stays as a tag.
@@ -770,8 +785,8 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
         return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(hist.checkouts, paid_orders=0),
                                  {}, notes, False, hist.undetermined, hist, None)
     for kind in ("item", "user", "order"):
-        if fs.missing_count(kind):
-            notes.append(f"{fs.missing_count(kind)} {kind}(s) could not be read back; they are not checked")
+        if fs.unanswered_count(kind):
+            notes.append(f"{fs.unanswered_count(kind)} {kind}(s) could not be read back; they are not checked")
     tab = fs.orders.table
     co = hist.orders
     ocode = hist.ids.codes(tab.ids)  # each final-state order's code in the history (-1: no request named it)
@@ -787,8 +802,10 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
         anomalies, totals, paid_orders = _screened(ctx, tab, ocode)
     else:
         anomalies, totals, paid_orders = _every_entity(ctx)
+    anomalies.extend(lost_anomalies(ctx))
+    anomalies = [describe(ctx, a) for a in anomalies]
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, _id_key(a.id)))
-    totals_out = {name: {"expected": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
+    totals_out = {name: {"history_allows": _fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
                   for name, t in totals.items()}
     checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
     return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
@@ -1034,6 +1051,123 @@ def _bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> 
             led = hist.users[user]
             led.sub_unc += sum(costs[:k])
             led.exact = False
+
+
+def lost_ids(hist: History, fs: FinalState) -> dict[str, list[str]]:
+    """Per kind, the entities the shop acknowledged (a 2xx create, or a 2xx batch_init range) and the
+    final read found gone (answered 4xx): ``lost_entity``. Empty for files without ``bound_not_found``
+    (written before it), whose 4xx reads stay "not read back"."""
+    if fs.bound_not_found is None:
+        return {}
+    batch = {"item": lambda i: hist.batch_item(i) is not None, "user": lambda i: hist.batch_user(i) is not None,
+             "order": hist.batch_order}
+    out = {}
+    for kind in ENTITY_KINDS:
+        bound = fs.bound_not_found.get(kind, frozenset())
+        ids = [i for i in fs.not_found(kind) if i in bound or batch[kind](i)]
+        if ids:
+            out[kind] = sorted(ids, key=_id_key)
+    return out
+
+
+def lost_anomalies(ctx: _Context) -> list[Anomaly]:
+    """One ``lost_entity`` per acknowledged entity the final read answered "not found", with what it held."""
+    out = []
+    same: dict = {}  # (kind, initial) -> what an entity untouched since its creation lost (shared)
+    for kind, ids in lost_ids(ctx.hist, ctx.fs).items():
+        why = ctx.fs.not_found(kind)
+        for eid in ids:
+            said = why[eid][:80]
+            if kind == "order":
+                lines = ctx.hist.lines.get(eid, {})
+                units = {i: ln.add_ok - ln.rem_ok for i, ln in lines.items() if ln.add_ok - ln.rem_ok > 0}
+                rec = ctx.hist.orders.get(eid) or _Order()
+                held = ", ".join(f"{q} x item {i}" for i, q in sorted(units.items())) or "no answered add_item"
+                paid = "; its checkout was answered 2xx (paid)" if rec.n_ok else ""
+                out.append(Anomaly("lost_entity", "order", eid, sum(units.values()), None,
+                                   f"order created with a 2xx, read back {said!r}; it held {held}{paid}", (eid,)))
+                continue
+            f = entity_facts(ctx, kind, eid)
+            value, expected = _value_name(kind), _fmt_range(f.lo, f.hi)
+            detail = f"{kind} created with a 2xx, read back {said!r}; its acknowledged {value} was {expected}"
+            # described here, once: a store restarted empty can lose hundreds of thousands of entities
+            plain = f == EntityFacts(kind, f.initial, 0, 0, 0, 0, 0, 0, 0)
+            key = (kind, f.initial) if plain else None
+            if key is None or key not in same:
+                told = arithmetic(f, None), candidates(f)
+                if key is not None:
+                    same[key] = told
+            else:
+                told = same[key]
+            out.append(Anomaly("lost_entity", kind, eid, expected, None, detail, f.repeated, (), (),
+                               headline("lost_entity", kind, eid, expected, None, detail), *told))
+    return out
+
+
+def _value_name(kind: str) -> str:
+    return "stock" if kind == "item" else "credit"
+
+
+def entity_facts(ctx: _Context, kind: str, eid: str) -> EntityFacts:
+    """What the history did to item ``eid``'s stock or user ``eid``'s credit, and what it saw (candidates)."""
+    hist, fs = ctx.hist, ctx.fs
+    if kind == "item":
+        b = hist.batch_item(eid)
+        initial, led = (b[0] if b is not None else 0), hist.items.get(eid)
+        related = list(ctx.item_orders.get(eid, []) or [])
+    else:
+        initial, led = hist.batch_user(eid) or 0, hist.users.get(eid)
+        related = [(o, fs.orders[o].total_cost) for o in (ctx.user_orders.get(eid, []) or []) if o in fs.orders]
+    if led is None and not related:  # untouched since its batch_init or create: nothing more to gather
+        return EntityFacts(kind, initial, 0, 0, 0, 0, 0, 0, 0)
+    led = led or _Ledger()
+    paid = [(o, w) for o, w in related if o in ctx.mult]
+    writes = list(led.writes) + [hist.orders[o].rows for o, _ in related if o in hist.orders]
+    orders = [o for o, _ in related]
+    repeated = []
+    for o in orders:
+        lines = hist.lines.get(o, {})
+        mine = [lines[eid]] if kind == "item" and eid in lines else list(lines.values()) if kind == "user" else []
+        if any(sum(len(r) for r in ln.requests) > 1 for ln in mine):
+            repeated.append(o)
+    rechecked = tuple(o for o in orders if o in hist.orders and hist.orders[o].n_ok + hist.orders[o].n_indet > 1)
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in led.writes]) if led.writes else np.zeros(0, np.int64)
+    unanswered = (int(np.count_nonzero(np.isin(hist.cols["outcome"][rows], INDETERMINATE)))
+                  + sum(hist.orders[o].n_indet for o in orders if o in hist.orders))
+    return EntityFacts(kind, initial, led.add_ok, led.sub_ok, led.add_unc, led.sub_unc, len(paid),
+                       sum(w * ctx.mult[o][0] for o, w in paid), sum(w * ctx.mult[o][1] for o, w in paid),
+                       _overlapping(_intervals(hist, writes)), tuple(repeated), rechecked, unanswered)
+
+
+def _line_facts(ctx: _Context, a: Anomaly) -> tuple[str, ...]:
+    """Candidate causes of an order's anomaly, from its add_item/checkout history."""
+    hist = ctx.hist
+    out = []
+    lines = hist.lines.get(a.id, {})
+    if _overlapping(_intervals(hist, [r for ln in lines.values() for r in ln.requests])):
+        out.append("concurrent add_item/remove_item on this order overlapped in time (lines overwritten?)")
+    rep = [i for i, ln in lines.items() if sum(len(r) for r in ln.requests) > 1]
+    if rep:
+        out.append(f"an item added in more than one add_item ({', '.join(sorted(rep)[:3])}): repeated items collapsed?")
+    rec = hist.orders.get(a.id)
+    if rec is not None and rec.n_ok + rec.n_indet > 1:
+        out.append(f"checked out {rec.n_ok + rec.n_indet} times (a re-checkout?)")
+    if rec is not None and rec.n_indet or any(ln.add_unc or ln.rem_unc for ln in lines.values()):
+        out.append("requests on it got no answer (a half-applied request?)")
+    return tuple(out) or ("none seen in its history: serial requests, each answered",)
+
+
+def describe(ctx: _Context, a: Anomaly) -> Anomaly:
+    """``a`` with its headline, arithmetic and candidate causes filled in (:mod:`.wording`)."""
+    if a.headline:
+        return a  # described where it was found (lost_entity)
+    head = headline(a.kind, a.entity, a.id, a.expected, a.actual, a.detail)
+    if a.entity in ("item", "user"):
+        f = entity_facts(ctx, a.entity, a.id)
+        return replace(a, headline=head, arithmetic=arithmetic(f, a.actual), candidates=candidates(f))
+    if a.entity == "order":
+        return replace(a, headline=head, arithmetic=(a.detail,), candidates=_line_facts(ctx, a))
+    return replace(a, headline=head)
 
 
 def _id_key(s: str) -> tuple:

@@ -2,6 +2,19 @@
 
 Vectorized over the results columns: a mask picks the differing rows, one ``np.unique`` groups them
 by (scenario, operation, category) and one stable sort picks the first examples of each group.
+
+What a contradiction (a 2xx where the trace proves a 4xx, or the reverse) proves depends on what
+it depends on, never on the luck of an interleaving (issue 19):
+
+- inside a fault window or its recovery (the spans ``check`` counts apart) it is a *wrong answer
+  during a fault* (``during_fault``): counted apart, with examples; ``check --strict-faults`` fails on it;
+- after an indeterminate or skipped step it proves nothing (``after_indeterminate``) only when it
+  *depends* on that step: a 4xx to an operation that needs only its entities to exist (find_*,
+  add_stock, add_funds, create_*) depends on no earlier step — its entities were created with a 2xx
+  (else it would have been skipped) and nothing deletes one; a 4xx to add_item / remove_item depends
+  only on earlier unanswered requests on the same order (a checkout that may have paid it); every
+  other contradiction depends on any earlier unanswered step of its session or an earlier phase.
+  An unanswered batch_init makes every later contradiction depend on it (its ids may not exist).
 """
 
 from __future__ import annotations
@@ -10,12 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..api import OP_NAMES
+from ..api import OP_NAMES, OPERATIONS
 from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT,
                               Results)
 
 # Categories of a difference, in the order they are reported.
-CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped", "after_indeterminate")
+CATEGORIES = ("unexpected_ok", "unexpected_fail", "indeterminate", "skipped", "after_indeterminate", "during_fault")
+# The order groups are listed in: the evidence first (contradictions, then wrong answers during faults).
+REPORT_ORDER = ("unexpected_ok", "unexpected_fail", "during_fault", "indeterminate", "skipped", "after_indeterminate")
 # Categories that contradict a determined expectation (the others say "we could not tell").
 MISMATCH_CATEGORIES = ("unexpected_ok", "unexpected_fail")
 EXAMPLES_PER_GROUP = 3
@@ -59,6 +74,11 @@ class ExpectationDiff:
         return sum(self.by_category[c] for c in MISMATCH_CATEGORIES)
 
     @property
+    def during_faults(self) -> int:
+        """Contradictions inside a fault window or its recovery (counted apart; ``--strict-faults`` fails on them)."""
+        return self.by_category.get("during_fault", 0)
+
+    @property
     def differences(self) -> int:
         """All differing rows, every category included."""
         return sum(self.by_category.values())
@@ -67,6 +87,7 @@ class ExpectationDiff:
         """JSON-ready form (stable keys)."""
         return {
             "checked": self.checked, "differences": self.differences, "mismatches": self.mismatches,
+            "during_faults": self.during_faults,
             "by_category": dict(self.by_category),
             "groups": [{"scenario": g.scenario, "op": g.op, "category": g.category, "expect": g.expect,
                         "count": g.count,
@@ -84,8 +105,51 @@ def scenario_names(results: Results) -> list[str]:
     return list(names)
 
 
-def _category_codes(cols: dict[str, np.ndarray]) -> np.ndarray:
-    """Per row: index into CATEGORIES, or -1 when the row does not differ."""
+# A 4xx to these needs only their entities to exist: it depends on no earlier step.
+EXISTENCE_ONLY = ("find_item", "find_user", "find_order", "add_stock", "add_funds", "create_order", "create_item",
+                  "create_user")
+# A 4xx to these depends only on earlier unanswered requests on the same order (their first arg).
+ORDER_SCOPED = ("add_item", "remove_item")
+_DURING_FAULT = CATEGORIES.index("during_fault")
+_AFTER = CATEGORIES.index("after_indeterminate")
+
+
+def _codes(names: tuple[str, ...]) -> np.ndarray:
+    return np.array([k for k, n in enumerate(OP_NAMES) if n in names], dtype=np.int64)
+
+
+def _order_tainted(cols: dict[str, np.ndarray], k0: np.ndarray | None, bad: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of ``rows`` (4xx to add_item/remove_item): whether an unanswered request on the same
+    order came before it (an earlier phase, an earlier step of its session, or another session of its phase)."""
+    out = np.ones(rows.size, dtype=bool)
+    if k0 is None:
+        return out  # no args loaded: assume it depends (the old, cautious rule)
+    on_order = np.isin(cols["op"], _codes(tuple(n for n, o in OPERATIONS.items() if o.kinds[:1] == ("order",))))
+    b = np.nonzero(bad & on_order)[0]
+    by_order: dict[int, list[int]] = {}
+    for r, code in zip(b.tolist(), k0[b].tolist()):
+        by_order.setdefault(code, []).append(r)
+    phase, sid, step = cols["phase"], cols["sid"], cols["step"]
+    for j, r in enumerate(rows.tolist()):
+        out[j] = any(phase[q] < phase[r] or (phase[q] == phase[r] and (sid[q] != sid[r] or step[q] < step[r]))
+                     for q in by_order.get(int(k0[r]), ()))
+    return out
+
+
+def in_windows(cols: dict[str, np.ndarray], windows: tuple | None) -> np.ndarray:
+    """Per row: whether ``[intended, done]`` overlaps one of ``windows`` (objects with start, end)."""
+    hit = np.zeros(cols["op"].shape, dtype=bool)
+    if windows:
+        start = cols["intended"]
+        end = np.where(np.isnan(cols["done"]), start, cols["done"])
+        for w in windows:
+            hit |= (start <= w.end) & (end >= w.start)
+    return hit
+
+
+def _category_codes(cols: dict[str, np.ndarray], k0: np.ndarray | None = None,
+                    windows: tuple | None = None) -> np.ndarray:
+    """Per row: index into CATEGORIES, or -1 when the row does not differ (see the module doc)."""
     outcome, expect = cols["outcome"], cols["expect"]
     cat = np.full(outcome.shape, -1, dtype=np.int8)
     exp_ok, exp_fail = expect == EXPECT_CODES["ok"], expect == EXPECT_CODES["fail"]
@@ -95,21 +159,37 @@ def _category_codes(cols: dict[str, np.ndarray]) -> np.ndarray:
     cat[(exp_ok | exp_fail) & indeterminate] = 2
     bad = indeterminate | (outcome == SKIPPED)
     cat[outcome == SKIPPED] = 3  # skipped is its own category, whatever was expected
-    if bad.any():
+    contra = (cat == 0) | (cat == 1)
+    if bad.any() and contra.any():
         # The generator's expects assume every earlier step took effect; after an indeterminate or
-        # skipped step of the same session, or of an earlier phase, a contradiction proves nothing.
+        # skipped step of the same session, or of an earlier phase, a contradiction that depends on
+        # that step proves nothing.
         sid, step, phase = cols["sid"], cols["step"], cols["phase"]
         first_bad = np.full(int(sid.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first_bad, sid[bad], step[bad].astype(np.int64))
         tainted = (step.astype(np.int64) > first_bad[sid]) | (phase > phase[bad].min())
-        cat[((cat == 0) | (cat == 1)) & tainted] = 4
+        batch_bad = np.isin(cols["op"][bad], _codes(tuple(n for n in OP_NAMES if n.startswith("batch_init")))).any()
+        if not batch_bad:
+            op = cols["op"]
+            tainted &= ~((cat == 1) & np.isin(op, _codes(EXISTENCE_ONLY)))
+            scoped = np.nonzero((cat == 1) & tainted & np.isin(op, _codes(ORDER_SCOPED)))[0]
+            if scoped.size:
+                tainted[scoped] = _order_tainted(cols, k0, bad, scoped)
+        cat[contra & tainted] = _AFTER
+    if windows:
+        cat[((cat == 0) | (cat == 1)) & in_windows(cols, windows)] = _DURING_FAULT
     return cat
 
 
-def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> ExpectationDiff:
-    """The expectation diff of a run: counts per category and groups with a few examples each."""
+def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP,
+                      windows: tuple | None = None) -> ExpectationDiff:
+    """The expectation diff of a run: counts per category and groups with a few examples each.
+
+    ``windows``: spans whose contradictions are wrong answers during faults (``check`` passes each
+    fault window with its recovery); None = no such span.
+    """
     c = results.cols
-    cat = _category_codes(c)
+    cat = _category_codes(c, None if results.argcols is None else results.argcols.k0, windows)
     checked = int(np.count_nonzero(c["expect"] != EXPECT_CODES["any"]))
     counts = np.bincount(cat[cat >= 0], minlength=len(CATEGORIES))
     by_category = {name: int(counts[i]) for i, name in enumerate(CATEGORIES)}
@@ -137,5 +217,5 @@ def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP) -> E
             op=OP_NAMES[int(c["op"][first])], category=CATEGORIES[int(cat[first])],
             expect=("ok", "fail", "any")[int(c["expect"][first])], count=int(size), examples=ex))
     # Biggest groups first; ties keep the deterministic key order.
-    groups.sort(key=lambda g: (CATEGORIES.index(g.category), -g.count, g.scenario, g.op))
+    groups.sort(key=lambda g: (REPORT_ORDER.index(g.category), -g.count, g.scenario, g.op))
     return ExpectationDiff(checked, by_category, groups)

@@ -9,8 +9,10 @@ item price, ``U`` users of starting credit ``C``, ``S`` the checkouts answered 2
 - payment, database: ``|(U·C − N·P) − Σ_users final credit|``
 
 The benchmark's "expected" state assumes all N units sell, so a correct shop that sells fewer shows
-non-zero figures. They are only *comparable* with the benchmark's when the trace is its workload
-(``consistency``) and every request was answered; otherwise they are reported as not comparable.
+non-zero figures. They are only computed for the benchmark's own workload — a consistency trace of
+``--preset course`` or ``--preset readme`` with no option changed (the trace header's
+``benchmark``) — and only *comparable* when every request was answered; any other trace (a hot-user
+consistency trace, stress, a recorded trace) is "not comparable", ``comparable: false``, no figures.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from .final_state import FinalState, as_int
 
 BENCHMARK_WORKLOAD = "consistency"
+BENCHMARK_PRESETS = ("course", "readme")  # the trace header's ``benchmark`` (recorder/consistency.benchmark_of)
 FIRST_ITEM_SYMBOL = "$item0"
 
 
@@ -49,6 +52,10 @@ def benchmark_figures(trace_header: dict, bindings: dict, fs: FinalState | None,
     p = trace_header.get("params") or {}
     if workload != BENCHMARK_WORKLOAD or not all(k in p for k in ("items", "stock", "price", "users", "credit")):
         why.append(f"the trace is not the benchmark's workload ({workload}, not {BENCHMARK_WORKLOAD})")
+        return BenchmarkFigures(False, why[0], None, None, None, None)
+    if trace_header.get("benchmark") not in BENCHMARK_PRESETS:
+        why.append("the trace is not the benchmark's workload (a consistency trace of --preset course or readme "
+                   "with no option changed)")
         return BenchmarkFigures(False, why[0], None, None, None, None)
     n_units = as_int(p["items"]) * as_int(p["stock"])
     price, users, credit = as_int(p["price"]), as_int(p["users"]), as_int(p["credit"])

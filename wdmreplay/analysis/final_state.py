@@ -6,10 +6,17 @@ replayer's final read, read here): ``settle`` is ``None`` (one snapshot, no sett
 ``{"requested": S, "settled": bool, "snapshots": [{"at", "end"}, …], "why": str}``; files written
 before the contract carry ``{"requested", "settled", "seconds", "reads"}``, read the same way.
 ``quiesce`` (how long the final read waited for abandoned requests to land) is informational.
+
+A read that failed is in ``missing`` ({kind: {id: why}}); ``why`` starts with ``HTTP 4xx`` when the
+shop *answered* "not found" (a definite answer; after a merge it is prefixed ``shard i/N: ``), and
+with ``HTTP 5xx``, ``timeout`` or ``connection error`` when it did not answer. ``bound_not_found``
+({kind: [ids]}, written since lost data became an anomaly) lists the ids answered 4xx that the run
+bound from a 2xx create; in older files it is absent (None here) and such reads stay unread.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
@@ -191,6 +198,18 @@ class FinalState:
     missing: Mapping[str, Mapping[str, str]]
     settle: Settle | None
     quiesce: Any = None
+    bound_not_found: Mapping[str, frozenset] | None = None  # None: a file written before the record had it
+    answered_4xx: Mapping[str, Mapping[str, str]] | None = None  # kind -> {id: why} of missing answered 4xx
+
+    def not_found(self, kind: str) -> Mapping[str, str]:
+        """The ids of ``kind`` whose read the shop answered with a 4xx (a definite "not found"): id -> why."""
+        if self.answered_4xx is not None:
+            return self.answered_4xx.get(kind) or {}
+        return {i: w for i, w in (self.missing.get(kind) or {}).items() if answered_not_found(w)}
+
+    def unanswered_count(self, kind: str) -> int:
+        """How many entities of ``kind`` got no answer to their read (5xx, timeout, connection error, bad body)."""
+        return self.missing_count(kind) - len(self.not_found(kind))
 
     def missing_count(self, kind: str) -> int:
         """How many entities of ``kind`` ("item", "user", "order") could not be read back."""
@@ -199,6 +218,14 @@ class FinalState:
     def read_count(self, kind: str) -> int:
         """How many entities of ``kind`` were read back."""
         return len({"item": self.items, "user": self.users, "order": self.orders}[kind])
+
+
+_NOT_FOUND = re.compile(r"^(?:shard [^:]*: )?HTTP 4\d\d\b")
+
+
+def answered_not_found(why: str) -> bool:
+    """Whether a final-read failure text is the shop's 4xx answer (not a 5xx, timeout or connection error)."""
+    return bool(_NOT_FOUND.match(why))
 
 
 def _order(v: Mapping) -> OrderState:
@@ -236,4 +263,8 @@ def final_state(record: Mapping | None) -> FinalState | None:
     orders = OrderStates(order_table(record.get("orders") or {}))
     missing = {str(k): {str(i): str(w) for i, w in (v or {}).items()}
                for k, v in (record.get("missing") or {}).items() if v}
-    return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"))
+    bnf = record.get("bound_not_found")
+    bound = None if not isinstance(bnf, Mapping) else {str(k): frozenset(map(str, v or ())) for k, v in bnf.items()}
+    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in missing.items()}
+    return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"), bound,
+                      answered)

@@ -21,6 +21,7 @@ from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_s
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
+LOST_DETAILED = 3  # lost entities shown with their arithmetic (the rest of the shown ones: headline only)
 TIMELINE_ROWS = 30  # rows of the text timeline; longer runs show every k-th bucket
 
 
@@ -111,8 +112,14 @@ def _anomaly_lines(c: dict) -> list[str]:
         req = (f" [requests {', '.join(a['requests'][:4])}{', …' if len(a['requests']) > 4 else ''}]"
                if a.get("requests") else "")
         tags = f" (also: {', '.join(a['tags'])})" if a.get("tags") else ""
-        lines.append(f"    {a['kind']:<20} {a['entity']} {a['id']}: expected {format_expected(a['expected'])}, "
-                     f"actual {format_expected(a['actual'])} — {a['detail']}{tags}{rel}{req}")
+        lines.append(f"    {a['kind']:<20} {a['headline']}{tags}")
+        if a["kind"] == "lost_entity" and shown[a["kind"]] > LOST_DETAILED:
+            continue  # a store restarted empty loses thousands alike: headlines only after the first few
+        lines += [f"      {x}" for x in a.get("arithmetic") or (a["detail"],)]
+        if a.get("candidates"):
+            lines.append(f"      possible causes (not asserted): {'; '.join(a['candidates'])}")
+        if rel or req:
+            lines.append(f"     {rel}{req}")
     for k in KINDS:
         if shown.get(k, 0) > MAX_ANOMALIES_SHOWN:
             lines.append(f"    … {shown[k] - MAX_ANOMALIES_SHOWN} more {k}")
@@ -123,10 +130,9 @@ def _figure_lines(c: dict) -> list[str]:
     t, b = c["totals"], c["benchmark"]
     lines = []
     if t:
-        lines.append(f"  own figures: stock total expected {format_expected(t['stock']['expected'])}, 2xx imply "
-                     f"{t['stock']['implied_by_2xx']}, final {t['stock']['final']}; credit total expected "
-                     f"{format_expected(t['credit']['expected'])}, 2xx imply {t['credit']['implied_by_2xx']}, "
-                     f"final {t['credit']['final']}")
+        for name in ("stock", "credit"):
+            lines.append(f"  {name} total: history allows {format_expected(t[name]['history_allows'])}, implied by "
+                         f"the 2xx answers {t[name]['implied_by_2xx']}, read back {t[name]['final']}")
     if b["stock_inconsistencies_logs"] is None:
         lines.append(f"  course benchmark figures: not comparable ({b['why']})")
         return lines
@@ -157,7 +163,10 @@ def check_lines(d: dict) -> list[str]:
     lines.append(f"correctness [{sec['correctness']['status']}]: {e['checked']} requests with a determined expect; "
                  f"{e['mismatches']} contradicted ({bc['unexpected_ok']} unexpected 2xx, {bc['unexpected_fail']} "
                  f"unexpected 4xx), {bc['indeterminate']} indeterminate, {bc['skipped']} skipped, "
-                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step")
+                 f"{bc['after_indeterminate']} differing after an indeterminate/skipped step they depend on"
+                 + (f"; {e['during_faults']} wrong answers during faults (counted apart"
+                    f"{', failing the run: --strict-faults' if d.get('strict_faults') else '; --strict-faults fails on them'})"
+                    if e.get("during_faults") else ""))
     # Contradictions are the evidence: every group with its examples. Unanswered (indeterminate,
     # skipped) requests are counted above and judged by availability: only the largest groups here.
     unanswered = 0
@@ -186,7 +195,7 @@ def check_lines(d: dict) -> list[str]:
     lines += _anomaly_lines(c)
     for ag in c["aggregates"]:
         note = f" ({ag['note']})" if ag["note"] else ""
-        lines.append(f"  expect {ag['key']} {format_expected(ag['expected'])}: actual {ag['actual']}, "
+        lines.append(f"  trace bound {ag['key']} {format_expected(ag['trace_bound'])}: actual {ag['actual']}, "
                      f"{ag['status']}{note}")
     lines += _figure_lines(c)
     for r in sec["consistency"]["reasons"]:
@@ -197,7 +206,7 @@ def check_lines(d: dict) -> list[str]:
     fault = (f", {o['in_fault']} in fault windows or their recovery (counted apart; recovery at most "
              f"{d['max_recovery']:g} s)" if o["in_fault"] else "")
     lines.append(f"availability [{sec['availability']['status']}]: {o['answered']}/{o['counted']} answered "
-                 f"({share}) of requests with {'a determined expect' if av['basis'] == 'determined' else 'any expect'}"
+                 f"({share}) of {'requests with a determined expect' if av['basis'] == 'determined' else 'all requests'}"
                  f"{fault}; minimum {d['min_availability']:g}% per operation{' (strict)' if d['strict'] else ''}")
     for r in sec["availability"]["reasons"]:
         lines.append(f"  -> {r}")

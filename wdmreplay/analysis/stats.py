@@ -104,8 +104,20 @@ def _ms(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x) * 1000.0, 3)
 
 
-def _latency_block(q: np.ndarray, mx: float, mean: float, names=PERCENTILES) -> dict:
-    d = {name: _ms(q[j]) for j, (name, _) in enumerate(names)}
+def _with_overall_min(grouping: Grouping, values: np.ndarray) -> np.ndarray:
+    """The least value per group, plus one extra entry over all values (NaN where there is none)."""
+    mn = np.full(grouping.n_groups + 1, np.nan)
+    for g, seg in enumerate(grouping.segments(values)):
+        if seg is not None:
+            mn[g] = seg.min()
+    if values.size:
+        mn[-1] = values.min()
+    return mn
+
+
+def _latency_block(q: np.ndarray, mx: float, mean: float, names=PERCENTILES, mn: float = math.nan) -> dict:
+    d = {"min": _ms(mn)}
+    d.update((name, _ms(q[j])) for j, (name, _) in enumerate(names))
     d["max"] = _ms(mx)
     if mean is not None:
         d["mean"] = _ms(mean)
@@ -154,6 +166,8 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
     r_q, r_max, n_lat = _with_overall(by_op_rows, resp, qs)
     s_q, s_max, _ = _with_overall(by_op_rows, serv, qs)
     l_q, l_max, _ = _with_overall(by_op_rows, lag, lqs)
+    # The least of each: a response or lag below 0 would be a request sent before its intended time.
+    r_min, s_min, l_min = (_with_overall_min(by_op_rows, v) for v in (resp, serv, lag))
     r_sum = np.bincount(op_sent, weights=resp, minlength=n_ops)
     r_sum = np.append(r_sum, r_sum.sum())
     oc = np.bincount(op.astype(np.int64) * len(OUTCOMES) + outcome,
@@ -169,9 +183,9 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
             "rate": round(rate, 3) if rate is not None else None,
             "outcomes": {name: int(oc[g][k]) for k, name in enumerate(OUTCOMES)},
             "shares": {name: (round(int(oc[g][k]) / count, 6) if count else 0.0) for k, name in enumerate(OUTCOMES)},
-            "response_ms": _latency_block(r_q[g], r_max[g], mean),
-            "service_ms": _latency_block(s_q[g], s_max[g], None),
-            "lag_ms": _latency_block(l_q[g], l_max[g], None, LAG_PERCENTILES),
+            "response_ms": _latency_block(r_q[g], r_max[g], mean, mn=r_min[g]),
+            "service_ms": _latency_block(s_q[g], s_max[g], None, mn=s_min[g]),
+            "lag_ms": _latency_block(l_q[g], l_max[g], None, LAG_PERCENTILES, mn=l_min[g]),
         }
 
     by_op = {OP_NAMES[g]: block(g) for g in range(n_ops) if oc[g].sum()}

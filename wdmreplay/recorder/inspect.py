@@ -247,6 +247,7 @@ def inspect_trace(path: str | Path) -> dict:
         "exercises": _exercises(h["exercises"] if counter is None else counter.result(),
                                 "header" if counter is None else "computed"),
         "trailer": {"sessions": trailer.get("sessions"), "requests": trailer.get("requests")},
+        "shrink": h.get("shrink"),
     }
 
 
@@ -278,6 +279,8 @@ def render_inspect(info: dict) -> str:
            f"workload {info['workload']}  seed {info['seed']}  dialect {info['dialect']}",
            "params   " + " ".join(f"{k}={_fmt(v)}" for k, v in (info["params"] or {}).items() if v is not None),
            f"sessions {info['sessions']:,}  requests {info['requests']:,}  schedule {info['duration']:.3f} s at speed 1"]
+    if info.get("shrink"):
+        out.append(_shrink_line(info["shrink"]))
     exp = info["expect"]
     out.append("expect   " + (" ".join(f"{k}={v}" for k, v in exp.items()) if exp else "(no aggregate outcome is determined)"))
     if info.get("expect_range") and not exp:
@@ -317,6 +320,15 @@ def render_inspect(info: dict) -> str:
     out.append("")
     out.extend(_exercise_lines(info["exercises"]))
     return "\n".join(out)
+
+
+def _shrink_line(sh: dict) -> str:
+    """What a trace written by ``shrink`` reproduces, how often, and from which run."""
+    f, rep, src = sh.get("finding") or {}, sh.get("reproduction") or {}, sh.get("source") or {}
+    rate = ("rate not measured" if rep.get("hits") is None
+            else f"in {rep.get('hits')}/{rep.get('runs')} fresh replays")
+    return (f"shrunk   reproduces {f.get('kind')} on {f.get('entity')} {f.get('role')} {rate}; "
+            f"from {src.get('run')} ({src.get('requests')} requests)")
 
 
 def _fmt(v: Any) -> str:

@@ -9,7 +9,8 @@ plan), ``schedule`` (pure timing), ``summary`` (tally and text).
 
 from __future__ import annotations
 
-from .run import ReplayError, TargetUnreachable, format_summary, replay_trace
+from .run import ReplayError, TargetUnreachable, check_output, format_summary, preflight, replay_trace
 from .schedule import parse_shard, parse_speed
 
-__all__ = ["ReplayError", "TargetUnreachable", "format_summary", "parse_shard", "parse_speed", "replay_trace"]
+__all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "parse_shard", "parse_speed",
+           "preflight", "replay_trace"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 
 from ..api import FIND_OP, OPERATIONS, Dialect, Target, WdmError
 from .engine import CLIENTS, make_client
+from .schedule import parse_speed
 
 
 class ReplayError(WdmError):
@@ -33,8 +35,32 @@ def check_options(*, concurrency: int, timeout: float, workers: int, client: str
         raise ReplayError(f"client must be one of {', '.join(CLIENTS)}, got {client!r}")
     if settle is not None and not 0 <= settle < float("inf"):
         raise ReplayError(f"settle must be 0 or more seconds, got {settle}")
-    if speed is not None and not speed > 0:
-        raise ReplayError(f"speed must be positive or None (max), got {speed}")
+    if speed is not None:
+        try:
+            parse_speed(speed)
+        except ValueError as e:
+            raise ReplayError(str(e)) from None
+    most = max_workers()
+    if workers > most:
+        raise ReplayError(f"--workers {workers} is more than this machine can hold: {usable_cpus()} CPU(s), at most "
+                          f"{most} workers ({WORKERS_PER_CPU} per CPU; each is a process with its own event loop "
+                          f"and client)")
+
+
+WORKERS_PER_CPU = 4  # more sending processes than this per CPU only add memory and context switches
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_workers() -> int:
+    """The most ``--workers`` this machine can hold: :data:`WORKERS_PER_CPU` per usable CPU."""
+    return WORKERS_PER_CPU * usable_cpus()
 
 
 def probe_target(target: Target, dialect: Dialect, services: set[str], timeout: float) -> int:

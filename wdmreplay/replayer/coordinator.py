@@ -22,8 +22,8 @@ from typing import Any
 from ..traces.results import ResultsWriter
 from .checks import ReplayError
 from .engine import split_concurrency
-from .final import (TraceScan, entity_count, id_sets, next_snapshot_at, quiesce_until, settle_plan,
-                    settle_record)
+from .final import (BATCH_SAMPLE, TraceScan, bound_not_found, entity_count, id_sets, next_snapshot_at,
+                    plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
 from .summary import Tally
@@ -32,6 +32,20 @@ STOP_GRACE = 0.5  # seconds in-flight requests get after Ctrl-C / SIGTERM before
 STOP_WAIT = 1.0  # seconds the coordinator waits for stopped workers to report before giving up on them
 START_WAIT = 120.0  # seconds the workers get to open the trace and their clients
 POLL = 0.05  # seconds between checks of the signal flags while waiting for workers
+
+
+def _slices(entities: dict[str, list[str]], workers: list[int]) -> dict[int, dict[str, list[str]]]:
+    """Each worker's share of the entities to read: every len(workers)-th id of each kind."""
+    return {i: {k: v[j::len(workers)] for k, v in entities.items()} for j, i in enumerate(workers)}
+
+
+def _sample_total(sample: dict[str, dict]) -> dict | None:
+    """The batch_init sample over all kinds (``{"read", "of", "seed"}``), or None when every entity was read."""
+    if not sample:
+        return None
+    seed = next(iter(sample.values()))["seed"]
+    return {"read": sum(v["read"] for v in sample.values()), "of": sum(v["of"] for v in sample.values()),
+            "seed": seed, "kinds": sample}
 
 
 class _HardStop(Exception):
@@ -44,7 +58,8 @@ class Coordinator:
     def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
                  phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
                  timeout: float, concurrency: int, progress: bool, total_requests: int,
-                 start_at: float | None = None, faults: Any = None, live: Any = None):
+                 start_at: float | None = None, faults: Any = None, final_sample: int | None = BATCH_SAMPLE,
+                 sample_seed: int = 0, live: Any = None):
         self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
         self.n = workers
         self.writer = writer
@@ -58,6 +73,8 @@ class Coordinator:
         self.progress = progress
         self.total_requests = total_requests
         self.faults = faults  # a .faults.FaultRunner, or None
+        self.final_sample = final_sample  # batch_init entities not touched read back per kind (None: all)
+        self.sample_seed = sample_seed
         self.live = live  # a .live.LiveView (replay --ui) to start once the workers are forked, or None
         self.start_at = start_at  # unix time the schedule starts at (--start-at), or None: at once
         self.bindings: dict[str, str] = {}  # shared symbols only (what later phases need)
@@ -65,6 +82,8 @@ class Coordinator:
         # Ids of every bound entity, compact, only for the final read (nothing grows without one).
         self.bound_ids = id_sets() if final_read else None
         self.final_reads = 0
+        self.final_read_info: dict | None = None  # what the final read covered and how long it took
+        self.conn_waits = 0  # replayed requests that waited for a connection (all --concurrency busy)
         self.signals = 0
         self.t0 = 0.0
         self._procs: list[Any] = []
@@ -251,20 +270,36 @@ class Coordinator:
             quiesce = {"waited": 0.0, "until": began}
         else:
             quiesce = {"waited": max(0.0, self.clock() - began), "until": max(began, until)}
-        entities = self.scan.entities(self.bound_ids or id_sets())
+        entities, sample = plan_final_read(self.scan, self.bound_ids or id_sets(), self.final_sample,
+                                           self.sample_seed)
+        alive = sorted(self._alive())
+        shares = dict(zip(alive, split_concurrency(self.concurrency, len(alive)))) if alive else {}
+        named = sort_ids(self.scan.literals["order"])  # orders a request named by id: batch_init ones
+        if self.scan.ranges.get("order", 0) > 0 and named:
+            # A batch_init order's lines and user are the shop's choice: read the orders the history
+            # touched first, so that the items and users they name (what a checkout of them touched)
+            # are read back too. The sampled orders' are not: they had no request.
+            if self.progress:
+                self._final_bar_for(len(named))
+                self._final_bar.set_description("final read: orders first")
+            pre = self._snapshot(_slices({"order": named}, alive), shares)
+            if pre is None:
+                return None
+            for kind, ids in referenced_ids(pre[0]["orders"]).items():
+                entities[kind] = sort_ids(set(entities[kind]) | ids)
         total = entity_count(entities)
         settle, why = settle_plan(self.settle, self.tally.indeterminate)
         self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()},
-                                quiesce=quiesce, settle=settle, why=why)
-        alive = sorted(self._alive())
-        slices = {i: {k: v[j::len(alive)] for k, v in entities.items()} for j, i in enumerate(alive)}
-        shares = dict(zip(alive, split_concurrency(self.concurrency, len(alive)))) if alive else {}
+                                quiesce=quiesce, settle=settle, why=why, sample=sample)
+        slices = _slices(entities, alive)
         started = self.clock()
         snapshots: list[tuple[float, float]] = []
         state = missing = None
         settled = False
         while True:
-            at = next_snapshot_at(started, settle, snapshots[-1][1] if snapshots else started, len(snapshots))
+            # The settle window opens when the first snapshot ends (however long that read took).
+            window = snapshots[0][1] if snapshots else started
+            at = next_snapshot_at(window, settle, snapshots[-1][1] if snapshots else started, len(snapshots))
             if at is None or (why is None and snapshots):
                 break
             if not self._idle(at):
@@ -283,7 +318,11 @@ class Coordinator:
                 settled = True
                 break
         assert state is not None and missing is not None
-        return {**state, "missing": missing, "settle": settle_record(settle, why, settled, snapshots),
+        self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
+                                "snapshots": len(snapshots), "entities": total,
+                                "sample": _sample_total(sample)}
+        return {**state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
+                "settle": settle_record(settle, why, settled, snapshots),
                 "quiesce": quiesce, "read_at": snapshots[-1][0]}
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
@@ -398,6 +437,7 @@ class Coordinator:
             self._update_final_bar()
         elif isinstance(msg, Bye):
             self._progress[i] = (msg.done, msg.errors)
+            self.conn_waits += msg.conn_waits
             self._gone.add(i)
         elif isinstance(msg, Failed):
             raise ReplayError(f"replay worker {i} failed: {msg.text}")

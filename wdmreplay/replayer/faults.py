@@ -77,6 +77,31 @@ class ActionResult:
 # --- parsing ------------------------------------------------------------------------------------
 
 
+UNKNOWN_RUN_LENGTH = 86_400.0  # seconds a fault may reach when the run's length is unknown (a trace without duration)
+
+
+def check_schedule_fits(faults: tuple[Fault, ...], length: float | None, source: str = "faults") -> None:
+    """Refuse faults outside the run: ``do`` after the schedule ends, or ``undo`` later than the run again.
+
+    ``length`` is the run's scheduled seconds (None: unknown, then :data:`UNKNOWN_RUN_LENGTH`). A
+    ``do`` due after the last phase would only be skipped; an ``undo`` more than one run length
+    after the end keeps the replay waiting to heal it before the final read (``"at": 1e10`` once
+    ended in a thread's traceback). One line, naming the fault and the bound.
+    """
+    known = length is not None
+    bound = length if known else UNKNOWN_RUN_LENGTH
+    run = f"the run's schedule lasts {bound:.6g} s" if known else f"the trace states no duration (bound {bound:g} s)"
+    for i, f in enumerate(faults):
+        where = f"{source}: fault {f.name!r}"
+        if f.at >= bound:
+            raise FaultScheduleError(f"{where}: 'at' {f.at:g} s is not within the run ({run})")
+        # The undo may come after the load ends (restart once the load is over), but not later than
+        # one more run length: the final read waits for it.
+        if f.at + f.duration > 2 * bound:
+            raise FaultScheduleError(f"{where}: 'at' + 'for' = {f.at + f.duration:g} s ends after twice the run "
+                                     f"({run}); shorten 'for'")
+
+
 def load_schedule(path: str) -> tuple[Fault, ...]:
     """The faults of a schedule file (JSON, or TOML by its ``.toml`` suffix); FaultScheduleError otherwise."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import asyncio
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -88,6 +89,54 @@ class TraceScan:
         for kind, ids in bound.items():
             out[kind] |= ids.ids()
         return {k: sorted(v, key=_id_order) for k, v in out.items()}
+
+
+BATCH_SAMPLE = 1000  # batch_init entities the run did not touch, read back per kind (a seeded sample)
+
+
+def plan_final_read(scan: TraceScan, bound: dict[str, IdSet], sample: int | None = BATCH_SAMPLE,
+                    seed: int = 0) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """What the final read reads: every entity the history touched, plus a seeded sample of the rest.
+
+    Touched: ids the run bound and literal ids in the trace's arguments. The rest are the
+    ``batch_init`` ids ``"0".."n-1"`` no request named: at most ``sample`` of them per kind, drawn
+    with ``random.Random(seed)`` (``None``: all; a trace of 300,000 batch entities once spent 105 s
+    of a 136 s replay reading them back). Returns (ids per kind, sorted as :meth:`TraceScan.entities`
+    sorts them; per sampled kind ``{"read", "of", "seed"}``).
+    """
+    touched: dict[str, set[str]] = {k: set(v) for k, v in scan.literals.items()}
+    for kind, ids in bound.items():
+        touched[kind] |= ids.ids()
+    samples: dict[str, dict] = {}
+    for kind, n in scan.ranges.items():
+        if n <= 0:
+            continue
+        named = sum(1 for i in touched[kind] if i.isdigit() and int(i) < n and str(int(i)) == i)
+        rest = n - named
+        if sample is None or rest <= sample:
+            touched[kind].update(str(i) for i in range(n))
+            continue
+        rng = random.Random(seed)
+        drawn = (str(i) for i in rng.sample(range(n), min(n, sample + named)))
+        picked = [i for i in drawn if i not in touched[kind]][:sample]
+        touched[kind].update(picked)
+        samples[kind] = {"read": len(picked), "of": rest, "seed": seed}
+    return {k: sorted(v, key=_id_order) for k, v in touched.items()}, samples
+
+
+def referenced_ids(orders: dict[str, dict]) -> dict[str, set[str]]:
+    """The items and users that read-back orders name (a batch_init order's lines are the shop's choice)."""
+    out: dict[str, set[str]] = {"item": set(), "user": set()}
+    for o in orders.values():
+        out["item"].update(str(i) for i, _ in o.get("items") or [])
+        if o.get("user_id") not in (None, "None"):
+            out["user"].add(str(o["user_id"]))
+    return out
+
+
+def sort_ids(ids: Iterable[str]) -> list[str]:
+    """Ids sorted as the final read orders them (numeric ids numerically, then the others)."""
+    return sorted(ids, key=_id_order)
 
 
 def _id_order(x: str) -> tuple[int, int, str]:
@@ -280,17 +329,23 @@ def settle_plan(requested: float | None, indeterminate: int) -> tuple[float, str
     return 0.0, None
 
 
-def next_snapshot_at(started: float, settle: float, last_end: float, taken: int,
+def next_snapshot_at(window_start: float, settle: float, last_end: float, taken: int,
                      first_gap: float = SETTLE_FIRST_GAP) -> float | None:
-    """When the next settle snapshot starts (after ``taken`` snapshots, the last ending at ``last_end``); None = stop.
+    """When the next snapshot starts, after ``taken`` snapshots (the last ending at ``last_end``); None = stop.
 
-    Snapshots are spaced by a growing gap (``first_gap``, then doubled: 0.1, 0.2, 0.4 … s), never
-    back to back, and none starts after ``started + settle``.
+    ``window_start`` is when the first snapshot may start (``taken == 0``), and afterwards when the
+    first one *ended*: the settle window (``settle`` seconds) is counted from there, so a first read
+    longer than ``--settle`` still leaves the window whole. A second snapshot is always taken (there
+    is nothing to compare without one), ``min(first_gap, settle)`` after the first; further ones are
+    spaced by a growing gap (``first_gap`` doubled: 0.2, 0.4 … s), never back to back, and none
+    starts after ``window_start + settle``.
     """
     if taken < 1:
-        return started
+        return window_start
+    if taken == 1:
+        return last_end + min(first_gap, settle)
     at = last_end + first_gap * 2 ** (taken - 1)
-    return at if at <= started + settle else None
+    return at if at <= window_start + settle else None
 
 
 def settle_record(settle: float, why: str | None, settled: bool,
@@ -300,6 +355,24 @@ def settle_record(settle: float, why: str | None, settled: bool,
         return None
     return {"requested": settle, "settled": settled,
             "snapshots": [{"at": a, "end": e} for a, e in snapshots], "why": why}
+
+
+def bound_not_found(missing: dict[str, dict[str, str]], bound: dict[str, IdSet] | None) -> dict[str, list[str]]:
+    """Per kind, the ids whose final read was answered 4xx ("not found") although this run bound them.
+
+    Bound means a create answered 2xx with the id: the shop acknowledged the entity, so a definite
+    "not found" is lost data (``lost_entity``), not a read that failed. Written as the final
+    record's ``bound_not_found`` (absent in older files: their 4xx reads stay "not read back").
+    """
+    out: dict[str, list[str]] = {}
+    for kind, why in missing.items():
+        answered = [i for i, w in why.items() if w.startswith("HTTP 4")]
+        if answered and bound is not None and kind in bound:
+            ids = bound[kind].ids()
+            hit = sorted((i for i in answered if i in ids), key=_id_order)
+            if hit:
+                out[kind] = hit
+    return out
 
 
 def entity_count(entities: dict[str, Iterable[str]]) -> int:

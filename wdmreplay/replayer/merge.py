@@ -197,12 +197,19 @@ def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
             disagree[kind] = sorted(differ)
         lost: dict[str, str] = {}
         for k in order:
-            for eid, why in ((finals[k].get("missing") or {}).get(kind) or {}).items():
+            # the final read keys ``missing`` by entity kind ("item"); older hand-made records by section
+            shard_missing = finals[k].get("missing") or {}
+            for eid, why in (shard_missing.get(kind[:-1]) or shard_missing.get(kind) or {}).items():
                 if eid not in state:
                     lost[eid] = f"shard {labels[k]}: {why}"
         if lost:
-            missing[kind] = lost
+            missing[kind[:-1]] = lost
     merged["missing"] = missing
+    if all(isinstance(f.get("bound_not_found"), dict) for f in finals):
+        # ids a shard bound and found gone, unless another shard read them back (older shards: absent)
+        gone = {kind[:-1]: sorted({i for f in finals for i in (f["bound_not_found"].get(kind[:-1]) or ())}
+                                  - set(merged[kind])) for kind in ENTITY_KINDS}
+        merged["bound_not_found"] = {k: v for k, v in gone.items() if v}
     settles = [f.get("settle") for f in finals]
     merged["settle"] = None if all(s is None for s in settles) else {
         "requested": max(float(s.get("requested") or 0.0) for s in settles if s),

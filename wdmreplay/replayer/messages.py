@@ -109,10 +109,11 @@ class FinalDone:
 
 @dataclass(frozen=True, slots=True)
 class Bye:
-    """The worker closed: its final request count and errors."""
+    """The worker closed: its final request count, errors, and requests that waited for a connection (all busy)."""
 
     done: int
     errors: int
+    conn_waits: int = 0
 
 
 @dataclass(frozen=True, slots=True)

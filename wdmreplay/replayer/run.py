@@ -15,17 +15,19 @@ from typing import Any
 
 from .. import __version__
 from ..api import Dialect, Target, get_dialect
+from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, check_options, probe_target, services_of
 from .coordinator import Coordinator
-from .faults import FaultRunner, load_schedule, schedule_record
-from .final import check_dialect, scan_trace
+from .faults import FaultRunner, check_schedule_fits, load_schedule, schedule_record
+from .final import BATCH_SAMPLE, check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
 from .summary import Tally, build_summary, format_summary
 
-__all__ = ["ReplayError", "TargetUnreachable", "format_summary", "replay_trace", "run_async", "shard_keep"]
+__all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
+           "run_async", "shard_keep"]
 
 
 def run_async(coro: Any) -> Any:
@@ -52,7 +54,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
                  speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
                  label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
                  progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
-                 start_at: float | None = None, faults: str | None = None, live: Any = None) -> dict:
+                 start_at: float | None = None, faults: str | None = None,
+                 final_sample: int | None = BATCH_SAMPLE, live: Any = None) -> dict:
     """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
 
     ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
@@ -67,14 +70,19 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
     there (:mod:`.start`; a start more than a second past is refused before anything is sent).
     ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
-    its actions did is ``summary["faults"]``. ``live`` is a :class:`.live.LiveView` (``replay --ui``)
-    fed with every chunk and event written, and shown the summary at the end.
+    its actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
+    request touched, at most this many per kind are read back (a sample seeded by the trace's seed;
+    None reads them all); what the history touched is always read. ``live`` is a
+    :class:`.live.LiveView` (``replay --ui``) fed with every chunk and event written, and shown the
+    summary at the end.
     """
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
         target = Target.single(target)
     check_options(concurrency=concurrency, timeout=timeout, workers=workers, client=client, settle=settle,
                   speed=speed)
+    if final_sample is not None and final_sample < 0:
+        raise ReplayError(f"final_sample must be 0 or more (None: every entity), got {final_sample}")
     if start_at is not None:
         try:
             check_start_at(start_at, time.time())
@@ -86,6 +94,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         dialect = header.get("dialect") or "2024"
     if isinstance(dialect, str):
         dialect = get_dialect(dialect)
+    if schedule:
+        check_schedule_fits(schedule, run_length(header, speed), faults)
     scan = scan_trace(trace_path, keep=shard_keep(shard, None), final_read=final_read)
     check_dialect(scan, dialect, trace_path)
     probes = probe_target(target, dialect, services_of(scan.ops), timeout)
@@ -99,7 +109,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         scenarios=scenarios, final_read=final_read, settle=settle, client=client,
         start_at=start_at, clock=host_clock(),
         **({"faults": schedule_record(schedule)} if schedule else {}),
-    ), inputs=[trace_path])
+    ), inputs=[trace_path, *([faults] if faults else [])])
     runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
     if live is not None:
@@ -110,7 +120,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         workers=workers, writer=writer if live is None else live.tap(writer), tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
         final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests, start_at=start_at, faults=runner, live=live)
+        total_requests=scan.kept_requests, start_at=start_at, faults=runner, final_sample=final_sample,
+        sample_seed=_seed_of(header), live=live)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -122,12 +133,58 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
         writer.close(complete=complete, wall=wall, reason=reason)
     summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=speed,
                             wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
-                            final_reads=coordinator.final_reads, dialect=dialect.name)
+                            final_reads=coordinator.final_reads, dialect=dialect.name,
+                            conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info)
     if runner is not None:
         summary["faults"] = runner.summary()
     if live is not None:
         live.finish(summary)
     return summary
+
+
+def _seed_of(header: dict) -> int:
+    """The trace's seed (what the final read's batch_init sample is drawn with), 0 when it has none."""
+    seed = header.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+def run_length(header: dict, speed: float | None) -> float | None:
+    """Seconds the trace's schedule lasts at ``speed`` (at max: its length at speed 1, an upper bound); None if unknown."""
+    duration = float(header.get("duration") or 0.0)
+    if not duration > 0:
+        return None
+    return duration / speed if speed is not None else duration
+
+
+def check_output(out_path: str, inputs: list[str | None], force: bool) -> None:
+    """Refuse a results path that is one of the run's inputs, or (without ``force``) that already exists.
+
+    An existing results file is another run's record, and a ``.part`` one a killed run's: neither is
+    replaced silently.
+    """
+    refuse_inputs(out_path, [i for i in inputs if i])
+    if force:
+        return
+    for cand in (out_path, part_path(out_path)):
+        if os.path.lexists(cand):
+            what = "a killed run's partial results" if cand != out_path else "already exists"
+            raise ReplayError(f"{cand}: {what}; give --force to replace it, or choose another -o")
+
+
+def preflight(trace_path: str, target: Target, dialect: str | Dialect | None, timeout: float) -> int:
+    """What a replay checks before it sends: the trace reads, the dialect has its operations, the target answers.
+
+    Returns the number of probe requests sent. ``ab`` calls it for both builds before its first run,
+    so a dead build B is found before build A's whole run.
+    """
+    header = read_header(trace_path)
+    if dialect is None:
+        dialect = header.get("dialect") or "2024"
+    if isinstance(dialect, str):
+        dialect = get_dialect(dialect)
+    scan = scan_trace(trace_path, final_read=False)
+    check_dialect(scan, dialect, trace_path)
+    return probe_target(target, dialect, services_of(scan.ops), timeout)
 
 
 def _worker_config(trace_path: str, target: Target, dialect: Dialect, speed: float | None, concurrency: int,

@@ -14,12 +14,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+MIN_SPEED, MAX_SPEED = 1e-6, 1e6  # outside: a run never done (1e-300) or indistinguishable from max (1e308)
+SPEED_WORDS = ("max", "unlimited")  # the only ways to ask for "as fast as possible"
+
+
 def parse_speed(text: str | float | None) -> float | None:
-    """A speed option value: a positive number, or ``"max"``/``None`` (as fast as possible)."""
+    """A speed option value: a finite number in [MIN_SPEED, MAX_SPEED], or ``"max"``/``None`` (as fast as possible).
+
+    ``inf``, ``-inf`` and ``nan`` are refused like any other non-speed: only the word ``max`` asks
+    for no pacing (``--speed -inf`` once ran at max).
+    """
     if text is None:
         return None
     if isinstance(text, str):
-        if text.strip().lower() in ("max", "inf", "unlimited"):
+        if text.strip().lower() in SPEED_WORDS:
             return None
         try:
             value = float(text)
@@ -27,10 +35,10 @@ def parse_speed(text: str | float | None) -> float | None:
             raise ValueError(f"speed must be a positive number or 'max', got {text!r}") from None
     else:
         value = float(text)
-    if not (value > 0) or math.isinf(value) or math.isnan(value):
-        if math.isinf(value):
-            return None
+    if not math.isfinite(value) or not value > 0:
         raise ValueError(f"speed must be a positive number or 'max', got {text!r}")
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise ValueError(f"speed {text!r} is not in {MIN_SPEED:g}..{MAX_SPEED:g} (or 'max')")
     return value
 
 
@@ -146,7 +154,33 @@ def scheduled_rate(requests: int, duration: float, speed: float | None) -> float
     return requests / (duration / speed)
 
 
-def is_lagging(lag_p99: float | None, speed: float | None, limit: float = 0.010) -> bool:
+def histogram_count_above(hist: np.ndarray, limit: float) -> int:
+    """How many values of ``hist`` lie in buckets wholly above ``limit`` seconds (within a bucket's 0.5 %)."""
+    if limit <= HIST_MIN:
+        return int(hist[1:].sum())
+    first = int(math.floor(math.log(limit / HIST_MIN) / _LOG_RATIO)) + 2  # the first bucket starting above limit
+    return int(hist[min(first, HIST_BUCKETS):].sum())
+
+
+LATE_LIMIT = 0.010  # seconds of schedule lag (sent - intended) above which a request went out late
+SATURATED_SHARE = 0.5  # at least this share of late requests waited for a connection: the shop held them
+
+
+def lateness_cause(late: int, conn_waits: int, share: float = SATURATED_SHARE) -> str | None:
+    """Why requests went out late: ``"saturated"``, ``"replayer"`` or None (none late).
+
+    ``late`` requests had a schedule lag above :data:`LATE_LIMIT`; ``conn_waits`` requests found
+    every ``--concurrency`` connection busy and waited for one. When most late requests waited, the
+    connections were all held by requests the shop had not answered: the shop is saturated. When
+    they found a free connection and were still late, the replayer itself started them late (its
+    CPU could not keep up with the schedule).
+    """
+    if late <= 0:
+        return None
+    return "saturated" if conn_waits >= share * late else "replayer"
+
+
+def is_lagging(lag_p99: float | None, speed: float | None, limit: float = LATE_LIMIT) -> bool:
     """Whether the load generator itself fell behind its schedule (p99 start lag above ``limit``)."""
     return speed is not None and lag_p99 is not None and lag_p99 > limit
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..api import OP_NAMES
 from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
-from .schedule import histogram, histogram_add, histogram_quantile, is_lagging, scheduled_rate
+from .schedule import (LATE_LIMIT, histogram, histogram_add, histogram_count_above, histogram_quantile, is_lagging,
+                       lateness_cause, scheduled_rate)
 
 DIALECT_HINT_SHARE = 0.5  # more than this share of an operation's sent requests got 404 …
 DIALECT_HINT_MIN = 3  # … out of at least this many: the shop may speak the other dialect
@@ -75,12 +76,18 @@ def dialect_hint(sent_by_op: np.ndarray, not_found_by_op: np.ndarray, dialect: s
 
 def build_summary(path: str, tally: Tally, *, header: dict, kept_requests: int, speed: float | None,
                   wall: float, complete: bool, reason: str | None, probes: int, bound: int,
-                  final_reads: int, dialect: str) -> dict:
-    """The run's summary dict (what ``replay_trace`` returns and :func:`format_summary` renders)."""
+                  final_reads: int, dialect: str, conn_waits: int = 0, final_read: dict | None = None) -> dict:
+    """The run's summary dict (what ``replay_trace`` returns and :func:`format_summary` renders).
+
+    ``conn_waits``: requests that waited for a connection (all busy); ``final_read``: the
+    coordinator's record of the final read (seconds, quiesce, snapshots, entities, sample).
+    """
     outcomes = {name: int(c) for name, c in zip(OUTCOMES, tally.outcomes)}
     sent = tally.rows - outcomes["skipped"]
     window = tally.window
     lag_p99 = histogram_quantile(tally.lag, 0.99)
+    lagging = is_lagging(lag_p99, speed)
+    late = histogram_count_above(tally.lag, LATE_LIMIT) if speed is not None else 0
     return {
         "path": path,
         "requests": tally.rows,
@@ -95,7 +102,11 @@ def build_summary(path: str, tally: Tally, *, header: dict, kept_requests: int, 
         "service_p50": histogram_quantile(tally.service, 0.50),
         "service_p99": histogram_quantile(tally.service, 0.99),
         "lag_p99": lag_p99,
-        "lagging": is_lagging(lag_p99, speed),
+        "lagging": lagging,
+        "late": late,
+        "conn_waits": conn_waits,
+        "late_cause": lateness_cause(late, conn_waits) if lagging else None,
+        "final_read": final_read,
         "speed": speed,
         "complete": complete,
         "reason": reason,
@@ -108,6 +119,20 @@ def build_summary(path: str, tally: Tally, *, header: dict, kept_requests: int, 
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f} ms"
+
+
+def _lateness_lines(s: dict) -> list[str]:
+    """The lateness warning, naming which of the two causes happened (the run knows which)."""
+    if not s["lagging"]:
+        return []
+    head = (f"  warning: requests went out late (p99 schedule lag {_ms(s['lag_p99'])}, {s['late']} request(s) "
+            f"more than 10 ms after their intended time; {s['conn_waits']} waited for a connection)")
+    if s["late_cause"] == "saturated":
+        return [head, "    cause: every --concurrency connection was busy waiting on the shop: the shop is saturated "
+                      "at this load and the run measures its capacity; raising --concurrency only moves the wait into "
+                      "timeouts (lower --speed to test below capacity)"]
+    return [head, "    cause: the replayer itself started them late, with connections free: it could not keep up "
+                  "with the schedule (CPU-bound: add --workers, or lower --speed)"]
 
 
 def format_summary(s: dict) -> str:
@@ -124,11 +149,19 @@ def format_summary(s: dict) -> str:
         f"({s['sent']} sent) in {s['wall']:.2f} s -> {s['path']}",
         f"  outcomes: {counts}",
         f"  rate: {achieved} achieved (first send to last answer), scheduled {scheduled}",
-        f"  response time p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])};  schedule lag p99 {_ms(s['lag_p99'])}",
+        f"  response time p50 {_ms(s['p50'])}  p99 {_ms(s['p99'])} (from each request's intended time: waits "
+        f"included, so p99 may exceed --timeout);  schedule lag p99 {_ms(s['lag_p99'])}",
     ]
-    if s["lagging"]:
-        lines.append("  warning: requests went out late (p99 schedule lag above 10 ms): the replayer fell behind "
-                     "(lower --speed or add --workers) or all --concurrency connections were busy (raise it)")
+    fr = s.get("final_read")
+    if fr:
+        send = s.get("send_wall") or 0.0
+        sample = fr.get("sample")
+        sampled = (f", of them {sample['read']} of {sample['of']} batch_init entities the run did not touch "
+                   f"(a sample, seed {sample['seed']})") if sample else ""
+        lines.append(f"  final read: {fr['entities']} entities{sampled} in {fr['seconds']:.2f} s "
+                     f"({fr['snapshots']} snapshot(s), {fr['quiesce']:.2f} s waiting for abandoned requests), "
+                     f"after the send window of {send:.2f} s")
+    lines += _lateness_lines(s)
     hint = s.get("dialect_hint")
     if hint:
         ops = ", ".join(f"{op} {nf}/{n}" for op, (nf, n) in hint["ops"].items())

@@ -100,12 +100,16 @@ async def _serve(conn: Any, cfg: dict) -> None:
     threading.Thread(target=listen, name="wdm-replay-worker-inbox", daemon=True).start()
     ticker = asyncio.create_task(tick())
     conn.send(Ready())
+    pool_closed = False
     try:
         while True:
             msg = await inbox.get()
             if isinstance(msg, End):
                 break
             if isinstance(msg, ReadFinal):
+                if not pool_closed:  # one cap for the whole run: the replay's connections go first
+                    pool_closed = True
+                    await engine.close_replay_pool()
                 counter.n = 0
                 task = asyncio.ensure_future(read_state(engine.client, target, engine.dialect, msg.entities,
                                                         msg.concurrency, counter))
@@ -135,4 +139,4 @@ async def _serve(conn: Any, cfg: dict) -> None:
     finally:
         ticker.cancel()
         await engine.close()
-    conn.send(Bye(engine.done, engine.errors))
+    conn.send(Bye(engine.done, engine.errors, engine.conn_waits))

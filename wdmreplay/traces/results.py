@@ -26,6 +26,8 @@ Format history (bump ``RESULTS_VERSION`` and add a line for every change a reade
   args]]} — its args as columns, see :func:`.argcols.encode_chunk` —; a ``final`` record may hold
   ``order_columns`` {ids, paid, user, total, nlines, item, qty, strings} (see :func:`encode_orders`)
   instead of ``orders``. Readers before this addition load such a file but see no orders.
+  A ``final`` record may also carry ``bound_not_found`` {kind: [ids]}: the ids the run bound from a
+  2xx create whose final read was answered 4xx (lost data); absent in older files.
 
 Times are seconds since the run's start clock (``intended`` = when the schedule said to send,
 ``sent`` = when it was sent, ``done`` = when the response ended; ``sent``/``done`` are NaN for

@@ -124,6 +124,10 @@ class RecordReader:
         try:
             self._f = open(self.path, "rb")
         except FileNotFoundError:
+            part = part_path(self.path)
+            if os.path.isfile(part):  # a killed writer leaves only its temporary file
+                raise FormatError(f"{self.path}: no such file, but {part} exists (a run that was killed "
+                                  f"before it finished): pass that file to read what it recorded") from None
             raise FormatError(f"{self.path}: no such file") from None
         except IsADirectoryError:
             raise FormatError(f"{self.path}: is a directory, not a {fmt} file") from None
