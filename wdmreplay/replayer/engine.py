@@ -3,7 +3,7 @@
 One :class:`Engine` replays the sessions of its shard, phase by phase, against one target. The
 hot path (one request) does: resolve symbols, format the path, send through the lean keep-alive
 client of :mod:`.http` (or, with ``client="aiohttp"``, an ``aiohttp.ClientSession``), classify,
-append one row to column arrays. No per-request logging, no per-request objects beyond what the
+append one row (one packed record). No per-request logging, no per-request objects beyond what the
 client needs. The aiohttp session is always open too: the final read goes through it.
 
 ``concurrency`` is a hard limit for either client: at most that many replayed requests in flight
