@@ -188,6 +188,6 @@ def test_report_text_json_and_html_show_the_fault_windows(tmp_path):
     marked = [ln for ln in text.splitlines() if ln.startswith("  *")]
     assert len(marked) == 4  # buckets 2..5 s touch the window [3, 5]
     page = render_html(data)
-    assert "Availability over time (fault windows shaded)" in page
+    assert "fault windows hatched red" in page and "<td>kill</td><td>3.00 → 5.00</td>" in page
     plain = _run_file(tmp_path / "p.wdmr", rows, [])
     assert "faults" not in build_report(plain)

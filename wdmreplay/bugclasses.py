@@ -199,7 +199,8 @@ class ExerciseCounter:
                 c["oversell"] += 1
         c["unavailable_under_faults"] = sum(n for op, n in ops.items() if op in _WRITES)
         c["lost_acknowledged_data"] = sum(n for op, n in ops.items() if op in _CREATES) + self._batch_created
-        return dict(c)
+        # A batch_init's count is the trace's literal: a hand-written one may be any int, the header must pack.
+        return {name: min(n, _MAX_COUNT) for name, n in c.items()}
 
     def _get(self, kind: int, ref: Any) -> tuple[Any, bool]:
         """The entity ``ref`` of ``kind`` (0 item, 1 user, 2 order), and whether other sessions may touch it."""
@@ -287,6 +288,9 @@ class ExerciseCounter:
             user, shared = self._get(1, order.user)
             if shared:
                 self._write(user, "lost_update_credit", sid, phase)
+
+
+_MAX_COUNT = 2**63 - 1
 
 
 def count_exercises(sessions: Iterable[dict], n_phases: int, quantity_counts: bool = True) -> dict[str, int]:

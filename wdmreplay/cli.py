@@ -81,6 +81,9 @@ UI_DEFAULT = "127.0.0.1:8089"  # replay --ui alone: Locust's web UI port, what t
 # Sessions per second above 1e6 are a typo, not a workload (generation would run for hours);
 # schedules longer than 1e7 s (~115 days) likewise.
 RATE = Finite(0, 1e6, min_open=True)
+# A numeric speed (capacity's --start/--max): the range replayer.schedule.parse_speed accepts
+# (MIN_SPEED, MAX_SPEED), spelled here so the CLI does not import the replayer to parse options.
+SPEED_RANGE = Finite(1e-6, 1e6)
 DURATION = Finite(0, 1e7, min_open=True)
 
 
@@ -738,6 +741,52 @@ def check_cmd(results: str, as_json: bool, recheckout: str, min_availability: fl
     sys.exit(report.verdict.exit_code)
 
 
+@cli.command("explain")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.argument("ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--recheckout", type=click.Choice(["refuse", "charge"]), default="refuse", show_default=True,
+              help="re-checkout policy of the consistency check (see check --help)")
+@click.option("--trace", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="the run's trace file, to name each entity's create request [default: the path the run "
+                   "recorded, or that name beside RESULTS]")
+def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, trace: str | None) -> None:
+    """Tell an entity's story: every request that touched it, and the arithmetic of its anomaly.
+
+    For each ID (an item, user or order id — item:ID, user:ID or order:ID when one id names several
+    — or an anomaly kind such as lost_update for its first anomaly; none given: the first anomaly of
+    each kind), the requests that touched
+    it in send order — session, operation, amount, intended/sent/done (ms on the run's clock),
+    status and answer; those whose [sent, done] overlap are marked concurrent — then what it
+    started with, what the 2xx answers took, and what the final read found. Exit 0; exit 2 for
+    an id the run does not know.
+
+    \b
+    Examples:
+      wdm-replay explain a.wdmr                      # the first anomaly of each kind
+      wdm-replay explain a.wdmr item-12 user-7       # these entities
+      wdm-replay explain a.wdmr lost_update          # the first lost update
+      wdm-replay explain a.wdmr user:0               # user 0 (batch_init ids name items and orders too)
+      wdm-replay explain a.wdmr --format json > story.json
+    """
+    from .analysis import check_results, render_json
+    from .analysis.check import paused_gc
+    from .analysis.story import explain_json, explain_run, render_explain_text
+    from .traces import load_results
+
+    with paused_gc():
+        run = load_results(results, with_args=True)
+    check = check_results(run, recheckout=recheckout)
+    stories = explain_run(run, ids, [a.as_dict() for a in check.anomalies], trace=trace)
+    verdict = check.verdict.verdict
+    if fmt == "json":
+        click.echo(render_json(explain_json(stories, run=os.path.basename(results), verdict=verdict)), nl=False)
+    else:
+        by = check.verdict.decided_by
+        decided = f", decided by {', '.join(by)}: see wdm-replay check" if by else ""
+        click.echo(render_explain_text(stories, verdict=verdict + decided), nl=False)
+
+
 @cli.command("report")
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
@@ -751,13 +800,16 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
     """Report a run: per-operation counts, rates, outcome shares, latency percentiles, the check.
 
     Text by default; --format json has stable documented keys; --format html writes one
-    self-contained page with plots (needs matplotlib: pip install 'wdm-replay[html]').
+    self-contained page: the verdict in a coloured banner, the sections and operations tables, each
+    anomaly's timeline (the story `explain` tells), charts over time (the charts need matplotlib:
+    pip install 'wdm-replay[html]'; without it the page says so and keeps every table).
 
     \b
     Examples:
       wdm-replay report a.wdmr
       wdm-replay report a.wdmr --format json -o a.json
       wdm-replay report a.wdmr --format html -o a.html
+      wdm-replay report short.wdmr --format html --bucket 0.1 -o short.html   # a run of seconds
       wdm-replay report huge.wdmr --no-check            # statistics of millions of rows in seconds
     """
     from .analysis import build_report, render_html, render_json, render_text
@@ -884,6 +936,191 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
                   notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     paths = [str(r.path) for r in done if r.build == "A"] + [str(r.path) for r in done if r.build == "B"]
     _compare_and_exit(paths, threshold, error_threshold, fmt, output, alpha, seed, no_check)
+
+
+# --- capacity, grade (composition roots: capacity.py, grade.py) ----------------------------------
+
+
+def _target_of(urls_path: str | None, base_url: str | None):
+    """The replay target from --urls or --url (the same defaults as ``replay``)."""
+    from .api import Target, load_urls
+    from .replayer import ReplayError
+
+    if urls_path and base_url:
+        raise ReplayError("give either --urls or --url, not both")
+    if urls_path:
+        return load_urls(urls_path)
+    if base_url:
+        return Target.single(base_url)
+    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single("http://localhost:8000")
+
+
+@cli.command("capacity")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
+              help="urls.json of the shop [default: ./urls.json if present]")
+@click.option("--url", "base_url", help="one gateway base URL [default: http://localhost:8000]")
+@click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True,
+              help="what a step must meet: p50|p90|p99|p99.9<N(ms|s) and unanswered<N%, comma-separated")
+@click.option("--start", type=SPEED_RANGE, default=1.0, show_default=True,
+              help="first speed tried")
+@click.option("--max", "max_speed", type=SPEED_RANGE, default=64.0, show_default=True,
+              help="highest speed tried")
+@click.option("--factor", type=Finite(1.0, 100.0, min_open=True), default=2.0, show_default=True,
+              help="speed multiple between steps of the climb")
+@click.option("--bisect", "bisect_steps", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="bisection steps between the last passing and the first failing speed")
+@click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
+              help="cut each step's trace to S seconds at its speed [default: the whole trace at each speed]")
+@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight (connections)")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="capacity-runs", show_default=True,
+              help="directory that keeps every step's results file (and cut traces)")
+@click.option("-o", "--output", "plot", type=click.Path(dir_okay=False), metavar="PLOT",
+              help="write the plot (achieved vs offered rate, p99 vs offered rate): .png or .svg; needs matplotlib")
+@click.option("--json", "as_json", is_flag=True, help='print {"speed", "rate", "slo", "steps": [...]} (stable keys)')
+@click.option("--quiet", "-q", is_flag=True, help="no per-step lines or progress bars")
+def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: str, start: float, max_speed: float,
+                 factor: float, bisect_steps: int, step_seconds: float | None, dialect: str | None, concurrency: int,
+                 timeout: float, outdir: str, plot: str | None, as_json: bool, quiet: bool) -> None:
+    """Find the highest speed at which the shop still meets an SLO.
+
+    Replays TRACE at --start, then geometrically faster (x --factor) until a step misses the SLO or
+    --max is reached, bisects between the last passing and the first failing speed, and repeats the
+    knee to confirm it. Every step is also checked: a step that is NOT CLEAN ends the search (no
+    capacity for a wrong shop). Exit 0: knee found; 1: a step NOT CLEAN; 3: no speed met the SLO;
+    2: usage or file error. Use a paced trace (generate-trace stress) long enough to be stable.
+
+    \b
+    Examples:
+      wdm-replay generate-trace stress --rate 50 --duration 30 -o stress.wdmt
+      wdm-replay capacity stress.wdmt --url http://127.0.0.1:8000 -o capacity.png
+      wdm-replay capacity stress.wdmt --urls urls.json --slo "p99<200ms,unanswered<0.5%" --max 32
+      wdm-replay capacity stress.wdmt --start 4 --step-seconds 20 -d cap-runs --json > capacity.json
+    """
+    from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
+                           plot_capacity, render_capacity_text)
+
+    slo_value = parse_slo(slo)
+    plan = SearchPlan(start, max_speed, factor, bisect_steps)
+    target = _target_of(urls_path, base_url)
+    no_plot = matplotlib_missing() if plot else None
+    if no_plot:
+        click.echo(f"wdm-replay: {no_plot}; the search runs, the table is printed", err=True)
+
+    def step_line(st) -> None:
+        if not quiet:
+            click.echo(f"capacity: step {st.index} {st.kind} x{st.speed:g}: "
+                       f"p99 {st.latency_ms.get('p99')} ms, {100 * st.unanswered:.2f}% unanswered, {st.verdict}, "
+                       f"{'pass' if st.passed else 'fail'} ({st.results})", err=True)
+
+    res = find_capacity(trace, outdir, slo=slo_value, plan=plan,
+                        opts=ReplayOptions(target, dialect, concurrency, timeout), step_seconds=step_seconds,
+                        progress=not quiet and sys.stderr.isatty(), notify=step_line)
+    if plot and not no_plot:
+        plot_capacity(res, plot)
+        click.echo(f"wrote {plot}", err=True)
+    if as_json:
+        from .analysis import render_json
+
+        click.echo(render_json(res.as_dict()), nl=False)
+    else:
+        click.echo(render_capacity_text(res), nl=False)
+    sys.exit(res.exit_code)
+
+
+@cli.command("grade")
+@click.argument("teams_toml", metavar="TEAMS.toml", type=click.Path(dir_okay=False))
+@click.option("-d", "--dir", "outdir", required=True, type=click.Path(file_okay=False),
+              help="directory of the session: traces, every team's results and reports, the leaderboard")
+@click.option("--suite", default="consistency,stress,capacity,faults", show_default=True,
+              help="suites to run, comma-separated (faults only for teams with a `faults` schedule)")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="teams graded at once (only when the machines allow: teams then share this one's CPU)")
+@click.option("--force", is_flag=True, help="regrade teams already graded in --dir (default: skip them, resume)")
+@click.option("--consistency-trace", type=click.Path(dir_okay=False), metavar="FILE",
+              help="consistency trace to use [default: generate-trace consistency --preset PRESET]")
+@click.option("--stress-trace", type=click.Path(dir_okay=False), metavar="FILE",
+              help="stress trace (fixed rate, capacity, faults) [default: generate-trace stress --rate RATE "
+                   "--duration DURATION]")
+@click.option("--preset", type=click.Choice(["course", "readme"]), default="course", show_default=True,
+              help="consistency preset of the generated trace")
+@click.option("--rate", type=RATE, default=20.0, show_default=True, help="sessions/s of the generated stress trace")
+@click.option("--duration", type=DURATION, default=30.0, show_default=True, help="seconds of the generated stress trace")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the generated traces")
+@click.option("--slo", default="p99<500ms,unanswered<1%", show_default=True, help="the capacity SLO (see capacity --help)")
+@click.option("--capacity-start", type=SPEED_RANGE, default=1.0, show_default=True,
+              help="first speed of the capacity search")
+@click.option("--capacity-max", type=SPEED_RANGE, default=64.0, show_default=True,
+              help="highest speed of the capacity search")
+@click.option("--bisect", type=click.IntRange(0, 20), default=3, show_default=True, help="capacity bisection steps")
+@click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
+              help="cut each capacity step to S seconds")
+@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="max requests in flight per replay")
+@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@click.option("--max-recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
+              help="fault runs: a slower recovery is NOT CLEAN (see check --help)")
+@click.option("--no-html", is_flag=True, help="text reports per run instead of HTML (faster; no matplotlib needed)")
+@click.option("--json", "as_json", is_flag=True, help="print leaderboard.json instead of the table")
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines or bar")
+def grade_cmd(teams_toml: str, outdir: str, suite: str, parallel: int, force: bool, consistency_trace: str | None,
+              stress_trace: str | None, preset: str, rate: float, duration: float, seed: int, slo: str,
+              capacity_start: float, capacity_max: float, bisect: int, step_seconds: float | None, concurrency: int,
+              timeout: float, max_recovery: float, no_html: bool, as_json: bool, quiet: bool) -> None:
+    """Grade every team of TEAMS.toml on the same traces and write a leaderboard.
+
+    TEAMS.toml has one table per team: url = "http://…" (one gateway) or urls = "urls.json", and
+    optional reset (shell command run before each replay), before / after (once around the team's
+    runs) and faults (a fault schedule file, see docs/faults.md). Every team gets the same trace
+    bytes: the consistency workload at full speed, the stress trace at its own fixed rate, the
+    capacity search on it, and its fault schedule on it. Writes --dir/teams/NAME/ (every results
+    file and report), and --dir/leaderboard.{json,csv,html}. A rerun skips graded teams (--force
+    regrades). Unreachable, crashed and NOT CLEAN teams are marked and come last. Exit 0 when the
+    leaderboard is written; 2 for bad input.
+
+    \b
+    Example TEAMS.toml:
+      [teams.alpha]
+      url = "http://10.0.0.11:8000"
+      reset = "ssh alpha ./reset.sh"
+      [teams.beta]
+      urls = "beta/urls.json"
+      faults = "beta/kill-stock.json"
+
+    \b
+    Examples:
+      wdm-replay grade teams.toml -d grading
+      wdm-replay grade teams.toml -d grading --suite consistency,stress --rate 50 --duration 60
+      wdm-replay grade teams.toml -d grading --slo "p99<200ms,unanswered<1%" --capacity-max 32
+      wdm-replay grade teams.toml -d grading --force --parallel 2
+    """
+    from pathlib import Path
+
+    from .capacity import SearchPlan, parse_slo
+    from .grade import GradeConfig, load_teams, parse_suites, prepare_traces, run_grade
+    from .leaderboard import render_leaderboard_json, render_leaderboard_text
+
+    suites = parse_suites(suite)
+    slo_text = parse_slo(slo).text
+    SearchPlan(capacity_start, capacity_max, bisect_steps=bisect)  # validated before anything runs
+    teams = load_teams(teams_toml)
+    out = Path(outdir)
+    notify = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    paths, digests = prepare_traces(out, suites, consistency=consistency_trace, stress=stress_trace, preset=preset,
+                                    rate=rate, duration=duration, seed=seed, force=force)
+    cfg = GradeConfig(out, suites, paths, digests, slo=slo_text, capacity_start=capacity_start,
+                      capacity_max=capacity_max, bisect=bisect, step_seconds=step_seconds, concurrency=concurrency,
+                      timeout=timeout, max_recovery=max_recovery, reports=not no_html,
+                      commands_cwd=str(Path(teams_toml).resolve().parent))
+    outcome = run_grade(teams, cfg, parallel=parallel, force=force, progress=not quiet and sys.stderr.isatty(),
+                        notify=notify)
+    for path in outcome.files:
+        notify(f"wrote {path}")
+    click.echo(render_leaderboard_json(outcome.leaderboard) if as_json else
+               render_leaderboard_text(outcome.leaderboard), nl=False)
 
 
 # --- shrink (composition root: replayer + analysis) ---------------------------------------------

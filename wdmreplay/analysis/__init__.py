@@ -2,7 +2,7 @@
 
 Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.verdict``, ``.clean``, ``.anomalies``),
 :func:`build_report` (→ dict with stable keys), :func:`render_text`, :func:`render_json`,
-:func:`render_html` (needs matplotlib, imported only when called), :func:`compare_runs`
+:func:`render_html` (a page from Jinja2 templates; its charts need matplotlib, imported only then), :func:`compare_runs`
 (→ :class:`CompareResult`) and :func:`render_compare_text`.
 """
 
@@ -17,7 +17,7 @@ from .stats import compute_stats
 
 
 def render_html(report: dict) -> str:
-    """One self-contained HTML page of a report (imports matplotlib lazily; one-line error if missing)."""
+    """One self-contained HTML page of a report (charts when matplotlib is installed; the tables always)."""
     from .html import render_html as _render
 
     return _render(report)

@@ -292,24 +292,3 @@ def fault_lines(d: dict) -> list[str]:
             pct = "    -" if sh is None else f"{100.0 * sh:5.1f}"
             lines.append(f"  {mark}{t0:>8g} {pct}% {tl['answered'][k]:>6}/{tl['requests'][k]:<6} {bar}")
     return lines + [""]
-
-
-def shade_faults(ax: object, report: dict) -> None:
-    """Shade a report's fault windows on a matplotlib axis whose x is seconds since the start (HTML plots)."""
-    for w in (report.get("faults") or {}).get("windows", []):
-        end = w["end"] if w["end"] is not None else report["stats"]["span"] or w["start"]
-        ax.axvspan(w["start"], end, color="#d62728", alpha=0.15, lw=0)  # type: ignore[attr-defined]
-
-
-def availability_plot(report: dict, plt: object, png: object) -> str:
-    """The availability timeline (answered share per bucket) with the fault windows shaded, as base64 PNG."""
-    tl = report["faults"]["timeline"]
-    fig, ax = plt.subplots(figsize=(9, 3.2))  # type: ignore[attr-defined]
-    ax.step(tl["t"], [float("nan") if v is None else 100.0 * v for v in tl["share"]], where="post", label="answered %")
-    shade_faults(ax, report)
-    ax.set_ylim(-2, 102)
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel(f"answered % per {tl['bucket']:g} s")
-    ax.set_title("Availability over time (fault windows shaded)")
-    ax.grid(alpha=0.3)
-    return png(fig, plt)  # type: ignore[operator]

@@ -17,6 +17,7 @@ from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
 from .faults import analyze_faults, fault_lines, has_faults
+from .story import report_stories
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
 
 REPORT_SCHEMA = "wdm-report/1"
@@ -46,7 +47,8 @@ def build_report(results: Results, *, check: CheckReport | None = None, rechecko
     """The full report of a run: run info, statistics, and (when args were loaded) the check.
 
     Keys: ``schema``, ``run``, ``stats`` {span, overall, by_op, timeline}, ``check`` (the
-    :meth:`CheckReport.as_dict` form, or None when the results were loaded without args).
+    :meth:`CheckReport.as_dict` form, or None when the results were loaded without args), ``stories``
+    (the :class:`~.story.Story` JSON form of the first anomalies, at most one per kind first; [] if none).
     ``bucket`` (seconds per timeline slice) must be a positive finite number: AnalysisError otherwise.
     """
     if isinstance(bucket, bool) or not isinstance(bucket, (int, float)) or not (math.isfinite(bucket) and bucket > 0):
@@ -55,6 +57,9 @@ def build_report(results: Results, *, check: CheckReport | None = None, rechecko
         check = check_results(results, recheckout=recheckout)
     out = {"schema": REPORT_SCHEMA, "run": run_info(results), "stats": compute_stats(results, bucket=bucket),
            "check": check.as_dict() if check is not None else None}
+    # The stories (``explain``) of the first anomalies: the HTML report draws them as timelines.
+    out["stories"] = ([s.as_dict() for s in report_stories(results, [a.as_dict() for a in check.anomalies])]
+                      if check is not None and check.anomalies else [])
     if has_faults(results):  # the ``faults`` section: only for a run with a fault schedule
         out["faults"] = analyze_faults(results, bucket=bucket).as_dict()
     return out
