@@ -34,3 +34,11 @@ def test_no_final_state_names_its_cause(shop, tmp_path: Path) -> None:
     assert p.returncode == 3 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
     assert "cut.wdmr: the run has no final state (a partial run: ended without a trailer at byte " in p.stderr
     assert "replayed without the final read" not in p.stderr
+
+
+def test_an_empty_run_path_is_a_one_line_error(shop, tmp_path: Path) -> None:
+    """Before: ``shrink ""`` was a ValueError traceback (the default -o derived from an empty name)."""
+    p = _run(["shrink", "", "--url", shop.url], tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr == "wdm-replay: error: '': not a results file; give the RUN.wdmr to shrink\n"
+    assert list(tmp_path.iterdir()) == []

@@ -1203,6 +1203,8 @@ def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: st
         target = load_urls("urls.json")
     else:
         target = Target.single("http://localhost:8000")
+    if not Path(run).name:  # "", ".", "/": no results file, and no name to derive the default -o from
+        raise ShrinkError(f"{run!r}: not a results file; give the RUN.wdmr to shrink")
     out = output or str(Path(run).with_suffix(".min.wdmt"))
     result = shrink_run(run, out, target=target, trace=trace_path, anomaly=anomaly, runs=runs, budget=budget,
                         before_each=before_each, timeout=timeout, concurrency=concurrency, force=force,
