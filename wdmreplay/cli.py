@@ -1021,6 +1021,12 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
                            plot_capacity, render_capacity_text)
 
     slo_value = parse_slo(slo)
+    if plot:  # before the search: a plot it cannot write must not cost the whole search
+        from .traces.trace import refuse_replacing
+
+        if os.path.splitext(plot)[1].lower() not in (".png", ".svg", ".pdf"):
+            raise click.BadParameter(f"{plot}: the plot is written as .png, .svg or .pdf", param_hint="-o")
+        refuse_replacing(plot, False)
     plan = SearchPlan(start, max_speed, factor, bisect_steps)
     target = _target_of(urls_path, base_url)
     no_plot = matplotlib_missing() if plot else None
