@@ -139,7 +139,7 @@ def test_inspect_says_a_trace_without_repeated_items_does_not_exercise_them(tmp_
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.strip().startswith("repeated item collapsed"))
     assert "NOT EXERCISED" in line and "added twice" in line
-    assert "bug classes exercised: 7 of 13" in res.output
+    assert "bug classes exercised: 7 of 13, 2 of them only when replayed with --faults" in res.output
     info = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
     by = {c["name"]: c for c in info["exercises"]["classes"]}
     assert info["exercises"]["source"] == "header"

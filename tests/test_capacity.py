@@ -135,6 +135,29 @@ def test_cli_bad_slo_is_one_line_and_exit_2(stress_trace, shop):
     assert r.stderr.count("\n") == 1 and "cannot read 'p99<soon'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("name,message", [("plot.txt", "written as .png, .svg or .pdf"),
+                                           ("run.wdmr", "written as .png, .svg or .pdf"),
+                                           ("old.png", None)])
+def test_cli_plot_output_is_checked_before_the_search(stress_trace, shop, tmp_path, name, message):
+    out = tmp_path / name
+    if name == "old.png":  # an existing results file under a .png name is not replaced either
+        import shutil
+        shutil.copy(_results_file(stress_trace, shop, tmp_path), out)
+        message = "already holds the results of a run"
+    r = subprocess.run([sys.executable, "-m", "wdmreplay", "capacity", str(stress_trace), "--url", shop.url,
+                        "-d", str(tmp_path / "steps"), "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "steps").exists() or not list((tmp_path / "steps").glob("*.wdmr")), "the search ran"
+
+
+def _results_file(trace, shop, tmp_path):
+    out = tmp_path / "r.wdmr"
+    r = subprocess.run([sys.executable, "-m", "wdmreplay", "replay", str(trace), "--url", shop.url, "--speed", "max",
+                        "-q", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def test_cli_speed_range_is_the_replayers():
     from wdmreplay.cli import SPEED_RANGE
     from wdmreplay.replayer.schedule import MAX_SPEED, MIN_SPEED

@@ -39,7 +39,7 @@ def test_generate_trace_matches_library_and_prints_summary(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wrote t.wdmt: stress seed 9, 500 sessions, ")
-    assert lines[0].endswith("; exercises 10 of 13 bug classes (inspect lists them)")
+    assert lines[0].endswith("; exercises 10 of 13 bug classes, 2 of them only when replayed with --faults (inspect lists them)")
     assert "requests, schedule" in lines[0]
     # Not a TTY: no progress bar, only the one-line scenario-4 notice.
     err = proc.stderr.strip().splitlines()

@@ -330,6 +330,51 @@ def test_no_answer_times_out_and_closes_the_connection(run):
         assert srv.wait_for(lambda: srv.eofs == 1)
 
 
+def test_deadlines_share_one_timer_each_silent_request_times_out_on_time(run):
+    """One timer serves every deadline: a silent request times out on time while requests written
+    before and after it are answered; a second silent one, written later, times out on its own
+    deadline (the timer re-armed); finished requests leave the deadline queue; close stops the timer."""
+    async def respond(conn: RawConn, method: str, path: str, n: int) -> bool:
+        if path.startswith("/slow"):
+            await conn.until_client_closes()
+            return False
+        await conn.send(ok(path.encode()))
+        return True
+
+    with RawServer(respond) as srv:
+        async def go():
+            client = HttpClient(0.4, limit=8)
+            origin = client.origin(srv.url)
+
+            async def slow(name: str) -> float:
+                t0 = time.monotonic()
+                with pytest.raises(asyncio.TimeoutError):
+                    await origin.request("GET", f"/slow/{name}")
+                return time.monotonic() - t0
+
+            fast = [await origin.request("GET", f"/fast/{i}") for i in range(5)]
+            first = asyncio.ensure_future(slow("a"))
+            t_end = time.monotonic() + 0.2
+            while time.monotonic() < t_end:  # requests written after the silent one, answered
+                fast.append(await origin.request("GET", f"/fast/{len(fast)}"))
+                await asyncio.sleep(0.005)
+            # Written last, with nothing after it: only the timer re-armed after the first
+            # timeout can end it on time.
+            second = asyncio.ensure_future(slow("b"))
+            waits = (await first, await second)
+            fast.append(await origin.request("GET", f"/fast/{len(fast)}"))
+            queued = len(client.deadlines)
+            await client.close()
+            return fast, waits, queued, client.timer
+        fast, waits, queued, timer = run(go())
+        assert all(status == 200 and body == f"/fast/{i}".encode() for i, (status, body) in enumerate(fast))
+        assert len(fast) > 10
+        for w in waits:  # each on its own deadline: not early, not held back by the other's
+            assert 0.39 <= w < 0.4 + 0.35, waits
+        assert queued <= 1  # the answered requests left the queue (the last one's entry at most)
+        assert timer is None
+
+
 def test_idle_connection_closed_by_the_server_is_replaced(run):
     async def one_then_close(conn: RawConn, method: str, path: str, n: int) -> bool:
         await conn.send(ok(path.encode()))  # keep-alive response, then the server closes anyway

@@ -96,6 +96,7 @@ def test_shard_keep_partitions_sessions(shard, worker):
                if shard_keep((i, m) if shard else None, (j, n) if worker else None)(sid)] for sid in sids]
     assert all(len(o) == 1 for o in owners)
     assert shard_keep(None, None) is None
+    assert shard_keep(None, (0, 1)) is None and shard_keep((0, 1), (0, 1)) is None  # one worker, no shard: no filter
 
 
 @pytest.mark.parametrize("values, q, expected", [

@@ -85,6 +85,34 @@ def test_round_trip_and_part_file_renamed_on_close(tmp_path: Path) -> None:
     assert r.header["version"] == 2 and r.header["label"] == "L"
 
 
+def test_packed_rows_become_the_columns_the_file_holds(tmp_path: Path) -> None:
+    """Rows packed one record each (what a replay worker appends) come out as the same columns as
+    one array per column, limits and NaN included, and load back from a written file."""
+    import array
+    import math
+
+    from wdmreplay.traces.results import pack_row, row_columns
+
+    rows = [(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0),
+            (2**32 - 1, 65535, 65535, 255, 65535, 255, 255, 65535, 1e9, math.nan, math.nan),
+            (7, 3, 1, 4, 2, 1, 5, 503, 1.25, 1.5, 1.75)]
+    buf = bytearray()
+    for r in rows:
+        buf += pack_row(*r)
+    cols = row_columns(buf)
+    by_array = {name: array.array(code, [r[i] for r in rows]).tobytes() for i, (name, _, code) in enumerate(COLUMNS)}
+    assert cols == by_array
+    out = tmp_path / "r.wdmr"
+    w = ResultsWriter(out, _header())
+    w.write_requests(cols, [["a"], ["b"], ["c"]])
+    w.close(complete=True, wall=1.0)
+    r = load_results(out, with_args=True)
+    assert r.n == 3 and r.cols["sid"].tolist() == [0, 2**32 - 1, 7] and r.cols["status"].tolist() == [0, 65535, 503]
+    assert math.isnan(r.cols["sent"][1]) and r.cols["done"][2] == 1.75 and r.args == [["a"], ["b"], ["c"]]
+    with pytest.raises(Exception):
+        pack_row(2**32, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0)  # out of its column's range: refused, not wrapped
+
+
 def test_every_record_reaches_the_os_when_written(tmp_path: Path) -> None:
     out = tmp_path / "r.wdmr"
     w = ResultsWriter(out, _header())

@@ -317,22 +317,27 @@ class BugCoverage:
     needs_fault: tuple[str, ...]  # behaviour in the trace, but no fault hit the run
     counts: dict[str, int]
     source: str | None = None  # "header" (the trace header's), "trace file" (counted from it), None
+    # Why the run may have sent less than the trace holds ("a partial run", "shard 1/4"): the counts
+    # are then the trace's, an upper bound on what the run exercised. None for a whole, complete run.
+    incomplete: str | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys; ``check --json``'s ``bug_classes``)."""
         return {"stated": self.stated, "source": self.source, "classes": len(BUG_CLASSES), "covered": list(self.covered),
                 "not_exercised": list(self.not_exercised), "needs_fault": list(self.needs_fault),
-                "counts": dict(self.counts)}
+                "counts": dict(self.counts), "incomplete": self.incomplete}
 
 
-def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = "header") -> BugCoverage:
+def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = "header",
+                     incomplete: str | None = None) -> BugCoverage:
     """What a run covered, from its trace's ``exercises`` counts (None: not known).
 
     ``faults``: whether the run had fault windows (a class that needs a fault is covered only then);
-    ``source`` says where the counts came from.
+    ``source`` says where the counts came from; ``incomplete`` why the run may not have sent the
+    whole trace (a partial run, one shard), so the counts are at most what it covered.
     """
     if not isinstance(exercises, dict):
-        return BugCoverage(False, (), (), (), {})
+        return BugCoverage(False, (), (), (), {}, None, incomplete)
     covered, missing, unfaulted = [], [], []
     for c in BUG_CLASSES:
         n = exercises.get(c.name, 0)
@@ -343,7 +348,7 @@ def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = 
         else:
             covered.append(c.name)
     return BugCoverage(True, tuple(covered), tuple(missing), tuple(unfaulted),
-                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}, source)
+                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}, source, incomplete)
 
 
 def coverage_line(cov: dict) -> str:
@@ -357,4 +362,7 @@ def coverage_line(cov: dict) -> str:
     if cov["needs_fault"]:
         parts.append("need a fault run: " + ", ".join(BY_NAME[n].title for n in cov["needs_fault"]))
     tail = f" ({'; '.join(parts)})" if parts else ""
+    if cov.get("incomplete"):  # the trace's count: the run may not have sent what exposes them
+        return (f"covered: at most {len(cov['covered'])} of {cov['classes']} bug classes — {cov['incomplete']}: "
+                f"some requests of the trace may not have been sent{tail}")
     return f"covered: {len(cov['covered'])} of {cov['classes']} bug classes{tail}"

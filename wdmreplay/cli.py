@@ -105,10 +105,15 @@ def cli() -> None:
 
 # --- generate-trace, inspect (recorder) -------------------------------------------------------
 
+_FORCE_HELP = ("replace an existing file at -o that no command could make again (a run's results, a recorded "
+               "or shrunk trace, any file that is not a generated trace); a generated trace is replaced without it")
+
+
 def _trace_options(workload: str):
     """Options every generate-trace workload takes: --seed, --dialect, -o, --quiet."""
     def deco(f):
         f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
+        f = click.option("--force", is_flag=True, help=_FORCE_HELP[0].upper() + _FORCE_HELP[1:] + ".")(f)
         f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=f"{workload}.wdmt",
                          show_default=True, help="Trace file to write.")(f)
         f = click.option("--dialect", type=click.Choice(["2024", "2023"]), default="2024", show_default=True,
@@ -128,8 +133,11 @@ def _open_options(f):
     return f
 
 
-def _run_generate(workload: str, seed: int, dialect: str, output: str, quiet: bool, **options) -> None:
+def _run_generate(workload: str, seed: int, dialect: str, output: str, quiet: bool, force: bool, **options) -> None:
     from .recorder import generate, summary_line
+    from .traces.trace import refuse_replacing
+
+    refuse_replacing(output, force)
 
     header = generate(workload, output, seed=seed, dialect=dialect,
                       progress=not quiet and sys.stderr.isatty(),
@@ -315,8 +323,9 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
               help="Dialect to match requests with (auto: the one matching most requests).")
 @click.option("--grace", type=Finite(0, DAY), default=30.0, show_default=True, metavar="S",
               help="On stop, seconds to let requests in flight finish.")
+@click.option("--force", is_flag=True, help=_FORCE_HELP[0].upper() + _FORCE_HELP[1:] + ".")
 def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output: str, duration: float | None,
-               max_requests: int | None, phase_gap: float | None, dialect: str, grace: float) -> None:
+               max_requests: int | None, phase_gap: float | None, dialect: str, grace: float, force: bool) -> None:
     """Capture real traffic through a reverse proxy and write it as a replayable trace.
 
     Runs until Ctrl-C, SIGTERM, --duration or --requests; then writes OUT with workload
@@ -336,10 +345,13 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
 
     if bool(urls_path) == bool(upstream):
         raise CaptureError("give exactly one of --urls or --upstream")
+    from .traces.trace import refuse_replacing
+
     if urls_path:
         from .traces import refuse_inputs
 
         refuse_inputs(output, [urls_path])
+    refuse_replacing(output, force)
     target = load_urls(urls_path) if urls_path else Target.single(upstream)  # type: ignore[arg-type]
     host, port = parse_listen(listen)
 
@@ -584,7 +596,8 @@ def _print_replay_summary(summary: dict, quiet: bool) -> None:
 @cli.command("merge")
 @click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="merged results file")
-def merge_cmd(shards: tuple[str, ...], output: str) -> None:
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
+def merge_cmd(shards: tuple[str, ...], output: str, force: bool) -> None:
     """Merge the results of every `replay --shard i/N` of one trace into one run's results.
 
     Rows, bindings, events (tagged with their shard) and the final state are merged exactly; the
@@ -596,7 +609,11 @@ def merge_cmd(shards: tuple[str, ...], output: str) -> None:
       wdm-replay merge s0.wdmr s1.wdmr -o run.wdmr && wdm-replay check run.wdmr
     """
     from .replayer.merge import merge_results
+    from .traces import refuse_inputs
+    from .traces.trace import refuse_replacing
 
+    refuse_inputs(output, list(shards))  # an input named as -o: that error, not "already holds"
+    refuse_replacing(output, force)
     click.echo(merge_results(list(shards), output).line())
 
 
@@ -1025,6 +1042,12 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
                            plot_capacity, render_capacity_text)
 
     slo_value = parse_slo(slo)
+    if plot:  # before the search: a plot it cannot write must not cost the whole search
+        from .traces.trace import refuse_replacing
+
+        if os.path.splitext(plot)[1].lower() not in (".png", ".svg", ".pdf"):
+            raise click.BadParameter(f"{plot}: the plot is written as .png, .svg or .pdf", param_hint="-o")
+        refuse_replacing(plot, False)
     plan = SearchPlan(start, max_speed, factor, bisect_steps)
     target = _target_of(urls_path, base_url)
     no_plot = matplotlib_missing() if plot else None
@@ -1170,9 +1193,10 @@ def grade_cmd(teams_toml: str, outdir: str, suite: str, parallel: int, force: bo
 @click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="max requests in flight per replay")
 @click.option("--quiet", "-q", is_flag=True, help="no progress; print only the result")
+@click.option("--force", is_flag=True, help=_FORCE_HELP)
 def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: str | None, trace_path: str | None,
                anomaly: str | None, runs: int, budget: float, before_each: str | None, timeout: float,
-               concurrency: int, quiet: bool) -> None:
+               concurrency: int, quiet: bool, force: bool) -> None:
     """Shrink RUN's trace to a small one that still reproduces its finding against the shop.
 
     Keeps the requests of the entity at fault and those it depends on (its creates, funding,
@@ -1206,9 +1230,11 @@ def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: st
         target = load_urls("urls.json")
     else:
         target = Target.single("http://localhost:8000")
+    if not Path(run).name:  # "", ".", "/": no results file, and no name to derive the default -o from
+        raise ShrinkError(f"{run!r}: not a results file; give the RUN.wdmr to shrink")
     out = output or str(Path(run).with_suffix(".min.wdmt"))
     result = shrink_run(run, out, target=target, trace=trace_path, anomaly=anomaly, runs=runs, budget=budget,
-                        before_each=before_each, timeout=timeout, concurrency=concurrency,
+                        before_each=before_each, timeout=timeout, concurrency=concurrency, force=force,
                         progress=not quiet and sys.stderr.isatty(),
                         notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     click.echo(format_result(result))

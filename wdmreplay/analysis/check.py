@@ -330,7 +330,10 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
 def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
     """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
     counts, source = run_exercises(results.header.get("trace") or {})
-    return verdict_coverage(counts, faults, source)
+    shard = results.header.get("shard")
+    incomplete = ("a partial run" if not results.complete
+                  else f"one shard ({shard}) of the trace" if lone_shard(shard) else None)
+    return verdict_coverage(counts, faults, source, incomplete)
 
 
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,

@@ -95,6 +95,8 @@ def summary_line(header: dict, path: str | Path) -> str:
     """The one line ``generate-trace`` prints when done."""
     ex = header.get("exercises") or {}
     n = sum(1 for c in BUG_CLASSES if ex.get(c.name))
+    faulted = sum(1 for c in BUG_CLASSES if c.needs_fault and ex.get(c.name))
+    also = f", {faulted} of them only when replayed with --faults" if faulted else ""
     return (f"wrote {path}: {header['workload']} seed {header['seed']}, {header['sessions']:,} sessions, "
             f"{header['requests']:,} requests, schedule {header['duration']:.1f} s at speed 1; "
-            f"exercises {n} of {len(BUG_CLASSES)} bug classes (inspect lists them)")
+            f"exercises {n} of {len(BUG_CLASSES)} bug classes{also} (inspect lists them)")

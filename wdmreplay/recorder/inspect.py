@@ -261,7 +261,9 @@ def _exercises(counts: dict, source: str) -> dict:
 def _exercise_lines(ex: dict) -> list[str]:
     n = len(ex["classes"])
     src = "" if ex["source"] == "header" else " (computed: the header predates it)"
-    out = [f"bug classes exercised: {ex['exercised']} of {n}{src}"]
+    faulted = sum(1 for c in ex["classes"] if c["count"] and c["needs_fault"])
+    also = f", {faulted} of them only when replayed with --faults" if faulted else ""
+    out = [f"bug classes exercised: {ex['exercised']} of {n}{also}{src}"]
     for c in ex["classes"]:
         if c["count"]:
             note = "  (needs a fault: replay --faults)" if c["needs_fault"] else ""

@@ -3,7 +3,7 @@
 One :class:`Engine` replays the sessions of its shard, phase by phase, against one target. The
 hot path (one request) does: resolve symbols, format the path, send through the lean keep-alive
 client of :mod:`.http` (or, with ``client="aiohttp"``, an ``aiohttp.ClientSession``), classify,
-append one row to column arrays. No per-request logging, no per-request objects beyond what the
+append one row (one packed record). No per-request logging, no per-request objects beyond what the
 client needs. The aiohttp session is always open too: the final read goes through it.
 
 ``concurrency`` is a hard limit for either client: at most that many replayed requests in flight
@@ -14,7 +14,6 @@ and connections open (:class:`.http.Slots`; with ``--workers`` each process gets
 
 from __future__ import annotations
 
-import array
 import asyncio
 import gc
 import json
@@ -24,8 +23,9 @@ from typing import Callable, Iterator
 import aiohttp
 
 from ..api import OP_CODES, OP_NAMES, OPERATIONS, Dialect, Target
-from ..traces.results import (CONN_ERROR, COLUMNS, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
+from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
+from ..traces.results import pack_row as _pack_row, row_columns
 from ..traces.trace import Session, TraceReader
 from .final import IdSet
 from .http import HttpClient, NotSent, Slots
@@ -40,9 +40,9 @@ CLIENTS = ("lean", "aiohttp")  # the replay's HTTP client: see .http
 
 
 class RowBuffer:
-    """Request rows as column arrays (``array.array`` per column), flushed in chunks to a sink."""
+    """Request rows, one packed record each (:data:`ROW`), flushed in chunks to a sink as columns."""
 
-    __slots__ = ("sink", "limit", "cols", "args", "errors", "n", "_app")
+    __slots__ = ("sink", "limit", "buf", "args", "errors", "n")
 
     def __init__(self, sink: ChunkSink, limit: int = CHUNK_ROWS):
         self.sink = sink
@@ -50,19 +50,16 @@ class RowBuffer:
         self._reset()
 
     def _reset(self) -> None:
-        self.cols = {name: array.array(code) for name, _, code in COLUMNS}
+        self.buf = bytearray()
         self.args: list = []
         self.errors: list = []
         self.n = 0
-        c = self.cols
-        self._app = tuple(c[name].append for name, _, _ in COLUMNS)
 
     def add(self, sid: int, step: int, phase: int, op: int, scenario: int, expect: int, outcome: int,
             status: int, intended: float, sent: float, done: float, args: list, error: str | None) -> None:
         """Append one row; flushes a full chunk to the sink."""
-        a = self._app
-        a[0](sid); a[1](step); a[2](phase); a[3](op); a[4](scenario); a[5](expect)
-        a[6](outcome); a[7](status); a[8](intended); a[9](sent); a[10](done)
+        # One C call per row (struct), not one array append per column: measured 2x cheaper.
+        self.buf += _pack_row(sid, step, phase, op, scenario, expect, outcome, status, intended, sent, done)
         self.args.append(args)
         if error is not None:
             self.errors.append((self.n, error[:MAX_ERROR_TEXT]))
@@ -71,9 +68,9 @@ class RowBuffer:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the rows so far to the sink as one chunk (column name → bytes)."""
+        """Hand the rows so far to the sink as one chunk (column name → little-endian bytes)."""
         if self.n:
-            cols = {name: col.tobytes() for name, col in self.cols.items()}
+            cols = row_columns(self.buf)
             args, errors = self.args, self.errors
             self._reset()
             self.sink(cols, args, errors)

@@ -48,8 +48,11 @@ def parse_listen(value: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 = any free port) as (host, port); ValueError otherwise."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--ui takes HOST:PORT (e.g. 127.0.0.1:8089), got {value!r}; write --ui=HOST:PORT "
-                         "or put --ui after the trace")
+        if port.isdigit() and int(port) <= 65535:  # a bare port or ":PORT", as Locust's --web-port takes it
+            hint = f"name the host too: --ui=127.0.0.1:{port}"
+        else:
+            hint = "write --ui=HOST:PORT or put --ui after the trace"
+        raise ValueError(f"--ui takes HOST:PORT (e.g. 127.0.0.1:8089), got {value!r}; {hint}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ..api import Target, WdmError
 from ..traces.results import load_results
-from ..traces.trace import trace_digest
+from ..traces.trace import refuse_replacing, trace_digest
 from . import cut
 from .ddmin import ddmin
 
@@ -314,8 +314,11 @@ class _Search:
 def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None = None, anomaly: str | None = None,
                runs: int = DEFAULT_RUNS, budget: float = DEFAULT_BUDGET, before_each: str | None = None,
                timeout: float = 10.0, concurrency: int = 256, progress: bool = False,
-               notify: Callable[[str], None] = print) -> ShrinkResult:
+               notify: Callable[[str], None] = print, force: bool = False) -> ShrinkResult:
     """Shrink the trace of ``run`` to a small one that still reproduces its finding; write it to ``output``.
+
+    An existing ``output`` that holds what no command could make again (a run's results, a recorded
+    or shrunk trace) is replaced only with ``force``.
 
     Raises :class:`ShrinkError` (exit 2) for bad input, :class:`NothingToShrink` (exit 3) for a run
     with nothing to reproduce or a finding that never recurs. Ctrl-C and the ``budget`` (seconds)
@@ -326,7 +329,7 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
     if not budget > 0:
         raise ShrinkError(f"--budget must be positive, got {budget}")
     t0 = time.monotonic()
-    finding, trace_path = _finding_of(run, output, trace, anomaly)
+    finding, trace_path = _finding_of(run, output, trace, anomaly, force)
     header, source = cut.load_sessions(trace_path)
     source = cut.relax_expectations(source)
     before = (len(source), cut.count_requests(source))
@@ -401,7 +404,8 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None) -> tuple[Finding, str]:
+def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None,
+                force: bool = False) -> tuple[Finding, str]:
     """The finding to reproduce and the trace ``run`` replayed, after every check of the input."""
     from ..analysis import check_results
 
@@ -413,8 +417,11 @@ def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None) -
     for p in (trace_path, run):
         if os.path.exists(output) and os.path.samefile(p, output):
             raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
+    refuse_replacing(output, force)  # before minutes of replays, not after
     if results.final is None:
-        raise NothingToShrink(f"{run}: the run has no final state (replayed without the final read): nothing to reproduce")
+        why = ("replayed without the final read" if results.complete
+               else f"a partial run: {results.trailer.get('reason') or 'interrupted'}")
+        raise NothingToShrink(f"{run}: the run has no final state ({why}): nothing to reproduce")
     report = check_results(results)
     if report.clean:
         raise NothingToShrink(f"{run}: CLEAN: there is no finding to reproduce")

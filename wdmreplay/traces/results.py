@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import array
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -75,6 +76,20 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("done", "<f8", "d"),
 )
 COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
+
+# One request row packed as a record (no padding): what a replay worker appends per request. One
+# ``struct`` call per row costs about half of one ``array.append`` per column; :func:`row_columns`
+# turns a buffer of such rows into the columns a chunk carries.
+ROW = struct.Struct("<" + "".join(code for _, _, code in COLUMNS))
+ROW_DTYPE = np.dtype([(name, dtype) for name, dtype, _ in COLUMNS])
+pack_row = ROW.pack
+assert ROW.size == ROW_DTYPE.itemsize, "the row record and its numpy view must agree"
+
+
+def row_columns(rows: bytes | bytearray) -> dict[str, bytes]:
+    """Rows packed by :data:`ROW` (concatenated) as columns: name → little-endian bytes."""
+    table = np.frombuffer(rows, dtype=ROW_DTYPE)
+    return {name: table[name].tobytes() for name in COLUMN_NAMES}
 
 MAX_ERROR_TEXT = 200  # characters of a non-2xx body or exception kept per request
 

@@ -281,3 +281,40 @@ def run_exercises(trace: dict) -> tuple[dict | None, str | None]:
                 "trace file"
     except (FormatError, OSError):
         return None, None
+
+
+# Workloads `generate-trace` makes: same header params, same bytes, so a file of one is replaced freely.
+GENERATED_WORKLOADS = frozenset({"stress", "consistency", "checkout", "contention"})
+
+
+def _held_record(path: str) -> str | None:
+    """What an existing file at ``path`` holds that no command could make again; None when it can be remade.
+
+    A generated trace (its header's params regenerate it) and an empty file can be remade; a run's
+    results, a recorded or shrunk trace, and any other file cannot.
+    """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return None
+    try:
+        workload = read_header(path).get("workload")
+    except FormatError as e:
+        if "'wdm-results' file" in str(e):
+            return "the results of a run"
+        return "a file that is not a generated trace"
+    if workload in GENERATED_WORKLOADS:
+        return None
+    return f"a {workload} trace" if workload in ("recorded", "shrunk") else f"a trace of workload {workload!r}"
+
+
+def refuse_replacing(output: str | Path, force: bool) -> None:
+    """Raise :class:`FormatError` when ``output`` exists and holds a record no command could make again.
+
+    Called by the trace writers (generate-trace, record, shrink) and merge before any work, so a
+    run's results or a recorded trace is never replaced silently; ``force`` (their ``--force``) allows it.
+    """
+    out = str(output)
+    if force or not os.path.lexists(out) or os.path.isdir(out):
+        return
+    held = _held_record(out)
+    if held is not None:
+        raise FormatError(f"{out}: already holds {held}; give --force to replace it, or choose another -o")
