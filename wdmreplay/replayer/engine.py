@@ -169,15 +169,6 @@ def _wake(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-def classify(status: int) -> int:
-    """The outcome code of an HTTP status (2xx ok, 4xx fail, anything else error)."""
-    if 200 <= status < 300:
-        return OK
-    if 400 <= status < 500:
-        return FAIL
-    return ERROR
-
-
 class Engine:
     """Replays one shard of a trace, phase by phase, recording every request into a :class:`RowBuffer`.
 

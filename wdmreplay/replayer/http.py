@@ -108,11 +108,6 @@ class Slots:
         self.waited = 0  # requests that had to wait for a slot
         self.stopped = False
 
-    @property
-    def in_use(self) -> int:
-        """Slots held right now."""
-        return self.limit - self.free
-
     async def wait(self) -> None:
         """Wait until a slot is handed over (call only when ``free`` is 0); :class:`NotSent` once stopped.
 
