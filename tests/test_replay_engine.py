@@ -68,6 +68,35 @@ def test_non_json_create_response_is_an_error_not_a_crash(tmp_path):
     assert r.bindings == {}
 
 
+@pytest.mark.parametrize("body", [' {"item_id": "7"}\n', '{"item_id":7}', '\t{ "item_id" : "7" , "stock": 1 }  '])
+def test_create_response_with_space_around_or_a_numeric_id_binds(tmp_path, body):
+    # The id is read by JSON's own scanner called directly; a body that is not exactly one value
+    # from its first byte to its last goes through json.loads, which decides as before.
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(1)])
+    with TinyTarget(counting_shop(bad_create=body)) as t:
+        s = replay_trace(trace, out, target=t.url, final_read=False)
+        assert t.sent("/stock/add/7/5") == 1 and t.sent("/stock/find/7") == 1
+    r = load_results(out)
+    assert s["complete"] and list(r.cols["outcome"]) == [OK, OK, OK]
+    assert r.bindings == {"$s0.item": "7"}
+
+
+@pytest.mark.parametrize("body", ['{"item_id": "7"} extra', '{"item_id": "7"}{}', '\ufeff{"item_id": "7"}',
+                                  '{"item_id": "7"', '', '{"item_id": {"a": 1}}', '{"item_id": null}',
+                                  '["item_id"]', '{"other": "7"}'])
+def test_create_response_not_one_json_object_with_the_id_is_an_error(tmp_path, body):
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [_create_then_use(1)])
+    with TinyTarget(counting_shop(bad_create=body)) as t:
+        s = replay_trace(trace, out, target=t.url, final_read=False)
+        assert t.sent("/stock/add") == 0 and t.sent("/stock/find/$") == 0
+    r = load_results(out)
+    assert s["complete"] and list(r.cols["outcome"]) == [ERROR, SKIPPED, SKIPPED]
+    assert r.errors[0].startswith("create response without item_id")
+    assert r.bindings == {}
+
+
 def test_error_storm_and_long_error_bodies(tmp_path):
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_stock", ["2", 1])]) for _ in range(50)]])

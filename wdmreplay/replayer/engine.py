@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import time
+from json.scanner import make_scanner
 from typing import Callable, Iterator
 
 import aiohttp
@@ -34,6 +35,9 @@ from .schedule import may_launch, pace, session_cap, session_due, step_due
 CHUNK_ROWS = 65536
 UNKNOWN_SCENARIO = 65535
 NAN = float("nan")
+# The JSON scanner json.loads itself uses (C when available), called directly on a create's
+# response: json.loads wraps it in two Python calls and two whitespace regex matches per body.
+_scan_json = make_scanner(json.JSONDecoder())
 
 ChunkSink = Callable[[dict, list, list], None]
 CLIENTS = ("lean", "aiohttp")  # the replay's HTTP client: see .http
@@ -448,6 +452,7 @@ class Engine:
         bindings, rows, routes, scen = self.bindings, self.rows, self._routes, self._scen
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
+        scan_json = _scan_json
         prev = due
         for index, st in enumerate(s["steps"]):
             if self.stopping:
@@ -499,7 +504,14 @@ class Engine:
                     outcome = OK
                     if id_key is not None:
                         try:
-                            real_id = json.loads(body.decode("utf-8"))[id_key]
+                            text = body.decode("utf-8")
+                            try:
+                                doc, end = scan_json(text, 0)
+                            except StopIteration:  # not a JSON value at 0 (space first, or invalid)
+                                doc = end = None
+                            if end != len(text):  # json.loads decides: space around it, extra data, errors
+                                doc = json.loads(text)
+                            real_id = doc[id_key]
                             if real_id is None or isinstance(real_id, (dict, list, bool)):
                                 raise TypeError("not an id")
                         except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
