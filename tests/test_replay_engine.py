@@ -261,3 +261,47 @@ def test_row_buffer_chunks_columns_args_and_error_rows():
     assert np.frombuffer(cols["done"], "<f8").tolist() == [i / 10 + 0.02 for i in range(3)]
     assert args == [("id0",), ("id1",), ("id2",)] and errors == [(2, ("boom" * 100)[:200])]
     assert chunks[1][1] == [("id3",)] and chunks[1][2] == []
+
+
+def test_engine_rows_and_bindings_flush_in_small_chunks_none_lost(tmp_path):
+    # The engine appends its rows to the RowBuffer inline (not through add): with chunks of 2 rows
+    # and of 2 bindings, every row, error text and binding still reaches the sinks, in order.
+    import asyncio
+    import time
+
+    from wdmreplay.api import Target, get_dialect
+    from wdmreplay.replayer.engine import Engine, RowBuffer
+
+    trace = tmp_path / "t.wdmt"
+    write_trace(trace, [_create_then_use(3)])
+    shop = counting_shop()
+
+    def behave(method, path):
+        return (404, b"no such item", 0) if path.startswith("/stock/find") else shop(method, path)
+
+    chunks, bound = [], []
+    rows = RowBuffer(lambda cols, args, errors: chunks.append((cols, args, errors)), limit=2)
+    with TinyTarget(behave) as t:
+        async def run():
+            eng = Engine(str(trace), target=Target.single(t.url), dialect=get_dialect("2024"), speed=None,
+                         concurrency=1, timeout=5, t0=time.perf_counter(), rows=rows,
+                         bind_sink=lambda m: bound.append(dict(m)), bind_chunk=2)
+            await eng.open()
+            try:
+                new = await eng.run_phase(0, 0.0)
+            finally:
+                await eng.close()
+            return eng, new
+        eng, new = asyncio.run(run())
+    assert [len(a) for _, a, _ in chunks] == [2, 2, 2, 2, 1] and eng.done == 9 and eng.bound == 3
+    ops = np.concatenate([np.frombuffer(c["op"], "<u1") for c, _, _ in chunks])
+    outcomes = np.concatenate([np.frombuffer(c["outcome"], "<u1") for c, _, _ in chunks])
+    assert ops.tolist() == [OP_CODES[o] for o in ("create_item", "add_stock", "find_item")] * 3
+    assert outcomes.tolist() == [OK, OK, FAIL] * 3
+    # Error rows are numbered within their chunk: find_item is row 2, 5, 8 overall.
+    errs = [(k * 2 + i, e) for k, (_, _, es) in enumerate(chunks) for i, e in es]
+    assert errs == [(2, "no such item"), (5, "no such item"), (8, "no such item")]
+    merged = {k: v for b in bound for k, v in b.items()}
+    assert [len(b) for b in bound] == [2, 1] and merged == new and sorted(merged) == ["$s0.item", "$s1.item", "$s2.item"]
+    args = [a for _, ch, _ in chunks for a in ch]
+    assert args[1] == (merged["$s0.item"], 5) and args[2] == (merged["$s0.item"],)

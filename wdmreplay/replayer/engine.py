@@ -324,19 +324,6 @@ class Engine:
             buf, self._bind_buf = self._bind_buf, {}
             self.bind_sink(buf)
 
-    def _bind(self, sym: str, real_id: str, kind: str | None) -> None:
-        self.bound += 1
-        shared = self.shared
-        if shared is None or sym in shared:
-            self.bindings[sym] = real_id
-            self.new_bindings[sym] = real_id
-        buf = self._bind_buf
-        buf[sym] = real_id
-        if len(buf) >= self.bind_chunk:
-            self.flush_bindings()
-        if self.bound_ids is not None and kind is not None:
-            self.bound_ids[kind].add(real_id)
-
     def request_stop(self) -> None:
         """Stop sending: no new sessions, no further steps (in-flight requests may finish)."""
         self.stopping = True
@@ -449,10 +436,10 @@ class Engine:
     async def run_session(self, s: Session, due: float) -> None:
         """Send a session's steps one after another, each after the previous response plus think time."""
         sid, phase, speed = s["sid"], s["phase"], self.speed
-        bindings, rows, routes, scen = self.bindings, self.rows, self._routes, self._scen
+        bindings, rows, routes, scen, shared = self.bindings, self.rows, self._routes, self._scen, self.shared
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
-        scan_json = _scan_json
+        scan_json, pack_row = _scan_json, _pack_row
         prev = due
         for index, st in enumerate(s["steps"]):
             if self.stopping:
@@ -519,10 +506,19 @@ class Engine:
                             error = f"create response without {id_key}: {body[:MAX_ERROR_TEXT].decode('utf-8', 'replace')}"
                         else:
                             sym = st["bind"]
-                            if sym:
+                            if sym:  # Engine._bind inline
                                 real_id = str(real_id)
                                 local[sym] = real_id
-                                self._bind(sym, real_id, creates)
+                                self.bound += 1
+                                if shared is None or sym in shared:
+                                    bindings[sym] = real_id
+                                    self.new_bindings[sym] = real_id
+                                bind_buf = self._bind_buf
+                                bind_buf[sym] = real_id
+                                if len(bind_buf) >= self.bind_chunk:
+                                    self.flush_bindings()
+                                if self.bound_ids is not None and creates is not None:
+                                    self.bound_ids[creates].add(real_id)
                 elif 400 <= status < 500:
                     outcome = FAIL
                     error = body[:MAX_ERROR_TEXT].decode("utf-8", "replace") or f"HTTP {status}"
@@ -550,9 +546,16 @@ class Engine:
                 raise
             if outcome >= ERROR:
                 self.errors += 1
-            # Tuples of ids and ints are untracked by the garbage collector: 64k buffered rows of
-            # lists would make every full collection walk them all.
-            rows.add(sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done,
-                     tuple(resolved), error)
+            # RowBuffer.add inline (one row per request: the call with its 13 arguments cost more
+            # than the row itself). Tuples of ids and ints are untracked by the garbage collector:
+            # 64k buffered rows of lists would make every full collection walk them all.
+            rows.buf += pack_row(sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done)
+            rows.args.append(tuple(resolved))
+            n = rows.n
+            if error is not None:
+                rows.errors.append((n, error[:MAX_ERROR_TEXT]))
+            rows.n = n = n + 1
+            if n >= rows.limit:
+                rows.flush()
             self.done += 1
             prev = done
