@@ -220,8 +220,9 @@ class Engine:
         self._scen = {name: i for i, name in enumerate(scenarios or [])}
         self.target = target
         self.client_kind = client
-        # Per op code: method, URL template, JSON key of a created id, entity kind created, send.
-        self._routes: list[tuple[str, str, str | None, str | None, Callable] | None] = []
+        # Per op name: op code, method, URL template, JSON key of a created id, entity kind created,
+        # send (all None but the code for an op the dialect lacks: refused before the replay).
+        self._routes: dict[str, tuple] = {}
         self.http: HttpClient | None = None
         self.client: aiohttp.ClientSession | None = None  # the final read's; always open
         self.replay_client: aiohttp.ClientSession | None = None  # replayed requests with client="aiohttp"
@@ -242,16 +243,17 @@ class Engine:
     def _build_routes(self) -> None:
         # lean: the template is the path and ``send`` the origin's request; aiohttp: the full URL.
         for name in OP_NAMES:
+            code = OP_CODES[name]
             if not self.dialect.supports(name):
-                self._routes.append(None)
+                self._routes[name] = (code, None, None, None, None, None)
                 continue
             r = self.dialect.route(name)
             op = OPERATIONS[name]
             base = self.target.base(op.service)
             if self.http is not None:
-                self._routes.append((r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).exchange))
+                self._routes[name] = (code, r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).exchange)
             else:
-                self._routes.append((r.method, base + r.fmt, op.id_key, op.creates, self._aiohttp_send))
+                self._routes[name] = (code, r.method, base + r.fmt, op.id_key, op.creates, self._aiohttp_send)
 
     async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes, float]:
         """``method url`` through aiohttp once a slot is free: (status, body, when the head was written).
@@ -439,7 +441,7 @@ class Engine:
         bindings, rows, routes, scen, shared = self.bindings, self.rows, self._routes, self._scen, self.shared
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
-        scan_json, pack_row = _scan_json, _pack_row
+        scan_json, pack_row, expects = _scan_json, _pack_row, EXPECT_CODES
         prev = due
         for index, st in enumerate(s["steps"]):
             if self.stopping:
@@ -457,7 +459,8 @@ class Engine:
                     if self.stopping:
                         return
                     wait = intended - (perf() - t0)
-            code = OP_CODES[st["op"]]
+            # One lookup per step for everything about its operation.
+            code, method, url_fmt, id_key, creates, send = routes[st["op"]]
             args = st["args"]
             resolved = args
             missing = None
@@ -473,14 +476,13 @@ class Engine:
                         break
                     resolved[j] = real
             scenario = scen.get(st["scenario"], UNKNOWN_SCENARIO)
-            expect = EXPECT_CODES.get(st["expect"], 2)
+            expect = expects.get(st["expect"], 2)
             if missing is not None:
                 rows.add(sid, index, phase, code, scenario, expect, SKIPPED, 0, intended, NAN, NAN, tuple(args),
                          f"skipped: {missing} was never bound")
                 self.done += 1
                 prev = intended
                 continue
-            method, url_fmt, id_key, creates, send = routes[code]  # type: ignore[misc]
             status = 0
             error = None
             try:
