@@ -35,11 +35,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..api import WdmError
+from ..api import ENTITY_KINDS, WdmError
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
 from ..traces.results import send_window
 
-ENTITY_KINDS = ("items", "users", "orders")
+FINAL_SECTIONS = tuple(f"{kind}s" for kind in ENTITY_KINDS)  # the final state's keys: items, users, orders
 TIME_COLUMNS = ("intended", "sent", "done")
 CHUNK_ROWS = 65536  # rows per written request chunk (bounded record size)
 # Header keys every results header carries from the format itself; results_header fills them anew.
@@ -184,7 +184,7 @@ def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
     merged: dict[str, Any] = {}
     disagree: dict[str, list[str]] = {}
     missing: dict[str, dict[str, str]] = {}
-    for kind in ENTITY_KINDS:
+    for kind in FINAL_SECTIONS:
         state: dict[str, Any] = {}
         differ: set[str] = set()
         for k in order:
@@ -208,7 +208,7 @@ def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
     if all(isinstance(f.get("bound_not_found"), dict) for f in finals):
         # ids a shard bound and found gone, unless another shard read them back (older shards: absent)
         gone = {kind[:-1]: sorted({i for f in finals for i in (f["bound_not_found"].get(kind[:-1]) or ())}
-                                  - set(merged[kind])) for kind in ENTITY_KINDS}
+                                  - set(merged[kind])) for kind in FINAL_SECTIONS}
         merged["bound_not_found"] = {k: v for k, v in gone.items() if v}
     settles = [f.get("settle") for f in finals]
     merged["settle"] = None if all(s is None for s in settles) else {

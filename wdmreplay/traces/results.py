@@ -49,6 +49,7 @@ import numpy as np
 from ..api import OP_NAMES
 from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
+from .trace import EXPECT_VALUES
 
 RESULTS_FORMAT = "wdm-results"
 RESULTS_VERSION = 2
@@ -58,7 +59,7 @@ OUTCOMES = ("ok", "fail", "error", "timeout", "conn_error", "skipped")
 OK, FAIL, ERROR, TIMEOUT, CONN_ERROR, SKIPPED = range(len(OUTCOMES))
 INDETERMINATE = (ERROR, TIMEOUT, CONN_ERROR)  # the request may or may not have taken effect
 
-EXPECTS = ("ok", "fail", "any")
+EXPECTS = EXPECT_VALUES  # a step's expect, coded by its index (one definition, in the trace format)
 EXPECT_CODES = {e: i for i, e in enumerate(EXPECTS)}
 
 # Request columns: name, numpy dtype, array.array typecode (for the writer's per-request appends).
