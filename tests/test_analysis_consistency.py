@@ -6,7 +6,7 @@ import pytest
 
 from wdmreplay.analysis.report import render_check_text
 from wdmreplay.analysis import AnalysisError, check_results
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 

@@ -57,7 +57,8 @@ def test_suite_coverage_line_names_what_is_missing():
 
 
 def test_demo_offers_every_bug_of_the_shop():
-    from wdmreplay.cli import _BUG_KINDS
-    from wdmreplay.shop import INJECT_KINDS
+    from wdmreplay.cli import cli
+    from wdmreplay.shop import DURABLE_BUGS, INJECT_KINDS
 
-    assert sorted(_BUG_KINDS) == sorted(INJECT_KINDS)
+    inject = next(p for p in cli.commands["demo"].params if p.name == "inject")
+    assert sorted(inject.type.choices) == sorted(INJECT_KINDS + DURABLE_BUGS)
