@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 
 GOLDEN = Path(__file__).parent / "golden"
 

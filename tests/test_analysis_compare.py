@@ -11,8 +11,9 @@ from analysis_support import latency_run
 
 from wdmreplay.analysis import CompareError, check_results, compare_runs, render_compare_text, render_json
 from wdmreplay.analysis.bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
-from wdmreplay.analysis.compare import NOISE_FLOOR, group_by_label, render_compare
-from wdmreplay.analysis.synthetic import History
+from wdmreplay.analysis.compare import NOISE_FLOOR, group_by_label
+from wdmreplay.analysis.compare_text import render_compare
+from synthetic import History
 from wdmreplay.traces import load_results
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from wdmreplay.analysis.report import render_check_text
 from wdmreplay.analysis import AnalysisError, check_results
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 
@@ -254,7 +254,7 @@ def test_benchmark_figures_only_for_the_benchmarks_preset(tmp_path):
     b = rep.figures
     assert not b.comparable and b.stock_logs is None and b.payment_db is None and "--preset course" in b.why
     assert rep.as_dict()["consistency"]["benchmark"]["comparable"] is False
-    assert "course benchmark figures: not comparable" in render_check_text(rep)
+    assert "course benchmark figures: not comparable" in render_check_text(rep, verbose=True)
 
 
 def test_missing_final_state_is_said(tmp_path):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from wdmreplay.analysis.consistency import read_history
 from wdmreplay.analysis.final_state import as_int
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 from wdmreplay.traces.results import CONN_ERROR, ERROR, FAIL, OK, SKIPPED, TIMEOUT
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdmreplay.analysis import check_results
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 OPS = st.one_of(

@@ -17,7 +17,7 @@ from analysis_support import assert_golden, latency_run
 from wdmreplay.analysis import (build_report, check_results, compare_runs, render_check_text, render_compare_text,
                                 render_html, render_json, render_text)
 from wdmreplay.analysis.compare import NOISE_FLOOR
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 

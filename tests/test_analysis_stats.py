@@ -7,7 +7,7 @@ import pytest
 
 from wdmreplay.analysis import compute_stats, diff_expectations
 from wdmreplay.analysis.stats import grouped_quantiles, response_times
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 

@@ -11,6 +11,7 @@ from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, ca
     # the course template's oversell: 2xx answers sold 8 units more than there were, stock stays 0
     (("lost_update", "item", "7", [-8, -8], 0), "oversold 8 units of item 7 (stock 0)"),
     (("oversell", "item", "7", [2, 2], -3), "oversold 3 units of item 7 (stock -3)"),
+    (("oversell", "item", "7", [-1, -1], 0), "oversold 1 unit of item 7 (stock 0)"),
     (("lost_update", "item", "7", [2, 5], 44),
      "stock of item 7 is 39 higher than any serial order of the acknowledged operations allows"),
     (("lost_update", "user", "u", 10, 4),

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from wdmreplay.analysis.consistency import check_consistency, check_consistency_reference
 from wdmreplay.analysis.final_state import _order, final_state
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import load_results
 
 ITEMS = ["i1", "i2", "3", "03"]

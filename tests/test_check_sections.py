@@ -9,7 +9,7 @@ import math
 import pytest
 
 from wdmreplay.analysis import check_results
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.cli import main
 from wdmreplay.traces import load_results
 

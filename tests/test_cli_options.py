@@ -23,7 +23,7 @@ from wdmreplay.analysis import build_report, compare_runs, render_text
 from wdmreplay.analysis.compare import CompareError
 from wdmreplay.analysis.consistency import AnalysisError
 from wdmreplay.analysis.stats import MAX_TIMELINE_BUCKETS, run_window
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.cli import Finite, Speed, cli, main
 from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.traces import load_results, step

@@ -19,7 +19,8 @@ from analysis_support import latency_run
 from browser_support import horizontal_overflow, open_page
 
 from wdmreplay.analysis import check_results, compare_runs
-from wdmreplay.analysis.compare import WEAK_GATE_RATIO, render_compare
+from wdmreplay.analysis.compare import WEAK_GATE_RATIO
+from wdmreplay.analysis.compare_text import render_compare
 from wdmreplay.analysis.compare_html import ratio_ticks
 from wdmreplay.cli import main
 from wdmreplay.recorder import generate

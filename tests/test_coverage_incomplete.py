@@ -19,7 +19,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _covered(args: list[str], cwd: Path) -> tuple[str, dict]:
-    text = _run(["check", *args], cwd).stdout.splitlines()[-1]
+    lines = _run(["check", *args], cwd).stdout.splitlines()
+    text = lines[1] if len(lines) > 1 else ""  # the line right after the verdict (the check's first line)
     bc = json.loads(_run(["check", *args, "--json"], cwd).stdout)["bug_classes"]
     return text, bc
 

@@ -26,6 +26,8 @@ def test_demo_is_clean_on_the_reference_shop(tmp_path):
     assert p.stderr == ""
     assert p.stdout.count("verdict: CLEAN") == 6  # the first and the last line of each of the three checks
     assert "demo: every check CLEAN" in p.stdout
+    # The three workloads together cover every bug class that needs no fault, and the demo says so.
+    assert "together: covered 11 of the 11 bug classes that need no fault;" in p.stdout
     # What it kept is a real trace and a real, complete run of it.
     for name in ("stress", "consistency", "contention"):
         header = read_header(tmp_path / "out" / f"{name}.wdmt")
@@ -46,8 +48,17 @@ def test_demo_against_a_buggy_shop_fails_and_names_the_anomaly(tmp_path, inject,
     assert list(tmp_path.iterdir()) == []  # without --keep nothing is left behind
 
 
-def test_demo_offers_every_bug_of_the_shop():
-    from wdmreplay.cli import _BUG_KINDS
-    from wdmreplay.shop import INJECT_KINDS
+def test_suite_coverage_line_names_what_is_missing():
+    from wdmreplay.demo import suite_coverage_line
 
-    assert sorted(_BUG_KINDS) == sorted(INJECT_KINDS)
+    line = suite_coverage_line({"oversell", "double_charge"})
+    assert line.startswith("together: covered 2 of the 11 bug classes that need no fault (not exercised: ")
+    assert "repeated item collapsed" in line and "oversell" not in line.split("(")[1]
+
+
+def test_demo_offers_every_bug_of_the_shop():
+    from wdmreplay.cli import cli
+    from wdmreplay.shop import DURABLE_BUGS, INJECT_KINDS
+
+    inject = next(p for p in cli.commands["demo"].params if p.name == "inject")
+    assert sorted(inject.type.choices) == sorted(INJECT_KINDS + DURABLE_BUGS)

@@ -78,7 +78,7 @@ def test_no_request_is_sent_early_when_the_loop_sleeps_between_sessions(shop, tm
 def test_report_min_shows_a_request_sent_early(tmp_path):
     # The wrong case of the check above: a results file (an older replayer's) with a request sent
     # 0.4 ms before its intended time shows a negative min — the report does not hide it.
-    from wdmreplay.analysis.synthetic import History
+    from synthetic import History
 
     h = History(scenarios=["a"])
     h.req("find_item", ["i"], at=1.0, latency=0.02, lag=0.001)

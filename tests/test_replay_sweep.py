@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from replay_support import closed_port, write_trace
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.cli import main
 from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.replayer.checks import max_workers, usable_cpus

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wdmreplay.analysis import check_results
-from wdmreplay.analysis.synthetic import History
+from synthetic import History
 from wdmreplay.traces import ResultsWriter, load_results
 from wdmreplay.traces.results import COLUMNS, StoredOrders
 from wdmreplay.traces.stream import packer
@@ -65,7 +65,7 @@ def _v1(path, h: History) -> None:
 
 
 def _write(h: History, path, writer_cls) -> None:
-    import wdmreplay.analysis.synthetic as syn
+    import synthetic as syn
 
     saved = syn.ResultsWriter
     syn.ResultsWriter = writer_cls

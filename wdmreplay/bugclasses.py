@@ -31,6 +31,14 @@ class BugClass:
     inject: str | None = None  # the reference shop's ``--inject`` bug of this class, if it has one
 
 
+# The reference shop's deliberate bugs (``serve --inject``, docs/shop.md): INJECT_KINDS are bugs of any shop,
+# DURABLE_BUGS of the durable shop only (its split checkout keeps no saga log). Defined here, once: the shop
+# and the CLI's choices import them (this module is a light leaf; the shop package is not).
+INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total",
+                "repeat-collapse")
+DURABLE_BUGS = ("no-recovery",)
+
+
 BUG_CLASSES: tuple[BugClass, ...] = (
     BugClass("oversell", "oversell",
              "more units sold than were ever in stock (stock below zero, or a checkout that stock cannot cover "

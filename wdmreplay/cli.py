@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .api import WdmError
+from .bugclasses import DURABLE_BUGS, INJECT_KINDS
 
 
 class Finite(click.FloatRange):
@@ -341,7 +342,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
     """
     from .api import Target, load_urls
     from .recorder.capture import CaptureError, parse_listen, record
-    from .replayer.run import run_async  # uvloop's event loop when importable
+    from .eventloop import run_async  # uvloop's event loop when importable
 
     if bool(urls_path) == bool(upstream):
         raise CaptureError("give exactly one of --urls or --upstream")
@@ -617,9 +618,6 @@ def merge_cmd(shards: tuple[str, ...], output: str, force: bool) -> None:
     click.echo(merge_results(list(shards), output).line())
 
 
-# The shop's deliberate bugs (not its faults, which a correct checker accepts): what demo --inject offers.
-_BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total",
-              "repeat-collapse"]
 
 
 @cli.command("demo")
@@ -627,7 +625,7 @@ _BUG_KINDS = ["lost-update", "oversell", "no-rollback", "double-charge", "lost-l
 @click.option("--duration", type=Finite(0, DAY, min_open=True), default=None,
               help="seconds of the stress trace's schedule (replayed at speed 1) [default: 10; 20 with --faults]")
 @click.option("--rate", type=Finite(0, 10_000, min_open=True), default=20.0, show_default=True, help="stress sessions per second")
-@click.option("--inject", type=click.Choice(_BUG_KINDS + ["no-recovery"]),
+@click.option("--inject", type=click.Choice(INJECT_KINDS + DURABLE_BUGS),
               help="run against a deliberately buggy shop, to see what the checker reports (docs/shop.md); "
                    "no-recovery only with --faults")
 @click.option("--split", is_flag=True, help="run the shop as three services on three ports")
@@ -890,7 +888,8 @@ def _compare_options(f):
 
 def _compare_and_exit(paths: list[str], threshold: float, error_threshold: float, fmt: str, output: str | None,
                       alpha: float, seed: int, no_check: bool) -> None:
-    from .analysis.compare import compare_files, render_compare
+    from .analysis.compare import compare_files
+    from .analysis.compare_text import render_compare
     from .traces import refuse_inputs
 
     if output:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from .analysis import build_report, check_results, render_check_text
 from .analysis.faults import fault_lines
+from .bugclasses import BUG_CLASSES
 from .recorder import generate, summary_line
 from .replayer import format_summary, replay_trace
 from .replayer.faults import format_fault_summary
@@ -86,6 +87,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     clean = True
+    covered: set[str] = set()
     with ShopThread(split=split, inject=inject, seed=seed) as shop:
         for line in shop_line(shop, inject):
             echo(line)
@@ -104,7 +106,18 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
             check = check_results(results)
             echo(render_check_text(check).rstrip("\n"))
             clean = clean and check.clean
+            covered.update(check.bug_classes.covered)
+    echo("\n" + suite_coverage_line(covered))
     return clean
+
+
+def suite_coverage_line(covered: set[str]) -> str:
+    """What the demo's workloads covered together: every bug class that needs no fault, or which not."""
+    no_fault = [c for c in BUG_CLASSES if not c.needs_fault]
+    missing = [c.title for c in no_fault if c.name not in covered]
+    tail = f" (not exercised: {', '.join(missing)})" if missing else ""
+    return (f"together: covered {len(no_fault) - len(missing)} of the {len(no_fault)} bug classes that need no fault"
+            f"{tail}; `wdm-replay demo --faults` covers the other {len(BUG_CLASSES) - len(no_fault)}")
 
 
 # --- demo --faults ------------------------------------------------------------------------------

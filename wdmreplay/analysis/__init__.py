@@ -9,7 +9,8 @@ Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.verdict``, 
 from __future__ import annotations
 
 from .check import CheckReport, Verdict, check_results
-from .compare import CompareError, CompareResult, compare_runs, render_compare_text
+from .compare import CompareError, CompareResult, compare_runs
+from .compare_text import render_compare_text
 from .consistency import KIND_MEANING, KINDS, AnalysisError, Anomaly, check_consistency
 from .expectations import ExpectationDiff, diff_expectations
 from .report import build_report, render_check_text, render_json, render_text

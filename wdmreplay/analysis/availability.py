@@ -26,10 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..api import OP_NAMES
-from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, SKIPPED, TIMEOUT, Results
-
-FAULT_EVENT = "fault"
-FAULT_START_EVENT = "fault_start"  # written when a fault's ``do`` begins
+from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, FAIL, OK, SKIPPED, TIMEOUT,
+                              Results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +103,7 @@ def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
     out = []
     closed = set()
     for e in events:
-        if e.get("kind") != FAULT_EVENT:
+        if e.get("kind") != EVENT_FAULT:
             continue
         try:
             start = float(e.get("at"))
@@ -116,7 +114,7 @@ def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
         closed.add((e.get("shard"), str(e.get("name") or "fault")))
     for e in events:
         name = str(e.get("name") or "fault")
-        if e.get("kind") == FAULT_START_EVENT and (e.get("shard"), name) not in closed:
+        if e.get("kind") == EVENT_FAULT_START and (e.get("shard"), name) not in closed:
             try:
                 out.append(FaultWindow(name, float(e.get("at")), math.inf))
             except (TypeError, ValueError):

@@ -14,7 +14,7 @@ Gates (any of them is a regression, exit 1): a p50 or p99 that is significantly 
 ``threshold``; an error share significantly higher (one-sided Fisher exact test, scipy) by more than
 ``error_threshold`` (absolute); more anomalies of a kind per run; at ``--speed max`` only, a run rate
 significantly lower by more than ``threshold``. :func:`compare_runs` computes a
-:class:`CompareResult`; :func:`render_compare_text` only formats it.
+:class:`CompareResult`; :mod:`.compare_text` (``render_compare_text``) and :mod:`.compare_html` only format it.
 """
 
 from __future__ import annotations
@@ -617,10 +617,6 @@ def change_words(ratio: float) -> str:
     return f"{ratio:.2f}x slower" if ratio > 1.0 else f"{1.0 / ratio:.2f}x faster"
 
 
-def _runs_words(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
-
-
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
@@ -628,89 +624,6 @@ def _pct(x: float) -> str:
 def floor_words() -> str:
     """The noise floor as printed: ``p50 ±35%, p99 ±80%, throughput ±30%``."""
     return ", ".join(f"{k} ±{v * 100:g}%" for k, v in NOISE_FLOOR.items() if k in GATED or k == "throughput")
-
-
-def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
-    if b.throughput is not None:
-        t = b.throughput
-        flag = f" — REGRESSION (< 1/{1 + res.threshold:g})" if t.regression else ""
-        word = "lower" if t.ratio < 1 else "higher"
-        return (f"  throughput (--speed max): {t.base:.1f} -> {t.new:.1f} req/s, {t.ratio:.2f}x {word} "
-                f"({'significant' if t.significant else 'not significant'}, interval "
-                f"{t.ci[0]:.2f}–{t.ci[1]:.2f}){flag}")
-    parts = []
-    for lbl, ach, sch in ((res.base_label, b.rates[0], b.rates[2]), (b.label, b.rates[1], b.rates[3])):
-        parts.append(f"{lbl} {'-' if ach is None else f'{ach:.1f}'}" + ("" if sch is None else f" of {sch:.1f} scheduled"))
-    return "  throughput: not compared (paced runs measure the schedule); achieved req/s: " + ", ".join(parts)
-
-
-def render_compare_text(res: CompareResult) -> str:
-    """Text of a comparison: per build, significant changes, errors, throughput, anomalies, verdict."""
-    level = f"{(1 - res.alpha) * 100:g}%"
-    lines = [compare_verdict_line(res),
-             f"base: {res.base_label} ({_runs_words(len(res.base_files))}: {', '.join(res.base_files)}); "
-             f"trace {res.digest[:19]}…; threshold {res.threshold * 100:g}%, error threshold "
-             f"{res.error_threshold * 100:g} points, alpha {res.alpha:g}"]
-    for b in res.builds:
-        lines.append("")
-        lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
-        lines += [f"  WARNING: {n}" for n in b.notes]
-        if b.tests:
-            lines.append(f"  intervals: {level} confidence " + ("(1 gated test)" if b.tests == 1 else
-                                                             f"for all {b.tests} gated tests together (Bonferroni)"))
-        hidden: list[str] = []
-        for o in b.ops:
-            for c in o.latency:
-                if c.note:  # untested: listed with the gates that cannot fire
-                    continue
-                if not c.significant:
-                    if c.gated:
-                        hidden.append(f"{o.op} {c.name} ({change_words(c.ratio)})")
-                    continue
-                flag = f" — REGRESSION (> {res.threshold * 100:g}%)" if c.regression else ""
-                gate = "" if c.gated else ", not gated"
-                lines.append(f"  {o.op} {c.name}: {change_words(c.ratio)} ({c.base:.2f} -> {c.new:.2f} ms; "
-                             f"significant{gate}, interval {c.ci[0]:.2f}–{c.ci[1]:.2f}){flag}")
-        lines.append(_throughput_line(res, b))
-        errs = [o for o in b.ops if o.errors.base_errors or o.errors.new_errors]
-        if errs:
-            words = []
-            for o in errs:
-                e = o.errors
-                sig = " significant" if e.significant else ""
-                flag = " REGRESSION" if e.regression else ""
-                words.append(f"{o.op} {_pct(e.base_share)} -> {_pct(e.new_share)}{sig}{flag}")
-            lines.append("  error share (5xx, timeout, connection): " + ", ".join(words))
-            lat = [f"{o.op} {'-' if o.base_error_ms is None else f'{o.base_error_ms:.1f}'} / "
-                   f"{'-' if o.new_error_ms is None else f'{o.new_error_ms:.1f}'} ms"
-                   for o in errs if o.base_error_ms is not None or o.new_error_ms is not None]
-            if lat:
-                lines.append("  errors' median latency (not in the figures above), base / new: " + ", ".join(lat))
-        else:
-            lines.append("  error share: 0 in both builds")
-        skipped = [f"{o.op} {o.base_skipped} -> {o.new_skipped}" for o in b.ops if o.base_skipped != o.new_skipped]
-        if skipped:
-            lines.append("  skipped (an id they needed was never created): " + ", ".join(skipped))
-        if b.base_anomalies is None or b.new_anomalies is None:
-            lines.append("  anomalies: not compared (no check)")
-        else:
-            diff = [f"{k} {b.base_anomalies[k]:g} -> {b.new_anomalies[k]:g}" for k in KINDS
-                    if b.base_anomalies[k] or b.new_anomalies[k]]
-            lines.append("  anomalies per run: " + (", ".join(diff) if diff else "none in either build"))
-        if hidden:
-            lines.append("  not significant: " + ", ".join(hidden))
-        if b.limits:
-            lines.append("  gates that cannot fire with these runs:")
-            lines += [f"    {g.gate}{' (' + ', '.join(g.ops) + ')' if g.ops else ''}: {g.why}" for g in b.limits]
-        if b.noise_floor:
-            lines.append(f"  one run on a side: between-run noise unknown, intervals widened by the calibrated noise "
-                         f"floor ({floor_words()}) — a weaker verdict; for a stronger one compare 3+ runs per build "
-                         f"(wdm-replay ab … --runs 3, or labelled runs)")
-        why = regression_reasons(res, b)
-        lines.append("  verdict: " + (f"REGRESSION ({'; '.join(why)})" if why else "no regression"))
-    if len(res.builds) > 1:
-        lines.append(compare_verdict_line(res))
-    return "\n".join(lines) + "\n"
 
 
 def regression_reasons(res: CompareResult, b: BuildComparison) -> list[str]:
@@ -725,14 +638,6 @@ def regression_reasons(res: CompareResult, b: BuildComparison) -> list[str]:
     return why
 
 
-def compare_verdict_line(res: CompareResult) -> str:
-    """The comparison's verdict as one line (first line of the text, and last with several builds)."""
-    bad = [b.label for b in res.builds if b.regression]
-    if bad:
-        return f"verdict: REGRESSION — {', '.join(bad)} vs {res.base_label} (exit 1)"
-    return f"verdict: no regression — {', '.join(b.label for b in res.builds)} vs {res.base_label} (exit 0)"
-
-
 def compare_files(paths: list[str], *, check: bool = True, threshold: float = 0.10, error_threshold: float = 0.01,
                   alpha: float = 0.05, seed: int = 0) -> CompareResult:
     """Load results files (with the consistency check unless ``check`` is False) and :func:`compare_runs` them."""
@@ -743,16 +648,3 @@ def compare_files(paths: list[str], *, check: bool = True, threshold: float = 0.
     checks = [check_results(r) for r in runs] if check else None
     return compare_runs(runs, checks=checks, threshold=threshold, error_threshold=error_threshold, alpha=alpha,
                         seed=seed)
-
-
-def render_compare(res: CompareResult, fmt: str) -> str:
-    """The comparison as ``text``, ``json`` or ``html`` (html imports matplotlib, only then)."""
-    if fmt == "json":
-        from .report import render_json
-
-        return render_json(res.as_dict())
-    if fmt == "html":
-        from .compare_html import render_compare_html
-
-        return render_compare_html(res)
-    return render_compare_text(res)

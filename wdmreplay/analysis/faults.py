@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..traces.results import FAIL, OK, Results
+from ..traces.results import EVENT_FAULT_SKIPPED, FAIL, FAULT_ACTION_EVENTS, OK, Results, is_fault_event
 from .availability import FaultWindow, fault_windows
 
 BASELINE_S = 10.0
@@ -121,16 +121,17 @@ class FaultAnalysis:
 def has_faults(results: Results) -> bool:
     """Whether the run had a fault schedule (a header ``faults`` list or any fault event)."""
     return bool(results.header.get("faults")) or any(
-        str(e.get("kind", "")).startswith("fault") for e in results.events)
+        is_fault_event(e.get("kind", "")) for e in results.events)
 
 
 def _actions(events: list[dict]) -> tuple[FaultAction, ...]:
     out = []
     for e in events:
         kind = e.get("kind")
-        if kind not in ("fault_do", "fault_undo"):
+        which = next((w for w, k in FAULT_ACTION_EVENTS.items() if k == kind), None)
+        if which is None:
             continue
-        out.append(FaultAction(str(e.get("name")), kind[len("fault_"):], float(e.get("at") or 0.0),
+        out.append(FaultAction(str(e.get("name")), which, float(e.get("at") or 0.0),
                                e.get("end"), e.get("exit"), bool(e.get("ok")), str(e.get("command") or ""),
                                str(e.get("output") or ""), bool(e.get("timed_out"))))
     return tuple(out)
@@ -195,7 +196,7 @@ def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
     idx = np.minimum((np.maximum(when, 0.0) / bucket).astype(np.int64), max(nb - 1, 0))
     reqs = np.bincount(idx, minlength=nb) if nb else np.zeros(0, np.int64)
     ans = np.bincount(idx, weights=answered, minlength=nb).astype(np.int64) if nb else np.zeros(0, np.int64)
-    skipped = tuple(str(e.get("name")) for e in results.events if e.get("kind") == "fault_skipped")
+    skipped = tuple(str(e.get("name")) for e in results.events if e.get("kind") == EVENT_FAULT_SKIPPED)
     return FaultAnalysis(tuple(out), _actions(results.events), skipped, bucket,
                          tuple(round(k * bucket, 9) for k in range(nb)), tuple(int(x) for x in reqs),
                          tuple(int(x) for x in ans))

@@ -22,9 +22,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from ..api import ENTITY_KINDS  # re-exported for the checkers (one definition, in api)
 from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
-
-ENTITY_KINDS = ("item", "user", "order")
 
 
 @dataclass(frozen=True, slots=True)

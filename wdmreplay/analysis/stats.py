@@ -134,12 +134,6 @@ def run_window(results: Results) -> tuple[float, float] | None:
     return send_window(sent, done, outcome)
 
 
-def run_span(results: Results) -> float:
-    """Seconds of the run's send window (:func:`run_window`): 0.0 when nothing was sent."""
-    window = run_window(results)
-    return window[1] - window[0] if window is not None else 0.0
-
-
 def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
     """Per operation and overall: count, req/s, outcomes, latency percentiles, lag; plus a timeline.
 

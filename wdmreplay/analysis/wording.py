@@ -73,7 +73,8 @@ def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detai
         if entity == "item" and (actual < 0 or hi < 0):
             # what a person calls it, whichever kind is primary (a stock of 0 after 2xx answers that
             # sold 8 units more than there were is a lost_update tagged oversell)
-            return _cut(f"oversold {-min(actual, hi)} units of item {eid} (stock {actual})")
+            n = -min(actual, hi)
+            return _cut(f"oversold {n} unit{'' if n == 1 else 's'} of item {eid} (stock {actual})")
         if actual < 0 or hi < 0:
             return _cut(f"user {eid} spent {-min(actual, hi)} more credit than it ever had (credit {actual})")
         if kind in ("non_atomic_checkout", "lost_checkout") and actual < lo:

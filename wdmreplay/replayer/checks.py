@@ -8,6 +8,7 @@ import os
 import aiohttp
 
 from ..api import FIND_OP, OPERATIONS, Dialect, Target, WdmError
+from ..eventloop import run_async
 from .engine import CLIENTS, make_client
 from .schedule import parse_speed
 
@@ -65,8 +66,6 @@ def max_workers() -> int:
 
 def probe_target(target: Target, dialect: Dialect, services: set[str], timeout: float) -> int:
     """Send one cheap GET per distinct base URL; any HTTP answer will do. Returns the number sent."""
-    from .run import run_async
-
     urls: dict[str, str] = {}
     for service in sorted(services):
         base = target.base(service)

@@ -19,7 +19,8 @@ import threading
 import time
 from typing import Any
 
-from ..traces.results import ResultsWriter
+from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INTERRUPT, EVENT_PHASE_END,
+                              EVENT_PHASE_START, ResultsWriter)
 from .checks import ReplayError
 from .engine import split_concurrency
 from .final import (BATCH_SAMPLE, TraceScan, bound_not_found, entity_count, id_sets, next_snapshot_at,
@@ -153,12 +154,12 @@ class Coordinator:
             if final is not None:
                 self.writer.write_final(final)
                 s = final["settle"]
-                self.writer.write_event(self.clock(), "final_read_done", snapshots=len(s["snapshots"]) if s else 1,
+                self.writer.write_event(self.clock(), EVENT_FINAL_READ_DONE, snapshots=len(s["snapshots"]) if s else 1,
                                         settled=s["settled"] if s else None, reads=self.final_reads,
                                         read_at=final["read_at"])
             return True, None
         except _HardStop:
-            self.writer.write_event(self.clock(), "interrupt", reason="second signal: stopped at once")
+            self.writer.write_event(self.clock(), EVENT_INTERRUPT, reason="second signal: stopped at once")
             return False, "interrupted"
         finally:
             for sig, handler in saved.items():
@@ -172,7 +173,7 @@ class Coordinator:
                     bar.close()
 
     def _stopped(self, reason: str) -> tuple[bool, str]:
-        self.writer.write_event(self.clock(), "interrupt", reason=reason)
+        self.writer.write_event(self.clock(), EVENT_INTERRUPT, reason=reason)
         self._close_workers()
         return False, "interrupted"
 
@@ -216,7 +217,7 @@ class Coordinator:
             if p == 0 and self.start_at is not None:
                 start = 0.0  # sessions already due at the wake-up are sent late (lag recorded), not shifted
             # wall: the unix time of this instant, so that merge can put shards on one clock.
-            self.writer.write_event(start, "phase_start", phase=p, name=name,
+            self.writer.write_event(start, EVENT_PHASE_START, phase=p, name=name,
                                     wall=time.time() - (self.clock() - start))
             if p == 0 and self.faults is not None:
                 self.faults.start(self.clock)
@@ -229,7 +230,7 @@ class Coordinator:
                     for kind, ids in msg.ids.items():
                         self.bound_ids[kind].update(ids)
             self.bindings.update(new)
-            self.writer.write_event(self.clock(), "phase_end", phase=p, name=name)
+            self.writer.write_event(self.clock(), EVENT_PHASE_END, phase=p, name=name)
             if self.interrupted:
                 return False
         self._update_bar()
@@ -289,7 +290,7 @@ class Coordinator:
                 entities[kind] = sort_ids(set(entities[kind]) | ids)
         total = entity_count(entities)
         settle, why = settle_plan(self.settle, self.tally.indeterminate)
-        self.writer.write_event(self.clock(), "final_read", entities={k: len(v) for k, v in entities.items()},
+        self.writer.write_event(self.clock(), EVENT_FINAL_READ, entities={k: len(v) for k, v in entities.items()},
                                 quiesce=quiesce, settle=settle, why=why, sample=sample)
         slices = _slices(entities, alive)
         started = self.clock()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..api import WdmError
+from ..traces.results import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS
 
 DEFAULT_ACTION_TIMEOUT = 60.0  # seconds an action may run before its process group is killed
 STOP_UNDO_TIMEOUT = 10.0  # seconds each pending undo gets after Ctrl-C
@@ -251,7 +252,7 @@ class FaultRunner:
 
     def _action_event(self, f: Fault, which: str, r: ActionResult, **extra: Any) -> None:
         self.results.setdefault(f.name, {})[which] = r
-        self._emit(r.start, f"fault_{which}", name=f.name, end=r.end, exit=r.exit_code, ok=r.ok,
+        self._emit(r.start, FAULT_ACTION_EVENTS[which], name=f.name, end=r.end, exit=r.exit_code, ok=r.ok,
                    timed_out=r.timed_out, error=r.error, output=r.output,
                    command=describe(f.do if which == "do" else f.undo), **extra)
 
@@ -265,18 +266,18 @@ class FaultRunner:
                 return
             self.results[f.name] = {}
         # Written before the action runs: a replay that dies during the fault still has the window's start.
-        self._emit(self._clock(), "fault_start", name=f.name, command=describe(f.do), duration=f.duration)
+        self._emit(self._clock(), EVENT_FAULT_START, name=f.name, command=describe(f.do), duration=f.duration)
         do = run_action(f.do, f.timeout, self._clock)
         self._action_event(f, "do", do)
         self._heal.wait(max(0.0, do.start + f.duration - self._clock()))
         healing = self._heal.is_set()
         undo = run_action(f.undo, min(f.timeout, STOP_UNDO_TIMEOUT) if healing else f.timeout, self._clock)
         self._action_event(f, "undo", undo, early=healing)
-        self._emit(do.start, "fault", name=f.name, end=undo.end)
+        self._emit(do.start, EVENT_FAULT, name=f.name, end=undo.end)
 
     def _skip(self, f: Fault) -> None:
         self.skipped.append(f.name)
-        self._emit(self._clock(), "fault_skipped", name=f.name, scheduled=f.at,
+        self._emit(self._clock(), EVENT_FAULT_SKIPPED, name=f.name, scheduled=f.at,
                    reason="the run ended before it was due" if not self._heal.is_set() else "stopped by a signal")
 
     def drain(self, write: Callable[..., None]) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..api import OP_NAMES, WdmError
-from ..traces.results import CONN_ERROR, ERROR, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
+from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, EVENT_FINAL_READ, EVENT_PHASE_START,
+                              FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window)
 from .messages import FLUSH_EVERY
 from .schedule import histogram, histogram_add, histogram_quantile
 
@@ -152,21 +153,21 @@ class LiveStats:
     def add_event(self, at: float, kind: str, info: dict) -> None:
         """Account one results event (phases, fault windows, the final read)."""
         with self._lock:
-            if kind == "phase_start":
+            if kind == EVENT_PHASE_START:
                 if self.run_started is None:
                     self.run_started = time.perf_counter() - max(0.0, at)
                 self.phase = str(info.get("name"))
                 self.stage = "replaying"
-            elif kind == "fault_start":
+            elif kind == EVENT_FAULT_START:
                 self.faults.append({"name": info.get("name"), "start": at, "end": None})
-            elif kind == "fault":
+            elif kind == EVENT_FAULT:
                 for f in self.faults:
                     if f["name"] == info.get("name") and f["end"] is None:
                         f["start"], f["end"] = at, info.get("end")
                         break
                 else:
                     self.faults.append({"name": info.get("name"), "start": at, "end": info.get("end")})
-            elif kind == "final_read":
+            elif kind == EVENT_FINAL_READ:
                 self.stage = "final read"
 
     def finish(self, summary: dict) -> None:

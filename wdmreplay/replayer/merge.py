@@ -35,11 +35,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..api import WdmError
+from ..api import ENTITY_KINDS, WdmError
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
-from ..traces.results import send_window
+from ..traces.results import EVENT_PHASE_START, is_fault_event, send_window
 
-ENTITY_KINDS = ("items", "users", "orders")
+FINAL_SECTIONS = tuple(f"{kind}s" for kind in ENTITY_KINDS)  # the final state's keys: items, users, orders
 TIME_COLUMNS = ("intended", "sent", "done")
 CHUNK_ROWS = 65536  # rows per written request chunk (bounded record size)
 # Header keys every results header carries from the format itself; results_header fills them anew.
@@ -158,7 +158,7 @@ def _check_sources(loaded: list[Results]) -> list[ShardSource]:
 def schedule_zero(r: Results) -> float | None:
     """Unix time at which a run's clock read 0 (from its first ``phase_start`` event's ``wall``), or None."""
     for ev in r.events:
-        if ev.get("kind") == "phase_start" and ev.get("wall") is not None:
+        if ev.get("kind") == EVENT_PHASE_START and ev.get("wall") is not None:
             return float(ev["wall"]) - float(ev.get("at") or 0.0)
     return None
 
@@ -184,7 +184,7 @@ def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
     merged: dict[str, Any] = {}
     disagree: dict[str, list[str]] = {}
     missing: dict[str, dict[str, str]] = {}
-    for kind in ENTITY_KINDS:
+    for kind in FINAL_SECTIONS:
         state: dict[str, Any] = {}
         differ: set[str] = set()
         for k in order:
@@ -208,7 +208,7 @@ def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
     if all(isinstance(f.get("bound_not_found"), dict) for f in finals):
         # ids a shard bound and found gone, unless another shard read them back (older shards: absent)
         gone = {kind[:-1]: sorted({i for f in finals for i in (f["bound_not_found"].get(kind[:-1]) or ())}
-                                  - set(merged[kind])) for kind in ENTITY_KINDS}
+                                  - set(merged[kind])) for kind in FINAL_SECTIONS}
         merged["bound_not_found"] = {k: v for k, v in gone.items() if v}
     settles = [f.get("settle") for f in finals]
     merged["settle"] = None if all(s is None for s in settles) else {
@@ -285,7 +285,7 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         for r, s, label in zip(shards, sources, labels):
             for ev in r.events:
                 info = {k: v for k, v in ev.items() if k not in ("t", "at", "kind")}
-                if str(ev.get("kind")).startswith("fault") and isinstance(info.get("end"), (int, float)):
+                if is_fault_event(ev.get("kind")) and isinstance(info.get("end"), (int, float)):
                     info["end"] = float(info["end"]) + s.offset  # a fault window's end: the same clock as its start
                 events.append((float(ev.get("at") or 0.0) + s.offset, str(ev.get("kind")), {**info, "shard": label}))
         for at, kind, info in sorted(events, key=lambda e: e[0]):

@@ -7,7 +7,6 @@ sessions in worker processes — ``workers=1`` is one worker) and the summary (:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 from .. import __version__
 from ..api import Dialect, Target, get_dialect
+from ..eventloop import run_async  # re-exported (its one definition is in wdmreplay.eventloop)
 from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
@@ -28,26 +28,6 @@ from .summary import Tally, build_summary, format_summary
 
 __all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
            "run_async", "shard_keep"]
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine on a fresh event loop — uvloop's when importable (``WDM_REPLAY_UVLOOP=0`` turns it off)."""
-    use_uvloop = os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            use_uvloop = False
-    if not use_uvloop:
-        return asyncio.run(coro)
-    if hasattr(asyncio, "Runner"):
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coro)
-    loop = uvloop.new_event_loop()  # pragma: no cover - Python 3.10
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialect: str | Dialect | None = None,

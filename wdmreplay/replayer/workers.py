@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 from ..api import Dialect, Target
+from ..eventloop import run_async
 from .messages import (FLUSH_EVERY, Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress,
                        PhaseDone, Progress, ReadFinal, Ready, RunPhase, Stop)
 
@@ -30,8 +31,6 @@ def worker_main(conn: Any, cfg: dict, inherited: list | tuple = ()) -> None:
     # and the coordinator then tells each worker to stop, so every worker still reports what it sent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .run import run_async
-
     try:
         run_async(_serve(conn, cfg))
     except Exception as e:  # report instead of dying silently; the coordinator turns it into one line

@@ -17,11 +17,7 @@ import math
 from typing import Iterable
 
 from ..api import WdmError
-from .store import INJECT_KINDS
-
-# A bug of the durable shop only (``serve --data``): its split checkout keeps no saga log, so a kill
-# between the legs is never recovered. Apart from INJECT_KINDS, which are bugs of any shop.
-DURABLE_BUGS = ("no-recovery",)
+from ..bugclasses import DURABLE_BUGS, INJECT_KINDS  # DURABLE_BUGS: a bug of the durable shop only (serve --data)
 
 FAULT_KINDS = ("apply-then-500", "apply-then-hang", "slow-saga")
 

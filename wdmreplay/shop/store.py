@@ -12,9 +12,7 @@ import random
 import re
 from typing import Any
 
-# Deliberate, documented bugs the shop can be started with (docs/shop.md).
-INJECT_KINDS = ("lost-update", "oversell", "no-rollback", "double-charge", "lost-line", "wrong-total",
-                "repeat-collapse")
+from ..bugclasses import INJECT_KINDS  # deliberate, documented bugs the shop can be started with (docs/shop.md)
 
 # Path integers: plain decimal digits, bounded so every total stays a 64-bit value.
 MAX_AMOUNT = 10**15 - 1

@@ -49,6 +49,7 @@ import numpy as np
 from ..api import OP_NAMES
 from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
+from .trace import EXPECT_VALUES
 
 RESULTS_FORMAT = "wdm-results"
 RESULTS_VERSION = 2
@@ -58,8 +59,30 @@ OUTCOMES = ("ok", "fail", "error", "timeout", "conn_error", "skipped")
 OK, FAIL, ERROR, TIMEOUT, CONN_ERROR, SKIPPED = range(len(OUTCOMES))
 INDETERMINATE = (ERROR, TIMEOUT, CONN_ERROR)  # the request may or may not have taken effect
 
-EXPECTS = ("ok", "fail", "any")
+EXPECTS = EXPECT_VALUES  # a step's expect, coded by its index (one definition, in the trace format)
 EXPECT_CODES = {e: i for i, e in enumerate(EXPECTS)}
+
+# Run event kinds: the ``kind`` of a results record ``{"t": "event", "at", "kind", ...}``. Defined here once;
+# every writer (coordinator, fault runner, merge) and reader (analysis, live view) uses these names.
+EVENT_PHASE_START = "phase_start"  # phase, name, wall (the coordinator's clock at the phase's start)
+EVENT_PHASE_END = "phase_end"  # phase, name
+EVENT_INTERRUPT = "interrupt"  # reason (Ctrl-C, SIGTERM, a second signal)
+EVENT_FINAL_READ = "final_read"  # entities {kind: count}, ... (the final read begins)
+EVENT_FINAL_READ_DONE = "final_read_done"  # snapshots, ...
+EVENT_FAULT_START = "fault_start"  # name, command, duration (a fault's do begins)
+EVENT_FAULT_DO = "fault_do"  # name, end, exit, ok, timed_out, error, output, command
+EVENT_FAULT_UNDO = "fault_undo"  # as fault_do, for the undo command
+EVENT_FAULT = "fault"  # name, end: the fault window (do's start to undo's end)
+EVENT_FAULT_SKIPPED = "fault_skipped"  # name, scheduled, ...: not due before the last phase ended
+EVENT_KINDS = (EVENT_PHASE_START, EVENT_PHASE_END, EVENT_INTERRUPT, EVENT_FINAL_READ, EVENT_FINAL_READ_DONE,
+               EVENT_FAULT_START, EVENT_FAULT_DO, EVENT_FAULT_UNDO, EVENT_FAULT, EVENT_FAULT_SKIPPED)
+FAULT_ACTION_EVENTS = {"do": EVENT_FAULT_DO, "undo": EVENT_FAULT_UNDO}  # a fault's action → its event kind
+
+
+def is_fault_event(kind: Any) -> bool:
+    """Whether an event kind is one of the fault runner's (``fault``, ``fault_start``, ``fault_do``, …)."""
+    return str(kind).startswith(EVENT_FAULT)
+
 
 # Request columns: name, numpy dtype, array.array typecode (for the writer's per-request appends).
 COLUMNS: tuple[tuple[str, str, str], ...] = (

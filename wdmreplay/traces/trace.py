@@ -38,7 +38,7 @@ TRACE_FORMAT = "wdm-trace"
 TRACE_VERSION = 2
 BLOCK_BYTES = 64 * 1024  # session bytes per frame (a frame closes at the first record past this)
 
-EXPECT_VALUES = ("ok", "fail", "any")
+EXPECT_VALUES = ("ok", "fail", "any")  # a step's expect; the results file codes them in this order
 
 
 class Step(TypedDict):

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..api import OP_CODES
-from ..traces.results import COLUMNS, EXPECT_CODES, OUTCOMES, SKIPPED, ResultsWriter, results_header
+from wdmreplay.api import OP_CODES
+from wdmreplay.traces.results import COLUMNS, EXPECT_CODES, OUTCOMES, SKIPPED, ResultsWriter, results_header
 
 _STATUS = {"ok": 200, "fail": 400, "error": 500, "timeout": 0, "conn_error": 0, "skipped": 0}
 
