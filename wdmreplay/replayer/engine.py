@@ -436,7 +436,11 @@ class Engine:
     # --- one session --------------------------------------------------------------------------
 
     async def run_session(self, s: Session, due: float) -> None:
-        """Send a session's steps one after another, each after the previous response plus think time."""
+        """Send a session's steps one after another, each after the previous response plus think time.
+
+        One long function on purpose: it runs once per request, and each helper call it used to make
+        (row append, binding, ``json.loads``) cost measurable instructions (docs/performance.md).
+        """
         sid, phase, speed = s["sid"], s["phase"], self.speed
         bindings, rows, routes, scen, shared = self.bindings, self.rows, self._routes, self._scen, self.shared
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
