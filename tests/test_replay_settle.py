@@ -66,3 +66,13 @@ def test_a_shop_whose_state_keeps_changing_is_inconclusive_after_two_snapshots(t
     report = check_results(run)
     assert report.verdict.verdict == "INCONCLUSIVE" and "coverage" in report.verdict.decided_by
     assert any("did not settle" in r and "(2 snapshots" in r for r in report.verdict.reasons()), report.verdict.reasons()
+
+
+def test_answered_any_counts_reads_and_not_found_but_not_failures():
+    from wdmreplay.replayer.final import answered_any
+
+    nothing = {"items": {}, "users": {}, "orders": {}}
+    assert not answered_any(nothing, {"item": {"1": "timeout", "2": "connection error: refused"},
+                                      "user": {"3": "HTTP 503: busy"}})
+    assert answered_any(nothing, {"item": {"1": "HTTP 404: no such item"}})
+    assert answered_any({**nothing, "items": {"1": {"stock": 3, "price": 1}}}, {})

@@ -23,7 +23,7 @@ from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INT
                               EVENT_PHASE_START, ResultsWriter)
 from .checks import ReplayError
 from .engine import split_concurrency
-from .final import (BATCH_SAMPLE, TraceScan, bound_not_found, entity_count, id_sets, next_snapshot_at,
+from .final import (BATCH_SAMPLE, TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at,
                     plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
@@ -318,6 +318,8 @@ class Coordinator:
             if same:
                 settled = True
                 break
+            if not answered_any(state, missing):
+                break  # not one read answered (the target is gone): another snapshot has nothing to compare
         assert state is not None and missing is not None
         self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
                                 "snapshots": len(snapshots), "entities": total,

@@ -299,6 +299,12 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
 
 # --- when the final read may start and how it settles: pure functions, no clock ---------------
 
+
+def answered_any(state: dict, missing: dict) -> bool:
+    """Whether a snapshot got any answer from the shop: an entity read, or a 4xx for one (not found)."""
+    return (any(state.get(section) for section in _SECTION.values())
+            or any(f.startswith("HTTP 4") for failures in missing.values() for f in failures.values()))
+
 QUIESCE_GRACE = 1.0  # seconds an abandoned request gets beyond --timeout to land on the shop
 DEFAULT_SETTLE = 2.0  # seconds of settle when the run had indeterminate requests and --settle was not given
 SETTLE_FIRST_GAP = 0.1  # seconds between the first two snapshots; doubled before each further one
