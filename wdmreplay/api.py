@@ -9,6 +9,8 @@ once into ``str.format`` templates with positional fields.
 
 from __future__ import annotations
 
+import os
+
 import json
 import re
 from dataclasses import dataclass
@@ -285,6 +287,23 @@ def _base_url_problem(url: Any) -> str:
     except ValueError:  # out of range or not a number
         port = 0
     return "its port must be a number in 1-65535" if port == 0 else ""
+
+
+DEFAULT_BASE_URL = "http://localhost:8000"
+
+
+def choose_target(urls_path: str | None, base_url: str | None) -> Target:
+    """The shop a command talks to: ``--urls FILE`` or ``--url BASE``, else ./urls.json, else localhost:8000.
+
+    The one rule of every command that replays (replay, shrink, capacity); a one-line error for both.
+    """
+    if urls_path and base_url:
+        raise ApiError("give either --urls or --url, not both")
+    if urls_path:
+        return load_urls(urls_path)
+    if base_url:
+        return Target.single(base_url)
+    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single(DEFAULT_BASE_URL)
 
 
 def load_urls(path: str | Path) -> Target:

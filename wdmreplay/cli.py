@@ -516,21 +516,12 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     """
     from pathlib import Path
 
-    from .api import Target, get_dialect, load_routes, load_urls
+    from .api import choose_target, get_dialect, load_routes
     from .replayer import ReplayError, check_output, parse_shard, replay_trace
     from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
 
-    if urls_path and base_url:
-        raise ReplayError("give either --urls or --url, not both")
-    if urls_path:
-        target = load_urls(urls_path)
-    elif base_url:
-        target = Target.single(base_url)
-    elif os.path.exists("urls.json"):
-        target = load_urls("urls.json")
-    else:
-        target = Target.single("http://localhost:8000")
+    target = choose_target(urls_path, base_url)
     try:
         shard_value = parse_shard(resolve_shard(shard))
         start_value = parse_start_at(start_at) if start_at is not None else None
@@ -978,20 +969,6 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
 # --- capacity, grade (composition roots: capacity.py, grade.py) ----------------------------------
 
 
-def _target_of(urls_path: str | None, base_url: str | None):
-    """The replay target from --urls or --url (the same defaults as ``replay``)."""
-    from .api import Target, load_urls
-    from .replayer import ReplayError
-
-    if urls_path and base_url:
-        raise ReplayError("give either --urls or --url, not both")
-    if urls_path:
-        return load_urls(urls_path)
-    if base_url:
-        return Target.single(base_url)
-    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single("http://localhost:8000")
-
-
 @cli.command("capacity")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
@@ -1037,6 +1014,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
       wdm-replay capacity stress.wdmt --urls urls.json --slo "p99<200ms,unanswered<0.5%" --max 32
       wdm-replay capacity stress.wdmt --start 4 --step-seconds 20 -d cap-runs --json > capacity.json
     """
+    from .api import choose_target
     from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
                            plot_capacity, render_capacity_text)
 
@@ -1048,7 +1026,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
             raise click.BadParameter(f"{plot}: the plot is written as .png, .svg or .pdf", param_hint="-o")
         refuse_replacing(plot, False)
     plan = SearchPlan(start, max_speed, factor, bisect_steps)
-    target = _target_of(urls_path, base_url)
+    target = choose_target(urls_path, base_url)
     no_plot = matplotlib_missing() if plot else None
     if no_plot:
         click.echo(f"wdm-replay: {no_plot}; the search runs, the table is printed", err=True)
@@ -1216,19 +1194,10 @@ def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: st
     """
     from pathlib import Path
 
-    from .api import Target, load_urls
+    from .api import choose_target
     from .shrink import ShrinkError, format_result, shrink_run
 
-    if urls_path and base_url:
-        raise ShrinkError("give either --urls or --url, not both")
-    if urls_path:
-        target = load_urls(urls_path)
-    elif base_url:
-        target = Target.single(base_url)
-    elif os.path.exists("urls.json"):
-        target = load_urls("urls.json")
-    else:
-        target = Target.single("http://localhost:8000")
+    target = choose_target(urls_path, base_url)
     if not Path(run).name:  # "", ".", "/": no results file, and no name to derive the default -o from
         raise ShrinkError(f"{run!r}: not a results file; give the RUN.wdmr to shrink")
     out = output or str(Path(run).with_suffix(".min.wdmt"))
