@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import WdmError
-from .schedule import parse_speed
 
 # The one set of limits: the click options use these bounds too.
 MAX_CONCURRENCY = 65536
@@ -70,6 +69,8 @@ class ReplayConfig:
     final_sample: int | None = BATCH_SAMPLE_DEFAULT
 
     def __post_init__(self) -> None:
+        from .schedule import parse_speed  # lazy: .schedule loads numpy; the CLI imports this module at start-up
+
         try:
             object.__setattr__(self, "speed", parse_speed(self.speed))
         except (ValueError, TypeError) as e:
