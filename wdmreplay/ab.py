@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .api import Target, WdmError, load_urls
+from .replayer.config import ReplayConfig
 
 
 class AbError(WdmError):
@@ -77,7 +78,7 @@ def run_before_each(command: str, index: int, total: int, build: str, label: str
 def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b: Target, runs: int,
            label_a: str = "A", label_b: str = "B", before_each: str | None = None, speed: float | None = 1.0,
            dialect: str | None = None, concurrency: int = 256, timeout: float = 10.0, progress: bool = False,
-           notify: Callable[[str], None] = print) -> list[AbRun]:
+           notify: Callable[[str], None] = print, config: ReplayConfig | None = None) -> list[AbRun]:
     """Replay ``trace`` 2·``runs`` times alternating builds A and B; every results file stays in ``outdir``.
 
     Returns the runs in the order they ran. ``notify`` receives one progress line per run
@@ -86,7 +87,6 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
     ``before_each`` fails, or when a replay does not complete (the files written so far stay).
     """
     from .replayer import ReplayError, preflight, replay_trace
-    from .replayer.checks import check_options
 
     if runs < 1:
         raise AbError(f"--runs must be at least 1, got {runs}")
@@ -100,10 +100,11 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
     builds = {"A": (target_a, label_a), "B": (target_b, label_b)}
     # Before the first run: replay's own option checks, and both builds answer (a dead B is found
     # now, not after A's whole run).
-    check_options(concurrency=concurrency, timeout=timeout, workers=1, client="lean", settle=None, speed=speed)
+    if config is None:  # the keyword form: the same checks as replay's
+        config = ReplayConfig(speed=speed, dialect=dialect, concurrency=concurrency, timeout=timeout)
     for build, (target, label) in builds.items():
         try:
-            preflight(str(trace), target, dialect, timeout)
+            preflight(str(trace), target, config.dialect, config.timeout)
         except ReplayError as e:
             raise AbError(f"build {build} ({label}): {e}") from None
     order = ab_order(runs)
@@ -114,8 +115,8 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
             run_before_each(before_each, index, len(order), build, label)
         path = outdir / _file_name(index, build, label)
         notify(f"ab: run {index} of {len(order)}: build {build} ({label}) -> {path}")
-        summary = replay_trace(str(trace), str(path), target=target, dialect=dialect, speed=speed,
-                               concurrency=concurrency, timeout=timeout, label=label, progress=progress)
+        summary = replay_trace(str(trace), str(path), target=target, config=config.replace(label=label),
+                               progress=progress)
         done.append(AbRun(index, build, label, path))
         if not summary["complete"]:
             error = AbInterrupted if summary.get("reason") == "interrupted" else AbError

@@ -17,9 +17,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .api import Target, WdmError
+from .replayer.config import ReplayConfig
 
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")
 DEFAULT_SLO = "p99<500ms,unanswered<1%"
@@ -293,12 +294,17 @@ def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
-    """How each step replays: target, dialect, connections, per-request timeout."""
+    """How each step replays: the target, and the replay's config (dialect, connections, timeout; speed set per step)."""
 
     target: Target
-    dialect: str | None = None
-    concurrency: int = 256
-    timeout: float = 10.0
+    config: ReplayConfig
+
+    def __init__(self, target: Target, config: ReplayConfig | None = None, **options: Any):
+        """``ReplayOptions(target, config)``, or a thin keyword form: ``ReplayOptions(target, concurrency=8)``."""
+        if config is not None and options:
+            raise TypeError(f"ReplayOptions: give the options in config, not as keywords: {', '.join(sorted(options))}")
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "config", config if config is not None else ReplayConfig(**options))
 
 
 def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo: Slo, opts: ReplayOptions,
@@ -314,9 +320,8 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
         step_trace = str(outdir / f"{stem}.wdmt")
         header = cut_trace(trace, step_trace, step_seconds * speed)
     out = outdir / f"{stem}.wdmr"
-    summary = replay_trace(step_trace, str(out), target=opts.target, dialect=opts.dialect, speed=speed,
-                           concurrency=opts.concurrency, timeout=opts.timeout, label=f"capacity-x{speed:g}",
-                           progress=progress)
+    summary = replay_trace(step_trace, str(out), target=opts.target, progress=progress,
+                           config=opts.config.replace(speed=speed, label=f"capacity-x{speed:g}"))
     if not summary["complete"]:
         error = CapacityInterrupted if summary.get("reason") == "interrupted" else CapacityError
         raise error(f"step {index} (speed {speed:g}) did not complete ({summary.get('reason')}); "

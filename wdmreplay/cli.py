@@ -15,6 +15,7 @@ import click
 from . import __version__
 from .api import WdmError
 from .bugclasses import DURABLE_BUGS, INJECT_KINDS
+from .replayer.config import CLIENT_NAMES, DIALECT_NAMES, MAX_CONCURRENCY, MAX_SECONDS, MAX_WORKERS
 
 
 class Finite(click.FloatRange):
@@ -438,16 +439,55 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
 # --- replay, demo (replayer) ------------------------------------------------------------------
 
 
-def _load_options(f):
-    """The options of the replayed load, one definition for ``replay`` and ``ab`` (the same checks in both)."""
-    f = click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True,
-                     help="seconds per request")(f)
-    f = click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
-                     help="max requests in flight and connections open, the final read's included")(f)
-    f = click.option("--speed", type=Speed(), default="1", show_default=True,
-                     help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")(f)
-    f = click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")(f)
-    return f
+# The replay's options, one definition for every command that replays (replay, ab, capacity, grade).
+# The limits are ReplayConfig's (click shows them in --help and refuses early; ReplayConfig checks them again).
+_REPLAY_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "dialect": (("--dialect",), dict(type=click.Choice(list(DIALECT_NAMES)), default=None,
+                                     help="API dialect [default: the trace's]")),
+    "speed": (("--speed",), dict(type=Speed(), default="1", show_default=True,
+                                 help="multiple of the recorded pace (1e-06 to 1e+06), or 'max'")),
+    "concurrency": (("--concurrency",), dict(type=click.IntRange(1, MAX_CONCURRENCY), default=256, show_default=True,
+                                             help="max requests in flight and connections open, the final read's "
+                                                  "included")),
+    "timeout": (("--timeout",), dict(type=Finite(0, MAX_SECONDS, min_open=True), default=10.0, show_default=True,
+                                     help="seconds per request")),
+    "workers": (("--workers",), dict(type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
+                                     help="processes on this machine")),
+    "client": (("--client",), dict(type=click.Choice(list(CLIENT_NAMES)), default="lean", show_default=True,
+                                   help="HTTP client of the replayed requests: the built-in keep-alive client, or "
+                                        "aiohttp (slower; for comparison, or a server the built-in client cannot "
+                                        "talk to)")),
+    "label": (("--label",), dict(default=None, help="build label stored in the results (e.g. a git sha)")),
+    "settle": (("--settle",), dict(type=Finite(0, MAX_SECONDS), default=None,
+                                   help="re-read the final state (spaced snapshots) until two agree, for up to this "
+                                        "many seconds after the first read ends (a second snapshot is always taken) "
+                                        "[default: 2 when the run had 5xx/timeouts/connection errors, else one "
+                                        "snapshot]")),
+}
+
+
+def replay_options(*names: str):
+    """Add the replay options ``names`` to a command and hand it one checked ``config`` (a ReplayConfig).
+
+    The command function takes ``config`` instead of the options one by one; a value ReplayConfig
+    refuses is a one-line error, exit 2. Options not named keep ReplayConfig's defaults.
+    """
+    import functools
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            from .replayer.config import ReplayConfig
+
+            kwargs["config"] = ReplayConfig(**{n: kwargs.pop(n) for n in names})
+            return f(*args, **kwargs)
+
+        for name in reversed(names):
+            decls, attrs = _REPLAY_OPTIONS[name]
+            command = click.option(*decls, name, **attrs)(command)
+        return command
+
+    return decorate
 
 
 @cli.command("replay")
@@ -455,19 +495,14 @@ def _load_options(f):
 @click.option("--urls", "urls_path", type=click.Path(dir_okay=False),
               help="urls.json with ORDER_URL, PAYMENT_URL, STOCK_URL [default: ./urls.json if present]")
 @click.option("--url", "base_url", help="one gateway base URL for all three services [default: http://localhost:8000]")
-@_load_options
+@replay_options("dialect", "speed", "concurrency", "timeout", "workers", "client", "label", "settle")
 @click.option("--routes", "routes_path", type=click.Path(dir_okay=False),
               help="JSON file of route overrides: {\"checkout\": \"POST /orders/checkout/{order}\", ...}")
-@click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True, help="processes on this machine")
-@click.option("--client", type=click.Choice(["lean", "aiohttp"]), default="lean", show_default=True,
-              help="HTTP client of the replayed requests: the built-in keep-alive client, or aiohttp "
-                   "(slower; for comparison, or a server the built-in client cannot talk to)")
 @click.option("--shard", help="replay only shard i of N (sessions with sid % N == i), e.g. 0/4; "
                                 "auto/N takes i from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
 @click.option("--start-at", "start_at", metavar="TIME",
               help="wait until TIME (epoch seconds or ISO-8601 with zone, e.g. 2026-12-02T01:00:00Z) and start "
                    "the schedule there: every shard given the same TIME fires in step (docs/distributed.md)")
-@click.option("--label", help="build label stored in the results (e.g. a git sha)")
 @click.option("--faults", "faults_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="fault schedule (JSON, or TOML on Python 3.11+): shell actions run at times of the run, "
                    "recorded as events (docs/faults.md)")
@@ -476,10 +511,6 @@ def _load_options(f):
               help="the final read reads every entity the run touched, and of the batch_init entities no request "
                    "named at most N per kind (a sample seeded by the trace's seed); 0: none of them")
 @click.option("--final-all", is_flag=True, help="read back every batch_init entity (no sample; slow for large ones)")
-@click.option("--settle", type=Finite(0, DAY), default=None,
-              help="re-read the final state (spaced snapshots) until two agree, for up to this many seconds "
-                   "after the first read ends (a second snapshot is always taken) [default: 2 when the run "
-                   "had 5xx/timeouts/connection errors, else one snapshot]")
 @click.option("--ui", "ui", type=Listen(), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
               help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
                    "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
@@ -489,12 +520,10 @@ def _load_options(f):
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar and no summary")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="results file [default: <trace stem>.wdmr]")
 @click.option("--force", is_flag=True, help="replace an existing results file (or a killed run's .part) at -o")
-def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect: str | None,
-               routes_path: str | None, speed: float | None, concurrency: int, timeout: float, workers: int,
-               client: str, shard: str | None, start_at: str | None, label: str | None, faults_path: str | None,
-               no_final_read: bool, final_sample: int, final_all: bool, settle: float | None,
-               ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool, output: str | None,
-               force: bool) -> None:
+def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: Any, routes_path: str | None,
+               shard: str | None, start_at: str | None, faults_path: str | None, no_final_read: bool,
+               final_sample: int, final_all: bool, ui: tuple[str, int] | None, ui_linger: float | None, quiet: bool,
+               output: str | None, force: bool) -> None:
     """Replay a trace against a shop and record every request into a results file.
 
     Sessions start on the trace's schedule (divided by --speed); each step is sent after the
@@ -528,19 +557,17 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, dialect:
     except ValueError as e:
         raise ReplayError(str(e)) from None
     header = read_header(trace)
-    dialect_obj = get_dialect(dialect or header.get("dialect") or "2024",
+    config = config.replace(shard=shard_value, start_at=start_value, faults=faults_path, final_read=not no_final_read,
+                            final_sample=None if final_all else final_sample)
+    dialect_obj = get_dialect(config.dialect or header.get("dialect") or "2024",
                               load_routes(routes_path) if routes_path else None)
     out = output or str(Path(trace).with_suffix(".wdmr"))
     check_output(out, [trace, urls_path, routes_path, faults_path], force)
     if ui_linger is not None and ui is None:
         raise click.UsageError("--ui-linger goes with --ui")
     with _live_view(ui) as live:
-        summary = replay_trace(trace, out, target=target, dialect=dialect_obj, speed=speed,
-                               concurrency=concurrency, timeout=timeout, label=label, workers=workers,
-                               final_read=not no_final_read, settle=settle,
-                               progress=not quiet and sys.stderr.isatty(), shard=shard_value, client=client,
-                               start_at=start_value, faults=faults_path,
-                               final_sample=None if final_all else final_sample, live=live)
+        summary = replay_trace(trace, out, target=target, config=config, dialect=dialect_obj,
+                               progress=not quiet and sys.stderr.isatty(), live=live)
         _print_replay_summary(summary, quiet)
         if live is not None and summary["reason"] != "interrupted":
             click.echo(f"live view: {live.url} stays up " +
@@ -933,11 +960,11 @@ def compare_cmd(base: str, new: tuple[str, ...], threshold: float, error_thresho
               "shops); env WDM_AB_RUN, WDM_AB_BUILD, WDM_AB_LABEL; a non-zero exit stops the session")
 @click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="ab-runs", show_default=True,
               help="directory that keeps every results file")
-@_load_options
+@replay_options("dialect", "speed", "concurrency", "timeout")
 @click.option("--quiet", "-q", is_flag=True, help="no progress lines or bars")
 @_compare_options
 def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_b: str, before_each: str | None,
-           outdir: str, speed: float | None, dialect: str | None, concurrency: int, timeout: float, quiet: bool,
+           outdir: str, config: Any, quiet: bool,
            threshold: float, error_threshold: float, fmt: str, output: str | None, alpha: float, seed: int,
            no_check: bool) -> None:
     """Replay TRACE against builds A and B alternately (A B B A A B ...), then compare them.
@@ -958,8 +985,7 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
     if output:
         refuse_inputs(output, [trace, *(u for u in (urls_a, urls_b) if os.path.isfile(u))])
     done = run_ab(trace, outdir, target_a=parse_target(urls_a, "--a"), target_b=parse_target(urls_b, "--b"),
-                  runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, speed=speed,
-                  dialect=dialect, concurrency=concurrency, timeout=timeout,
+                  runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, config=config,
                   progress=not quiet and sys.stderr.isatty(),
                   notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     paths = [str(r.path) for r in done if r.build == "A"] + [str(r.path) for r in done if r.build == "B"]
@@ -986,10 +1012,7 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
               help="bisection steps between the last passing and the first failing speed")
 @click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
               help="cut each step's trace to S seconds at its speed [default: the whole trace at each speed]")
-@click.option("--dialect", type=click.Choice(["2024", "2023"]), help="API dialect [default: the trace's]")
-@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
-              help="max requests in flight (connections)")
-@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@replay_options("dialect", "concurrency", "timeout")
 @click.option("-d", "--dir", "outdir", type=click.Path(file_okay=False), default="capacity-runs", show_default=True,
               help="directory that keeps every step's results file (and cut traces)")
 @click.option("-o", "--output", "plot", type=click.Path(dir_okay=False), metavar="PLOT",
@@ -997,8 +1020,8 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
 @click.option("--json", "as_json", is_flag=True, help='print {"speed", "rate", "slo", "steps": [...]} (stable keys)')
 @click.option("--quiet", "-q", is_flag=True, help="no per-step lines or progress bars")
 def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: str, start: float, max_speed: float,
-                 factor: float, bisect_steps: int, step_seconds: float | None, dialect: str | None, concurrency: int,
-                 timeout: float, outdir: str, plot: str | None, as_json: bool, quiet: bool) -> None:
+                 factor: float, bisect_steps: int, step_seconds: float | None, config: Any, outdir: str,
+                 plot: str | None, as_json: bool, quiet: bool) -> None:
     """Find the highest speed at which the shop still meets an SLO.
 
     Replays TRACE at --start, then geometrically faster (x --factor) until a step misses the SLO or
@@ -1038,7 +1061,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
                        f"{'pass' if st.passed else 'fail'} ({st.results})", err=True)
 
     res = find_capacity(trace, outdir, slo=slo_value, plan=plan,
-                        opts=ReplayOptions(target, dialect, concurrency, timeout), step_seconds=step_seconds,
+                        opts=ReplayOptions(target, config), step_seconds=step_seconds,
                         progress=not quiet and sys.stderr.isatty(), notify=step_line)
     if plot and not no_plot:
         plot_capacity(res, plot)
@@ -1079,9 +1102,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
 @click.option("--bisect", type=click.IntRange(0, 20), default=3, show_default=True, help="capacity bisection steps")
 @click.option("--step-seconds", type=Finite(0, DAY, min_open=True), default=None, metavar="S",
               help="cut each capacity step to S seconds")
-@click.option("--concurrency", type=click.IntRange(1, 65536), default=256, show_default=True,
-              help="max requests in flight per replay")
-@click.option("--timeout", type=Finite(0, DAY, min_open=True), default=10.0, show_default=True, help="seconds per request")
+@replay_options("concurrency", "timeout")
 @click.option("--max-recovery", type=Finite(0, DAY), default=10.0, show_default=True, metavar="S",
               help="fault runs: a slower recovery is NOT CLEAN (see check --help)")
 @click.option("--no-html", is_flag=True, help="text reports per run instead of HTML (faster; no matplotlib needed)")
@@ -1089,8 +1110,8 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
 @click.option("--quiet", "-q", is_flag=True, help="no progress lines or bar")
 def grade_cmd(teams_toml: str, outdir: str, suite: str, parallel: int, force: bool, consistency_trace: str | None,
               stress_trace: str | None, preset: str, rate: float, duration: float, seed: int, slo: str,
-              capacity_start: float, capacity_max: float, bisect: int, step_seconds: float | None, concurrency: int,
-              timeout: float, max_recovery: float, no_html: bool, as_json: bool, quiet: bool) -> None:
+              capacity_start: float, capacity_max: float, bisect: int, step_seconds: float | None, config: Any,
+              max_recovery: float, no_html: bool, as_json: bool, quiet: bool) -> None:
     """Grade every team of TEAMS.toml on the same traces and write a leaderboard.
 
     TEAMS.toml has one table per team: url = "http://…" (one gateway) or urls = "urls.json", and
@@ -1133,8 +1154,8 @@ def grade_cmd(teams_toml: str, outdir: str, suite: str, parallel: int, force: bo
     paths, digests = prepare_traces(out, suites, consistency=consistency_trace, stress=stress_trace, preset=preset,
                                     rate=rate, duration=duration, seed=seed, force=force)
     cfg = GradeConfig(out, suites, paths, digests, slo=slo_text, capacity_start=capacity_start,
-                      capacity_max=capacity_max, bisect=bisect, step_seconds=step_seconds, concurrency=concurrency,
-                      timeout=timeout, max_recovery=max_recovery, reports=not no_html,
+                      capacity_max=capacity_max, bisect=bisect, step_seconds=step_seconds, replay=config,
+                      max_recovery=max_recovery, reports=not no_html,
                       commands_cwd=str(Path(teams_toml).resolve().parent))
     outcome = run_grade(teams, cfg, parallel=parallel, force=force, progress=not quiet and sys.stderr.isatty(),
                         notify=notify)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from . import __version__
 from .api import Target, WdmError, load_urls
 from .capacity import CapacityInterrupted
+from .replayer.config import ReplayConfig
 
 SUITES = ("consistency", "stress", "capacity", "faults")
 STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
@@ -140,8 +141,7 @@ class GradeConfig:
     capacity_max: float = 64.0
     bisect: int = 3
     step_seconds: float | None = None
-    concurrency: int = 256
-    timeout: float = 10.0
+    replay: ReplayConfig = ReplayConfig()  # concurrency, timeout of every run (speed, label, faults set per run)
     max_recovery: float = 10.0
     reports: bool = True  # HTML report per run (needs matplotlib; text otherwise)
     commands_cwd: str = "."  # where reset/before/after run (TEAMS.toml's directory)
@@ -362,8 +362,8 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
         run_command(team.reset, f"reset before {run}", team.name, cfg)
     out = tdir / f"{run}.wdmr"
     try:
-        summary = replay_trace(trace, str(out), target=team.target, speed=speed, concurrency=cfg.concurrency,
-                               timeout=cfg.timeout, label=f"{team.name}-{run}", faults=faults)
+        summary = replay_trace(trace, str(out), target=team.target,
+                               config=cfg.replay.replace(speed=speed, label=f"{team.name}-{run}", faults=faults))
     except TargetUnreachable as e:
         raise TeamFailed("unreachable", str(e)) from None
     if not summary["complete"]:
@@ -403,7 +403,7 @@ def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> SuiteRun:
     try:
         res = find_capacity(cfg.traces["stress"], cdir, slo=parse_slo(cfg.slo),
                             plan=SearchPlan(cfg.capacity_start, cfg.capacity_max, bisect_steps=cfg.bisect),
-                            opts=ReplayOptions(team.target, None, cfg.concurrency, cfg.timeout),
+                            opts=ReplayOptions(team.target, cfg.replay),
                             step_seconds=cfg.step_seconds)
     except TargetUnreachable as e:
         raise TeamFailed("unreachable", str(e)) from None

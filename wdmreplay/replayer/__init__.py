@@ -9,8 +9,24 @@ plan), ``schedule`` (pure timing), ``summary`` (tally and text).
 
 from __future__ import annotations
 
-from .run import ReplayError, TargetUnreachable, check_output, format_summary, preflight, replay_trace
-from .schedule import parse_shard, parse_speed
+from typing import Any
 
-__all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "parse_shard", "parse_speed",
-           "preflight", "replay_trace"]
+from .config import ReplayConfig
+
+# Lazy: ``wdmreplay.replayer.config`` is read by the CLI at start-up (its option limits), and loading
+# this package must not load numpy and aiohttp with it (``wdm-replay --help`` stays fast).
+_FROM_RUN = {"ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace"}
+_FROM_SCHEDULE = {"parse_shard", "parse_speed"}
+
+__all__ = ["ReplayConfig", "ReplayError", "TargetUnreachable", "check_output", "format_summary", "parse_shard",
+           "parse_speed", "preflight", "replay_trace"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RUN:
+        from . import run  # lazy for start-up time (see above); no cycle: run never imports this package
+        return getattr(run, name)
+    if name in _FROM_SCHEDULE:
+        from . import schedule  # lazy: numpy
+        return getattr(schedule, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

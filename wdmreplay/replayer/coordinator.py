@@ -17,13 +17,15 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INTERRUPT, EVENT_PHASE_END,
                               EVENT_PHASE_START, ResultsWriter)
 from .checks import ReplayError
+from .config import WorkerSetup
 from .engine import split_concurrency
-from .final import (BATCH_SAMPLE, TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at,
+from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at,
                     plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
@@ -56,13 +58,13 @@ class _HardStop(Exception):
 class Coordinator:
     """Drives ``workers`` worker processes through a trace's phases and the final read; writes the results."""
 
-    def __init__(self, *, worker_cfg: dict, workers: int, writer: ResultsWriter, tally: Tally,
-                 phases: list[str], scan: TraceScan, final_read: bool, settle: float | None,
-                 timeout: float, concurrency: int, progress: bool, total_requests: int,
-                 start_at: float | None = None, faults: Any = None, final_sample: int | None = BATCH_SAMPLE,
-                 sample_seed: int = 0, live: Any = None):
-        self.cfg = dict(worker_cfg, workers=workers, grace=STOP_GRACE, progress=progress)
-        self.n = workers
+    def __init__(self, *, setup: WorkerSetup, writer: ResultsWriter, tally: Tally, phases: list[str],
+                 scan: TraceScan, total_requests: int, faults: Any = None, sample_seed: int = 0, live: Any = None):
+        config = setup.config
+        self.setup = replace(setup, grace=STOP_GRACE)
+        self.n = config.workers
+        final_read, settle, timeout, concurrency = config.final_read, config.settle, config.timeout, config.concurrency
+        progress, start_at, final_sample = setup.progress, config.start_at, config.final_sample
         self.writer = writer
         self.tally = tally
         self.phases = phases
@@ -91,8 +93,8 @@ class Coordinator:
         self._conns: list[Any] = []
         self._gone: set[int] = set()  # workers that closed their pipe (or were given up on)
         self._stop_sent_at: float | None = None
-        self._progress = [(0, 0)] * workers
-        self._final_progress = [0] * workers
+        self._progress = [(0, 0)] * self.n
+        self._final_progress = [0] * self.n
         self._bar: Any = None
         self._final_bar: Any = None
 
@@ -190,7 +192,7 @@ class Coordinator:
             # A forked worker inherits the coordinator's ends of every pipe made so far, its own
             # too: it closes them, so that it sees EOF when the coordinator dies (even by kill -9).
             inherited = [*self._conns, parent] if forked else []
-            cfg = dict(self.cfg, index=i, concurrency=split_concurrency(self.concurrency, self.n)[i])
+            cfg = replace(self.setup, index=i, concurrency=split_concurrency(self.concurrency, self.n)[i])
             p = ctx.Process(target=worker_main, args=(child, cfg, inherited), daemon=True,
                             name=f"wdm-replay-worker-{i}")
             p.start()

@@ -31,6 +31,7 @@ from ..traces.trace import Session, TraceReader
 from .final import IdSet
 from .http import HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
+from .config import CLIENT_NAMES
 
 CHUNK_ROWS = 65536
 UNKNOWN_SCENARIO = 65535
@@ -40,7 +41,7 @@ NAN = float("nan")
 _scan_json = make_scanner(json.JSONDecoder())
 
 ChunkSink = Callable[[dict, list, list], None]
-CLIENTS = ("lean", "aiohttp")  # the replay's HTTP client: see .http
+CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
 
 
 class RowBuffer:

@@ -21,6 +21,7 @@ import aiohttp
 from ..api import ENTITY_KINDS, FIND_OP, OPERATIONS, ApiError, Dialect, Target
 from ..traces.results import MAX_ERROR_TEXT
 from ..traces.trace import TraceReader
+from .config import BATCH_SAMPLE_DEFAULT
 
 # Which entity ranges a batch_init operation creates or relies on: (kind, index of the count arg).
 BATCH_RANGES: dict[str, tuple[tuple[str, int], ...]] = {
@@ -91,7 +92,7 @@ class TraceScan:
         return {k: sorted(v, key=_id_order) for k, v in out.items()}
 
 
-BATCH_SAMPLE = 1000  # batch_init entities the run did not touch, read back per kind (a seeded sample)
+BATCH_SAMPLE = BATCH_SAMPLE_DEFAULT  # batch_init entities the run did not touch, read back per kind (a seeded sample; named in .config)
 
 
 def plan_final_read(scan: TraceScan, bound: dict[str, IdSet], sample: int | None = BATCH_SAMPLE,

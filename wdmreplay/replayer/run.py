@@ -18,90 +18,87 @@ from ..eventloop import run_async  # re-exported (its one definition is in wdmre
 from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import read_header, trace_digest
-from .checks import ReplayError, TargetUnreachable, check_options, probe_target, services_of
+from .checks import ReplayError, TargetUnreachable, probe_target, services_of
+from .config import ReplayConfig, WorkerSetup
 from .coordinator import Coordinator
 from .faults import FaultRunner, check_schedule_fits, load_schedule, schedule_record
-from .final import BATCH_SAMPLE, check_dialect, scan_trace
+from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
 from .summary import Tally, build_summary, format_summary
 
-__all__ = ["ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
+__all__ = ["ReplayConfig", "ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
            "run_async", "shard_keep"]
 
 
-def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialect: str | Dialect | None = None,
-                 speed: float | None = 1.0, concurrency: int = 256, timeout: float = 10.0,
-                 label: str | None = None, workers: int = 1, final_read: bool = True, settle: float | None = None,
-                 progress: bool = False, shard: tuple[int, int] | None = None, client: str = "lean",
-                 start_at: float | None = None, faults: str | None = None,
-                 final_sample: int | None = BATCH_SAMPLE, live: Any = None) -> dict:
-    """Replay ``trace_path`` against ``target``, write ``out_path``; return the run's summary dict.
+def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config: ReplayConfig | None = None,
+                 dialect: str | Dialect | None = None, progress: bool = False, live: Any = None,
+                 **options: Any) -> dict:
+    """Replay ``trace_path`` against ``target`` with ``config``, write ``out_path``; return the run's summary dict.
 
-    ``speed`` multiplies the recorded pace (``None`` = as fast as ``concurrency`` allows);
-    ``dialect`` defaults to the trace header's. Raises :class:`~wdmreplay.api.WdmError` for a bad
-    trace, a dialect lacking one of the trace's operations, or an unreachable target — before
-    anything is sent. ``settle`` (seconds) re-reads the final state until two snapshots agree;
-    None = a short settle only when the run had indeterminate requests (see :mod:`.final`).
-    ``workers`` is the number of worker processes that send (the one driver: 1 is one worker).
-    ``client`` is the HTTP client of the replay's requests: ``"lean"`` (the
-    keep-alive client of :mod:`.http`, default) or ``"aiohttp"``. Ctrl-C / SIGTERM stop the run;
-    the file is then marked partial (``summary["complete"] is False``, ``summary["reason"] ==
-    "interrupted"``). ``start_at`` (unix time) makes the run wait until then and start its schedule
-    there (:mod:`.start`; a start more than a second past is refused before anything is sent).
-    ``faults`` is a fault schedule file (:mod:`.faults`), validated before anything is sent; what
-    its actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
-    request touched, at most this many per kind are read back (a sample seeded by the trace's seed;
-    None reads them all); what the history touched is always read. ``live`` is a
+    ``config`` is a :class:`.config.ReplayConfig` (what each option means is documented there);
+    without it, the keyword ``options`` build one (``speed=``, ``concurrency=``, ``timeout=``,
+    ``workers=``, ``client=``, ``settle=``, ``label=``, ``shard=``, ``start_at=``, ``faults=``,
+    ``final_read=``, ``final_sample=``) — the same checks either way. ``dialect`` is a dialect name
+    or a :class:`~wdmreplay.api.Dialect` (custom routes), default the config's, else the trace
+    header's. Raises :class:`~wdmreplay.api.WdmError` for a bad option, a bad trace, a dialect
+    lacking one of the trace's operations, or an unreachable target — before anything is sent.
+    ``speed`` None runs as fast as ``concurrency`` allows. ``settle`` (seconds) re-reads the final
+    state until two snapshots agree; None = a short settle only when the run had indeterminate
+    requests (see :mod:`.final`). ``workers`` is the number of worker processes that send.
+    Ctrl-C / SIGTERM stop the run; the file is then marked partial (``summary["complete"] is
+    False``, ``summary["reason"] == "interrupted"``). ``start_at`` (unix time) makes the run wait
+    until then and start its schedule there (:mod:`.start`; a start more than a second past is
+    refused before anything is sent). ``faults`` is a fault schedule file (:mod:`.faults`); what its
+    actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
+    request touched, at most this many per kind are read back (None reads them all). ``live`` is a
     :class:`.live.LiveView` (``replay --ui``) fed with every chunk and event written, and shown the
     summary at the end.
     """
+    if config is None:
+        if isinstance(dialect, str):
+            options["dialect"] = dialect
+        config = ReplayConfig(**options)
+    elif options:
+        raise TypeError(f"replay_trace: give the options in config, not as keywords: {', '.join(sorted(options))}")
     trace_path, out_path = str(trace_path), str(out_path)
     if isinstance(target, str):
         target = Target.single(target)
-    check_options(concurrency=concurrency, timeout=timeout, workers=workers, client=client, settle=settle,
-                  speed=speed)
-    if final_sample is not None and final_sample < 0:
-        raise ReplayError(f"final_sample must be 0 or more (None: every entity), got {final_sample}")
-    if start_at is not None:
+    if config.start_at is not None:
         try:
-            check_start_at(start_at, time.time())
+            check_start_at(config.start_at, time.time())
         except ValueError as e:
             raise ReplayError(str(e)) from None
-    schedule = load_schedule(faults) if faults is not None else None
+    schedule = load_schedule(config.faults) if config.faults is not None else None
     header = read_header(trace_path)
-    if dialect is None:
-        dialect = header.get("dialect") or "2024"
-    if isinstance(dialect, str):
-        dialect = get_dialect(dialect)
+    if not isinstance(dialect, Dialect):
+        dialect = get_dialect(config.dialect or header.get("dialect") or "2024")
     if schedule:
-        check_schedule_fits(schedule, run_length(header, speed), faults)
-    scan = scan_trace(trace_path, keep=shard_keep(shard, None), final_read=final_read)
+        check_schedule_fits(schedule, run_length(header, config.speed), config.faults)
+    scan = scan_trace(trace_path, keep=shard_keep(config.shard, None), final_read=config.final_read)
     check_dialect(scan, dialect, trace_path)
-    probes = probe_target(target, dialect, services_of(scan.ops), timeout)
+    probes = probe_target(target, dialect, services_of(scan.ops), config.timeout)
 
     scenarios = list(header.get("scenarios") or [])
+    run = config.run_fields()
     writer = ResultsWriter(out_path, results_header(
         trace={"path": trace_path, "digest": trace_digest(trace_path), "header": header},
-        target=target.as_dict(), dialect=dialect.name, speed=speed, concurrency=concurrency,
-        timeout=timeout, label=label, started=time.time(), tool=f"wdm-replay {__version__}",
-        host=socket.gethostname(), shard=f"{shard[0]}/{shard[1]}" if shard else None, workers=workers,
-        scenarios=scenarios, final_read=final_read, settle=settle, client=client,
-        start_at=start_at, clock=host_clock(),
+        target=target.as_dict(), dialect=dialect.name, speed=run.pop("speed"), concurrency=run.pop("concurrency"),
+        timeout=run.pop("timeout"), label=run.pop("label"), started=time.time(), tool=f"wdm-replay {__version__}",
+        host=socket.gethostname(), **run, scenarios=scenarios, clock=host_clock(),
         **({"faults": schedule_record(schedule)} if schedule else {}),
-    ), inputs=[trace_path, *([faults] if faults else [])])
+    ), inputs=[trace_path, *([config.faults] if config.faults else [])])
     runner = FaultRunner(schedule) if schedule else None
     tally = Tally()
     if live is not None:
         live.set_total(scan.kept_requests)
+    setup = WorkerSetup(config=config, trace_path=trace_path, target=target.as_dict(),
+                        dialect=(dialect.name, {k: f"{r.method} {r.template}" for k, r in dialect.routes.items()}),
+                        scenarios=tuple(scenarios), shared=frozenset(scan.shared), progress=progress)
     coordinator = Coordinator(
-        worker_cfg=_worker_config(trace_path, target, dialect, speed, concurrency, timeout, workers,
-                                  scenarios, shard, scan.shared, final_read, client),
-        workers=workers, writer=writer if live is None else live.tap(writer), tally=tally,
+        setup=setup, writer=writer if live is None else live.tap(writer), tally=tally,
         phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
-        final_read=final_read, settle=settle, timeout=timeout, concurrency=concurrency, progress=progress,
-        total_requests=scan.kept_requests, start_at=start_at, faults=runner, final_sample=final_sample,
-        sample_seed=_seed_of(header), live=live)
+        total_requests=scan.kept_requests, faults=runner, sample_seed=_seed_of(header), live=live)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -111,7 +108,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, dialec
     finally:
         wall = time.perf_counter() - wall_start
         writer.close(complete=complete, wall=wall, reason=reason)
-    summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=speed,
+    summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=config.speed,
                             wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
                             final_reads=coordinator.final_reads, dialect=dialect.name,
                             conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info)
@@ -165,15 +162,3 @@ def preflight(trace_path: str, target: Target, dialect: str | Dialect | None, ti
     scan = scan_trace(trace_path, final_read=False)
     check_dialect(scan, dialect, trace_path)
     return probe_target(target, dialect, services_of(scan.ops), timeout)
-
-
-def _worker_config(trace_path: str, target: Target, dialect: Dialect, speed: float | None, concurrency: int,
-                   timeout: float, workers: int, scenarios: list[str], shard: tuple[int, int] | None,
-                   shared: set[str], final_read: bool, client: str) -> dict:
-    """What every worker process needs to replay its share (picklable, for spawn too)."""
-    return {
-        "trace_path": trace_path, "target": target.as_dict(),
-        "dialect": (dialect.name, {k: f"{r.method} {r.template}" for k, r in dialect.routes.items()}),
-        "speed": speed, "concurrency": concurrency, "timeout": timeout,
-        "scenarios": scenarios, "shard": shard, "shared": shared, "final_read": final_read, "client": client,
-    }

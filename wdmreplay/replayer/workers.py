@@ -16,11 +16,12 @@ from typing import Any
 
 from ..api import Dialect, Target
 from ..eventloop import run_async
+from .config import WorkerSetup
 from .messages import (FLUSH_EVERY, Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress,
                        PhaseDone, Progress, ReadFinal, Ready, RunPhase, Stop)
 
 
-def worker_main(conn: Any, cfg: dict, inherited: list | tuple = ()) -> None:
+def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> None:
     """Process entry point: run this worker's shard until the coordinator says :class:`End`.
 
     ``inherited``: the coordinator's pipe ends a forked worker holds copies of (closed here).
@@ -42,7 +43,7 @@ def worker_main(conn: Any, cfg: dict, inherited: list | tuple = ()) -> None:
         conn.close()
 
 
-async def _serve(conn: Any, cfg: dict) -> None:
+async def _serve(conn: Any, cfg: WorkerSetup) -> None:
     from ..traces.stream import packer
     from .engine import Engine, RowBuffer
     from .final import ReadCounter, id_sets, read_state
@@ -50,17 +51,18 @@ async def _serve(conn: Any, cfg: dict) -> None:
 
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
-    name, routes = cfg["dialect"]
-    target = Target(cfg["target"]["ORDER_URL"], cfg["target"]["PAYMENT_URL"], cfg["target"]["STOCK_URL"])
+    name, routes = cfg.dialect
+    config = cfg.config
+    target = Target(cfg.target["ORDER_URL"], cfg.target["PAYMENT_URL"], cfg.target["STOCK_URL"])
     # Args go packed as the results file stores them: pickling 64k row tuples here and unpickling
     # them in the coordinator cost more CPU than the packing the coordinator would otherwise do.
     pack = packer().pack
     rows = RowBuffer(lambda cols, args, errors: conn.send(Chunk(cols, pack(args), errors)))
-    engine = Engine(cfg["trace_path"], target=target, dialect=Dialect(name, routes), speed=cfg["speed"],
-                    concurrency=cfg["concurrency"], timeout=cfg["timeout"], t0=0.0, rows=rows,
-                    keep=shard_keep(cfg["shard"], (cfg["index"], cfg["workers"])),
-                    scenarios=cfg["scenarios"], shared=cfg["shared"],
-                    bind_sink=lambda m: conn.send(Bindings(m)), client=cfg["client"])
+    engine = Engine(cfg.trace_path, target=target, dialect=Dialect(name, routes), speed=config.speed,
+                    concurrency=cfg.concurrency, timeout=config.timeout, t0=0.0, rows=rows,
+                    keep=shard_keep(config.shard, (cfg.index, cfg.workers)),
+                    scenarios=list(cfg.scenarios), shared=set(cfg.shared),
+                    bind_sink=lambda m: conn.send(Bindings(m)), client=config.client)
     reading: list[asyncio.Task] = []  # the final-read snapshot in progress (a Stop cancels it)
     counter = ReadCounter()
 
@@ -92,7 +94,7 @@ async def _serve(conn: Any, cfg: dict) -> None:
             await asyncio.sleep(FLUSH_EVERY)
             engine.flush_bindings()
             rows.flush()
-            if cfg["progress"]:
+            if cfg.progress:
                 conn.send(FinalProgress(counter.n) if reading else Progress(engine.done, engine.errors))
 
     await engine.open()
@@ -127,9 +129,9 @@ async def _serve(conn: Any, cfg: dict) -> None:
             assert isinstance(msg, RunPhase), msg
             engine.t0 = msg.t0
             engine.bindings.update(msg.bindings)
-            engine.bound_ids = id_sets() if cfg["final_read"] else None
+            engine.bound_ids = id_sets() if config.final_read else None
             bound0 = engine.bound
-            new = await engine.run_phase(msg.phase, msg.start, grace=cfg["grace"])
+            new = await engine.run_phase(msg.phase, msg.start, grace=cfg.grace)
             engine.flush_bindings()
             rows.flush()
             ids = {k: list(v.ids()) for k, v in engine.bound_ids.items()} if engine.bound_ids is not None else {}
