@@ -381,3 +381,40 @@ def test_cli_bad_trace_is_one_line_exit_2(tmp_path: Path, kind: str) -> None:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("wdm-replay: error: ") and str(bad) in lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+# --- tuples for the replay engine (issue 24) -------------------------------------------------------
+
+def _as_lists(s: dict) -> dict:
+    return {**s, "steps": [{**st, "args": list(st["args"])} for st in s["steps"]]}
+
+
+def test_sessions_as_tuples_hold_the_same_steps_and_counts(tmp_path: Path) -> None:
+    """tuples=True: steps and args decode as tuples, equal to the list form, skipped sessions still counted.
+
+    (A skipped session counted as 0 requests would make the trailer check raise at the end.)
+    """
+    path = tmp_path / "t.wdmt"
+    with TraceWriter(path, workload="w", seed=1, params={}, phases=["a"], scenarios=["s"]) as w:
+        for i in range(300):
+            w.write_session(i, 0, i / 10, [step("create_item", [i], bind=f"$s{i}.i", scenario="s"),
+                                           step("add_stock", [f"$s{i}.i", 7 + i], scenario="s"),
+                                           step("create_user", [], bind=f"$s{i}.u", scenario="s")])
+    keep = lambda sid: sid % 3 == 1  # noqa: E731
+    for k in (None, keep):
+        with TraceReader(path) as r:
+            as_lists = list(r.sessions(k))
+        with TraceReader(path) as r:
+            as_tuples = list(r.sessions(k, tuples=True))
+        assert len(as_tuples) == (300 if k is None else 100)
+        assert all(type(s["steps"]) is tuple and all(type(st["args"]) is tuple for st in s["steps"]) for s in as_tuples)
+        assert [_as_lists(s) for s in as_tuples] == as_lists
+        assert all(type(s["steps"]) is list for s in as_lists)
+    # Reading to the end checked the trailer's counts: skipped sessions were counted by their steps.
+
+
+def test_v1_sessions_with_tuples_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "v1.wdmt"
+    _v1_file(path)
+    with TraceReader(path) as r:
+        assert [s["sid"] for s in r.sessions(lambda sid: sid % 3 == 1, tuples=True)] == list(range(1, 20, 3))

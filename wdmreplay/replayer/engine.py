@@ -87,7 +87,9 @@ class PhaseStream:
     def __init__(self, reader: TraceReader, keep: Callable[[int], bool] | None):
         # The reader skips the other shards' sessions undecoded (decoding them all cost each worker
         # of a --workers run the whole trace's decoding).
-        self._it: Iterator[Session] = reader.sessions(keep)
+        # Tuples, not lists: the engine only reads steps and args (cheaper to decode, and the
+        # results row's ``tuple(args)`` is then the decoded tuple itself).
+        self._it: Iterator[Session] = reader.sessions(keep, tuples=True)
         self._peek: Session | None = None
         self._done = False
 

@@ -153,36 +153,53 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_re
     """
     scan = TraceScan()
     ops, shared, literals, ranges = scan.ops, scan.shared, scan.literals, scan.ranges
+    # What the loop needs of each operation, looked up once per name instead of once per step:
+    # (creates, (index, kind) of the entity-id parameters, batch ranges).
+    per_op: dict[Any, tuple[bool, tuple[tuple[int, str], ...], tuple[tuple[str, int], ...]]] = {}
+    sessions = requests = kept = 0
     with TraceReader(path) as r:
         for s in r:
-            scan.sessions += 1
+            sessions += 1
             mine = keep is None or keep(s["sid"])
             own: set[str] = set()  # symbols bound so far in this session (dropped with it)
-            for st in s["steps"]:
-                scan.requests += 1
+            steps = s["steps"]
+            for st in steps:
                 name = st["op"]
-                op = OPERATIONS.get(name)
-                if op is None:
-                    raise ApiError(f"{path}: session {s['sid']} uses unknown operation {name!r}")
-                ops.add(name)
+                info = per_op.get(name)
+                if info is None:
+                    op = OPERATIONS.get(name)
+                    if op is None:
+                        raise ApiError(f"{path}: session {s['sid']} uses unknown operation {name!r}")
+                    ops.add(name)
+                    info = per_op[name] = (bool(op.creates),
+                                           tuple((i, k) for i, k in enumerate(op.kinds) if k != "int"),
+                                           BATCH_RANGES.get(name, ()))
+                creates, id_params, batch = info
                 args = st["args"]
                 # Shared symbols are found over every session (another shard's session may use one
                 # bound in ours only if the trace shards badly; then it is simply kept).
                 for a in args:
                     if a.__class__ is str and a[:1] == "$" and a not in own:
                         shared.add(a)
-                if op.creates and st.get("bind"):
-                    own.add(st["bind"])
+                if creates:
+                    b = st.get("bind")
+                    if b:
+                        own.add(b)
                 if not mine:
                     continue
-                scan.kept_requests += 1
+                kept += 1
                 if final_read:
-                    for kind, a in zip(op.kinds, args):
-                        if kind != "int" and a is not None and not (isinstance(a, str) and a.startswith("$")):
-                            literals[kind].add(str(a))
-                for kind, i in BATCH_RANGES.get(name, ()):
+                    n_args = len(args)
+                    for i, kind in id_params:
+                        if i < n_args:
+                            a = args[i]
+                            if a is not None and not (isinstance(a, str) and a.startswith("$")):
+                                literals[kind].add(str(a))
+                for kind, i in batch:
                     if i < len(args) and isinstance(args[i], int) and args[i] > ranges[kind]:
                         ranges[kind] = args[i]
+            requests += len(steps)
+    scan.sessions, scan.requests, scan.kept_requests = sessions, requests, kept
     return scan
 
 

@@ -96,8 +96,8 @@ def refuse_inputs(output: str | Path, inputs: Iterable[str | Path]) -> None:
                                   f"choose another output file")
 
 
-def _unpacker(f: BinaryIO | None = None, limit: int = 512 * 1024 * 1024) -> msgpack.Unpacker:
-    return msgpack.Unpacker(f, raw=False, use_list=True, strict_map_key=False, max_buffer_size=limit)
+def _unpacker(f: BinaryIO | None = None, limit: int = 512 * 1024 * 1024, use_list: bool = True) -> msgpack.Unpacker:
+    return msgpack.Unpacker(f, raw=False, use_list=use_list, strict_map_key=False, max_buffer_size=limit)
 
 
 _DECODE_ERRORS = (msgpack.UnpackException, ValueError, TypeError)
@@ -115,6 +115,10 @@ class RecordReader:
     iteration stops after the last whole record (version 1) or frame (version 2),
     :attr:`trailer` stays None and :attr:`truncated_at` holds the byte offset where it ended. A
     corrupt byte is an error either way, and the header must always be whole.
+
+    Setting :attr:`use_list` to False before iterating decodes the records' arrays of a version-2
+    file as tuples (msgpack's ``use_list=False``: one allocation instead of two per array, and
+    ``tuple()`` of one is free); the header and version-1 files are always read with lists.
     """
 
     def __init__(self, path: str | Path, fmt: str, version: int, *, partial_ok: bool = False):
@@ -137,6 +141,7 @@ class RecordReader:
         self._u = _unpacker(self._f)
         self._pos = 0  # version ≥ 2: offset of the next frame
         self.trailer: dict | None = None
+        self.use_list = True  # False: records' arrays as tuples (version 2)
         self.truncated_at: int | None = None
         self.version = 0
         try:
@@ -268,7 +273,7 @@ class RecordReader:
                 continue
             v = u.unpack()
             if k == key and not keep(v):
-                skipped = len(rec[count]) if isinstance(rec.get(count), list) else 0
+                skipped = len(rec[count]) if isinstance(rec.get(count), (list, tuple)) else 0
                 rec = None
                 continue
             rec[k] = v
@@ -315,7 +320,7 @@ class RecordReader:
                 # A results chunk (a frame of its own): decoded in place, without copying it into
                 # an Unpacker's buffer first. More than one record falls through to the general path.
                 try:
-                    rec = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                    rec = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=self.use_list)
                 except msgpack.ExtraData:
                     pass
                 except (msgpack.OutOfData, *_DECODE_ERRORS) as e:
@@ -329,7 +334,7 @@ class RecordReader:
                         return
                     yield rec
                     continue
-            u = _unpacker(limit=max(end, 1))
+            u = _unpacker(limit=max(end, 1), use_list=self.use_list)
             u.feed(payload)
             offset = base
             try:

@@ -207,13 +207,17 @@ class TraceReader:
     def __iter__(self) -> Iterator[Session]:
         return self.sessions()
 
-    def sessions(self, keep: Callable[[int], bool] | None = None) -> Iterator[Session]:
+    def sessions(self, keep: Callable[[int], bool] | None = None, *, tuples: bool = False) -> Iterator[Session]:
         """The sessions whose ``sid`` passes ``keep`` (all if None), in file order; counts checked at the end.
 
         The others are skipped without being decoded (a replay worker's share of the trace costs
-        it only its own sessions' decoding); they still count against the trailer.
+        it only its own sessions' decoding); they still count against the trailer. With ``tuples``
+        a session's ``steps`` and each step's ``args`` come as tuples, not lists (cheaper to
+        decode; the replay engine only reads them); version-1 traces still give lists.
         """
         n_sessions = n_requests = 0
+        self._r.use_list = not tuples
+        seq = (list, tuple) if tuples else list
         n_phases = len(self.header["phases"])
         records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
         for rec in records:
@@ -223,7 +227,7 @@ class TraceReader:
                 continue
             try:
                 steps = rec["steps"]
-                if not (0 <= rec["phase"] < n_phases) or not isinstance(steps, list):
+                if not (0 <= rec["phase"] < n_phases) or not isinstance(steps, seq):
                     raise KeyError
                 rec["at"], rec["sid"]  # noqa: B018 - presence check
             except (KeyError, TypeError):
