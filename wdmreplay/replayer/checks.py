@@ -1,4 +1,4 @@
-"""What a replay checks before it sends anything: its options, and that the target answers at all."""
+"""What a replay checks before it sends anything: that the target answers at all (its options: ReplayConfig)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,15 @@ import aiohttp
 
 from ..api import FIND_OP, OPERATIONS, Dialect, Target
 from ..eventloop import run_async
-from .config import WORKERS_PER_CPU, ReplayConfig, ReplayError, max_workers, usable_cpus
+from .config import WORKERS_PER_CPU, ReplayError, max_workers, usable_cpus
 from .engine import make_client
 
-__all__ = ["WORKERS_PER_CPU", "ReplayError", "TargetUnreachable", "check_options", "max_workers", "probe_target",
+__all__ = ["WORKERS_PER_CPU", "ReplayError", "TargetUnreachable", "max_workers", "probe_target",
            "services_of", "usable_cpus"]
 
 
 class TargetUnreachable(ReplayError):
     """The target did not answer the probe request."""
-
-
-def check_options(**options) -> None:
-    """Refuse option values a replay cannot run with, one line each: builds a :class:`ReplayConfig` (its checks)."""
-    ReplayConfig(**options)
 
 
 def probe_target(target: Target, dialect: Dialect, services: set[str], timeout: float) -> int:
