@@ -182,3 +182,16 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``wdm-replay ARGV`` run in this process (a command that returns: 0)."""
+    from wdmreplay.cli import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from analysis_support import latency_run
 from browser_support import horizontal_overflow, open_page
+from replay_support import run_cli
 
 from wdmreplay.analysis import check_results, compare_runs
 from wdmreplay.analysis.compare import WEAK_GATE_RATIO
 from wdmreplay.analysis.compare_text import render_compare
 from wdmreplay.analysis.compare_html import ratio_ticks
-from wdmreplay.cli import main
 from wdmreplay.recorder import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
@@ -38,12 +38,6 @@ def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     assert s["complete"]
     return out
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture(scope="module")

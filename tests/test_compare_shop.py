@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from replay_support import run_cli
 from wdmreplay.cli import main
 from wdmreplay.recorder import generate
 from wdmreplay.replayer import replay_trace
@@ -33,12 +34,6 @@ def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     assert s["complete"]
     return out
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def median_ms(path: Path) -> float:

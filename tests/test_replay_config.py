@@ -7,21 +7,11 @@ import math
 
 import pytest
 
-from replay_support import write_trace
-from wdmreplay.cli import main
+from replay_support import run_cli, write_trace
 from wdmreplay.replayer import ReplayConfig, ReplayError, replay_trace
 from wdmreplay.replayer.config import MAX_CONCURRENCY, MAX_SECONDS, MAX_WORKERS
 from wdmreplay.traces import load_results, step
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_defaults_are_replays_defaults_and_the_record_is_frozen():

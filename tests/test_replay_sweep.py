@@ -17,25 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from replay_support import closed_port, write_trace
+from replay_support import closed_port, run_cli, write_trace
 from synthetic import History
-from wdmreplay.cli import main
 from wdmreplay.replayer import ReplayError, replay_trace
 from wdmreplay.replayer.checks import max_workers, usable_cpus
 from wdmreplay.traces import load_results, step
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``wdm-replay ARGV`` run in this process (a command that returns: 0)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_exit_2(code: int, out: str, err: str, message: str) -> None:
