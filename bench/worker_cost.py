@@ -65,14 +65,16 @@ def callgrind(out: Path) -> list[str]:
             f"--callgrind-out-file={out}/cg.%p"]
 
 
-def measure(work: Path, trace: Path, urls: Path, workers: int, concurrency: int, timeout: float) -> dict[str, int]:
+def measure(work: Path, trace: Path, urls: Path, workers: int, concurrency: int, timeout: float,
+            speed: str = "max", final_read: bool = False) -> dict[str, int]:
     """Run one replay under callgrind; instructions per process role: 'before fork', 'coordinator', 'worker i'."""
     out = work / f"cg-{trace.stem}-w{workers}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     results = out / "run.wdmr"
-    argv = callgrind(out) + [sys.executable, "-m", "wdmreplay", "replay", str(trace), "--speed", "max", "--no-final-read",
-            "--quiet", "--timeout", "120", "--concurrency", str(concurrency), "--workers", str(workers),
+    argv = callgrind(out) + [sys.executable, "-m", "wdmreplay", "replay", str(trace), "--speed", speed,
+            *([] if final_read else ["--no-final-read"]), "--quiet", "--timeout", "120",
+            "--concurrency", str(concurrency), "--workers", str(workers),
             "--urls", str(urls), "-o", str(results)]
     run = run_child(argv, timeout=timeout)
     if run.returncode != 0 or run.timed_out:
@@ -114,6 +116,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=4000, help="the smaller trace (the larger is 3x; default 4000)")
     ap.add_argument("--workers", type=int, default=2, help="workers to compare with one (default 2)")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--speed", default="max",
+                    help="replay speed: max (default) or a factor of the trace's schedule (a fixed rate)")
+    ap.add_argument("--final-read", action="store_true",
+                    help="keep the final read (default: --no-final-read, only the replayed requests are counted)")
     ap.add_argument("--max-seconds", type=float, default=600, help="stop one replay after this long (default 600)")
     a = ap.parse_args()
     if a.workers < 2 or a.requests < 100:
@@ -134,7 +140,7 @@ def main() -> None:
                 stress_trace(trace, n)
                 for w in runs:
                     print(f"callgrind: {n:,} requests, --workers {w} ...", flush=True)
-                    runs[w].append(measure(work, trace, urls, w, a.concurrency, a.max_seconds))
+                    runs[w].append(measure(work, trace, urls, w, a.concurrency, a.max_seconds, a.speed, a.final_read))
     except KeyboardInterrupt:
         sys.exit("\ninterrupted: the replay and the target were stopped")
     except RuntimeError as e:
