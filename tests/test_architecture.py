@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import wdmreplay
 from wdmreplay.bugclasses import BUG_CLASSES, DURABLE_BUGS, INJECT_KINDS
 from wdmreplay.cli import cli
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import InjectError, parse_inject
 from wdmreplay.traces import load_results

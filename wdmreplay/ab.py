@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .api import Target, WdmError, load_urls
+from .errors import WdmError
+from .targets import Target, load_urls
 from .replayer.config import ReplayConfig
 
 

@@ -8,7 +8,7 @@ counts, for each class, how often a trace contains the behaviour exposing it
 writes, so generated and recorded traces both carry the counts in their header's ``exercises``).
 :func:`verdict_coverage` turns those counts into what a verdict covered.
 
-A leaf, like :mod:`.api`: the trace writer (traces), ``inspect`` (recorder) and ``check`` (analysis)
+A leaf, like :mod:`.operations`: the trace writer (traces), ``inspect`` (workloads) and ``check`` (analysis)
 all read it; it imports nothing of the project's.
 """
 

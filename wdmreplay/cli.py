@@ -1,7 +1,7 @@
 """The ``wdm-replay`` command line: a click group of thin commands.
 
 Each command parses options, opens files, calls the library and prints. Errors the user can act on
-are :class:`~wdmreplay.api.WdmError`; :func:`main` prints them as one line and exits non-zero.
+are :class:`~wdmreplay.errors.WdmError`; :func:`main` prints them as one line and exits non-zero.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .api import WdmError
+from .errors import WdmError
 from .bugclasses import DURABLE_BUGS, INJECT_KINDS
 from .replayer.config import CLIENT_NAMES, DIALECT_NAMES, MAX_CONCURRENCY, MAX_SECONDS, MAX_WORKERS
 
@@ -105,7 +105,7 @@ def cli() -> None:
     """
 
 
-# --- generate-trace, inspect (recorder) -------------------------------------------------------
+# --- generate-trace, inspect (workloads) -------------------------------------------------------
 
 _FORCE_HELP = ("replace an existing file at -o that no command could make again (a run's results, a recorded "
                "or shrunk trace, any file that is not a generated trace); a generated trace is replaced without it")
@@ -136,7 +136,7 @@ def _open_options(f):
 
 
 def _run_generate(workload: str, seed: int, dialect: str, output: str, quiet: bool, force: bool, **options) -> None:
-    from .recorder import generate, summary_line
+    from .workloads import generate, summary_line
     from .traces.trace import refuse_replacing
 
     refuse_replacing(output, force)
@@ -300,7 +300,7 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
     """
     import json
 
-    from .recorder import inspect_trace, render_inspect
+    from .workloads import inspect_trace, render_inspect
 
     info = inspect_trace(trace)
     click.echo(json.dumps(info, indent=2, allow_nan=False, default=str) if as_json else render_inspect(info))
@@ -341,8 +341,8 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
       wdm-replay record --upstream http://127.0.0.1:8000 --requests 10000 --phase-gap 2
       wdm-replay inspect mine.wdmt && wdm-replay replay mine.wdmt --url http://127.0.0.1:8000
     """
-    from .api import Target, load_urls
-    from .recorder.capture import CaptureError, parse_listen, record
+    from .targets import Target, load_urls
+    from .capture import CaptureError, parse_listen, record
     from .eventloop import run_async  # uvloop's event loop when importable
 
     if bool(urls_path) == bool(upstream):
@@ -545,7 +545,8 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
     """
     from pathlib import Path
 
-    from .api import choose_target, get_dialect, load_routes
+    from .operations import get_dialect, load_routes
+    from .targets import choose_target
     from .replayer import ReplayError, check_output, parse_shard, replay_trace
     from .replayer.start import parse_start_at, resolve_shard
     from .traces import read_header
@@ -600,7 +601,7 @@ def _live_view(ui: tuple[str, int] | None) -> Any:
 
 def _print_replay_summary(summary: dict, quiet: bool) -> None:
     from .replayer import format_summary
-    from .replayer.faults import format_fault_summary
+    from .replayer.fault_schedule import format_fault_summary
 
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
@@ -686,7 +687,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     import contextlib
     import tempfile
 
-    from .api import WdmError
+    from .errors import WdmError
     from .demo import fault_plan, run_demo, run_fault_demo
 
     if inject == "no-recovery" and not faults:
@@ -1037,7 +1038,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
       wdm-replay capacity stress.wdmt --urls urls.json --slo "p99<200ms,unanswered<0.5%" --max 32
       wdm-replay capacity stress.wdmt --start 4 --step-seconds 20 -d cap-runs --json > capacity.json
     """
-    from .api import choose_target
+    from .targets import choose_target
     from .capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
                            plot_capacity, render_capacity_text)
 
@@ -1215,7 +1216,7 @@ def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: st
     """
     from pathlib import Path
 
-    from .api import choose_target
+    from .targets import choose_target
     from .shrink import ShrinkError, format_result, shrink_run
 
     target = choose_target(urls_path, base_url)

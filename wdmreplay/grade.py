@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .api import Target, WdmError, load_urls
+from .errors import WdmError
+from .targets import Target, load_urls
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
 
@@ -165,7 +166,7 @@ def prepare_traces(outdir: Path, suites: tuple[str, ...], *, consistency: str | 
     A rerun reuses the traces already there, so resumed teams get the same bytes; a given file whose
     bytes differ from the one already in DIR is refused unless ``force`` (every team is then regraded).
     """
-    from .recorder import generate
+    from .workloads import generate
     from .traces import trace_digest
 
     tdir = outdir / "traces"
@@ -377,7 +378,7 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
     outcomes = overall["outcomes"]
     windows = recovery = None
     if faults is not None:
-        from .analysis.faults import analyze_faults
+        from .analysis.recovery import analyze_faults
 
         found = analyze_faults(results).windows
         recoveries = [w.recovery_s for w in found]
