@@ -164,7 +164,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
         click.echo("demo: the check is INCONCLUSIVE (see above)")
     else:
         click.echo("demo: the checks found anomalies (see above; `wdm-replay check FILE --verbose` for every detail)")
-    sys.exit({"CLEAN": 0, "INCONCLUSIVE": 3}.get(verdict, 1))
+    sys.exit(0 if verdict == "CLEAN" else 3 if verdict == "INCONCLUSIVE" else 1)
 
 
 

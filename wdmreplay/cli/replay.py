@@ -127,10 +127,11 @@ def _print_replay_summary(summary: dict, quiet: bool) -> None:
 
     if not quiet:
         click.echo(format_summary(summary), err=not summary["complete"])
-        if "faults" in summary:
+    if "faults" in summary:  # the run had a fault schedule
+        if not quiet:
             click.echo(format_fault_summary(summary), err=not summary["complete"])
-    for line in (summary.get("faults") or {}).get("failures", []):
-        click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
+        for line in summary["faults"]["failures"]:
+            click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
 
 
 @click.command("merge")
@@ -189,7 +190,8 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
       wdm-replay ab stress.wdmt --a old.json --b new.json --label-a main --label-b pr-42 -d ab-out
       wdm-replay ab c.wdmt --a old.json --b new.json --speed max --before-each ./reset-shops.sh
     """
-    from ..ab import parse_target, run_ab
+    from ..ab import run_ab
+    from ..targets import parse_target
     from ..traces import refuse_inputs
 
     if output:

@@ -239,20 +239,16 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
       wdm-replay record --upstream http://127.0.0.1:8000 --requests 10000 --phase-gap 2
       wdm-replay inspect mine.wdmt && wdm-replay replay mine.wdmt --url http://127.0.0.1:8000
     """
-    from ..targets import Target, load_urls
-    from ..capture import CaptureError, parse_listen, record
+    from ..targets import choose_target
+    from ..capture import parse_listen, record
     from ..eventloop import run_async  # uvloop's event loop when importable
-
-    if bool(urls_path) == bool(upstream):
-        raise CaptureError("give exactly one of --urls or --upstream")
+    from ..traces import refuse_inputs
     from ..traces.trace import refuse_replacing
 
+    target = choose_target(urls_path, upstream, url_option="--upstream", default=False)
     if urls_path:
-        from ..traces import refuse_inputs
-
         refuse_inputs(output, [urls_path])
     refuse_replacing(output, force)
-    target = load_urls(urls_path) if urls_path else Target.single(upstream)  # type: ignore[arg-type]
     host, port = parse_listen(listen)
 
     def ready(url: str) -> None:
