@@ -234,9 +234,7 @@ class ExerciseCounter:
         if op == "add_item":
             order, shared = self._get(2, args[0])
             q = args[2] if self._quantity and len(args) > 2 and isinstance(args[2], int) else 1
-            line = order.lines.get(args[1])
-            if line is None:
-                line = order.lines[args[1]] = [0, 0]
+            line = order.lines.setdefault(args[1], [0, 0])
             line[0] += 1
             line[1] += q
             if line[0] >= 2:
@@ -312,8 +310,8 @@ def count_exercises(sessions: Iterable[dict], n_phases: int, quantity_counts: bo
 
 def quantity_counts(dialect: str | None, routes: dict[str, dict[str, str]]) -> bool:
     """Whether ``dialect``'s add_item carries the quantity (2023's adds one unit whatever the step says)."""
-    route = (routes.get(dialect or "") or {}).get("add_item")
-    return route is None or "{quantity}" in route
+    table = routes.get(dialect or "")  # keyed by the trace header's dialect: None or unknown counts quantities
+    return table is None or "{quantity}" in table["add_item"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +370,7 @@ def coverage_line(cov: dict) -> str:
     if cov["needs_fault"]:
         parts.append("need a fault run: " + ", ".join(BY_NAME[n].title for n in cov["needs_fault"]))
     tail = f" ({'; '.join(parts)})" if parts else ""
-    if cov.get("incomplete"):  # the trace's count: the run may not have sent what exposes them
+    if cov["incomplete"]:  # the trace's count: the run may not have sent what exposes them
         return (f"covered: at most {len(cov['covered'])} of {cov['classes']} bug classes — {cov['incomplete']}: "
                 f"some requests of the trace may not have been sent{tail}")
     return f"covered: {len(cov['covered'])} of {cov['classes']} bug classes{tail}"
