@@ -233,7 +233,7 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
     def step_line(st) -> None:
         if not quiet:
             click.echo(f"capacity: step {st.index} {st.kind} x{st.speed:g}: "
-                       f"p99 {st.latency_ms.get('p99')} ms, {100 * st.unanswered:.2f}% unanswered, {st.verdict}, "
+                       f"p99 {st.latency_ms['p99']} ms, {100 * st.unanswered:.2f}% unanswered, {st.verdict}, "
                        f"{'pass' if st.passed else 'fail'} ({st.results})", err=True)
 
     res = find_capacity(trace, outdir, slo=slo_value, plan=plan,
