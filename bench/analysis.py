@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from wdmreplay.api import OP_CODES
+from wdmreplay.operations import OP_CODES
 from wdmreplay.traces import ResultsWriter, results_header
 from wdmreplay.traces.results import COLUMNS
 

@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 
-from wdmreplay.api import get_dialect
+from wdmreplay.operations import get_dialect
 from wdmreplay.traces import TraceReader, is_symbol
 
 CLIENTS = ("aiohttp", "lean")

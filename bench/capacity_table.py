@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wdmreplay.capacity import (ReplayOptions, SearchPlan, find_capacity, matplotlib_missing, parse_slo,
                                 plot_capacity, render_capacity_text)
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.shop import ShopThread
 
 IMG = Path(__file__).resolve().parent.parent / "docs" / "img"

@@ -46,7 +46,7 @@ from harness import install_cleanup  # noqa: E402
 
 from wdmreplay.ab import ab_order  # noqa: E402
 from wdmreplay.analysis.compare import NOISE_FLOOR, QUANTILES, CompareResult, compare_runs  # noqa: E402
-from wdmreplay.recorder import generate  # noqa: E402
+from wdmreplay.workloads import generate  # noqa: E402
 from wdmreplay.replayer import replay_trace  # noqa: E402
 from wdmreplay.traces import load_results  # noqa: E402
 

@@ -61,7 +61,7 @@ from harness import (ChildRun, CpuCaps, capped_run, command_available, install_c
                      option_available, replay_window, run_child, stress_trace, wdm_replay)
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
-from wdmreplay.api import Target  # noqa: E402
+from wdmreplay.targets import Target  # noqa: E402
 
 BUDGET_SECONDS = 300  # the whole bench must finish within this, whatever the options say
 

@@ -38,7 +38,8 @@ async def _answer(method: str, path: str) -> tuple[int, bytes, float]:
 
 
 async def _replay(trace: Path) -> tuple[int, int, float]:
-    from wdmreplay.api import Target, get_dialect
+    from wdmreplay.operations import get_dialect
+    from wdmreplay.targets import Target
     from wdmreplay.replayer.engine import Engine, RowBuffer
     from wdmreplay.traces import read_header
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from analysis import synthesize, synthesize_with_args  # noqa: E402  (bench/analysis.py)
 
 import wdmreplay  # noqa: E402
-from wdmreplay.recorder import generate  # noqa: E402
+from wdmreplay.workloads import generate  # noqa: E402
 from wdmreplay.traces import TraceReader, load_results  # noqa: E402
 
 

@@ -21,7 +21,7 @@ import time
 
 def one(requests: int, seed: int, dialect: str, path: str) -> dict:
     """Generate one trace in this process; wall seconds, requests, peak RSS (MiB), file size."""
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()

@@ -122,7 +122,7 @@ def stress_trace(path: Path, requests: int, *, dialect: str = "2024", seed: int 
     if sizing is None:
         from seed_scenarios import write_seed_trace
 
-        from wdmreplay.api import get_dialect
+        from wdmreplay.operations import get_dialect
 
         return write_seed_trace(str(path), requests, get_dialect(dialect), seed), \
             "bench stand-in (generate-trace stress not available yet)"

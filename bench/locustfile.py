@@ -23,7 +23,7 @@ from locust import FastHttpUser, HttpUser, constant
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_scenarios import NAMES, resolve, scenario_steps, weights_for  # noqa: E402
 
-from wdmreplay.api import OPERATIONS, get_dialect  # noqa: E402
+from wdmreplay.operations import OPERATIONS, get_dialect  # noqa: E402
 
 DIALECT = get_dialect(os.environ.get("WDM_DIALECT", "2024"))
 _SEEDS = itertools.count()  # each simulated user gets its own seeded generator

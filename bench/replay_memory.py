@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from harness import command_available, install_cleanup, last_line, run_child, stress_trace, wdm_replay  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
-from wdmreplay.api import Target  # noqa: E402
+from wdmreplay.targets import Target  # noqa: E402
 
 GOAL = 1.5
 

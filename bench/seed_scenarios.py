@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from wdmreplay.api import Dialect
+from wdmreplay.operations import Dialect
 
 WEIGHTS = {1: 5, 2: 30, 3: 25, 4: 20, 5: 10, 6: 10}
 NAMES = {1: "create_item_add_stock", 2: "checkout_one_item", 3: "checkout_two_items",

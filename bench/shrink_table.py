@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from wdmreplay.analysis import check_results
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import ShopThread
 from wdmreplay.shrink import shrink_run

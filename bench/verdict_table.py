@@ -27,7 +27,7 @@ from pathlib import Path
 
 from wdmreplay.analysis import check_results
 from wdmreplay.demo import fault_plan, run_fault_demo
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import ShopThread
 from wdmreplay.traces import load_results

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from harness import install_cleanup, last_line, replay_window, run_child, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
-from wdmreplay.api import Target  # noqa: E402
+from wdmreplay.targets import Target  # noqa: E402
 
 _HEAD = re.compile(rb"^(pid|part|summary|totals): *(\d+)", re.M)
 

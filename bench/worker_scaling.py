@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 from harness import CpuCaps, capped_run, install_cleanup, last_line, replay_window, stress_trace, wdm_replay  # noqa: E402
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
-from wdmreplay.api import Target  # noqa: E402
+from wdmreplay.targets import Target  # noqa: E402
 
 GOAL = 1.7
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from wdmreplay import api
+from wdmreplay import operations, targets
 
 
 def _q(a: Any) -> str:
@@ -21,9 +21,9 @@ def _q(a: Any) -> str:
 class ShopClient:
     """Calls shop operations by name in one dialect, one keep-alive connection per service."""
 
-    def __init__(self, target: api.Target, dialect: str = "2024"):
+    def __init__(self, target: targets.Target, dialect: str = "2024"):
         self.target = target
-        self.dialect = api.get_dialect(dialect)
+        self.dialect = operations.get_dialect(dialect)
         self._conns: dict[str, http.client.HTTPConnection] = {}
 
     def raw(self, method: str, base: str, path: str) -> tuple[int, str]:
@@ -43,9 +43,9 @@ class ShopClient:
 
     def call(self, op: str, *args: Any) -> tuple[int, str]:
         """Call ``op`` with ``args`` in its parameter order (missing trailing ones are None)."""
-        full = list(args) + [None] * (len(api.OPERATIONS[op].params) - len(args))
+        full = list(args) + [None] * (len(operations.OPERATIONS[op].params) - len(args))
         method, path = self.dialect.render(op, [_q(a) for a in full])
-        return self.raw(method, self.target.base(api.OPERATIONS[op].service), path)
+        return self.raw(method, self.target.base(operations.OPERATIONS[op].service), path)
 
     def ok(self, op: str, *args: Any) -> Any:
         """Call ``op``, assert 2xx, and return the parsed JSON body (or the text)."""
@@ -103,17 +103,17 @@ class ShopClient:
         self._conns.clear()
 
 
-async def _fire(target: api.Target, dialect: str, calls: list[tuple[str, list[Any]]]) -> list[tuple[int, str]]:
-    d = api.get_dialect(dialect)
+async def _fire(target: targets.Target, dialect: str, calls: list[tuple[str, list[Any]]]) -> list[tuple[int, str]]:
+    d = operations.get_dialect(dialect)
     connector = aiohttp.TCPConnector(limit=len(calls) or 1)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = asyncio.Event()
 
         async def one(op: str, args: list[Any]) -> tuple[int, str]:
-            full = list(args) + [None] * (len(api.OPERATIONS[op].params) - len(args))
+            full = list(args) + [None] * (len(operations.OPERATIONS[op].params) - len(args))
             method, path = d.render(op, [_q(a) for a in full])
-            url = URL(target.base(api.OPERATIONS[op].service) + path, encoded=True)
+            url = URL(target.base(operations.OPERATIONS[op].service) + path, encoded=True)
             await start.wait()
             async with session.request(method, url) as r:
                 return r.status, await r.text()
@@ -124,6 +124,6 @@ async def _fire(target: api.Target, dialect: str, calls: list[tuple[str, list[An
         return list(await asyncio.gather(*tasks))
 
 
-def fire(target: api.Target, calls: Iterable[tuple[str, list[Any]]], dialect: str = "2024") -> list[tuple[int, str]]:
+def fire(target: targets.Target, calls: Iterable[tuple[str, list[Any]]], dialect: str = "2024") -> list[tuple[int, str]]:
     """Send every call at once (one connection each); (status, body) per call, in order."""
     return asyncio.run(_fire(target, dialect, list(calls)))

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from wdmreplay.api import OP_CODES
+from wdmreplay.operations import OP_CODES
 from wdmreplay.traces.results import COLUMNS, EXPECT_CODES, OUTCOMES, SKIPPED, ResultsWriter, results_header
 
 _STATUS = {"ok": 200, "fail": 400, "error": 500, "timeout": 0, "conn_error": 0, "skipped": 0}

@@ -41,7 +41,7 @@ _CLS = {OK: 0, FAIL: 1, ERROR: 2, TIMEOUT: 2, CONN_ERROR: 2}
 
 def reference(results) -> dict:
     """What every sent request did, walked row by row over the decoded args (no numpy)."""
-    from wdmreplay.api import OP_NAMES
+    from wdmreplay.operations import OP_NAMES
 
     items, users = defaultdict(lambda: [0, 0, 0, 0, [], []]), defaultdict(lambda: [0, 0, 0, 0, [], []])
     orders = defaultdict(lambda: [0, 0, 0, []])

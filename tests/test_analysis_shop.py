@@ -13,7 +13,7 @@ import pytest
 
 from wdmreplay.analysis import check_results, compare_runs
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 

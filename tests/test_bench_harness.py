@@ -20,7 +20,7 @@ import harness  # noqa: E402
 import seed_scenarios  # noqa: E402
 import static_target  # noqa: E402
 
-from wdmreplay.api import get_dialect  # noqa: E402
+from wdmreplay.operations import get_dialect  # noqa: E402
 from wdmreplay.traces import TraceReader  # noqa: E402
 
 KINDS = ["aiohttp", "raw"] + (["nginx"] if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else [])

@@ -17,7 +17,7 @@ from wdmreplay.analysis import check_results
 from wdmreplay.bugclasses import BUG_CLASSES, NAMES, count_exercises, coverage_line, verdict_coverage
 from wdmreplay.cli import cli
 from wdmreplay.demo import demo_runs
-from wdmreplay.recorder import generate, inspect_trace
+from wdmreplay.workloads import generate, inspect_trace
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import TraceReader, TraceWriter, load_results
 

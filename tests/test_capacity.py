@@ -17,7 +17,7 @@ import pytest
 
 from wdmreplay.capacity import (BISECT, CONFIRM, PROBE, CapacityError, ReplayOptions, SearchPlan, bracket,
                                 cut_trace, find_capacity, next_step, parse_slo, render_capacity_text)
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.traces import TraceReader, load_results, read_header
 
 SLO = "p99<300ms,unanswered<1%"

@@ -162,7 +162,7 @@ def test_course_figures_only_for_the_benchmarks_own_workload(tmp_path, shop, cap
     # The README preset is the benchmark's workload: its four figures, comparable. The same
     # workload with one option changed (a hot-user consistency trace) is not: "not comparable",
     # `comparable: false` and no figures in JSON.
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     for name, opts in (("readme", {"preset": "readme"}), ("hot", {"items": 4, "stock": 5, "users": 3, "orders": 40})):
         trace, out = tmp_path / f"{name}.wdmt", tmp_path / f"{name}.wdmr"
@@ -204,7 +204,7 @@ def test_merged_shards_keep_what_each_found_gone():
 def test_batch_init_entities_wiped_are_lost(tmp_path):
     # The 2024 checkout workload: batch_init of 20 items, users and orders (their ids 0..19 are the
     # trace's, never bound from a create), then checkouts; a --faults action wipes the store at 1 s.
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     trace, out = tmp_path / "c.wdmt", tmp_path / "c.wdmr"
     generate("checkout", trace, seed=1, items=20, users=20, orders=20, rate=20, duration=2)

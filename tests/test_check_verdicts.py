@@ -17,7 +17,7 @@ from verdict_shops import TinyShop
 
 from wdmreplay.analysis import check_results
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results, step
 

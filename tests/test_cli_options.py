@@ -286,7 +286,8 @@ def test_finite_refuses_what_floatrange_lets_through():
     (None, "it is not a string"),
 ])
 def test_every_target_url_is_checked_in_one_place(url, problem, tmp_path):
-    from wdmreplay.api import ApiError, Target, load_urls
+    from wdmreplay.errors import ApiError
+    from wdmreplay.targets import Target, load_urls
 
     good = "http://127.0.0.1:8000"
     with pytest.raises(ApiError, match=f"^bad base URL {re.escape(repr(url))}: {re.escape(problem)}$"):

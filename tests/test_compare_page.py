@@ -23,7 +23,7 @@ from wdmreplay.analysis import check_results, compare_runs
 from wdmreplay.analysis.compare import WEAK_GATE_RATIO
 from wdmreplay.analysis.compare_text import render_compare
 from wdmreplay.analysis.compare_html import ratio_ticks
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 

@@ -15,7 +15,7 @@ import pytest
 
 from replay_support import run_cli
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 

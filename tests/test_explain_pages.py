@@ -18,7 +18,7 @@ import pytest
 
 from wdmreplay.analysis import build_report, check_results, render_html
 from wdmreplay.analysis.story import explain_run, render_explain_text
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 

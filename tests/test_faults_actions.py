@@ -18,8 +18,8 @@ import pytest
 from fault_support import _env, wait_for, write_schedule
 from wdmreplay.analysis import build_report, render_text
 from wdmreplay.analysis.check import check_results
-from wdmreplay.analysis.faults import analyze_faults
-from wdmreplay.recorder.generate import generate
+from wdmreplay.analysis.recovery import analyze_faults
+from wdmreplay.workloads.generate import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.replayer.merge import merge_results
 from wdmreplay.shop import ShopThread

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from wdmreplay.analysis.faults import action_findings, analyze_faults, recovery_findings
-from wdmreplay.replayer.faults import (OUTPUT_TAIL, FaultRunner, FaultScheduleError, load_schedule, parse_schedule,
+from wdmreplay.analysis.recovery import action_findings, analyze_faults, recovery_findings
+from wdmreplay.replayer.fault_schedule import (OUTPUT_TAIL, FaultRunner, FaultScheduleError, load_schedule, parse_schedule,
                                        run_action)
 from wdmreplay.traces.results import COLUMNS, CONN_ERROR, EXPECT_CODES, OK, ResultsWriter, load_results, results_header
 

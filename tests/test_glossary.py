@@ -21,7 +21,7 @@ from wdmreplay import terms
 from wdmreplay.analysis.bounds import KEYS
 from wdmreplay.analysis.compare import GATED
 from wdmreplay.analysis.consistency import KINDS
-from wdmreplay.api import OP_NAMES
+from wdmreplay.operations import OP_NAMES
 from wdmreplay.cli import cli
 
 DEMO_PART_LINES = 40
@@ -149,7 +149,7 @@ def test_compare_output_uses_only_glossary_terms(clean_demo, tmp_path):
 def test_replay_summary_names_answers_in_words(tmp_path, shop_factory, error_rate):
     # The right shop answers everything; the wrong one answers half of the requests 500.
     shop = shop_factory(error_rate=error_rate, seed=5)
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     generate("stress", tmp_path / "t.wdmt", seed=1, rate=2000.0, requests=200)
     r = _wdm("replay", "t.wdmt", "--url", shop.url, "--speed", "max", "-o", "r.wdmr", cwd=tmp_path)

@@ -22,7 +22,7 @@ import pytest
 from browser_support import external_urls, horizontal_overflow, open_page
 from replay_support import closed_port
 from wdmreplay.grade import GradeError, load_teams, parse_suites
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.traces import trace_digest
 
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"

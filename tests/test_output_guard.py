@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wdmreplay.recorder.generate import WORKLOADS
+from wdmreplay.workloads.generate import WORKLOADS
 from wdmreplay.traces import read_header
 from wdmreplay.traces.trace import GENERATED_WORKLOADS
 

@@ -20,8 +20,9 @@ import pytest
 
 from replay_support import TinyTarget
 from wdmreplay.analysis import check_results
-from wdmreplay.api import OP_NAMES, Target, load_urls
-from wdmreplay.recorder.capture import CaptureThread
+from wdmreplay.operations import OP_NAMES
+from wdmreplay.targets import Target, load_urls
+from wdmreplay.capture.proxy import CaptureThread
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import ShopThread
 from wdmreplay.traces import TraceReader, load_results

@@ -7,9 +7,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wdmreplay.api import get_dialect
-from wdmreplay.recorder.inspect import SymbolChecker, inspect_trace
-from wdmreplay.recorder.sessionize import Exchange, _to_steps, build_trace, detect_dialect, expect_of, write_captured
+from wdmreplay.operations import get_dialect
+from wdmreplay.workloads.inspect import SymbolChecker, inspect_trace
+from wdmreplay.capture.sessionize import Exchange, _to_steps, build_trace, detect_dialect, expect_of, write_captured
 from wdmreplay.traces import TraceReader
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from replay_support import write_trace
 from wdmreplay.analysis import check_results
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import format_summary, replay_trace
 from wdmreplay.replayer.final import IdSet, TraceScan, id_sets, plan_final_read, referenced_ids
 from wdmreplay.traces import load_results, read_header, step
@@ -33,7 +33,7 @@ def checkout_trace(tmp_path_factory):
 
 
 def _checked_out(run) -> set[str]:
-    from wdmreplay.api import OP_CODES
+    from wdmreplay.operations import OP_CODES
 
     c = run.cols
     return {str(run.args[k][0]) for k in range(run.n) if c["op"][k] == OP_CODES["checkout"]}

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from replay_support import TinyTarget, closed_port, counting_shop, write_trace
-from wdmreplay.api import ApiError, OP_CODES
+from wdmreplay.errors import ApiError
+from wdmreplay.operations import OP_CODES
 from wdmreplay.replayer import TargetUnreachable, replay_trace
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.results import CONN_ERROR, ERROR, FAIL, MAX_ERROR_TEXT, OK, SKIPPED, TIMEOUT
@@ -156,7 +157,7 @@ def test_batch_init_entities_and_literals_are_read_back(tmp_path):
 
 
 def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front(tmp_path):
-    from wdmreplay.api import Target
+    from wdmreplay.targets import Target
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("find_item", ["1"])])]])
     drop = lambda m, p: (-1, b"", 0) if "/add/" in p else (200, b'{"stock": 1, "price": 1}', 0)  # noqa: E731
@@ -269,7 +270,8 @@ def test_engine_rows_and_bindings_flush_in_small_chunks_none_lost(tmp_path):
     import asyncio
     import time
 
-    from wdmreplay.api import Target, get_dialect
+    from wdmreplay.operations import get_dialect
+    from wdmreplay.targets import Target
     from wdmreplay.replayer.engine import Engine, RowBuffer
 
     trace = tmp_path / "t.wdmt"

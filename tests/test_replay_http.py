@@ -748,7 +748,7 @@ def test_lean_and_aiohttp_clients_give_the_same_run(tmp_path, shop_factory):
     import numpy as np
 
     from wdmreplay.analysis import check_results
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     trace = tmp_path / "c.wdmt"
     # Uncontended (stock and credit to spare), so every outcome is determined and must match.

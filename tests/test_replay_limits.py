@@ -13,7 +13,7 @@ import pytest
 
 from replay_support import write_trace
 from test_replay_concurrency import SlowServer, burst_trace
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.results import SKIPPED

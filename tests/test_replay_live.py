@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from replay_support import write_trace
-from wdmreplay.api import OP_NAMES
+from wdmreplay.operations import OP_NAMES
 from wdmreplay.replayer.live import LiveStats, parse_listen
 from wdmreplay.replayer.summary import Tally, build_summary
 from wdmreplay.traces import load_results, step

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from wdmreplay.analysis import check_results
-from wdmreplay.api import OP_NAMES
+from wdmreplay.operations import OP_NAMES
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.replayer.merge import MergeError, merge_final, merge_results
 from wdmreplay.traces import OUTCOMES, FormatError, load_results

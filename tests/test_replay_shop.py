@@ -157,7 +157,7 @@ def test_shards_partition_the_trace(shop, tmp_path):
 
 def test_route_overrides_and_progress_with_workers(tmp_path):
     from replay_support import TinyTarget, counting_shop
-    from wdmreplay.api import get_dialect
+    from wdmreplay.operations import get_dialect
 
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("find_item", ["7"])]) for _ in range(4)]])

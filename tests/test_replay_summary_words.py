@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wdmreplay.api import OP_CODES
+from wdmreplay.operations import OP_CODES
 from wdmreplay.replayer.summary import Tally, format_summary
 from wdmreplay.traces.results import OUTCOMES
 

@@ -208,7 +208,7 @@ def _schedule(path: Path, at: float, duration: float) -> Path:
 ])
 def test_a_fault_outside_the_run_is_one_line_and_exit_2(tmp_path, shop, at, duration, message):
     trace = tmp_path / "t.wdmt"
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     length = generate("stress", trace, seed=1, rate=5, duration=2)["duration"]  # the last session's start
     assert length < 2.5

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from shop_http import ShopClient
-from wdmreplay.api import BUILTIN_ROUTES, Target, get_dialect
+from wdmreplay.operations import BUILTIN_ROUTES, get_dialect
+from wdmreplay.targets import Target
 from wdmreplay.shop import ShopError, ShopThread
 
 MODES = [pytest.param(False, id="one-port"), pytest.param(True, id="split")]

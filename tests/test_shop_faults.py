@@ -17,7 +17,7 @@ import pytest
 from shop_http import ShopClient, fire
 from wdmreplay.analysis import check_results
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import FAULT_KINDS, INJECT_KINDS, ShopConfig, ShopError, parse_inject
 from wdmreplay.traces import load_results
@@ -288,7 +288,7 @@ def test_serve_announces_faults_as_correct_and_applies_them():
         s.wait_for(r"injected fault \(a correct, unhelpful shop\): apply-then-500 on 100% of requests")
         s.wait_for(r"slow-saga on 50% of requests \(payment 0\.1 s after stock\)")
         assert not any("BUG INJECTED" in line for line in s.seen)
-        from wdmreplay.api import Target
+        from wdmreplay.targets import Target
 
         c = ShopClient(Target.single(url))
         assert c.call("create_user")[0] == 500

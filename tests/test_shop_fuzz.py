@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shop_http import ShopClient
-from wdmreplay import api
+from wdmreplay import operations
 from wdmreplay.shop import ShopThread
 
 MAX_VALUE = 2**62
 _INT = re.compile(r"[0-9]{1,15}")
-DIALECTS = [api.get_dialect("2023"), api.get_dialect("2024")]
+DIALECTS = [operations.get_dialect("2023"), operations.get_dialect("2024")]
 FUZZ_OPS = sorted({op for d in DIALECTS for op in d.routes if not op.startswith("batch_init")})
 
 
@@ -42,11 +42,11 @@ class Model:
 
     def apply(self, op: str, p: dict, body: str) -> bool:
         """Whether ``op`` with decoded params ``p`` must succeed; applies it if so."""
-        ints = {k: int(v) for k, v in p.items() if k in api.OPERATIONS[op].params
-                and api.OPERATIONS[op].kinds[api.OPERATIONS[op].params.index(k)] == "int"
+        ints = {k: int(v) for k, v in p.items() if k in operations.OPERATIONS[op].params
+                and operations.OPERATIONS[op].kinds[operations.OPERATIONS[op].params.index(k)] == "int"
                 and v is not None and _INT.fullmatch(v)}
-        bad_int = any(api.OPERATIONS[op].kinds[i] == "int" and p.get(n) is not None and n not in ints
-                      for i, n in enumerate(api.OPERATIONS[op].params))
+        bad_int = any(operations.OPERATIONS[op].kinds[i] == "int" and p.get(n) is not None and n not in ints
+                      for i, n in enumerate(operations.OPERATIONS[op].params))
         if bad_int:
             return False
         item, user, order = self.items.get(p.get("item")), self.users.get(p.get("user")), self.orders.get(p.get("order"))
@@ -162,7 +162,7 @@ segment = st.one_of(st.sampled_from(WORDS), st.sampled_from(IDS), st.sampled_fro
 def op_request(draw):
     d = draw(st.sampled_from(DIALECTS))
     op = draw(st.sampled_from(sorted(d.routes)).filter(lambda o: not o.startswith("batch_init")))
-    args = [quote(draw(arg), safe="") for _ in api.OPERATIONS[op].params]
+    args = [quote(draw(arg), safe="") for _ in operations.OPERATIONS[op].params]
     method, path = d.render(op, args)
     if op == "payment_status":
         method = draw(st.sampled_from(["GET", "POST"]))

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from shop_http import ShopClient
-from wdmreplay.api import Target
+from wdmreplay.targets import Target
 
 
 def _command() -> list[str]:

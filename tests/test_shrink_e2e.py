@@ -14,7 +14,7 @@ from pathlib import Path
 
 from replay_support import closed_port
 from wdmreplay.analysis import check_results
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shrink import shrink_run
 from wdmreplay.traces import load_results, read_header, trace_digest

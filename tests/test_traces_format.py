@@ -338,7 +338,7 @@ def test_every_single_bit_flip_is_a_format_error(tmp_path: Path) -> None:
 
 def test_a_flipped_add_stock_amount_is_refused(tmp_path: Path) -> None:
     # The finding: one flipped bit changed an add_stock amount, and the run blamed the shop.
-    from wdmreplay.recorder import generate
+    from wdmreplay.workloads import generate
 
     path = tmp_path / "s.wdmt"
     generate("stress", path, seed=4, sessions=30)

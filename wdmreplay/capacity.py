@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .api import Target, WdmError
+from .errors import WdmError
+from .targets import Target
 from .replayer.config import ReplayConfig
 
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")

@@ -1,6 +1,6 @@
 """``wdm-replay demo``: the whole job on the embedded reference shop, with no setup.
 
-The composition root of the tool: the one module that wires every layer together (recorder →
+The composition root of the tool: the one module that wires every layer together (workloads →
 trace → replayer → results → analysis, with the shop as the target), so no layer has to reach
 another. Starts the reference shop on a free loopback port, generates a small stress trace and the
 consistency and contention traces, replays each, checks and reports each, and stops the shop.
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 from .analysis import build_report, check_results, render_check_text
-from .analysis.faults import fault_lines
+from .analysis.recovery import fault_lines
 from .bugclasses import BUG_CLASSES
-from .recorder import generate, summary_line
+from .workloads import generate, summary_line
 from .replayer import format_summary, replay_trace
-from .replayer.faults import format_fault_summary
+from .replayer.fault_schedule import format_fault_summary
 from .shop import INJECT_EFFECTS, ShopThread
 from .shop.processes import ShopProcess, SplitProcesses
 from .traces import load_results
@@ -243,7 +243,7 @@ def _natural(name: str) -> tuple:
 def fault_outcome_line(report: dict, verdict: str, orders: tuple[str, ...] = ()) -> str:
     """The demo's closing line: each fault window, its recovery, the verdict, and the orders anomalies name."""
     parts = []
-    for w in (report.get("faults") or {}).get("windows", []):
+    for w in report["faults"]["windows"]:  # a fault demo's report always has the section (see run_fault_demo)
         end = "open" if w["end"] is None else f"{w['end']:.2f} s"
         rec = "not recovered" if w["recovery_s"] is None else f"{w['recovery_s']:.2f} s"
         first = "-" if w["first_success_s"] is None else f"{w['first_success_s']:.2f} s"

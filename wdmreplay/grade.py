@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .api import Target, WdmError, load_urls
+from .errors import WdmError
+from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
 
@@ -113,9 +114,9 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
         raise GradeError(f"{where}: give exactly one of url = \"http://…\" (one gateway) or urls = \"urls.json\"")
     try:
         if "url" in spec:
-            target, shown = Target.single(spec["url"]), spec["url"]
+            target, shown = choose_target(None, spec["url"]), spec["url"]
         else:
-            target, shown = load_urls(base / spec["urls"]), spec["urls"]
+            target, shown = choose_target(base / spec["urls"], None), spec["urls"]
     except WdmError as e:
         raise GradeError(f"{where}: {e}") from None
     faults = None
@@ -165,7 +166,7 @@ def prepare_traces(outdir: Path, suites: tuple[str, ...], *, consistency: str | 
     A rerun reuses the traces already there, so resumed teams get the same bytes; a given file whose
     bytes differ from the one already in DIR is refused unless ``force`` (every team is then regraded).
     """
-    from .recorder import generate
+    from .workloads import generate
     from .traces import trace_digest
 
     tdir = outdir / "traces"
@@ -377,7 +378,7 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
     outcomes = overall["outcomes"]
     windows = recovery = None
     if faults is not None:
-        from .analysis.faults import analyze_faults
+        from .analysis.recovery import analyze_faults
 
         found = analyze_faults(results).windows
         recoveries = [w.recovery_s for w in found]

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .api import WdmError
+from .errors import WdmError
 
 if TYPE_CHECKING:
     from .grade import Leaderboard, TeamRow

@@ -1,6 +1,6 @@
 """The words the terminal output is made of: marks, labels and phrases, each defined in docs/glossary.md.
 
-A leaf like ``api.py`` (it imports nothing of the project), so every layer's renderer may use it.
+A leaf like ``operations.py`` (it imports nothing of the project), so every layer's renderer may use it.
 
 The text renderers (check, report, the replay summary, demo, compare) take their labels from the
 tables here instead of spelling them inline, so the glossary test (tests/test_glossary.py) can hold

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..api import OP_NAMES
+from ..operations import OP_NAMES
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, FAIL, OK, SKIPPED, TIMEOUT,
                               Results)
 

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..api import OP_CODES
+from ..operations import OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
@@ -36,7 +36,7 @@ from .availability import Availability, compute_availability
 from .bounds import BoundCheck, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
-from .faults import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
+from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
 from .final_state import ENTITY_KINDS
 

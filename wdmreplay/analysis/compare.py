@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import OP_NAMES, WdmError
+from ..errors import WdmError
+from ..operations import OP_NAMES
 from ..traces.results import FAIL, INDETERMINATE, OK, SKIPPED, Results, run_rate, send_window
 from .bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
 from .check import CheckReport

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from ..api import OP_NAMES
+from ..operations import OP_NAMES
 from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult, change_words, floor_words,
                       regression_reasons)
 from .html import MissingDependency, _pyplot

@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..api import OP_CODES, WdmError
+from ..errors import WdmError
+from ..operations import OP_CODES
 from ..traces.argcols import IdTable, sorted_search
 from ..traces.results import CONN_ERROR, ERROR, FAIL, INDETERMINATE, OK, SKIPPED, TIMEOUT, Results
 from .final_state import ENTITY_KINDS, FinalState, OrderState, OrderTable, as_int, final_state

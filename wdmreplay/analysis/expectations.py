@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..api import OP_NAMES, OPERATIONS
+from ..operations import OP_NAMES, OPERATIONS
 from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT,
                               Results)
 

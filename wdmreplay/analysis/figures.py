@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .final_state import FinalState, as_int
 
 BENCHMARK_WORKLOAD = "consistency"
-BENCHMARK_PRESETS = ("course", "readme")  # the trace header's ``benchmark`` (recorder/consistency.benchmark_of)
+BENCHMARK_PRESETS = ("course", "readme")  # the trace header's ``benchmark`` (workloads/consistency.benchmark_of)
 FIRST_ITEM_SYMBOL = "$item0"
 
 

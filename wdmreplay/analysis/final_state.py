@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ..api import ENTITY_KINDS  # re-exported for the checkers (one definition, in api)
+from ..operations import ENTITY_KINDS  # re-exported for the checkers (one definition, in operations)
 from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
 
 

@@ -19,7 +19,7 @@ import math
 import re
 from typing import Any
 
-from ..api import WdmError
+from ..errors import WdmError
 from .report import format_expected, format_speed
 
 MAX_ANOMALY_ROWS = 15  # rows of the anomaly table (the page says how many more)

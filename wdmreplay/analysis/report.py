@@ -16,7 +16,7 @@ from ..bugclasses import coverage_line
 from ..traces.results import Results
 from .check import CheckReport, check_results
 from .consistency import KINDS, AnalysisError
-from .faults import analyze_faults, fault_lines, has_faults
+from .recovery import analyze_faults, fault_lines, has_faults
 from .story import report_stories
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, compute_stats
 from ..terms import ACCEPTED, CATEGORY_WORDS, MARK_WIDTH, MARKS, OUTCOME_WORDS, REFUSED, SKIPPED, UNANSWERED

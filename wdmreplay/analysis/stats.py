@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..api import OP_NAMES
+from ..operations import OP_NAMES
 from ..traces.results import OUTCOMES, SKIPPED, Results, run_rate, send_window
 
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..api import OP_CODES, OP_NAMES, WdmError
+from ..errors import WdmError
+from ..operations import OP_CODES, OP_NAMES
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
 from .final_state import FinalState, final_state

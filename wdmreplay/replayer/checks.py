@@ -6,7 +6,8 @@ import asyncio
 
 import aiohttp
 
-from ..api import FIND_OP, OPERATIONS, Dialect, Target
+from ..operations import FIND_OP, OPERATIONS, Dialect
+from ..targets import Target
 from ..eventloop import run_async
 from .config import WORKERS_PER_CPU, ReplayError, max_workers, usable_cpus
 from .engine import make_client

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import WdmError
+from ..errors import WdmError
 
 # The one set of limits: the click options use these bounds too.
 MAX_CONCURRENCY = 65536

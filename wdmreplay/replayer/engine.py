@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 
 import aiohttp
 
-from ..api import OP_CODES, OP_NAMES, OPERATIONS, Dialect, Target
+from ..operations import OP_CODES, OP_NAMES, OPERATIONS, Dialect
+from ..targets import Target
 from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
 from ..traces.results import pack_row as _pack_row, row_columns

@@ -18,7 +18,9 @@ from typing import Any, Callable, Iterable
 
 import aiohttp
 
-from ..api import ENTITY_KINDS, FIND_OP, OPERATIONS, ApiError, Dialect, Target
+from ..errors import ApiError
+from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
+from ..targets import Target
 from ..traces.results import MAX_ERROR_TEXT
 from ..traces.trace import TraceReader
 from .config import BATCH_SAMPLE_DEFAULT

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..api import OP_NAMES, WdmError
+from ..errors import WdmError
+from ..operations import OP_NAMES
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, EVENT_FINAL_READ, EVENT_PHASE_START,
                               FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window)
 from .messages import FLUSH_EVERY

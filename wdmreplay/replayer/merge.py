@@ -35,7 +35,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..api import ENTITY_KINDS, WdmError
+from ..errors import WdmError
+from ..operations import ENTITY_KINDS
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
 from ..traces.results import EVENT_PHASE_START, is_fault_event, send_window
 

@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from .. import __version__
-from ..api import Dialect, Target, get_dialect
+from ..operations import Dialect, get_dialect
+from ..targets import Target
 from ..eventloop import run_async  # re-exported (its one definition is in wdmreplay.eventloop)
 from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
@@ -21,7 +22,7 @@ from ..traces.trace import read_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, probe_target, services_of
 from .config import ReplayConfig, WorkerSetup
 from .coordinator import Coordinator
-from .faults import FaultRunner, check_schedule_fits, load_schedule, schedule_record
+from .fault_schedule import FaultRunner, check_schedule_fits, load_schedule, schedule_record
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
@@ -40,8 +41,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
     without it, the keyword ``options`` build one (``speed=``, ``concurrency=``, ``timeout=``,
     ``workers=``, ``client=``, ``settle=``, ``label=``, ``shard=``, ``start_at=``, ``faults=``,
     ``final_read=``, ``final_sample=``) — the same checks either way. ``dialect`` is a dialect name
-    or a :class:`~wdmreplay.api.Dialect` (custom routes), default the config's, else the trace
-    header's. Raises :class:`~wdmreplay.api.WdmError` for a bad option, a bad trace, a dialect
+    or a :class:`~wdmreplay.operations.Dialect` (custom routes), default the config's, else the trace
+    header's. Raises :class:`~wdmreplay.errors.WdmError` for a bad option, a bad trace, a dialect
     lacking one of the trace's operations, or an unreachable target — before anything is sent.
     ``speed`` None runs as fast as ``concurrency`` allows. ``settle`` (seconds) re-reads the final
     state until two snapshots agree; None = a short settle only when the run had indeterminate
@@ -49,7 +50,7 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
     Ctrl-C / SIGTERM stop the run; the file is then marked partial (``summary["complete"] is
     False``, ``summary["reason"] == "interrupted"``). ``start_at`` (unix time) makes the run wait
     until then and start its schedule there (:mod:`.start`; a start more than a second past is
-    refused before anything is sent). ``faults`` is a fault schedule file (:mod:`.faults`); what its
+    refused before anything is sent). ``faults`` is a fault schedule file (:mod:`.fault_schedule`); what its
     actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
     request touched, at most this many per kind are read back (None reads them all). ``live`` is a
     :class:`.live.LiveView` (``replay --ui``) fed with every chunk and event written, and shown the

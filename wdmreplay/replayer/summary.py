@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..api import OP_NAMES
+from ..operations import OP_NAMES
 from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
 from ..terms import ACCEPTED, REFUSED, UNANSWERED
 from ..terms import SKIPPED as SKIPPED_WORD  # SKIPPED is the outcome code here

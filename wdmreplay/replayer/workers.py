@@ -14,7 +14,8 @@ import threading
 import traceback
 from typing import Any
 
-from ..api import Dialect, Target
+from ..operations import Dialect
+from ..targets import Target
 from ..eventloop import run_async
 from .config import WorkerSetup
 from .messages import (FLUSH_EVERY, Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress,

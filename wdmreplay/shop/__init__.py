@@ -7,7 +7,7 @@ runs ``wdm-replay serve``; ``durable`` keeps the state in SQLite (``--data DIR``
 
 from __future__ import annotations
 
-from .faults import DURABLE_BUGS, FAULT_EFFECTS, FAULT_KINDS, InjectError, parse_inject
+from .inject import DURABLE_BUGS, FAULT_EFFECTS, FAULT_KINDS, InjectError, parse_inject
 from .app import ShopConfig, ShopError, ShopState, connect_peers, make_app, make_split_apps
 from .runner import INJECT_EFFECTS, RunningShop, ShopThread, banner, serve, start_shop
 from .store import INJECT_KINDS, Refused

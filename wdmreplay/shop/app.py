@@ -1,6 +1,6 @@
 """The reference shop's aiohttp applications: one gateway app, or order, stock and payment apps.
 
-Routes come from :mod:`wdmreplay.api` (both dialects at once by default; their paths do not
+Routes come from :mod:`wdmreplay.operations` (both dialects at once by default; their paths do not
 collide). Every handler parses its path parameters, calls the synchronous store and answers as
 API.md says: JSON for creates and finds, plain text for writes, 400 with a message for every
 refusal. In one-port mode the order service uses the stock and payment stores directly, and a
@@ -26,9 +26,9 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from yarl import URL
 
-from .. import api
-from ..api import WdmError
-from .faults import FAULT_KINDS, InjectError, parse_inject
+from .. import operations
+from ..errors import WdmError
+from .inject import FAULT_KINDS, InjectError, parse_inject
 from .store import (
     OrderStore,
     PaymentStore,
@@ -111,7 +111,7 @@ def normalize_dialects(dialects: str | Iterable[str]) -> tuple[str, ...]:
     for n in names:
         if n == "both":
             out.update(("2023", "2024"))
-        elif n in api.BUILTIN_ROUTES:
+        elif n in operations.BUILTIN_ROUTES:
             out.add(n)
         else:
             raise ShopError(f"unknown dialect {n!r}; choose one of: {', '.join(DIALECT_CHOICES)}")
@@ -226,7 +226,7 @@ class LocalPayment:
 class PeerClient:
     """Calls one peer service's public API over HTTP (split mode), marked as internal."""
 
-    def __init__(self, dialect: api.Dialect):
+    def __init__(self, dialect: operations.Dialect):
         self.dialect = dialect
         self.base = ""  # set once the peer is listening
         self.session: ClientSession | None = None
@@ -583,7 +583,7 @@ async def added_latency(seconds: float) -> None:
         await asyncio.sleep(0)
 
 
-def _make_handler(op: api.Operation, impl: Impl, state: ShopState,
+def _make_handler(op: operations.Operation, impl: Impl, state: ShopState,
                   flush: Callable[[], None] | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
     cfg = state.config
     count = state.stats.count
@@ -660,8 +660,8 @@ def _routes(dialects: tuple[str, ...], services: Iterable[str]) -> dict[tuple[st
     wanted = set(services)
     table: dict[tuple[str, str], str] = {}
     for d in dialects:
-        for op_name, spec in api.BUILTIN_ROUTES[d].items():
-            if api.OPERATIONS[op_name].service not in wanted:
+        for op_name, spec in operations.BUILTIN_ROUTES[d].items():
+            if operations.OPERATIONS[op_name].service not in wanted:
                 continue
             method, path = spec.split(None, 1)
             methods = ("GET", "POST") if op_name == "payment_status" else (method.upper(),)
@@ -678,7 +678,7 @@ def _build(state: ShopState, services: tuple[str, ...], logic: OrderLogic | None
     durable = state.durable.get(tuple(services))
     flush = durable.flush if durable is not None else None
     for (method, path), op_name in _routes(state.config.dialects, services).items():
-        op = api.OPERATIONS[op_name]
+        op = operations.OPERATIONS[op_name]
         # aiohttp's default {name} pattern refuses "{" and "}" (decoded); ids may hold any character but "/".
         pattern = _FIELD.sub(r"{\1:[^/]+}", path)
         app.router.add_route(method, pattern, _make_handler(op, getattr(ops, op_name), state, flush))
@@ -700,12 +700,12 @@ def make_app(config: ShopConfig | None = None, *, state: ShopState | None = None
     # A slow saga holds its order's lock while it waits, so every order operation must take it.
     atomic = config.inject != "lost-update" and config.fault_rate("slow-saga") == 0
     logic = OrderLogic(state, LocalStock(state), LocalPayment(state), atomic=atomic)
-    return _build(state, api.SERVICES, logic)
+    return _build(state, operations.SERVICES, logic)
 
 
-def _peer_dialect(dialects: tuple[str, ...]) -> api.Dialect:
+def _peer_dialect(dialects: tuple[str, ...]) -> operations.Dialect:
     # The 2023 pay route records which order was paid, so payment_status can answer after checkout.
-    return api.get_dialect("2023" if "2023" in dialects else "2024")
+    return operations.get_dialect("2023" if "2023" in dialects else "2024")
 
 
 def make_split_apps(

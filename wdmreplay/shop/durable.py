@@ -550,13 +550,13 @@ def attach(state: Any, data_dir: str, roles: Iterable[str]) -> dict[tuple[str, .
     transaction), else service names, each in its own file. Returns ``{services: DurableStore}``
     keyed as the apps are built (one port: every service).
     """
-    from .. import api
+    from .. import operations
 
     cfg = state.config
     out: dict[tuple[str, ...], DurableStore] = {}
     for role in roles:
         d = DurableStore(db_path(data_dir, role))
-        services = api.SERVICES if role == "shop" else (role,)
+        services = operations.SERVICES if role == "shop" else (role,)
         if "stock" in services:
             state.stock = DurableStock(d, oversell=cfg.inject == "oversell")
         if "payment" in services:
@@ -575,7 +575,7 @@ def wire(state: Any, apps: dict[str, web.Application], *, one_port: bool) -> lis
     coordinators to start once the shop listens (none with an injected bug: ``no-recovery``'s
     checkout is the plain in-memory saga, with no log).
     """
-    from .. import api
+    from .. import operations
     from .app import LOGIC_KEY, PEERS_KEY
 
     cfg = state.config
@@ -583,7 +583,7 @@ def wire(state: Any, apps: dict[str, web.Application], *, one_port: bool) -> lis
     for name, app in apps.items():
         for service in (("stock", "payment") if one_port else (name,)):
             if service in ("stock", "payment"):
-                d = state.durable[api.SERVICES if one_port else (service,)]
+                d = state.durable[operations.SERVICES if one_port else (service,)]
                 legs[service] = LegLog(d, state)
                 if not one_port:  # one port: the coordinator calls its LegLogs directly
                     add_leg_routes(app, legs[service], d, service)

@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from ..api import Target
+from ..targets import Target
 from .app import ShopError
 
 SERVICES = ("stock", "payment", "orders")  # start order: the order service's peers first

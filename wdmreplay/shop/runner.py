@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
-from ..api import Target
+from ..targets import Target
 from .app import ShopConfig, ShopError, ShopState, connect_peers, make_app, make_split_apps
-from .faults import describe_faults
+from .inject import describe_faults
 
 
 def _client_host(host: str) -> str:

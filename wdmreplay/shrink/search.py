@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..api import Target, WdmError
+from ..errors import WdmError
+from ..targets import Target
 from ..traces.results import load_results
 from ..traces.trace import refuse_replacing, trace_digest
 from . import cut

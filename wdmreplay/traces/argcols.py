@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import msgpack
 import numpy as np
 
-from ..api import OP_CODES
+from ..operations import OP_CODES
 
 # Operations whose args become columns, and what ``num`` holds for them.
 _LEDGER_OPS = ("add_stock", "subtract_stock", "add_funds", "pay")

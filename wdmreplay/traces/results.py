@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import msgpack
 import numpy as np
 
-from ..api import OP_NAMES
+from ..operations import OP_NAMES
 from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
 from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
 from .trace import EXPECT_VALUES

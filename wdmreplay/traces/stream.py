@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import msgpack
 
-from ..api import WdmError
+from ..errors import WdmError
 
 
 class FormatError(WdmError):

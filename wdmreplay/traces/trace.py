@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
 
 from .. import __version__
-from ..api import BUILTIN_ROUTES
+from ..operations import BUILTIN_ROUTES
 from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 

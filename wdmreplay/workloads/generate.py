@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..api import BUILTIN_ROUTES
+from ..operations import BUILTIN_ROUTES
 from ..bugclasses import BUG_CLASSES
 from ..traces import TraceWriter
 from . import checkout, consistency, contention, stress
-from .options import RecorderError
+from .options import WorkloadError
 
 WORKLOADS = {"stress": stress, "consistency": consistency, "checkout": checkout, "contention": contention}
 
@@ -32,11 +32,11 @@ def generate(workload: str, path: str | Path, *, seed: int = 0, dialect: str = "
     scenario 4 was left out under dialect 2024). Neither affects the file's bytes.
     """
     if workload not in WORKLOADS:
-        raise RecorderError(f"unknown workload {workload!r}; choose one of: {', '.join(WORKLOADS)}")
+        raise WorkloadError(f"unknown workload {workload!r}; choose one of: {', '.join(WORKLOADS)}")
     if dialect not in BUILTIN_ROUTES:
-        raise RecorderError(f"--dialect: unknown dialect {dialect!r}; choose one of: {', '.join(BUILTIN_ROUTES)}")
+        raise WorkloadError(f"--dialect: unknown dialect {dialect!r}; choose one of: {', '.join(BUILTIN_ROUTES)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise RecorderError(f"--seed: expected a non-negative integer, got {seed!r}")
+        raise WorkloadError(f"--seed: expected a non-negative integer, got {seed!r}")
     module = WORKLOADS[workload]
     params, notices = module.resolve(options, dialect)
     for n in notices:

@@ -13,10 +13,10 @@ import pytest
 
 from shop_http import ShopClient
 from wdmreplay.analysis import check_results
-from wdmreplay.api import OP_NAMES
+from wdmreplay.operations import OP_NAMES
 from wdmreplay.cli import main
-from wdmreplay.recorder import generate
-from wdmreplay.recorder.contention import pay_bounds
+from wdmreplay.workloads import generate
+from wdmreplay.workloads.contention import pay_bounds
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import TraceReader, load_results, read_header
 

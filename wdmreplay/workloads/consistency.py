@@ -32,7 +32,7 @@ from collections import Counter
 from typing import Any, Iterator, Sequence
 
 from . import options as opt
-from .options import RecorderError
+from .options import WorkloadError
 from .plan import Plan, step
 
 PHASES = ("populate", "orders", "checkout")
@@ -55,7 +55,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     extras = {k: opt.as_int(options.pop(k), f"--{k.replace('_', '-')}", minimum=0) for k in EXTRAS if k in options}
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise RecorderError(f"consistency: unknown option(s) {', '.join(sorted(unknown))}")
+        raise WorkloadError(f"consistency: unknown option(s) {', '.join(sorted(unknown))}")
     base = DEFAULTS
     if preset is not None:
         base = PRESETS[opt.choice(preset, "--preset", tuple(PRESETS))]

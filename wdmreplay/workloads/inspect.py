@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..api import BUILTIN_ROUTES, OPERATIONS
+from ..operations import BUILTIN_ROUTES, OPERATIONS
 from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
 from ..traces.trace import EXPECT_VALUES

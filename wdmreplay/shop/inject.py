@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..api import WdmError
+from ..errors import WdmError
 from ..bugclasses import DURABLE_BUGS, INJECT_KINDS  # DURABLE_BUGS: a bug of the durable shop only (serve --data)
 
 FAULT_KINDS = ("apply-then-500", "apply-then-hang", "slow-saga")

@@ -9,8 +9,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from wdmreplay import api
-from wdmreplay.recorder import generate
+from wdmreplay import operations
+from wdmreplay.workloads import generate
 from wdmreplay.traces import TraceReader
 
 
@@ -20,7 +20,7 @@ class _Client:
     def __init__(self, base: str, dialect: str):
         u = urlsplit(base)
         self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        self.dialect = api.get_dialect(dialect)
+        self.dialect = operations.get_dialect(dialect)
         self.ids: dict[str, str] = {}
 
     def send(self, op: str, args: list) -> tuple[int, bytes]:
@@ -33,7 +33,7 @@ class _Client:
     def run_step(self, st: dict) -> int:
         status, body = self.send(st["op"], st["args"])
         if st["bind"] is not None and 200 <= status < 300:
-            key = api.OPERATIONS[st["op"]].id_key
+            key = operations.OPERATIONS[st["op"]].id_key
             self.ids[st["bind"]] = str(json.loads(body)[key])
         return status
 

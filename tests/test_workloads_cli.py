@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from wdmreplay.cli import cli
-from wdmreplay.recorder import generate
+from wdmreplay.workloads import generate
 
 
 def _exe() -> str:

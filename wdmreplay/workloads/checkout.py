@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
-from ..api import get_dialect
+from ..operations import get_dialect
 from . import options as opt
 from .arrivals import ARRIVALS, open_arrivals
-from .options import RecorderError
+from .options import WorkloadError
 from .plan import Plan, step
 
 PHASES = ("init", "checkout")
@@ -34,10 +34,10 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` for the checkout workload; refuses dialects without batch_init."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise RecorderError(f"checkout: unknown option(s) {', '.join(sorted(unknown))}")
+        raise WorkloadError(f"checkout: unknown option(s) {', '.join(sorted(unknown))}")
     missing = get_dialect(dialect).missing(["batch_init_stock", "batch_init_users", "batch_init_orders"])
     if missing:
-        raise RecorderError(f"the checkout workload needs batch_init, which dialect {dialect} lacks; "
+        raise WorkloadError(f"the checkout workload needs batch_init, which dialect {dialect} lacks; "
                             f"use --dialect 2024")
     o = {**DEFAULTS, **options}
     p = {

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..api import BUILTIN_ROUTES, DEFAULT_DIALECT, OPERATIONS, Dialect, get_dialect
+from ..operations import BUILTIN_ROUTES, DEFAULT_DIALECT, OPERATIONS, Dialect, get_dialect
 from ..traces import TraceWriter, step
 
 SCENARIO = "recorded"

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..api import WdmError
+from ..errors import WdmError
 from ..traces.results import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS
 
 DEFAULT_ACTION_TIMEOUT = 60.0  # seconds an action may run before its process group is killed

@@ -37,11 +37,11 @@ import random
 from bisect import bisect_right
 from typing import Any, Callable, Iterator
 
-from ..api import get_dialect
+from ..operations import get_dialect
 from . import options as opt
 from .arrivals import ARRIVALS, open_arrivals, spawn_times, think_times
 from .model import ShopModel
-from .options import RecorderError
+from .options import WorkloadError
 from .plan import Plan, step
 
 S1, S2, S3, S4, S5, S6, S7, S8 = SCENARIOS = (
@@ -256,7 +256,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` (every option, so the trace regenerates) and notices for the user."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise RecorderError(f"stress: unknown option(s) {', '.join(sorted(unknown))}")
+        raise WorkloadError(f"stress: unknown option(s) {', '.join(sorted(unknown))}")
     o = {**DEFAULTS, **options}
     notices: list[str] = []
     d = get_dialect(dialect)
@@ -268,7 +268,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     if model == "open":
         for name in ("users", "spawn_rate", "wait"):
             if o[name] is not None:
-                raise RecorderError(f"--{name.replace('_', '-')} applies only to the closed model (--users)")
+                raise WorkloadError(f"--{name.replace('_', '-')} applies only to the closed model (--users)")
         p["rate"] = opt.as_float(OPEN_DEFAULT_RATE if o["rate"] is None else o["rate"], "--rate", positive=True)
         p["arrival"] = opt.choice(o["arrival"] or "poisson", "--arrival", ARRIVALS)
         p.update(opt.stop_condition(o["duration"], o["sessions"], o["requests"],
@@ -277,10 +277,10 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     else:
         for name in ("rate", "arrival", "sessions", "requests"):
             if o[name] is not None:
-                raise RecorderError(f"--{name} applies only to the open model; the closed model (--users) "
+                raise WorkloadError(f"--{name} applies only to the open model; the closed model (--users) "
                                     f"runs for --duration")
         if o["users"] is None:
-            raise RecorderError("--users is required for the closed model")
+            raise WorkloadError("--users is required for the closed model")
         p.update(rate=None, arrival=None)
         p.update(duration=opt.as_float(DEFAULT_DURATION if o["duration"] is None else o["duration"],
                                        "--duration", minimum=0), sessions=None, requests=None)
@@ -291,14 +291,14 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     explicit = o["weights"] is not None
     weights = opt.parse_list(o["weights"] if explicit else DEFAULT_WEIGHTS, "--weights")
     if len(weights) != len(SEED_SCENARIOS):
-        raise RecorderError(f"--weights: expected {len(SEED_SCENARIOS)} numbers (one per seed scenario; s7 and s8 "
+        raise WorkloadError(f"--weights: expected {len(SEED_SCENARIOS)} numbers (one per seed scenario; s7 and s8 "
                             f"take --repeat-share and --recheckout-share), got {len(weights)}")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise RecorderError("--weights: weights must be >= 0 and not all zero")
+        raise WorkloadError("--weights: weights must be >= 0 and not all zero")
     p.update(_extra_shares(o))
     if not d.supports("remove_item") and weights[3] > 0:
         if explicit:
-            raise RecorderError(
+            raise WorkloadError(
                 f"--weights: scenario 4 ({S4}) needs remove_item, which dialect {dialect} lacks; "
                 f"give it weight 0 or use --dialect 2023")
         weights[3] = 0.0
@@ -317,7 +317,7 @@ def _extra_shares(o: dict) -> dict:
     given = [n for n in ("repeat_share", "recheckout_share") if o[n] is not None]
     if o["seed_scenarios_only"]:
         if given:
-            raise RecorderError(f"--seed-scenarios-only leaves out s7 and s8; do not give "
+            raise WorkloadError(f"--seed-scenarios-only leaves out s7 and s8; do not give "
                                 f"--{given[0].replace('_', '-')} with it")
         return {"repeat_share": 0.0, "recheckout_share": 0.0}
     rep = opt.as_float(DEFAULT_REPEAT_SHARE if o["repeat_share"] is None else o["repeat_share"],
@@ -325,7 +325,7 @@ def _extra_shares(o: dict) -> dict:
     rc = opt.as_float(DEFAULT_RECHECKOUT_SHARE if o["recheckout_share"] is None else o["recheckout_share"],
                       "--recheckout-share", minimum=0)
     if rep + rc >= 1:
-        raise RecorderError(f"--repeat-share {rep:g} and --recheckout-share {rc:g} leave nothing for the "
+        raise WorkloadError(f"--repeat-share {rep:g} and --recheckout-share {rc:g} leave nothing for the "
                             f"seed scenarios (their sum must be below 1)")
     return {"repeat_share": rep, "recheckout_share": rc}
 

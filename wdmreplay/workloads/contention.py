@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from . import options as opt
-from .options import RecorderError
+from .options import WorkloadError
 from .plan import Plan, step
 
 PHASES = ("populate", "contend", "checkout")
@@ -39,7 +39,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise RecorderError(f"contention: unknown option(s) {', '.join(sorted(unknown))}")
+        raise WorkloadError(f"contention: unknown option(s) {', '.join(sorted(unknown))}")
     o = {**DEFAULTS, **options}
     p = {
         "dialect": dialect,
@@ -55,7 +55,7 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     default_credit = p["payers"] * p["amount"] // 2
     p["credit"] = opt.as_int(default_credit if o["credit"] is None else o["credit"], "--credit", minimum=0)
     if p["orders"] == 0 and p["users"] == 0:
-        raise RecorderError("contention: nothing to contend on (--orders 0 and --users 0)")
+        raise WorkloadError("contention: nothing to contend on (--orders 0 and --users 0)")
     return p, []
 
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from wdmreplay.api import (BUILTIN_ROUTES, OP_CODES, OPERATIONS, ApiError, Target, get_dialect,
-                           load_routes, load_urls)
+from wdmreplay.errors import ApiError
+from wdmreplay.operations import BUILTIN_ROUTES, OP_CODES, OPERATIONS, get_dialect, load_routes
+from wdmreplay.targets import Target, load_urls
 
 
 @pytest.mark.parametrize("dialect, op, args, expected", [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wdmreplay.recorder import ShopModel, generate
-from wdmreplay.recorder.consistency import checkout_bounds
-from wdmreplay.recorder.stress import SCENARIOS, STEPS_PER_SCENARIO
+from wdmreplay.workloads import ShopModel, generate
+from wdmreplay.workloads.consistency import checkout_bounds
+from wdmreplay.workloads.stress import SCENARIOS, STEPS_PER_SCENARIO
 from wdmreplay.traces import TraceReader
 
 # --- model -------------------------------------------------------------------------------------

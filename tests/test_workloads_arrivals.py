@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from wdmreplay.recorder.arrivals import open_arrivals, spawn_times, think_times
+from wdmreplay.workloads.arrivals import open_arrivals, spawn_times, think_times
 
 
 @pytest.mark.parametrize("rate,n,want", [

@@ -1,7 +1,7 @@
-"""The shop's HTTP API: operations, dialects, URL rendering and matching.
+"""The shop's operations and dialects: the operation table, routes, URL rendering and matching.
 
-The one leaf every layer may import. A trace speaks in operations; a dialect maps each operation to
-a method and a path (API.md); a :class:`Target` adds each service's base URL (``urls.json``).
+The one leaf every layer may import (with ``errors`` and ``targets``). A trace speaks in operations; a
+dialect maps each operation to a method and a path (API.md).
 
 Hot-path note: :meth:`Dialect.render` is called once per replayed request, so routes are compiled
 once into ``str.format`` templates with positional fields.
@@ -9,25 +9,12 @@ once into ``str.format`` templates with positional fields.
 
 from __future__ import annotations
 
-import os
-
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit
 
-
-class WdmError(Exception):
-    """An error with a one-line message for the user; the CLI prints it and exits non-zero."""
-
-    exit_code = 2
-
-
-class ApiError(WdmError):
-    """A dialect, route override or urls.json that cannot be used."""
-
+from .errors import ApiError, load_json_file
 
 # Parameter kinds: entity references ("item", "user", "order") and integers ("int").
 ENTITY_KINDS = ("item", "user", "order")
@@ -224,7 +211,7 @@ def get_dialect(name: str = DEFAULT_DIALECT, overrides: Mapping[str, str] | None
 
 def load_routes(path: str | Path) -> dict[str, str]:
     """Route overrides from a JSON file: ``{"checkout": "POST /orders/checkout/{order}", …}``."""
-    data = _load_json(path, "routes file")
+    data = load_json_file(path, "routes file")
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ApiError(f"{path}: routes file must be a JSON object of operation -> 'METHOD /path'")
     unknown = [k for k in data if k not in OPERATIONS]
@@ -233,104 +220,3 @@ def load_routes(path: str | Path) -> dict[str, str]:
     return data
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Base URLs of the three services (``urls.json``: ORDER_URL, PAYMENT_URL, STOCK_URL)."""
-
-    order_url: str
-    payment_url: str
-    stock_url: str
-
-    def __post_init__(self) -> None:
-        for url in (self.order_url, self.payment_url, self.stock_url):
-            check_base_url(url)
-
-    @classmethod
-    def single(cls, base_url: str) -> "Target":
-        """All three services behind one gateway at ``base_url``."""
-        b = base_url.rstrip("/")
-        return cls(b, b, b)
-
-    def base(self, service: str) -> str:
-        """Base URL of ``service`` ("orders", "stock" or "payment")."""
-        return {"orders": self.order_url, "stock": self.stock_url, "payment": self.payment_url}[service]
-
-    def as_dict(self) -> dict[str, str]:
-        """The target in urls.json's shape."""
-        return {"ORDER_URL": self.order_url, "PAYMENT_URL": self.payment_url, "STOCK_URL": self.stock_url}
-
-
-def check_base_url(url: Any) -> str:
-    """``url`` if it is a usable base URL (http/https, a host, a port in 1-65535), else :class:`ApiError`.
-
-    The one place base URLs are checked: ``--url``, urls.json and every :class:`Target` go through it.
-    """
-    problem = _base_url_problem(url)
-    if problem:
-        raise ApiError(f"bad base URL {url!r}: {problem}")
-    return url
-
-
-def _base_url_problem(url: Any) -> str:
-    if not isinstance(url, str):
-        return "it is not a string"
-    try:
-        parts = urlsplit(url)
-    except ValueError as e:  # e.g. an unclosed IPv6 bracket
-        return str(e)
-    if parts.scheme not in ("http", "https"):
-        return "it must start with http:// or https://"
-    if not parts.hostname:
-        return "it has no host"
-    try:
-        port = parts.port
-    except ValueError:  # out of range or not a number
-        port = 0
-    return "its port must be a number in 1-65535" if port == 0 else ""
-
-
-DEFAULT_BASE_URL = "http://localhost:8000"
-
-
-def choose_target(urls_path: str | None, base_url: str | None) -> Target:
-    """The shop a command talks to: ``--urls FILE`` or ``--url BASE``, else ./urls.json, else localhost:8000.
-
-    The one rule of every command that replays (replay, shrink, capacity); a one-line error for both.
-    """
-    if urls_path and base_url:
-        raise ApiError("give either --urls or --url, not both")
-    if urls_path:
-        return load_urls(urls_path)
-    if base_url:
-        return Target.single(base_url)
-    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single(DEFAULT_BASE_URL)
-
-
-def load_urls(path: str | Path) -> Target:
-    """Read a course-style ``urls.json``; a missing key or a non-http URL is a one-line error."""
-    data = _load_json(path, "urls file")
-    if not isinstance(data, dict):
-        raise ApiError(f"{path}: urls file must be a JSON object with ORDER_URL, PAYMENT_URL, STOCK_URL")
-    vals = {}
-    for key in ("ORDER_URL", "PAYMENT_URL", "STOCK_URL"):
-        v = data.get(key)
-        if v is None:
-            raise ApiError(f"{path}: {key} missing (an http:// or https:// URL)")
-        try:
-            check_base_url(v)
-        except ApiError as e:
-            raise ApiError(f"{path}: {key}: {e}") from None
-        vals[key] = v.rstrip("/")
-    return Target(vals["ORDER_URL"], vals["PAYMENT_URL"], vals["STOCK_URL"])
-
-
-def _load_json(path: str | Path, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ApiError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ApiError(f"{path}: cannot read {what}: {e}") from None
-    except json.JSONDecodeError as e:
-        raise ApiError(f"{path}: {what} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None

@@ -1,7 +1,7 @@
 """Faults in a run: the fault windows, an availability timeline, and each window's recovery.
 
 Computed from the results alone (the ``fault`` / ``fault_do`` / ``fault_undo`` / ``fault_skipped``
-events a ``replay --faults`` writes, see :mod:`wdmreplay.replayer.faults`, and the request columns).
+events a ``replay --faults`` writes, see :mod:`wdmreplay.replayer.fault_schedule`, and the request columns).
 A request's *time* is when it was answered (``done``; a skipped request: its ``intended`` time); it
 is *answered* when the shop decided (2xx or 4xx), as in :mod:`.availability`.
 

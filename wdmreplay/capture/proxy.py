@@ -26,7 +26,8 @@ from typing import Any, Callable
 import aiohttp
 from aiohttp import web
 
-from ..api import Target, WdmError
+from ..errors import WdmError
+from ..targets import Target
 from .sessionize import Exchange, build_trace, write_captured
 
 # Of each answer to a POST/PUT/DELETE, the first bytes are kept when they name an id (``"…_id"``):

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from wdmreplay.cli import cli
-from wdmreplay.recorder import RecorderError, generate, inspect_trace, validate_symbols
-from wdmreplay.recorder.inspect import chi2_sf, mix_test
-from wdmreplay.recorder.stress import (DEFAULT_RECHECKOUT_SHARE, DEFAULT_REPEAT_SHARE, DEFAULT_WEIGHTS, SCENARIOS,
+from wdmreplay.workloads import WorkloadError, generate, inspect_trace, validate_symbols
+from wdmreplay.workloads.inspect import chi2_sf, mix_test
+from wdmreplay.workloads.stress import (DEFAULT_RECHECKOUT_SHARE, DEFAULT_REPEAT_SHARE, DEFAULT_WEIGHTS, SCENARIOS,
                                        SEED_SCENARIOS, STEPS_PER_SCENARIO)
 from wdmreplay.traces import TraceReader
 
@@ -142,7 +142,7 @@ def test_seed_scenarios_only_leaves_out_s7_and_s8(tmp_path: Path) -> None:
     assert h["params"]["repeat_share"] == h["params"]["recheckout_share"] == 0.0
     # without re-checkouts every aggregate is exact again
     assert set(h["expect"]) == {"checkout_ok", "stock_total", "credit_total"} and "expect_range" not in h
-    with pytest.raises(RecorderError, match="--seed-scenarios-only leaves out s7 and s8"):
+    with pytest.raises(WorkloadError, match="--seed-scenarios-only leaves out s7 and s8"):
         generate("stress", tmp_path / "u.wdmt", sessions=10, seed_scenarios_only=True, repeat_share=0.1)
 
 
@@ -159,7 +159,7 @@ def test_default_weights_under_2024_leave_out_scenario_4_with_notice(tmp_path: P
 
 
 def test_explicit_weight_for_scenario_4_under_2024_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RecorderError, match="scenario 4 .* needs remove_item"):
+    with pytest.raises(WorkloadError, match="scenario 4 .* needs remove_item"):
         generate("stress", tmp_path / "t.wdmt", sessions=10, weights="5,30,25,20,10,10")
     assert not (tmp_path / "t.wdmt").exists()
 
@@ -180,21 +180,21 @@ def test_explicit_weight_for_scenario_4_under_2024_is_refused(tmp_path: Path) ->
     ({"bogus": 1}, "unknown option"),
 ])
 def test_bad_stress_options_are_one_line_errors(tmp_path: Path, options: dict, match: str) -> None:
-    with pytest.raises(RecorderError, match=match) as e:
+    with pytest.raises(WorkloadError, match=match) as e:
         generate("stress", tmp_path / "t.wdmt", **options)
     assert "\n" not in str(e.value)
 
 
 def test_other_refusals(tmp_path: Path) -> None:
-    with pytest.raises(RecorderError, match="needs batch_init"):
+    with pytest.raises(WorkloadError, match="needs batch_init"):
         generate("checkout", tmp_path / "t.wdmt", dialect="2023")
-    with pytest.raises(RecorderError, match="unknown workload"):
+    with pytest.raises(WorkloadError, match="unknown workload"):
         generate("nope", tmp_path / "t.wdmt")
-    with pytest.raises(RecorderError, match="unknown dialect"):
+    with pytest.raises(WorkloadError, match="unknown dialect"):
         generate("stress", tmp_path / "t.wdmt", dialect="1999")
-    with pytest.raises(RecorderError, match="--price: must be >= 1"):
+    with pytest.raises(WorkloadError, match="--price: must be >= 1"):
         generate("consistency", tmp_path / "t.wdmt", price=0)
-    with pytest.raises(RecorderError, match="must be <="):
+    with pytest.raises(WorkloadError, match="must be <="):
         generate("consistency", tmp_path / "t.wdmt", items=10**30)
 
 
