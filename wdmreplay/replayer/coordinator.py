@@ -430,7 +430,7 @@ class Coordinator:
 
     def _handle(self, i: int, msg: Any) -> None:
         if isinstance(msg, Chunk):
-            self.writer.write_requests(msg.cols, msg.args, msg.errors)
+            self.writer.write_packed_requests(msg.cols, msg.record)
             self.tally.add_chunk(msg.cols)
         elif isinstance(msg, Bindings):
             self.writer.write_bindings(msg.mapping)

@@ -255,6 +255,11 @@ class _TappedWriter:
         self._stats.add_chunk(cols)
         return out
 
+    def write_packed_requests(self, cols: dict, record: bytes) -> Any:
+        out = self._writer.write_packed_requests(cols, record)
+        self._stats.add_chunk(cols)
+        return out
+
     def write_event(self, at: float, kind: str, **info: Any) -> Any:
         out = self._writer.write_event(at, kind, **info)
         self._stats.add_event(at, kind, info)

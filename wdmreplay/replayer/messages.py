@@ -57,11 +57,15 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Request rows: ``cols`` {column: little-endian bytes}, ``args`` msgpack-packed, ``errors`` [(row, text)]."""
+    """Request rows: ``cols`` {column: little-endian bytes} and ``record``, the results file's record of them, packed.
+
+    The worker packs the whole record (:func:`~wdmreplay.traces.results.requests_record`: columns,
+    args, arg columns, errors), so the coordinator writes its bytes without decoding them; the
+    columns come apart too, for the coordinator's tally and the live view.
+    """
 
     cols: dict[str, bytes]
-    args: bytes
-    errors: list
+    record: bytes
 
 
 @dataclass(frozen=True, slots=True)

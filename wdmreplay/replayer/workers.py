@@ -45,6 +45,7 @@ def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> No
 
 
 async def _serve(conn: Any, cfg: WorkerSetup) -> None:
+    from ..traces.results import requests_record
     from ..traces.stream import packer
     from .engine import Engine, RowBuffer
     from .final import ReadCounter, id_sets, read_state
@@ -55,10 +56,11 @@ async def _serve(conn: Any, cfg: WorkerSetup) -> None:
     name, routes = cfg.dialect
     config = cfg.config
     target = Target(cfg.target["ORDER_URL"], cfg.target["PAYMENT_URL"], cfg.target["STOCK_URL"])
-    # Args go packed as the results file stores them: pickling 64k row tuples here and unpickling
-    # them in the coordinator cost more CPU than the packing the coordinator would otherwise do.
-    pack = packer().pack
-    rows = RowBuffer(lambda cols, args, errors: conn.send(Chunk(cols, pack(args), errors)))
+    # Each chunk goes as the results file's record, packed here: the coordinator writes the bytes
+    # as they come (it used to decode the args again, build their columns and re-pack: per-row
+    # Python in the one process every worker feeds). Pickling the row tuples instead cost more still.
+    pack = packer()
+    rows = RowBuffer(lambda cols, args, errors: conn.send(Chunk(cols, requests_record(cols, args, errors, pack))))
     engine = Engine(cfg.trace_path, target=target, dialect=Dialect(name, routes), speed=config.speed,
                     concurrency=cfg.concurrency, timeout=config.timeout, t0=0.0, rows=rows,
                     keep=shard_keep(config.shard, (cfg.index, cfg.workers)),

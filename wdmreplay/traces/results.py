@@ -117,6 +117,29 @@ def row_columns(rows: bytes | bytearray) -> dict[str, bytes]:
 MAX_ERROR_TEXT = 200  # characters of a non-2xx body or exception kept per request
 
 
+def requests_record(cols: Mapping[str, Any], args: list | bytes | None = None, errors: Iterable[tuple[int, str]] = (),
+                    pack: Any = None) -> bytes:
+    """One ``requests`` record of rows, packed (a frame's payload): what :meth:`ResultsWriter.write_requests` writes.
+
+    ``cols`` maps every column name to an array.array/ndarray/bytes; ``args`` is the list of each
+    row's resolved args (lists or tuples; packed bytes are decoded for the arg columns). A replay
+    worker calls this on its own rows, so the process that writes the file only copies the bytes.
+    """
+    raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
+           for name, dt, _ in COLUMNS}
+    n = len(raw["sid"]) // 4
+    pack = pack or packer()
+    rec = {"t": "requests", "n": n, "cols": raw, "args": b"",
+           "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]}
+    if args is not None:
+        packed = isinstance(args, bytes)
+        decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if packed else args
+        rec["args"] = args if packed else pack.pack(args)
+        if isinstance(decoded, (list, tuple)) and len(decoded) == n:  # else the loader decodes the args (as before)
+            rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
+    return pack.pack(rec)
+
+
 def send_window(sent: np.ndarray, done: np.ndarray, outcome: np.ndarray) -> tuple[float, float] | None:
     """The run's send window: (first send, last answer) over the trace's requests that were sent.
 
@@ -182,21 +205,20 @@ class ResultsWriter:
                        errors: Iterable[tuple[int, str]] = ()) -> None:
         """One chunk of rows: ``cols`` maps every column name to an array.array/ndarray/bytes.
 
-        ``args`` may come already packed (bytes from :func:`~.stream.packer`, as a replay worker
-        sends them: cheaper than pickling the row tuples to the writing process).
+        ``args`` may come already packed (bytes from :func:`~.stream.packer`).
         """
-        raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
-               for name, dt, _ in COLUMNS}
-        n = len(raw["sid"]) // 4
-        rec = {"t": "requests", "n": n, "cols": raw, "args": b"",
-               "errors": [[int(r), str(t)[:MAX_ERROR_TEXT]] for r, t in errors]}
-        if args is not None:
-            decoded = msgpack.unpackb(args, raw=False, strict_map_key=False) if isinstance(args, bytes) else args
-            rec["args"] = args if isinstance(args, bytes) else self._pack.pack(args)
-            if isinstance(decoded, list) and len(decoded) == n:  # else the loader decodes the args (as before)
-                rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
-        self._write(rec)
-        self.requests += n
+        self.write_packed_requests(cols, requests_record(cols, args, errors, self._pack))
+
+    def write_packed_requests(self, cols: Mapping[str, Any], record: bytes) -> None:
+        """One chunk already packed by :func:`requests_record` (a replay worker packs its own): written as is.
+
+        ``cols`` are that chunk's columns (counted here; what a tap on the writer reads): the
+        coordinator of a replay neither decodes nor re-encodes its workers' rows.
+        """
+        write_frame(self._f, record)
+        self._f.flush()
+        sid = cols["sid"]
+        self.requests += len(sid) if isinstance(sid, (np.ndarray, array.array)) else len(sid) // 4
 
     def write_bindings(self, mapping: Mapping[str, str]) -> None:
         """Symbol → real id, for symbols bound in this run (may be written in several parts)."""
