@@ -22,16 +22,9 @@ from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
 from ..targets import Target
 from ..traces.results import MAX_ERROR_TEXT
-from ..traces.trace import TraceReader
+from ..traces.index import TraceIndex, read_index
+from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
-
-# Which entity ranges a batch_init operation creates or relies on: (kind, index of the count arg).
-BATCH_RANGES: dict[str, tuple[tuple[str, int], ...]] = {
-    "batch_init_stock": (("item", 0),),
-    "batch_init_users": (("user", 0),),
-    "batch_init_orders": (("order", 0), ("item", 1), ("user", 2)),
-}
-
 
 class IdSet:
     """A compact, growing collection of entity ids: decimal ids in a packed int64 array, others in a set.
@@ -83,6 +76,13 @@ class TraceScan:
     sessions: int = 0
     requests: int = 0
     kept_requests: int = 0  # requests of the sessions this replay sends (its shard)
+
+    @classmethod
+    def of(cls, idx: TraceIndex, final_read: bool = True) -> TraceScan:
+        """The scan a :class:`~wdmreplay.traces.index.TraceIndex` holds (no literal ids without ``final_read``)."""
+        return cls(ops=idx.ops, shared=idx.shared,
+                   literals=idx.literals if final_read else {k: set() for k in ENTITY_KINDS},
+                   ranges=idx.ranges, sessions=idx.sessions, requests=idx.requests, kept_requests=idx.kept)
 
     def entities(self, bound: dict[str, IdSet]) -> dict[str, list[str]]:
         """Every id to read back, per kind, sorted (numeric ids numerically), given the ids the run bound."""
@@ -146,63 +146,31 @@ def _id_order(x: str) -> tuple[int, int, str]:
     return (0, int(x), "") if x.isdigit() else (1, 0, x)
 
 
-def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_read: bool = True) -> TraceScan:
-    """Stream a trace once: operations used, symbols shared across sessions, literal and batch ids.
+def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_read: bool = True,
+               stored: bool = True) -> TraceScan:
+    """What the replay needs of the whole trace: operations used, symbols shared across sessions, literal and batch ids.
 
-    ``keep`` (a session-id filter, for ``--shard``) limits the entities to this shard's sessions;
-    the operations are always those of the whole trace. Memory is what the result holds: shared
-    symbols (what later phases need) and, only with ``final_read``, literal ids.
+    A trace written by this version stores it in its trailer (:mod:`wdmreplay.traces.index`); with
+    ``stored`` and no ``keep``, that is read — every frame's checksum is still checked, but no session
+    is decoded (the replay's coordinator decoded the whole trace once more than its workers before).
+    Otherwise (older traces, ``--shard``) the trace is streamed once. ``keep`` (a session-id filter,
+    for ``--shard``) limits the entities to this shard's sessions; the operations are always those of
+    the whole trace. Memory is what the result holds: shared symbols (what later phases need) and,
+    only with ``final_read``, literal ids.
     """
-    scan = TraceScan()
-    ops, shared, literals, ranges = scan.ops, scan.shared, scan.literals, scan.ranges
-    # What the loop needs of each operation, looked up once per name instead of once per step:
-    # (creates, (index, kind) of the entity-id parameters, batch ranges).
-    per_op: dict[Any, tuple[bool, tuple[tuple[int, str], ...], tuple[tuple[str, int], ...]]] = {}
-    sessions = requests = kept = 0
+    if keep is None and stored:
+        idx = read_index(path, TRACE_FORMAT, TRACE_VERSION)
+        if idx is not None:
+            return TraceScan.of(idx, final_read)
+    idx = TraceIndex(final_read)
     with TraceReader(path) as r:
         for s in r:
-            sessions += 1
-            mine = keep is None or keep(s["sid"])
-            own: set[str] = set()  # symbols bound so far in this session (dropped with it)
-            steps = s["steps"]
-            for st in steps:
-                name = st["op"]
-                info = per_op.get(name)
-                if info is None:
-                    op = OPERATIONS.get(name)
-                    if op is None:
-                        raise ApiError(f"{path}: session {s['sid']} uses unknown operation {name!r}")
-                    ops.add(name)
-                    info = per_op[name] = (bool(op.creates),
-                                           tuple((i, k) for i, k in enumerate(op.kinds) if k != "int"),
-                                           BATCH_RANGES.get(name, ()))
-                creates, id_params, batch = info
-                args = st["args"]
-                # Shared symbols are found over every session (another shard's session may use one
-                # bound in ours only if the trace shards badly; then it is simply kept).
-                for a in args:
-                    if a.__class__ is str and a[:1] == "$" and a not in own:
-                        shared.add(a)
-                if creates:
-                    b = st.get("bind")
-                    if b:
-                        own.add(b)
-                if not mine:
-                    continue
-                kept += 1
-                if final_read:
-                    n_args = len(args)
-                    for i, kind in id_params:
-                        if i < n_args:
-                            a = args[i]
-                            if a is not None and not (isinstance(a, str) and a.startswith("$")):
-                                literals[kind].add(str(a))
-                for kind, i in batch:
-                    if i < len(args) and isinstance(args[i], int) and args[i] > ranges[kind]:
-                        ranges[kind] = args[i]
-            requests += len(steps)
-    scan.sessions, scan.requests, scan.kept_requests = sessions, requests, kept
-    return scan
+            sid = s["sid"]
+            idx.add(sid, s["steps"], keep is None or keep(sid))
+            if idx.unknown:
+                name, at = next(iter(idx.unknown.items()))
+                raise ApiError(f"{path}: session {at} uses unknown operation {name!r}")
+    return TraceScan.of(idx, final_read)
 
 
 def check_dialect(scan: TraceScan, dialect: Dialect, path: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
 from .. import __version__
 from ..operations import BUILTIN_ROUTES
 from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
+from .index import INDEX_KEY, TraceIndex
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
 TRACE_FORMAT = "wdm-trace"
@@ -106,6 +107,9 @@ class TraceWriter:
         # What the trace exercises (header "exercises"), counted as sessions stream past.
         self._exercises = (ExerciseCounter(len(phases), quantity_counts(dialect, BUILTIN_ROUTES))
                            if exercises else None)
+        # What a replay must know of the whole trace before it sends (trailer "index"): counted here,
+        # so that a replay need not decode every session first.
+        self._index = TraceIndex()
         self.closed = False
 
     def write_session(self, sid: int, phase: int, at: float, steps: list[Step]) -> None:
@@ -122,6 +126,7 @@ class TraceWriter:
             self._phase_end[phase] = end
         if self._exercises is not None:
             self._exercises.add(sid, phase, steps)
+        self._index.add(sid, steps)
         block = self._block
         block += self._pack.pack({"sid": sid, "phase": phase, "at": at, "steps": steps})
         if len(block) >= BLOCK_BYTES:
@@ -151,7 +156,8 @@ class TraceWriter:
                 write_frame(out, self._pack.pack(self.header))
                 shutil.copyfileobj(body, out, 1 << 20)
                 write_frame(out, self._pack.pack({"trailer": TRACE_FORMAT, "sessions": self.header["sessions"],
-                                                  "requests": self.header["requests"]}))
+                                                  "requests": self.header["requests"],
+                                                  INDEX_KEY: self._index.record()}))
             os.replace(tmp, self.path)
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
