@@ -14,6 +14,9 @@ Format history (bump ``TRACE_VERSION`` and add a line for every change a reader 
   (see :mod:`.stream` and ``docs/formats.md``): a prologue {format, version}, a frame holding the
   header, frames of whole session records (a new frame once one holds 64 KiB), a frame holding the
   trailer. Any flipped byte is an error naming the frame's offset. Readers read versions 1 and 2.
+- version 2, with an index (an addition readers may find or not, so still version 2): the trailer
+  may carry ``index`` {ops, shared, literals {kind: [ids]}, ranges {kind: n}, unknown} — what a
+  replay must know of the whole trace before it sends (:mod:`.index`), counted by the writer.
 
 A step's ``args`` are literals (ints, strings) or symbol references — strings starting with ``$``
 (``"$s12.item0"``) — filled in from ids bound by earlier steps' ``bind``. A step may reference only
