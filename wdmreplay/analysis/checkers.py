@@ -102,9 +102,9 @@ def _check_lines(ctx: CheckContext, oid: str, o: OrderState) -> list[Anomaly]:
     """Each line's quantity against what the answered add_item/remove_item built (indeterminate: all-or-nothing)."""
     lines = ctx.hist.lines.of(oid)
     if len(lines) == len(o.lines) and all(
-            (ln := lines.get(item)) is not None and not ln.add_unc and not ln.rem_unc and not ln.rem_ok
-            and ln.add_ok == qty >= 0 for item, qty in o.lines):
-        return []  # the common case: every line exactly what its answered add_item requests built
+            (ln := lines.get(item)) is not None and not ln.add_unc
+            and rules.line_range(ln.add_ok, 0, ln.rem_ok, ln.rem_unc) == (qty, qty) for item, qty in o.lines):
+        return []  # the common case: every line exactly what its answered requests built
     have = o.quantities
     found = []
     for item in sorted(set(lines) | set(have)):

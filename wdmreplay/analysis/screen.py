@@ -179,7 +179,7 @@ def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarr
     indeterminate add_item (all-or-nothing subsets are the per-order checker's to judge)."""
     ln, n = hist.lines, len(tab)
     w = ln.width
-    unc_sum = np.zeros(ln.keys.size, np.int64)
+    unc_sum = np.zeros(ln.keys.size, np.int64)  # per line, the units of its indeterminate add_item
     np.add.at(unc_sum, np.repeat(np.arange(ln.keys.size), ln.n_unc), ln.unc)
     h_lo, h_hi = rules.line_range(ln.add_ok, unc_sum, ln.rem_ok, ln.rem_unc)
     # Lines the final state shows, against their history (none: nothing may be there).
@@ -191,10 +191,8 @@ def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarr
     lo, hi = take(h_lo, at), take(h_hi, at)
     actual = tab.line_qty
     # Within the range, indeterminate add_item requests still need a subset that sums to the quantity
-    # (when nothing was removed): clear here the one-request case; more go to the per-order checker.
-    n_unc, removed = take(ln.n_unc, at), take(ln.rem_ok + ln.rem_unc, at) > 0
-    subset = (n_unc == 0) | removed | (n_unc > rules.MAX_EXACT_UNCERTAIN) | (
-        (n_unc == 1) & ((actual == lo) | (actual - lo == take(unc_sum, at))))
+    # (when nothing was removed): :func:`.rules.reachable` decides that, in the per-order checker.
+    subset = (take(ln.n_unc, at) == 0) | (take(ln.rem_ok + ln.rem_unc, at) > 0)
     bad_line = ~subset | (actual < lo) | (actual > hi)
     bad = np.bincount(tab.line_order[bad_line], minlength=n) > 0
     # Lines the history built that the final state does not show (quantity 0).
