@@ -190,10 +190,15 @@ def _lines_differ(hist: History, tab: OrderTable, ocode: np.ndarray) -> np.ndarr
     hit = at >= 0
     lo, hi = take(h_lo, at), take(h_hi, at)
     actual = tab.line_qty
+    bad_line = (actual < lo) | (actual > hi)
     # Within the range, indeterminate add_item requests still need a subset that sums to the quantity
-    # (when nothing was removed): :func:`.rules.reachable` decides that, in the per-order checker.
-    subset = (take(ln.n_unc, at) == 0) | (take(ln.rem_ok + ln.rem_unc, at) > 0)
-    bad_line = ~subset | (actual < lo) | (actual > hi)
+    # (when nothing was removed): :func:`.rules.reachable` judges each such line (few: one per
+    # indeterminate add_item at most), as the per-order checker does.
+    subset = ~bad_line & (take(ln.n_unc, at) > 0) & ~(take(ln.rem_ok + ln.rem_unc, at) > 0)
+    for j in np.nonzero(subset)[0].tolist():
+        k = int(at[j])
+        deltas = ln.unc[ln.unc_start[k]:ln.unc_start[k + 1]].tolist()
+        bad_line[j] = not rules.reachable(int(actual[j] - lo[j]), deltas, True)
     bad = np.bincount(tab.line_order[bad_line], minlength=n) > 0
     # Lines the history built that the final state does not show (quantity 0).
     shown = np.zeros(ln.keys.size, bool)
