@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,14 +47,14 @@ class CheckContext:
     item_orders: dict = field(default_factory=lambda: defaultdict(list))  # item -> [(order, qty)]
     user_orders: dict = field(default_factory=lambda: defaultdict(list))  # user -> [order]
     short_items: set = field(default_factory=set)  # items with less stock than expected (checked before users)
-    prices: dict = field(default_factory=dict)  # item -> price (memo of :meth:`price`)
+    prices: dict = field(init=False)  # item -> price, each worked out on first use
+
+    def __post_init__(self) -> None:
+        self.prices = _Memo(self._price)
 
     def price(self, item: str) -> int | None:
         """An item's price: its batch_init price, its price as read back, or the one create_item price."""
-        p = self.prices.get(item, self)
-        if p is self:
-            p = self.prices[item] = self._price(item)
-        return p
+        return self.prices[item]
 
     def _price(self, item: str) -> int | None:
         b = self.hist.batch_item(item)
@@ -64,6 +65,18 @@ class CheckContext:
         if len(self.hist.create_prices) == 1:
             return next(iter(self.hist.create_prices))
         return None
+
+
+class _Memo(dict):
+    """Key -> ``find(key)``, worked out on first use and kept."""
+
+    def __init__(self, find: Callable[[str], Any]):
+        super().__init__()
+        self.find = find
+
+    def __missing__(self, key: str) -> Any:
+        value = self[key] = self.find(key)
+        return value
 
 
 def check_order(ctx: CheckContext, oid: str, o: OrderState) -> Anomaly | None:
@@ -220,8 +233,8 @@ def check_item(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, tuple[int, 
     b = ctx.hist.batch_item(eid)
     initial = b[0] if b is not None else 0
     actual = ctx.fs.items[eid].stock
-    related = ctx.item_orders.get(eid, [])
-    led = ctx.hist.items.get(eid) or Ledger()
+    related = ctx.item_orders[eid]
+    led = ctx.hist.ledger("item", eid) or Ledger()
     a, lo, hi = check_entity(ctx, "item", eid, initial, led, actual, related)
     return a, (lo, hi, _implied(ctx, led, initial, related), actual)
 
@@ -230,8 +243,8 @@ def check_user(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, tuple[int, 
     """One user: its anomaly (or None) and (lo, hi, implied by 2xx, final) of its credit."""
     initial = ctx.hist.batch_user(eid) or 0
     actual = ctx.fs.users[eid].credit
-    related = [(o, ctx.fs.orders[o].total_cost) for o in ctx.user_orders.get(eid, [])]
-    led = ctx.hist.users.get(eid) or Ledger()
+    related = [(o, ctx.fs.orders[o].total_cost) for o in ctx.user_orders[eid]]
+    led = ctx.hist.ledger("user", eid) or Ledger()
     if eid in ctx.hist.refunded:
         # A refund gives back at most what the user paid: the credit is bounded, not exact.
         led.add_unc += led.sub_ok + led.sub_unc + sum(w * ctx.mult[o][1] for o, w in related if o in ctx.mult)
@@ -261,7 +274,7 @@ def bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> N
     users, n = np.unique(tab.user, return_counts=True)
     shown = Counter({(tab.strings[u] if u >= 0 else None): c for u, c in zip(users.tolist(), n.tolist())})
     for user, n in hist.created_orders.items():
-        k = n - shown.get(user, 0)
+        k = n - shown[user]
         if k > 0:
             led = hist.users[user]
             led.sub_unc += sum(costs[:k])
@@ -328,11 +341,11 @@ def entity_facts(ctx: CheckContext, kind: str, eid: str) -> EntityFacts:
     hist, fs = ctx.hist, ctx.fs
     if kind == "item":
         b = hist.batch_item(eid)
-        initial, led = (b[0] if b is not None else 0), hist.items.get(eid)
-        related = list(ctx.item_orders.get(eid, []) or [])
+        initial, led = (b[0] if b is not None else 0), hist.ledger(kind, eid)
+        related = list(ctx.item_orders[eid])
     else:
-        initial, led = hist.batch_user(eid) or 0, hist.users.get(eid)
-        related = [(o, fs.orders[o].total_cost) for o in (ctx.user_orders.get(eid, []) or []) if o in fs.orders]
+        initial, led = hist.batch_user(eid) or 0, hist.ledger(kind, eid)
+        related = [(o, fs.orders[o].total_cost) for o in ctx.user_orders[eid] if o in fs.orders]
     if led is None and not related:  # untouched since its batch_init or create: nothing more to gather
         return EntityFacts(kind, initial, 0, 0, 0, 0, 0, 0, 0)
     led = led or Ledger()

@@ -237,6 +237,10 @@ class History:
         """The highest price any item was created with: bounds costs of unread items."""
         return max([*self.create_prices, *(p for _, _, p in self.batch_items), 0])
 
+    def ledger(self, kind: str, eid: str) -> Ledger | None:
+        """The :class:`Ledger` of item (``kind`` "item") or user ``eid``; None when no request changed it."""
+        return (self.items if kind == "item" else self.users).get(eid)
+
     def batch_item(self, eid: str) -> tuple[int, int] | None:
         """(stock, price) of ``eid`` if a batch_init created it (the last one wins)."""
         return _batch_value(self.batch_items, eid)

@@ -50,13 +50,14 @@ class _Mult(Mapping):
 
 
 class _Related:
-    """Item -> [(order, quantity)] or user -> [order], in order-id order, from the order table on first use."""
+    """Item -> [(order, quantity)] or user -> [order] (none: empty), in order-id order, from the order
+    table on first use."""
 
     def __init__(self, tab: OrderTable, by_user: bool):
         self.tab, self.by_user = tab, by_user
         self._spans: dict | None = None
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def __getitem__(self, key: str) -> list:
         tab = self.tab
         if self._spans is None:
             codes = tab.user if self.by_user else tab.line_item
@@ -67,7 +68,7 @@ class _Related:
                            if c >= 0}
         span = self._spans.get(key)
         if span is None:
-            return default
+            return []
         at = self._sorted[span[0]:span[1]]
         ids = tab.ids
         owners = sorted(zip(self._owner[at].tolist(), at.tolist()), key=lambda x: id_key(ids[x[0]]))
@@ -129,9 +130,9 @@ def _clear_entity(ctx: CheckContext, name: str, eid: str, paid_lo: int, paid_hi:
     hist = ctx.hist
     if name == "stock":
         b = hist.batch_item(eid)
-        initial, led, actual = (b[0] if b is not None else 0), hist.items.get(eid), ctx.fs.items[eid].stock
+        initial, led, actual = (b[0] if b is not None else 0), hist.ledger("item", eid), ctx.fs.items[eid].stock
     else:
-        initial, led, actual = hist.batch_user(eid) or 0, hist.users.get(eid), ctx.fs.users[eid].credit
+        initial, led, actual = hist.batch_user(eid) or 0, hist.ledger("user", eid), ctx.fs.users[eid].credit
     led = led or Ledger()
     lo, hi = rules.entity_range(initial, led.add_ok, led.add_unc, led.sub_ok, led.sub_unc, paid_lo, paid_hi)
     if (rules.oversold(actual, hi) or not lo <= actual <= hi or eid in hist.refunded
