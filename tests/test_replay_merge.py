@@ -227,3 +227,26 @@ def test_merge_without_a_shards_final_read_has_no_final_state(runs, tmp_path):
     r = load_results(tmp_path / "m.wdmr")
     assert not summary.has_final and r.final is None
     assert r.header["merged"]["final_missing_from"] == ["1/4"]
+
+
+def test_merge_copies_each_shards_rows_as_written_the_same_rows_as_rewriting_them(runs, tmp_path, monkeypatch):
+    """The merge copies each shard's packed request records (times shifted), no row decoded: the file
+    loads exactly as when every row was decoded and written again (the path older layouts still take)."""
+    import wdmreplay.replayer.merge as merge_mod
+
+    copied = load_results(runs["merged"], with_args=True)
+    assert all(merge_mod._request_records(load_results(p)) is not None for p in runs["shards"])  # copied as written
+    monkeypatch.setattr(merge_mod, "_request_records", lambda r: None)  # force the rewriting path
+    merge_results(runs["shards"], tmp_path / "rewritten.wdmr")
+    rewritten = load_results(tmp_path / "rewritten.wdmr", with_args=True)
+    assert copied.n == rewritten.n > 100
+    for name in copied.cols:
+        assert np.array_equal(copied.cols[name], rewritten.cols[name], equal_nan=name in ("sent", "done")), name
+    assert [list(a) if a is not None else None for a in copied.args] == \
+        [list(a) if a is not None else None for a in rewritten.args]
+    assert copied.errors == rewritten.errors
+    a, b = copied.argcols, rewritten.argcols
+    assert a is not None and b is not None and np.array_equal(a.num, b.num)
+    for col in ("k0", "k1"):  # the ids each row names (codes index each file's own table)
+        assert [a.names[c] if c >= 0 else None for c in getattr(a, col).tolist()] == \
+            [b.names[c] if c >= 0 else None for c in getattr(b, col).tolist()], col

@@ -38,7 +38,9 @@ import numpy as np
 from ..errors import WdmError
 from ..operations import ENTITY_KINDS
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
-from ..traces.results import EVENT_PHASE_START, is_fault_event, send_window
+from ..traces.results import (COLUMNS, EVENT_PHASE_START, RESULTS_FORMAT, RESULTS_VERSION, is_fault_event,
+                               send_window)
+from ..traces.stream import RecordReader, packer
 
 FINAL_SECTIONS = tuple(f"{kind}s" for kind in ENTITY_KINDS)  # the final state's keys: items, users, orders
 TIME_COLUMNS = ("intended", "sent", "done")
@@ -305,6 +307,42 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
 
 
 def _write_rows(writer: ResultsWriter, r: Results, offset: float) -> None:
+    """The shard's rows into the merged file, their times shifted by ``offset`` onto the merged clock."""
+    records = _request_records(r)
+    if records is None:  # a file of another layout (older columns): rewritten from the loaded rows
+        _rewrite_rows(writer, r, offset)
+        return
+    pack = packer()
+    for rec in records:
+        cols = rec["cols"]
+        if offset:
+            cols = {**cols, **{name: (np.frombuffer(cols[name], "<f8") + offset).astype("<f8").tobytes()
+                               for name in TIME_COLUMNS}}
+        writer.write_packed_requests(cols, pack.pack({**rec, "cols": cols}))
+
+
+def _request_records(r: Results) -> list[dict] | None:
+    """The shard's ``requests`` records as written (args and arg columns still packed), or None when one
+    is not of this version's column layout — copying those keeps every row without decoding it."""
+    out, rows = [], 0
+    with RecordReader(r.path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as rd:
+        for rec in rd:
+            if rec.get("t") != "requests":
+                continue
+            cols, n = rec.get("cols"), rec.get("n")
+            if not (isinstance(cols, dict) and isinstance(n, int) and set(cols) == _COLUMN_SET and all(
+                    isinstance(cols[name], bytes) and len(cols[name]) == n * size for name, size in _COLUMN_SIZES)):
+                return None
+            out.append(rec)
+            rows += n
+    return out if rows == r.n else None
+
+
+_COLUMN_SET = {name for name, _, _ in COLUMNS}
+_COLUMN_SIZES = tuple((name, np.dtype(dtype).itemsize) for name, dtype, _ in COLUMNS)
+
+
+def _rewrite_rows(writer: ResultsWriter, r: Results, offset: float) -> None:
     cols = _shifted(r.cols, offset)
     args = r.args or [None] * r.n
     errors = sorted(r.errors.items())
