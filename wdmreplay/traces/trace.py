@@ -82,8 +82,9 @@ class TraceWriter:
     Sessions go, framed in blocks of about 64 KiB, to a temporary body file beside the target;
     ``close`` writes header, body and trailer into ``<path>.part`` and renames it into place, so a
     crashed or interrupted generation never leaves a half-written trace under the requested name.
-    Memory is constant. ``inputs`` are files the command reads: an output that is one of them is
-    refused before anything is written.
+    Memory is constant but for the trailer's ``index`` (the distinct shared symbols and literal ids
+    seen: what a replay's scan of the trace held too). ``inputs`` are files the command reads: an
+    output that is one of them is refused before anything is written.
     """
 
     def __init__(self, path: str | Path, *, workload: str, seed: int, params: dict, phases: Sequence[str],
