@@ -197,7 +197,7 @@ _EVENT_REQUIRED: dict[str, tuple[str, ...]] = {
     EVENT_FAULT_SKIPPED: ("name",),
 }
 _EVENT_TYPES: dict[str, tuple] = {
-    "phase": (int,), "name": (str, _NONE), "wall": (*_NUMBER, _NONE), "reason": (str, _NONE),
+    "phase": (int, _NONE), "name": (str, *_NUMBER, _NONE), "wall": (*_NUMBER, _NONE), "reason": (str, _NONE),
     "entities": (Mapping, _NONE), "quiesce": (Mapping, _NONE), "settle": (*_NUMBER, _NONE), "why": (str, _NONE),
     "sample": (Mapping, _NONE), "snapshots": (int, _NONE), "settled": (bool, _NONE), "reads": (int, _NONE),
     "read_at": (*_NUMBER, _NONE), "command": (str, _NONE), "duration": (*_NUMBER, _NONE),
@@ -220,7 +220,7 @@ class Event:
     at: float
     kind: str
     phase: int | None = None
-    name: str | None = None
+    name: str | None = None  # a fault's name, or a phase's (a trace may name its phases by number)
     wall: float | None = None
     reason: str | None = None
     entities: Mapping | None = None
@@ -335,6 +335,7 @@ class Settle:
         return cls(requested, bool(got.pop("settled", False)), n, str(got.pop("why", "") or ""))
 
 
+_SECTION_KINDS = {"items": "item", "users": "user", "orders": "order"}
 _FINAL_KEYS = ("items", "users", "orders", "missing", "bound_not_found", "settle", "quiesce", "read_at", "shards")
 
 
@@ -372,8 +373,9 @@ class FinalRecord:
         users = {str(k): UserState(as_int(_field(v, "credit", where))) for k, v in (got["users"] or {}).items()}
         missing = {}
         for k, v in (got["missing"] or {}).items():
-            if v:
-                missing[str(k)] = {str(i): str(w) for i, w in _checked(where, f"missing.{k}", v, (Mapping,)).items()}
+            if v:  # keyed by entity kind; older hand-made records by section ("items"): read as the kind
+                kind = str(k)[:-1] if str(k) in _SECTION_KINDS else str(k)
+                missing[kind] = {str(i): str(w) for i, w in _checked(where, f"missing.{k}", v, (Mapping,)).items()}
         bnf = got.pop("bound_not_found", None)
         bound = None
         if isinstance(bnf, Mapping):
@@ -384,6 +386,18 @@ class FinalRecord:
             _checked(where, key, got.setdefault(key, None), kinds)
         return cls(items, users, got["orders"] or {}, missing, bound, got["settle"], got["quiesce"],
                    _float(got["read_at"]), got["shards"], extra)
+
+    def missing_of(self, kind: str) -> Mapping[str, str]:
+        """The ids of entity ``kind`` ("item", "user", "order") the read could not read back: id -> why."""
+        return self.missing.get(kind, {})
+
+    def bound_not_found_of(self, kind: str) -> tuple[str, ...]:
+        """The ids of entity ``kind`` bound from a 2xx create whose read was answered 4xx (empty for older files)."""
+        return () if self.bound_not_found is None else self.bound_not_found.get(kind, ())
+
+    def section(self, kind: str) -> Mapping[str, Any]:
+        """The snapshots of entity ``kind`` ("item", "user", "order") read back: id -> snapshot."""
+        return {"item": self.items, "user": self.users, "order": self.orders}[kind]
 
     def to_record(self) -> dict:
         """The record as the writer writes it (``orders`` as given: the writer stores them as columns)."""
@@ -408,6 +422,17 @@ class FinalRecord:
     def replace(self, **changes: Any) -> "FinalRecord":
         """A copy with ``changes``."""
         return replace(self, **changes)
+
+
+_ORDER_FIELDS = ("paid", "items", "user_id", "total_cost")
+
+
+def order_fields(snapshot: Any) -> tuple[Any, list, Any, Any]:
+    """An order snapshot's (paid, lines, user id, total cost) as stored: absent fields read as
+    (False, [], None, 0) — an order map of an older or another system's shape (other fields kept in the map)."""
+    got, _ = _split(snapshot, "final state: order", _ORDER_FIELDS)
+    lines = got.setdefault("items", []) or []
+    return got.setdefault("paid", False), lines, got.setdefault("user_id", None), got.setdefault("total_cost", 0)
 
 
 def _field(snapshot: Any, key: str, where: str) -> Any:
