@@ -137,7 +137,8 @@ def test_a_trailer_and_an_event_from_maps_keep_their_extras():
 
 @pytest.mark.parametrize("where,kwargs,words", [
     ("renamed fault name", {"events": [(0.3, EVENT_FAULT, {"nam": "kill", "end": 1.0})]}, ["fault event", "'name'"]),
-    ("fault without end", {"events": [(0.3, EVENT_FAULT, {"name": "kill"})]}, ["fault event", "'end'"]),
+    ("fault end as text", {"events": [(0.3, EVENT_FAULT, {"name": "kill", "end": "later"})]},
+     ["fault event", "'end'"]),
     ("event time as text", {"events": [("soon", EVENT_PHASE_END, {"phase": 0})]}, ["phase_end", "'at'"]),
     ("shard as a number", {"header_extra": {"shard": 1}}, ["results header", "'shard'"]),
     ("items as a list", {"final": {"items": [1, 2], "users": {}, "orders": {}, "missing": {}}},
@@ -146,11 +147,12 @@ def test_a_trailer_and_an_event_from_maps_keep_their_extras():
      ["final state", "snapshot"]),
 ])
 def test_a_corrupt_record_fails_loudly_with_one_line(tmp_path, where, kwargs, words):
-    # Each of these used to load and read as a default (a fault named "None", a window open to the
-    # run's end, a time of 0, "not a shard", an empty section) — now the file is refused.
+    # Each of these used to load and read as a default or fail deep inside an analysis (a fault named
+    # "None", an end that is text, a time of 0, "not a shard", a section that is not a map) — now the
+    # file is refused at load.
     path = _frames_file(tmp_path, **kwargs)
     with pytest.raises(FormatError) as e:
-        load_results(path)
+        load_results(path).final_record  # the final record is checked when first used (the others at load)
     text = str(e.value)
     assert "\n" not in text and str(path) in text and all(w in text for w in words), (where, text)
     p = subprocess.run([*WDM, "report", str(path)], capture_output=True, text=True, timeout=120)

@@ -130,9 +130,9 @@ def plan_final_read(scan: TraceScan, bound: dict[str, IdSet], sample: int | None
 def referenced_ids(orders: dict[str, dict]) -> dict[str, set[str]]:
     """The items and users that read-back orders name (a batch_init order's lines are the shop's choice)."""
     out: dict[str, set[str]] = {"item": set(), "user": set()}
-    for o in orders.values():
-        out["item"].update(str(i) for i, _ in o.get("items") or [])
-        if o.get("user_id") not in (None, "None"):
+    for o in orders.values():  # each of the shape _parse_order gives (every key present)
+        out["item"].update(str(i) for i, _ in o["items"])
+        if o["user_id"] not in (None, "None"):
             out["user"].add(str(o["user_id"]))
     return out
 
@@ -322,7 +322,7 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
 
 def answered_any(state: dict, missing: dict) -> bool:
     """Whether a snapshot got any answer from the shop: an entity read, or a 4xx for one (not found)."""
-    return (any(state.get(section) for section in _SECTION.values())
+    return (any(state[section] for section in _SECTION.values())
             or any(f.startswith("HTTP 4") for failures in missing.values() for f in failures.values()))
 
 QUIESCE_GRACE = 1.0  # seconds an abandoned request gets beyond --timeout to land on the shop

@@ -180,9 +180,9 @@ class LiveStats:
         """The run ended: freeze the clock and keep what the page shows afterwards (results path, end state)."""
         with self._lock:
             self.ended = time.perf_counter()
-            self.stage = "done" if summary.get("complete") else "partial"
-            self.result = {"path": summary.get("path"), "complete": bool(summary.get("complete")),
-                           "reason": summary.get("reason"), "wall_s": summary.get("wall")}
+            self.stage = "done" if summary["complete"] else "partial"  # replay_trace's summary: every key present
+            self.result = {"path": summary["path"], "complete": bool(summary["complete"]),
+                           "reason": summary["reason"], "wall_s": summary["wall"]}
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -193,7 +193,7 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _EVENT_REQUIRED: dict[str, tuple[str, ...]] = {
     EVENT_FAULT_START: ("name",),
-    EVENT_FAULT_DO: ("name", "end"), EVENT_FAULT_UNDO: ("name", "end"), EVENT_FAULT: ("name", "end"),
+    EVENT_FAULT_DO: ("name",), EVENT_FAULT_UNDO: ("name",), EVENT_FAULT: ("name",),  # no end: open to the run's end
     EVENT_FAULT_SKIPPED: ("name",),
 }
 _EVENT_TYPES: dict[str, tuple] = {

@@ -354,7 +354,9 @@ class Results:
     ``header``, ``final``, ``events`` and ``trailer`` are the records as stored (maps: the JSON edge,
     what a test or a tool may still poke at); the library reads their typed records
     (:attr:`header_record`, :attr:`final_record`, :attr:`event_records`, :attr:`trailer_record`),
-    built and checked once by :func:`load_results` (again only if a map is replaced).
+    built and checked once — the header, events and trailer by :func:`load_results`, the final
+    record (its cost grows with the entities read back) on first use — and built again only when a
+    stored map is replaced (not when one is changed in place).
     """
 
     path: str
@@ -373,7 +375,10 @@ class Results:
     def _record(self, name: str, build: Any) -> Any:
         raw = getattr(self, name)
         if name not in self._typed or self._typed[name][0] is not raw:
-            self._typed[name] = (raw, build(raw))
+            try:
+                self._typed[name] = (raw, build(raw))
+            except FormatError as e:
+                raise FormatError(f"{self.path}: {e}") from None
         return self._typed[name][1]
 
     @property
@@ -496,8 +501,7 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                    "reason": f"ended without a trailer at byte {truncated_at}", "truncated_at": truncated_at}
     try:
         typed = {"header": (header, ResultsHeader.from_record(header)), "trailer": (trailer, Trailer.from_record(trailer)),
-                 "events": (events, tuple(Event.from_record(e) for e in events)),
-                 "final": (final, None if final is None else FinalRecord.from_record(final))}
+                 "events": (events, tuple(Event.from_record(e) for e in events))}
     except FormatError as e:
         raise FormatError(f"{path}: {e}") from None
     if typed["trailer"][1].requests != rows:
