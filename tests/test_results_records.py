@@ -183,3 +183,30 @@ def test_a_replaced_stored_map_is_typed_again(tmp_path):
     assert set(r.final_record.items) == {"1"}
     r.final = {"items": {"2": {"stock": 4, "price": 1}}, "users": {}, "orders": {}, "missing": {}}
     assert set(r.final_record.items) == {"2"} and r.final_record.items["2"].stock == 4
+
+
+def test_a_merged_files_records_round_trip_key_for_key(tmp_path):
+    # merge writes typed records too: its header (merged), shard-tagged events and final (shards) read back alike
+    from wdmreplay.replayer.merge import merge_results
+
+    trace = tmp_path / "t.wdmt"
+    generate("stress", trace, seed=3, rate=40, duration=0.8)
+    sched = tmp_path / "f.json"
+    sched.write_text(json.dumps({"faults": [{"name": "noop", "at": 0.1, "for": 0.2, "do": "true", "undo": "true"}]}))
+    shards = [tmp_path / "s0.wdmr", tmp_path / "s1.wdmr"]
+    with ShopThread() as shop:
+        replay_trace(str(trace), str(shards[0]), target=shop.target, shard=(0, 2), settle=0.2)
+        replay_trace(str(trace), str(shards[1]), target=shop.target, shard=(1, 2), faults=str(sched))
+    merge_results(shards, tmp_path / "m.wdmr")
+    m = load_results(tmp_path / "m.wdmr")
+    assert m.header_record.shard is None and m.header_record.merged["shards"] == 2
+    assert _ordered(m.header_record.to_record()) == _ordered(m.header)
+    assert {e.shard for e in m.event_records} == {"0/2", "1/2"}
+    for raw, ev in zip(m.events, m.event_records, strict=True):
+        assert _ordered(ev.to_record()) == _ordered(raw)
+    fault = next(e for e in m.event_records if e.kind == EVENT_FAULT)
+    assert fault.shard == "1/2" and fault.end > fault.at
+    f = m.final_record
+    assert [s["shard"] for s in f.shards] == ["0/2", "1/2"] and f.quiesce is None and f.settling is not None
+    raw = {k: v for k, v in m.final.items() if k not in ("t", "orders")}
+    assert _ordered({k: v for k, v in f.to_record().items() if k != "orders"}) == _ordered(raw)
