@@ -368,9 +368,8 @@ class FinalRecord:
         where = "final state"
         for key in ("items", "users", "orders", "missing"):
             _checked(where, key, got.setdefault(key, {}), (Mapping, _NONE))
-        items = {str(k): ItemState(as_int(_field(v, "stock", where)), as_int(_field(v, "price", where)))
-                 for k, v in (got["items"] or {}).items()}
-        users = {str(k): UserState(as_int(_field(v, "credit", where))) for k, v in (got["users"] or {}).items()}
+        items = _snapshots(got["items"] or {}, ItemState, ("stock", "price"))
+        users = _snapshots(got["users"] or {}, UserState, ("credit",))
         missing = {}
         for k, v in (got["missing"] or {}).items():
             if v:  # keyed by entity kind; older hand-made records by section ("items"): read as the kind
@@ -435,10 +434,22 @@ def order_fields(snapshot: Any) -> tuple[Any, list, Any, Any]:
     return got.setdefault("paid", False), lines, got.setdefault("user_id", None), got.setdefault("total_cost", 0)
 
 
-def _field(snapshot: Any, key: str, where: str) -> Any:
-    if not isinstance(snapshot, Mapping):
-        raise FormatError(f"corrupt {where}: an entity snapshot is a {type(snapshot).__name__}, not a map")
-    return snapshot[key] if key in snapshot else None
+def _snapshots(section: Mapping, cls: type, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Id -> typed snapshot (``cls`` of ``keys``, each as an int); a field a snapshot lacks reads as 0."""
+    try:  # the final read's shape: every field present (one pass, no per-field checks)
+        if len(keys) == 2:
+            a, b = keys
+            return {k if k.__class__ is str else str(k): cls(as_int(v[a]), as_int(v[b])) for k, v in section.items()}
+        (a,) = keys
+        return {k if k.__class__ is str else str(k): cls(as_int(v[a])) for k, v in section.items()}
+    except (KeyError, TypeError, IndexError):  # an older or hand-made record: fields absent, or not a map
+        out = {}
+        for k, v in section.items():
+            if not isinstance(v, Mapping):
+                raise FormatError(f"corrupt final state: an entity snapshot is a {type(v).__name__}, not a map") from None
+            got, _ = _split(v, "final state: snapshot", keys)
+            out[str(k)] = cls(*(as_int(got.setdefault(key, 0)) for key in keys))
+        return out
 
 
 # --- trailer ------------------------------------------------------------------------------------
