@@ -14,13 +14,14 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import aiohttp
 
 from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
 from ..targets import Target
+from ..traces.records import order_fields
 from ..traces.results import MAX_ERROR_TEXT
 from ..traces.trace import TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
@@ -222,18 +223,21 @@ def _parse_user(d: Any) -> dict:
 
 
 def _parse_order(d: Any) -> dict:
+    if not isinstance(d, Mapping):
+        raise TypeError(f"an order is a {type(d).__name__}")
+    paid = d["paid"]  # required; the other fields read as an absent one in a stored order (order_fields)
+    _, lines, user, total = order_fields(d)
     items: dict[str, int] = {}
-    for entry in d.get("items") or []:
+    for entry in lines:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             iid, qty = str(entry[0]), int(entry[1])
         else:  # some systems list an item id once per unit
             iid, qty = str(entry), 1
         items[iid] = items.get(iid, 0) + qty
-    paid = d["paid"]
     if isinstance(paid, str):
         paid = paid.lower() == "true"
     return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
-            "user_id": str(d.get("user_id")), "total_cost": int(d.get("total_cost") or 0)}
+            "user_id": str(user), "total_cost": int(total or 0)}
 
 
 _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}

@@ -455,7 +455,9 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     rows = 0
     with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
         for rec in r:
-            t = rec.get("t")  # the record's type: the one key every body record has
+            if "t" not in rec:  # every body record of every version says its type
+                raise FormatError(f"{path}: corrupt record after row {rows}: no 't' (keys: {', '.join(map(str, rec))})")
+            t = rec["t"]
             if t == "requests":
                 try:
                     n = rec["n"]
