@@ -210,3 +210,21 @@ def test_a_merged_files_records_round_trip_key_for_key(tmp_path):
     assert [s["shard"] for s in f.shards] == ["0/2", "1/2"] and f.quiesce is None and f.settling is not None
     raw = {k: v for k, v in m.final.items() if k not in ("t", "orders")}
     assert _ordered({k: v for k, v in f.to_record().items() if k != "orders"}) == _ordered(raw)
+
+
+def test_a_body_record_without_its_type_is_refused(tmp_path):
+    # used to be skipped without a word (a renamed "t" lost the record); now the file is corrupt
+    path = _frames_file(tmp_path)
+    with RecordReader(path, RESULTS_FORMAT, 2, partial_ok=True) as rd:
+        body = list(rd)
+        header, trailer = rd.header, rd.trailer
+    bad = tmp_path / "bad.wdmr"
+    pk = packer()
+    with open(bad, "wb") as f:
+        f.write(prologue(RESULTS_FORMAT, 2))
+        for rec in [header, *body, {"type": "event", "at": 0.0, "kind": EVENT_PHASE_END}, trailer]:
+            write_frame(f, pk.pack(rec))
+    with pytest.raises(FormatError, match=r"corrupt record after row 0: no 't' \(keys: type, at, kind\)"):
+        load_results(bad)
+    p = subprocess.run([*WDM, "report", str(bad)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "no 't'" in p.stderr and p.stderr.count("\n") == 1
