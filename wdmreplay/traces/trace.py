@@ -89,9 +89,11 @@ _NUMBER = (int, float)
 _OPT_MAP = (dict, type(None))
 
 
+_TYPE_NAMES = {int: "int", float: "float", str: "str", list: "list", dict: "map", type(None): "null"}
+
+
 def _type_names(types: tuple) -> str:
-    return " or ".join("null" if t is type(None) else {"dict": "map", "list": "list"}.get(t.__name__, t.__name__)
-                       for t in types)
+    return " or ".join(_TYPE_NAMES[t] for t in types)
 
 
 def _check(value: Any, types: tuple) -> bool:
