@@ -44,10 +44,12 @@ def _write_v1(path: Path, header: dict, sessions: list[dict]) -> None:
 # One item with one unit, one user with credit for ten; two orders of it, checked out one after the
 # other: the first must succeed and the second must fail (stock 0). A shop that oversells lets both pass.
 _SESSIONS = [
-    {"sid": 0, "phase": 0, "at": 0.0, "steps": [step("create_item", [1], "$item"), step("add_stock", ["$item", 1]),
-                                                 step("create_user", [], "$user"), step("add_funds", ["$user", 10])]},
-    {"sid": 1, "phase": 1, "at": 0.0, "steps": [step("create_order", ["$user"], "$o0"), step("add_item", ["$o0", "$item", 1]),
-                                                 step("create_order", ["$user"], "$o1"), step("add_item", ["$o1", "$item", 1])]},
+    {"sid": 0, "phase": 0, "at": 0.0, "steps": [
+        step("create_item", [1], "$item"), step("add_stock", ["$item", 1]),
+        step("create_user", [], "$user"), step("add_funds", ["$user", 10])]},
+    {"sid": 1, "phase": 1, "at": 0.0, "steps": [
+        step("create_order", ["$user"], "$o0"), step("add_item", ["$o0", "$item", 1]),
+        step("create_order", ["$user"], "$o1"), step("add_item", ["$o1", "$item", 1])]},
     {"sid": 2, "phase": 2, "at": 0.0, "steps": [step("checkout", ["$o0"]), step("checkout", ["$o1"], expect="fail")]},
 ]
 # What a trace header held before the header grew dialect, scenarios, duration, expect, generator and exercises.

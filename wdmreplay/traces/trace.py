@@ -27,7 +27,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
 
 from .. import __version__
@@ -82,11 +83,16 @@ def is_symbol(value: Any) -> bool:
 # written back by :meth:`TraceHeader.to_record`). Sessions and steps stay TypedDicts: the replay
 # engine's hot path reads them as decoded.
 
-_REQUIRED = object()  # a key every trace header has had since version 1
+_REQUIRED = object()  # a key every record of its kind has had since version 1
 _ABSENT = object()
 _INT = (int,)  # checked by _check: bool is not an int here
 _NUMBER = (int, float)
 _OPT_MAP = (dict, type(None))
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # the default of a map an older trace lacks (shared, so read-only)
+
+
+def _no_map() -> Mapping[str, Any]:
+    return _EMPTY
 
 
 _TYPE_NAMES = {int: "int", float: "float", str: "str", list: "list", dict: "map", type(None): "null"}
@@ -134,7 +140,7 @@ class TracePhase:
 
     name: str
     sessions: int
-    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
+    extra: Mapping[str, Any] = field(default_factory=_no_map)  # keys this version does not know
 
     @classmethod
     def from_record(cls, rec: Any, index: int, where: str) -> "TracePhase":
@@ -185,32 +191,13 @@ class ShrinkNote:
         return dict(self.record)
 
 
-# Header keys in the order TraceWriter writes them, with their types and the default an older trace gets.
-_HEADER_FIELDS: dict[str, tuple[tuple, Any]] = {
-    "format": ((str,), TRACE_FORMAT),
-    "version": (_INT, 1),
-    "workload": ((str,), _REQUIRED),
-    "seed": (_INT, 0),
-    "params": ((dict,), {}),
-    "dialect": ((str,), "2024"),  # the dialect of the traces written before the header named it
-    "phases": ((list,), _REQUIRED),
-    "scenarios": ((list,), []),
-    "sessions": (_INT, _REQUIRED),
-    "requests": (_INT, _REQUIRED),
-    "duration": (_NUMBER, 0.0),
-    "expect": ((dict,), {}),
-    "generator": ((str, type(None)), None),
-}
-_OPTIONAL_FIELDS: dict[str, tuple[tuple, Any]] = {
-    "expect_range": (_OPT_MAP, None),
-    "shrink": (_OPT_MAP, None),
-    "exercises": (_OPT_MAP, None),  # absent before the writer counted it: inspect counts it then
-}
-
-
 @dataclass(frozen=True, slots=True)
 class TraceHeader:
-    """A trace's header, typed (see the module's format history for each field)."""
+    """A trace's header, typed (see the module's format history for each field).
+
+    A field's default is what a trace written before the header had that key gets (and what a
+    writer that does not set it writes); the four without one every trace header has had.
+    """
 
     workload: str
     phases: tuple[TracePhase, ...]
@@ -219,31 +206,30 @@ class TraceHeader:
     format: str = TRACE_FORMAT
     version: int = TRACE_VERSION
     seed: int = 0
-    params: Mapping[str, Any] = field(default_factory=dict)  # every generator option (each workload its own)
-    dialect: str = "2024"
+    params: Mapping[str, Any] = field(default_factory=_no_map)  # every generator option (each workload its own)
+    dialect: str = "2024"  # the dialect of the traces written before the header named it
     scenarios: tuple[str, ...] = ()
     duration: float = 0.0  # seconds of schedule at speed 1
-    expect: Mapping[str, Any] = field(default_factory=dict)  # aggregate expected outcomes
+    expect: Mapping[str, Any] = field(default_factory=_no_map)  # aggregate expected outcomes
     generator: str | None = None  # the tool version that wrote it
     expect_range: Mapping[str, Any] | None = None  # {key: [lo, hi]} when the expect keys are not determined
     shrink: ShrinkNote | None = None  # written by `shrink`
     exercises: Mapping[str, int] | None = None  # {bug class: count}; None for traces that predate it
-    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
+    # Keys this version does not know, and workload-specific ones (benchmark, proves): kept, written back.
+    extra: Mapping[str, Any] = field(default_factory=_no_map)
 
     @classmethod
     def from_record(cls, rec: Any, path: str = "trace") -> "TraceHeader":
         """The header map as read from a file; :class:`FormatError` (one line naming ``path``) when malformed."""
         where = f"{path}: trace header"
-        known, rest = take_fields(rec, _HEADER_FIELDS, where)
-        optional, extra = take_fields(rest, _OPTIONAL_FIELDS, where)
+        known, extra = take_fields(rec, _HEADER_SPEC, where)
         names = known["scenarios"]
         if not all(isinstance(n, str) for n in names):
             raise FormatError(f"{where}: 'scenarios' holds a name that is not a string")
+        sh = known["shrink"]
         known.update(phases=tuple(TracePhase.from_record(p, i, where) for i, p in enumerate(known["phases"])),
-                     scenarios=tuple(names))
-        sh = optional["shrink"]
-        optional["shrink"] = None if sh is None else ShrinkNote.from_record(sh, where)
-        return cls(**known, **optional, extra=extra)
+                     scenarios=tuple(names), shrink=None if sh is None else ShrinkNote.from_record(sh, where))
+        return cls(**known, extra=extra)
 
     def to_record(self) -> dict:
         """The header map as :class:`TraceWriter` writes it (same keys in the same order; optional ones when set)."""
@@ -265,6 +251,18 @@ class TraceHeader:
     def phase_names(self) -> list[str]:
         """The phases' names, in order."""
         return [p.name for p in self.phases]
+
+
+# The header's keys with the types a stored value may have; each absent key gets its field's default.
+_HEADER_TYPES: dict[str, tuple] = {
+    "format": (str,), "version": _INT, "workload": (str,), "seed": _INT, "params": (dict,), "dialect": (str,),
+    "phases": (list,), "scenarios": (list,), "sessions": _INT, "requests": _INT, "duration": _NUMBER,
+    "expect": (dict,), "generator": (str, type(None)),
+    "expect_range": _OPT_MAP, "shrink": _OPT_MAP, "exercises": _OPT_MAP,  # optional: written when set
+}
+_HEADER_SPEC = {f.name: (_HEADER_TYPES[f.name], f.default if f.default is not MISSING
+                         else f.default_factory() if f.default_factory is not MISSING else _REQUIRED)
+                for f in fields(TraceHeader) if f.name != "extra"}
 
 
 @dataclass(frozen=True, slots=True)
