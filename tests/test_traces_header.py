@@ -35,9 +35,10 @@ def _run_main(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _write_v1(path: Path, header: dict, sessions: list[dict]) -> None:
+def _write_v1(path: Path, header: dict, sessions: list[dict], **trailer_keys) -> None:
     """A version-1 trace laid out as the version-1 writer did: header, sessions, trailer (no frames)."""
-    trailer = {"trailer": "wdm-trace", "sessions": len(sessions), "requests": sum(len(s["steps"]) for s in sessions)}
+    trailer = {"trailer": "wdm-trace", "sessions": len(sessions), "requests": sum(len(s["steps"]) for s in sessions),
+               **trailer_keys}
     path.write_bytes(b"".join(msgpack.packb(x, use_bin_type=True) for x in [header, *sessions, trailer]))
 
 
@@ -142,9 +143,12 @@ def test_unknown_keys_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "newer.wdmt"
     header = {**_OLDEST_HEADER, "phases": [{"name": "a", "sessions": 1, "weight": 0.5}, {"name": "b"}, {"name": "c"}],
               "future": {"x": [1, 2]}, "dialect": "2023"}
-    _write_v1(path, header, _SESSIONS)
+    _write_v1(path, header, _SESSIONS, index={"ops": ["checkout"]})
     h = read_trace_header(path)
     assert dict(h.extra) == {"future": {"x": [1, 2]}} and dict(h.phases[0].extra) == {"weight": 0.5}
+    with TraceReader(path) as r:
+        assert len(list(r)) == 3
+        assert (r.trailer.sessions, r.trailer.requests, dict(r.trailer.extra)) == (3, 10, {"index": {"ops": ["checkout"]}})
     rec = h.to_record()
     assert rec["future"] == {"x": [1, 2]} and rec["phases"][0] == {"name": "a", "sessions": 1, "weight": 0.5}
     assert TraceHeader.from_record(rec, "again") == h

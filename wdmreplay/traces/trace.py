@@ -267,18 +267,20 @@ _HEADER_SPEC = {f.name: (_HEADER_TYPES[f.name], f.default if f.default is not MI
 
 @dataclass(frozen=True, slots=True)
 class TraceTrailer:
-    """A trace's trailer: the counts the reader checks what it read against."""
+    """A trace's trailer: the counts the reader checks what it read against (other keys kept in ``extra``)."""
 
     sessions: int | None
     requests: int | None
+    extra: Mapping[str, Any] = field(default_factory=_no_map)  # keys this version does not know
 
     @classmethod
     def from_record(cls, rec: dict | None, path: str) -> "TraceTrailer":
         """The trailer map (None: the file had none)."""
         opt_int = (int, type(None))
-        known, _ = take_fields(rec or {}, {"sessions": (opt_int, None), "requests": (opt_int, None)},
-                               f"{path}: trace trailer")
-        return cls(**known)
+        known, extra = take_fields(rec or {}, {"sessions": (opt_int, None), "requests": (opt_int, None)},
+                                   f"{path}: trace trailer")
+        extra.pop("trailer", None)  # the format's name, checked by the stream reader
+        return cls(**known, extra=extra)
 
 
 class TraceWriter:
