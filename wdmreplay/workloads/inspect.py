@@ -153,12 +153,12 @@ def is_step(st: object) -> bool:
 
 def _stress_weights(h: TraceHeader) -> list[float] | None:
     """Each scenario's expected share of a stress trace's runs (None for other workloads)."""
-    if h.workload != "stress" or "weights" not in h.params or not h.params["weights"]:
+    if h.workload != "stress":
         return None
     try:
         return effective_weights(dict(h.params))
     except (TypeError, ValueError, ZeroDivisionError, KeyError):
-        return None  # a hand-edited header: the mix is shown without weights
+        return None  # a hand-edited header (no weights, or none above 0): the mix is shown without weights
 
 
 def _ns(bind: str) -> str:
@@ -216,9 +216,9 @@ def inspect_trace(path: str | Path) -> dict:
     weights = _stress_weights(h)
     wsum = sum(weights) if weights else 0.0
     # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
-    params = h.params
-    given = list(params["weights"] if "weights" in params and params["weights"] else []) + [
-        params[k] for k in ("repeat_share", "recheckout_share") if k in params]
+    params = h.params  # weights found: a stress trace's, which has "weights" (and the s7/s8 shares since they exist)
+    given = list(params["weights"]) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params] \
+        if weights else []
     mix: dict[str, dict] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0
