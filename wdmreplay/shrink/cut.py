@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from ..traces.stream import FormatError
-from ..traces.trace import STEP_KEYS, TraceHeader, TraceReader, TraceWriter, is_symbol
+from ..traces.trace import STEP_KEYS, TraceHeader, TraceReader, TraceWriter, is_step, is_symbol
 
 Sessions = tuple  # tuple of session maps {sid, phase, at, steps}
 
@@ -39,7 +39,7 @@ def load_sessions(path: str) -> tuple[TraceHeader, Sessions]:
         header = r.trace_header
     for s in sessions:
         for k, st in enumerate(s["steps"]):
-            if not (isinstance(st, dict) and all(key in st for key in STEP_KEYS)):
+            if not is_step(st):
                 raise FormatError(f"{path}: session {s['sid']} step {k} is not a step map ({', '.join(STEP_KEYS)})")
     return header, sessions
 

@@ -70,6 +70,11 @@ def step(op: str, args: Sequence[Any] = (), bind: str | None = None, expect: str
     return {"op": op, "args": list(args), "bind": bind, "expect": expect, "think": think, "scenario": scenario}
 
 
+def is_step(value: Any) -> bool:
+    """Whether ``value`` is a step map with every key of the format (what readers that index steps check first)."""
+    return isinstance(value, dict) and all(k in value for k in STEP_KEYS)
+
+
 def is_symbol(value: Any) -> bool:
     """Whether an argument is a symbol reference (``"$…"``) rather than a literal."""
     return isinstance(value, str) and value.startswith("$")

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from ..operations import BUILTIN_ROUTES, OPERATIONS
 from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
-from ..traces.trace import EXPECT_VALUES, STEP_KEYS, ShrinkNote, TraceHeader
+from ..traces.trace import EXPECT_VALUES, STEP_KEYS, ShrinkNote, TraceHeader, is_step
 from .stress import effective_weights
 
 MAX_EXAMPLES = 5
@@ -144,11 +144,6 @@ def mix_test(runs: list[int], weights: list[float]) -> dict | None:
         return {"chi2": None, "dof": len(cells) - 1, "p": 0.0}  # None: infinite (JSON has no inf)
     chi2 = sum((n - total * w / wsum) ** 2 / (total * w / wsum) for n, w in cells)
     return {"chi2": chi2, "dof": len(cells) - 1, "p": chi2_sf(chi2, len(cells) - 1)}
-
-
-def is_step(st: object) -> bool:
-    """Whether ``st`` is a step map with every key of the format (what the counts below read)."""
-    return isinstance(st, dict) and all(k in st for k in STEP_KEYS)
 
 
 def _stress_weights(h: TraceHeader) -> list[float] | None:
