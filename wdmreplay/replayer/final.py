@@ -14,13 +14,14 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import aiohttp
 
 from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
 from ..targets import Target
+from ..traces.records import order_fields
 from ..traces.results import MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
 from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
@@ -130,9 +131,9 @@ def plan_final_read(scan: TraceScan, bound: dict[str, IdSet], sample: int | None
 def referenced_ids(orders: dict[str, dict]) -> dict[str, set[str]]:
     """The items and users that read-back orders name (a batch_init order's lines are the shop's choice)."""
     out: dict[str, set[str]] = {"item": set(), "user": set()}
-    for o in orders.values():
-        out["item"].update(str(i) for i, _ in o.get("items") or [])
-        if o.get("user_id") not in (None, "None"):
+    for o in orders.values():  # each of the shape _parse_order gives (every key present)
+        out["item"].update(str(i) for i, _ in o["items"])
+        if o["user_id"] not in (None, "None"):
             out["user"].add(str(o["user_id"]))
     return out
 
@@ -181,27 +182,46 @@ def check_dialect(scan: TraceScan, dialect: Dialect, path: str) -> None:
                        f"{', '.join(missing)} (choose another --dialect or add --routes)")
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class OutOfRange(ValueError):
+    """A number in an answer that no signed 64-bit column holds."""
+
+
+def _int64(v: Any) -> int:
+    """``v`` as an int the results file and the checker can hold (signed 64 bits), else ValueError: an answer
+    such as a stock of 2**70 is read as unreadable, like one that is not a number."""
+    n = int(v)
+    if not INT64_MIN <= n <= INT64_MAX:
+        raise OutOfRange(f"{n} is outside the signed 64-bit range")
+    return n
+
+
 def _parse_item(d: Any) -> dict:
-    return {"stock": int(d["stock"]), "price": int(d["price"])}
+    return {"stock": _int64(d["stock"]), "price": _int64(d["price"])}
 
 
 def _parse_user(d: Any) -> dict:
-    return {"credit": int(d["credit"])}
+    return {"credit": _int64(d["credit"])}
 
 
 def _parse_order(d: Any) -> dict:
+    if not isinstance(d, Mapping):
+        raise TypeError(f"an order is a {type(d).__name__}")
+    paid = d["paid"]  # required; the other fields read as an absent one in a stored order (order_fields)
+    _, lines, user, total = order_fields(d)
     items: dict[str, int] = {}
-    for entry in d.get("items") or []:
+    for entry in lines:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
-            iid, qty = str(entry[0]), int(entry[1])
+            iid, qty = str(entry[0]), _int64(entry[1])
         else:  # some systems list an item id once per unit
             iid, qty = str(entry), 1
-        items[iid] = items.get(iid, 0) + qty
-    paid = d["paid"]
+        items[iid] = _int64(items.get(iid, 0) + qty)
     if isinstance(paid, str):
         paid = paid.lower() == "true"
     return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
-            "user_id": str(d.get("user_id")), "total_cost": int(d.get("total_cost") or 0)}
+            "user_id": str(user), "total_cost": _int64(total or 0)}
 
 
 _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
@@ -276,6 +296,8 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
                 continue
             try:
                 state[_SECTION[kind]][ident] = _PARSERS[kind](json.loads(body))
+            except OutOfRange as e:
+                missing[kind][ident] = f"unreadable response: a number {e}"[:MAX_ERROR_TEXT]
             except (ValueError, KeyError, TypeError, AttributeError):
                 text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
                 missing[kind][ident] = f"unreadable response: {text}"[:MAX_ERROR_TEXT]
@@ -290,7 +312,7 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
 
 def answered_any(state: dict, missing: dict) -> bool:
     """Whether a snapshot got any answer from the shop: an entity read, or a 4xx for one (not found)."""
-    return (any(state.get(section) for section in _SECTION.values())
+    return (any(state[section] for section in _SECTION.values())
             or any(f.startswith("HTTP 4") for failures in missing.values() for f in failures.values()))
 
 QUIESCE_GRACE = 1.0  # seconds an abandoned request gets beyond --timeout to land on the shop
