@@ -20,6 +20,7 @@ From that it prints:
     apt-get install -y valgrind nginx
     python bench/worker_cost.py                   # 4,000 and 12,000 requests, --workers 1 and 2, ~2-3 min
     python bench/worker_cost.py --requests 2000   # quicker
+    python bench/worker_cost.py --requests 2000 --speed 0.0025   # at a fixed rate (100 req/s here)
 """
 
 from __future__ import annotations
