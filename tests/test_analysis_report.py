@@ -117,7 +117,7 @@ def test_report_json_stable_keys(mixed):
 
 def test_report_without_args_has_no_check(mixed):
     rep = build_report(load_results(mixed))
-    assert rep["check"] is None and "check: not run" in render_text(rep)
+    assert rep.check is None and "check: not run" in render_text(rep)
 
 
 class _Page(HTMLParser):

@@ -40,7 +40,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def _stories(path: Path, *ids: str) -> list:
     r = load_results(path, with_args=True)
-    return explain_run(r, ids, [a.as_dict() for a in check_results(r).anomalies])
+    return explain_run(r, ids, check_results(r).anomalies)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def _checkouts_taken(story) -> list:
 
 def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(runs):
     stories = _stories(runs["lost-update"])
-    by_kind = {s.anomaly["kind"]: s for s in stories}
+    by_kind = {s.anomaly.kind: s for s in stories}
     s = by_kind["lost_update"]
     assert s.entity in ("item", "user")
     won = _checkouts_taken(s)
@@ -77,7 +77,7 @@ def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(
     assert re.fullmatch(rf"{len(won)} checkouts answered 2xx (took|cost) {len(won)} (units|credit); "
                         r"(stock|credit) was 1; final 0", s.headline), s.headline
     assert f"leaves 1 - {len(won)} = {1 - len(won)}: below zero" in "\n".join(s.arithmetic)
-    assert s.final == 0 and s.anomaly["actual"] == 0
+    assert s.final == 0 and s.anomaly.actual == 0
     # Send order, ms on the run's clock, every request answered.
     sent = [r.sent_ms for r in s.requests]
     assert sent == sorted(sent) and all(r.done_ms >= r.sent_ms for r in s.requests)
@@ -86,7 +86,7 @@ def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(
 
 
 def test_explain_oversell_shows_the_checkouts_and_the_negative_stock(runs):
-    s = {x.anomaly["kind"]: x for x in _stories(runs["oversell"])}["oversell"]
+    s = {x.anomaly.kind: x for x in _stories(runs["oversell"])}["oversell"]
     won = _checkouts_taken(s)
     assert s.entity == "item" and len(won) >= 2 and s.final == 1 - len(won) < 0
     assert s.headline == f"{len(won)} checkouts answered 2xx took {len(won)} units; stock was 1; final {s.final}"

@@ -38,7 +38,7 @@ from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, l
 from .expectations import ExpectationDiff, diff_expectations
 from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
-from .final_state import ENTITY_KINDS
+from .final_state import ENTITY_KINDS, Settle
 
 CHECK_SCHEMA = "wdm-check/3"
 CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
@@ -76,9 +76,14 @@ class Verdict:
         """0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE."""
         return EXIT_CODES[self.verdict]
 
+    @property
+    def by_name(self) -> dict[str, Section]:
+        """The sections by name (correctness, consistency, availability, coverage)."""
+        return {s.name: s for s in self.sections}
+
     def reasons(self) -> list[str]:
         """The reasons of the deciding sections, each prefixed with its section."""
-        by = {s.name: s for s in self.sections}
+        by = self.by_name
         return [f"{name}: {r}" for name in self.decided_by for r in by[name].reasons]
 
 
@@ -89,15 +94,18 @@ class Coverage:
     final_state: bool
     read: dict[str, int]
     missing: dict[str, int]
-    settle: dict | None
+    settle: Settle | None  # None: the final state was read once
     quiesce: object
     indeterminate: int  # requests with no answer (5xx, timeout, connection error)
     shard: str | None
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
+        st = self.settle
+        settle = None if st is None else {"requested": st.requested, "settled": st.settled,
+                                          "snapshots": st.snapshots, "why": st.why}
         return {"final_state": self.final_state, "read": dict(self.read), "missing": dict(self.missing),
-                "settle": self.settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
+                "settle": settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
                 "shard": self.shard}
 
 
@@ -142,6 +150,10 @@ class CheckReport:
         """Whether the verdict is CLEAN."""
         return self.verdict.verdict == CLEAN
 
+    def to_json(self) -> dict:
+        """JSON-ready form: :meth:`as_dict` (``render_json`` takes the report itself)."""
+        return self.as_dict()
+
     def as_dict(self) -> dict:
         """JSON-ready form (schema ``wdm-check/3``, stable keys, documented in docs/analysis.md)."""
         c, v = self.consistency, self.verdict
@@ -180,9 +192,7 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
     lost = {k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {}
     missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost.get(k, 0))
                for k in ENTITY_KINDS}
-    settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
-                                            "snapshots": fs.settle.snapshots, "why": fs.settle.why}
-    return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard)
+    return Coverage(True, read, {k: n for k, n in missing.items() if n}, fs.settle, fs.quiesce, indet, shard)
 
 
 def lone_shard(shard: object) -> bool:
@@ -210,9 +220,10 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
     else:
         if cov.missing:
             why.append("not read back: " + ", ".join(f"{n} {k}(s)" for k, n in cov.missing.items()))
-        if cov.settle is not None and not cov.settle["settled"]:
-            why.append(f"final state did not settle within {cov.settle['requested']:g} s "
-                       f"({cov.settle['snapshots']} snapshots{'; ' + cov.settle['why'] if cov.settle['why'] else ''})")
+        if cov.settle is not None and not cov.settle.settled:
+            st = cov.settle
+            why.append(f"final state did not settle within {st.requested:g} s "
+                       f"({st.snapshots} snapshots{'; ' + st.why if st.why else ''})")
             judgeable = False
         elif cov.settle is None and cov.indeterminate:
             why.append(f"{cov.indeterminate} request(s) got no answer and the final state was read once, "

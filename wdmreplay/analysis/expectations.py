@@ -78,7 +78,7 @@ class ExpectationDiff:
     @property
     def during_faults(self) -> int:
         """Contradictions inside a fault window or its recovery (counted apart; ``--strict-faults`` fails on them)."""
-        return self.by_category.get("during_fault", 0)
+        return self.by_category["during_fault"]
 
     @property
     def differences(self) -> int:
