@@ -18,6 +18,7 @@ import pytest
 
 from wdmreplay.analysis import build_report, check_results, render_html
 from wdmreplay.analysis.story import explain_run, render_explain_text
+from wdmreplay.analysis.report import Report
 from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
@@ -151,7 +152,7 @@ class _Page(HTMLParser):
             self.pre[-1] += data.count("\n")
 
 
-def _page(report: dict) -> tuple[str, _Page]:
+def _page(report: Report) -> tuple[str, _Page]:
     page = render_html(report)
     p = _Page()
     p.feed(page)
@@ -193,10 +194,10 @@ def test_html_banner_of_a_shop_killed_mid_run(tmp_path, shop_factory):
     replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=2.0, label="killed")
     stopper.join()
     rep = build_report(load_results(out, with_args=True))
-    assert rep["check"]["verdict"] != "CLEAN"
+    assert rep.check.verdict.verdict != "CLEAN"
     page, _ = _page(rep)
     banner = page[page.index('<header id="verdict"'):page.index("</header>")]
-    assert rep["check"]["verdict"] in banner and "No consistency anomaly" not in banner
+    assert rep.check.verdict.verdict in banner and "No consistency anomaly" not in banner
     assert any(name in banner for name in ("availability", "coverage", "correctness"))
     # The seconds with no answers are shaded as an outage in the latency chart, not drawn as fast.
     latency = page[page.index('id="chart-latency"'):page.index('id="chart-cdf"')]
