@@ -11,6 +11,7 @@ a team with one is graded, so a rerun skips it and a grading night resumes after
 
 from __future__ import annotations
 
+from collections import Counter
 import json
 import os
 import platform
@@ -346,9 +347,7 @@ def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> st
 
 
 def _anomaly_counts(check: Any) -> tuple[tuple[str, int], ...]:
-    counts: dict[str, int] = {}
-    for a in (*check.consistency.anomalies, *check.bound_anomalies):
-        counts[a.kind] = counts.get(a.kind, 0) + 1
+    counts = Counter(a.kind for a in (*check.consistency.anomalies, *check.bound_anomalies))
     return tuple(sorted(counts.items()))
 
 

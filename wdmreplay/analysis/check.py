@@ -143,7 +143,7 @@ class CheckReport:
     def anomaly_counts(self) -> dict[str, int]:
         """Number of anomalies per primary kind (every kind present, zeros included)."""
         c = Counter(a.kind for a in self.anomalies)
-        return {k: c.get(k, 0) for k in KINDS}
+        return {k: c[k] for k in KINDS}  # a Counter: 0 for a kind not found
 
     @property
     def clean(self) -> bool:
@@ -189,8 +189,8 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
     # A definite "not found" is an answer: lost (consistency) when acknowledged, else simply absent.
     # Files without ``bound_not_found`` (older) keep every failed read as not read back.
     old = fs.bound_not_found is None
-    lost = {k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {}
-    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost.get(k, 0))
+    lost = Counter({k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {})
+    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost[k])
                for k in ENTITY_KINDS}
     return Coverage(True, read, {k: n for k, n in missing.items() if n}, fs.settle, fs.quiesce, indet, shard)
 

@@ -15,6 +15,7 @@ a kind added later (e.g. ``lost_entity``) is told the same way: its entity's req
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -485,7 +486,7 @@ def _batch_initial(st: RunStories, kind: str, eid: str) -> int:
     """The batch_init stock or credit of ``eid`` (0 when no batch_init created it)."""
     if not eid.isdigit():
         return 0
-    op = OP_CODES.get("batch_init_stock" if kind == "item" else "batch_init_users")
+    op = OP_CODES["batch_init_stock" if kind == "item" else "batch_init_users"]
     value = 0
     for row, args in sorted(st.r.argcols.extra.items()):
         if int(st.op[row]) == op and int(st.outcome[row]) != 1 and len(args) > 1 and int(eid) < as_int(args[0]):
@@ -501,9 +502,9 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
     adds = rows[(ops == OP_CODES["add_item"]) & (st.outcome[rows] == 0)]
     if adds.size:
         names = st.ids.names
-        per: dict[str, int] = {}
+        per: Counter[str] = Counter()
         for k1, q in zip(st.k1[adds].tolist(), st.num[adds].tolist()):
-            per[names[k1]] = per.get(names[k1], 0) + q
+            per[names[k1]] += q
         lines.append("lines added with 2xx: " + ", ".join(f"{q} x {i}" for i, q in sorted(per.items())))
     s = st.fs.orders.get(eid) if st.fs is not None else None
     final = None
