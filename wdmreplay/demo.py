@@ -230,7 +230,7 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     check = check_results(results, max_recovery=plan.max_recovery)
     report = build_report(results, check=check)
     # Each window's line (its requests and unanswered share); its recovery is in the closing line.
-    echo("\n".join(ln for ln in fault_lines(report.faults.as_dict(), timeline=False)[1:] if ln.strip() and not ln.startswith("    ")))
+    echo("\n".join(ln for ln in fault_lines(report.faults, timeline=False)[1:] if ln.strip() and not ln.startswith("    ")))
     echo(render_check_text(check, anomalies=FAULT_DEMO_ANOMALIES).rstrip("\n"))
     orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
     echo(fault_outcome_line(report, check.verdict.verdict, orders))

@@ -453,7 +453,7 @@ def render_text(report: Report) -> str:
     lines.append("")
     lines += _timeline_table(s.timeline)
     if report.faults is not None:
-        lines += fault_lines(report.faults.as_dict())  # recovery.fault_lines renders the JSON form
+        lines += fault_lines(report.faults)
     if check is None:
         lines.append("check: not run (report --no-check)")
         lines.append(verdict)
