@@ -176,8 +176,9 @@ def test_the_shop_the_demo_and_the_bug_classes_share_one_bug_list():
 
 def test_every_library_module_is_used_by_the_library():
     # A module only tests import (as analysis/synthetic.py was) belongs in tests/; the entry points are
-    # `python -m wdmreplay` (__main__) and the console script (cli, imported by __main__).
+    # `python -m wdmreplay` (__main__), `python -m wdmreplay.cli` (cli.__main__, as when cli was one
+    # module) and the console script (cli, imported by both).
     graph = import_graph(LIBRARY)
     used = set().union(*graph.values())
-    assert "wdmreplay.cli" in graph["wdmreplay.__main__"]
-    assert sorted(m for m in graph if m not in used) == ["wdmreplay.__main__"]
+    assert "wdmreplay.cli" in graph["wdmreplay.__main__"] and "wdmreplay.cli" in graph["wdmreplay.cli.__main__"]
+    assert sorted(m for m in graph if m not in used) == ["wdmreplay.__main__", "wdmreplay.cli.__main__"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import WdmError
-from .targets import Target, load_urls
+from .targets import Target
 from .replayer.config import ReplayConfig
 
 
@@ -38,15 +38,6 @@ class AbRun:
     build: str
     label: str
     path: Path
-
-
-def parse_target(spec: str, option: str) -> Target:
-    """A target from a base URL (``http://…``) or a urls.json path; :class:`AbError` otherwise."""
-    if spec.startswith(("http://", "https://")):
-        return Target.single(spec)
-    if os.path.isfile(spec):
-        return load_urls(spec)
-    raise AbError(f"{option} {spec!r} is neither a base URL (http://…) nor an existing urls.json file")
 
 
 def ab_order(runs: int) -> list[str]:
@@ -120,7 +111,7 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
                                progress=progress)
         done.append(AbRun(index, build, label, path))
         if not summary["complete"]:
-            error = AbInterrupted if summary.get("reason") == "interrupted" else AbError
+            error = AbInterrupted if summary["reason"] == "interrupted" else AbError
             raise error(f"run {index} of {len(order)} (build {build}) did not complete "
-                          f"({summary.get('reason') or 'interrupted'}); results so far in {outdir}")
+                        f"({summary['reason'] or 'interrupted'}); results so far in {outdir}")
     return done

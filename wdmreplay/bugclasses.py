@@ -14,6 +14,7 @@ all read it; it imports nothing of the project's.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -159,7 +160,7 @@ class ExerciseCounter:
 
     def __init__(self, n_phases: int, quantity_counts: bool = True) -> None:
         self.counts = {n: 0 for n in NAMES}
-        self._ops: dict[str, int] = {}
+        self._ops: Counter[str] = Counter()
         self._last_phase = n_phases - 1
         self._quantity = quantity_counts  # False: the dialect's add_item adds one unit whatever it says
         # Entities by kind, symbol or literal id -> state: shared (earlier phases, literals), local (this session).
@@ -174,7 +175,7 @@ class ExerciseCounter:
         binds = self._local if last else self._shared
         for st in steps:
             op = st["op"]
-            ops[op] = ops.get(op, 0) + 1
+            ops[op] += 1
             try:
                 if op == "create_item":
                     if st["bind"] is not None:
@@ -233,9 +234,7 @@ class ExerciseCounter:
         if op == "add_item":
             order, shared = self._get(2, args[0])
             q = args[2] if self._quantity and len(args) > 2 and isinstance(args[2], int) else 1
-            line = order.lines.get(args[1])
-            if line is None:
-                line = order.lines[args[1]] = [0, 0]
+            line = order.lines.setdefault(args[1], [0, 0])
             line[0] += 1
             line[1] += q
             if line[0] >= 2:
@@ -311,8 +310,8 @@ def count_exercises(sessions: Iterable[dict], n_phases: int, quantity_counts: bo
 
 def quantity_counts(dialect: str | None, routes: dict[str, dict[str, str]]) -> bool:
     """Whether ``dialect``'s add_item carries the quantity (2023's adds one unit whatever the step says)."""
-    route = (routes.get(dialect or "") or {}).get("add_item")
-    return route is None or "{quantity}" in route
+    table = routes.get(dialect or "")  # keyed by the trace header's dialect: None or unknown counts quantities
+    return table is None or "{quantity}" in table["add_item"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,17 +345,18 @@ def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = 
     """
     if not isinstance(exercises, dict):
         return BugCoverage(False, (), (), (), {}, None, incomplete)
+    # Once, at the edge: every class's count (a class the trace's writer did not know yet: 0).
+    counts = {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}
     covered, missing, unfaulted = [], [], []
     for c in BUG_CLASSES:
-        n = exercises.get(c.name, 0)
-        if not n:
+        if not counts[c.name]:
             missing.append(c.name)
         elif c.needs_fault and not faults:
             unfaulted.append(c.name)
         else:
             covered.append(c.name)
     return BugCoverage(True, tuple(covered), tuple(missing), tuple(unfaulted),
-                       {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}, source, incomplete)
+                       counts, source, incomplete)
 
 
 def coverage_line(cov: BugCoverage) -> str:

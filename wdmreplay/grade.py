@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import WdmError
-from .targets import Target, load_urls
+from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
 
@@ -115,9 +115,9 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
         raise GradeError(f"{where}: give exactly one of url = \"http://…\" (one gateway) or urls = \"urls.json\"")
     try:
         if "url" in spec:
-            target, shown = Target.single(spec["url"]), spec["url"]
+            target, shown = choose_target(None, spec["url"]), spec["url"]
         else:
-            target, shown = load_urls(base / spec["urls"]), spec["urls"]
+            target, shown = choose_target(base / spec["urls"], None), spec["urls"]
     except WdmError as e:
         raise GradeError(f"{where}: {e}") from None
     faults = None

@@ -69,18 +69,41 @@ def _base_url_problem(url: Any) -> str:
 DEFAULT_BASE_URL = "http://localhost:8000"
 
 
-def choose_target(urls_path: str | None, base_url: str | None) -> Target:
-    """The shop a command talks to: ``--urls FILE`` or ``--url BASE``, else ./urls.json, else localhost:8000.
+def choose_target(urls_path: str | Path | None, base_url: str | None, *, urls_option: str = "--urls",
+                  url_option: str = "--url", default: bool = True) -> Target:
+    """The shop a command talks to: a urls.json path or one gateway base URL, else ./urls.json, else localhost:8000.
 
-    The one rule of every command that replays (replay, shrink, capacity); a one-line error for both.
+    The one target rule of every command (replay, shrink, capacity, ab, record, grade), with the same
+    one-line errors: a missing or malformed urls file names the file and key, a bad URL says what is
+    wrong with it. ``urls_option`` and ``url_option`` name the two in the errors (record's URL option
+    is ``--upstream``, TEAMS.toml's keys are ``urls`` and ``url``); ``default=False``: one of them
+    is required (record forwards to a shop it must be told).
     """
-    if urls_path and base_url:
-        raise ApiError("give either --urls or --url, not both")
+    both, neither = bool(urls_path and base_url), not (urls_path or base_url)
+    if both or (neither and not default):
+        raise ApiError(f"give either {urls_option} or {url_option}, not both" if default else
+                       f"give exactly one of {urls_option} or {url_option}")
     if urls_path:
         return load_urls(urls_path)
     if base_url:
         return Target.single(base_url)
     return load_urls("urls.json") if os.path.exists("urls.json") else Target.single(DEFAULT_BASE_URL)
+
+
+def parse_target(spec: str, option: str) -> Target:
+    """The target named by one string (ab's ``--a``/``--b``): a base URL (``scheme://…``) or a urls.json path.
+
+    Goes through :func:`choose_target`; its errors are prefixed with ``option``. A string that is
+    neither a URL nor an existing file is an :class:`ApiError` saying so.
+    """
+    try:
+        if "://" in spec:
+            return choose_target(None, spec)
+        if os.path.isfile(spec):
+            return choose_target(spec, None)
+    except ApiError as e:
+        raise ApiError(f"{option}: {e}") from None
+    raise ApiError(f"{option} {spec!r} is neither a base URL (http://…) nor an existing urls.json file")
 
 
 def load_urls(path: str | Path) -> Target:
