@@ -33,7 +33,7 @@ from ..bugclasses import BugCoverage, verdict_coverage
 from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
-from .bounds import BoundCheck, check_bounds
+from .bounds import BoundCheck, RunTotals, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
 from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
@@ -177,9 +177,8 @@ class CheckReport:
         }
 
 
-def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
+def _coverage(results: Results, consistency: ConsistencyResult, shard: str | None) -> Coverage:
     fs = consistency.final
-    shard = results.header.get("shard")
     indet = int(np.count_nonzero(np.isin(results.cols["outcome"], INDETERMINATE)))
     if fs is None:
         return Coverage(False, {k: 0 for k in ENTITY_KINDS}, {}, None, None, indet, shard)
@@ -338,10 +337,9 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
-def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
+def _bug_coverage(results: Results, trace: dict, shard: str | None, faults: bool) -> BugCoverage:
     """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
-    counts, source = run_exercises(results.header.get("trace") or {})
-    shard = results.header.get("shard")
+    counts, source = run_exercises(trace)
     incomplete = ("a partial run" if not results.complete
                   else f"one shard ({shard}) of the trace" if lone_shard(shard) else None)
     return verdict_coverage(counts, faults, source, incomplete)
@@ -352,12 +350,15 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
-    trace_header = (results.header.get("trace") or {}).get("header") or {}
+    # What the results header and trailer say, read once (older files lack some: the defaults here).
+    trace = results.header.get("trace") or {}
+    trace_header = trace.get("header") or {}
+    shard, reason = results.header.get("shard"), results.trailer.get("reason")
     totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
     loaded = hist.checkout_ok_loaded()
     bounds, bound_anoms = check_bounds(
-        trace_header, {"checkout_ok": hist.checkouts["ok"], "checkout_ok_loaded": loaded, "stock_total": consistency.totals.get("stock", {}).get("final", 0),
-                       "credit_total": consistency.totals.get("credit", {}).get("final", 0)},
+        trace_header, RunTotals(hist.checkouts["ok"], loaded, consistency.totals.get("stock", {}).get("final", 0),
+                                consistency.totals.get("credit", {}).get("final", 0)),
         complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)
@@ -365,8 +366,8 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     apart = None if fa is None else apart_windows(fa, max_recovery)
     expectations = diff_expectations(results, windows=apart)
     availability = compute_availability(results, apart)
-    coverage = _coverage(results, consistency)
-    cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
+    coverage = _coverage(results, consistency, shard)
+    cov_section, judgeable = coverage_section(coverage, results.complete, reason)
     anomalies = consistency.anomalies + bound_anoms
     av_section = availability_section(availability, min_availability, strict, hist.undetermined)
     if fa is not None:
@@ -381,10 +382,9 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
     if not results.complete:
-        why = results.trailer.get("reason") or "interrupted"
-        warnings.append(f"PARTIAL RUN ({why}): {results.n} requests recorded; the verdict cannot be clean")
+        warnings.append(f"PARTIAL RUN ({reason or 'interrupted'}): {results.n} requests recorded; the verdict cannot be clean")
     warnings.extend(consistency.notes)
-    return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
+    return CheckReport(results.path, results.label, results.complete, reason, recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
                        figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
-                       _bug_coverage(results, fa is not None), strict_faults)
+                       _bug_coverage(results, trace, shard, fa is not None), strict_faults)
