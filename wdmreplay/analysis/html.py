@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WdmError
@@ -79,7 +80,104 @@ def _png(fig: Any, plt: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-# --- page model (numbers to strings) --------------------------------------------------------------
+# --- page model (numbers to strings): what the template reads, by attribute ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    verdict: str
+    css: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionRow:
+    name: str
+    status: str
+    css: str
+    figure: str
+    reasons: tuple[str, ...]
+    deciding: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    name: str
+    count: str
+    rate: str
+    ok: str
+    fail: str
+    unanswered: str
+    unanswered_n: int
+    skipped: str
+    p50: str
+    p90: str
+    p99: str
+    max: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    n: int
+    session: int
+    op: str
+    order: str | None
+    amount_text: str
+    intended: str
+    sent: str
+    done: str
+    status: Any
+    css: str
+    concurrent: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryView:
+    headline: str
+    arithmetic: tuple[str, ...]
+    omitted: int
+    requests: tuple[StoryRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRow:
+    kind: str
+    entity: str
+    id: str
+    expected: str
+    actual: str
+    headline: str
+    story: StoryView | None
+    timeline: str  # inline SVG ("" without a story)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRow:
+    name: str
+    window: str
+    requests: int
+    unanswered: str
+    baseline: str
+    first: str
+    recovery: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContradictionRow:
+    category: str
+    scenario: str
+    op: str
+    expect: str
+    count: int
+    example: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    id: str
+    caption: str
+    svg: str
 
 
 def _n(x: Any, nd: int = 1) -> str:
@@ -94,14 +192,14 @@ def _count_share(n: int, total: int) -> str:
     return "0" if n == 0 else f"{n:,} ({100.0 * n / total:.1f}%)" if total else f"{n:,}"
 
 
-def _banner(report: Report) -> dict:
+def _banner(report: Report) -> Banner:
     r, chk = report.run, report.check
     lines: list[str] = []
     if not r.complete:
         lines.append(f"PARTIAL RUN: {r.reason or 'interrupted'} — what was not recorded cannot be judged.")
     if chk is None:
-        return {"verdict": "NOT CHECKED", "css": "unchecked",
-                "lines": lines + ["Statistics only: the consistency check was not run (report --no-check)."]}
+        return Banner("NOT CHECKED", "unchecked",
+                      (*lines, "Statistics only: the consistency check was not run (report --no-check)."))
     verdict = chk.verdict.verdict
     sec = chk.verdict.by_name
     for name in chk.verdict.decided_by:
@@ -111,10 +209,10 @@ def _banner(report: Report) -> dict:
     if verdict == CLEAN:
         lines.append("Every section passed: no contradicted expectation, no anomaly, availability met, "
                      "every entity read back.")
-    return {"verdict": verdict, "css": _VERDICT_CSS[verdict], "lines": lines}
+    return Banner(verdict, _VERDICT_CSS[verdict], tuple(lines))
 
 
-def _sections(chk: CheckReport | None) -> list[dict]:
+def _sections(chk: CheckReport | None) -> list[SectionRow]:
     if chk is None:
         return []
     e, c, av, cov = chk.expectations, chk.consistency, chk.availability, chk.coverage
@@ -135,38 +233,34 @@ def _sections(chk: CheckReport | None) -> list[dict]:
     }
     out = []
     for s in chk.verdict.sections:
-        out.append({"name": s.name, "status": s.status, "css": s.status, "figure": figures[s.name],
-                    "reasons": s.reasons[:5], "deciding": s.name in chk.verdict.decided_by})
+        out.append(SectionRow(s.name, s.status, s.status, figures[s.name], s.reasons[:5],
+                              s.name in chk.verdict.decided_by))
     return out
 
 
-def _ops(stats: Stats) -> list[dict]:
+def _ops(stats: Stats) -> list[OpRow]:
     rows = []
     for name, b in [*stats.by_op.items(), ("all operations", stats.overall)]:
         oc, n = b.outcomes, b.count
         unans = b.unanswered
         lat = b.response_ms
-        rows.append({"name": name, "count": f"{n:,}", "rate": _n(b.rate), "ok": _count_share(oc["ok"], n),
-                     "fail": _count_share(oc["fail"], n), "unanswered": _count_share(unans, n), "unanswered_n": unans,
-                     "skipped": _count_share(oc["skipped"], n), "p50": _n(lat["p50"]), "p90": _n(lat["p90"]),
-                     "p99": _n(lat["p99"]), "max": _n(lat["max"])})
+        rows.append(OpRow(name, f"{n:,}", _n(b.rate), _count_share(oc["ok"], n), _count_share(oc["fail"], n),
+                          _count_share(unans, n), unans, _count_share(oc["skipped"], n), _n(lat["p50"]),
+                          _n(lat["p90"]), _n(lat["p99"]), _n(lat["max"])))
     return rows
 
 
-def _story_rows(story: Story) -> list[dict]:
-    out = []
-    for r in story.requests:
-        out.append({"n": r.n, "session": r.sid, "op": r.op, "order": r.order,
-                    "amount_text": "" if r.amount is None else f"{r.amount:+d}",
-                    "intended": _ms(r.intended_ms), "sent": _ms(r.sent_ms), "done": _ms(r.done_ms),
-                    "status": r.status or r.outcome, "css": _OUTCOME_CSS[r.outcome],
-                    "concurrent": ", ".join(f"#{k}" for k in r.concurrent[:6])
-                                  + (" …" if len(r.concurrent) > 6 else ""),
-                    "answer": r.answer if len(r.answer) <= 90 else r.answer[:89] + "…"})
-    return out
+def _story_view(story: Story) -> StoryView:
+    rows = tuple(
+        StoryRow(r.n, r.sid, r.op, r.order, "" if r.amount is None else f"{r.amount:+d}", _ms(r.intended_ms),
+                 _ms(r.sent_ms), _ms(r.done_ms), r.status or r.outcome, _OUTCOME_CSS[r.outcome],
+                 ", ".join(f"#{k}" for k in r.concurrent[:6]) + (" …" if len(r.concurrent) > 6 else ""),
+                 r.answer if len(r.answer) <= 90 else r.answer[:89] + "…")
+        for r in story.requests)
+    return StoryView(story.headline, story.arithmetic, story.omitted, rows)
 
 
-def _anomalies(report: Report) -> tuple[list[dict] | None, int, str]:
+def _anomalies(report: Report) -> tuple[list[AnomalyRow] | None, int, str]:
     chk = report.check
     if chk is None:
         return None, 0, "Not checked: the results were loaded without their requests' arguments."
@@ -180,11 +274,8 @@ def _anomalies(report: Report) -> tuple[list[dict] | None, int, str]:
         if s is not None and not s.requests:
             s = None  # an aggregate: its headline says it all
         actual = ("not found" if a.kind == "lost_entity" else "-") if a.actual is None else format_expected(a.actual)
-        out.append({"kind": a.kind, "entity": a.entity, "id": a.id, "expected": format_expected(a.expected),
-                    "actual": actual, "headline": told_headline(a),
-                    "story": None if s is None else {"headline": s.headline, "arithmetic": s.arithmetic,
-                                                     "omitted": s.omitted, "requests": _story_rows(s)},
-                    "timeline": "" if s is None else timeline_svg(s)})
+        out.append(AnomalyRow(a.kind, a.entity, a.id, format_expected(a.expected), actual, told_headline(a),
+                              None if s is None else _story_view(s), "" if s is None else timeline_svg(s)))
     counts = chk.anomaly_counts
     summary = f"{len(rows):,} anomalies: " + ", ".join(f"{k} {n:,}" for k, n in counts.items() if n)
     summary += (". Each told below with its timeline: the first of each kind, then the next ones"
@@ -196,19 +287,19 @@ def _windows(report: Report) -> tuple[WindowRecovery, ...]:
     return () if report.faults is None else report.faults.windows
 
 
-def _faults(report: Report) -> list[dict]:
+def _faults(report: Report) -> list[FaultRow]:
     out = []
     for w in _windows(report):
         end = "open to the end" if math.isinf(w.end) else f"{w.end:.2f}"
-        out.append({"name": w.name, "window": f"{w.start:.2f} → {end}", "requests": w.requests,
-                    "unanswered": "-" if w.error_share is None else f"{100.0 * w.error_share:.1f}%",
-                    "baseline": f"{100.0 * w.baseline:.1f}%",
-                    "first": "none" if w.first_success_s is None else f"{w.first_success_s:.2f} s after",
-                    "recovery": "not recovered" if w.recovery_s is None else f"{w.recovery_s:.2f} s"})
+        out.append(FaultRow(w.name, f"{w.start:.2f} → {end}", w.requests,
+                            "-" if w.error_share is None else f"{100.0 * w.error_share:.1f}%",
+                            f"{100.0 * w.baseline:.1f}%",
+                            "none" if w.first_success_s is None else f"{w.first_success_s:.2f} s after",
+                            "not recovered" if w.recovery_s is None else f"{w.recovery_s:.2f} s"))
     return out
 
 
-def _contradictions(chk: CheckReport | None) -> list[dict]:
+def _contradictions(chk: CheckReport | None) -> list[ContradictionRow]:
     if chk is None:
         return []
     out = []
@@ -217,8 +308,7 @@ def _contradictions(chk: CheckReport | None) -> list[dict]:
             continue
         x = g.examples[0] if g.examples else None
         ex = "" if x is None else f"session {x.sid} step {x.step}: {x.outcome} {x.status} {x.error or ''}"
-        out.append({"category": g.category.replace("_", " "), "scenario": g.scenario, "op": g.op,
-                    "expect": g.expect, "count": g.count, "example": ex[:120]})
+        out.append(ContradictionRow(g.category.replace("_", " "), g.scenario, g.op, g.expect, g.count, ex[:120]))
     return out[:30]
 
 
@@ -393,21 +483,21 @@ def _shade(ax: Any, report: Report, *, label: bool = False) -> None:
                        label="recovered" if label and k == 0 else None)
 
 
-def charts(report: Report, plt: Any) -> list[dict]:
+def charts(report: Report, plt: Any) -> list[Chart]:
     """The page's charts as inline SVG (id, caption, svg)."""
     tl = report.stats.timeline
     faults = "; fault windows hatched red, recovery dashed green" if report.faults is not None else ""
-    out = []
+    out: list[Chart] = []
     if tl.t:
-        out.append({"id": "rate", "caption": f"Requests per second by outcome (by answer time){faults}",
-                    "svg": _svg(_rate_chart(report, plt), plt, "rate")})
-        out.append({"id": "latency", "caption": "Latency percentiles over time, above the share of requests that got "
-                                               "no answer; where most got none, the latency (of failing) is not drawn "
-                                               f"but shaded — an outage never reads as a speed-up{faults}",
-                    "svg": _svg(_latency_chart(report, plt), plt, "latency")})
+        out.append(Chart("rate", f"Requests per second by outcome (by answer time){faults}",
+                         _svg(_rate_chart(report, plt), plt, "rate")))
+        out.append(Chart("latency", "Latency percentiles over time, above the share of requests that got "
+                                    "no answer; where most got none, the latency (of failing) is not drawn "
+                                    f"but shaded — an outage never reads as a speed-up{faults}",
+                         _svg(_latency_chart(report, plt), plt, "latency")))
     if report.stats.cdf:
-        out.append({"id": "cdf", "caption": "Response-time CDF per operation (log scale; grey: the other operations)",
-                    "svg": _svg(_cdf_chart(report, plt), plt, "cdf")})
+        out.append(Chart("cdf", "Response-time CDF per operation (log scale; grey: the other operations)",
+                         _svg(_cdf_chart(report, plt), plt, "cdf")))
     return out
 
 
