@@ -22,6 +22,9 @@
 - ``"checkout-500"``: correct, except that every checkout answers 500 with no effect;
 - ``"flaky-stock"``: correct, except that add_stock and checkout answer 502 with no effect and
   add_item answers 400 "Item does not exist" — always, no fault window declared.
+- ``"int32-total"``: correct, except that the order's read answers total_cost as a signed 32-bit
+  integer (a shop storing totals in an int32 column): wrong only once a total reaches 2**31; the
+  checkout charges the right amount.
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -35,7 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
-MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock")
+MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock",
+         "int32-total")
 
 
 class TinyShop:
@@ -57,6 +61,10 @@ class TinyShop:
     def _total(self, order: dict) -> int:
         total = sum(q * self.items[i][1] for i, q in order["lines"].items())
         return total - 1 if self.mode == "wrong-total" and total else total
+
+    def _shown_total(self, order: dict) -> int:
+        total = self._total(order)
+        return (total + (1 << 31)) % (1 << 32) - (1 << 31) if self.mode == "int32-total" else total
 
     def _answer(self, method: str, parts: list[str]) -> tuple[int, Any]:
         svc, op, args = parts[0], parts[1], parts[2:]
@@ -98,7 +106,7 @@ class TinyShop:
             return 404, "no such order"
         if op == "find":
             return 200, {"order_id": args[0], "paid": order["paid"], "items": [[i, q] for i, q in order["lines"].items()],
-                         "user_id": order["user"], "total_cost": self._total(order)}
+                         "user_id": order["user"], "total_cost": self._shown_total(order)}
         if op == "addItem":
             item, qty = args[1], int(args[2])
             if item not in self.items:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from typing import Any
 
 from ..bugclasses import INJECT_KINDS  # deliberate, documented bugs the shop can be started with (docs/shop.md)
@@ -78,9 +79,9 @@ class Order:
 
     def needs(self) -> dict[str, int]:
         """Units required per item id (repeated lines summed), in first-seen order."""
-        need: dict[str, int] = {}
+        need: Counter[str] = Counter()
         for item_id, qty in self.items:
-            need[item_id] = need.get(item_id, 0) + qty
+            need[item_id] += qty
         return need
 
     def as_json(self, order_id: str) -> dict[str, Any]:
@@ -115,7 +116,7 @@ class StockStore:
         self.items: dict[str, Item] = {}
         self.ids = IdSource("item-")
 
-    def get(self, item_id: str) -> Item:
+    def find(self, item_id: str) -> Item:
         """The item ``item_id``; :class:`Refused` if unknown."""
         item = self.items.get(item_id)
         if item is None:
@@ -133,13 +134,13 @@ class StockStore:
 
     def add(self, item_id: str, amount: int) -> int:
         """Add ``amount`` units; the new stock."""
-        item = self.get(item_id)
+        item = self.find(item_id)
         item.stock = _capped("stock", item.stock + amount)
         return item.stock
 
     def check_subtract(self, item_id: str, amount: int) -> Item:
         """The item, if ``amount`` units can be taken from it (always, with ``oversell``)."""
-        item = self.get(item_id)
+        item = self.find(item_id)
         if item.stock < amount and not self.oversell:
             raise Refused(f"item {_shown(item_id)}: not enough stock ({item.stock} < {amount})")
         return item
@@ -171,7 +172,7 @@ class PaymentStore:
         self.payments: dict[tuple[str, str], list[Any]] = {}
         self.ids = IdSource("user-")
 
-    def get(self, user_id: str) -> User:
+    def find(self, user_id: str) -> User:
         """The user ``user_id``; :class:`Refused` if unknown."""
         user = self.users.get(user_id)
         if user is None:
@@ -189,13 +190,13 @@ class PaymentStore:
 
     def add_funds(self, user_id: str, amount: int) -> int:
         """Add ``amount`` credit; the new credit."""
-        user = self.get(user_id)
+        user = self.find(user_id)
         user.credit = _capped("credit", user.credit + amount)
         return user.credit
 
     def check_pay(self, user_id: str, amount: int) -> User:
         """The user, if ``amount`` can be charged without the credit going below 0."""
-        user = self.get(user_id)
+        user = self.find(user_id)
         if user.credit < amount:
             raise Refused(f"user {_shown(user_id)}: not enough credit ({user.credit} < {amount})")
         return user
@@ -221,7 +222,7 @@ class PaymentStore:
 
     def cancel(self, user_id: str, order_id: str) -> int:
         """Refund the payment made with ``pay`` for ``order_id``; the new credit."""
-        user = self.get(user_id)
+        user = self.find(user_id)
         rec = self.payments.get((user_id, order_id))
         if rec is None:
             raise Refused(f"no payment by user {_shown(user_id)} for order {_shown(order_id)}")
@@ -234,7 +235,7 @@ class PaymentStore:
 
     def status(self, user_id: str, order_id: str) -> bool:
         """Whether a payment by ``user_id`` for ``order_id`` is on record."""
-        self.get(user_id)
+        self.find(user_id)
         return (user_id, order_id) in self.payments
 
     def batch_init(self, n: int, credit: int) -> None:
@@ -261,7 +262,7 @@ class OrderStore:
         self.ids = IdSource("order-")
         self.rng = random.Random(seed)  # which items batch_init puts in each order
 
-    def get(self, order_id: str) -> Order:
+    def find(self, order_id: str) -> Order:
         """The order ``order_id``; :class:`Refused` if unknown."""
         order = self.orders.get(order_id)
         if order is None:
@@ -270,7 +271,7 @@ class OrderStore:
 
     def get_unpaid(self, order_id: str) -> Order:
         """The order, if it is not paid yet (a paid order is frozen)."""
-        order = self.get(order_id)
+        order = self.find(order_id)
         if order.paid:
             raise Refused(f"order {_shown(order_id)} is already paid")
         return order
@@ -358,11 +359,11 @@ class Stats:
     """Counters of API requests received, by operation name."""
 
     def __init__(self) -> None:
-        self.by_op: dict[str, int] = {}
+        self.by_op: Counter[str] = Counter()
 
     def count(self, op_name: str) -> None:
         """Count one request for ``op_name``."""
-        self.by_op[op_name] = self.by_op.get(op_name, 0) + 1
+        self.by_op[op_name] += 1
 
     def as_json(self) -> dict[str, Any]:
         """``{"requests": total, "by_op": {op: n}}``."""
