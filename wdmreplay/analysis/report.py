@@ -19,7 +19,7 @@ from ..bugclasses import coverage_line
 from ..traces.results import Results
 from .availability import Availability
 from .check import PASS, CheckReport, Coverage, check_results
-from .consistency import KINDS, AnalysisError, Anomaly
+from .anomaly import KINDS, AnalysisError, Anomaly
 from .expectations import ExpectationDiff
 from .recovery import FaultAnalysis, analyze_faults, fault_lines, has_faults
 from .story import Story, report_stories, told_headline

@@ -26,7 +26,7 @@ from ..errors import WdmError
 from ..operations import OP_CODES, OP_NAMES
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
-from .consistency import Anomaly
+from .anomaly import Anomaly
 from .final_state import FinalState, final_state
 from .wording import headline as _worded_headline
 
