@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from ..operations import OP_NAMES
+from ..traces.records import Event
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, FAIL, OK, SKIPPED, TIMEOUT,
                               Results)
 
@@ -94,7 +96,7 @@ class Availability:
                                   for w in self.windows]}
 
 
-def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
+def fault_windows(events: Sequence[Event]) -> tuple[FaultWindow, ...]:
     """The fault windows declared by a run's events (kind ``fault``), and the open ones (``fault_start`` only).
 
     A ``fault_start`` without its ``fault`` (the replay died, or was killed, before the ``undo``
@@ -103,22 +105,14 @@ def fault_windows(events: list[dict]) -> tuple[FaultWindow, ...]:
     out = []
     closed = set()
     for e in events:
-        if e.get("kind") != EVENT_FAULT:
-            continue
-        try:
-            start = float(e.get("at"))
-            end = float(e["end"]) if e.get("end") is not None else math.inf
-        except (TypeError, ValueError):
-            continue
-        out.append(FaultWindow(str(e.get("name") or "fault"), start, end))
-        closed.add((e.get("shard"), str(e.get("name") or "fault")))
+        if e.kind == EVENT_FAULT:
+            name = str(e.name or "fault")
+            out.append(FaultWindow(name, e.at, math.inf if e.end is None else float(e.end)))
+            closed.add((e.shard, name))
     for e in events:
-        name = str(e.get("name") or "fault")
-        if e.get("kind") == EVENT_FAULT_START and (e.get("shard"), name) not in closed:
-            try:
-                out.append(FaultWindow(name, float(e.get("at")), math.inf))
-            except (TypeError, ValueError):
-                continue
+        name = str(e.name or "fault")
+        if e.kind == EVENT_FAULT_START and (e.shard, name) not in closed:
+            out.append(FaultWindow(name, e.at, math.inf))
     return tuple(out)
 
 
@@ -140,7 +134,7 @@ def compute_availability(results: Results, windows: tuple[FaultWindow, ...] | No
     """
     c = results.cols
     if windows is None:
-        windows = fault_windows(results.events)
+        windows = fault_windows(results.event_records)
     determined = np.ones(results.n, dtype=bool)  # every request counts (see the module doc)
     basis = "all"
     faulted = np.zeros(results.n, dtype=bool)

@@ -24,21 +24,7 @@ import numpy as np
 
 from ..operations import ENTITY_KINDS  # re-exported for the checkers (one definition, in operations)
 from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
-
-
-@dataclass(frozen=True, slots=True)
-class ItemState:
-    """One item as read back: stock and price."""
-
-    stock: int
-    price: int
-
-
-@dataclass(frozen=True, slots=True)
-class UserState:
-    """One user as read back: credit."""
-
-    credit: int
+from ..traces.records import FinalRecord, ItemState, Settle, UserState, order_fields  # re-exported for the checkers
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +164,6 @@ def _table_from_columns(c: Any) -> OrderTable:
 
 
 @dataclass(frozen=True, slots=True)
-class Settle:
-    """How the final read settled: asked for ``requested`` seconds; ``settled`` when two snapshots agreed."""
-
-    requested: float
-    settled: bool
-    snapshots: int
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
 class FinalState:
     """Every entity the final read returned, those it could not read (kind → {id: why}), and settling."""
 
@@ -203,8 +179,8 @@ class FinalState:
     def not_found(self, kind: str) -> Mapping[str, str]:
         """The ids of ``kind`` whose read the shop answered with a 4xx (a definite "not found"): id -> why."""
         if self.answered_4xx is not None:
-            return self.answered_4xx.get(kind) or {}
-        return {i: w for i, w in (self.missing.get(kind) or {}).items() if answered_not_found(w)}
+            return self.answered_4xx.get(kind, {})
+        return {i: w for i, w in self.missing.get(kind, {}).items() if answered_not_found(w)}
 
     def unanswered_count(self, kind: str) -> int:
         """How many entities of ``kind`` got no answer to their read (5xx, timeout, connection error, bad body)."""
@@ -212,7 +188,7 @@ class FinalState:
 
     def missing_count(self, kind: str) -> int:
         """How many entities of ``kind`` ("item", "user", "order") could not be read back."""
-        return len(self.missing.get(kind) or {})
+        return len(self.missing.get(kind, {}))
 
     def read_count(self, kind: str) -> int:
         """How many entities of ``kind`` were read back."""
@@ -227,43 +203,26 @@ def answered_not_found(why: str) -> bool:
     return bool(_NOT_FOUND.match(why))
 
 
-def _order(v: Mapping) -> OrderState:
+def _order(v: Any) -> OrderState:
+    paid, lines, user, total = order_fields(v)
     q: dict[str, int] = {}
-    for line in v.get("items") or ():
+    for line in lines:
         try:
             item = str(line[0])
             q[item] = q.get(item, 0) + as_int(line[1], 1)
         except (IndexError, TypeError):
             continue
-    user = v.get("user_id")
-    return OrderState(bool(v.get("paid")), tuple(sorted(q.items())), None if user is None else str(user),
-                      as_int(v.get("total_cost")))
+    return OrderState(bool(paid), tuple(sorted(q.items())), None if user is None else str(user), as_int(total))
 
 
-def _settle(v: Any) -> Settle | None:
-    if not isinstance(v, Mapping):
-        return None
-    snaps = v.get("snapshots")
-    n = len(snaps) if isinstance(snaps, (list, tuple)) else as_int(v.get("reads"), 1)
-    try:
-        requested = float(v.get("requested") or 0.0)
-    except (TypeError, ValueError):
-        requested = 0.0
-    return Settle(requested, bool(v.get("settled")), n, str(v.get("why") or ""))
-
-
-def final_state(record: Mapping | None) -> FinalState | None:
-    """The typed final state of a results file's ``final`` record (None when the run has none)."""
+def final_state(record: FinalRecord | Mapping | None) -> FinalState | None:
+    """The typed final state of a run's final record (a :class:`FinalRecord`, or the map as stored; None: none)."""
     if record is None:
         return None
-    items = {str(k): ItemState(as_int(v.get("stock")), as_int(v.get("price")))
-             for k, v in (record.get("items") or {}).items()}
-    users = {str(k): UserState(as_int(v.get("credit"))) for k, v in (record.get("users") or {}).items()}
-    orders = OrderStates(order_table(record.get("orders") or {}))
-    missing = {str(k): {str(i): str(w) for i, w in (v or {}).items()}
-               for k, v in (record.get("missing") or {}).items() if v}
-    bnf = record.get("bound_not_found")
-    bound = None if not isinstance(bnf, Mapping) else {str(k): frozenset(map(str, v or ())) for k, v in bnf.items()}
-    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in missing.items()}
-    return FinalState(items, users, orders, missing, _settle(record.get("settle")), record.get("quiesce"), bound,
+    if not isinstance(record, FinalRecord):
+        record = FinalRecord.from_record(record)
+    orders = OrderStates(order_table(record.orders))
+    bound = None if record.bound_not_found is None else {k: frozenset(v) for k, v in record.bound_not_found.items()}
+    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in record.missing.items()}
+    return FinalState(record.items, record.users, orders, record.missing, record.settling, record.quiesce, bound,
                       answered)

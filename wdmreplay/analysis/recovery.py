@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
+from ..traces.records import Event
 from ..traces.results import EVENT_FAULT_SKIPPED, FAIL, FAULT_ACTION_EVENTS, OK, Results, is_fault_event
 from .availability import FaultWindow, fault_windows
 
@@ -120,20 +122,17 @@ class FaultAnalysis:
 
 def has_faults(results: Results) -> bool:
     """Whether the run had a fault schedule (a header ``faults`` list or any fault event)."""
-    return bool(results.header.get("faults")) or any(
-        is_fault_event(e.get("kind", "")) for e in results.events)
+    return bool(results.header_record.faults) or any(is_fault_event(e.kind) for e in results.event_records)
 
 
-def _actions(events: list[dict]) -> tuple[FaultAction, ...]:
+def _actions(events: Sequence[Event]) -> tuple[FaultAction, ...]:
     out = []
     for e in events:
-        kind = e.get("kind")
-        which = next((w for w, k in FAULT_ACTION_EVENTS.items() if k == kind), None)
+        which = next((w for w, k in FAULT_ACTION_EVENTS.items() if k == e.kind), None)
         if which is None:
             continue
-        out.append(FaultAction(str(e.get("name")), which, float(e.get("at") or 0.0),
-                               e.get("end"), e.get("exit"), bool(e.get("ok")), str(e.get("command") or ""),
-                               str(e.get("output") or ""), bool(e.get("timed_out"))))
+        out.append(FaultAction(str(e.name), which, e.at, e.end, e.exit, bool(e.ok), str(e.command or ""),
+                               str(e.output or ""), bool(e.timed_out)))
     return tuple(out)
 
 
@@ -171,7 +170,7 @@ def _recovery(w: FaultWindow, sent: np.ndarray, done: np.ndarray, answered: np.n
 def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
     """The fault analysis of a run (vectorized over the request columns)."""
     c = results.cols
-    windows = sorted(fault_windows(results.events), key=lambda w: w.start)
+    windows = sorted(fault_windows(results.event_records), key=lambda w: w.start)
     outcome = c["outcome"]
     intended, sent, done = c["intended"], c["sent"], c["done"]
     when = np.where(np.isnan(done), intended, done)
@@ -196,8 +195,8 @@ def analyze_faults(results: Results, *, bucket: float = 1.0) -> FaultAnalysis:
     idx = np.minimum((np.maximum(when, 0.0) / bucket).astype(np.int64), max(nb - 1, 0))
     reqs = np.bincount(idx, minlength=nb) if nb else np.zeros(0, np.int64)
     ans = np.bincount(idx, weights=answered, minlength=nb).astype(np.int64) if nb else np.zeros(0, np.int64)
-    skipped = tuple(str(e.get("name")) for e in results.events if e.get("kind") == EVENT_FAULT_SKIPPED)
-    return FaultAnalysis(tuple(out), _actions(results.events), skipped, bucket,
+    skipped = tuple(str(e.name) for e in results.event_records if e.kind == EVENT_FAULT_SKIPPED)
+    return FaultAnalysis(tuple(out), _actions(results.event_records), skipped, bucket,
                          tuple(round(k * bucket, 9) for k in range(nb)), tuple(int(x) for x in reqs),
                          tuple(int(x) for x in ans))
 

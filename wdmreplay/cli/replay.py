@@ -71,7 +71,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
     from ..targets import choose_target
     from ..replayer import ReplayError, check_output, parse_shard, replay_trace
     from ..replayer.start import parse_start_at, resolve_shard
-    from ..traces import read_header
+    from ..traces import read_trace_header
 
     target = choose_target(urls_path, base_url)
     try:
@@ -79,10 +79,10 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
         start_value = parse_start_at(start_at) if start_at is not None else None
     except ValueError as e:
         raise ReplayError(str(e)) from None
-    header = read_header(trace)
+    header = read_trace_header(trace)
     config = config.replace(shard=shard_value, start_at=start_value, faults=faults_path, final_read=not no_final_read,
                             final_sample=None if final_all else final_sample)
-    dialect_obj = get_dialect(config.dialect or header.get("dialect") or "2024",
+    dialect_obj = get_dialect(config.dialect or header.dialect,
                               load_routes(routes_path) if routes_path else None)
     out = output or str(Path(trace).with_suffix(".wdmr"))
     check_output(out, [trace, urls_path, routes_path, faults_path], force)

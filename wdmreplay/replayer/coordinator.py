@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INTERRUPT, EVENT_PHASE_END,
-                              EVENT_PHASE_START, ResultsWriter)
+                              EVENT_PHASE_START, Event, FinalRecord, ResultsWriter)
 from .checks import ReplayError
 from .config import WorkerSetup
 from .engine import split_concurrency
@@ -155,13 +155,13 @@ class Coordinator:
                 return self._stopped("signal")
             if final is not None:
                 self.writer.write_final(final)
-                s = final["settle"]
-                self.writer.write_event(self.clock(), EVENT_FINAL_READ_DONE, snapshots=len(s["snapshots"]) if s else 1,
-                                        settled=s["settled"] if s else None, reads=self.final_reads,
-                                        read_at=final["read_at"])
+                s = final.settling
+                self.writer.write_event_record(Event(
+                    self.clock(), EVENT_FINAL_READ_DONE, snapshots=s.snapshots if s else 1,
+                    settled=s.settled if s else None, reads=self.final_reads, read_at=final.read_at))
             return True, None
         except _HardStop:
-            self.writer.write_event(self.clock(), EVENT_INTERRUPT, reason="second signal: stopped at once")
+            self.writer.write_event_record(Event(self.clock(), EVENT_INTERRUPT, reason="second signal: stopped at once"))
             return False, "interrupted"
         finally:
             for sig, handler in saved.items():
@@ -175,7 +175,7 @@ class Coordinator:
                     bar.close()
 
     def _stopped(self, reason: str) -> tuple[bool, str]:
-        self.writer.write_event(self.clock(), EVENT_INTERRUPT, reason=reason)
+        self.writer.write_event_record(Event(self.clock(), EVENT_INTERRUPT, reason=reason))
         self._close_workers()
         return False, "interrupted"
 
@@ -219,8 +219,8 @@ class Coordinator:
             if p == 0 and self.start_at is not None:
                 start = 0.0  # sessions already due at the wake-up are sent late (lag recorded), not shifted
             # wall: the unix time of this instant, so that merge can put shards on one clock.
-            self.writer.write_event(start, EVENT_PHASE_START, phase=p, name=name,
-                                    wall=time.time() - (self.clock() - start))
+            self.writer.write_event_record(Event(start, EVENT_PHASE_START, phase=p, name=name,
+                                                 wall=time.time() - (self.clock() - start)))
             if p == 0 and self.faults is not None:
                 self.faults.start(self.clock)
             self._send_all(RunPhase(p, start, self.t0, new))
@@ -232,7 +232,7 @@ class Coordinator:
                     for kind, ids in msg.ids.items():
                         self.bound_ids[kind].update(ids)
             self.bindings.update(new)
-            self.writer.write_event(self.clock(), EVENT_PHASE_END, phase=p, name=name)
+            self.writer.write_event_record(Event(self.clock(), EVENT_PHASE_END, phase=p, name=name))
             if self.interrupted:
                 return False
         self._update_bar()
@@ -263,7 +263,7 @@ class Coordinator:
 
     # --- the final read ---------------------------------------------------------------------------
 
-    def _final_read(self) -> dict | None:
+    def _final_read(self) -> FinalRecord | None:
         """Quiesce, then snapshots until the state settles; the ``final`` record, or None if interrupted."""
         until = quiesce_until(self.tally.last_abandoned, self.timeout)
         began = self.clock()
@@ -292,8 +292,9 @@ class Coordinator:
                 entities[kind] = sort_ids(set(entities[kind]) | ids)
         total = entity_count(entities)
         settle, why = settle_plan(self.settle, self.tally.indeterminate)
-        self.writer.write_event(self.clock(), EVENT_FINAL_READ, entities={k: len(v) for k, v in entities.items()},
-                                quiesce=quiesce, settle=settle, why=why, sample=sample)
+        self.writer.write_event_record(Event(self.clock(), EVENT_FINAL_READ,
+                                             entities={k: len(v) for k, v in entities.items()},
+                                             quiesce=quiesce, settle=settle, why=why, sample=sample))
         slices = _slices(entities, alive)
         started = self.clock()
         snapshots: list[tuple[float, float]] = []
@@ -326,9 +327,9 @@ class Coordinator:
         self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
                                 "snapshots": len(snapshots), "entities": total,
                                 "sample": _sample_total(sample)}
-        return {**state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
-                "settle": settle_record(settle, why, settled, snapshots),
-                "quiesce": quiesce, "read_at": snapshots[-1][0]}
+        return FinalRecord.from_record({  # the snapshots as parsed from the shop's answers (the HTTP edge)
+            **state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
+            "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0]})
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
         """One snapshot read by the workers, each its slice; None when interrupted."""

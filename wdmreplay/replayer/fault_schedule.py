@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import WdmError
-from ..traces.results import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS
+from ..traces.records import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS, Event
 
 DEFAULT_ACTION_TIMEOUT = 60.0  # seconds an action may run before its process group is killed
 STOP_UNDO_TIMEOUT = 10.0  # seconds each pending undo gets after Ctrl-C
@@ -247,14 +247,14 @@ class FaultRunner:
             t.start()
             self._threads.append(t)
 
-    def _emit(self, at: float, kind: str, **info: Any) -> None:
-        self._events.put((at, kind, info))
+    def _emit(self, event: Event) -> None:
+        self._events.put(event)
 
     def _action_event(self, f: Fault, which: str, r: ActionResult, **extra: Any) -> None:
         self.results.setdefault(f.name, {})[which] = r
-        self._emit(r.start, FAULT_ACTION_EVENTS[which], name=f.name, end=r.end, exit=r.exit_code, ok=r.ok,
-                   timed_out=r.timed_out, error=r.error, output=r.output,
-                   command=describe(f.do if which == "do" else f.undo), **extra)
+        self._emit(Event(r.start, FAULT_ACTION_EVENTS[which], name=f.name, end=r.end, exit=r.exit_code, ok=r.ok,
+                         timed_out=r.timed_out, error=r.error, output=r.output,
+                         command=describe(f.do if which == "do" else f.undo), **extra))
 
     def _run_fault(self, f: Fault) -> None:
         if self._no_new.wait(max(0.0, f.at - self._clock())):
@@ -266,28 +266,31 @@ class FaultRunner:
                 return
             self.results[f.name] = {}
         # Written before the action runs: a replay that dies during the fault still has the window's start.
-        self._emit(self._clock(), EVENT_FAULT_START, name=f.name, command=describe(f.do), duration=f.duration)
+        self._emit(Event(self._clock(), EVENT_FAULT_START, name=f.name, command=describe(f.do), duration=f.duration))
         do = run_action(f.do, f.timeout, self._clock)
         self._action_event(f, "do", do)
         self._heal.wait(max(0.0, do.start + f.duration - self._clock()))
         healing = self._heal.is_set()
         undo = run_action(f.undo, min(f.timeout, STOP_UNDO_TIMEOUT) if healing else f.timeout, self._clock)
         self._action_event(f, "undo", undo, early=healing)
-        self._emit(do.start, EVENT_FAULT, name=f.name, end=undo.end)
+        self._emit(Event(do.start, EVENT_FAULT, name=f.name, end=undo.end))
 
     def _skip(self, f: Fault) -> None:
         self.skipped.append(f.name)
-        self._emit(self._clock(), EVENT_FAULT_SKIPPED, name=f.name, scheduled=f.at,
-                   reason="the run ended before it was due" if not self._heal.is_set() else "stopped by a signal")
+        self._emit(Event(self._clock(), EVENT_FAULT_SKIPPED, name=f.name, scheduled=f.at,
+                         reason="the run ended before it was due" if not self._heal.is_set() else "stopped by a signal"))
 
     def drain(self, write: Callable[..., None]) -> None:
-        """Hand every queued event to ``write(at, kind, **info)`` (the results writer's ``write_event``)."""
+        """Hand every queued event to ``write(at, kind, **fields)`` (the results writer's ``write_event``).
+
+        ``fields`` are the typed :class:`~..traces.records.Event`'s, as its ``to_record`` writes them.
+        """
         while True:
             try:
-                at, kind, info = self._events.get_nowait()
+                event: Event = self._events.get_nowait()
             except queue.Empty:
                 return
-            write(at, kind, **info)
+            write(event.at, event.kind, **event.payload())
 
     def end_of_phases(self) -> None:
         """The last phase ended: faults not yet due are skipped; started ones keep their undo time."""

@@ -14,13 +14,14 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import aiohttp
 
 from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
 from ..targets import Target
+from ..traces.records import order_fields
 from ..traces.results import MAX_ERROR_TEXT
 from ..traces.trace import TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
@@ -130,9 +131,9 @@ def plan_final_read(scan: TraceScan, bound: dict[str, IdSet], sample: int | None
 def referenced_ids(orders: dict[str, dict]) -> dict[str, set[str]]:
     """The items and users that read-back orders name (a batch_init order's lines are the shop's choice)."""
     out: dict[str, set[str]] = {"item": set(), "user": set()}
-    for o in orders.values():
-        out["item"].update(str(i) for i, _ in o.get("items") or [])
-        if o.get("user_id") not in (None, "None"):
+    for o in orders.values():  # each of the shape _parse_order gives (every key present)
+        out["item"].update(str(i) for i, _ in o["items"])
+        if o["user_id"] not in (None, "None"):
             out["user"].add(str(o["user_id"]))
     return out
 
@@ -222,18 +223,21 @@ def _parse_user(d: Any) -> dict:
 
 
 def _parse_order(d: Any) -> dict:
+    if not isinstance(d, Mapping):
+        raise TypeError(f"an order is a {type(d).__name__}")
+    paid = d["paid"]  # required; the other fields read as an absent one in a stored order (order_fields)
+    _, lines, user, total = order_fields(d)
     items: dict[str, int] = {}
-    for entry in d.get("items") or []:
+    for entry in lines:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             iid, qty = str(entry[0]), int(entry[1])
         else:  # some systems list an item id once per unit
             iid, qty = str(entry), 1
         items[iid] = items.get(iid, 0) + qty
-    paid = d["paid"]
     if isinstance(paid, str):
         paid = paid.lower() == "true"
     return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
-            "user_id": str(d.get("user_id")), "total_cost": int(d.get("total_cost") or 0)}
+            "user_id": str(user), "total_cost": int(total or 0)}
 
 
 _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
@@ -322,7 +326,7 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
 
 def answered_any(state: dict, missing: dict) -> bool:
     """Whether a snapshot got any answer from the shop: an entity read, or a 4xx for one (not found)."""
-    return (any(state.get(section) for section in _SECTION.values())
+    return (any(state[section] for section in _SECTION.values())
             or any(f.startswith("HTTP 4") for failures in missing.values() for f in failures.values()))
 
 QUIESCE_GRACE = 1.0  # seconds an abandoned request gets beyond --timeout to land on the shop

@@ -23,12 +23,13 @@ import socket
 import threading
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import WdmError
 from ..operations import OP_NAMES
+from ..traces.records import Event
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, EVENT_FINAL_READ, EVENT_PHASE_START,
                               FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window)
 from .messages import FLUSH_EVERY
@@ -151,33 +152,37 @@ class LiveStats:
         self.counts = np.concatenate([self.counts, np.zeros((size - have, 3), dtype=self.counts.dtype)])
         self.hists = np.concatenate([self.hists, np.zeros((size - have, SERIES_BUCKETS), dtype=self.hists.dtype)])
 
-    def add_event(self, at: float, kind: str, info: dict) -> None:
-        """Account one results event (phases, fault windows, the final read)."""
+    def add_event(self, at: float, kind: str, info: Mapping[str, Any]) -> None:
+        """Account one results event (phases, fault windows, the final read), as written: ``at``, ``kind``, fields."""
+        self.add_event_record(Event.from_record({**info, "at": at, "kind": kind}))
+
+    def add_event_record(self, ev: Event) -> None:
+        """Account one typed results event."""
         with self._lock:
-            if kind == EVENT_PHASE_START:
+            if ev.kind == EVENT_PHASE_START:
                 if self.run_started is None:
-                    self.run_started = time.perf_counter() - max(0.0, at)
-                self.phase = str(info.get("name"))
+                    self.run_started = time.perf_counter() - max(0.0, ev.at)
+                self.phase = str(ev.name)
                 self.stage = "replaying"
-            elif kind == EVENT_FAULT_START:
-                self.faults.append({"name": info.get("name"), "start": at, "end": None})
-            elif kind == EVENT_FAULT:
+            elif ev.kind == EVENT_FAULT_START:
+                self.faults.append({"name": ev.name, "start": ev.at, "end": None})
+            elif ev.kind == EVENT_FAULT:
                 for f in self.faults:
-                    if f["name"] == info.get("name") and f["end"] is None:
-                        f["start"], f["end"] = at, info.get("end")
+                    if f["name"] == ev.name and f["end"] is None:
+                        f["start"], f["end"] = ev.at, ev.end
                         break
                 else:
-                    self.faults.append({"name": info.get("name"), "start": at, "end": info.get("end")})
-            elif kind == EVENT_FINAL_READ:
+                    self.faults.append({"name": ev.name, "start": ev.at, "end": ev.end})
+            elif ev.kind == EVENT_FINAL_READ:
                 self.stage = "final read"
 
     def finish(self, summary: dict) -> None:
         """The run ended: freeze the clock and keep what the page shows afterwards (results path, end state)."""
         with self._lock:
             self.ended = time.perf_counter()
-            self.stage = "done" if summary.get("complete") else "partial"
-            self.result = {"path": summary.get("path"), "complete": bool(summary.get("complete")),
-                           "reason": summary.get("reason"), "wall_s": summary.get("wall")}
+            self.stage = "done" if summary["complete"] else "partial"  # replay_trace's summary: every key present
+            self.result = {"path": summary["path"], "complete": bool(summary["complete"]),
+                           "reason": summary["reason"], "wall_s": summary["wall"]}
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -258,6 +263,11 @@ class _TappedWriter:
     def write_event(self, at: float, kind: str, **info: Any) -> Any:
         out = self._writer.write_event(at, kind, **info)
         self._stats.add_event(at, kind, info)
+        return out
+
+    def write_event_record(self, event: Event) -> Any:
+        out = self._writer.write_event_record(event)
+        self._stats.add_event_record(event)
         return out
 
     def __getattr__(self, name: str) -> Any:

@@ -31,20 +31,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import WdmError
 from ..operations import ENTITY_KINDS
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
+from ..traces.records import FinalRecord, ResultsHeader
 from ..traces.results import EVENT_PHASE_START, is_fault_event, send_window
 
-FINAL_SECTIONS = tuple(f"{kind}s" for kind in ENTITY_KINDS)  # the final state's keys: items, users, orders
 TIME_COLUMNS = ("intended", "sent", "done")
 CHUNK_ROWS = 65536  # rows per written request chunk (bounded record size)
-# Header keys every results header carries from the format itself; results_header fills them anew.
-_FORMAT_KEYS = ("format", "version", "ops", "outcomes", "expects", "columns")
 
 
 class MergeError(WdmError):
@@ -115,19 +113,20 @@ def parse_shard_field(value: Any, path: str) -> tuple[int, int]:
 def _check_sources(loaded: list[Results]) -> list[ShardSource]:
     """The shards in index order, after refusing anything that is not one whole set of one run."""
     first = loaded[0]
-    digest = (first.header.get("trace") or {}).get("digest")
+    head0 = first.header_record
     seen: dict[int, str] = {}
     count = None
     for r in loaded:
-        i, n = parse_shard_field(r.header.get("shard"), r.path)
-        if (r.header.get("trace") or {}).get("digest") != digest:
+        h = r.header_record
+        i, n = parse_shard_field(h.shard, r.path)
+        if h.trace.digest != head0.trace.digest:
             raise MergeError(f"{r.path} and {first.path} are results of different traces")
         for key, what in (("dialect", "dialects"), ("label", "builds (labels)")):
-            if r.header.get(key) != first.header.get(key):
+            if getattr(h, key) != getattr(head0, key):
                 raise MergeError(f"{r.path} and {first.path} are of different {what}: "
-                                 f"{r.header.get(key)!r} vs {first.header.get(key)!r}")
+                                 f"{getattr(h, key)!r} vs {getattr(head0, key)!r}")
         for key in ("ops", "columns"):
-            if r.header.get(key) != first.header.get(key):
+            if getattr(h, key) != getattr(head0, key):
                 raise MergeError(f"{r.path} and {first.path} were written by incompatible versions ({key} differ)")
         if count is None:
             count = n
@@ -143,24 +142,24 @@ def _check_sources(loaded: list[Results]) -> list[ShardSource]:
                          f"(given {len(seen)} of {count})")
     zeros = [schedule_zero(r) for r in loaded]
     if any(z is None for z in zeros):  # files written before the phase_start events carried wall times
-        zeros = [float(r.header.get("started") or 0.0) for r in loaded]
+        zeros = [float(r.header_record.started or 0.0) for r in loaded]
     t0 = min(zeros)  # type: ignore[type-var]
     out = []
     for r, zero in zip(loaded, zeros):
-        i, n = parse_shard_field(r.header.get("shard"), r.path)
-        started = float(r.header.get("started") or 0.0)
+        h = r.header_record
+        i, n = parse_shard_field(h.shard, r.path)
+        started = float(h.started or 0.0)
         window = send_window(r.cols["sent"], r.cols["done"], r.cols["outcome"])
-        out.append(ShardSource(r.path, i, n, started, zero - t0, r.n, r.complete, r.trailer.get("reason"),
-                               zero, None if window is None else zero + window[0],
-                               r.header.get("start_at"), r.header.get("clock")))
+        out.append(ShardSource(r.path, i, n, started, zero - t0, r.n, r.complete, r.trailer_record.reason,
+                               zero, None if window is None else zero + window[0], h.start_at, h.clock))
     return sorted(out, key=lambda s: s.index)
 
 
 def schedule_zero(r: Results) -> float | None:
     """Unix time at which a run's clock read 0 (from its first ``phase_start`` event's ``wall``), or None."""
-    for ev in r.events:
-        if ev.get("kind") == EVENT_PHASE_START and ev.get("wall") is not None:
-            return float(ev["wall"]) - float(ev.get("at") or 0.0)
+    for ev in r.event_records:
+        if ev.kind == EVENT_PHASE_START and ev.wall is not None:
+            return ev.wall - ev.at
     return None
 
 
@@ -172,55 +171,63 @@ def start_spread(sources: Sequence[ShardSource]) -> dict:
             "zero_spread": max(zeros) - min(zeros)}
 
 
-def merge_final(finals: Sequence[dict | None], offsets: Sequence[float],
+def merge_final(finals: Sequence[Mapping | None], offsets: Sequence[float],
                 labels: Sequence[str]) -> tuple[dict | None, dict[str, list[str]]]:
-    """The merged final record and, per kind, the ids whose snapshots disagree between shards.
+    """:func:`merge_final_records` of final records as stored (maps), the merged one as a map."""
+    merged, disagree = merge_final_records([None if f is None else FinalRecord.from_record(f) for f in finals],
+                                           offsets, labels)
+    return (None if merged is None else merged.to_record()), disagree
+
+
+def merge_final_records(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
+                        labels: Sequence[str]) -> tuple[FinalRecord | None, dict[str, list[str]]]:
+    """The merged final record and, per section, the ids whose snapshots disagree between shards.
 
     The shard whose final read started last wins for an entity several shards read. ``None``
     when any shard has no final state.
     """
     if any(f is None for f in finals):
         return None, {}
-    order = sorted(range(len(finals)), key=lambda k: offsets[k] + float(finals[k].get("read_at") or 0.0))
-    merged: dict[str, Any] = {}
+    fin: list[FinalRecord] = list(finals)  # type: ignore[arg-type]
+    read_at = [offsets[k] + (f.read_at or 0.0) for k, f in enumerate(fin)]
+    order = sorted(range(len(fin)), key=read_at.__getitem__)
+    sections: dict[str, dict[str, Any]] = {}
     disagree: dict[str, list[str]] = {}
     missing: dict[str, dict[str, str]] = {}
-    for kind in FINAL_SECTIONS:
+    for kind in ENTITY_KINDS:
         state: dict[str, Any] = {}
         differ: set[str] = set()
         for k in order:
-            for eid, snap in (finals[k].get(kind) or {}).items():
+            for eid, snap in fin[k].section(kind).items():
                 if eid in state and state[eid] != snap:
                     differ.add(eid)
                 state[eid] = snap
-        merged[kind] = state
+        sections[kind] = state
         if differ:
-            disagree[kind] = sorted(differ)
+            disagree[f"{kind}s"] = sorted(differ)
         lost: dict[str, str] = {}
         for k in order:
-            # the final read keys ``missing`` by entity kind ("item"); older hand-made records by section
-            shard_missing = finals[k].get("missing") or {}
-            for eid, why in (shard_missing.get(kind[:-1]) or shard_missing.get(kind) or {}).items():
+            for eid, why in fin[k].missing_of(kind).items():
                 if eid not in state:
                     lost[eid] = f"shard {labels[k]}: {why}"
         if lost:
-            missing[kind[:-1]] = lost
-    merged["missing"] = missing
-    if all(isinstance(f.get("bound_not_found"), dict) for f in finals):
+            missing[kind] = lost
+    bound = None
+    if all(f.bound_not_found is not None for f in fin):
         # ids a shard bound and found gone, unless another shard read them back (older shards: absent)
-        gone = {kind[:-1]: sorted({i for f in finals for i in (f["bound_not_found"].get(kind[:-1]) or ())}
-                                  - set(merged[kind])) for kind in FINAL_SECTIONS}
-        merged["bound_not_found"] = {k: v for k, v in gone.items() if v}
-    settles = [f.get("settle") for f in finals]
-    merged["settle"] = None if all(s is None for s in settles) else {
-        "requested": max(float(s.get("requested") or 0.0) for s in settles if s),
-        "settled": all(bool(s and s.get("settled")) for s in settles),
-        "shards": [{"shard": labels[k], **(settles[k] or {"settled": None})} for k in range(len(finals))],
+        gone = {kind: sorted({i for f in fin for i in f.bound_not_found_of(kind)} - set(sections[kind]))
+                for kind in ENTITY_KINDS}
+        bound = {k: tuple(v) for k, v in gone.items() if v}
+    settles = [f.settling for f in fin]
+    settle = None if all(s is None for s in settles) else {
+        "requested": max(s.requested for s in settles if s),
+        "settled": all(bool(s and s.settled) for s in settles),
+        "shards": [{"shard": labels[k], **(dict(fin[k].settle) if fin[k].settle is not None else {"settled": None})}
+                   for k in range(len(fin))],
     }
-    merged["read_at"] = max(offsets[k] + float(finals[k].get("read_at") or 0.0) for k in range(len(finals)))
-    merged["shards"] = [{"shard": labels[k], "read_at": offsets[k] + float(finals[k].get("read_at") or 0.0)}
-                        for k in range(len(finals))]
-    return merged, disagree
+    shards = [{"shard": labels[k], "read_at": read_at[k]} for k in range(len(fin))]
+    return FinalRecord(sections["item"], sections["user"], sections["order"], missing, bound, settle, None,
+                       max(read_at), shards), disagree
 
 
 def _shifted(cols: dict[str, np.ndarray], offset: float) -> dict[str, np.ndarray]:
@@ -257,26 +264,27 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
             bindings[sym] = ident
 
     offsets = [s.offset for s in sources]
-    final, disagree = merge_final([r.final for r in shards], offsets, labels)
+    finals = [r.final_record for r in shards]
+    final, disagree = merge_final_records(finals, offsets, labels)
     last_answer = max(_last_answer(r, s.offset) for r, s in zip(shards, sources))
-    first_read = (min(offsets[k] + float(r.final.get("read_at") or 0.0) for k, r in enumerate(shards))
+    first_read = (min(offsets[k] + (f.read_at or 0.0) for k, f in enumerate(finals))  # type: ignore[union-attr]
                   if final is not None else None)
     merged_info = {
         "shards": sources[0].count,
         "sources": [s.as_dict() for s in sources],
         "final": "union of the shards' snapshots; an entity read by several shards takes the latest read",
-        "final_missing_from": [lab for r, lab in zip(shards, labels) if r.final is None],
+        "final_missing_from": [lab for f, lab in zip(finals, labels) if f is None],
         "disagreeing": {k: len(v) for k, v in disagree.items()},
         "disagreeing_ids": {k: v[:100] for k, v in disagree.items()},
         "reads_after_all_requests": None if first_read is None else bool(first_read >= last_answer),
         **start_spread(sources),
     }
-    base = dict(shards[0].header)
-    for key in _FORMAT_KEYS:
-        base.pop(key, None)
-    base.update(shard=None, started=min(s.started for s in sources), merged=merged_info, clock=None,
-                workers=sum(int(r.header.get("workers") or 1) for r in shards))
-    writer = ResultsWriter(out_path, results_header(**base))
+    fresh = ResultsHeader.from_record(results_header())  # the format's fixed keys, as this version writes them
+    base = shards[0].header_record.replace(
+        format=fresh.format, version=fresh.version, ops=fresh.ops, outcomes=fresh.outcomes, expects=fresh.expects,
+        columns=fresh.columns, shard=None, started=min(s.started for s in sources), merged=merged_info, clock=None,
+        workers=sum(r.header_record.workers or 1 for r in shards))
+    writer = ResultsWriter(out_path, base)
     complete = all(s.complete for s in sources)
     try:
         for r, s in zip(shards, sources):
@@ -284,13 +292,11 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         writer.write_bindings(bindings)
         events = []
         for r, s, label in zip(shards, sources, labels):
-            for ev in r.events:
-                info = {k: v for k, v in ev.items() if k not in ("t", "at", "kind")}
-                if is_fault_event(ev.get("kind")) and isinstance(info.get("end"), (int, float)):
-                    info["end"] = float(info["end"]) + s.offset  # a fault window's end: the same clock as its start
-                events.append((float(ev.get("at") or 0.0) + s.offset, str(ev.get("kind")), {**info, "shard": label}))
-        for at, kind, info in sorted(events, key=lambda e: e[0]):
-            writer.write_event(at, kind, **info)
+            for ev in r.event_records:
+                end = ev.end + s.offset if is_fault_event(ev.kind) and ev.end is not None else ev.end
+                events.append(ev.replace(at=ev.at + s.offset, end=end, shard=label))  # fault ends: the start's clock
+        for ev in sorted(events, key=lambda e: e.at):
+            writer.write_event_record(ev)
         if final is not None:
             writer.write_final(final)
     except BaseException:
@@ -298,7 +304,7 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         Path(out_path).unlink(missing_ok=True)  # a half-merged file must not pass for a run
         raise
     reasons = [f"shard {lab}: {s.reason or 'incomplete'}" for s, lab in zip(sources, labels) if not s.complete]
-    wall = max(s.offset + float(r.trailer.get("wall") or 0.0) for r, s in zip(shards, sources))
+    wall = max(s.offset + (r.trailer_record.wall or 0.0) for r, s in zip(shards, sources))
     writer.close(complete=complete, wall=wall, reason="; ".join(reasons) or None)
     return MergeSummary(out_path, len(sources), sum(s.requests for s in sources), complete,
                         final is not None, sum(len(v) for v in disagree.values()), merged_info["start_spread"])

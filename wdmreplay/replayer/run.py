@@ -18,7 +18,7 @@ from ..targets import Target
 from ..eventloop import run_async  # re-exported (its one definition is in wdmreplay.eventloop)
 from ..traces import part_path, refuse_inputs
 from ..traces.results import ResultsWriter, results_header
-from ..traces.trace import read_header, trace_digest
+from ..traces.trace import TraceHeader, TraceReader, read_trace_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, probe_target, services_of
 from .config import ReplayConfig, WorkerSetup
 from .coordinator import Coordinator
@@ -71,16 +71,17 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
         except ValueError as e:
             raise ReplayError(str(e)) from None
     schedule = load_schedule(config.faults) if config.faults is not None else None
-    header = read_header(trace_path)
+    with TraceReader(trace_path) as r:  # the header as stored (what the results header copies) and typed
+        header, th = r.header, r.trace_header
     if not isinstance(dialect, Dialect):
-        dialect = get_dialect(config.dialect or header.get("dialect") or "2024")
+        dialect = get_dialect(config.dialect or th.dialect)
     if schedule:
-        check_schedule_fits(schedule, run_length(header, config.speed), config.faults)
+        check_schedule_fits(schedule, run_length(th, config.speed), config.faults)
     scan = scan_trace(trace_path, keep=shard_keep(config.shard, None), final_read=config.final_read)
     check_dialect(scan, dialect, trace_path)
     probes = probe_target(target, dialect, services_of(scan.ops), config.timeout)
 
-    scenarios = list(header.get("scenarios") or [])
+    scenarios = list(th.scenarios)
     run = config.run_fields()
     writer = ResultsWriter(out_path, results_header(
         trace={"path": trace_path, "digest": trace_digest(trace_path), "header": header},
@@ -98,8 +99,8 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
                         scenarios=tuple(scenarios), shared=frozenset(scan.shared), progress=progress)
     coordinator = Coordinator(
         setup=setup, writer=writer if live is None else live.tap(writer), tally=tally,
-        phases=[p.get("name", str(i)) for i, p in enumerate(header.get("phases") or [])], scan=scan,
-        total_requests=scan.kept_requests, faults=runner, sample_seed=_seed_of(header), live=live)
+        phases=th.phase_names, scan=scan,
+        total_requests=scan.kept_requests, faults=runner, sample_seed=max(th.seed, 0), live=live)
     wall_start = time.perf_counter()
     complete, reason = False, "error"
     try:
@@ -120,15 +121,9 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
     return summary
 
 
-def _seed_of(header: dict) -> int:
-    """The trace's seed (what the final read's batch_init sample is drawn with), 0 when it has none."""
-    seed = header.get("seed")
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
-
-
-def run_length(header: dict, speed: float | None) -> float | None:
+def run_length(header: TraceHeader, speed: float | None) -> float | None:
     """Seconds the trace's schedule lasts at ``speed`` (at max: its length at speed 1, an upper bound); None if unknown."""
-    duration = float(header.get("duration") or 0.0)
+    duration = float(header.duration)
     if not duration > 0:
         return None
     return duration / speed if speed is not None else duration
@@ -155,9 +150,8 @@ def preflight(trace_path: str, target: Target, dialect: str | Dialect | None, ti
     Returns the number of probe requests sent. ``ab`` calls it for both builds before its first run,
     so a dead build B is found before build A's whole run.
     """
-    header = read_header(trace_path)
     if dialect is None:
-        dialect = header.get("dialect") or "2024"
+        dialect = read_trace_header(trace_path).dialect
     if isinstance(dialect, str):
         dialect = get_dialect(dialect)
     scan = scan_trace(trace_path, final_read=False)

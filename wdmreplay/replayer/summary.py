@@ -139,13 +139,13 @@ def _lateness_lines(s: dict) -> list[str]:
 
 def format_summary(s: dict) -> str:
     """The end-of-run summary as a few lines of text."""
-    oc = s["outcomes"]
+    oc = s["outcomes"]  # every outcome class, counted
     unanswered = [f"{oc[k]} {w}" for k, w in (("error", "5xx"), ("timeout", "timeout"), ("conn_error", "connection error"))
-                  if oc.get(k)]
+                  if oc[k]]
     counts = (f"{oc['ok']} {ACCEPTED} (2xx), {oc['fail']} {REFUSED} (4xx), "
-              + (f"{sum(oc.get(k, 0) for k in ('error', 'timeout', 'conn_error'))} {UNANSWERED} ({', '.join(unanswered)})"
+              + (f"{sum(oc[k] for k in ('error', 'timeout', 'conn_error'))} {UNANSWERED} ({', '.join(unanswered)})"
                  if unanswered else f"0 {UNANSWERED}")
-              + (f", {oc['skipped']} {SKIPPED_WORD}" if oc.get("skipped") else "")
+              + (f", {oc['skipped']} {SKIPPED_WORD}" if oc["skipped"] else "")
               + "; `check` says which the trace expects")
     achieved = "-" if s["rate"] is None else f"{s['rate']:.1f} req/s"
     if s["speed"] is None:
@@ -163,7 +163,7 @@ def format_summary(s: dict) -> str:
     fr = s.get("final_read")
     if fr:
         send = s.get("send_wall") or 0.0
-        sample = fr.get("sample")
+        sample = fr["sample"]
         sampled = (f", of them {sample['read']} of {sample['of']} batch_init entities the run did not touch "
                    f"(a sample, seed {sample['seed']})") if sample else ""
         lines.append(f"  final read: {fr['entities']} entities{sampled} in {fr['seconds']:.2f} s "

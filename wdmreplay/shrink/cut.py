@@ -12,7 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from ..traces.trace import TraceReader, TraceWriter, is_symbol
+from ..traces.stream import FormatError
+from ..traces.trace import STEP_KEYS, TraceHeader, TraceReader, TraceWriter, is_step, is_symbol
 
 Sessions = tuple  # tuple of session maps {sid, phase, at, steps}
 
@@ -27,10 +28,20 @@ _CREATES = {"create_item": "item", "create_user": "user", "create_order": "order
 LEVELS = ("closure", "closure+users", "component", "whole")
 
 
-def load_sessions(path: str) -> tuple[dict, Sessions]:
-    """A trace's header and every session, in file order (a shrink source fits in memory)."""
+def load_sessions(path: str) -> tuple[TraceHeader, Sessions]:
+    """A trace's header and every session, in file order (a shrink source fits in memory).
+
+    Every step is checked to hold each key of the format once, here, so the cuts read them directly;
+    a step that does not is a one-line :class:`FormatError`.
+    """
     with TraceReader(path) as r:
-        return r.header, tuple(r.sessions())
+        sessions = tuple(r.sessions())
+        header = r.trace_header
+    for s in sessions:
+        for k, st in enumerate(s["steps"]):
+            if not is_step(st):
+                raise FormatError(f"{path}: session {s['sid']} step {k} is not a step map ({', '.join(STEP_KEYS)})")
+    return header, sessions
 
 
 def symbols(step: dict) -> list[str]:
@@ -80,7 +91,7 @@ def links_of(sessions: Sessions) -> Links:
     for s in sessions:
         for st in s["steps"]:
             op, args = st["op"], st["args"]
-            if st.get("bind") and op in _CREATES:
+            if st["bind"] and op in _CREATES:
                 ln.kind[st["bind"]] = _CREATES[op]
                 if op == "create_order" and args and is_symbol(args[0]):
                     ln.order_user[st["bind"]] = args[0]
@@ -125,7 +136,7 @@ def cut(sessions: Sessions, role: str, level: str) -> Sessions:
     keep = related(links_of(sessions), role, level)
 
     def kept(st: dict) -> bool:
-        if st.get("bind"):
+        if st["bind"]:
             return st["bind"] in keep  # the creates of other entities go, whatever their arguments
         syms = symbols(st)
         return all(a in keep for a in syms) if syms else st["op"].startswith("batch_init")
@@ -135,7 +146,7 @@ def cut(sessions: Sessions, role: str, level: str) -> Sessions:
 def repair(sessions: Sessions) -> Sessions:
     """The sessions without the steps that use a symbol no kept step binds (to a fixpoint), and without empty sessions."""
     while True:
-        bound = {st["bind"] for s in sessions for st in s["steps"] if st.get("bind")}
+        bound = {st["bind"] for s in sessions for st in s["steps"] if st["bind"]}
         out, changed = [], False
         for s in sessions:
             steps = [st for st in s["steps"] if all(a in bound for a in symbols(st))]
@@ -149,7 +160,7 @@ def repair(sessions: Sessions) -> Sessions:
 
 def order_symbols(sessions: Sessions) -> list[str]:
     """The symbols create_order binds, in trace order."""
-    return [st["bind"] for s in sessions for st in s["steps"] if st["op"] == "create_order" and st.get("bind")]
+    return [st["bind"] for s in sessions for st in s["steps"] if st["op"] == "create_order" and st["bind"]]
 
 
 def keep_orders(sessions: Sessions, keep: Iterable[str], role: str) -> Sessions:
@@ -165,7 +176,7 @@ def keep_orders(sessions: Sessions, keep: Iterable[str], role: str) -> Sessions:
         return sym in dropped or (links.kind.get(sym) in ("user", "item") and sym not in needed)
 
     def kept_step(st: dict) -> bool:
-        syms = symbols(st) + ([st["bind"]] if st.get("bind") else [])
+        syms = symbols(st) + ([st["bind"]] if st["bind"] else [])
         return not any(gone(x) for x in syms)
     return repair(tuple({**s, "steps": [st for st in s["steps"] if kept_step(st)]} for s in sessions))
 
@@ -237,20 +248,24 @@ def untimed(sessions: Sessions) -> Sessions:
     return tuple({**s, "at": 0.0, "steps": [{**st, "think": 0.0} for st in s["steps"]]} for s in sessions)
 
 
-def write_trace(path: str, source: dict, sessions: Sessions, shrink: dict, *, inputs: Sequence[str] = ()) -> dict:
+def write_trace(path: str, source: TraceHeader | dict, sessions: Sessions, shrink: dict, *,
+                inputs: Sequence[str] = ()) -> dict:
     """Write ``sessions`` as a trace (phases renumbered, empty ones left out); return its header.
 
     The header keeps the source's dialect and scenario names, drops its aggregate expectations
     (they were the whole trace's) and carries ``shrink`` (what it reproduces, from where).
+    ``source`` may be a header map: only its identity is used, not its counts.
     """
-    names = [p.get("name", str(i)) for i, p in enumerate(source["phases"])]
+    if not isinstance(source, TraceHeader):
+        source = TraceHeader.from_record({"sessions": 0, "requests": 0, **source}, "shrink source")
+    names = source.phase_names
     used = sorted({s["phase"] for s in sessions})
     renumber = {p: i for i, p in enumerate(used)}
     ordered = sorted(sessions, key=lambda s: (renumber[s["phase"]], s["at"]))
-    with TraceWriter(path, workload="shrunk", seed=source.get("seed", 0) or 0,
-                     params={"source_workload": source.get("workload"), "source_params": source.get("params")},
-                     phases=[names[p] for p in used], scenarios=source.get("scenarios") or (),
-                     dialect=source.get("dialect") or "2024", expect={}, inputs=inputs) as w:
+    with TraceWriter(path, workload="shrunk", seed=source.seed,
+                     params={"source_workload": source.workload, "source_params": dict(source.params)},
+                     phases=[names[p] for p in used], scenarios=source.scenarios,
+                     dialect=source.dialect, expect={}, inputs=inputs) as w:
         w.header["shrink"] = shrink
         for s in ordered:
             w.write_session(s["sid"], renumber[s["phase"]], s["at"], list(s["steps"]))
@@ -268,7 +283,7 @@ def script_lines(phase_names: Sequence[str], sessions: Sessions) -> list[str]:
             lines.append(f"phase {name}")
         for st in s["steps"]:
             call = f"{st['op']}({', '.join(str(a) for a in st['args'])})"
-            if st.get("bind"):
+            if st["bind"]:
                 call += f" -> {st['bind']}"
             lines.append(f"  s{s['sid']:<5} {call:<46} expect {st['expect']}")
     return lines

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..errors import WdmError
 from ..targets import Target
 from ..traces.results import load_results
-from ..traces.trace import refuse_replacing, trace_digest
+from ..traces.trace import TraceHeader, refuse_replacing, trace_digest
 from . import cut
 from .ddmin import ddmin
 
@@ -140,7 +140,7 @@ def reproduced(report: Any, bindings: dict[str, str], finding: Finding) -> bool:
     """Whether a checked replay is NOT CLEAN on consistency with the finding's kind on the same role."""
     if report.verdict.verdict != "NOT CLEAN":
         return False
-    if {s.name: s.status for s in report.verdict.sections}.get("consistency") != "fail":
+    if not any(s.name == "consistency" and s.status == "fail" for s in report.verdict.sections):
         return False
     symbol_of = {v: k for k, v in bindings.items()}
     return any(a.kind == finding.kind and a.entity == finding.entity and role_of(a.id, symbol_of) == finding.role
@@ -180,10 +180,10 @@ class Oracle:
         self.bar = bar
         self.replays = 0
         self.seconds = 0.0  # spent replaying and checking (for the reserve of the final measurement)
-        self._source: dict = {}
+        self._source: TraceHeader | None = None
         self._seen: dict[str, bool] = {}
 
-    def setup(self, source_header: dict) -> None:
+    def setup(self, source_header: TraceHeader) -> None:
         """The source trace's header, which every candidate trace's header copies."""
         self._source = source_header
 
@@ -207,6 +207,7 @@ class Oracle:
 
     def _write(self, sessions: cut.Sessions) -> str:
         path = str(self.workdir / f"candidate-{self.replays:05d}.wdmt")
+        assert self._source is not None, "setup() first"
         cut.write_trace(path, self._source, sessions, {})
         return path
 
@@ -224,7 +225,7 @@ class Oracle:
         summary = replay_trace(trace, out, target=self.target, speed=None, concurrency=self.concurrency,
                                timeout=self.timeout)
         self.replays += 1
-        if summary.get("reason") == "interrupted":
+        if summary["reason"] == "interrupted":
             raise _Stop("interrupted")
         results = load_results(out, with_args=True)
         ok = reproduced(check_results(results), results.bindings, self.finding)

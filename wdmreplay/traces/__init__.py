@@ -3,10 +3,11 @@
 from .results import (COLUMNS, EXPECTS, OUTCOMES, Results, ResultsWriter, load_results,
                       results_header)
 from .stream import FormatError, file_digest, part_path, refuse_inputs
-from .trace import Session, Step, TraceReader, TraceWriter, is_symbol, read_header, step, trace_digest
+from .trace import (Session, Step, TraceHeader, TracePhase, TraceReader, TraceWriter, is_symbol, read_header,
+                    read_trace_header, step, trace_digest)
 
 __all__ = [
     "COLUMNS", "EXPECTS", "OUTCOMES", "FormatError", "Results", "ResultsWriter", "Session", "Step",
-    "TraceReader", "TraceWriter", "file_digest", "is_symbol", "load_results", "part_path", "read_header",
-    "refuse_inputs", "results_header", "step", "trace_digest",
+    "TraceHeader", "TracePhase", "TraceReader", "TraceWriter", "file_digest", "is_symbol", "load_results",
+    "part_path", "read_header", "read_trace_header", "refuse_inputs", "results_header", "step", "trace_digest",
 ]

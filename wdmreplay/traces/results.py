@@ -62,26 +62,11 @@ INDETERMINATE = (ERROR, TIMEOUT, CONN_ERROR)  # the request may or may not have 
 EXPECTS = EXPECT_VALUES  # a step's expect, coded by its index (one definition, in the trace format)
 EXPECT_CODES = {e: i for i, e in enumerate(EXPECTS)}
 
-# Run event kinds: the ``kind`` of a results record ``{"t": "event", "at", "kind", ...}``. Defined here once;
-# every writer (coordinator, fault runner, merge) and reader (analysis, live view) uses these names.
-EVENT_PHASE_START = "phase_start"  # phase, name, wall (the coordinator's clock at the phase's start)
-EVENT_PHASE_END = "phase_end"  # phase, name
-EVENT_INTERRUPT = "interrupt"  # reason (Ctrl-C, SIGTERM, a second signal)
-EVENT_FINAL_READ = "final_read"  # entities {kind: count}, ... (the final read begins)
-EVENT_FINAL_READ_DONE = "final_read_done"  # snapshots, ...
-EVENT_FAULT_START = "fault_start"  # name, command, duration (a fault's do begins)
-EVENT_FAULT_DO = "fault_do"  # name, end, exit, ok, timed_out, error, output, command
-EVENT_FAULT_UNDO = "fault_undo"  # as fault_do, for the undo command
-EVENT_FAULT = "fault"  # name, end: the fault window (do's start to undo's end)
-EVENT_FAULT_SKIPPED = "fault_skipped"  # name, scheduled, ...: not due before the last phase ended
-EVENT_KINDS = (EVENT_PHASE_START, EVENT_PHASE_END, EVENT_INTERRUPT, EVENT_FINAL_READ, EVENT_FINAL_READ_DONE,
-               EVENT_FAULT_START, EVENT_FAULT_DO, EVENT_FAULT_UNDO, EVENT_FAULT, EVENT_FAULT_SKIPPED)
-FAULT_ACTION_EVENTS = {"do": EVENT_FAULT_DO, "undo": EVENT_FAULT_UNDO}  # a fault's action → its event kind
-
-
-def is_fault_event(kind: Any) -> bool:
-    """Whether an event kind is one of the fault runner's (``fault``, ``fault_start``, ``fault_do``, …)."""
-    return str(kind).startswith(EVENT_FAULT)
+# Run event kinds (``EVENT_*``), defined once in :mod:`.records` beside the typed event; re-exported here.
+from .records import (EVENT_FAULT, EVENT_FAULT_DO, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, EVENT_FAULT_UNDO,  # noqa: E402
+                      EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INTERRUPT, EVENT_KINDS, EVENT_PHASE_END,
+                      EVENT_PHASE_START, FAULT_ACTION_EVENTS, Event, FinalRecord, ResultsHeader, Trailer,
+                      is_fault_event)
 
 
 # Request columns: name, numpy dtype, array.array typecode (for the writer's per-request appends).
@@ -160,7 +145,7 @@ class ResultsWriter:
     anything is written.
     """
 
-    def __init__(self, path: str | Path, header: dict, *, inputs: Iterable[str | Path] = ()):
+    def __init__(self, path: str | Path, header: Mapping | ResultsHeader, *, inputs: Iterable[str | Path] = ()):
         self.path = str(path)
         self.part_path = part_path(self.path)
         refuse_inputs(self.path, inputs)
@@ -172,7 +157,7 @@ class ResultsWriter:
         self.requests = 0
         self.closed = False
         self._f.write(prologue(RESULTS_FORMAT, RESULTS_VERSION))
-        self._write(header)
+        self._write(header.to_record() if isinstance(header, ResultsHeader) else header)
 
     def _write(self, obj: Any) -> None:
         write_frame(self._f, self._pack.pack(obj))
@@ -204,13 +189,15 @@ class ResultsWriter:
             self._write({"t": "bindings", "map": dict(mapping)})
             self._f.flush()
 
-    def write_final(self, final: Mapping[str, Any]) -> None:
-        """The final-state snapshot: {items {id: {stock, price}}, users {id: {credit}}, orders {id: {...}}, …}.
+    def write_final(self, final: Mapping[str, Any] | FinalRecord) -> None:
+        """The final-state snapshot: a :class:`FinalRecord` (or its record: {items {id: {stock, price}}, …}).
 
         Orders of the shape the final read records (``{paid, items [[item, qty]], user_id, total_cost}``)
         are stored as columns (``order_columns``, see :func:`encode_orders`); any other shape as a map.
         """
-        orders = final.get("orders")
+        if isinstance(final, FinalRecord):
+            final = final.to_record()
+        orders = final["orders"] if "orders" in final else None
         cols = encode_orders(orders) if isinstance(orders, Mapping) else None
         if cols is None:
             self._write({"t": "final", **final})
@@ -221,14 +208,17 @@ class ResultsWriter:
         """A run event (phase start/end, interrupt, settle, …) at ``at`` seconds."""
         self._write({"t": "event", "at": at, "kind": kind, **info})
 
+    def write_event_record(self, event: Event) -> None:
+        """A typed run event (what the coordinator, the fault runner and ``merge`` write)."""
+        self._write(event.to_record())
+
     def close(self, *, complete: bool, wall: float, reason: str | None = None) -> None:
         """Write the trailer, close, and rename the file into place; ``complete=False`` marks a partial run."""
         if self.closed:
             return
         self.closed = True
         try:
-            self._write({"trailer": RESULTS_FORMAT, "requests": self.requests, "complete": complete,
-                         "reason": reason, "wall": wall})
+            self._write(Trailer(self.requests, complete, reason, wall).to_record(RESULTS_FORMAT))
             os.fsync(self._f.fileno())
             self._f.close()
             os.replace(self.part_path, self.path)
@@ -359,7 +349,15 @@ class StoredOrders(Mapping):
 
 @dataclass
 class Results:
-    """A loaded results file: request columns as numpy arrays, plus bindings, final state, events."""
+    """A loaded results file: request columns as numpy arrays, plus bindings, final state, events.
+
+    ``header``, ``final``, ``events`` and ``trailer`` are the records as stored (maps: the JSON edge,
+    what a test or a tool may still poke at); the library reads their typed records
+    (:attr:`header_record`, :attr:`final_record`, :attr:`event_records`, :attr:`trailer_record`),
+    built and checked once — the header, events and trailer by :func:`load_results`, the final
+    record (its cost grows with the entities read back) on first use — and built again only when a
+    stored map is replaced (not when one is changed in place).
+    """
 
     path: str
     header: dict
@@ -372,6 +370,36 @@ class Results:
     args: Sequence | None = field(default=None, repr=False)  # per row (decoded on first use), when loaded with_args
     truncated_at: int | None = None  # byte offset where a file without a trailer ended (a killed writer)
     argcols: ArgColumns | None = field(default=None, repr=False)  # the args as columns, when loaded with_args
+    _typed: dict = field(default_factory=dict, repr=False, compare=False)  # stored map's name -> (map, its record)
+
+    def _record(self, name: str, build: Any) -> Any:
+        raw = getattr(self, name)
+        if name not in self._typed or self._typed[name][0] is not raw:
+            try:
+                self._typed[name] = (raw, build(raw))
+            except FormatError as e:
+                raise FormatError(f"{self.path}: {e}") from None
+        return self._typed[name][1]
+
+    @property
+    def header_record(self) -> ResultsHeader:
+        """The header, typed."""
+        return self._record("header", ResultsHeader.from_record)
+
+    @property
+    def event_records(self) -> tuple[Event, ...]:
+        """The run's events in file order, typed."""
+        return self._record("events", lambda evs: tuple(Event.from_record(e) for e in evs))
+
+    @property
+    def final_record(self) -> FinalRecord | None:
+        """The final state, typed (None when the run has none)."""
+        return self._record("final", lambda f: None if f is None else FinalRecord.from_record(f))
+
+    @property
+    def trailer_record(self) -> Trailer:
+        """The trailer, typed (made up for a file without one: ``complete`` False)."""
+        return self._record("trailer", Trailer.from_record)
 
     @property
     def n(self) -> int:
@@ -381,12 +409,12 @@ class Results:
     @property
     def complete(self) -> bool:
         """Whether the run finished (False after an interrupt, or for a file without a trailer)."""
-        return bool(self.trailer.get("complete"))
+        return self.trailer_record.complete
 
     @property
     def label(self) -> str:
         """The build label given at replay time (or the file name)."""
-        return self.header.get("label") or Path(self.path).name
+        return self.header_record.label or Path(self.path).name
 
 
 def _reread_args(path: str, counts: list[int]) -> list[tuple[bytes, int]]:
@@ -398,8 +426,8 @@ def _reread_args(path: str, counts: list[int]) -> list[tuple[bytes, int]]:
     out: list[tuple[bytes, int]] = []
     with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
         for rec in r:
-            if rec.get("t") == "requests" and len(out) < len(counts):
-                out.append((rec.get("args") or b"", rec.get("n")))
+            if rec["t"] == "requests" and len(out) < len(counts):
+                out.append((rec["args"] or b"", rec["n"]))
     if [n for _, n in out] != counts:
         raise FormatError(f"{path}: changed since it was loaded (its request chunks differ); load it again")
     return out
@@ -427,7 +455,9 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     rows = 0
     with RecordReader(path, RESULTS_FORMAT, RESULTS_VERSION, partial_ok=True) as r:
         for rec in r:
-            t = rec.get("t")
+            if "t" not in rec:  # every body record of every version says its type
+                raise FormatError(f"{path}: corrupt record after row {rows}: no 't' (keys: {', '.join(map(str, rec))})")
+            t = rec["t"]
             if t == "requests":
                 try:
                     n = rec["n"]
@@ -453,7 +483,7 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
                     raise FormatError(f"{path}: corrupt request chunk at row {rows}: {e}") from None
                 rows += n
             elif t == "bindings":
-                if not isinstance(rec.get("map"), dict):
+                if "map" not in rec or not isinstance(rec["map"], dict):
                     raise FormatError(f"{path}: corrupt bindings record after row {rows}")
                 bindings.update(rec["map"])
             elif t == "final":
@@ -471,8 +501,13 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     if trailer is None:
         trailer = {"trailer": RESULTS_FORMAT, "requests": rows, "complete": False, "wall": None,
                    "reason": f"ended without a trailer at byte {truncated_at}", "truncated_at": truncated_at}
-    elif trailer.get("requests") != rows:
-        raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {trailer.get('requests')}")
+    try:
+        typed = {"header": (header, ResultsHeader.from_record(header)), "trailer": (trailer, Trailer.from_record(trailer)),
+                 "events": (events, tuple(Event.from_record(e) for e in events))}
+    except FormatError as e:
+        raise FormatError(f"{path}: {e}") from None
+    if typed["trailer"][1].requests != rows:
+        raise FormatError(f"{path}: corrupt: {rows} request rows, trailer says {typed['trailer'][1].requests}")
     cols = {}
     for name in list(parts):  # each column's chunks are freed once joined: peak memory one column over the columns
         p = parts.pop(name)
@@ -481,4 +516,4 @@ def load_results(path: str | Path, *, with_args: bool = False) -> Results:
     where = os.path.abspath(path)  # read again from here, whatever the working directory then
     args = None if arg_chunks is None else LazyArgs(lambda: _reread_args(where, [n for _, n in arg_chunks]), rows)
     return Results(str(path), header, cols, errors, bindings, final, events, trailer, args, truncated_at,
-                   None if argcols is None else argcols.build())
+                   None if argcols is None else argcols.build(), typed)

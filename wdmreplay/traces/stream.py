@@ -171,8 +171,8 @@ class RecordReader:
             raise FormatError(f"{self.path}: truncated at byte {self.size}: header incomplete") from None
         except _DECODE_ERRORS:
             raise FormatError(f"{self.path}: not a {self.fmt} file (unreadable header)") from None
-        if not isinstance(h, dict) or h.get("format") != self.fmt:
-            got = h.get("format") if isinstance(h, dict) else None
+        got = h.get("format") if isinstance(h, dict) else None  # the raw first map: what kind of file is this?
+        if got != self.fmt:
             what = f"a {got!r} file" if isinstance(got, str) else "not msgpack of this kind"
             raise FormatError(f"{self.path}: not a {self.fmt} file ({what})")
         v = h.get("version")

@@ -27,7 +27,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypedDict
+from dataclasses import MISSING, dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
 
 from .. import __version__
 from ..operations import BUILTIN_ROUTES
@@ -39,6 +41,7 @@ TRACE_VERSION = 2
 BLOCK_BYTES = 64 * 1024  # session bytes per frame (a frame closes at the first record past this)
 
 EXPECT_VALUES = ("ok", "fail", "any")  # a step's expect; the results file codes them in this order
+STEP_KEYS = ("op", "args", "bind", "expect", "think", "scenario")  # every step has each (see Step)
 
 
 class Step(TypedDict):
@@ -67,9 +70,222 @@ def step(op: str, args: Sequence[Any] = (), bind: str | None = None, expect: str
     return {"op": op, "args": list(args), "bind": bind, "expect": expect, "think": think, "scenario": scenario}
 
 
+def is_step(value: Any) -> bool:
+    """Whether ``value`` is a step map with every key of the format (what readers that index steps check first)."""
+    return isinstance(value, dict) and all(k in value for k in STEP_KEYS)
+
+
 def is_symbol(value: Any) -> bool:
     """Whether an argument is a symbol reference (``"$…"``) rather than a literal."""
     return isinstance(value, str) and value.startswith("$")
+
+
+# --- the header as a typed record ------------------------------------------------------------------
+#
+# Readers get the header as a :class:`TraceHeader`, built once by :meth:`TraceHeader.from_record`:
+# the defaults for older traces are applied there and nowhere else, a value of the wrong type is a
+# one-line :class:`FormatError`, and keys this version does not know are kept in ``extra`` (and
+# written back by :meth:`TraceHeader.to_record`). Sessions and steps stay TypedDicts: the replay
+# engine's hot path reads them as decoded.
+
+_REQUIRED = object()  # a key every record of its kind has had since version 1
+_ABSENT = object()
+_INT = (int,)  # checked by _check: bool is not an int here
+_NUMBER = (int, float)
+_OPT_MAP = (dict, type(None))
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # the default of a map an older trace lacks (shared, so read-only)
+
+
+def _no_map() -> Mapping[str, Any]:
+    return _EMPTY
+
+
+_TYPE_NAMES = {int: "int", float: "float", str: "str", list: "list", dict: "map", type(None): "null"}
+
+
+def _type_names(types: tuple) -> str:
+    return " or ".join(_TYPE_NAMES[t] for t in types)
+
+
+def _check(value: Any, types: tuple) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def take_fields(rec: Any, spec: Mapping[str, tuple[tuple, Any]], where: str) -> tuple[dict, dict]:
+    """``rec``'s values for the keys of ``spec`` (``key -> (types, default)``), checked, and its other keys.
+
+    The one place a trace record's defaults are applied: an absent key takes its default (a
+    :data:`_REQUIRED` one is an error), a present one must be of one of ``types``. Every problem
+    is a one-line :class:`FormatError` starting with ``where``.
+    """
+    if not isinstance(rec, dict):
+        raise FormatError(f"{where} is {type(rec).__name__}, not a map")
+    out = {}
+    for key, (types, default) in spec.items():
+        value = rec.get(key, _ABSENT)
+        if value is _ABSENT:
+            if default is _REQUIRED:
+                raise FormatError(f"{where} lacks {key!r}")
+            value = default
+        elif not _check(value, types):
+            raise FormatError(f"{where}: {key!r} is {type(value).__name__} {_short(value)}, "
+                              f"expected {_type_names(types)}")
+        out[key] = value
+    return out, {k: v for k, v in rec.items() if k not in spec}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class TracePhase:
+    """One phase of a trace: its name and how many sessions it holds."""
+
+    name: str
+    sessions: int
+    extra: Mapping[str, Any] = field(default_factory=_no_map)  # keys this version does not know
+
+    @classmethod
+    def from_record(cls, rec: Any, index: int, where: str) -> "TracePhase":
+        """The phase at position ``index`` of a header's ``phases`` (older traces: name defaults to the index)."""
+        known, extra = take_fields(rec, {"name": ((str,), str(index)), "sessions": (_INT, 0)},
+                                   f"{where}: phase {index}")
+        return cls(extra=extra, **known)
+
+    def to_record(self) -> dict:
+        """The phase as stored."""
+        return {"name": self.name, "sessions": self.sessions, **self.extra}
+
+
+@dataclass(frozen=True, slots=True)
+class ShrinkNote:
+    """The ``shrink`` section of a trace ``shrink`` wrote: what it reproduces, how often, from which run.
+
+    The section is kept whole in ``record`` (what :meth:`to_record` gives back); the fields are what
+    readers show.
+    """
+
+    kind: str | None
+    entity: str | None
+    role: str | None
+    hits: int | None  # None: the reproduction rate was not measured (interrupted)
+    runs: int | None
+    source_run: str | None
+    source_requests: int | None
+    record: Mapping[str, Any]
+
+    @classmethod
+    def from_record(cls, rec: Any, where: str) -> "ShrinkNote":
+        """Read the section; every part is optional (a hand-edited header still loads)."""
+        opt_str, opt_int = (str, type(None)), (int, type(None))
+        sec, _ = take_fields(rec, {"finding": (_OPT_MAP, None), "reproduction": (_OPT_MAP, None),
+                                   "source": (_OPT_MAP, None)}, f"{where}: shrink")
+        finding, _ = take_fields(sec["finding"] or {}, {"kind": (opt_str, None), "entity": (opt_str, None),
+                                                        "role": (opt_str, None)}, f"{where}: shrink finding")
+        rep, _ = take_fields(sec["reproduction"] or {}, {"hits": (opt_int, None), "runs": (opt_int, None)},
+                             f"{where}: shrink reproduction")
+        src, _ = take_fields(sec["source"] or {}, {"run": (opt_str, None), "requests": (opt_int, None)},
+                             f"{where}: shrink source")
+        return cls(finding["kind"], finding["entity"], finding["role"], rep["hits"], rep["runs"], src["run"],
+                   src["requests"], rec)
+
+    def to_record(self) -> dict:
+        """The section as stored."""
+        return dict(self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHeader:
+    """A trace's header, typed (see the module's format history for each field).
+
+    A field's default is what a trace written before the header had that key gets (and what a
+    writer that does not set it writes); the four without one every trace header has had.
+    """
+
+    workload: str
+    phases: tuple[TracePhase, ...]
+    sessions: int
+    requests: int
+    format: str = TRACE_FORMAT
+    version: int = TRACE_VERSION
+    seed: int = 0
+    params: Mapping[str, Any] = field(default_factory=_no_map)  # every generator option (each workload its own)
+    dialect: str = "2024"  # the dialect of the traces written before the header named it
+    scenarios: tuple[str, ...] = ()
+    duration: float = 0.0  # seconds of schedule at speed 1
+    expect: Mapping[str, Any] = field(default_factory=_no_map)  # aggregate expected outcomes
+    generator: str | None = None  # the tool version that wrote it
+    expect_range: Mapping[str, Any] | None = None  # {key: [lo, hi]} when the expect keys are not determined
+    shrink: ShrinkNote | None = None  # written by `shrink`
+    exercises: Mapping[str, int] | None = None  # {bug class: count}; None for traces that predate it
+    # Keys this version does not know, and workload-specific ones (benchmark, proves): kept, written back.
+    extra: Mapping[str, Any] = field(default_factory=_no_map)
+
+    @classmethod
+    def from_record(cls, rec: Any, path: str = "trace") -> "TraceHeader":
+        """The header map as read from a file; :class:`FormatError` (one line naming ``path``) when malformed."""
+        where = f"{path}: trace header"
+        known, extra = take_fields(rec, _HEADER_SPEC, where)
+        names = known["scenarios"]
+        if not all(isinstance(n, str) for n in names):
+            raise FormatError(f"{where}: 'scenarios' holds a name that is not a string")
+        sh = known["shrink"]
+        known.update(phases=tuple(TracePhase.from_record(p, i, where) for i, p in enumerate(known["phases"])),
+                     scenarios=tuple(names), shrink=None if sh is None else ShrinkNote.from_record(sh, where))
+        return cls(**known, extra=extra)
+
+    def to_record(self) -> dict:
+        """The header map as :class:`TraceWriter` writes it (same keys in the same order; optional ones when set)."""
+        rec = {"format": self.format, "version": self.version, "workload": self.workload, "seed": self.seed,
+               "params": dict(self.params), "dialect": self.dialect,
+               "phases": [p.to_record() for p in self.phases], "scenarios": list(self.scenarios),
+               "sessions": self.sessions, "requests": self.requests, "duration": self.duration,
+               "expect": dict(self.expect), "generator": self.generator}
+        if self.expect_range is not None:
+            rec["expect_range"] = dict(self.expect_range)
+        if self.shrink is not None:
+            rec["shrink"] = self.shrink.to_record()
+        rec.update(self.extra)
+        if self.exercises is not None:
+            rec["exercises"] = dict(self.exercises)
+        return rec
+
+    @property
+    def phase_names(self) -> list[str]:
+        """The phases' names, in order."""
+        return [p.name for p in self.phases]
+
+
+# The header's keys with the types a stored value may have; each absent key gets its field's default.
+_HEADER_TYPES: dict[str, tuple] = {
+    "format": (str,), "version": _INT, "workload": (str,), "seed": _INT, "params": (dict,), "dialect": (str,),
+    "phases": (list,), "scenarios": (list,), "sessions": _INT, "requests": _INT, "duration": _NUMBER,
+    "expect": (dict,), "generator": (str, type(None)),
+    "expect_range": _OPT_MAP, "shrink": _OPT_MAP, "exercises": _OPT_MAP,  # optional: written when set
+}
+_HEADER_SPEC = {f.name: (_HEADER_TYPES[f.name], f.default if f.default is not MISSING
+                         else f.default_factory() if f.default_factory is not MISSING else _REQUIRED)
+                for f in fields(TraceHeader) if f.name != "extra"}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceTrailer:
+    """A trace's trailer: the counts the reader checks what it read against (other keys kept in ``extra``)."""
+
+    sessions: int | None
+    requests: int | None
+    extra: Mapping[str, Any] = field(default_factory=_no_map)  # keys this version does not know
+
+    @classmethod
+    def from_record(cls, rec: dict | None, path: str) -> "TraceTrailer":
+        """The trailer map (None: the file had none)."""
+        opt_int = (int, type(None))
+        known, extra = take_fields(rec or {}, {"sessions": (opt_int, None), "requests": (opt_int, None)},
+                                   f"{path}: trace trailer")
+        extra.pop("trailer", None)  # the format's name, checked by the stream reader
+        return cls(**known, extra=extra)
 
 
 class TraceWriter:
@@ -87,12 +303,12 @@ class TraceWriter:
                  inputs: Iterable[str | Path] = (), exercises: bool = True):
         self.path = Path(path)
         refuse_inputs(self.path, inputs)
-        self.header: dict[str, Any] = {
-            "format": TRACE_FORMAT, "version": TRACE_VERSION, "workload": workload, "seed": seed,
-            "params": params, "dialect": dialect, "phases": [{"name": n, "sessions": 0} for n in phases],
-            "scenarios": list(scenarios), "sessions": 0, "requests": 0, "duration": 0.0,
-            "expect": expect or {}, "generator": f"wdm-replay {__version__}",
-        }
+        # The header map being filled in (the counts as sessions come; callers may add keys before close).
+        self.header: dict[str, Any] = TraceHeader(
+            workload=workload, seed=seed, params=params, dialect=dialect,
+            phases=tuple(TracePhase(n, 0) for n in phases), scenarios=tuple(scenarios), sessions=0, requests=0,
+            expect=expect or {}, generator=f"wdm-replay {__version__}").to_record()
+        self.header["params"], self.header["expect"] = params, expect or {}  # the caller's maps, not copies
         self._pack = packer()
         parent = self.path.parent if str(self.path.parent) else Path(".")
         try:
@@ -193,16 +409,13 @@ class TraceReader:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._r = RecordReader(path, TRACE_FORMAT, TRACE_VERSION)
-        self.header: dict = self._r.header
-        for key in ("workload", "phases", "sessions", "requests"):
-            if key not in self.header:
-                self._r.close()
-                raise FormatError(f"{self.path}: trace header lacks {key!r}")
-        h = self.header
-        if not (isinstance(h["phases"], list) and all(isinstance(p, dict) for p in h["phases"])
-                and isinstance(h["sessions"], int) and isinstance(h["requests"], int)):
+        self.header: dict = self._r.header  # the map as stored (what a results header copies)
+        try:
+            self.trace_header = TraceHeader.from_record(self.header, self.path)  # the typed header
+        except FormatError:
             self._r.close()
-            raise FormatError(f"{self.path}: corrupt trace header (phases, sessions or requests of the wrong type)")
+            raise
+        self.trailer: TraceTrailer | None = None  # after iteration
 
     def __iter__(self) -> Iterator[Session]:
         return self.sessions()
@@ -218,7 +431,7 @@ class TraceReader:
         n_sessions = n_requests = 0
         self._r.use_list = not tuples
         seq = (list, tuple) if tuples else list
-        n_phases = len(self.header["phases"])
+        n_phases = len(self.trace_header.phases)
         records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
         for rec in records:
             if rec.__class__ is int:  # a skipped session: the number of its steps
@@ -235,11 +448,11 @@ class TraceReader:
             n_sessions += 1
             n_requests += len(steps)
             yield rec  # type: ignore[misc]
-        t = self._r.trailer or {}
-        if (t.get("sessions"), t.get("requests")) != (n_sessions, n_requests):
+        t = self.trailer = TraceTrailer.from_record(self._r.trailer, self.path)
+        if (t.sessions, t.requests) != (n_sessions, n_requests):
             raise FormatError(
                 f"{self.path}: corrupt: read {n_sessions} sessions / {n_requests} requests, "
-                f"trailer says {t.get('sessions')} / {t.get('requests')}"
+                f"trailer says {t.sessions} / {t.requests}"
             )
 
     def close(self) -> None:
@@ -254,9 +467,15 @@ class TraceReader:
 
 
 def read_header(path: str | Path) -> dict:
-    """Just the header of a trace (validated)."""
+    """Just the header of a trace (validated), as the map stored (what a results header copies)."""
     with TraceReader(path) as r:
         return r.header
+
+
+def read_trace_header(path: str | Path) -> TraceHeader:
+    """Just the header of a trace, typed (validated; older traces' defaults applied)."""
+    with TraceReader(path) as r:
+        return r.trace_header
 
 
 def trace_digest(path: str | Path) -> str:
@@ -281,8 +500,8 @@ def run_exercises(trace: dict) -> tuple[dict | None, str | None]:
         if trace_digest(path) != trace.get("digest"):
             return None, None
         with TraceReader(path) as r:
-            return count_exercises(r, len(r.header["phases"]), quantity_counts(r.header.get("dialect"), BUILTIN_ROUTES)), \
-                "trace file"
+            th = r.trace_header
+            return count_exercises(r, len(th.phases), quantity_counts(th.dialect, BUILTIN_ROUTES)), "trace file"
     except (FormatError, OSError):
         return None, None
 
@@ -300,7 +519,7 @@ def _held_record(path: str) -> str | None:
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         return None
     try:
-        workload = read_header(path).get("workload")
+        workload = read_trace_header(path).workload
     except FormatError as e:
         if "'wdm-results' file" in str(e):
             return "the results of a run"

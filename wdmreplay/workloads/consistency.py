@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
 from . import options as opt
@@ -46,6 +47,43 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 EXTRAS = ("repeat_orders", "recheckout_orders")  # in params only when nonzero (the seed test's bytes stay)
+SIZES = tuple(DEFAULTS)  # the options a preset sets
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyParams:
+    """The consistency workload's normalized options (the trace header's ``params``), typed.
+
+    :meth:`to_record` is the map the header stores: ``preset`` only when one was given and the
+    extra orders only when nonzero (so traces made before they existed keep their bytes);
+    :meth:`from_record` gives those their defaults (no preset, 0).
+    """
+
+    dialect: str
+    items: int
+    stock: int
+    price: int
+    users: int
+    credit: int
+    orders: int
+    preset: str | None = None
+    repeat_orders: int = 0
+    recheckout_orders: int = 0
+
+    @classmethod
+    def from_record(cls, p: dict) -> "ConsistencyParams":
+        """The params map of a header (or of :func:`resolve`)."""
+        return cls(**{**dict.fromkeys(EXTRAS, 0), "preset": None, **p})
+
+    def to_record(self) -> dict:
+        """The params map in the header's key order."""
+        return {"dialect": self.dialect, **({"preset": self.preset} if self.preset is not None else {}),
+                **self.sizes(), **{k: v for k, v in asdict(self).items() if k in EXTRAS and v}}
+
+    def sizes(self) -> dict[str, int]:
+        """The options a preset sets (items, stock, price, users, credit, orders)."""
+        return {"items": self.items, "stock": self.stock, "price": self.price, "users": self.users,
+                "credit": self.credit, "orders": self.orders}
 
 
 def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
@@ -60,29 +98,27 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     if preset is not None:
         base = PRESETS[opt.choice(preset, "--preset", tuple(PRESETS))]
     o = {**base, **options}
-    return {
-        "dialect": dialect,
-        **({"preset": preset} if preset is not None else {}),
-        "items": opt.as_int(o["items"], "--items", minimum=1),
-        "stock": opt.as_int(o["stock"], "--stock", minimum=0),
-        "price": opt.as_int(o["price"], "--price", minimum=1),
-        "users": opt.as_int(o["users"], "--users", minimum=1),
-        "credit": opt.as_int(o["credit"], "--credit", minimum=0),
-        "orders": opt.as_int(o["orders"], "--orders", minimum=0),
-        **{k: v for k, v in extras.items() if v},
-    }, []
+    return ConsistencyParams(
+        dialect=dialect, preset=preset,
+        items=opt.as_int(o["items"], "--items", minimum=1),
+        stock=opt.as_int(o["stock"], "--stock", minimum=0),
+        price=opt.as_int(o["price"], "--price", minimum=1),
+        users=opt.as_int(o["users"], "--users", minimum=1),
+        credit=opt.as_int(o["credit"], "--credit", minimum=0),
+        orders=opt.as_int(o["orders"], "--orders", minimum=0),
+        **extras,
+    ).to_record(), []
 
 
-def benchmark_of(p: dict) -> str | None:
+def benchmark_of(p: ConsistencyParams) -> str | None:
     """``"course"`` / ``"readme"`` when ``p`` is exactly that preset's workload, else None.
 
     Recorded as the header's ``benchmark``: the course benchmark's four figures are only
     meaningful for its own workload, so a preset with an option changed is no longer marked.
     """
-    preset = p.get("preset")
-    if preset is None or any(p[k] != v for k, v in PRESETS[preset].items()) or any(p.get(k) for k in EXTRAS):
+    if p.preset is None or p.sizes() != PRESETS[p.preset] or p.repeat_orders or p.recheckout_orders:
         return None
-    return preset
+    return p.preset
 
 
 def checkout_bounds(stock: int, price: int, credit: int, order_item: Sequence[int],
@@ -128,17 +164,18 @@ def checkout_bounds(stock: int, price: int, credit: int, order_item: Sequence[in
     return lo, hi, expects
 
 
-def plan(p: dict, seed: int) -> Plan:
-    """The consistency trace for normalized params ``p``."""
+def plan(params: dict, seed: int) -> Plan:
+    """The consistency trace for normalized params (what :func:`resolve` returns)."""
+    p = ConsistencyParams.from_record(params)
     rng = random.Random(seed)
     r = rng.random
-    n_items, n_users, n_orders = p["items"], p["users"], p["orders"]
-    stock, price, credit = p["stock"], p["price"], p["credit"]
+    n_items, n_users, n_orders = p.items, p.users, p.orders
+    stock, price, credit = p.stock, p.price, p.credit
     order_user = [int(r() * n_users) for _ in range(n_orders)]
     order_item = [int(r() * n_items) for _ in range(n_orders)]
     lo, hi, expects = checkout_bounds(stock, price, credit, order_item, order_user)
     stock0, credit0 = n_items * stock, n_users * credit
-    n_rep, n_re = p.get("repeat_orders", 0), p.get("recheckout_orders", 0)
+    n_rep, n_re = p.repeat_orders, p.recheckout_orders
     # The extra orders end with nothing left but, under a policy that refuses the re-checkout,
     # one unit and one price per re-checked order; a shop that charges again takes those too.
     expect_range = {
@@ -156,16 +193,16 @@ def plan(p: dict, seed: int) -> Plan:
     )
 
 
-def _sessions(p: dict, order_user: list[int], order_item: list[int],
+def _sessions(p: ConsistencyParams, order_user: list[int], order_item: list[int],
               expects: list[str]) -> Iterator[tuple[int, float, list]]:
-    stock, price, credit = p["stock"], p["price"], p["credit"]
-    for i in range(p["items"]):
+    stock, price, credit = p.stock, p.price, p.credit
+    for i in range(p.items):
         sym = f"$item{i}"
         steps = [step("create_item", [price], sym, "ok", 0.0, "populate")]
         if stock > 0:
             steps.append(step("add_stock", [sym, stock], None, "ok", 0.0, "populate"))
         yield 0, 0.0, steps
-    for u in range(p["users"]):
+    for u in range(p.users):
         sym = f"$user{u}"
         steps = [step("create_user", [], sym, "ok", 0.0, "populate")]
         if credit > 0:
@@ -182,11 +219,11 @@ def _sessions(p: dict, order_user: list[int], order_item: list[int],
     yield from _extra_sessions(p, 2)
 
 
-def _extra_sessions(p: dict, phase: int) -> Iterator[tuple[int, float, list]]:
+def _extra_sessions(p: ConsistencyParams, phase: int) -> Iterator[tuple[int, float, list]]:
     """Phase ``phase``'s sessions of the repeat and re-checkout orders (own item and user each)."""
-    price, second = p["price"], 1 if p["dialect"] == "2023" else 2  # 2023's add_item adds one unit
-    n_rep = p.get("repeat_orders", 0)
-    for r in range(n_rep + p.get("recheckout_orders", 0)):
+    price, second = p.price, 1 if p.dialect == "2023" else 2  # 2023's add_item adds one unit
+    n_rep = p.repeat_orders
+    for r in range(n_rep + p.recheckout_orders):
         repeat = r < n_rep
         item, user, order = f"$xitem{r}", f"$xuser{r}", f"$xorder{r}"
         units = 1 + second if repeat else 2  # what the order takes, or (re-checkout) two checkouts take

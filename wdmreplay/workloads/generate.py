@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..operations import BUILTIN_ROUTES
 from ..bugclasses import BUG_CLASSES
 from ..traces import TraceWriter
+from ..traces.trace import TraceHeader
 from . import checkout, consistency, contention, stress
 from .options import WorkloadError
 
@@ -91,12 +92,13 @@ def _bar(total: int | None, path: str | Path) -> Any:
                 file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def summary_line(header: dict, path: str | Path) -> str:
-    """The one line ``generate-trace`` prints when done."""
-    ex = header.get("exercises") or {}
-    n = sum(1 for c in BUG_CLASSES if ex.get(c.name))
-    faulted = sum(1 for c in BUG_CLASSES if c.needs_fault and ex.get(c.name))
+def summary_line(header: dict | TraceHeader, path: str | Path) -> str:
+    """The one line ``generate-trace`` prints when done (``header``: what :func:`generate` returned)."""
+    h = header if isinstance(header, TraceHeader) else TraceHeader.from_record(header, str(path))
+    exercised = {name for name, count in (h.exercises or {}).items() if count}
+    n = sum(1 for c in BUG_CLASSES if c.name in exercised)
+    faulted = sum(1 for c in BUG_CLASSES if c.needs_fault and c.name in exercised)
     also = f", {faulted} of them only when replayed with --faults" if faulted else ""
-    return (f"wrote {path}: {header['workload']} seed {header['seed']}, {header['sessions']:,} sessions, "
-            f"{header['requests']:,} requests, schedule {header['duration']:.1f} s at speed 1; "
+    return (f"wrote {path}: {h.workload} seed {h.seed}, {h.sessions:,} sessions, "
+            f"{h.requests:,} requests, schedule {h.duration:.1f} s at speed 1; "
             f"exercises {n} of {len(BUG_CLASSES)} bug classes{also} (inspect lists them)")

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..operations import BUILTIN_ROUTES, OPERATIONS
 from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
-from ..traces.trace import EXPECT_VALUES
+from ..traces.trace import EXPECT_VALUES, STEP_KEYS, ShrinkNote, TraceHeader, is_step
 from .stress import effective_weights
 
 MAX_EXAMPLES = 5
@@ -41,7 +42,7 @@ class SymbolChecker:
 
     def check(self, session: dict) -> None:
         """Check one session (sessions must arrive in file order)."""
-        sid, phase = session.get("sid"), session["phase"]
+        sid, phase = session["sid"], session["phase"]
         if phase != self.phase:
             if phase < self.phase:
                 self._problem(f"session {sid}: phase {phase} after phase {self.phase}")
@@ -51,11 +52,10 @@ class SymbolChecker:
         local: set[str] = set()
         visible, phase_binds = self.visible, self.phase_binds
         for k, st in enumerate(session["steps"]):
-            try:
-                op, args, bind, expect = st["op"], st["args"], st["bind"], st["expect"]
-            except (KeyError, TypeError):
-                self._problem(f"session {sid} step {k}: not a step map")
+            if not is_step(st):
+                self._problem(f"session {sid} step {k}: not a step map ({', '.join(STEP_KEYS)})")
                 continue
+            op, args, bind, expect = st["op"], st["args"], st["bind"], st["expect"]
             spec = OPERATIONS.get(op)
             if spec is None:
                 self._problem(f"session {sid} step {k}: unknown operation {op!r}")
@@ -146,15 +146,14 @@ def mix_test(runs: list[int], weights: list[float]) -> dict | None:
     return {"chi2": chi2, "dof": len(cells) - 1, "p": chi2_sf(chi2, len(cells) - 1)}
 
 
-def _stress_weights(h: dict) -> list[float] | None:
+def _stress_weights(h: TraceHeader) -> list[float] | None:
     """Each scenario's expected share of a stress trace's runs (None for other workloads)."""
-    params = h.get("params") or {}
-    if h.get("workload") != "stress" or not params.get("weights"):
+    if h.workload != "stress":
         return None
     try:
-        return effective_weights(params)
+        return effective_weights(dict(h.params))
     except (TypeError, ValueError, ZeroDivisionError, KeyError):
-        return None  # a hand-edited header: the mix is shown without weights
+        return None  # a hand-edited header (no weights, or none above 0): the mix is shown without weights
 
 
 def _ns(bind: str) -> str:
@@ -164,19 +163,18 @@ def _ns(bind: str) -> str:
 def inspect_trace(path: str | Path) -> dict:
     """A summary of the trace at ``path`` with stable keys (streams the file once)."""
     with TraceReader(path) as r:
-        h = r.header
-        phase_names = [p.get("name") for p in h["phases"]]
-        names = list(h.get("scenarios") or [])
-        runs: dict[str, int] = {n: 0 for n in names}
-        sc_requests: dict[str, int] = {n: 0 for n in names}
-        ops: dict[str, int] = {}
+        h = r.trace_header
+        names = list(h.scenarios)
+        runs: Counter[str] = Counter(dict.fromkeys(names, 0))  # scenario -> runs (declared ones first)
+        sc_requests: Counter[str] = Counter(dict.fromkeys(names, 0))
+        ops: Counter[str] = Counter()
         expects = {e: 0 for e in EXPECT_VALUES}
-        by_op: dict[str, dict[str, int]] = {}
-        ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "span": 0.0} for n in phase_names]
+        by_op: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(EXPECT_VALUES, 0))
+        ph = [{"name": n, "sessions": 0, "requests": 0, "last_start": 0.0, "span": 0.0} for n in h.phase_names]
         checker = SymbolChecker()
         # Older traces carry no "exercises": count them here, from the sessions streaming past.
-        counter = None if isinstance(h.get("exercises"), dict) else ExerciseCounter(
-            len(phase_names), quantity_counts(h.get("dialect"), BUILTIN_ROUTES))
+        counter = None if h.exercises is not None else ExerciseCounter(
+            len(h.phases), quantity_counts(h.dialect, BUILTIN_ROUTES))
         for s in r:
             checker.check(s)
             if counter is not None:
@@ -189,36 +187,37 @@ def inspect_trace(path: str | Path) -> dict:
             cur_sc, cur_ns = None, None
             think = 0.0
             for st in s["steps"]:
-                op, sc, e, bind = st.get("op"), st.get("scenario"), st.get("expect"), st.get("bind")
-                think += st.get("think") or 0.0
-                ops[op] = ops.get(op, 0) + 1
+                if not is_step(st):
+                    continue  # the checker reports it
+                op, sc, e, bind = st["op"], st["scenario"], st["expect"], st["bind"]
+                think += st["think"] or 0.0
+                ops[op] += 1
+                row = by_op[op]  # every operation has its row (zeros when no step of it has a valid expect)
                 if e in expects:
                     expects[e] += 1
-                    bo = by_op.get(op)
-                    if bo is None:
-                        bo = by_op[op] = {x: 0 for x in EXPECT_VALUES}
-                    bo[e] += 1
+                    row[e] += 1
                 # A scenario run is a block of one scenario's steps in a session; a new symbol
                 # namespace ("$s3.r1.") starts a new run of the same scenario (closed model).
                 ns = _ns(bind) if isinstance(bind, str) else cur_ns
                 if sc != cur_sc or (bind is not None and ns != cur_ns):
-                    runs[sc] = runs.get(sc, 0) + 1
+                    runs[sc] += 1
                 cur_sc, cur_ns = sc, ns
-                sc_requests[sc] = sc_requests.get(sc, 0) + 1
+                sc_requests[sc] += 1
             # span: when the phase's schedule ends at speed 1, response times not counted
             if s["at"] + think > p["span"]:
                 p["span"] = s["at"] + think
-        trailer = r._r.trailer or {}
+        trailer = r.trailer
     total_runs = sum(runs.values())
     weights = _stress_weights(h)
     wsum = sum(weights) if weights else 0.0
     # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
-    params = h.get("params") or {}
-    given = list(params.get("weights") or []) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params]
+    params = h.params  # weights found: a stress trace's, which has "weights" (and the s7/s8 shares since they exist)
+    given = list(params["weights"]) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params] \
+        if weights else []
     mix: dict[str, dict] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0
-        entry: dict[str, Any] = {"runs": runs[n], "requests": sc_requests.get(n, 0), "share": share}
+        entry: dict[str, Any] = {"runs": runs[n], "requests": sc_requests[n], "share": share}
         if weights and k < len(weights) and wsum > 0:
             ws = weights[k] / wsum
             se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
@@ -230,12 +229,12 @@ def inspect_trace(path: str | Path) -> dict:
                "last_start": p["last_start"], "span": p["span"]} for p in ph]
     return {
         "file": str(path),
-        "format": h.get("format"), "version": h.get("version"), "generator": h.get("generator"),
-        "workload": h.get("workload"), "seed": h.get("seed"), "dialect": h.get("dialect"),
-        "params": h.get("params"),
-        "sessions": h.get("sessions"), "requests": h.get("requests"),
-        "duration": h.get("duration"),
-        "expect": h.get("expect") or {}, "expect_range": h.get("expect_range"),
+        "format": h.format, "version": h.version, "generator": h.generator,
+        "workload": h.workload, "seed": h.seed, "dialect": h.dialect,
+        "params": dict(h.params),
+        "sessions": h.sessions, "requests": h.requests,
+        "duration": h.duration,
+        "expect": dict(h.expect), "expect_range": None if h.expect_range is None else dict(h.expect_range),
         "phases": phases,
         "scenario_runs": total_runs,
         "scenario_mix": mix,
@@ -244,10 +243,10 @@ def inspect_trace(path: str | Path) -> dict:
         "expects": expects,
         "expects_by_op": {k: by_op[k] for k in sorted(by_op)},
         "symbols": checker.result(),
-        "exercises": _exercises(h["exercises"] if counter is None else counter.result(),
+        "exercises": _exercises(h.exercises if counter is None else counter.result(),
                                 "header" if counter is None else "computed"),
-        "trailer": {"sessions": trailer.get("sessions"), "requests": trailer.get("requests")},
-        "shrink": h.get("shrink"),
+        "trailer": {"sessions": trailer.sessions, "requests": trailer.requests},
+        "shrink": None if h.shrink is None else h.shrink.to_record(),
     }
 
 
@@ -281,11 +280,11 @@ def render_inspect(info: dict) -> str:
            f"workload {info['workload']}  seed {info['seed']}  dialect {info['dialect']}",
            "params   " + " ".join(f"{k}={_fmt(v)}" for k, v in (info["params"] or {}).items() if v is not None),
            f"sessions {info['sessions']:,}  requests {info['requests']:,}  schedule {info['duration']:.3f} s at speed 1"]
-    if info.get("shrink"):
-        out.append(_shrink_line(info["shrink"]))
+    if info["shrink"]:
+        out.append(_shrink_line(ShrinkNote.from_record(info["shrink"], info["file"])))
     exp = info["expect"]
     out.append("expect   " + (" ".join(f"{k}={v}" for k, v in exp.items()) if exp else "(no aggregate outcome is determined)"))
-    if info.get("expect_range") and not exp:
+    if info["expect_range"] and not exp:
         out.append("range    " + " ".join(f"{k}={v[0]}..{v[1]}" for k, v in info["expect_range"].items()))
     out.append("")
     out.append("phases")
@@ -300,7 +299,7 @@ def render_inspect(info: dict) -> str:
             z = "n/a" if m["z"] is None else f"{m['z']:+.2f}"
             line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {z}"
         out.append(line)
-    t = info.get("mix_test")
+    t = info["mix_test"]
     if t:
         verdict = "consistent with the weights" if t["p"] >= 0.001 else "NOT consistent with the weights"
         chi2 = "inf (runs of a zero-weight scenario)" if t["chi2"] is None else f"{t['chi2']:.2f}"
@@ -308,8 +307,8 @@ def render_inspect(info: dict) -> str:
     out.append("")
     out.append("operations                   count       ok     fail      any")
     for op, n in info["ops"].items():
-        e = info["expects_by_op"].get(op, {})
-        out.append(f"  {op:<22} {n:>11,} {e.get('ok', 0):>8,} {e.get('fail', 0):>8,} {e.get('any', 0):>8,}")
+        e = info["expects_by_op"][op]
+        out.append(f"  {op:<22} {n:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
     e = info["expects"]
     out.append(f"  {'total':<22} {info['requests']:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
     out.append("")
@@ -324,13 +323,11 @@ def render_inspect(info: dict) -> str:
     return "\n".join(out)
 
 
-def _shrink_line(sh: dict) -> str:
+def _shrink_line(sh: ShrinkNote) -> str:
     """What a trace written by ``shrink`` reproduces, how often, and from which run."""
-    f, rep, src = sh.get("finding") or {}, sh.get("reproduction") or {}, sh.get("source") or {}
-    rate = ("rate not measured" if rep.get("hits") is None
-            else f"in {rep.get('hits')}/{rep.get('runs')} fresh replays")
-    return (f"shrunk   reproduces {f.get('kind')} on {f.get('entity')} {f.get('role')} {rate}; "
-            f"from {src.get('run')} ({src.get('requests')} requests)")
+    rate = "rate not measured" if sh.hits is None else f"in {sh.hits}/{sh.runs} fresh replays"
+    return (f"shrunk   reproduces {sh.kind} on {sh.entity} {sh.role} {rate}; "
+            f"from {sh.source_run} ({sh.source_requests} requests)")
 
 
 def _fmt(v: Any) -> str:

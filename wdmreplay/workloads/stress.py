@@ -395,8 +395,9 @@ def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
         t += w
         cum.append(t)
     r = rng.random
-    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p.get("repeat_share", 0.0),
-                                                                   p.get("recheckout_share", 0.0))) if share > 0]
+    # resolve() always sets both shares (0 with --seed-scenarios-only).
+    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p["repeat_share"], p["recheckout_share"]))
+              if share > 0]
     phase = [r() for _ in extras]
 
     def choose() -> Callable:
