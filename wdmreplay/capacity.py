@@ -23,8 +23,9 @@ from .errors import WdmError
 from .targets import Target
 from .replayer.config import ReplayConfig
 
-if TYPE_CHECKING:  # annotations only: the analysis is imported where a step is judged (start-up time)
+if TYPE_CHECKING:  # annotations only: the analysis and traces are imported where used (start-up time)
     from .analysis.stats import OpStats
+    from .traces.trace import TraceHeader
 
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")
 DEFAULT_SLO = "p99<500ms,unanswered<1%"
@@ -253,10 +254,10 @@ class CapacityResult:
                 "notes": list(self.notes), "steps": [s.as_dict() for s in self.steps]}
 
 
-def offered_rate(header: dict, speed: float) -> float | None:
+def offered_rate(header: TraceHeader, speed: float) -> float | None:
     """Requests per second the trace's schedule asks for at ``speed`` (None for a schedule of no length)."""
-    duration = float(header.get("duration") or 0.0)
-    return round(header["requests"] * speed / duration, 3) if duration > 0 else None
+    duration = float(header.duration)
+    return round(header.requests * speed / duration, 3) if duration > 0 else None
 
 
 def unanswered_share(stats: OpStats) -> float:
@@ -265,7 +266,7 @@ def unanswered_share(stats: OpStats) -> float:
     return (total - stats.outcomes["ok"] - stats.outcomes["fail"]) / total if total else 0.0
 
 
-def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
+def cut_trace(src: str | Path, dst: str | Path, until: float) -> TraceHeader:
     """Write ``dst``: ``src`` with the last phase's sessions that start at or after ``until`` s left out.
 
     Earlier phases stay whole (they populate what the last one uses). The header keeps the source's
@@ -273,25 +274,24 @@ def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
     longer reaches; each step's own expectations and the consistency check stay); ``params`` gain
     ``cut: {from, until}``.
     """
-    from .traces import TraceReader, TraceWriter, read_header, trace_digest
+    from .traces import TraceReader, TraceWriter, read_trace_header, trace_digest
 
-    h = read_header(src)
-    last = len(h.get("phases") or [{}]) - 1
-    params = dict(h.get("params") or {}, cut={"from": trace_digest(src), "until": until})
-    writer = TraceWriter(dst, workload=h["workload"], seed=h.get("seed", 0), params=params,
-                         phases=[p.get("name", str(i)) for i, p in enumerate(h.get("phases") or [{}])],
-                         scenarios=h.get("scenarios") or (), dialect=h.get("dialect") or "2024",
-                         expect={}, inputs=[src])
+    h = read_trace_header(src)
+    phases = h.phase_names or ["0"]  # a header without phases: one, named by its index (as older traces)
+    last = len(phases) - 1
+    params = dict(h.params, cut={"from": trace_digest(src), "until": until})
+    writer = TraceWriter(dst, workload=h.workload, seed=h.seed, params=params, phases=phases,
+                         scenarios=h.scenarios, dialect=h.dialect, expect={}, inputs=[src])
     # Counts and totals are the cut's own (the writer counts them, "exercises" too); the aggregate
     # expectations and their bounds were the whole trace's.
     kept = {"format", "version", "params", "phases", "sessions", "requests", "duration", "generator", "expect",
             "expect_range", "exercises"}
-    writer.header.update({k: v for k, v in h.items() if k not in kept})
+    writer.header.update({k: v for k, v in h.to_record().items() if k not in kept})
     with TraceReader(src) as reader, writer:
         for s in reader:
             if s["phase"] < last or s["at"] < until:
                 writer.write_session(s["sid"], s["phase"], s["at"], list(s["steps"]))
-    return writer.header
+    return read_trace_header(dst)
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class ReplayOptions:
         object.__setattr__(self, "config", config if config is not None else ReplayConfig(**options))
 
 
-def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo: Slo, opts: ReplayOptions,
+def run_step(trace: str, header: TraceHeader, index: int, speed: float, kind: str, slo: Slo, opts: ReplayOptions,
              outdir: Path, step_seconds: float | None, progress: bool) -> CapacityStep:
     """Replay one step (cut to ``step_seconds`` when given) and judge it against the check and the SLO."""
     from .analysis import check_results, compute_stats
@@ -320,7 +320,7 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
 
     stem = f"step-{index:02d}-{kind}-x{speed:g}"
     step_trace = trace
-    if step_seconds is not None and header.get("duration") and step_seconds * speed < float(header["duration"]):
+    if step_seconds is not None and header.duration and step_seconds * speed < float(header.duration):
         step_trace = str(outdir / f"{stem}.wdmt")
         header = cut_trace(trace, step_trace, step_seconds * speed)
     out = outdir / f"{stem}.wdmr"
@@ -343,7 +343,7 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
     breaches = slo.breaches(latency, unanswered, share)
     if verdict == "INCONCLUSIVE":
         breaches += ("check INCONCLUSIVE: " + "; ".join(check.verdict.reasons()[:2]),)
-    duration = float(header.get("duration") or 0.0)
+    duration = float(header.duration)
     return CapacityStep(index, kind, speed, offered, overall.rate, latency,
                         round(unanswered, 6), verdict, verdict == "CLEAN" and not breaches, breaches, str(out),
                         round(duration / speed, 3), len(check.consistency.anomalies) + len(check.bound_anomalies))
@@ -353,11 +353,11 @@ def find_capacity(trace: str | Path, outdir: str | Path, *, slo: Slo, plan: Sear
                   step_seconds: float | None = None, progress: bool = False,
                   notify: Callable[[CapacityStep], None] = lambda step: None) -> CapacityResult:
     """Run the search of :func:`next_step` on ``trace``; every step's results file stays in ``outdir``."""
-    from .traces import read_header, trace_digest
+    from .traces import read_trace_header, trace_digest
 
     trace = str(trace)
-    header = read_header(trace)
-    if not header.get("requests"):
+    header = read_trace_header(trace)
+    if not header.requests:
         raise CapacityError(f"{trace}: the trace has no requests")
     if step_seconds is not None and not (math.isfinite(step_seconds) and step_seconds > 0):
         raise CapacityError(f"--step-seconds must be a positive number, got {step_seconds!r}")
@@ -367,7 +367,7 @@ def find_capacity(trace: str | Path, outdir: str | Path, *, slo: Slo, plan: Sear
     except OSError as e:
         raise CapacityError(f"{outdir}: cannot create directory: {e.strerror}") from None
     notes = []
-    if not header.get("duration"):
+    if not header.duration:
         notes.append("the trace has no schedule length (a burst workload): offered rate undefined, every "
                      "speed sends the same burst; use a paced trace (generate-trace stress)")
     steps: list[CapacityStep] = []
