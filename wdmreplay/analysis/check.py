@@ -30,6 +30,7 @@ import numpy as np
 
 from ..operations import OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
+from ..traces.records import TraceRef
 from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
@@ -337,9 +338,9 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
-def _bug_coverage(results: Results, trace: dict, shard: str | None, faults: bool) -> BugCoverage:
+def _bug_coverage(results: Results, trace: TraceRef, shard: str | None, faults: bool) -> BugCoverage:
     """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
-    counts, source = run_exercises(trace)
+    counts, source = run_exercises(trace.to_record())
     incomplete = ("a partial run" if not results.complete
                   else f"one shard ({shard}) of the trace" if lone_shard(shard) else None)
     return verdict_coverage(counts, faults, source, incomplete)
@@ -350,10 +351,9 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
-    # What the results header and trailer say, read once (older files lack some: the defaults here).
-    trace = results.header.get("trace") or {}
-    trace_header = trace.get("header") or {}
-    shard, reason = results.header.get("shard"), results.trailer.get("reason")
+    header = results.header_record
+    trace, trace_header = header.trace, header.trace_header
+    shard, reason = header.shard, results.trailer_record.reason
     totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
     loaded = hist.checkout_ok_loaded()
     bounds, bound_anoms = check_bounds(

@@ -75,17 +75,16 @@ class RunInfo:
 
 
 def run_info(results: Results) -> RunInfo:
-    """Identity of a run, read once from its results header and trailer."""
-    h = results.header
-    trace = h.get("trace") or {}
-    th = trace.get("header") or {}
+    """Identity of a run, from its typed results header and trailer."""
+    h, tr = results.header_record, results.trailer_record
+    th = h.trace_header  # the replayed trace's header as the results header copied it (a partial one in hand-made files)
     return RunInfo(
         label=results.label, file=Path(results.path).name,
-        trace=TraceInfo(trace.get("digest"), th.get("workload"), th.get("seed"), th.get("requests"),
-                        Path(str(trace.get("path") or "")).name),
-        target=h.get("target"), dialect=h.get("dialect"), speed=h.get("speed"), concurrency=h.get("concurrency"),
-        started=h.get("started"), complete=results.complete, reason=results.trailer.get("reason"),
-        wall=results.trailer.get("wall"), requests=results.n, tool=h.get("tool"))
+        trace=TraceInfo(h.trace.digest, th.get("workload"), th.get("seed"), th.get("requests"),
+                        Path(h.trace.path or "").name),
+        target=h.target, dialect=h.dialect, speed=h.speed, concurrency=h.concurrency,
+        started=h.started, complete=results.complete, reason=tr.reason,
+        wall=tr.wall, requests=results.n, tool=h.tool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -331,7 +331,7 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
     path = _trace_path(results, trace)
     if path is None:
         return {}
-    want = (results.header.get("trace") or {}).get("digest")
+    want = results.header_record.trace.digest
     try:
         same = want is None or file_digest(path) == want
     except FormatError:
@@ -366,7 +366,7 @@ def _trace_path(results: Results, trace: str | Path | None) -> Path | None:
     """The run's trace file: as given, else as the header names it (as is, or beside the results file)."""
     if trace is not None:
         return Path(trace)
-    name = (results.header.get("trace") or {}).get("path")
+    name = results.header_record.trace.path
     if not name:
         return None
     for p in (Path(name), Path(results.path).parent / Path(name).name):
