@@ -143,7 +143,7 @@ class RunStories:
         if results.argcols is None:
             raise ExplainError(f"{Path(results.path).name}: loaded without args; cannot tell stories")
         self.r = results
-        self.fs: FinalState | None = final_state(results.final)
+        self.fs: FinalState | None = final_state(results.final_record)  # typed once per run (cached)
         ac = results.argcols
         self.ids = IdTable(ac.names)
         c = results.cols
