@@ -206,6 +206,10 @@ class CompareResult:
         """Whether any build regressed (the exit-1 condition)."""
         return any(b.regression for b in self.builds)
 
+    def to_json(self) -> dict:
+        """JSON-ready form: :meth:`as_dict` (``render_json`` takes the result itself)."""
+        return self.as_dict()
+
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys, schema ``wdm-compare/2``, documented in docs/analysis.md)."""
         return {
