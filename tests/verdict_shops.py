@@ -29,6 +29,8 @@
   request's connection is closed unanswered and the port closes (later connections are refused);
 - ``"hangs-at-final"``: correct until the first find: from then on every request is accepted and
   never answered (a process stopped with SIGSTOP, a wedged event loop).
+- ``"huge-figures"``: correct, except that every find_item answers a stock of 2**70 and every find_order a
+  total_cost of 2**64 (numbers no signed 64-bit column holds: garbage the final read must survive).
 
 ``.stop()`` closes the port mid-run (a shop killed). ``.url`` is the base URL.
 """
@@ -44,7 +46,7 @@ from typing import Any
 from aiohttp import web
 
 MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock",
-         "int32-total", "dies-at-final", "hangs-at-final")
+         "int32-total", "huge-figures", "dies-at-final", "hangs-at-final")
 
 
 class TinyShop:
@@ -71,6 +73,8 @@ class TinyShop:
 
     def _shown_total(self, order: dict) -> int:
         total = self._total(order)
+        if self.mode == "huge-figures":
+            return 1 << 64
         return (total + (1 << 31)) % (1 << 32) - (1 << 31) if self.mode == "int32-total" else total
 
     def _answer(self, method: str, parts: list[str]) -> tuple[int, Any]:
@@ -84,7 +88,7 @@ class TinyShop:
                 return 404, "no such item"
             it = self.items[args[0]]
             if op == "find":
-                return 200, {"stock": it[0], "price": it[1]}
+                return 200, {"stock": 1 << 70 if self.mode == "huge-figures" else it[0], "price": it[1]}
             n = int(args[1])
             if op == "subtract" and it[0] < n:
                 return 400, "insufficient stock"

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..operations import ENTITY_KINDS  # re-exported for the checkers (one definition, in operations)
 from ..traces.argcols import IdTable, as_int  # as_int: one definition; re-exported for the checkers
+from ..traces.stream import FormatError
 from ..traces.records import FinalRecord, ItemState, Settle, UserState, order_fields  # re-exported for the checkers
 
 
@@ -136,8 +137,12 @@ def order_table(orders: Mapping) -> OrderTable:
             qtys.append(q)
     start = np.zeros(len(ids) + 1, np.int64)
     np.cumsum(counts, out=start[1:])
-    return OrderTable(ids, np.array(paid, bool), np.array(users, np.int64), np.array(totals, np.int64), start,
-                      np.array(items, np.int64), np.array(qtys, np.int64), list(index))
+    try:
+        return OrderTable(ids, np.array(paid, bool), np.array(users, np.int64), np.array(totals, np.int64), start,
+                          np.array(items, np.int64), np.array(qtys, np.int64), list(index))
+    except OverflowError:  # the replayer reads such an answer as unreadable; an older or hand-made file may hold one
+        raise FormatError("corrupt final state: an order's total_cost or line quantity is outside the signed "
+                          "64-bit range") from None
 
 
 def _table_from_columns(c: Any) -> OrderTable:

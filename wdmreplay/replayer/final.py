@@ -214,12 +214,28 @@ def check_dialect(scan: TraceScan, dialect: Dialect, path: str) -> None:
                        f"{', '.join(missing)} (choose another --dialect or add --routes)")
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class OutOfRange(ValueError):
+    """A number in an answer that no signed 64-bit column holds."""
+
+
+def _int64(v: Any) -> int:
+    """``v`` as an int the results file and the checker can hold (signed 64 bits), else ValueError: an answer
+    such as a stock of 2**70 is read as unreadable, like one that is not a number."""
+    n = int(v)
+    if not INT64_MIN <= n <= INT64_MAX:
+        raise OutOfRange(f"{n} is outside the signed 64-bit range")
+    return n
+
+
 def _parse_item(d: Any) -> dict:
-    return {"stock": int(d["stock"]), "price": int(d["price"])}
+    return {"stock": _int64(d["stock"]), "price": _int64(d["price"])}
 
 
 def _parse_user(d: Any) -> dict:
-    return {"credit": int(d["credit"])}
+    return {"credit": _int64(d["credit"])}
 
 
 def _parse_order(d: Any) -> dict:
@@ -230,14 +246,14 @@ def _parse_order(d: Any) -> dict:
     items: dict[str, int] = {}
     for entry in lines:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
-            iid, qty = str(entry[0]), int(entry[1])
+            iid, qty = str(entry[0]), _int64(entry[1])
         else:  # some systems list an item id once per unit
             iid, qty = str(entry), 1
-        items[iid] = items.get(iid, 0) + qty
+        items[iid] = _int64(items.get(iid, 0) + qty)
     if isinstance(paid, str):
         paid = paid.lower() == "true"
     return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
-            "user_id": str(user), "total_cost": int(total or 0)}
+            "user_id": str(user), "total_cost": _int64(total or 0)}
 
 
 _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
@@ -376,6 +392,8 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
                 continue
             try:
                 state[_SECTION[kind]][ident] = _PARSERS[kind](json.loads(body))
+            except OutOfRange as e:
+                missing[kind][ident] = f"unreadable response: a number {e}"[:MAX_ERROR_TEXT]
             except (ValueError, KeyError, TypeError, AttributeError):
                 text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
                 missing[kind][ident] = f"unreadable response: {text}"[:MAX_ERROR_TEXT]
