@@ -99,6 +99,7 @@ class Coverage:
     quiesce: object
     indeterminate: int  # requests with no answer (5xx, timeout, connection error)
     shard: str | None
+    stopped: tuple[str, ...] = ()  # why the final read's circuit breaker stopped reading (empty: it did not)
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
@@ -107,7 +108,7 @@ class Coverage:
                                           "snapshots": st.snapshots, "why": st.why}
         return {"final_state": self.final_state, "read": dict(self.read), "missing": dict(self.missing),
                 "settle": settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
-                "shard": self.shard}
+                "shard": self.shard, "stopped": list(self.stopped)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,8 @@ def _coverage(results: Results, consistency: ConsistencyResult, shard: str | Non
     lost = Counter({k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {})
     missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost[k])
                for k in ENTITY_KINDS}
-    return Coverage(True, read, {k: n for k, n in missing.items() if n}, fs.settle, fs.quiesce, indet, shard)
+    return Coverage(True, read, {k: n for k, n in missing.items() if n}, fs.settle, fs.quiesce, indet, shard,
+                    fs.stopped)
 
 
 def lone_shard(shard: object) -> bool:
@@ -220,6 +222,7 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
     else:
         if cov.missing:
             why.append("not read back: " + ", ".join(f"{n} {k}(s)" for k, n in cov.missing.items()))
+        why.extend(cov.stopped)  # "final read stopped after K connection failures in a row …"
         if cov.settle is not None and not cov.settle.settled:
             st = cov.settle
             why.append(f"final state did not settle within {st.requested:g} s "
