@@ -25,7 +25,7 @@ from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INT
 from .checks import ReplayError
 from .config import WorkerSetup
 from .engine import split_concurrency
-from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at,
+from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at, stopped_of,
                     plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
@@ -328,10 +328,11 @@ class Coordinator:
         assert state is not None and missing is not None
         self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
                                 "snapshots": len(snapshots), "entities": total,
-                                "sample": _sample_total(sample)}
+                                "sample": _sample_total(sample), "stopped": stopped_of(missing)}
         return FinalRecord.from_record({  # the snapshots as parsed from the shop's answers (the HTTP edge)
             **state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
-            "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0]})
+            "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0],
+            "stopped": self.final_read_info["stopped"]})
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
         """One snapshot read by the workers, each its slice; None when interrupted."""

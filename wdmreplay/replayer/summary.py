@@ -169,6 +169,10 @@ def format_summary(s: dict) -> str:
         lines.append(f"  final read: {fr['entities']} entities{sampled} in {fr['seconds']:.2f} s "
                      f"({fr['snapshots']} snapshot(s), {fr['quiesce']:.2f} s waiting for abandoned requests), "
                      f"after the send window of {send:.2f} s")
+        stopped = fr.get("stopped")
+        if stopped:
+            unread = sum(stopped["not_read"].values())
+            lines += [f"  {why} ({unread} entities not read back)" for why in stopped["why"]]
     lines += _lateness_lines(s)
     hint = s.get("dialect_hint")
     if hint:
