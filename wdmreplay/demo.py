@@ -220,8 +220,9 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, settle=3.0,
                                label=f"demo-faults-{plan.service}", progress=progress, faults=str(sched))
         echo(format_summary(replace(summary, path=out.name)))
+        assert summary.faults is not None  # the run had the schedule written above
         echo(format_fault_summary(summary.faults))
-        for line in summary.faults.failures if summary.faults is not None else ():
+        for line in summary.faults.failures:
             echo(f"      {line}")
     echo(f"[5/5] check --max-recovery {plan.max_recovery:g}, and the report's faults section")
     results = load_results(out, with_args=True)

@@ -349,26 +349,37 @@ class FaultRunner:
 
     def summary(self) -> FaultRunSummary:
         """What ran: per fault its actions' results, the skipped faults, and one line per failed action."""
-        return FaultRunSummary({name: dict(acts) for name, acts in self.results.items()}, tuple(self.skipped),
-                               tuple(self.failures()))
+        return FaultRunSummary({name: FaultActions(**acts) for name, acts in self.results.items()},  # "do", "undo"
+                               tuple(self.skipped), tuple(self.failures()))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultActions:
+    """A started fault's actions: ``do`` and ``undo`` (None: not run, e.g. the replay stopped during ``do``)."""
+
+    do: ActionResult | None = None
+    undo: ActionResult | None = None
+
+    def ran(self) -> dict[str, ActionResult]:
+        """The actions that ran, by name (``"do"``, ``"undo"``), in that order."""
+        return {w: r for w, r in (("do", self.do), ("undo", self.undo)) if r is not None}
 
 
 @dataclass(frozen=True, slots=True)
 class FaultRunSummary:
     """What a replay's fault schedule did: the part ``summary.faults`` of :class:`~.summary.ReplaySummary`.
 
-    ``results``: per fault name (in the order they started), its actions ``"do"`` / ``"undo"`` that
-    ran; ``skipped``: faults not due before the run ended; ``failures``: one line per failed action.
+    ``results``: per fault name (in the order they started), its :class:`FaultActions`; ``skipped``: faults not due before the run ended; ``failures``: one line per failed action.
     """
 
-    results: Mapping[str, Mapping[str, ActionResult]]
+    results: Mapping[str, FaultActions]  # keyed by fault name (data)
     skipped: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """JSON-ready: per fault its actions (start, end, exit, ok), the skipped and the failures."""
         return {"faults": {name: {w: {"start": r.start, "end": r.end, "exit": r.exit_code, "ok": r.ok}
-                                  for w, r in acts.items()} for name, acts in self.results.items()},
+                                  for w, r in acts.ran().items()} for name, acts in self.results.items()},
                 "skipped": list(self.skipped), "failures": list(self.failures)}
 
 
@@ -378,10 +389,11 @@ def format_fault_summary(f: FaultRunSummary | None) -> str:
         return ""
     lines = []
     for name, acts in f.results.items():
-        do, undo = acts.get("do"), acts.get("undo")  # the actions that ran (keyed by "do"/"undo": either may not have)
+        do, undo = acts.do, acts.undo
         span = (f"{do.start:.2f} s -> {undo.end:.2f} s" if do and undo else
                 f"{do.start:.2f} s -> (no undo)" if do else "not run")
-        state = "ok" if all(a.ok for a in acts.values()) and undo else "FAILED" if acts else "not run"
+        ran = acts.ran()
+        state = "ok" if all(a.ok for a in ran.values()) and undo else "FAILED" if ran else "not run"
         lines.append(f"  fault {name}: {span} ({state})")
     for name in f.skipped:
         lines.append(f"  fault {name}: skipped (not due before the run ended)")

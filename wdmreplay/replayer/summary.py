@@ -10,6 +10,7 @@ JSON-ready map (the keys and order the summary dict always had).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -123,6 +124,8 @@ class ReplaySummary:
 
     def __getitem__(self, key: str) -> Any:
         """Deprecated: ``summary["complete"]`` reads the :meth:`as_dict` map; use ``summary.complete``."""
+        warnings.warn(f'summary[{key!r}] is deprecated: read the attribute (summary.{key}) or summary.as_dict()',
+                      DeprecationWarning, stacklevel=2)
         return self.as_dict()[key]
 
 
