@@ -152,6 +152,9 @@ def test_shop_killed_mid_run_is_never_clean(tmp_path, capsys):
     # Nothing could be read back: coverage says how many of each kind are missing.
     cov = rep.verdict.sections[3]
     assert cov.status == "inconclusive" and any("not read back" in r for r in cov.reasons), cov
+    # The circuit breaker stopped the final read (once ~25 s of 3 x 1 s timeouts per entity) and says so.
+    assert run.final["stopped"]["why"] and any(r.startswith("final read stopped after 8 connection failures in a row")
+                                               for r in cov.reasons), cov
     assert cli_check(out, capsys)[0] == 1
 
 

@@ -47,13 +47,14 @@ def test_the_summary_is_a_frozen_record_whose_map_is_the_old_dict(tmp_path, shop
     assert s.requests == run.n > 0 and s.path == str(out)
     assert s.sent == s.requests - s.outcomes["skipped"] and sum(s.outcomes.values()) == s.requests
     assert s.final_read is not None and s.final_read.entities > 0 and s.final_read.snapshots >= 1
+    assert s.final_read.stopped is None  # the reference shop answered every read
     d = s.as_dict()
     # the keys and order the summary dict always had; no "faults" key without a schedule
     assert list(d) == ["path", "requests", "sent", "outcomes", "wall", "send_wall", "rate", "scheduled_rate", "p50",
                        "p99", "service_p50", "service_p99", "lag_p99", "lagging", "late", "conn_waits", "late_cause",
                        "final_read", "speed", "complete", "reason", "bindings", "probes", "final_reads",
                        "dialect_hint"]
-    assert list(d["final_read"]) == ["seconds", "quiesce", "snapshots", "entities", "sample"]
+    assert list(d["final_read"]) == ["seconds", "quiesce", "snapshots", "entities", "sample", "stopped"]
     assert json.loads(json.dumps(d)) == d  # JSON-ready, and nothing lost on the way
     assert d["final_read"]["entities"] == s.final_read.entities and d["rate"] == s.rate
     with pytest.deprecated_call():  # the deprecated shim reads the same map, and says so

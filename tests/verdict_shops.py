@@ -25,6 +25,10 @@
 - ``"int32-total"``: correct, except that the order's read answers total_cost as a signed 32-bit
   integer (a shop storing totals in an int32 column): wrong only once a total reaches 2**31; the
   checkout charges the right amount.
+- ``"dies-at-final"``: correct until the first find (the final read): then the shop is killed — that
+  request's connection is closed unanswered and the port closes (later connections are refused);
+- ``"hangs-at-final"``: correct until the first find: from then on every request is accepted and
+  never answered (a process stopped with SIGSTOP, a wedged event loop).
 - ``"huge-figures"``: correct, except that every find_item answers a stock of 2**70 and every find_order a
   total_cost of 2**64 (numbers no signed 64-bit column holds: garbage the final read must survive).
 
@@ -35,13 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from typing import Any
 
 from aiohttp import web
 
 MODES = ("correct", "lost-line", "wrong-total", "500", "hang", "non-json", "empty-json", "dead", "amnesia", "faulty-stock", "collapse-repeats", "checkout-500", "flaky-stock",
-         "int32-total", "huge-figures")
+         "int32-total", "huge-figures", "dies-at-final", "hangs-at-final")
 
 
 class TinyShop:
@@ -55,6 +60,8 @@ class TinyShop:
         self.orders: dict[str, dict[str, Any]] = {}  # id -> {user, lines {item: qty}, paid}
         self.url = ""
         self.faulty = False  # faulty-stock: inside the fault
+        self.hung = False  # hangs-at-final: the final read has begun
+        self.dead = False  # dies-at-final: the final read has begun
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -157,6 +164,21 @@ class TinyShop:
             if "/addItem/" in path:
                 return web.Response(status=400, text="Item does not exist")
             return web.Response(status=502, text="Bad Gateway")
+        if self.mode == "dies-at-final" and ("find" in path or self.dead):
+            if not self.dead:  # the port closes: new connections are refused
+                self.dead = True
+                server = self._site._server  # type: ignore[union-attr]
+                for sock in server.sockets:  # shut down, not only closed: a forked replay worker holds the fd too
+                    sock.shutdown(socket.SHUT_RDWR)
+                server.close()
+            assert request.transport is not None
+            request.transport.close()  # and the open ones are cut, unanswered
+            await asyncio.sleep(0.05)
+            return web.Response(status=500)
+        if self.mode == "hangs-at-final" and "find" in path:
+            self.hung = True
+        if self.hung:
+            await asyncio.sleep(3600)  # never answers (the shop's cleanup cancels it)
         if self.mode == "amnesia" and "find" in path:
             self.items.clear(), self.users.clear(), self.orders.clear()
         status, body = self._answer(request.method, [p for p in path.split("/") if p])
@@ -175,7 +197,7 @@ class TinyShop:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = self._site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())
         self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
         self._ready.set()

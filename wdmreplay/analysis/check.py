@@ -93,12 +93,13 @@ class Coverage:
     quiesce: object
     indeterminate: int  # requests with no answer (5xx, timeout, connection error)
     shard: str | None
+    stopped: tuple[str, ...] = ()  # why the final read's circuit breaker stopped reading (empty: it did not)
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"final_state": self.final_state, "read": dict(self.read), "missing": dict(self.missing),
                 "settle": self.settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
-                "shard": self.shard}
+                "shard": self.shard, "stopped": list(self.stopped)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,7 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
                for k in ENTITY_KINDS}
     settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
                                             "snapshots": fs.settle.snapshots, "why": fs.settle.why}
-    return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard)
+    return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard, fs.stopped)
 
 
 def lone_shard(shard: object) -> bool:
@@ -210,6 +211,7 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
     else:
         if cov.missing:
             why.append("not read back: " + ", ".join(f"{n} {k}(s)" for k, n in cov.missing.items()))
+        why.extend(cov.stopped)  # "final read stopped after K connection failures in a row …"
         if cov.settle is not None and not cov.settle["settled"]:
             why.append(f"final state did not settle within {cov.settle['requested']:g} s "
                        f"({cov.settle['snapshots']} snapshots{'; ' + cov.settle['why'] if cov.settle['why'] else ''})")

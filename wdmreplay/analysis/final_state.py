@@ -180,6 +180,7 @@ class FinalState:
     quiesce: Any = None
     bound_not_found: Mapping[str, frozenset] | None = None  # None: a file written before the record had it
     answered_4xx: Mapping[str, Mapping[str, str]] | None = None  # kind -> {id: why} of missing answered 4xx
+    stopped: tuple[str, ...] = ()  # why the final read's circuit breaker stopped reading (empty: it did not)
 
     def not_found(self, kind: str) -> Mapping[str, str]:
         """The ids of ``kind`` whose read the shop answered with a 4xx (a definite "not found"): id -> why."""
@@ -230,4 +231,4 @@ def final_state(record: FinalRecord | Mapping | None) -> FinalState | None:
     bound = None if record.bound_not_found is None else {k: frozenset(v) for k, v in record.bound_not_found.items()}
     answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in record.missing.items()}
     return FinalState(record.items, record.users, orders, record.missing, record.settling, record.quiesce, bound,
-                      answered)
+                      answered, record.stopped_why)

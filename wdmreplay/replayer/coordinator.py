@@ -25,11 +25,11 @@ from ..traces.results import (EVENT_FINAL_READ, EVENT_FINAL_READ_DONE, EVENT_INT
 from .checks import ReplayError
 from .config import WorkerSetup
 from .engine import split_concurrency
-from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at,
+from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_sets, next_snapshot_at, stopped_of,
                     plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
-from .summary import FinalReadInfo, ReadSample, Tally
+from .summary import FinalReadInfo, ReadSample, ReadStopped, Tally
 
 STOP_GRACE = 0.5  # seconds in-flight requests get after Ctrl-C / SIGTERM before they are cut off
 STOP_WAIT = 1.0  # seconds the coordinator waits for stopped workers to report before giving up on them
@@ -323,11 +323,13 @@ class Coordinator:
             if not answered_any(state, missing):
                 break  # not one read answered (the target is gone): another snapshot has nothing to compare
         assert state is not None and missing is not None
+        stopped = stopped_of(missing)
         self.final_read_info = FinalReadInfo(self.clock() - began, quiesce["waited"], len(snapshots), total,
-                                             _sample_total(sample))
+                                             _sample_total(sample), ReadStopped.of(stopped))
         return FinalRecord.from_record({  # the snapshots as parsed from the shop's answers (the HTTP edge)
             **state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
-            "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0]})
+            "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0],
+            "stopped": stopped})
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
         """One snapshot read by the workers, each its slice; None when interrupted."""

@@ -260,6 +260,55 @@ _PARSERS = {"item": _parse_item, "user": _parse_user, "order": _parse_order}
 _SECTION = {"item": "items", "user": "users", "order": "orders"}
 READ_ATTEMPTS = 3  # a final-state read failing with 5xx, a timeout or a connection error is retried twice
 READ_BACKOFF = 0.05  # seconds before the first retry; doubled before the next
+# The circuit breaker: after this many reads in a row against one service failed of one kind
+# (refused, reset, timeout: every attempt), with no answer from it in between, a snapshot stops
+# reading that service. An answer of any status (a 4xx, a 5xx) resets the count: the shop is there.
+# Counting whole reads (each READ_ATTEMPTS attempts), not attempts, keeps a shop that answers slowly
+# or drops a request or two now and then (at any concurrency) from ever getting there.
+BREAKER_FAILURES = 8
+# How an entity the breaker left unread is marked in ``missing`` (then its reason, from stop_reason).
+STOPPED_PREFIX = "not read: "
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """The breaker's kind of a failed read attempt: ``"timeout"``, ``"connection refused"``,
+    ``"connection reset"``; None for a failure that says nothing about the shop being there."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection refused"
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return "connection reset"
+    return None
+
+
+def stop_reason(failures: int, kind: str) -> str:
+    """The one line saying why a snapshot stopped reading (written per entity and in the output)."""
+    return (f"final read stopped after {failures} connection failures in a row ({kind}, {READ_ATTEMPTS} attempts "
+            f"each): the shop is not answering")
+
+
+class Breaker:
+    """Consecutive failed reads of one kind against one service, with no answer in between."""
+
+    __slots__ = ("limit", "run", "kind", "tripped")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.run, self.kind, self.tripped = limit, 0, None, None  # tripped: the reason
+
+    def answered(self) -> None:
+        """The service answered (any HTTP status): the run of failures is over."""
+        if self.tripped is None:
+            self.run, self.kind = 0, None
+
+    def failed(self, kind: str | None) -> None:
+        """A read failed (every attempt) with ``kind`` last (None: a failure the breaker does not count)."""
+        if kind is None or self.tripped is not None:
+            return
+        self.run = self.run + 1 if kind == self.kind else 1
+        self.kind = kind
+        if self.run >= self.limit:
+            self.tripped = stop_reason(self.run, kind)
 
 
 class ReadCounter:
@@ -273,14 +322,19 @@ class ReadCounter:
 
 async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dialect,
                      entities: dict[str, list[str]], concurrency: int,
-                     counter: ReadCounter | None = None) -> tuple[dict, dict, int]:
+                     counter: ReadCounter | None = None,
+                     breaker: int = BREAKER_FAILURES) -> tuple[dict, dict, int]:
     """One snapshot: ``({"items": {...}, "users": {...}, "orders": {...}}, missing, reads)``.
 
-    ``counter.n`` (when given) counts the entities read so far, answered or not.
+    ``counter.n`` (when given) counts the entities read so far, answered or not. ``breaker``
+    consecutive failed reads of one kind against one service (see :class:`Breaker`) stop the
+    reads of that service: its remaining entities are in ``missing`` as
+    ``STOPPED_PREFIX + reason`` (see :func:`stopped_of`).
     """
     state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
     missing: dict[str, dict[str, str]] = {k: {} for k in ENTITY_KINDS}
-    work: list[tuple[str, str, str | None]] = []
+    work: list[tuple[str, str, str, Breaker]] = []
+    breakers: dict[str, Breaker] = {}
     for kind in ENTITY_KINDS:
         ids = entities.get(kind, [])
         find = FIND_OP[kind]
@@ -290,30 +344,38 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
             continue
         r = dialect.route(find)
         base = target.base(OPERATIONS[find].service)
+        br = breakers.setdefault(base, Breaker(breaker))
         for i in ids:
-            work.append((kind, i, base + r.fmt.format(i)))
+            work.append((kind, i, base + r.fmt.format(i), br))
     it = iter(work)
     reads = 0
 
     async def reader() -> None:
         nonlocal reads
-        for kind, ident, url in it:
+        for kind, ident, url, br in it:
             method = dialect.route(FIND_OP[kind]).method
+            failure = kind_of = None
             for attempt in range(READ_ATTEMPTS):
+                if br.tripped is not None:
+                    failure = STOPPED_PREFIX + br.tripped
+                    break
                 if attempt:
                     # A flaky target (5xx, timeout, reset) gets a short pause and another try: a
                     # read has no side effect, and one lost read would leave a hole in the snapshot.
                     await asyncio.sleep(READ_BACKOFF * 2 ** (attempt - 1))
                 reads += 1
-                status, body, failure = 0, b"", None
+                status, body, failure, kind_of = 0, b"", None, None
                 try:
                     async with client.request(method, url, allow_redirects=False) as resp:
                         status = resp.status
                         body = await resp.read()
-                except asyncio.TimeoutError:
-                    failure = "timeout"
+                except asyncio.TimeoutError as e:
+                    failure, kind_of = "timeout", failure_kind(e)
                 except (aiohttp.ClientError, OSError, ValueError) as e:
                     failure = f"connection error: {e.__class__.__name__}: {e}"[:MAX_ERROR_TEXT]
+                    kind_of = failure_kind(e)
+                else:
+                    br.answered()
                 if failure is None and not 200 <= status < 300:
                     text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace")
                     failure = f"HTTP {status}: {text}"[:MAX_ERROR_TEXT]
@@ -323,6 +385,8 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
                     break
             if counter is not None:
                 counter.n += 1
+            if kind_of is not None:  # every attempt failed, the last one without an answer
+                br.failed(kind_of)
             if failure is not None:
                 missing[kind][ident] = failure
                 continue
@@ -337,6 +401,22 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
     n = max(1, min(concurrency, len(work)))
     await asyncio.gather(*(reader() for _ in range(n)))
     return state, {k: v for k, v in missing.items() if v}, reads
+
+
+def stopped_of(missing: Mapping[str, Mapping[str, str]]) -> dict | None:
+    """The final record's ``stopped``: why the breaker stopped the read and what it left unread.
+
+    ``{"why": [reason, …], "not_read": {kind: n}}`` (reasons sorted, one per distinct stop), or
+    None when the breaker did not trip. Derived from the ``STOPPED_PREFIX`` marks in ``missing``.
+    """
+    why: set[str] = set()
+    not_read: dict[str, int] = {}
+    for kind, failures in missing.items():
+        for f in failures.values():
+            if f.startswith(STOPPED_PREFIX):
+                why.add(f[len(STOPPED_PREFIX):])
+                not_read[kind] = not_read.get(kind, 0) + 1
+    return {"why": sorted(why), "not_read": not_read} if why else None
 
 
 # --- when the final read may start and how it settles: pure functions, no clock ---------------

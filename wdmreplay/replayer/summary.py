@@ -43,6 +43,22 @@ class ReadSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadStopped:
+    """Why the final read's circuit breaker stopped reading (one line per distinct stop) and what it left unread."""
+
+    why: tuple[str, ...]
+    not_read: Mapping[str, int]  # entities not read back, by kind (keyed by entity kind: data)
+
+    @classmethod
+    def of(cls, stopped: Mapping | None) -> ReadStopped | None:
+        """From :func:`~.final.stopped_of`'s ``{"why", "not_read"}`` (None: the breaker did not trip)."""
+        return None if stopped is None else cls(tuple(stopped["why"]), dict(stopped["not_read"]))
+
+    def as_dict(self) -> dict:
+        return {"why": list(self.why), "not_read": dict(self.not_read)}
+
+
+@dataclass(frozen=True, slots=True)
 class FinalReadInfo:
     """What the final read covered and how long it took (the coordinator's record of it)."""
 
@@ -51,10 +67,12 @@ class FinalReadInfo:
     snapshots: int
     entities: int
     sample: ReadSample | None = None  # None: every untouched batch_init entity was read
+    stopped: ReadStopped | None = None  # None: the breaker did not trip
 
     def as_dict(self) -> dict:
         return {"seconds": self.seconds, "quiesce": self.quiesce, "snapshots": self.snapshots,
-                "entities": self.entities, "sample": None if self.sample is None else self.sample.as_dict()}
+                "entities": self.entities, "sample": None if self.sample is None else self.sample.as_dict(),
+                "stopped": None if self.stopped is None else self.stopped.as_dict()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +296,9 @@ def format_summary(s: ReplaySummary) -> str:
         lines.append(f"  final read: {fr.entities} entities{sampled} in {fr.seconds:.2f} s "
                      f"({fr.snapshots} snapshot(s), {fr.quiesce:.2f} s waiting for abandoned requests), "
                      f"after the send window of {s.send_wall:.2f} s")
+        if fr.stopped is not None:
+            unread = sum(fr.stopped.not_read.values())
+            lines += [f"  {why} ({unread} entities not read back)" for why in fr.stopped.why]
     lines += _lateness_lines(s)
     hint = s.dialect_hint
     if hint is not None:

@@ -336,7 +336,8 @@ class Settle:
 
 
 _SECTION_KINDS = {"items": "item", "users": "user", "orders": "order"}
-_FINAL_KEYS = ("items", "users", "orders", "missing", "bound_not_found", "settle", "quiesce", "read_at", "shards")
+_FINAL_KEYS = ("items", "users", "orders", "missing", "bound_not_found", "settle", "quiesce", "read_at", "shards",
+               "stopped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +349,9 @@ class FinalRecord:
     :func:`~..analysis.final_state.order_table` types them). ``missing`` is kind → {id: why};
     ``bound_not_found`` kind → ids (None: written before lost data was recorded); ``settle`` and
     ``quiesce`` as written (see :attr:`settling`), ``read_at`` the last snapshot's start on the run's
-    clock, ``shards`` what a merged file records of its shards' reads.
+    clock, ``shards`` what a merged file records of its shards' reads. ``stopped`` (None: the read
+    was not cut short, or an older file) is ``{"why": [reason, …], "not_read": {kind: n}}`` when the
+    final read's circuit breaker stopped reading a shop that no longer answered.
     """
 
     items: Mapping[str, ItemState]
@@ -361,6 +364,7 @@ class FinalRecord:
     read_at: float | None = None
     shards: list | None = None
     extra: Mapping = field(default_factory=dict)
+    stopped: Mapping | None = None
 
     @classmethod
     def from_record(cls, rec: Any) -> "FinalRecord":
@@ -381,10 +385,10 @@ class FinalRecord:
             bound = {str(k): tuple(map(str, _checked(where, f"bound_not_found.{k}", v, (list, tuple, _NONE)) or ()))
                      for k, v in bnf.items()}
         for key, kinds in (("settle", (Mapping, _NONE)), ("quiesce", (Mapping, _NONE)),
-                           ("read_at", (*_NUMBER, _NONE)), ("shards", (list, _NONE))):
+                           ("read_at", (*_NUMBER, _NONE)), ("shards", (list, _NONE)), ("stopped", (Mapping, _NONE))):
             _checked(where, key, got.setdefault(key, None), kinds)
         return cls(items, users, got["orders"] or {}, missing, bound, got["settle"], got["quiesce"],
-                   _float(got["read_at"]), got["shards"], extra)
+                   _float(got["read_at"]), got["shards"], extra, got["stopped"])
 
     def missing_of(self, kind: str) -> Mapping[str, str]:
         """The ids of entity ``kind`` ("item", "user", "order") the read could not read back: id -> why."""
@@ -406,12 +410,18 @@ class FinalRecord:
         if self.bound_not_found is not None:
             out["bound_not_found"] = {k: list(v) for k, v in self.bound_not_found.items()}
         out["settle"] = None if self.settle is None else dict(self.settle)
-        for key in ("quiesce", "read_at", "shards"):  # a run's record has quiesce and read_at; a merged one no quiesce
+        for key in ("quiesce", "read_at", "shards", "stopped"):  # a run's record has quiesce and read_at; a merged one no quiesce
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
         out.update(self.extra)
         return out
+
+    @property
+    def stopped_why(self) -> tuple[str, ...]:
+        """Why the final read's circuit breaker stopped reading (empty: it did not, or an older file)."""
+        why = (self.stopped or {}).get("why") or ()
+        return tuple(map(str, why)) if isinstance(why, (list, tuple)) else (str(why),)
 
     @property
     def settling(self) -> Settle | None:
