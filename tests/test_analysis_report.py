@@ -117,7 +117,29 @@ def test_report_json_stable_keys(mixed):
 
 def test_report_without_args_has_no_check(mixed):
     rep = build_report(load_results(mixed))
-    assert rep["check"] is None and "check: not run" in render_text(rep)
+    assert rep.check is None and "check: not run" in render_text(rep)
+
+
+def test_typed_report_is_what_the_json_edge_prints(mixed):
+    # The report and the check are typed records; their dict exists only at the JSON edge, and the
+    # CLI's JSON is exactly that edge (byte for byte), for a run with anomalies, an error and a skip.
+    run = load_results(mixed, with_args=True)
+    rep = build_report(run)
+    s, chk = rep.stats, rep.check
+    assert rep.run.label == "build-a" and rep.run.file == "mixed.wdmr" and rep.run.complete
+    assert s.overall.count == 25 == sum(b.count for b in s.by_op.values())
+    assert s.overall.unanswered == 1 and s.overall.outcomes["skipped"] == 1  # the 500 and the skipped add_item
+    assert s.by_op["checkout"].unanswered == 1 and s.by_op["add_item"].unanswered == 0
+    assert sum(s.timeline.count) == 24 and len(s.timeline.t) == len(s.timeline.p99_ms)  # sent requests only
+    assert chk.verdict.verdict == "NOT CLEAN" and chk.verdict.by_name["correctness"].status == "fail"
+    assert rep.stories and all(st.anomaly in chk.anomalies for st in rep.stories)
+    assert render_json(rep) == render_json(rep.to_json()) and render_json(chk) == render_json(chk.as_dict())
+    report_json, check_json = _cli("report", str(mixed), "--format", "json"), _cli("check", str(mixed), "--json")
+    assert report_json.stdout == render_json(rep) and check_json.stdout == render_json(check_results(run))
+    assert check_json.returncode == 1 and report_json.returncode == 0
+    # A clean run: nothing unanswered, no story, the verdict read from the same record.
+    clean = build_report(load_results(clean_history().write(mixed.parent / "clean.wdmr"), with_args=True))
+    assert clean.check.clean and clean.stories == () and clean.stats.overall.unanswered == 0
 
 
 class _Page(HTMLParser):

@@ -41,37 +41,37 @@ def history_with_latencies() -> History:
 def test_stats_per_operation(tmp_path):
     r = load_results(history_with_latencies().write(tmp_path / "r.wdmr", wall=4.0))
     s = compute_stats(r)
-    fi, co, ov = s["by_op"]["find_item"], s["by_op"]["checkout"], s["overall"]
-    assert (fi["count"], co["count"], ov["count"]) == (100, 11, 111)
+    fi, co, ov = s.by_op["find_item"], s.by_op["checkout"], s.overall
+    assert (fi.count, co.count, ov.count) == (100, 11, 111)
     # Rates run over the send window: first send (find_item 0: 0 + 1 ms lag) to last answer (find_item
     # 99: 4.95 s + 1 ms lag + 109 ms); the skipped checkout is not a request sent, and wall=4 is not used.
     first_send, last_answer = 0.001, 4.95 + 0.001 + 0.109
-    assert s["span"] == pytest.approx(last_answer - first_send, abs=1e-6)
-    assert fi["rate"] == pytest.approx(100 / (last_answer - first_send), abs=1e-3)
-    assert co["rate"] == pytest.approx(10 / (last_answer - first_send), abs=1e-3)
-    assert ov["rate"] == pytest.approx(110 / (last_answer - first_send), abs=1e-3)
+    assert s.span == pytest.approx(last_answer - first_send, abs=1e-6)
+    assert fi.rate == pytest.approx(100 / (last_answer - first_send), abs=1e-3)
+    assert co.rate == pytest.approx(10 / (last_answer - first_send), abs=1e-3)
+    assert ov.rate == pytest.approx(110 / (last_answer - first_send), abs=1e-3)
     lat = 0.010 + np.arange(100) * 0.001
-    assert fi["response_ms"]["p50"] == pytest.approx(np.quantile(lat + 0.001, 0.5) * 1e3, abs=1e-3)
-    assert fi["service_ms"]["p99"] == pytest.approx(np.quantile(lat, 0.99) * 1e3, abs=1e-3)
-    assert fi["service_ms"]["max"] == pytest.approx(109.0, abs=1e-3)
-    assert fi["lag_ms"]["p99"] == pytest.approx(1.0, abs=1e-3)
-    assert co["outcomes"] == {"ok": 8, "fail": 2, "error": 0, "timeout": 0, "conn_error": 0, "skipped": 1}
-    assert co["shares"]["fail"] == pytest.approx(2 / 11, abs=1e-6)
-    assert co["response_ms"]["p50"] == pytest.approx(200.0, abs=1e-3)  # the skipped row has no latency
-    assert ov["response_ms"]["max"] == pytest.approx(200.0, abs=1e-3)
-    assert set(s["cdf"]) == {"find_item", "checkout"}
-    assert s["cdf"]["find_item"]["ms"][-1] == pytest.approx(110.0, abs=1e-3)
-    assert s["cdf"]["find_item"]["q"] == sorted(s["cdf"]["find_item"]["q"])
+    assert fi.response_ms["p50"] == pytest.approx(np.quantile(lat + 0.001, 0.5) * 1e3, abs=1e-3)
+    assert fi.service_ms["p99"] == pytest.approx(np.quantile(lat, 0.99) * 1e3, abs=1e-3)
+    assert fi.service_ms["max"] == pytest.approx(109.0, abs=1e-3)
+    assert fi.lag_ms["p99"] == pytest.approx(1.0, abs=1e-3)
+    assert co.outcomes == {"ok": 8, "fail": 2, "error": 0, "timeout": 0, "conn_error": 0, "skipped": 1}
+    assert co.shares["fail"] == pytest.approx(2 / 11, abs=1e-6)
+    assert co.response_ms["p50"] == pytest.approx(200.0, abs=1e-3)  # the skipped row has no latency
+    assert ov.response_ms["max"] == pytest.approx(200.0, abs=1e-3)
+    assert set(s.cdf) == {"find_item", "checkout"}
+    assert s.cdf["find_item"].ms[-1] == pytest.approx(110.0, abs=1e-3)
+    assert list(s.cdf["find_item"].q) == sorted(s.cdf["find_item"].q)
 
 
 def test_timeline_buckets(tmp_path):
     r = load_results(history_with_latencies().write(tmp_path / "r.wdmr"))
-    tl = compute_stats(r)["timeline"]
-    assert tl["t"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # find_item k is done at 0.051 k + 0.011 s
-    assert sum(tl["count"]) == 110  # sent requests only
-    assert tl["count"][0] == 20 and tl["ok"][0] == 20
-    assert tl["p50_ms"][0] == pytest.approx(20.5, abs=1e-3)  # response times 11..30 ms
-    assert tl["errors"] == [0] * 6
+    tl = compute_stats(r).timeline
+    assert list(tl.t) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # find_item k is done at 0.051 k + 0.011 s
+    assert sum(tl.count) == 110  # sent requests only
+    assert tl.count[0] == 20 and tl.ok[0] == 20
+    assert tl.p50_ms[0] == pytest.approx(20.5, abs=1e-3)  # response times 11..30 ms
+    assert list(tl.errors) == [0] * 6
 
 
 def test_response_time_samples_per_op(tmp_path):

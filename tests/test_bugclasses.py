@@ -229,12 +229,12 @@ def test_check_prints_the_coverage_line_after_the_verdict_and_json_lists_it(tmp_
 def test_coverage_of_a_trace_that_predates_it_is_not_stated() -> None:
     cov = verdict_coverage(None, faults=False)
     assert not cov.stated and cov.covered == ()
-    assert coverage_line(cov.as_dict()).startswith("covered: not stated")
+    assert coverage_line(cov).startswith("covered: not stated")
     full = verdict_coverage({n: 1 for n in NAMES}, faults=True)
-    assert coverage_line(full.as_dict()) == "covered: 13 of 13 bug classes"
+    assert coverage_line(full) == "covered: 13 of 13 bug classes"
     unfaulted = verdict_coverage({n: 1 for n in NAMES}, faults=False)
     assert unfaulted.needs_fault == ("lost_acknowledged_data", "unavailable_under_faults")
-    assert coverage_line(unfaulted.as_dict()) == ("covered: 11 of 13 bug classes (need a fault run: lost acknowledged "
+    assert coverage_line(unfaulted) == ("covered: 11 of 13 bug classes (need a fault run: lost acknowledged "
                                                   "data, unavailability under faults)")
 
 

@@ -238,8 +238,8 @@ def test_cut_trace_keeps_earlier_phases_whole(tmp_path):
     generate("checkout", src, seed=1, rate=50, duration=2, items=10, users=10, orders=10, stock=100, credit=100)
     head = read_header(src)
     out = cut_trace(src, tmp_path / "cut.wdmt", 0.5)
-    assert out["phases"][0]["sessions"] == head["phases"][0]["sessions"]
-    assert 0 < out["phases"][-1]["sessions"] < head["phases"][-1]["sessions"]
+    assert out.phases[0].sessions == head["phases"][0]["sessions"]
+    assert 0 < out.phases[-1].sessions < head["phases"][-1]["sessions"]
 
 
 def test_cli_json_table_and_plot(stress_trace, shop, tmp_path):

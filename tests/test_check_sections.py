@@ -83,13 +83,13 @@ def test_indeterminate_requests_without_settle_are_inconclusive(tmp_path):
                 min_availability=0.0)
     assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
     assert check(tmp_path, h).verdict.decided_by == ("availability",)  # by default: checkout 0/1 answered
-    assert rep.coverage.settle["snapshots"] == 2
+    assert rep.coverage.settle.snapshots == 2
 
 
 def test_old_settle_record_is_read(tmp_path):
     old = {"requested": 2.0, "settled": False, "seconds": 2.0, "reads": 5}
     rep = check(tmp_path, paid_final(populated().req("checkout", ["o1"]), settle=old))
-    assert rep.verdict.verdict == "INCONCLUSIVE" and rep.coverage.settle["snapshots"] == 5
+    assert rep.verdict.verdict == "INCONCLUSIVE" and rep.coverage.settle.snapshots == 5
 
 
 def test_lone_shard_is_inconclusive_and_says_merge(tmp_path, capsys):

@@ -181,17 +181,17 @@ def test_build_report_refuses_a_bucket_that_is_not_a_positive_finite_number(tmp_
 def test_a_tiny_bucket_is_widened_to_at_most_the_documented_number_of_buckets(tmp_path, capsys, monkeypatch):
     path = _timed_history().write(tmp_path / "r.wdmr")
     r = load_results(path)
-    assert len(build_report(r, bucket=5e-324)["stats"]["timeline"]["t"]) <= MAX_TIMELINE_BUCKETS  # smallest float
-    tl = build_report(r, bucket=1e-9)["stats"]["timeline"]
+    assert len(build_report(r, bucket=5e-324).stats.timeline.t) <= MAX_TIMELINE_BUCKETS  # smallest float
+    tl = build_report(r, bucket=1e-9).stats.timeline
     end = float(np.nanmax(r.cols["done"]))
-    assert len(tl["t"]) <= MAX_TIMELINE_BUCKETS and tl["requested_bucket"] == 1e-9
-    assert tl["bucket"] >= end / MAX_TIMELINE_BUCKETS and sum(tl["count"]) == r.n
-    assert build_report(r, bucket=0.5)["stats"]["timeline"]["bucket"] == 0.5  # a usable bucket is kept
+    assert len(tl.t) <= MAX_TIMELINE_BUCKETS and tl.requested_bucket == 1e-9
+    assert tl.bucket >= end / MAX_TIMELINE_BUCKETS and sum(tl.count) == r.n
+    assert build_report(r, bucket=0.5).stats.timeline.bucket == 0.5  # a usable bucket is kept
     monkeypatch.chdir(tmp_path)
     main(["report", "r.wdmr", "--bucket", "1e-9", "--no-check"])  # returns: exit 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert f"buckets of {tl['bucket']:g} s, widened from 1e-09 s: at most {MAX_TIMELINE_BUCKETS} buckets" in out
+    assert f"buckets of {tl.bucket:g} s, widened from 1e-09 s: at most {MAX_TIMELINE_BUCKETS} buckets" in out
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -246,16 +246,16 @@ def test_report_rate_is_the_send_window_rate_without_skipped_requests(shop, tmp_
     assert run_window(r) == window
     expected = run_rate(r.n - skipped, window)
     report = build_report(r)
-    s = report["stats"]
-    assert s["overall"]["rate"] == pytest.approx(expected, abs=1e-3)
-    assert s["overall"]["rate"] < r.n / (window[1] - window[0])  # skipped rows are not counted
-    assert s["span"] == pytest.approx(window[1] - window[0], abs=1e-6)
-    assert s["span"] < r.trailer["wall"]  # the wall clock includes the final read; the window does not
+    s = report.stats
+    assert s.overall.rate == pytest.approx(expected, abs=1e-3)
+    assert s.overall.rate < r.n / (window[1] - window[0])  # skipped rows are not counted
+    assert s.span == pytest.approx(window[1] - window[0], abs=1e-6)
+    assert s.span < r.trailer["wall"]  # the wall clock includes the final read; the window does not
     for op, sent in (("create_user", n), ("create_order", n)):
-        assert s["by_op"][op]["rate"] == pytest.approx(run_rate(sent, window), abs=1e-3)
-    assert s["by_op"]["find_order"]["rate"] is None or s["by_op"]["find_order"]["rate"] == 0.0
+        assert s.by_op[op].rate == pytest.approx(run_rate(sent, window), abs=1e-3)
+    assert s.by_op["find_order"].rate is None or s.by_op["find_order"].rate == 0.0
     text = render_text(report)
-    assert "speed max" in text and f"{s['overall']['rate']:.1f} req/s over" in text
+    assert "speed max" in text and f"{s.overall.rate:.1f} req/s over" in text
     assert summary["sent"] == r.n - skipped
 
 
@@ -263,7 +263,7 @@ def test_replay_summary_rate_equals_report_rate(shop, tmp_path):
     _trace_with_skips(tmp_path / "t.wdmt", 40)
     summary = replay_trace(tmp_path / "t.wdmt", tmp_path / "t.wdmr", target=shop.target, speed=None)
     report = build_report(load_results(tmp_path / "t.wdmr"))
-    assert summary["rate"] == pytest.approx(report["stats"]["overall"]["rate"], rel=1e-6, abs=1e-3)
+    assert summary["rate"] == pytest.approx(report.stats.overall.rate, rel=1e-6, abs=1e-3)
 
 
 def test_finite_refuses_what_floatrange_lets_through():

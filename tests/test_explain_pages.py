@@ -18,6 +18,7 @@ import pytest
 
 from wdmreplay.analysis import build_report, check_results, render_html
 from wdmreplay.analysis.story import explain_run, render_explain_text
+from wdmreplay.analysis.report import Report
 from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
 from wdmreplay.traces import load_results
@@ -40,7 +41,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def _stories(path: Path, *ids: str) -> list:
     r = load_results(path, with_args=True)
-    return explain_run(r, ids, [a.as_dict() for a in check_results(r).anomalies])
+    return explain_run(r, ids, check_results(r).anomalies)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def _checkouts_taken(story) -> list:
 
 def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(runs):
     stories = _stories(runs["lost-update"])
-    by_kind = {s.anomaly["kind"]: s for s in stories}
+    by_kind = {s.anomaly.kind: s for s in stories}
     s = by_kind["lost_update"]
     assert s.entity in ("item", "user")
     won = _checkouts_taken(s)
@@ -77,7 +78,7 @@ def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(
     assert re.fullmatch(rf"{len(won)} checkouts answered 2xx (took|cost) {len(won)} (units|credit); "
                         r"(stock|credit) was 1; final 0", s.headline), s.headline
     assert f"leaves 1 - {len(won)} = {1 - len(won)}: below zero" in "\n".join(s.arithmetic)
-    assert s.final == 0 and s.anomaly["actual"] == 0
+    assert s.final == 0 and s.anomaly.actual == 0
     # Send order, ms on the run's clock, every request answered.
     sent = [r.sent_ms for r in s.requests]
     assert sent == sorted(sent) and all(r.done_ms >= r.sent_ms for r in s.requests)
@@ -86,7 +87,7 @@ def test_explain_lost_update_shows_the_overlapping_checkouts_and_the_arithmetic(
 
 
 def test_explain_oversell_shows_the_checkouts_and_the_negative_stock(runs):
-    s = {x.anomaly["kind"]: x for x in _stories(runs["oversell"])}["oversell"]
+    s = {x.anomaly.kind: x for x in _stories(runs["oversell"])}["oversell"]
     won = _checkouts_taken(s)
     assert s.entity == "item" and len(won) >= 2 and s.final == 1 - len(won) < 0
     assert s.headline == f"{len(won)} checkouts answered 2xx took {len(won)} units; stock was 1; final {s.final}"
@@ -151,7 +152,7 @@ class _Page(HTMLParser):
             self.pre[-1] += data.count("\n")
 
 
-def _page(report: dict) -> tuple[str, _Page]:
+def _page(report: Report) -> tuple[str, _Page]:
     page = render_html(report)
     p = _Page()
     p.feed(page)
@@ -193,10 +194,10 @@ def test_html_banner_of_a_shop_killed_mid_run(tmp_path, shop_factory):
     replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=2.0, label="killed")
     stopper.join()
     rep = build_report(load_results(out, with_args=True))
-    assert rep["check"]["verdict"] != "CLEAN"
+    assert rep.check.verdict.verdict != "CLEAN"
     page, _ = _page(rep)
     banner = page[page.index('<header id="verdict"'):page.index("</header>")]
-    assert rep["check"]["verdict"] in banner and "No consistency anomaly" not in banner
+    assert rep.check.verdict.verdict in banner and "No consistency anomaly" not in banner
     assert any(name in banner for name in ("availability", "coverage", "correctness"))
     # The seconds with no answers are shaded as an outage in the latency chart, not drawn as fast.
     latency = page[page.index('id="chart-latency"'):page.index('id="chart-cdf"')]

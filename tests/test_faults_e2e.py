@@ -47,13 +47,13 @@ def test_correct_durable_shop_is_clean_across_a_kill(tmp_path, service):
     do = next(e for e in run.events if e["kind"] == "fault_do")
     assert do["ok"] and do["command"].startswith("kill -9")
     # the kill really hit: requests inside the window went unanswered, and were counted apart
-    (w,) = r.report["faults"]["windows"]
-    assert w["requests"] > 0 and w["unanswered"] > 0
-    av = r.report["check"]["availability"]["overall"]
-    assert av["in_fault"] > 0 and av["share"] >= 0.99
+    (w,) = r.report.faults.windows
+    assert w.requests > 0 and w.unanswered > 0
+    av = r.report.check.availability.overall
+    assert av.in_fault > 0 and av.share >= 0.99
     # the restarted process is a new one, and the shop recovered within the bound
-    assert w["first_success_s"] is not None and w["recovery_s"] is not None and w["recovery_s"] <= 5.0
-    assert r.report["check"]["consistency"]["anomalies"] == []
+    assert w.first_success_s is not None and w.recovery_s is not None and w.recovery_s <= 5.0
+    assert r.report.check.anomalies == []
     assert "verdict CLEAN" in lines[-1] and f"kill-{service} window" in lines[-1]
 
 
@@ -66,13 +66,13 @@ def test_a_restart_that_returns_at_once_is_judged_by_its_recovery(tmp_path):
     lines: list[str] = []
     r = run_fault_demo(tmp_path, plan, seed=3, echo=lines.append)
     assert "start-shop.sh" in (tmp_path / "faults.json").read_text()
-    (w,) = r.report["faults"]["windows"]
-    assert w["recovery_s"] is not None and w["recovery_s"] > 0, w  # the start-up came after the window
+    (w,) = r.report.faults.windows
+    assert w.recovery_s is not None and w.recovery_s > 0, w  # the start-up came after the window
     assert r.verdict == "CLEAN", "\n".join(lines)[-4000:]
     run = load_results(r.results_path, with_args=True)
-    after = (run.cols["sent"] >= w["end"]) & (run.cols["done"] <= w["end"] + w["recovery_s"])
-    assert after.any() and r.report["check"]["availability"]["overall"]["in_fault"] > w["requests"]
-    tight = check_results(run, max_recovery=w["recovery_s"] / 2)
+    after = (run.cols["sent"] >= w.end) & (run.cols["done"] <= w.end + w.recovery_s)
+    assert after.any() and r.report.check.availability.overall.in_fault > w.requests
+    tight = check_results(run, max_recovery=w.recovery_s / 2)
     assert tight.verdict.verdict == "NOT CLEAN" and tight.verdict.decided_by == ("availability",)
     assert any("fault kill-shop: recovery took" in x for x in tight.verdict.reasons()), tight.verdict
 

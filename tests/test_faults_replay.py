@@ -72,7 +72,7 @@ def test_kill_and_restart_is_recorded_and_recovery_measured(tmp_path, process_sh
     assert rep.availability.windows[0].name == "kill-shop"
     # report: text, JSON and the window's numbers
     data = build_report(run)
-    assert data["faults"]["windows"][0]["name"] == "kill-shop"
+    assert data.faults.windows[0].name == "kill-shop"
     text = render_text(data)
     assert "kill-shop: window" in text and "recovery" in text and "*" in text
     # the undo returns before the restarted shop listens: recovery takes the shop's start-up time

@@ -182,7 +182,7 @@ def test_report_text_json_and_html_show_the_fault_windows(tmp_path):
                                                  (3.0, "fault_do", {"name": "kill", "end": 3.1, "exit": 0, "ok": True,
                                                                     "command": "kill -9 1", "output": ""})])
     data = build_report(run)
-    assert data["faults"]["windows"][0]["name"] == "kill" and data["faults"]["actions"][0]["which"] == "do"
+    assert data.faults.windows[0].name == "kill" and data.faults.actions[0].which == "do"
     text = render_text(data)
     assert "kill: window 3.00 s -> 5.00 s" in text
     marked = [ln for ln in text.splitlines() if ln.startswith("  *")]
@@ -190,4 +190,4 @@ def test_report_text_json_and_html_show_the_fault_windows(tmp_path):
     page = render_html(data)
     assert "fault windows hatched red" in page and "<td>kill</td><td>3.00 → 5.00</td>" in page
     plain = _run_file(tmp_path / "p.wdmr", rows, [])
-    assert "faults" not in build_report(plain)
+    assert "faults" not in build_report(plain).to_json()

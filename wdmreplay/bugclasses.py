@@ -359,18 +359,18 @@ def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = 
                        counts, source, incomplete)
 
 
-def coverage_line(cov: dict) -> str:
-    """The one line ``check`` prints after the verdict, from :meth:`BugCoverage.as_dict`: ``covered: 9 of 13 …``."""
-    if not cov["stated"]:
+def coverage_line(cov: BugCoverage) -> str:
+    """The one line ``check`` prints after the verdict: ``covered: 9 of 13 …``."""
+    if not cov.stated:
         return ("covered: not stated (the trace predates bug-class counts and its file is not where the run "
                 "read it, unchanged; `wdm-replay inspect TRACE` counts what it exercises)")
     parts = []
-    if cov["not_exercised"]:
-        parts.append("not exercised: " + ", ".join(BY_NAME[n].title for n in cov["not_exercised"]))
-    if cov["needs_fault"]:
-        parts.append("need a fault run: " + ", ".join(BY_NAME[n].title for n in cov["needs_fault"]))
+    if cov.not_exercised:
+        parts.append("not exercised: " + ", ".join(BY_NAME[n].title for n in cov.not_exercised))
+    if cov.needs_fault:
+        parts.append("need a fault run: " + ", ".join(BY_NAME[n].title for n in cov.needs_fault))
     tail = f" ({'; '.join(parts)})" if parts else ""
-    if cov["incomplete"]:  # the trace's count: the run may not have sent what exposes them
-        return (f"covered: at most {len(cov['covered'])} of {cov['classes']} bug classes — {cov['incomplete']}: "
+    if cov.incomplete:  # the trace's count: the run may not have sent what exposes them
+        return (f"covered: at most {len(cov.covered)} of {len(BUG_CLASSES)} bug classes — {cov.incomplete}: "
                 f"some requests of the trace may not have been sent{tail}")
-    return f"covered: {len(cov['covered'])} of {cov['classes']} bug classes{tail}"
+    return f"covered: {len(cov.covered)} of {len(BUG_CLASSES)} bug classes{tail}"

@@ -17,11 +17,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import WdmError
 from .targets import Target
 from .replayer.config import ReplayConfig
+
+if TYPE_CHECKING:  # annotations only: the analysis and traces are imported where used (start-up time)
+    from .analysis.stats import OpStats
+    from .traces.trace import TraceHeader
 
 PERCENTILE_KEYS = ("p50", "p90", "p99", "p99.9")
 DEFAULT_SLO = "p99<500ms,unanswered<1%"
@@ -54,14 +58,14 @@ class Slo:
     unanswered: float | None = None  # fraction, e.g. 0.01
     achieved: float = DEFAULT_ACHIEVED  # least achieved/offered rate (fraction); 0 = not judged
 
-    def breaches(self, latency_ms: dict[str, float | None], unanswered: float,
+    def breaches(self, latency_ms: Mapping[str, float | None], unanswered: float,
                  achieved_share: float | None = None) -> tuple[str, ...]:
         """What a step's figures break of this SLO (empty: met). A missing percentile breaks its bound."""
         out = []
         if self.achieved > 0 and achieved_share is not None and not achieved_share > self.achieved:
             out.append(f"achieved {100 * achieved_share:.0f}% of offered <= {100 * self.achieved:g}%")
         for name, bound in self.latency_ms:
-            v = latency_ms.get(name)
+            v = latency_ms[name]  # every PERCENTILE_KEYS name (None: no request answered)
             if v is None or not v < bound:
                 out.append(f"{name} {'-' if v is None else f'{v:.1f}'} ms >= {bound:g} ms")
         if self.unanswered is not None and not unanswered < self.unanswered:
@@ -201,7 +205,7 @@ class CapacityStep:
     speed: float
     offered_rate: float | None  # requests/s the schedule asks for at this speed
     achieved_rate: float | None  # requests/s sent and answered over the run's window
-    latency_ms: dict  # p50, p90, p99, p99.9 of the response time
+    latency_ms: Mapping[str, float | None]  # every PERCENTILE_KEYS name: the response time (None: no answer)
     unanswered: float  # share of the step's requests without an answer
     verdict: str  # the check's: CLEAN, NOT CLEAN, INCONCLUSIVE
     passed: bool
@@ -213,8 +217,8 @@ class CapacityStep:
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
         return {"index": self.index, "kind": self.kind, "speed": self.speed, "offered_rate": self.offered_rate,
-                "achieved_rate": self.achieved_rate, "p50_ms": self.latency_ms.get("p50"),
-                "p99_ms": self.latency_ms.get("p99"), "latency_ms": dict(self.latency_ms),
+                "achieved_rate": self.achieved_rate, "p50_ms": self.latency_ms["p50"],
+                "p99_ms": self.latency_ms["p99"], "latency_ms": dict(self.latency_ms),
                 "unanswered": self.unanswered, "verdict": self.verdict, "passed": self.passed,
                 "breaches": list(self.breaches), "results": self.results, "seconds": self.seconds,
                 "anomalies": self.anomalies}
@@ -238,7 +242,7 @@ class CapacityResult:
     @property
     def exit_code(self) -> int:
         """0 a knee found, 1 a step was NOT CLEAN, 3 no speed met the SLO."""
-        return {"not_clean": 1, "none_met": 3}.get(self.outcome, 0)
+        return 1 if self.outcome == "not_clean" else 3 if self.outcome == "none_met" else 0
 
     def as_dict(self) -> dict:
         """``{"speed", "rate", "slo", "steps", …}`` with stable keys (``capacity --json``)."""
@@ -250,19 +254,19 @@ class CapacityResult:
                 "notes": list(self.notes), "steps": [s.as_dict() for s in self.steps]}
 
 
-def offered_rate(header: dict, speed: float) -> float | None:
+def offered_rate(header: TraceHeader, speed: float) -> float | None:
     """Requests per second the trace's schedule asks for at ``speed`` (None for a schedule of no length)."""
-    duration = float(header.get("duration") or 0.0)
-    return round(header["requests"] * speed / duration, 3) if duration > 0 else None
+    duration = float(header.duration)
+    return round(header.requests * speed / duration, 3) if duration > 0 else None
 
 
-def unanswered_share(outcomes: dict) -> float:
-    """Share of requests that got no answer: everything but 2xx (ok) and 4xx (fail)."""
-    total = sum(outcomes.values())
-    return (total - outcomes.get("ok", 0) - outcomes.get("fail", 0)) / total if total else 0.0
+def unanswered_share(stats: OpStats) -> float:
+    """Share of requests that got no answer: everything but 2xx (ok) and 4xx (fail), skipped included."""
+    total = stats.count
+    return (total - stats.outcomes["ok"] - stats.outcomes["fail"]) / total if total else 0.0
 
 
-def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
+def cut_trace(src: str | Path, dst: str | Path, until: float) -> TraceHeader:
     """Write ``dst``: ``src`` with the last phase's sessions that start at or after ``until`` s left out.
 
     Earlier phases stay whole (they populate what the last one uses). The header keeps the source's
@@ -270,25 +274,24 @@ def cut_trace(src: str | Path, dst: str | Path, until: float) -> dict:
     longer reaches; each step's own expectations and the consistency check stay); ``params`` gain
     ``cut: {from, until}``.
     """
-    from .traces import TraceReader, TraceWriter, read_header, trace_digest
+    from .traces import TraceReader, TraceWriter, read_trace_header, trace_digest
 
-    h = read_header(src)
-    last = len(h.get("phases") or [{}]) - 1
-    params = dict(h.get("params") or {}, cut={"from": trace_digest(src), "until": until})
-    writer = TraceWriter(dst, workload=h["workload"], seed=h.get("seed", 0), params=params,
-                         phases=[p.get("name", str(i)) for i, p in enumerate(h.get("phases") or [{}])],
-                         scenarios=h.get("scenarios") or (), dialect=h.get("dialect") or "2024",
-                         expect={}, inputs=[src])
+    h = read_trace_header(src)
+    phases = h.phase_names or ["0"]  # a header without phases: one, named by its index (as older traces)
+    last = len(phases) - 1
+    params = dict(h.params, cut={"from": trace_digest(src), "until": until})
+    writer = TraceWriter(dst, workload=h.workload, seed=h.seed, params=params, phases=phases,
+                         scenarios=h.scenarios, dialect=h.dialect, expect={}, inputs=[src])
     # Counts and totals are the cut's own (the writer counts them, "exercises" too); the aggregate
     # expectations and their bounds were the whole trace's.
     kept = {"format", "version", "params", "phases", "sessions", "requests", "duration", "generator", "expect",
             "expect_range", "exercises"}
-    writer.header.update({k: v for k, v in h.items() if k not in kept})
+    writer.header.update({k: v for k, v in h.to_record().items() if k not in kept})
     with TraceReader(src) as reader, writer:
         for s in reader:
             if s["phase"] < last or s["at"] < until:
                 writer.write_session(s["sid"], s["phase"], s["at"], list(s["steps"]))
-    return writer.header
+    return read_trace_header(dst)
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -308,7 +311,7 @@ class ReplayOptions:
         object.__setattr__(self, "config", config if config is not None else ReplayConfig(**options))
 
 
-def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo: Slo, opts: ReplayOptions,
+def run_step(trace: str, header: TraceHeader, index: int, speed: float, kind: str, slo: Slo, opts: ReplayOptions,
              outdir: Path, step_seconds: float | None, progress: bool) -> CapacityStep:
     """Replay one step (cut to ``step_seconds`` when given) and judge it against the check and the SLO."""
     from .analysis import check_results, compute_stats
@@ -317,7 +320,7 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
 
     stem = f"step-{index:02d}-{kind}-x{speed:g}"
     step_trace = trace
-    if step_seconds is not None and header.get("duration") and step_seconds * speed < float(header["duration"]):
+    if step_seconds is not None and header.duration and step_seconds * speed < float(header.duration):
         step_trace = str(outdir / f"{stem}.wdmt")
         header = cut_trace(trace, step_trace, step_seconds * speed)
     out = outdir / f"{stem}.wdmr"
@@ -331,17 +334,17 @@ def run_step(trace: str, header: dict, index: int, speed: float, kind: str, slo:
     # Availability is the SLO's to judge (unanswered share): overload is a slow shop, not a wrong one.
     check = check_results(results, min_availability=0.0)
     stats = compute_stats(results)
-    overall = stats["overall"]
-    latency = {k: overall["response_ms"].get(k) for k in PERCENTILE_KEYS}
-    unanswered = unanswered_share(overall["outcomes"])
+    overall = stats.overall
+    latency = {k: overall.response_ms[k] for k in PERCENTILE_KEYS}
+    unanswered = unanswered_share(overall)
     verdict = check.verdict.verdict
     offered = offered_rate(header, speed)
-    share = overall["rate"] / offered if offered and overall["rate"] is not None else None
+    share = overall.rate / offered if offered and overall.rate is not None else None
     breaches = slo.breaches(latency, unanswered, share)
     if verdict == "INCONCLUSIVE":
         breaches += ("check INCONCLUSIVE: " + "; ".join(check.verdict.reasons()[:2]),)
-    duration = float(header.get("duration") or 0.0)
-    return CapacityStep(index, kind, speed, offered, overall["rate"], latency,
+    duration = float(header.duration)
+    return CapacityStep(index, kind, speed, offered, overall.rate, latency,
                         round(unanswered, 6), verdict, verdict == "CLEAN" and not breaches, breaches, str(out),
                         round(duration / speed, 3), len(check.consistency.anomalies) + len(check.bound_anomalies))
 
@@ -350,11 +353,11 @@ def find_capacity(trace: str | Path, outdir: str | Path, *, slo: Slo, plan: Sear
                   step_seconds: float | None = None, progress: bool = False,
                   notify: Callable[[CapacityStep], None] = lambda step: None) -> CapacityResult:
     """Run the search of :func:`next_step` on ``trace``; every step's results file stays in ``outdir``."""
-    from .traces import read_header, trace_digest
+    from .traces import read_trace_header, trace_digest
 
     trace = str(trace)
-    header = read_header(trace)
-    if not header.get("requests"):
+    header = read_trace_header(trace)
+    if not header.requests:
         raise CapacityError(f"{trace}: the trace has no requests")
     if step_seconds is not None and not (math.isfinite(step_seconds) and step_seconds > 0):
         raise CapacityError(f"--step-seconds must be a positive number, got {step_seconds!r}")
@@ -364,7 +367,7 @@ def find_capacity(trace: str | Path, outdir: str | Path, *, slo: Slo, plan: Sear
     except OSError as e:
         raise CapacityError(f"{outdir}: cannot create directory: {e.strerror}") from None
     notes = []
-    if not header.get("duration"):
+    if not header.duration:
         notes.append("the trace has no schedule length (a burst workload): offered rate undefined, every "
                      "speed sends the same burst; use a paced trace (generate-trace stress)")
     steps: list[CapacityStep] = []
@@ -406,7 +409,7 @@ def render_capacity_text(res: CapacityResult) -> str:
     for s in res.steps:
         result = "pass" if s.passed else "FAIL" + (f" ({'; '.join(s.breaches)})" if s.breaches else "")
         lines.append(f"{s.index:>2} {s.kind:<8} {s.speed:>7g} {_f(s.offered_rate):>10} {_f(s.achieved_rate):>10} "
-                     f"{_f(s.latency_ms.get('p50')):>8} {_f(s.latency_ms.get('p99')):>8} "
+                     f"{_f(s.latency_ms['p50']):>8} {_f(s.latency_ms['p99']):>8} "
                      f"{100 * s.unanswered:>7.2f}% {s.verdict:<12} {result}")
     if res.outcome == "not_clean":
         bad = res.steps[-1]
@@ -431,7 +434,7 @@ def plot_capacity(res: CapacityResult, path: str | Path) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     a1.plot(x, x, ls=":", color="grey", label="achieved = offered")
     a1.plot(x, [s.achieved_rate for s in pts], "o-", label="achieved")
-    a2.plot(x, [float("nan") if s.latency_ms.get("p99") is None else s.latency_ms["p99"] for s in pts], "o-",
+    a2.plot(x, [float("nan") if s.latency_ms["p99"] is None else s.latency_ms["p99"] for s in pts], "o-",
             color="#d95f02", label="p99")
     for name, bound in res.slo.latency_ms:
         a2.axhline(bound, ls="--", color="red", label=f"SLO {name}<{bound:g} ms")

@@ -13,12 +13,14 @@ mid-run and restarts it, the replay, then ``check`` and the report's faults sect
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from .analysis import build_report, check_results, render_check_text
 from .analysis.recovery import fault_lines
+from .analysis.report import Report
 from .bugclasses import BUG_CLASSES
 from .workloads import generate, summary_line
 from .replayer import format_summary, replay_trace
@@ -174,7 +176,7 @@ class FaultDemoResult:
     """What a ``demo --faults`` run ended with: the verdict, the report (with its ``faults`` section), named orders."""
 
     verdict: str
-    report: dict
+    report: Report
     orders: tuple[str, ...]  # orders named by consistency anomalies
     results_path: str
     schedule_path: str
@@ -229,7 +231,7 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
     check = check_results(results, max_recovery=plan.max_recovery)
     report = build_report(results, check=check)
     # Each window's line (its requests and unanswered share); its recovery is in the closing line.
-    echo("\n".join(ln for ln in fault_lines(report["faults"], timeline=False)[1:] if ln.strip() and not ln.startswith("    ")))
+    echo("\n".join(ln for ln in fault_lines(report.faults, timeline=False)[1:] if ln.strip() and not ln.startswith("    ")))
     echo(render_check_text(check, anomalies=FAULT_DEMO_ANOMALIES).rstrip("\n"))
     orders = tuple(sorted({o for a in check.consistency.anomalies for o in a.orders}, key=_natural))
     echo(fault_outcome_line(report, check.verdict.verdict, orders))
@@ -241,14 +243,14 @@ def _natural(name: str) -> tuple:
     return (head, int(num)) if num.isdigit() else (name, 0)
 
 
-def fault_outcome_line(report: dict, verdict: str, orders: tuple[str, ...] = ()) -> str:
+def fault_outcome_line(report: Report, verdict: str, orders: tuple[str, ...] = ()) -> str:
     """The demo's closing line: each fault window, its recovery, the verdict, and the orders anomalies name."""
     parts = []
-    for w in report["faults"]["windows"]:  # a fault demo's report always has the section (see run_fault_demo)
-        end = "open" if w["end"] is None else f"{w['end']:.2f} s"
-        rec = "not recovered" if w["recovery_s"] is None else f"{w['recovery_s']:.2f} s"
-        first = "-" if w["first_success_s"] is None else f"{w['first_success_s']:.2f} s"
-        parts.append(f"{w['name']} window {w['start']:.2f} s -> {end}, first success {first}, recovery {rec}")
+    for w in report.faults.windows:  # a fault demo's report always has the section (see run_fault_demo)
+        end = "open" if math.isinf(w.end) else f"{w.end:.2f} s"
+        rec = "not recovered" if w.recovery_s is None else f"{w.recovery_s:.2f} s"
+        first = "-" if w.first_success_s is None else f"{w.first_success_s:.2f} s"
+        parts.append(f"{w.name} window {w.start:.2f} s -> {end}, first success {first}, recovery {rec}")
     line = "demo --faults: " + ("; ".join(parts) or "no fault window") + f"; verdict {verdict}"
     if orders:
         line += f"; anomalies name {len(orders)} order(s): {', '.join(orders[:20])}" + (" …" if len(orders) > 20 else "")

@@ -11,6 +11,7 @@ a team with one is graded, so a rerun skips it and a grading night resumes after
 
 from __future__ import annotations
 
+from collections import Counter
 import json
 import os
 import platform
@@ -346,9 +347,7 @@ def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> st
 
 
 def _anomaly_counts(check: Any) -> tuple[tuple[str, int], ...]:
-    counts: dict[str, int] = {}
-    for a in (*check.consistency.anomalies, *check.bound_anomalies):
-        counts[a.kind] = counts.get(a.kind, 0) + 1
+    counts = Counter(a.kind for a in (*check.consistency.anomalies, *check.bound_anomalies))
     return tuple(sorted(counts.items()))
 
 
@@ -374,8 +373,8 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
         raise TeamFailed("error", f"{run} replay did not complete ({summary.reason})")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=cfg.max_recovery)
-    overall = compute_stats(results)["overall"]
-    outcomes = overall["outcomes"]
+    overall = compute_stats(results).overall
+    outcomes = overall.outcomes
     windows = recovery = None
     if faults is not None:
         from .analysis.recovery import analyze_faults
@@ -388,8 +387,8 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
         verdict=check.verdict.verdict, results=out.name,
         report=_write_report(results, check, tdir / f"{run}-report", cfg.reports),
         reasons=tuple(check.verdict.reasons()[:5]), anomalies=_anomaly_counts(check), requests=results.n,
-        rate=overall["rate"], p50_ms=overall["response_ms"]["p50"], p99_ms=overall["response_ms"]["p99"],
-        answered=round((outcomes["ok"] + outcomes["fail"]) / overall["count"], 6) if overall["count"] else None,
+        rate=overall.rate, p50_ms=overall.response_ms["p50"], p99_ms=overall.response_ms["p99"],
+        answered=round((outcomes["ok"] + outcomes["fail"]) / overall.count, 6) if overall.count else None,
         windows=windows, recovery_s=recovery)
 
 

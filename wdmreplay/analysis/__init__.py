@@ -1,7 +1,7 @@
 """Results → answers: expectation diff, consistency checker, statistics, report, compare.
 
 Library entries: :func:`check_results` (→ :class:`CheckReport`, ``.verdict``, ``.clean``, ``.anomalies``),
-:func:`build_report` (→ dict with stable keys), :func:`render_text`, :func:`render_json`,
+:func:`build_report` (→ :class:`~.report.Report`; its ``to_json()`` has the stable keys), :func:`render_text`, :func:`render_json`,
 :func:`render_html` (a page from Jinja2 templates; its charts need matplotlib, imported only then), :func:`compare_runs`
 (→ :class:`CompareResult`) and :func:`render_compare_text`.
 """

@@ -48,12 +48,25 @@ class BoundCheck:
 KEYS = ("checkout_ok", "stock_total", "credit_total")
 
 
-def check_bounds(trace_header: dict, actual: dict[str, int], *, complete: bool, undetermined: int,
-                 totals_read: bool) -> tuple[list[BoundCheck], list[Anomaly]]:
-    """Each header expectation / range against the run's ``actual`` {checkout_ok, stock_total, credit_total}.
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """What a run did, for the trace's aggregate bounds (:data:`KEYS`)."""
 
-    ``actual["checkout_ok_loaded"]`` counts the 2xx checkouts of orders with a 2xx add_item (what
-    the robust upper bound of ``checkout_ok`` is checked on).
+    checkout_ok: int  # checkouts answered 2xx
+    checkout_ok_loaded: int  # 2xx checkouts of orders with a 2xx add_item (the robust upper bound's count)
+    stock_total: int  # the final state's stock, summed over the items
+    credit_total: int  # the final state's credit, summed over the users
+
+    def of(self, key: str) -> int:
+        """The figure a bound of :data:`KEYS` is checked on."""
+        return {"checkout_ok": self.checkout_ok, "stock_total": self.stock_total, "credit_total": self.credit_total}[key]
+
+
+def check_bounds(trace_header: dict, actual: RunTotals, *, complete: bool, undetermined: int,
+                 totals_read: bool) -> tuple[list[BoundCheck], list[Anomaly]]:
+    """Each header expectation / range against what the run did (``actual``).
+
+    ``actual.checkout_ok_loaded`` is what the robust upper bound of ``checkout_ok`` is checked on.
 
     ``undetermined`` counts indeterminate and skipped requests; ``totals_read`` says whether every
     item and user was read back (the totals are sums over them).
@@ -67,9 +80,10 @@ def check_bounds(trace_header: dict, actual: dict[str, int], *, complete: bool, 
             continue
         expected = exact[key] if key in exact else list(ranges[key])
         lo, hi = (expected, expected) if key in exact else (ranges[key][0], ranges[key][1])
-        act = actual[key]
+        act = actual.of(key)
         proven_hi = ranges[key][1] if key in ranges else None
-        status, note = _status(key, lo, hi, proven_hi, act, actual.get(f"{key}_loaded", act), complete,
+        loaded = actual.checkout_ok_loaded if key == "checkout_ok" else act
+        status, note = _status(key, lo, hi, proven_hi, act, loaded, complete,
                                undetermined, totals_read)
         checks.append(BoundCheck(key, expected, act, status, note))
         if status == "unmet":

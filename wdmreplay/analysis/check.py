@@ -30,15 +30,16 @@ import numpy as np
 
 from ..operations import OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
+from ..traces.records import TraceRef
 from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
-from .bounds import BoundCheck, check_bounds
+from .bounds import BoundCheck, RunTotals, check_bounds
 from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
 from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
-from .final_state import ENTITY_KINDS
+from .final_state import ENTITY_KINDS, Settle
 
 CHECK_SCHEMA = "wdm-check/3"
 CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
@@ -76,9 +77,14 @@ class Verdict:
         """0 CLEAN, 1 NOT CLEAN, 3 INCONCLUSIVE."""
         return EXIT_CODES[self.verdict]
 
+    @property
+    def by_name(self) -> dict[str, Section]:
+        """The sections by name (correctness, consistency, availability, coverage)."""
+        return {s.name: s for s in self.sections}
+
     def reasons(self) -> list[str]:
         """The reasons of the deciding sections, each prefixed with its section."""
-        by = {s.name: s for s in self.sections}
+        by = self.by_name
         return [f"{name}: {r}" for name in self.decided_by for r in by[name].reasons]
 
 
@@ -89,7 +95,7 @@ class Coverage:
     final_state: bool
     read: dict[str, int]
     missing: dict[str, int]
-    settle: dict | None
+    settle: Settle | None  # None: the final state was read once
     quiesce: object
     indeterminate: int  # requests with no answer (5xx, timeout, connection error)
     shard: str | None
@@ -97,8 +103,11 @@ class Coverage:
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
+        st = self.settle
+        settle = None if st is None else {"requested": st.requested, "settled": st.settled,
+                                          "snapshots": st.snapshots, "why": st.why}
         return {"final_state": self.final_state, "read": dict(self.read), "missing": dict(self.missing),
-                "settle": self.settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
+                "settle": settle, "quiesce": self.quiesce, "indeterminate": self.indeterminate,
                 "shard": self.shard, "stopped": list(self.stopped)}
 
 
@@ -136,12 +145,16 @@ class CheckReport:
     def anomaly_counts(self) -> dict[str, int]:
         """Number of anomalies per primary kind (every kind present, zeros included)."""
         c = Counter(a.kind for a in self.anomalies)
-        return {k: c.get(k, 0) for k in KINDS}
+        return {k: c[k] for k in KINDS}  # a Counter: 0 for a kind not found
 
     @property
     def clean(self) -> bool:
         """Whether the verdict is CLEAN."""
         return self.verdict.verdict == CLEAN
+
+    def to_json(self) -> dict:
+        """JSON-ready form: :meth:`as_dict` (``render_json`` takes the report itself)."""
+        return self.as_dict()
 
     def as_dict(self) -> dict:
         """JSON-ready form (schema ``wdm-check/3``, stable keys, documented in docs/analysis.md)."""
@@ -166,9 +179,8 @@ class CheckReport:
         }
 
 
-def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
+def _coverage(results: Results, consistency: ConsistencyResult, shard: str | None) -> Coverage:
     fs = consistency.final
-    shard = results.header.get("shard")
     indet = int(np.count_nonzero(np.isin(results.cols["outcome"], INDETERMINATE)))
     if fs is None:
         return Coverage(False, {k: 0 for k in ENTITY_KINDS}, {}, None, None, indet, shard)
@@ -178,12 +190,11 @@ def _coverage(results: Results, consistency: ConsistencyResult) -> Coverage:
     # A definite "not found" is an answer: lost (consistency) when acknowledged, else simply absent.
     # Files without ``bound_not_found`` (older) keep every failed read as not read back.
     old = fs.bound_not_found is None
-    lost = {k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {}
-    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost.get(k, 0))
+    lost = Counter({k: len(v) for k, v in lost_ids(consistency.history, fs).items()} if consistency.history else {})
+    missing = {k: max(fs.missing_count(k) if old else fs.unanswered_count(k), created[k] - read[k] - lost[k])
                for k in ENTITY_KINDS}
-    settle = None if fs.settle is None else {"requested": fs.settle.requested, "settled": fs.settle.settled,
-                                            "snapshots": fs.settle.snapshots, "why": fs.settle.why}
-    return Coverage(True, read, {k: n for k, n in missing.items() if n}, settle, fs.quiesce, indet, shard, fs.stopped)
+    return Coverage(True, read, {k: n for k, n in missing.items() if n}, fs.settle, fs.quiesce, indet, shard,
+                    fs.stopped)
 
 
 def lone_shard(shard: object) -> bool:
@@ -212,9 +223,10 @@ def coverage_section(cov: Coverage, complete: bool, reason: str | None) -> tuple
         if cov.missing:
             why.append("not read back: " + ", ".join(f"{n} {k}(s)" for k, n in cov.missing.items()))
         why.extend(cov.stopped)  # "final read stopped after K connection failures in a row …"
-        if cov.settle is not None and not cov.settle["settled"]:
-            why.append(f"final state did not settle within {cov.settle['requested']:g} s "
-                       f"({cov.settle['snapshots']} snapshots{'; ' + cov.settle['why'] if cov.settle['why'] else ''})")
+        if cov.settle is not None and not cov.settle.settled:
+            st = cov.settle
+            why.append(f"final state did not settle within {st.requested:g} s "
+                       f"({st.snapshots} snapshots{'; ' + st.why if st.why else ''})")
             judgeable = False
         elif cov.settle is None and cov.indeterminate:
             why.append(f"{cov.indeterminate} request(s) got no answer and the final state was read once, "
@@ -329,10 +341,9 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
         return _check(results, recheckout, strict, min_availability, max_recovery, strict_faults)
 
 
-def _bug_coverage(results: Results, faults: bool) -> BugCoverage:
+def _bug_coverage(results: Results, trace: TraceRef, shard: str | None, faults: bool) -> BugCoverage:
     """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
-    counts, source = run_exercises(results.header.get("trace") or {})
-    shard = results.header.get("shard")
+    counts, source = run_exercises(trace.to_record())
     incomplete = ("a partial run" if not results.complete
                   else f"one shard ({shard}) of the trace" if lone_shard(shard) else None)
     return verdict_coverage(counts, faults, source, incomplete)
@@ -343,12 +354,14 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     consistency = check_consistency(results, recheckout=recheckout)
     hist, fs = consistency.history, consistency.final
     assert hist is not None
-    trace_header = (results.header.get("trace") or {}).get("header") or {}
+    header = results.header_record
+    trace, trace_header = header.trace, header.trace_header
+    shard, reason = header.shard, results.trailer_record.reason
     totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
     loaded = hist.checkout_ok_loaded()
     bounds, bound_anoms = check_bounds(
-        trace_header, {"checkout_ok": hist.checkouts["ok"], "checkout_ok_loaded": loaded, "stock_total": consistency.totals.get("stock", {}).get("final", 0),
-                       "credit_total": consistency.totals.get("credit", {}).get("final", 0)},
+        trace_header, RunTotals(hist.checkouts["ok"], loaded, consistency.totals.get("stock", {}).get("final", 0),
+                                consistency.totals.get("credit", {}).get("final", 0)),
         complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)
@@ -356,8 +369,8 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     apart = None if fa is None else apart_windows(fa, max_recovery)
     expectations = diff_expectations(results, windows=apart)
     availability = compute_availability(results, apart)
-    coverage = _coverage(results, consistency)
-    cov_section, judgeable = coverage_section(coverage, results.complete, results.trailer.get("reason"))
+    coverage = _coverage(results, consistency, shard)
+    cov_section, judgeable = coverage_section(coverage, results.complete, reason)
     anomalies = consistency.anomalies + bound_anoms
     av_section = availability_section(availability, min_availability, strict, hist.undetermined)
     if fa is not None:
@@ -372,10 +385,9 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     verdict = decide(sections, lone_shard(coverage.shard))
     warnings = []
     if not results.complete:
-        why = results.trailer.get("reason") or "interrupted"
-        warnings.append(f"PARTIAL RUN ({why}): {results.n} requests recorded; the verdict cannot be clean")
+        warnings.append(f"PARTIAL RUN ({reason or 'interrupted'}): {results.n} requests recorded; the verdict cannot be clean")
     warnings.extend(consistency.notes)
-    return CheckReport(results.path, results.label, results.complete, results.trailer.get("reason"), recheckout,
+    return CheckReport(results.path, results.label, results.complete, reason, recheckout,
                        strict, min_availability, expectations, consistency, availability, coverage, tuple(bounds),
                        figures, verdict, tuple(warnings), hist.undetermined, tuple(bound_anoms), max_recovery,
-                       _bug_coverage(results, fa is not None), strict_faults)
+                       _bug_coverage(results, trace, shard, fa is not None), strict_faults)

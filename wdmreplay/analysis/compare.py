@@ -206,6 +206,10 @@ class CompareResult:
         """Whether any build regressed (the exit-1 condition)."""
         return any(b.regression for b in self.builds)
 
+    def to_json(self) -> dict:
+        """JSON-ready form: :meth:`as_dict` (``render_json`` takes the result itself)."""
+        return self.as_dict()
+
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys, schema ``wdm-compare/2``, documented in docs/analysis.md)."""
         return {
@@ -270,7 +274,7 @@ def _by_op(op: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def _scheduled_rate(r: Results, speed: float | None) -> float | None:
-    th = (r.header.get("trace") or {}).get("header") or {}
+    th = r.header_record.trace_header  # the trace's header as the results header copied it
     n, duration = th.get("requests"), th.get("duration")
     if speed is None or not isinstance(n, (int, float)) or not isinstance(duration, (int, float)) or duration <= 0:
         return None
@@ -311,7 +315,7 @@ def run_stats(r: Results) -> tuple[RunStats, dict[str, np.ndarray]]:
                               float(np.median(rt[errors & finite])) * 1e3 if (errors & finite).any() else None)
         if answered.any():
             samples[ALL] = rt[answered]
-    speed = r.header.get("speed")
+    speed = r.header_record.speed
     speed = float(speed) if isinstance(speed, (int, float)) else None
     rate = run_rate(int(sent_n.sum()), send_window(c["sent"], c["done"], oc))
     stats = RunStats(Path(r.path).name, r.label, r.complete, speed, rate, _scheduled_rate(r, speed), ops)
@@ -325,16 +329,16 @@ def group_by_label(runs: list[Results]) -> list[list[int]]:
     """Indices of ``runs`` grouped by header label, in order of first appearance; no label → own group."""
     groups: dict[object, list[int]] = {}
     for i, r in enumerate(runs):
-        key = r.header.get("label") or ("file", i)
+        key = r.header_record.label or ("file", i)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
 def _check_same_trace(runs: list[Results]) -> str:
     base = runs[0]
-    digest = (base.header.get("trace") or {}).get("digest")
+    digest = base.header_record.trace.digest
     for r in runs[1:]:
-        d = (r.header.get("trace") or {}).get("digest")
+        d = r.header_record.trace.digest
         if d != digest:
             raise CompareError(
                 f"{Path(r.path).name} replays a different trace than {Path(base.path).name} "

@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..operations import OP_NAMES
-from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult, change_words, floor_words,
+from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult, GateLimit, change_words, floor_words,
                       regression_reasons)
 from .html import MissingDependency, _pyplot
 
@@ -136,17 +137,62 @@ def _cdf_plot(res: CompareResult, plt: Any) -> str:
     return _svg(fig, plt)
 
 
-def _cell(c: Change | None, untested: str) -> dict:
+# --- page model (numbers to strings): what the template reads, by attribute ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    text: str
+    cls: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    op: str
+    answered: str
+    cells: tuple[Cell, ...]  # one per GATED quantile
+    errors: str
+    err_cls: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildView:
+    label: str
+    files: tuple[str, ...]
+    regression: bool
+    notes: tuple[str, ...]
+    unanswered: tuple[tuple[str, tuple[str, ...]], ...]  # (side's label, operations)
+    rows: tuple[OpRow, ...]
+    throughput: str
+    anomalies: str
+    limits: tuple[GateLimit, ...]  # gates that cannot fire
+    floor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    label: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    id: str
+    svg: str
+    caption: str
+
+
+def _cell(c: Change | None, untested: str) -> Cell:
     if c is None:
-        return {"text": untested, "cls": "none" if untested.startswith("no answered") else ""}
+        return Cell(untested, "none" if untested.startswith("no answered") else "")
     if c.ci is None:
-        return {"text": f"not tested: {c.note}", "cls": ""}
+        return Cell(f"not tested: {c.note}", "")
     text = f"{change_words(c.ratio)} [{c.ci[0]:.2f}–{c.ci[1]:.2f}]"
-    return {"text": text + (" REGRESSION" if c.regression else ""),
-            "cls": "regression" if c.regression else "significant" if c.significant else ""}
+    return Cell(text + (" REGRESSION" if c.regression else ""),
+                "regression" if c.regression else "significant" if c.significant else "")
 
 
-def _build_context(res: CompareResult, b: BuildComparison) -> dict:
+def _build_context(res: CompareResult, b: BuildComparison) -> BuildView:
     side_label = {"base": res.base_label, "new": b.label}
     missing = {op for ops in b.unanswered.values() for op in ops}
     rows = []
@@ -154,12 +200,11 @@ def _build_context(res: CompareResult, b: BuildComparison) -> dict:
         by_name = {c.name: c for c in o.latency}
         untested = "no answered requests" if o.op in missing else "not tested"
         e = o.errors
-        rows.append({
-            "op": o.op, "answered": f"{o.base_answered} / {o.new_answered}",
-            "cells": [_cell(by_name.get(q), untested) for q in GATED],
-            "errors": f"{100 * e.base_share:.1f}% → {100 * e.new_share:.1f}%" + (" REGRESSION" if e.regression else ""),
-            "err_cls": "regression" if e.regression else "significant" if e.significant else "",
-        })
+        rows.append(OpRow(
+            o.op, f"{o.base_answered} / {o.new_answered}",
+            tuple(_cell(by_name.get(q), untested) for q in GATED),  # by quantile name: absent when not estimated
+            f"{100 * e.base_share:.1f}% → {100 * e.new_share:.1f}%" + (" REGRESSION" if e.regression else ""),
+            "regression" if e.regression else "significant" if e.significant else ""))
     if b.throughput is not None:
         t = b.throughput
         tput = (f"{t.base:.1f} → {t.new:.1f} req/s, {t.ratio:.2f}x [{t.ci[0]:.2f}–{t.ci[1]:.2f}]"
@@ -174,14 +219,13 @@ def _build_context(res: CompareResult, b: BuildComparison) -> dict:
         diff = [f"{k} {b.base_anomalies[k]:g} → {b.new_anomalies[k]:g}" for k in b.base_anomalies
                 if b.base_anomalies[k] or b.new_anomalies[k]]
         anomalies = ", ".join(diff) if diff else "none in either build"
-    return {
-        "label": b.label, "files": list(b.files), "regression": b.regression, "notes": list(b.notes),
-        "unanswered": [(side_label[side], list(ops)) for side, ops in b.unanswered.items()],
-        "rows": rows, "throughput": tput, "anomalies": anomalies, "limits": list(b.limits),
-        "floor": (f"One run on a side: between-run noise unknown, intervals widened by the calibrated noise floor "
-                  f"({floor_words()}) — a weaker verdict; compare 3+ runs per build for a stronger one."
-                  if b.noise_floor else ""),
-    }
+    return BuildView(
+        b.label, tuple(b.files), b.regression, tuple(b.notes),
+        tuple((side_label[side], tuple(ops)) for side, ops in b.unanswered.items()),
+        tuple(rows), tput, anomalies, tuple(b.limits),
+        (f"One run on a side: between-run noise unknown, intervals widened by the calibrated noise floor "
+         f"({floor_words()}) — a weaker verdict; compare 3+ runs per build for a stronger one."
+         if b.noise_floor else ""))
 
 
 def render_compare_html(res: CompareResult) -> str:
@@ -193,10 +237,10 @@ def render_compare_html(res: CompareResult) -> str:
     figures = []
     iv = _interval_plot(res, plt)
     if iv:
-        figures.append({"id": "intervals", "svg": iv,
-                        "caption": "Ratio new/base of every gated quantile with its interval (a ratio above 1 is slower)"})
-    figures.append({"id": "distributions", "svg": _cdf_plot(res, plt),
-                    "caption": "Latency distribution per operation (answered requests, every run of a build pooled)"})
+        figures.append(Figure("intervals", iv,
+                              "Ratio new/base of every gated quantile with its interval (a ratio above 1 is slower)"))
+    figures.append(Figure("distributions", _cdf_plot(res, plt),
+                          "Latency distribution per operation (answered requests, every run of a build pooled)"))
     bad = [b for b in res.builds if b.regression]
     reasons = [f"{b.label}: {r}" for b in bad for r in regression_reasons(res, b)]
     if len(reasons) > MAX_BANNER_REASONS:
@@ -205,6 +249,6 @@ def render_compare_html(res: CompareResult) -> str:
                 f" — {', '.join(b.label for b in res.builds)} vs {res.base_label}")
     return template.render(
         overall="REGRESSION" if res.regression else "no regression", regression=res.regression, headline=headline,
-        reasons=reasons, base={"label": res.base_label, "files": list(res.base_files)}, digest=res.digest,
+        reasons=reasons, base=Side(res.base_label, tuple(res.base_files)), digest=res.digest,
         threshold=f"{res.threshold * 100:g}%", error_threshold=f"{res.error_threshold * 100:g} points",
         level=f"{(1 - res.alpha) * 100:g}%", builds=[_build_context(res, b) for b in res.builds], figures=figures)

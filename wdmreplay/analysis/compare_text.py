@@ -111,7 +111,7 @@ def compare_verdict_line(res: CompareResult) -> str:
 def render_compare(res: CompareResult, fmt: str) -> str:
     """The comparison as ``text``, ``json`` or ``html`` (html imports matplotlib, only then)."""
     if fmt == "json":
-        return render_json(res.as_dict())
+        return render_json(res)
     if fmt == "html":
         from .compare_html import render_compare_html  # lazy: the page's imports (jinja2, matplotlib) only for html
 

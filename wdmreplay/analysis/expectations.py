@@ -78,7 +78,7 @@ class ExpectationDiff:
     @property
     def during_faults(self) -> int:
         """Contradictions inside a fault window or its recovery (counted apart; ``--strict-faults`` fails on them)."""
-        return self.by_category.get("during_fault", 0)
+        return self.by_category["during_fault"]
 
     @property
     def differences(self) -> int:
@@ -101,10 +101,8 @@ class ExpectationDiff:
 
 def scenario_names(results: Results) -> list[str]:
     """Scenario names by code, from the results header (or the trace header inside it)."""
-    names = results.header.get("scenarios")
-    if not names:
-        names = (results.header.get("trace") or {}).get("header", {}).get("scenarios") or []
-    return list(names)
+    header = results.header_record
+    return list(header.scenarios or header.trace_header.get("scenarios") or ())
 
 
 # A 4xx to these needs only their entities to exist: it depends on no earlier step.

@@ -258,37 +258,36 @@ def _s(x: float | None) -> str:
     return "not recovered" if x is None else f"{x:.2f} s"
 
 
-def fault_lines(d: dict, *, timeline: bool = True) -> list[str]:
-    """Text lines of the report's ``faults`` section (its JSON-form dict); ``timeline``: with availability over time."""
+def fault_lines(fa: FaultAnalysis, *, timeline: bool = True) -> list[str]:
+    """Text lines of the report's ``faults`` section; ``timeline``: with availability over time."""
     lines = ["faults"]
-    for w in d["windows"]:
-        end = "open to the run's end (no undo recorded)" if w["end"] is None else f"{w['end']:.2f} s"
-        es = "-" if w["error_share"] is None else f"{100.0 * w['error_share']:.1f}%"
-        lines.append(f"  {w['name']}: window {w['start']:.2f} s -> {end}; {w['requests']} requests overlap it, "
+    for w in fa.windows:
+        end = "open to the run's end (no undo recorded)" if math.isinf(w.end) else f"{w.end:.2f} s"
+        es = "-" if w.error_share is None else f"{100.0 * w.error_share:.1f}%"
+        lines.append(f"  {w.name}: window {w.start:.2f} s -> {end}; {w.requests} requests overlap it, "
                      f"{es} unanswered")
-        lines.append(f"    pre-fault success rate {100.0 * w['baseline']:.1f}% ({w['baseline_requests']} requests); "
-                     f"first success {_s(w['first_success_s'])} after the end; recovery "
+        lines.append(f"    pre-fault success rate {100.0 * w.baseline:.1f}% ({w.baseline_requests} requests); "
+                     f"first success {_s(w.first_success_s)} after the end; recovery "
                      + ("not measured (no request was sent after the window)"
-                        if w["recovery_s"] is None and not w.get("requests_after", 1) else _s(w["recovery_s"])))
-    for a in d["actions"]:
-        if not a["ok"]:
-            tail = a["output"].strip().splitlines()[-1:] if a["output"].strip() else []
-            lines.append(f"  FAILED {a['which']} of {a['name']} (exit {a['exit']}): {a['command']}"
-                         + (f" — {tail[0][:200]}" if tail else ""))
-    for name in d["skipped"]:
+                        if w.recovery_s is None and not w.requests_after else _s(w.recovery_s)))
+    for a in fa.failed_actions:
+        tail = a.output.strip().splitlines()[-1:] if a.output.strip() else []
+        lines.append(f"  FAILED {a.which} of {a.name} (exit {a.exit_code}): {a.command}"
+                     + (f" — {tail[0][:200]}" if tail else ""))
+    for name in fa.skipped:
         lines.append(f"  {name}: skipped (not due before the run ended)")
-    tl = d["timeline"]
-    windows = [(w["start"], math.inf if w["end"] is None else w["end"]) for w in d["windows"]]
-    n = len(tl["t"]) if timeline else 0
+    windows = [(w.start, w.end) for w in fa.windows]
+    n = len(fa.timeline_t) if timeline else 0
     if n:
         step = -(-n // 30)
-        lines.append(f"  availability over time ({tl['bucket']:g} s buckets{f', every {step}th shown' if step > 1 else ''}; "
+        lines.append(f"  availability over time ({fa.bucket:g} s buckets{f', every {step}th shown' if step > 1 else ''}; "
                      f"* = overlaps a fault window)")
         for k in range(0, n, step):
-            t0, t1 = tl["t"][k], tl["t"][k] + tl["bucket"]
+            t0, t1 = fa.timeline_t[k], fa.timeline_t[k] + fa.bucket
             mark = "*" if any(s <= t1 and e >= t0 for s, e in windows) else " "
-            sh = tl["share"][k]
+            requests, answered = fa.timeline_requests[k], fa.timeline_answered[k]
+            sh = None if requests == 0 else answered / requests
             bar = "" if sh is None else "#" * int(round(20 * sh))
             pct = "    -" if sh is None else f"{100.0 * sh:5.1f}"
-            lines.append(f"  {mark}{t0:>8g} {pct}% {tl['answered'][k]:>6}/{tl['requests'][k]:<6} {bar}")
+            lines.append(f"  {mark}{t0:>8g} {pct}% {answered:>6}/{requests:<6} {bar}")
     return lines + [""]

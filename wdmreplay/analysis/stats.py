@@ -14,6 +14,8 @@ million rows within seconds. The Python loops here run per group, never per row.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -29,6 +31,89 @@ CDF_POINTS = tuple(round(i / 100, 2) for i in range(101)) + (0.995, 0.999, 0.999
 CDF_SAMPLE = 100_000  # values per operation the plotted CDF is computed from (evenly strided beyond)
 # Timeline buckets at most; a smaller --bucket is widened (to a 1-2-5 value) so memory stays bounded.
 MAX_TIMELINE_BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class OpStats:
+    """One operation's (or the whole run's) figures. Latencies are milliseconds, keyed by statistic
+    (``min``, the percentile names of :data:`PERCENTILES` / :data:`LAG_PERCENTILES`, ``max``, ``mean``)."""
+
+    count: int
+    rate: float | None  # req/s over the run's send window; None when nothing was sent
+    outcomes: Mapping[str, int]  # per outcome name (:data:`~wdmreplay.traces.results.OUTCOMES`)
+    shares: Mapping[str, float]  # the same, as shares of ``count``
+    response_ms: Mapping[str, float | None]
+    service_ms: Mapping[str, float | None]
+    lag_ms: Mapping[str, float | None]
+
+    @property
+    def unanswered(self) -> int:
+        """Requests sent that got no answer: 5xx, timeout or connection error."""
+        return self.outcomes["error"] + self.outcomes["timeout"] + self.outcomes["conn_error"]
+
+    @property
+    def unanswered_share(self) -> float:
+        """The share of ``count`` that got no answer."""
+        return self.shares["error"] + self.shares["timeout"] + self.shares["conn_error"]
+
+    def to_json(self) -> dict:
+        """JSON-ready form (stable keys, documented in docs/analysis.md)."""
+        return {"count": self.count, "rate": self.rate, "outcomes": dict(self.outcomes), "shares": dict(self.shares),
+                "response_ms": dict(self.response_ms), "service_ms": dict(self.service_ms), "lag_ms": dict(self.lag_ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Per time bucket (by completion time): requests, 2xx, unanswered, response p50/p99 (ms, None if empty)."""
+
+    bucket: float  # seconds per bucket used
+    requested_bucket: float  # seconds asked for (smaller when widened to MAX_TIMELINE_BUCKETS)
+    t: tuple[float, ...]
+    count: tuple[int, ...]
+    ok: tuple[int, ...]
+    errors: tuple[int, ...]
+    p50_ms: tuple[float | None, ...]
+    p99_ms: tuple[float | None, ...]
+
+    @property
+    def widened(self) -> bool:
+        """Whether the bucket asked for was widened (too many buckets for the run)."""
+        return self.requested_bucket != self.bucket
+
+    def to_json(self) -> dict:
+        """JSON-ready form (stable keys)."""
+        return {"bucket": self.bucket, "requested_bucket": self.requested_bucket, "t": list(self.t),
+                "count": list(self.count), "ok": list(self.ok), "errors": list(self.errors),
+                "p50_ms": list(self.p50_ms), "p99_ms": list(self.p99_ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class Cdf:
+    """Points of one operation's response-time CDF: quantile ``q[i]`` is ``ms[i]`` milliseconds."""
+
+    q: tuple[float, ...]
+    ms: tuple[float | None, ...]
+
+    def to_json(self) -> dict:
+        """JSON-ready form."""
+        return {"q": list(self.q), "ms": list(self.ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A run's statistics: span (s), the whole run, per operation (those with a request), CDFs, timeline."""
+
+    span: float
+    overall: OpStats
+    by_op: Mapping[str, OpStats]
+    cdf: Mapping[str, Cdf]
+    timeline: Timeline
+
+    def to_json(self) -> dict:
+        """JSON-ready form (the report's ``stats``; stable keys, documented in docs/analysis.md)."""
+        return {"span": self.span, "overall": self.overall.to_json(),
+                "by_op": {k: v.to_json() for k, v in self.by_op.items()},
+                "cdf": {k: v.to_json() for k, v in self.cdf.items()}, "timeline": self.timeline.to_json()}
 
 
 class Grouping:
@@ -91,13 +176,13 @@ def _with_overall(grouping: Grouping, values: np.ndarray,
     return np.vstack((q, overall)), np.append(mx, top), np.append(counts, values.size)
 
 
-def _cdf(seg: np.ndarray) -> dict:
+def _cdf(seg: np.ndarray) -> Cdf:
     """Response-time CDF points of one operation (from an evenly strided subsample when large)."""
     if seg.size > CDF_SAMPLE:
         seg = seg[::-(-seg.size // CDF_SAMPLE)]
     pts = sorted(CDF_POINTS)
     q, _ = quantiles(seg, tuple(pts))
-    return {"q": pts, "ms": [_ms(x) for x in q]}
+    return Cdf(tuple(pts), tuple(_ms(x) for x in q))
 
 
 def _ms(x: float) -> float | None:
@@ -134,7 +219,7 @@ def run_window(results: Results) -> tuple[float, float] | None:
     return send_window(sent, done, outcome)
 
 
-def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
+def compute_stats(results: Results, *, bucket: float = 1.0) -> Stats:
     """Per operation and overall: count, req/s, outcomes, latency percentiles, lag; plus a timeline.
 
     Keys are stable (documented in docs/analysis.md); latencies are milliseconds.
@@ -168,24 +253,24 @@ def compute_stats(results: Results, *, bucket: float = 1.0) -> dict:
                      minlength=n_ops * len(OUTCOMES)).reshape(n_ops, len(OUTCOMES))
     oc = np.vstack((oc, oc.sum(axis=0)))
 
-    def block(g: int) -> dict:
+    def block(g: int) -> OpStats:
         count = int(oc[g].sum())
         mean = r_sum[g] / n_lat[g] if n_lat[g] else None
         rate = run_rate(count - int(oc[g][SKIPPED]), window)  # per operation: over the run's window
-        return {
-            "count": count,
-            "rate": round(rate, 3) if rate is not None else None,
-            "outcomes": {name: int(oc[g][k]) for k, name in enumerate(OUTCOMES)},
-            "shares": {name: (round(int(oc[g][k]) / count, 6) if count else 0.0) for k, name in enumerate(OUTCOMES)},
-            "response_ms": _latency_block(r_q[g], r_max[g], mean, mn=r_min[g]),
-            "service_ms": _latency_block(s_q[g], s_max[g], None, mn=s_min[g]),
-            "lag_ms": _latency_block(l_q[g], l_max[g], None, LAG_PERCENTILES, mn=l_min[g]),
-        }
+        return OpStats(
+            count=count,
+            rate=round(rate, 3) if rate is not None else None,
+            outcomes={name: int(oc[g][k]) for k, name in enumerate(OUTCOMES)},
+            shares={name: (round(int(oc[g][k]) / count, 6) if count else 0.0) for k, name in enumerate(OUTCOMES)},
+            response_ms=_latency_block(r_q[g], r_max[g], mean, mn=r_min[g]),
+            service_ms=_latency_block(s_q[g], s_max[g], None, mn=s_min[g]),
+            lag_ms=_latency_block(l_q[g], l_max[g], None, LAG_PERCENTILES, mn=l_min[g]),
+        )
 
     by_op = {OP_NAMES[g]: block(g) for g in range(n_ops) if oc[g].sum()}
     cdf = {OP_NAMES[g]: _cdf(seg) for g, seg in enumerate(by_op_rows.segments(resp)) if seg is not None}
-    return {"span": round(span, 6), "overall": block(n_ops), "by_op": by_op, "cdf": cdf,
-            "timeline": timeline(done, c["outcome"][keep] if not keep.all() else c["outcome"], resp, bucket=bucket)}
+    return Stats(round(span, 6), block(n_ops), by_op, cdf,
+                 timeline(done, c["outcome"][keep] if not keep.all() else c["outcome"], resp, bucket=bucket))
 
 
 def timeline_bucket(end: float, bucket: float) -> float:
@@ -201,15 +286,14 @@ def timeline_bucket(end: float, bucket: float) -> float:
     return 10.0 ** (exp + 2)
 
 
-def timeline(done: np.ndarray, outcome: np.ndarray, resp: np.ndarray, *, bucket: float = 1.0) -> dict:
+def timeline(done: np.ndarray, outcome: np.ndarray, resp: np.ndarray, *, bucket: float = 1.0) -> Timeline:
     """Per ``bucket``-second slice (by completion time ``done``): requests, ok, errors, response p50/p99.
 
     At most MAX_TIMELINE_BUCKETS slices: a bucket too small for the run is widened; ``bucket`` is
     the width used and ``requested_bucket`` the one asked for.
     """
     if done.size == 0:
-        return {"bucket": bucket, "requested_bucket": bucket, "t": [], "count": [], "ok": [], "errors": [],
-                "p50_ms": [], "p99_ms": []}
+        return Timeline(bucket, bucket, (), (), (), (), (), ())
     requested, bucket = bucket, timeline_bucket(max(float(done.max()), 0.0), bucket)
     b = (np.maximum(done, 0.0) // bucket).astype(np.int64)
     n_b = int(b.max()) + 1
@@ -217,9 +301,9 @@ def timeline(done: np.ndarray, outcome: np.ndarray, resp: np.ndarray, *, bucket:
     ok = np.bincount(b[outcome == 0], minlength=n_b)
     err = np.bincount(b[outcome >= 2], minlength=n_b)
     q, _, _ = grouped_quantiles(b, resp, n_b, (0.5, 0.99))
-    return {"bucket": bucket, "requested_bucket": requested, "t": [round(i * bucket, 6) for i in range(n_b)], "count": count.tolist(),
-            "ok": ok.tolist(), "errors": err.tolist(),
-            "p50_ms": [_ms(x) for x in q[:, 0]], "p99_ms": [_ms(x) for x in q[:, 1]]}
+    return Timeline(bucket, requested, tuple(round(i * bucket, 6) for i in range(n_b)), tuple(count.tolist()),
+                    tuple(ok.tolist()), tuple(err.tolist()), tuple(_ms(x) for x in q[:, 0]),
+                    tuple(_ms(x) for x in q[:, 1]))
 
 
 def response_times(results: Results) -> dict[str, np.ndarray]:

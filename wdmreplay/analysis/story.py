@@ -8,13 +8,14 @@ intended / sent / done times (milliseconds on the run's clock), status and answe
 in units ("3 checkouts answered 2xx took 3 units; stock was 1; final 0").
 
 Compute only: :func:`explain_run` returns :class:`Story` records; :func:`render_explain_text` and
-:meth:`Story.as_dict` format them. The anomaly is taken as the checker reports it (its JSON form), so
+:meth:`Story.as_dict` format them. The anomaly is the checker's :class:`~.consistency.Anomaly`, so
 a kind added later (e.g. ``lost_entity``) is told the same way: its entity's requests and final read.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from ..errors import WdmError
 from ..operations import OP_CODES, OP_NAMES
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
+from .anomaly import Anomaly
 from .final_state import FinalState, final_state
+from .wording import headline as _worded_headline
 
 EXPLAIN_SCHEMA = "wdm-explain/1"
 MAX_STORY_REQUESTS = 60  # requests told per entity (the story says how many more there were)
@@ -81,7 +84,7 @@ class Story:
 
     entity: str  # item | user | order | aggregate
     id: str
-    anomaly: dict | None  # the checker's anomaly (its JSON form), or None when asked about a sound entity
+    anomaly: Anomaly | None  # the checker's anomaly, or None when asked about a sound entity
     headline: str
     arithmetic: tuple[str, ...]
     requests: tuple[StoryRequest, ...]
@@ -95,9 +98,15 @@ class Story:
 
     def as_dict(self) -> dict:
         """JSON-ready form (stable keys)."""
-        return {"entity": self.entity, "id": self.id, "anomaly": self.anomaly, "headline": self.headline,
+        return {"entity": self.entity, "id": self.id,
+                "anomaly": None if self.anomaly is None else self.anomaly.as_dict(), "headline": self.headline,
                 "arithmetic": list(self.arithmetic), "requests": [r.as_dict() for r in self.requests],
                 "omitted": self.omitted, "final": self.final, "concurrent": self.concurrent_count}
+
+
+def told_headline(a: Anomaly) -> str:
+    """An anomaly's headline as told (the checker's, else worded from its kind, entity and figures)."""
+    return a.headline or _worded_headline(a.kind, a.entity, a.id, a.expected, a.actual, a.detail)
 
 
 def _ms(x: float) -> float | None:
@@ -134,7 +143,7 @@ class RunStories:
         if results.argcols is None:
             raise ExplainError(f"{Path(results.path).name}: loaded without args; cannot tell stories")
         self.r = results
-        self.fs: FinalState | None = final_state(results.final)
+        self.fs: FinalState | None = final_state(results.final_record)  # typed once per run (cached)
         ac = results.argcols
         self.ids = IdTable(ac.names)
         c = results.cols
@@ -275,7 +284,7 @@ class RunStories:
             return n
         return None
 
-    def story(self, kind: str, eid: str, anomaly: dict | None = None) -> Story:
+    def story(self, kind: str, eid: str, anomaly: Anomaly | None = None) -> Story:
         """The story of ``eid`` (an ``item``, ``user`` or ``order``), explaining ``anomaly`` when given."""
         if kind not in ENTITIES:
             return _aggregate_story(eid, anomaly)
@@ -322,7 +331,7 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
     path = _trace_path(results, trace)
     if path is None:
         return {}
-    want = (results.header.get("trace") or {}).get("digest")
+    want = results.header_record.trace.digest
     try:
         same = want is None or file_digest(path) == want
     except FormatError:
@@ -357,7 +366,7 @@ def _trace_path(results: Results, trace: str | Path | None) -> Path | None:
     """The run's trace file: as given, else as the header names it (as is, or beside the results file)."""
     if trace is not None:
         return Path(trace)
-    name = (results.header.get("trace") or {}).get("path")
+    name = results.header_record.trace.path
     if not name:
         return None
     for p in (Path(name), Path(results.path).parent / Path(name).name):
@@ -370,11 +379,12 @@ def _fmt(v: Any) -> str:
     return f"{v[0]}..{v[1]}" if isinstance(v, (list, tuple)) and len(v) == 2 else str(v)
 
 
-def _aggregate_story(eid: str, anomaly: dict | None) -> Story:
-    a = anomaly or {}
-    lines = tuple(a.get("arithmetic") or ()) or (f"trace bound {_fmt(a.get('expected'))}, run has {_fmt(a.get('actual'))}",)
-    head = a.get("headline") or str(a.get("detail", ""))
-    return Story("aggregate", eid, anomaly, head, lines, (), 0, a.get("actual"))
+def _aggregate_story(eid: str, anomaly: Anomaly | None) -> Story:
+    if anomaly is None:
+        return Story("aggregate", eid, None, "", ("trace bound None, run has None",), (), 0, None)
+    a = anomaly
+    lines = a.arithmetic or (f"trace bound {_fmt(a.expected)}, run has {_fmt(a.actual)}",)
+    return Story("aggregate", eid, anomaly, told_headline(a), tuple(lines), (), 0, a.actual)
 
 
 def _outcome_counts(st: RunStories, rows: np.ndarray) -> tuple[int, int, int]:
@@ -382,7 +392,7 @@ def _outcome_counts(st: RunStories, rows: np.ndarray) -> tuple[int, int, int]:
     return int(np.count_nonzero(o == 0)), int(np.count_nonzero(o == 1)), int(np.count_nonzero((o >= 2) & (o != SKIPPED)))
 
 
-def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: dict | None
+def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: Anomaly | None
                 ) -> tuple[list[str], str, Any]:
     """(lines, headline, final value) for the entity's anomaly, in units."""
     fs = st.fs
@@ -401,11 +411,11 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         lines.append(f"final read: {why or 'not read back'}")
         head = f"{created}{reads}the final read did not find {kind} {eid}" if (created or reads or why) else head
     if anomaly is not None:  # the checker's own words (and, when it gives them, its sum and possible causes)
-        a = anomaly
-        lines.append(f"checker: {a.get('headline') or a.get('detail', '')}")
-        lines += [f"  {x}" for x in a.get("arithmetic") or () if x != a.get("headline")]
-        if a.get("candidates"):
-            lines.append("possible causes (not asserted): " + "; ".join(map(str, a["candidates"])))
+        head_a = told_headline(anomaly)
+        lines.append(f"checker: {head_a or anomaly.detail}")
+        lines += [f"  {x}" for x in anomaly.arithmetic if x != head_a]
+        if anomaly.candidates:
+            lines.append("possible causes (not asserted): " + "; ".join(map(str, anomaly.candidates)))
     return lines, head, final
 
 
@@ -476,7 +486,7 @@ def _batch_initial(st: RunStories, kind: str, eid: str) -> int:
     """The batch_init stock or credit of ``eid`` (0 when no batch_init created it)."""
     if not eid.isdigit():
         return 0
-    op = OP_CODES.get("batch_init_stock" if kind == "item" else "batch_init_users")
+    op = OP_CODES["batch_init_stock" if kind == "item" else "batch_init_users"]
     value = 0
     for row, args in sorted(st.r.argcols.extra.items()):
         if int(st.op[row]) == op and int(st.outcome[row]) != 1 and len(args) > 1 and int(eid) < as_int(args[0]):
@@ -492,9 +502,9 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
     adds = rows[(ops == OP_CODES["add_item"]) & (st.outcome[rows] == 0)]
     if adds.size:
         names = st.ids.names
-        per: dict[str, int] = {}
+        per: Counter[str] = Counter()
         for k1, q in zip(st.k1[adds].tolist(), st.num[adds].tolist()):
-            per[names[k1]] = per.get(names[k1], 0) + q
+            per[names[k1]] += q
         lines.append("lines added with 2xx: " + ", ".join(f"{q} x {i}" for i, q in sorted(per.items())))
     s = st.fs.orders.get(eid) if st.fs is not None else None
     final = None
@@ -507,38 +517,38 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
     return lines, head, final
 
 
-def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[dict] | None = None, *,
+def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[Anomaly] | None = None, *,
                 trace: str | Path | None = None) -> list[Story]:
     """Stories of ``ids`` (an entity id, ``kind:id`` such as ``user:0``, or an anomaly kind for its first
     anomaly), or of the first anomaly of each kind when ``ids`` is empty.
 
-    ``anomalies`` are the check's (JSON form). ExplainError for an id the run does not know.
+    ``anomalies`` are the check's. ExplainError for an id the run does not know.
     """
     st = RunStories(results, trace=trace)
     anomalies = anomalies or []
-    by_id = {}
+    by_id: dict[str, Anomaly] = {}
     for a in anomalies:
-        by_id.setdefault(str(a["id"]), a)
-    first_of_kind: dict[str, dict] = {}
+        by_id.setdefault(str(a.id), a)
+    first_of_kind: dict[str, Anomaly] = {}
     for a in anomalies:
-        first_of_kind.setdefault(a["kind"], a)
-    wanted: list[tuple[str, str, dict | None]] = []
+        first_of_kind.setdefault(a.kind, a)
+    wanted: list[tuple[str, str, Anomaly | None]] = []
     if not ids:
-        wanted = [(a["entity"], str(a["id"]), a) for a in first_of_kind.values()]
-    by_key = {}
+        wanted = [(a.entity, str(a.id), a) for a in first_of_kind.values()]
+    by_key: dict[tuple[str, str], Anomaly] = {}
     for a in anomalies:
-        by_key.setdefault((a["entity"], str(a["id"])), a)
+        by_key.setdefault((a.entity, str(a.id)), a)
     for eid in ids:
         if eid in first_of_kind and eid not in by_id and st.kind_of(eid) is None:
             a = first_of_kind[eid]
-            wanted.append((a["entity"], str(a["id"]), a))
+            wanted.append((a.entity, str(a.id), a))
             continue
         prefix, _, rest = eid.partition(":")
         if prefix in ENTITIES and rest:  # "item:0": one id may name an item, a user and an order
             wanted.append((prefix, rest, by_key.get((prefix, rest))))
             continue
         a = by_id.get(eid)
-        kind = a["entity"] if a is not None else st.kind_of(eid)
+        kind = a.entity if a is not None else st.kind_of(eid)
         if kind is None:
             raise ExplainError(f"{Path(results.path).name}: no item, user or order {eid!r} in this run "
                                f"(and no anomaly of that kind)")
@@ -553,7 +563,7 @@ def _cell(v: float | None) -> str:
 def render_story_lines(s: Story) -> list[str]:
     """Text lines of one story: headline, the requests table, the arithmetic."""
     a = s.anomaly
-    kind = f" — {a['kind']}" if a else ""
+    kind = f" — {a.kind}" if a else ""
     lines = [f"{s.entity} {s.id}{kind}: {s.headline}"]
     if s.requests:
         lines.append(f"  {'#':>3} {'session':>7} {'step':>4}  {'operation':<15}{'order':<12}{'amount':>7}"
@@ -592,14 +602,14 @@ def explain_json(stories: list[Story], *, run: str, verdict: str | None) -> dict
 MAX_REPORT_STORIES = 6  # stories the HTML report tells (the first anomaly of each kind first)
 
 
-def report_stories(results: Results, anomalies: list[dict], *, limit: int = MAX_REPORT_STORIES) -> list[Story]:
+def report_stories(results: Results, anomalies: list[Anomaly], *, limit: int = MAX_REPORT_STORIES) -> list[Story]:
     """Stories of a run's per-entity anomalies for the report: the first of each kind, then the next ones."""
-    per_entity = [a for a in anomalies if a["entity"] in ENTITIES]
+    per_entity = [a for a in anomalies if a.entity in ENTITIES]
     if not per_entity or results.argcols is None:
         return []
-    firsts: dict[str, dict] = {}
+    firsts: dict[str, Anomaly] = {}
     for a in per_entity:
-        firsts.setdefault(a["kind"], a)
+        firsts.setdefault(a.kind, a)
     chosen = list(firsts.values())
     for a in per_entity:
         if len(chosen) >= limit:
@@ -607,4 +617,4 @@ def report_stories(results: Results, anomalies: list[dict], *, limit: int = MAX_
         if a not in chosen:
             chosen.append(a)
     st = RunStories(results, reads="lost")
-    return [st.story(a["entity"], str(a["id"]), a) for a in chosen[:limit]]
+    return [st.story(a.entity, str(a.id), a) for a in chosen[:limit]]

@@ -102,7 +102,7 @@ def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, t
     with paused_gc():
         run = load_results(results, with_args=True)
     check = check_results(run, recheckout=recheckout)
-    stories = explain_run(run, ids, [a.as_dict() for a in check.anomalies], trace=trace)
+    stories = explain_run(run, ids, check.anomalies, trace=trace)
     verdict = check.verdict.verdict
     if fmt == "json":
         click.echo(render_json(explain_json(stories, run=os.path.basename(results), verdict=verdict)), nl=False)
