@@ -104,7 +104,7 @@ def replay(trace: Path, out: Path, url: str, label: str, speed: float | None) ->
     """One replay of ``trace`` against ``url`` (``speed`` None: max; 1.0: paced); the results file."""
     s = replay_trace(str(trace), str(out), target=url, speed=speed, concurrency=CONCURRENCY, label=label,
                      final_read=False)
-    if not s["complete"]:
+    if not s.complete:
         raise RuntimeError(f"replay of {trace} against {url} did not complete")
     return out
 

@@ -60,12 +60,12 @@ def main() -> None:
     achieved = (ok.sum() - 1) / (np.nanmax(sent) - np.nanmin(sent))
     err = achieved / a.rate - 1
     p50, p99, p999 = np.percentile(lag, [50, 99, 99.9]) * 1000
-    print(f"outcomes: {s['outcomes']}")
+    print(f"outcomes: {dict(s.outcomes)}")
     print(f"achieved start rate: {achieved:,.1f} sessions/s vs scheduled {a.rate:,.1f} ({err * 100:+.2f} %; "
           f"target within 1 %) -> {'OK' if abs(err) <= 0.01 else 'MISSED'}")
     print(f"start lag: p50 {p50:.3f} ms, p99 {p99:.3f} ms, p99.9 {p999:.3f} ms, max {lag.max() * 1000:.3f} ms "
           f"(target p99 <= 2 ms) -> {'OK' if p99 <= 2.0 else 'MISSED'}")
-    print(f"response time p50 {s['p50'] * 1000:.3f} ms, p99 {s['p99'] * 1000:.3f} ms (from the intended time)")
+    print(f"response time p50 {s.p50 * 1000:.3f} ms, p99 {s.p99 * 1000:.3f} ms (from the intended time)")
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other work on these cores skews the lag)")
 
 

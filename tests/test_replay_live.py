@@ -79,7 +79,7 @@ def test_live_figures_equal_the_replay_summary_for_the_same_chunks():
         stats.add_chunk(c)
         tally.add_chunk(c)
     s = stats.snapshot()
-    summary = build_summary("x.wdmr", tally, header={}, kept_requests=2000, speed=None, wall=1.0, complete=True,
+    summary = build_summary("x.wdmr", tally, duration=None, kept_requests=2000, speed=None, wall=1.0, complete=True,
                             reason=None, probes=0, bound=0, final_reads=0, dialect="2024")
     oc = summary["outcomes"]
     assert s["requests_done"] == summary["requests"] == 1200 and s["requests_total"] == 2000
@@ -119,7 +119,8 @@ def test_a_second_still_filling_is_left_out_until_the_run_ends():
     running = stats.snapshot()
     assert running["series"]["t"] == [0, 1, 2, 3] and running["series"]["ok"] == [4, 4, 4, 4]
     assert running["ok"] == 20  # the totals are not held back
-    stats.finish({"path": "r.wdmr", "complete": True, "reason": None, "wall": 5.1})
+    stats.finish(build_summary("r.wdmr", Tally(), duration=None, kept_requests=0, speed=None, wall=5.1, complete=True,
+                               reason=None, probes=0, bound=0, final_reads=0, dialect="2024"))
     done = stats.snapshot()
     assert done["series"]["t"] == [0, 1, 2, 3, 4] and done["stage"] == "done"
     assert done["result"] == {"path": "r.wdmr", "complete": True, "reason": None, "wall_s": 5.1}

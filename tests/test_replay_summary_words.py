@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wdmreplay.operations import OP_CODES
-from wdmreplay.replayer.summary import Tally, format_summary
+from wdmreplay.replayer.summary import ReplaySummary, Tally, format_summary
 from wdmreplay.traces.results import OUTCOMES
 
 
@@ -28,9 +28,11 @@ def test_skipped_rows_are_not_counted_as_sent():
 
 
 def test_answers_line_names_each_kind_in_words():
-    s = {"outcomes": {"ok": 5, "fail": 2, "error": 1, "timeout": 0, "conn_error": 3, "skipped": 4},
-         "complete": True, "requests": 15, "sent": 11, "wall": 1.0, "path": "r.wdmr", "rate": 11.0,
-         "speed": None, "scheduled_rate": None, "p50": 0.001, "p99": 0.002, "lag_p99": 0.0, "lagging": False}
+    s = ReplaySummary(outcomes={"ok": 5, "fail": 2, "error": 1, "timeout": 0, "conn_error": 3, "skipped": 4},
+                      complete=True, requests=15, sent=11, wall=1.0, path="r.wdmr", rate=11.0, speed=None,
+                      scheduled_rate=None, p50=0.001, p99=0.002, lag_p99=0.0, lagging=False, send_wall=1.0,
+                      service_p50=None, service_p99=None, late=0, conn_waits=0, late_cause=None, final_read=None,
+                      reason=None, bindings=0, probes=0, final_reads=0)
     line = format_summary(s).splitlines()[1]
     assert line == ("  answers: 5 accepted (2xx), 2 refused (4xx), 4 unanswered (1 5xx, 3 connection error), "
                     "4 skipped; `check` says which the trace expects")

@@ -110,8 +110,8 @@ def run_ab(trace: str | Path, outdir: str | Path, *, target_a: Target, target_b:
         summary = replay_trace(str(trace), str(path), target=target, config=config.replace(label=label),
                                progress=progress)
         done.append(AbRun(index, build, label, path))
-        if not summary["complete"]:
-            error = AbInterrupted if summary["reason"] == "interrupted" else AbError
+        if not summary.complete:
+            error = AbInterrupted if summary.reason == "interrupted" else AbError
             raise error(f"run {index} of {len(order)} (build {build}) did not complete "
-                        f"({summary['reason'] or 'interrupted'}); results so far in {outdir}")
+                        f"({summary.reason or 'interrupted'}); results so far in {outdir}")
     return done

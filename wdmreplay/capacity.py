@@ -326,9 +326,9 @@ def run_step(trace: str, header: TraceHeader, index: int, speed: float, kind: st
     out = outdir / f"{stem}.wdmr"
     summary = replay_trace(step_trace, str(out), target=opts.target, progress=progress,
                            config=opts.config.replace(speed=speed, label=f"capacity-x{speed:g}"))
-    if not summary["complete"]:
-        error = CapacityInterrupted if summary.get("reason") == "interrupted" else CapacityError
-        raise error(f"step {index} (speed {speed:g}) did not complete ({summary.get('reason')}); "
+    if not summary.complete:
+        error = CapacityInterrupted if summary.reason == "interrupted" else CapacityError
+        raise error(f"step {index} (speed {speed:g}) did not complete ({summary.reason}); "
                     f"results so far in {outdir}")
     results = load_results(out, with_args=True)
     # Availability is the SLO's to judge (unanswered share): overload is a slow shop, not a wrong one.

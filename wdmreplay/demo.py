@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -103,7 +103,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
             echo(summary_line(header, trace.name))
             summary = replay_trace(str(trace), str(out), target=shop.target, speed=run.speed,
                                    label=f"demo-{run.name}", progress=progress)
-            echo(format_summary({**summary, "path": out.name}))
+            echo(format_summary(replace(summary, path=out.name)))
             results = load_results(out, with_args=True)
             check = check_results(results)
             echo(render_check_text(check).rstrip("\n"))
@@ -221,9 +221,10 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
              f"restarted {plan.down:g} s later")
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, settle=3.0,
                                label=f"demo-faults-{plan.service}", progress=progress, faults=str(sched))
-        echo(format_summary({**summary, "path": out.name}))
-        echo(format_fault_summary(summary))
-        for line in summary["faults"]["failures"]:
+        echo(format_summary(replace(summary, path=out.name)))
+        assert summary.faults is not None  # the run had the schedule written above
+        echo(format_fault_summary(summary.faults))
+        for line in summary.faults.failures:
             echo(f"      {line}")
     echo(f"[5/5] check --max-recovery {plan.max_recovery:g}, and the report's faults section")
     results = load_results(out, with_args=True)

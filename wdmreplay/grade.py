@@ -366,11 +366,11 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
                                config=cfg.replay.replace(speed=speed, label=f"{team.name}-{run}", faults=faults))
     except TargetUnreachable as e:
         raise TeamFailed("unreachable", str(e)) from None
-    if not summary["complete"]:
-        if summary.get("reason") == "interrupted":
+    if not summary.complete:
+        if summary.reason == "interrupted":
             raise GradeInterrupted(f"interrupted during {team.name}'s {run} run; rerun to resume "
                                    f"(graded teams are kept in {cfg.outdir})")
-        raise TeamFailed("error", f"{run} replay did not complete ({summary.get('reason')})")
+        raise TeamFailed("error", f"{run} replay did not complete ({summary.reason})")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=cfg.max_recovery)
     overall = compute_stats(results).overall

@@ -92,14 +92,14 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
         summary = replay_trace(trace, out, target=target, config=config, dialect=dialect_obj,
                                progress=not quiet and sys.stderr.isatty(), live=live)
         _print_replay_summary(summary, quiet)
-        if live is not None and summary["reason"] != "interrupted":
+        if live is not None and summary.reason != "interrupted":
             click.echo(f"live view: {live.url} stays up " +
                        ("until Ctrl-C" if ui_linger is None else f"for {ui_linger:g} s (Ctrl-C ends it)"), err=True)
             live.linger(ui_linger)
-    if not summary["complete"]:
+    if not summary.complete:
         if quiet:
             click.echo(f"wdm-replay: interrupted; partial results in {out}", err=True)
-        if summary["reason"] == "interrupted":
+        if summary.reason == "interrupted":
             # The results file is closed and the output flushed: skip the interpreter's teardown,
             # which on a loaded machine alone can take most of the second a signal is promised.
             sys.stdout.flush()
@@ -121,16 +121,17 @@ def _live_view(ui: tuple[str, int] | None) -> Any:
     return view
 
 
-def _print_replay_summary(summary: dict, quiet: bool) -> None:
+def _print_replay_summary(summary: Any, quiet: bool) -> None:
+    """Print ``summary`` (a :class:`~wdmreplay.replayer.summary.ReplaySummary`) and every failed fault action."""
     from ..replayer import format_summary
     from ..replayer.fault_schedule import format_fault_summary
 
     if not quiet:
-        click.echo(format_summary(summary), err=not summary["complete"])
-    if "faults" in summary:  # the run had a fault schedule
+        click.echo(format_summary(summary), err=not summary.complete)
+    if summary.faults is not None:  # the run had a fault schedule
         if not quiet:
-            click.echo(format_fault_summary(summary), err=not summary["complete"])
-        for line in summary["faults"]["failures"]:
+            click.echo(format_fault_summary(summary.faults), err=not summary.complete)
+        for line in summary.faults.failures:
             click.echo(f"wdm-replay: {line}", err=True)  # a failing fault action is never silent
 
 

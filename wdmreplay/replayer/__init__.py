@@ -1,6 +1,7 @@
 """Replay a trace against a target: scheduler, session runner, HTTP client, coordinator, workers.
 
-The library entry is :func:`replay_trace`; :func:`format_summary` renders its summary dict. Layout:
+The library entry is :func:`replay_trace`; it returns a :class:`ReplaySummary` (typed, in
+``summary``) that :func:`format_summary` renders. Layout:
 ``run`` (entry), ``checks`` (options, probe), ``coordinator`` (the one driver: phases, signals,
 quiesce, final read), ``workers`` + ``messages`` (worker processes and their typed records),
 ``engine`` (sessions and rows), ``http`` (client), ``final`` (trace scan, final-state reads, settle
@@ -15,10 +16,10 @@ from .config import ReplayConfig
 
 # Lazy: ``wdmreplay.replayer.config`` is read by the CLI at start-up (its option limits), and loading
 # this package must not load numpy and aiohttp with it (``wdm-replay --help`` stays fast).
-_FROM_RUN = {"ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace"}
+_FROM_RUN = {"ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace"}
 _FROM_SCHEDULE = {"parse_shard", "parse_speed"}
 
-__all__ = ["ReplayConfig", "ReplayError", "TargetUnreachable", "check_output", "format_summary", "parse_shard",
+__all__ = ["ReplayConfig", "ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary", "parse_shard",
            "parse_speed", "preflight", "replay_trace"]
 
 

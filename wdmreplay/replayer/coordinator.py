@@ -29,7 +29,7 @@ from .final import (TraceScan, answered_any, bound_not_found, entity_count, id_s
                     plan_final_read, quiesce_until, referenced_ids, settle_plan, settle_record, sort_ids)
 from .messages import (Bindings, Bye, Chunk, End, Failed, FinalDone, FinalProgress, PhaseDone,
                        Progress, ReadFinal, Ready, RunPhase, Stop)
-from .summary import Tally
+from .summary import FinalReadInfo, ReadSample, ReadStopped, Tally
 
 STOP_GRACE = 0.5  # seconds in-flight requests get after Ctrl-C / SIGTERM before they are cut off
 STOP_WAIT = 1.0  # seconds the coordinator waits for stopped workers to report before giving up on them
@@ -42,13 +42,12 @@ def _slices(entities: dict[str, list[str]], workers: list[int]) -> dict[int, dic
     return {i: {k: v[j::len(workers)] for k, v in entities.items()} for j, i in enumerate(workers)}
 
 
-def _sample_total(sample: dict[str, dict]) -> dict | None:
-    """The batch_init sample over all kinds (``{"read", "of", "seed"}``), or None when every entity was read."""
+def _sample_total(sample: dict[str, dict]) -> ReadSample | None:
+    """The batch_init sample over all kinds, or None when every entity was read."""
     if not sample:
         return None
     seed = next(iter(sample.values()))["seed"]
-    return {"read": sum(v["read"] for v in sample.values()), "of": sum(v["of"] for v in sample.values()),
-            "seed": seed, "kinds": sample}
+    return ReadSample(sum(v["read"] for v in sample.values()), sum(v["of"] for v in sample.values()), seed, sample)
 
 
 class _HardStop(Exception):
@@ -85,7 +84,7 @@ class Coordinator:
         # Ids of every bound entity, compact, only for the final read (nothing grows without one).
         self.bound_ids = id_sets() if final_read else None
         self.final_reads = 0
-        self.final_read_info: dict | None = None  # what the final read covered and how long it took
+        self.final_read_info: FinalReadInfo | None = None  # what the final read covered and how long it took
         self.conn_waits = 0  # replayed requests that waited for a connection (all --concurrency busy)
         self.signals = 0
         self.t0 = 0.0
@@ -326,13 +325,13 @@ class Coordinator:
             if not answered_any(state, missing):
                 break  # not one read answered (the target is gone): another snapshot has nothing to compare
         assert state is not None and missing is not None
-        self.final_read_info = {"seconds": self.clock() - began, "quiesce": quiesce["waited"],
-                                "snapshots": len(snapshots), "entities": total,
-                                "sample": _sample_total(sample), "stopped": stopped_of(missing)}
+        stopped = stopped_of(missing)
+        self.final_read_info = FinalReadInfo(self.clock() - began, quiesce["waited"], len(snapshots), total,
+                                             _sample_total(sample), ReadStopped.of(stopped))
         return FinalRecord.from_record({  # the snapshots as parsed from the shop's answers (the HTTP edge)
             **state, "missing": missing, "bound_not_found": bound_not_found(missing, self.bound_ids),
             "settle": settle_record(settle, why, settled, snapshots), "quiesce": quiesce, "read_at": snapshots[-1][0],
-            "stopped": self.final_read_info["stopped"]})
+            "stopped": stopped})
 
     def _snapshot(self, slices: dict[int, dict], shares: dict[int, int]) -> tuple[dict, dict] | None:
         """One snapshot read by the workers, each its slice; None when interrupted."""

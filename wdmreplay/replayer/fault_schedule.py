@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import WdmError
 from ..traces.records import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS, Event
@@ -46,6 +46,14 @@ class FaultScheduleError(WdmError):
     """A fault schedule file that cannot be used (unreadable, malformed, invalid values)."""
 
 
+class NamedFaultError(ValueError):
+    """A schedule entry's bad value once its name is known (the message then names the fault, not its index)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One scheduled fault: ``do`` at ``at`` s, ``undo`` ``duration`` s later; actions are str (shell) or argv."""
@@ -56,6 +64,32 @@ class Fault:
     do: str | tuple[str, ...]
     undo: str | tuple[str, ...]
     timeout: float = DEFAULT_ACTION_TIMEOUT
+
+    @classmethod
+    def from_record(cls, rec: Any) -> Fault:
+        """One fault of a schedule file, checked (ValueError with the reason, one line); ``timeout`` defaults here."""
+        if not isinstance(rec, dict):
+            raise ValueError("must be an object")
+        missing = [k for k in KEYS if k not in rec]
+        if missing:
+            raise ValueError(f"missing {', '.join(repr(k) for k in missing)}")
+        unknown = sorted(set(rec) - set(KEYS) - set(OPTIONAL_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(repr(k) for k in unknown)}")
+        name = rec["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        try:
+            return cls(name, _seconds(rec["at"], "'at'"), _seconds(rec["for"], "'for'"), _action(rec["do"], "'do'"),
+                       _action(rec["undo"], "'undo'"),
+                       _seconds(rec.get("timeout", DEFAULT_ACTION_TIMEOUT), "'timeout'", positive=True))
+        except ValueError as e:
+            raise NamedFaultError(name, str(e)) from None
+
+    def to_record(self) -> dict:
+        """The fault as the results header keeps it (JSON-ready; actions as one line of text)."""
+        return {"name": self.name, "at": self.at, "for": self.duration, "do": describe(self.do),
+                "undo": describe(self.undo), "timeout": self.timeout}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,31 +183,24 @@ def parse_schedule(doc: Any, source: str = "faults") -> tuple[Fault, ...]:
     """Validate a decoded schedule document; the faults in start order, or one-line FaultScheduleError."""
     if not isinstance(doc, dict) or not isinstance(doc.get("faults"), list):
         raise FaultScheduleError(f'{source}: expected {{"faults": [{{"name", "at", "for", "do", "undo"}}, …]}}')
+    unknown = sorted(set(doc) - {"faults"})
+    if unknown:
+        raise FaultScheduleError(f"{source}: unknown key(s) {', '.join(repr(k) for k in unknown)} "
+                                 f'(a schedule is {{"faults": [...]}})')
     out: list[Fault] = []
     seen: set[str] = set()
-    for i, f in enumerate(doc["faults"]):
-        where = f"{source}: faults[{i}]"
+    for i, rec in enumerate(doc["faults"]):
         try:
-            if not isinstance(f, dict):
-                raise ValueError("must be an object")
-            missing = [k for k in KEYS if k not in f]
-            if missing:
-                raise ValueError(f"missing {', '.join(repr(k) for k in missing)}")
-            unknown = sorted(set(f) - set(KEYS) - set(OPTIONAL_KEYS))
-            if unknown:
-                raise ValueError(f"unknown key(s) {', '.join(repr(k) for k in unknown)}")
-            name = f["name"]
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"name must be a non-empty string, got {name!r}")
-            where = f"{source}: fault {name!r}"
-            if name in seen:
-                raise ValueError("name used twice (names identify the fault's events)")
-            seen.add(name)
-            out.append(Fault(name, _seconds(f["at"], "'at'"), _seconds(f["for"], "'for'"),
-                             _action(f["do"], "'do'"), _action(f["undo"], "'undo'"),
-                             _seconds(f.get("timeout", DEFAULT_ACTION_TIMEOUT), "'timeout'", positive=True)))
+            fault = Fault.from_record(rec)
+        except NamedFaultError as e:
+            raise FaultScheduleError(f"{source}: fault {e.name!r}: {e}") from None
         except ValueError as e:
-            raise FaultScheduleError(f"{where}: {e}") from None
+            raise FaultScheduleError(f"{source}: faults[{i}]: {e}") from None
+        if fault.name in seen:
+            raise FaultScheduleError(f"{source}: fault {fault.name!r}: name used twice (names identify the fault's "
+                                     "events)")
+        seen.add(fault.name)
+        out.append(fault)
     if not out:
         raise FaultScheduleError(f"{source}: the schedule has no faults")
     return tuple(sorted(out, key=lambda x: x.at))
@@ -181,8 +208,7 @@ def parse_schedule(doc: Any, source: str = "faults") -> tuple[Fault, ...]:
 
 def schedule_record(faults: tuple[Fault, ...]) -> list[dict]:
     """The schedule as the results header keeps it (JSON-ready)."""
-    return [{"name": f.name, "at": f.at, "for": f.duration, "do": describe(f.do), "undo": describe(f.undo),
-             "timeout": f.timeout} for f in faults]
+    return [f.to_record() for f in faults]
 
 
 def describe(action: str | tuple[str, ...]) -> str:
@@ -321,26 +347,54 @@ class FaultRunner:
                 out.append(f"fault {name}: {which} failed ({why})" + (f": {last[0][:200]}" if last else ""))
         return out
 
-    def summary(self) -> dict:
-        """JSON-ready record of what ran: per fault its actions (start, end, exit, ok), and the skipped."""
+    def summary(self) -> FaultRunSummary:
+        """What ran: per fault its actions' results, the skipped faults, and one line per failed action."""
+        return FaultRunSummary({name: FaultActions(**acts) for name, acts in self.results.items()},  # "do", "undo"
+                               tuple(self.skipped), tuple(self.failures()))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultActions:
+    """A started fault's actions: ``do`` and ``undo`` (None: not run, e.g. the replay stopped during ``do``)."""
+
+    do: ActionResult | None = None
+    undo: ActionResult | None = None
+
+    def ran(self) -> dict[str, ActionResult]:
+        """The actions that ran, by name (``"do"``, ``"undo"``), in that order."""
+        return {w: r for w, r in (("do", self.do), ("undo", self.undo)) if r is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRunSummary:
+    """What a replay's fault schedule did: the part ``summary.faults`` of :class:`~.summary.ReplaySummary`.
+
+    ``results``: per fault name (in the order they started), its :class:`FaultActions`; ``skipped``: faults not due before the run ended; ``failures``: one line per failed action.
+    """
+
+    results: Mapping[str, FaultActions]  # keyed by fault name (data)
+    skipped: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """JSON-ready: per fault its actions (start, end, exit, ok), the skipped and the failures."""
         return {"faults": {name: {w: {"start": r.start, "end": r.end, "exit": r.exit_code, "ok": r.ok}
-                                  for w, r in acts.items()} for name, acts in self.results.items()},
-                "skipped": list(self.skipped), "failures": self.failures()}
+                                  for w, r in acts.ran().items()} for name, acts in self.results.items()},
+                "skipped": list(self.skipped), "failures": list(self.failures)}
 
 
-def format_fault_summary(s: dict) -> str:
-    """Lines of the replay summary about the fault schedule (empty when there was none)."""
-    f = s.get("faults")
-    if not f:
+def format_fault_summary(f: FaultRunSummary | None) -> str:
+    """Lines of the replay summary about the fault schedule (``summary.faults``; empty when there was none)."""
+    if f is None:
         return ""
     lines = []
-    for name, acts in f["faults"].items():
-        do, undo = acts.get("do"), acts.get("undo")
-        span = (f"{do['start']:.2f} s -> {undo['end']:.2f} s" if do and undo else
-                f"{do['start']:.2f} s -> (no undo)" if do else "not run")
-        state = "ok" if all(a["ok"] for a in acts.values()) and undo else "FAILED" if acts else "not run"
+    for name, acts in f.results.items():
+        do, undo = acts.do, acts.undo
+        span = (f"{do.start:.2f} s -> {undo.end:.2f} s" if do and undo else
+                f"{do.start:.2f} s -> (no undo)" if do else "not run")
+        ran = acts.ran()
+        state = "ok" if all(a.ok for a in ran.values()) and undo else "FAILED" if ran else "not run"
         lines.append(f"  fault {name}: {span} ({state})")
-    for name in f["skipped"]:
+    for name in f.skipped:
         lines.append(f"  fault {name}: skipped (not due before the run ended)")
     return "\n".join(lines)
-

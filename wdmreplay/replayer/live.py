@@ -34,6 +34,7 @@ from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START,
                               FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window)
 from .messages import FLUSH_EVERY
 from .schedule import histogram, histogram_add, histogram_quantile
+from .summary import ReplaySummary
 
 SERIES_POINTS = 300  # at most this many points per chart: longer runs merge adjacent seconds
 # The per-second histograms are coarse (≈ 9 % buckets from 0.1 ms to ~100 s): 160 int32 per second of run.
@@ -176,13 +177,13 @@ class LiveStats:
             elif ev.kind == EVENT_FINAL_READ:
                 self.stage = "final read"
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: ReplaySummary) -> None:
         """The run ended: freeze the clock and keep what the page shows afterwards (results path, end state)."""
         with self._lock:
             self.ended = time.perf_counter()
-            self.stage = "done" if summary["complete"] else "partial"  # replay_trace's summary: every key present
-            self.result = {"path": summary["path"], "complete": bool(summary["complete"]),
-                           "reason": summary["reason"], "wall_s": summary["wall"]}
+            self.stage = "done" if summary.complete else "partial"
+            self.result = {"path": summary.path, "complete": bool(summary.complete),  # the JSON edge (stats.json)
+                           "reason": summary.reason, "wall_s": summary.wall}
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -334,7 +335,7 @@ class LiveView:
         self._thread.start()
         self._ready.wait(10)
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: ReplaySummary) -> None:
         """The run ended with ``summary`` (replay_trace's): the page shows the final figures and the results path."""
         self.stats.finish(summary)
         self.start()  # a run that ended before its workers started still shows why

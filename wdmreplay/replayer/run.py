@@ -26,16 +26,16 @@ from .fault_schedule import FaultRunner, check_schedule_fits, load_schedule, sch
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
-from .summary import Tally, build_summary, format_summary
+from .summary import ReplaySummary, Tally, build_summary, format_summary
 
-__all__ = ["ReplayConfig", "ReplayError", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace",
-           "run_async", "shard_keep"]
+__all__ = ["ReplayConfig", "ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary",
+           "preflight", "replay_trace", "run_async", "shard_keep"]
 
 
 def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config: ReplayConfig | None = None,
                  dialect: str | Dialect | None = None, progress: bool = False, live: Any = None,
-                 **options: Any) -> dict:
-    """Replay ``trace_path`` against ``target`` with ``config``, write ``out_path``; return the run's summary dict.
+                 **options: Any) -> ReplaySummary:
+    """Replay ``trace_path`` against ``target`` with ``config``, write ``out_path``; return the run's summary.
 
     ``config`` is a :class:`.config.ReplayConfig` (what each option means is documented there);
     without it, the keyword ``options`` build one (``speed=``, ``concurrency=``, ``timeout=``,
@@ -47,11 +47,12 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
     ``speed`` None runs as fast as ``concurrency`` allows. ``settle`` (seconds) re-reads the final
     state until two snapshots agree; None = a short settle only when the run had indeterminate
     requests (see :mod:`.final`). ``workers`` is the number of worker processes that send.
-    Ctrl-C / SIGTERM stop the run; the file is then marked partial (``summary["complete"] is
-    False``, ``summary["reason"] == "interrupted"``). ``start_at`` (unix time) makes the run wait
+    The summary is a :class:`.summary.ReplaySummary` (attributes; ``as_dict()`` is its JSON map).
+    Ctrl-C / SIGTERM stop the run; the file is then marked partial (``summary.complete is
+    False``, ``summary.reason == "interrupted"``). ``start_at`` (unix time) makes the run wait
     until then and start its schedule there (:mod:`.start`; a start more than a second past is
     refused before anything is sent). ``faults`` is a fault schedule file (:mod:`.fault_schedule`); what its
-    actions did is ``summary["faults"]``. ``final_sample``: of the ``batch_init`` entities no
+    actions did is ``summary.faults``. ``final_sample``: of the ``batch_init`` entities no
     request touched, at most this many per kind are read back (None reads them all). ``live`` is a
     :class:`.live.LiveView` (``replay --ui``) fed with every chunk and event written, and shown the
     summary at the end.
@@ -110,12 +111,11 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
     finally:
         wall = time.perf_counter() - wall_start
         writer.close(complete=complete, wall=wall, reason=reason)
-    summary = build_summary(out_path, tally, header=header, kept_requests=scan.kept_requests, speed=config.speed,
-                            wall=wall, complete=complete, reason=reason, probes=probes, bound=coordinator.bound,
-                            final_reads=coordinator.final_reads, dialect=dialect.name,
-                            conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info)
-    if runner is not None:
-        summary["faults"] = runner.summary()
+    summary = build_summary(out_path, tally, duration=th.duration, kept_requests=scan.kept_requests,
+                            speed=config.speed, wall=wall, complete=complete, reason=reason, probes=probes,
+                            bound=coordinator.bound, final_reads=coordinator.final_reads, dialect=dialect.name,
+                            conn_waits=coordinator.conn_waits, final_read=coordinator.final_read_info,
+                            faults=runner.summary() if runner is not None else None)
     if live is not None:
         live.finish(summary)
     return summary

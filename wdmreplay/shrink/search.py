@@ -225,7 +225,7 @@ class Oracle:
         summary = replay_trace(trace, out, target=self.target, speed=None, concurrency=self.concurrency,
                                timeout=self.timeout)
         self.replays += 1
-        if summary["reason"] == "interrupted":
+        if summary.reason == "interrupted":
             raise _Stop("interrupted")
         results = load_results(out, with_args=True)
         ok = reproduced(check_results(results), results.bindings, self.finding)
