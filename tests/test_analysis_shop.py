@@ -29,7 +29,7 @@ def replay(tmp_path: Path, shop, workload: str, params: dict, seed: int, name: s
         generate(workload, trace, seed=seed, dialect=dialect, **params)
     out = tmp_path / f"{name}.wdmr"
     summary = replay_trace(str(trace), str(out), target=shop.target, speed=speed, timeout=10.0, label=name)
-    assert summary["complete"]
+    assert summary.complete
     return out
 
 
@@ -81,7 +81,7 @@ def test_flaky_but_atomic_shop_has_no_anomaly(tmp_path, shop_factory, capsys, wo
     trace = tmp_path / "t.wdmt"
     generate(workload, trace, seed=1, **params)
     out = tmp_path / "r.wdmr"
-    assert replay_trace(str(trace), str(out), target=shop.target, timeout=10.0, settle=2.0)["complete"]
+    assert replay_trace(str(trace), str(out), target=shop.target, timeout=10.0, settle=2.0).complete
     rep = check_results(load_results(out, with_args=True))
     assert rep.undetermined > 0 and rep.expectations.by_category["indeterminate"] > 0
     assert not rep.anomalies and rep.expectations.mismatches == 0

@@ -58,7 +58,7 @@ def _replay(tmp_path: Path, name: str, speed: float) -> Path:
                                                             "undo": _post(shop.url + "/_admin/fault/off")}])
         summary = replay_trace(str(trace), str(out), target=shop.url, speed=speed, timeout=5.0, faults=str(sched),
                                settle=0.5)
-    assert summary["complete"] and summary["faults"]["failures"] == [], summary
+    assert summary.complete and summary.faults.failures == (), summary
     return out
 
 

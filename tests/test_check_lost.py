@@ -101,7 +101,7 @@ def test_a_store_wiped_by_a_fault_action_is_not_clean(tmp_path, wipe, capsys):
         sched = write_schedule(tmp_path / "f.json", [{"name": "wipe" if wipe else "look", "at": 0.8, "for": 0.2,
                                                       "do": action, "undo": noop}])
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, faults=str(sched))
-    assert summary["complete"] and summary["faults"]["failures"] == [], summary
+    assert summary.complete and summary.faults.failures == (), summary
     rep = check_results(load_results(out, with_args=True))
     if not wipe:
         assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
@@ -213,7 +213,7 @@ def test_batch_init_entities_wiped_are_lost(tmp_path):
                                                       "do": _request(shop.url + "/_shop/reset", "POST"),
                                                       "undo": [sys.executable, "-c", "pass"]}])
         summary = replay_trace(str(trace), str(out), target=shop.target, speed=1.0, timeout=5.0, faults=str(sched))
-    assert summary["faults"]["failures"] == [], summary
+    assert summary.faults.failures == (), summary
     rep = check_results(load_results(out, with_args=True))
     assert rep.verdict.verdict == "NOT CLEAN" and "consistency" in rep.verdict.decided_by, rep.verdict.reasons()
     lost = {(a.entity, a.id) for a in rep.anomalies if a.kind == "lost_entity"}

@@ -256,14 +256,14 @@ def test_report_rate_is_the_send_window_rate_without_skipped_requests(shop, tmp_
     assert s.by_op["find_order"].rate is None or s.by_op["find_order"].rate == 0.0
     text = render_text(report)
     assert "speed max" in text and f"{s.overall.rate:.1f} req/s over" in text
-    assert summary["sent"] == r.n - skipped
+    assert summary.sent == r.n - skipped
 
 
 def test_replay_summary_rate_equals_report_rate(shop, tmp_path):
     _trace_with_skips(tmp_path / "t.wdmt", 40)
     summary = replay_trace(tmp_path / "t.wdmt", tmp_path / "t.wdmr", target=shop.target, speed=None)
     report = build_report(load_results(tmp_path / "t.wdmr"))
-    assert summary["rate"] == pytest.approx(report.stats.overall.rate, rel=1e-6, abs=1e-3)
+    assert summary.rate == pytest.approx(report.stats.overall.rate, rel=1e-6, abs=1e-3)
 
 
 def test_finite_refuses_what_floatrange_lets_through():

@@ -31,7 +31,7 @@ def trace(tmp_path) -> Path:
 
 def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     s = replay_trace(str(trace), str(out), target=url, speed=None, concurrency=16, timeout=10.0, label=label)
-    assert s["complete"]
+    assert s.complete
     return out
 
 

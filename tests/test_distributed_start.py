@@ -121,7 +121,7 @@ def test_start_at_waits_and_anchors_the_schedule(shop, tmp_path):
     start = time.time() + 2.0
     summary = replay_trace(tmp_path / "t.wdmt", tmp_path / "r.wdmr", target=shop.url, speed=None,
                            shard=(0, 1), start_at=start)
-    assert summary["complete"]
+    assert summary.complete
     r = load_results(tmp_path / "r.wdmr")
     assert r.header["start_at"] == start and "clock" in r.header
     first = next(e for e in r.events if e["kind"] == "phase_start")
@@ -157,7 +157,7 @@ def test_start_at_just_past_keeps_the_schedule_at_that_instant(shop, tmp_path):
     populate_and_order_trace(tmp_path / "t.wdmt", 2)
     start = time.time() - START_LATE_TOLERANCE / 2
     summary = replay_trace(tmp_path / "t.wdmt", tmp_path / "r.wdmr", target=shop.url, speed=1.0, start_at=start)
-    assert summary["complete"]
+    assert summary.complete
     r = load_results(tmp_path / "r.wdmr")
     first = next(e for e in r.events if e["kind"] == "phase_start")
     assert first["at"] == 0.0 and abs(first["wall"] - start) < 0.05

@@ -95,7 +95,7 @@ def test_a_failed_action_makes_check_inconclusive(tmp_path, shop, trace, which, 
     sched = write_schedule(tmp_path / "faults.json", [fault])
     out = tmp_path / "r.wdmr"
     summary = replay_trace(str(trace), str(out), target=shop.target, speed=4.0, faults=str(sched))
-    assert summary["complete"] and summary["faults"]["failures"]
+    assert summary.complete and summary.faults.failures
     run = load_results(out, with_args=True)
     rep = check_results(run)
     # nothing else is wrong (the shop was never touched): the failed action alone decides

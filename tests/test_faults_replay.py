@@ -48,8 +48,8 @@ def test_kill_and_restart_is_recorded_and_recovery_measured(tmp_path, process_sh
     out = tmp_path / "r.wdmr"
     summary = replay_trace(str(stress_trace), str(out), target=process_shop.url, speed=1.0, timeout=5.0,
                            faults=str(sched), settle=1.0)
-    assert summary["complete"], summary
-    assert summary["faults"]["failures"] == [] and set(summary["faults"]["faults"]["kill-shop"]) == {"do", "undo"}
+    assert summary.complete, summary
+    assert summary.faults.failures == () and set(summary.faults.results["kill-shop"].ran()) == {"do", "undo"}
     run = load_results(out, with_args=True)
     kinds = [e["kind"] for e in run.events]
     assert kinds.count("fault_do") == 1 and kinds.count("fault_undo") == 1 and kinds.count("fault") == 1
@@ -137,7 +137,7 @@ def test_fault_not_due_before_the_end_is_skipped(tmp_path, process_shop, stress_
         {"name": "late", "at": 5.9, "for": 0.1, "do": f"touch {tmp_path / 'did-run'}", "undo": "true"}])
     out = tmp_path / "r.wdmr"
     summary = replay_trace(str(stress_trace), str(out), target=process_shop.url, speed=None, faults=str(sched))
-    assert summary["faults"]["skipped"] == ["late"]
+    assert summary.faults.skipped == ("late",)
     run = load_results(out)
     assert [e["name"] for e in run.events if e["kind"] == "fault_skipped"] == ["late"]
     assert not any(e["kind"] == "fault" for e in run.events)

@@ -77,7 +77,7 @@ def test_locust_six_scenarios_through_the_proxy_replay_clean_on_a_fresh_shop(tmp
         out = tmp_path / "replay.wdmr"
         summary = replay_trace(str(trace), str(out), target=fresh.target, speed=4.0, concurrency=64)
     res = load_results(out, with_args=True)
-    assert summary["complete"]
+    assert summary.complete
     ops = res.cols["op"]
     replayed = Counter({OP_NAMES[c]: int(n) for c, n in zip(*np.unique(ops, return_counts=True))})
     assert replayed == traced

@@ -45,7 +45,7 @@ def test_final_read_is_the_touched_entities_and_a_stated_sample(shop, checkout_t
     run = load_results(out, with_args=True)
     final = run.final
     touched = _checked_out(run)
-    assert s["complete"] and len(touched) >= 10
+    assert s.complete and len(touched) >= 10
     orders = set(final["orders"])
     assert touched <= orders and len(orders) == len(touched) + SAMPLE
     named = referenced_ids({o: final["orders"][o] for o in touched})
@@ -55,10 +55,10 @@ def test_final_read_is_the_touched_entities_and_a_stated_sample(shop, checkout_t
     event = next(e for e in run.events if e["kind"] == "final_read")
     assert event["sample"]["order"] == {"read": SAMPLE, "of": POPULATION - len(touched),
                                         "seed": read_header(checkout_trace)["seed"]}
-    fr = s["final_read"]
-    assert fr["sample"]["read"] == 3 * SAMPLE and fr["seconds"] > 0
+    fr = s.final_read
+    assert fr.sample.read == 3 * SAMPLE and fr.seconds > 0
     text = format_summary(s)
-    assert f"of them {3 * SAMPLE} of {fr['sample']['of']} batch_init entities the run did not touch" in text
+    assert f"of them {3 * SAMPLE} of {fr.sample.of} batch_init entities the run did not touch" in text
     assert "after the send window of" in text
     report = check_results(run)
     assert report.verdict.verdict == "CLEAN", report.verdict.reasons()

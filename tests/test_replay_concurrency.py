@@ -206,7 +206,7 @@ def replay_burst(tmp_path, client: str, speed: float | None, concurrency: int, w
         s = replay_trace(trace, out, target=srv.url(), speed=speed, concurrency=concurrency, workers=workers,
                          timeout=30.0, final_read=False, client=client)
         wall = time.monotonic() - start
-    assert s["complete"]
+    assert s.complete
     return srv, load_results(out), n, wall
 
 
@@ -281,7 +281,7 @@ def test_interrupt_sends_none_of_the_requests_waiting_for_a_connection(tmp_path,
         timer.join()
         time.sleep(0.3)  # anything sent after the stop would have arrived by now
         assert srv.requests + srv.busy == 4 and srv.max_busy == 4
-    assert not s["complete"] and s["reason"] == "interrupted"
+    assert not s.complete and s.reason == "interrupted"
     r = load_results(out)
     # The four out were answered within the 2 s grace; the six waiting left no row and no request.
     assert r.n == 4 and set(r.cols["outcome"]) <= {OK, TIMEOUT} and (r.cols["outcome"] == OK).all()

@@ -59,7 +59,7 @@ def test_the_header_run_fields_are_the_config(shop, tmp_path):
     write_trace(trace, [[(0.0, [step("create_user", [], bind=f"$u{i}")]) for i in range(3)]])
     config = ReplayConfig(speed=None, concurrency=4, timeout=5.0, label="cfg", settle=0.0, client="aiohttp")
     s = replay_trace(trace, tmp_path / "r.wdmr", target=shop.target, config=config)
-    assert s["complete"] and s["requests"] == 3, s
+    assert s.complete and s.requests == 3, s
     header = load_results(tmp_path / "r.wdmr").header
     assert {k: header[k] for k in config.run_fields()} == config.run_fields()
     assert (header["label"], header["concurrency"], header["client"], header["speed"]) == ("cfg", 4, "aiohttp", None)

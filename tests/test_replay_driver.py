@@ -173,6 +173,6 @@ def test_one_worker_is_a_worker_process_like_n(tmp_path):
     write_trace(tmp_path / "t.wdmt", [[(0.0, [step("add_stock", ["1", 1])]) for _ in range(3)]])
     with TinyTarget(behave) as t:
         s = replay_trace(tmp_path / "t.wdmt", tmp_path / "t.wdmr", target=t.url, workers=1, final_read=False)
-    assert s["complete"] and len(seen) == 3
+    assert s.complete and len(seen) == 3
     assert all(len(c) == 1 for c in seen) and len(set.union(*seen)) == 1  # one worker, the same for all
     assert not children()  # and it is gone

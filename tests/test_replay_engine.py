@@ -29,7 +29,7 @@ def test_bindings_substituted_into_later_steps(tmp_path):
         s = replay_trace(trace, out, target=t.url, final_read=False)
         paths = [p for _, p in t.seen]
     r = load_results(out, with_args=True)
-    assert s["complete"] and s["outcomes"]["ok"] == 9 and r.n == 9
+    assert s.complete and s.outcomes["ok"] == 9 and r.n == 9
     assert sorted(r.bindings) == ["$s0.item", "$s1.item", "$s2.item"]
     for sym, real in r.bindings.items():
         assert f"/stock/add/{real}/5" in paths and f"/stock/find/{real}" in paths
@@ -46,7 +46,7 @@ def test_failing_create_skips_dependents_without_sending_them(tmp_path):
         s = replay_trace(trace, out, target=t.url)
         assert t.sent("/stock/add") == 0 and t.sent("/stock/find/$") == 0
     r = load_results(out, with_args=True)
-    assert s["outcomes"] == {"ok": 0, "fail": 2, "error": 0, "timeout": 0, "conn_error": 0, "skipped": 4}
+    assert s.outcomes == {"ok": 0, "fail": 2, "error": 0, "timeout": 0, "conn_error": 0, "skipped": 4}
     skipped = r.cols["outcome"] == SKIPPED
     assert np.all(np.isnan(r.cols["sent"][skipped])) and np.all(np.isnan(r.cols["done"][skipped]))
     assert all(str(a[0]).startswith("$s") for a, m in zip(r.args, skipped) if m)  # unresolved args kept
@@ -62,7 +62,7 @@ def test_non_json_create_response_is_an_error_not_a_crash(tmp_path):
     with TinyTarget(counting_shop(bad_create="<html>gateway says hi</html>")) as t:
         s = replay_trace(trace, out, target=t.url, final_read=False)
     r = load_results(out)
-    assert s["complete"]
+    assert s.complete
     assert list(r.cols["outcome"]) == [ERROR, SKIPPED, SKIPPED]
     assert r.cols["status"][0] == 200
     assert "gateway says hi" in r.errors[0] and "item_id" in r.errors[0]
@@ -79,7 +79,7 @@ def test_create_response_with_space_around_or_a_numeric_id_binds(tmp_path, body)
         s = replay_trace(trace, out, target=t.url, final_read=False)
         assert t.sent("/stock/add/7/5") == 1 and t.sent("/stock/find/7") == 1
     r = load_results(out)
-    assert s["complete"] and list(r.cols["outcome"]) == [OK, OK, OK]
+    assert s.complete and list(r.cols["outcome"]) == [OK, OK, OK]
     assert r.bindings == {"$s0.item": "7"}
 
 
@@ -93,7 +93,7 @@ def test_create_response_not_one_json_object_with_the_id_is_an_error(tmp_path, b
         s = replay_trace(trace, out, target=t.url, final_read=False)
         assert t.sent("/stock/add") == 0 and t.sent("/stock/find/$") == 0
     r = load_results(out)
-    assert s["complete"] and list(r.cols["outcome"]) == [ERROR, SKIPPED, SKIPPED]
+    assert s.complete and list(r.cols["outcome"]) == [ERROR, SKIPPED, SKIPPED]
     assert r.errors[0].startswith("create response without item_id")
     assert r.bindings == {}
 
@@ -104,7 +104,7 @@ def test_error_storm_and_long_error_bodies(tmp_path):
     with TinyTarget(lambda m, p: (503, b"x" * 5000, 0)) as t:
         s = replay_trace(trace, out, target=t.url, concurrency=16)
     r = load_results(out)
-    assert s["complete"] and s["outcomes"]["error"] == 100 and r.n == 100
+    assert s.complete and s.outcomes["error"] == 100 and r.n == 100
     assert set(r.cols["status"]) == {503}
     assert max(len(e) for e in r.errors.values()) <= MAX_ERROR_TEXT
     assert set(r.final["missing"]["item"]) == {"1", "2"}  # final reads failed too, recorded as missing
@@ -153,7 +153,7 @@ def test_batch_init_entities_and_literals_are_read_back(tmp_path):
     assert sorted(r.final["users"]) == ["0", "1", "7"]
     assert r.final["items"]["0"] == {"stock": 3, "price": 2} and r.final["users"]["7"] == {"credit": 7}
     assert r.final["settle"] is None and r.final["missing"] == {}
-    assert s["final_reads"] == 6 and len(finds) == 7  # 6 final reads + the trace's own find_user
+    assert s.final_reads == 6 and len(finds) == 7  # 6 final reads + the trace's own find_user
 
 
 def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front(tmp_path):
@@ -164,7 +164,7 @@ def test_dropped_connection_is_conn_error_and_a_dead_service_is_refused_up_front
     with TinyTarget(drop) as t:
         s = replay_trace(trace, out, target=t.url, final_read=False)
     r = load_results(out)
-    assert list(r.cols["outcome"]) == [CONN_ERROR, OK] and s["complete"]
+    assert list(r.cols["outcome"]) == [CONN_ERROR, OK] and s.complete
     assert r.cols["status"][0] == 0 and "disconnected" in r.errors[0].lower()
     # The probe checks every base URL the trace's services use: a dead payment service is named.
     write_trace(trace, [[(0.0, [step("add_stock", ["1", 1]), step("add_funds", ["1", 1])])]])
@@ -190,7 +190,7 @@ def test_interrupt_at_max_speed_cancels_stuck_requests_after_the_grace_period(tm
         s = replay_trace(trace, out, target=t.url, speed=None, concurrency=4, timeout=60)
         elapsed = time.monotonic() - started
         timer.join()
-    assert not s["complete"] and s["reason"] == "interrupted"
+    assert not s.complete and s.reason == "interrupted"
     assert elapsed < 5  # ~0.5 s of run + 2 s grace, not the 30 s the requests would take
     r = load_results(out)
     assert not r.complete and r.n == 4  # the four requests out when the signal came
@@ -216,7 +216,7 @@ def test_interrupt_during_the_final_read_marks_the_file_partial(tmp_path, worker
         s = replay_trace(trace, out, target=t.url, workers=workers, timeout=60)
         elapsed = time.monotonic() - started
         timer.join()
-    assert not s["complete"] and s["reason"] == "interrupted" and elapsed < 5
+    assert not s.complete and s.reason == "interrupted" and elapsed < 5
     r = load_results(out)
     assert not r.complete and r.n == 3 and set(r.cols["outcome"]) == {OK} and r.final is None
 

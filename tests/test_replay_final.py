@@ -91,7 +91,7 @@ def test_final_read_waits_for_abandoned_requests_then_settles_by_default(tmp_pat
     with TinyTarget(_late_effect_shop(lands_after=1.0)) as t:
         s = replay_trace(trace, out, target=t.url, timeout=timeout)
     r = load_results(out)
-    assert s["complete"] and r.cols["outcome"].tolist() == [TIMEOUT]
+    assert s.complete and r.cols["outcome"].tolist() == [TIMEOUT]
     abandoned = float(r.cols["done"][0])
     final = r.final
     # The read waited for the abandoned add_stock to land: it sees its effect.
@@ -148,7 +148,7 @@ def test_settle_that_runs_out_is_recorded_unsettled(tmp_path):
         s = replay_trace(trace, out, target=t.url, settle=1.0)
     r = load_results(out)
     settle = r.final["settle"]
-    assert s["complete"] and settle["settled"] is False and settle["requested"] == 1.0
+    assert s.complete and settle["settled"] is False and settle["requested"] == 1.0
     first, last = settle["snapshots"][0], settle["snapshots"][-1]
     assert len(settle["snapshots"]) >= 3 and last["at"] - first["end"] <= 1.0  # the window opens as the first ends
     assert r.events[-1]["kind"] == "final_read_done" and r.events[-1]["settled"] is False
@@ -170,10 +170,10 @@ def test_summary_rate_is_the_send_window_rate_and_max_is_shown(shop, tmp_path):
     r = load_results(out)
     c = r.cols
     sent = int((c["outcome"] != 5).sum())
-    assert s["outcomes"]["skipped"] == 30 and s["sent"] == sent == 30  # skipped ones are not in the rate
-    assert s["rate"] == pytest.approx(run_rate(sent, send_window(c["sent"], c["done"], c["outcome"])))
+    assert s.outcomes["skipped"] == 30 and s.sent == sent == 30  # skipped ones are not in the rate
+    assert s.rate == pytest.approx(run_rate(sent, send_window(c["sent"], c["done"], c["outcome"])))
     text = format_summary(s)
-    assert "scheduled max" in text and f"{s['rate']:.1f} req/s achieved" in text
+    assert "scheduled max" in text and f"{s.rate:.1f} req/s achieved" in text
 
 
 def _order_trace(path, n: int = 6) -> None:
@@ -187,13 +187,13 @@ def test_summary_hints_at_the_other_dialect_when_an_operation_gets_404(shop_fact
     _order_trace(trace)
     only_2023 = shop_factory(dialects="2023")
     s = replay_trace(trace, out, target=only_2023.target, dialect="2024", final_read=False)
-    hint = s["dialect_hint"]
-    assert hint is not None and hint["other"] == "2023" and hint["ops"]["add_item"] == [6, 6]
-    assert "create_user" not in hint["ops"]  # answered alike in both dialects
+    hint = s.dialect_hint
+    assert hint is not None and hint.other == "2023" and hint.ops["add_item"] == (6, 6)
+    assert "create_user" not in hint.ops  # answered alike in both dialects
     assert "may speak the other dialect: try --dialect 2023 (this run used 2024)" in format_summary(s)
     both = shop_factory()
     s = replay_trace(trace, out, target=both.target, dialect="2024", final_read=False)
-    assert s["dialect_hint"] is None and s["outcomes"]["ok"] == 24
+    assert s.dialect_hint is None and s.outcomes["ok"] == 24
     assert "dialect" not in format_summary(s)
 
 
@@ -202,5 +202,5 @@ def test_summary_hint_names_2024_for_a_2023_replay_of_a_2024_shop(shop_factory, 
     _order_trace(trace)
     only_2024 = shop_factory(dialects="2024")
     s = replay_trace(trace, out, target=only_2024.target, dialect="2023", final_read=False)
-    assert s["dialect_hint"]["other"] == "2024" and "--dialect 2024" in format_summary(s)
+    assert s.dialect_hint.other == "2024" and "--dialect 2024" in format_summary(s)
     assert set(load_results(out).cols["outcome"].tolist()) >= {OK}

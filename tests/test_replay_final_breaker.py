@@ -20,6 +20,7 @@ from wdmreplay.analysis import check_results
 from wdmreplay.cli import main
 from wdmreplay.replayer import format_summary, replay_trace
 from wdmreplay.replayer.final import BREAKER_FAILURES, READ_ATTEMPTS, STOPPED_PREFIX, Breaker, stop_reason, stopped_of
+from wdmreplay.replayer.summary import ReplaySummary
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.records import FinalRecord
 
@@ -99,13 +100,13 @@ def test_final_record_keeps_stopped_and_older_files_read_without_it():
 # --- over real HTTP ----------------------------------------------------------------------------
 
 
-def _assert_stopped_inconclusive(s: dict, out: Path, capsys, kind: str, bound: float) -> None:
-    fr = s["final_read"]
-    assert fr["seconds"] < bound, fr
+def _assert_stopped_inconclusive(s: ReplaySummary, out: Path, capsys, kind: str, bound: float) -> None:
+    fr = s.final_read
+    assert fr.seconds < bound, fr
     why = stop_reason(BREAKER_FAILURES, kind)
-    assert fr["stopped"]["why"] == [why]
+    assert fr.stopped.why == (why,)
     # What the breaker left unread plus what it tried (BREAKER_FAILURES or more) is every entity.
-    not_read = sum(fr["stopped"]["not_read"].values())
+    not_read = sum(fr.stopped.not_read.values())
     assert 0 < not_read <= ENTITIES - BREAKER_FAILURES
     assert why in format_summary(s)
     run = load_results(out, with_args=True)
@@ -124,19 +125,19 @@ def _assert_stopped_inconclusive(s: dict, out: Path, capsys, kind: str, bound: f
 def test_shop_killed_before_the_final_read_stops_it_in_seconds(tmp_path, capsys):
     with TinyShop("dies-at-final") as shop:
         s, out = replay(tmp_path, shop.url, "killed", timeout=5.0)
-    assert s["complete"] and s["outcomes"]["ok"] == s["requests"]  # the run itself was answered in full
+    assert s.complete and s.outcomes["ok"] == s.requests  # the run itself was answered in full
     _assert_stopped_inconclusive(s, out, capsys, "connection refused", bound=10.0)
-    assert s["final_read"]["snapshots"] == 1
+    assert s.final_read.snapshots == 1
 
 
 def test_shop_that_accepts_and_never_answers_stops_the_final_read_after_a_few_timeouts(tmp_path, capsys):
     # Without the breaker: 90 reads x 3 attempts x 1 s over 8 connections, about 34 s.
     with TinyShop("hangs-at-final") as shop:
         s, out = replay(tmp_path, shop.url, "hung", timeout=1.0, settle=5.0)
-    assert s["complete"] and s["outcomes"]["ok"] == s["requests"]
+    assert s.complete and s.outcomes["ok"] == s.requests
     _assert_stopped_inconclusive(s, out, capsys, "timeout", bound=10.0)
     # One snapshot although --settle asked for more: a second could only repeat the timeouts (answered_any).
-    assert len(load_results(out).final["settle"]["snapshots"]) == 1 and s["final_read"]["snapshots"] == 1
+    assert len(load_results(out).final["settle"]["snapshots"]) == 1 and s.final_read.snapshots == 1
 
 
 def _healthy_verdict(tmp_path: Path) -> tuple[str, dict]:
@@ -182,7 +183,7 @@ def test_flaky_or_slow_shop_that_answers_is_read_whole_with_the_healthy_verdict(
     behaviour = FlakyFinal(TinyShop("correct"), drops, slow_every, delay)
     with TinyTarget(behaviour) as t:
         s, out = replay(tmp_path, t.url, "flaky", timeout=2.0)
-    assert s["final_read"]["stopped"] is None
+    assert s.final_read.stopped is None
     assert "final read stopped" not in format_summary(s)
     assert behaviour.n >= ENTITIES * (drops + 1)  # the drops really happened
     run = load_results(out, with_args=True)
@@ -196,7 +197,7 @@ def test_reference_shop_final_read_is_unchanged(shop, tmp_path):
     t0 = time.monotonic()
     s, out = replay(tmp_path, shop.url, "reference")
     run = load_results(out, with_args=True)
-    assert s["final_read"]["stopped"] is None and "stopped" not in run.final
+    assert s.final_read.stopped is None and "stopped" not in run.final
     assert not run.final.get("missing")
     rep = check_results(run)
     assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()

@@ -613,7 +613,7 @@ def test_replay_garbage_answer_is_conn_error_in_a_clean_run(tmp_path, capfd):
     with RawServer(answering(b"hello\r\n")) as srv:
         s = replay_trace(trace, out, target=srv.url, final_read=False)
     r = load_results(out)
-    assert s["complete"] and r.complete and r.n == 2
+    assert s.complete and r.complete and r.n == 2
     assert list(r.cols["outcome"]) == [CONN_ERROR, CONN_ERROR] and list(r.cols["status"]) == [0, 0]
     assert all("invalid HTTP response" in e for e in r.errors.values()) and len(r.errors) == 2
     assert "Traceback" not in capfd.readouterr().err
@@ -629,7 +629,7 @@ def test_replay_no_answer_is_timeout(tmp_path):
         s = replay_trace(trace, out, target=srv.url, timeout=0.3, final_read=False)
         assert srv.wait_for(lambda: srv.eofs == srv.opened)  # the timed-out connection was closed
     r = load_results(out)
-    assert s["complete"] and list(r.cols["outcome"]) == [TIMEOUT]
+    assert s.complete and list(r.cols["outcome"]) == [TIMEOUT]
     assert 0.25 < r.cols["done"][0] - r.cols["sent"][0] < 3
 
 
@@ -650,7 +650,7 @@ def test_replay_chunked_create_binds_and_prefix_and_quoting_reach_the_server(tmp
         s = replay_trace(trace, out, target=srv.url + "/shop", final_read=False)
         lines = [h.split(b"\r\n")[0].decode() for h in srv.heads]
     r = load_results(out)
-    assert s["complete"] and list(r.cols["outcome"]) == [OK, OK] and r.bindings == {"$s0.item": "a bé"}
+    assert s.complete and list(r.cols["outcome"]) == [OK, OK] and r.bindings == {"$s0.item": "a bé"}
     assert lines[1:] == ["POST /shop/stock/item/create/3 HTTP/1.1", "POST /shop/stock/add/a%20b%C3%A9/5 HTTP/1.1"]
 
 
@@ -664,7 +664,7 @@ def test_replay_dropped_requests_are_conn_errors_sent_exactly_once(tmp_path):
         s = replay_trace(trace, out, target=srv.url, final_read=False)
         lines = sorted(h.split(b"\r\n")[0].decode() for h in srv.heads if PROBE.encode() not in h)
     r = load_results(out)
-    assert s["complete"] and list(r.cols["outcome"]) == [CONN_ERROR, CONN_ERROR]
+    assert s.complete and list(r.cols["outcome"]) == [CONN_ERROR, CONN_ERROR]
     assert all("disconnected" in e for e in r.errors.values())
     assert lines == ["GET /stock/find/1 HTTP/1.1", "POST /stock/add/1/1 HTTP/1.1"]
 
@@ -722,7 +722,7 @@ def test_interrupted_replay_closes_every_connection(tmp_path):
         timer.join()
         assert srv.wait_for(lambda: srv.eofs == srv.opened)
         assert srv.opened == 5  # the probe's and the four requests out
-    assert not s["complete"] and s["reason"] == "interrupted"
+    assert not s.complete and s.reason == "interrupted"
     r = load_results(out)
     assert r.n == 4 and set(r.cols["outcome"]) == {TIMEOUT}
 
@@ -758,7 +758,7 @@ def test_lean_and_aiohttp_clients_give_the_same_run(tmp_path, shop_factory):
         out = tmp_path / f"{client}-{workers}.wdmr"
         s = replay_trace(trace, out, target=shop_factory().target, speed=None, concurrency=16,
                          client=client, workers=workers)
-        assert s["complete"]
+        assert s.complete
         r = load_results(out, with_args=True)
         rep = check_results(r)
         assert rep.clean, [a.as_dict() for a in rep.anomalies[:5]]

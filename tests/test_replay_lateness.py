@@ -48,14 +48,14 @@ def test_a_saturated_shop_is_named_as_the_cause(shop_factory, tmp_path):
     _paced_trace(trace, 60, 0.01)  # 100 sessions/s; two connections at 100 ms a request hold 20/s
     slow = shop_factory(latency_ms=100)
     s = replay_trace(trace, tmp_path / "r.wdmr", target=slow.target, speed=1.0, concurrency=2, final_read=False)
-    assert s["lagging"] and s["late_cause"] == "saturated" and s["conn_waits"] >= s["late"] / 2 > 0
+    assert s.lagging and s.late_cause == "saturated" and s.conn_waits >= s.late / 2 > 0
     text = format_summary(s)
     assert "the shop is saturated" in text and "raising --concurrency only moves the wait into timeouts" in text
     assert "CPU-bound" not in text
     # the same shop with a connection per session: no request waits for one, and the shop is not
     # blamed (a busy machine may still delay a request or two: then the replayer is named, rightly)
     s = replay_trace(trace, tmp_path / "ok.wdmr", target=slow.target, speed=1.0, concurrency=256, final_read=False)
-    assert s["conn_waits"] == 0 and s["late_cause"] != "saturated"
+    assert s.conn_waits == 0 and s.late_cause != "saturated"
     assert "the shop is saturated" not in format_summary(s)
 
 
@@ -63,7 +63,7 @@ def test_a_replayer_that_cannot_keep_up_is_named_as_the_cause(shop, shop_factory
     trace = tmp_path / "t.wdmt"
     _paced_trace(trace, 1500, 0.0)  # every session due at one instant: one process starts them one by one
     s = replay_trace(trace, tmp_path / "r.wdmr", target=shop.target, speed=1.0, concurrency=4096, final_read=False)
-    assert s["lagging"] and s["late_cause"] == "replayer" and s["conn_waits"] == 0 and s["late"] > 0
+    assert s.lagging and s.late_cause == "replayer" and s.conn_waits == 0 and s.late > 0
     text = format_summary(s)
     assert "the replayer itself started them late" in text and "add --workers" in text
     assert "the shop is saturated" not in text
@@ -71,7 +71,7 @@ def test_a_replayer_that_cannot_keep_up_is_named_as_the_cause(shop, shop_factory
     slow = shop_factory(latency_ms=20)
     _paced_trace(trace, 100, 0.0)
     s = replay_trace(trace, tmp_path / "busy.wdmr", target=slow.target, speed=1.0, concurrency=2, final_read=False)
-    assert s["late_cause"] == "saturated" and "the replayer itself" not in format_summary(s)
+    assert s.late_cause == "saturated" and "the replayer itself" not in format_summary(s)
 
 
 def test_the_summary_says_where_response_time_is_measured_from(shop, tmp_path):
@@ -79,6 +79,6 @@ def test_the_summary_says_where_response_time_is_measured_from(shop, tmp_path):
     _paced_trace(trace, 3, 0.01)
     s = replay_trace(trace, tmp_path / "r.wdmr", target=shop.target, speed=1.0)
     assert "from each request's intended time" in format_summary(s) and "may exceed --timeout" in format_summary(s)
-    fr = s["final_read"]
-    assert fr["entities"] == 3 and fr["seconds"] > 0 and fr["snapshots"] == 1
+    fr = s.final_read
+    assert fr.entities == 3 and fr.seconds > 0 and fr.snapshots == 1
     assert "final read: 3 entities in" in format_summary(s) and "after the send window of" in format_summary(s)

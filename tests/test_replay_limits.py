@@ -28,7 +28,7 @@ def test_concurrency_caps_the_final_read_too(tmp_path, client):
         s = replay_trace(trace, tmp_path / "r.wdmr", target=srv.url(), speed=None, concurrency=n, client=client)
         assert srv.wait_for(lambda: srv.open == 0, within=5)
         final_reads = srv.requests - 24
-    assert s["complete"] and s["final_reads"] >= 24 and final_reads >= 24  # the final read did happen
+    assert s.complete and s.final_reads >= 24 and final_reads >= 24  # the final read did happen
     # Both pools open at once held 2n (the replay's n idle keep-alive connections beside the read's n).
     assert 1 <= srv.max_open <= n, srv.max_open
     assert srv.max_busy == n  # and the cap was reached (the check can fail both ways)
@@ -49,7 +49,7 @@ def test_no_request_is_sent_before_its_intended_time_at_2000_sessions_per_second
     out = tmp_path / "fast.wdmr"
     summary = replay_trace(trace, out, target=shop.target, speed=1.0, concurrency=512, final_read=False)
     sent, min_lag, min_resp, early = _early_rows(out)
-    assert summary["complete"] and sent >= 2000
+    assert summary.complete and sent >= 2000
     assert early == 0 and min_lag >= 0.0 and min_resp >= 0.0, (early, min_lag, min_resp)
     # The report's JSON states it: min of response, service and lag, none negative.
     p = subprocess.run([sys.executable, "-m", "wdmreplay", "report", str(out), "--format", "json", "--no-check"],
@@ -71,7 +71,7 @@ def test_no_request_is_sent_early_when_the_loop_sleeps_between_sessions(shop, tm
     out = tmp_path / "paced.wdmr"
     summary = replay_trace(trace, out, target=shop.target, speed=1.0, concurrency=256, final_read=False)
     sent, min_lag, min_resp, early = _early_rows(out)
-    assert summary["complete"] and sent == 1200
+    assert summary.complete and sent == 1200
     assert early == 0 and min_lag >= 0.0 and min_resp >= 0.0, (early, min_lag, min_resp)
 
 

@@ -81,13 +81,13 @@ def test_live_figures_equal_the_replay_summary_for_the_same_chunks():
     s = stats.snapshot()
     summary = build_summary("x.wdmr", tally, duration=None, kept_requests=2000, speed=None, wall=1.0, complete=True,
                             reason=None, probes=0, bound=0, final_reads=0, dialect="2024")
-    oc = summary["outcomes"]
-    assert s["requests_done"] == summary["requests"] == 1200 and s["requests_total"] == 2000
+    oc = summary.outcomes
+    assert s["requests_done"] == summary.requests == 1200 and s["requests_total"] == 2000
     assert (s["ok"], s["refused"], s["skipped"]) == (oc["ok"], oc["fail"], oc["skipped"])
     assert s["unanswered"] == oc["error"] + oc["timeout"] + oc["conn_error"] > 0
-    assert s["rate"] == pytest.approx(summary["rate"])
-    assert s["p50_ms"] == pytest.approx(summary["p50"] * 1000, abs=5e-4)  # rounded to µs
-    assert s["p99_ms"] == pytest.approx(summary["p99"] * 1000, abs=5e-4)
+    assert s["rate"] == pytest.approx(summary.rate)
+    assert s["p50_ms"] == pytest.approx(summary.p50 * 1000, abs=5e-4)  # rounded to µs
+    assert s["p99_ms"] == pytest.approx(summary.p99 * 1000, abs=5e-4)
     # Every answered or unanswered request is in exactly one second of the series, by outcome class.
     series = s["series"]
     assert series["step_s"] == 1

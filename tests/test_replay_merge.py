@@ -41,7 +41,7 @@ def replay_shards(trace: Path, tmp_path: Path, shop, n: int, prefix: str = "s") 
         try:
             s = replay_trace(str(trace), str(outs[i]), target=shop.target, speed=None, timeout=30.0,
                              concurrency=32, shard=(i, n), label="build")
-            assert s["complete"]
+            assert s.complete
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
@@ -65,7 +65,7 @@ def runs(tmp_path_factory):
     whole = tmp / "whole.wdmr"
     with ShopThread() as shop:
         assert replay_trace(str(trace), str(whole), target=shop.target, speed=None, timeout=30.0,
-                            concurrency=32, label="build")["complete"]
+                            concurrency=32, label="build").complete
     with ShopThread() as shop:
         shards = replay_shards(trace, tmp, shop, 4)
     merged = tmp / "merged.wdmr"
@@ -152,7 +152,7 @@ def test_merge_refuses_what_is_not_one_run(runs, tmp_path, capsys, pick, needle)
 def replay_shards_single(trace: Path, tmp_path: Path, shop, shard: tuple[int, int]) -> list[Path]:
     out = tmp_path / f"one{shard[0]}.wdmr"
     assert replay_trace(str(trace), str(out), target=shop.target, speed=None, timeout=30.0, shard=shard,
-                        label="build")["complete"]
+                        label="build").complete
     return [out]
 
 
@@ -220,7 +220,7 @@ def test_merge_without_a_shards_final_read_has_no_final_state(runs, tmp_path):
     with ShopThread() as shop:
         out = tmp_path / "nofinal.wdmr"
         assert replay_trace(str(runs["trace"]), str(out), target=shop.target, speed=None, timeout=30.0,
-                            shard=(1, 4), label="build", final_read=False)["complete"]
+                            shard=(1, 4), label="build", final_read=False).complete
     shards = list(runs["shards"])
     shards[1] = out
     summary = merge_results(shards, tmp_path / "m.wdmr")

@@ -31,7 +31,7 @@ def test_a_slow_correct_shop_settles_although_its_first_read_outlasts_settle(sho
     s = replay_trace(trace, out, target=slow.target, speed=None, concurrency=2, settle=SETTLE)
     run = load_results(out, with_args=True)
     settle = run.final["settle"]
-    assert s["complete"] and _first_read_seconds(settle) > SETTLE  # the case of the issue
+    assert s.complete and _first_read_seconds(settle) > SETTLE  # the case of the issue
     assert len(settle["snapshots"]) == 2 and settle["settled"] is True
     report = check_results(run)
     assert report.verdict.verdict == "CLEAN", report.verdict.reasons()
@@ -60,7 +60,7 @@ def test_a_shop_whose_state_keeps_changing_is_inconclusive_after_two_snapshots(t
         s = replay_trace(trace, out, target=t.url, speed=None, concurrency=2, settle=SETTLE)
     run = load_results(out, with_args=True)
     settle = run.final["settle"]
-    assert s["complete"] and _first_read_seconds(settle) > SETTLE
+    assert s.complete and _first_read_seconds(settle) > SETTLE
     # Two snapshots were compared (once only one was taken, and the run was INCONCLUSIVE unread).
     assert len(settle["snapshots"]) == 2 and settle["settled"] is False
     report = check_results(run)

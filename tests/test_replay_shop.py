@@ -20,7 +20,7 @@ def _trace_ops(path) -> Counter:
 def _check_counts(shop, trace, summary) -> None:
     stats = shop.stats()
     # Every request of the trace sent exactly once; the only extras are the probe and the final reads.
-    assert stats["requests"] == summary["sent"] + summary["probes"] + summary["final_reads"]
+    assert stats["requests"] == summary.sent + summary.probes + summary.final_reads
     for op, n in _trace_ops(trace).items():
         if not op.startswith("find_"):
             assert stats["by_op"].get(op, 0) == n, op
@@ -43,8 +43,8 @@ def test_every_request_sent_once_with_bindings_and_final_state(shop, tmp_path):
     populate_and_order_trace(trace, n)
     s = replay_trace(trace, out, target=shop.target, concurrency=32)
     r = load_results(out, with_args=True)
-    assert s["complete"] and s["requests"] == r.n == 7 * n
-    assert s["outcomes"]["ok"] == 7 * n
+    assert s.complete and s.requests == r.n == 7 * n
+    assert s.outcomes["ok"] == 7 * n
     _check_counts(shop, trace, s)
     assert len(r.bindings) == 3 * n
     # The checkout of order n+i used the item and user bound for session i.
@@ -70,7 +70,7 @@ def test_two_workers_same_requests_and_bindings_across_phases(shop, tmp_path):
     populate_and_order_trace(trace, n)
     s = replay_trace(trace, out, target=shop.target, workers=2, concurrency=32)
     r = load_results(out)
-    assert s["complete"] and r.n == 7 * n and s["outcomes"]["ok"] == 7 * n
+    assert s.complete and r.n == 7 * n and s.outcomes["ok"] == 7 * n
     assert r.header["workers"] == 2
     _check_counts(shop, trace, s)
     assert len(r.bindings) == 3 * n
@@ -88,8 +88,8 @@ def test_speed_two_takes_about_half_the_time(shop, tmp_path):
     walls = {}
     for speed in (1.0, 2.0):
         s = replay_trace(trace, tmp_path / f"s{speed}.wdmr", target=shop.target, speed=speed, final_read=False)
-        assert s["outcomes"]["ok"] == 26
-        walls[speed] = s["send_wall"]
+        assert s.outcomes["ok"] == 26
+        walls[speed] = s.send_wall
     assert walls[1.0] == pytest.approx(1.3, abs=0.25)
     assert 0.35 < walls[2.0] / walls[1.0] < 0.65
     r = load_results(tmp_path / "s2.0.wdmr")
@@ -104,8 +104,8 @@ def test_speed_max_ignores_the_schedule(shop, tmp_path):
     write_trace(trace, [[(i * 100.0, [step("create_item", [1], bind=f"$s{i}.i"),
                                       step("find_item", [f"$s{i}.i"], think=50.0)]) for i in range(20)]])
     s = replay_trace(trace, out, target=shop.target, speed=None, concurrency=4, final_read=False)
-    assert s["complete"] and s["outcomes"]["ok"] == 40 and s["send_wall"] < 5.0
-    assert s["scheduled_rate"] is None and load_results(out).header["speed"] is None
+    assert s.complete and s.outcomes["ok"] == 40 and s.send_wall < 5.0
+    assert s.scheduled_rate is None and load_results(out).header["speed"] is None
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -121,7 +121,7 @@ def test_settle_rereads_until_two_snapshots_agree(shop, tmp_path, workers):
     assert second["at"] - first["end"] >= 0.1  # spaced apart, not back to back
     assert r.final["read_at"] == second["at"] and r.final["quiesce"]["waited"] == 0
     assert r.final["items"] == {str(i): {"stock": 10, "price": 2} for i in range(5)}
-    assert s["final_reads"] == 10
+    assert s.final_reads == 10
 
 
 def test_2023_dialect_trace_against_the_shop(shop, tmp_path):
@@ -134,7 +134,7 @@ def test_2023_dialect_trace_against_the_shop(shop, tmp_path):
     ])]], dialect="2023")
     s = replay_trace(trace, out, target=shop.target)
     r = load_results(out)
-    assert r.header["dialect"] == "2023" and s["outcomes"]["ok"] == 9
+    assert r.header["dialect"] == "2023" and s.outcomes["ok"] == 9
     order = next(iter(r.final["orders"].values()))
     assert order["paid"] and order["total_cost"] == 3
 
@@ -148,7 +148,7 @@ def test_shards_partition_the_trace(shop, tmp_path):
         out = tmp_path / f"shard{i}.wdmr"
         s = replay_trace(trace, out, target=shop.target, shard=(i, 2), progress=True)
         r = load_results(out)
-        assert r.header["shard"] == f"{i}/2" and s["outcomes"]["ok"] == r.n
+        assert r.header["shard"] == f"{i}/2" and s.outcomes["ok"] == r.n
         assert all(int(x) % 2 == i for x in r.cols["sid"])
         assert len(r.final["users"]) == len(set(r.cols["sid"].tolist()))  # only this shard's users read back
         sids += r.cols["sid"].tolist()
@@ -165,7 +165,7 @@ def test_route_overrides_and_progress_with_workers(tmp_path):
     with TinyTarget(counting_shop()) as t:
         s = replay_trace(trace, out, target=t.url, dialect=dialect, workers=2, progress=True, final_read=False)
         assert t.sent("/stock/lookup/7") == 4 and t.sent("/stock/lookup/wdm-replay-probe") == 1
-    assert s["outcomes"]["ok"] == 4 and load_results(out).header["dialect"] == "2024+overrides"
+    assert s.outcomes["ok"] == 4 and load_results(out).header["dialect"] == "2024+overrides"
 
 
 def test_split_shop_three_services_via_urls(shop_factory, tmp_path):
@@ -175,7 +175,7 @@ def test_split_shop_three_services_via_urls(shop_factory, tmp_path):
     populate_and_order_trace(trace, 5)
     s = replay_trace(trace, out, target=shop.target, workers=2)
     r = load_results(out)
-    assert s["complete"] and s["outcomes"]["ok"] == 35 and s["probes"] == 3  # one per service
+    assert s.complete and s.outcomes["ok"] == 35 and s.probes == 3  # one per service
     assert r.header["target"] == shop.target.as_dict()
     assert all(o["paid"] for o in r.final["orders"].values()) and len(r.final["orders"]) == 5
     _check_final_matches_shop(shop, r)
@@ -195,7 +195,7 @@ def test_final_read_retries_a_flaky_shop(shop_factory, tmp_path):
     assert entities > n  # most creates succeeded (a 500 from --error-rate changes nothing)
     missing = sum(len(v) for v in r.final["missing"].values())
     assert missing <= 0.1 * entities, r.final["missing"]  # without retries ~30 % would be missing
-    assert s["final_reads"] > entities  # retries were sent
+    assert s.final_reads > entities  # retries were sent
     snap = flaky.snapshot()
     read = len(r.final["items"]) + len(r.final["users"])
     assert read + missing == entities

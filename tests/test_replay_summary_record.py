@@ -1,8 +1,8 @@
 """The typed replay summary and fault schedule records (issue 23): built once, read by attribute.
 
 Over real HTTP on 127.0.0.1 against the reference shop: ``replay_trace`` returns a frozen
-:class:`ReplaySummary` whose ``as_dict()`` is the JSON-ready map the summary always was (the
-deprecated ``summary["key"]`` reads the same map); a fault schedule's faults round-trip through
+:class:`ReplaySummary` whose ``as_dict()`` is the JSON-ready map the summary always was (read by
+attribute: ``summary["key"]`` is a TypeError); a fault schedule's faults round-trip through
 ``to_record``/``from_record``; a schedule file with an unknown key or a value of the wrong type is a
 one-line error with exit 2 through ``replay --faults``, and nothing is written.
 """
@@ -57,8 +57,9 @@ def test_the_summary_is_a_frozen_record_whose_map_is_the_old_dict(tmp_path, shop
     assert list(d["final_read"]) == ["seconds", "quiesce", "snapshots", "entities", "sample", "stopped"]
     assert json.loads(json.dumps(d)) == d  # JSON-ready, and nothing lost on the way
     assert d["final_read"]["entities"] == s.final_read.entities and d["rate"] == s.rate
-    with pytest.deprecated_call():  # the deprecated shim reads the same map, and says so
-        assert s["complete"] is True and s["outcomes"] == dict(s.outcomes)
+    assert d["complete"] is True and d["outcomes"] == dict(s.outcomes)
+    with pytest.raises(TypeError):  # the record is read by attribute: the old summary["key"] shim is gone
+        s["complete"]  # type: ignore[index]
     # the text is rendered from the record (a changed field changes the text)
     text = format_summary(s)
     assert text.startswith(f"replayed: {s.requests} requests ({s.sent} sent)")

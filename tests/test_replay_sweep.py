@@ -222,7 +222,7 @@ def test_a_fault_outside_the_run_is_one_line_and_exit_2(tmp_path, shop, at, dura
     # inside the run, the same schedule shape is accepted and its fault runs
     ok = _schedule(tmp_path / "ok.json", 0.3, 0.3)
     s = replay_trace(trace, tmp_path / "ok.wdmr", target=shop.target, faults=str(ok), speed=1.0)
-    assert s["complete"] and s["faults"]["skipped"] == []
+    assert s.complete and s.faults.skipped == ()
 
 
 # --- --workers: what the machine can hold ---------------------------------------------------------

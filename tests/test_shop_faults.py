@@ -225,7 +225,7 @@ def _replay(tmp_path: Path, shop, timeout: float, dialect: str = "2024", seed: i
     out = tmp_path / "r.wdmr"
     summary = replay_trace(str(trace), str(out), target=shop.target, speed=None, timeout=timeout,
                            concurrency=64)
-    assert summary["complete"]
+    assert summary.complete
     return out
 
 

@@ -129,9 +129,9 @@ def test_oldest_trace_replays_and_checks_like_a_new_one(shop_factory, tmp_path: 
         shop = shop_factory(inject=inject)
         out = tmp_path / f"{trace.stem}.wdmr"
         summary = replay_trace(trace, out, target=shop.target, concurrency=4)
-        assert summary["complete"]
+        assert summary.complete
         report = check_results(load_results(out, with_args=True))
-        got.append((summary["outcomes"], report.verdict.verdict, sorted(a.kind for a in report.anomalies)))
+        got.append((summary.outcomes, report.verdict.verdict, sorted(a.kind for a in report.anomalies)))
     assert got[0] == got[1]
     assert got[0][1] == verdict
     assert got[0][0]["ok"] == (10 if inject else 9)  # the second checkout passes only on the overselling shop

@@ -116,7 +116,7 @@ def _replay_contention(tmp_path: Path, shop, dialect: str = "2024") -> tuple[Pat
                  funders=15, payers=15)
     out = tmp_path / "r.wdmr"
     assert replay_trace(str(trace), str(out), target=shop.target, speed=None, timeout=30.0,
-                        concurrency=64)["complete"]
+                        concurrency=64).complete
     return out, h
 
 

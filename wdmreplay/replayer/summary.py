@@ -10,7 +10,6 @@ JSON-ready map (the keys and order the summary dict always had).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -93,7 +92,7 @@ class ReplaySummary:
 
     Times are seconds, rates requests per second (None when not measurable). ``outcomes`` counts every
     outcome class by name; ``faults`` is the fault schedule's summary (None without ``--faults``).
-    ``summary["key"]`` still works but is deprecated: it reads :meth:`as_dict` (read the attributes).
+    Read the attributes; :meth:`as_dict` is the JSON-ready map (the record is not subscriptable).
     """
 
     path: str
@@ -139,12 +138,6 @@ class ReplaySummary:
         if self.faults is not None:
             out["faults"] = self.faults.as_dict()
         return out
-
-    def __getitem__(self, key: str) -> Any:
-        """Deprecated: ``summary["complete"]`` reads the :meth:`as_dict` map; use ``summary.complete``."""
-        warnings.warn(f'summary[{key!r}] is deprecated: read the attribute (summary.{key}) or summary.as_dict()',
-                      DeprecationWarning, stacklevel=2)
-        return self.as_dict()[key]
 
 
 class Tally:
