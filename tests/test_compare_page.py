@@ -35,7 +35,7 @@ def replay(trace: Path, out: Path, url: str, label: str) -> Path:
     with ThreadPoolExecutor(1) as pool:
         s = pool.submit(replay_trace, str(trace), str(out), target=url, speed=None, concurrency=16, timeout=10.0,
                         label=label).result()
-    assert s["complete"]
+    assert s.complete
     return out
 
 
