@@ -160,18 +160,23 @@ def test_a_corrupt_record_fails_loudly_with_one_line(tmp_path, where, kwargs, wo
     assert p.stderr.count("\n") == 1 and all(w in p.stderr for w in words), (where, p.stderr)
 
 
-def test_a_corrupt_trailer_fails_loudly(tmp_path):
-    path = _frames_file(tmp_path)
-    # the same records, the trailer's complete written as text (the stream module's own framing)
+def _rewritten(path, bad, change):
+    """``path``'s records written again to ``bad`` with the list ``change([header, *body, trailer])`` returns."""
     with RecordReader(path, RESULTS_FORMAT, 2, partial_ok=True) as rd:
         body = list(rd)
         header, trailer = rd.header, rd.trailer
-    bad = tmp_path / "bad.wdmr"
     pk = packer()
     with open(bad, "wb") as f:
         f.write(prologue(RESULTS_FORMAT, 2))
-        for rec in [header, *body, {**trailer, "complete": "yes"}]:
+        for rec in change([header, *body, trailer]):
             write_frame(f, pk.pack(rec))
+    return bad
+
+
+def test_a_corrupt_trailer_fails_loudly(tmp_path):
+    # the same records, the trailer's complete written as text (the stream module's own framing)
+    bad = _rewritten(_frames_file(tmp_path), tmp_path / "bad.wdmr",
+                     lambda recs: [*recs[:-1], {**recs[-1], "complete": "yes"}])
     with pytest.raises(FormatError, match=r"corrupt trailer: 'complete' is str"):
         load_results(bad)
 
@@ -214,16 +219,8 @@ def test_a_merged_files_records_round_trip_key_for_key(tmp_path):
 
 def test_a_body_record_without_its_type_is_refused(tmp_path):
     # used to be skipped without a word (a renamed "t" lost the record); now the file is corrupt
-    path = _frames_file(tmp_path)
-    with RecordReader(path, RESULTS_FORMAT, 2, partial_ok=True) as rd:
-        body = list(rd)
-        header, trailer = rd.header, rd.trailer
-    bad = tmp_path / "bad.wdmr"
-    pk = packer()
-    with open(bad, "wb") as f:
-        f.write(prologue(RESULTS_FORMAT, 2))
-        for rec in [header, *body, {"type": "event", "at": 0.0, "kind": EVENT_PHASE_END}, trailer]:
-            write_frame(f, pk.pack(rec))
+    bad = _rewritten(_frames_file(tmp_path), tmp_path / "bad.wdmr",
+                     lambda recs: [*recs[:-1], {"type": "event", "at": 0.0, "kind": EVENT_PHASE_END}, recs[-1]])
     with pytest.raises(FormatError, match=r"corrupt record after row 0: no 't' \(keys: type, at, kind\)"):
         load_results(bad)
     p = subprocess.run([*WDM, "report", str(bad)], capture_output=True, text=True, timeout=120)

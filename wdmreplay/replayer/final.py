@@ -22,7 +22,7 @@ from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
 from ..targets import Target
 from ..traces.records import order_fields
-from ..traces.results import MAX_ERROR_TEXT
+from ..traces.results import INT64_BOUNDS, MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
 from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
@@ -182,9 +182,6 @@ def check_dialect(scan: TraceScan, dialect: Dialect, path: str) -> None:
                        f"{', '.join(missing)} (choose another --dialect or add --routes)")
 
 
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
 class OutOfRange(ValueError):
     """A number in an answer that no signed 64-bit column holds."""
 
@@ -193,7 +190,7 @@ def _int64(v: Any) -> int:
     """``v`` as an int the results file and the checker can hold (signed 64 bits), else ValueError: an answer
     such as a stock of 2**70 is read as unreadable, like one that is not a number."""
     n = int(v)
-    if not INT64_MIN <= n <= INT64_MAX:
+    if not INT64_BOUNDS[0] <= n < INT64_BOUNDS[1]:
         raise OutOfRange(f"{n} is outside the signed 64-bit range")
     return n
 

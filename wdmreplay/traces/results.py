@@ -249,7 +249,7 @@ class ResultsWriter:
 
 
 _ORDER_KEYS = frozenset(("paid", "items", "user_id", "total_cost"))
-_I64 = (-(1 << 63), 1 << 63)
+INT64_BOUNDS = (-(1 << 63), 1 << 63)  # [lo, hi): what a signed 64-bit column holds (orders' columns, the final read)
 
 
 def encode_orders(orders: Mapping[str, Any]) -> dict | None:
@@ -264,7 +264,7 @@ def encode_orders(orders: Mapping[str, Any]) -> dict | None:
     paid, users, totals, nlines, items, qtys = (array.array(t) for t in ("B", "i", "q", "I", "i", "q"))
     index: dict[str, int] = {}
     code = index.setdefault
-    lo, hi = _I64
+    lo, hi = INT64_BOUNDS
     for oid, v in orders.items():
         if oid.__class__ is not str or v.__class__ is not dict or v.keys() != _ORDER_KEYS:
             return None
