@@ -195,3 +195,12 @@ def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def merge_final_maps(finals: list, offsets: list, labels: list) -> tuple[dict | None, dict]:
+    """``merge.merge_final`` of final records as stored (maps, as the tests write them), the merged one as a map."""
+    from wdmreplay.replayer.merge import merge_final
+    from wdmreplay.traces.records import FinalRecord
+
+    merged, disagree = merge_final([None if f is None else FinalRecord.from_record(f) for f in finals], offsets, labels)
+    return (None if merged is None else merged.to_record()), disagree

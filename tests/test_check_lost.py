@@ -184,21 +184,21 @@ def test_merged_shards_keep_what_each_found_gone():
     # One shard bound item 3 and found it gone; another read item 4 back. The merged record keeps
     # the final read's kind keys ("item") so check still sees the 4xx and the acknowledged ids.
     from wdmreplay.analysis.final_state import final_state
-    from wdmreplay.replayer.merge import merge_final
+    from replay_support import merge_final_maps
 
     a = {"items": {}, "users": {}, "orders": {}, "missing": {"item": {"3": "HTTP 404: no such item",
                                                                       "4": "timeout"}},
          "bound_not_found": {"item": ["3"]}, "settle": None, "read_at": 1.0}
     b = {"items": {"4": {"stock": 1, "price": 1}}, "users": {}, "orders": {}, "missing": {},
          "bound_not_found": {}, "settle": None, "read_at": 1.0}
-    merged, _ = merge_final([a, b], [0.0, 0.0], ["0/2", "1/2"])
+    merged, _ = merge_final_maps([a, b], [0.0, 0.0], ["0/2", "1/2"])
     assert merged["missing"] == {"item": {"3": "shard 0/2: HTTP 404: no such item"}}
     assert merged["bound_not_found"] == {"item": ["3"]}
     fs = final_state(merged)
     assert fs.not_found("item") == {"3": "shard 0/2: HTTP 404: no such item"} and fs.unanswered_count("item") == 0
     assert fs.bound_not_found == {"item": frozenset({"3"})}
     del b["bound_not_found"]  # a shard written before the record had it: the merge says nothing
-    assert "bound_not_found" not in merge_final([a, b], [0.0, 0.0], ["0/2", "1/2"])[0]
+    assert "bound_not_found" not in merge_final_maps([a, b], [0.0, 0.0], ["0/2", "1/2"])[0]
 
 
 def test_batch_init_entities_wiped_are_lost(tmp_path):

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_support import merge_final_maps
 
 from wdmreplay.analysis import check_results
 from wdmreplay.operations import OP_NAMES
 from wdmreplay.cli import main
 from wdmreplay.workloads import generate
 from wdmreplay.replayer import replay_trace
-from wdmreplay.replayer.merge import MergeError, merge_final, merge_results
+from wdmreplay.replayer.merge import MergeError, merge_results
 from wdmreplay.traces import OUTCOMES, FormatError, load_results
 
 STRESS = {"rate": 60, "duration": 2}
@@ -176,16 +177,16 @@ def test_final_state_latest_read_wins_and_disagreements_are_named():
     late = {"items": {"7": {"stock": 3, "price": 1}}, "users": {"u": {"credit": 2}}, "orders": {},
             "missing": {}, "settle": None, "read_at": 0.5}
     # The late shard started 2 s after the early one: its read (at 2.5 on the merged clock) wins.
-    final, disagree = merge_final([early, late], [0.0, 2.0], ["0/2", "1/2"])
+    final, disagree = merge_final_maps([early, late], [0.0, 2.0], ["0/2", "1/2"])
     assert final["items"]["7"] == {"stock": 3, "price": 1} and final["items"]["a"]["stock"] == 1
     assert disagree == {"items": ["7"]}
     assert final["missing"] == {} and final["users"] == {"u": {"credit": 2}}  # read by the other shard
     assert final["read_at"] == 2.5
     # The same reads with the clocks the other way round: the early shard's snapshot wins.
-    final, _ = merge_final([early, late], [3.0, 0.0], ["0/2", "1/2"])
+    final, _ = merge_final_maps([early, late], [3.0, 0.0], ["0/2", "1/2"])
     assert final["items"]["7"]["stock"] == 5
     # A shard without a final read: the merge has none.
-    assert merge_final([early, None], [0.0, 0.0], ["0/2", "1/2"]) == (None, {})
+    assert merge_final_maps([early, None], [0.0, 0.0], ["0/2", "1/2"]) == (None, {})
 
 
 def _rewrite_partial(src: Path, dst: Path) -> None:

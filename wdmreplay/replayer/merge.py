@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -173,15 +173,7 @@ def start_spread(sources: Sequence[ShardSource]) -> dict:
             "zero_spread": max(zeros) - min(zeros)}
 
 
-def merge_final(finals: Sequence[Mapping | None], offsets: Sequence[float],
-                labels: Sequence[str]) -> tuple[dict | None, dict[str, list[str]]]:
-    """:func:`merge_final_records` of final records as stored (maps), the merged one as a map."""
-    merged, disagree = merge_final_records([None if f is None else FinalRecord.from_record(f) for f in finals],
-                                           offsets, labels)
-    return (None if merged is None else merged.to_record()), disagree
-
-
-def merge_final_records(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
+def merge_final(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
                         labels: Sequence[str]) -> tuple[FinalRecord | None, dict[str, list[str]]]:
     """The merged final record and, per section, the ids whose snapshots disagree between shards.
 
@@ -267,7 +259,7 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
 
     offsets = [s.offset for s in sources]
     finals = [r.final_record for r in shards]
-    final, disagree = merge_final_records(finals, offsets, labels)
+    final, disagree = merge_final(finals, offsets, labels)
     last_answer = max(_last_answer(r, s.offset) for r, s in zip(shards, sources))
     first_read = (min(offsets[k] + (f.read_at or 0.0) for k, f in enumerate(finals))  # type: ignore[union-attr]
                   if final is not None else None)
