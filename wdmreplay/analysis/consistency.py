@@ -88,7 +88,7 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     if results.argcols is None:
         raise AnalysisError(f"{results.path}: the consistency check needs the request args (load with with_args=True)")
     hist = read_history(results)
-    fs = final_state(results.final)
+    fs = final_state(results.final_record)  # typed once per run (cached on the Results)
     notes: list[str] = []
     if fs is None:
         notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
