@@ -1,5 +1,5 @@
 """``python -m wdmreplay``: the wdm-replay command line (what the tests and CI run; no PATH needed)."""
 
-from .cli import main
+from .cli import entry
 
-main()
+entry()

@@ -1,5 +1,5 @@
 """``python -m wdmreplay.cli``: the same command line as ``python -m wdmreplay``."""
 
-from . import main
+from . import entry
 
-main()
+entry()
