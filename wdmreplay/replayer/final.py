@@ -14,9 +14,7 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from ..errors import ApiError
 from ..operations import ENTITY_KINDS, FIND_OP, OPERATIONS, Dialect
@@ -26,6 +24,9 @@ from ..traces.results import INT64_BOUNDS, MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
 from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
+
+if TYPE_CHECKING:
+    import aiohttp
 
 class IdSet:
     """A compact, growing collection of entity ids: decimal ids in a packed int64 array, others in a set.
@@ -240,6 +241,8 @@ def failure_kind(exc: BaseException) -> str | None:
     ``"connection reset"``; None for a failure that says nothing about the shop being there."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
+    import aiohttp  # start-up cost: the coordinator imports this module, and only the final read needs aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connection refused"
     if isinstance(exc, (aiohttp.ClientError, OSError)):
@@ -296,6 +299,8 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
     reads of that service: its remaining entities are in ``missing`` as
     ``STOPPED_PREFIX + reason`` (see :func:`stopped_of`).
     """
+    import aiohttp  # start-up cost: the coordinator imports this module, and only the final read needs aiohttp
+
     state: dict[str, dict] = {"items": {}, "users": {}, "orders": {}}
     missing: dict[str, dict[str, str]] = {k: {} for k in ENTITY_KINDS}
     work: list[tuple[str, str, str, Breaker]] = []
