@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 for (name, how), xs in cpu.items():  # alternately: a slow spell hits every version alike
                     path = dict(versions)[name]
                     r = run_child(replay_argv(how_to[how], trace, work / "out.wdmr", target.url), timeout=60,
-                                  env=env_for(path))
+                                  env=env_for(path), cwd=str(work))  # not here: -m puts the cwd first on sys.path
                     if r.returncode != 0:
                         sys.exit(f"startup_cost: {name}: replay failed (exit {r.returncode}): {last_line(r.stderr)}")
                     xs.append(r.cpu)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                 for name, path in versions:
                     argv = replay_argv(how_to["-m"], trace, work / "out.wdmr", target.url)
                     r = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]],
-                                       capture_output=True, text=True, timeout=60, env=env_for(path))
+                                       capture_output=True, text=True, timeout=60, env=env_for(path), cwd=str(work))
                     print(f"\ntop cumulative imports (µs), {name}:")
                     for us, mod in top_imports(r.stderr):
                         print(f"  {us:>9,}  {mod}")

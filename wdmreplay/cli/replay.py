@@ -124,11 +124,12 @@ def _live_view(ui: tuple[str, int] | None) -> Any:
 def _print_replay_summary(summary: Any, quiet: bool) -> None:
     """Print ``summary`` (a :class:`~wdmreplay.replayer.summary.ReplaySummary`) and every failed fault action."""
     from ..replayer import format_summary
-    from ..replayer.fault_schedule import format_fault_summary
 
     if not quiet:
         click.echo(format_summary(summary), err=not summary.complete)
     if summary.faults is not None:  # the run had a fault schedule
+        from ..replayer.fault_schedule import format_fault_summary
+
         if not quiet:
             click.echo(format_fault_summary(summary.faults), err=not summary.complete)
         for line in summary.faults.failures:

@@ -22,7 +22,6 @@ from ..traces.trace import TraceHeader, TraceReader, read_trace_header, trace_di
 from .checks import ReplayError, TargetUnreachable, probe_target, services_of
 from .config import ReplayConfig, WorkerSetup
 from .coordinator import Coordinator
-from .fault_schedule import FaultRunner, check_schedule_fits, load_schedule, schedule_record
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
@@ -71,7 +70,12 @@ def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config
             check_start_at(config.start_at, time.time())
         except ValueError as e:
             raise ReplayError(str(e)) from None
-    schedule = load_schedule(config.faults) if config.faults is not None else None
+    schedule = None
+    if config.faults is not None:
+        # start-up cost: the fault runner's module (threads, subprocesses) loads only for a run with --faults
+        from .fault_schedule import FaultRunner, check_schedule_fits, load_schedule, schedule_record
+
+        schedule = load_schedule(config.faults)
     with TraceReader(trace_path) as r:  # the header as stored (what the results header copies) and typed
         header, th = r.header, r.trace_header
     if not isinstance(dialect, Dialect):

@@ -11,7 +11,6 @@ results header records this host's clock state as the kernel reports it (:func:`
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import math
 import os
 from datetime import datetime, timezone
@@ -119,7 +118,9 @@ def host_clock() -> dict | None:
     (not Linux, or a sandbox that forbids it) — then the offset is not known, not zero.
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The process's own symbols (libc's among them): start-up cost — find_library("c") runs
+        # ``ldconfig -p`` in a child process to find the same library.
+        libc = ctypes.CDLL(None, use_errno=True)
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError):

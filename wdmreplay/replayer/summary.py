@@ -11,7 +11,7 @@ JSON-ready map (the keys and order the summary dict always had).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -19,9 +19,11 @@ from ..operations import OP_NAMES
 from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
 from ..terms import ACCEPTED, REFUSED, UNANSWERED
 from ..terms import SKIPPED as SKIPPED_WORD  # SKIPPED is the outcome code here
-from .fault_schedule import FaultRunSummary
 from .schedule import (LATE_LIMIT, histogram, histogram_add, histogram_count_above, histogram_quantile, is_lagging,
                        lateness_cause, scheduled_rate)
+
+if TYPE_CHECKING:  # start-up cost: the fault runner's module loads only for a run with --faults
+    from .fault_schedule import FaultRunSummary
 
 DIALECT_HINT_SHARE = 0.5  # more than this share of an operation's sent requests got 404 …
 DIALECT_HINT_MIN = 3  # … out of at least this many: the shop may speak the other dialect
