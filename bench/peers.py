@@ -13,7 +13,9 @@ the same number of connections (``--connections``, default 50) for about ``--sec
 
 Each tool runs in its own process group; its CPU is user + system of the process and the children it
 waited for (``os.wait4``), START-UP INCLUDED (imports, trace reading, results writing: what the tool
-costs the machine). The figure that matters on a shared machine is requests per CPU-second of the
+costs the machine). Each replay row also gets its START-UP CPU on its own: the same replay of a
+10-request trace (median of three), and requests per CPU-second with that taken out — beside the
+headline, which stays start-up included. The figure that matters on a shared machine is requests per CPU-second of the
 generator (far less sensitive to neighbours than req/s); the table prints it, req/s, the target's
 CPU, the rest of the machine's CPU and the load average at each start, then the ratios of every tool
 against autocannon and wrk. A tool that is not installed is listed as skipped with how to install
@@ -38,6 +40,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,16 +174,42 @@ def missing(tool: str, js_note: str) -> str:
 # --- report -------------------------------------------------------------------------------------
 
 
-def render(rows: list[Row], loads: dict[str, float]) -> str:
-    """The table: req/s and requests per CPU-second (start-up included), CPU of client, target, rest."""
+def render(rows: list[Row], loads: dict[str, float], startup: dict[str, float] | None = None) -> str:
+    """The table: req/s and requests per CPU-second (start-up included), CPU of client, target, rest.
+
+    ``startup`` (tool → CPU seconds of the same tool on a trivial job) adds two columns for those
+    tools: that start-up CPU, and requests per CPU-second with it taken out. The headline
+    ``req/CPU-s`` stays start-up included.
+    """
+    startup = startup or {}
     head = (f"{'tool':<14}{'requests':>10}{'seconds':>9}{'req/s':>9}{'client CPU s':>13}{'req/CPU-s':>11}"
-            f"{'target %':>9}{'other CPU s':>12}{'load':>6}  note")
+            f"{'start-up s':>11}{'w/o start-up':>13}{'target %':>9}{'other CPU s':>12}{'load':>6}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
+        if r.tool in startup:
+            net = r.client_cpu - startup[r.tool]
+            extra = f"{startup[r.tool]:>11.2f}" + (f"{r.requests / net:>13,.0f}" if net > 0 else f"{'n/a':>13}")
+        else:
+            extra = f"{'':>11}{'':>13}"
         lines.append(f"{r.tool:<14}{r.requests:>10,}{r.seconds:>9.2f}{r.rate:>9,.0f}{r.client_cpu:>13.2f}"
-                     f"{r.per_cpu:>11,.0f}{100 * r.target_share:>8.0f}%{r.other_cpu:>12.2f}"
+                     f"{r.per_cpu:>11,.0f}{extra}{100 * r.target_share:>8.0f}%{r.other_cpu:>12.2f}"
                      f"{loads.get(r.tool, 0.0):>6.2f}  {r.note}".rstrip())
     return "\n".join(lines)
+
+
+STARTUP_RUNS = 3  # trivial-job runs per replay row; their median is its start-up CPU
+
+
+def replay_startup(b: Bench, tiny: Path, chosen: list[str]) -> dict[str, float]:
+    """Each replay row's start-up CPU: the median of :data:`STARTUP_RUNS` replays of a 10-request trace
+    (imports, probe, trace scan, fork, results file, exit), as bench/compare_generators.py measures it."""
+    out: dict[str, float] = {}
+    for tool in (t for t in ("replay-1", "replay-2") if t in chosen):
+        runs = [row.client_cpu for _ in range(STARTUP_RUNS)
+                if (row := replay_row(b, f"{tool} start-up", tiny, int(tool[-1]))) is not None]
+        if runs:
+            out[tool] = statistics.median(runs)
+    return out
 
 
 def ratios(rows: list[Row], against: tuple[str, ...] = ("autocannon", "wrk")) -> str:
@@ -281,6 +310,13 @@ def run_all(b: Bench, only: list[str]) -> None:
             h, _ = stress_trace(traces[kind], max(int(row.rate * a.seconds), 1000))
             print(f"  {row.rate:,.0f} req/s -> a trace of {h['requests']:,} requests", flush=True)
 
+    startup: dict[str, float] = {}
+    if need["replay"]:
+        tiny = b.work / "tiny.wdmt"
+        stress_trace(tiny, 10)
+        print(f"start-up CPU of the replay rows (a 10-request trace, median of {STARTUP_RUNS}) ...", flush=True)
+        startup = replay_startup(b, tiny, chosen)
+
     runs = tool_runs(b, js, traces)
     best: dict[str, Row] = {}
     loads: dict[str, float] = {}
@@ -292,10 +328,12 @@ def run_all(b: Bench, only: list[str]) -> None:
             if row and (tool not in best or row.per_cpu > best[tool].per_cpu):
                 best[tool], loads[tool] = row, load
     rows = [best[t] for t in chosen if t in best]
-    print("\n" + render(rows, loads))
+    print("\n" + render(rows, loads, startup))
     print("\nratios (requests per generator CPU-second, start-up included; and req/s):")
     print(ratios(rows))
     print(f"\nreq/CPU-s = requests / the tool's whole CPU (user + system, children included, start-up included). "
+          f"start-up s = the same replay on a 10-request trace (median of {STARTUP_RUNS}: imports, probe, trace scan, "
+          f"fork, results file, exit); w/o start-up = requests / (client CPU s - start-up s). "
           f"target % = the nginx worker's share of one core in the tool's window (near 100 %: the target, not "
           f"the tool, set req/s). other CPU s = the rest of the machine meanwhile; load = 1-min load average at "
           f"the row's start ({os.cpu_count()} CPUs). Load average at end {os.getloadavg()[0]:.2f}.")

@@ -103,6 +103,19 @@ def test_ratios_are_against_autocannon_and_wrk_per_cpu_second_and_per_second():
     assert "autocannon" not in peers.ratios([rows[0], rows[2]]).splitlines()[0]
 
 
+def test_replay_rows_show_start_up_apart_while_the_headline_keeps_it():
+    rows = [Row("wrk", 100_000, 10.0, 1.0, 0, 0), Row("replay-1", 30_000, 10.0, 1.5, 0, 0),
+            Row("replay-2", 30_000, 8.0, 0.4, 0, 0)]
+    table = peers.render(rows, {}, {"replay-1": 0.3, "replay-2": 0.5})
+    head, _, wrk, replay1, replay2 = table.splitlines()
+    assert "req/CPU-s start-up s w/o start-up target %" in " ".join(head.split())
+    # headline 30,000 / 1.5 = 20,000 start-up included; without it 30,000 / 1.2 = 25,000
+    assert replay1.split()[5:8] == ["20,000", "0.30", "25,000"]
+    assert replay2.split()[5:8] == ["75,000", "0.50", "n/a"]  # start-up above the whole run: no figure made up
+    assert wrk.split()[5:7] == ["100,000", "0%"]  # tools without a start-up run: blank, not zero
+    assert peers.ratios(rows).splitlines()[3].split()[1] == "0.20x"  # ratios: start-up included
+
+
 @pytest.mark.parametrize("argv,why", [(["--only", "wrk,nonsense"], "unknown tool(s) in --only: nonsense"),
                                       (["--seconds", "0"], "must be >= 1")])
 def test_bad_options_are_one_line_and_exit_2(argv, why):
