@@ -270,7 +270,9 @@ def test_interrupt_sends_none_of_the_requests_waiting_for_a_connection(tmp_path,
     """Ctrl-C with 4 requests out and 6 waiting: the 4 finish (within the grace period), the 6 are never sent."""
     trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
     write_trace(trace, [[(0.0, [step("find_item", [str(i)], expect="any")]) for i in range(10)]])
-    with SlowServer(delay=0.5) as srv:
+    # Answers in 0.3 s, inside the 0.5 s grace (coordinator.STOP_GRACE) counted from the stop: at
+    # 0.5 s this passed only because the coordinator noticed the signal up to 50 ms late.
+    with SlowServer(delay=0.3) as srv:
         def interrupt_when_four_are_out() -> None:
             srv.wait_for(lambda: srv.busy >= 4)
             os.kill(os.getpid(), signal.SIGINT)
@@ -283,5 +285,5 @@ def test_interrupt_sends_none_of_the_requests_waiting_for_a_connection(tmp_path,
         assert srv.requests + srv.busy == 4 and srv.max_busy == 4
     assert not s.complete and s.reason == "interrupted"
     r = load_results(out)
-    # The four out were answered within the 2 s grace; the six waiting left no row and no request.
+    # The four out were answered within the grace; the six waiting left no row and no request.
     assert r.n == 4 and set(r.cols["outcome"]) <= {OK, TIMEOUT} and (r.cols["outcome"] == OK).all()

@@ -129,6 +129,43 @@ def test_replay_without_faults_loads_no_fault_runner(shop, tmp_path):
     assert out.exists()
 
 
+# --- the coordinator's wait -----------------------------------------------------------------------------------
+
+
+def test_a_signal_wakes_the_coordinator_at_once_not_at_its_next_poll(shop, tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from replay_support import write_trace
+    from wdmreplay.replayer import coordinator, replay_trace
+    from wdmreplay.traces import load_results, step
+
+    # A poll far longer than the test: only the signal's wake-up can end the wait in time.
+    monkeypatch.setattr(coordinator, "POLL", 60.0)
+    trace, out = tmp_path / "t.wdmt", tmp_path / "t.wdmr"
+    write_trace(trace, [[(0.0, [step("create_item", [5], bind="$s0.item")]),
+                         (3600.0, [step("create_item", [5], bind="$s1.item")])]])  # an hour away
+    sent: list[float] = []
+
+    def interrupt_after_the_first() -> None:
+        deadline = time.monotonic() + 30
+        while not (out.with_name(out.name + ".part").exists() or out.exists()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.2)  # the first request answered and its row and binding sent (0.5 s ticks): all quiet
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt_after_the_first)
+    t.start()
+    s = replay_trace(trace, out, target=shop.url, speed=1.0, final_read=False)
+    took = time.monotonic() - sent[0]
+    t.join()
+    assert not s.complete and s.reason == "interrupted"
+    assert took < 5.0, took  # a wait that noticed the signal only at its next poll would take a minute
+    assert load_results(out).n == 1
+
+
 # --- the quick exit -------------------------------------------------------------------------------------------
 
 
