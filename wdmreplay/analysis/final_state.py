@@ -172,8 +172,8 @@ def _table_from_columns(c: Any) -> OrderTable:
 class FinalState:
     """Every entity the final read returned, those it could not read (kind → {id: why}), and settling.
 
-    ``missing``, ``answered_4xx`` and ``bound_not_found`` (when not None) hold every entity kind of
-    :data:`ENTITY_KINDS` (empty when none): :func:`final_state` completes them once.
+    ``missing`` and ``answered_4xx`` hold every entity kind of :data:`ENTITY_KINDS` (empty when none):
+    :func:`final_state` completes them once. ``bound_not_found`` holds the kinds as stored.
     """
 
     items: Mapping[str, ItemState]
@@ -234,8 +234,7 @@ def final_state(record: FinalRecord | Mapping | None) -> FinalState | None:
     orders = OrderStates(order_table(record.orders))
     # Every entity kind present (the record holds only the kinds with a failed read): readers index by kind.
     missing = {**{k: {} for k in ENTITY_KINDS}, **record.missing}
-    bound = None if record.bound_not_found is None else {
-        **{k: frozenset() for k in ENTITY_KINDS}, **{k: frozenset(v) for k, v in record.bound_not_found.items()}}
+    bound = None if record.bound_not_found is None else {k: frozenset(v) for k, v in record.bound_not_found.items()}
     answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in missing.items()}
     return FinalState(record.items, record.users, orders, missing, record.settling, record.quiesce, bound,
                       answered, record.stopped_why)
