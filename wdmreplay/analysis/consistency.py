@@ -24,10 +24,11 @@ or paid orders explain it, whether the entity saw concurrent writes), other read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from ..traces.records import MapView
 from ..traces.results import Results
 from . import rules
 from .anomaly import KIND_MEANING, KINDS, RECHECKOUT_POLICIES, AnalysisError, Anomaly, fmt_range, id_key
@@ -42,29 +43,8 @@ __all__ = ["KINDS", "KIND_MEANING", "RECHECKOUT_POLICIES", "AnalysisError", "Ano
            "read_history"]
 
 
-class _JsonView:
-    """A record that also reads as its JSON map (``rec["ok"]``, ``rec == {"ok": …}``): the form it had
-    before it was typed, which callers outside the library may still compare with. The library reads
-    the attributes."""
-
-    __slots__ = ()
-
-    def as_dict(self) -> dict:
-        raise NotImplementedError
-
-    def __getitem__(self, key: str) -> Any:
-        return self.as_dict()[key]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, _JsonView):
-            return type(self) is type(other) and self.as_dict() == other.as_dict()
-        return self.as_dict() == other if isinstance(other, Mapping) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 @dataclass(frozen=True, slots=True, eq=False)
-class Checked(_JsonView):
+class Checked(MapView):
     """How many items, users and orders of the final state were checked."""
 
     items: int = 0
@@ -76,7 +56,7 @@ class Checked(_JsonView):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class CheckoutTally(_JsonView):
+class CheckoutTally(MapView):
     """The run's checkouts by outcome, and the orders the checker counts as paid."""
 
     ok: int
@@ -91,7 +71,7 @@ class CheckoutTally(_JsonView):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class TotalFigures(_JsonView):
+class TotalFigures(MapView):
     """One total (stock or credit) recomputed from the history: what the recorded history allows (every
     all-or-nothing reading of the unanswered requests: a number or ``[lo, hi]``), what the 2xx answers
     alone imply, what was read back. Never called "expected": the trace's bounds are (bounds.py)."""
@@ -105,7 +85,7 @@ class TotalFigures(_JsonView):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Totals(_JsonView):
+class Totals(MapView):
     """The stock and credit totals (both None: no final state, nothing recomputed)."""
 
     stock: TotalFigures | None = None

@@ -67,6 +67,27 @@ def _float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
+class MapView:
+    """A typed record that also reads as the map it was before it was typed (``rec["ok"]``, ``rec ==
+    {"ok": …}``): what callers outside the library may still compare it with. Its ``as_dict()`` is
+    that map; the library reads the attributes."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MapView):
+            return type(self) is type(other) and self.as_dict() == other.as_dict()
+        return self.as_dict() == other if isinstance(other, Mapping) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 # --- header -------------------------------------------------------------------------------------
 
 
@@ -387,8 +408,8 @@ class Settle:
         return cls(requested, bool(got.pop("settled", False)), n, str(got.pop("why", "") or ""))
 
 
-@dataclass(frozen=True, slots=True)
-class ReadStop:
+@dataclass(frozen=True, slots=True, eq=False)
+class ReadStop(MapView):
     """The final record's ``stopped``: why the final read's circuit breaker stopped reading, what it left unread.
 
     Written as ``{"why": [reason, …], "not_read": {kind: n}}``; the record is kept whole in ``record``
@@ -410,6 +431,8 @@ class ReadStop:
     def to_record(self) -> dict:
         """The section as stored."""
         return dict(self.record)
+
+    as_dict = to_record
 
 
 _SECTION_KINDS = {"items": "item", "users": "user", "orders": "order"}
