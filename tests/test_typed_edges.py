@@ -22,6 +22,9 @@ from wdmreplay.eventloop import run_async
 from wdmreplay.traces import FormatError, load_results, read_trace_header
 from wdmreplay.traces.records import FinalRecord, ReadStop, TraceHeaderCopy, TraceRef
 from wdmreplay.workloads import generate
+from wdmreplay.workloads.checkout import CheckoutParams
+from wdmreplay.workloads.contention import ContentionParams
+from wdmreplay.workloads.stress import StressParams, effective_weights
 
 WDM = [sys.executable, "-m", "wdmreplay"]
 
@@ -188,3 +191,32 @@ def test_the_order_service_alone_needs_both_peers(peers):
     with pytest.raises(ShopError, match="--only orders needs --stock-url and --payment-url"):
         run_async(start())
 
+
+
+# --- the workloads' params ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workload,options,record", [
+    ("stress", {"rate": 20, "duration": 1.0}, StressParams),
+    ("stress", {"users": 3, "duration": 2.0, "seed_scenarios_only": True}, StressParams),
+    ("checkout", {"items": 5, "users": 5, "orders": 5, "sessions": 4}, CheckoutParams),
+    ("contention", {"orders": 1, "adders": 2, "users": 1, "payers": 3}, ContentionParams),
+])
+def test_a_workloads_params_record_reads_and_writes_the_header_params(tmp_path, workload, options, record):
+    generate(workload, tmp_path / "w.wdmt", seed=1, **options)
+    stored = dict(read_trace_header(tmp_path / "w.wdmt").params)
+    typed = record.from_record(stored)
+    assert list(typed.to_record().items()) == list(stored.items())  # same keys, same order, same values
+    assert typed.dialect == "2024"
+
+
+def test_an_older_stress_headers_params_read_with_their_defaults():
+    older = {"dialect": "2023", "model": "open", "rate": 5.0, "arrival": "poisson", "duration": 10.0,
+             "sessions": None, "requests": None, "users": None, "spawn_rate": None, "wait": None,
+             "weights": [1, 1, 1, 1, 1, 5], "price_range": [1, 10], "stock_range": [1, 10], "funds_range": [1, 10],
+             "cut": {"from": "sha256:x", "until": 3.0}}  # before s7/s8; a capacity cut's key
+    p = StressParams.from_record(older)
+    assert (p.repeat_share, p.recheckout_share) == (None, None) and p.extra == {"cut": older["cut"]}
+    assert effective_weights(p) == [0.1, 0.1, 0.1, 0.1, 0.1, 0.5]  # six scenarios, as the trace was made
+    assert list(p.to_record().items()) == list(older.items())  # written back as read
+    assert StressParams.from_record({}).weights is None  # a hand-edited header: inspect shows no weights
