@@ -67,7 +67,7 @@ def test_the_page_sorts_by_each_rows_sort_keys():
 def test_suite_runs_hold_every_suite_by_name_empty_when_it_did_not_run():
     assert [f.name for f in dataclasses.fields(SuiteRuns)] == list(SUITES)
     rec = _record("part", "ok", {"stress": MEASURED["stress"], "faults": MEASURED["faults"]})
-    by = rec.by_suite
+    by = SuiteRuns.of(rec.runs)
     assert by.stress.p99_ms == 9.25 and by.faults.recovery_s == 1.25
     assert by.consistency == SuiteRun() and by.capacity == SuiteRun()
     assert SuiteRuns.of(()) == SuiteRuns()

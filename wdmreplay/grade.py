@@ -282,11 +282,6 @@ class TeamRecord:
     runs: tuple[tuple[str, SuiteRun], ...]  # (suite, run), in run order
     warnings: tuple[str, ...] = ()
 
-    @property
-    def by_suite(self) -> SuiteRuns:
-        """The runs by suite name (typed: one field per suite of :data:`SUITES`)."""
-        return SuiteRuns.of(self.runs)
-
     def as_dict(self) -> dict:
         """The ``team.json`` document (schema ``wdm-grade-team/1``)."""
         return {"schema": TEAM_SCHEMA, "name": self.name, "target": self.target, "status": self.status,
@@ -654,7 +649,7 @@ _CAPACITY_NOTES = {"none_met": "no speed met the SLO", "at_max": "at --max (may 
 
 
 def _row(rec: TeamRecord, outdir_rel: str) -> TeamRow:
-    by = rec.by_suite
+    by = SuiteRuns.of(rec.runs)  # by suite name
     c, s, cap, f = by.consistency, by.stress, by.capacity, by.faults
     links = {k: f"{outdir_rel}/{r.report}" for k, r in rec.runs if r.report}
     return TeamRow(rec.name, 0, rec.status, rec.status not in UNRANKED, rec.error, c.verdict, dict(c.anomalies),
