@@ -246,6 +246,24 @@ class SuiteRun:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteRuns:
+    """A team's run of each suite of :data:`SUITES` by name (an empty :class:`SuiteRun` when it did not run)."""
+
+    consistency: SuiteRun = SuiteRun()
+    stress: SuiteRun = SuiteRun()
+    capacity: SuiteRun = SuiteRun()
+    faults: SuiteRun = SuiteRun()
+
+    @classmethod
+    def of(cls, runs: tuple[tuple[str, SuiteRun], ...]) -> "SuiteRuns":
+        """The runs of ``(suite, run)`` pairs; ValueError for a suite not in :data:`SUITES` (another version's)."""
+        unknown = sorted({k for k, _ in runs} - set(SUITES))
+        if unknown:
+            raise ValueError(f"unknown suite(s) {unknown}")
+        return cls(**dict(runs))
+
+
+@dataclass(frozen=True, slots=True)
 class TeamRecord:
     """One team's grading: its status, the runs of each suite, the traces and the machine it ran on."""
 
@@ -264,10 +282,6 @@ class TeamRecord:
     runs: tuple[tuple[str, SuiteRun], ...]  # (suite, run), in run order
     warnings: tuple[str, ...] = ()
 
-    def run(self, suite: str) -> SuiteRun:
-        """The suite's run, or an empty :class:`SuiteRun` when it did not run."""
-        return dict(self.runs).get(suite, SuiteRun())
-
     def as_dict(self) -> dict:
         """The ``team.json`` document (schema ``wdm-grade-team/1``)."""
         return {"schema": TEAM_SCHEMA, "name": self.name, "target": self.target, "status": self.status,
@@ -284,10 +298,12 @@ class TeamRecord:
         if d["status"] not in STATUSES:
             raise ValueError(f"unknown status {d['status']!r}")
         load = d["load"]
+        runs = tuple((k, SuiteRun.from_dict(v)) for k, v in d["runs"].items())
+        SuiteRuns.of(runs)  # ValueError for a suite this version does not know
         return cls(d["name"], d["target"], d["status"], d["error"], tuple(sorted(d["traces"].items())),
                    tuple(d["suites"]), d["tool"], d["machine"], d["started"], d["ended"],
                    tuple(load["start"]) if load["start"] else None, tuple(load["end"]) if load["end"] else None,
-                   tuple((k, SuiteRun.from_dict(v)) for k, v in d["runs"].items()), tuple(d.get("warnings") or ()))
+                   runs, tuple(d.get("warnings") or ()))
 
 
 # --- one team ------------------------------------------------------------------------------------------
@@ -633,7 +649,8 @@ _CAPACITY_NOTES = {"none_met": "no speed met the SLO", "at_max": "at --max (may 
 
 
 def _row(rec: TeamRecord, outdir_rel: str) -> TeamRow:
-    c, s, cap, f = (rec.run(k) for k in ("consistency", "stress", "capacity", "faults"))
+    by = SuiteRuns.of(rec.runs)  # by suite name
+    c, s, cap, f = by.consistency, by.stress, by.capacity, by.faults
     links = {k: f"{outdir_rel}/{r.report}" for k, r in rec.runs if r.report}
     return TeamRow(rec.name, 0, rec.status, rec.status not in UNRANKED, rec.error, c.verdict, dict(c.anomalies),
                    s.p50_ms, s.p99_ms, s.verdict, cap.speed, cap.rate,

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = ("rank", "name", "status", "consistency", "anomalies", "stress_p50_ms", "stress_p99_ms",
                "capacity_rate", "capacity_speed", "faults_availability", "faults_recovery_s", "error", "target")
+# In the order of grade.STATUSES: the status column sorts in this order.
 STATUS_TEXT = {"ok": "OK", "inconclusive": "INCONCLUSIVE", "not_clean": "NOT CLEAN", "error": "CRASHED",
                "unreachable": "UNREACHABLE"}
 
@@ -71,19 +73,32 @@ def render_leaderboard_html(board: "Leaderboard") -> str:
     counts = {s: sum(1 for r in board.rows if r.status == s) for s in STATUS_TEXT}
     best = next((r for r in board.rows if r.ranked), None)
     return template.render(board=board, rows=board.rows, counts=counts, best=best, status_text=STATUS_TEXT,
-                           sort_value=sort_value)
+                           sort_keys=SortKeys.of)
 
 
-def sort_value(row: "TeamRow", column: str) -> str:
-    """The ``data-sort`` value of a cell: a number, text, or empty when not measured (sorted last either way)."""
-    values = {"rank": row.rank, "capacity": row.capacity_rate, "p50": row.stress_p50_ms, "p99": row.stress_p99_ms,
-              "anomalies": sum(row.anomalies.values()) if row.consistency else None,
-              "availability": row.availability, "recovery": row.recovery_s}
-    if column in values:
-        v = values[column]
-        return "" if v is None else repr(float(v))
-    return {"name": row.name, "status": str(list(("ok", "inconclusive", "not_clean", "error", "unreachable"))
-                                               .index(row.status))}.get(column, "")
+@dataclass(frozen=True, slots=True)
+class SortKeys:
+    """A row's ``data-sort`` value per sortable column of the page: a number as text, or empty when not
+    measured (sorted last either way). Built once per row (:meth:`of`); the template reads the fields."""
+
+    rank: str
+    status: str
+    anomalies: str  # the consistency run's anomaly count (empty: the suite did not run)
+    p50: str
+    p99: str
+    capacity: str
+    availability: str
+    recovery: str
+
+    @classmethod
+    def of(cls, row: "TeamRow") -> "SortKeys":
+        """The sort values of ``row``'s cells."""
+        def num(v: float | None) -> str:
+            return "" if v is None else repr(float(v))
+
+        return cls(num(row.rank), str(list(STATUS_TEXT).index(row.status)),
+                   num(sum(row.anomalies.values()) if row.consistency else None), num(row.stress_p50_ms),
+                   num(row.stress_p99_ms), num(row.capacity_rate), num(row.availability), num(row.recovery_s))
 
 
 def write_leaderboard(board: "Leaderboard", outdir: str | Path) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..traces.records import TraceHeaderCopy
 from .consistency import Anomaly
 
 
@@ -62,7 +63,7 @@ class RunTotals:
         return {"checkout_ok": self.checkout_ok, "stock_total": self.stock_total, "credit_total": self.credit_total}[key]
 
 
-def check_bounds(trace_header: dict, actual: RunTotals, *, complete: bool, undetermined: int,
+def check_bounds(trace_header: TraceHeaderCopy, actual: RunTotals, *, complete: bool, undetermined: int,
                  totals_read: bool) -> tuple[list[BoundCheck], list[Anomaly]]:
     """Each header expectation / range against what the run did (``actual``).
 
@@ -71,8 +72,7 @@ def check_bounds(trace_header: dict, actual: RunTotals, *, complete: bool, undet
     ``undetermined`` counts indeterminate and skipped requests; ``totals_read`` says whether every
     item and user was read back (the totals are sums over them).
     """
-    exact = trace_header.get("expect") or {}
-    ranges = trace_header.get("expect_range") or {}
+    exact, ranges = trace_header.expect, trace_header.expect_range
     checks: list[BoundCheck] = []
     anomalies: list[Anomaly] = []
     for key in KEYS:

@@ -35,7 +35,7 @@ from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
 from .availability import Availability, compute_availability
 from .bounds import BoundCheck, RunTotals, check_bounds
-from .consistency import KINDS, Anomaly, ConsistencyResult, check_consistency, lost_ids
+from .consistency import KINDS, Anomaly, Checked, ConsistencyResult, TotalFigures, check_consistency, lost_ids
 from .expectations import ExpectationDiff, diff_expectations
 from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
@@ -171,9 +171,9 @@ class CheckReport:
             "coverage": self.coverage.as_dict(),
             "bug_classes": self.bug_classes.as_dict(),
             "consistency": {
-                "final_state": c.final_state, "checked": c.checked, "checkouts": c.checkouts,
+                "final_state": c.final_state, "checked": c.checked.as_dict(), "checkouts": c.checkouts.as_dict(),
                 "anomaly_counts": self.anomaly_counts, "anomalies": [a.as_dict() for a in self.anomalies],
-                "aggregates": [b.as_dict() for b in self.bounds], "totals": c.totals,
+                "aggregates": [b.as_dict() for b in self.bounds], "totals": c.totals.as_dict(),
                 "benchmark": self.figures.as_dict(), "notes": c.notes,
             },
         }
@@ -241,12 +241,12 @@ def _proof_without_settle(a: Anomaly) -> bool:
     return a.kind in ("wrong_total", "lost_entity") or (a.kind == "oversell" and isinstance(a.actual, int) and a.actual < 0)
 
 
-def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool, checked: dict[str, int]) -> Section:
+def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: bool, checked: Checked) -> Section:
     """The consistency section: anomalies prove a fault when the state and history are whole."""
     if not anomalies:
         if not final_state:
             return Section("consistency", UNJUDGED, ("not checked: no final state",))
-        if not any(checked.values()):
+        if not (checked.items or checked.users or checked.orders):
             return Section("consistency", UNJUDGED, ("nothing checked: the final read returned no item, user or order",))
         return Section("consistency", PASS)
     counts = Counter(a.kind for a in anomalies)
@@ -343,10 +343,15 @@ def check_results(results: Results, *, recheckout: str = "refuse", strict: bool 
 
 def _bug_coverage(results: Results, trace: TraceRef, shard: str | None, faults: bool) -> BugCoverage:
     """The bug classes the run covered (from its trace's exercise counts; see docs/bug-classes.md)."""
-    counts, source = run_exercises(trace.to_record())
+    counts, source = run_exercises(trace)
     incomplete = ("a partial run" if not results.complete
                   else f"one shard ({shard}) of the trace" if lone_shard(shard) else None)
     return verdict_coverage(counts, faults, source, incomplete)
+
+
+def _final_total(t: TotalFigures | None) -> int:
+    """The total read back (0 when nothing was recomputed: no final state)."""
+    return 0 if t is None else t.final
 
 
 def _check(results: Results, recheckout: str, strict: bool, min_availability: float,
@@ -360,8 +365,8 @@ def _check(results: Results, recheckout: str, strict: bool, min_availability: fl
     totals_read = fs is not None and not fs.missing_count("item") and not fs.missing_count("user")
     loaded = hist.checkout_ok_loaded()
     bounds, bound_anoms = check_bounds(
-        trace_header, RunTotals(hist.checkouts["ok"], loaded, consistency.totals.get("stock", {}).get("final", 0),
-                                consistency.totals.get("credit", {}).get("final", 0)),
+        trace_header, RunTotals(hist.checkouts["ok"], loaded, _final_total(consistency.totals.stock),
+                                _final_total(consistency.totals.credit)),
         complete=results.complete, undetermined=hist.undetermined, totals_read=totals_read)
     figures = benchmark_figures(trace_header, results.bindings, fs, hist.checkouts["ok"],
                                 undetermined=hist.undetermined, complete=results.complete)

@@ -291,7 +291,7 @@ def lost_ids(hist: History, fs: FinalState) -> dict[str, list[str]]:
              "order": hist.batch_order}
     out = {}
     for kind in ENTITY_KINDS:
-        bound = fs.bound_not_found.get(kind, frozenset())
+        bound = fs.bound_not_found.get(kind, frozenset())  # the kinds as stored
         ids = [i for i in fs.not_found(kind) if i in bound or batch[kind](i)]
         if ids:
             out[kind] = sorted(ids, key=id_key)

@@ -275,8 +275,8 @@ def _by_op(op: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
 
 def _scheduled_rate(r: Results, speed: float | None) -> float | None:
     th = r.header_record.trace_header  # the trace's header as the results header copied it
-    n, duration = th.get("requests"), th.get("duration")
-    if speed is None or not isinstance(n, (int, float)) or not isinstance(duration, (int, float)) or duration <= 0:
+    n, duration = th.requests, th.duration
+    if speed is None or n is None or duration is None or duration <= 0:
         return None
     return float(n) / (float(duration) / speed)
 

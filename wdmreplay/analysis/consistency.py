@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..traces.records import MapView
 from ..traces.results import Results
 from . import rules
 from .anomaly import KIND_MEANING, KINDS, RECHECKOUT_POLICIES, AnalysisError, Anomaly, fmt_range, id_key
@@ -37,9 +38,65 @@ from .final_state import FinalState, final_state
 from .history import History, read_history
 from .screen import screened
 
-__all__ = ["KINDS", "KIND_MEANING", "RECHECKOUT_POLICIES", "AnalysisError", "Anomaly", "ConsistencyResult",
-           "History", "check_consistency", "check_consistency_reference", "entity_facts", "lost_ids",
+__all__ = ["KINDS", "KIND_MEANING", "RECHECKOUT_POLICIES", "AnalysisError", "Anomaly", "Checked", "CheckoutTally",
+           "ConsistencyResult", "History", "TotalFigures", "Totals", "check_consistency", "check_consistency_reference", "entity_facts", "lost_ids",
            "read_history"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Checked(MapView):
+    """How many items, users and orders of the final state were checked."""
+
+    items: int = 0
+    users: int = 0
+    orders: int = 0
+
+    def as_dict(self) -> dict:
+        return {"items": self.items, "users": self.users, "orders": self.orders}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CheckoutTally(MapView):
+    """The run's checkouts by outcome, and the orders the checker counts as paid."""
+
+    ok: int
+    fail: int
+    indeterminate: int
+    skipped: int
+    paid_orders: int
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "fail": self.fail, "indeterminate": self.indeterminate, "skipped": self.skipped,
+                "paid_orders": self.paid_orders}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TotalFigures(MapView):
+    """One total (stock or credit) recomputed from the history: what the recorded history allows (every
+    all-or-nothing reading of the unanswered requests: a number or ``[lo, hi]``), what the 2xx answers
+    alone imply, what was read back. Never called "expected": the trace's bounds are (bounds.py)."""
+
+    history_allows: Any
+    implied_by_2xx: int
+    final: int
+
+    def as_dict(self) -> dict:
+        return {"history_allows": self.history_allows, "implied_by_2xx": self.implied_by_2xx, "final": self.final}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Totals(MapView):
+    """The stock and credit totals (both None: no final state, nothing recomputed)."""
+
+    stock: TotalFigures | None = None
+    credit: TotalFigures | None = None
+
+    def named(self) -> list[tuple[str, TotalFigures]]:
+        """The totals recomputed, by name ("stock", "credit")."""
+        return [(n, t) for n, t in (("stock", self.stock), ("credit", self.credit)) if t is not None]
+
+    def as_dict(self) -> dict:
+        return {n: t.as_dict() for n, t in self.named()}
 
 
 @dataclass
@@ -47,12 +104,9 @@ class ConsistencyResult:
     """What the checker found: anomalies, per-entity counts checked, checkout tallies, own figures."""
 
     anomalies: list[Anomaly]
-    checked: dict[str, int]  # {"items", "users", "orders"} checked against the final state
-    checkouts: dict[str, int]  # {"ok", "fail", "indeterminate", "skipped", "paid_orders"}
-    # {"stock": {"history_allows": [lo, hi], "implied_by_2xx", "final"}, "credit": …}: what the recorded
-    # history allows (every all-or-nothing reading of the unanswered requests), what the 2xx answers
-    # alone imply, what was read back. Never called "expected": the trace's bounds are (bounds.py).
-    totals: dict[str, Any]
+    checked: Checked  # items, users, orders checked against the final state
+    checkouts: CheckoutTally
+    totals: Totals
     notes: list[str]
     final_state: bool
     undetermined: int = 0  # requests that were indeterminate (5xx, timeout, connection error) or skipped
@@ -92,8 +146,7 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     notes: list[str] = []
     if fs is None:
         notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
-        return ConsistencyResult([], {"items": 0, "users": 0, "orders": 0}, dict(hist.checkouts, paid_orders=0),
-                                 {}, notes, False, hist.undetermined, hist, None)
+        return ConsistencyResult([], Checked(), _tally(hist, 0), Totals(), notes, False, hist.undetermined, hist, None)
     for kind in ("item", "user", "order"):
         if fs.unanswered_count(kind):
             notes.append(f"{fs.unanswered_count(kind)} {kind}(s) could not be read back; they are not checked")
@@ -115,11 +168,15 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     anomalies.extend(lost_anomalies(ctx))
     anomalies = [describe(ctx, a) for a in anomalies]
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, id_key(a.id)))
-    totals_out = {name: {"history_allows": fmt_range(t[0], t[1]), "implied_by_2xx": t[2], "final": t[3]}
-                  for name, t in totals.items()}
-    checked = {"items": len(fs.items), "users": len(fs.users), "orders": len(fs.orders)}
-    return ConsistencyResult(anomalies, checked, dict(hist.checkouts, paid_orders=paid_orders), totals_out,
-                             notes, True, hist.undetermined, hist, fs)
+    totals_out = Totals(*(TotalFigures(fmt_range(t[0], t[1]), t[2], t[3]) for t in (totals["stock"], totals["credit"])))
+    checked = Checked(len(fs.items), len(fs.users), len(fs.orders))
+    return ConsistencyResult(anomalies, checked, _tally(hist, paid_orders), totals_out, notes, True,
+                             hist.undetermined, hist, fs)
+
+
+def _tally(hist: History, paid_orders: int) -> CheckoutTally:
+    co = hist.checkouts
+    return CheckoutTally(co["ok"], co["fail"], co["indeterminate"], co["skipped"], paid_orders)
 
 
 def _every_entity(ctx: CheckContext) -> tuple[list[Anomaly], dict, int]:

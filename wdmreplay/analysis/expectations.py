@@ -102,7 +102,7 @@ class ExpectationDiff:
 def scenario_names(results: Results) -> list[str]:
     """Scenario names by code, from the results header (or the trace header inside it)."""
     header = results.header_record
-    return list(header.scenarios or header.trace_header.get("scenarios") or ())
+    return list(header.scenarios or header.trace_header.scenarios)
 
 
 # A 4xx to these needs only their entities to exist: it depends on no earlier step.

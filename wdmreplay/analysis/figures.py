@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..traces.records import TraceHeaderCopy
 from .final_state import FinalState, as_int
 
 BENCHMARK_WORKLOAD = "consistency"
@@ -44,16 +45,16 @@ class BenchmarkFigures:
                 "payment_inconsistencies_db": self.payment_db}
 
 
-def benchmark_figures(trace_header: dict, bindings: dict, fs: FinalState | None, checkout_ok: int, *,
+def benchmark_figures(trace_header: TraceHeaderCopy, bindings: dict, fs: FinalState | None, checkout_ok: int, *,
                       undetermined: int, complete: bool) -> BenchmarkFigures:
     """The course benchmark's four figures for a run of a consistency trace (see the module doc)."""
     why = []
-    workload = trace_header.get("workload")
-    p = trace_header.get("params") or {}
+    workload = trace_header.workload
+    p = trace_header.params
     if workload != BENCHMARK_WORKLOAD or not all(k in p for k in ("items", "stock", "price", "users", "credit")):
         why.append(f"the trace is not the benchmark's workload ({workload}, not {BENCHMARK_WORKLOAD})")
         return BenchmarkFigures(False, why[0], None, None, None, None)
-    if trace_header.get("benchmark") not in BENCHMARK_PRESETS:
+    if trace_header.benchmark not in BENCHMARK_PRESETS:
         why.append("the trace is not the benchmark's workload (a consistency trace of --preset course or readme "
                    "with no option changed)")
         return BenchmarkFigures(False, why[0], None, None, None, None)

@@ -1,7 +1,7 @@
 """The final-state record: what the replay's final read returned, as typed, frozen records.
 
 Built once from the results file's ``final`` record (a msgpack map, see ``traces/results.py``) so
-every checker reads attributes, never ``.get()`` on dicts. The *settle contract* (written by the
+every checker reads attributes instead of looking keys up in maps. The *settle contract* (written by the
 replayer's final read, read here): ``settle`` is ``None`` (one snapshot, no settling asked) or
 ``{"requested": S, "settled": bool, "snapshots": [{"at", "end"}, …], "why": str}``; files written
 before the contract carry ``{"requested", "settled", "seconds", "reads"}``, read the same way.
@@ -170,7 +170,11 @@ def _table_from_columns(c: Any) -> OrderTable:
 
 @dataclass(frozen=True, slots=True)
 class FinalState:
-    """Every entity the final read returned, those it could not read (kind → {id: why}), and settling."""
+    """Every entity the final read returned, those it could not read (kind → {id: why}), and settling.
+
+    ``missing`` and ``answered_4xx`` hold every entity kind of :data:`ENTITY_KINDS` (empty when none):
+    :func:`final_state` completes them once. ``bound_not_found`` holds the kinds as stored.
+    """
 
     items: Mapping[str, ItemState]
     users: Mapping[str, UserState]
@@ -185,8 +189,8 @@ class FinalState:
     def not_found(self, kind: str) -> Mapping[str, str]:
         """The ids of ``kind`` whose read the shop answered with a 4xx (a definite "not found"): id -> why."""
         if self.answered_4xx is not None:
-            return self.answered_4xx.get(kind, {})
-        return {i: w for i, w in self.missing.get(kind, {}).items() if answered_not_found(w)}
+            return self.answered_4xx[kind]
+        return {i: w for i, w in self.missing[kind].items() if answered_not_found(w)}
 
     def unanswered_count(self, kind: str) -> int:
         """How many entities of ``kind`` got no answer to their read (5xx, timeout, connection error, bad body)."""
@@ -194,7 +198,7 @@ class FinalState:
 
     def missing_count(self, kind: str) -> int:
         """How many entities of ``kind`` ("item", "user", "order") could not be read back."""
-        return len(self.missing.get(kind, {}))
+        return len(self.missing[kind])
 
     def read_count(self, kind: str) -> int:
         """How many entities of ``kind`` were read back."""
@@ -228,7 +232,9 @@ def final_state(record: FinalRecord | Mapping | None) -> FinalState | None:
     if not isinstance(record, FinalRecord):
         record = FinalRecord.from_record(record)
     orders = OrderStates(order_table(record.orders))
+    # Every entity kind present (the record holds only the kinds with a failed read): readers index by kind.
+    missing = {**{k: {} for k in ENTITY_KINDS}, **record.missing}
     bound = None if record.bound_not_found is None else {k: frozenset(v) for k, v in record.bound_not_found.items()}
-    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in record.missing.items()}
-    return FinalState(record.items, record.users, orders, record.missing, record.settling, record.quiesce, bound,
+    answered = {k: {i: w for i, w in v.items() if answered_not_found(w)} for k, v in missing.items()}
+    return FinalState(record.items, record.users, orders, missing, record.settling, record.quiesce, bound,
                       answered, record.stopped_why)

@@ -223,8 +223,8 @@ def _sections(chk: CheckReport | None) -> list[SectionRow]:
     figures = {
         "correctness": f"{e.mismatches:,} of {e.checked:,} answers contradict what the trace proves",
         "consistency": ("no final state in the results: not checked" if not c.final_state else
-                        f"{n_anom:,} anomalies over {c.checked['items']:,} items, {c.checked['users']:,} users, "
-                        f"{c.checked['orders']:,} orders"),
+                        f"{n_anom:,} anomalies over {c.checked.items:,} items, {c.checked.users:,} users, "
+                        f"{c.checked.orders:,} orders"),
         "availability": (f"{o.answered:,} of {o.counted:,} requests answered"
                          + ("" if o.share is None else f" ({100.0 * o.share:.1f}%)")
                          + f"; at least {chk.min_availability:g}% needed per operation"),

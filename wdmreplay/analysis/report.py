@@ -80,7 +80,7 @@ def run_info(results: Results) -> RunInfo:
     th = h.trace_header  # the replayed trace's header as the results header copied it (a partial one in hand-made files)
     return RunInfo(
         label=results.label, file=Path(results.path).name,
-        trace=TraceInfo(h.trace.digest, th.get("workload"), th.get("seed"), th.get("requests"),
+        trace=TraceInfo(h.trace.digest, th.workload, th.seed, th.requests,
                         Path(h.trace.path or "").name),
         target=h.target, dialect=h.dialect, speed=h.speed, concurrency=h.concurrency,
         started=h.started, complete=results.complete, reason=tr.reason,
@@ -204,8 +204,8 @@ def _consistency_summary(check: CheckReport) -> str:
         return "not checked: no final state in the results"
     ch, co = c.checked, c.checkouts
     total = len(check.anomalies)
-    return (f"{_plural(total, 'anomaly', 'anomalies')} in {_plural(ch['items'], 'item')}, {_plural(ch['users'], 'user')}, "
-            f"{_plural(ch['orders'], 'order')} ({co['ok']} checkouts {ACCEPTED}, {co['paid_orders']} orders paid)")
+    return (f"{_plural(total, 'anomaly', 'anomalies')} in {_plural(ch.items, 'item')}, {_plural(ch.users, 'user')}, "
+            f"{_plural(ch.orders, 'order')} ({co.ok} checkouts {ACCEPTED}, {co.paid_orders} orders paid)")
 
 
 def _availability_summary(check: CheckReport) -> str:
@@ -338,8 +338,8 @@ def _consistency_details(check: CheckReport, verbose: bool, brief: int = MAX_ANO
     co = c.checkouts
     policy = ("a second checkout of a paid order must be refused (--recheckout refuse)" if check.policy == "refuse"
               else "a second checkout of a paid order may charge again (--recheckout charge)")
-    lines = [f"    checkouts: {co['ok']} {ACCEPTED}, {co['fail']} {REFUSED}, {co['indeterminate']} {UNANSWERED}, "
-             f"{co['skipped']} {SKIPPED}; {co['paid_orders']} orders paid; {policy}"]
+    lines = [f"    checkouts: {co.ok} {ACCEPTED}, {co.fail} {REFUSED}, {co.indeterminate} {UNANSWERED}, "
+             f"{co.skipped} {SKIPPED}; {co.paid_orders} orders paid; {policy}"]
     lines += _anomaly_lines(check, verbose, brief)
     for ag in check.bounds:
         if not verbose and ag.status != "unmet":  # only a broken promise is a detail worth a line
@@ -355,11 +355,11 @@ def _consistency_details(check: CheckReport, verbose: bool, brief: int = MAX_ANO
 def _figure_lines(check: CheckReport) -> list[str]:
     t, b = check.consistency.totals, check.figures
     lines = []
-    if t:
+    if t.named():
         lines.append("    totals recomputed from the history: " + "; ".join(
-            f"{name} total — the history allows {format_expected(t[name]['history_allows'])}, the {ACCEPTED} "
-            f"requests leave {t[name]['implied_by_2xx']}, read back {t[name]['final']}"
-            for name in ("stock", "credit") if name in t))
+            f"{name} total — the history allows {format_expected(f.history_allows)}, the {ACCEPTED} "
+            f"requests leave {f.implied_by_2xx}, read back {f.final}"
+            for name, f in t.named()))
     if b.stock_logs is None:
         lines.append(f"    course benchmark figures: not comparable ({b.why})")
         return lines

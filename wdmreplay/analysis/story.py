@@ -167,7 +167,7 @@ class RunStories:
                 if eid in table:
                     return kind
             for kind in ENTITIES:
-                if eid in (fs.missing.get(kind) or {}):
+                if eid in fs.missing[kind]:
                     return kind
         code = self.ids.code(eid)
         if code < 0:
@@ -326,7 +326,7 @@ class RunStories:
 def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, str], int]:
     """(kind, id) -> row of its create request, matched through the trace's bind symbols (empty without the trace)."""
     from ..traces.stream import FormatError, file_digest
-    from ..traces.trace import TraceReader
+    from ..traces.trace import TraceReader, is_step
 
     path = _trace_path(results, trace)
     if path is None:
@@ -347,8 +347,8 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
         with TraceReader(path) as tr:
             for s in tr:
                 for k, st in enumerate(s["steps"]):
-                    sym = st.get("bind") if isinstance(st, dict) else None
-                    if sym and sym in by_symbol and st.get("op") in _CREATES.values():
+                    sym = st["bind"] if is_step(st) else None  # a step not of the format names nothing
+                    if sym and sym in by_symbol and st["op"] in _CREATES.values():
                         wanted[(int(s["sid"]), k)] = (kind_of_create[st["op"]], str(by_symbol[sym]))
     except (FormatError, OSError):
         return {}
@@ -401,7 +401,7 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
     else:
         lines, head, final = _ledger_arithmetic(st, kind, eid, rows)
     if fs is not None and final is None:
-        why = (fs.missing.get(kind) or {}).get(eid)
+        why = fs.missing[kind].get(eid)  # keyed by entity id
         create = st._create_row(kind, eid)
         created = ""
         if create is not None and int(st.outcome[create]) == 0:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_HEADLINE = 120
-UNIT = {"item": "units of stock", "user": "credit"}
+# What a lost entity held, per entity kind (operations.ENTITY_KINDS; a test keeps them the same).
+UNIT = {"item": "units of stock", "user": "credit", "order": "units in its lines"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detai
     lo, hi = _span(expected)
     value = _value(entity)
     if kind == "lost_entity":
-        held = f", holding {_fmt(lo, hi)} {UNIT.get(entity, 'units in its lines')}" if lo is not None else ""
+        held = f", holding {_fmt(lo, hi)} {UNIT[entity]}" if lo is not None else ""
         return _cut(f"{entity} {eid} lost: created with a 2xx{held}, now read back as not found")
     if entity in ("item", "user") and isinstance(actual, int) and isinstance(lo, int) and isinstance(hi, int):
         if entity == "item" and (actual < 0 or hi < 0):

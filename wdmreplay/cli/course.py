@@ -65,15 +65,15 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
       wdm-replay serve --split --data d --only orders --port 8000 \
           --stock-url http://127.0.0.1:8001 --payment-url http://127.0.0.1:8002
     """
-    from ..shop import ShopConfig, serve
+    from ..shop import Peers, ShopConfig, serve
 
     config = ShopConfig(",".join(inject) or None, latency_ms, error_rate, seed, dialects,  # type: ignore[arg-type]
                         hang_s=hang_s, saga_delay_s=saga_delay_s, leg_delay_s=leg_delay_s)
-    peers = {"stock": stock_url, "payment": payment_url} if (stock_url or payment_url) else None
+    peers = Peers(stock_url, payment_url) if (stock_url or payment_url) else None
     if peers and only != "orders":
         raise click.UsageError("--stock-url and --payment-url go with --split --only orders")
     serve(config, host, port, split, announce=lambda text: click.echo(text), data=data, only=only,
-          peers=peers)  # type: ignore[arg-type]
+          peers=peers)
 
 
 

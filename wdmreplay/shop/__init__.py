@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .inject import DURABLE_BUGS, FAULT_EFFECTS, FAULT_KINDS, InjectError, parse_inject
 from .app import ShopConfig, ShopError, ShopState, connect_peers, make_app, make_split_apps
-from .runner import INJECT_EFFECTS, RunningShop, ShopThread, banner, serve, start_shop
+from .runner import INJECT_EFFECTS, Peers, RunningShop, ShopThread, banner, serve, start_shop
 from .store import INJECT_KINDS, Refused
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "parse_inject",
     "INJECT_EFFECTS",
     "INJECT_KINDS",
+    "Peers",
     "Refused",
     "RunningShop",
     "ShopConfig",

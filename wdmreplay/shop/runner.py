@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import threading
 import urllib.request
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from aiohttp import web
@@ -84,15 +85,23 @@ async def _bind(app: web.Application, host: str, port: int, shop: RunningShop) -
     return int(server.sockets[0].getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """The base URLs the order service reaches stock and payment at (``serve --only orders``)."""
+
+    stock: str | None = None
+    payment: str | None = None
+
+
 async def start_shop(
     config: ShopConfig, host: str = "127.0.0.1", port: int = 0, split: bool = False,
-    data: str | None = None, only: str | None = None, peers: dict[str, str] | None = None,
+    data: str | None = None, only: str | None = None, peers: Peers | None = None,
 ) -> RunningShop:
     """Start the shop on this event loop: one port, or three consecutive ones with ``split``.
 
     Port 0 picks free ports (with ``split``, three independent free ports). ``data``: a directory
     whose SQLite files hold the state (durable; see durable.py). ``only`` (split): serve just that
-    service on ``port``; the order service then needs ``peers`` ``{"stock": url, "payment": url}``.
+    service on ``port``; the order service then needs both of ``peers``.
     """
     from .durable import attach, wire
 
@@ -100,7 +109,7 @@ async def start_shop(
         raise ShopError("--inject no-recovery is a bug of the durable shop: it needs --data DIR")
     if only is not None and not split:
         raise ShopError("--only needs --split")
-    if only == "orders" and not (peers and peers.get("stock") and peers.get("payment")):
+    if only == "orders" and not (peers and peers.stock and peers.payment):
         raise ShopError("--only orders needs --stock-url and --payment-url")
     state = ShopState(config)
     shop = RunningShop(config, state, split)
@@ -124,14 +133,14 @@ async def start_shop(
     if only is not None:
         app = apps[only]
         if only == "orders":
-            assert peers is not None
-            connect_peers(app, peers["stock"], peers["payment"])
+            assert peers is not None and peers.stock and peers.payment
+            connect_peers(app, peers.stock, peers.payment)
         if data is not None:
             shop.sagas = wire(state, {only: app}, one_port=False)
         p = await _bind(app, host, port, shop)
         shop.urls = {only: base + str(p)}
         if only == "orders":
-            shop.urls.update(stock=peers["stock"].rstrip("/"), payment=peers["payment"].rstrip("/"))  # type: ignore[index]
+            shop.urls.update(stock=peers.stock.rstrip("/"), payment=peers.payment.rstrip("/"))
         _start_sagas(shop)
         return shop
     if data is not None:
@@ -393,7 +402,7 @@ def serve(
     announce: Callable[[str], None] = print,
     data: str | None = None,
     only: str | None = None,
-    peers: dict[str, str] | None = None,
+    peers: Peers | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly; ``announce`` receives the banner."""
     _quiet_aiohttp_logs()

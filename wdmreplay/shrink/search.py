@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..errors import WdmError
 from ..targets import Target
+from ..traces.records import TraceRef
 from ..traces.results import load_results
 from ..traces.trace import TraceHeader, refuse_replacing, trace_digest
 from . import cut
@@ -147,14 +148,13 @@ def reproduced(report: Any, bindings: dict[str, str], finding: Finding) -> bool:
                for a in report.anomalies)
 
 
-def source_trace(run: str, header: dict, override: str | None) -> str:
-    """The trace a run replayed (``override``, or the path its header names), checked against its digest."""
-    info = header.get("trace") or {}
-    digest = info.get("digest")
+def source_trace(run: str, trace: TraceRef, override: str | None) -> str:
+    """The trace a run replayed (``override``, or the path its results header names), checked against its digest."""
+    digest = trace.digest
     if override is not None:
         path = override
     else:
-        named = str(info.get("path") or "")
+        named = trace.path or ""
         beside = Path(run).parent / named
         path = named if named and os.path.isfile(named) else str(beside) if named and beside.is_file() else ""
         if not path:
@@ -415,14 +415,14 @@ def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None,
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise ShrinkError(f"{output}: its directory does not exist")
     results = load_results(run, with_args=True)
-    trace_path = source_trace(run, results.header, trace)
+    trace_path = source_trace(run, results.header_record.trace, trace)
     for p in (trace_path, run):
         if os.path.exists(output) and os.path.samefile(p, output):
             raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
     refuse_replacing(output, force)  # before minutes of replays, not after
     if results.final is None:
         why = ("replayed without the final read" if results.complete
-               else f"a partial run: {results.trailer.get('reason') or 'interrupted'}")
+               else f"a partial run: {results.trailer_record.reason or 'interrupted'}")
         raise NothingToShrink(f"{run}: the run has no final state ({why}): nothing to reproduce")
     report = check_results(results)
     if report.clean:

@@ -67,17 +67,90 @@ def _float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
+class MapView:
+    """A typed record that also reads as the map it was before it was typed (``rec["ok"]``, ``rec ==
+    {"ok": …}``): what callers outside the library may still compare it with. Its ``as_dict()`` is
+    that map; the library reads the attributes."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MapView):
+            return type(self) is type(other) and self.as_dict() == other.as_dict()
+        return self.as_dict() == other if isinstance(other, Mapping) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 # --- header -------------------------------------------------------------------------------------
+
+
+# The copied trace header's fields a reader of a results file uses, with the types a stored value may have.
+_COPY_TYPES: dict[str, tuple] = {
+    "workload": (str, _NONE), "seed": (int, _NONE), "requests": (int, _NONE), "duration": (*_NUMBER, _NONE),
+    "params": (Mapping, _NONE), "scenarios": (list, _NONE), "expect": (Mapping, _NONE),
+    "expect_range": (Mapping, _NONE), "benchmark": (str, _NONE), "exercises": (Mapping, _NONE),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHeaderCopy:
+    """The replayed trace's header as a results header copies it, typed leniently.
+
+    A run writes the trace's whole header (see :class:`~.trace.TraceHeader`), but a hand-made or
+    older results file may hold a partial one that ``TraceHeader.from_record`` would refuse, so
+    every field here is optional, with the default the analysis applied to an absent (or null)
+    key: None for the identity and figures, an empty map or list for the rest. A value of the
+    wrong type is a one-line :class:`FormatError`; keys not read here stay in ``extra``.
+    """
+
+    workload: str | None = None
+    seed: int | None = None
+    requests: int | None = None
+    duration: float | None = None  # seconds of schedule at speed 1
+    params: Mapping = field(default_factory=dict)  # the generator's options
+    scenarios: tuple[str, ...] = ()
+    expect: Mapping = field(default_factory=dict)  # {bound key: exact value}
+    expect_range: Mapping = field(default_factory=dict)  # {bound key: [lo, hi]}
+    benchmark: str | None = None  # the course benchmark's preset the consistency trace is exactly
+    exercises: Mapping | None = None  # {bug class: count}; None: a trace that predates the count
+    extra: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, rec: Any) -> "TraceHeaderCopy":
+        where = "results header: trace header"
+        got, extra = _split(rec, where, _COPY_TYPES)
+        for key, kinds in _COPY_TYPES.items():
+            if key in got:
+                _checked(where, key, got[key], kinds)
+        for key in ("params", "expect", "expect_range"):  # absent or null: empty, as the analysis always read them
+            got[key] = got.setdefault(key, None) or {}
+        got["scenarios"] = tuple(got.setdefault("scenarios", None) or ())
+        return cls(**got, extra=extra)
 
 
 @dataclass(frozen=True, slots=True)
 class TraceRef:
-    """The trace a run replayed, as its results header names it: path, digest, and the trace's own header."""
+    """The trace a run replayed, as its results header names it: path, digest, and the trace's own header.
+
+    ``header`` is the map as stored (what ``to_record`` writes back); ``typed_header`` its typed view,
+    built once here (what the analysis reads).
+    """
 
     path: str | None = None
     digest: str | None = None
     header: Mapping = field(default_factory=dict)  # the trace file's header (the trace format's record)
     extra: Mapping = field(default_factory=dict)
+    typed_header: TraceHeaderCopy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "typed_header", TraceHeaderCopy.from_record(self.header))
 
     @classmethod
     def from_record(cls, rec: Any) -> "TraceRef":
@@ -170,9 +243,9 @@ class ResultsHeader:
         return replace(self, **changes)
 
     @property
-    def trace_header(self) -> Mapping:
-        """The replayed trace's own header (empty when the results header names none)."""
-        return self.trace.header
+    def trace_header(self) -> TraceHeaderCopy:
+        """The replayed trace's own header, typed (every field at its default when the results header names none)."""
+        return self.trace.typed_header
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -335,6 +408,33 @@ class Settle:
         return cls(requested, bool(got.pop("settled", False)), n, str(got.pop("why", "") or ""))
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class ReadStop(MapView):
+    """The final record's ``stopped``: why the final read's circuit breaker stopped reading, what it left unread.
+
+    Written as ``{"why": [reason, …], "not_read": {kind: n}}``; the record is kept whole in ``record``
+    (what :meth:`to_record` gives back). A hand-made ``why`` of one string reads as one reason.
+    """
+
+    why: tuple[str, ...]
+    not_read: Mapping[str, int]  # entities not read back, by kind (keyed by entity kind: data)
+    record: Mapping
+
+    @classmethod
+    def from_record(cls, rec: Any) -> "ReadStop":
+        where = "final state: stopped"
+        got, _ = _split(rec, where, ("why", "not_read"))
+        why = _checked(where, "why", got.setdefault("why", None), (list, tuple, str, _NONE)) or ()
+        not_read = _checked(where, "not_read", got.setdefault("not_read", None), (Mapping, _NONE)) or {}
+        return cls(tuple(map(str, why)) if isinstance(why, (list, tuple)) else (str(why),), dict(not_read), rec)
+
+    def to_record(self) -> dict:
+        """The section as stored."""
+        return dict(self.record)
+
+    as_dict = to_record
+
+
 _SECTION_KINDS = {"items": "item", "users": "user", "orders": "order"}
 _FINAL_KEYS = ("items", "users", "orders", "missing", "bound_not_found", "settle", "quiesce", "read_at", "shards",
                "stopped")
@@ -350,8 +450,8 @@ class FinalRecord:
     ``bound_not_found`` kind → ids (None: written before lost data was recorded); ``settle`` and
     ``quiesce`` as written (see :attr:`settling`), ``read_at`` the last snapshot's start on the run's
     clock, ``shards`` what a merged file records of its shards' reads. ``stopped`` (None: the read
-    was not cut short, or an older file) is ``{"why": [reason, …], "not_read": {kind: n}}`` when the
-    final read's circuit breaker stopped reading a shop that no longer answered.
+    was not cut short, or an older file) is a :class:`ReadStop` when the final read's circuit breaker
+    stopped reading a shop that no longer answered.
     """
 
     items: Mapping[str, ItemState]
@@ -364,7 +464,7 @@ class FinalRecord:
     read_at: float | None = None
     shards: list | None = None
     extra: Mapping = field(default_factory=dict)
-    stopped: Mapping | None = None
+    stopped: ReadStop | None = None
 
     @classmethod
     def from_record(cls, rec: Any) -> "FinalRecord":
@@ -387,8 +487,9 @@ class FinalRecord:
         for key, kinds in (("settle", (Mapping, _NONE)), ("quiesce", (Mapping, _NONE)),
                            ("read_at", (*_NUMBER, _NONE)), ("shards", (list, _NONE)), ("stopped", (Mapping, _NONE))):
             _checked(where, key, got.setdefault(key, None), kinds)
+        stopped = None if got["stopped"] is None else ReadStop.from_record(got["stopped"])
         return cls(items, users, got["orders"] or {}, missing, bound, got["settle"], got["quiesce"],
-                   _float(got["read_at"]), got["shards"], extra, got["stopped"])
+                   _float(got["read_at"]), got["shards"], extra, stopped)
 
     def missing_of(self, kind: str) -> Mapping[str, str]:
         """The ids of entity ``kind`` ("item", "user", "order") the read could not read back: id -> why."""
@@ -413,15 +514,14 @@ class FinalRecord:
         for key in ("quiesce", "read_at", "shards", "stopped"):  # a run's record has quiesce and read_at; a merged one no quiesce
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = value.to_record() if isinstance(value, ReadStop) else value
         out.update(self.extra)
         return out
 
     @property
     def stopped_why(self) -> tuple[str, ...]:
         """Why the final read's circuit breaker stopped reading (empty: it did not, or an older file)."""
-        why = (self.stopped or {}).get("why") or ()
-        return tuple(map(str, why)) if isinstance(why, (list, tuple)) else (str(why),)
+        return () if self.stopped is None else self.stopped.why
 
     @property
     def settling(self) -> Settle | None:

@@ -38,6 +38,7 @@ from .. import __version__
 from ..operations import BUILTIN_ROUTES
 from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .index import INDEX_KEY, TraceIndex
+from .records import TraceRef
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
 TRACE_FORMAT = "wdm-trace"
@@ -493,21 +494,21 @@ def trace_digest(path: str | Path) -> str:
     return file_digest(path)
 
 
-def run_exercises(trace: dict) -> tuple[dict | None, str | None]:
+def run_exercises(trace: TraceRef) -> tuple[Mapping | None, str | None]:
     """What a run's trace exercises, from the ``trace`` entry of its results header: ``(counts, source)``.
 
     The trace header's ``exercises`` (source ``"header"``); for a trace written before that key,
     counted from the trace file when it is still at the path the run read it from, unchanged (same
     digest; source ``"trace file"``); else ``(None, None)``.
     """
-    header = trace.get("header") or {}
-    if isinstance(header.get("exercises"), dict):
-        return header["exercises"], "header"
-    path = trace.get("path")
+    exercises = trace.typed_header.exercises
+    if exercises is not None:
+        return exercises, "header"
+    path = trace.path
     if not path or not os.path.isfile(path):
         return None, None
     try:
-        if trace_digest(path) != trace.get("digest"):
+        if trace_digest(path) != trace.digest:
             return None, None
         with TraceReader(path) as r:
             th = r.trace_header

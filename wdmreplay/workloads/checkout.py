@@ -11,7 +11,8 @@ twice), so every checkout is ``"any"`` and the header's ``expect`` is empty.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Mapping
 
 from ..operations import get_dialect
 from . import options as opt
@@ -30,6 +31,37 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_DURATION = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutParams:
+    """The checkout workload's normalized options (the trace header's ``params``), typed.
+
+    :meth:`to_record` is the map the header stores (the fields in order); exactly one of
+    ``duration``, ``sessions``, ``requests`` is set (the others None).
+    """
+
+    dialect: str
+    items: int
+    stock: int
+    price: int
+    users: int
+    credit: int
+    orders: int
+    rate: float
+    arrival: str
+    duration: float | None = None
+    sessions: int | None = None
+    requests: int | None = None
+
+    @classmethod
+    def from_record(cls, p: Mapping[str, Any]) -> "CheckoutParams":
+        """The params map of a header (or of :func:`resolve`)."""
+        return cls(**p)
+
+    def to_record(self) -> dict:
+        """The params map in the header's key order."""
+        return asdict(self)
+
+
 def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` for the checkout workload; refuses dialects without batch_init."""
     unknown = set(options) - set(DEFAULTS)
@@ -40,44 +72,44 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
         raise WorkloadError(f"the checkout workload needs batch_init, which dialect {dialect} lacks; "
                             f"use --dialect 2024")
     o = {**DEFAULTS, **options}
-    p = {
-        "dialect": dialect,
-        "items": opt.as_int(o["items"], "--items", minimum=1),
-        "stock": opt.as_int(o["stock"], "--stock", minimum=0),
-        "price": opt.as_int(o["price"], "--price", minimum=0),
-        "users": opt.as_int(o["users"], "--users", minimum=1),
-        "credit": opt.as_int(o["credit"], "--credit", minimum=0),
-        "orders": opt.as_int(o["orders"], "--orders", minimum=1),
-        "rate": opt.as_float(o["rate"], "--rate", positive=True),
-        "arrival": opt.choice(o["arrival"] or "poisson", "--arrival", ARRIVALS),
-    }
-    p.update(opt.stop_condition(o["duration"], o["sessions"], o["requests"], default_duration=DEFAULT_DURATION))
-    return p, []
+    return CheckoutParams(
+        dialect=dialect,
+        items=opt.as_int(o["items"], "--items", minimum=1),
+        stock=opt.as_int(o["stock"], "--stock", minimum=0),
+        price=opt.as_int(o["price"], "--price", minimum=0),
+        users=opt.as_int(o["users"], "--users", minimum=1),
+        credit=opt.as_int(o["credit"], "--credit", minimum=0),
+        orders=opt.as_int(o["orders"], "--orders", minimum=1),
+        rate=opt.as_float(o["rate"], "--rate", positive=True),
+        arrival=opt.choice(o["arrival"] or "poisson", "--arrival", ARRIVALS),
+        **opt.stop_condition(o["duration"], o["sessions"], o["requests"], default_duration=DEFAULT_DURATION),
+    ).to_record(), []
 
 
-def plan(p: dict, seed: int) -> Plan:
-    """The checkout trace for normalized params ``p``."""
-    if p["sessions"] is not None:
-        est = p["sessions"]
-    elif p["requests"] is not None:
-        est = p["requests"]
+def plan(params: Mapping[str, Any], seed: int) -> Plan:
+    """The checkout trace for normalized params (what :func:`resolve` returns)."""
+    p = CheckoutParams.from_record(params)
+    if p.sessions is not None:
+        est = p.sessions
+    elif p.requests is not None:
+        est = p.requests
     else:
-        est = int(p["rate"] * p["duration"])
+        assert p.duration is not None
+        est = int(p.rate * p.duration)
     return Plan(phases=list(PHASES), scenarios=list(SCENARIOS), sessions=_sessions(p, random.Random(seed)),
                 estimate=3 + est)
 
 
-def _sessions(p: dict, rng: random.Random) -> Iterator[tuple[int, float, list]]:
+def _sessions(p: CheckoutParams, rng: random.Random) -> Iterator[tuple[int, float, list]]:
     yield 0, 0.0, [
-        step("batch_init_stock", [p["items"], p["stock"], p["price"]], None, "ok", 0.0, "batch_init"),
-        step("batch_init_users", [p["users"], p["credit"]], None, "ok", 0.0, "batch_init"),
-        step("batch_init_orders", [p["orders"], p["items"], p["users"], p["price"]], None, "ok", 0.0,
-             "batch_init"),
+        step("batch_init_stock", [p.items, p.stock, p.price], None, "ok", 0.0, "batch_init"),
+        step("batch_init_users", [p.users, p.credit], None, "ok", 0.0, "batch_init"),
+        step("batch_init_orders", [p.orders, p.items, p.users, p.price], None, "ok", 0.0, "batch_init"),
     ]
-    n_orders, duration, max_sessions, max_requests = p["orders"], p["duration"], p["sessions"], p["requests"]
+    n_orders, duration, max_sessions, max_requests = p.orders, p.duration, p.sessions, p.requests
     r = rng.random
     n = 0
-    for at in open_arrivals(p["rate"], p["arrival"], rng):
+    for at in open_arrivals(p.rate, p.arrival, rng):
         if duration is not None and at >= duration:
             return
         if max_sessions is not None and n >= max_sessions:

@@ -22,7 +22,8 @@ only names the trace. Sessions share symbols across sessions, so do not ``--shar
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Mapping
 
 from . import options as opt
 from .options import WorkloadError
@@ -34,6 +35,34 @@ DEFAULTS: dict[str, Any] = {"orders": 4, "adders": 25, "items_per_order": 2, "pr
                             "users": 4, "funders": 25, "payers": 25, "amount": 1, "credit": None}
 
 
+@dataclass(frozen=True, slots=True)
+class ContentionParams:
+    """The contention workload's normalized options (the trace header's ``params``), typed.
+
+    :meth:`to_record` is the map the header stores (the fields in order).
+    """
+
+    dialect: str
+    orders: int
+    adders: int
+    items_per_order: int
+    price: int
+    users: int
+    funders: int
+    payers: int
+    amount: int
+    credit: int
+
+    @classmethod
+    def from_record(cls, p: Mapping[str, Any]) -> "ContentionParams":
+        """The params map of a header (or of :func:`resolve`)."""
+        return cls(**p)
+
+    def to_record(self) -> dict:
+        """The params map in the header's key order."""
+        return asdict(self)
+
+
 def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` for the contention workload (``credit`` defaults to half the pays)."""
     options = {k: v for k, v in options.items() if v is not None}
@@ -41,22 +70,20 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     if unknown:
         raise WorkloadError(f"contention: unknown option(s) {', '.join(sorted(unknown))}")
     o = {**DEFAULTS, **options}
-    p = {
-        "dialect": dialect,
-        "orders": opt.as_int(o["orders"], "--orders", minimum=0),
-        "adders": opt.as_int(o["adders"], "--adders", minimum=1),
-        "items_per_order": opt.as_int(o["items_per_order"], "--items-per-order", minimum=1),
-        "price": opt.as_int(o["price"], "--price", minimum=1),
-        "users": opt.as_int(o["users"], "--users", minimum=0),
-        "funders": opt.as_int(o["funders"], "--funders", minimum=0),
-        "payers": opt.as_int(o["payers"], "--payers", minimum=0),
-        "amount": opt.as_int(o["amount"], "--amount", minimum=1),
-    }
-    default_credit = p["payers"] * p["amount"] // 2
-    p["credit"] = opt.as_int(default_credit if o["credit"] is None else o["credit"], "--credit", minimum=0)
-    if p["orders"] == 0 and p["users"] == 0:
+    # checked in this order (the first bad option is the one named)
+    orders = opt.as_int(o["orders"], "--orders", minimum=0)
+    adders = opt.as_int(o["adders"], "--adders", minimum=1)
+    items_per_order = opt.as_int(o["items_per_order"], "--items-per-order", minimum=1)
+    price = opt.as_int(o["price"], "--price", minimum=1)
+    users = opt.as_int(o["users"], "--users", minimum=0)
+    funders = opt.as_int(o["funders"], "--funders", minimum=0)
+    payers = opt.as_int(o["payers"], "--payers", minimum=0)
+    amount = opt.as_int(o["amount"], "--amount", minimum=1)
+    credit = opt.as_int(payers * amount // 2 if o["credit"] is None else o["credit"], "--credit", minimum=0)
+    p = ContentionParams(dialect, orders, adders, items_per_order, price, users, funders, payers, amount, credit)
+    if p.orders == 0 and p.users == 0:
         raise WorkloadError("contention: nothing to contend on (--orders 0 and --users 0)")
-    return p, []
+    return p.to_record(), []
 
 
 def pay_bounds(credit: int, funders: int, payers: int, amount: int) -> tuple[int, int, str]:
@@ -72,10 +99,11 @@ def pay_bounds(credit: int, funders: int, payers: int, amount: int) -> tuple[int
     return lo, hi, expect
 
 
-def plan(p: dict, seed: int) -> Plan:
-    """The contention trace for normalized params ``p`` (``seed`` is recorded, not drawn from)."""
-    k, w, price = p["orders"], p["adders"], p["price"]
-    u, f, n_pay, amount, credit = p["users"], p["funders"], p["payers"], p["amount"], p["credit"]
+def plan(params: Mapping[str, Any], seed: int) -> Plan:
+    """The contention trace for normalized params (what :func:`resolve` returns; ``seed`` is recorded, not drawn from)."""
+    p = ContentionParams.from_record(params)
+    k, w, price = p.orders, p.adders, p.price
+    u, f, n_pay, amount, credit = p.users, p.funders, p.payers, p.amount, p.credit
     lo, hi, pay_expect = pay_bounds(credit, f, n_pay, amount)
     credit_total = u * (credit + f * amount)
     expect_range = {
@@ -99,13 +127,13 @@ def plan(p: dict, seed: int) -> Plan:
         phases=list(PHASES), scenarios=list(SCENARIOS), expect=expect,
         extra_header={"expect_range": expect_range, "proves": proves},
         sessions=_sessions(p, pay_expect),
-        estimate=2 * p["items_per_order"] + 3 * k + 3 * u + k * w + u * (f + n_pay) + k,
+        estimate=2 * p.items_per_order + 3 * k + 3 * u + k * w + u * (f + n_pay) + k,
     )
 
 
-def _sessions(p: dict, pay_expect: str) -> Iterator[tuple[int, float, list]]:
-    k, w, r, price = p["orders"], p["adders"], p["items_per_order"], p["price"]
-    u, f, n_pay, amount, credit = p["users"], p["funders"], p["payers"], p["amount"], p["credit"]
+def _sessions(p: ContentionParams, pay_expect: str) -> Iterator[tuple[int, float, list]]:
+    k, w, r, price = p.orders, p.adders, p.items_per_order, p.price
+    u, f, n_pay, amount, credit = p.users, p.funders, p.payers, p.amount, p.credit
     if k:
         per_item = k * (w // r + 1)  # every unit any order adds of one item, rounded up
         for i in range(r):

@@ -15,7 +15,7 @@ from ..operations import BUILTIN_ROUTES, OPERATIONS
 from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
 from ..traces.trace import EXPECT_VALUES, STEP_KEYS, ShrinkNote, TraceHeader, is_step
-from .stress import effective_weights
+from .stress import StressParams, effective_weights
 
 MAX_EXAMPLES = 5
 
@@ -151,7 +151,7 @@ def _stress_weights(h: TraceHeader) -> list[float] | None:
     if h.workload != "stress":
         return None
     try:
-        return effective_weights(dict(h.params))
+        return effective_weights(StressParams.from_record(h.params))
     except (TypeError, ValueError, ZeroDivisionError, KeyError):
         return None  # a hand-edited header (no weights, or none above 0): the mix is shown without weights
 
@@ -211,9 +211,8 @@ def inspect_trace(path: str | Path) -> dict:
     weights = _stress_weights(h)
     wsum = sum(weights) if weights else 0.0
     # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
-    params = h.params  # weights found: a stress trace's, which has "weights" (and the s7/s8 shares since they exist)
-    given = list(params["weights"]) + [params[k] for k in ("repeat_share", "recheckout_share") if k in params] \
-        if weights else []
+    sp = StressParams.from_record(h.params)  # weights found: a stress trace's (with the s7/s8 shares since they exist)
+    given = list(sp.weights) + [s for s in (sp.repeat_share, sp.recheckout_share) if s is not None] if weights else []
     mix: dict[str, dict] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0

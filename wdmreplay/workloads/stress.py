@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterator, Mapping
 
 from ..operations import get_dialect
 from . import options as opt
@@ -252,6 +253,51 @@ BUILDERS: tuple[Callable[[str, float, Draws], list], ...] = (_s1, _s2, _s3, _s4,
 
 # --- options -----------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True, slots=True)
+class StressParams:
+    """The stress workload's normalized options (the trace header's ``params``), typed.
+
+    The open model sets ``rate``, ``arrival`` and one of ``duration``/``sessions``/``requests``; the
+    closed one ``duration``, ``users``, ``spawn_rate`` and ``wait`` (the others None). Every field
+    defaults to None, so an older or hand-edited header still reads (``repeat_share`` and
+    ``recheckout_share`` None: a trace made before s7 and s8); keys this version does not know (a
+    capacity cut's ``cut``) are kept in ``extra``. :meth:`to_record` is the map the header stores.
+    """
+
+    dialect: str | None = None
+    model: str | None = None  # "open" | "closed"
+    rate: float | None = None
+    arrival: str | None = None
+    duration: float | None = None
+    sessions: int | None = None
+    requests: int | None = None
+    users: int | None = None
+    spawn_rate: float | None = None
+    wait: Any = None  # [lo, hi] seconds
+    repeat_share: float | None = None
+    recheckout_share: float | None = None
+    weights: Any = None  # the six seed scenarios' weights
+    price_range: Any = None  # [lo, hi]
+    stock_range: Any = None
+    funds_range: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, p: Mapping[str, Any]) -> "StressParams":
+        """The params map of a header (or of :func:`resolve`)."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in p.items() if k in names}, extra={k: v for k, v in p.items() if k not in names})
+
+    def to_record(self) -> dict:
+        """The params map in the header's key order (the s7/s8 shares only when set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for share in ("repeat_share", "recheckout_share"):
+            if out[share] is None:
+                del out[share]
+        return {**out, **self.extra}
+
+
 def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
     """Normalized ``params`` (every option, so the trace regenerates) and notices for the user."""
     unknown = set(options) - set(DEFAULTS)
@@ -302,14 +348,15 @@ def resolve(options: dict, dialect: str) -> tuple[dict, list[str]]:
                 f"--weights: scenario 4 ({S4}) needs remove_item, which dialect {dialect} lacks; "
                 f"give it weight 0 or use --dialect 2023")
         weights[3] = 0.0
-        shares = "/".join(f"{100 * w:.2f}".rstrip("0").rstrip(".") for w in effective_weights({**p, "weights": weights}))
+        shares = "/".join(f"{100 * w:.2f}".rstrip("0").rstrip(".")
+                          for w in effective_weights(StressParams.from_record({**p, "weights": weights})))
         notices.append(f"notice: dialect {dialect} has no remove_item, so scenario 4 ({S4}) is left out; "
                        f"scenario shares renormalized to {shares} %")
     p["weights"] = weights
     p["price_range"] = opt.int_range(o["price_range"], "--price-range", minimum=0)
     p["stock_range"] = opt.int_range(o["stock_range"], "--stock-range", minimum=0)
     p["funds_range"] = opt.int_range(o["funds_range"], "--funds-range", minimum=0)
-    return p, notices
+    return StressParams.from_record(p).to_record(), notices
 
 
 def _extra_shares(o: dict) -> dict:
@@ -330,39 +377,40 @@ def _extra_shares(o: dict) -> dict:
     return {"repeat_share": rep, "recheckout_share": rc}
 
 
-def effective_weights(p: dict) -> list[float]:
+def effective_weights(p: StressParams) -> list[float]:
     """Each scenario's share of the runs under params ``p`` (six entries for a trace made before s7/s8)."""
-    weights = list(p["weights"])
+    weights = list(p.weights)
     total = sum(weights)
-    if "repeat_share" not in p:
+    if p.repeat_share is None:
         return [w / total for w in weights]
-    extra = [p["repeat_share"], p["recheckout_share"]]
+    extra = [p.repeat_share, p.recheckout_share]
     return [w / total * (1 - sum(extra)) for w in weights] + extra
 
 
-def mean_steps(p: dict) -> float:
+def mean_steps(p: StressParams) -> float:
     """Expected requests per scenario run under params ``p``."""
     return sum(w * n for w, n in zip(effective_weights(p), STEPS_PER_SCENARIO))
 
 
-def plan(p: dict, seed: int) -> Plan:
-    """The stress trace for normalized params ``p``."""
+def plan(params: Mapping[str, Any], seed: int) -> Plan:
+    """The stress trace for normalized params (what :func:`resolve` returns)."""
+    p = StressParams.from_record(params)
     rng = random.Random(seed)
-    repeat_qty = 2 if "{quantity}" in get_dialect(p["dialect"]).route("add_item").template else 1
-    draws = Draws(rng, p["price_range"], p["stock_range"], p["funds_range"], repeat_qty)
+    repeat_qty = 2 if "{quantity}" in get_dialect(p.dialect).route("add_item").template else 1
+    draws = Draws(rng, p.price_range, p.stock_range, p.funds_range, repeat_qty)
     per_run = mean_steps(p)
-    if p["model"] == "open":
-        if p["sessions"] is not None:
-            est = p["sessions"] * per_run
-        elif p["requests"] is not None:
-            est = p["requests"]
+    if p.model == "open":
+        if p.sessions is not None:
+            est = p.sessions * per_run
+        elif p.requests is not None:
+            est = p.requests
         else:
-            est = p["rate"] * p["duration"] * per_run
+            est = p.rate * p.duration * per_run
         sessions = _open_sessions(p, rng, draws)
     else:
-        lo, hi = p["wait"]
-        runs = 1 + p["duration"] / ((lo + hi) / 2) if hi > 0 else 1.0
-        est = p["users"] * runs * per_run
+        lo, hi = p.wait
+        runs = 1 + p.duration / ((lo + hi) / 2) if hi > 0 else 1.0
+        est = p.users * runs * per_run
         sessions = _closed_sessions(p, rng, draws)
 
     def final_expect() -> dict:
@@ -383,7 +431,7 @@ def plan(p: dict, seed: int) -> Plan:
                 final_header=lambda: {"expect_range": final_range()} if draws.totals[3] else {})
 
 
-def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
+def _chooser(p: StressParams, rng: random.Random) -> Callable[[], Callable]:
     """Each call, the builder of the next scenario run.
 
     s7 and s8 come at exactly their shares, spread evenly from seeded starting phases (so a trace
@@ -391,12 +439,12 @@ def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
     scenarios by their weights.
     """
     cum, t = [], 0.0
-    for w in p["weights"]:
+    for w in p.weights:
         t += w
         cum.append(t)
     r = rng.random
     # resolve() always sets both shares (0 with --seed-scenarios-only).
-    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p["repeat_share"], p["recheckout_share"]))
+    extras = [(share, BUILDERS[6 + j]) for j, share in enumerate((p.repeat_share, p.recheckout_share))
               if share > 0]
     phase = [r() for _ in extras]
 
@@ -413,12 +461,12 @@ def _chooser(p: dict, rng: random.Random) -> Callable[[], Callable]:
     return choose
 
 
-def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
+def _open_sessions(p: StressParams, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
     choose = _chooser(p, rng)
-    duration, max_sessions, max_requests = p["duration"], p["sessions"], p["requests"]
+    duration, max_sessions, max_requests = p.duration, p.sessions, p.requests
     n_req = 0
     sid = 0
-    for at in open_arrivals(p["rate"], p["arrival"], rng):
+    for at in open_arrivals(p.rate, p.arrival, rng):
         if duration is not None and at >= duration:
             return
         if max_sessions is not None and sid >= max_sessions:
@@ -431,10 +479,10 @@ def _open_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[
         sid += 1
 
 
-def _closed_sessions(p: dict, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
+def _closed_sessions(p: StressParams, rng: random.Random, draws: Draws) -> Iterator[tuple[int, float, list]]:
     choose = _chooser(p, rng)
-    duration, wait = p["duration"], p["wait"]
-    for sid, at in enumerate(spawn_times(p["users"], p["spawn_rate"])):
+    duration, wait = p.duration, p.wait
+    for sid, at in enumerate(spawn_times(p.users, p.spawn_rate)):
         steps: list = []
         # Think times are on the session's own clock, which starts at the spawn time.
         for run, think in enumerate(think_times(at, duration, wait, rng)):
