@@ -4,7 +4,7 @@ One :class:`Engine` replays the sessions of its shard, phase by phase, against o
 hot path (one request) does: resolve symbols, format the path, send through the lean keep-alive
 client of :mod:`.http` (or, with ``client="aiohttp"``, an ``aiohttp.ClientSession``), classify,
 append one row (one packed record). No per-request logging, no per-request objects beyond what the
-client needs. The aiohttp session is always open too: the final read goes through it.
+client needs. The final read goes through an aiohttp session, made when it starts (:meth:`Engine.final_client`).
 
 ``concurrency`` is a hard limit for either client: at most that many replayed requests in flight
 and connections open (:class:`.http.Slots`; with ``--workers`` each process gets its share,
@@ -19,9 +19,7 @@ import gc
 import json
 import time
 from json.scanner import make_scanner
-from typing import Callable, Iterator
-
-import aiohttp
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..operations import OP_CODES, OP_NAMES, OPERATIONS, Dialect
 from ..targets import Target
@@ -34,7 +32,14 @@ from .http import HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 from .config import CLIENT_NAMES
 
+if TYPE_CHECKING:
+    import aiohttp
+
 CHUNK_ROWS = 65536
+# The young generation's collection threshold while the engine is open (the interpreter's default
+# is 700): each young collection walks the sessions and requests alive at the time, and a replay
+# makes few reference cycles, so it collects young objects 1/50 as often (docs/performance.md).
+GC_YOUNG = 35_000
 UNKNOWN_SCENARIO = 65535
 NAN = float("nan")
 # The JSON scanner json.loads itself uses (C when available), called directly on a create's
@@ -141,12 +146,13 @@ async def _stamp_headers_sent(session: aiohttp.ClientSession, ctx, params) -> No
         stamp[0] = time.perf_counter()
 
 
-def make_client(concurrency: int, timeout: float, stamp_sent: bool = False) -> aiohttp.ClientSession:
-    """The one HTTP client of a process: explicit connection limit and timeout (aiohttp's defaults shape benchmarks).
+def make_client(concurrency: int, timeout: float, stamp_sent: bool = False) -> "aiohttp.ClientSession":
+    """An aiohttp client with an explicit connection limit and timeout (aiohttp's defaults shape benchmarks).
 
     ``stamp_sent``: requests given ``trace_request_ctx=[nan]`` get the ``time.perf_counter()`` at
     which their head was written stored in it (the ``sent`` of ``replay --client aiohttp``).
     """
+    import aiohttp  # start-up cost (~0.1 s of CPU): only the final read and --client aiohttp need it
     connector = aiohttp.TCPConnector(limit=max(1, concurrency), limit_per_host=0, force_close=False,
                                      enable_cleanup_closed=False, ttl_dns_cache=None)
     traces = []
@@ -228,12 +234,16 @@ class Engine:
         # send (all None but the code for an op the dialect lacks: refused before the replay).
         self._routes: dict[str, tuple] = {}
         self.http: HttpClient | None = None
-        self.client: aiohttp.ClientSession | None = None  # the final read's; always open
+        self.client: aiohttp.ClientSession | None = None  # the final read's: see final_client()
         self.replay_client: aiohttp.ClientSession | None = None  # replayed requests with client="aiohttp"
         # The limit on replayed requests in flight (and, for the lean client, open connections).
         self.slots = Slots(concurrency)
         self._reader: TraceReader | None = None
         self._stream: PhaseStream | None = None
+        self._gc_threshold: tuple[int, ...] | None = None  # the collector's thresholds before open()
+        # What a failed send may raise besides a timeout: the lean client's errors are OSError and
+        # ValueError; aiohttp's ClientError joins them with --client aiohttp (see open()).
+        self._send_errors: tuple[type[BaseException], ...] = (OSError, ValueError)
 
     @property
     def conn_waits(self) -> int:
@@ -283,19 +293,28 @@ class Engine:
         return result
 
     async def open(self) -> None:
-        """Open the HTTP clients and the trace."""
-        self.client = make_client(self.concurrency, self.timeout)
+        """Open the replay's HTTP client and the trace."""
         if self.client_kind == "lean":
             self.http = HttpClient(self.timeout, self.concurrency)
             self.slots = self.http.slots
         else:
+            import aiohttp  # start-up cost: see make_client
             self.replay_client = make_client(self.concurrency, self.timeout, stamp_sent=True)
+            self._send_errors = (aiohttp.ClientError, OSError, ValueError)
         self._build_routes()
         self._reader = TraceReader(self.trace_path)
         self._stream = PhaseStream(self._reader, self.keep)
         # Everything alive now (modules, the client) lives for the whole run: keep it out of the
         # collector's full passes, which otherwise cost several % of a fast replay's CPU.
         gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG, *self._gc_threshold[1:])
+
+    def final_client(self) -> "aiohttp.ClientSession":
+        """The final read's aiohttp client, made on first use (a replay without a final read never imports aiohttp)."""
+        if self.client is None:
+            self.client = make_client(self.concurrency, self.timeout)
+        return self.client
 
     async def close_replay_pool(self) -> None:
         """Close the replayed requests' connections (the phases are over): the final read then opens its own.
@@ -323,6 +342,9 @@ class Engine:
         if self._reader is not None:
             self._reader.close()
         gc.unfreeze()
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
 
     def flush_bindings(self) -> None:
         """Hand the bindings made since the last flush to the sink (the results file, or the parent)."""
@@ -541,7 +563,7 @@ class Engine:
                 outcome, error = TIMEOUT, f"no response within {self.timeout:g} s"
             except NotSent:
                 return  # stopped while it waited for a connection: like a step never reached
-            except (aiohttp.ClientError, OSError, ValueError) as e:
+            except self._send_errors as e:
                 done = perf() - t0
                 sent = _written(e, done, t0)
                 outcome, error = CONN_ERROR, error_text(e)

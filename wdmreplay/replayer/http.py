@@ -324,7 +324,11 @@ class Origin:
             await slots.wait()  # an error raised while waiting carries sent = None
         sent = None
         try:
-            loop = asyncio.get_running_loop()
+            # The client's loop, looked up once: on Python 3.11 get_running_loop() makes a getpid
+            # system call on every call (strace: one per replayed request).
+            loop = self.pool.loop
+            if loop is None or loop.is_closed():
+                loop = self.pool.loop = asyncio.get_running_loop()
             deadline = loop.time() + self.timeout
             idle = self.idle
             conn = None
@@ -402,6 +406,9 @@ class HttpClient:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = float("inf")  # when ``timer`` fires
         self.timer_loop: asyncio.AbstractEventLoop | None = None
+        # The event loop the client sends on (set by the first request; a client serves one loop
+        # at a time, and one whose loop has closed takes the running one).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         """(Re-)arm the one deadline timer to fire at ``when`` (loop time)."""

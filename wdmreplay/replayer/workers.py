@@ -115,7 +115,7 @@ async def _serve(conn: Any, cfg: WorkerSetup) -> None:
                     pool_closed = True
                     await engine.close_replay_pool()
                 counter.n = 0
-                task = asyncio.ensure_future(read_state(engine.client, target, engine.dialect, msg.entities,
+                task = asyncio.ensure_future(read_state(engine.final_client(), target, engine.dialect, msg.entities,
                                                         msg.concurrency, counter))
                 reading.append(task)
                 try:
