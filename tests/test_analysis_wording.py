@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, candidates, headline
+from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, candidates, headline, named
 
 
 @pytest.mark.parametrize("args, text", [
@@ -24,6 +24,19 @@ from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, ca
 ])
 def test_headline_states_the_fact_in_units(args, text):
     assert headline(*args, detail="") == text
+
+
+@pytest.mark.parametrize("entity, eid, text", [
+    ("item", "7", "item 7"), ("item", 7, "item 7"), ("item", "item-285", "item-285"), ("user", "user_3", "user_3"),
+    ("order", "Order:9", "Order:9"), ("item", "itemized", "item itemized"), ("user", "order-1", "user order-1"),
+])
+def test_an_id_that_already_names_its_kind_is_not_named_twice(entity, eid, text):
+    assert named(entity, eid) == text
+
+
+def test_headlines_of_the_reference_shops_ids_name_the_entity_once():
+    assert headline("lost_update", "item", "item-285", [-3, -3], 0, detail="") == "oversold 3 units of item-285 (stock 0)"
+    assert headline("wrong_total", "order", "order-4", 5, 4, detail="") == "order-4 has total_cost 4 but its lines cost 5"
 
 
 def test_a_long_headline_is_cut_to_one_line():

@@ -26,6 +26,7 @@ from .recovery import WindowRecovery
 from .report import Report, format_expected, format_speed
 from .stats import Stats
 from .story import Story, StoryRequest, told_headline
+from .wording import named
 
 MAX_ANOMALY_ROWS = 15  # rows of the anomaly table (the page says how many more)
 TIMELINE_MAX_LANES = 14  # sessions drawn per timeline (the table lists every request)
@@ -145,6 +146,7 @@ class AnomalyRow:
     kind: str
     entity: str
     id: str
+    name: str  # the entity as a person names it ("item 3", "item-285": wording.named)
     expected: str
     actual: str
     headline: str
@@ -274,7 +276,7 @@ def _anomalies(report: Report) -> tuple[list[AnomalyRow] | None, int, str]:
         if s is not None and not s.requests:
             s = None  # an aggregate: its headline says it all
         actual = ("not found" if a.kind == "lost_entity" else "-") if a.actual is None else format_expected(a.actual)
-        out.append(AnomalyRow(a.kind, a.entity, a.id, format_expected(a.expected), actual, told_headline(a),
+        out.append(AnomalyRow(a.kind, a.entity, a.id, named(a.entity, a.id), format_expected(a.expected), actual, told_headline(a),
                               None if s is None else _story_view(s), "" if s is None else timeline_svg(s)))
     counts = chk.anomaly_counts
     summary = f"{len(rows):,} anomalies: " + ", ".join(f"{k} {n:,}" for k, n in counts.items() if n)

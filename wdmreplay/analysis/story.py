@@ -28,7 +28,7 @@ from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
 from .anomaly import Anomaly
 from .final_state import FinalState, final_state
-from .wording import headline as _worded_headline
+from .wording import headline as _worded_headline, named
 
 EXPLAIN_SCHEMA = "wdm-explain/1"
 MAX_STORY_REQUESTS = 60  # requests told per entity (the story says how many more there were)
@@ -409,7 +409,7 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[_READS[kind]] and int(st.outcome[r]) == 1]
         reads = f"{_plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
-        head = f"{created}{reads}the final read did not find {kind} {eid}" if (created or reads or why) else head
+        head = f"{created}{reads}the final read did not find {named(kind, eid)}" if (created or reads or why) else head
     if anomaly is not None:  # the checker's own words (and, when it gives them, its sum and possible causes)
         head_a = told_headline(anomaly)
         lines.append(f"checker: {head_a or anomaly.detail}")
@@ -564,7 +564,7 @@ def render_story_lines(s: Story) -> list[str]:
     """Text lines of one story: headline, the requests table, the arithmetic."""
     a = s.anomaly
     kind = f" — {a.kind}" if a else ""
-    lines = [f"{s.entity} {s.id}{kind}: {s.headline}"]
+    lines = [f"{named(s.entity, s.id)}{kind}: {s.headline}"]
     if s.requests:
         lines.append(f"  {'#':>3} {'session':>7} {'step':>4}  {'operation':<15}{'order':<12}{'amount':>7}"
                      f"{'intended':>10}{'sent':>10}{'done':>10}  {'status':<6} concurrent  answer")

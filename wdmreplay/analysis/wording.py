@@ -63,48 +63,58 @@ def _value(kind: str) -> str:
     return "stock" if kind == "item" else "credit"
 
 
+def named(entity: str, eid: Any) -> str:
+    """An entity as a person names it: "item 3", but "item-285" where the id already says what it is
+    (the reference shop's ids do: "item item-285" said it twice)."""
+    text = str(eid)
+    n = len(entity)
+    if text[:n].lower() == entity and text[n:n + 1] in ("-", "_", ":"):
+        return text
+    return f"{entity} {text}"
+
+
 def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detail: str) -> str:
     """The anomaly's fact in a person's words, ≤ :data:`MAX_HEADLINE` characters."""
     lo, hi = _span(expected)
     value = _value(entity)
     if kind == "lost_entity":
         held = f", holding {_fmt(lo, hi)} {UNIT[entity]}" if lo is not None else ""
-        return _cut(f"{entity} {eid} lost: created with a 2xx{held}, now read back as not found")
+        return _cut(f"{named(entity, eid)} lost: created with a 2xx{held}, now read back as not found")
     if entity in ("item", "user") and isinstance(actual, int) and isinstance(lo, int) and isinstance(hi, int):
         if entity == "item" and (actual < 0 or hi < 0):
             # what a person calls it, whichever kind is primary (a stock of 0 after 2xx answers that
             # sold 8 units more than there were is a lost_update tagged oversell)
             n = -min(actual, hi)
-            return _cut(f"oversold {n} unit{'' if n == 1 else 's'} of item {eid} (stock {actual})")
+            return _cut(f"oversold {n} unit{'' if n == 1 else 's'} of {named('item', eid)} (stock {actual})")
         if actual < 0 or hi < 0:
-            return _cut(f"user {eid} spent {-min(actual, hi)} more credit than it ever had (credit {actual})")
+            return _cut(f"{named('user', eid)} spent {-min(actual, hi)} more credit than it ever had (credit {actual})")
         if kind in ("non_atomic_checkout", "lost_checkout") and actual < lo:
-            return _cut(f"{value} of {entity} {eid} is {lo - actual} lower: taken by checkout(s) whose order is not paid")
+            return _cut(f"{value} of {named(entity, eid)} is {lo - actual} lower: taken by checkout(s) whose order is not paid")
         if kind in ("non_atomic_checkout", "lost_checkout") and actual > hi:
-            return _cut(f"{value} of {entity} {eid} is {actual - hi} higher: paid order(s) without their {value} effect")
+            return _cut(f"{value} of {named(entity, eid)} is {actual - hi} higher: paid order(s) without their {value} effect")
         if actual > hi:
             what = "higher than any serial order of the acknowledged operations allows"
-            return _cut(f"{value} of {entity} {eid} is {actual - hi} {what}")
+            return _cut(f"{value} of {named(entity, eid)} is {actual - hi} {what}")
         if actual < lo:
             if kind == "double_charge":
-                return _cut(f"user {eid} charged {lo - actual} more than its paid orders and payments explain")
+                return _cut(f"{named('user', eid)} charged {lo - actual} more than its paid orders and payments explain")
             what = "lower than any serial order of the acknowledged operations allows"
-            return _cut(f"{value} of {entity} {eid} is {lo - actual} {what}")
-        return _cut(f"{value} {actual} of {entity} {eid}: no all-or-nothing mix of the unanswered operations gives it")
+            return _cut(f"{value} of {named(entity, eid)} is {lo - actual} {what}")
+        return _cut(f"{value} {actual} of {named(entity, eid)}: no all-or-nothing mix of the unanswered operations gives it")
     if kind == "lost_checkout" and entity == "order":
-        return _cut(f"order {eid} is not paid although its checkout was answered 2xx")
+        return _cut(f"{named('order', eid)} is not paid although its checkout was answered 2xx")
     if kind == "phantom_checkout":
-        return _cut(f"order {eid} is paid although " + ("its checkout was refused (4xx)" if "4xx" in detail
+        return _cut(f"{named('order', eid)} is paid although " + ("its checkout was refused (4xx)" if "4xx" in detail
                                                          else "no checkout of it was sent"))
     if kind == "wrong_total":
-        return _cut(f"order {eid} has total_cost {actual} but its lines cost {expected}")
+        return _cut(f"{named('order', eid)} has total_cost {actual} but its lines cost {expected}")
     if kind in ("lost_order_line", "phantom_order_line"):
         item = detail.split(":", 1)[0].replace("item ", "") if detail.startswith("item ") else "?"
         verb = "fewer" if kind == "lost_order_line" else "more"
-        return _cut(f"order {eid} holds {actual} of item {item}: {verb} than its answered add_item built ({_fmt(lo, hi)})")
+        return _cut(f"{named('order', eid)} holds {actual} of {named('item', item)}: {verb} than its answered add_item built ({_fmt(lo, hi)})")
     if kind == "expectation_not_met":
         return _cut(f"{eid} is {actual}, outside the trace bound {_fmt(lo, hi)}")
-    return _cut(f"{kind.replace('_', ' ')} on {entity} {eid}: {detail}")
+    return _cut(f"{kind.replace('_', ' ')} on {named(entity, eid)}: {detail}")
 
 
 def arithmetic(f: EntityFacts, actual: Any) -> tuple[str, ...]:
