@@ -247,7 +247,7 @@ def test_explain_an_item_the_final_read_did_not_find(tmp_path, wipe):
     if wipe:
         assert s.final is None and s.headline.startswith(f"created with a 2xx at {create.done_ms:.1f} ms")
         assert s.headline.endswith(f"the final read did not find {item}") and item.startswith("item-")
-        assert f"final read: HTTP 400: item {item} not found" in s.arithmetic, s.arithmetic
+        assert f"final read: HTTP 400: {item} not found" in s.arithmetic, s.arithmetic
     else:
         assert s.final == 8 and s.headline == "1 checkout answered 2xx took 2 units; stock was 10; final 8"
 

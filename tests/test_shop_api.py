@@ -42,6 +42,9 @@ def test_stock_operations(client):
     assert "not found" in client.fails("find_item", "no-such-item")
     assert "not found" in client.fails("add_stock", "no-such-item", 1)
     assert "not found" in client.fails("subtract_stock", "no-such-item", 1)
+    # a refusal names the entity once: "item-3: not enough stock", "item no-such-item not found"
+    assert client.fails("subtract_stock", item, 1).startswith(f"{item}: not enough stock") and item.startswith("item-")
+    assert "item no-such-item not found" in client.fails("find_item", "no-such-item")
 
 
 def test_payment_operations(client):
@@ -55,6 +58,7 @@ def test_payment_operations(client):
     assert "not found" in client.fails("find_user", "nobody")
     assert "not found" in client.fails("add_funds", "nobody", 5)
     assert "not found" in client.fails("pay", "nobody", "o", 0)
+    assert client.fails("pay", user, "some-order", 31).startswith(f"{user}: not enough credit") and user.startswith("user-")
 
 
 def test_payment_status_and_cancel_2023(running):

@@ -49,3 +49,13 @@ RETIRED = ("with a determined expect", "2xx imply", "own figures", "re-checkout 
 # A request's outcome class (traces.results.OUTCOMES) in words.
 OUTCOME_WORDS = {"ok": "accepted", "fail": "refused", "error": "answered 5xx", "timeout": "timeout",
                  "conn_error": "connection error", "skipped": "skipped"}
+
+
+def named(entity: str, eid: object) -> str:
+    """An entity as a person names it: "item 3", but "item-285" where the id already says what it is
+    (the reference shop's ids do: "item item-285" said it twice)."""
+    text = str(eid)
+    n = len(entity)
+    if text[:n].lower() == entity and text[n:n + 1] in ("-", "_", ":"):
+        return text
+    return f"{entity} {text}"

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..terms import named  # re-exported: the analysis names entities through this module
+
 MAX_HEADLINE = 120
 # What a lost entity held, per entity kind (operations.ENTITY_KINDS; a test keeps them the same).
 UNIT = {"item": "units of stock", "user": "credit", "order": "units in its lines"}
@@ -61,16 +63,6 @@ def _cut(text: str) -> str:
 
 def _value(kind: str) -> str:
     return "stock" if kind == "item" else "credit"
-
-
-def named(entity: str, eid: Any) -> str:
-    """An entity as a person names it: "item 3", but "item-285" where the id already says what it is
-    (the reference shop's ids do: "item item-285" said it twice)."""
-    text = str(eid)
-    n = len(entity)
-    if text[:n].lower() == entity and text[n:n + 1] in ("-", "_", ":"):
-        return text
-    return f"{entity} {text}"
 
 
 def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detail: str) -> str:

@@ -38,6 +38,7 @@ from typing import Any, Iterable
 from aiohttp import ClientError, web
 from yarl import URL
 
+from ..terms import named
 from .store import Item, Order, OrderStore, PaymentStore, Refused, StockStore, User
 
 # How long the background compensator waits between rounds while a peer is unreachable.
@@ -496,13 +497,13 @@ class SagaCoordinator:
             except (Refused, PeerDown) as e:
                 if await self._compensate(sid):
                     if isinstance(e, Refused):
-                        raise Refused(f"checkout of order {order_id} failed: {e}") from None
+                        raise Refused(f"checkout of {named('order', order_id)} failed: {e}") from None
                     raise web.HTTPServiceUnavailable(
-                        text=f"checkout of order {order_id} failed: a service is unavailable ({e}); "
+                        text=f"checkout of {named('order', order_id)} failed: a service is unavailable ({e}); "
                              "nothing was changed") from None
                 self.wake.set()
                 raise web.HTTPServiceUnavailable(
-                    text=f"checkout of order {order_id} failed ({e}); it is being undone in the background") from None
+                    text=f"checkout of {named('order', order_id)} failed ({e}); it is being undone in the background") from None
             self.state.orders.mark_paid(order_id)
             self._close(sid, "done")
         finally:

@@ -20,6 +20,7 @@ from aiohttp import ClientError, ClientSession
 from yarl import URL
 
 from .. import operations
+from ..terms import named
 from .store import Refused
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ class OrderLogic:
                 taken.append((item_id, qty))
         except (Refused, ServiceUnavailable) as e:
             await self._give_back(taken)
-            raise Refused(f"checkout of order {order_id} failed: {e}") from None
+            raise Refused(f"checkout of {named('order', order_id)} failed: {e}") from None
         if delay or leg_delay:
             await asyncio.sleep(delay + leg_delay)  # --inject slow-saga: the payment leg lands later
         try:
@@ -252,7 +253,7 @@ class OrderLogic:
         except (Refused, ServiceUnavailable) as e:
             if not self.no_rollback:
                 await self._give_back(taken)
-            raise Refused(f"checkout of order {order_id} failed: {e}") from None
+            raise Refused(f"checkout of {named('order', order_id)} failed: {e}") from None
         self.state.orders.mark_paid(order_id)
 
     async def _give_back(self, taken: list[tuple[str, int]]) -> None:

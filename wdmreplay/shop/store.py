@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..terms import named
 from ..bugclasses import INJECT_KINDS  # deliberate, documented bugs the shop can be started with (docs/shop.md)
 
 # Path integers: plain decimal digits, bounded so every total stays a 64-bit value.
@@ -40,8 +41,9 @@ def _capped(name: str, value: int) -> int:
     return value
 
 
-def _shown(entity_id: str) -> str:
-    return entity_id if len(entity_id) <= 40 else entity_id[:40] + "..."
+def _shown(entity: str, entity_id: str) -> str:
+    """The entity in a refusal's words: "item-3" (the id says what it is) or "item x", cut at 40 characters."""
+    return named(entity, entity_id if len(entity_id) <= 40 else entity_id[:40] + "...")
 
 
 class Item:
@@ -120,7 +122,7 @@ class StockStore:
         """The item ``item_id``; :class:`Refused` if unknown."""
         item = self.items.get(item_id)
         if item is None:
-            raise Refused(f"item {_shown(item_id)} not found")
+            raise Refused(f"{_shown('item', item_id)} not found")
         return item
 
     def create(self, price: int) -> str:
@@ -142,7 +144,7 @@ class StockStore:
         """The item, if ``amount`` units can be taken from it (always, with ``oversell``)."""
         item = self.find(item_id)
         if item.stock < amount and not self.oversell:
-            raise Refused(f"item {_shown(item_id)}: not enough stock ({item.stock} < {amount})")
+            raise Refused(f"{_shown('item', item_id)}: not enough stock ({item.stock} < {amount})")
         return item
 
     def subtract(self, item_id: str, amount: int) -> int:
@@ -176,7 +178,7 @@ class PaymentStore:
         """The user ``user_id``; :class:`Refused` if unknown."""
         user = self.users.get(user_id)
         if user is None:
-            raise Refused(f"user {_shown(user_id)} not found")
+            raise Refused(f"{_shown('user', user_id)} not found")
         return user
 
     def create(self) -> str:
@@ -198,7 +200,7 @@ class PaymentStore:
         """The user, if ``amount`` can be charged without the credit going below 0."""
         user = self.find(user_id)
         if user.credit < amount:
-            raise Refused(f"user {_shown(user_id)}: not enough credit ({user.credit} < {amount})")
+            raise Refused(f"{_shown('user', user_id)}: not enough credit ({user.credit} < {amount})")
         return user
 
     def record(self, user_id: str, order_id: str | None, amount: int, by_checkout: bool) -> None:
@@ -225,10 +227,10 @@ class PaymentStore:
         user = self.find(user_id)
         rec = self.payments.get((user_id, order_id))
         if rec is None:
-            raise Refused(f"no payment by user {_shown(user_id)} for order {_shown(order_id)}")
+            raise Refused(f"no payment by {_shown('user', user_id)} for {_shown('order', order_id)}")
         if rec[1]:
             # Refunding a checkout here would leave the order paid without its charge.
-            raise Refused(f"order {_shown(order_id)} was paid by checkout; its payment cannot be cancelled")
+            raise Refused(f"{_shown('order', order_id)} was paid by checkout; its payment cannot be cancelled")
         user.credit = _capped("credit", user.credit + rec[0])
         del self.payments[(user_id, order_id)]
         return user.credit
@@ -266,14 +268,14 @@ class OrderStore:
         """The order ``order_id``; :class:`Refused` if unknown."""
         order = self.orders.get(order_id)
         if order is None:
-            raise Refused(f"order {_shown(order_id)} not found")
+            raise Refused(f"{_shown('order', order_id)} not found")
         return order
 
     def get_unpaid(self, order_id: str) -> Order:
         """The order, if it is not paid yet (a paid order is frozen)."""
         order = self.find(order_id)
         if order.paid:
-            raise Refused(f"order {_shown(order_id)} is already paid")
+            raise Refused(f"{_shown('order', order_id)} is already paid")
         return order
 
     def create(self, user_id: str) -> str:
@@ -316,7 +318,7 @@ class OrderStore:
             if line[0] == item_id and line[1] > 0:
                 break
         else:
-            raise Refused(f"order {_shown(order_id)} has no item {_shown(item_id)}")
+            raise Refused(f"{_shown('order', order_id)} has no {_shown('item', item_id)}")
         price = order.prices.get(item_id, 0)
         line[1] -= 1
         if line[1] == 0:
