@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, candidates, headline, named
+from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, candidates, headline
+from wdmreplay.terms import named
 
 
 @pytest.mark.parametrize("args, text", [

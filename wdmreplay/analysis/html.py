@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WdmError
+from ..terms import named
 from .check import CLEAN, CheckReport
 from .recovery import WindowRecovery
 from .report import Report, format_expected, format_speed
 from .stats import Stats
 from .story import Story, StoryRequest, told_headline
-from .wording import named
 
 MAX_ANOMALY_ROWS = 15  # rows of the anomaly table (the page says how many more)
 TIMELINE_MAX_LANES = 14  # sessions drawn per timeline (the table lists every request)
@@ -146,12 +146,16 @@ class AnomalyRow:
     kind: str
     entity: str
     id: str
-    name: str  # the entity as a person names it ("item 3", "item-285": wording.named)
     expected: str
     actual: str
     headline: str
     story: StoryView | None
     timeline: str  # inline SVG ("" without a story)
+
+    @property
+    def name(self) -> str:
+        """The entity as a person names it ("item 3", "item-285"): :func:`wdmreplay.terms.named`."""
+        return named(self.entity, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +280,7 @@ def _anomalies(report: Report) -> tuple[list[AnomalyRow] | None, int, str]:
         if s is not None and not s.requests:
             s = None  # an aggregate: its headline says it all
         actual = ("not found" if a.kind == "lost_entity" else "-") if a.actual is None else format_expected(a.actual)
-        out.append(AnomalyRow(a.kind, a.entity, a.id, named(a.entity, a.id), format_expected(a.expected), actual, told_headline(a),
+        out.append(AnomalyRow(a.kind, a.entity, a.id, format_expected(a.expected), actual, told_headline(a),
                               None if s is None else _story_view(s), "" if s is None else timeline_svg(s)))
     counts = chk.anomaly_counts
     summary = f"{len(rows):,} anomalies: " + ", ".join(f"{k} {n:,}" for k, n in counts.items() if n)

@@ -24,11 +24,12 @@ import numpy as np
 
 from ..errors import WdmError
 from ..operations import OP_CODES, OP_NAMES
+from ..terms import named
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
 from .anomaly import Anomaly
 from .final_state import FinalState, final_state
-from .wording import headline as _worded_headline, named
+from .wording import headline as _worded_headline
 
 EXPLAIN_SCHEMA = "wdm-explain/1"
 MAX_STORY_REQUESTS = 60  # requests told per entity (the story says how many more there were)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..terms import named  # re-exported: the analysis names entities through this module
+from ..terms import named
 
 MAX_HEADLINE = 120
 # What a lost entity held, per entity kind (operations.ENTITY_KINDS; a test keeps them the same).
