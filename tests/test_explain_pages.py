@@ -133,6 +133,30 @@ def test_explain_cli_text_json_and_bad_input(runs, tmp_path):
     assert r.returncode == 0 and "Examples:" in r.stdout and "wdm-replay explain a.wdmr" in r.stdout
 
 
+
+def test_explain_kind_and_id_refuses_an_entity_the_run_does_not_know(runs, shop, tmp_path):
+    """`explain RUN user:ID` exits 2 with one line for an id the run never saw, as a bare unknown id does."""
+    path = str(runs["correct"])
+    r = load_results(path, with_args=True)
+    item, user = sorted(r.final["items"])[0], sorted(r.final["users"])[0]
+    for known in (f"item:{item}", f"user:{user}"):
+        out = _cli("explain", path, known)
+        assert out.returncode == 0 and out.stderr == "" and "arithmetic:" in out.stdout, known
+    for unknown in ("user:0", "item:item-999999", "order:no-such-order", f"order:{item}"):
+        out = _cli("explain", path, unknown)
+        assert out.returncode == 2 and out.stdout == "" and out.stderr.count("\n") == 1, unknown
+        assert unknown.partition(":")[2] in out.stderr and "Traceback" not in out.stderr
+    # batch_init ids "0".."n-1" are the run's even when no request named them and the final read left them out
+    trace = tmp_path / "batch.wdmt"
+    generate("checkout", trace, items=20, users=20, orders=20, sessions=3)
+    run = tmp_path / "batch.wdmr"
+    replay_trace(str(trace), str(run), target=shop.target, speed=None, final_sample=0)
+    for known in ("user:19", "item:0", "order:7"):
+        out = _cli("explain", str(run), known)
+        assert out.returncode == 0 and out.stderr == "", (known, out.stderr)
+    out = _cli("explain", str(run), "user:20")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'20'" in out.stderr
+
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -162,23 +162,23 @@ class RunStories:
 
     def kind_of(self, eid: str) -> str | None:
         """``item``, ``user`` or ``order`` for an id this run knows (final read, or the ops that used it)."""
+        return next((kind for kind in ("item", "user", "order") if self.knows(kind, eid)), None)
+
+    def knows(self, kind: str, eid: str) -> bool:
+        """Whether this run knows ``eid`` as an entity of ``kind``: read back (or not found) by the final
+        read, named by an operation on that kind, or in the range of a ``batch_init`` of that kind."""
         fs = self.fs
-        if fs is not None:
-            for kind, table in (("item", fs.items), ("user", fs.users), ("order", fs.orders)):
-                if eid in table:
-                    return kind
-            for kind in ENTITIES:
-                if eid in fs.missing[kind]:
-                    return kind
+        if fs is not None and (eid in {"item": fs.items, "user": fs.users, "order": fs.orders}[kind]
+                               or eid in fs.missing[kind]):
+            return True
         code = self.ids.code(eid)
-        if code < 0:
-            return None
-        for kind, ops, col in (("item", ("add_stock", "subtract_stock"), self.k0), ("item", ("add_item",), self.k1),
-                               ("user", ("add_funds", "pay", "create_order"), self.k0),
-                               ("order", ("checkout", "add_item", "remove_item"), self.k0)):
-            if np.any((col == code) & np.isin(self.op, [OP_CODES[o] for o in ops if o in OP_CODES])):
-                return kind
-        return None
+        if code >= 0:
+            for k, ops, col in (("item", ("add_stock", "subtract_stock"), self.k0), ("item", ("add_item",), self.k1),
+                                ("user", ("add_funds", "pay", "create_order"), self.k0),
+                                ("order", ("checkout", "add_item", "remove_item"), self.k0)):
+                if k == kind and np.any((col == code) & self._op_rows(*ops)):
+                    return True
+        return eid.isdigit() and int(eid) < _batch_size(self, kind)
 
     def _op_rows(self, *names: str) -> np.ndarray:
         """Mask of the rows of these operations (cached: every story asks for the same few)."""
@@ -495,6 +495,13 @@ def _batch_initial(st: RunStories, kind: str, eid: str) -> int:
     return value
 
 
+def _batch_size(st: RunStories, kind: str) -> int:
+    """How many ids (``"0"`` … ``"n-1"``) the run's ``batch_init`` of ``kind`` created at most (0: none)."""
+    op = OP_CODES[{"item": "batch_init_stock", "user": "batch_init_users", "order": "batch_init_orders"}[kind]]
+    return max((as_int(args[0]) for row, args in st.r.argcols.extra.items()
+                if int(st.op[row]) == op and int(st.outcome[row]) != 1 and args), default=0)
+
+
 def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[str], str, Any]:
     ops = st.op[rows]
     co = rows[ops == OP_CODES["checkout"]]
@@ -546,6 +553,8 @@ def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[Ano
             continue
         prefix, _, rest = eid.partition(":")
         if prefix in ENTITIES and rest:  # "item:0": one id may name an item, a user and an order
+            if (prefix, rest) not in by_key and not st.knows(prefix, rest):
+                raise ExplainError(f"{Path(results.path).name}: no {prefix} {rest!r} in this run")
             wanted.append((prefix, rest, by_key.get((prefix, rest))))
             continue
         a = by_id.get(eid)
