@@ -67,9 +67,11 @@ CALIBRATION_REQUESTS = 20_000
 # Each difference: (minuend, subtrahend, what it is).
 DIFFERENCES = (
     ("exchange", "callback", "the coroutine client (Origin.exchange, a Future per request) over the bare loop"),
-    ("bare-lean", "exchange", "the trace's mixed requests (rendered, POSTs, many paths) over one fixed GET"),
+    ("bare-lean", "exchange", "the trace's mixed requests and bare-lean's rendering of them over one fixed GET"),
     ("replay-1", "bare-lean", "the replayer's bookkeeping (trace, sessions, symbols, schedule, results rows)"),
+    ("replay-1", "exchange", "all the replayer adds to its client's fixed-GET loop"),
 )
+SENDING = "bare-lean w/o rendering"  # bare-lean with its rendering of the trace (before its loop) taken out
 # The issue's targets for replay-1 in requests per CPU-second: (baseline row, ratio).
 TARGETS = (("wrk", 0.5), ("autocannon", 1.0))
 
@@ -85,6 +87,8 @@ class Sample:
     user: float
     system: float
     target: float
+    render_user: float = 0.0  # bare-lean: CPU its rendering of the trace took, before its loop
+    render_system: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,14 @@ class Round:
         return self._per(self.full.target, self.short.target)
 
     @property
+    def render_user_us(self) -> float:
+        return self._per(self.full.render_user, self.short.render_user)
+
+    @property
+    def render_system_us(self) -> float:
+        return self._per(self.full.render_system, self.short.render_system)
+
+    @property
     def fixed_s(self) -> float:
         """CPU seconds the tool spends apart from its requests (start-up, connecting, exit)."""
         return self.short.user + self.short.system - self.short.requests * self.total_us / 1e6
@@ -132,6 +144,8 @@ class Row:
     fixed_s: float
     round_totals: tuple[float, ...]  # total µs per request of every round, in order
     note: str = ""
+    render_user_us: float = 0.0  # bare-lean: its rendering of the trace, per request (part of user_us)
+    render_system_us: float = 0.0
 
     @property
     def total_us(self) -> float:
@@ -188,15 +202,26 @@ def summarize(tool: str, rounds: list[Round], note: str = "") -> Row:
     def mean(get: Callable[[Round], float]) -> float:
         return statistics.fmean(get(r) for r in middle)
 
+    render_user, render_system = mean(lambda r: r.render_user_us), mean(lambda r: r.render_system_us)
+    if render_user or render_system:
+        note = "; ".join(x for x in (f"of which rendering the trace {render_user + render_system:.2f}", note) if x)
     return Row(tool, max(r.full.requests for r in rounds), mean(lambda r: r.user_us), mean(lambda r: r.system_us),
-               mean(lambda r: r.target_us), mean(lambda r: r.fixed_s), tuple(r.total_us for r in rounds), note)
+               mean(lambda r: r.target_us), mean(lambda r: r.fixed_s), tuple(r.total_us for r in rounds), note,
+               render_user, render_system)
 
 
 def differences(rows: list[Row]) -> list[Difference]:
     """Every difference of :data:`DIFFERENCES` whose two rows were measured."""
     by = {r.tool: r for r in rows}
-    return [Difference(a, b, why, by[a].user_us - by[b].user_us, by[a].system_us - by[b].system_us)
-            for a, b, why in DIFFERENCES if a in by and b in by]
+    out = [Difference(a, b, why, by[a].user_us - by[b].user_us, by[a].system_us - by[b].system_us)
+           for a, b, why in DIFFERENCES if a in by and b in by]
+    lean = by.get("bare-lean")
+    if lean is not None and "exchange" in by and (lean.render_user_us or lean.render_system_us):
+        x = by["exchange"]
+        out.insert(2, Difference(SENDING, "exchange", "the trace's mixed requests (POSTs, many paths) alone",
+                                 lean.user_us - lean.render_user_us - x.user_us,
+                                 lean.system_us - lean.render_system_us - x.system_us))
+    return out
 
 
 def target_gaps(rows: list[Row]) -> list[TargetGap]:
@@ -233,10 +258,10 @@ def render_differences(diffs: list[Difference]) -> str:
     """The differences between rows, µs of CPU per request."""
     if not diffs:
         return "differences: n/a (their rows were not measured)"
-    head = f"{'difference':<24}{'user µs':>9}{'system µs':>11}{'total µs':>10}  what it is"
+    head = f"{'difference':<35}{'user µs':>9}{'system µs':>11}{'total µs':>10}  what it is"
     lines = [head, "-" * len(head)]
     for d in diffs:
-        lines.append(f"{d.minuend + ' - ' + d.subtrahend:<24}{d.user_us:>9.2f}{d.system_us:>11.2f}"
+        lines.append(f"{d.minuend + ' - ' + d.subtrahend:<35}{d.user_us:>9.2f}{d.system_us:>11.2f}"
                      f"{d.total_us:>10.2f}  {d.meaning}")
     return "\n".join(lines)
 
@@ -305,7 +330,7 @@ class Floor:
             run, tcpu = self.child([sys.executable, str(HERE / "bare_loop.py"), "--trace", str(trace), "--url", url,
                                     "--concurrency", c, "--loop", self.loop, "--client", "lean"],
                                    30 + self.trace_size(short) / 2000)
-            return self._json_sample(tool, run, tcpu)
+            return self._json_sample(tool, run, tcpu, render=True)
         if tool == "replay-1":
             return self.replay(self.traces["short" if short else "full"], 30 + self.trace_size(short) / 2000)
         if tool == "wrk":
@@ -333,12 +358,14 @@ class Floor:
             self.note("replay-1", f"not ok: {bad}")
         return Sample(n, run.user, run.system, tcpu)
 
-    def _json_sample(self, tool: str, run: ChildRun, tcpu: float) -> Sample:
+    def _json_sample(self, tool: str, run: ChildRun, tcpu: float, render: bool = False) -> Sample:
         if run.returncode != 0 or run.timed_out:
             raise RuntimeError(f"exit {run.returncode}{', timed out' if run.timed_out else ''}: {last_line(run.stderr)}")
         r = json.loads(run.stdout.strip().splitlines()[-1])
         if r["errors"]:
             self.note(tool, f"{r['errors']} not 2xx")
+        if render:
+            return Sample(int(r["requests"]), run.user, run.system, tcpu, r["render_user"], r["render_system"])
         return Sample(int(r["requests"]), run.user, run.system, tcpu)
 
     def _fixed_url_sample(self, tool: str, argv: list[str], seconds: int,

@@ -71,6 +71,7 @@ class _CallbackConn(asyncio.Protocol):
         self.on_body = self.body.append  # httptools calls it with each piece of the body
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
+        self.last_body = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -90,7 +91,7 @@ class _CallbackConn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         c = self.counts
-        b"".join(self.body)  # the body is read as the replayer reads it, then dropped
+        self.last_body = b"".join(self.body)  # the body is read as the replayer reads it
         self.body.clear()
         c.back += 1
         if 200 <= self.parser.get_status_code() < 300:

@@ -79,9 +79,13 @@ def test_every_row_is_measured_against_the_private_target_and_written_as_json(tm
     assert measured["replay-1"]["requests"] == measured["bare-lean"]["requests"] >= 20000 * 0.9
     # The differences are the rows' differences, each printed.
     diffs = {(d["minuend"], d["subtrahend"]): d for d in doc["differences"]}
-    assert set(diffs) == {(a, b) for a, b, _ in floor.DIFFERENCES}
+    assert set(diffs) == {(a, b) for a, b, _ in floor.DIFFERENCES} | {(floor.SENDING, "exchange")}
+    lean = measured["bare-lean"]
+    assert lean["render_user_us"] > 0 and "of which rendering the trace" in lean["note"]
     for (a, b), d in diffs.items():
-        assert math.isclose(d["total_us"], measured[a]["total_us"] - measured[b]["total_us"], abs_tol=1e-9)
+        minuend = measured[a]["total_us"] if a in measured else \
+            lean["total_us"] - lean["render_user_us"] - lean["render_system_us"]
+        assert math.isclose(d["total_us"], minuend - measured[b]["total_us"], abs_tol=1e-9)
         assert f"{a} - {b}" in run.stdout
     # The targets: replay-1's bound is the baseline's total over the ratio, met or not as the figures say.
     gaps = {g["baseline"]: g for g in doc["targets"]}
@@ -143,7 +147,11 @@ def test_differences_and_targets_are_computed_from_the_rows():
             floor.Row("replay-1", 1, 14.0, 9.0, 0, 0, ())]
     diffs = {(d.minuend, d.subtrahend): (d.user_us, d.system_us, d.total_us) for d in floor.differences(rows)}
     assert diffs == {("exchange", "callback"): (3.0, 0.0, 3.0), ("bare-lean", "exchange"): (4.0, 1.0, 5.0),
-                     ("replay-1", "bare-lean"): (5.0, 2.0, 7.0)}
+                     ("replay-1", "bare-lean"): (5.0, 2.0, 7.0), ("replay-1", "exchange"): (9.0, 3.0, 12.0)}
+    # bare-lean's rendering of the trace (before its loop) measured: the mixed requests alone are a difference too.
+    rendered = [*rows[:3], floor.Row("bare-lean", 1, 9.0, 7.0, 0, 0, (), "", 2.5, 0.5), rows[4]]
+    sending = next(d for d in floor.differences(rendered) if d.minuend == floor.SENDING)
+    assert (sending.subtrahend, sending.user_us, sending.system_us) == ("exchange", 1.5, 0.5)
     (g,) = floor.target_gaps(rows)  # no autocannon row: its target is not made up
     assert (g.baseline, g.bound_us, g.replay_us, g.met, g.cut_us, g.floor_us) == ("wrk", 20.0, 23.0, False, 3.0, 8.0)
     text = floor.render_targets([g], {"autocannon": "node not on PATH"})
@@ -177,3 +185,17 @@ def test_the_bare_loops_refuse_a_bad_url_in_one_line(loop):
     run = subprocess.run([sys.executable, str(BENCH / "floor_loops.py"), loop, "--url", "127.0.0.1:80"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--url must be http://HOST:PORT" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_child_run_keeps_user_and_system_time_apart():
+    import harness
+
+    # Arithmetic is user time; writing to /dev/null in small pieces is mostly system time.
+    busy = harness.run_child([sys.executable, "-c", "x=0\nfor i in range(5_000_000): x+=i"], timeout=60)
+    calls = harness.run_child([sys.executable, "-c", "import os,time\nfd=os.open('/dev/null',os.O_WRONLY)\n"
+                               "t=time.process_time()\nwhile time.process_time()-t<0.3:\n"
+                               "    for _ in range(1000): os.write(fd,b'x')"], timeout=30)
+    for run in (busy, calls):
+        assert run.returncode == 0 and math.isclose(run.user + run.system, run.cpu, abs_tol=1e-6)
+    assert busy.user > 2 * busy.system and busy.user > 0.1
+    assert calls.system > 0 and calls.system / calls.cpu > busy.system / busy.cpu
