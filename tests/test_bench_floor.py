@@ -45,7 +45,7 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
 
 def test_every_row_is_measured_against_the_private_target_and_written_as_json(tmp_path):
     out = tmp_path / "floor.json"
-    run = _floor("--requests", "20000", "--trace-requests", "20000", "--seconds", "2", "--rounds", "1",
+    run = _floor("--requests", "40000", "--trace-requests", "30000", "--seconds", "2", "--rounds", "1",
                  "--json", str(out))
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
@@ -75,8 +75,8 @@ def test_every_row_is_measured_against_the_private_target_and_written_as_json(tm
         words = table[tool]
         assert int(words[1].replace(",", "")) == r["requests"]
         assert [float(w) for w in words[2:5]] == [round(r[k], 2) for k in ("user_us", "system_us", "total_us")]
-    assert measured["callback"]["requests"] == measured["exchange"]["requests"] == 20000
-    assert measured["replay-1"]["requests"] == measured["bare-lean"]["requests"] >= 20000 * 0.9
+    assert measured["callback"]["requests"] == measured["exchange"]["requests"] == 40000
+    assert measured["replay-1"]["requests"] == measured["bare-lean"]["requests"] >= 30000 * 0.9
     # The differences are the rows' differences, each printed.
     diffs = {(d["minuend"], d["subtrahend"]): d for d in doc["differences"]}
     assert set(diffs) == {(a, b) for a, b, _ in floor.DIFFERENCES} | {(floor.SENDING, "exchange")}
