@@ -542,7 +542,10 @@ def main(argv: list[str] | None = None) -> None:
     if f.skipped:
         print("\nskipped:\n  " + "\n  ".join(f"{t}: {w}" for t, w in f.skipped.items()))
     if a.json is not None:
-        a.json.write_text(json.dumps(as_json(f, rows, meta), indent=1) + "\n")
+        try:
+            a.json.write_text(json.dumps(as_json(f, rows, meta), indent=1) + "\n")
+        except OSError as e:
+            sys.exit(f"floor: cannot write --json {a.json}: {e.strerror or e}")
     print(f"\nbench wall time: {time.monotonic() - t_start:.0f} s")
 
 
