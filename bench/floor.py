@@ -484,6 +484,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--seconds must be >= 2, --rounds and --connections >= 1")
     if a.json is not None and not a.json.parent.is_dir():
         ap.error(f"--json: no such directory: {a.json.parent}")
+    if a.json is not None and a.json.is_dir():
+        ap.error(f"--json: {a.json} is a directory")
     return a
 
 

@@ -166,7 +166,8 @@ def test_differences_and_targets_are_computed_from_the_rows():
                                       (["--trace-requests", "5"], "--trace-requests must be 0"),
                                       (["--seconds", "1"], "--seconds must be >= 2"),
                                       (["--rounds", "0"], "--rounds and --connections >= 1"),
-                                      (["--json", "/no/such/dir/f.json"], "no such directory")])
+                                      (["--json", "/no/such/dir/f.json"], "no such directory"),
+                                      (["--json", str(BENCH)], "is a directory")])
 def test_bad_options_are_one_line_and_exit_2(argv, why):
     run = _floor(*argv, timeout=60)
     assert run.returncode == 2 and why in run.stderr.strip().splitlines()[-1]
