@@ -9,8 +9,10 @@ body. No schedule, no symbols, no results file: what is left is the HTTP client'
   ceiling of ``replay`` with its bookkeeping taken away.
 
 The requests are the trace's in trace order with every symbol resolved to ``"1"`` (the static
-target's id). Prints one JSON line: {"requests", "ok", "errors", "seconds", "loop", "client"};
-``seconds`` is the timed loop only (rendering before it is excluded, process start-up too).
+target's id). Prints one JSON line: {"requests", "ok", "errors", "seconds", "loop", "client",
+"render_user", "render_system"}; ``seconds`` is the timed loop only (rendering before it is excluded,
+process start-up too); ``render_user`` and ``render_system`` are the CPU seconds rendering took
+(reading the trace and rendering every request, before the loop).
 
     python bench/bare_loop.py --trace stress.wdmt --url http://127.0.0.1:8080 --concurrency 64 --client lean
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import time
 
 from wdmreplay.operations import get_dialect
@@ -98,13 +101,16 @@ def main() -> None:
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--timeout", type=float, default=10.0)
     a = ap.parse_args()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     requests = trace_requests(a.trace, a.dialect)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     if a.loop == "uvloop":
         import uvloop
 
         uvloop.install()
     result = asyncio.run(run_loop(requests, a.url.rstrip("/"), a.concurrency, client=a.client, timeout=a.timeout))
     result["loop"] = a.loop
+    result["render_user"], result["render_system"] = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     print(json.dumps(result), flush=True)
 
 

@@ -31,6 +31,8 @@ class ChildRun:
     stdout: str
     stderr: str
     timed_out: bool = False
+    user: float = 0.0  # the user and system parts of ``cpu``
+    system: float = 0.0
 
 
 def install_cleanup() -> None:
@@ -80,7 +82,7 @@ def run_child(argv: list[str], *, timeout: float, env: dict | None = None, cwd: 
         out.seek(0)
         err.seek(0)
         return ChildRun(p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024,
-                        out.read(), err.read(), timed_out)
+                        out.read(), err.read(), timed_out, ru.ru_utime, ru.ru_stime)
 
 
 def wdm_replay() -> list[str]:

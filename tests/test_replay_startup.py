@@ -44,8 +44,13 @@ class RawTarget:
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
+        try:  # wakes the thread's accept() (closing alone does not, and the join then waited 5 s)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         self.thread.join(5)
+        assert not self.thread.is_alive()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
