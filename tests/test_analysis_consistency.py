@@ -106,6 +106,9 @@ def test_oversell_negative_stock(tmp_path):
     rep = run(tmp_path, h)
     assert kinds(rep) == {"oversell": 1}
     assert rep.anomalies[0].actual == -1
+    # one anomaly: the section's reason is the details' count line, printed once (no "why: 1 anomalies")
+    text = render_check_text(rep)
+    assert text.count("1 anomaly: oversell 1") == 1 and "anomalies" not in text.split("consistency (fail):")[1]
 
 
 def test_concurrent_checkouts_oversold_and_lost_update(tmp_path):

@@ -252,14 +252,18 @@ def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: 
     counts = Counter(a.kind for a in anomalies)
     text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
     lost = _lost_reasons(anomalies)
-    if judgeable:
-        return Section("consistency", FAIL, (f"{len(anomalies)} anomalies: {text}", *lost))
+    if judgeable:  # the same words as the details' count line, so the text prints it once
+        return Section("consistency", FAIL, (f"{_anomalies(len(anomalies))}: {text}", *lost))
     proof = [a for a in anomalies if _proof_without_settle(a)]
     if proof:
-        return Section("consistency", FAIL, (f"{len(proof)} anomalies no in-flight request explains "
+        return Section("consistency", FAIL, (f"{_anomalies(len(proof))} no in-flight request explains "
                                              f"(of {len(anomalies)}: {text})", *lost))
-    return Section("consistency", UNJUDGED, (f"{len(anomalies)} anomalies ({text}) on a state or history "
+    return Section("consistency", UNJUDGED, (f"{_anomalies(len(anomalies))} ({text}) on a state or history "
                                               f"that is not whole: not proof",))
+
+
+def _anomalies(n: int) -> str:
+    return f"{n} anomaly" if n == 1 else f"{n} anomalies"
 
 
 LOST_NAMED = 5  # ids named per kind in the lost-data reason line (then a count)
