@@ -86,6 +86,18 @@ def test_replay_refuses_to_write_over_any_of_its_inputs(tmp_path, capsys, trace,
     assert {k: p.read_bytes() for k, p in files.items()} == before
 
 
+
+def test_replay_refuses_to_write_over_the_urls_json_it_read_by_default(tmp_path, capsys, trace, monkeypatch):
+    """No --urls, no --url: ./urls.json is the target, so it is an input even though no option named it."""
+    monkeypatch.chdir(tmp_path)
+    urls = tmp_path / "urls.json"
+    urls.write_text(json.dumps({k: f"http://127.0.0.1:{closed_port()}" for k in ("ORDER_URL", "PAYMENT_URL",
+                                                                                   "STOCK_URL")}))
+    before = urls.read_bytes()
+    for out in ("urls.json", "./urls.json", str(urls)):
+        one_line_exit_2(*run_cli(capsys, "replay", str(trace), "-o", out, "--force"), "refusing to overwrite it")
+    assert urls.read_bytes() == before
+
 def test_ab_and_merge_and_record_refuse_to_write_over_an_input(tmp_path, capsys, trace):
     before = trace.read_bytes()
     port = closed_port()

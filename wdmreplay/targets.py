@@ -90,6 +90,14 @@ def choose_target(urls_path: str | Path | None, base_url: str | None, *, urls_op
     return load_urls("urls.json") if os.path.exists("urls.json") else Target.single(DEFAULT_BASE_URL)
 
 
+def urls_file_read(urls_path: str | Path | None, base_url: str | None) -> str | Path | None:
+    """The urls.json :func:`choose_target` reads for these options (``./urls.json`` when neither is given and
+    it exists), or None: an input that an output file must never replace."""
+    if urls_path or base_url:
+        return urls_path
+    return "urls.json" if os.path.exists("urls.json") else None
+
+
 def parse_target(spec: str, option: str) -> Target:
     """The target named by one string (ab's ``--a``/``--b``): a base URL (``scheme://…``) or a urls.json path.
 

@@ -68,7 +68,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
     from pathlib import Path
 
     from ..operations import get_dialect, load_routes
-    from ..targets import choose_target
+    from ..targets import choose_target, urls_file_read
     from ..replayer import ReplayError, check_output, parse_shard, replay_trace
     from ..replayer.start import parse_start_at, resolve_shard
     from ..traces import read_trace_header
@@ -85,7 +85,7 @@ def replay_cmd(trace: str, urls_path: str | None, base_url: str | None, config: 
     dialect_obj = get_dialect(config.dialect or header.dialect,
                               load_routes(routes_path) if routes_path else None)
     out = output or str(Path(trace).with_suffix(".wdmr"))
-    check_output(out, [trace, urls_path, routes_path, faults_path], force)
+    check_output(out, [trace, urls_file_read(urls_path, base_url), routes_path, faults_path], force)
     if ui_linger is not None and ui is None:
         raise click.UsageError("--ui-linger goes with --ui")
     with _live_view(ui) as live:
