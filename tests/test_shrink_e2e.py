@@ -194,7 +194,12 @@ def test_ctrl_c_keeps_the_best_trace_so_far(shop_factory, tmp_path):
     trace = tmp_path / "c.wdmt"
     generate("consistency", trace, seed=1, items=8, stock=3, users=20, credit=2, orders=60)
     run = _source_run(shop, tmp_path, trace, "lost_update")
-    proc = subprocess.Popen([*WDM, "shrink", str(run), "--url", shop.url, "--runs", "5", "-o", "min.wdmt"],
+    # Once the sessions stage has found a smaller trace, every later replay first waits in its
+    # --before-each: the Ctrl-C then lands while the search still runs, however fast the machine (a
+    # fixed pause before it let a quick search finish first, exit 0).
+    slow = tmp_path / "slow"
+    proc = subprocess.Popen([*WDM, "shrink", str(run), "--url", shop.url, "--runs", "5", "-o", "min.wdmt",
+                             "--before-each", f"test -f {slow} && sleep 5 || true"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     deadline = time.monotonic() + 60
@@ -204,7 +209,8 @@ def test_ctrl_c_keeps_the_best_trace_so_far(shop_factory, tmp_path):
         if line.startswith("shrink: sessions:") or not line:
             break
     assert seen[-1].startswith("shrink: sessions:"), seen
-    time.sleep(0.5)
+    slow.touch()
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
