@@ -67,6 +67,7 @@ def _base_url_problem(url: Any) -> str:
 
 
 DEFAULT_BASE_URL = "http://localhost:8000"
+IMPLICIT_URLS = "urls.json"  # read from the working directory when neither --urls nor --url is given
 
 
 def choose_target(urls_path: str | Path | None, base_url: str | None, *, urls_option: str = "--urls",
@@ -87,7 +88,8 @@ def choose_target(urls_path: str | Path | None, base_url: str | None, *, urls_op
         return load_urls(urls_path)
     if base_url:
         return Target.single(base_url)
-    return load_urls("urls.json") if os.path.exists("urls.json") else Target.single(DEFAULT_BASE_URL)
+    implicit = urls_file_read(None, None)
+    return load_urls(implicit) if implicit is not None else Target.single(DEFAULT_BASE_URL)
 
 
 def urls_file_read(urls_path: str | Path | None, base_url: str | None) -> str | Path | None:
@@ -95,7 +97,7 @@ def urls_file_read(urls_path: str | Path | None, base_url: str | None) -> str | 
     it exists), or None: an input that an output file must never replace."""
     if urls_path or base_url:
         return urls_path
-    return "urls.json" if os.path.exists("urls.json") else None
+    return IMPLICIT_URLS if os.path.exists(IMPLICIT_URLS) else None
 
 
 def parse_target(spec: str, option: str) -> Target:
