@@ -149,7 +149,7 @@ def test_record_forwards_to_a_good_urls_file(inputs, shop, good_urls):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and err == "", err
-    assert "1 requests in 1 sessions" in rest
+    assert "1 request in 1 session," in rest
     with TraceReader(inputs / "rec.wdmt") as r:
         assert r.header["requests"] == 1 and r.header["params"]["upstream"]["STOCK_URL"] == shop.url
 

@@ -204,7 +204,7 @@ def test_cli_record_stops_on_a_signal_and_writes_a_trace_inspect_shows(tmp_path,
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0 and err == "", err
-    assert "2 requests in 1 sessions" in rest and "0 unmatched" in rest
+    assert "2 requests in 1 session," in rest and "0 unmatched" in rest
     shown = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "inspect", str(out)], capture_output=True,
                            text=True, timeout=60)
     assert shown.returncode == 0 and "recorded" in shown.stdout and f"stopped_by={name}" in shown.stdout

@@ -59,3 +59,8 @@ def named(entity: str, eid: object) -> str:
     if text[:n].lower() == entity and text[n:n + 1] in ("-", "_", ":"):
         return text
     return f"{entity} {text}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count with its noun: "1 item", "2 items", "1 anomaly" (``many``: "anomalies" where "s" is not the plural)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..operations import OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
+from ..terms import plural
 from ..traces.records import TraceRef
 from ..traces.results import INDETERMINATE, OK, Results
 from ..traces.trace import run_exercises
@@ -253,17 +254,13 @@ def consistency_section(anomalies: list[Anomaly], final_state: bool, judgeable: 
     text = ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])
     lost = _lost_reasons(anomalies)
     if judgeable:  # the same words as the details' count line, so the text prints it once
-        return Section("consistency", FAIL, (f"{_anomalies(len(anomalies))}: {text}", *lost))
+        return Section("consistency", FAIL, (f"{plural(len(anomalies), 'anomaly', 'anomalies')}: {text}", *lost))
     proof = [a for a in anomalies if _proof_without_settle(a)]
     if proof:
-        return Section("consistency", FAIL, (f"{_anomalies(len(proof))} no in-flight request explains "
+        return Section("consistency", FAIL, (f"{plural(len(proof), 'anomaly', 'anomalies')} no in-flight request explains "
                                              f"(of {len(anomalies)}: {text})", *lost))
-    return Section("consistency", UNJUDGED, (f"{_anomalies(len(anomalies))} ({text}) on a state or history "
+    return Section("consistency", UNJUDGED, (f"{plural(len(anomalies), 'anomaly', 'anomalies')} ({text}) on a state or history "
                                               f"that is not whole: not proof",))
-
-
-def _anomalies(n: int) -> str:
-    return f"{n} anomaly" if n == 1 else f"{n} anomalies"
 
 
 LOST_NAMED = 5  # ids named per kind in the lost-data reason line (then a count)

@@ -24,7 +24,7 @@ from .expectations import ExpectationDiff
 from .recovery import FaultAnalysis, analyze_faults, fault_lines, has_faults
 from .story import Story, report_stories, told_headline
 from .stats import LAG_PERCENTILES, MAX_TIMELINE_BUCKETS, PERCENTILES, OpStats, Stats, Timeline, compute_stats
-from ..terms import ACCEPTED, CATEGORY_WORDS, MARK_WIDTH, MARKS, OUTCOME_WORDS, REFUSED, SKIPPED, UNANSWERED
+from ..terms import ACCEPTED, CATEGORY_WORDS, MARK_WIDTH, MARKS, OUTCOME_WORDS, REFUSED, SKIPPED, UNANSWERED, plural
 
 REPORT_SCHEMA = "wdm-report/1"
 MAX_ANOMALIES_SHOWN = 20
@@ -168,10 +168,6 @@ MAX_ANOMALIES_BRIEF = 5  # anomalies a non-verbose check lists (verbose: MAX_ANO
 MAX_UNANSWERED_GROUPS = 6  # groups of unanswered/skipped requests the text shows (JSON has all)
 
 
-def _plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
 def verdict_line(check: CheckReport) -> str:
     """The check's verdict as one line (first and last line of ``check``): verdict, exit code, deciding sections."""
     v = check.verdict
@@ -204,8 +200,8 @@ def _consistency_summary(check: CheckReport) -> str:
         return "not checked: no final state in the results"
     ch, co = c.checked, c.checkouts
     total = len(check.anomalies)
-    return (f"{_plural(total, 'anomaly', 'anomalies')} in {_plural(ch.items, 'item')}, {_plural(ch.users, 'user')}, "
-            f"{_plural(ch.orders, 'order')} ({co.ok} checkouts {ACCEPTED}, {co.paid_orders} orders paid)")
+    return (f"{plural(total, 'anomaly', 'anomalies')} in {plural(ch.items, 'item')}, {plural(ch.users, 'user')}, "
+            f"{plural(ch.orders, 'order')} ({plural(co.ok, 'checkout')} {ACCEPTED}, {plural(co.paid_orders, 'order')} paid)")
 
 
 def _availability_summary(check: CheckReport) -> str:
@@ -227,7 +223,7 @@ def _availability_summary(check: CheckReport) -> str:
 def _coverage_summary(cov: Coverage) -> str:
     read = sum(cov.read.values())
     missing = sum(cov.missing.values())
-    kinds = ", ".join(_plural(n, k) for k, n in cov.read.items())
+    kinds = ", ".join(plural(n, k) for k, n in cov.read.items())
     st = cov.settle
     settle = ("final state read once" if st is None else
               f"final state {'settled' if st.settled else 'NOT settled'} after {st.snapshots} reads "
@@ -304,7 +300,7 @@ def _anomaly_lines(check: CheckReport, verbose: bool, brief: int = MAX_ANOMALIES
     total = len(every)
     if total == 0:
         return ["    anomalies: none"]
-    lines = [f"    {_plural(total, 'anomaly', 'anomalies')}: " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])]
+    lines = [f"    {plural(total, 'anomaly', 'anomalies')}: " + ", ".join(f"{k} {counts[k]}" for k in KINDS if counts[k])]
     shown = dict.fromkeys(KINDS, 0)
     listed = 0
     for a in every:
@@ -339,7 +335,7 @@ def _consistency_details(check: CheckReport, verbose: bool, brief: int = MAX_ANO
     policy = ("a second checkout of a paid order must be refused (--recheckout refuse)" if check.policy == "refuse"
               else "a second checkout of a paid order may charge again (--recheckout charge)")
     lines = [f"    checkouts: {co.ok} {ACCEPTED}, {co.fail} {REFUSED}, {co.indeterminate} {UNANSWERED}, "
-             f"{co.skipped} {SKIPPED}; {co.paid_orders} orders paid; {policy}"]
+             f"{co.skipped} {SKIPPED}; {plural(co.paid_orders, 'order')} paid; {policy}"]
     lines += _anomaly_lines(check, verbose, brief)
     for ag in check.bounds:
         if not verbose and ag.status != "unmet":  # only a broken promise is a detail worth a line
@@ -392,7 +388,7 @@ def _coverage_details(check: CheckReport, verbose: bool) -> list[str]:
     missing = check.coverage.missing
     if not verbose:
         return []
-    return [f"    not read back: {', '.join(_plural(n, k) for k, n in missing.items()) if missing else 'none'}"]
+    return [f"    not read back: {', '.join(plural(n, k) for k, n in missing.items()) if missing else 'none'}"]
 
 
 def _latency_table(title: str, stats: Stats, latency: Callable[[OpStats], Mapping[str, float | None]],

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import WdmError
 from ..operations import OP_CODES, OP_NAMES
-from ..terms import named
+from ..terms import named, plural
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
 from .anomaly import Anomaly
@@ -112,10 +112,6 @@ def told_headline(a: Anomaly) -> str:
 
 def _ms(x: float) -> float | None:
     return None if not math.isfinite(x) else round(x * 1000.0, 3)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _names(ids: list[str], limit: int = 5) -> str:
@@ -408,7 +404,7 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         if create is not None and int(st.outcome[create]) == 0:
             created = f"created with a 2xx at {float(st.r.cols['done'][create]) * 1000.0:.1f} ms; "
         gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[_READS[kind]] and int(st.outcome[r]) == 1]
-        reads = f"{_plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
+        reads = f"{plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
         head = f"{created}{reads}the final read did not find {named(kind, eid)}" if (created or reads or why) else head
     if anomaly is not None:  # the checker's own words (and, when it gives them, its sum and possible causes)
@@ -435,10 +431,10 @@ def _ledger_arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray) ->
         if r.size:
             amount = int(st.num[r].sum())
             start += sign * amount
-            lines.append(f"{'+' if sign > 0 else '-'}{amount} by {_plural(int(r.size), op)} answered 2xx")
+            lines.append(f"{'+' if sign > 0 else '-'}{amount} by {plural(int(r.size), op)} answered 2xx")
         unc = rows[(ops == OP_CODES[op]) & (st.outcome[rows] >= 2) & (st.outcome[rows] != SKIPPED)]
         if unc.size:
-            lines.append(f"{_plural(int(unc.size), op)} unanswered ({int(st.num[unc].sum())} in all may or may not "
+            lines.append(f"{plural(int(unc.size), op)} unanswered ({int(st.num[unc].sum())} in all may or may not "
                          "have taken effect)")
     co = rows[ops == OP_CODES["checkout"]]
     names = st.ids.names
@@ -449,17 +445,17 @@ def _ledger_arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray) ->
     took = sum(take[k] or 0 for k in ok_idx)
     unknown = sum(1 for k in ok_idx if take[k] is None)
     verb = "took" if kind == "item" else "cost"
-    units = _plural(took, "unit") if kind == "item" else f"{took} credit"
+    units = plural(took, "unit") if kind == "item" else f"{took} credit"
     lines.append(f"{what} was {start} before the checkouts")
-    lines.append(f"{_plural(n_ok, 'checkout')} answered 2xx {verb} {units}"
+    lines.append(f"{plural(n_ok, 'checkout')} answered 2xx {verb} {units}"
                  + (f" (orders {_names([co_orders[k] for k in ok_idx])})" if ok_idx else "")
-                 + (f"; the cost of {_plural(unknown, 'order')} is unknown (not read back)" if unknown else ""))
+                 + (f"; the cost of {plural(unknown, 'order')} is unknown (not read back)" if unknown else ""))
     if n_fail or n_unans:
         lines.append(f"{n_fail} refused (4xx), {n_unans} unanswered")
     paid = _paid_orders(st, co_orders)
     if paid is not None and paid != sorted(set(co_orders[k] for k in ok_idx)):
         paid_take = sum(st._qty(kind, eid, o) or 0 for o in paid)
-        lines.append(f"{_plural(len(paid), 'order')} paid at the final read, {verb} {paid_take}")
+        lines.append(f"{plural(len(paid), 'order')} paid at the final read, {verb} {paid_take}")
     left = start - took
     lines.append(f"a serial order of the 2xx answers leaves {start} - {took} = {left}"
                  + (f": below zero, so no serial order lets all {n_ok} succeed" if left < 0 else ""))
@@ -472,7 +468,7 @@ def _ledger_arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray) ->
         diff = final - left
         lines.append(f"final read: {final}" + ("" if diff == 0 else
                                                f" ({abs(diff)} {'more' if diff > 0 else 'less'} than that)"))
-    head = (f"{_plural(n_ok, 'checkout')} answered 2xx {verb} {units}; {what} was {start}; "
+    head = (f"{plural(n_ok, 'checkout')} answered 2xx {verb} {units}; {what} was {start}; "
             f"final {'not read' if final is None else final}")
     return lines, head, final
 
@@ -520,7 +516,7 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
         final = s.paid
         lines.append(f"final read: {'paid' if s.paid else 'unpaid'}, lines "
                      + (", ".join(f"{q} x {i}" for i, q in s.lines) or "none") + f", total_cost {s.total_cost}")
-    head = (f"{_plural(n_ok, 'checkout')} answered 2xx, {n_fail} refused; "
+    head = (f"{plural(n_ok, 'checkout')} answered 2xx, {n_fail} refused; "
             f"final {'not read' if s is None else 'paid' if s.paid else 'unpaid'}")
     return lines, head, final
 

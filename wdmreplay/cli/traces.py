@@ -241,6 +241,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
     """
     from ..targets import choose_target
     from ..capture import parse_listen, record
+    from ..terms import plural
     from ..eventloop import run_async  # uvloop's event loop when importable
     from ..traces import refuse_inputs
     from ..traces.trace import refuse_replacing
@@ -258,6 +259,6 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
                                 phase_gap=phase_gap, dialect=None if dialect == "auto" else dialect,
                                 on_ready=ready, grace=grace))
     f = header["params"]
-    click.echo(f"{output}: {header['requests']} requests in {header['sessions']} sessions, "
+    click.echo(f"{output}: {plural(header['requests'], 'request')} in {plural(header['sessions'], 'session')}, "
                f"{len(header['phases'])} phase(s), dialect {header['dialect']}; "
                f"{f['unmatched']} unmatched (not in the trace), {f['refused']} refused")

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..errors import WdmError
 from ..targets import Target
+from ..terms import plural
 from ..traces.records import TraceRef
 from ..traces.results import load_results
 from ..traces.trace import TraceHeader, refuse_replacing, trace_digest
@@ -335,7 +336,7 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
     header, source = cut.load_sessions(trace_path)
     source = cut.relax_expectations(source)
     before = (len(source), cut.count_requests(source))
-    notify(f"shrink: reproducing {finding.describe()} from {before[0]} sessions, {before[1]} requests")
+    notify(f"shrink: reproducing {finding.describe()} from {plural(before[0], 'session')}, {plural(before[1], 'request')}")
 
     workdir = Path(tempfile.mkdtemp(prefix="wdm-shrink-"))
     bar = _progress_bar(progress)
@@ -352,7 +353,7 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
 
     def stage(name: str, sessions: cut.Sessions) -> None:
         account(name)
-        text = f"{name}: {len(sessions)} sessions, {cut.count_requests(sessions)} requests"
+        text = f"{name}: {plural(len(sessions), 'session')}, {plural(cut.count_requests(sessions), 'request')}"
         if bar is not None:
             bar.set_postfix_str(text)
         else:
@@ -477,8 +478,8 @@ def format_result(r: ShrinkResult) -> str:
             else f"{r.hits}/{r.runs} fresh replays ({r.rate:.0%})")
     lines = [
         f"shrink: {r.finding.describe()}",
-        f"  before: {r.before[0]} sessions, {r.before[1]} requests ({r.source_trace})",
-        f"  after:  {r.after[0]} sessions, {r.after[1]} requests ({r.output}; first reproduced by the {r.level} cut)",
+        f"  before: {plural(r.before[0], 'session')}, {plural(r.before[1], 'request')} ({r.source_trace})",
+        f"  after:  {plural(r.after[0], 'session')}, {plural(r.after[1], 'request')} ({r.output}; first reproduced by the {r.level} cut)",
         f"  replays: {r.replays} ({', '.join(f'{k} {n}' for k, n in r.replays_by_pass if n)}), wall time "
         f"{r.seconds:.1f} s" + (f", stopped early: {r.stopped}" if r.stopped else ""),
         f"  reproduction rate: {rate}",
