@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wdmreplay.analysis.wording import MAX_HEADLINE, EntityFacts, arithmetic, candidates, headline
-from wdmreplay.terms import named
+from wdmreplay.terms import named, plural
 
 
 @pytest.mark.parametrize("args, text", [
@@ -33,6 +33,14 @@ def test_headline_states_the_fact_in_units(args, text):
 ])
 def test_an_id_that_already_names_its_kind_is_not_named_twice(entity, eid, text):
     assert named(entity, eid) == text
+
+
+@pytest.mark.parametrize("n, word, many, text", [
+    (1, "session", None, "1 session"), (2, "session", None, "2 sessions"), (0, "request", None, "0 requests"),
+    (1, "anomaly", "anomalies", "1 anomaly"), (3, "anomaly", "anomalies", "3 anomalies"),
+])
+def test_a_count_says_its_noun_in_the_right_number(n, word, many, text):
+    assert plural(n, word, many) == text
 
 
 def test_headlines_of_the_reference_shops_ids_name_the_entity_once():
