@@ -19,6 +19,7 @@ from verdict_shops import TinyShop
 from wdmreplay.analysis import check_results
 from wdmreplay.cli import main
 from wdmreplay.replayer import format_summary, replay_trace
+from wdmreplay.replayer.merge import merge_results
 from wdmreplay.replayer.final import BREAKER_FAILURES, READ_ATTEMPTS, STOPPED_PREFIX, Breaker, stop_reason, stopped_of
 from wdmreplay.replayer.summary import ReplaySummary
 from wdmreplay.traces import load_results, step
@@ -203,3 +204,34 @@ def test_reference_shop_final_read_is_unchanged(shop, tmp_path):
     assert rep.verdict.verdict == "CLEAN", rep.verdict.reasons()
     assert rep.consistency.checked == {"items": N, "users": N, "orders": N}
     assert time.monotonic() - t0 < 60
+
+
+def _merged_shards(tmp_path: Path, behaviour, name: str) -> tuple[list[Path], Path]:
+    trace = order_trace(tmp_path / "orders.wdmt")
+    outs = [tmp_path / f"{name}-{i}.wdmr" for i in range(2)]
+    with TinyTarget(behaviour) as t:
+        for i, out in enumerate(outs):
+            replay_trace(str(trace), str(out), target=t.url, speed=None, timeout=2.0, concurrency=8, shard=(i, 2))
+    merged = tmp_path / f"{name}.wdmr"
+    merge_results(outs, merged)
+    return outs, merged
+
+
+@pytest.mark.parametrize("drops", [0, 10**6])
+def test_merged_shards_keep_why_the_final_read_stopped(tmp_path, capsys, drops):
+    # drops=10**6: every find is dropped, so each shard's breaker stops its read; 0: a shop that answers.
+    outs, merged = _merged_shards(tmp_path, FlakyFinal(TinyShop("correct"), drops), "shards")
+    shard_why = {w for o in outs for w in FinalRecord.from_record(load_results(o).final).stopped_why}
+    run = load_results(merged, with_args=True)
+    final = FinalRecord.from_record(run.final)
+    if not drops:
+        assert not shard_why and final.stopped is None and "stopped" not in run.final
+        return
+    assert shard_why and final.stopped_why == tuple(sorted(shard_why))
+    unread = sum(1 for v in final.missing.values() for why in v.values() if STOPPED_PREFIX in why)
+    assert sum(final.stopped.not_read.values()) == unread > 0
+    rep = check_results(run)
+    assert rep.verdict.verdict == "INCONCLUSIVE" and not rep.anomalies
+    assert any(r.endswith(w) for w in shard_why for r in rep.verdict.reasons()), rep.verdict.reasons()
+    code, text = cli_check(merged, capsys)
+    assert code == 3 and all(w in text for w in shard_why)

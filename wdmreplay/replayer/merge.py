@@ -38,10 +38,11 @@ import numpy as np
 from ..errors import WdmError
 from ..operations import ENTITY_KINDS
 from ..traces import Results, ResultsWriter, load_results, refuse_inputs, results_header
-from ..traces.records import FinalRecord, ResultsHeader
+from ..traces.records import FinalRecord, ReadStop, ResultsHeader
 from ..traces.results import (COLUMNS, EVENT_PHASE_START, RESULTS_FORMAT, RESULTS_VERSION, is_fault_event,
                                send_window)
 from ..traces.stream import RecordReader, packer
+from .final import stopped_of
 
 TIME_COLUMNS = ("intended", "sent", "done")
 CHUNK_ROWS = 65536  # rows per written request chunk (bounded record size)
@@ -178,7 +179,8 @@ def merge_final(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
     """The merged final record and, per section, the ids whose snapshots disagree between shards.
 
     The shard whose final read started last wins for an entity several shards read. ``None``
-    when any shard has no final state.
+    when any shard has no final state. ``stopped`` says why a shard's circuit breaker stopped its
+    read, counting only the entities it left unread that no other shard read back.
     """
     if any(f is None for f in finals):
         return None, {}
@@ -188,6 +190,7 @@ def merge_final(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
     sections: dict[str, dict[str, Any]] = {}
     disagree: dict[str, list[str]] = {}
     missing: dict[str, dict[str, str]] = {}
+    unread: dict[str, dict[str, str]] = {}  # the merged ``missing`` with each shard's own reason
     for kind in ENTITY_KINDS:
         state: dict[str, Any] = {}
         differ: set[str] = set()
@@ -204,6 +207,7 @@ def merge_final(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
             for eid, why in fin[k].missing_of(kind).items():
                 if eid not in state:
                     lost[eid] = f"shard {labels[k]}: {why}"
+                    unread.setdefault(kind, {})[eid] = why
         if lost:
             missing[kind] = lost
     bound = None
@@ -220,8 +224,9 @@ def merge_final(finals: Sequence[FinalRecord | None], offsets: Sequence[float],
                    for k in range(len(fin))],
     }
     shards = [{"shard": labels[k], "read_at": read_at[k]} for k in range(len(fin))]
+    stop = stopped_of(unread)
     return FinalRecord(sections["item"], sections["user"], sections["order"], missing, bound, settle, None,
-                       max(read_at), shards), disagree
+                       max(read_at), shards, stopped=None if stop is None else ReadStop.from_record(stop)), disagree
 
 
 def _shifted(cols: dict[str, np.ndarray], offset: float) -> dict[str, np.ndarray]:
