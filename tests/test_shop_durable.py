@@ -160,11 +160,17 @@ def test_single_process_keeps_every_acknowledged_write_across_kill_9(services, t
         shop.kill()
         await task
 
-    _run(main())
+    # A client starved of CPU at the kill (a loaded machine) may have every request answered, unread, when
+    # it lands: then the kill hit nothing in flight, so restart the (durable) shop and try again; the
+    # counts add up over the attempts (acknowledged <= applied <= sent holds for all of them).
+    for _ in range(3):
+        _run(main())
+        in_flight = sum(sent_stock.values()) - sum(acked_stock.values())
+        shop.start()
+        if in_flight > 0:
+            break
     assert sum(acked_stock.values()) > 50, "too few writes acknowledged before the kill to test anything"
-    in_flight = sum(sent_stock.values()) - sum(acked_stock.values())
-    assert in_flight > 0, "the kill hit no write in flight"
-    shop.start()
+    assert in_flight > 0, "the kill hit no write in flight (three attempts)"
 
     async def read() -> None:
         async with _session() as s:
