@@ -9,12 +9,9 @@ from __future__ import annotations
 from .compare import BuildComparison, CompareResult, _pct, change_words, floor_words, regression_reasons
 from .consistency import KINDS
 from .report import render_json
+from ..terms import plural
 
 __all__ = ["compare_verdict_line", "render_compare", "render_compare_text"]
-
-
-def _runs_words(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
@@ -35,12 +32,12 @@ def render_compare_text(res: CompareResult) -> str:
     """Text of a comparison: per build, significant changes, errors, throughput, anomalies, verdict."""
     level = f"{(1 - res.alpha) * 100:g}%"
     lines = [compare_verdict_line(res),
-             f"base: {res.base_label} ({_runs_words(len(res.base_files))}: {', '.join(res.base_files)}); "
+             f"base: {res.base_label} ({plural(len(res.base_files), 'run')}: {', '.join(res.base_files)}); "
              f"trace {res.digest[:19]}…; threshold {res.threshold * 100:g}%, error threshold "
              f"{res.error_threshold * 100:g} points, alpha {res.alpha:g}"]
     for b in res.builds:
         lines.append("")
-        lines.append(f"{b.label} ({_runs_words(len(b.files))}: {', '.join(b.files)}) vs {res.base_label}:")
+        lines.append(f"{b.label} ({plural(len(b.files), 'run')}: {', '.join(b.files)}) vs {res.base_label}:")
         lines += [f"  WARNING: {n}" for n in b.notes]
         if b.tests:
             lines.append(f"  intervals: {level} confidence " + ("(1 gated test)" if b.tests == 1 else

@@ -200,9 +200,13 @@ class FinalState:
         """How many entities of ``kind`` ("item", "user", "order") could not be read back."""
         return len(self.missing[kind])
 
+    def section(self, kind: str) -> Mapping[str, Any]:
+        """The entities of ``kind`` ("item", "user", "order") read back: id -> state."""
+        return {"item": self.items, "user": self.users, "order": self.orders}[kind]
+
     def read_count(self, kind: str) -> int:
         """How many entities of ``kind`` were read back."""
-        return len({"item": self.items, "user": self.users, "order": self.orders}[kind])
+        return len(self.section(kind))
 
 
 _NOT_FOUND = re.compile(r"^(?:shard [^:]*: )?HTTP 4\d\d\b")

@@ -158,14 +158,13 @@ class RunStories:
 
     def kind_of(self, eid: str) -> str | None:
         """``item``, ``user`` or ``order`` for an id this run knows (final read, or the ops that used it)."""
-        return next((kind for kind in ("item", "user", "order") if self.knows(kind, eid)), None)
+        return next((kind for kind in ENTITIES if self.knows(kind, eid)), None)
 
     def knows(self, kind: str, eid: str) -> bool:
         """Whether this run knows ``eid`` as an entity of ``kind``: read back (or not found) by the final
         read, named by an operation on that kind, or in the range of a ``batch_init`` of that kind."""
         fs = self.fs
-        if fs is not None and (eid in {"item": fs.items, "user": fs.users, "order": fs.orders}[kind]
-                               or eid in fs.missing[kind]):
+        if fs is not None and (eid in fs.section(kind) or eid in fs.missing[kind]):
             return True
         code = self.ids.code(eid)
         if code >= 0:

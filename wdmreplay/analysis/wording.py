@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..terms import named
+from ..terms import named, plural
 
 MAX_HEADLINE = 120
 # What a lost entity held, per entity kind (operations.ENTITY_KINDS; a test keeps them the same).
@@ -77,7 +77,7 @@ def headline(kind: str, entity: str, eid: str, expected: Any, actual: Any, detai
             # what a person calls it, whichever kind is primary (a stock of 0 after 2xx answers that
             # sold 8 units more than there were is a lost_update tagged oversell)
             n = -min(actual, hi)
-            return _cut(f"oversold {n} unit{'' if n == 1 else 's'} of {named('item', eid)} (stock {actual})")
+            return _cut(f"oversold {plural(n, 'unit')} of {named('item', eid)} (stock {actual})")
         if actual < 0 or hi < 0:
             return _cut(f"{named('user', eid)} spent {-min(actual, hi)} more credit than it ever had (credit {actual})")
         if kind in ("non_atomic_checkout", "lost_checkout") and actual < lo:
