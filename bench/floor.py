@@ -46,7 +46,6 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -56,7 +55,7 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import ChildRun, install_cleanup, last_line, replay_window, run_child, stress_trace, wdm_replay  # noqa: E402
+from harness import ChildRun, bench_run, install_cleanup, last_line, replay_window, run_child, stress_trace, wdm_replay  # noqa: E402
 from peers import DEFAULT_NPM_CACHE, autocannon_js, parse_autocannon, parse_wrk  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
@@ -499,8 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     started = datetime.now(timezone.utc)
     load_start = os.getloadavg()[0]
-    work = Path(tempfile.mkdtemp(prefix="wdm-bench-floor-"))
-    try:
+    with bench_run("floor", "wdm-bench-floor-") as work:
         with StaticTarget(prefer="nginx", workers=1) as target:
             f = Floor(a, target, work, loop)
             js_note = ""
@@ -522,13 +520,6 @@ def main(argv: list[str] | None = None) -> None:
                     "event_loop": loop, "target": target.kind + (f" ({target.note})" if target.note else ""),
                     "connections": a.connections, "rounds": a.rounds,
                     "load": {"start": load_start, "end": os.getloadavg()[0]}}
-    except KeyboardInterrupt:
-        print("\ninterrupted: every child process and the target were stopped", file=sys.stderr)
-        sys.exit(130)
-    except RuntimeError as e:
-        sys.exit(f"floor: {e}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     print(f"{meta['date']}; {meta['machine']}; wdm-replay {meta['wdm_replay']}; event loop {loop}")
     print(f"target: {meta['target']}; {a.connections} connections; {a.rounds} round(s); load average "
           f"{meta['load']['start']:.2f} at start, {meta['load']['end']:.2f} at end\n")

@@ -8,6 +8,7 @@ for, e.g. ``--workers`` processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,28 @@ def install_cleanup() -> None:
     # installs no KeyboardInterrupt handler: restore it, so an interrupt always cleans up.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+@contextlib.contextmanager
+def bench_run(name: str, prefix: str, keep: str | None = None) -> Iterator[Path]:
+    """A bench's work directory and its common ending (with :func:`install_cleanup` installed first).
+
+    The directory is ``keep`` (made if needed, left in place) or a new temporary one (``prefix``),
+    removed at the end. Ctrl-C ends the bench with one line and exit 130 (the ``finally`` blocks it
+    unwound have stopped every child and the target); a ``RuntimeError`` with ``name: message``.
+    """
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    except KeyboardInterrupt:
+        print("\ninterrupted: every child process and the target were stopped", file=sys.stderr)
+        sys.exit(130)
+    except RuntimeError as e:
+        sys.exit(f"{name}: {e}")
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _kill_group(pgid: int) -> None:

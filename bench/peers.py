@@ -43,7 +43,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -52,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare_generators import Bench, Row, bare_row, locust_row, replay_row  # noqa: E402
-from harness import install_cleanup, last_line, stress_trace  # noqa: E402
+from harness import bench_run, install_cleanup, last_line, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 TOOLS = ("wrk", "hey", "autocannon", "locust-fast", "bare-aiohttp", "replay-1", "replay-2")
@@ -256,21 +255,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("peers: nginx not found: the null target is Debian's nginx (apt-get install -y nginx)")
     install_cleanup()
     t_start = time.monotonic()
-    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="wdm-bench-peers-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench_run("peers", "wdm-bench-peers-", a.keep) as work:
         with StaticTarget(prefer="nginx", workers=1) as target:
             b = Bench(a, target, work)
             b.deadline = time.monotonic() + 120 + len(only) * a.repeat * (a.seconds * 4 + 60)
             run_all(b, only)
-    except KeyboardInterrupt:
-        print("\ninterrupted: every child process and the target were stopped", file=sys.stderr)
-        sys.exit(130)
-    except RuntimeError as e:
-        sys.exit(f"peers: {e}")
-    finally:
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
     print(f"\nbench wall time: {time.monotonic() - t_start:.0f} s")
 
 

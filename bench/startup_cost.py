@@ -21,18 +21,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import install_cleanup, last_line, run_child, stress_trace  # noqa: E402
+from harness import bench_run, install_cleanup, last_line, run_child, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 
@@ -93,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--against {a.against}: no wdmreplay package in it")
     install_cleanup()
     versions = [("this code", None)] + ([(f"--against {a.against}", a.against)] if a.against else [])
-    work = Path(tempfile.mkdtemp(prefix="wdm-bench-startup-"))
-    try:
+    with bench_run("startup_cost", "wdm-bench-startup-") as work:
         with StaticTarget(prefer="nginx", workers=1) as target:
             trace = work / "tiny.wdmt"
             stress_trace(trace, 10)
@@ -127,13 +124,6 @@ def main(argv: list[str] | None = None) -> None:
                         print(f"  {us:>9,}  {mod}")
             print(f"\nload average at end {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; "
                   f"{time.strftime('%H:%M:%S', time.gmtime())} UTC")
-    except KeyboardInterrupt:
-        print("\ninterrupted: every child process and the target were stopped", file=sys.stderr)
-        sys.exit(130)
-    except RuntimeError as e:
-        sys.exit(f"startup_cost: {e}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
