@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import string
 import time
 from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -42,23 +43,56 @@ CHUNK_ROWS = 65536
 GC_YOUNG = 35_000
 UNKNOWN_SCENARIO = 65535
 NAN = float("nan")
+_NOTHING = object()
 # The JSON scanner json.loads itself uses (C when available), called directly on a create's
 # response: json.loads wraps it in two Python calls and two whitespace regex matches per body.
 _scan_json = make_scanner(json.JSONDecoder())
 
 ChunkSink = Callable[[dict, list, list], None]
+
+
+def percent_template(fmt: str) -> tuple[str, int] | None:
+    """``fmt`` (a ``str.format`` template of positional fields) as a ``%`` template and its field count.
+
+    ``(pct, k)`` such that ``pct % args == fmt.format(*args)`` for every tuple ``args`` of ``k``
+    values (``%s`` and an empty format spec both give ``str(value)`` for the values a trace holds);
+    None when ``fmt`` is not fields ``{0}``, ``{1}``, ... in that order without conversion or spec
+    (the engine then formats with ``str.format``, as before). ``%`` formatting is about 40 % cheaper
+    per request than ``str.format``, which parses its template on every call.
+    """
+    parts = []
+    k = 0
+    try:
+        for literal, field, spec, conversion in string.Formatter().parse(fmt):
+            parts.append(literal.replace("%", "%%"))
+            if field is None:
+                continue
+            if field != str(k) or spec or conversion is not None:
+                return None
+            parts.append("%s")
+            k += 1
+    except ValueError:  # not a valid template: str.format raises as before
+        return None
+    return "".join(parts), k
+
 CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
 
 
 class RowBuffer:
     """Request rows, one packed record each (:data:`ROW`), flushed in chunks to a sink as columns."""
 
-    __slots__ = ("sink", "limit", "buf", "args", "errors", "n")
+    __slots__ = ("sink", "limit", "buf", "args", "errors", "n", "flushed")
 
     def __init__(self, sink: ChunkSink, limit: int = CHUNK_ROWS):
         self.sink = sink
         self.limit = limit
+        self.flushed = 0  # rows handed to the sink so far
         self._reset()
+
+    @property
+    def total(self) -> int:
+        """Rows added so far (flushed or buffered)."""
+        return self.flushed + self.n
 
     def _reset(self) -> None:
         self.buf = bytearray()
@@ -83,6 +117,7 @@ class RowBuffer:
         if self.n:
             cols = row_columns(self.buf)
             args, errors = self.args, self.errors
+            self.flushed += self.n
             self._reset()
             self.sink(cols, args, errors)
 
@@ -220,7 +255,6 @@ class Engine:
         self.bound = 0  # symbols bound so far
         self.bound_ids = bound_ids  # per entity kind, every id bound (only kept for a final read)
         self.stopping = False
-        self.done = 0  # requests recorded (sent or skipped)
         self.errors = 0  # error + timeout + conn_error
         self.in_flight = 0
         self._slot = asyncio.Event()
@@ -230,8 +264,9 @@ class Engine:
         self._scen = {name: i for i, name in enumerate(scenarios or [])}
         self.target = target
         self.client_kind = client
-        # Per op name: op code, method, URL template, JSON key of a created id, entity kind created,
-        # send (all None but the code for an op the dialect lacks: refused before the replay).
+        # Per op name: op code, method, URL template, its % form and field count (percent_template),
+        # JSON key of a created id, entity kind created, send (all None but the code for an op the
+        # dialect lacks: refused before the replay).
         self._routes: dict[str, tuple] = {}
         self.http: HttpClient | None = None
         self.client: aiohttp.ClientSession | None = None  # the final read's: see final_client()
@@ -244,6 +279,11 @@ class Engine:
         # What a failed send may raise besides a timeout: the lean client's errors are OSError and
         # ValueError; aiohttp's ClientError joins them with --client aiohttp (see open()).
         self._send_errors: tuple[type[BaseException], ...] = (OSError, ValueError)
+
+    @property
+    def done(self) -> int:
+        """Requests recorded so far (sent or skipped): the rows added, one per request (no counter per request)."""
+        return self.rows.total
 
     @property
     def conn_waits(self) -> int:
@@ -259,15 +299,15 @@ class Engine:
         for name in OP_NAMES:
             code = OP_CODES[name]
             if not self.dialect.supports(name):
-                self._routes[name] = (code, None, None, None, None, None)
+                self._routes[name] = (code, None, None, None, -1, None, None, None)
                 continue
             r = self.dialect.route(name)
             op = OPERATIONS[name]
             base = self.target.base(op.service)
-            if self.http is not None:
-                self._routes[name] = (code, r.method, r.fmt, op.id_key, op.creates, self.http.origin(base).exchange)
-            else:
-                self._routes[name] = (code, r.method, base + r.fmt, op.id_key, op.creates, self._aiohttp_send)
+            url, send = (r.fmt, self.http.origin(base).exchange) if self.http is not None else \
+                (base + r.fmt, self._aiohttp_send)
+            pct, nargs = percent_template(url) or (None, -1)
+            self._routes[name] = (code, r.method, url, pct, nargs, op.id_key, op.creates, send)
 
     async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes, float]:
         """``method url`` through aiohttp once a slot is free: (status, body, when the head was written).
@@ -473,6 +513,8 @@ class Engine:
         perf, t0 = time.perf_counter, self.t0
         scan_json, pack_row, expects = _scan_json, _pack_row, EXPECT_CODES
         prev = due
+        scen_name = expect_name = _NOTHING  # no step's value: the first step looks both up
+        scenario = expect = 0
         for index, st in enumerate(s["steps"]):
             if self.stopping:
                 return
@@ -490,7 +532,7 @@ class Engine:
                         return
                     wait = intended - (perf() - t0)
             # One lookup per step for everything about its operation.
-            code, method, url_fmt, id_key, creates, send = routes[st["op"]]
+            code, method, url_fmt, pct, nargs, id_key, creates, send = routes[st["op"]]
             args = st["args"]
             resolved = args
             missing = None
@@ -505,18 +547,28 @@ class Engine:
                         missing = a
                         break
                     resolved[j] = real
-            scenario = scen.get(st["scenario"], UNKNOWN_SCENARIO)
-            expect = expects.get(st["expect"], 2)
+            # A session's steps mostly repeat the previous step's scenario and expect: comparing
+            # with it is cheaper than hashing the freshly decoded name for a dict lookup.
+            name = st["scenario"]
+            if name != scen_name:
+                scenario = scen.get(name, UNKNOWN_SCENARIO)
+                scen_name = name
+            name = st["expect"]
+            if name != expect_name:
+                expect = expects.get(name, 2)
+                expect_name = name
             if missing is not None:
                 rows.add(sid, index, phase, code, scenario, expect, SKIPPED, 0, intended, NAN, NAN, tuple(args),
                          f"skipped: {missing} was never bound")
-                self.done += 1
                 prev = intended
                 continue
             status = 0
             error = None
+            if resolved.__class__ is not tuple:  # symbols filled in (or a version-1 trace's list)
+                resolved = tuple(resolved)
             try:
-                status, body, sent = await send(method, url_fmt.format(*resolved))
+                status, body, sent = await send(method, pct % resolved if len(resolved) == nargs
+                                                else url_fmt.format(*resolved))
                 done = perf() - t0
                 sent -= t0
                 if 200 <= status < 300:
@@ -573,7 +625,6 @@ class Engine:
                 # Interrupted with the request out: its effect is unknown, like a timeout.
                 rows.add(sid, index, phase, code, scenario, expect, TIMEOUT, 0, intended, e.sent - t0,  # type: ignore[attr-defined]
                          perf() - t0, tuple(resolved), "interrupted before the response")
-                self.done += 1
                 self.errors += 1
                 raise
             if outcome >= ERROR:
@@ -582,12 +633,11 @@ class Engine:
             # than the row itself). Tuples of ids and ints are untracked by the garbage collector:
             # 64k buffered rows of lists would make every full collection walk them all.
             rows.buf += pack_row(sid, index, phase, code, scenario, expect, outcome, status, intended, sent, done)
-            rows.args.append(tuple(resolved))
+            rows.args.append(resolved)
             n = rows.n
             if error is not None:
                 rows.errors.append((n, error[:MAX_ERROR_TEXT]))
             rows.n = n = n + 1
             if n >= rows.limit:
                 rows.flush()
-            self.done += 1
             prev = done
