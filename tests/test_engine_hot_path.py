@@ -263,7 +263,12 @@ def test_arg_columns_are_what_the_earlier_row_loop_made(rows, with_args):
     args = [a for _, a in rows] if with_args else None
     before_index: dict = {}
     after_index: dict = {}
-    want = _row_columns_before(op, args, before_index)
+    try:
+        want = _row_columns_before(op, args, before_index)
+    except OverflowError:  # an amount beyond 64 bits (a huge float): the same error either way
+        with pytest.raises(OverflowError):
+            _row_columns(op, args, after_index)
+        return
     got = _row_columns(op, args, after_index)
     for w, g in zip(want[:3], got[:3]):
         assert w.dtype == g.dtype and w.tobytes() == g.tobytes()

@@ -142,29 +142,27 @@ class PhaseStream:
         self._peek: Session | None = None
         self._done = False
 
-    def _next(self) -> Session | None:
-        if self._peek is not None:
-            s, self._peek = self._peek, None
-            return s
-        if self._done:
-            return None
-        for s in self._it:
-            return s
-        self._done = True
-        return None
-
     def sessions(self, phase: int) -> Iterator[Session]:
         """Sessions of ``phase`` in trace order (sessions of earlier phases left unread are skipped)."""
-        while True:
-            s = self._next()
-            if s is None:
-                return
-            if s["phase"] < phase:
-                continue
+        s = self._peek
+        if s is not None:  # the first session of a later phase, read when the previous phase ended
             if s["phase"] > phase:
+                return
+            self._peek = None
+            if s["phase"] == phase:
+                yield s
+        if self._done:
+            return
+        # The reader's own iteration, one generator frame per session (a method call per session
+        # to fetch the next one cost more than the phase test).
+        for s in self._it:
+            p = s["phase"]
+            if p == phase:
+                yield s
+            elif p > phase:
                 self._peek = s
                 return
-            yield s
+        self._done = True
 
 
 def split_concurrency(concurrency: int, workers: int) -> list[int]:
