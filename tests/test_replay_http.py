@@ -18,7 +18,7 @@ from aiohttp import web
 
 from replay_support import LoopThread, abort_all, closed_port, write_trace
 from wdmreplay.replayer import TargetUnreachable, replay_trace
-from wdmreplay.replayer.http import HttpClient, HttpError
+from wdmreplay.replayer.http import WRITE_BATCH, HttpClient, HttpError
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.results import CONN_ERROR, OK, TIMEOUT
 
@@ -328,6 +328,63 @@ def test_no_answer_times_out_and_closes_the_connection(run):
         elapsed, idle = run(go())
         assert 0.25 < elapsed < 3 and idle == []
         assert srv.wait_for(lambda: srv.eofs == 1)
+
+
+def test_heads_queued_in_one_loop_pass_are_written_together_after_it(run):
+    """Requests started in one pass of the loop are written by one callback after that pass, or as
+    soon as WRITE_BATCH are queued: of WRITE_BATCH + 3 requests started together, the first
+    WRITE_BATCH are stamped ``sent`` before a callback that ran later in the same pass, the other 3
+    after it, each at its own write in the order queued; all reach the server."""
+    n = WRITE_BATCH + 3
+    with RawServer(answering(ok(b'{"n": 1}'))) as srv:
+        async def go():
+            client = HttpClient(10.0)
+            origin = client.origin(srv.url)
+            await asyncio.gather(*(origin.request("GET", f"/warm/{i}") for i in range(n)))  # n idle connections
+            assert origin.opened == n
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(origin.exchange("GET", f"/x/{i}")) for i in range(n)]
+            mark: list[float] = []
+            # Runs after the tasks' first steps in the same pass (call_soon is FIFO): a request
+            # written before it is stamped before it.
+            loop.call_soon(lambda: (time.sleep(0.05), mark.append(time.perf_counter())))
+            got = await asyncio.gather(*tasks)
+            await client.close()
+            return got, mark[0]
+        got, mark = run(go())
+        sent = [g[2] for g in got]
+        assert [g[0] for g in got] == [200] * n
+        assert [s < mark for s in sent] == [True] * WRITE_BATCH + [False] * 3, (sent, mark)
+        assert sent == sorted(sent)
+        assert sorted(h.split(b" ")[1] for h in srv.heads[-n:]) == sorted(f"/x/{i}".encode() for i in range(n))
+
+
+def test_request_cancelled_before_its_head_is_written_never_reaches_the_server(run):
+    """A request cancelled in the pass that queued it is never written: the server sees only the
+    request before it, the error carries sent = None (no row: it had no effect), and its connection
+    is closed."""
+    with RawServer(answering(ok())) as srv:
+        async def go():
+            client = HttpClient(10.0)
+            origin = client.origin(srv.url)
+            assert (await origin.request("GET", "/first"))[0] == 200  # one idle connection
+
+            async def second():
+                try:
+                    return await origin.exchange("GET", "/second")
+                except asyncio.CancelledError as e:
+                    return getattr(e, "sent", "no sent attribute")
+
+            t = asyncio.get_running_loop().create_task(second())
+            await asyncio.sleep(0)  # the task's first step ran: its head is queued, not yet written
+            t.cancel()
+            sent = await t
+            await client.close()
+            return sent
+        sent = run(go())
+        assert sent is None
+        assert srv.wait_for(lambda: srv.eofs == 1)
+        assert [h.split(b" ")[1] for h in srv.heads] == [b"/first"]
 
 
 def test_deadlines_share_one_timer_each_silent_request_times_out_on_time(run):
