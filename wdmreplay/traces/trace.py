@@ -486,9 +486,14 @@ class TraceReader:
         ``tuples``, a version-2 trace's sessions are decoded by :func:`session_decoder` (a session
         then holds only the format's keys).
         """
-        n_sessions = n_requests = 0
+        # Set up here, not when the first session is read: making the decoder imports msgspec
+        # (milliseconds), which must not land inside a replay's timed phase.
         self._r.use_list = not tuples
         self._r.decode_fast = session_decoder() if tuples else None
+        return self._sessions(keep, tuples)
+
+    def _sessions(self, keep: Callable[[int], bool] | None, tuples: bool) -> Iterator[Session]:
+        n_sessions = n_requests = 0
         seq = (list, tuple) if tuples else list
         n_phases = len(self.trace_header.phases)
         records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
