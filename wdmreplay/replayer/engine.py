@@ -45,7 +45,7 @@ CHUNK_ROWS = 65536
 GC_YOUNG = 35_000
 UNKNOWN_SCENARIO = 65535
 NAN = float("nan")
-_NOTHING = object()
+_NOTHING = object()  # no value yet (None is one a trace or a response may hold)
 # The JSON scanner json.loads itself uses (C when available), called directly on a create's
 # response: json.loads wraps it in two Python calls and two whitespace regex matches per body.
 _scan_json = make_scanner(json.JSONDecoder())
@@ -57,6 +57,7 @@ _loads_json_bytes = orjson.loads
 FAST_JSON_MAX = 1024
 
 ChunkSink = Callable[[dict, list, list], None]
+CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
 
 
 def percent_template(fmt: str) -> tuple[str, int] | None:
@@ -82,8 +83,6 @@ def percent_template(fmt: str) -> tuple[str, int] | None:
     except ValueError:  # not a valid template: str.format raises as before
         return None
     return "".join(parts), k
-
-CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
 
 
 class RowBuffer:
