@@ -73,27 +73,47 @@ def _row_columns(op: np.ndarray, args: list | None, index: dict) -> tuple[np.nda
     n = len(ops)
     k0, k1, num = [-1] * n, [-1] * n, [0] * n
     extra: list = []
-    code = index.setdefault
-    kinds = _ROW_KIND
-    for i, c in enumerate(ops):
-        kind = kinds.get(c)
+    # The common cases inline (a str id, an int amount, an id seen before): the calls to str(),
+    # as_int() and setdefault() they replace were most of the cost per row. Both callers pass one
+    # args entry per row.
+    get = index.get
+    kinds = _ROW_KIND.get
+    for i, c, a in zip(range(n), ops, repeat(None) if args is None else args):
+        kind = kinds(c)
         if kind is None:
             continue
-        a = (args[i] if args is not None else None) or [None]
+        if not a:
+            a = [None]
         if kind == 0:  # batch_init_*
             extra.append((i, a))
             continue
+        v = a[0]
         if kind == 1:  # create_item
-            num[i] = as_int(a[0], 0)
+            num[i] = v if v.__class__ is int else as_int(v, 0)
             continue
-        k0[i] = code(str(a[0]), len(index))
-        if kind == 3:  # add_item
-            k1[i] = code(str(a[1]) if len(a) > 1 else "", len(index))
-            num[i] = as_int(a[2], 1) if len(a) > 2 else 1
-        elif kind == 4:  # remove_item
-            k1[i] = code(str(a[1]) if len(a) > 1 else "", len(index))
-        elif kind == 5:  # add_stock, subtract_stock, add_funds, pay
-            num[i] = as_int(a[-1], 0)
+        if v.__class__ is not str:
+            v = str(v)
+        k = get(v)
+        if k is None:
+            k = index[v] = len(index)
+        k0[i] = k
+        if kind == 5:  # add_stock, subtract_stock, add_funds, pay
+            v = a[-1]
+            num[i] = v if v.__class__ is int else as_int(v, 0)
+        elif kind == 3 or kind == 4:  # add_item, remove_item
+            v = a[1] if len(a) > 1 else ""
+            if v.__class__ is not str:
+                v = str(v)
+            k = get(v)
+            if k is None:
+                k = index[v] = len(index)
+            k1[i] = k
+            if kind == 3:
+                if len(a) > 2:
+                    v = a[2]
+                    num[i] = v if v.__class__ is int else as_int(v, 1)
+                else:
+                    num[i] = 1
     return np.array(k0, "<i4"), np.array(k1, "<i4"), np.array(num, np.int64), extra
 
 

@@ -24,7 +24,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator
 
 import msgpack
 
@@ -101,6 +101,9 @@ def _unpacker(f: BinaryIO | None = None, limit: int = 512 * 1024 * 1024, use_lis
 
 
 _DECODE_ERRORS = (msgpack.UnpackException, ValueError, TypeError)
+# What a fast record decoder (RecordReader.decode_fast) raises for a record it does not take: msgspec's
+# errors are ValueErrors (DecodeError, ValidationError); the general path then decides.
+FAST_REFUSED = (ValueError,)
 
 
 class RecordReader:
@@ -119,6 +122,12 @@ class RecordReader:
     Setting :attr:`use_list` to False before iterating decodes the records' arrays of a version-2
     file as tuples (msgpack's ``use_list=False``: one allocation instead of two per array, and
     ``tuple()`` of one is free); the header and version-1 files are always read with lists.
+
+    Setting :attr:`decode_fast` (with ``use_list`` False) to a decoder of one packed record —
+    raising :data:`FAST_REFUSED` for any record it does not take — has the records of a version-2
+    file's frames decoded by it: msgpack only finds where each record ends (``skip``), and a frame
+    from its first refused record on is read as without it, so what it refuses (a trailer, any
+    record of another shape, a corrupt one) is decided and reported exactly as before.
     """
 
     def __init__(self, path: str | Path, fmt: str, version: int, *, partial_ok: bool = False):
@@ -142,6 +151,7 @@ class RecordReader:
         self._pos = 0  # version ≥ 2: offset of the next frame
         self.trailer: dict | None = None
         self.use_list = True  # False: records' arrays as tuples (version 2)
+        self.decode_fast: Callable[[memoryview], dict] | None = None  # see the class docstring
         self.truncated_at: int | None = None
         self.version = 0
         try:
@@ -334,6 +344,12 @@ class RecordReader:
                         return
                     yield rec
                     continue
+            if skip is None and self.decode_fast is not None:
+                start = yield from self._fast_records(payload)
+                if start == end:
+                    continue
+                # The rest of the frame, from the record the fast decoder refused, as without it.
+                payload, base, end = payload[start:], base + start, end - start
             u = _unpacker(limit=max(end, 1), use_list=self.use_list)
             u.feed(payload)
             offset = base
@@ -361,6 +377,36 @@ class RecordReader:
             except (msgpack.OutOfData, *_DECODE_ERRORS) as e:
                 why = str(e) or f"invalid msgpack ({type(e).__name__})"
                 raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
+
+    def _fast_records(self, payload: bytes) -> Generator[dict, None, int]:
+        """The frame's records decoded by :attr:`decode_fast`, up to the first it refuses; return
+        where that one starts (``len(payload)`` when it took them all).
+
+        msgpack's ``skip`` finds each record's end without building it; a record it cannot pass
+        (cut short, corrupt) is left to the general loop too, which raises what it always raised.
+        """
+        fast = self.decode_fast
+        assert fast is not None
+        end = len(payload)
+        u = _unpacker(limit=max(end, 1), use_list=False)
+        u.feed(payload)
+        view = memoryview(payload)
+        start = 0
+        while start < end:
+            try:
+                u.skip()
+            except (msgpack.OutOfData, *_DECODE_ERRORS):
+                return start
+            stop = u.tell()
+            try:
+                rec = fast(view[start:stop])
+            except FAST_REFUSED:
+                return start
+            if "trailer" in rec:  # a trailer is decided by the general loop (it checks what follows)
+                return start
+            yield rec
+            start = stop
+        return end
 
     def _take_trailer(self, rec: dict, offset: int, frame_done: bool) -> None:
         """Keep the trailer read at ``offset``: it must be the file's last record."""
