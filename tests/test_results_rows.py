@@ -1,0 +1,102 @@
+"""The results rows' path from the engine to the file, cut (issue 24): the same bytes as before.
+
+The arg columns of a chunk (what a worker packs into each ``requests`` record) are computed a chunk
+at a time for the rows a replay writes; the row loop stays the definition, and every other chunk
+goes to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wdmreplay.operations import OP_CODES
+from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop
+
+_IDS = st.sampled_from(["a", "b", "item-285", "", "0", "é", "a\x00b", "9f1c-uuid"])
+_AMOUNT = st.one_of(st.integers(-5, 1000), st.sampled_from([-(2**63), 2**63 - 1, 0]))
+_BY_KIND = {k: [c for c, kk in _ROW_KIND.items() if kk == k] for k in range(6)}
+_OTHER_OPS = [c for c in OP_CODES.values() if c not in _ROW_KIND]
+
+
+@st.composite
+def replay_row(draw):
+    """(op code, args) as a replay records them: string ids, int amounts, each op's own args."""
+    kind = draw(st.sampled_from([None, 1, 2, 3, 4, 5]))
+    if kind is None:
+        return draw(st.sampled_from(_OTHER_OPS)), draw(st.sampled_from([(), ("a",)]))
+    op = draw(st.sampled_from(_BY_KIND[kind]))
+    if kind == 1:
+        return op, (draw(_AMOUNT),)
+    if kind == 2:
+        return op, (draw(_IDS),)
+    if kind == 3:
+        return op, (draw(_IDS), draw(_IDS), draw(_AMOUNT))
+    if kind == 4:
+        return op, (draw(_IDS), draw(_IDS))
+    return op, (draw(_IDS), draw(_AMOUNT))
+
+
+def _same(want: tuple, got: tuple, want_index: dict, got_index: dict) -> None:
+    for w, g in zip(want[:3], got[:3]):
+        assert w.dtype == g.dtype and w.tobytes() == g.tobytes()
+    assert want[3] == got[3]
+    assert list(want_index.items()) == list(got_index.items())  # same codes, in order of first appearance
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(replay_row(), min_size=2, max_size=60))
+def test_replay_rows_take_the_chunk_path_and_get_the_loops_columns(rows):
+    op = np.array([c for c, _ in rows], "<u1")
+    args = [a for _, a in rows]
+    want_index: dict = {}
+    got_index: dict = {}
+    want = _row_loop(op, args, want_index)
+    got = _chunk_columns(op, args, got_index)
+    assert got is not None  # a replay's rows never need the loop
+    _same(want, got, want_index, got_index)
+
+
+# What sends a chunk to the loop: each row below is one the chunk path cannot take as it is.
+_ODD_ROWS = [
+    (OP_CODES["checkout"], ()),  # no args: the loop reads None
+    (OP_CODES["checkout"], (7,)),  # an int id: the loop's str()
+    (OP_CODES["add_stock"], ("a", True)),  # a bool amount
+    (OP_CODES["add_stock"], ("a", 2.5)),  # a float amount
+    (OP_CODES["add_stock"], ("a", "12")),  # a numeric string amount
+    (OP_CODES["add_stock"], ("a", 2**64)),  # beyond 64 bits: OverflowError either way
+    (OP_CODES["add_item"], ("o", "i")),  # no quantity: 1
+    (OP_CODES["add_item"], ("o",)),  # no item: ""
+    (OP_CODES["create_item"], (None,)),
+    (OP_CODES["checkout"], ([1, 2],)),  # a nested value
+    (OP_CODES["batch_init_stock"], (10, 100, 1)),  # kept in ``extra``
+    (OP_CODES["checkout"], None),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(replay_row(), max_size=30), odd=st.sampled_from(_ODD_ROWS), at=st.integers(0, 30))
+def test_a_chunk_with_any_other_row_gets_what_the_loop_makes(rows, odd, at):
+    rows = rows[:at] + [odd] + rows[at:]
+    op = np.array([c for c, _ in rows], "<u1")
+    args = [a for _, a in rows]
+    want_index: dict = {}
+    got_index: dict = {}
+    try:
+        want = _row_loop(op, args, want_index)
+    except Exception as e:  # noqa: BLE001 — whatever the loop raises, the columns raise too
+        with pytest.raises(type(e)):
+            _row_columns(op, args, got_index)
+        return
+    _same(want, _row_columns(op, args, got_index), want_index, got_index)
+
+
+def test_an_index_already_holding_ids_and_tiny_chunks_go_to_the_loop():
+    op = np.array([OP_CODES["checkout"], OP_CODES["checkout"]], "<u1")
+    assert _chunk_columns(op, [("a",), ("b",)], {"z": 0}) is None
+    assert _chunk_columns(op[:1], [("a",)], {}) is None
+    index = {"z": 0}
+    k0, _, _, _ = _row_columns(op, [("a",), ("z",)], index)
+    assert k0.tolist() == [1, 0] and list(index) == ["z", "a"]
