@@ -7,13 +7,20 @@ goes to it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wdmreplay.operations import OP_CODES
+from wdmreplay.traces import argcols, load_results
 from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop
+from wdmreplay.traces.results import RESULTS_FORMAT, RESULTS_VERSION, requests_record
+from wdmreplay.traces.stream import FRAME_HEAD, packer, prologue
 
 _IDS = st.sampled_from(["a", "b", "item-285", "", "0", "é", "a\x00b", "9f1c-uuid"])
 _AMOUNT = st.one_of(st.integers(-5, 1000), st.sampled_from([-(2**63), 2**63 - 1, 0]))
@@ -100,3 +107,46 @@ def test_an_index_already_holding_ids_and_tiny_chunks_go_to_the_loop():
     index = {"z": 0}
     k0, _, _, _ = _row_columns(op, [("a",), ("z",)], index)
     assert k0.tolist() == [1, 0] and list(index) == ["z", "a"]
+
+
+# --- end to end: a replay's file holds the bytes the earlier path wrote -----------------------------
+
+def _frames(path) -> list[bytes]:
+    """The payload of every frame of a version-2 file, in order (the prologue skipped)."""
+    data = path.read_bytes()
+    pos = len(prologue(RESULTS_FORMAT, RESULTS_VERSION))
+    out = []
+    while pos < len(data):
+        n = int.from_bytes(data[pos + 2:pos + 6], "big")
+        out.append(data[pos + FRAME_HEAD:pos + FRAME_HEAD + n])
+        pos += FRAME_HEAD + n
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_replays_requests_and_bindings_records_are_what_the_earlier_path_packed(shop, tmp_path, monkeypatch, workers):
+    trace, out = tmp_path / "s.wdmt", tmp_path / "s.wdmr"
+    gen = subprocess.run([sys.executable, "-m", "wdmreplay", "generate-trace", "stress", "--rate", "200",
+                          "--requests", "1500", "--seed", "3", "-o", str(trace)], capture_output=True, text=True, timeout=120)
+    assert gen.returncode == 0, gen.stderr
+    r = subprocess.run([sys.executable, "-m", "wdmreplay", "replay", str(trace), "--url", shop.url, "--speed", "max",
+                        "--workers", str(workers), "--no-final-read", "--quiet", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    # The earlier path: arg columns by the row loop alone, bindings packed by the writer from the map.
+    monkeypatch.setattr(argcols, "_chunk_columns", lambda op, args, index: None)
+    pack = packer()
+    kinds = {"requests": 0, "bindings": 0}
+    for payload in _frames(out)[1:-1]:  # the header and the trailer are not this path's
+        rec = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        if rec["t"] == "requests":
+            args = msgpack.unpackb(rec["args"], raw=False, strict_map_key=False)
+            op = np.frombuffer(rec["cols"]["op"], "<u1")
+            assert _chunk_columns(op, args, {}) is not None  # the worker took the chunk path
+            assert payload == requests_record(rec["cols"], args, rec["errors"], pack)
+        elif rec["t"] == "bindings":
+            assert payload == pack.pack({"t": "bindings", "map": rec["map"]})
+        kinds[rec["t"]] = kinds.get(rec["t"], 0) + 1
+    assert kinds["requests"] >= 1 and kinds["bindings"] >= 1
+    res = load_results(out, with_args=True)
+    assert res.n >= 1500 and res.complete and len(res.bindings) > 100  # whole sessions: a few more

@@ -491,7 +491,7 @@ class Coordinator:
             self.writer.write_packed_requests(msg.cols, msg.record)
             self.tally.add_chunk(msg.cols)
         elif isinstance(msg, Bindings):
-            self.writer.write_bindings(msg.mapping)
+            self.writer.write_packed_bindings(msg.record)
         elif isinstance(msg, Progress):
             self._progress[i] = (msg.done, msg.errors)
             self._update_bar()

@@ -70,9 +70,13 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Bindings:
-    """Symbol → id of every binding made since the last one sent (all of them, for the results file)."""
+    """Every binding made since the last one sent (symbol → id), as the results file's ``bindings`` record, packed.
 
-    mapping: dict[str, str]
+    The worker packs it (:func:`~wdmreplay.traces.results.bindings_record`); the coordinator writes
+    the bytes as they come.
+    """
+
+    record: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> No
 
 
 async def _serve(conn: Any, cfg: WorkerSetup) -> None:
-    from ..traces.results import requests_record
+    from ..traces.results import bindings_record, requests_record
     from ..traces.stream import packer
     from .engine import Engine, RowBuffer
     from .final import ReadCounter, id_sets, read_state
@@ -65,7 +65,7 @@ async def _serve(conn: Any, cfg: WorkerSetup) -> None:
                     concurrency=cfg.concurrency, timeout=config.timeout, t0=0.0, rows=rows,
                     keep=shard_keep(config.shard, (cfg.index, cfg.workers)),
                     scenarios=list(cfg.scenarios), shared=set(cfg.shared),
-                    bind_sink=lambda m: conn.send(Bindings(m)), client=config.client)
+                    bind_sink=lambda m: conn.send(Bindings(bindings_record(m, pack))), client=config.client)
     reading: list[asyncio.Task] = []  # the final-read snapshot in progress (a Stop cancels it)
     counter = ReadCounter()
 

@@ -125,6 +125,15 @@ def requests_record(cols: Mapping[str, Any], args: list | bytes | None = None, e
     return pack.pack(rec)
 
 
+def bindings_record(mapping: Mapping[str, str], pack: Any = None) -> bytes:
+    """One ``bindings`` record (symbol → real id), packed: what :meth:`ResultsWriter.write_bindings` writes.
+
+    A replay worker packs its own bindings: sent as bytes, they cost neither process a pickling of
+    every symbol and id, and the coordinator neither rebuilds the map nor packs it again.
+    """
+    return (pack or packer()).pack({"t": "bindings", "map": dict(mapping)})
+
+
 def send_window(sent: np.ndarray, done: np.ndarray, outcome: np.ndarray) -> tuple[float, float] | None:
     """The run's send window: (first send, last answer) over the trace's requests that were sent.
 
@@ -208,8 +217,12 @@ class ResultsWriter:
     def write_bindings(self, mapping: Mapping[str, str]) -> None:
         """Symbol → real id, for symbols bound in this run (may be written in several parts)."""
         if mapping:
-            self._write({"t": "bindings", "map": dict(mapping)})
-            self._f.flush()
+            self.write_packed_bindings(bindings_record(mapping, self._pack))
+
+    def write_packed_bindings(self, record: bytes) -> None:
+        """A ``bindings`` record already packed by :func:`bindings_record` (a replay worker packs its own)."""
+        write_frame(self._f, record)
+        self._f.flush()
 
     def write_final(self, final: Mapping[str, Any] | FinalRecord) -> None:
         """The final-state snapshot: a :class:`FinalRecord` (or its record: {items {id: {stock, price}}, …}).
