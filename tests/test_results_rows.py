@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 from wdmreplay.operations import OP_CODES
 from wdmreplay.traces import argcols, load_results
 from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop
-from wdmreplay.traces.results import RESULTS_FORMAT, RESULTS_VERSION, requests_record
+from wdmreplay.replayer.messages import Chunk
+from wdmreplay.replayer.summary import Tally
+from wdmreplay.traces.results import (COLUMN_NAMES, RESULTS_FORMAT, RESULTS_VERSION, pack_row, requests_record,
+                                      requests_record_at, row_columns)
 from wdmreplay.traces.stream import FRAME_HEAD, packer, prologue
 
 _IDS = st.sampled_from(["a", "b", "item-285", "", "0", "é", "a\x00b", "9f1c-uuid"])
@@ -150,3 +153,23 @@ def test_a_replays_requests_and_bindings_records_are_what_the_earlier_path_packe
     assert kinds["requests"] >= 1 and kinds["bindings"] >= 1
     res = load_results(out, with_args=True)
     assert res.n >= 1500 and res.complete and len(res.bindings) > 100  # whole sessions: a few more
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 40, 8191, 8192, 10000])
+def test_a_chunks_columns_are_read_in_place_from_its_record(n):
+    """Every column size from a bin 8 to a bin 32: the views are the column bytes, the record unchanged."""
+    rows = b"".join(pack_row(i, i % 5, i % 2, i % len(OP_CODES), i % 3, i % 3, i % 6, 200 + i % 300, i * 0.001,
+                             i * 0.001 + 1e-4, i * 0.001 + 2e-3) for i in range(n))
+    cols = row_columns(rows)
+    args = [(f"id{i % 7}", i) for i in range(n)]
+    errors = [(i, f"e{i}") for i in range(0, n, 97)]
+    record, at = requests_record_at(cols, args, errors)
+    assert record == requests_record(cols, args, errors)
+    chunk = Chunk(record, n, at)
+    got = chunk.columns()
+    assert list(got) == list(COLUMN_NAMES)
+    for name in COLUMN_NAMES:
+        assert bytes(got[name]) == cols[name], name
+    tally = Tally()
+    tally.add_chunk(got)  # what the coordinator does with them
+    assert tally.rows == n and int(tally.outcomes.sum()) == n

@@ -488,8 +488,9 @@ class Coordinator:
 
     def _handle(self, i: int, msg: Any) -> None:
         if isinstance(msg, Chunk):
-            self.writer.write_packed_requests(msg.cols, msg.record)
-            self.tally.add_chunk(msg.cols)
+            cols = msg.columns()
+            self.writer.write_packed_requests(cols, msg.record)
+            self.tally.add_chunk(cols)
         elif isinstance(msg, Bindings):
             self.writer.write_packed_bindings(msg.record)
         elif isinstance(msg, Progress):

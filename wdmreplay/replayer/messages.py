@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..traces.results import COLUMN_SIZES
+
 FLUSH_EVERY = 0.5  # seconds: the longest a row or binding waits in a worker before it goes to the coordinator
 
 
@@ -57,15 +59,22 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Request rows: ``cols`` {column: little-endian bytes} and ``record``, the results file's record of them, packed.
+    """Request rows: ``record``, the results file's record of them, packed; ``n`` rows; ``at``, where each column starts in it.
 
-    The worker packs the whole record (:func:`~wdmreplay.traces.results.requests_record`: columns,
-    args, arg columns, errors), so the coordinator writes its bytes without decoding them; the
-    columns come apart too, for the coordinator's tally and the live view.
+    The worker packs the whole record (:func:`~wdmreplay.traces.results.requests_record_at`:
+    columns, args, arg columns, errors), so the coordinator writes its bytes without decoding them,
+    and reads the columns (its tally, the live view) in place: :meth:`columns`.
     """
 
-    cols: dict[str, bytes]
     record: bytes
+    n: int
+    at: tuple[int, ...]
+
+    def columns(self) -> dict[str, memoryview]:
+        """Column name → its little-endian bytes, a view into :attr:`record`."""
+        view = memoryview(self.record)
+        n = self.n
+        return {name: view[o:o + n * size] for (name, size), o in zip(COLUMN_SIZES, self.at)}
 
 
 @dataclass(frozen=True, slots=True)

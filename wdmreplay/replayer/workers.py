@@ -45,7 +45,7 @@ def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> No
 
 
 async def _serve(conn: Any, cfg: WorkerSetup) -> None:
-    from ..traces.results import bindings_record, requests_record
+    from ..traces.results import bindings_record, requests_record_at
     from ..traces.stream import packer
     from .engine import Engine, RowBuffer
     from .final import ReadCounter, id_sets, read_state
@@ -60,7 +60,12 @@ async def _serve(conn: Any, cfg: WorkerSetup) -> None:
     # as they come (it used to decode the args again, build their columns and re-pack: per-row
     # Python in the one process every worker feeds). Pickling the row tuples instead cost more still.
     pack = packer()
-    rows = RowBuffer(lambda cols, args, errors: conn.send(Chunk(cols, requests_record(cols, args, errors, pack))))
+
+    def send_rows(cols: dict, args: list, errors: list) -> None:
+        record, at = requests_record_at(cols, args, errors, pack)
+        conn.send(Chunk(record, len(args), at))
+
+    rows = RowBuffer(send_rows)
     engine = Engine(cfg.trace_path, target=target, dialect=Dialect(name, routes), speed=config.speed,
                     concurrency=cfg.concurrency, timeout=config.timeout, t0=0.0, rows=rows,
                     keep=shard_keep(config.shard, (cfg.index, cfg.workers)),

@@ -110,6 +110,22 @@ def requests_record(cols: Mapping[str, Any], args: list | bytes | None = None, e
     row's resolved args (lists or tuples; packed bytes are decoded for the arg columns). A replay
     worker calls this on its own rows, so the process that writes the file only copies the bytes.
     """
+    return requests_record_at(cols, args, errors, pack)[0]
+
+
+def _bin_head(size: int) -> int:
+    """How many bytes msgpack puts before a bin of ``size`` bytes (bin 8, 16 or 32)."""
+    return 2 if size < 0x100 else 3 if size < 0x10000 else 5
+
+
+def requests_record_at(cols: Mapping[str, Any], args: list | bytes | None = None,
+                       errors: Iterable[tuple[int, str]] = (), pack: Any = None) -> tuple[bytes, tuple[int, ...]]:
+    """:func:`requests_record` and where each column's bytes start in it (in :data:`COLUMNS` order).
+
+    What a replay worker sends: the record alone, of which the coordinator's tally reads the
+    columns in place (:meth:`~wdmreplay.replayer.messages.Chunk.columns`) — no second copy of them
+    pickled, sent and unpickled beside it.
+    """
     raw = {name: bytes(cols[name]) if not isinstance(cols[name], np.ndarray) else cols[name].astype(dt).tobytes()
            for name, dt, _ in COLUMNS}
     n = len(raw["sid"]) // 4
@@ -122,7 +138,21 @@ def requests_record(cols: Mapping[str, Any], args: list | bytes | None = None, e
         rec["args"] = args if packed else pack.pack(args)
         if isinstance(decoded, (list, tuple)) and len(decoded) == n:  # else the loader decodes the args (as before)
             rec["argcols"] = encode_chunk(np.frombuffer(raw["op"], "<u1"), decoded)
-    return pack.pack(rec)
+    # The columns are packed first after "t" and "n", each as its name and a bin, in COLUMNS order.
+    pos = len(pack.pack_map_header(len(rec))) + _RECORD_HEAD + len(pack.pack(n)) + _COLS_HEAD
+    at = []
+    for name, b in raw.items():
+        pos += _NAME_LEN[name] + _bin_head(len(b))
+        at.append(pos)
+        pos += len(b)
+    return pack.pack(rec), tuple(at)
+
+
+_P = packer()
+_RECORD_HEAD = sum(len(_P.pack(k)) for k in ("t", "requests", "n"))
+_COLS_HEAD = len(_P.pack("cols")) + len(_P.pack_map_header(len(COLUMNS)))
+_NAME_LEN = {name: len(_P.pack(name)) for name in COLUMN_NAMES}
+COLUMN_SIZES = tuple((name, np.dtype(dt).itemsize) for name, dt, _ in COLUMNS)
 
 
 def bindings_record(mapping: Mapping[str, str], pack: Any = None) -> bytes:
