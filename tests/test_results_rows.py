@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from wdmreplay.operations import OP_CODES
 from wdmreplay.traces import argcols, load_results
-from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop
+from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop, encode_chunk
 from wdmreplay.replayer.messages import Chunk
 from wdmreplay.replayer.summary import Tally
 from wdmreplay.traces.results import (COLUMN_NAMES, RESULTS_FORMAT, RESULTS_VERSION, pack_row, requests_record,
@@ -64,9 +64,12 @@ def test_replay_rows_take_the_chunk_path_and_get_the_loops_columns(rows):
     want_index: dict = {}
     got_index: dict = {}
     want = _row_loop(op, args, want_index)
-    got = _chunk_columns(op, args, got_index)
+    got = _chunk_columns(op, args)
     assert got is not None  # a replay's rows never need the loop
-    _same(want, got, want_index, got_index)
+    _same(want, got[:4], want_index, dict(zip(got[4], range(len(got[4])))))
+    _same(want, _row_columns(op, args, got_index), want_index, got_index)
+    enc = encode_chunk(op, args)
+    assert enc["names"] == list(want_index) and enc["k0"] == want[0].tobytes() and enc["num"] == want[2].tobytes()
 
 
 # What sends a chunk to the loop: each row below is one the chunk path cannot take as it is.
@@ -105,8 +108,7 @@ def test_a_chunk_with_any_other_row_gets_what_the_loop_makes(rows, odd, at):
 
 def test_an_index_already_holding_ids_and_tiny_chunks_go_to_the_loop():
     op = np.array([OP_CODES["checkout"], OP_CODES["checkout"]], "<u1")
-    assert _chunk_columns(op, [("a",), ("b",)], {"z": 0}) is None
-    assert _chunk_columns(op[:1], [("a",)], {}) is None
+    assert _chunk_columns(op[:1], [("a",)]) is None
     index = {"z": 0}
     k0, _, _, _ = _row_columns(op, [("a",), ("z",)], index)
     assert k0.tolist() == [1, 0] and list(index) == ["z", "a"]
@@ -137,7 +139,8 @@ def test_a_replays_requests_and_bindings_records_are_what_the_earlier_path_packe
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     # The earlier path: arg columns by the row loop alone, bindings packed by the writer from the map.
-    monkeypatch.setattr(argcols, "_chunk_columns", lambda op, args, index: None)
+    fast_path = argcols._chunk_columns
+    monkeypatch.setattr(argcols, "_chunk_columns", lambda op, args: None)
     pack = packer()
     kinds = {"requests": 0, "bindings": 0}
     for payload in _frames(out)[1:-1]:  # the header and the trailer are not this path's
@@ -145,7 +148,7 @@ def test_a_replays_requests_and_bindings_records_are_what_the_earlier_path_packe
         if rec["t"] == "requests":
             args = msgpack.unpackb(rec["args"], raw=False, strict_map_key=False)
             op = np.frombuffer(rec["cols"]["op"], "<u1")
-            assert _chunk_columns(op, args, {}) is not None  # the worker took the chunk path
+            assert fast_path(op, args) is not None  # the worker took the chunk path
             assert payload == requests_record(rec["cols"], args, rec["errors"], pack)
         elif rec["t"] == "bindings":
             assert payload == pack.pack({"t": "bindings", "map": rec["map"]})

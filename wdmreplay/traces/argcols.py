@@ -74,16 +74,17 @@ def _ints(values: list) -> np.ndarray:
     return np.fromiter(values, np.int64, len(values))
 
 
-def _chunk_columns(op: np.ndarray, args: list, index: dict) -> tuple | None:
-    """What :func:`_row_columns` returns, computed a chunk at a time in C, or None when a row needs the loop.
+def _chunk_columns(op: np.ndarray, args: list) -> tuple | None:
+    """(k0, k1, num, extra, names) as :func:`_row_columns` makes them, a chunk at a time in C; None when a row needs the loop.
 
+    ``names`` are the chunk's distinct ids in order of first appearance (the loop's ``index``).
     The rows a replay writes (string ids, int amounts, every row with the args its operation
     takes) go through C iterators and numpy instead of one interpreted loop iteration per row; any
-    other row (batch_init_*, missing or empty args, a float, a bool, a nested value, ...) or an
-    ``index`` already holding ids sends the whole chunk to the loop, which is the definition.
+    other row (batch_init_*, missing or empty args, a float, a bool, a nested value, ...) sends the
+    whole chunk to the loop, which is the definition.
     """
     n = op.size
-    if index or len(args) != n:
+    if len(args) != n:
         return None
     kinds = _KIND_OF[op]
     if n < 2 or (kinds == 0).any():  # batch_init_* rows keep their args in ``extra``: the loop's case
@@ -96,12 +97,11 @@ def _chunk_columns(op: np.ndarray, args: list, index: dict) -> tuple | None:
         grouped = itemgetter(*order.tolist())(args)
         at = ends[2]  # k0: kinds 2-5; k1: kinds 3-4
         a0 = list(map(_FIRST, grouped[at:]))
-        a1 = list(map(_SECOND, grouped[ends[3]:ends[5]]))
-        ids = a0 + a1
-        # Distinct ids numbered in C; the loop's str() of a non-string id (an int) is its case.
-        table = dict(zip(dict.fromkeys(ids), count()))
-        if not set(map(type, table)) <= _STR:
-            return None
+        ids = a0 + list(map(_SECOND, grouped[ends[3]:ends[5]]))
+        m = len(ids)
+        # One dict operation per id: each id's code is where it first occurs in ``ids``.
+        first_at: dict = {}
+        tmp = np.fromiter(map(first_at.setdefault, ids, count()), np.int64, m)
         price = list(map(_FIRST, grouped[ends[1]:ends[2]]))
         qty = list(map(_THIRD, grouped[ends[3]:ends[4]]))  # an add_item without a quantity: the loop's case
         amount = list(map(_LAST, grouped[ends[5]:]))
@@ -113,24 +113,24 @@ def _chunk_columns(op: np.ndarray, args: list, index: dict) -> tuple | None:
         num[order[ends[5]:]] = _ints(amount)
     except Exception:  # noqa: BLE001 — whatever failed (a short row, an amount beyond 64 bits), the loop decides
         return None
-    # Codes in order of first appearance, as the loop hands them out (row by row, each row's k0
-    # before its k1): the distinct ids ranked by where each first appears.
-    m = len(ids)
-    tmp = np.fromiter(map(table.__getitem__, ids), np.int64, m)
+    # Dense codes in order of first appearance, as the loop hands them out (row by row, each row's
+    # k0 before its k1): the distinct ids ranked by the first row (and place) each occurs in.
     rows0, rows1 = order[at:], order[ends[3]:ends[5]]
-    first = np.full(len(table), 2 * n, np.int64)
+    first = np.full(m, 2 * n, np.int64)
     np.minimum.at(first, tmp, np.concatenate((2 * rows0, 2 * rows1 + 1)))
-    by_first = np.argsort(first)
-    rank = np.empty(len(table), np.int32)
-    rank[by_first] = np.arange(len(table), dtype=np.int32)
+    distinct = np.flatnonzero(first < 2 * n)
+    distinct = distinct[np.argsort(first[distinct])]
+    names = list(map(ids.__getitem__, distinct.tolist()))
+    if not set(map(type, names)) <= _STR:  # the loop's str() of a non-string id (an int) is its case
+        return None
+    rank = np.empty(m, np.int32)
+    rank[distinct] = np.arange(distinct.size, dtype=np.int32)
     codes = rank[tmp]
     k0 = np.full(n, -1, "<i4")
     k1 = np.full(n, -1, "<i4")
     k0[rows0] = codes[: len(a0)]
     k1[rows1] = codes[len(a0):]
-    names = list(table)
-    index.update(zip(map(names.__getitem__, by_first.tolist()), count()))
-    return k0, k1, num, []
+    return k0, k1, num, [], names
 
 
 def _row_columns(op: np.ndarray, args: list | None, index: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
@@ -138,13 +138,14 @@ def _row_columns(op: np.ndarray, args: list | None, index: dict) -> tuple[np.nda
 
     The one definition of what a row's args become, used when a results file is written and when
     an older file without arg columns is loaded. ``extra`` lists (row, args) of the batch_init_*
-    rows. The rows a replay writes are done a chunk at a time (:func:`_chunk_columns`); any other
-    chunk by the loop below, the definition.
+    rows. The rows a replay writes are done a chunk at a time (:func:`_chunk_columns`, when
+    ``index`` is empty); any other chunk by the loop (:func:`_row_loop`), the definition.
     """
-    if args is not None:
-        fast = _chunk_columns(op, args, index)
+    if args is not None and not index:
+        fast = _chunk_columns(op, args)
         if fast is not None:
-            return fast
+            index.update(zip(fast[4], count()))
+            return fast[:4]
     return _row_loop(op, args, index)
 
 
@@ -205,12 +206,17 @@ def encode_chunk(op: np.ndarray, args: list | None, *, as_bytes: bool = True) ->
     bytes, "names": [str] (this chunk's ids, in order of first appearance), "extra": [[row, args]]
     (batch_init_* rows)}`` — what :meth:`ArgColumnsBuilder.add_encoded` loads without per-row Python.
     """
-    index: dict[str, int] = {}
-    k0, k1, num, extra = _row_columns(op, args, index)
+    fast = None if args is None else _chunk_columns(op, args)
+    if fast is not None:  # the chunk's names come with it: no id → code map to build
+        k0, k1, num, extra, names = fast
+    else:
+        index: dict[str, int] = {}
+        k0, k1, num, extra = _row_loop(op, args, index)
+        names = list(index)
     if not as_bytes:  # for ArgColumnsBuilder.add: the same columns, not serialized
-        return {"k0": k0, "k1": k1, "num": num, "names": list(index), "extra": extra}
+        return {"k0": k0, "k1": k1, "num": num, "names": names, "extra": extra}
     return {"k0": k0.tobytes(), "k1": k1.tobytes(), "num": num.astype("<i8").tobytes(),
-            "names": list(index), "extra": [[r, a] for r, a in extra]}
+            "names": names, "extra": [[r, a] for r, a in extra]}
 
 
 def sorted_search(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
