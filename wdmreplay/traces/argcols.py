@@ -18,6 +18,7 @@ per-row lists only when a caller asks for them.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import eq, itemgetter
@@ -66,12 +67,17 @@ _KIND_OF = np.full(256, -1, np.int8)
 for _c, _k in _ROW_KIND.items():
     _KIND_OF[_c] = _k
 _FIRST, _SECOND, _THIRD, _LAST = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(-1)
-_STR, _INT = {str}, {int}
+_STR = {str}
 
 
 def _ints(values: list) -> np.ndarray:
-    """Python ints as int64 (OverflowError beyond 64 bits, as ``np.array`` raises)."""
-    return np.fromiter(values, np.int64, len(values))
+    """``values`` as int64, each ``int(v)``, as the loop makes them; TypeError for a value that is no integer.
+
+    ``array('q')`` takes exactly the values with ``__index__`` (int, bool, ...), whose ``int()`` it
+    stores, and refuses the rest (a float, a string, None: the loop's ``as_int`` cases) without a
+    type test per value; OverflowError beyond 64 bits, as ``np.array`` raises in the loop.
+    """
+    return np.frombuffer(array.array("q", values), np.int64)
 
 
 def _chunk_columns(op: np.ndarray, args: list) -> tuple | None:
@@ -105,8 +111,6 @@ def _chunk_columns(op: np.ndarray, args: list) -> tuple | None:
         price = list(map(_FIRST, grouped[ends[1]:ends[2]]))
         qty = list(map(_THIRD, grouped[ends[3]:ends[4]]))  # an add_item without a quantity: the loop's case
         amount = list(map(_LAST, grouped[ends[5]:]))
-        if not set(map(type, price)) | set(map(type, qty)) | set(map(type, amount)) <= _INT:
-            return None
         num = np.zeros(n, np.int64)
         num[order[ends[1]:ends[2]]] = _ints(price)
         num[order[ends[3]:ends[4]]] = _ints(qty)
