@@ -16,13 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wdmreplay.operations import OP_CODES
+from wdmreplay.operations import OP_CODES, OP_NAMES
 from wdmreplay.traces import argcols, load_results
 from wdmreplay.traces.argcols import _ROW_KIND, _chunk_columns, _row_columns, _row_loop, encode_chunk
 from wdmreplay.replayer.messages import Chunk
+from wdmreplay.replayer.schedule import histogram_add
 from wdmreplay.replayer.summary import Tally
-from wdmreplay.traces.results import (COLUMN_NAMES, RESULTS_FORMAT, RESULTS_VERSION, pack_row, requests_record,
-                                      requests_record_at, row_columns)
+from wdmreplay.traces.results import (COLUMN_NAMES, FAIL, OK, OUTCOMES, RESULTS_FORMAT, RESULTS_VERSION, SKIPPED,
+                                      TIMEOUT, pack_row, requests_record, requests_record_at, row_columns, send_window)
 from wdmreplay.traces.stream import FRAME_HEAD, packer, prologue
 
 _IDS = st.sampled_from(["a", "b", "item-285", "", "0", "é", "a\x00b", "9f1c-uuid"])
@@ -176,3 +177,61 @@ def test_a_chunks_columns_are_read_in_place_from_its_record(n):
     tally = Tally()
     tally.add_chunk(got)  # what the coordinator does with them
     assert tally.rows == n and int(tally.outcomes.sum()) == n
+
+
+# --- the coordinator's tally -------------------------------------------------------------------------
+
+def _tally_before(cols: dict) -> Tally:
+    """Tally.add_chunk as it was (summary.py at 9fcf2ce), the reference."""
+    t = Tally()
+    outcome = np.frombuffer(cols["outcome"], dtype="<u1")
+    t.rows += len(outcome)
+    t.outcomes += np.bincount(outcome, minlength=len(OUTCOMES))[: len(OUTCOMES)]
+    sent_mask = outcome != SKIPPED
+    intended, sent, done = (np.frombuffer(cols[k], dtype="<f8") for k in ("intended", "sent", "done"))
+    histogram_add(t.response, (done - intended)[sent_mask])
+    histogram_add(t.service, (done - sent)[sent_mask])
+    histogram_add(t.lag, (sent - intended)[sent_mask])
+    t.window = send_window(sent, done, outcome)
+    abandoned = done[outcome == TIMEOUT]
+    if len(abandoned):
+        t.last_abandoned = float(abandoned.max())
+    op = np.frombuffer(cols["op"], dtype="<u1")
+    status = np.frombuffer(cols["status"], dtype="<u2")
+    n_ops = len(OP_NAMES)
+    t.sent_by_op += np.bincount(op[sent_mask], minlength=n_ops)[:n_ops]
+    t.not_found_by_op += np.bincount(op[sent_mask & (status == 404)], minlength=n_ops)[:n_ops]
+    return t
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 400), skipped=st.booleans(), odd=st.sampled_from(["none", "nan", "tiny", "negative", "huge"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_tally_of_a_chunk_is_what_it_was(n, skipped, odd, seed):
+    rng = np.random.default_rng(seed)
+    outcome = rng.choice([OK, OK, OK, FAIL, TIMEOUT] + ([SKIPPED] if skipped else []), n).astype("<u1")
+    intended = np.cumsum(rng.exponential(1e-3, n))
+    sent = intended + rng.exponential(2e-4, n) + 2e-6
+    done = sent + rng.lognormal(-7, 1.5, n)
+    if n and odd == "nan":
+        sent[rng.integers(0, n)] = np.nan
+    elif n and odd == "tiny":
+        done[rng.integers(0, n)] = sent[0] + 1e-9
+    elif n and odd == "negative":
+        sent[rng.integers(0, n)] -= 1.0
+    elif n and odd == "huge":
+        done[rng.integers(0, n)] += 5e4
+    sent[outcome == SKIPPED] = np.nan
+    done[outcome == SKIPPED] = np.nan
+    cols = {"outcome": outcome.tobytes(), "intended": intended.tobytes(), "sent": sent.tobytes(),
+            "done": done.tobytes(), "op": rng.integers(0, len(OP_NAMES), n).astype("<u1").tobytes(),
+            "status": rng.choice([200, 400, 404], n).astype("<u2").tobytes()}
+    want = _tally_before(cols)
+    got = Tally()
+    got.add_chunk({k: memoryview(v) for k, v in cols.items()})
+    for name in ("outcomes", "response", "service", "lag", "sent_by_op", "not_found_by_op"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert (got.rows, got.last_abandoned) == (want.rows, want.last_abandoned)
+    assert (got.window is None) == (want.window is None)
+    if want.window is not None:  # a NaN send time makes the window NaN in both
+        assert np.array_equal(np.array(got.window), np.array(want.window), equal_nan=True)
