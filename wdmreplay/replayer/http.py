@@ -172,7 +172,7 @@ class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
     __slots__ = ("transport", "parser", "fut", "body", "on_body", "data", "head", "headers_done", "closed", "keep_alive",
-                 "eof_body", "pool", "out", "sent")
+                 "eof_body", "pool", "out", "sent", "deadline")
 
     def __init__(self, pool: "HttpClient | None" = None) -> None:
         self.pool = pool  # counts this connection among the client's open ones until it closes
@@ -191,6 +191,7 @@ class _Conn(asyncio.Protocol):
         self.eof_body = False  # the current response's body ends with the connection
         self.out = b""  # the request head queued for the next write (HttpClient.write_queued)
         self.sent: float | None = None  # perf_counter() when the current request's head was written
+        self.deadline = 0.0  # loop time by which the current request (``fut``) must be answered
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -268,6 +269,7 @@ class _Conn(asyncio.Protocol):
             self.closed = True
             if self.pool is not None:
                 self.pool.open -= 1
+                self.pool.conns.discard(self)
 
     def close(self) -> None:
         self._gone()
@@ -324,6 +326,7 @@ class Origin:
             pool.open -= 1
         else:
             conn.pool = pool  # from now on it uncounts itself when it closes
+            pool.conns.add(conn)
         self.opened += 1
         return conn  # type: ignore[return-value]
 
@@ -372,12 +375,9 @@ class Origin:
             conn.fut = fut
             conn.out = head
             conn.sent = None
-            # The deadline goes into the client's queue, not a timer of its own (see Deadlines).
+            # The deadline is the connection's, watched by the client's one timer (see HttpClient.arm).
+            conn.deadline = deadline
             pool = self.pool
-            q = pool.deadlines
-            while q and q[0][1].fut is not q[0][2]:  # requests at the front that have finished
-                q.popleft()
-            q.append((deadline, conn, fut))
             if deadline < pool.timer_at or pool.timer_loop is not loop:
                 pool.arm(loop, deadline)
             # Written with the others queued in this pass of the loop (see the module's docstring).
@@ -433,12 +433,12 @@ class HttpClient:
         self.slots = Slots(limit)
         self.open = 0  # connections open or being opened, over all origins
         self.most_open = 0  # the most that were open at once
-        # Deadlines of the requests out, in the order they were written: (deadline, conn, fut), live
-        # while ``conn.fut is fut``. One timer for all of them, armed for the earliest live deadline,
-        # instead of a timer armed and cancelled per request (a uvloop timer costs ~2 µs of CPU a
-        # request; this queue a fraction of that). Every request has the same timeout, so the
-        # deadlines arrive nearly in order and the finished ones are dropped from the front.
-        self.deadlines: collections.deque[tuple[float, _Conn, asyncio.Future]] = collections.deque()
+        # The open connections (each carries at most one request: its ``fut`` and ``deadline``).
+        # One timer serves every request's deadline, armed for the earliest: a timer armed and
+        # cancelled per request cost ~2 µs of CPU a request, and a queue of (deadline, request)
+        # entries ~1k instructions (docs/performance.md). A request only compares its deadline
+        # with the timer's; when the timer fires it walks the open connections (at most ``limit``).
+        self.conns: set[_Conn] = set()
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = float("inf")  # when ``timer`` fires
         self.timer_loop: asyncio.AbstractEventLoop | None = None
@@ -472,20 +472,18 @@ class HttpClient:
         self.timer_at, self.timer_loop = when, loop
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The timer fired: time out every live request whose deadline has come; re-arm for the next."""
+        """The timer fired: time out every request whose deadline has come; re-arm for the next."""
         self.timer, self.timer_at = None, float("inf")
         now = loop.time() + 0.001  # a loop timer may fire up to its clock's granularity early
-        live = []
-        for e in self.deadlines:
-            if e[1].fut is e[2]:
-                if e[0] <= now:
-                    e[1].on_timeout()
-                else:
-                    live.append(e)
-        self.deadlines.clear()
-        self.deadlines.extend(live)
-        if live:
-            self.arm(loop, min(e[0] for e in live))
+        nxt = float("inf")
+        for c in list(self.conns):  # on_timeout closes the connection, which leaves the set
+            if c.fut is not None:
+                if c.deadline <= now:
+                    c.on_timeout()
+                elif c.deadline < nxt:
+                    nxt = c.deadline
+        if nxt != float("inf"):
+            self.arm(loop, nxt)
 
     def cancel_timer(self) -> None:
         """Stop the deadline timer (the client is closing)."""
