@@ -9,6 +9,7 @@ written); well-formed ones from aiohttp.web apps on port 0. The client is tested
 from __future__ import annotations
 
 import asyncio
+import string
 import threading
 import time
 from typing import Any, Awaitable, Callable
@@ -659,6 +660,25 @@ def test_ids_are_quoted_as_the_aiohttp_client_quotes_them():
     n = len(ids)
     assert targets[:n] == targets[n + 2:]
     assert targets[n:n + 2] == ["/stock/find/a%3Fb", "/stock/find/a%23b"]
+
+
+def test_every_character_of_an_id_is_sent_as_rfc_3986_allows():
+    # Each of the first 384 code points as a one-character id: the characters RFC 3986 allows in a
+    # path segment (unreserved, sub-delims, ":" and "@") and "/" go as they are, every other one as
+    # the percent-encoding of its UTF-8 bytes (a lone "%" included) - written out here from the RFC,
+    # not from the client's tables.
+    allowed = set(string.ascii_letters + string.digits + "-._~" + "!$&'()*+,;=" + ":@" + "/")
+    chars = [chr(i) for i in range(1, 384) if chr(i) not in "\r\n"]
+    with RawServer(answering(ok())) as srv:
+        async def go():
+            origin = HttpClient(2.0).origin(srv.url)
+            for c in chars:
+                status, _ = await origin.request("GET", f"/stock/find/x{c}y")
+                assert status == 200
+        asyncio.run(go())
+        targets = [h.split(b" ")[1].decode("ascii") for h in srv.heads]
+    expected = [f"/stock/find/x{c if c in allowed else ''.join(f'%{b:02X}' for b in c.encode())}y" for c in chars]
+    assert targets == expected
 
 
 # --- end to end through replay_trace -----------------------------------------------------------
