@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from wdmreplay.traces import TraceReader, TraceWriter, step
 from wdmreplay.traces.stream import FormatError, RecordReader, packer, prologue, write_frame
 from wdmreplay.traces.trace import STEP_KEYS, TRACE_FORMAT, TraceHeader, TracePhase
-from wdmreplay.traces.wire import ReplaySession, ReplayStep, replay_session, session_decoder, skim_decoder
+from wdmreplay.traces.wire import (SESSION_START, ReplaySession, ReplayStep, frame_decoder, replay_session,
+                                   session_decoder, skim_decoder)
 
 SESSION_KEYS = ("sid", "phase", "at", "steps")
 
@@ -43,12 +44,16 @@ def _keep(sid: Any) -> bool:
     return len(repr(sid)) % 2 == 0
 
 
-def _read(path: Path, fast: bool, keep: Any = None) -> tuple[list, str | None]:
-    """Every record as the worker's reader yields it (canonical form), and the error."""
+def _read(path: Path, fast: bool | str, keep: Any = None) -> tuple[list, str | None]:
+    """Every record as the worker's reader yields it (canonical form), and the error.
+
+    ``fast``: False, msgpack only; ``"record"``, msgspec record by record; True, whole frames first.
+    """
     out: list = []
     try:
         with RecordReader(path, TRACE_FORMAT, 2) as r:
             r.use_list = False
+            r.frame_fast = frame_decoder() if fast is True else None
             r.decode_fast = session_decoder() if fast else None
             r.skim_fast = skim_decoder() if fast and keep is not None else None
             for rec in (r if keep is None else r.iter_skipping("sid", keep, "steps")):
@@ -114,8 +119,8 @@ def test_records_read_with_the_fast_decoder_are_what_msgpack_reads(tmp_path_fact
     payloads[-1] += tail  # a corrupt byte, or a record cut short, at the end of the last frame
     _write(path, payloads)
     keep = _keep if skipping else None
-    slow, fast = _read(path, False, keep), _read(path, True, keep)
-    assert fast == slow
+    slow, by_record, by_frame = _read(path, False, keep), _read(path, "record", keep), _read(path, True, keep)
+    assert by_record == slow and by_frame == slow
 
 
 @pytest.mark.parametrize("keep", [None, lambda sid: sid % 2 == 1, lambda sid: sid % 2 == 0])
@@ -126,7 +131,7 @@ def test_a_corrupt_record_between_sessions_is_the_same_error_with_the_fast_decod
     for bad in (b"\xc1", b"\xa5ab", b"\x81\xa1x\xa3\xed\xa0\x80", pk.pack([1, 2])):  # reserved byte, cut str, bad UTF-8, not a map
         _write(path, [s + bad + s])
         slow, fast = _read(path, False, keep), _read(path, True, keep)
-        assert fast == slow and slow[1] is not None and "corrupt at byte" in slow[1]
+        assert fast == slow == _read(path, "record", keep) and slow[1] is not None and "corrupt at byte" in slow[1]
         assert len(fast[0]) == 1  # the session before the bad record was read (or counted) by both
 
 
@@ -155,8 +160,12 @@ def test_replay_sessions_are_structs_decoded_by_msgspec_equal_to_the_maps(tmp_pa
         calls["skim"] += 1
         return rec
 
+    def no_frames(payload: bytes, keep: Any) -> Any:
+        raise ValueError("record by record")  # whole frames: see the test below
+
     monkeypatch.setattr(wire, "_session_decoder", counting_full)
     monkeypatch.setattr(wire, "_skim_decoder", counting_skim)
+    monkeypatch.setattr(wire, "_frame_decoder", no_frames)
     for keep, kept in ((None, 50), (lambda sid: sid % 3 == 1, 17)):
         calls.update(full=0, skim=0)
         with TraceReader(path) as r:
@@ -213,7 +222,7 @@ def test_a_trailer_is_never_taken_for_a_session(tmp_path, rec, keep):
         write_frame(f, pk.pack({"format": TRACE_FORMAT, "version": 2}))
         write_frame(f, pk.pack(rec))
     slow, fast = _read(path, False, keep), _read(path, True, keep)
-    assert fast == slow
+    assert fast == slow == _read(path, "record", keep)
     if "sid" not in rec or keep is None or keep(1):
         assert slow == ([], None)
     # else the general skipping path passes over a record with a failing sid before it sees its
@@ -243,3 +252,39 @@ def test_msgspec_structs_are_untracked_by_the_garbage_collector():
     assert msgspec.structs.force_setattr is not None  # msgspec's structs module (frozen Structs are read-only)
     with pytest.raises(AttributeError):
         s.sid = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("keep", [None, lambda sid: sid % 3 == 1])
+def test_whole_frames_of_sessions_are_decoded_at_once_and_a_miscount_falls_back(tmp_path, monkeypatch, keep):
+    import wdmreplay.traces.wire as wire
+
+    path = tmp_path / "t.wdmt"
+    odd = "\u1123sid"  # UTF-8 e1 84 a3 73 69 64: the bytes a record starts with, inside an arg (counted too)
+    assert SESSION_START in odd.encode()
+    with TraceWriter(path, workload="w", seed=1, params={}, phases=["a"], scenarios=["s"]) as w:
+        for i in range(3000):  # several frames; one holds an arg that makes its count too high
+            w.write_session(i, 0, i / 10, [step("create_item", [i], bind=f"$s{i}.i", scenario="s"),
+                                           step("add_stock", [f"$s{i}.i", odd if i == 2000 else 7], scenario="s")])
+    taken, refused = [], []
+    real = frame_decoder()
+
+    def counting(payload: bytes, k: Any) -> Any:
+        try:
+            recs = real(payload, k)
+        except ValueError:
+            refused.append(payload)
+            raise
+        taken.append(len(recs))
+        return recs
+
+    monkeypatch.setattr(wire, "_frame_decoder", counting)
+    with TraceReader(path) as r:
+        fast = list(r.replay_sessions(keep))
+    with TraceReader(path) as r:
+        maps = list(r.sessions(keep, tuples=True))
+    assert fast == [replay_session(m, "t") for m in maps] and len(fast) == (3000 if keep is None else 1000)
+    assert [_canon(s) for s in fast] == [_canon(m) for m in maps]
+    # every frame of sessions was taken whole but the one with the miscount (the trailer's is refused too)
+    assert len(taken) >= 3 and sum(taken) < 3000 and len(refused) == 2
+    (arg_frame,) = [p for p in refused if p.startswith(SESSION_START)]  # the other one is the trailer's
+    assert odd.encode() in arg_frame and sum(taken) + arg_frame.count(SESSION_START) - 1 == 3000

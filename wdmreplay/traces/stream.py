@@ -130,7 +130,10 @@ class RecordReader:
     refuses (a trailer, any record of another shape, a corrupt one) is decided and reported exactly
     as before. Setting :attr:`skim_fast` too — a decoder of one packed record into ``(key value,
     count)``, refusing likewise — does the same for :meth:`iter_skipping`: each record is skimmed,
-    and only one whose key value passes ``keep`` is decoded by ``decode_fast``.
+    and only one whose key value passes ``keep`` is decoded by ``decode_fast``. Setting
+    :attr:`frame_fast` as well — a decoder of a whole frame's payload (and the filter of
+    :meth:`iter_skipping`, or None) into what these would yield for its records, refusing likewise
+    any frame it does not take whole — has each frame tried by it first.
     """
 
     def __init__(self, path: str | Path, fmt: str, version: int, *, partial_ok: bool = False):
@@ -156,6 +159,7 @@ class RecordReader:
         self.use_list = True  # False: records' arrays as tuples (version 2)
         self.decode_fast: Callable[[memoryview], Any] | None = None  # see the class docstring
         self.skim_fast: Callable[[memoryview], tuple[Any, int]] | None = None  # see the class docstring
+        self.frame_fast: Callable[[bytes, Callable[[Any], bool] | None], Iterable] | None = None  # likewise
         self.truncated_at: int | None = None
         self.version = 0
         try:
@@ -347,6 +351,14 @@ class RecordReader:
                         self._take_trailer(rec, base, True)
                         return
                     yield rec
+                    continue
+            if self.frame_fast is not None:
+                try:
+                    recs = self.frame_fast(payload, None if skip is None else skip[1])
+                except FAST_REFUSED:  # read record by record, as without it
+                    pass
+                else:
+                    yield from recs
                     continue
             if self.decode_fast is not None and (skip is None or self.skim_fast is not None):
                 start = yield from (self._fast_records(payload) if skip is None

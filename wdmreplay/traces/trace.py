@@ -443,7 +443,7 @@ class TraceReader:
         :meth:`replay_sessions` instead.
         """
         self._r.use_list = not tuples
-        self._r.decode_fast = self._r.skim_fast = None
+        self._r.decode_fast = self._r.skim_fast = self._r.frame_fast = None
         return self._sessions(keep, tuples)
 
     def _sessions(self, keep: Callable[[int], bool] | None, tuples: bool) -> Iterator[Session]:
@@ -474,9 +474,10 @@ class TraceReader:
         """
         # Set up here, not when the first session is read: importing msgspec and making the
         # decoders takes milliseconds, which must not land inside a replay's timed phase.
-        from .wire import session_decoder, skim_decoder
+        from .wire import frame_decoder, session_decoder, skim_decoder
 
         self._r.use_list = False
+        self._r.frame_fast = frame_decoder()
         self._r.decode_fast = session_decoder()
         self._r.skim_fast = None if keep is None else skim_decoder()
         return self._replay_sessions(keep)

@@ -124,3 +124,42 @@ def replay_session(rec: dict, where: str) -> ReplaySession:
         except (KeyError, TypeError, IndexError):
             raise FormatError(f"{where}: step {k} is not a step map ({', '.join(STEP_KEYS)})") from None
     return ReplaySession(rec["sid"], rec["phase"], rec["at"], tuple(steps))
+
+
+# Every session record a TraceWriter packs starts with these bytes: a map of four keys, the first "sid".
+SESSION_START = b"\x84\xa3sid"
+
+
+def frame_decoder() -> Callable[[bytes, Callable[[int], bool] | None], list]:
+    """A decoder of a whole frame of session records at once: what the reader yields for them (made once).
+
+    ``decode(payload, keep)`` gives, for each record of ``payload``, a :class:`ReplaySession` — or,
+    with ``keep``, the number of steps of a session whose sid fails ``keep`` (its steps left
+    undecoded). It counts the records by :data:`SESSION_START` and decodes the frame as an array of
+    that many (msgspec needs the count; msgpack's ``skip`` per record cost as much as a second
+    decoding). The count can only be too high (those bytes inside a value), never too low for a
+    frame of sessions; and msgspec takes the frame only if it is exactly that many records, each of
+    the shape :func:`session_decoder` (or :func:`skim_decoder`) takes — so a frame it takes is split
+    into the same records, and gives the same values, as record by record. Any other frame (a
+    record of another shape, a trailer, a miscount, anything corrupt) raises ValueError, and the
+    reader reads it record by record as before.
+    """
+    global _frame_decoder
+    if _frame_decoder is None:
+        whole = msgspec.msgpack.Decoder(tuple[ReplaySession, ...]).decode
+        skims = msgspec.msgpack.Decoder(tuple[_SkimSession, ...]).decode
+        steps_of = msgspec.msgpack.Decoder(tuple[ReplayStep, ...]).decode
+        start = SESSION_START
+
+        def decode(payload: bytes, keep: Callable[[int], bool] | None) -> Any:
+            array = b"\xdd" + payload.count(start).to_bytes(4, "big") + payload
+            if keep is None:
+                return whole(array)
+            return [ReplaySession(s.sid, s.phase, s.at, steps_of(s.steps)) if keep(s.sid)
+                    else _array_length(memoryview(s.steps)) for s in skims(array)]
+
+        _frame_decoder = decode
+    return _frame_decoder
+
+
+_frame_decoder: Callable[[bytes, Callable[[int], bool] | None], Any] | None = None
