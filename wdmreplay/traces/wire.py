@@ -9,12 +9,20 @@ msgpack decoded (a record msgspec refuses, a version-1 trace) — so the engine 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import msgspec
 
+from ..operations import OP_NAMES
 from .stream import FormatError
-from .trace import STEP_KEYS
+from .trace import EXPECT_VALUES, STEP_KEYS
+
+# An op name or an expect value decodes to the very string object named here (msgspec returns a
+# Literal's own value): its hash is cached and the engine's route lookup finds its key by identity,
+# where a fresh string per step was allocated, hashed and freed. Any other value is refused, and
+# msgpack reads that record as before.
+_OpName = Literal[OP_NAMES]  # type: ignore[valid-type]
+_Expect = Literal[EXPECT_VALUES]  # type: ignore[valid-type]
 
 
 
@@ -28,10 +36,10 @@ class ReplayStep(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=Tr
     could hold it).
     """
 
-    op: str
+    op: _OpName
     args: tuple[str | int | float | bool | None, ...]
     bind: str | None
-    expect: str
+    expect: _Expect
     think: int | float
     scenario: str
 
