@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,8 +22,8 @@ from hypothesis import strategies as st
 from wdmreplay.traces import TraceReader, TraceWriter, step
 from wdmreplay.traces.stream import FormatError, RecordReader, packer, prologue, write_frame
 from wdmreplay.traces.trace import STEP_KEYS, TRACE_FORMAT, TraceHeader, TracePhase
-from wdmreplay.operations import OP_NAMES
-from wdmreplay.traces.wire import SESSION_START, ReplaySession, ReplayStep, replay_decoders
+from wdmreplay.traces.wire import (SESSION_START, ReplaySession, ReplayStep, frame_decoder, replay_session,
+                                   session_decoder, skim_decoder)
 
 SESSION_KEYS = ("sid", "phase", "at", "steps")
 
@@ -52,10 +53,9 @@ def _read(path: Path, fast: bool | str, keep: Any = None) -> tuple[list, str | N
     try:
         with RecordReader(path, TRACE_FORMAT, 2) as r:
             r.use_list = False
-            d = replay_decoders(("s1",))
-            r.frame_fast = d.frame if fast is True else None
-            r.decode_fast = d.record if fast else None
-            r.skim_fast = d.skim if fast and keep is not None else None
+            r.frame_fast = frame_decoder() if fast is True else None
+            r.decode_fast = session_decoder() if fast else None
+            r.skim_fast = skim_decoder() if fast and keep is not None else None
             for rec in (r if keep is None else r.iter_skipping("sid", keep, "steps")):
                 out.append(_canon(rec))
     except FormatError as e:
@@ -148,22 +148,24 @@ def test_replay_sessions_are_structs_decoded_by_msgspec_equal_to_the_maps(tmp_pa
     import wdmreplay.traces.wire as wire
 
     calls = {"full": 0, "skim": 0}
-    d = replay_decoders(("s",))
+    full, skim = session_decoder(), skim_decoder()
 
     def counting_full(b: memoryview) -> ReplaySession:
-        rec = d.record(b)  # a refused record (the trailer) raises before it is counted
+        rec = full(b)  # a refused record (the trailer) raises before it is counted
         calls["full"] += 1
         return rec
 
     def counting_skim(b: memoryview) -> tuple[int, int]:
-        rec = d.skim(b)
+        rec = skim(b)
         calls["skim"] += 1
         return rec
 
     def no_frames(payload: bytes, keep: Any) -> Any:
         raise ValueError("record by record")  # whole frames: see the test below
 
-    monkeypatch.setitem(wire._DECODERS, ("s",), d._replace(record=counting_full, skim=counting_skim, frame=no_frames))
+    monkeypatch.setattr(wire, "_session_decoder", counting_full)
+    monkeypatch.setattr(wire, "_skim_decoder", counting_skim)
+    monkeypatch.setattr(wire, "_frame_decoder", no_frames)
     for keep, kept in ((None, 50), (lambda sid: sid % 3 == 1, 17)):
         calls.update(full=0, skim=0)
         with TraceReader(path) as r:
@@ -172,32 +174,10 @@ def test_replay_sessions_are_structs_decoded_by_msgspec_equal_to_the_maps(tmp_pa
         with TraceReader(path) as r:
             maps = list(r.sessions(keep, tuples=True))
         assert calls == {"full": kept, "skim": 0 if keep is None else 50}  # every session went through msgspec
-        assert all(type(s) is d.session_type and all(type(x) is d.step_type for x in s.steps) for s in fast)
-        assert fast == [d.session(m, "t") for m in maps] and len(fast) == kept
+        assert all(type(s) is ReplaySession and all(type(x) is ReplayStep for x in s.steps) for s in fast)
+        assert fast == [replay_session(m, "t") for m in maps] and len(fast) == kept
         assert [_canon(s) for s in fast] == [_canon(m) for m in maps]  # value for value, type for type
         assert all(type(s.steps[1].think) is int for s in fast)  # an int stays an int
-        # names decode to one string object each, the op names to those the engine's tables hold
-        assert all(x.op is OP_NAMES[OP_NAMES.index(x.op)] for s in fast for x in s.steps)
-        assert len({id(x.scenario) for s in fast for x in s.steps}) == len({id(x.expect) for s in fast for x in s.steps}) == 1
-
-
-def test_names_not_in_the_known_lists_are_read_by_msgpack_as_they_are(tmp_path):
-    # An op no dialect has, an expect value of no code, a scenario the header does not name: msgspec
-    # refuses the record, msgpack reads it, and the engine gets the values as before.
-    path = tmp_path / "t.wdmt"
-    with TraceWriter(path, workload="w", seed=1, params={}, phases=["a"], scenarios=["s"]) as w:
-        w.write_session(0, 0, 0.0, [step("find_item", ["1"], scenario="s"), step("find_item", ["2"])])
-        w.write_session(1, 0, 0.1, [step("teleport_user", ["1"], scenario="s")])
-        w.write_session(2, 0, 0.2, [step("find_item", ["1"], expect="maybe", scenario="s")])
-        w.write_session(3, 0, 0.3, [step("find_item", ["1"], scenario="other")])
-    with TraceReader(path) as r:
-        got = list(r.replay_sessions())
-    with TraceReader(path) as r:
-        maps = list(r.sessions(tuples=True))
-    assert [_canon(s) for s in got] == [_canon(m) for m in maps]
-    assert [(x.op, x.expect, x.scenario) for s in got for x in s.steps] == [
-        ("find_item", "ok", "s"), ("find_item", "ok", ""), ("teleport_user", "ok", "s"), ("find_item", "maybe", "s"),
-        ("find_item", "ok", "other")]
 
 
 def test_sessions_msgspec_refuses_reach_the_engine_as_the_same_structs(tmp_path):
@@ -213,7 +193,7 @@ def test_sessions_msgspec_refuses_reach_the_engine_as_the_same_structs(tmp_path)
            {"trailer": TRACE_FORMAT, "sessions": 4, "requests": 4})
     with TraceReader(path) as r:
         got = list(r.replay_sessions())
-    assert [type(s) for s in got] == [replay_decoders(()).session_type] * 4
+    assert [type(s) for s in got] == [ReplaySession] * 4
     assert [s.sid for s in got] == [0, 1, 2, 3.0] and type(got[3].sid) is float
     assert got[1].steps[0].args == (("1", 2),) and got[2].steps[0].think is True
     assert [_canon(s)[1][:3] for s in got] == [_canon({k: r[k] for k in ("at", "phase", "sid")})[1] for r in recs]
@@ -254,24 +234,22 @@ def test_the_decoders_are_ready_when_replay_sessions_is_called_not_at_the_first_
     # inside the first timed phase (it showed as a 10 ms start lag at 2,000 sessions/s).
     path = tmp_path / "t.wdmt"
     _trace(path, 1)
-    d = replay_decoders(("s",))
     with TraceReader(path) as r:
         it = r.replay_sessions(lambda sid: True)
-        assert (r._r.frame_fast, r._r.decode_fast, r._r.skim_fast) == (d.frame, d.record, d.skim)
+        assert r._r.decode_fast is session_decoder() and r._r.skim_fast is skim_decoder()
         assert r._r.use_list is False
         assert [s.sid for s in it] == [0]
     with TraceReader(path) as r:
         r.sessions(tuples=True)
-        assert r._r.decode_fast is None and r._r.skim_fast is None and r._r.frame_fast is None
-        assert r._r.use_list is False
+        assert r._r.decode_fast is None and r._r.skim_fast is None and r._r.use_list is False
 
 
-def test_msgspec_structs_are_untracked_by_the_garbage_collector_and_frozen():
+def test_msgspec_structs_are_untracked_by_the_garbage_collector():
     import gc
 
-    s = replay_decoders(()).record(packer().pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"])]}))
-    assert isinstance(s, ReplaySession) and isinstance(s.steps[0], ReplayStep)
+    s = session_decoder()(packer().pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"])]}))
     assert not gc.is_tracked(s) and not gc.is_tracked(s.steps[0])
+    assert msgspec.structs.force_setattr is not None  # msgspec's structs module (frozen Structs are read-only)
     with pytest.raises(AttributeError):
         s.sid = 1  # type: ignore[misc]
 
@@ -288,8 +266,7 @@ def test_whole_frames_of_sessions_are_decoded_at_once_and_a_miscount_falls_back(
             w.write_session(i, 0, i / 10, [step("create_item", [i], bind=f"$s{i}.i", scenario="s"),
                                            step("add_stock", [f"$s{i}.i", odd if i == 2000 else 7], scenario="s")])
     taken, refused = [], []
-    d = replay_decoders(("s",))
-    real = d.frame
+    real = frame_decoder()
 
     def counting(payload: bytes, k: Any) -> Any:
         try:
@@ -300,12 +277,12 @@ def test_whole_frames_of_sessions_are_decoded_at_once_and_a_miscount_falls_back(
         taken.append(len(recs))
         return recs
 
-    monkeypatch.setitem(wire._DECODERS, ("s",), d._replace(frame=counting))
+    monkeypatch.setattr(wire, "_frame_decoder", counting)
     with TraceReader(path) as r:
         fast = list(r.replay_sessions(keep))
     with TraceReader(path) as r:
         maps = list(r.sessions(keep, tuples=True))
-    assert fast == [d.session(m, "t") for m in maps] and len(fast) == (3000 if keep is None else 1000)
+    assert fast == [replay_session(m, "t") for m in maps] and len(fast) == (3000 if keep is None else 1000)
     assert [_canon(s) for s in fast] == [_canon(m) for m in maps]
     # every frame of sessions was taken whole but the one with the miscount (the trailer's is refused too)
     assert len(taken) >= 3 and sum(taken) < 3000 and len(refused) == 2

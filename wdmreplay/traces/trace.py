@@ -465,25 +465,26 @@ class TraceReader:
     def replay_sessions(self, keep: Callable[[int], bool] | None = None) -> Iterator[ReplaySession]:
         """The sessions as :meth:`sessions` gives them, each a :class:`.wire.ReplaySession` (what the engine reads).
 
-        A version-2 trace's frames of sessions are decoded by msgspec straight into Structs, a
-        whole frame at once when it can, else record by record (:func:`.wire.replay_decoders`);
-        with ``keep``, every other session is passed over after reading only its ``sid`` and its
-        number of steps. A record msgspec refuses, and a version-1 trace, is decoded by msgpack as
-        before and made into the same Struct; a step that is not a map of the format's keys is
-        then a :class:`FormatError`.
+        A version-2 trace's session records are decoded by msgspec straight into Structs
+        (:func:`.wire.session_decoder`); with ``keep``, every other session is passed over after
+        reading only its ``sid`` and its number of steps (:func:`.wire.skim_decoder`). A record
+        msgspec refuses, and a version-1 trace, is decoded by msgpack as before and made into the
+        same Struct (:func:`.wire.replay_session`); a step that is not a map of the format's keys is
+        a :class:`FormatError`.
         """
         # Set up here, not when the first session is read: importing msgspec and making the
         # decoders takes milliseconds, which must not land inside a replay's timed phase.
-        from .wire import replay_decoders
+        from .wire import frame_decoder, session_decoder, skim_decoder
 
-        d = replay_decoders(self.trace_header.scenarios)
-        r = self._r
-        r.use_list = False
-        r.frame_fast, r.decode_fast, r.skim_fast = d.frame, d.record, None if keep is None else d.skim
-        return self._replay_sessions(keep, d.session_type, d.session)
+        self._r.use_list = False
+        self._r.frame_fast = frame_decoder()
+        self._r.decode_fast = session_decoder()
+        self._r.skim_fast = None if keep is None else skim_decoder()
+        return self._replay_sessions(keep)
 
-    def _replay_sessions(self, keep: Callable[[int], bool] | None, session_type: type,
-                         make: Callable[[dict, str], ReplaySession]) -> Iterator[ReplaySession]:
+    def _replay_sessions(self, keep: Callable[[int], bool] | None) -> Iterator[ReplaySession]:
+        from .wire import ReplaySession, replay_session
+
         n_sessions = n_requests = 0
         n_phases = len(self.trace_header.phases)
         records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
@@ -493,9 +494,9 @@ class TraceReader:
                 n_sessions += 1
                 n_requests += rec  # type: ignore[operator]
                 continue
-            if cls is not session_type:  # msgpack's map (a record msgspec refused, a version-1 trace)
+            if cls is not ReplaySession:  # msgpack's map (a record msgspec refused, a version-1 trace)
                 self._check_session(rec, n_sessions, n_phases, (list, tuple))
-                rec = make(rec, f"{self.path}: corrupt session record #{n_sessions}")
+                rec = replay_session(rec, f"{self.path}: corrupt session record #{n_sessions}")
             elif not 0 <= rec.phase < n_phases:
                 raise FormatError(f"{self.path}: corrupt session record #{n_sessions}")
             n_sessions += 1
