@@ -288,3 +288,27 @@ def test_whole_frames_of_sessions_are_decoded_at_once_and_a_miscount_falls_back(
     assert len(taken) >= 3 and sum(taken) < 3000 and len(refused) == 2
     (arg_frame,) = [p for p in refused if p.startswith(SESSION_START)]  # the other one is the trailer's
     assert odd.encode() in arg_frame and sum(taken) + arg_frame.count(SESSION_START) - 1 == 3000
+
+
+def test_op_names_and_expect_values_decode_to_one_string_each_and_others_are_read_as_they_are(tmp_path):
+    # A known op name and expect value decode to the Literal's own string (the op names the engine's
+    # route table is keyed by): no string is made per step. An op no dialect has and an expect value
+    # of no code are refused by msgspec, read by msgpack, and reach the engine as before.
+    from wdmreplay.operations import OP_NAMES
+
+    path = tmp_path / "t.wdmt"
+    with TraceWriter(path, workload="w", seed=1, params={}, phases=["a"], scenarios=["s"]) as w:
+        for i in range(20):
+            w.write_session(i, 0, i / 10, [step("find_item", [str(i)], scenario="s"),
+                                           step("add_stock", [str(i), 1], expect="any")])
+        w.write_session(20, 0, 2.0, [step("teleport_user", ["1"], scenario="s")])
+        w.write_session(21, 0, 2.1, [step("find_item", ["1"], expect="maybe", scenario="s")])
+    with TraceReader(path) as r:
+        got = list(r.replay_sessions())
+    with TraceReader(path) as r:
+        maps = list(r.sessions(tuples=True))
+    assert [_canon(s) for s in got] == [_canon(m) for m in maps]
+    known = [x for s in got[:20] for x in s.steps]
+    assert all(x.op is OP_NAMES[OP_NAMES.index(x.op)] for x in known)
+    assert len({id(x.expect) for x in known if x.expect == "ok"}) == 1
+    assert [(x.op, x.expect) for s in got[20:] for x in s.steps] == [("teleport_user", "ok"), ("find_item", "maybe")]
