@@ -20,9 +20,9 @@ import json
 import string
 import time
 from json.scanner import make_scanner
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import orjson
+import msgspec
 
 from ..operations import OP_CODES, OP_NAMES, OPERATIONS, Dialect
 from ..targets import Target
@@ -51,12 +51,27 @@ _NOTHING = object()  # no value yet (None is one a trace or a response may hold)
 # The JSON scanner json.loads itself uses (C when available), called directly on a create's
 # response: json.loads wraps it in two Python calls and two whitespace regex matches per body.
 _scan_json = make_scanner(json.JSONDecoder())
-# A create's response is parsed by orjson first (about half the CPU of the scanner above, on the
-# bytes, without decoding them first); a body orjson refuses, and an id it reads as a float, go to
-# the scanner and json.loads, which decide exactly as before. Only bodies this short take the fast
-# path: they nest at most 512 deep, where json.loads cannot run out of recursion either.
-_loads_json_bytes = orjson.loads
+# A create's response is read by :func:`id_reader` first; a body it refuses, and an id it reads as a
+# float, go to the scanner and json.loads, which decide exactly as before. Only ASCII bodies this
+# short take the fast path: they nest at most 512 deep, where json.loads cannot run out of recursion
+# either, and they cannot hold the invalid UTF-8 that json.loads refuses (msgspec does not check the
+# UTF-8 of the strings it skips).
 FAST_JSON_MAX = 1024
+
+
+def id_reader(key: str) -> Callable[[bytes], Any]:
+    """A reader of the value under ``key`` in a JSON object's bytes: ``reader(body).value``.
+
+    msgspec decodes the one member into a struct and skips the others without building them (about
+    half the CPU of orjson building the whole document, and a fifth of json.loads'); the value is
+    ``msgspec.UNSET`` when the object has no such key. It raises a ValueError for what is not a
+    JSON object, for a document msgspec refuses (NaN, Infinity, a lone surrogate escape, ...) and
+    for a number beyond a float's range; for every ASCII document it accepts, the value is the one
+    ``json.loads(body)[key]`` gives (the last of duplicate keys, escaped keys matched, integers of
+    any size): tests/test_engine_hot_path.py checks that over generated bodies.
+    """
+    created = msgspec.defstruct("CreatedId", [("value", Any, msgspec.UNSET)], rename={"value": key})
+    return msgspec.json.Decoder(created).decode
 
 ChunkSink = Callable[[dict, list, list], None]
 CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
@@ -274,6 +289,7 @@ class Engine:
         # JSON key of a created id, entity kind created, send (all None but the code for an op the
         # dialect lacks: refused before the replay).
         self._routes: dict[str, tuple] = {}
+        self._id_readers: dict[str, Callable[[bytes], Any]] = {}  # a create's id key -> its id_reader
         self.http: HttpClient | None = None
         self.client: aiohttp.ClientSession | None = None  # the final read's: see final_client()
         self.replay_client: aiohttp.ClientSession | None = None  # replayed requests with client="aiohttp"
@@ -314,6 +330,8 @@ class Engine:
                 (base + r.fmt, self._aiohttp_send)
             pct, nargs = percent_template(url) or (None, -1)
             self._routes[name] = (code, r.method, url, pct, nargs, op.id_key, op.creates, send)
+            if op.id_key is not None and op.id_key not in self._id_readers:
+                self._id_readers[op.id_key] = id_reader(op.id_key)
 
     async def _aiohttp_send(self, method: str, url: str) -> tuple[int, bytes, float]:
         """``method url`` through aiohttp once a slot is free: (status, body, when the head was written).
@@ -517,7 +535,7 @@ class Engine:
         bindings, rows, routes, scen, shared = self.bindings, self.rows, self._routes, self._scen, self.shared
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
-        scan_json, loads_fast, pack_row, expects = _scan_json, _loads_json_bytes, _pack_row, EXPECT_CODES
+        scan_json, id_readers, pack_row, expects, unset = _scan_json, self._id_readers, _pack_row, EXPECT_CODES, msgspec.UNSET
         prev = due
         scen_name = expect_name = _NOTHING  # no step's value: the first step looks both up
         scenario = expect = 0
@@ -582,13 +600,16 @@ class Engine:
                     if id_key is not None:
                         try:
                             real_id = _NOTHING
-                            if len(body) <= FAST_JSON_MAX:
-                                try:  # a document orjson accepts is the one json.loads makes of it
-                                    real_id = loads_fast(body)[id_key]
-                                except ValueError:  # orjson refuses it (NaN, a lone surrogate, ...)
+                            if len(body) <= FAST_JSON_MAX and body.isascii():
+                                try:  # an ASCII document id_reader accepts is the one json.loads makes of it
+                                    real_id = id_readers[id_key](body).value
+                                except ValueError:  # refused (not an object, NaN, a lone surrogate, ...)
                                     pass
+                                else:
+                                    if real_id is unset:
+                                        raise KeyError(id_key)
                             if real_id is _NOTHING or real_id.__class__ is float:
-                                # json.loads decides, as before (orjson makes integers beyond 64 bits floats).
+                                # json.loads decides, as before (a float's text is json's to read).
                                 text = body.decode("utf-8")
                                 try:
                                     doc, end = scan_json(text, 0)
