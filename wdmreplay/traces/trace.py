@@ -465,7 +465,8 @@ class TraceReader:
     def replay_sessions(self, keep: Callable[[int], bool] | None = None) -> Iterator[ReplaySession]:
         """The sessions as :meth:`sessions` gives them, each a :class:`.wire.ReplaySession` (what the engine reads).
 
-        A version-2 trace's session records are decoded by msgspec straight into Structs
+        A version-2 trace's session records are decoded by msgspec straight into Structs, a whole
+        frame at once when it takes it (:func:`.wire.frame_decoder`), else record by record
         (:func:`.wire.session_decoder`); with ``keep``, every other session is passed over after
         reading only its ``sid`` and its number of steps (:func:`.wire.skim_decoder`). A record
         msgspec refuses, and a version-1 trace, is decoded by msgpack as before and made into the

@@ -25,8 +25,6 @@ _OpName = Literal[OP_NAMES]  # type: ignore[valid-type]
 _Expect = Literal[EXPECT_VALUES]  # type: ignore[valid-type]
 
 
-
-
 class ReplayStep(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     """A step as the replay engine reads it: the format's keys as attributes (see :class:`.trace.Step`).
 
@@ -68,8 +66,10 @@ class _SkimSession(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     steps: msgspec.Raw  # left undecoded: only its array header is read
 
 
+# Each decoder is made once per process, when a replay worker opens the trace.
 _session_decoder: Callable[[Any], ReplaySession] | None = None
 _skim_decoder: Callable[[Any], tuple[int, int]] | None = None
+_frame_decoder: Callable[[bytes, Callable[[int], bool] | None], Any] | None = None
 
 
 def session_decoder() -> Callable[[Any], ReplaySession]:
@@ -144,13 +144,14 @@ def frame_decoder() -> Callable[[bytes, Callable[[int], bool] | None], list]:
     ``decode(payload, keep)`` gives, for each record of ``payload``, a :class:`ReplaySession` — or,
     with ``keep``, the number of steps of a session whose sid fails ``keep`` (its steps left
     undecoded). It counts the records by :data:`SESSION_START` and decodes the frame as an array of
-    that many (msgspec needs the count; msgpack's ``skip`` per record cost as much as a second
-    decoding). The count can only be too high (those bytes inside a value), never too low for a
-    frame of sessions; and msgspec takes the frame only if it is exactly that many records, each of
-    the shape :func:`session_decoder` (or :func:`skim_decoder`) takes — so a frame it takes is split
-    into the same records, and gives the same values, as record by record. Any other frame (a
-    record of another shape, a trailer, a miscount, anything corrupt) raises ValueError, and the
-    reader reads it record by record as before.
+    that many (msgspec decodes one object per call and cannot find a record's end itself;
+    msgpack's ``skip`` per record cost a third of the decoding). For a frame of sessions as a
+    writer packs them the count can only be too high (those bytes inside a value); msgspec takes the
+    frame only if it is exactly that many records, each of the shape :func:`session_decoder` (or
+    :func:`skim_decoder`) takes — so a frame it takes is split into the same records, and gives the
+    same values, as record by record. Any other frame (a miscount either way, a record of another
+    shape or key order, a trailer, anything corrupt) raises ValueError, and the reader reads it
+    record by record as before.
     """
     global _frame_decoder
     if _frame_decoder is None:
@@ -168,6 +169,3 @@ def frame_decoder() -> Callable[[bytes, Callable[[int], bool] | None], list]:
 
         _frame_decoder = decode
     return _frame_decoder
-
-
-_frame_decoder: Callable[[bytes, Callable[[int], bool] | None], Any] | None = None
