@@ -89,6 +89,37 @@ def test_bad_input_is_one_line_error(shop, tmp_path, args, message):
     assert not (tmp_path / "t.wdmr").exists() and shop.stats()["by_op"].get("batch_init_stock", 0) == 0
 
 
+def _trace_with_a_broken_step(path: Path, stored_index: bool) -> None:
+    """A hand-made trace whose one session's second step is a list, not a step map; with
+    ``stored_index`` its trailer carries the index, so the replay's coordinator decodes no session."""
+    from wdmreplay.operations import ENTITY_KINDS
+    from wdmreplay.traces.index import INDEX_KEY
+    from wdmreplay.traces.stream import packer, prologue, write_frame
+    from wdmreplay.traces.trace import TRACE_FORMAT, TraceHeader, TracePhase
+
+    pk = packer()
+    trailer: dict = {"trailer": TRACE_FORMAT, "sessions": 1, "requests": 2}
+    if stored_index:
+        trailer[INDEX_KEY] = {"ops": ["find_item"], "shared": [], "literals": {k: [] for k in ENTITY_KINDS},
+                              "ranges": {k: 0 for k in ENTITY_KINDS}, "unknown": []}
+    with open(path, "wb") as f:
+        f.write(prologue(TRACE_FORMAT, 2))
+        write_frame(f, pk.pack(TraceHeader(workload="w", phases=(TracePhase("a", 0),), sessions=1,
+                                           requests=2).to_record()))
+        write_frame(f, pk.pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"]), ["find_item"]]}))
+        write_frame(f, pk.pack(trailer))
+
+
+@pytest.mark.parametrize("stored_index", [False], ids=["scanned-by-the-coordinator"])
+def test_a_step_that_is_not_a_step_map_is_a_one_line_error(shop, tmp_path, stored_index):
+    # Found by the coordinator's scan of the trace, or (an index in the trailer: no scan) by the worker.
+    _trace_with_a_broken_step(tmp_path / "t.wdmt", stored_index)
+    p = _run(["replay", "t.wdmt", "--url", shop.url], tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith("wdm-replay: error: ") and "t.wdmt: corrupt session record #0: " in p.stderr
+    assert "not a step map (op, args, bind, expect, think, scenario)" in p.stderr
+
+
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
 def test_interrupt_writes_partial_results_and_exits_130(shop, tmp_path, sig, workers):
     # 400 one-step sessions spread over 8 s: interrupted after about 1.5 s.

@@ -29,7 +29,7 @@ from ..targets import Target
 from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
 from ..traces.results import pack_row as _pack_row, row_columns
-from ..traces.trace import Session, TraceReader
+from ..traces.trace import TraceReader
 from .final import IdSet
 from .http import HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
@@ -37,6 +37,8 @@ from .config import CLIENT_NAMES
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from ..traces.wire import ReplaySession as Session
 
 CHUNK_ROWS = 65536
 # The young generation's collection threshold while the engine is open (the interpreter's default
@@ -148,11 +150,10 @@ class PhaseStream:
     """The sessions of one shard, handed out phase by phase from one streaming trace reader."""
 
     def __init__(self, reader: TraceReader, keep: Callable[[int], bool] | None):
-        # The reader skips the other shards' sessions undecoded (decoding them all cost each worker
-        # of a --workers run the whole trace's decoding).
-        # Tuples, not lists: the engine only reads steps and args (cheaper to decode, and the
-        # results row's ``tuple(args)`` is then the decoded tuple itself).
-        self._it: Iterator[Session] = reader.sessions(keep, tuples=True)
+        # msgspec Structs (attributes, no dict per step); the reader passes over the other shards'
+        # sessions reading only their sid and number of steps. Args are tuples: the results row's
+        # ``tuple(args)`` is then the decoded tuple itself.
+        self._it: Iterator[Session] = reader.replay_sessions(keep)
         self._peek: Session | None = None
         self._done = False
 
@@ -160,17 +161,17 @@ class PhaseStream:
         """Sessions of ``phase`` in trace order (sessions of earlier phases left unread are skipped)."""
         s = self._peek
         if s is not None:  # the first session of a later phase, read when the previous phase ended
-            if s["phase"] > phase:
+            if s.phase > phase:
                 return
             self._peek = None
-            if s["phase"] == phase:
+            if s.phase == phase:
                 yield s
         if self._done:
             return
         # The reader's own iteration, one generator frame per session (a method call per session
         # to fetch the next one cost more than the phase test).
         for s in self._it:
-            p = s["phase"]
+            p = s.phase
             if p == phase:
                 yield s
             elif p > phase:
@@ -469,7 +470,7 @@ class Engine:
         for s in sessions:
             if self.stopping:
                 break
-            due = session_due(phase_start, s["at"], speed)
+            due = session_due(phase_start, s.at, speed)
             wait = pace(perf() - t0, due)
             if wait > 0.0:
                 await self._sleep(wait)
@@ -530,7 +531,7 @@ class Engine:
         One long function on purpose: it runs once per request, and each helper call it used to make
         (row append, binding, ``json.loads``) cost measurable instructions (docs/performance.md).
         """
-        sid, phase, speed = s["sid"], s["phase"], self.speed
+        sid, phase, speed = s.sid, s.phase, self.speed
         bindings, rows, routes, scen, shared = self.bindings, self.rows, self._routes, self._scen, self.shared
         local: dict[str, str] = {}  # this session's symbols; dropped when it ends
         perf, t0 = time.perf_counter, self.t0
@@ -538,13 +539,13 @@ class Engine:
         prev = due
         scen_name = expect_name = _NOTHING  # no step's value: the first step looks both up
         scenario = expect = 0
-        for index, st in enumerate(s["steps"]):
+        for index, st in enumerate(s.steps):
             if self.stopping:
                 return
             if speed is None:  # as fast as possible: due now
                 intended = prev if index == 0 else perf() - t0
             else:
-                intended = step_due(prev, st["think"], speed)
+                intended = step_due(prev, st.think, speed)
                 # Never early: the event loop's timers have millisecond granularity and may wake
                 # up to a millisecond before perf_counter says the time has come (2,504 of 96,651
                 # requests once went out early), so sleep again until it has.
@@ -555,8 +556,8 @@ class Engine:
                         return
                     wait = intended - (perf() - t0)
             # One lookup per step for everything about its operation.
-            code, method, url_fmt, pct, nargs, id_key, creates, send = routes[st["op"]]
-            args = st["args"]
+            code, method, url_fmt, pct, nargs, id_key, creates, send = routes[st.op]
+            args = st.args
             resolved = args
             missing = None
             for j, a in enumerate(args):
@@ -572,11 +573,11 @@ class Engine:
                     resolved[j] = real
             # A session's steps mostly repeat the previous step's scenario and expect: comparing
             # with it is cheaper than hashing the freshly decoded name for a dict lookup.
-            name = st["scenario"]
+            name = st.scenario
             if name != scen_name:
                 scenario = scen.get(name, UNKNOWN_SCENARIO)
                 scen_name = name
-            name = st["expect"]
+            name = st.expect
             if name != expect_name:
                 expect = expects.get(name, 2)
                 expect_name = name
@@ -623,7 +624,7 @@ class Engine:
                             outcome = ERROR
                             error = f"create response without {id_key}: {body[:MAX_ERROR_TEXT].decode('utf-8', 'replace')}"
                         else:
-                            sym = st["bind"]
+                            sym = st.bind
                             if sym:  # Engine._bind inline
                                 real_id = str(real_id)
                                 local[sym] = real_id

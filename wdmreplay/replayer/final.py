@@ -22,7 +22,8 @@ from ..targets import Target
 from ..traces.records import order_fields
 from ..traces.results import INT64_BOUNDS, MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
-from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
+from ..traces.stream import FormatError
+from ..traces.trace import STEP_KEYS, TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
 
 if TYPE_CHECKING:
@@ -166,9 +167,13 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_re
             return TraceScan.of(idx, final_read)
     idx = TraceIndex(final_read)
     with TraceReader(path) as r:
-        for s in r:
+        for n, s in enumerate(r):
             sid = s["sid"]
-            idx.add(sid, s["steps"], keep is None or keep(sid))
+            try:
+                idx.add(sid, s["steps"], keep is None or keep(sid))
+            except (KeyError, TypeError, AttributeError):  # the reader checks sessions, not each step
+                raise FormatError(f"{path}: corrupt session record #{n}: a step is not a step map "
+                                  f"({', '.join(STEP_KEYS)})") from None
             if idx.unknown:
                 name, at = next(iter(idx.unknown.items()))
                 raise ApiError(f"{path}: session {at} uses unknown operation {name!r}")

@@ -124,10 +124,16 @@ class RecordReader:
     ``tuple()`` of one is free); the header and version-1 files are always read with lists.
 
     Setting :attr:`decode_fast` (with ``use_list`` False) to a decoder of one packed record —
-    raising :data:`FAST_REFUSED` for any record it does not take — has the records of a version-2
-    file's frames decoded by it: msgpack only finds where each record ends (``skip``), and a frame
-    from its first refused record on is read as without it, so what it refuses (a trailer, any
-    record of another shape, a corrupt one) is decided and reported exactly as before.
+    raising :data:`FAST_REFUSED` for any record it does not take, a trailer always among them — has
+    the records of a version-2 file's frames decoded by it: msgpack only finds where each record
+    ends (``skip``), and a frame from its first refused record on is read as without it, so what it
+    refuses (a trailer, any record of another shape, a corrupt one) is decided and reported exactly
+    as before. Setting :attr:`skim_fast` too — a decoder of one packed record into ``(key value,
+    count)``, refusing likewise — does the same for :meth:`iter_skipping`: each record is skimmed,
+    and only one whose key value passes ``keep`` is decoded by ``decode_fast``. Setting
+    :attr:`frame_fast` as well — a decoder of a whole frame's payload (and the filter of
+    :meth:`iter_skipping`, or None) into what these would yield for its records, refusing likewise
+    any frame it does not take whole — has each frame tried by it first.
     """
 
     def __init__(self, path: str | Path, fmt: str, version: int, *, partial_ok: bool = False):
@@ -151,7 +157,9 @@ class RecordReader:
         self._pos = 0  # version ≥ 2: offset of the next frame
         self.trailer: dict | None = None
         self.use_list = True  # False: records' arrays as tuples (version 2)
-        self.decode_fast: Callable[[memoryview], dict] | None = None  # see the class docstring
+        self.decode_fast: Callable[[memoryview], Any] | None = None  # see the class docstring
+        self.skim_fast: Callable[[memoryview], tuple[Any, int]] | None = None  # see the class docstring
+        self.frame_fast: Callable[[bytes, Callable[[Any], bool] | None], Iterable] | None = None  # likewise
         self.truncated_at: int | None = None
         self.version = 0
         try:
@@ -344,8 +352,17 @@ class RecordReader:
                         return
                     yield rec
                     continue
-            if skip is None and self.decode_fast is not None:
-                start = yield from self._fast_records(payload)
+            if self.frame_fast is not None:
+                try:
+                    recs = self.frame_fast(payload, None if skip is None else skip[1])
+                except FAST_REFUSED:  # read record by record, as without it
+                    pass
+                else:
+                    yield from recs
+                    continue
+            if self.decode_fast is not None and (skip is None or self.skim_fast is not None):
+                start = yield from (self._fast_records(payload) if skip is None
+                                    else self._fast_skipping(payload, skip[1]))
                 if start == end:
                     continue
                 # The rest of the frame, from the record the fast decoder refused, as without it.
@@ -378,7 +395,7 @@ class RecordReader:
                 why = str(e) or f"invalid msgpack ({type(e).__name__})"
                 raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
 
-    def _fast_records(self, payload: bytes) -> Generator[dict, None, int]:
+    def _fast_records(self, payload: bytes) -> Generator[Any, None, int]:
         """The frame's records decoded by :attr:`decode_fast`, up to the first it refuses; return
         where that one starts (``len(payload)`` when it took them all).
 
@@ -399,12 +416,37 @@ class RecordReader:
                 return start
             stop = u.tell()
             try:
-                rec = fast(view[start:stop])
+                rec = fast(view[start:stop])  # a trailer is refused: the general loop checks what follows it
             except FAST_REFUSED:
                 return start
-            if "trailer" in rec:  # a trailer is decided by the general loop (it checks what follows)
-                return start
             yield rec
+            start = stop
+        return end
+
+    def _fast_skipping(self, payload: bytes, keep: Callable[[Any], bool]) -> Generator[Any, None, int]:
+        """:meth:`_fast_records` for :meth:`iter_skipping`: a record whose key value fails ``keep``
+        gives the count :attr:`skim_fast` read, the others are decoded by :attr:`decode_fast`."""
+        fast, skim = self.decode_fast, self.skim_fast
+        assert fast is not None and skim is not None
+        end = len(payload)
+        u = _unpacker(limit=max(end, 1), use_list=False)
+        u.feed(payload)
+        view = memoryview(payload)
+        start = 0
+        while start < end:
+            try:
+                u.skip()
+            except (msgpack.OutOfData, *_DECODE_ERRORS):
+                return start
+            stop = u.tell()
+            rec = view[start:stop]
+            try:
+                key, out = skim(rec)
+                if keep(key):
+                    out = fast(rec)
+            except FAST_REFUSED:
+                return start
+            yield out
             start = stop
         return end
 

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from dataclasses import MISSING, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
 
 from .. import __version__
 from ..operations import BUILTIN_ROUTES
@@ -40,6 +40,9 @@ from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .index import INDEX_KEY, TraceIndex
 from .records import TraceRef
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
+
+if TYPE_CHECKING:
+    from .wire import ReplaySession
 
 TRACE_FORMAT = "wdm-trace"
 TRACE_VERSION = 2
@@ -75,51 +78,6 @@ def step(op: str, args: Sequence[Any] = (), bind: str | None = None, expect: str
     return {"op": op, "args": list(args), "bind": bind, "expect": expect, "think": think, "scenario": scenario}
 
 
-class _WireStep(TypedDict):
-    """A step as :func:`session_decoder` takes it (anything else: msgpack decodes it)."""
-
-    op: str
-    args: tuple[str | int | float | bool | None, ...]
-    bind: str | None
-    expect: str
-    think: int | float
-    scenario: str
-
-
-class _WireSessionKeys(TypedDict):
-    sid: int
-    phase: int
-    at: int | float
-    steps: tuple[_WireStep, ...]
-
-
-class _WireSession(_WireSessionKeys, total=False):
-    """A session as :func:`session_decoder` takes it; with a ``trailer`` key it is none."""
-
-    trailer: Any
-
-
-_session_decoder: Callable[[Any], dict] | None = None
-
-
-def session_decoder() -> Callable[[Any], dict]:
-    """A decoder of one packed session record, as the replay engine reads it (made once, on first use).
-
-    msgspec decodes a session of the usual shape — the keys of :class:`Session` and :class:`Step`
-    with values of their usual types, args of strings, numbers, booleans and nil — into the dict
-    msgpack makes of it with ``use_list=False`` (arrays as tuples), keys beyond the format's
-    dropped; about 40 % less CPU per step, as it builds no key strings. Anything else (another
-    type, a missing key, a trailer) it refuses with a ValueError, and msgpack decodes that record
-    as before (:class:`.stream.RecordReader`).
-    """
-    global _session_decoder
-    if _session_decoder is None:
-        import msgspec  # only a replay worker reads sessions this way
-
-        _session_decoder = msgspec.msgpack.Decoder(_WireSession).decode
-    return _session_decoder
-
-
 def is_step(value: Any) -> bool:
     """Whether ``value`` is a step map with every key of the format (what readers that index steps check first)."""
     return isinstance(value, dict) and all(k in value for k in STEP_KEYS)
@@ -135,8 +93,8 @@ def is_symbol(value: Any) -> bool:
 # Readers get the header as a :class:`TraceHeader`, built once by :meth:`TraceHeader.from_record`:
 # the defaults for older traces are applied there and nowhere else, a value of the wrong type is a
 # one-line :class:`FormatError`, and keys this version does not know are kept in ``extra`` (and
-# written back by :meth:`TraceHeader.to_record`). Sessions and steps stay TypedDicts: the replay
-# engine's hot path reads them as decoded.
+# written back by :meth:`TraceHeader.to_record`). Sessions and steps stay TypedDicts (the replay
+# engine reads them as msgspec Structs, :mod:`.wire`).
 
 _REQUIRED = object()  # a key every record of its kind has had since version 1
 _ABSENT = object()
@@ -479,17 +437,13 @@ class TraceReader:
     def sessions(self, keep: Callable[[int], bool] | None = None, *, tuples: bool = False) -> Iterator[Session]:
         """The sessions whose ``sid`` passes ``keep`` (all if None), in file order; counts checked at the end.
 
-        The others are skipped without being decoded (a replay worker's share of the trace costs
-        it only its own sessions' decoding); they still count against the trailer. With ``tuples``
-        a session's ``steps`` and each step's ``args`` come as tuples, not lists (cheaper to
-        decode; the replay engine only reads them); version-1 traces still give lists. With
-        ``tuples``, a version-2 trace's sessions are decoded by :func:`session_decoder` (a session
-        then holds only the format's keys).
+        The others are skipped without being decoded; they still count against the trailer. With
+        ``tuples`` a session's ``steps`` and each step's ``args`` come as tuples, not lists (cheaper
+        to decode); version-1 traces still give lists. The replay engine reads
+        :meth:`replay_sessions` instead.
         """
-        # Set up here, not when the first session is read: making the decoder imports msgspec
-        # (milliseconds), which must not land inside a replay's timed phase.
         self._r.use_list = not tuples
-        self._r.decode_fast = session_decoder() if tuples else None
+        self._r.decode_fast = self._r.skim_fast = self._r.frame_fast = None
         return self._sessions(keep, tuples)
 
     def _sessions(self, keep: Callable[[int], bool] | None, tuples: bool) -> Iterator[Session]:
@@ -502,16 +456,65 @@ class TraceReader:
                 n_sessions += 1
                 n_requests += rec  # type: ignore[operator]
                 continue
-            try:
-                steps = rec["steps"]
-                if not (0 <= rec["phase"] < n_phases) or not isinstance(steps, seq):
-                    raise KeyError
-                rec["at"], rec["sid"]  # noqa: B018 - presence check
-            except (KeyError, TypeError):
-                raise FormatError(f"{self.path}: corrupt session record #{n_sessions}") from None
+            self._check_session(rec, n_sessions, n_phases, seq)
             n_sessions += 1
-            n_requests += len(steps)
+            n_requests += len(rec["steps"])
             yield rec  # type: ignore[misc]
+        self._check_counts(n_sessions, n_requests)
+
+    def replay_sessions(self, keep: Callable[[int], bool] | None = None) -> Iterator[ReplaySession]:
+        """The sessions as :meth:`sessions` gives them, each a :class:`.wire.ReplaySession` (what the engine reads).
+
+        A version-2 trace's session records are decoded by msgspec straight into Structs, a whole
+        frame at once when it takes it (:func:`.wire.frame_decoder`), else record by record
+        (:func:`.wire.session_decoder`); with ``keep``, every other session is passed over after
+        reading only its ``sid`` and its number of steps (:func:`.wire.skim_decoder`). A record
+        msgspec refuses, and a version-1 trace, is decoded by msgpack as before and made into the
+        same Struct (:func:`.wire.replay_session`); a step that is not a map of the format's keys is
+        a :class:`FormatError`.
+        """
+        # Set up here, not when the first session is read: importing msgspec and making the
+        # decoders takes milliseconds, which must not land inside a replay's timed phase.
+        from .wire import frame_decoder, session_decoder, skim_decoder
+
+        self._r.use_list = False
+        self._r.frame_fast = frame_decoder()
+        self._r.decode_fast = session_decoder()
+        self._r.skim_fast = None if keep is None else skim_decoder()
+        return self._replay_sessions(keep)
+
+    def _replay_sessions(self, keep: Callable[[int], bool] | None) -> Iterator[ReplaySession]:
+        from .wire import ReplaySession, replay_session
+
+        n_sessions = n_requests = 0
+        n_phases = len(self.trace_header.phases)
+        records = iter(self._r) if keep is None else self._r.iter_skipping("sid", keep, "steps")
+        for rec in records:
+            cls = rec.__class__
+            if cls is int:  # a skipped session: the number of its steps
+                n_sessions += 1
+                n_requests += rec  # type: ignore[operator]
+                continue
+            if cls is not ReplaySession:  # msgpack's map (a record msgspec refused, a version-1 trace)
+                self._check_session(rec, n_sessions, n_phases, (list, tuple))
+                rec = replay_session(rec, f"{self.path}: corrupt session record #{n_sessions}")
+            elif not 0 <= rec.phase < n_phases:
+                raise FormatError(f"{self.path}: corrupt session record #{n_sessions}")
+            n_sessions += 1
+            n_requests += len(rec.steps)
+            yield rec
+        self._check_counts(n_sessions, n_requests)
+
+    def _check_session(self, rec: Any, n: int, n_phases: int, seq: type | tuple) -> None:
+        """Refuse (:class:`FormatError`) a session map without its keys, with a phase out of range or steps not an array."""
+        try:
+            if not (0 <= rec["phase"] < n_phases) or not isinstance(rec["steps"], seq):
+                raise KeyError
+            rec["at"], rec["sid"]  # noqa: B018 - presence check
+        except (KeyError, TypeError):
+            raise FormatError(f"{self.path}: corrupt session record #{n}") from None
+
+    def _check_counts(self, n_sessions: int, n_requests: int) -> None:
         t = self.trailer = TraceTrailer.from_record(self._r.trailer, self.path)
         if (t.sessions, t.requests) != (n_sessions, n_requests):
             raise FormatError(
