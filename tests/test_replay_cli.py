@@ -110,7 +110,7 @@ def _trace_with_a_broken_step(path: Path, stored_index: bool) -> None:
         write_frame(f, pk.pack(trailer))
 
 
-@pytest.mark.parametrize("stored_index", [False], ids=["scanned-by-the-coordinator"])
+@pytest.mark.parametrize("stored_index", [False, True], ids=["scanned-by-the-coordinator", "read-by-the-worker"])
 def test_a_step_that_is_not_a_step_map_is_a_one_line_error(shop, tmp_path, stored_index):
     # Found by the coordinator's scan of the trace, or (an index in the trailer: no scan) by the worker.
     _trace_with_a_broken_step(tmp_path / "t.wdmt", stored_index)

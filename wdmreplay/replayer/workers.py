@@ -14,6 +14,7 @@ import threading
 import traceback
 from typing import Any
 
+from ..errors import WdmError
 from ..operations import Dialect
 from ..targets import Target
 from ..eventloop import run_async
@@ -35,9 +36,14 @@ def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> No
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         run_async(_serve(conn, cfg))
-    except Exception as e:  # report instead of dying silently; the coordinator turns it into one line
+    except Exception as e:  # report instead of dying silently; the coordinator raises it as a ReplayError
+        # Bad input (a corrupt trace, ...) is the tool's own error: one line. Anything else is a
+        # bug, reported with where it happened.
+        text = f"{e.__class__.__name__}: {e}"
+        if not isinstance(e, WdmError):
+            text += f"\n{traceback.format_exc(limit=5)}"
         try:
-            conn.send(Failed(f"{e.__class__.__name__}: {e}\n{traceback.format_exc(limit=5)}"))
+            conn.send(Failed(text))
         except OSError:
             pass
     finally:
@@ -88,10 +94,16 @@ async def _serve(conn: Any, cfg: WorkerSetup) -> None:
         while True:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):  # the coordinator is gone: stop and close
-                loop.call_soon_threadsafe(dispatch, Stop())
+            except (EOFError, OSError):  # the coordinator is gone, or this worker is ending: stop and close
                 msg = End()
-            loop.call_soon_threadsafe(dispatch, msg)
+                try:
+                    loop.call_soon_threadsafe(dispatch, Stop())
+                except RuntimeError:  # the worker's event loop has closed: nothing left to stop
+                    return
+            try:
+                loop.call_soon_threadsafe(dispatch, msg)
+            except RuntimeError:
+                return
             if isinstance(msg, End):
                 return
 
