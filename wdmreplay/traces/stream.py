@@ -361,8 +361,7 @@ class RecordReader:
                     yield from recs
                     continue
             if self.decode_fast is not None and (skip is None or self.skim_fast is not None):
-                start = yield from (self._fast_records(payload) if skip is None
-                                    else self._fast_skipping(payload, skip[1]))
+                start = yield from self._fast_records(payload, None if skip is None else skip[1])
                 if start == end:
                     continue
                 # The rest of the frame, from the record the fast decoder refused, as without it.
@@ -395,39 +394,18 @@ class RecordReader:
                 why = str(e) or f"invalid msgpack ({type(e).__name__})"
                 raise FormatError(f"{self.path}: corrupt at byte {offset}: {why}") from None
 
-    def _fast_records(self, payload: bytes) -> Generator[Any, None, int]:
+    def _fast_records(self, payload: bytes, keep: Callable[[Any], bool] | None = None) -> Generator[Any, None, int]:
         """The frame's records decoded by :attr:`decode_fast`, up to the first it refuses; return
         where that one starts (``len(payload)`` when it took them all).
 
         msgpack's ``skip`` finds each record's end without building it; a record it cannot pass
         (cut short, corrupt) is left to the general loop too, which raises what it always raised.
+        With ``keep`` (for :meth:`iter_skipping`), each record is first skimmed by
+        :attr:`skim_fast`: one whose key value fails ``keep`` gives the count it read, the others
+        are decoded by :attr:`decode_fast`.
         """
-        fast = self.decode_fast
-        assert fast is not None
-        end = len(payload)
-        u = _unpacker(limit=max(end, 1), use_list=False)
-        u.feed(payload)
-        view = memoryview(payload)
-        start = 0
-        while start < end:
-            try:
-                u.skip()
-            except (msgpack.OutOfData, *_DECODE_ERRORS):
-                return start
-            stop = u.tell()
-            try:
-                rec = fast(view[start:stop])  # a trailer is refused: the general loop checks what follows it
-            except FAST_REFUSED:
-                return start
-            yield rec
-            start = stop
-        return end
-
-    def _fast_skipping(self, payload: bytes, keep: Callable[[Any], bool]) -> Generator[Any, None, int]:
-        """:meth:`_fast_records` for :meth:`iter_skipping`: a record whose key value fails ``keep``
-        gives the count :attr:`skim_fast` read, the others are decoded by :attr:`decode_fast`."""
         fast, skim = self.decode_fast, self.skim_fast
-        assert fast is not None and skim is not None
+        assert fast is not None and (keep is None or skim is not None)
         end = len(payload)
         u = _unpacker(limit=max(end, 1), use_list=False)
         u.feed(payload)
@@ -441,9 +419,12 @@ class RecordReader:
             stop = u.tell()
             rec = view[start:stop]
             try:
-                key, out = skim(rec)
-                if keep(key):
-                    out = fast(rec)
+                if keep is None:
+                    out = fast(rec)  # a trailer is refused: the general loop checks what follows it
+                else:
+                    key, out = skim(rec)  # type: ignore[misc]
+                    if keep(key):
+                        out = fast(rec)
             except FAST_REFUSED:
                 return start
             yield out

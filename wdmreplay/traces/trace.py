@@ -38,6 +38,7 @@ from .. import __version__
 from ..operations import BUILTIN_ROUTES
 from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .index import INDEX_KEY, TraceIndex
+from .keys import EXPECT_VALUES, STEP_KEYS  # noqa: F401 - the format's names, re-exported here
 from .records import TraceRef
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
@@ -48,8 +49,6 @@ TRACE_FORMAT = "wdm-trace"
 TRACE_VERSION = 2
 BLOCK_BYTES = 64 * 1024  # session bytes per frame (a frame closes at the first record past this)
 
-EXPECT_VALUES = ("ok", "fail", "any")  # a step's expect; the results file codes them in this order
-STEP_KEYS = ("op", "args", "bind", "expect", "think", "scenario")  # every step has each (see Step)
 
 
 class Step(TypedDict):

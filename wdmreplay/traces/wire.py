@@ -15,7 +15,7 @@ import msgspec
 
 from ..operations import OP_NAMES
 from .stream import FormatError
-from .trace import EXPECT_VALUES, STEP_KEYS
+from .keys import EXPECT_VALUES, STEP_KEYS
 
 # An op name or an expect value decodes to the very string object named here (msgspec returns a
 # Literal's own value): its hash is cached and the engine's route lookup finds its key by identity,
