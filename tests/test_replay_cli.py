@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,9 +90,14 @@ def test_bad_input_is_one_line_error(shop, tmp_path, args, message):
     assert not (tmp_path / "t.wdmr").exists() and shop.stats()["by_op"].get("batch_init_stock", 0) == 0
 
 
-def _trace_with_a_broken_step(path: Path, stored_index: bool) -> None:
-    """A hand-made trace whose one session's second step is a list, not a step map; with
-    ``stored_index`` its trailer carries the index, so the replay's coordinator decodes no session."""
+_NOT_A_MAP = "step 1 is not a step map (op, args, bind, expect, think, scenario)"
+_WRONG_TYPES = ("step 1 has values not of the format's types (op, expect and scenario strings, args an array, "
+                "bind a string or nil, think a number)")
+
+
+def _trace_with_a_broken_step(path: Path, broken: Any, stored_index: bool) -> None:
+    """A hand-made trace whose one session's second step is ``broken``; with ``stored_index`` its
+    trailer carries the index, so the replay's coordinator decodes no session (the worker finds it)."""
     from wdmreplay.operations import ENTITY_KINDS
     from wdmreplay.traces.index import INDEX_KEY
     from wdmreplay.traces.stream import packer, prologue, write_frame
@@ -106,18 +112,24 @@ def _trace_with_a_broken_step(path: Path, stored_index: bool) -> None:
         f.write(prologue(TRACE_FORMAT, 2))
         write_frame(f, pk.pack(TraceHeader(workload="w", phases=(TracePhase("a", 0),), sessions=1,
                                            requests=2).to_record()))
-        write_frame(f, pk.pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"]), ["find_item"]]}))
+        write_frame(f, pk.pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"]), broken]}))
         write_frame(f, pk.pack(trailer))
 
 
+@pytest.mark.parametrize("broken, words", [
+    (["find_item"], _NOT_A_MAP),
+    ({**step("find_item", ["1"]), "args": 5}, _WRONG_TYPES),  # args not an array
+    ({**step("find_item", ["1"]), "bind": ["$x"]}, _WRONG_TYPES),
+], ids=["a-list", "args-a-number", "bind-a-list"])
 @pytest.mark.parametrize("stored_index", [False, True], ids=["scanned-by-the-coordinator", "read-by-the-worker"])
-def test_a_step_that_is_not_a_step_map_is_a_one_line_error(shop, tmp_path, stored_index):
-    # Found by the coordinator's scan of the trace, or (an index in the trailer: no scan) by the worker.
-    _trace_with_a_broken_step(tmp_path / "t.wdmt", stored_index)
+def test_a_broken_step_is_a_one_line_error(shop, tmp_path, broken, words, stored_index):
+    # Found by the coordinator's scan of the trace, or (an index in the trailer: no scan) by the worker,
+    # in the same words.
+    _trace_with_a_broken_step(tmp_path / "t.wdmt", broken, stored_index)
     p = _run(["replay", "t.wdmt", "--url", shop.url], tmp_path)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
-    assert p.stderr.startswith("wdm-replay: error: ") and "t.wdmt: corrupt session record #0: " in p.stderr
-    assert "not a step map (op, args, bind, expect, think, scenario)" in p.stderr
+    assert p.stderr.startswith("wdm-replay: error: ")
+    assert p.stderr.endswith(f"t.wdmt: corrupt session record #0: {words}\n"), p.stderr
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])

@@ -23,7 +23,8 @@ from ..traces.records import order_fields
 from ..traces.results import INT64_BOUNDS, MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
 from ..traces.stream import FormatError
-from ..traces.trace import STEP_KEYS, TRACE_FORMAT, TRACE_VERSION, TraceReader
+from ..traces.keys import step_problem
+from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
 
 if TYPE_CHECKING:
@@ -172,8 +173,11 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_re
             try:
                 idx.add(sid, s["steps"], keep is None or keep(sid))
             except (KeyError, TypeError, AttributeError):  # the reader checks sessions, not each step
-                raise FormatError(f"{path}: corrupt session record #{n}: a step is not a step map "
-                                  f"({', '.join(STEP_KEYS)})") from None
+                # Named in the words of the replay's own reader (traces/wire.py).
+                k, problem = next(((k, p) for k, st in enumerate(s["steps"]) if (p := step_problem(st)) is not None),
+                                  (None, "has values of the wrong types"))
+                where = "a step" if k is None else f"step {k}"
+                raise FormatError(f"{path}: corrupt session record #{n}: {where} {problem}") from None
             if idx.unknown:
                 name, at = next(iter(idx.unknown.items()))
                 raise ApiError(f"{path}: session {at} uses unknown operation {name!r}")

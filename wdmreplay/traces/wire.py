@@ -15,7 +15,7 @@ import msgspec
 
 from ..operations import OP_NAMES
 from .stream import FormatError
-from .keys import EXPECT_VALUES, STEP_KEYS
+from .keys import EXPECT_VALUES, step_problem
 
 # An op name or an expect value decodes to the very string object named here (msgspec returns a
 # Literal's own value): its hash is cached and the engine's route lookup finds its key by identity,
@@ -122,15 +122,15 @@ def skim_decoder() -> Callable[[Any], tuple[int, int]]:
 def replay_session(rec: dict, where: str) -> ReplaySession:
     """The :class:`ReplaySession` of a session map msgpack decoded (a version-1 trace, a record msgspec refused).
 
-    Values are taken as they are (an arg of another type reaches the engine as before); a step that
-    is not a map of the format's keys is a :class:`FormatError` starting with ``where``.
+    Values are taken as they are (an arg of another type reaches the engine as before); a step the
+    engine could not send (:func:`.keys.step_problem`) is a :class:`FormatError` starting with ``where``.
     """
     steps = []
     for k, st in enumerate(rec["steps"]):
-        try:
-            steps.append(ReplayStep(st["op"], st["args"], st["bind"], st["expect"], st["think"], st["scenario"]))
-        except (KeyError, TypeError, IndexError):
-            raise FormatError(f"{where}: step {k} is not a step map ({', '.join(STEP_KEYS)})") from None
+        problem = step_problem(st)
+        if problem is not None:
+            raise FormatError(f"{where}: step {k} {problem}")
+        steps.append(ReplayStep(st["op"], st["args"], st["bind"], st["expect"], st["think"], st["scenario"]))
     return ReplaySession(rec["sid"], rec["phase"], rec["at"], tuple(steps))
 
 
