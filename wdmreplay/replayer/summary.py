@@ -19,8 +19,8 @@ from ..operations import OP_NAMES
 from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
 from ..terms import ACCEPTED, REFUSED, UNANSWERED
 from ..terms import SKIPPED as SKIPPED_WORD  # SKIPPED is the outcome code here
-from .schedule import (HIST_BUCKETS, HIST_MIN, LATE_LIMIT, _LOG_RATIO, histogram, histogram_add, histogram_count_above,
-                       histogram_quantile, is_lagging, lateness_cause, scheduled_rate)
+from .schedule import (LATE_LIMIT, histogram, histogram_count_above, histogram_quantile, histograms_add, is_lagging,
+                       lateness_cause, scheduled_rate)
 
 if TYPE_CHECKING:  # start-up cost: the fault runner's module loads only for a run with --faults
     from .fault_schedule import FaultRunSummary
@@ -169,13 +169,13 @@ class Tally:
         status = np.frombuffer(cols["status"], dtype="<u2")
         n_ops = len(OP_NAMES)
         if counts[SKIPPED] == 0:  # every row was sent (the usual chunk): no row to leave out
-            _histograms_add((self.response, self.service, self.lag), (done - intended, done - sent, sent - intended))
+            histograms_add((self.response, self.service, self.lag), (done - intended, done - sent, sent - intended))
             w = (float(np.min(sent)), float(np.max(done))) if len(outcome) else None
             self.sent_by_op += np.bincount(op, minlength=n_ops)[:n_ops]
             self.not_found_by_op += np.bincount(op[status == 404], minlength=n_ops)[:n_ops]
         else:
             sent_mask = outcome != SKIPPED
-            _histograms_add((self.response, self.service, self.lag),
+            histograms_add((self.response, self.service, self.lag),
                             ((done - intended)[sent_mask], (done - sent)[sent_mask], (sent - intended)[sent_mask]))
             w = send_window(sent, done, outcome)
             self.sent_by_op += np.bincount(op[sent_mask], minlength=n_ops)[:n_ops]
@@ -190,31 +190,6 @@ class Tally:
     def indeterminate(self) -> int:
         """Requests whose effect is unknown (5xx, timeout, connection error)."""
         return int(sum(self.outcomes[c] for c in INDETERMINATE))
-
-
-def _histograms_add(hists: tuple[np.ndarray, ...], values: tuple[np.ndarray, ...]) -> None:
-    """:func:`.schedule.histogram_add` of each of ``values`` to its histogram, in one pass when none needs a mask.
-
-    Values all finite-or-infinite and above the first bucket (the usual chunk: every request took
-    over a microsecond) take one logarithm and one count over the three together — the same
-    bucket for every value, without the masks' copies; any other chunk is added histogram by
-    histogram, as before.
-    """
-    v = np.concatenate(values)
-    if not v.size:
-        return
-    if np.isnan(v).any() or not (v > HIST_MIN).all():
-        for h, part in zip(hists, values):
-            histogram_add(h, part)
-        return
-    idx = np.minimum(np.floor(np.log(v / HIST_MIN) / _LOG_RATIO).astype(np.int64) + 1, HIST_BUCKETS - 1)
-    start = 0
-    for k, part in enumerate(values):  # each histogram's buckets after the previous one's
-        idx[start:start + part.size] += k * HIST_BUCKETS
-        start += part.size
-    counts = np.bincount(idx, minlength=len(hists) * HIST_BUCKETS).reshape(len(hists), HIST_BUCKETS)
-    for h, c in zip(hists, counts):
-        h += c
 
 
 def dialect_hint(sent_by_op: np.ndarray, not_found_by_op: np.ndarray, dialect: str) -> DialectHint | None:
