@@ -14,6 +14,11 @@ STEP_KEYS = ("op", "args", "bind", "expect", "think", "scenario")  # every step 
 _STEP_KEY_SET = frozenset(STEP_KEYS)
 
 
+def is_step(value: Any) -> bool:
+    """Whether ``value`` is a step map with every key of the format (what readers that index steps check first)."""
+    return isinstance(value, dict) and value.keys() >= _STEP_KEY_SET
+
+
 def step_problem(st: Any) -> str | None:
     """What keeps ``st`` from being a step the replay can send, in words; None when nothing does.
 
@@ -21,7 +26,7 @@ def step_problem(st: Any) -> str | None:
     strings, args an array, bind a string or nil and think a number. Other keys, and args of any
     type, are taken as they are.
     """
-    if not isinstance(st, dict) or not st.keys() >= _STEP_KEY_SET:
+    if not is_step(st):
         return f"is not a step map ({', '.join(STEP_KEYS)})"
     if not (isinstance(st["op"], str) and isinstance(st["expect"], str) and isinstance(st["scenario"], str)
             and isinstance(st["args"], (list, tuple)) and (st["bind"] is None or isinstance(st["bind"], str))

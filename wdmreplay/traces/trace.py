@@ -38,7 +38,7 @@ from .. import __version__
 from ..operations import BUILTIN_ROUTES
 from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .index import INDEX_KEY, TraceIndex
-from .keys import EXPECT_VALUES, STEP_KEYS  # noqa: F401 - the format's names, re-exported here
+from .keys import EXPECT_VALUES, STEP_KEYS, is_step  # noqa: F401 - the format's names, re-exported here
 from .records import TraceRef
 from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 TRACE_FORMAT = "wdm-trace"
 TRACE_VERSION = 2
 BLOCK_BYTES = 64 * 1024  # session bytes per frame (a frame closes at the first record past this)
-
 
 
 class Step(TypedDict):
@@ -75,11 +74,6 @@ def step(op: str, args: Sequence[Any] = (), bind: str | None = None, expect: str
          think: float = 0.0, scenario: str = "") -> Step:
     """A step map with every key present (what writers should build)."""
     return {"op": op, "args": list(args), "bind": bind, "expect": expect, "think": think, "scenario": scenario}
-
-
-def is_step(value: Any) -> bool:
-    """Whether ``value`` is a step map with every key of the format (what readers that index steps check first)."""
-    return isinstance(value, dict) and all(k in value for k in STEP_KEYS)
 
 
 def is_symbol(value: Any) -> bool:
