@@ -19,7 +19,7 @@ def run_async(coro: Any) -> Any:
     use_uvloop = os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"
     if use_uvloop:
         try:
-            import uvloop  # optional extra: imported only when wanted
+            import uvloop  # installed by default on CPython outside Windows (setup.cfg)
         except ImportError:
             use_uvloop = False
     if not use_uvloop:
