@@ -299,6 +299,39 @@ def test_close_delimited_body_is_read_to_the_end(run, version, split):
         assert got == [(200, b"first half, second half")] * 2 and opened == 2
 
 
+@pytest.mark.parametrize("packets, body", [
+    # an interim 100 in a packet of its own, then the final head over two packets
+    ((b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\nConne", b"ction: close\r\n\r\nab", b"cd"), b"abcd"),
+    # the interim and the final head in one packet, a body in many
+    ((b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.0 200 OK\r\n\r\n", *[b"x" * 30000] * 5), b"x" * 150000),
+], ids=["after-100-split-head", "after-103-long-body"])
+def test_close_delimited_body_after_an_interim_response_is_read_to_the_end(run, packets, body):
+    # The client keeps an unfinished response's first bytes (up to HEAD_KEEP) to read its head again
+    # when the connection ends it: a body longer than that still arrives whole.
+    async def respond(conn: RawConn, method: str, path: str, n: int) -> bool:
+        await conn.send(*packets, pause=0.02)
+        return False
+
+    with RawServer(respond) as srv:
+        got, opened = run(twice(srv.url))
+        assert got == [(200, body)] * 2 and opened == 2
+
+
+def test_connection_dropped_mid_head_is_an_error(run):
+    # A head cut off by the close is not a close-delimited response with an empty body.
+    async def respond(conn: RawConn, method: str, path: str, n: int) -> bool:
+        await conn.send(b"HTTP/1.0 200 OK\r\n", b"Server: x\r\n", pause=0.02)
+        return False
+
+    with RawServer(respond) as srv:
+        async def go():
+            origin = HttpClient(2.0).origin(srv.url)
+            with pytest.raises(HttpError) as e:
+                await origin.request("GET", "/x")
+            return str(e.value)
+        assert "disconnected" in run(go())
+
+
 # --- malformed, missing and cut answers ------------------------------------------------------
 
 

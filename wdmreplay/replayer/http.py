@@ -68,6 +68,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are accepted (see _l
 # loop: at --concurrency 50 and full speed that was 0.2-0.4 ms). Measured: 16 keeps nearly all of
 # the saving in system CPU that an unbounded pass has (docs/performance.md).
 WRITE_BATCH = 16
+HEAD_KEEP = 65536  # bytes of an unfinished response kept to read its head again if the connection ends it
 
 
 def _quote_path(path: str) -> str:
@@ -88,16 +89,19 @@ def _lenient(parser: httptools.HttpResponseParser) -> None:
 
 
 def _close_delimited(head: bytes) -> bool:
-    """Whether the final response head at the start of ``head`` (after any interim 1xx heads) has
-    neither Content-Length nor chunked Transfer-Encoding: its body ends with the connection (RFC 9112 §6.3).
+    """Whether ``head`` holds a whole final response head (after any interim 1xx heads) with neither
+    Content-Length nor chunked Transfer-Encoding: its body ends with the connection (RFC 9112 §6.3).
 
-    Only asked for a response that will not keep the connection; llhttp does not expose its framing.
+    Only asked when the connection is lost before llhttp saw the response complete; llhttp does not
+    expose its framing.
     """
     head = head.lstrip(b"\r\n")
     while True:
         m = _HEAD_END.search(head)
-        if m is None or head[9:10] != b"1":
-            return _FRAMING_HEADER.search(head, 0, len(head) if m is None else m.start()) is None
+        if m is None:
+            return False  # the head itself was cut off
+        if head[9:10] != b"1":
+            return _FRAMING_HEADER.search(head, 0, m.start()) is None
         head = head[m.end():]
 
 
@@ -174,8 +178,8 @@ class Slots:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
-    __slots__ = ("transport", "parser", "fut", "body", "on_body", "data", "head", "headers_done", "closed", "keep_alive",
-                 "eof_body", "pool", "out", "sent", "deadline")
+    __slots__ = ("transport", "parser", "fut", "body", "on_body", "head", "closed", "keep_alive", "pool", "out", "sent",
+                 "deadline")
 
     def __init__(self, pool: "HttpClient | None" = None) -> None:
         self.pool = pool  # counts this connection among the client's open ones until it closes
@@ -186,12 +190,12 @@ class _Conn(asyncio.Protocol):
         self.on_body = self.body.append
         self.parser = httptools.HttpResponseParser(self)  # takes its callbacks from self: after on_body
         _lenient(self.parser)
-        self.data = b""  # the chunk being parsed
-        self.head = b""  # earlier chunks of a response head split over several
-        self.headers_done = False
+        # The chunks of a response still incomplete after them (up to HEAD_KEEP bytes), for the one
+        # case that reads its head again: a body that ends with the connection (connection_lost).
+        # No Python callback runs at the end of each head: one frame less per response.
+        self.head = b""
         self.closed = False
-        self.keep_alive = True
-        self.eof_body = False  # the current response's body ends with the connection
+        self.keep_alive = True  # whether the last response lets the connection be reused
         self.out = b""  # the request head queued for the next write (HttpClient.write_queued)
         self.sent: float | None = None  # perf_counter() when the current request's head was written
         self.deadline = 0.0  # loop time by which the current request (``fut``) must be answered
@@ -204,24 +208,23 @@ class _Conn(asyncio.Protocol):
         if self.fut is None:  # bytes nobody asked for: the connection cannot be trusted any more
             self.close()
             return
-        self.data = data  # for the framing of a response that will close (on_headers_complete)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(HttpError("the target switched protocols (HTTP upgrade)"))
         except httptools.HttpParserError as e:
             self._fail(HttpError(f"invalid HTTP response: {e}"))
-        if self.fut is not None and not self.headers_done:  # a head continued in the next chunk
+        if self.fut is not None and len(self.head) < HEAD_KEEP:  # the response continues in the next chunk
             self.head += data
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._gone()
         fut = self.fut
         if fut is not None and not fut.done():
-            if self.headers_done and not self.keep_alive and self.eof_body:
+            if not self.parser.should_keep_alive() and _close_delimited(self.head):
                 # A body delimited by the connection's close (no Content-Length, not chunked). Not
                 # just "not keep-alive": a cut Content-Length or chunked body with Connection: close
-                # (or HTTP/1.0) is an incomplete response.
+                # (or HTTP/1.0) is an incomplete response, and so is a cut head.
                 self._complete()
             else:
                 why = f": {exc}" if exc else ""
@@ -233,22 +236,17 @@ class _Conn(asyncio.Protocol):
         if self.fut is None:  # a response after the one asked for (same packet): stale bytes, close
             self.close()
 
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        self.keep_alive = keep = self.parser.should_keep_alive()
-        if not keep:  # rare: only then can the body be delimited by the close
-            self.eof_body = _close_delimited(self.head + self.data)
-        self.head = b""
-
     # own
     def _complete(self) -> None:
         status = self.parser.get_status_code()
         parts = self.body
         body = b"".join(parts)  # one part: that very bytes object (no copy)
         parts.clear()
-        self.headers_done = False
         if status < 200:  # an interim response (100 Continue, 103 Early Hints): the final one follows
             return
+        # Asked here, in llhttp's callback: its flags are cleared once the callback returns.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.head = b""
         fut, self.fut = self.fut, None
         if fut is not None and not fut.done():
             fut.set_result((status, body))
