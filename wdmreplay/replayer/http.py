@@ -178,8 +178,8 @@ class Slots:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection: at most one request at a time; parses with llhttp."""
 
-    __slots__ = ("transport", "parser", "fut", "body", "on_body", "head", "closed", "keep_alive", "pool", "out", "sent",
-                 "deadline")
+    __slots__ = ("transport", "parser", "fut", "body", "on_body", "expected", "on_message_begin", "head", "closed",
+                 "keep_alive", "pool", "out", "sent", "deadline")
 
     def __init__(self, pool: "HttpClient | None" = None) -> None:
         self.pool = pool  # counts this connection among the client's open ones until it closes
@@ -188,6 +188,12 @@ class _Conn(asyncio.Protocol):
         self.body: list[bytes] = []  # the response's body parts, emptied after each response
         # llhttp's on_body callback is the list's own append: no Python frame per body part.
         self.on_body = self.body.append
+        # One token per response the connection waits for, put by Origin.exchange; llhttp's
+        # on_message_begin is the deque's own pop (no Python frame per response). A response nobody
+        # asked for (after the one asked for, in the same packet) pops an empty deque: the parser
+        # fails and the connection, which can no longer be trusted, is closed.
+        self.expected: collections.deque[bool] = collections.deque()  # a list would realloc at each append and pop
+        self.on_message_begin = self.expected.pop
         self.parser = httptools.HttpResponseParser(self)  # takes its callbacks from self: after on_body
         _lenient(self.parser)
         # The chunks of a response still incomplete after them (up to HEAD_KEEP bytes), for the one
@@ -231,18 +237,15 @@ class _Conn(asyncio.Protocol):
                 fut.set_exception(HttpError(f"server disconnected before the response was complete{why}"))
             self.fut = None
 
-    # llhttp callbacks
-    def on_message_begin(self) -> None:
-        if self.fut is None:  # a response after the one asked for (same packet): stale bytes, close
-            self.close()
-
-    # own
+    # llhttp's callbacks: on_body and on_message_begin are C methods of a list and a deque (see __init__),
+    # on_message_complete is _complete; no other is defined, so llhttp calls no other into Python.
     def _complete(self) -> None:
         status = self.parser.get_status_code()
         parts = self.body
         body = b"".join(parts)  # one part: that very bytes object (no copy)
         parts.clear()
         if status < 200:  # an interim response (100 Continue, 103 Early Hints): the final one follows
+            self.expected.append(True)
             return
         # Asked here, in llhttp's callback: its flags are cleared once the callback returns.
         self.keep_alive = self.parser.should_keep_alive()
@@ -378,6 +381,7 @@ class Origin:
             head = parts[0] + raw + parts[1]
             fut = loop.create_future()
             conn.fut = fut
+            conn.expected.append(True)  # its response may begin (see _Conn.expected)
             conn.out = head
             conn.sent = None
             # The deadline is the connection's, watched by the client's one timer (see HttpClient.arm).
