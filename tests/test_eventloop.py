@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 from packaging.requirements import Requirement
 
@@ -21,7 +23,10 @@ def _loop_module() -> str:
 def test_the_default_install_brings_uvloop_where_it_runs():
     # Not an extra: `pip install -e .` (the README's first command) installs it on CPython outside
     # Windows, so the replay a user runs is the one docs/performance.md measures.
-    reqs = [Requirement(r) for r in importlib.metadata.requires("wdm-replay") or []]
+    # Read from setup.cfg, what pip installs from (an installed copy's metadata can be older).
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    reqs = [Requirement(line) for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
     default = [r for r in reqs if r.name == "uvloop" and (r.marker is None or r.marker.evaluate({"extra": ""}))]
     assert default, [str(r) for r in reqs if r.name == "uvloop"]
     assert all(r.marker is not None and not r.marker.evaluate({"extra": "", "sys_platform": "win32"})
