@@ -267,8 +267,9 @@ def render_ratios(rows: list[Row], loop: str, cap: float = 0.0) -> str:
 
 def replayer_loop() -> str:
     """The event loop the replayer runs on: uvloop if its source uses it and it is installed."""
-    src = Path(__import__("wdmreplay").__file__).parent / "replayer"
-    uses = any("uvloop" in p.read_text(errors="replace") for p in src.glob("*.py"))
+    src = Path(__import__("wdmreplay").__file__).parent
+    uses = any("uvloop" in p.read_text(errors="replace") for p in (src / "eventloop.py", *(src / "replayer").glob("*.py"))
+               if p.exists())
     uses = uses and os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"  # the replayer's switch
     return "uvloop" if uses and _importable("uvloop") else "asyncio"
 

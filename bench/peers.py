@@ -50,7 +50,7 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare_generators import Bench, Row, bare_row, locust_row, replay_row  # noqa: E402
+from compare_generators import Bench, Row, bare_row, locust_row, replay_row, replayer_loop  # noqa: E402
 from harness import bench_run, install_cleanup, last_line, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--seconds, --connections and --repeat must be >= 1")
     # compare_generators' row functions read these names.
     a.concurrency, a.locust_users, a.dialect = a.connections, 0, "2024"
-    a.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    a.loop = replayer_loop()  # the replayer's (WDM_REPLAY_UVLOOP=0 turns uvloop off); the bare loops run on it too
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         sys.exit("peers: nginx not found: the null target is Debian's nginx (apt-get install -y nginx)")
     install_cleanup()
