@@ -196,9 +196,9 @@ class _Conn(asyncio.Protocol):
         self.on_message_begin = self.expected.pop
         self.parser = httptools.HttpResponseParser(self)  # takes its callbacks from self: after on_body
         _lenient(self.parser)
-        # The chunks of a response still incomplete after them (up to HEAD_KEEP bytes), for the one
-        # case that reads its head again: a body that ends with the connection (connection_lost).
-        # No Python callback runs at the end of each head: one frame less per response.
+        # The bytes of a response not complete yet (up to HEAD_KEEP), read again in one case only:
+        # the connection ends before llhttp saw the response complete (connection_lost). So no
+        # Python callback runs at the end of each head: one frame less per response.
         self.head = b""
         self.closed = False
         self.keep_alive = True  # whether the last response lets the connection be reused
