@@ -27,7 +27,7 @@ Tools (names for ``--only``): wrk, hey, autocannon, locust-fast, bare-aiohttp, r
 
     apt-get install -y nginx wrk hey                  # Debian packages (the bench prints what is missing)
     python bench/peers.py                             # ~2 minutes: 10 s per tool
-    python bench/peers.py --seconds 5 --repeat 3      # best of 3 rounds (by req per CPU-second)
+    python bench/peers.py --seconds 5 --repeat 3      # best of 3 rounds, and the ratios round by round
     python bench/peers.py --only wrk,replay-1         # a subset
 """
 
@@ -229,6 +229,28 @@ def ratios(rows: list[Row], against: tuple[str, ...] = ("autocannon", "wrk")) ->
     return "\n".join(lines)
 
 
+def paired(per_round: dict[str, list[float | None]], against: tuple[str, ...] = ("autocannon", "wrk")) -> str:
+    """Each tool's req per CPU-second over each baseline's *in the same round* (the runs next to each
+    other in time), as the median and range over the rounds; "" with fewer than two rounds.
+
+    The table's ratios take each tool's best round, whichever round it was; on a machine whose speed
+    drifts between minutes, rounds run side by side compare like with like."""
+    rounds = max((len(v) for v in per_round.values()), default=0)
+    cols = [x for x in against if x in per_round]
+    if rounds < 2 or not cols:
+        return ""
+    head = f"{'tool':<14}" + "".join(f"{'per CPU-s / ' + x + ', same round':>40}" for x in cols)
+    lines = [head, "-" * len(head)]
+    for tool, values in per_round.items():
+        cells = []
+        for x in cols:
+            rs = sorted(v / b for v, b in zip(values, per_round[x]) if v and b)
+            cells.append(f"{statistics.median(rs):>15.2f}x median, {rs[0]:.2f}-{rs[-1]:.2f}x in {len(rs)}"
+                         if rs else f"{'n/a':>40}")
+        lines.append(f"{tool:<14}" + "".join(f"{c:>40}" for c in cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, start the target, run each available tool, print the table and the ratios."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -236,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--seconds", type=int, default=10, help="length of each tool's run (default 10)")
     ap.add_argument("--connections", type=int, default=50, help="connections of every tool (default 50)")
-    ap.add_argument("--repeat", type=int, default=1, help="rounds; each tool's best by req per CPU-second (default 1)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; the table takes each tool's best by req per CPU-second, and the ratios are "
+                         "also given round by round: median and range (default 1)")
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(TOOLS)}")
     ap.add_argument("--npm-cache", type=Path, default=DEFAULT_NPM_CACHE,
                     help=f"where autocannon is installed (default {DEFAULT_NPM_CACHE})")
@@ -309,17 +332,25 @@ def run_all(b: Bench, only: list[str]) -> None:
     runs = tool_runs(b, js, traces)
     best: dict[str, Row] = {}
     loads: dict[str, float] = {}
+    per_round: dict[str, list[float | None]] = {}  # each round's req per CPU-second (None: skipped)
     for rnd in range(a.repeat):
         for tool in chosen:
             load = os.getloadavg()[0]
             print(f"round {rnd + 1}/{a.repeat}: {tool} (load {load:.2f}) ...", flush=True)
             row = runs[tool]()
+            per_round.setdefault(tool, []).append(row.per_cpu if row else None)
+            if row:
+                print(f"  {row.per_cpu:,.0f} req per CPU-second", flush=True)
             if row and (tool not in best or row.per_cpu > best[tool].per_cpu):
                 best[tool], loads[tool] = row, load
     rows = [best[t] for t in chosen if t in best]
     print("\n" + render(rows, loads, startup))
     print("\nratios (requests per generator CPU-second, start-up included; and req/s):")
     print(ratios(rows))
+    if same_round := paired(per_round):
+        print(f"\nthe same ratios round by round (each tool against the baseline's run of its own round; "
+              f"{a.repeat} rounds):")
+        print(same_round)
     print(f"\nreq/CPU-s = requests / the tool's whole CPU (user + system, children included, start-up included). "
           f"start-up s = the same replay on a 10-request trace (median of {STARTUP_RUNS}: imports, probe, trace scan, "
           f"fork, results file, exit); w/o start-up = requests / (client CPU s - start-up s). "

@@ -103,6 +103,19 @@ def test_ratios_are_against_autocannon_and_wrk_per_cpu_second_and_per_second():
     assert "autocannon" not in peers.ratios([rows[0], rows[2]]).splitlines()[0]
 
 
+def test_ratios_round_by_round_compare_each_tool_with_the_baseline_run_beside_it():
+    # Round 2 ran in a slow minute for both: by round, replay-1 is 1.00x, 1.25x and 1.00x autocannon,
+    # while each tool's best round alone would say 70/70 = 1.00x.
+    per_round = {"autocannon": [60_000.0, 40_000.0, 70_000.0], "wrk": [120_000.0, None, 140_000.0],
+                 "replay-1": [60_000.0, 50_000.0, 70_000.0]}
+    text = peers.paired(per_round)
+    line = next(ln for ln in text.splitlines() if ln.startswith("replay-1"))
+    assert "1.00x median, 1.00-1.25x in 3" in line
+    assert "0.50x median, 0.50-0.50x in 2" in line  # the round wrk was skipped is left out
+    assert peers.paired({"autocannon": [1.0], "replay-1": [1.0]}) == ""  # one round: nothing to pair
+    assert peers.paired({"replay-1": [1.0, 2.0]}) == ""  # no baseline measured
+
+
 def test_replay_rows_show_start_up_apart_while_the_headline_keeps_it():
     rows = [Row("wrk", 100_000, 10.0, 1.0, 0, 0), Row("replay-1", 30_000, 10.0, 1.5, 0, 0),
             Row("replay-2", 30_000, 8.0, 0.4, 0, 0)]
