@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import numpy as np
@@ -60,8 +59,7 @@ def test_load_schedule_reads_json_and_reports_bad_files(tmp_path):
         load_schedule(str(tmp_path / "missing.json"))
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
-def test_load_schedule_reads_toml(tmp_path):
+def test_load_schedule_reads_toml(tmp_path):  # tomllib, or tomli on Python 3.10
     p = tmp_path / "f.toml"
     p.write_text('[[faults]]\nname = "k"\nat = 1\nfor = 2\ndo = "true"\nundo = ["true"]\n')
     (f,) = load_schedule(str(p))

@@ -26,7 +26,7 @@ from .options import DAY, FORCE_HELP, UI_DEFAULT, Finite, Listen, replay_options
               help="wait until TIME (epoch seconds or ISO-8601 with zone, e.g. 2026-12-02T01:00:00Z) and start "
                    "the schedule there: every shard given the same TIME fires in step (docs/distributed.md)")
 @click.option("--faults", "faults_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="fault schedule (JSON, or TOML on Python 3.11+): shell actions run at times of the run, "
+              help="fault schedule (JSON, or TOML): shell actions run at times of the run, "
                    "recorded as events (docs/faults.md)")
 @click.option("--no-final-read", is_flag=True, help="skip reading the final state of every entity")
 @click.option("--final-sample", type=click.IntRange(0), default=1000, show_default=True, metavar="N",

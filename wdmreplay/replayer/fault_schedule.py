@@ -1,6 +1,6 @@
 """Fault schedules during a replay: parse the ``--faults`` file, run each fault's ``do`` and ``undo``.
 
-A schedule is a JSON (or, on Python 3.11+, TOML) file ``{"faults": [{"name", "at", "for", "do",
+A schedule is a JSON (or TOML) file ``{"faults": [{"name", "at", "for", "do",
 "undo"}, …]}``: ``do`` runs ``at`` seconds after the run's start (the coordinator's clock, phase 0
 start) and ``undo`` ``for`` seconds after ``do`` began. An action is a shell command line (run by
 ``/bin/sh -c`` in the current directory) or an argv list; an optional ``timeout`` (seconds, default
@@ -147,8 +147,8 @@ def load_schedule(path: str) -> tuple[Fault, ...]:
     if str(path).endswith(".toml"):
         try:
             import tomllib
-        except ImportError:  # Python 3.10
-            raise FaultScheduleError(f"{path}: TOML schedules need Python 3.11+; write it as JSON") from None
+        except ImportError:  # Python 3.10: the same parser, installed as tomli (setup.cfg)
+            import tomli as tomllib  # type: ignore[no-redef]
         try:
             doc = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:

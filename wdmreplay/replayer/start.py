@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import re
 from datetime import datetime, timezone
 from typing import Mapping
 
@@ -22,6 +23,9 @@ from typing import Mapping
 START_LATE_TOLERANCE = 1.0
 # A start further ahead than this is a typo (an epoch in milliseconds, a wrong year), not a plan.
 START_MAX_AHEAD = 7 * 86_400.0
+# A fraction of a second of any length, written with "." or ",": Python 3.10's fromisoformat reads
+# only 3 or 6 digits after a ".", so it is written as 6 (to the microsecond) before parsing.
+_FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # the variable a Kubernetes Indexed Job sets in each pod
 
 
@@ -42,6 +46,7 @@ def parse_start_at(text: str) -> float:
             raise ValueError(f"--start-at {text!r}: not a time (epoch seconds must be positive and finite)")
         return value
     iso = s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s
+    iso = _FRACTION.sub(lambda m: "." + (m[1] + "00000")[:6], iso, count=1)
     try:
         when = datetime.fromisoformat(iso)
     except ValueError:
