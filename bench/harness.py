@@ -110,9 +110,11 @@ def run_child(argv: list[str], *, timeout: float, env: dict | None = None, cwd: 
 
 
 def wdm_replay() -> list[str]:
-    """The command that runs wdm-replay (the console script, else ``python -m wdmreplay``)."""
-    exe = shutil.which("wdm-replay")
-    return [exe] if exe else [sys.executable, "-m", "wdmreplay"]
+    """The command that runs the wdm-replay this Python imports: the console script beside
+    ``sys.executable``, else ``python -m wdmreplay`` — never another install found on PATH, whose
+    code and dependencies (its event loop) may not be the ones being measured."""
+    exe = Path(sys.executable).with_name("wdm-replay")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "wdmreplay"]
 
 
 def _help(words: tuple[str, ...]) -> str | None:

@@ -20,6 +20,7 @@ import harness  # noqa: E402
 import seed_scenarios  # noqa: E402
 import static_target  # noqa: E402
 
+import wdmreplay  # noqa: E402
 from wdmreplay.operations import get_dialect  # noqa: E402
 from wdmreplay.traces import TraceReader  # noqa: E402
 
@@ -40,6 +41,19 @@ def test_static_target_answers_every_route_and_stops(kind):
         port = t.port
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_benches_run_the_wdm_replay_this_python_imports_not_one_on_path(tmp_path, monkeypatch):
+    # Another install's console script first on PATH (other code, maybe another event loop) must not
+    # be what a bench measures.
+    other = tmp_path / "wdm-replay"
+    other.write_text("#!/bin/sh\necho other install\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    argv = harness.wdm_replay()
+    assert str(other) not in argv
+    r = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == f"wdm-replay, version {wdmreplay.__version__}\n", r.stdout
 
 
 def test_run_child_measures_cpu_and_kills_on_timeout():
