@@ -168,18 +168,16 @@ class Tally:
         op = np.frombuffer(cols["op"], dtype="<u1")
         status = np.frombuffer(cols["status"], dtype="<u2")
         n_ops = len(OP_NAMES)
-        if counts[SKIPPED] == 0:  # every row was sent (the usual chunk): no row to leave out
-            histograms_add((self.response, self.service, self.lag), (done - intended, done - sent, sent - intended))
-            w = (float(np.min(sent)), float(np.max(done))) if len(outcome) else None
-            self.sent_by_op += np.bincount(op, minlength=n_ops)[:n_ops]
-            self.not_found_by_op += np.bincount(op[status == 404], minlength=n_ops)[:n_ops]
-        else:
-            sent_mask = outcome != SKIPPED
-            histograms_add((self.response, self.service, self.lag),
-                            ((done - intended)[sent_mask], (done - sent)[sent_mask], (sent - intended)[sent_mask]))
-            w = send_window(sent, done, outcome)
-            self.sent_by_op += np.bincount(op[sent_mask], minlength=n_ops)[:n_ops]
-            self.not_found_by_op += np.bincount(op[sent_mask & (status == 404)], minlength=n_ops)[:n_ops]
+        # The rows that were sent: every row of the usual chunk (a slice: views, no masked copies).
+        sent_rows = slice(None) if counts[SKIPPED] == 0 else outcome != SKIPPED
+        histograms_add((self.response, self.service, self.lag),
+                       ((done - intended)[sent_rows], (done - sent)[sent_rows], (sent - intended)[sent_rows]))
+        self.sent_by_op += np.bincount(op[sent_rows], minlength=n_ops)[:n_ops]
+        not_found = status == 404
+        if counts[SKIPPED]:
+            not_found &= sent_rows
+        self.not_found_by_op += np.bincount(op[not_found], minlength=n_ops)[:n_ops]
+        w = send_window(sent, done, outcome)
         if w is not None:
             self.window = w if self.window is None else (min(self.window[0], w[0]), max(self.window[1], w[1]))
         if counts[TIMEOUT]:

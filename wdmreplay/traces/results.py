@@ -175,6 +175,8 @@ def send_window(sent: np.ndarray, done: np.ndarray, outcome: np.ndarray) -> tupl
     mask = outcome != SKIPPED
     if not mask.any():
         return None
+    if mask.all():  # every request was sent (a replay's usual chunk): no masked copies
+        return float(np.min(sent)), float(np.max(done))
     return float(np.min(sent[mask])), float(np.max(done[mask]))
 
 
