@@ -23,7 +23,7 @@ from ..traces.records import order_fields
 from ..traces.results import INT64_BOUNDS, MAX_ERROR_TEXT
 from ..traces.index import TraceIndex, read_index
 from ..traces.stream import FormatError
-from ..traces.keys import step_problem
+from ..traces.keys import steps_problem
 from ..traces.trace import TRACE_FORMAT, TRACE_VERSION, TraceReader
 from .config import BATCH_SAMPLE_DEFAULT
 
@@ -174,10 +174,8 @@ def scan_trace(path: str, keep: Callable[[int], bool] | None = None, *, final_re
                 idx.add(sid, s["steps"], keep is None or keep(sid))
             except (KeyError, TypeError, AttributeError):  # the reader checks sessions, not each step
                 # Named in the words of the replay's own reader (traces/wire.py).
-                k, problem = next(((k, p) for k, st in enumerate(s["steps"]) if (p := step_problem(st)) is not None),
-                                  (None, "has values of the wrong types"))
-                where = "a step" if k is None else f"step {k}"
-                raise FormatError(f"{path}: corrupt session record #{n}: {where} {problem}") from None
+                problem = steps_problem(s["steps"]) or "a step has values of the wrong types"
+                raise FormatError(f"{path}: corrupt session record #{n}: {problem}") from None
             if idx.unknown:
                 name, at = next(iter(idx.unknown.items()))
                 raise ApiError(f"{path}: session {at} uses unknown operation {name!r}")

@@ -34,3 +34,14 @@ def step_problem(st: Any) -> str | None:
         return ("has values not of the format's types (op, expect and scenario strings, args an array, "
                 "bind a string or nil, think a number)")
     return None
+
+
+def steps_problem(steps: Any) -> str | None:
+    """What keeps a session's steps from being sent, in words naming the first such step
+    (``"step 3 is not a step map ..."``); None when nothing does. The words both the coordinator's
+    scan and a worker's reader give."""
+    for k, st in enumerate(steps):
+        problem = step_problem(st)
+        if problem is not None:
+            return f"step {k} {problem}"
+    return None

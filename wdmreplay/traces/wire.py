@@ -15,7 +15,7 @@ import msgspec
 
 from ..operations import OP_NAMES
 from .stream import FormatError
-from .keys import EXPECT_VALUES, step_problem
+from .keys import EXPECT_VALUES, steps_problem
 
 # An op name or an expect value decodes to the very string object named here (msgspec returns a
 # Literal's own value): its hash is cached and the engine's route lookup finds its key by identity,
@@ -123,15 +123,14 @@ def replay_session(rec: dict, where: str) -> ReplaySession:
     """The :class:`ReplaySession` of a session map msgpack decoded (a version-1 trace, a record msgspec refused).
 
     Values are taken as they are (an arg of another type reaches the engine as before); a step the
-    engine could not send (:func:`.keys.step_problem`) is a :class:`FormatError` starting with ``where``.
+    engine could not send (:func:`.keys.steps_problem`) is a :class:`FormatError` starting with ``where``.
     """
-    steps = []
-    for k, st in enumerate(rec["steps"]):
-        problem = step_problem(st)
-        if problem is not None:
-            raise FormatError(f"{where}: step {k} {problem}")
-        steps.append(ReplayStep(st["op"], st["args"], st["bind"], st["expect"], st["think"], st["scenario"]))
-    return ReplaySession(rec["sid"], rec["phase"], rec["at"], tuple(steps))
+    problem = steps_problem(rec["steps"])
+    if problem is not None:
+        raise FormatError(f"{where}: {problem}")
+    return ReplaySession(rec["sid"], rec["phase"], rec["at"],
+                         tuple(ReplayStep(st["op"], st["args"], st["bind"], st["expect"], st["think"], st["scenario"])
+                               for st in rec["steps"]))
 
 
 # Every session record a TraceWriter packs starts with these bytes: a map of four keys, the first "sid".
