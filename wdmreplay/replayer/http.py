@@ -59,7 +59,7 @@ USER_AGENT = f"wdm-replay/{__version__}"
 # and a memchr, about half the CPU of a regular expression's search (docs/performance.md).
 _SAFE_PATH_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/"
 _UNSAFE_BYTES = bytes(0 if chr(i) in _SAFE_PATH_CHARS else 1 for i in range(256))
-_QUOTE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9A-Fa-f]{2})")
+_QUOTE_PATH = re.compile(f"[^{re.escape(_SAFE_PATH_CHARS)}%]|%(?![0-9A-Fa-f]{{2}})")  # the same set, "%" apart
 _FRAMING_HEADER = re.compile(rb"\n(?:content-length[ \t]*:|transfer-encoding[ \t]*:[^\r\n]*chunked)",
                              re.IGNORECASE)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")  # bare LF line ends are accepted (see _lenient)
