@@ -44,7 +44,6 @@ import csv
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -57,7 +56,7 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import (ChildRun, CpuCaps, capped_run, command_available, install_cleanup, last_line,  # noqa: E402
+from harness import (ChildRun, CpuCaps, capped_run, command_available, install_cleanup, last_line, machine,  # noqa: E402
                      option_available, replay_window, run_child, stress_trace, wdm_replay)
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
@@ -320,7 +319,7 @@ def run_all(b: Bench) -> None:
     a, target = b.a, b.target
     from importlib.metadata import version  # not `import locust`: it monkey-patches this process (gevent)
 
-    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(f"versions: wdm-replay {version('wdm-replay')}, aiohttp {version('aiohttp')}, "
           f"uvloop {version('uvloop') if _importable('uvloop') else '-'}, "
           f"locust {version('locust') if _importable('locust') else '-'}")

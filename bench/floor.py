@@ -42,7 +42,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -55,7 +54,8 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import ChildRun, bench_run, install_cleanup, last_line, replay_window, run_child, stress_trace, wdm_replay  # noqa: E402
+from harness import (ChildRun, bench_run, install_cleanup, last_line, machine, replay_window, run_child,  # noqa: E402
+                     stress_trace, wdm_replay)
 from peers import DEFAULT_NPM_CACHE, autocannon_js, parse_autocannon, parse_wrk  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
@@ -515,8 +515,7 @@ def main(argv: list[str] | None = None) -> None:
                 make_traces(f)
             run_rounds(f, chosen)
             rows = result_rows(f, chosen)
-            meta = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{os.cpu_count()} CPUs, "
-                    f"{platform.platform()}, Python {platform.python_version()}", "wdm_replay": version("wdm-replay"),
+            meta = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "wdm_replay": version("wdm-replay"),
                     "event_loop": loop, "target": target.kind + (f" ({target.note})" if target.note else ""),
                     "connections": a.connections, "rounds": a.rounds,
                     "load": {"start": load_start, "end": os.getloadavg()[0]}}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -107,6 +109,34 @@ def run_child(argv: list[str], *, timeout: float, env: dict | None = None, cwd: 
         err.seek(0)
         return ChildRun(p.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024,
                         out.read(), err.read(), timed_out, ru.ru_utime, ru.ru_stime)
+
+
+def python_build() -> str:
+    """This interpreter, since every figure depends on it: version, executable, libpython linkage.
+
+    The same replay costs measurably more CPU on some builds of one Python version than on others
+    (on the machine of docs/performance.md, pyenv's default 3.11 build, libpython shared and no
+    PGO/LTO, against Debian's 3.11 in its executable), so a bench names the one it ran on.
+    """
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {m for m in re.findall(r"\S*libpython[\w.]*\.so[\w.]*", f.read())}
+        linkage = f"libpython shared ({Path(min(libs)).name})" if libs else "libpython in the executable"
+    except OSError:  # not Linux: what the build says
+        import sysconfig
+        linkage = "libpython shared" if sysconfig.get_config_var("Py_ENABLE_SHARED") else "libpython static"
+    return f"{platform.python_implementation()} {platform.python_version()} ({os.path.realpath(sys.executable)}; {linkage})"
+
+
+def machine() -> str:
+    """One line for a bench's header: CPUs, OS and the Python build (:func:`python_build`).
+
+    Also says when Python may not write its bytecode cache (``PYTHONDONTWRITEBYTECODE``): then
+    every start of an editable install compiles the package's modules again, about 50 ms of CPU
+    more per replay's start-up than a machine with the cache pays (docs/performance.md).
+    """
+    nocache = "; PYTHONDONTWRITEBYTECODE is set" if sys.flags.dont_write_bytecode else ""
+    return f"{os.cpu_count()} CPUs, {platform.platform()}, {python_build()}{nocache}"
 
 
 def wdm_replay() -> list[str]:

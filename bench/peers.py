@@ -37,7 +37,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -51,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare_generators import Bench, Row, bare_row, locust_row, replay_row, replayer_loop  # noqa: E402
-from harness import bench_run, install_cleanup, last_line, stress_trace  # noqa: E402
+from harness import bench_run, install_cleanup, last_line, machine, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 TOOLS = ("wrk", "hey", "autocannon", "locust-fast", "bare-aiohttp", "replay-1", "replay-2")
@@ -291,7 +290,7 @@ def run_all(b: Bench, only: list[str]) -> None:
     from importlib.metadata import version
 
     a = b.a
-    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+    print(f"machine: {machine()}, "
           f"wdm-replay {version('wdm-replay')}, event loop {a.loop}")
     print(f"target: {b.target.kind} at {b.target.url}; {a.connections} connections, ~{a.seconds} s per tool; "
           f"load average at start {os.getloadavg()[0]:.2f}", flush=True)

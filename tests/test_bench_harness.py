@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,26 @@ def test_benches_run_the_wdm_replay_this_python_imports_not_one_on_path(tmp_path
     assert str(other) not in argv
     r = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == f"wdm-replay, version {wdmreplay.__version__}\n", r.stdout
+
+
+def test_a_bench_names_the_python_build_it_ran_on():
+    # The figures depend on the interpreter's build, not only its version: the header names the
+    # real executable (not the venv's link to it) and how libpython is linked, as ldd sees it.
+    line = harness.machine()
+    real = os.path.realpath(sys.executable)
+    assert f"{platform.python_implementation()} {platform.python_version()} ({real}; " in line
+    ldd = subprocess.run(["ldd", real], capture_output=True, text=True, timeout=30).stdout
+    shared = "libpython" in ldd
+    assert ("libpython shared (libpython" in line) is shared, (line, ldd)
+    assert ("libpython in the executable" in line) is not shared, (line, ldd)
+    # ... and says when every start compiles the modules again (no bytecode cache written).
+    for value, said in (("1", True), (None, False)):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        if value:
+            env["PYTHONDONTWRITEBYTECODE"] = value
+        out = subprocess.run([sys.executable, "-c", "import harness; print(harness.machine())"], cwd=BENCH,
+                             env=env, capture_output=True, text=True, timeout=60).stdout
+        assert ("PYTHONDONTWRITEBYTECODE is set" in out) is said, out
 
 
 def test_run_child_measures_cpu_and_kills_on_timeout():
@@ -124,6 +145,7 @@ def test_row_names_the_limiting_side(monkeypatch, client_cpu, target_cpu, other_
 
 _FORKS = """
 import os
+import platform
 x = sum(range(2_000_000))          # the parent's work before it forks
 pids = []
 for _ in range(2):
