@@ -265,12 +265,11 @@ def render_ratios(rows: list[Row], loop: str, cap: float = 0.0) -> str:
 
 
 def replayer_loop() -> str:
-    """The event loop the replayer runs on: uvloop if its source uses it and it is installed."""
-    src = Path(__import__("wdmreplay").__file__).parent
-    uses = any("uvloop" in p.read_text(errors="replace") for p in (src / "eventloop.py", *(src / "replayer").glob("*.py"))
-               if p.exists())
-    uses = uses and os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"  # the replayer's switch
-    return "uvloop" if uses and _importable("uvloop") else "asyncio"
+    """The event loop the replayer runs on ("uvloop" or "asyncio"), as the replayer itself decides it
+    (``wdmreplay.eventloop``: uvloop when installed, unless ``WDM_REPLAY_UVLOOP=0``)."""
+    from wdmreplay.eventloop import loop_name
+
+    return loop_name()
 
 
 def main() -> None:

@@ -11,23 +11,35 @@ import asyncio
 import os
 from typing import Any
 
-__all__ = ["run_async"]
+__all__ = ["loop_name", "run_async"]
+
+
+def _uvloop() -> Any:
+    """uvloop's module when the replay runs on it, else None: not importable (it is installed by
+    default on CPython outside Windows, setup.cfg) or turned off with ``WDM_REPLAY_UVLOOP=0``."""
+    if os.environ.get("WDM_REPLAY_UVLOOP", "1") == "0":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
+
+
+def loop_name() -> str:
+    """The event loop :func:`run_async` runs on now: "uvloop" or "asyncio" (what a bench reports)."""
+    return "asyncio" if _uvloop() is None else "uvloop"
 
 
 def run_async(coro: Any) -> Any:
     """Run a coroutine on a fresh event loop — uvloop's when importable (``WDM_REPLAY_UVLOOP=0`` turns it off)."""
-    use_uvloop = os.environ.get("WDM_REPLAY_UVLOOP", "1") != "0"
-    if use_uvloop:
-        try:
-            import uvloop  # installed by default on CPython outside Windows (setup.cfg)
-        except ImportError:
-            use_uvloop = False
-    if not use_uvloop:
+    uvloop = _uvloop()
+    if uvloop is None:
         return asyncio.run(coro)
     if hasattr(asyncio, "Runner"):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(coro)
-    loop = uvloop.new_event_loop()  # pragma: no cover - Python 3.10
+    loop = uvloop.new_event_loop()  # Python 3.10: no asyncio.Runner
     try:
         return loop.run_until_complete(coro)
     finally:
