@@ -64,6 +64,10 @@ def test_load_schedule_reads_toml(tmp_path):  # tomllib, or tomli on Python 3.10
     p.write_text('[[faults]]\nname = "k"\nat = 1\nfor = 2\ndo = "true"\nundo = ["true"]\n')
     (f,) = load_schedule(str(p))
     assert (f.name, f.at, f.duration, f.undo) == ("k", 1.0, 2.0, ("true",))
+    for bad in (b"[[faults]\n", b'[[faults]]\nname = "k\xff"\n'):  # not TOML; not UTF-8
+        p.write_bytes(bad)
+        with pytest.raises(FaultScheduleError, match="not valid TOML"):
+            load_schedule(str(p))
 
 
 def test_run_action_records_exit_code_and_a_bounded_output_tail():

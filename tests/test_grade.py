@@ -187,10 +187,11 @@ def test_team_commands_run_and_a_failing_reset_marks_the_team_crashed(traces, sh
     ("teams = 3\n", "no teams"),
     ("[team.a]\nurl = 'http://x:1'\n", "unknown top-level key(s) team"),
     ("[teams.a\n", "not valid TOML"),
+    (b'[teams.a]\nurl = "http://x\xff"\n', "not valid TOML"),  # not UTF-8: once a traceback
 ])
 def test_bad_teams_toml_is_one_line_exit_2(tmp_path, text, message):
     toml = tmp_path / "teams.toml"
-    toml.write_text(text)
+    toml.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(GradeError) as e:
         load_teams(toml)
     assert message in str(e.value) and "\n" not in str(e.value)

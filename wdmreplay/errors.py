@@ -1,4 +1,4 @@
-"""The root error of the library, and reading a user's JSON file with a one-line error.
+"""The root error of the library, and reading a user's JSON or TOML file with a one-line error.
 
 Every error meant for the user derives from :class:`WdmError`: the CLI prints its message on one line
 and exits with its ``exit_code`` (2: bad input).
@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, installed as tomli (setup.cfg)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 class WdmError(Exception):
@@ -34,3 +39,11 @@ def load_json_file(path: str | Path, what: str) -> Any:
     except json.JSONDecodeError as e:
         raise ApiError(f"{path}: {what} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
+
+def parse_toml(raw: bytes) -> dict[str, Any]:
+    """The table of a TOML document; ``ValueError`` when the bytes are not UTF-8 or not TOML.
+
+    Callers wrap the ``ValueError`` (``tomllib.TOMLDecodeError`` or ``UnicodeDecodeError``) in their
+    own one-line error naming the file.
+    """
+    return tomllib.loads(raw.decode("utf-8"))

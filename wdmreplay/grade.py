@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .errors import WdmError
+from .errors import WdmError, parse_toml
 from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
@@ -72,15 +72,12 @@ class Team:
 
 def _toml(path: Path) -> dict:
     try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
     except OSError as e:
         raise GradeError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
+    try:
+        return parse_toml(raw)
+    except ValueError as e:  # not UTF-8, or not TOML
         raise GradeError(f"{path}: not valid TOML: {e}") from None
 
 

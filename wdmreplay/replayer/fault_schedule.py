@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ..errors import WdmError
+from ..errors import WdmError, parse_toml
 from ..traces.records import EVENT_FAULT, EVENT_FAULT_SKIPPED, EVENT_FAULT_START, FAULT_ACTION_EVENTS, Event
 
 DEFAULT_ACTION_TIMEOUT = 60.0  # seconds an action may run before its process group is killed
@@ -146,12 +146,8 @@ def load_schedule(path: str) -> tuple[Fault, ...]:
         raise FaultScheduleError(f"{path}: cannot read: {e.strerror}") from None
     if str(path).endswith(".toml"):
         try:
-            import tomllib
-        except ImportError:  # Python 3.10: the same parser, installed as tomli (setup.cfg)
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            doc = tomllib.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            doc = parse_toml(raw)
+        except ValueError as e:  # not UTF-8, or not TOML
             raise FaultScheduleError(f"{path}: not valid TOML: {e}") from None
     else:
         try:
