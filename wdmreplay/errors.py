@@ -10,11 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10: the same parser, installed as tomli (setup.cfg)
-    import tomli as tomllib  # type: ignore[no-redef]
-
 
 class WdmError(Exception):
     """An error with a one-line message for the user; the CLI prints it and exits non-zero."""
@@ -44,6 +39,11 @@ def parse_toml(raw: bytes) -> dict[str, Any]:
     """The table of a TOML document; ``ValueError`` when the bytes are not UTF-8 or not TOML.
 
     Callers wrap the ``ValueError`` (``tomllib.TOMLDecodeError`` or ``UnicodeDecodeError``) in their
-    own one-line error naming the file.
+    own one-line error naming the file. (The parser is imported here, not at the top: every command
+    imports this module, few read TOML.)
     """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser, installed as tomli (setup.cfg)
+        import tomli as tomllib  # type: ignore[no-redef]
     return tomllib.loads(raw.decode("utf-8"))
