@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import command_available, install_cleanup, last_line, run_child, stress_trace, wdm_replay  # noqa: E402
+from harness import command_available, install_cleanup, last_line, machine, run_child, stress_trace, wdm_replay  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 from wdmreplay.targets import Target  # noqa: E402
@@ -56,6 +56,7 @@ def main() -> None:
         with StaticTarget(prefer=a.target) as target:
             urls = work / "urls.json"
             urls.write_text(json.dumps(Target.single(target.url).as_dict()))
+            print(f"machine: {machine()}")
             print(f"target: {target.kind} at {target.url}  {target.note}".rstrip())
             print(f"sizes: {', '.join(f'{n:,}' for n in sizes)} requests; concurrency {a.concurrency}", flush=True)
             for n in sizes:

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import machine  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 from wdmreplay.replayer import replay_trace  # noqa: E402
@@ -50,6 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, StaticTarget(prefer=a.target) as target:
         trace, out = str(Path(tmp) / "sched.wdmt"), str(Path(tmp) / "sched.wdmr")
         n = build_trace(trace, a.rate, a.duration)
+        print(f"machine: {machine()}")
         print(f"{n} one-step sessions at {a.rate:g}/s for {a.duration:g} s; concurrency {a.concurrency}; "
               f"cores {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}", flush=True)
         s = replay_trace(trace, out, target=target.url, speed=1.0, concurrency=a.concurrency, final_read=False)

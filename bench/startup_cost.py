@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import bench_run, install_cleanup, last_line, run_child, stress_trace  # noqa: E402
+from harness import bench_run, install_cleanup, last_line, machine, run_child, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             stress_trace(trace, 10)
             how_to = launchers(work)
             cpu: dict[tuple[str, str], list[float]] = {(name, how): [] for name, _ in versions for how in how_to}
+            print(f"machine: {machine()}")
             print(f"target: {target.kind} at {target.url}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
             for i in range(a.runs):
                 for (name, how), xs in cpu.items():  # alternately: a slow spell hits every version alike

@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import install_cleanup, last_line, replay_window, run_child, stress_trace  # noqa: E402
+from harness import install_cleanup, last_line, machine, replay_window, run_child, stress_trace  # noqa: E402
 from static_target import StaticTarget  # noqa: E402
 
 from wdmreplay.targets import Target  # noqa: E402
@@ -134,6 +134,7 @@ def main() -> None:
         with StaticTarget(prefer="nginx") as target:
             urls = work / "urls.json"
             urls.write_text(json.dumps(Target.single(target.url).as_dict()))
+            print(f"machine: {machine()}")
             print(f"target: {target.kind} at {target.url}  {target.note}".rstrip(), flush=True)
             runs: dict[int, list[dict[str, int]]] = {1: [], a.workers: []}
             for n in (a.requests, 3 * a.requests):

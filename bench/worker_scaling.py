@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import CpuCaps, capped_run, install_cleanup, last_line, replay_window, stress_trace, wdm_replay  # noqa: E402
+from harness import CpuCaps, capped_run, install_cleanup, last_line, machine, replay_window, stress_trace, wdm_replay  # noqa: E402
 from static_target import StaticTarget, machine_busy_seconds  # noqa: E402
 
 from wdmreplay.targets import Target  # noqa: E402
@@ -70,6 +70,7 @@ def main() -> None:
             urls.write_text(json.dumps(Target.single(target.url).as_dict()))
             trace = work / "stress.wdmt"
             h, how = stress_trace(trace, requests)
+            print(f"machine: {machine()}")
             print(f"cap: {a.cap} core per replay process (cgroup v{caps.version} CPU quota); "
                   f"target: {target.kind} at {target.url}; {cores} CPUs", flush=True)
             print(f"trace: {h['requests']:,} requests ({how}); concurrency {a.concurrency}", flush=True)
