@@ -32,6 +32,7 @@ from .errors import WdmError
 from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
+from .replayer.fault_schedule import load_schedule
 
 SUITES = ("consistency", "stress", "capacity", "faults")
 STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
@@ -125,8 +126,6 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
         faults = str(base / spec["faults"])
         if not os.path.isfile(faults):
             raise GradeError(f"{where}: faults file {spec['faults']!r} not found (relative to {base})")
-        from .replayer.fault_schedule import load_schedule
-
         try:  # read now, not when the team's faults suite starts (after its other suites ran)
             load_schedule(faults)
         except WdmError as e:
