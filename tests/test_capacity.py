@@ -137,9 +137,12 @@ def test_cli_bad_slo_is_one_line_and_exit_2(stress_trace, shop):
 
 @pytest.mark.parametrize("name,message", [("plot.txt", "written as .png, .svg or .pdf"),
                                            ("run.wdmr", "written as .png, .svg or .pdf"),
-                                           ("old.png", None)])
+                                           ("old.png", None),
+                                           ("no-such-dir/cap.png", "cannot write here"),
+                                           ("a-file/cap.png", "cannot write here")])
 def test_cli_plot_output_is_checked_before_the_search(stress_trace, shop, tmp_path, name, message):
     out = tmp_path / name
+    (tmp_path / "a-file").write_text("a regular file, not a directory")
     if name == "old.png":  # an existing results file under a .png name is not replaced either
         import shutil
         shutil.copy(_results_file(stress_trace, shop, tmp_path), out)

@@ -8,6 +8,8 @@ is a latency regression; a shop answering every request 500 is a regression what
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +119,19 @@ def test_ab_failing_before_each_stops_with_one_line(tmp_path, shop, trace, capsy
 def test_ab_bad_input_is_one_line(tmp_path, trace, capsys, argv, message):
     code, out, err = run_cli(capsys, "ab", str(trace), *argv, "-d", str(tmp_path / "runs"))
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("output", ["a-file/cmp.txt", "no-such-dir/cmp.txt"])
+def test_ab_output_it_cannot_write_is_refused_before_any_run(tmp_path, shop, trace, output):
+    # The comparison is written after every run: an -o it cannot write must not cost the session.
+    (tmp_path / "a-file").write_text("a regular file, not a directory")
+    p = subprocess.run([sys.executable, "-m", "wdmreplay", "ab", str(trace), "--a", shop.url, "--b", shop.url,
+                        "--runs", "1", "--speed", "max", "-q", "-d", str(tmp_path / "runs"),
+                        "-o", str(tmp_path / output)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith(f"wdm-replay: error: {tmp_path / output}: cannot write here"), p.stderr
+    assert not list((tmp_path / "runs").glob("*.wdmr")), "runs were made before -o was found unwritable"
 
 
 @pytest.mark.parametrize("option, value", [("--alpha", "0"), ("--alpha", "1"), ("--alpha", "nan"),

@@ -108,6 +108,8 @@ def _cli(args, cwd, env=None, timeout=60):
     (["--start-at", "2000-01-01T00:00:00Z"], {}, "in the past"),
     (["--start-at", "2030-01-01T00:00:00"], {}, "give the zone"),
     (["--start-at", "soon"], {}, "not epoch seconds"),
+    # Epoch seconds past any date: the "days ahead" refusal formatted it as a date (OverflowError traceback).
+    (["--start-at", "99999999999999999999999"], {}, "1e+23 (epoch seconds) is more than 7 days ahead"),
     (["--shard", "auto/3"], {}, "JOB_COMPLETION_INDEX is not set"),
     (["--shard", "auto/3"], {"JOB_COMPLETION_INDEX": "3"}, r"not in 0..2"),
 ])

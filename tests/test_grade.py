@@ -182,6 +182,10 @@ def test_team_commands_run_and_a_failing_reset_marks_the_team_crashed(traces, sh
     ('[teams.a]\nurl = "ftp://x"\n', "[teams.a]"),
     ('[teams.a]\nurl = "http://127.0.0.1:1"\ncolour = "red"\n', "unknown key(s) colour"),
     ('[teams.a]\nurl = "http://127.0.0.1:1"\nfaults = "nope.json"\n', "faults file 'nope.json' not found"),
+    # A faults file that is there but no schedule: refused when TEAMS.toml is read, not once the
+    # team's other suites have run (then the team was marked CRASHED and grade exited 0).
+    ('[teams.a]\nurl = "http://127.0.0.1:1"\nfaults = "garbage.json"\n', "garbage.json: not valid JSON"),
+    ('[teams.a]\nurl = "http://127.0.0.1:1"\nfaults = "empty.json"\n', "empty.json: the schedule has no faults"),
     ('[teams."a b"]\nurl = "http://127.0.0.1:1"\n', "a team name is letters"),
     ('[teams.a]\nurl = 5\n', "url must be a non-empty string"),
     ("teams = 3\n", "no teams"),
@@ -190,6 +194,8 @@ def test_team_commands_run_and_a_failing_reset_marks_the_team_crashed(traces, sh
     (b'[teams.a]\nurl = "http://x\xff"\n', "not valid TOML"),  # not UTF-8: once a traceback
 ])
 def test_bad_teams_toml_is_one_line_exit_2(tmp_path, text, message):
+    (tmp_path / "garbage.json").write_text("{not json")
+    (tmp_path / "empty.json").write_text('{"faults": []}')
     toml = tmp_path / "teams.toml"
     toml.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(GradeError) as e:

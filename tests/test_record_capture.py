@@ -229,3 +229,18 @@ def test_cli_record_user_errors_are_one_line(tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
         assert r.returncode != 0 and text in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("output", ["{file}/trace.wdmt", "{tmp}/no-such-dir/trace.wdmt", ""])
+def test_cli_record_refuses_an_output_it_cannot_write_before_it_captures(tmp_path, output):
+    # The trace is written when the capture stops: an -o it cannot write must fail before the proxy
+    # listens, not after minutes of captured traffic are lost.
+    (tmp_path / "a-file").write_text("x")
+    out = output.format(file=tmp_path / "a-file", tmp=tmp_path)
+    r = subprocess.run([sys.executable, "-m", "wdmreplay", "record", "--upstream", "http://127.0.0.1:1",
+                        "--listen", "127.0.0.1:0", "--duration", "2", "-o", out],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "recording on" not in r.stdout, r.stdout  # the proxy never started
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("cannot write here" in r.stderr) if out else ("output file name is empty" in r.stderr), r.stderr

@@ -6,11 +6,14 @@ it (``sys.executable -m wdmreplay``); the shop runs in a thread of the test proc
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from replay_support import closed_port
 from wdmreplay.analysis import check_results
@@ -171,6 +174,22 @@ def test_bad_input_exits_2_with_one_line(shop_factory, tmp_path):
     p = _run(["shrink", "run.wdmr", "--url", shop.url], tmp_path)
     assert p.returncode == 2 and "give it with --trace" in p.stderr
     assert run.exists() and (tmp_path / "moved.wdmt").exists()  # nothing recorded is lost
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (a directory no file can be made in)")
+def test_an_output_directory_that_refuses_files_fails_before_any_replay(shop_factory, tmp_path):
+    # /proc exists (so "directory does not exist" does not apply) but refuses a new file: the
+    # minimal trace could not be written, so no replay may be spent on it.
+    shop = shop_factory(inject="oversell")
+    trace = tmp_path / "c.wdmt"
+    generate("consistency", trace, seed=1, items=1, stock=1, users=3, credit=5, orders=3)
+    _source_run(shop, tmp_path, trace, "oversell")
+    p = _run(["shrink", "run.wdmr", "--url", shop.url, "-q", "--runs", "1", "--before-each", "touch replayed",
+              "-o", "/proc/wdm-shrink-test.wdmt"], tmp_path)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith("wdm-replay: error: /proc/wdm-shrink-test.wdmt: cannot write here"), p.stderr
+    assert not (tmp_path / "replayed").exists()  # refused before the first replay
 
 
 def test_before_each_runs_before_every_replay_and_a_failing_one_stops(shop_factory, tmp_path):

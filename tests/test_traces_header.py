@@ -9,6 +9,8 @@ and exit 2 for ``inspect`` and ``replay``, with nothing written.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -213,12 +215,46 @@ def test_a_step_without_every_key_is_a_problem_for_inspect_and_an_error_for_shri
     path = tmp_path / "step.wdmt"
     _write_v1(path, {**_OLDEST_HEADER, "requests": 11}, sessions)
     info = inspect_trace(path)
-    assert info["symbols"]["problems"] == 1 and "step 2: not a step map" in info["symbols"]["examples"][0]
+    assert info["symbols"]["problems"] == 1 and "step 2 is not a step map" in info["symbols"]["examples"][0]
     assert info["requests"] == 11 and sum(info["ops"].values()) == 10  # the broken step is not counted
     code, out, err = _run_main(["inspect", str(path)], capsys)
     assert code == 0 and "1 PROBLEMS" in out and err == ""
     with pytest.raises(FormatError, match=r"session 2 step 2 is not a step map"):
         cut.load_sessions(str(path))
+
+
+@pytest.mark.parametrize("key, value", [("op", None), ("op", 7), ("args", 3), ("args", None), ("think", "x"),
+                                        ("scenario", None), ("expect", ["ok"]), ("bind", 1.5)])
+def test_inspect_reports_a_step_of_the_wrong_types_as_a_problem(tmp_path: Path, key, value) -> None:
+    # Before: inspect only checked that a step had every key; a value of another type ended in a
+    # TypeError traceback, exit 1 (op None or 7, args a number or nil, think a string, scenario nil,
+    # expect an array) or went unreported (bind 1.5). Now such a step is one of the trace's symbol
+    # problems, in the words replay refuses it with (keys.step_problem).
+    sessions = [dict(s) for s in _SESSIONS]
+    sessions[2] = {**sessions[2], "steps": [sessions[2]["steps"][0], {**sessions[2]["steps"][1], key: value}]}
+    path = tmp_path / "step.wdmt"
+    _write_v1(path, _OLDEST_HEADER, sessions)
+    for json_flag in ([], ["--json"]):
+        p = subprocess.run([sys.executable, "-m", "wdmreplay", "inspect", str(path), *json_flag],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and p.stderr == "", p.stderr
+        assert "session 2 step 1 has values not of the format's types" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("key, value", [("at", None), ("at", "x"), ("at", float("inf")), ("phase", 1.5),
+                                        ("phase", True)])
+def test_a_session_of_the_wrong_types_is_one_line_and_exit_2(tmp_path: Path, key, value) -> None:
+    # Before: a session whose start time was not a finite number or whose phase was not an integer
+    # passed the reader's check; inspect then failed with a TypeError traceback (at nil or a string,
+    # phase 1.5) or summed it as it was (at inf, phase true).
+    sessions = [dict(s) for s in _SESSIONS]
+    sessions[1] = {**sessions[1], key: value}
+    path = tmp_path / "session.wdmt"
+    _write_v1(path, _OLDEST_HEADER, sessions)
+    p = subprocess.run([sys.executable, "-m", "wdmreplay", "inspect", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+    assert p.stderr == f"wdm-replay: error: {path}: corrupt session record #1\n", p.stderr
 
 
 # --- the shrink section ----------------------------------------------------------------------------

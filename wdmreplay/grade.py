@@ -32,6 +32,7 @@ from .errors import WdmError, parse_toml
 from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
+from .replayer.fault_schedule import load_schedule
 
 SUITES = ("consistency", "stress", "capacity", "faults")
 STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
@@ -122,6 +123,10 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
         faults = str(base / spec["faults"])
         if not os.path.isfile(faults):
             raise GradeError(f"{where}: faults file {spec['faults']!r} not found (relative to {base})")
+        try:  # read now, not when the team's faults suite starts (after its other suites ran)
+            load_schedule(faults)
+        except WdmError as e:
+            raise GradeError(f"{where}: {e}") from None
     return Team(name, target, shown, spec.get("reset"), spec.get("before"), spec.get("after"), faults)
 
 

@@ -219,11 +219,13 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
 
     slo_value = parse_slo(slo)
     if plot:  # before the search: a plot it cannot write must not cost the whole search
+        from ..traces import refuse_unwritable
         from ..traces.trace import refuse_replacing
 
         if os.path.splitext(plot)[1].lower() not in (".png", ".svg", ".pdf"):
             raise click.BadParameter(f"{plot}: the plot is written as .png, .svg or .pdf", param_hint="-o")
         refuse_replacing(plot, False)
+        refuse_unwritable(plot)
     plan = SearchPlan(start, max_speed, factor, bisect_steps)
     target = choose_target(urls_path, base_url)
     no_plot = matplotlib_missing() if plot else None

@@ -194,10 +194,11 @@ def ab_cmd(trace: str, urls_a: str, urls_b: str, runs: int, label_a: str, label_
     """
     from ..ab import run_ab
     from ..targets import parse_target
-    from ..traces import refuse_inputs
+    from ..traces import refuse_inputs, refuse_unwritable
 
     if output:
         refuse_inputs(output, [trace, *(u for u in (urls_a, urls_b) if os.path.isfile(u))])
+        refuse_unwritable(output)  # before the runs, not after them
     done = run_ab(trace, outdir, target_a=parse_target(urls_a, "--a"), target_b=parse_target(urls_b, "--b"),
                   runs=runs, label_a=label_a, label_b=label_b, before_each=before_each, config=config,
                   progress=not quiet and sys.stderr.isatty(),

@@ -243,13 +243,14 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
     from ..capture import parse_listen, record
     from ..terms import plural
     from ..eventloop import run_async  # uvloop's event loop when importable
-    from ..traces import refuse_inputs
+    from ..traces import refuse_inputs, refuse_unwritable
     from ..traces.trace import refuse_replacing
 
     target = choose_target(urls_path, upstream, url_option="--upstream", default=False)
     if urls_path:
         refuse_inputs(output, [urls_path])
     refuse_replacing(output, force)
+    refuse_unwritable(output)  # before the capture: what it captured would be lost at the end
     host, port = parse_listen(listen)
 
     def ready(url: str) -> None:

@@ -68,8 +68,12 @@ def check_start_at(start_at: float, now: float) -> None:
 
 
 def format_utc(t: float) -> str:
-    """Unix seconds as ISO-8601 UTC with milliseconds (``2026-12-02T01:00:00.000Z``)."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix seconds as ISO-8601 UTC with milliseconds (``2026-12-02T01:00:00.000Z``); a time no date
+    holds (past the year 9999, e.g. ``--start-at 1e22``) as its epoch seconds."""
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{t:g} (epoch seconds)"
 
 
 def resolve_shard(text: str | None, environ: Mapping[str, str] | None = None) -> str | None:

@@ -26,6 +26,7 @@ from ..targets import Target
 from ..terms import plural
 from ..traces.records import TraceRef
 from ..traces.results import load_results
+from ..traces.stream import refuse_unwritable
 from ..traces.trace import TraceHeader, refuse_replacing, trace_digest
 from . import cut
 from .ddmin import ddmin
@@ -421,6 +422,7 @@ def _finding_of(run: str, output: str, trace: str | None, anomaly: str | None,
         if os.path.exists(output) and os.path.samefile(p, output):
             raise ShrinkError(f"{output}: is one of the inputs; choose another -o")
     refuse_replacing(output, force)  # before minutes of replays, not after
+    refuse_unwritable(output)  # likewise: a directory that refuses files (/proc) fails only when writing
     if results.final is None:
         why = ("replayed without the final read" if results.complete
                else f"a partial run: {results.trailer_record.reason or 'interrupted'}")

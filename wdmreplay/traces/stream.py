@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator
@@ -94,6 +95,25 @@ def refuse_inputs(output: str | Path, inputs: Iterable[str | Path]) -> None:
                 what = "" if cand == out else f" (its temporary file {cand})"
                 raise FormatError(f"{out}: the output{what} is the input {inp}; refusing to overwrite it, "
                                   f"choose another output file")
+
+
+def refuse_unwritable(output: str | Path) -> None:
+    """Raise :class:`FormatError` when no file can be written at ``output``: an empty name, a directory
+    that does not exist, is not a directory, or refuses a new file.
+
+    Called before work whose result only ``output`` keeps (a capture, a shrink, a capacity search,
+    an A/B session): a path it cannot write then fails in a second, not after the work is done.
+    Probes the directory with a temporary file, removed at once; ``output`` itself is not touched.
+    """
+    out = str(output)
+    if not out:
+        raise FormatError("the output file name is empty")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".wdm-probe-", dir=os.path.dirname(out) or ".")
+    except OSError as e:
+        raise FormatError(f"{out}: cannot write here: {e.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _unpacker(f: BinaryIO | None = None, limit: int = 512 * 1024 * 1024, use_list: bool = True) -> msgpack.Unpacker:

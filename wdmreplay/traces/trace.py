@@ -26,6 +26,7 @@ independent of each other (what lets the replayer shard them over workers).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -499,11 +500,14 @@ class TraceReader:
         self._check_counts(n_sessions, n_requests)
 
     def _check_session(self, rec: Any, n: int, n_phases: int, seq: type | tuple) -> None:
-        """Refuse (:class:`FormatError`) a session map without its keys, with a phase out of range or steps not an array."""
+        """Refuse (:class:`FormatError`) a session map without its keys, with a phase that is not an integer
+        in range, a start time that is not a finite number or steps not an array."""
         try:
-            if not (0 <= rec["phase"] < n_phases) or not isinstance(rec["steps"], seq):
+            phase, at = rec["phase"], rec["at"]
+            if (phase.__class__ is not int or not 0 <= phase < n_phases or not isinstance(rec["steps"], seq)
+                    or at.__class__ not in (int, float) or not math.isfinite(at)):
                 raise KeyError
-            rec["at"], rec["sid"]  # noqa: B018 - presence check
+            rec["sid"]  # noqa: B018 - presence check
         except (KeyError, TypeError):
             raise FormatError(f"{self.path}: corrupt session record #{n}") from None
 

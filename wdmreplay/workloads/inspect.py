@@ -14,7 +14,8 @@ from typing import Any, Iterable
 from ..operations import BUILTIN_ROUTES, OPERATIONS
 from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
 from ..traces import TraceReader
-from ..traces.trace import EXPECT_VALUES, STEP_KEYS, ShrinkNote, TraceHeader, is_step
+from ..traces.keys import step_problem
+from ..traces.trace import EXPECT_VALUES, ShrinkNote, TraceHeader
 from .stress import StressParams, effective_weights
 
 MAX_EXAMPLES = 5
@@ -52,8 +53,9 @@ class SymbolChecker:
         local: set[str] = set()
         visible, phase_binds = self.visible, self.phase_binds
         for k, st in enumerate(session["steps"]):
-            if not is_step(st):
-                self._problem(f"session {sid} step {k}: not a step map ({', '.join(STEP_KEYS)})")
+            problem = step_problem(st)
+            if problem is not None:  # what the replay refuses too, in its words
+                self._problem(f"session {sid} step {k} {problem}")
                 continue
             op, args, bind, expect = st["op"], st["args"], st["bind"], st["expect"]
             spec = OPERATIONS.get(op)
@@ -187,7 +189,7 @@ def inspect_trace(path: str | Path) -> dict:
             cur_sc, cur_ns = None, None
             think = 0.0
             for st in s["steps"]:
-                if not is_step(st):
+                if step_problem(st) is not None:
                     continue  # the checker reports it
                 op, sc, e, bind = st["op"], st["scenario"], st["expect"], st["bind"]
                 think += st["think"] or 0.0
