@@ -200,6 +200,7 @@ def test_a_tiny_bucket_is_widened_to_at_most_the_documented_number_of_buckets(tm
     ({"alpha": 2.0}, "alpha must be a significance level"),
     ({"alpha": float("nan")}, "alpha must be a significance level"),
     ({"alpha": 0.0}, "alpha must be a significance level"),
+    ({"alpha": 1e-15}, "alpha must be a significance level of at least 1e-06"),  # was a ZeroDivisionError
 ])
 def test_compare_runs_refuses_nan_and_out_of_range(tmp_path, kwargs, match):
     a = load_results(_timed_history().write(tmp_path / "a.wdmr"))

@@ -35,6 +35,9 @@ QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))
 ALL = "all"  # the pseudo-operation of every answered request of a run
 GATED = ("p50", "p99")  # the typical request and the tail; p90 is shown, not gated
 MIN_SAMPLES = 20
+# The smallest significance level: intervals of 1 - 1e-6. Far smaller ones (about 1e-15) make an
+# interval's bound 0 in floating point, and no verdict can be drawn from that.
+MIN_ALPHA = 1e-6
 CDF_POINTS = tuple(i / 200 for i in range(201))
 TAIL_SAMPLES = 2  # a quantile q is tested only when every run has ≥ this many answers above it
 
@@ -581,8 +584,8 @@ def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None
     for name, value in (("threshold", threshold), ("error_threshold", error_threshold)):
         if not (np.isfinite(value) and value >= 0):
             raise CompareError(f"{name} must be a finite fraction >= 0 (0.10 = 10 %), got {value!r}")
-    if not 0 < alpha < 1:
-        raise CompareError(f"alpha must be a significance level between 0 and 1, got {alpha!r}")
+    if not MIN_ALPHA <= alpha < 1:
+        raise CompareError(f"alpha must be a significance level of at least {MIN_ALPHA:g} and below 1, got {alpha!r}")
     digest = _check_same_trace(runs)
     groups = group_by_label(runs)
     if len(groups) < 2:

@@ -170,7 +170,7 @@ def compare_options(f):
     f = click.option("--seed", type=SEED, default=0, show_default=True,
                      help="seed of the bootstrap resampling")(f)
     f = click.option("--alpha", type=Finite(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-                     help="significance level (intervals are 1-alpha)")(f)
+                     help="significance level (intervals are 1-alpha); at least 1e-6")(f)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), help="write to this file instead of stdout")(f)
     f = click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
                      show_default=True, help="html: one self-contained page with charts "
