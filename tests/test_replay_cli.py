@@ -98,21 +98,29 @@ _WRONG_TYPES = ("step 1 has values not of the format's types (op, expect and sce
 def _trace_with_a_broken_step(path: Path, broken: Any, stored_index: bool) -> None:
     """A hand-made trace whose one session's second step is ``broken``; with ``stored_index`` its
     trailer carries the index, so the replay's coordinator decodes no session (the worker finds it)."""
+    _trace_of_one_session(path, {"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"]), broken]},
+                          stored_index)
+
+
+def _trace_of_one_session(path: Path, session: dict, stored_index: bool) -> None:
+    """A hand-made trace of the one session record ``session``; with ``stored_index``, a trailer whose
+    index says it uses find_item alone (what it said before the file was edited by hand)."""
     from wdmreplay.operations import ENTITY_KINDS
     from wdmreplay.traces.index import INDEX_KEY
     from wdmreplay.traces.stream import packer, prologue, write_frame
     from wdmreplay.traces.trace import TRACE_FORMAT, TraceHeader, TracePhase
 
     pk = packer()
-    trailer: dict = {"trailer": TRACE_FORMAT, "sessions": 1, "requests": 2}
+    n = len(session["steps"])
+    trailer: dict = {"trailer": TRACE_FORMAT, "sessions": 1, "requests": n}
     if stored_index:
         trailer[INDEX_KEY] = {"ops": ["find_item"], "shared": [], "literals": {k: [] for k in ENTITY_KINDS},
                               "ranges": {k: 0 for k in ENTITY_KINDS}, "unknown": []}
     with open(path, "wb") as f:
         f.write(prologue(TRACE_FORMAT, 2))
         write_frame(f, pk.pack(TraceHeader(workload="w", phases=(TracePhase("a", 0),), sessions=1,
-                                           requests=2).to_record()))
-        write_frame(f, pk.pack({"sid": 0, "phase": 0, "at": 0, "steps": [step("find_item", ["1"]), broken]}))
+                                           requests=n).to_record()))
+        write_frame(f, pk.pack(session))
         write_frame(f, pk.pack(trailer))
 
 
@@ -130,6 +138,32 @@ def test_a_broken_step_is_a_one_line_error(shop, tmp_path, broken, words, stored
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.startswith("wdm-replay: error: ")
     assert p.stderr.endswith(f"t.wdmt: corrupt session record #0: {words}\n"), p.stderr
+
+
+_SID_WORDS = "is not an integer from 0 to 4294967295"
+
+
+@pytest.mark.parametrize("sid, step1, words", [
+    (-1, None, f"corrupt session record #0: session id -1 {_SID_WORDS}"),
+    (None, None, f"corrupt session record #0: session id None {_SID_WORDS}"),
+    (2**32, None, f"corrupt session record #0: session id 4294967296 {_SID_WORDS}"),
+    (1.5, None, f"corrupt session record #0: session id 1.5 {_SID_WORDS}"),
+    (0, step("teleport", ["1"]), "corrupt session record #0: step 1 uses unknown operation 'teleport'"),
+    (0, step("find_item", []), "session 0 step 1: find_item takes more arguments than the 0 it has"),
+    (0, step("remove_item", ["1", "2"]), "session 0 step 1: the 2024 dialect has no route for remove_item"),
+], ids=["sid-negative", "sid-nil", "sid-past-32-bits", "sid-a-float", "unknown-op", "too-few-args", "op-not-in-dialect"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_session_edited_by_hand_is_a_one_line_error(shop, tmp_path, sid, step1, words, workers):
+    # Checksums right, and a trailer whose index no longer says what the session holds: what the
+    # replay's worker reads is refused in one line (it was a worker's traceback: struct.error,
+    # KeyError, IndexError, AttributeError), and nothing is sent for the step it cannot replay.
+    steps = [step("find_item", ["1"])] + ([step1] if step1 is not None else [])
+    _trace_of_one_session(tmp_path / "t.wdmt", {"sid": sid, "phase": 0, "at": 0, "steps": steps}, True)
+    p = _run(["replay", "t.wdmt", "--url", shop.url, "--workers", str(workers)], tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith("wdm-replay: error: replay worker ") and "Error:" not in p.stderr, p.stderr
+    assert p.stderr.endswith(f"t.wdmt: {words}\n"), p.stderr  # with two workers, a sid not an int too
+    assert shop.stats()["by_op"].get("remove_item", 0) == 0
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])

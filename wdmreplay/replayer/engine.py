@@ -29,6 +29,7 @@ from ..targets import Target
 from ..traces.results import (CONN_ERROR, ERROR, EXPECT_CODES, FAIL, MAX_ERROR_TEXT, OK,
                               SKIPPED, TIMEOUT)
 from ..traces.results import pack_row as _pack_row, row_columns
+from ..traces.stream import FormatError
 from ..traces.trace import TraceReader
 from .final import IdSet
 from .http import HttpClient, NotSent, Slots
@@ -525,6 +526,23 @@ class Engine:
 
     # --- one session --------------------------------------------------------------------------
 
+    def _odd_path(self, url_fmt: str | None, args: tuple, sid: Any, index: int, op: str) -> str:
+        """The path of a step its route's ``%`` template does not fit (see :func:`percent_template`).
+
+        With more arguments than the operation's, ``str.format`` leaves the extra ones out, as
+        always. A step no path can be made of is bad trace content, refused in one line
+        (:class:`FormatError`) before anything is sent for it: too few arguments, or an operation
+        the dialect lacks — what only a trace edited by hand can hold, since a written trace's
+        index names its operations and the coordinator checks them against the dialect.
+        """
+        where = f"{self.trace_path}: session {sid} step {index}"
+        if url_fmt is None:
+            raise FormatError(f"{where}: the {self.dialect.name} dialect has no route for {op}")
+        try:
+            return url_fmt.format(*args)
+        except (IndexError, KeyError):
+            raise FormatError(f"{where}: {op} takes more arguments than the {len(args)} it has") from None
+
     async def run_session(self, s: Session, due: float) -> None:
         """Send a session's steps one after another, each after the previous response plus think time.
 
@@ -592,7 +610,7 @@ class Engine:
                 resolved = tuple(resolved)
             try:
                 status, body, sent = await send(method, pct % resolved if len(resolved) == nargs
-                                                else url_fmt.format(*resolved))
+                                                else self._odd_path(url_fmt, resolved, sid, index, st.op))
                 done = perf() - t0
                 sent -= t0
                 if 200 <= status < 300:

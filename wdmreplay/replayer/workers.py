@@ -39,9 +39,10 @@ def worker_main(conn: Any, cfg: WorkerSetup, inherited: list | tuple = ()) -> No
     except Exception as e:  # report instead of dying silently; the coordinator raises it as a ReplayError
         # Bad input (a corrupt trace, ...) is the tool's own error: one line. Anything else is a
         # bug, reported with where it happened.
-        text = f"{e.__class__.__name__}: {e}"
-        if not isinstance(e, WdmError):
-            text += f"\n{traceback.format_exc(limit=5)}"
+        if isinstance(e, WdmError):
+            text = str(e)
+        else:
+            text = f"{e.__class__.__name__}: {e}\n{traceback.format_exc(limit=5)}"
         try:
             conn.send(Failed(text))
         except OSError:

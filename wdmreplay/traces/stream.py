@@ -310,7 +310,7 @@ class RecordReader:
                     u.skip()
                 continue
             v = u.unpack()
-            if k == key and not keep(v):
+            if k == key and v.__class__ is int and not keep(v):
                 skipped = len(rec[count]) if isinstance(rec.get(count), (list, tuple)) else 0
                 rec = None
                 continue
@@ -468,6 +468,8 @@ class RecordReader:
     def iter_skipping(self, key: str, keep: Callable[[Any], bool], count: str) -> Iterator[dict | int]:
         """Records as iteration yields them, except that a record whose ``key`` value fails ``keep``
         is skipped without being built: in its place comes the length of its ``count`` array (an int).
+        ``keep`` judges int values only: a record whose ``key`` holds anything else is yielded whole,
+        for the caller to refuse (a session id of another type is no other worker's to skip).
 
         What lets a replay worker pass over the other workers' sessions at a fraction of their
         decoding cost; the file is read and checked (checksums, framing, trailer) as by plain

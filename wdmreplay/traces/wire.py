@@ -9,11 +9,11 @@ msgpack decoded (a record msgspec refuses, a version-1 trace) — so the engine 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import msgspec
 
-from ..operations import OP_NAMES
+from ..operations import OP_NAMES, OPERATIONS
 from .stream import FormatError
 from .keys import EXPECT_VALUES, steps_problem
 
@@ -23,6 +23,11 @@ from .keys import EXPECT_VALUES, steps_problem
 # msgpack reads that record as before.
 _OpName = Literal[OP_NAMES]  # type: ignore[valid-type]
 _Expect = Literal[EXPECT_VALUES]  # type: ignore[valid-type]
+# The largest session id the replay can record: the results file's sid column is unsigned 32-bit
+# (results.COLUMNS). msgspec checks the bounds as it decodes; a record outside them is read by
+# msgpack and refused by replay_session in words.
+SID_MAX = 2**32 - 1
+_Sid = Annotated[int, msgspec.Meta(ge=0, le=SID_MAX)]
 
 
 class ReplayStep(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -51,7 +56,7 @@ class ReplaySession(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
     (msgspec skips an unknown key's value without checking it, msgpack decodes it).
     """
 
-    sid: int
+    sid: _Sid
     phase: int
     at: int | float
     steps: tuple[ReplayStep, ...]
@@ -60,7 +65,7 @@ class ReplaySession(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields
 class _SkimSession(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     """What a worker reading its share needs of any session: its ``sid`` and the number of its steps."""
 
-    sid: int
+    sid: _Sid
     phase: int
     at: int | float
     steps: msgspec.Raw  # left undecoded: only its array header is read
@@ -122,10 +127,20 @@ def skim_decoder() -> Callable[[Any], tuple[int, int]]:
 def replay_session(rec: dict, where: str) -> ReplaySession:
     """The :class:`ReplaySession` of a session map msgpack decoded (a version-1 trace, a record msgspec refused).
 
-    Values are taken as they are (an arg of another type reaches the engine as before); a step the
-    engine could not send (:func:`.keys.steps_problem`) is a :class:`FormatError` starting with ``where``.
+    Values are taken as they are (an arg of another type reaches the engine as before). A
+    :class:`FormatError` starting with ``where`` refuses what the engine could not replay: a sid that
+    is not an integer from 0 to :data:`SID_MAX` (the results file's sid column), a step the engine
+    could not send (:func:`.keys.steps_problem`) or one of an operation no version knows (a trace
+    edited by hand: a written trace's index names its operations, and the coordinator refuses
+    unknown ones before the replay starts).
     """
+    sid = rec["sid"]
+    if sid.__class__ is not int or not 0 <= sid <= SID_MAX:
+        raise FormatError(f"{where}: session id {sid!r} is not an integer from 0 to {SID_MAX}")
     problem = steps_problem(rec["steps"])
+    if problem is None:
+        problem = next((f"step {k} uses unknown operation {st['op']!r}" for k, st in enumerate(rec["steps"])
+                        if st["op"] not in OPERATIONS), None)
     if problem is not None:
         raise FormatError(f"{where}: {problem}")
     return ReplaySession(rec["sid"], rec["phase"], rec["at"],
