@@ -55,6 +55,9 @@ def test_load_schedule_reads_json_and_reports_bad_files(tmp_path):
     p.write_text("{not json")
     with pytest.raises(FaultScheduleError, match="not valid JSON"):
         load_schedule(str(p))
+    p.write_bytes(b'{"faults": [{"name": "\xff"}]}')  # not UTF-8: said so, not read as UTF-16
+    with pytest.raises(FaultScheduleError, match="not valid JSON: 'utf-8' codec can't decode"):
+        load_schedule(str(p))
     with pytest.raises(FaultScheduleError, match="cannot read"):
         load_schedule(str(tmp_path / "missing.json"))
 

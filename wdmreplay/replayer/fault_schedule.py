@@ -151,7 +151,7 @@ def load_schedule(path: str) -> tuple[Fault, ...]:
             raise FaultScheduleError(f"{path}: not valid TOML: {e}") from None
     else:
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw.decode("utf-8"))  # JSON between systems is UTF-8 (RFC 8259)
         except (UnicodeDecodeError, ValueError) as e:
             raise FaultScheduleError(f"{path}: not valid JSON: {e}") from None
     return parse_schedule(doc, path)
