@@ -535,12 +535,12 @@ class Engine:
         the dialect lacks — what only a trace edited by hand can hold, since a written trace's
         index names its operations and the coordinator checks them against the dialect.
         """
-        where = f"{self.trace_path}: session {sid} step {index}"
-        if url_fmt is None:
-            raise FormatError(f"{where}: the {self.dialect.name} dialect has no route for {op}")
         try:
-            return url_fmt.format(*args)
-        except (IndexError, KeyError):
+            return url_fmt.format(*args)  # type: ignore[union-attr]
+        except (IndexError, KeyError, AttributeError):
+            where = f"{self.trace_path}: session {sid} step {index}"
+            if url_fmt is None:
+                raise FormatError(f"{where}: the {self.dialect.name} dialect has no route for {op}") from None
             raise FormatError(f"{where}: {op} takes more arguments than the {len(args)} it has") from None
 
     async def run_session(self, s: Session, due: float) -> None:
