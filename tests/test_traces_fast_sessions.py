@@ -342,3 +342,14 @@ def test_frames_of_sessions_as_a_writer_makes_them_read_alike_whole_by_record_an
     keep = (lambda sid: sid % 2 == 0) if skipping else None
     slow = _read(path, False, keep)
     assert _read(path, "record", keep) == slow and _read(path, True, keep) == slow and slow[1] is None
+
+
+def test_the_largest_session_id_is_what_the_results_file_records():
+    # The replay's reader refuses a sid its results could not hold: the bound is the sid column's.
+    import numpy as np
+
+    from wdmreplay.traces.results import COLUMNS
+    from wdmreplay.traces.wire import SID_MAX
+
+    (dtype,) = [d for name, d, _ in COLUMNS if name == "sid"]
+    assert SID_MAX == np.iinfo(np.dtype(dtype)).max
