@@ -141,6 +141,9 @@ def test_a_trailer_and_an_event_from_maps_keep_their_extras():
      ["fault event", "'end'"]),
     ("event time as text", {"events": [("soon", EVENT_PHASE_END, {"phase": 0})]}, ["phase_end", "'at'"]),
     ("shard as a number", {"header_extra": {"shard": 1}}, ["results header", "'shard'"]),
+    # A base URL that is not text: report --format json was a traceback (bytes, NaN not JSON).
+    ("a base URL as bytes", {"header_extra": {"target": {"ORDER_URL": b"\x00"}}}, ["target", "'ORDER_URL'"]),
+    ("a base URL as NaN", {"header_extra": {"target": {"ORDER_URL": float("nan")}}}, ["target", "'ORDER_URL'"]),
     ("items as a list", {"final": {"items": [1, 2], "users": {}, "orders": {}, "missing": {}}},
      ["final state", "'items'"]),
     ("a snapshot not a map", {"final": {"items": {"1": 5}, "users": {}, "orders": {}, "missing": {}}},
