@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import shutil
 import statistics
@@ -271,6 +272,10 @@ def render_targets(gaps: list[TargetGap], skipped: dict[str, str], replay_measur
         return "targets: n/a (replay-1 not measured)"
     lines = []
     for g in gaps:
+        if math.isnan(g.bound_us):
+            lines.append(f"replay-1 >= {g.ratio:.1f}x {g.baseline} per CPU-second: n/a, no per-request figure "
+                         f"for {g.baseline} in this run (see its note)")
+            continue
         verdict = "met" if g.met else f"NOT met: {g.cut_us:.2f} µs/req too many ({g.replay_us / g.bound_us:.2f}x the bound)"
         floor = "" if g.floor_us is None else \
             f"; the callback floor alone is {g.floor_us:.2f} µs ({g.floor_us / g.bound_us:.0%} of the bound)"
@@ -414,6 +419,9 @@ def run_rounds(f: Floor, chosen: list[str]) -> None:
             except RuntimeError as e:
                 f.note(tool, f"round {rnd + 1} failed ({e})")
                 continue
+            if full.requests <= short.requests:  # possible for wrk and autocannon, which run for a time
+                f.note(tool, f"round {rnd + 1}: the full run made no more requests than the short one "
+                             f"({full.requests:,} vs {short.requests:,}): no per-request figure (nan)")
             f.rounds.setdefault(tool, []).append(Round(full, short))
 
 
