@@ -44,12 +44,15 @@ def median_ms(path: Path) -> float:
 
 
 def test_aa_labelled_groups_are_no_regression(tmp_path, shop, trace, capsys):
-    # One shop, runs labelled A B B A: any difference is the machine's noise. The latency threshold is
-    # generous because this suite shares two cores with others; every other gate is at its default.
+    # One shop, runs labelled A B B A: any difference is the machine's noise. The latency and rate
+    # threshold is generous because this suite shares two cores with other tests, some of which load
+    # both cores for seconds (bench/floor.py's wrk and autocannon): a fresh-clone CI run once had both B
+    # runs at half the A runs' rate (0.53x, p50 2.09x) with 50 %. Every other gate is at its default;
+    # the tests below show a slower or failing shop is still found.
     paths = [replay(trace, tmp_path / f"{k}-{lbl}.wdmr", shop.url, lbl) for k, lbl in enumerate("ABBA")]
     a = [str(p) for p in paths if p.name.endswith("-A.wdmr")]
     b = [str(p) for p in paths if p.name.endswith("-B.wdmr")]
-    code, out, err = run_cli(capsys, "compare", *a, *b, "--threshold", "50", "--format", "json")
+    code, out, err = run_cli(capsys, "compare", *a, *b, "--threshold", "200", "--format", "json")
     d = json.loads(out)
     assert code == 0 and err == "" and d["regression"] is False, out
     build = d["builds"][0]
