@@ -221,9 +221,8 @@ class ResultsHeader:
         for key, kinds in _HEADER_TYPES.items():
             if key in got:
                 _checked("results header", key, got[key], kinds)
-        target = got["target"] if "target" in got else None
-        if isinstance(target, Mapping):  # the services' base URLs, by name
-            for name, url in target.items():
+        if isinstance(got.get("target"), Mapping):  # the services' base URLs, by name
+            for name, url in got["target"].items():
                 _checked("results header: target", str(name), url, (str, _NONE))
         got.setdefault("format", "")
         got.setdefault("version", 0)
