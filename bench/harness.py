@@ -120,7 +120,7 @@ def python_build() -> str:
     """
     try:
         with open("/proc/self/maps") as f:
-            libs = {m for m in re.findall(r"\S*libpython[\w.]*\.so[\w.]*", f.read())}
+            libs = set(re.findall(r"\S*libpython[\w.]*\.so[\w.]*", f.read()))
         linkage = f"libpython shared ({Path(min(libs)).name})" if libs else "libpython in the executable"
     except OSError:  # not Linux: what the build says
         import sysconfig
