@@ -129,6 +129,16 @@ def test_explain_cli_text_json_and_bad_input(runs, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not the trace this run replayed" in r.stderr
     r = _cli("explain", path, "lost_update", "--trace", str(trace))
     assert r.returncode == 0 and " create_" in r.stdout  # the create, matched through the trace's symbols
+    # a trace the user names is checked even when there is no story to tell (it was read only for one)
+    garbage = tmp_path / "garbage.wdmt"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    correct = str(runs["correct"])
+    for named in (garbage, other):  # not a trace; a trace of another seed
+        r = _cli("explain", correct, "--trace", str(named))
+        assert (r.returncode, r.stdout) == (2, "") and r.stderr.count("\n") == 1, (named, r.stderr)
+        assert str(named) in r.stderr and "Traceback" not in r.stderr
+    r = _cli("explain", correct, "--trace", str(Path(correct).with_suffix(".wdmt")))
+    assert (r.returncode, r.stdout) == (0, "no anomalies to explain (verdict: CLEAN)\n")
     r = _cli("explain", "--help")
     assert r.returncode == 0 and "Examples:" in r.stdout and "wdm-replay explain a.wdmr" in r.stdout
 

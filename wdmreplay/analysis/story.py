@@ -321,20 +321,11 @@ class RunStories:
 
 def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, str], int]:
     """(kind, id) -> row of its create request, matched through the trace's bind symbols (empty without the trace)."""
-    from ..traces.stream import FormatError, file_digest
+    from ..traces.stream import FormatError
     from ..traces.trace import TraceReader, is_step
 
-    path = _trace_path(results, trace)
+    path = _run_trace(results, trace)
     if path is None:
-        return {}
-    want = results.header_record.trace.digest
-    try:
-        same = want is None or file_digest(path) == want
-    except FormatError:
-        same = False
-    if not same:
-        if trace is not None:  # named by the user: say so; found by name: quietly not this run's trace
-            raise ExplainError(f"{trace}: not the trace this run replayed (its digest differs from the run's)")
         return {}
     by_symbol = results.bindings
     wanted: dict[tuple[int, int], tuple[str, str]] = {}
@@ -346,7 +337,9 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
                     sym = st["bind"] if is_step(st) else None  # a step not of the format names nothing
                     if sym and sym in by_symbol and st["op"] in _CREATES.values():
                         wanted[(int(s["sid"]), k)] = (kind_of_create[st["op"]], str(by_symbol[sym]))
-    except (FormatError, OSError):
+    except (FormatError, OSError) as e:
+        if trace is not None:  # named by the user: say so; found by name: quietly no creates
+            raise ExplainError(str(e)) from None
         return {}
     c = results.cols
     out: dict[tuple[str, str], int] = {}
@@ -356,6 +349,31 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
         if key is not None:
             out[key] = row
     return out
+
+
+def _run_trace(results: Results, trace: str | Path | None) -> Path | None:
+    """The run's trace file if it is the one the run replayed (same digest, or a readable trace when the
+    run recorded none). Named by the user (``trace``): ExplainError when it is not; found by name: None."""
+    from ..traces.stream import FormatError, file_digest
+    from ..traces.trace import TraceReader
+
+    path = _trace_path(results, trace)
+    if path is None:
+        return None
+    want = results.header_record.trace.digest
+    try:
+        if want is not None and file_digest(path) != want:
+            problem = "not the trace this run replayed (its digest differs from the run's)"
+        else:
+            with TraceReader(path):  # the run recorded no digest: at least a trace file
+                problem = None
+    except (FormatError, OSError) as e:
+        problem = str(e).removeprefix(f"{path}: ")
+    if problem is None:
+        return path
+    if trace is not None:  # named by the user: say so; found by name: quietly not this run's trace
+        raise ExplainError(f"{trace}: {problem}")
+    return None
 
 
 def _trace_path(results: Results, trace: str | Path | None) -> Path | None:
@@ -527,6 +545,8 @@ def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[Ano
 
     ``anomalies`` are the check's. ExplainError for an id the run does not know.
     """
+    if trace is not None:
+        _run_trace(results, trace)  # a trace the user named is checked before any story, told or not
     st = RunStories(results, trace=trace)
     anomalies = anomalies or []
     by_id: dict[str, Anomaly] = {}

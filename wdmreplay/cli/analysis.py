@@ -84,7 +84,7 @@ def explain_cmd(results: str, ids: tuple[str, ...], fmt: str, recheckout: str, t
     it in send order — session, operation, amount, intended/sent/done (ms on the run's clock),
     status and answer; those whose [sent, done] overlap are marked concurrent — then what it
     started with, what the 2xx answers took, and what the final read found. Exit 0; exit 2 for
-    an id the run does not know.
+    an id the run does not know, or a --trace that is not the run's trace.
 
     \b
     Examples:
