@@ -62,7 +62,7 @@ def serve_cmd(host: str, port: int, split: bool, inject: tuple[str, ...], hang_s
       wdm-replay serve --port 0 --latency 5 --error-rate 0.01 --seed 7
       wdm-replay serve --data shop-data                 # durable: survives kill -9 + restart
       wdm-replay serve --split --data d --only stock --port 8001      # one service per process
-      wdm-replay serve --split --data d --only orders --port 8000 \
+      wdm-replay serve --split --data d --only orders --port 8000 \\
           --stock-url http://127.0.0.1:8001 --payment-url http://127.0.0.1:8002
     """
     from ..shop import Peers, ShopConfig, serve
