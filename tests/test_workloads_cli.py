@@ -111,3 +111,26 @@ def test_progress_bar_goes_to_stderr_and_does_not_change_bytes(tmp_path: Path, c
     assert "generating a.wdmt" in err
     generate("stress", tmp_path / "b.wdmt", sessions=5000)
     assert (tmp_path / "a.wdmt").read_bytes() == (tmp_path / "b.wdmt").read_bytes()
+
+
+def test_sigterm_mid_generation_stops_as_ctrl_c_does_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    # SIGTERM (what a supervisor or `timeout` sends) used to kill the process outright: no message,
+    # exit -15, and the trace body's temporary file (tens of MB for a big trace) left behind.
+    import signal
+    import time
+
+    before = b"an earlier trace, kept whole"
+    (tmp_path / "big.wdmt").write_bytes(before)
+    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay", "generate-trace", "stress", "--requests", "5000000",
+                             "--rate", "5000", "-q", "--force", "-o", "big.wdmt"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".wdm-trace-body-*")):  # the body is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "wdm-replay: interrupted" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.wdmt"]  # no body, no .part
+    assert (tmp_path / "big.wdmt").read_bytes() == before

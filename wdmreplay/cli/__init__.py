@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 
-import click
+try:
+    import click
 
-from .. import __version__
-from ..errors import WdmError
-from . import analysis, course, replay, traces
-from .options import SPEED_RANGE, Finite, Speed, replay_options
+    from .. import __version__
+    from ..errors import WdmError
+    from . import analysis, course, replay, traces
+    from .options import SPEED_RANGE, Finite, Speed, replay_options
+except KeyboardInterrupt:  # Ctrl-C while the command line loads (its first ~0.1 s): one line, no traceback
+    sys.stderr.write("wdm-replay: interrupted\n")
+    raise SystemExit(130) from None
 
 # The option types and the shared replay options, for the library's and tests' users of ``wdmreplay.cli``.
 __all__ = ["cli", "entry", "main", "one_line_usage_error", "quick_exit", "Finite", "Speed", "SPEED_RANGE", "replay_options"]
@@ -93,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
 def entry() -> None:
     """The console script and ``python -m wdmreplay``: :func:`main`, then :func:`quick_exit` with its exit code.
 
-    :func:`main` stays a plain function that raises ``SystemExit`` (tests call it in-process).
+    :func:`main` stays a plain function that raises ``SystemExit`` (tests call it in-process). SIGTERM
+    is Ctrl-C here: one line "interrupted", exit 130, cleanup done (see :func:`_terminate`).
     """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except SystemExit as e:
@@ -105,6 +112,18 @@ def entry() -> None:
         print(code, file=sys.stderr)
         code = 1
     quick_exit(code or 0)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM outside a command's own handling: stop as Ctrl-C does (``with``/``finally`` clean up, exit 130).
+
+    Commands that stop in their own way on a signal (``replay``'s coordinator, ``record``,
+    ``serve``) install their handlers while they run; everywhere else — a trace being generated, a
+    merge, a check, ``demo``, ``ab``, ``grade`` or ``capacity`` between replays — SIGTERM was the
+    default: the process vanished with no message, temporary files stayed and shop processes it
+    had started were orphaned.
+    """
+    raise KeyboardInterrupt
 
 
 def quick_exit(code: int) -> None:
