@@ -251,3 +251,27 @@ def test_merge_copies_each_shards_rows_as_written_the_same_rows_as_rewriting_the
     for col in ("k0", "k1"):  # the ids each row names (codes index each file's own table)
         assert [a.names[c] if c >= 0 else None for c in getattr(a, col).tolist()] == \
             [b.names[c] if c >= 0 else None for c in getattr(b, col).tolist()], col
+
+
+def test_an_interrupted_merge_leaves_the_file_already_at_o_whole(runs, tmp_path, monkeypatch):
+    # `merge … -o run.wdmr --force` over an earlier merge, stopped by Ctrl-C halfway through the rows:
+    # the half-merged file was renamed over run.wdmr and then deleted, so the earlier merge was lost.
+    import wdmreplay.replayer.merge as merge_mod
+
+    out = tmp_path / "run.wdmr"
+    out.write_bytes(runs["merged"].read_bytes())
+    before = out.read_bytes()
+    real = merge_mod._write_rows
+    calls = []
+
+    def interrupted_after_one_shard(writer, r, offset):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        real(writer, r, offset)
+
+    monkeypatch.setattr(merge_mod, "_write_rows", interrupted_after_one_shard)
+    with pytest.raises(KeyboardInterrupt):
+        merge_results(runs["shards"], out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.wdmr"]  # no .part left either

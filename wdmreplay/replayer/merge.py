@@ -299,8 +299,9 @@ def merge_results(paths: Sequence[str | Path], out_path: str | Path) -> MergeSum
         if final is not None:
             writer.write_final(final)
     except BaseException:
-        writer.close(complete=False, wall=0.0, reason="merge failed")
-        Path(out_path).unlink(missing_ok=True)  # a half-merged file must not pass for a run
+        # A half-merged file must not pass for a run, nor replace the file already at out_path
+        # (merge --force over an earlier merge): only the .part goes.
+        writer.abort()
         raise
     reasons = [f"shard {lab}: {s.reason or 'incomplete'}" for s, lab in zip(sources, labels) if not s.complete]
     wall = max(s.offset + (r.trailer_record.wall or 0.0) for r, s in zip(shards, sources))

@@ -279,6 +279,21 @@ class ResultsWriter:
         """A typed run event (what the coordinator, the fault runner and ``merge`` write)."""
         self._write(event.to_record())
 
+    def abort(self) -> None:
+        """Close and delete the ``.part`` file, leaving whatever is at ``path`` untouched.
+
+        For a writer whose half-written output is worth nothing (``merge``: the shards are still
+        there); a run's writer closes instead, keeping what it recorded.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._f.close()
+        try:
+            os.unlink(self.part_path)
+        except OSError:
+            pass
+
     def close(self, *, complete: bool, wall: float, reason: str | None = None) -> None:
         """Write the trailer, close, and rename the file into place; ``complete=False`` marks a partial run."""
         if self.closed:
