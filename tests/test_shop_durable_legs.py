@@ -121,3 +121,30 @@ def test_split_processes_kill_and_restart_one_service(tmp_path):
         assert _req("GET", f"{shop.url('stock')}/stock/find/{item}")[1]["stock"] == 7
         assert _req("GET", f"{shop.url('payment')}/payment/find_user/{user}")[1]["credit"] == 6
         assert shop.target.order_url == shop.url("orders")
+
+
+def test_split_processes_that_fail_to_start_leave_no_service_running(tmp_path):
+    # The order service (started last) cannot bind its port: start() raised, and the stock and
+    # payment processes it had started were orphaned (`with` never reached __exit__); the same
+    # happened when Ctrl-C or SIGTERM hit `demo --faults` while its shop was starting.
+    import socket
+
+    import pytest
+
+    from wdmreplay.shop.app import ShopError
+    from wdmreplay.shop.processes import SplitProcesses
+
+    shop = SplitProcesses(str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", shop.ports["orders"]))
+        try:
+            with pytest.raises(ShopError, match="orders service exited at start"):
+                with shop:
+                    pass
+            assert set(shop.procs) == {"stock", "payment", "orders"}
+            assert all(p.poll() is not None for p in shop.procs.values())
+        finally:
+            for p in shop.procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()

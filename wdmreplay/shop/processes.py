@@ -140,28 +140,43 @@ class SplitProcesses:
         return f"sh {shlex.quote(self.restart_script(service, wait))}"
 
     def start(self, service: str | None = None) -> "SplitProcesses":
-        """Start ``service`` (default: all three) and wait until it listens."""
+        """Start ``service`` (default: all three) and wait until it listens.
+
+        When starting them all fails or is interrupted (a service that exits at start, Ctrl-C), the
+        ones already started are stopped before the error goes on: ``with`` never ran ``__exit__``
+        for them, and they were left running.
+        """
         os.makedirs(self.data, exist_ok=True)
-        for name in (service,) if service else self.services:
-            with open(self.log(name), "ab") as log:
-                proc = subprocess.Popen(self.argv(name), stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT)
-            self.procs[name] = proc
-            with open(self.pidfile(name), "w") as f:
-                f.write(f"{proc.pid}\n")
-            end = time.monotonic() + self.start_timeout_s
-            while True:
-                if proc.poll() is not None:
-                    err = _last_line(self.log(name))
-                    raise ShopError(f"the {name} service exited at start: {err or proc.returncode}")
-                try:
-                    with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > end:
-                        self.stop()
-                        raise ShopError(f"the {name} service did not listen within {self.start_timeout_s:g} s")
-                    time.sleep(0.05)
+        if service:
+            return self._start_one(service)
+        try:
+            for name in self.services:
+                self._start_one(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_one(self, name: str) -> "SplitProcesses":
+        with open(self.log(name), "ab") as log:
+            proc = subprocess.Popen(self.argv(name), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        with open(self.pidfile(name), "w") as f:
+            f.write(f"{proc.pid}\n")
+        end = time.monotonic() + self.start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                err = _last_line(self.log(name))
+                raise ShopError(f"the {name} service exited at start: {err or proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > end:
+                    self.stop()
+                    raise ShopError(f"the {name} service did not listen within {self.start_timeout_s:g} s")
+                time.sleep(0.05)
         return self
 
     def kill(self, service: str) -> None:
