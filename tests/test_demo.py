@@ -62,3 +62,31 @@ def test_demo_offers_every_bug_of_the_shop():
 
     inject = next(p for p in cli.commands["demo"].params if p.name == "inject")
     assert sorted(inject.type.choices) == sorted(INJECT_KINDS + DURABLE_BUGS)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_replay_stops_the_demo_with_130_and_keeps_the_partial_run(tmp_path, sig):
+    # The replay stopped at the signal, but the demo went on with the next workloads and ended
+    # "the checks found anomalies" (exit 1): a stopped run reported as a wrong shop.
+    import signal
+    import time
+
+    cmd = [EXE] if EXE else [sys.executable, "-m", "wdmreplay"]
+    keep = tmp_path / "kept"
+    proc = subprocess.Popen([*cmd, "demo", "--duration", "60", "--quiet", "--keep", str(keep)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (keep / "stress.wdmr.part").exists():  # the paced stress replay is under way
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"wdm-replay: error: demo: interrupted during the stress replay; "
+                                           f"its partial results are kept in {keep / 'stress.wdmr'}")
+    assert "PARTIAL (interrupted)" in out and "=== consistency" not in out and "found anomalies" not in out
+    assert not (keep / "consistency.wdmt").exists()
+    r = load_results(keep / "stress.wdmr")
+    assert r.trailer_record.complete is False

@@ -22,12 +22,33 @@ from .analysis import build_report, check_results, render_check_text
 from .analysis.recovery import fault_lines
 from .analysis.report import Report
 from .bugclasses import BUG_CLASSES
+from .errors import WdmError
 from .workloads import generate, summary_line
-from .replayer import format_summary, replay_trace
+from .replayer import ReplaySummary, format_summary, replay_trace
 from .replayer.fault_schedule import format_fault_summary
 from .shop import INJECT_EFFECTS, ShopThread
 from .shop.processes import ShopProcess, SplitProcesses
 from .traces import load_results
+
+
+class DemoInterrupted(WdmError):
+    """Ctrl-C or SIGTERM stopped one of the demo's replays: the demo stops there (exit 130, like ``replay``)."""
+
+    exit_code = 130
+
+
+def stop_if_interrupted(summary: ReplaySummary, name: str, out: Path, kept: bool) -> None:
+    """Raise :class:`DemoInterrupted` when ``summary``'s replay was stopped by a signal, saying what is kept.
+
+    The replay stops at the signal and writes its partial file; the demo used to go on with its
+    next workloads and end "found anomalies" (exit 1) or INCONCLUSIVE (exit 3) for a run the user
+    had stopped.
+    """
+    if summary.complete or summary.reason != "interrupted":
+        return
+    where = (f"its partial results are kept in {out}" if kept else
+             "the temporary directory is deleted (--keep DIR keeps a partial run)")
+    raise DemoInterrupted(f"demo: interrupted during the {name} replay; {where}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +125,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, duration: float = 10.0, rate
             summary = replay_trace(str(trace), str(out), target=shop.target, speed=run.speed,
                                    label=f"demo-{run.name}", progress=progress)
             echo(format_summary(replace(summary, path=out.name)))
+            stop_if_interrupted(summary, run.name, out, kept)
             results = load_results(out, with_args=True)
             check = check_results(results)
             echo(render_check_text(check).rstrip("\n"))
@@ -191,7 +213,7 @@ def fault_shop(plan: FaultDemoPlan, data: str) -> SplitProcesses:
 
 
 def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, progress: bool = False,
-                   echo: Callable[[str], None] = print) -> FaultDemoResult:
+                   kept: bool = True, echo: Callable[[str], None] = print) -> FaultDemoResult:
     """Run ``demo --faults`` in ``workdir`` (shop data, trace, schedule, results stay there).
 
     Prints at most ~40 lines; where the files are is said by the caller's last lines.
@@ -226,6 +248,7 @@ def run_fault_demo(workdir: str | Path, plan: FaultDemoPlan, *, seed: int = 0, p
         echo(format_fault_summary(summary.faults))
         for line in summary.faults.failures:
             echo(f"      {line}")
+        stop_if_interrupted(summary, "faults", out, kept)
     echo(f"[5/5] check --max-recovery {plan.max_recovery:g}, and the report's faults section")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=plan.max_recovery)

@@ -102,7 +102,8 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     consistency trace and the contention trace (as fast as possible), replays each, prints each
     run's summary and check (at most ~40 lines a part), and stops the shop. Files go to a
     temporary directory deleted at the end unless --keep DIR. Exit 0 when every check is CLEAN,
-    1 otherwise. Terms printed: docs/glossary.md.
+    1 otherwise; Ctrl-C or SIGTERM stops it (exit 130; a replay it stopped is kept partial with
+    --keep). Terms printed: docs/glossary.md.
 
     With --faults: starts the durable split shop as three `serve --split --only` processes, generates
     a stress trace, writes a fault schedule (kill -9 one service at 40 % of the run, restart it 3 s
@@ -146,7 +147,7 @@ def demo_cmd(seed: int, duration: float | None, rate: float, inject: str | None,
     with workdir as path:
         if faults:
             plan = fault_plan(faults_service, 20.0 if duration is None else duration, rate, inject)
-            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, echo=click.echo).verdict
+            verdict = run_fault_demo(path, plan, seed=seed, progress=progress, kept=bool(keep), echo=click.echo).verdict
         else:
             clean = run_demo(path, seed=seed, duration=10.0 if duration is None else duration, rate=rate,
                              inject=inject, split=split, progress=progress, kept=bool(keep), echo=click.echo)
