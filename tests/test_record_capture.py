@@ -244,3 +244,74 @@ def test_cli_record_refuses_an_output_it_cannot_write_before_it_captures(tmp_pat
     assert "recording on" not in r.stdout, r.stdout  # the proxy never started
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert ("cannot write here" in r.stderr) if out else ("output file name is empty" in r.stderr), r.stderr
+
+
+class _BreakingUpstream:
+    """A raw loopback server whose answers break off: ``create`` paths get 15 of 100 bytes of a small
+    answer, ``find`` paths 20 KB of a 100 KB one (streamed by the proxy); then it closes the connection."""
+
+    def __enter__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                if b"/find/" in head.split(b"\r\n")[0]:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 20000)
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                                 b'{"item_id": "ab')
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def test_an_upstream_that_breaks_off_its_answer_is_recorded_unanswered_without_a_traceback(tmp_path, caplog):
+    # aiohttp's ClientPayloadError escaped the proxy's handler: a traceback on stderr ("Error handling
+    # request"), the client answered 500 by aiohttp, and the request recorded as answered 200 (the
+    # status line was all that came), so the trace expected "ok" of a request that never succeeded.
+    import logging
+
+    caplog.set_level(logging.ERROR)
+    with _BreakingUpstream() as up:
+        with CaptureThread(Target.single(up.url), grace=5) as cap:
+            async def client():
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+                    async with s.post(cap.url + "/stock/item/create/5") as r:
+                        small = (r.status, await r.read())
+                    try:
+                        async with s.get(cap.url + "/stock/find/x") as r:
+                            await r.read()
+                        streamed = "complete"
+                    except aiohttp.ClientPayloadError:
+                        streamed = "cut off"
+                    return small, streamed
+            small, streamed = asyncio.run(client())
+            cap.stop()
+        header = cap.write_trace(tmp_path / "t.wdmt")
+    assert small[0] == 502 and b"broke off" in small[1]
+    assert streamed == "cut off"  # the status line had gone out: the client sees the answer incomplete
+    assert header["params"]["answers"] == {"none": 2}
+    with TraceReader(tmp_path / "t.wdmt") as r:
+        steps = [st for s in r for st in s["steps"]]
+    assert [(st["op"], st["expect"]) for st in steps] == [("create_item", "any"), ("find_item", "any")]
+    assert not [rec for rec in caplog.records if rec.exc_info], [rec.getMessage() for rec in caplog.records]

@@ -177,6 +177,7 @@ class CaptureProxy:
             up = await up_cm.__aenter__()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             return web.Response(status=502, text=f"wdm-replay record: upstream: {e}\n")
+        resp: web.StreamResponse | None = None
         try:
             answer[0] = up.status
             headers = [(k, v) for k, v in up.headers.items() if k.lower() not in HOP_BY_HOP]
@@ -197,6 +198,18 @@ class CaptureProxy:
                     head += chunk[: BODY_KEPT - len(head)]
                 await resp.write(chunk)
             await resp.write_eof()
+            return resp
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # Upstream broke off its answer (closed mid-body, timed out): the request is recorded
+            # with no answer, as an unreachable upstream's is. An answer not begun yet is a 502; one
+            # already streaming can only be cut off, so the client sees it incomplete too.
+            answer[0] = None
+            del head[:]
+            if resp is None:
+                return web.Response(status=502, text=f"wdm-replay record: upstream broke off its answer: {e}\n",
+                                    headers={"Connection": "close"})
+            if request.transport is not None:
+                request.transport.close()
             return resp
         finally:
             await up_cm.__aexit__(None, None, None)
