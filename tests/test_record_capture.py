@@ -315,3 +315,61 @@ def test_an_upstream_that_breaks_off_its_answer_is_recorded_unanswered_without_a
         steps = [st for s in r for st in s["steps"]]
     assert [(st["op"], st["expect"]) for st in steps] == [("create_item", "any"), ("find_item", "any")]
     assert not [rec for rec in caplog.records if rec.exc_info], [rec.getMessage() for rec in caplog.records]
+
+
+def test_cli_record_second_ctrl_c_ends_the_grace_at_once(tmp_path):
+    # An upstream that never answers held `record` for the whole --grace after Ctrl-C, and a second
+    # Ctrl-C (or SIGTERM) did nothing: the user waited out the grace (30 s by default) or killed it -9,
+    # losing the trace. Now the second signal cuts the wait; the request in flight is recorded unanswered.
+    import socket
+    import threading
+    import time
+
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(4)
+    got = threading.Event()
+    held = []
+
+    def silent():
+        conn, _ = upstream.accept()
+        held.append(conn)
+        conn.recv(65536)
+        got.set()
+
+    threading.Thread(target=silent, daemon=True).start()
+    out = tmp_path / "hung.wdmt"
+    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream",
+                             f"http://127.0.0.1:{upstream.getsockname()[1]}", "--listen", "127.0.0.1:0",
+                             "--grace", "120", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("recording on http://127.0.0.1:"), line
+        url = line.split()[2]
+
+        def client():
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + "/stock/item/create/4", method="POST", data=b""),
+                                       timeout=60).read()
+            except (OSError, urllib.error.URLError):
+                pass
+
+        threading.Thread(target=client, daemon=True).start()
+        assert got.wait(30)  # the request is upstream, unanswered
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the first signal: the grace wait for the request in flight
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=20)  # not the 120 s of --grace
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        upstream.close()
+        for c in held:
+            c.close()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "1 request in 1 session," in rest
+    with TraceReader(out) as r:
+        assert r.header["params"]["answers"] == {"none": 1}

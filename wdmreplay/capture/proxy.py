@@ -73,6 +73,7 @@ class CaptureProxy:
         self._taken = 0
         self._in_flight = 0
         self._closing = False
+        self._hurry = False
         self._conns: dict[Any, int] = {}
         self._t0 = 0.0
         self._runner: web.AppRunner | None = None
@@ -85,10 +86,17 @@ class CaptureProxy:
         return self.target.order_url
 
     def request_stop(self, reason: str) -> None:
-        """Ask the capture to stop (first reason wins); :meth:`run_until_stopped` then finishes it."""
+        """Ask the capture to stop (first reason wins); :meth:`run_until_stopped` then finishes it.
+
+        A second request (a second Ctrl-C) ends the grace wait at once: requests still in flight are
+        cut off and recorded with no answer (an upstream that never answers held the proxy for the
+        whole ``--grace``, deaf to Ctrl-C).
+        """
         if not self.stopped.is_set():
             self.stop_reason = reason
             self.stopped.set()
+        else:
+            self._hurry = True
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start listening; return the proxy's base URL."""
@@ -126,7 +134,7 @@ class CaptureProxy:
         """Stop taking requests, let those in flight finish (up to ``grace`` s), close both sides."""
         self._closing = True
         deadline = time.perf_counter() + self.grace
-        while self._in_flight and time.perf_counter() < deadline:
+        while self._in_flight and time.perf_counter() < deadline and not self._hurry:
             await asyncio.sleep(0.01)
         await self._cleanup()
 

@@ -222,7 +222,7 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
 @click.option("--dialect", type=click.Choice(["auto", "2024", "2023"]), default="auto", show_default=True,
               help="Dialect to match requests with (auto: the one matching most requests).")
 @click.option("--grace", type=Finite(0, DAY), default=30.0, show_default=True, metavar="S",
-              help="On stop, seconds to let requests in flight finish.")
+              help="On stop, seconds to let requests in flight finish (a second Ctrl-C ends the wait).")
 @click.option("--force", is_flag=True, help=FORCE_HELP[0].upper() + FORCE_HELP[1:] + ".")
 def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output: str, duration: float | None,
                max_requests: int | None, phase_gap: float | None, dialect: str, grace: float, force: bool) -> None:
