@@ -359,3 +359,41 @@ def test_parallel_and_resume_after_a_crash(traces, shop_factory, tmp_path):
     assert json.loads((out / "teams" / "a" / "team.json").read_text()) == first["a"]
     again = json.loads((out / "teams" / "b" / "team.json").read_text())
     assert again["started"] > first["b"]["started"] and not (out / "teams" / "b" / "stray.tmp").exists()
+
+
+def test_parallel_grading_stops_on_ctrl_c_with_the_runs_in_flight(shop, tmp_path):
+    # With --parallel, the teams' replays run in threads, which signals never reach: Ctrl-C waited
+    # until every team in flight had run all its suites (a 60 s stress run here; with capacity,
+    # minutes). Now the replays in flight stop as Ctrl-C stops one, and are kept partial.
+    import signal
+    import time
+
+    slow = tmp_path / "slow.wdmt"
+    generate("stress", slow, seed=0, rate=2.0, duration=60.0)
+    toml = tmp_path / "t.toml"
+    toml.write_text(f'[teams.a]\nurl = "{shop.url}"\n[teams.b]\nurl = "{shop.url}"\n')
+    out = tmp_path / "g"
+    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay", "grade", str(toml), "-d", str(out),
+                             "--stress-trace", str(slow), "--suite", "stress", "--parallel", "2", "-q", *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [out / "teams" / n / "stress.wdmr" for n in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{r}.part").exists() for r in runs):  # both teams' replays under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)  # not the 60 s the runs would take
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (f"wdm-replay: error: interrupted; the teams in flight are graded "
+                                            f"again on a rerun (graded teams are kept in {out})")
+    from wdmreplay.traces import load_results
+
+    for r in runs:
+        assert load_results(r).trailer_record.complete is False
+    assert not (out / "teams" / "a" / "team.json").exists() and not (out / "leaderboard.json").exists()

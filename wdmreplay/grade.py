@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -567,11 +568,21 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
                 one(team)
         else:
             pool = ThreadPoolExecutor(max_workers=parallel)
+            futures = [pool.submit(one, team) for team in todo]
             try:
-                list(pool.map(one, todo))
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:
+                # Ctrl-C / SIGTERM: teams not started are dropped, and the replays in flight in the
+                # pool's threads — which signals never reach — are stopped as a signal stops one,
+                # until their threads end (a replay a thread starts after the first stop is stopped
+                # too; a second Ctrl-C stops them at once). Their teams have no team.json: graded
+                # again next time. (The threads used to run every suite of their teams to the end.)
+                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_pool(futures)
+                raise GradeInterrupted(f"interrupted; the teams in flight are graded again on a rerun "
+                                       f"(graded teams are kept in {cfg.outdir})") from None
             finally:
-                # Ctrl-C: teams not started are dropped; the replays in flight end on their own
-                # (signals reach the main thread only), and their teams are graded again next time.
                 pool.shutdown(wait=False, cancel_futures=True)
     finally:
         if bar is not None:
@@ -585,6 +596,19 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
     board = build_leaderboard(records, cfg)
     files = write_leaderboard(board, cfg.outdir)
     return GradeOutcome(tuple(records), tuple(t.name for t in todo), tuple(skipped), board, files)
+
+
+def _stop_pool(futures: list) -> None:
+    """Stop the replays of ``futures``' threads and wait until every one has ended."""
+    from .replayer import interrupt_replays
+
+    hard = False
+    while not all(f.done() for f in futures):
+        try:
+            interrupt_replays(hard=hard)
+            wait_futures(futures, timeout=0.1)
+        except KeyboardInterrupt:  # another Ctrl-C: the replays' workers are killed at once
+            hard = True
 
 
 # --- the leaderboard (compute) -------------------------------------------------------------------------

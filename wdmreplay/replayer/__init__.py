@@ -16,11 +16,12 @@ from .config import ReplayConfig
 
 # Lazy: ``wdmreplay.replayer.config`` is read by the CLI at start-up (its option limits), and loading
 # this package must not load numpy and aiohttp with it (``wdm-replay --help`` stays fast).
-_FROM_RUN = {"ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary", "preflight", "replay_trace"}
+_FROM_RUN = {"ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary", "interrupt_replays",
+             "preflight", "replay_trace"}
 _FROM_SCHEDULE = {"parse_shard", "parse_speed"}
 
-__all__ = ["ReplayConfig", "ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary", "parse_shard",
-           "parse_speed", "preflight", "replay_trace"]
+__all__ = ["ReplayConfig", "ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary",
+           "interrupt_replays", "parse_shard", "parse_speed", "preflight", "replay_trace"]
 
 
 def __getattr__(name: str) -> Any:

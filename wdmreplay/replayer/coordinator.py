@@ -60,6 +60,26 @@ class _HardStop(Exception):
     """A second signal: stop at once."""
 
 
+# The coordinators running in this process, in any thread: what interrupt_replays() stops.
+_RUNNING: set["Coordinator"] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def interrupt_replays(*, hard: bool = False) -> int:
+    """Stop every replay running in this process as a first SIGINT would (``hard``: as a second one); how many.
+
+    Signals reach the main thread only, so a replay run in another thread (``grade --parallel``)
+    never saw the user's Ctrl-C; the caller that got it stops them with this. A replay already
+    stopping is left to stop (called again, this never turns a clean stop into a hard one).
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for coordinator in running:
+        while coordinator.signals < (2 if hard else 1):
+            coordinator.on_signal()
+    return len(running)
+
+
 class Coordinator:
     """Drives ``workers`` worker processes through a trace's phases and the final read; writes the results."""
 
@@ -146,6 +166,8 @@ class Coordinator:
     def run(self) -> tuple[bool, str | None]:
         """Start the workers, run every phase, the quiesce wait and the final read; (complete, reason)."""
         saved = self._install_signals()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         try:
             self._start_bars()
             self._start_workers()
@@ -178,6 +200,8 @@ class Coordinator:
             self.writer.write_event_record(Event(self.clock(), EVENT_INTERRUPT, reason="second signal: stopped at once"))
             return False, "interrupted"
         finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
             self._reap()

@@ -21,14 +21,14 @@ from ..traces.results import ResultsWriter, results_header
 from ..traces.trace import TraceHeader, TraceReader, read_trace_header, trace_digest
 from .checks import ReplayError, TargetUnreachable, probe_target, services_of
 from .config import ReplayConfig, WorkerSetup
-from .coordinator import Coordinator
+from .coordinator import Coordinator, interrupt_replays
 from .final import check_dialect, scan_trace
 from .schedule import shard_keep
 from .start import check_start_at, host_clock
 from .summary import ReplaySummary, Tally, build_summary, format_summary
 
 __all__ = ["ReplayConfig", "ReplayError", "ReplaySummary", "TargetUnreachable", "check_output", "format_summary",
-           "preflight", "replay_trace", "run_async", "shard_keep"]
+           "interrupt_replays", "preflight", "replay_trace", "run_async", "shard_keep"]
 
 
 def replay_trace(trace_path: str, out_path: str, *, target: Target | str, config: ReplayConfig | None = None,
