@@ -36,3 +36,19 @@ def test_answers_line_names_each_kind_in_words():
     line = format_summary(s).splitlines()[1]
     assert line == ("  answers: 5 accepted (2xx), 2 refused (4xx), 4 unanswered (1 5xx, 3 connection error), "
                     "4 skipped; `check` says which the trace expects")
+
+
+def test_a_shop_answering_200_without_json_is_counted_as_bad_answers_not_5xx(tmp_path):
+    # Every answer a 200 with an HTML body: the summary said "N unanswered (N 5xx)", naming a
+    # status the shop never sent (`check` calls them bad answers).
+    from replay_support import TinyTarget, write_trace
+    from wdmreplay.replayer import replay_trace
+    from wdmreplay.traces import step
+
+    trace = tmp_path / "t.wdmt"
+    write_trace(trace, [[(0.0, [step("create_user", [], bind="$u")]), (0.0, [step("create_item", [3], bind="$i")])]])
+    with TinyTarget(lambda method, path: (200, b"<html>welcome</html>", 0)) as html_shop:
+        s = replay_trace(str(trace), str(tmp_path / "r.wdmr"), target=html_shop.url, speed=None, timeout=5.0,
+                         final_read=False)
+    assert "2 unanswered (2 bad answer)" in format_summary(s) and "5xx" not in format_summary(s)
+    assert s.outcomes["error"] == 2 and s.bad_answers == 2

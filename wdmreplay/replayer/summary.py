@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..operations import OP_NAMES
-from ..traces.results import INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
+from ..traces.results import ERROR as _ERROR, INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
 from ..terms import ACCEPTED, REFUSED, UNANSWERED
 from ..terms import SKIPPED as SKIPPED_WORD  # SKIPPED is the outcome code here
 from .schedule import (LATE_LIMIT, histogram, histogram_count_above, histogram_quantile, histograms_add, is_lagging,
@@ -123,6 +123,7 @@ class ReplaySummary:
     final_reads: int
     dialect_hint: DialectHint | None = None
     faults: FaultRunSummary | None = None
+    bad_answers: int = 0  # of outcomes["error"]: not a 5xx but a 2xx without the API's JSON, or a 1xx/3xx
 
     def as_dict(self) -> dict:
         """The JSON-ready summary map: the keys, order and values the summary dict always had."""
@@ -155,6 +156,7 @@ class Tally:
         self.last_abandoned: float | None = None  # latest `done` of a timed-out / interrupted request
         self.sent_by_op = np.zeros(len(OP_NAMES), dtype=np.int64)
         self.not_found_by_op = np.zeros(len(OP_NAMES), dtype=np.int64)
+        self.bad_answers = 0  # "error" rows with no 5xx: answers a correct shop never gives (a 2xx without its JSON, 1xx/3xx)
 
     def add_chunk(self, cols: Mapping[str, Any]) -> None:
         """Account one chunk of rows (column name → little-endian bytes, or a view of them)."""
@@ -173,6 +175,8 @@ class Tally:
         histograms_add((self.response, self.service, self.lag),
                        ((done - intended)[sent_rows], (done - sent)[sent_rows], (sent - intended)[sent_rows]))
         self.sent_by_op += np.bincount(op[sent_rows], minlength=n_ops)[:n_ops]
+        if counts[_ERROR]:
+            self.bad_answers += int(np.count_nonzero((outcome == _ERROR) & (status < 500)))
         not_found = status == 404
         if counts[SKIPPED]:
             not_found &= sent_rows
@@ -220,6 +224,7 @@ def build_summary(path: str, tally: Tally, *, duration: float | None, kept_reque
         requests=tally.rows,
         sent=sent,
         outcomes=outcomes,
+        bad_answers=tally.bad_answers,
         wall=wall,
         send_wall=0.0 if window is None else max(0.0, window[1] - window[0]),
         rate=run_rate(sent, window),
@@ -266,8 +271,9 @@ def _lateness_lines(s: ReplaySummary) -> list[str]:
 def format_summary(s: ReplaySummary) -> str:
     """The end-of-run summary as a few lines of text."""
     oc = s.outcomes  # every outcome class, counted (keyed by outcome name)
-    unanswered = [f"{oc[k]} {w}" for k, w in (("error", "5xx"), ("timeout", "timeout"), ("conn_error", "connection error"))
-                  if oc[k]]
+    kinds = ((oc["error"] - s.bad_answers, "5xx"), (s.bad_answers, "bad answer"), (oc["timeout"], "timeout"),
+             (oc["conn_error"], "connection error"))
+    unanswered = [f"{n} {w}" for n, w in kinds if n]
     counts = (f"{oc['ok']} {ACCEPTED} (2xx), {oc['fail']} {REFUSED} (4xx), "
               + (f"{sum(oc[k] for k in ('error', 'timeout', 'conn_error'))} {UNANSWERED} ({', '.join(unanswered)})"
                  if unanswered else f"0 {UNANSWERED}")
