@@ -149,3 +149,16 @@ def test_ab_help_has_examples(capsys):
     main(["ab", "--help"])
     out = capsys.readouterr().out
     assert "Examples:" in out and "wdm-replay ab stress.wdmt --a" in out and "--before-each" in out
+
+
+def test_a_base_that_answered_nothing_does_not_make_a_healthy_build_a_throughput_regression(
+        tmp_path, shop_factory, trace, capsys):
+    # A base build in a 5xx storm runs "fast": it fails at once and skips every request that needed
+    # an id. Its rate was compared with the healthy build's, and the healthy build was called a
+    # throughput REGRESSION (0.64x) — `ab --a dead --b fixed` exited 1 for the fix.
+    dead, healthy = shop_factory(error_rate=1.0), shop_factory(latency_ms=5)  # healthy, at 5 ms an answer
+    paths = [replay(trace, tmp_path / "a.wdmr", dead.url, "dead"),
+             replay(trace, tmp_path / "b.wdmr", healthy.url, "healthy")]
+    code, out, _ = run_cli(capsys, "compare", *map(str, paths))
+    assert "throughput: not compared (no answered request in dead: the rate of its failures is no throughput)" in out
+    assert code == 0 and "REGRESSION" not in out, out

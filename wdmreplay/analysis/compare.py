@@ -106,6 +106,15 @@ class GateLimit:
     why: str  # one phrase, e.g. "interval 0.02–78x: too few runs to gate p99"
 
 
+SILENT_BUILD = "no answered request in"  # how a throughput limit of a build that answered nothing begins
+
+
+def throughput_not_compared(b: "BuildComparison") -> str:
+    """Why ``b`` has no throughput comparison, in a few words (the renderers' "not compared (…)")."""
+    why = next((lim.why for lim in b.limits if lim.gate == "throughput" and lim.why.startswith(SILENT_BUILD)), None)
+    return why or "paced runs measure the schedule"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorChange:
     """Error shares (5xx, timeout, connection error among sent requests) base vs new, pooled over runs."""
@@ -445,7 +454,11 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
         n_x = [samples[i][op] for i in new_idx if op in samples[i]]
         if len(b_x) == len(base_idx) and len(n_x) == len(new_idx):
             estimates[op] = _latency_estimates(b_x, n_x, rng)
-    tput = _throughput_estimate(bs, ns, rng)
+    # A side that answered nothing at all (a 5xx storm, a shop answering garbage) ran at the rate of
+    # its failures: comparing that rate would call the healthy side a throughput REGRESSION.
+    silent = [side for side, runs in (("base", bs), ("new", ns))
+              if all(ALL not in r.ops or not r.ops[ALL].answered for r in runs)]
+    tput = None if silent else _throughput_estimate(bs, ns, rng)
     # One family of tests per build: the gated tests share alpha (Bonferroni), so a comparison of
     # many operations does not raise more false alarms than one of a few.
     tests = sum(e.gated and e.se is not None for es in estimates.values() for e in es) + (tput is not None)
@@ -483,7 +496,7 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
     labels = {"base": bs[0].label, "new": ns[0].label}
     limits = gate_limits(ops, throughput, unanswered, labels, checked=b_anom is not None and n_anom is not None,
                          paced=any(r.speed is not None for r in (*bs, *ns)), alpha=alpha,
-                         error_threshold=error_threshold)
+                         error_threshold=error_threshold, silent=tuple(labels[side] for side in silent))
     return BuildComparison(
         ns[0].label, tuple(r.file for r in ns), tuple(ops),
         all_errors, throughput, b_anom, n_anom,
@@ -514,13 +527,13 @@ def _error_gate_why(e: ErrorChange, alpha: float, error_threshold: float) -> str
 
 def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: dict[str, tuple[str, ...]],
                 labels: dict[str, str], *, checked: bool, paced: bool, alpha: float,
-                error_threshold: float) -> tuple[GateLimit, ...]:
+                error_threshold: float, silent: tuple[str, ...] = ()) -> tuple[GateLimit, ...]:
     """The gates a build's comparison cannot fire with these runs, grouped by gate and reason.
 
     Latency gates: too few answers to test, no answered requests on a side, or an interval so wide
     that only a change beyond :data:`WEAK_GATE_RATIO` would count; the error share of operations
-    with too few requests; throughput when runs were paced (or its interval is that wide); anomalies
-    when there was no check.
+    with too few requests; throughput when runs were paced (or its interval is that wide), or when a
+    build (``silent``: their labels) answered no request at all; anomalies when there was no check.
     """
     out: list[GateLimit] = []
     for gate in GATED:
@@ -552,7 +565,9 @@ def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: 
     out += [GateLimit("error share", tuple(names), why) for why, names in by_why.items()]
     if throughput is None:
         why = ("runs paced by the schedule measure the schedule's rate, not the shop's: gated only when every run "
-               "is at --speed max") if paced else "no rate measured"
+               "is at --speed max") if paced else (
+            f"{SILENT_BUILD} {' and '.join(silent)}: the rate of its failures is no throughput"
+            if silent else "no rate measured")
         out.append(GateLimit("throughput", (), why))
     elif throughput.fires_at is not None and throughput.fires_at < 1.0 / WEAK_GATE_RATIO:
         out.append(GateLimit("throughput", (), f"interval {throughput.ci[0]:.2g}–"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..operations import OP_NAMES
 from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult, GateLimit, change_words, floor_words,
-                      regression_reasons)
+                      regression_reasons, throughput_not_compared)
 from .html import MissingDependency, _pyplot
 
 FINE_RATIO_TICKS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)  # for an axis narrower than 0.5x–2x
@@ -210,7 +210,7 @@ def _build_context(res: CompareResult, b: BuildComparison) -> BuildView:
         tput = (f"{t.base:.1f} → {t.new:.1f} req/s, {t.ratio:.2f}x [{t.ci[0]:.2f}–{t.ci[1]:.2f}]"
                 + (" REGRESSION" if t.regression else ""))
     else:
-        tput = (f"not compared (paced runs measure the schedule); achieved {res.base_label} "
+        tput = (f"not compared ({throughput_not_compared(b)}); achieved {res.base_label} "
                 f"{'-' if b.rates[0] is None else f'{b.rates[0]:.1f}'} req/s, {b.label} "
                 f"{'-' if b.rates[1] is None else f'{b.rates[1]:.1f}'} req/s")
     if b.base_anomalies is None or b.new_anomalies is None:

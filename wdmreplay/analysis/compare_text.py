@@ -6,7 +6,8 @@ format its result, so neither imports the other's caller: compare ← compare_te
 
 from __future__ import annotations
 
-from .compare import BuildComparison, CompareResult, _pct, change_words, floor_words, regression_reasons
+from .compare import (BuildComparison, CompareResult, _pct, change_words, floor_words, regression_reasons,
+                      throughput_not_compared)
 from .consistency import KINDS
 from .report import render_json
 from ..terms import plural
@@ -25,7 +26,7 @@ def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
     parts = []
     for lbl, ach, sch in ((res.base_label, b.rates[0], b.rates[2]), (b.label, b.rates[1], b.rates[3])):
         parts.append(f"{lbl} {'-' if ach is None else f'{ach:.1f}'}" + ("" if sch is None else f" of {sch:.1f} scheduled"))
-    return "  throughput: not compared (paced runs measure the schedule); achieved req/s: " + ", ".join(parts)
+    return f"  throughput: not compared ({throughput_not_compared(b)}); achieved req/s: " + ", ".join(parts)
 
 
 def render_compare_text(res: CompareResult) -> str:
