@@ -308,3 +308,20 @@ def test_cli_interrupt_stops_with_130_and_keeps_finished_steps(tmp_path, shop):
     assert "did not complete (interrupted)" in err and "Traceback" not in err
     (part,) = [f for f in runs.iterdir() if f.name.startswith("step-01-")]
     assert not load_results(part).complete  # the interrupted step is a valid, partial results file
+
+
+def test_a_shop_that_answers_nothing_stops_the_search_at_its_first_step(stress_trace, tmp_path):
+    """Every request 500 (or an HTML page): no slower speed can help, so there is one step, not four."""
+    from replay_support import TinyTarget
+
+    from wdmreplay.targets import Target
+
+    for status, body in ((500, b"internal error"), (200, b"<html>maintenance</html>")):
+        with TinyTarget(lambda method, path: (status, body, 0)) as dead:
+            res = find_capacity(stress_trace, tmp_path / str(status), slo=parse_slo(SLO), plan=PLAN,
+                                opts=ReplayOptions(Target.single(dead.url), concurrency=8, timeout=5.0))
+        text = render_capacity_text(res)
+        assert res.outcome == "none_met" and res.exit_code == 3 and res.speed is None, text
+        assert [(s.speed, s.unanswered, s.passed) for s in res.steps] == [(1.0, 1.0, False)], text
+        assert "the shop answered none of step 1's requests" in text
+        assert any("got no answer to any of its requests" in n and "cannot change that" in n for n in res.notes)

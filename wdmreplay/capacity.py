@@ -379,6 +379,13 @@ def find_capacity(trace: str | Path, outdir: str | Path, *, slo: Slo, plan: Sear
         if step.verdict == "NOT CLEAN":
             outcome = "not_clean"
             break
+        if step.unanswered >= 1.0 and not any(s.passed for s in steps):
+            # Not one answer, not even to the first requests of the step, which met an idle shop: the
+            # shop is down or answers garbage, not overloaded, and a slower speed cannot change that.
+            notes.append(f"step {step.index} (speed {step.speed:g}) got no answer to any of its requests (5xx, "
+                         f"timeouts, connection errors or answers that are not the API's): a slower speed cannot "
+                         f"change that, so the search stopped; see wdm-replay check {step.results}")
+            break
     lo, hi = bracket([(s.speed, s.passed) for s in steps])
     if outcome == "not_clean":
         speed = None
@@ -415,6 +422,8 @@ def render_capacity_text(res: CapacityResult) -> str:
         bad = res.steps[-1]
         lines.append(f"NOT CLEAN at speed {bad.speed:g} ({bad.anomalies} anomalies): the search stopped, no "
                      f"capacity is given to a wrong shop; see wdm-replay check {bad.results}")
+    elif res.outcome == "none_met" and res.steps and res.steps[-1].unanswered >= 1.0:
+        lines.append(f"no speed met the SLO: the shop answered none of step {res.steps[-1].index}'s requests")
     elif res.outcome == "none_met":
         lines.append(f"no speed met the SLO (down to {res.plan.start / res.plan.factor ** FLOOR_STEPS:g})")
     else:

@@ -204,7 +204,8 @@ def capacity_cmd(trace: str, urls_path: str | None, base_url: str | None, slo: s
     Replays TRACE at --start, then geometrically faster (x --factor) until a step misses the SLO or
     --max is reached, bisects between the last passing and the first failing speed, and repeats the
     knee to confirm it. Every step is also checked: a step that is NOT CLEAN ends the search (no
-    capacity for a wrong shop). Exit 0: knee found; 1: a step NOT CLEAN; 3: no speed met the SLO;
+    capacity for a wrong shop), as does a first failing step that got no answer at all (a shop that
+    is down, not slow). Exit 0: knee found; 1: a step NOT CLEAN; 3: no speed met the SLO;
     2: usage or file error. Use a paced trace (generate-trace stress) long enough to be stable.
 
     \b
