@@ -142,6 +142,17 @@ def test_finding_that_never_recurs_exits_3_saying_how_often_it_was_tried(shop_fa
     # the closure drops the user without an order; the component is the closure again (not replayed twice)
     assert line.endswith("never reproduced: 4 replays at --speed max (2 per distinct cut: closure, whole)")
     assert not (tmp_path / "min.wdmt").exists()
+    # the same against a shop that answers every request 500: the line says the shop answered nothing
+    from replay_support import TinyTarget
+
+    with TinyTarget(lambda method, path: (500, b"internal error", 0)) as dead:
+        p = _run(["shrink", str(run), "--url", dead.url, "--runs", "2", "-o", "min.wdmt"], tmp_path)
+    assert p.returncode == 3 and "Traceback" not in p.stderr, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "never reproduced: 4 replays" in line and line.endswith(
+        "; the shop answered none of the requests of any replay (5xx, timeouts, connection errors or answers "
+        "that are not the API's): is it the shop of the run, and up?")
+    assert not (tmp_path / "min.wdmt").exists()
 
 
 def test_bad_input_exits_2_with_one_line(shop_factory, tmp_path):

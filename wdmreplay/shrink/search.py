@@ -181,6 +181,7 @@ class Oracle:
         self.workdir, self.before_each, self.timeout, self.concurrency = workdir, before_each, timeout, concurrency
         self.bar = bar
         self.replays = 0
+        self.silent = 0  # replays the shop answered none of (every request 5xx, timed out, cut off, not the API's)
         self.seconds = 0.0  # spent replaying and checking (for the reserve of the final measurement)
         self._source: TraceHeader | None = None
         self._seen: dict[str, bool] = {}
@@ -229,6 +230,7 @@ class Oracle:
         self.replays += 1
         if summary.reason == "interrupted":
             raise _Stop("interrupted")
+        self.silent += summary.outcomes["ok"] + summary.outcomes["fail"] == 0
         results = load_results(out, with_args=True)
         ok = reproduced(check_results(results), results.bindings, self.finding)
         os.unlink(out)
@@ -462,8 +464,11 @@ def _first_reproduction(oracle: Oracle, source: cut.Sessions, finding: Finding,
     except KeyboardInterrupt:
         raise ShrinkInterrupted(f"interrupted before {finding.describe()} reproduced ({oracle.replays} replays): "
                                 f"nothing written") from None
+    dead = (f"; the shop answered none of the requests of any replay (5xx, timeouts, connection errors or "
+            f"answers that are not the API's): is it the shop of the run, and up?"
+            if oracle.replays and oracle.silent == oracle.replays else "")
     raise NothingToShrink(f"{finding.describe()} never reproduced: {oracle.replays} replays at --speed max "
-                          f"({oracle.runs} per distinct cut: {', '.join(tried)})")
+                          f"({oracle.runs} per distinct cut: {', '.join(tried)}){dead}")
 
 
 def _progress_bar(enabled: bool) -> Any:
