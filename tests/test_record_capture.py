@@ -373,3 +373,51 @@ def test_cli_record_second_ctrl_c_ends_the_grace_at_once(tmp_path):
     assert "1 request in 1 session," in rest
     with TraceReader(out) as r:
         assert r.header["params"]["answers"] == {"none": 1}
+
+
+def test_cli_record_signals_while_the_trace_is_written_do_not_lose_the_capture(tmp_path):
+    # After the capture stopped, asyncio's signal handlers were removed before the trace was written,
+    # which put SIGTERM back to its default: a SIGTERM then (a second `docker stop`, a supervisor)
+    # killed the process mid-write and everything captured was lost. Now the write happens while the
+    # loop still owns the signals. SIGTERMs are sent every 2 ms from the stop until the trace is in
+    # place (written as .part and renamed), so some land while a capture of a few thousand requests is
+    # turned into a trace.
+    import threading
+    import time
+
+    from wdmreplay.workloads import generate
+
+    source = tmp_path / "src.wdmt"
+    generate("stress", source, seed=2, rate=400.0, duration=5.0)
+    with ShopThread() as live:
+        out = tmp_path / "big.wdmt"
+        proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
+                                 "--listen", "127.0.0.1:0", "-o", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        try:
+            line = proc.stdout.readline()
+            assert line.startswith("recording on http://127.0.0.1:"), line
+            summary = replay_trace(str(source), str(tmp_path / "through.wdmr"), target=Target.single(line.split()[2]),
+                                   speed=None, final_read=False, progress=False)
+            assert summary.outcomes["ok"] > 1000
+            def spam():
+                end = time.monotonic() + 30
+                while not out.exists() and time.monotonic() < end and proc.poll() is None:
+                    try:
+                        proc.send_signal(signal.SIGTERM)
+                    except ProcessLookupError:
+                        return
+                    time.sleep(0.002)
+
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+            threading.Thread(target=spam, daemon=True).start()
+            rest, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)
+    with TraceReader(out) as r:  # the whole capture was written: every replayed request (and the replay's probe)
+        assert r.header["requests"] >= summary.sent and r.header["params"]["stopped_by"] == "interrupt"
+        assert f"{r.header['requests']} requests in" in rest

@@ -242,22 +242,26 @@ async def record(target: Target, output: str | Path, *, host: str = "127.0.0.1",
     proxy = CaptureProxy(target, max_requests=max_requests, grace=grace)
     await proxy.start(host, port)
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: dict[int, Any] = {}  # signal -> the handler it had before (asyncio's removal would set the default)
     if threading.current_thread() is threading.main_thread():
         for sig, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminate")):
+            before = signal.getsignal(sig)
             try:
                 loop.add_signal_handler(sig, proxy.request_stop, name)
-                installed.append(sig)
+                installed[sig] = before
             except (NotImplementedError, RuntimeError):
                 pass
     try:
         if on_ready is not None:
             on_ready(proxy.url)
         await proxy.run_until_stopped(duration)
+        # Written while the loop still owns the signals: a Ctrl-C or SIGTERM now waits for the loop
+        # (a no-op by then) instead of killing the write and, with it, everything captured.
+        return proxy.write_trace(output, dialect=dialect, phase_gap=phase_gap)
     finally:
-        for sig in installed:
+        for sig, before in installed.items():
             loop.remove_signal_handler(sig)
-    return proxy.write_trace(output, dialect=dialect, phase_gap=phase_gap)
+            signal.signal(sig, before)
 
 
 class CaptureThread:
