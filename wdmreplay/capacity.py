@@ -204,7 +204,7 @@ class CapacityStep:
     kind: str  # probe | bisect | confirm
     speed: float
     offered_rate: float | None  # requests/s the schedule asks for at this speed
-    achieved_rate: float | None  # requests/s sent and answered over the run's window
+    achieved_rate: float | None  # requests/s sent over the run's send window (any outcome; unanswered is its own field)
     latency_ms: Mapping[str, float | None]  # every PERCENTILE_KEYS name: the response time (None: no answer)
     unanswered: float  # share of the step's requests without an answer
     verdict: str  # the check's: CLEAN, NOT CLEAN, INCONCLUSIVE
