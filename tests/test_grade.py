@@ -397,3 +397,59 @@ def test_parallel_grading_stops_on_ctrl_c_with_the_runs_in_flight(shop, tmp_path
     for r in runs:
         assert load_results(r).trailer_record.complete is False
     assert not (out / "teams" / "a" / "team.json").exists() and not (out / "leaderboard.json").exists()
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose command line holds ``marker`` (read from /proc: no pgrep needed)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _grade_until(toml: Path, out: Path, traces: Path, marker: str, count: int, *extra: str):
+    """Start grade; return it once ``count`` processes hold ``marker`` (the teams' commands are running)."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay", "grade", str(toml), "-d", str(out),
+                             "--consistency-trace", str(traces / "consistency.wdmt"),
+                             "--stress-trace", str(traces / "stress.wdmt"), "--suite", "stress", "-q", *extra, *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_processes_with(marker)) < count:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_ctrl_c_stops_the_teams_shell_commands_and_their_children(traces, shop, tmp_path, parallel):
+    # A team's reset command runs in a process group of its own. Ctrl-C (or SIGTERM) used to leave it
+    # running: with --parallel the pool's threads waited for it (up to its 600 s timeout), and
+    # serially the shell was killed but what it started (here `sleep`) ran on, orphaned. Now the
+    # group is stopped, the team is graded again on a rerun, and its `after` cleanup still runs.
+    import signal
+
+    marker = f"sleep 61.{os.getpid() % 1000:03d}{parallel}"
+    toml = tmp_path / "t.toml"
+    toml.write_text("".join(f'[teams.{n}]\nurl = "{shop.url}"\nreset = "{marker}; true"\n'
+                            f'after = "touch after-$WDM_GRADE_TEAM"\n' for n in ("a", "b")))
+    out = tmp_path / "g"
+    proc = _grade_until(toml, out, traces, marker, 2 * int(parallel), "--parallel", parallel)  # a shell and its sleep each
+    proc.send_signal(signal.SIGINT if parallel == "2" else signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)  # not the 61 s of the command
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("wdm-replay: error: interrupted")
+    assert _processes_with(marker) == [], "the command's children were left running"
+    started = ["a", "b"][:int(parallel)]
+    assert sorted(p.name for p in tmp_path.glob("after-*")) == [f"after-{n}" for n in started]
+    assert not any((out / "teams" / n / "team.json").exists() for n in ("a", "b"))

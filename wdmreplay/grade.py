@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -333,19 +334,70 @@ class TeamFailed(Exception):
         self.status = status
 
 
-def run_command(command: str, what: str, team: str, cfg: GradeConfig, timeout: float = 600.0) -> None:
-    """Run a team's shell command (env WDM_GRADE_TEAM, WDM_GRADE_STEP); :class:`TeamFailed` when it fails."""
+# The team commands running now, in any thread (``--parallel`` runs teams in a pool), so that the
+# main thread, which alone gets Ctrl-C and SIGTERM, can stop them: command -> "grading", "cleanup"
+# (``after``: a first stop lets it finish) or "stopped".
+_COMMANDS: dict[subprocess.Popen, str] = {}
+_COMMANDS_LOCK = threading.Lock()
+
+
+def run_command(command: str, what: str, team: str, cfg: GradeConfig, timeout: float = 600.0, *,
+                cleanup: bool = False) -> None:
+    """Run a team's shell command (env WDM_GRADE_TEAM, WDM_GRADE_STEP); :class:`TeamFailed` when it fails.
+
+    It runs in a process group of its own, stopped whole (the shell and what it started) on a
+    timeout, on Ctrl-C in this thread, or by :func:`stop_commands` — then :class:`GradeInterrupted`.
+    ``cleanup`` (the ``after`` command) is left to finish by a first stop.
+    """
     env = {**os.environ, "WDM_GRADE_TEAM": team, "WDM_GRADE_STEP": what}
     try:
-        done = subprocess.run(command, shell=True, cwd=cfg.commands_cwd, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise TeamFailed("error", f"{what} command did not end within {timeout:g} s: {command}") from None
+        proc = subprocess.Popen(command, shell=True, cwd=cfg.commands_cwd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
     except OSError as e:
         raise TeamFailed("error", f"{what} command could not start: {e.strerror or e}") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        raise TeamFailed("error", f"{what} command exited {done.returncode}: {command}" + (f": {last}" if last else ""))
+    with _COMMANDS_LOCK:
+        _COMMANDS[proc] = "cleanup" if cleanup else "grading"
+    interrupted = False
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.communicate()
+        raise TeamFailed("error", f"{what} command did not end within {timeout:g} s: {command}") from None
+    except BaseException as e:  # Ctrl-C / SIGTERM in this thread: the command's whole group goes too
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        if not isinstance(e, KeyboardInterrupt):
+            raise
+        interrupted = True
+    finally:
+        with _COMMANDS_LOCK:
+            interrupted |= _COMMANDS.pop(proc) == "stopped"  # by stop_commands, from the main thread
+    if interrupted:
+        raise GradeInterrupted(f"interrupted during {team}'s {what} command; the team is graded again on a rerun "
+                               f"(graded teams are kept in {cfg.outdir})")
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or [""])[-1][:200]
+        raise TeamFailed("error", f"{what} command exited {proc.returncode}: {command}" + (f": {last}" if last else ""))
+
+
+def stop_commands(*, hard: bool = False) -> int:
+    """Stop the team commands running in any thread (SIGTERM to each one's group; ``hard``: SIGKILL, and
+    the ``after`` cleanups too); how many were signalled. Their :func:`run_command` raises GradeInterrupted."""
+    with _COMMANDS_LOCK:
+        procs = [p for p, state in _COMMANDS.items() if hard or state == "grading"]
+        for p in procs:
+            _COMMANDS[p] = "stopped"
+    for p in procs:
+        _signal_group(p, signal.SIGKILL if hard else signal.SIGTERM)
+    return len(procs)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # its own session: the group is the shell's pid
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
 
 
 def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> str:
@@ -476,7 +528,7 @@ def grade_team(team: Team, cfg: GradeConfig, notify: Callable[[str], None] = lam
     finally:
         if team.after and before_ran:
             try:
-                run_command(team.after, "after", team.name, cfg)
+                run_command(team.after, "after", team.name, cfg, cleanup=True)
             except TeamFailed as e:
                 warnings.append(str(e))
     load_end = load_average()
@@ -606,6 +658,7 @@ def _stop_pool(futures: list) -> None:
     while not all(f.done() for f in futures):
         try:
             interrupt_replays(hard=hard)
+            stop_commands(hard=hard)
             wait_futures(futures, timeout=0.1)
         except KeyboardInterrupt:  # another Ctrl-C: the replays' workers are killed at once
             hard = True
