@@ -301,7 +301,7 @@ def test_faults_suite_availability_and_recovery(tmp_path):
 
 
 def _record(name, status, capacity=None, p99=None, digest="sha256:aa"):
-    from wdmreplay.grade import TEAM_SCHEMA, TeamRecord
+    from wdmreplay.team_record import TEAM_SCHEMA, TeamRecord
 
     runs = {"stress": {"verdict": "CLEAN", "p50_ms": 1.0, "p99_ms": p99, "report": "stress-report.txt"}}
     if capacity is not None:
@@ -329,7 +329,7 @@ def test_rank_rule():
     assert [r.rank for r in board.rows] == list(range(1, 9))
     assert [r.ranked for r in board.rows] == [True] * 5 + [False] * 3
     # the record round-trips through its JSON form; another version's record is not read (regraded)
-    from wdmreplay.grade import SuiteRun, TeamRecord
+    from wdmreplay.team_record import SuiteRun, TeamRecord
 
     assert TeamRecord.from_dict(json.loads(json.dumps(records[0].as_dict()))) == records[0]
     with pytest.raises(ValueError, match="unknown field"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from wdmreplay.analysis.wording import UNIT, headline
-from wdmreplay.grade import (STATUSES, SUITES, TEAM_SCHEMA, GradeConfig, SuiteRun, SuiteRuns, TeamRecord,
-                             build_leaderboard, read_record)
+from wdmreplay.grade import GradeConfig, build_leaderboard
+from wdmreplay.team_record import STATUSES, SUITES, TEAM_SCHEMA, SuiteRun, SuiteRuns, TeamRecord, read_record
 from wdmreplay.leaderboard import STATUS_TEXT, SortKeys, render_leaderboard_html
 from wdmreplay.operations import ENTITY_KINDS
 

@@ -4,8 +4,8 @@ A composition root like :mod:`.ab` and :mod:`.capacity`: for each team it replay
 through :func:`~wdmreplay.replayer.replay_trace` (consistency at full speed, stress at the course's
 fixed rate, the :mod:`.capacity` search, the team's own fault schedule), judges each run with
 :func:`~wdmreplay.analysis.check_results`, and keeps every results file and report under
-``DIR/teams/NAME/``. A team's outcome is one JSON record (``team.json``, written last and atomically):
-a team with one is graded, so a rerun skips it and a grading night resumes after a crash.
+``DIR/teams/NAME/``. A team's outcome is one JSON record (``team.json``, written last and atomically:
+:mod:`.team_record`): a team with one is graded, so a rerun skips it and a grading night resumes after a crash.
 :func:`build_leaderboard` ranks the records (compute); :mod:`.leaderboard` renders them.
 """
 
@@ -35,16 +35,14 @@ from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
 from .replayer.fault_schedule import load_schedule
+from .team_record import SUITES, SuiteRun, SuiteRuns, TeamRecord, read_record, write_record
 
-SUITES = ("consistency", "stress", "capacity", "faults")
-STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
 # Unreachable, crashed and NOT CLEAN teams are marked and come last, in this order after the rest.
 UNRANKED = ("not_clean", "error", "unreachable")
 RANK_RULE = ("Teams that are NOT CLEAN, crashed (error) or unreachable are marked and come last. The rest "
              "rank by capacity (offered requests/s at the knee, higher first) when measured, then by p99 "
              "at the fixed rate (lower first); INCONCLUSIVE teams (a run that could not be judged) rank after every "
              "OK team, marked.")
-TEAM_SCHEMA = "wdm-grade-team/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -203,111 +201,6 @@ def prepare_traces(outdir: Path, suites: tuple[str, ...], *, consistency: str | 
         paths[name] = str(dst)
         digests[name] = trace_digest(dst)
     return paths, digests
-
-
-# --- a team's record (team.json: the JSON edge) --------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class SuiteRun:
-    """What one suite found for a team; a figure the suite does not measure stays None.
-
-    ``rate`` is the run's achieved requests/s, or for ``capacity`` the offered requests/s at the
-    knee (``speed``). ``skipped`` says why a suite did not run for this team.
-    """
-
-    verdict: str | None = None  # CLEAN / NOT CLEAN / INCONCLUSIVE (capacity: NOT CLEAN when a step was)
-    results: str | None = None  # results file (or capacity.json), relative to the team's directory
-    report: str | None = None  # report file, relative to the team's directory
-    reasons: tuple[str, ...] = ()
-    anomalies: tuple[tuple[str, int], ...] = ()  # (kind, count), sorted by kind
-    requests: int | None = None
-    rate: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    answered: float | None = None  # share of requests answered (2xx/4xx)
-    windows: int | None = None  # fault windows
-    recovery_s: float | None = None  # slowest recovery of the fault windows (None: not recovered)
-    speed: float | None = None  # capacity: the knee's speed
-    outcome: str | None = None  # capacity: found | at_max | none_met | not_clean
-    resolution: float | None = None  # capacity: one bisection step
-    steps: int | None = None  # capacity: replays run
-    skipped: str | None = None
-
-    def as_dict(self) -> dict:
-        """JSON-ready form: every field, tuples as lists, anomalies as an object."""
-        d = {k: getattr(self, k) for k in self.__slots__}
-        d["reasons"], d["anomalies"] = list(self.reasons), dict(self.anomalies)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SuiteRun":
-        """The record from its JSON form; ValueError for an unknown field (a record of another version)."""
-        unknown = set(d) - set(cls.__slots__)
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)}")
-        return cls(**{**d, "reasons": tuple(d.get("reasons") or ()),
-                      "anomalies": tuple(sorted((str(k), int(v)) for k, v in (d.get("anomalies") or {}).items()))})
-
-
-@dataclass(frozen=True, slots=True)
-class SuiteRuns:
-    """A team's run of each suite of :data:`SUITES` by name (an empty :class:`SuiteRun` when it did not run)."""
-
-    consistency: SuiteRun = SuiteRun()
-    stress: SuiteRun = SuiteRun()
-    capacity: SuiteRun = SuiteRun()
-    faults: SuiteRun = SuiteRun()
-
-    @classmethod
-    def of(cls, runs: tuple[tuple[str, SuiteRun], ...]) -> "SuiteRuns":
-        """The runs of ``(suite, run)`` pairs; ValueError for a suite not in :data:`SUITES` (another version's)."""
-        unknown = sorted({k for k, _ in runs} - set(SUITES))
-        if unknown:
-            raise ValueError(f"unknown suite(s) {unknown}")
-        return cls(**dict(runs))
-
-
-@dataclass(frozen=True, slots=True)
-class TeamRecord:
-    """One team's grading: its status, the runs of each suite, the traces and the machine it ran on."""
-
-    name: str
-    target: str
-    status: str  # one of STATUSES
-    error: str | None
-    traces: tuple[tuple[str, str], ...]  # (trace name, digest)
-    suites: tuple[str, ...]
-    tool: str
-    machine: dict
-    started: float
-    ended: float
-    load_start: tuple[float, ...] | None
-    load_end: tuple[float, ...] | None
-    runs: tuple[tuple[str, SuiteRun], ...]  # (suite, run), in run order
-    warnings: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict:
-        """The ``team.json`` document (schema ``wdm-grade-team/1``)."""
-        return {"schema": TEAM_SCHEMA, "name": self.name, "target": self.target, "status": self.status,
-                "error": self.error, "traces": dict(self.traces), "suites": list(self.suites), "tool": self.tool,
-                "machine": self.machine, "started": self.started, "ended": self.ended,
-                "load": {"start": self.load_start, "end": self.load_end},
-                "runs": {k: r.as_dict() for k, r in self.runs}, "warnings": list(self.warnings)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TeamRecord":
-        """The record from ``team.json``; ValueError when it is not one (of this schema)."""
-        if not isinstance(d, dict) or d.get("schema") != TEAM_SCHEMA:
-            raise ValueError(f"not a {TEAM_SCHEMA} record")
-        if d["status"] not in STATUSES:
-            raise ValueError(f"unknown status {d['status']!r}")
-        load = d["load"]
-        runs = tuple((k, SuiteRun.from_dict(v)) for k, v in d["runs"].items())
-        SuiteRuns.of(runs)  # ValueError for a suite this version does not know
-        return cls(d["name"], d["target"], d["status"], d["error"], tuple(sorted(d["traces"].items())),
-                   tuple(d["suites"]), d["tool"], d["machine"], d["started"], d["ended"],
-                   tuple(load["start"]) if load["start"] else None, tuple(load["end"]) if load["end"] else None,
-                   runs, tuple(d.get("warnings") or ()))
 
 
 # --- one team ------------------------------------------------------------------------------------------
@@ -553,21 +446,6 @@ def _run_suite(suite: str, team: Team, cfg: GradeConfig, tdir: Path, runs: dict[
     if team.faults is None:
         return SuiteRun(skipped="no fault schedule in TEAMS.toml")
     return _replay_and_check(team, cfg, tdir, "faults", cfg.traces["stress"], 1.0, faults=team.faults)
-
-
-def write_record(path: Path, record: TeamRecord) -> None:
-    """``path`` written atomically (temp file + rename): a crash never leaves a half record."""
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_record(path: Path) -> TeamRecord | None:
-    """A team's record, or None when absent or not a record of this version (then the team is graded again)."""
-    try:
-        return TeamRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 # --- the session ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = ("rank", "name", "status", "consistency", "anomalies", "stress_p50_ms", "stress_p99_ms",
                "capacity_rate", "capacity_speed", "faults_availability", "faults_recovery_s", "error", "target")
-# In the order of grade.STATUSES: the status column sorts in this order.
+# In the order of team_record.STATUSES: the status column sorts in this order.
 STATUS_TEXT = {"ok": "OK", "inconclusive": "INCONCLUSIVE", "not_clean": "NOT CLEAN", "error": "CRASHED",
                "unreachable": "UNREACHABLE"}
 
