@@ -106,13 +106,14 @@ class GateLimit:
     why: str  # one phrase, e.g. "interval 0.02–78x: too few runs to gate p99"
 
 
-SILENT_BUILD = "no answered request in"  # how a throughput limit of a build that answered nothing begins
+def _silent_why(silent: tuple[str, ...]) -> str:
+    """Why there is no throughput comparison when the builds ``silent`` (labels) answered no request."""
+    return f"no answered request in {' and '.join(silent)}: the rate of its failures is no throughput"
 
 
 def throughput_not_compared(b: "BuildComparison") -> str:
     """Why ``b`` has no throughput comparison, in a few words (the renderers' "not compared (…)")."""
-    why = next((lim.why for lim in b.limits if lim.gate == "throughput" and lim.why.startswith(SILENT_BUILD)), None)
-    return why or "paced runs measure the schedule"
+    return _silent_why(b.silent) if b.silent else "paced runs measure the schedule"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,8 @@ class BuildComparison:
     limits: tuple[GateLimit, ...] = ()  # gates that cannot fire with these runs
     # Operations that some run of a side never got an answer for, per side: their latency is not compared.
     unanswered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "base" / "new" -> ops
+    # Labels of the builds that answered no request at all (unpaced runs): why throughput is not compared.
+    silent: tuple[str, ...] = ()
 
     @property
     def latency_regressions(self) -> list[tuple[str, Change]]:
@@ -494,15 +497,16 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
     b_anom = _anomalies_per_run([checks[i] for i in base_idx])
     n_anom = _anomalies_per_run([checks[i] for i in new_idx])
     labels = {"base": bs[0].label, "new": ns[0].label}
+    paced = any(r.speed is not None for r in (*bs, *ns))
+    silent_labels = () if paced else tuple(labels[side] for side in silent)  # paced runs: that is the reason
     limits = gate_limits(ops, throughput, unanswered, labels, checked=b_anom is not None and n_anom is not None,
-                         paced=any(r.speed is not None for r in (*bs, *ns)), alpha=alpha,
-                         error_threshold=error_threshold, silent=tuple(labels[side] for side in silent))
+                         paced=paced, alpha=alpha, error_threshold=error_threshold, silent=silent_labels)
     return BuildComparison(
         ns[0].label, tuple(r.file for r in ns), tuple(ops),
         all_errors, throughput, b_anom, n_anom,
         floor, (_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
                 _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
-        tests, crit, tuple(notes), limits, unanswered)
+        tests, crit, tuple(notes), limits, unanswered, silent_labels)
 
 
 # A gate whose interval lets a doubling (or halving of the rate) through cannot gate anything a
@@ -565,9 +569,7 @@ def gate_limits(ops: list[OpComparison], throughput: Change | None, unanswered: 
     out += [GateLimit("error share", tuple(names), why) for why, names in by_why.items()]
     if throughput is None:
         why = ("runs paced by the schedule measure the schedule's rate, not the shop's: gated only when every run "
-               "is at --speed max") if paced else (
-            f"{SILENT_BUILD} {' and '.join(silent)}: the rate of its failures is no throughput"
-            if silent else "no rate measured")
+               "is at --speed max") if paced else _silent_why(silent) if silent else "no rate measured"
         out.append(GateLimit("throughput", (), why))
     elif throughput.fires_at is not None and throughput.fires_at < 1.0 / WEAK_GATE_RATIO:
         out.append(GateLimit("throughput", (), f"interval {throughput.ci[0]:.2g}–"
