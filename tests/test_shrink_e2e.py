@@ -249,6 +249,9 @@ def test_ctrl_c_keeps_the_best_trace_so_far(shop_factory, tmp_path):
     assert h["shrink"]["finding"]["kind"] == "lost_update"
     assert 0 < h["requests"] <= read_header(trace)["requests"]
     assert "stopped early: interrupted" in out and "not measured (interrupted)" in out
+    # stderr ends with one line saying so, as for every command stopped by a signal (it had none)
+    assert err.strip().splitlines()[-1] == ("wdm-replay: interrupted; the smallest trace found so far is in "
+                                            "min.wdmt (reproduction rate not measured)")
 
 
 def test_budget_ends_the_search_early_and_writes_the_best_so_far(shop_factory, tmp_path):

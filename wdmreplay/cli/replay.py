@@ -270,5 +270,7 @@ def shrink_cmd(run: str, output: str | None, urls_path: str | None, base_url: st
                         progress=not quiet and sys.stderr.isatty(),
                         notify=(lambda _: None) if quiet else (lambda line: click.echo(line, err=True)))
     click.echo(format_result(result))
-    if result.stopped == "interrupted":
+    if result.stopped == "interrupted":  # one line on stderr, as every command stopped by a signal says
+        click.echo(f"wdm-replay: interrupted; the smallest trace found so far is in {result.output} "
+                   f"(reproduction rate not measured)", err=True)
         sys.exit(130)
