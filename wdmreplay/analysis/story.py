@@ -148,8 +148,11 @@ class RunStories:
         self.k0, self.k1, self.num = ac.k0, ac.k1, ac.num
         self._masks: dict[tuple[str, ...], np.ndarray] = {}
         self._reads: dict[tuple[str, str], list[int]] | None = None
-        self._creates: dict[str, int] | None = None
-        self._trace = trace
+        self._creates: dict[tuple[str, str], int] | None = None
+        # A trace the user named is checked now, before any story is told or not (ExplainError); one
+        # found by the run's header is looked for only when a story needs its creates.
+        self._named = trace is not None
+        self._trace_file = _run_trace(results, trace) if trace is not None else None
         # "all": every story lists the entity's create (read from the trace) and reads (the args of every
         # find_* row decoded once); "lost": only entities the final read did not return (the report's path).
         self._with_reads = reads
@@ -195,11 +198,16 @@ class RunStories:
                         self._reads.setdefault((kinds[int(self.op[row])], str(a[0])), []).append(row)
         return self._reads.get((kind, eid), [])
 
+    def _creates_by_entity(self) -> dict[tuple[str, str], int]:
+        """(kind, id) -> row of its create request, read from the run's trace once (empty without it)."""
+        if self._creates is None:
+            path = self._trace_file if self._named else _run_trace(self.r, None)
+            self._creates = _create_rows(self.r, path, self._named)
+        return self._creates
+
     def _create_row(self, kind: str, eid: str) -> int | None:
         """The row of the request whose answer created ``eid`` (from the trace's bind symbols), if found."""
-        if self._creates is None:
-            self._creates = _create_rows(self.r, self._trace)
-        return self._creates.get((kind, eid))
+        return self._creates_by_entity().get((kind, eid))
 
     def _orders_of(self, kind: str, eid: str) -> list[str]:
         """Orders that act on an item (hold it) or a user (belong to it): add_item history and the final read."""
@@ -210,9 +218,7 @@ class RunStories:
             rows = self._op_rows("add_item") & (self.k1 == code)
             found.update(names[k] for k in np.unique(self.k0[rows]).tolist() if k >= 0)
         if kind == "user" and code >= 0 and self._full(kind, eid):  # its orders' creates (even if the final read lost them)
-            if self._creates is None:
-                self._creates = _create_rows(self.r, self._trace)
-            found.update(oid for (k, oid), row in self._creates.items()
+            found.update(oid for (k, oid), row in self._creates_by_entity().items()
                          if k == "order" and int(self.k0[row]) == code and int(self.op[row]) == OP_CODES["create_order"])
         if self.fs is not None:
             t = self.fs.orders.table
@@ -319,12 +325,12 @@ class RunStories:
         return out
 
 
-def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, str], int]:
-    """(kind, id) -> row of its create request, matched through the trace's bind symbols (empty without the trace)."""
+def _create_rows(results: Results, path: Path | None, named: bool) -> dict[tuple[str, str], int]:
+    """(kind, id) -> row of its create request, matched through the bind symbols of the run's trace at
+    ``path`` (empty without it). A trace the user ``named`` that cannot be read is an ExplainError."""
     from ..traces.stream import FormatError
     from ..traces.trace import TraceReader, is_step
 
-    path = _run_trace(results, trace)
     if path is None:
         return {}
     by_symbol = results.bindings
@@ -338,7 +344,7 @@ def _create_rows(results: Results, trace: str | Path | None) -> dict[tuple[str, 
                     if sym and sym in by_symbol and st["op"] in _CREATES.values():
                         wanted[(int(s["sid"]), k)] = (kind_of_create[st["op"]], str(by_symbol[sym]))
     except (FormatError, OSError) as e:
-        if trace is not None:  # named by the user: say so; found by name: quietly no creates
+        if named:  # named by the user: say so; found by name: quietly no creates
             raise ExplainError(str(e)) from None
         return {}
     c = results.cols
@@ -545,9 +551,7 @@ def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[Ano
 
     ``anomalies`` are the check's. ExplainError for an id the run does not know.
     """
-    if trace is not None:
-        _run_trace(results, trace)  # a trace the user named is checked before any story, told or not
-    st = RunStories(results, trace=trace)
+    st = RunStories(results, trace=trace)  # checks a trace the user named
     anomalies = anomalies or []
     by_id: dict[str, Anomaly] = {}
     for a in anomalies:
