@@ -29,7 +29,7 @@ import numpy as np
 from ..operations import OP_NAMES
 from ..traces.records import Event
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, FAIL, OK, SKIPPED, TIMEOUT,
-                              Results)
+                              Results, bad_answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +118,10 @@ def fault_windows(events: Sequence[Event]) -> tuple[FaultWindow, ...]:
 
 def _tally(op: str, outcome: np.ndarray, status: np.ndarray, counted: np.ndarray, in_fault: np.ndarray) -> OpAvailability:
     o = outcome[counted]
-    error = o == ERROR
-    five = error & (status[counted] >= 500)
+    bad = bad_answers(o, status[counted])
+    five = (o == ERROR) & ~bad
     return OpAvailability(op, int(o.size), int(np.count_nonzero((o == OK) | (o == FAIL))),
-                          int(np.count_nonzero(five)), int(np.count_nonzero(error & ~five)), int(np.count_nonzero(o == TIMEOUT)),
+                          int(np.count_nonzero(five)), int(np.count_nonzero(bad)), int(np.count_nonzero(o == TIMEOUT)),
                           int(np.count_nonzero(o == CONN_ERROR)), int(np.count_nonzero(o == SKIPPED)),
                           int(np.count_nonzero(in_fault)))
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..operations import OP_NAMES
-from ..traces.results import ERROR as _ERROR, INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window
+from ..traces.results import (ERROR as _ERROR, INDETERMINATE, OUTCOMES, SKIPPED, TIMEOUT, bad_answers, run_rate,
+                              send_window)
 from ..terms import ACCEPTED, REFUSED, UNANSWERED
 from ..terms import SKIPPED as SKIPPED_WORD  # SKIPPED is the outcome code here
 from .schedule import (LATE_LIMIT, histogram, histogram_count_above, histogram_quantile, histograms_add, is_lagging,
@@ -176,7 +177,7 @@ class Tally:
                        ((done - intended)[sent_rows], (done - sent)[sent_rows], (sent - intended)[sent_rows]))
         self.sent_by_op += np.bincount(op[sent_rows], minlength=n_ops)[:n_ops]
         if counts[_ERROR]:
-            self.bad_answers += int(np.count_nonzero((outcome == _ERROR) & (status < 500)))
+            self.bad_answers += int(np.count_nonzero(bad_answers(outcome, status)))
         not_found = status == 404
         if counts[SKIPPED]:
             not_found &= sent_rows

@@ -180,6 +180,12 @@ def send_window(sent: np.ndarray, done: np.ndarray, outcome: np.ndarray) -> tupl
     return float(np.min(sent[mask])), float(np.max(done[mask]))
 
 
+def bad_answers(outcome: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Mask of the rows answered with what a correct shop never sends — a 2xx without the API's JSON,
+    a 1xx or 3xx: the ``error`` outcome without a 5xx status ("bad answer" in the summary and the check)."""
+    return (outcome == ERROR) & (status < 500)
+
+
 def run_rate(sent_requests: int, window: tuple[float, float] | None) -> float | None:
     """Requests per second over a :func:`send_window` (None when nothing was sent or no time passed)."""
     if window is None or not window[1] > window[0]:
