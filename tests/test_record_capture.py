@@ -182,17 +182,24 @@ def test_request_limit_stops_and_refuses_the_rest(tmp_path):
     assert header["requests"] == 3 and header["params"]["stopped_by"] == "requests"
 
 
+def _start_record(upstream: str, out: Path, cwd: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``wdm-replay record`` as a user starts it, on a free port; (the process, the URL it records on)."""
+    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", upstream,
+                             "--listen", "127.0.0.1:0", *extra, "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+    line = proc.stdout.readline()
+    if not line.startswith("recording on http://127.0.0.1:"):
+        proc.kill()
+        raise AssertionError(line + proc.communicate()[1])
+    return proc, line.split()[2]
+
+
 @pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "terminate"), (signal.SIGINT, "interrupt")])
 def test_cli_record_stops_on_a_signal_and_writes_a_trace_inspect_shows(tmp_path, sig, name):
     with ShopThread() as live:
         out = tmp_path / "cli.wdmt"
-        proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
-                                 "--listen", "127.0.0.1:0", "-o", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        proc, url = _start_record(live.url, out, tmp_path)
         try:
-            line = proc.stdout.readline()
-            assert line.startswith("recording on http://127.0.0.1:"), line
-            url = line.split()[2]
             req = urllib.request.Request(url + "/stock/item/create/4", method="POST", data=b"")
             with urllib.request.urlopen(req, timeout=10) as r:
                 item = json.loads(r.read())["item_id"]
@@ -339,15 +346,8 @@ def test_cli_record_second_ctrl_c_ends_the_grace_at_once(tmp_path):
 
     threading.Thread(target=silent, daemon=True).start()
     out = tmp_path / "hung.wdmt"
-    proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream",
-                             f"http://127.0.0.1:{upstream.getsockname()[1]}", "--listen", "127.0.0.1:0",
-                             "--grace", "120", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
+    proc, url = _start_record(f"http://127.0.0.1:{upstream.getsockname()[1]}", out, tmp_path, "--grace", "120")
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("recording on http://127.0.0.1:"), line
-        url = line.split()[2]
-
         def client():
             try:
                 urllib.request.urlopen(urllib.request.Request(url + "/stock/item/create/4", method="POST", data=b""),
@@ -391,13 +391,9 @@ def test_cli_record_signals_while_the_trace_is_written_do_not_lose_the_capture(t
     generate("stress", source, seed=2, rate=400.0, duration=5.0)
     with ShopThread() as live:
         out = tmp_path / "big.wdmt"
-        proc = subprocess.Popen([sys.executable, "-m", "wdmreplay.cli", "record", "--upstream", live.url,
-                                 "--listen", "127.0.0.1:0", "-o", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        proc, url = _start_record(live.url, out, tmp_path)
         try:
-            line = proc.stdout.readline()
-            assert line.startswith("recording on http://127.0.0.1:"), line
-            summary = replay_trace(str(source), str(tmp_path / "through.wdmr"), target=Target.single(line.split()[2]),
+            summary = replay_trace(str(source), str(tmp_path / "through.wdmr"), target=Target.single(url),
                                    speed=None, final_read=False, progress=False)
             assert summary.outcomes["ok"] > 1000
             def spam():
