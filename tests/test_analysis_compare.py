@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -241,9 +243,16 @@ def test_html_page_has_plots_intervals_and_verdict(tmp_path):
 
 
 @pytest.mark.parametrize("ne, ns, be, bs", [(0, 10, 0, 10), (5, 10, 0, 10), (2, 1000, 0, 1000), (50, 1000, 3, 900),
-                                            (400, 400, 0, 400), (1, 1, 0, 1), (0, 50, 10, 50)])
-def test_fisher_greater_matches_scipy(ne, ns, be, bs):
-    from scipy.stats import fisher_exact
+                                            (400, 400, 0, 400), (1, 1, 0, 1), (0, 50, 10, 50), (3, 7, 9, 12)])
+def test_fisher_greater_is_the_exact_hypergeometric_tail(ne, ns, be, bs):
+    # The oracle in exact arithmetic: P(X >= ne), X the events among ns draws from all ns + bs requests.
+    total, events = ns + bs, ne + be
+    want = sum(Fraction(math.comb(events, x) * math.comb(total - events, ns - x), math.comb(total, ns))
+               for x in range(ne, min(events, ns) + 1))
+    assert fisher_greater(ne, ns, be, bs) == pytest.approx(float(want), rel=1e-9, abs=1e-12)
 
-    want = fisher_exact([[ne, ns - ne], [be, bs - be]], alternative="greater").pvalue
-    assert fisher_greater(ne, ns, be, bs) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+def test_fisher_greater_on_a_million_requests_a_side():
+    # The sizes of long runs: a clear rise is significant, equal shares are not.
+    assert fisher_greater(1200, 1_000_000, 1000, 1_000_000) < 1e-4
+    assert 0.4 < fisher_greater(1000, 1_000_000, 1000, 1_000_000) < 0.6

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from wdmreplay.cli import cli
 from wdmreplay.workloads import WorkloadError, generate, inspect_trace, validate_symbols
-from wdmreplay.workloads.inspect import chi2_sf, mix_test
+from wdmreplay.workloads.inspect import mix_test
 from wdmreplay.workloads.stress import (DEFAULT_RECHECKOUT_SHARE, DEFAULT_REPEAT_SHARE, DEFAULT_WEIGHTS, SCENARIOS,
                                        SEED_SCENARIOS, STEPS_PER_SCENARIO)
 from wdmreplay.traces import TraceReader
@@ -243,12 +243,17 @@ def test_inspect_counts_closed_model_runs(tmp_path: Path) -> None:
     assert sum(m["requests"] for m in info["scenario_mix"].values()) == info["requests"]
 
 
-@pytest.mark.parametrize("x,dof,p", [
-    (0.0, 3, 1.0), (3.841459, 1, 0.05), (5.991465, 2, 0.05), (20.515006, 5, 0.001), (11.070498, 5, 0.05),
-    (1.0, 2, 0.6065306597), (124.342113, 100, 0.05), (0.5, 40, 1.0),
+@pytest.mark.parametrize("runs, weights, chi2, p", [
+    ([60, 40], [1, 1], 4.0, 0.0455002639),  # chi-square tables: P(X >= 4) with 1 degree of freedom
+    ([30, 20, 10], [1, 1, 1], 10.0, 0.0067379470),  # 2 degrees of freedom: exp(-5), the closed form
+    ([25, 50, 25], [1, 2, 1], 0.0, 1.0),
+    ([30, 20, 20, 20, 10], [1, 1, 1, 1, 1], 10.0, 0.0404276819),  # 4 degrees of freedom: 6 exp(-5)
+    ([90, 10], [1, 1], 64.0, 1.2442e-15),  # 1 degree of freedom: erfc(8 / sqrt(2))
 ])
-def test_chi2_sf_against_table(x: float, dof: int, p: float) -> None:
-    assert chi2_sf(x, dof) == pytest.approx(p, abs=1e-6)
+def test_mix_test_p_values_against_tables(runs, weights, chi2, p) -> None:
+    got = mix_test(runs, weights)
+    assert got["chi2"] == pytest.approx(chi2) and got["dof"] == len(runs) - 1
+    assert got["p"] == pytest.approx(p, rel=1e-3, abs=1e-9)
 
 
 def test_mix_test_table() -> None:
