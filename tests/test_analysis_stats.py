@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wdmreplay.analysis import compute_stats, diff_expectations
-from wdmreplay.analysis.stats import grouped_quantiles, response_times
+from wdmreplay.analysis.stats import grouped_quantiles
 from synthetic import History
 from wdmreplay.traces import load_results
 
@@ -72,13 +72,6 @@ def test_timeline_buckets(tmp_path):
     assert tl.count[0] == 20 and tl.ok[0] == 20
     assert tl.p50_ms[0] == pytest.approx(20.5, abs=1e-3)  # response times 11..30 ms
     assert list(tl.errors) == [0] * 6
-
-
-def test_response_time_samples_per_op(tmp_path):
-    r = load_results(history_with_latencies().write(tmp_path / "r.wdmr"))
-    rt = response_times(r)
-    assert sorted(rt) == ["checkout", "find_item"]
-    assert rt["checkout"].size == 10 and rt["find_item"].size == 100
 
 
 def test_expectation_diff_groups_and_examples(tmp_path):

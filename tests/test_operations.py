@@ -24,7 +24,6 @@ from wdmreplay.targets import Target, load_urls
 def test_render(dialect, op, args, expected):
     d = get_dialect(dialect)
     assert d.render(op, args) == expected
-    assert d.render_code(OP_CODES[op], args) == expected
 
 
 @pytest.mark.parametrize("dialect", ["2023", "2024"])

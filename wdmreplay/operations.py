@@ -155,8 +155,6 @@ class Dialect:
             if op_name not in OPERATIONS:
                 raise ApiError(f"dialect {name}: unknown operation {op_name!r}")
             self.routes[op_name] = compile_route(OPERATIONS[op_name], spec)
-        # Render table indexed by op code, so the replayer's hot path does one list lookup.
-        self._by_code: list[Route | None] = [self.routes.get(n) for n in OP_NAMES]
 
     def __repr__(self) -> str:
         return f"Dialect({self.name!r})"
@@ -179,13 +177,6 @@ class Dialect:
     def render(self, op_name: str, args: Iterable[Any]) -> tuple[str, str]:
         """Method and path of ``op_name`` called with ``args`` (in the operation's param order)."""
         r = self.route(op_name)
-        return r.method, r.fmt.format(*args)
-
-    def render_code(self, op_code: int, args: Iterable[Any]) -> tuple[str, str]:
-        """Like :meth:`render`, by op code (hot path)."""
-        r = self._by_code[op_code]
-        if r is None:
-            raise ApiError(f"dialect {self.name} has no route for {OP_NAMES[op_code]}")
         return r.method, r.fmt.format(*args)
 
     def match(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:

@@ -71,16 +71,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any, plt: Any) -> str:
-    """A figure as base64 PNG (the compare page's plots); fixed metadata keeps the bytes reproducible."""
-    import base64
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 # --- page model (numbers to strings): what the template reads, by attribute ------------------------
 
 

@@ -304,17 +304,3 @@ def timeline(done: np.ndarray, outcome: np.ndarray, resp: np.ndarray, *, bucket:
     return Timeline(bucket, requested, tuple(round(i * bucket, 6) for i in range(n_b)), tuple(count.tolist()),
                     tuple(ok.tolist()), tuple(err.tolist()), tuple(_ms(x) for x in q[:, 0]),
                     tuple(_ms(x) for x in q[:, 1]))
-
-
-def response_times(results: Results) -> dict[str, np.ndarray]:
-    """Response times (seconds) of sent requests per operation name — the samples compare tests."""
-    c = results.cols
-    rt = c["done"] - c["intended"]
-    keep = (c["outcome"] != SKIPPED) & np.isfinite(rt)
-    op = c["op"][keep]
-    rt = rt[keep]
-    order = np.argsort(op, kind="stable")
-    op, rt = op[order], rt[order]
-    codes, starts = np.unique(op, return_index=True)
-    ends = np.append(starts[1:], op.size)
-    return {OP_NAMES[int(k)]: rt[s:e] for k, s, e in zip(codes, starts, ends)}

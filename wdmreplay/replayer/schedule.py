@@ -9,7 +9,7 @@ possible" (then nothing waits and only ``--concurrency`` bounds the load).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -212,10 +212,3 @@ def lateness_cause(late: int, conn_waits: int, share: float = SATURATED_SHARE) -
 def is_lagging(lag_p99: float | None, speed: float | None, limit: float = LATE_LIMIT) -> bool:
     """Whether the load generator itself fell behind its schedule (p99 start lag above ``limit``)."""
     return speed is not None and lag_p99 is not None and lag_p99 > limit
-
-
-def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
-    """Exact quantiles of a small sample via the histogram (used by tests and benches)."""
-    h = histogram()
-    histogram_add(h, np.asarray(values, dtype=np.float64))
-    return [histogram_quantile(h, q) for q in qs]

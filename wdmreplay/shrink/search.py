@@ -463,9 +463,9 @@ def _first_reproduction(oracle: Oracle, source: cut.Sessions, finding: Finding,
                               f"{oracle.replays} replays of the {', '.join(tried)} cut(s)") from None
     except KeyboardInterrupt:
         raise ShrinkInterrupted(f"interrupted before {finding.describe()} reproduced ({oracle.replays} replays): "
-                                f"nothing written") from None
-    dead = (f"; the shop answered none of the requests of any replay (5xx, timeouts, connection errors or "
-            f"answers that are not the API's): is it the shop of the run, and up?"
+                                "nothing written") from None
+    dead = ("; the shop answered none of the requests of any replay (5xx, timeouts, connection errors or "
+            "answers that are not the API's): is it the shop of the run, and up?"
             if oracle.replays and oracle.silent == oracle.replays else "")
     raise NothingToShrink(f"{finding.describe()} never reproduced: {oracle.replays} replays at --speed max "
                           f"({oracle.runs} per distinct cut: {', '.join(tried)}){dead}")

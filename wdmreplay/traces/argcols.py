@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
-from itertools import compress, count, repeat
+from itertools import count, repeat
 from operator import eq, itemgetter
 from typing import Any, Callable, Iterator, Sequence
 
@@ -56,7 +56,7 @@ class ArgColumns:
 
 
 _COLUMN_OPS = {OP_CODES[n]: n for n in (*_K0_OPS, "create_item", *EXTRA_OPS) if n in OP_CODES}
-# What a row of each operation yields (see _row_columns): 0 extra, 1 create_item, 2 k0 only,
+# What a row of each operation yields (see _row_loop): 0 extra, 1 create_item, 2 k0 only,
 # 3 add_item, 4 remove_item, 5 k0 and an amount.
 _ROW_KIND = {c: (0 if n in EXTRA_OPS else 1 if n == "create_item" else 3 if n == "add_item" else
                  4 if n == "remove_item" else 5 if n in _LEDGER_OPS else 2) for c, n in _COLUMN_OPS.items()}
@@ -81,7 +81,7 @@ def _ints(values: list) -> np.ndarray:
 
 
 def _chunk_columns(op: np.ndarray, args: list) -> tuple | None:
-    """(k0, k1, num, extra, names) as :func:`_row_columns` makes them, a chunk at a time in C; None when a row needs the loop.
+    """(k0, k1, num, extra, names) as :func:`_row_loop` makes them, a chunk at a time in C; None when a row needs the loop.
 
     ``names`` are the chunk's distinct ids in order of first appearance (the loop's ``index``).
     The rows a replay writes (string ids, int amounts, every row with the args its operation
@@ -137,24 +137,13 @@ def _chunk_columns(op: np.ndarray, args: list) -> tuple | None:
     return k0, k1, num, [], names
 
 
-def _row_columns(op: np.ndarray, args: list | None, index: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """(k0, k1, num, extra) of one chunk of rows, with dense codes into ``index`` (see the module docstring).
-
-    The one definition of what a row's args become, used when a results file is written and when
-    an older file without arg columns is loaded. ``extra`` lists (row, args) of the batch_init_*
-    rows. The rows a replay writes are done a chunk at a time (:func:`_chunk_columns`, when
-    ``index`` is empty); any other chunk by the loop (:func:`_row_loop`), the definition.
-    """
-    if args is not None and not index:
-        fast = _chunk_columns(op, args)
-        if fast is not None:
-            index.update(zip(fast[4], count()))
-            return fast[:4]
-    return _row_loop(op, args, index)
-
-
 def _row_loop(op: np.ndarray, args: list | None, index: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """:func:`_row_columns` one row at a time, for every kind of row (the definition)."""
+    """(k0, k1, num, extra) of one chunk of rows, one row at a time, for every kind of row: the definition.
+
+    Codes are dense, into ``index`` (each id's code is its order of first appearance); ``extra`` lists
+    (row, args) of the batch_init_* rows. :func:`encode_chunk` takes the chunk path
+    (:func:`_chunk_columns`) when it can, this loop otherwise.
+    """
     ops = op.tolist()
     n = len(ops)
     k0, k1, num = [-1] * n, [-1] * n, [0] * n
