@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -22,12 +24,72 @@ from replay_support import TinyTarget
 from wdmreplay.analysis import check_results
 from wdmreplay.operations import OP_NAMES
 from wdmreplay.targets import Target, load_urls
-from wdmreplay.capture.proxy import CaptureThread
+from wdmreplay.capture.proxy import CaptureProxy
 from wdmreplay.replayer import replay_trace
 from wdmreplay.shop import ShopThread
 from wdmreplay.traces import TraceReader, load_results
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class CaptureThread:
+    """A :class:`CaptureProxy` on its own event loop in a background thread, as these tests drive it.
+
+    ``with CaptureThread(target) as c:`` … point clients at ``c.url`` … ``c.stop()`` drains and
+    closes; then ``c.write_trace(path)``.
+    """
+
+    def __init__(self, target: Target, *, max_requests: int | None = None, grace: float = 30.0,
+                 host: str = "127.0.0.1", port: int = 0):
+        self._args = (target, max_requests, grace, host, port)
+        self.proxy: CaptureProxy | None = None
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        target, max_requests, grace, host, port = self._args
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            self.proxy = CaptureProxy(target, max_requests=max_requests, grace=grace)
+            self.url = loop.run_until_complete(self.proxy.start(host, port))
+        except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+            self._error = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        loop.run_until_complete(self.proxy.run_until_stopped())
+        loop.close()
+
+    def start(self) -> "CaptureThread":
+        """Start the proxy; returns once it listens (or raises what stopped it)."""
+        self._thread = threading.Thread(target=self._run, name="wdm-capture", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop the capture and wait until requests in flight are done and both sides are closed."""
+        if self._loop is not None and self.proxy is not None and self._thread is not None:
+            if self._thread.is_alive():
+                self._loop.call_soon_threadsafe(self.proxy.request_stop, reason)
+            self._thread.join(60)
+
+    def write_trace(self, output: str | Path, **kw: Any) -> dict:
+        """Write the trace of what was captured (after :meth:`stop`)."""
+        assert self.proxy is not None
+        return self.proxy.write_trace(output, **kw)
+
+    def __enter__(self) -> "CaptureThread":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 def _trace_ops(path) -> Counter:
