@@ -195,3 +195,44 @@ def test_no_library_module_is_over_700_lines():
              for p in LIBRARY.rglob("*.py")}
     assert len(sizes) > 50
     assert {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def _names_defined_and_used(root: Path) -> tuple[dict[str, str], set[str], set[str]]:
+    """Top-level functions and classes (name → file), every name the library's code reads, and the
+    names of every ``__all__`` (the public API, used from outside by design)."""
+    defined: dict[str, str] = {}
+    used: set[str] = set()
+    public: set[str] = set()
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.decorator_list
+                    and not node.name.startswith("__")):  # a module's __getattr__ is Python's to call
+                defined[node.name] = str(path.relative_to(root))
+            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                public |= {e.value for e in ast.walk(node.value) if isinstance(e, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                used.add(node.attr)
+            elif isinstance(node, ast.alias):
+                used.add(node.name.rpartition(".")[2])
+    return defined, used, public
+
+
+def test_every_library_function_and_class_is_used_by_the_library():
+    # A top-level function or class only tests call is a test helper shipped in the library (as
+    # CaptureThread, schedule.quantiles and stats.response_times were): it belongs in tests/. Exempt:
+    # what an __all__ names (the public API) and decorated definitions (click commands, registered
+    # handlers), which are reached through their decorator.
+    defined, used, public = _names_defined_and_used(LIBRARY)
+    assert len(defined) > 300
+    unused = {name: where for name, where in defined.items() if name not in used and name not in public}
+    assert unused == {}
+
+
+def test_the_unused_definition_check_finds_one(tmp_path):
+    (tmp_path / "a.py").write_text("def helper():\n    return 1\n\n\ndef main():\n    return 2\n\n\nmain()\n")
+    defined, used, public = _names_defined_and_used(tmp_path)
+    assert {n for n in defined if n not in used and n not in public} == {"helper"}
