@@ -291,6 +291,8 @@ def test_cli_record_user_errors_are_one_line(tmp_path):
     for args, text in ((["--upstream", "http://127.0.0.1:1", "--urls", "u.json"], "exactly one of"),
                        (["--upstream", "ftp://x"], "bad base URL"),
                        (["--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:99999"], "--listen"),
+                       # a bare port: the same rule and advice as replay --ui (one parser for both)
+                       (["--upstream", "http://127.0.0.1:1", "--listen", "9000"], "name the host too: --listen=127.0.0.1:9000"),
                        (["--upstream", "http://127.0.0.1:1", "--phase-gap", "nan"], "finite"),
                        (["--upstream", "http://127.0.0.1:1", "--requests", "1", "--duration", "0.2"], "nothing was captured")):
         r = subprocess.run([sys.executable, "-m", "wdmreplay.cli", "record", "--listen", "127.0.0.1:0", *args]

@@ -22,7 +22,8 @@ import pytest
 
 from replay_support import write_trace
 from wdmreplay.operations import OP_NAMES
-from wdmreplay.replayer.live import LiveStats, parse_listen
+from wdmreplay.replayer.live import LiveStats
+from wdmreplay.targets import parse_listen
 from wdmreplay.replayer.summary import Tally, build_summary
 from wdmreplay.traces import load_results, step
 from wdmreplay.traces.results import CONN_ERROR, ERROR, FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT
@@ -41,13 +42,13 @@ URL_LINE = re.compile(r"live view: (http://\S+/) ")
     ("[::1]:9000", ("::1", 9000)),
 ])
 def test_parse_listen_accepts_host_port(value, expected):
-    assert parse_listen(value) == expected
+    assert parse_listen(value, "--ui") == expected
 
 
 @pytest.mark.parametrize("value", ["8089", "stress.wdmt", ":8089", "host:", "host:http", "host:70000", "host:-1"])
 def test_parse_listen_refuses_what_is_not_host_port(value):
     with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_listen(value)
+        parse_listen(value, "--ui")
 
 
 def _chunk(outcome, intended, sent, done, op, status):

@@ -132,3 +132,19 @@ def load_urls(path: str | Path) -> Target:
             raise ApiError(f"{path}: {key}: {e}") from None
         vals[key] = v.rstrip("/")
     return Target(vals["ORDER_URL"], vals["PAYMENT_URL"], vals["STOCK_URL"])
+
+
+def parse_listen(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 = any free port) as (host, port): where one of
+    our own servers listens (``replay --ui``, ``record --listen``). A ValueError names ``option``.
+
+    A bare ``PORT`` or ``:PORT`` is refused with the fix named: Locust's ``--web-port`` binds every
+    interface, so which host was meant is the user's to say.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        hint = f"; name the host too: {option}=127.0.0.1:{port}" if port.isdigit() and int(port) <= 65535 else ""
+        raise ValueError(f"{option} takes HOST:PORT (e.g. 127.0.0.1:8089), got {value!r}{hint}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)

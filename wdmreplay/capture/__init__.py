@@ -1,5 +1,5 @@
 """Real traffic → traces: the ``record`` proxy (:mod:`.proxy`) and the sessionizer that turns what it saw into a trace."""
 
-from .proxy import CaptureError, parse_listen, record
+from .proxy import CaptureError, record
 
-__all__ = ["CaptureError", "parse_listen", "record"]
+__all__ = ["CaptureError", "record"]

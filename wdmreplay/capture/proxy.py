@@ -43,18 +43,7 @@ UPSTREAM_TIMEOUT = 300.0
 
 
 class CaptureError(WdmError):
-    """A capture that cannot start (address in use, bad listen address) or produced nothing."""
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``PORT``) as (host, port); host defaults to 127.0.0.1."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "", value
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise CaptureError(f"--listen {value!r}: expected HOST:PORT with a port in 0-65535")
-    return host, int(port)
+    """A capture that cannot start (address in use) or produced nothing."""
 
 
 class CaptureProxy:

@@ -52,21 +52,30 @@ class Speed(click.ParamType):
 
 
 class Listen(click.ParamType):
-    """``--ui``: ``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); checked while parsing, so a
-    trace taken for the address by mistake is named in the error (not reported as a missing TRACE)."""
+    """Where one of our servers listens (``replay --ui``, ``record --listen``): ``HOST:PORT``
+    (``[::1]:PORT`` for IPv6) as (host, port), by :func:`targets.parse_listen`. Checked while parsing,
+    so a trace taken for ``--ui``'s address by mistake is named in the error (not reported as a
+    missing TRACE); ``misplaced`` is the advice added when the value is not even a port."""
 
     name = "host:port"
+
+    def __init__(self, misplaced: str = "") -> None:
+        self.misplaced = misplaced
 
     def convert(self, value, param, ctx):  # type: ignore[override]
         """(host, port), or a one-line usage error."""
         if isinstance(value, tuple):
             return value
-        from ..replayer.live import parse_listen
+        from ..targets import parse_listen
 
+        option = param.opts[0] if param is not None else "address"
         try:
-            return parse_listen(value)
+            return parse_listen(value, option)
         except ValueError as e:
-            self.fail(str(e).removeprefix("--ui takes "), param, ctx)
+            text = str(e).removeprefix(f"{option} takes ")
+            if self.misplaced and "name the host" not in text:
+                text += f"; {self.misplaced}"
+            self.fail(text, param, ctx)
 
 
 # Seeds go into msgpack headers (at most an unsigned 64-bit integer).

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .options import DURATION, DAY, FORCE_HELP, RATE, SEED, Finite
+from .options import DURATION, DAY, FORCE_HELP, RATE, SEED, Finite, Listen
 
 
 def _trace_options(workload: str):
@@ -208,7 +208,7 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
 
 
 @click.command("record")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
+@click.option("--listen", type=Listen(), default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Where the proxy listens (port 0 picks a free one; the URL is printed).")
 @click.option("--urls", "urls_path", type=click.Path(dir_okay=False), help="urls.json of the shop to forward to.")
 @click.option("--upstream", help="One gateway base URL to forward everything to (e.g. http://127.0.0.1:8000).")
@@ -224,7 +224,7 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
 @click.option("--grace", type=Finite(0, DAY), default=30.0, show_default=True, metavar="S",
               help="On stop, seconds to let requests in flight finish (a second Ctrl-C ends the wait).")
 @click.option("--force", is_flag=True, help=FORCE_HELP[0].upper() + FORCE_HELP[1:] + ".")
-def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output: str, duration: float | None,
+def record_cmd(listen: tuple[str, int], urls_path: str | None, upstream: str | None, output: str, duration: float | None,
                max_requests: int | None, phase_gap: float | None, dialect: str, grace: float, force: bool) -> None:
     """Capture real traffic through a reverse proxy and write it as a replayable trace.
 
@@ -240,7 +240,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
       wdm-replay inspect mine.wdmt && wdm-replay replay mine.wdmt --url http://127.0.0.1:8000
     """
     from ..targets import choose_target
-    from ..capture import parse_listen, record
+    from ..capture import record
     from ..terms import plural
     from ..eventloop import run_async  # uvloop's event loop when importable
     from ..traces import refuse_inputs, refuse_unwritable
@@ -251,7 +251,7 @@ def record_cmd(listen: str, urls_path: str | None, upstream: str | None, output:
         refuse_inputs(output, [urls_path])
     refuse_replacing(output, force)
     refuse_unwritable(output)  # before the capture: what it captured would be lost at the end
-    host, port = parse_listen(listen)
+    host, port = listen
 
     def ready(url: str) -> None:
         click.echo(f"recording on {url} -> {target.order_url}; Ctrl-C to stop")

@@ -48,20 +48,6 @@ class LiveViewError(WdmError):
     """The live view cannot listen where asked (bad HOST:PORT, port in use, no permission)."""
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 = any free port) as (host, port); ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        if port.isdigit() and int(port) <= 65535:  # a bare port or ":PORT", as Locust's --web-port takes it
-            hint = f"name the host too: --ui=127.0.0.1:{port}"
-        else:
-            hint = "write --ui=HOST:PORT or put --ui after the trace"
-        raise ValueError(f"--ui takes HOST:PORT (e.g. 127.0.0.1:8089), got {value!r}; {hint}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
 def _series_bucket(seconds: np.ndarray) -> np.ndarray:
     idx = np.zeros(len(seconds), dtype=np.int64)
     big = seconds > SERIES_MIN
