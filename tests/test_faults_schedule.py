@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 import numpy as np
@@ -22,6 +23,13 @@ def test_a_valid_schedule_parses_to_faults_in_start_order():
     a = faults[0]
     assert (a.at, a.duration, a.timeout) == (1.0, 10.0, 3.0)
     assert a.do == "docker compose kill stock" and a.undo == ("docker", "compose", "start", "stock")
+
+
+def test_an_argv_action_is_recorded_as_the_shell_command_that_runs_it():
+    fault = parse_schedule({"faults": [dict(GOOD, do=["sh", "-c", "kill $(cat pid); sleep 1"], undo=["true"])]})[0]
+    rec = fault.to_record()
+    assert rec["do"] == "sh -c 'kill $(cat pid); sleep 1'" and rec["undo"] == "true"
+    assert shlex.split(rec["do"]) == list(fault.do)  # not "sh -c kill $(cat pid); sleep 1": two commands
 
 
 @pytest.mark.parametrize("doc, message", [

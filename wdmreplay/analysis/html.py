@@ -14,6 +14,7 @@ comes from the typed :class:`~.report.Report` (:func:`~.report.build_report`).
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import re
@@ -325,7 +326,7 @@ def render_html(report: Report) -> str:
 
 
 def _esc(text: Any) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return html.escape(str(text))  # quotes too: the SVG's attribute values
 
 
 def _drawn(requests: tuple[StoryRequest, ...]) -> list[StoryRequest]:

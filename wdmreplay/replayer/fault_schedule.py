@@ -24,6 +24,7 @@ import json
 import math
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -208,8 +209,9 @@ def schedule_record(faults: tuple[Fault, ...]) -> list[dict]:
 
 
 def describe(action: str | tuple[str, ...]) -> str:
-    """An action as one line of text (argv lists joined with spaces)."""
-    return action if isinstance(action, str) else " ".join(action)
+    """An action as one line of text: an argv list as the shell command that runs the same argv
+    (``shlex.join``: ``["sh", "-c", "a; b"]`` is ``sh -c 'a; b'``, not the ambiguous ``sh -c a; b``)."""
+    return action if isinstance(action, str) else shlex.join(action)
 
 
 # --- running ------------------------------------------------------------------------------------
