@@ -7,7 +7,8 @@ outcome shares but not in latencies or rates. A run's span and rate are those of
 trace's sent requests; the final read and skipped requests outside), the same figures the replay
 summary and ``compare`` use. Percentiles are ``np.quantile``'s (linear rule), which never
 sorts the run (it partitions at the ranks it needs: linear time); rows are grouped once per key
-(operation, or time bucket) with a radix argsort — what keeps ten million rows within seconds. The Python loops here run per group, never per row.
+(operation, or time bucket) with a radix argsort — what keeps ten million rows within seconds.
+The Python loops here run per group, never per row.
 """
 
 from __future__ import annotations
