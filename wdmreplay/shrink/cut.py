@@ -62,43 +62,52 @@ def relax_expectations(sessions: Sessions) -> Sessions:
     return tuple({**s, "steps": [relax(st) for st in s["steps"]]} for s in sessions)
 
 
+@dataclass(slots=True)
+class Linked:
+    """One symbol's entity: its kind (None: only referenced, never created) and its relations."""
+
+    kind: str | None = None  # "item", "user" or "order"
+    user: str | None = None  # an order's user
+    items: set[str] = field(default_factory=set)  # an order's items
+    orders: set[str] = field(default_factory=set)  # an item's or a user's orders
+
+
 @dataclass
 class Links:
     """Which entity each symbol is, and the order ↔ user and order ↔ item relations of the trace."""
 
-    kind: dict[str, str] = field(default_factory=dict)
-    order_user: dict[str, str] = field(default_factory=dict)
-    order_items: dict[str, set] = field(default_factory=lambda: defaultdict(set))
-    item_orders: dict[str, set] = field(default_factory=lambda: defaultdict(set))
-    user_orders: dict[str, set] = field(default_factory=lambda: defaultdict(set))
+    entities: dict[str, Linked] = field(default_factory=lambda: defaultdict(Linked))
+
+    def kind(self, sym: str) -> str | None:
+        """``"item"``, ``"user"`` or ``"order"``: what the trace creates ``sym`` as (None: it does not)."""
+        e = self.entities.get(sym)
+        return None if e is None else e.kind
 
     def neighbours(self, sym: str) -> set[str]:
         """Entities one relation away: an order's user and items, an item's or a user's orders."""
-        kind = self.kind.get(sym)
-        if kind == "order":
-            user = self.order_user.get(sym)
-            return set(self.order_items.get(sym, ())) | ({user} if user else set())
-        if kind == "item":
-            return set(self.item_orders.get(sym, ()))
-        if kind == "user":
-            return set(self.user_orders.get(sym, ()))
-        return set()
+        e = self.entities.get(sym)
+        if e is None or e.kind is None:
+            return set()
+        if e.kind == "order":
+            return e.items | ({e.user} if e.user else set())
+        return set(e.orders)
 
 
 def links_of(sessions: Sessions) -> Links:
     """The :class:`Links` of a trace (from its create_* binds and its create_order / add_item args)."""
     ln = Links()
+    ent = ln.entities
     for s in sessions:
         for st in s["steps"]:
-            op, args = st["op"], st["args"]
-            if st["bind"] and op in _CREATES:
-                ln.kind[st["bind"]] = _CREATES[op]
+            op, args, bind = st["op"], st["args"], st["bind"]
+            if bind and op in _CREATES:
+                ent[bind].kind = _CREATES[op]
                 if op == "create_order" and args and is_symbol(args[0]):
-                    ln.order_user[st["bind"]] = args[0]
-                    ln.user_orders[args[0]].add(st["bind"])
+                    ent[bind].user = args[0]
+                    ent[args[0]].orders.add(bind)
             elif op in ("add_item", "remove_item") and len(args) >= 2 and is_symbol(args[0]) and is_symbol(args[1]):
-                ln.order_items[args[0]].add(args[1])
-                ln.item_orders[args[1]].add(args[0])
+                ent[args[0]].items.add(args[1])
+                ent[args[1]].orders.add(args[0])
     return ln
 
 
@@ -117,13 +126,13 @@ def related(links: Links, role: str, level: str) -> set[str]:
                 seen.add(n)
                 todo.append(n)
         return seen
-    kind = links.kind.get(role)
+    kind = links.kind(role)
     orders = {role} if kind == "order" else set(links.neighbours(role)) if kind in ("item", "user") else set()
     keep = {role} | orders
     for o in orders:
         keep |= links.neighbours(o)
     if level == "closure+users":
-        for user in [e for e in keep if links.kind.get(e) == "user"]:
+        for user in [e for e in keep if links.kind(e) == "user"]:
             for o in links.neighbours(user):
                 keep |= {o} | links.neighbours(o)
     return keep
@@ -170,10 +179,10 @@ def keep_orders(sessions: Sessions, keep: Iterable[str], role: str) -> Sessions:
     links = links_of(sessions)
     kept = set(keep) | {role}
     dropped = {o for o in order_symbols(sessions) if o not in kept}
-    needed = {role} | {e for o in kept if links.kind.get(o) == "order" for e in links.neighbours(o)}
+    needed = {role} | {e for o in kept if links.kind(o) == "order" for e in links.neighbours(o)}
 
     def gone(sym: str) -> bool:
-        return sym in dropped or (links.kind.get(sym) in ("user", "item") and sym not in needed)
+        return sym in dropped or (links.kind(sym) in ("user", "item") and sym not in needed)
 
     def kept_step(st: dict) -> bool:
         syms = symbols(st) + ([st["bind"]] if st["bind"] else [])
