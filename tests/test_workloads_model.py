@@ -43,7 +43,7 @@ def test_model_semantics_table() -> None:
     ]
     for k, (fn, args, want) in enumerate(table):
         assert fn(*args) == want, (k, fn.__name__, args)
-    assert m.stock["$i"] == 0 and m.credit["$u"] == 0 and m.orders["$o"][2] is True
+    assert m.stock["$i"] == 0 and m.credit["$u"] == 0 and m.orders["$o"].paid is True
 
 
 def test_checkout_is_all_or_nothing_in_the_model() -> None:
@@ -52,7 +52,7 @@ def test_checkout_is_all_or_nothing_in_the_model() -> None:
     m.create_user("$u"), m.add_funds("$u", 10), m.create_order("$o", "$u")
     m.add_item("$o", "$a", 1), m.add_item("$o", "$b", 1)
     assert m.checkout("$o") == "fail"
-    assert (m.stock, m.credit["$u"], m.orders["$o"][2]) == ({"$a": 1, "$b": 0}, 10, False)
+    assert (m.stock, m.credit["$u"], m.orders["$o"].paid) == ({"$a": 1, "$b": 0}, 10, False)
 
 
 # --- stress scenarios, step for step ------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_stress_expect_totals_follow_the_model(tmp_path: Path) -> None:
                 assert getattr(m, st["op"])(*([st["bind"]] if st["bind"] else []), *st["args"]) == st["expect"]
             stock += sum(m.stock.values())
             credit += sum(m.credit.values())
-            ok += sum(o[2] for o in m.orders.values())
+            ok += sum(o.paid for o in m.orders.values())
     assert h["expect"] == {"checkout_ok": ok, "stock_total": stock, "credit_total": credit}
 
 

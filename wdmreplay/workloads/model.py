@@ -13,7 +13,18 @@ checkout is all-or-nothing; checking out a paid order is a policy question, so i
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 OK, FAIL, ANY = "ok", "fail", "any"
+
+
+@dataclass(slots=True)
+class ModelOrder:
+    """An order as a correct shop holds it: its user, {item symbol: quantity}, whether it is paid."""
+
+    user: str
+    items: dict[str, int] = field(default_factory=dict)
+    paid: bool = False
 
 
 class ShopModel:
@@ -25,8 +36,7 @@ class ShopModel:
         self.stock: dict[str, int] = {}
         self.price: dict[str, int] = {}
         self.credit: dict[str, int] = {}
-        # order symbol -> [user symbol, {item symbol: quantity}, paid]
-        self.orders: dict[str, list] = {}
+        self.orders: dict[str, ModelOrder] = {}
 
     # --- stock ------------------------------------------------------------------------------
     def create_item(self, item: str, price: int) -> str:
@@ -78,7 +88,7 @@ class ShopModel:
         """Create an empty unpaid ``order`` for ``user``."""
         if user not in self.credit:
             return FAIL
-        self.orders[order] = [user, {}, False]
+        self.orders[order] = ModelOrder(user)
         return OK
 
     def add_item(self, order: str, item: str, quantity: int = 1) -> str:
@@ -86,15 +96,15 @@ class ShopModel:
         o = self.orders.get(order)
         if o is None or item not in self.stock or quantity < 1:
             return FAIL
-        o[1][item] = o[1].get(item, 0) + quantity
+        o.items[item] = o.items.get(item, 0) + quantity
         return OK
 
     def remove_item(self, order: str, item: str) -> str:
         """Remove ``item`` (every unit of it) from ``order``; fails if the order lacks it."""
         o = self.orders.get(order)
-        if o is None or item not in o[1]:
+        if o is None or item not in o.items:
             return FAIL
-        del o[1][item]
+        del o.items[item]
         return OK
 
     def find_order(self, order: str) -> str:
@@ -104,16 +114,16 @@ class ShopModel:
     def total_cost(self, order: str) -> int:
         """Σ quantity × price over ``order``'s items."""
         price = self.price
-        return sum(q * price[i] for i, q in self.orders[order][1].items())
+        return sum(q * price[i] for i, q in self.orders[order].items.items())
 
     def checkout(self, order: str) -> str:
         """Pay ``order`` all-or-nothing: stock of every item and the user's credit, or nothing."""
         o = self.orders.get(order)
         if o is None:
             return FAIL
-        if o[2]:
+        if o.paid:
             return ANY  # re-checkout of a paid order: shop policy decides
-        user, items, _ = o
+        user, items = o.user, o.items
         stock = self.stock
         if any(stock[i] < q for i, q in items.items()):
             return FAIL
@@ -123,5 +133,5 @@ class ShopModel:
         for i, q in items.items():
             stock[i] -= q
         self.credit[user] -= cost
-        o[2] = True
+        o.paid = True
         return OK

@@ -90,7 +90,7 @@ class Draws:
     def tally(self, m: ShopModel) -> None:
         """Add one finished session's final state to :attr:`totals` (its entities are its own)."""
         t = self.totals
-        t[0] += sum(1 for o in m.orders.values() if o[2])
+        t[0] += sum(1 for o in m.orders.values() if o.paid)
         t[1] += sum(m.stock.values())
         t[2] += sum(m.credit.values())
 
@@ -237,7 +237,7 @@ def _s8(ns: str, think: float, d: Draws) -> list:
         step("add_item", [o, i0, 1], None, m.add_item(o, i0, 1), 0.0, S8),
         step("checkout", [o], None, m.checkout(o), 0.0, S8),
     ]
-    paid = m.orders[o][2]
+    paid = m.orders[o].paid
     steps.append(step("checkout", [o], None, m.checkout(o), 0.0, S8))  # "any": the shop's policy
     d.tally(m)
     if paid and m.stock[i0] >= 1 and m.credit[u] >= m.total_cost(o):
