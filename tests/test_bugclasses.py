@@ -159,7 +159,7 @@ def test_inspect_computes_what_an_older_trace_exercises(tmp_path: Path) -> None:
                 w.write_session(s["sid"], s["phase"], s["at"], s["steps"])
     with TraceReader(old) as r:
         assert "exercises" not in r.header
-    a, b = inspect_trace(new)["exercises"], inspect_trace(old)["exercises"]
+    a, b = inspect_trace(new).to_json()["exercises"], inspect_trace(old).to_json()["exercises"]
     assert (a["source"], b["source"]) == ("header", "computed")
     assert a["classes"] == b["classes"] and a["exercised"] == 10
 

@@ -142,7 +142,7 @@ def test_written_trace_reads_back_and_inspect_finds_no_problem(tmp_path):
     with TraceReader(path) as r:
         sessions = list(r)
     assert len(sessions) == 1  # item, user and order joined through the order's arguments
-    info = inspect_trace(path)
+    info = inspect_trace(path).to_json()
     assert info["symbols"]["problems"] == 0, info["symbols"]
 
 

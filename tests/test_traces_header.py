@@ -109,7 +109,7 @@ def test_oldest_header_gets_its_defaults(tmp_path: Path) -> None:
         (0, {}, "2024", (), 0.0, {}, None)
     assert (h.exercises, h.expect_range, h.shrink, dict(h.extra)) == (None, None, None, {})
     assert h.phases == (TracePhase("0", 0), TracePhase("1", 0), TracePhase("2", 0))
-    info = inspect_trace(path)
+    info = inspect_trace(path).to_json()
     assert info["dialect"] == "2024" and info["seed"] == 0 and info["exercises"]["source"] == "computed"
     assert [p["name"] for p in info["phases"]] == ["0", "1", "2"] and info["symbols"]["problems"] == 0
     assert info["exercises"]["exercised"] >= 1  # an item with two orders over its stock: oversell
@@ -154,7 +154,7 @@ def test_unknown_keys_are_kept(tmp_path: Path) -> None:
     rec = h.to_record()
     assert rec["future"] == {"x": [1, 2]} and rec["phases"][0] == {"name": "a", "sessions": 1, "weight": 0.5}
     assert TraceHeader.from_record(rec, "again") == h
-    assert inspect_trace(path)["dialect"] == "2023"
+    assert inspect_trace(path).to_json()["dialect"] == "2023"
 
 
 # --- a wrong type is a one-line error, exit 2 --------------------------------------------------------
@@ -214,7 +214,7 @@ def test_a_step_without_every_key_is_a_problem_for_inspect_and_an_error_for_shri
     sessions[2] = {**sessions[2], "steps": [*sessions[2]["steps"], broken]}
     path = tmp_path / "step.wdmt"
     _write_v1(path, {**_OLDEST_HEADER, "requests": 11}, sessions)
-    info = inspect_trace(path)
+    info = inspect_trace(path).to_json()
     assert info["symbols"]["problems"] == 1 and "step 2 is not a step map" in info["symbols"]["examples"][0]
     assert info["requests"] == 11 and sum(info["ops"].values()) == 10  # the broken step is not counted
     code, out, err = _run_main(["inspect", str(path)], capsys)

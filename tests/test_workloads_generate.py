@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from wdmreplay.cli import cli
 from wdmreplay.workloads import WorkloadError, generate, inspect_trace, validate_symbols
-from wdmreplay.workloads.inspect import mix_test
+from wdmreplay.workloads.inspect import MixTest, mix_test
 from wdmreplay.workloads.stress import (DEFAULT_RECHECKOUT_SHARE, DEFAULT_REPEAT_SHARE, DEFAULT_WEIGHTS, SCENARIOS,
                                        SEED_SCENARIOS, STEPS_PER_SCENARIO)
 from wdmreplay.traces import TraceReader
@@ -78,7 +78,7 @@ def test_every_symbol_is_bound_earlier_in_its_session_or_phase(tmp_path: Path, w
                 seen_binds.add(st["bind"])
                 local.add(st["bind"])
         this_phase |= local
-    assert validate_symbols(sessions)["problems"] == 0
+    assert validate_symbols(sessions).problems == 0
     assert h["requests"] == sum(len(s["steps"]) for s in sessions)
     assert h["scenarios"] and {st["scenario"] for s in sessions for st in s["steps"]} <= set(h["scenarios"])
     assert h["dialect"] == h["params"]["dialect"]
@@ -92,16 +92,16 @@ def test_symbol_checker_catches_violations() -> None:
         return {"op": op, "args": args, "bind": bind, "expect": "ok", "think": 0.0, "scenario": ""}
 
     ok = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 1, [st("find_user", ["$u"])])]
-    assert validate_symbols(ok)["problems"] == 0
+    assert validate_symbols(ok).problems == 0
     same_phase = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 0, [st("find_user", ["$u"])])]
     r = validate_symbols(same_phase)
-    assert r["problems"] == 1 and "by another session" in r["examples"][0]
+    assert r.problems == 1 and "by another session" in r.examples[0]
     before = [sess(0, 0, [st("find_user", ["$u"]), st("create_user", [], "$u")])]
-    assert validate_symbols(before)["problems"] == 1
+    assert validate_symbols(before).problems == 1
     twice = [sess(0, 0, [st("create_user", [], "$u")]), sess(1, 1, [st("create_user", [], "$u")])]
-    assert "bound twice" in validate_symbols(twice)["examples"][0]
+    assert "bound twice" in validate_symbols(twice).examples[0]
     arity = [sess(0, 0, [st("find_user", [])])]
-    assert "takes 1 args" in validate_symbols(arity)["examples"][0]
+    assert "takes 1 args" in validate_symbols(arity).examples[0]
 
 
 def test_stress_mix_matches_weights_over_10000_sessions(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_stress_mix_matches_weights_over_10000_sessions(tmp_path: Path) -> None:
 
 def test_seed_scenarios_only_leaves_out_s7_and_s8(tmp_path: Path) -> None:
     h = generate("stress", tmp_path / "t.wdmt", seed=3, dialect="2023", sessions=2000, seed_scenarios_only=True)
-    info = inspect_trace(tmp_path / "t.wdmt")
+    info = inspect_trace(tmp_path / "t.wdmt").to_json()
     assert [info["scenario_mix"][n]["runs"] for n in SCENARIOS[6:]] == [0, 0]
     assert sum(info["scenario_mix"][n]["runs"] for n in SEED_SCENARIOS) == 2000
     assert info["mix_test"]["p"] > 1e-3
@@ -153,7 +153,7 @@ def test_default_weights_under_2024_leave_out_scenario_4_with_notice(tmp_path: P
     assert h["params"]["weights"] == [5.0, 30.0, 25.0, 0.0, 10.0, 10.0]
     ops = {st["op"] for s in _sessions(tmp_path / "t.wdmt") for st in s["steps"]}
     assert "remove_item" not in ops
-    info = inspect_trace(tmp_path / "t.wdmt")
+    info = inspect_trace(tmp_path / "t.wdmt").to_json()
     assert info["scenario_mix"]["s4_remove_readd"]["runs"] == 0
     assert info["scenario_mix"]["s2_checkout_one"]["weight_share"] == pytest.approx(30 / 80 * 0.9)
 
@@ -238,7 +238,7 @@ def test_inspect_counts_closed_model_runs(tmp_path: Path) -> None:
     generate("stress", p, dialect="2023", users=6, spawn_rate=3, wait="0.1,0.5", duration=8, seed=2)
     runs = sum(1 for s in _sessions(p) for st in s["steps"]
                if st["op"] == "create_item" and st["bind"].endswith(".item0"))
-    info = inspect_trace(p)
+    info = inspect_trace(p).to_json()
     assert info["scenario_runs"] == runs > 6 * 8 / 0.5 - 6
     assert sum(m["requests"] for m in info["scenario_mix"].values()) == info["requests"]
 
@@ -252,21 +252,21 @@ def test_inspect_counts_closed_model_runs(tmp_path: Path) -> None:
 ])
 def test_mix_test_p_values_against_tables(runs, weights, chi2, p) -> None:
     got = mix_test(runs, weights)
-    assert got["chi2"] == pytest.approx(chi2) and got["dof"] == len(runs) - 1
-    assert got["p"] == pytest.approx(p, rel=1e-3, abs=1e-9)
+    assert got.chi2 == pytest.approx(chi2) and got.dof == len(runs) - 1
+    assert got.p == pytest.approx(p, rel=1e-3, abs=1e-9)
 
 
 def test_mix_test_table() -> None:
-    assert mix_test([50, 50], [1, 1]) == {"chi2": 0.0, "dof": 1, "p": 1.0}
-    assert mix_test([10, 0, 30], [1, 0, 3])["dof"] == 1  # zero-weight scenarios are left out
-    assert mix_test([10, 1, 30], [1, 0, 3]) == {"chi2": None, "dof": 1, "p": 0.0}
+    assert mix_test([50, 50], [1, 1]) == MixTest(0.0, 1, 1.0)
+    assert mix_test([10, 0, 30], [1, 0, 3]).dof == 1  # zero-weight scenarios are left out
+    assert mix_test([10, 1, 30], [1, 0, 3]) == MixTest(None, 1, 0.0)
     assert mix_test([0, 0], [1, 1]) is None
-    assert mix_test([90, 10], [1, 1])["p"] < 1e-10
+    assert mix_test([90, 10], [1, 1]).p < 1e-10
 
 
 def test_inspect_phase_span_matches_header_duration(tmp_path: Path) -> None:
     p = tmp_path / "t.wdmt"
     h = generate("stress", p, dialect="2023", users=5, spawn_rate=1, wait="1,2", duration=15, seed=3)
-    info = inspect_trace(p)
+    info = inspect_trace(p).to_json()
     assert sum(ph["span"] for ph in info["phases"]) == pytest.approx(h["duration"], abs=1e-5)
     assert info["phases"][0]["last_start"] == 4.0

@@ -200,8 +200,8 @@ def inspect_cmd(trace: str, as_json: bool) -> None:
 
     from ..workloads import inspect_trace, render_inspect
 
-    info = inspect_trace(trace)
-    click.echo(json.dumps(info, indent=2, allow_nan=False, default=str) if as_json else render_inspect(info))
+    found = inspect_trace(trace)
+    click.echo(json.dumps(found.to_json(), indent=2, allow_nan=False, default=str) if as_json else render_inspect(found))
 
 
 # --- record (capture proxy) -------------------------------------------------------------------

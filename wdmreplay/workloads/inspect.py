@@ -1,13 +1,15 @@
 """What a trace holds: header, phases, scenario mix, operations, expectations, symbol checks.
 
-:func:`inspect_trace` streams a trace once and returns a dict with stable keys (what
-``wdm-replay inspect --json`` prints); :func:`render_inspect` formats it for people.
+:func:`inspect_trace` streams a trace once and returns a :class:`TraceInspection`;
+:func:`render_inspect` formats it for people and :meth:`TraceInspection.to_json` is what
+``wdm-replay inspect --json`` prints (stable keys, docs/traces.md).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +21,131 @@ from ..traces.trace import EXPECT_VALUES, ShrinkNote, TraceHeader
 from .stress import StressParams, effective_weights
 
 MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolReport:
+    """The symbol check of a whole trace: symbols bound, problems found, the first few of them."""
+
+    bound: int
+    problems: int
+    examples: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"bound": self.bound, "problems": self.problems, "examples": list(self.examples)}
+
+
+@dataclass(frozen=True, slots=True)
+class MixTest:
+    """Pearson's chi-square test of the scenario runs against the weights (chi2 None: infinite)."""
+
+    chi2: float | None
+    dof: int
+    p: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioShare:
+    """One scenario's runs, requests and share of the runs; for stress also its weight and z-score."""
+
+    runs: int
+    requests: int
+    share: float
+    weight: Any = None  # as the user gave it (a seed weight, or the s7/s8 share); None: no weights
+    weight_share: float | None = None
+    z: float | None = None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"runs": self.runs, "requests": self.requests, "share": self.share}
+        if self.weight_share is not None:
+            out.update(weight=self.weight, weight_share=self.weight_share, z=self.z)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSummary:
+    """One phase: its sessions and requests, its last session start, its schedule's end at speed 1."""
+
+    name: str
+    sessions: int
+    requests: int
+    last_start: float
+    span: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassExercise:
+    """How often a trace holds the behaviour that exposes one bug class."""
+
+    name: str
+    title: str
+    count: int
+    needs_fault: bool
+    behaviour: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exercises:
+    """Per bug class, the trace's exposing behaviour: from the header, or computed for older traces."""
+
+    source: str  # "header" or "computed"
+    classes: tuple[ClassExercise, ...]
+
+    @property
+    def exercised(self) -> int:
+        return sum(1 for c in self.classes if c.count)
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "exercised": self.exercised, "classes": [asdict(c) for c in self.classes]}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceInspection:
+    """What :func:`inspect_trace` finds in a trace."""
+
+    file: str
+    header: TraceHeader
+    phases: tuple[PhaseSummary, ...]
+    scenario_mix: dict[str, ScenarioShare]  # by scenario name, declared ones first
+    mix_test: MixTest | None
+    ops: dict[str, int]  # by count, descending
+    expects: dict[str, int]  # ok, fail, any
+    expects_by_op: dict[str, dict[str, int]]
+    symbols: SymbolReport
+    exercises: Exercises
+    trailer_sessions: int
+    trailer_requests: int
+
+    @property
+    def scenario_runs(self) -> int:
+        return sum(m.runs for m in self.scenario_mix.values())
+
+    def to_json(self) -> dict:
+        """The stable keys of ``inspect --json`` (docs/traces.md)."""
+        h = self.header
+        return {
+            "file": self.file,
+            "format": h.format, "version": h.version, "generator": h.generator,
+            "workload": h.workload, "seed": h.seed, "dialect": h.dialect,
+            "params": dict(h.params),
+            "sessions": h.sessions, "requests": h.requests,
+            "duration": h.duration,
+            "expect": dict(h.expect), "expect_range": None if h.expect_range is None else dict(h.expect_range),
+            "phases": [asdict(p) for p in self.phases],
+            "scenario_runs": self.scenario_runs,
+            "scenario_mix": {n: m.to_json() for n, m in self.scenario_mix.items()},
+            "mix_test": None if self.mix_test is None else self.mix_test.to_json(),
+            "ops": dict(self.ops),
+            "expects": dict(self.expects),
+            "expects_by_op": {k: dict(v) for k, v in self.expects_by_op.items()},
+            "symbols": self.symbols.to_json(),
+            "exercises": self.exercises.to_json(),
+            "trailer": {"sessions": self.trailer_sessions, "requests": self.trailer_requests},
+            "shrink": None if h.shrink is None else h.shrink.to_record(),
+        }
 
 
 class SymbolChecker:
@@ -76,21 +203,21 @@ class SymbolChecker:
                 self.bound += 1
         phase_binds |= local
 
-    def result(self) -> dict:
-        """``{"bound", "problems", "examples"}``."""
-        return {"bound": self.bound, "problems": self.problems, "examples": list(self.examples)}
+    def result(self) -> SymbolReport:
+        """What the check found."""
+        return SymbolReport(self.bound, self.problems, tuple(self.examples))
 
 
-def validate_symbols(sessions: Iterable[dict]) -> dict:
-    """Check every session's symbol use (see :class:`SymbolChecker`); ``{"bound", "problems", "examples"}``."""
+def validate_symbols(sessions: Iterable[dict]) -> SymbolReport:
+    """Check every session's symbol use (see :class:`SymbolChecker`)."""
     c = SymbolChecker()
     for s in sessions:
         c.check(s)
     return c.result()
 
 
-def mix_test(runs: list[int], weights: list[float]) -> dict | None:
-    """Pearson's chi-square test of scenario run counts against weights: ``{chi2, dof, p}``.
+def mix_test(runs: list[int], weights: list[float]) -> MixTest | None:
+    """Pearson's chi-square test of scenario run counts against weights.
 
     Scenarios of weight 0 are left out (a run of one would make the mix impossible: p = 0).
     None when fewer than two scenarios have weight or there are no runs.
@@ -101,11 +228,11 @@ def mix_test(runs: list[int], weights: list[float]) -> dict | None:
     if total == 0 or wsum <= 0 or len(cells) < 2:
         return None
     if any(n > 0 for n, w in zip(runs, weights) if w <= 0):
-        return {"chi2": None, "dof": len(cells) - 1, "p": 0.0}  # None: infinite (JSON has no inf)
+        return MixTest(None, len(cells) - 1, 0.0)  # None: infinite (JSON has no inf)
     from scipy.special import chdtrc  # the chi-square survival function (Cephes); imported where used
 
     chi2 = sum((n - total * w / wsum) ** 2 / (total * w / wsum) for n, w in cells)
-    return {"chi2": chi2, "dof": len(cells) - 1, "p": float(chdtrc(len(cells) - 1, chi2))}
+    return MixTest(chi2, len(cells) - 1, float(chdtrc(len(cells) - 1, chi2)))
 
 
 def _stress_weights(h: TraceHeader) -> list[float] | None:
@@ -122,8 +249,8 @@ def _ns(bind: str) -> str:
     return bind.rsplit(".", 1)[0]
 
 
-def inspect_trace(path: str | Path) -> dict:
-    """A summary of the trace at ``path`` with stable keys (streams the file once)."""
+def inspect_trace(path: str | Path) -> TraceInspection:
+    """What the trace at ``path`` holds (streams the file once)."""
     with TraceReader(path) as r:
         h = r.trace_header
         names = list(h.scenarios)
@@ -175,112 +302,95 @@ def inspect_trace(path: str | Path) -> dict:
     # What the user gave: the six seed weights, then s7's and s8's shares (shown beside the share).
     sp = StressParams.from_record(h.params)  # weights found: a stress trace's (with the s7/s8 shares since they exist)
     given = list(sp.weights) + [s for s in (sp.repeat_share, sp.recheckout_share) if s is not None] if weights else []
-    mix: dict[str, dict] = {}
+    mix: dict[str, ScenarioShare] = {}
     for k, n in enumerate(runs):
         share = runs[n] / total_runs if total_runs else 0.0
-        entry: dict[str, Any] = {"runs": runs[n], "requests": sc_requests[n], "share": share}
         if weights and k < len(weights) and wsum > 0:
             ws = weights[k] / wsum
             se = math.sqrt(ws * (1 - ws) / total_runs) if total_runs and 0 < ws < 1 else 0.0
-            entry.update(weight=given[k] if k < len(given) else weights[k], weight_share=ws,
-                         z=(share - ws) / se if se > 0 else (0.0 if share == ws else None))
-        mix[n] = entry
+            mix[n] = ScenarioShare(runs[n], sc_requests[n], share, given[k] if k < len(given) else weights[k], ws,
+                                   (share - ws) / se if se > 0 else (0.0 if share == ws else None))
+        else:
+            mix[n] = ScenarioShare(runs[n], sc_requests[n], share)
     test = mix_test([runs[n] for n in names], weights) if weights and len(weights) == len(names) else None
-    phases = [{"name": p["name"], "sessions": p["sessions"], "requests": p["requests"],
-               "last_start": p["last_start"], "span": p["span"]} for p in ph]
-    return {
-        "file": str(path),
-        "format": h.format, "version": h.version, "generator": h.generator,
-        "workload": h.workload, "seed": h.seed, "dialect": h.dialect,
-        "params": dict(h.params),
-        "sessions": h.sessions, "requests": h.requests,
-        "duration": h.duration,
-        "expect": dict(h.expect), "expect_range": None if h.expect_range is None else dict(h.expect_range),
-        "phases": phases,
-        "scenario_runs": total_runs,
-        "scenario_mix": mix,
-        "mix_test": test,
-        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "expects": expects,
-        "expects_by_op": {k: by_op[k] for k in sorted(by_op)},
-        "symbols": checker.result(),
-        "exercises": _exercises(h.exercises if counter is None else counter.result(),
-                                "header" if counter is None else "computed"),
-        "trailer": {"sessions": trailer.sessions, "requests": trailer.requests},
-        "shrink": None if h.shrink is None else h.shrink.to_record(),
-    }
+    return TraceInspection(
+        str(path), h, tuple(PhaseSummary(**p) for p in ph), mix, test,
+        dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))), expects, {k: by_op[k] for k in sorted(by_op)},
+        checker.result(),
+        _exercises(h.exercises if counter is None else counter.result(), "header" if counter is None else "computed"),
+        trailer.sessions, trailer.requests)
 
 
-def _exercises(counts: dict, source: str) -> dict:
-    """Per bug class: how often the trace contains its exposing behaviour (stable keys)."""
-    classes = [{"name": c.name, "title": c.title, "count": int(counts.get(c.name, 0) or 0),
-                "needs_fault": c.needs_fault, "behaviour": c.behaviour} for c in BUG_CLASSES]
-    return {"source": source, "exercised": sum(1 for c in classes if c["count"]), "classes": classes}
+def _exercises(counts: dict, source: str) -> Exercises:
+    """Per bug class: how often the trace contains its exposing behaviour."""
+    return Exercises(source, tuple(ClassExercise(c.name, c.title, int(counts.get(c.name, 0) or 0), c.needs_fault,
+                                                 c.behaviour) for c in BUG_CLASSES))
 
 
-def _exercise_lines(ex: dict) -> list[str]:
-    n = len(ex["classes"])
-    src = "" if ex["source"] == "header" else " (computed: the header predates it)"
-    faulted = sum(1 for c in ex["classes"] if c["count"] and c["needs_fault"])
+def _exercise_lines(ex: Exercises) -> list[str]:
+    n = len(ex.classes)
+    src = "" if ex.source == "header" else " (computed: the header predates it)"
+    faulted = sum(1 for c in ex.classes if c.count and c.needs_fault)
     also = f", {faulted} of them only when replayed with --faults" if faulted else ""
-    out = [f"bug classes exercised: {ex['exercised']} of {n}{also}{src}"]
-    for c in ex["classes"]:
-        if c["count"]:
-            note = "  (needs a fault: replay --faults)" if c["needs_fault"] else ""
-            out.append(f"  {c['title']:<28} {c['count']:>10,}{note}")
-    for c in ex["classes"]:
-        if not c["count"]:
-            need = c["behaviour"].split(" (counted per")[0]
-            out.append(f"  {c['title']:<28} {'NOT EXERCISED':>10} — needs {need}")
+    out = [f"bug classes exercised: {ex.exercised} of {n}{also}{src}"]
+    for c in ex.classes:
+        if c.count:
+            note = "  (needs a fault: replay --faults)" if c.needs_fault else ""
+            out.append(f"  {c.title:<28} {c.count:>10,}{note}")
+    for c in ex.classes:
+        if not c.count:
+            need = c.behaviour.split(" (counted per")[0]
+            out.append(f"  {c.title:<28} {'NOT EXERCISED':>10} — needs {need}")
     return out
 
 
-def render_inspect(info: dict) -> str:
+def render_inspect(ins: TraceInspection) -> str:
     """The summary as text for people."""
-    out = [f"{info['file']}: {info['format']} v{info['version']} ({info['generator']})",
-           f"workload {info['workload']}  seed {info['seed']}  dialect {info['dialect']}",
-           "params   " + " ".join(f"{k}={_fmt(v)}" for k, v in (info["params"] or {}).items() if v is not None),
-           f"sessions {info['sessions']:,}  requests {info['requests']:,}  schedule {info['duration']:.3f} s at speed 1"]
-    if info["shrink"]:
-        out.append(_shrink_line(ShrinkNote.from_record(info["shrink"], info["file"])))
-    exp = info["expect"]
+    h = ins.header
+    out = [f"{ins.file}: {h.format} v{h.version} ({h.generator})",
+           f"workload {h.workload}  seed {h.seed}  dialect {h.dialect}",
+           "params   " + " ".join(f"{k}={_fmt(v)}" for k, v in (h.params or {}).items() if v is not None),
+           f"sessions {h.sessions:,}  requests {h.requests:,}  schedule {h.duration:.3f} s at speed 1"]
+    if h.shrink is not None:
+        out.append(_shrink_line(h.shrink))
+    exp = h.expect
     out.append("expect   " + (" ".join(f"{k}={v}" for k, v in exp.items()) if exp else "(no aggregate outcome is determined)"))
-    if info["expect_range"] and not exp:
-        out.append("range    " + " ".join(f"{k}={v[0]}..{v[1]}" for k, v in info["expect_range"].items()))
+    if h.expect_range and not exp:
+        out.append("range    " + " ".join(f"{k}={v[0]}..{v[1]}" for k, v in h.expect_range.items()))
     out.append("")
     out.append("phases")
-    for i, p in enumerate(info["phases"]):
-        out.append(f"  {i} {p['name']:<12} {p['sessions']:>10,} sessions {p['requests']:>11,} requests  "
-                   f"last start {p['last_start']:.3f} s")
+    for i, p in enumerate(ins.phases):
+        out.append(f"  {i} {p.name:<12} {p.sessions:>10,} sessions {p.requests:>11,} requests  "
+                   f"last start {p.last_start:.3f} s")
     out.append("")
-    out.append(f"scenario mix ({info['scenario_runs']:,} runs)")
-    for name, m in info["scenario_mix"].items():
-        line = f"  {name:<20} {m['runs']:>10,} runs {100 * m['share']:6.2f} %"
-        if "weight_share" in m:
-            z = "n/a" if m["z"] is None else f"{m['z']:+.2f}"
-            line += f"   weight {_fmt(m['weight'])} → {100 * m['weight_share']:6.2f} %   z {z}"
+    out.append(f"scenario mix ({ins.scenario_runs:,} runs)")
+    for name, m in ins.scenario_mix.items():
+        line = f"  {name:<20} {m.runs:>10,} runs {100 * m.share:6.2f} %"
+        if m.weight_share is not None:
+            z = "n/a" if m.z is None else f"{m.z:+.2f}"
+            line += f"   weight {_fmt(m.weight)} → {100 * m.weight_share:6.2f} %   z {z}"
         out.append(line)
-    t = info["mix_test"]
+    t = ins.mix_test
     if t:
-        verdict = "consistent with the weights" if t["p"] >= 0.001 else "NOT consistent with the weights"
-        chi2 = "inf (runs of a zero-weight scenario)" if t["chi2"] is None else f"{t['chi2']:.2f}"
-        out.append(f"  chi-square {chi2} on {t['dof']} dof, p = {t['p']:.3g}: {verdict}")
+        verdict = "consistent with the weights" if t.p >= 0.001 else "NOT consistent with the weights"
+        chi2 = "inf (runs of a zero-weight scenario)" if t.chi2 is None else f"{t.chi2:.2f}"
+        out.append(f"  chi-square {chi2} on {t.dof} dof, p = {t.p:.3g}: {verdict}")
     out.append("")
     out.append("operations                   count       ok     fail      any")
-    for op, n in info["ops"].items():
-        e = info["expects_by_op"][op]
+    for op, n in ins.ops.items():
+        e = ins.expects_by_op[op]
         out.append(f"  {op:<22} {n:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
-    e = info["expects"]
-    out.append(f"  {'total':<22} {info['requests']:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
+    e = ins.expects
+    out.append(f"  {'total':<22} {h.requests:>11,} {e['ok']:>8,} {e['fail']:>8,} {e['any']:>8,}")
     out.append("")
-    s = info["symbols"]
-    if s["problems"]:
-        out.append(f"symbols  {s['bound']:,} bound, {s['problems']:,} PROBLEMS, e.g.:")
-        out.extend(f"  {x}" for x in s["examples"])
+    s = ins.symbols
+    if s.problems:
+        out.append(f"symbols  {s.bound:,} bound, {s.problems:,} PROBLEMS, e.g.:")
+        out.extend(f"  {x}" for x in s.examples)
     else:
-        out.append(f"symbols  {s['bound']:,} bound, every reference bound earlier in its session or phase")
+        out.append(f"symbols  {s.bound:,} bound, every reference bound earlier in its session or phase")
     out.append("")
-    out.extend(_exercise_lines(info["exercises"]))
+    out.extend(_exercise_lines(ins.exercises))
     return "\n".join(out)
 
 
