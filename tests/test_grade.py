@@ -390,8 +390,8 @@ def test_parallel_grading_stops_on_ctrl_c_with_the_runs_in_flight(shop, tmp_path
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == (f"wdm-replay: error: interrupted; the teams in flight are graded "
-                                            f"again on a rerun (graded teams are kept in {out})")
+    assert err.strip().splitlines()[-1] == (f"wdm-replay: error: interrupted with teams in flight; a rerun resumes: "
+                                            f"graded teams are kept in {out}, the others are graded then")
     from wdmreplay.traces import load_results
 
     for r in runs:

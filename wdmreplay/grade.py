@@ -55,6 +55,11 @@ class GradeInterrupted(GradeError):
 
     exit_code = 130
 
+    @classmethod
+    def during(cls, what: str, outdir: Path) -> "GradeInterrupted":
+        """The one wording: what was stopped, and that a rerun resumes (graded teams kept, the rest graded then)."""
+        return cls(f"interrupted {what}; a rerun resumes: graded teams are kept in {outdir}, the others are graded then")
+
 
 # --- TEAMS.toml --------------------------------------------------------------------------------------
 
@@ -267,8 +272,7 @@ def run_command(command: str, what: str, team: str, cfg: GradeConfig, timeout: f
         with _COMMANDS_LOCK:
             interrupted |= _COMMANDS.pop(proc) == "stopped"  # by stop_commands, from the main thread
     if interrupted:
-        raise GradeInterrupted(f"interrupted during {team}'s {what} command; the team is graded again on a rerun "
-                               f"(graded teams are kept in {cfg.outdir})")
+        raise GradeInterrupted.during(f"during {team}'s {what} command", cfg.outdir)
     if proc.returncode != 0:
         last = (err.strip().splitlines() or [""])[-1][:200]
         raise TeamFailed("error", f"{what} command exited {proc.returncode}: {command}" + (f": {last}" if last else ""))
@@ -332,8 +336,7 @@ def _replay_and_check(team: Team, cfg: GradeConfig, tdir: Path, run: str, trace:
         raise TeamFailed("unreachable", str(e)) from None
     if not summary.complete:
         if summary.reason == "interrupted":
-            raise GradeInterrupted(f"interrupted during {team.name}'s {run} run; rerun to resume "
-                                   f"(graded teams are kept in {cfg.outdir})")
+            raise GradeInterrupted.during(f"during {team.name}'s {run} run", cfg.outdir)
         raise TeamFailed("error", f"{run} replay did not complete ({summary.reason})")
     results = load_results(out, with_args=True)
     check = check_results(results, max_recovery=cfg.max_recovery)
@@ -510,8 +513,7 @@ def run_grade(teams: list[Team], cfg: GradeConfig, *, parallel: int = 1, force: 
                 # again next time. (The threads used to run every suite of their teams to the end.)
                 pool.shutdown(wait=False, cancel_futures=True)
                 _stop_pool(futures)
-                raise GradeInterrupted(f"interrupted; the teams in flight are graded again on a rerun "
-                                       f"(graded teams are kept in {cfg.outdir})") from None
+                raise GradeInterrupted.during("with teams in flight", cfg.outdir) from None
             finally:
                 pool.shutdown(wait=False, cancel_futures=True)
     finally:
