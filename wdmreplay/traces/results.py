@@ -48,7 +48,8 @@ import numpy as np
 
 from ..operations import OP_NAMES
 from .argcols import ArgColumns, ArgColumnsBuilder, LazyArgs, encode_chunk
-from .stream import FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, write_frame
+from .stream import (FormatError, RecordReader, packer, part_path, prologue, refuse_inputs, remove_quietly,
+                     write_frame)
 from .trace import EXPECT_VALUES
 
 RESULTS_FORMAT = "wdm-results"
@@ -295,10 +296,7 @@ class ResultsWriter:
             return
         self.closed = True
         self._f.close()
-        try:
-            os.unlink(self.part_path)
-        except OSError:
-            pass
+        remove_quietly(self.part_path)
 
     def close(self, *, complete: bool, wall: float, reason: str | None = None) -> None:
         """Write the trailer, close, and rename the file into place; ``complete=False`` marks a partial run."""

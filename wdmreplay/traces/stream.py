@@ -75,6 +75,15 @@ def part_path(path: str | Path) -> str:
     return f"{path}.part"
 
 
+def remove_quietly(*paths: str | Path) -> None:
+    """Delete each of ``paths`` that can be deleted: a writer's temporary files, on its way out."""
+    for p in paths:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)

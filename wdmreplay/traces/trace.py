@@ -41,7 +41,8 @@ from ..bugclasses import ExerciseCounter, count_exercises, quantity_counts
 from .index import INDEX_KEY, TraceIndex
 from .keys import EXPECT_VALUES, STEP_KEYS, is_step  # noqa: F401 - the format's names, re-exported here
 from .records import TraceRef
-from .stream import FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, write_frame
+from .stream import (FormatError, RecordReader, file_digest, packer, part_path, prologue, refuse_inputs, remove_quietly,
+                     write_frame)
 
 if TYPE_CHECKING:
     from .wire import ReplaySession
@@ -380,11 +381,7 @@ class TraceWriter:
         except OSError as e:
             raise FormatError(f"{self.path}: cannot write: {e.strerror}") from None
         finally:
-            for p in (self._body_path, tmp):
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
+            remove_quietly(self._body_path, tmp)
         return self.header
 
     def abort(self) -> None:
@@ -392,10 +389,7 @@ class TraceWriter:
         if not self.closed:
             self.closed = True
             self._body.close()
-            try:
-                os.unlink(self._body_path)
-            except OSError:
-                pass
+            remove_quietly(self._body_path)
 
     def __enter__(self) -> "TraceWriter":
         return self
