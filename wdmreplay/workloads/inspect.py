@@ -168,8 +168,9 @@ class SymbolChecker:
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(text)
 
-    def check(self, session: dict) -> None:
-        """Check one session (sessions must arrive in file order)."""
+    def check(self, session: dict) -> tuple[int, ...]:
+        """Check one session (sessions must arrive in file order); the positions of its steps that are
+        not steps of the format (usually none), which nothing else should read."""
         sid, phase = session["sid"], session["phase"]
         if phase != self.phase:
             if phase < self.phase:
@@ -178,11 +179,13 @@ class SymbolChecker:
             self.phase_binds = set()
             self.phase = phase
         local: set[str] = set()
+        refused: list[int] = []
         visible, phase_binds = self.visible, self.phase_binds
         for k, st in enumerate(session["steps"]):
             problem = step_problem(st)
             if problem is not None:  # what the replay refuses too, in its words
                 self._problem(f"session {sid} step {k} {problem}")
+                refused.append(k)
                 continue
             op, args, bind, expect = st["op"], st["args"], st["bind"], st["expect"]
             spec = OPERATIONS.get(op)
@@ -202,6 +205,7 @@ class SymbolChecker:
                 local.add(bind)
                 self.bound += 1
         phase_binds |= local
+        return tuple(refused)
 
     def result(self) -> SymbolReport:
         """What the check found."""
@@ -265,7 +269,7 @@ def inspect_trace(path: str | Path) -> TraceInspection:
         counter = None if h.exercises is not None else ExerciseCounter(
             len(h.phases), quantity_counts(h.dialect, BUILTIN_ROUTES))
         for s in r:
-            checker.check(s)
+            refused = checker.check(s)
             if counter is not None:
                 counter.add(s["sid"], s["phase"], s["steps"])
             p = ph[s["phase"]]
@@ -275,9 +279,9 @@ def inspect_trace(path: str | Path) -> TraceInspection:
                 p["last_start"] = s["at"]
             cur_sc, cur_ns = None, None
             think = 0.0
-            for st in s["steps"]:
-                if step_problem(st) is not None:
-                    continue  # the checker reports it
+            for k, st in enumerate(s["steps"]):
+                if refused and k in refused:
+                    continue  # not a step of the format: the checker reports it
                 op, sc, e, bind = st["op"], st["scenario"], st["expect"], st["bind"]
                 think += st["think"] or 0.0
                 ops[op] += 1
