@@ -17,6 +17,7 @@ bound from a 2xx create; in older files it is absent (None here) and such reads 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
@@ -219,11 +220,11 @@ def answered_not_found(why: str) -> bool:
 
 def _order(v: Any) -> OrderState:
     paid, lines, user, total = order_fields(v)
-    q: dict[str, int] = {}
+    q: Counter[str] = Counter()
     for line in lines:
         try:
             item = str(line[0])
-            q[item] = q.get(item, 0) + as_int(line[1], 1)
+            q[item] += as_int(line[1], 1)
         except (IndexError, TypeError):
             continue
     return OrderState(bool(paid), tuple(sorted(q.items())), None if user is None else str(user), as_int(total))

@@ -13,6 +13,7 @@ import array
 import asyncio
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -216,13 +217,13 @@ def _parse_order(d: Any) -> dict:
         raise TypeError(f"an order is a {type(d).__name__}")
     paid = d["paid"]  # required; the other fields read as an absent one in a stored order (order_fields)
     _, lines, user, total = order_fields(d)
-    items: dict[str, int] = {}
+    items: Counter[str] = Counter()
     for entry in lines:
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             iid, qty = str(entry[0]), _int64(entry[1])
         else:  # some systems list an item id once per unit
             iid, qty = str(entry), 1
-        items[iid] = _int64(items.get(iid, 0) + qty)
+        items[iid] = _int64(items[iid] + qty)
     if isinstance(paid, str):
         paid = paid.lower() == "true"
     return {"paid": bool(paid), "items": [[k, v] for k, v in items.items()],
@@ -387,13 +388,13 @@ def stopped_of(missing: Mapping[str, Mapping[str, str]]) -> dict | None:
     None when the breaker did not trip. Derived from the ``STOPPED_PREFIX`` marks in ``missing``.
     """
     why: set[str] = set()
-    not_read: dict[str, int] = {}
+    not_read: Counter[str] = Counter()
     for kind, failures in missing.items():
         for f in failures.values():
             if f.startswith(STOPPED_PREFIX):
                 why.add(f[len(STOPPED_PREFIX):])
-                not_read[kind] = not_read.get(kind, 0) + 1
-    return {"why": sorted(why), "not_read": not_read} if why else None
+                not_read[kind] += 1
+    return {"why": sorted(why), "not_read": dict(not_read)} if why else None
 
 
 # --- when the final read may start and how it settles: pure functions, no clock ---------------

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -347,11 +348,11 @@ def shrink_run(run: str, output: str, *, target: Target | str, trace: str | None
                     before_each=before_each, timeout=timeout, concurrency=concurrency, bar=bar)
     oracle.setup(header)
 
-    spent: dict[str, int] = {}  # replays per pass
+    spent: Counter[str] = Counter()  # replays per pass
     current = ["cut"]
 
     def account(name: str) -> None:
-        spent[current[0]] = spent.get(current[0], 0) + oracle.replays - sum(spent.values())
+        spent[current[0]] += oracle.replays - sum(spent.values())
         current[0] = "cut" if name in cut.LEVELS else name
 
     def stage(name: str, sessions: cut.Sessions) -> None:

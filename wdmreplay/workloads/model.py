@@ -13,6 +13,7 @@ checkout is all-or-nothing; checking out a paid order is a policy question, so i
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 OK, FAIL, ANY = "ok", "fail", "any"
@@ -23,7 +24,7 @@ class ModelOrder:
     """An order as a correct shop holds it: its user, {item symbol: quantity}, whether it is paid."""
 
     user: str
-    items: dict[str, int] = field(default_factory=dict)
+    items: Counter[str] = field(default_factory=Counter)
     paid: bool = False
 
 
@@ -96,7 +97,7 @@ class ShopModel:
         o = self.orders.get(order)
         if o is None or item not in self.stock or quantity < 1:
             return FAIL
-        o.items[item] = o.items.get(item, 0) + quantity
+        o.items[item] += quantity
         return OK
 
     def remove_item(self, order: str, item: str) -> str:
