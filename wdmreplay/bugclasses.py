@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +335,12 @@ class BugCoverage:
                 "counts": dict(self.counts), "incomplete": self.incomplete}
 
 
+def class_counts(exercises: Mapping[str, Any]) -> dict[str, int]:
+    """Every class's count from a trace's ``exercises`` map, read once at the edge (a class the trace's
+    writer did not know yet: 0)."""
+    return {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}
+
+
 def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = "header",
                      incomplete: str | None = None) -> BugCoverage:
     """What a run covered, from its trace's ``exercises`` counts (None: not known).
@@ -345,8 +351,7 @@ def verdict_coverage(exercises: dict | None, faults: bool, source: str | None = 
     """
     if not isinstance(exercises, dict):
         return BugCoverage(False, (), (), (), {}, None, incomplete)
-    # Once, at the edge: every class's count (a class the trace's writer did not know yet: 0).
-    counts = {c.name: int(exercises.get(c.name, 0) or 0) for c in BUG_CLASSES}
+    counts = class_counts(exercises)
     covered, missing, unfaulted = [], [], []
     for c in BUG_CLASSES:
         if not counts[c.name]:

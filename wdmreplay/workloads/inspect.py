@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..operations import BUILTIN_ROUTES, OPERATIONS
-from ..bugclasses import BUG_CLASSES, ExerciseCounter, quantity_counts
+from ..bugclasses import BUG_CLASSES, ExerciseCounter, class_counts, quantity_counts
 from ..traces import TraceReader
 from ..traces.keys import step_problem
 from ..traces.trace import EXPECT_VALUES, ShrinkNote, TraceHeader
@@ -327,8 +327,9 @@ def inspect_trace(path: str | Path) -> TraceInspection:
 
 def _exercises(counts: dict, source: str) -> Exercises:
     """Per bug class: how often the trace contains its exposing behaviour."""
-    return Exercises(source, tuple(ClassExercise(c.name, c.title, int(counts.get(c.name, 0) or 0), c.needs_fault,
-                                                 c.behaviour) for c in BUG_CLASSES))
+    n = class_counts(counts)
+    return Exercises(source, tuple(ClassExercise(c.name, c.title, n[c.name], c.needs_fault, c.behaviour)
+                                   for c in BUG_CLASSES))
 
 
 def _exercise_lines(ex: Exercises) -> list[str]:
