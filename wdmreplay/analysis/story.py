@@ -28,7 +28,7 @@ from ..terms import named, plural
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
 from .anomaly import Anomaly
-from .final_state import FinalState, final_state
+from .final_state import FinalState, OrderState, final_state
 from .wording import headline as _worded_headline
 
 EXPLAIN_SCHEMA = "wdm-explain/1"
@@ -205,6 +205,10 @@ class RunStories:
             self._creates = _create_rows(self.r, path, self._named)
         return self._creates
 
+    def final_order(self, order: str) -> OrderState | None:
+        """``order`` as the final read returned it (None: not returned, or no final read)."""
+        return self.fs.orders.get(order) if self.fs is not None else None
+
     def _create_row(self, kind: str, eid: str) -> int | None:
         """The row of the request whose answer created ``eid`` (from the trace's bind symbols), if found."""
         return self._creates_by_entity().get((kind, eid))
@@ -263,8 +267,7 @@ class RunStories:
     def _qty(self, kind: str, eid: str, order: str) -> int | None:
         """Units of ``eid`` (item) or credit (user) a checkout of ``order`` moves, from the final read or add_item
         (None: a user's cost of an order the final read did not return)."""
-        fs = self.fs
-        st = fs.orders.get(order) if fs is not None else None
+        st = self.final_order(order)
         if kind == "item":
             if st is not None:
                 return dict(st.lines).get(eid, 0)
@@ -499,7 +502,7 @@ def _ledger_arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray) ->
 def _paid_orders(st: RunStories, orders: list[str]) -> list[str] | None:
     if st.fs is None:
         return None
-    return sorted({o for o in orders if (s := st.fs.orders.get(o)) is not None and s.paid})
+    return sorted({o for o in orders if (s := st.final_order(o)) is not None and s.paid})
 
 
 def _batch_initial(st: RunStories, kind: str, eid: str) -> int:
@@ -533,7 +536,7 @@ def _order_arithmetic(st: RunStories, eid: str, rows: np.ndarray) -> tuple[list[
         for k1, q in zip(st.k1[adds].tolist(), st.num[adds].tolist()):
             per[names[k1]] += q
         lines.append("lines added with 2xx: " + ", ".join(f"{q} x {i}" for i, q in sorted(per.items())))
-    s = st.fs.orders.get(eid) if st.fs is not None else None
+    s = st.final_order(eid)
     final = None
     if s is not None:
         final = s.paid

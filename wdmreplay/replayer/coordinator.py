@@ -316,7 +316,7 @@ class Coordinator:
         alive = sorted(self._alive())
         shares = dict(zip(alive, split_concurrency(self.concurrency, len(alive)))) if alive else {}
         named = sort_ids(self.scan.literals["order"])  # orders a request named by id: batch_init ones
-        if self.scan.ranges.get("order", 0) > 0 and named:
+        if self.scan.ranges["order"] > 0 and named:
             # A batch_init order's lines and user are the shop's choice: read the orders the history
             # touched first, so that the items and users they name (what a checkout of them touched)
             # are read back too. The sampled orders' are not: they had no request.
@@ -376,8 +376,8 @@ class Coordinator:
         for i, part in slices.items():
             self._send(i, ReadFinal(part, shares[i]))
         got = self._collect(FinalDone, set(slices))
-        self._final_progress = [len(sum(part.values(), [])) for part in
-                                (slices.get(i, {}) for i in range(self.n))]
+        for i, part in slices.items():  # a worker without a slice read none
+            self._final_progress[i] = sum(map(len, part.values()))
         self._update_final_bar()
         if self.interrupted or len(got) < len(slices) or any(m.cancelled for m in got.values()):
             return None
