@@ -12,7 +12,7 @@ import pytest
 from analysis_support import latency_run
 
 from wdmreplay.analysis import CompareError, check_results, compare_runs, render_compare_text, render_json
-from wdmreplay.analysis.bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
+from wdmreplay.analysis.bootstrap import all_failing_significant, critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
 from wdmreplay.analysis.compare import NOISE_FLOOR, group_by_label
 from wdmreplay.analysis.compare_text import render_compare
 from synthetic import History
@@ -256,3 +256,25 @@ def test_fisher_greater_on_a_million_requests_a_side():
     # The sizes of long runs: a clear rise is significant, equal shares are not.
     assert fisher_greater(1200, 1_000_000, 1000, 1_000_000) < 1e-4
     assert 0.4 < fisher_greater(1000, 1_000_000, 1000, 1_000_000) < 0.6
+
+
+@pytest.mark.parametrize("ns, be, bs", [(1, 0, 1), (3, 0, 3), (2, 0, 3), (4, 0, 3), (5, 1, 10), (10, 3, 10),
+                                        (1, 0, 30), (2, 0, 5), (60, 900, 1000), (20, 49, 50), (300, 949, 1000),
+                                        (1000, 999_990, 1_000_000), (5000, 9_990, 10_000)])
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.2])
+def test_the_gates_question_is_fishers_test_with_every_new_request_failing(ns, be, bs, alpha):
+    # The exact one-term tail, C(be + ns, ns) / C(bs + ns, ns), decides as scipy's test does (the last
+    # two cases take the scipy fallback after EXACT_TERMS factors; the first is the fallback's sizes too).
+    p = Fraction(math.comb(be + ns, ns), math.comb(bs + ns, ns))
+    assert all_failing_significant(ns, be, bs, alpha) == (p < Fraction(str(alpha)))
+    if abs(float(p) - alpha) > 1e-9:  # away from the boundary, where float and exact may differ
+        assert all_failing_significant(ns, be, bs, alpha) == (fisher_greater(ns, ns, be, bs) < alpha)
+
+
+def test_at_exactly_alpha_every_failure_is_not_significant():
+    # 3 requests a side, none failing in the base: every new one failing gives p = 1/20 exactly, and the
+    # gate's strict p < alpha does not fire at 0.05 (the golden compare says so: "too few requests").
+    assert not all_failing_significant(3, 0, 3, 0.05)
+    assert all_failing_significant(4, 0, 4, 0.05)  # p = 1/70
+    with pytest.raises(ValueError):
+        all_failing_significant(3, 4, 3, 0.05)

@@ -13,10 +13,13 @@ Everything here is a pure function of its inputs and a seeded :class:`numpy.rand
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 RESAMPLES = 300
 CAP = 1000
+EXACT_TERMS = 200  # all_failing_significant's exact factors at most
 
 
 def log_quantile_replicates(runs: list[np.ndarray], qs: tuple[float, ...], rng: np.random.Generator, *,
@@ -77,3 +80,28 @@ def fisher_greater(new_events: int, new_n: int, base_events: int, base_n: int) -
 
     table = [[new_events, new_n - new_events], [base_events, base_n - base_events]]
     return float(fisher_exact(table, alternative="greater").pvalue)
+
+
+def all_failing_significant(new_n: int, base_events: int, base_n: int, alpha: float) -> bool:
+    """Whether every one of ``new_n`` requests failing would be a significantly higher share than
+    ``base_events`` of ``base_n`` (:func:`fisher_greater` of ``(new_n, new_n, base_events, base_n)``
+    below ``alpha``), exactly and without scipy.
+
+    With every new request failing, the table's upper tail is its one extreme term:
+    p = C(base_events + new_n, new_n) / C(base_n + new_n, new_n) = ∏ᵢ₌₁..ₙ (base_events + i) / (base_n + i).
+    Each factor is at most 1, so the product is computed in exact fractions only until it falls
+    below ``alpha`` (read as the decimal it was given: 0.05 is 1/20). This is the question the
+    comparison asks of every operation (can its error-share gate fire at all?), and answering it
+    this way spares a comparison without errors the import of ``scipy.stats``.
+    """
+    if not 0 <= base_events <= base_n or new_n < 1:
+        raise ValueError(f"counts out of range: {new_n} failing, {base_events} of {base_n}")
+    limit = Fraction(repr(float(alpha)))
+    p = Fraction(1)
+    for i in range(1, min(new_n, EXACT_TERMS) + 1):
+        p *= Fraction(base_events + i, base_n + i)
+        if p < limit:
+            return True
+    # Not below alpha after EXACT_TERMS factors: a base whose error share is nearly 1 (an error
+    # threshold near 0 lets such a gate be asked); scipy's float tail, not an ever longer product.
+    return new_n > EXACT_TERMS and fisher_greater(new_n, new_n, base_events, base_n) < alpha

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import WdmError
 from ..operations import OP_NAMES
 from ..traces.results import FAIL, INDETERMINATE, OK, SKIPPED, Results, run_rate, send_window
-from .bootstrap import critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
+from .bootstrap import all_failing_significant, critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
 from .check import CheckReport
 from .consistency import KINDS
 
@@ -524,7 +524,7 @@ def _error_gate_why(e: ErrorChange, alpha: float, error_threshold: float) -> str
         return "no request sent by one build"
     if e.base_share + error_threshold >= 1.0:
         return f"the base's error share is already above {100 * (1 - error_threshold):g}%"
-    if fisher_greater(e.new_sent, e.new_sent, e.base_errors, e.base_sent) >= alpha:
+    if not all_failing_significant(e.new_sent, e.base_errors, e.base_sent, alpha):
         return "too few requests: even every one of them failing would not be significant"
     return None
 
