@@ -6,6 +6,7 @@
   shop writes only those kinds; no library module compares with or writes a kind as a string literal.
 - The shop's bug list is one list: the shop, ``demo --inject`` and the bug classes agree on it.
 - No library module is over 700 lines.
+- A field is read by its name with a default (``rec.get("x")``) only in the modules that read a stored file.
 """
 
 from __future__ import annotations
@@ -236,3 +237,37 @@ def test_the_unused_definition_check_finds_one(tmp_path):
     (tmp_path / "a.py").write_text("def helper():\n    return 1\n\n\ndef main():\n    return 2\n\n\nmain()\n")
     defined, used, public = _names_defined_and_used(tmp_path)
     assert {n for n in defined if n not in used and n not in public} == {"helper"}
+
+
+# The modules that read a file or a document as it is stored: dicts are allowed there (DESIGN §2,
+# "dicts only at the JSON edge") and turned into the typed records everything else reads.
+READERS = {"traces/records.py", "traces/stream.py", "traces/index.py", "traces/argcols.py",  # run and trace files
+           "replayer/merge.py",  # a shard's request records, copied without decoding them
+           "replayer/fault_schedule.py", "grade.py", "team_record.py"}  # faults file, TEAMS.toml, team.json
+
+
+def _string_keyed_gets(root: Path) -> list[str]:
+    """``x.get("name")`` calls (a field read by its name, with a default), except of the environment."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                    and not ast.unparse(node.func.value).endswith(("environ", "env"))):
+                out.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return out
+
+
+def test_a_field_is_read_by_name_with_a_default_only_where_a_file_is_read():
+    # Between the layers a record is typed and read by attribute; only the modules that read a stored
+    # file or document look fields up by name (and check them). Data keyed by an id, an operation or a
+    # kind is looked up with .get anywhere: that is a map, not a record.
+    gets = _string_keyed_gets(LIBRARY)
+    assert len(gets) > 10  # the readers' own
+    assert [g for g in gets if g.split(":")[0] not in READERS] == []
+
+
+def test_the_field_read_check_finds_one(tmp_path):
+    (tmp_path / "a.py").write_text("import os\n\ndef f(rec, kinds):\n    os.environ.get('HOME')\n"
+                                   "    kinds.get(rec)\n    return rec.get('status', 0)\n")
+    assert _string_keyed_gets(tmp_path) == ["a.py:6"]
