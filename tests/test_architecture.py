@@ -271,3 +271,29 @@ def test_the_field_read_check_finds_one(tmp_path):
     (tmp_path / "a.py").write_text("import os\n\ndef f(rec, kinds):\n    os.environ.get('HOME')\n"
                                    "    kinds.get(rec)\n    return rec.get('status', 0)\n")
     assert _string_keyed_gets(tmp_path) == ["a.py:6"]
+
+
+def _entity_kinds_spelled(root: Path) -> list[str]:
+    """Where a tuple, list or set literal spells the three entity kinds, outside operations.py."""
+    kinds = {"item", "user", "order"}
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).as_posix() == "operations.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) == 3 and all(
+                    isinstance(e, ast.Constant) for e in node.elts) and {e.value for e in node.elts} == kinds:
+                out.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return out
+
+
+def test_the_entity_kinds_are_spelled_once():
+    # ENTITY_KINDS is defined in operations.py; a second spelling (story.py's ENTITIES, a loop over
+    # ("item", "user", "order") in three more modules) would not follow a change of it.
+    assert _entity_kinds_spelled(LIBRARY) == []
+
+
+def test_the_entity_kinds_check_finds_one(tmp_path):
+    (tmp_path / "operations.py").write_text('ENTITY_KINDS = ("item", "user", "order")\n')
+    (tmp_path / "a.py").write_text('KINDS = ["order", "item", "user"]\nOTHER = ("item", "user")\n')
+    assert _entity_kinds_spelled(tmp_path) == ["a.py:1"]

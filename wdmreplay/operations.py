@@ -74,7 +74,9 @@ OPERATIONS: dict[str, Operation] = {
 OP_NAMES: tuple[str, ...] = tuple(OPERATIONS)
 OP_CODES: dict[str, int] = {name: i for i, name in enumerate(OP_NAMES)}
 
+# Per entity kind, the operation that reads one back and the one that creates one.
 FIND_OP = {"item": "find_item", "user": "find_user", "order": "find_order"}
+CREATE_OP = {"item": "create_item", "user": "create_user", "order": "create_order"}
 SERVICES = ("orders", "stock", "payment")
 URL_KEYS = {"orders": "ORDER_URL", "stock": "STOCK_URL", "payment": "PAYMENT_URL"}
 

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..operations import OP_CODES
+from ..operations import CREATE_OP, ENTITY_KINDS, OP_CODES
 from ..bugclasses import BugCoverage, verdict_coverage
 from ..terms import plural
 from ..traces.records import TraceRef
@@ -40,7 +40,7 @@ from .consistency import KINDS, Anomaly, Checked, ConsistencyResult, TotalFigure
 from .expectations import ExpectationDiff, diff_expectations
 from .recovery import action_findings, analyze_faults, apart_windows, has_faults, recovery_findings
 from .figures import BenchmarkFigures, benchmark_figures
-from .final_state import ENTITY_KINDS, Settle
+from .final_state import Settle
 
 CHECK_SCHEMA = "wdm-check/3"
 CLEAN, NOT_CLEAN, INCONCLUSIVE = "CLEAN", "NOT CLEAN", "INCONCLUSIVE"
@@ -49,7 +49,6 @@ SECTIONS = ("correctness", "consistency", "availability", "coverage")
 PASS, FAIL, UNJUDGED = "pass", "fail", "inconclusive"
 DEFAULT_MIN_AVAILABILITY = 99.0
 DEFAULT_MAX_RECOVERY = 10.0  # seconds from a fault's end back to the pre-fault success rate
-_CREATES = {"item": "create_item", "user": "create_user", "order": "create_order"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +185,7 @@ def _coverage(results: Results, consistency: ConsistencyResult, shard: str | Non
     if fs is None:
         return Coverage(False, {k: 0 for k in ENTITY_KINDS}, {}, None, None, indet, shard)
     op, outcome = results.cols["op"], results.cols["outcome"]
-    created = {k: int(np.count_nonzero((op == OP_CODES[_CREATES[k]]) & (outcome == OK))) for k in ENTITY_KINDS}
+    created = {k: int(np.count_nonzero((op == OP_CODES[CREATE_OP[k]]) & (outcome == OK))) for k in ENTITY_KINDS}
     read = {k: fs.read_count(k) for k in ENTITY_KINDS}
     # A definite "not found" is an answer: lost (consistency) when acknowledged, else simply absent.
     # Files without ``bound_not_found`` (older) keep every failed read as not read back.

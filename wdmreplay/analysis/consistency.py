@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..operations import ENTITY_KINDS
 from ..traces.records import MapView
 from ..traces.results import Results
 from . import rules
@@ -147,7 +148,7 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     if fs is None:
         notes.append("no final state recorded: per-entity consistency NOT checked (replay with final read)")
         return ConsistencyResult([], Checked(), _tally(hist, 0), Totals(), notes, False, hist.undetermined, hist, None)
-    for kind in ("item", "user", "order"):
+    for kind in ENTITY_KINDS:
         if fs.unanswered_count(kind):
             notes.append(f"{fs.unanswered_count(kind)} {kind}(s) could not be read back; they are not checked")
     tab = fs.orders.table

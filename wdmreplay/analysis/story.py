@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WdmError
-from ..operations import OP_CODES, OP_NAMES
+from ..operations import CREATE_OP, ENTITY_KINDS, FIND_OP, OP_CODES, OP_NAMES
 from ..terms import named, plural
 from ..traces.argcols import IdTable, as_int
 from ..traces.results import OUTCOMES, SKIPPED, Results
@@ -33,9 +33,6 @@ from .wording import headline as _worded_headline
 
 EXPLAIN_SCHEMA = "wdm-explain/1"
 MAX_STORY_REQUESTS = 60  # requests told per entity (the story says how many more there were)
-ENTITIES = ("item", "user", "order")
-_READS = {"item": "find_item", "user": "find_user", "order": "find_order"}
-_CREATES = {"item": "create_item", "user": "create_user", "order": "create_order"}
 _UNANSWERED = ("error", "timeout", "conn_error")
 _VIA_ORDER = ("checkout", "add_item", "remove_item")  # operations whose first argument is an order
 # Operations whose first argument is an entity of each kind.
@@ -161,7 +158,7 @@ class RunStories:
 
     def kind_of(self, eid: str) -> str | None:
         """``item``, ``user`` or ``order`` for an id this run knows (final read, or the ops that used it)."""
-        return next((kind for kind in ENTITIES if self.knows(kind, eid)), None)
+        return next((kind for kind in ENTITY_KINDS if self.knows(kind, eid)), None)
 
     def knows(self, kind: str, eid: str) -> bool:
         """Whether this run knows ``eid`` as an entity of ``kind``: read back (or not found) by the final
@@ -189,8 +186,8 @@ class RunStories:
         if self._reads is None:  # one pass over the read rows' args, for every story of the run
             self._reads = {}
             args = self.r.args
-            rows = np.nonzero(self._op_rows(*_READS.values()) & (self.outcome != SKIPPED))[0].tolist()
-            kinds = {OP_CODES[op]: k for k, op in _READS.items()}
+            rows = np.nonzero(self._op_rows(*FIND_OP.values()) & (self.outcome != SKIPPED))[0].tolist()
+            kinds = {OP_CODES[op]: k for k, op in FIND_OP.items()}
             if args is not None:
                 for row in rows:
                     a = args[row]
@@ -291,7 +288,7 @@ class RunStories:
 
     def story(self, kind: str, eid: str, anomaly: Anomaly | None = None) -> Story:
         """The story of ``eid`` (an ``item``, ``user`` or ``order``), explaining ``anomaly`` when given."""
-        if kind not in ENTITIES:
+        if kind not in ENTITY_KINDS:
             return _aggregate_story(eid, anomaly)
         orders = self._orders_of(kind, eid) if kind in ("item", "user") else []
         rows = self._rows_of(kind, eid, orders)
@@ -338,13 +335,13 @@ def _create_rows(results: Results, path: Path | None, named: bool) -> dict[tuple
         return {}
     by_symbol = results.bindings
     wanted: dict[tuple[int, int], tuple[str, str]] = {}
-    kind_of_create = {op: kind for kind, op in _CREATES.items()}
+    kind_of_create = {op: kind for kind, op in CREATE_OP.items()}
     try:
         with TraceReader(path) as tr:
             for s in tr:
                 for k, st in enumerate(s["steps"]):
                     sym = st["bind"] if is_step(st) else None  # a step not of the format names nothing
-                    if sym and sym in by_symbol and st["op"] in _CREATES.values():
+                    if sym and sym in by_symbol and st["op"] in CREATE_OP.values():
                         wanted[(int(s["sid"]), k)] = (kind_of_create[st["op"]], str(by_symbol[sym]))
     except (FormatError, OSError) as e:
         if named:  # named by the user: say so; found by name: quietly no creates
@@ -352,7 +349,7 @@ def _create_rows(results: Results, path: Path | None, named: bool) -> dict[tuple
         return {}
     c = results.cols
     out: dict[tuple[str, str], int] = {}
-    creates = np.nonzero(np.isin(c["op"], [OP_CODES[o] for o in _CREATES.values()]))[0]
+    creates = np.nonzero(np.isin(c["op"], [OP_CODES[o] for o in CREATE_OP.values()]))[0]
     for row, sid, step in zip(creates.tolist(), c["sid"][creates].tolist(), c["step"][creates].tolist()):
         key = wanted.get((sid, step))
         if key is not None:
@@ -429,7 +426,7 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         created = ""
         if create is not None and int(st.outcome[create]) == 0:
             created = f"created with a 2xx at {float(st.r.cols['done'][create]) * 1000.0:.1f} ms; "
-        gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[_READS[kind]] and int(st.outcome[r]) == 1]
+        gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[FIND_OP[kind]] and int(st.outcome[r]) == 1]
         reads = f"{plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
         head = f"{created}{reads}the final read did not find {named(kind, eid)}" if (created or reads or why) else head
@@ -574,7 +571,7 @@ def explain_run(results: Results, ids: tuple[str, ...] = (), anomalies: list[Ano
             wanted.append((a.entity, str(a.id), a))
             continue
         prefix, _, rest = eid.partition(":")
-        if prefix in ENTITIES and rest:  # "item:0": one id may name an item, a user and an order
+        if prefix in ENTITY_KINDS and rest:  # "item:0": one id may name an item, a user and an order
             if (prefix, rest) not in by_key and not st.knows(prefix, rest):
                 raise ExplainError(f"{Path(results.path).name}: no {prefix} {rest!r} in this run")
             wanted.append((prefix, rest, by_key.get((prefix, rest))))
@@ -636,7 +633,7 @@ MAX_REPORT_STORIES = 6  # stories the HTML report tells (the first anomaly of ea
 
 def report_stories(results: Results, anomalies: list[Anomaly], *, limit: int = MAX_REPORT_STORIES) -> list[Story]:
     """Stories of a run's per-entity anomalies for the report: the first of each kind, then the next ones."""
-    per_entity = [a for a in anomalies if a.entity in ENTITIES]
+    per_entity = [a for a in anomalies if a.entity in ENTITY_KINDS]
     if not per_entity or results.argcols is None:
         return []
     firsts: dict[str, Anomaly] = {}

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..operations import BUILTIN_ROUTES, DEFAULT_DIALECT, OPERATIONS, Dialect, get_dialect
+from ..operations import BUILTIN_ROUTES, DEFAULT_DIALECT, ENTITY_KINDS, OPERATIONS, Dialect, get_dialect
 from ..traces import TraceWriter, step
 
 SCENARIO = "recorded"
@@ -221,7 +221,7 @@ def _to_steps(matched: list[tuple[Exchange, str, dict]], cuts: list[float]) -> l
             if value is None:  # a route without this parameter: 2023's add_item is one unit; 2024's pay names no order
                 args.append(MISSING_PARAM if kind == "int" else None)
                 continue
-            if kind in ("item", "user", "order"):
+            if kind in ENTITY_KINDS:
                 sym = symbols.get((kind, value))
                 if sym is not None:
                     args.append(sym[0])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import WdmError
+from ..operations import ENTITY_KINDS
 from ..targets import Target
 from ..terms import plural
 from ..traces.records import TraceRef
@@ -124,7 +125,7 @@ def role_of(entity_id: str, symbol_of: dict[str, str]) -> str:
 def pick_finding(report: Any, bindings: dict[str, str], kind: str | None, ident: str | None, run: str) -> Finding:
     """The finding to reproduce: the first per-entity anomaly, or the first of ``kind`` (on ``ident``)."""
     symbol_of = {v: k for k, v in bindings.items()}
-    entity_anoms = [a for a in report.anomalies if a.entity in ("item", "user", "order")]
+    entity_anoms = [a for a in report.anomalies if a.entity in ENTITY_KINDS]
     if not entity_anoms:
         kinds = sorted({a.kind for a in report.anomalies})
         raise NothingToShrink(f"{run}: {report.verdict.verdict} with no anomaly on an item, user or order to "
