@@ -210,6 +210,51 @@ def test_cli_report_formats(tmp_path, mixed):
     assert r.returncode == 0 and out.read_text().count('<figure class="chart"') == 3
 
 
+def test_cli_report_output_is_replaced_whole_and_follows_links(tmp_path, mixed):
+    # -o writes through OUT.part renamed over OUT: no temporary file is left, a symbolic link stays a
+    # link (its target gets the report), and /dev/stdout (a pipe here) is written to, not replaced.
+    target = tmp_path / "reports" / "r.txt"
+    target.parent.mkdir()
+    target.write_text("an older report\n")
+    link = tmp_path / "latest.txt"
+    link.symlink_to(target)
+    r = _cli("report", str(mixed), "-o", str(link))
+    assert r.returncode == 0 and r.stderr == f"wrote {link}\n"
+    assert link.is_symlink() and target.read_text().startswith("wdm-replay report: build-a (mixed.wdmr)")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["r.txt"]
+    r = _cli("report", str(mixed), "-o", "/dev/stdout")
+    assert r.returncode == 0 and r.stdout.startswith("wdm-replay report: build-a (mixed.wdmr)")
+    assert Path("/dev/stdout").is_symlink() or not Path("/dev/stdout").is_file()
+
+
+def test_a_failed_write_leaves_the_earlier_file_whole(tmp_path):
+    from wdmreplay.traces.stream import write_text_atomically
+
+    out = tmp_path / "report.html"
+    out.write_text("the earlier report")
+    with pytest.raises(UnicodeEncodeError):  # fails after the temporary file was opened and truncated
+        write_text_atomically(out, "<html>" + "\ud800")
+    assert out.read_text() == "the earlier report" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    write_text_atomically(out, "<html>")
+    assert out.read_text() == "<html>" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_a_pipe_is_written_to_not_replaced(tmp_path):
+    import stat
+    import threading
+
+    from wdmreplay.traces.stream import write_text_atomically
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_text_atomically(fifo, "through the pipe")
+    reader.join(10)
+    assert got == ["through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
 def test_cli_compare_and_errors(tmp_path):
     a = latency_run(tmp_path / "a.wdmr", seed=1, label="a")
     # Far beyond the single-run noise floor, so one run a side suffices.

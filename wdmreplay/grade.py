@@ -35,6 +35,7 @@ from .targets import Target, choose_target
 from .capacity import CapacityInterrupted
 from .replayer.config import ReplayConfig
 from .replayer.fault_schedule import load_schedule
+from .traces.stream import write_text_atomically
 from .team_record import SUITES, SuiteRun, SuiteRuns, TeamRecord, read_record, write_record
 
 # Unreachable, crashed and NOT CLEAN teams are marked and come last, in this order after the rest.
@@ -306,11 +307,11 @@ def _write_report(results: Any, check: Any, out_stem: Path, reports: bool) -> st
         try:
             from .analysis import render_html
 
-            out_stem.with_suffix(".html").write_text(render_html(report), encoding="utf-8")
+            write_text_atomically(out_stem.with_suffix(".html"), render_html(report))
             return out_stem.with_suffix(".html").name
         except WdmError:  # matplotlib missing: the text report instead
             pass
-    out_stem.with_suffix(".txt").write_text(render_text(report), encoding="utf-8")
+    write_text_atomically(out_stem.with_suffix(".txt"), render_text(report))
     return out_stem.with_suffix(".txt").name
 
 
@@ -374,8 +375,8 @@ def _capacity(team: Team, cfg: GradeConfig, tdir: Path) -> SuiteRun:
                             step_seconds=cfg.step_seconds)
     except TargetUnreachable as e:
         raise TeamFailed("unreachable", str(e)) from None
-    (cdir / "capacity.json").write_text(json.dumps(res.as_dict(), indent=2, sort_keys=True) + "\n")
-    (cdir / "capacity.txt").write_text(render_capacity_text(res), encoding="utf-8")
+    write_text_atomically(cdir / "capacity.json", json.dumps(res.as_dict(), indent=2, sort_keys=True) + "\n")
+    write_text_atomically(cdir / "capacity.txt", render_capacity_text(res))
     report = "capacity/capacity.txt"
     if cfg.reports and matplotlib_missing() is None:
         plot_capacity(res, cdir / "capacity.png")

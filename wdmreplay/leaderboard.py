@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import WdmError
+from .traces.stream import write_text_atomically
 
 if TYPE_CHECKING:
     from .grade import Leaderboard, TeamRow
@@ -109,10 +109,8 @@ def write_leaderboard(board: "Leaderboard", outdir: str | Path) -> tuple[str, ..
                        ("leaderboard.csv", render_leaderboard_csv(board)),
                        ("leaderboard.html", render_leaderboard_html(board))):
         path = outdir / name
-        tmp = path.with_name(name + ".part")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomically(path, text)
         except OSError as e:
             raise WdmError(f"{path}: cannot write: {e.strerror}") from None
         out.append(str(path))

@@ -9,9 +9,10 @@ back, so a rerun of ``grade`` skips the teams that have one (a grading night res
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .traces.stream import write_text_atomically
 
 SUITES = ("consistency", "stress", "capacity", "faults")
 STATUSES = ("ok", "inconclusive", "not_clean", "error", "unreachable")
@@ -125,9 +126,7 @@ class TeamRecord:
 
 def write_record(path: Path, record: TeamRecord) -> None:
     """``path`` written atomically (temp file + rename): a crash never leaves a half record."""
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(record.as_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def read_record(path: Path) -> TeamRecord | None:

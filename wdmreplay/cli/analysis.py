@@ -152,11 +152,11 @@ def report_cmd(results: str, fmt: str, output: str | None, recheckout: str, buck
 def emit(text: str, output: str | None) -> None:
     """A rendered report: to ``output`` (one line on stderr says so) or to stdout."""
     from ..analysis.consistency import AnalysisError
+    from ..traces.stream import write_text_atomically
 
     if output:
         try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text_atomically(output, text)
         except OSError as e:
             raise AnalysisError(f"{output}: cannot write: {e.strerror}") from None
         click.echo(f"wrote {output}", err=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -82,6 +83,31 @@ def remove_quietly(*paths: str | Path) -> None:
             os.unlink(p)
         except OSError:
             pass
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` through ``PATH.part`` renamed over it: a crash, a Ctrl-C or a full disk
+    never leaves half a file, nor an earlier file half overwritten (the temporary file is removed).
+
+    A path that names something other than a regular file (``/dev/stdout``, a pipe) is written
+    directly; a symbolic link's target is replaced, not the link. OSError as raised.
+    """
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)  # follows links: /dev/stdout is a pipe or a tty
+    except FileNotFoundError:
+        special = False
+    if special:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    real = Path(os.path.realpath(path))
+    tmp = real.with_name(real.name + ".part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, real)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
 
 
 def _same_file(a: str, b: str) -> bool:
