@@ -33,38 +33,18 @@ from ..traces.records import Event
 from ..traces.results import (CONN_ERROR, ERROR, EVENT_FAULT, EVENT_FAULT_START, EVENT_FINAL_READ, EVENT_PHASE_START,
                               FAIL, OK, OUTCOMES, SKIPPED, TIMEOUT, run_rate, send_window)
 from .messages import FLUSH_EVERY
-from .schedule import histogram, histogram_add, histogram_quantile
+from .schedule import LogScale, histogram, histogram_add, histogram_quantile
 from .summary import ReplaySummary
 
 SERIES_POINTS = 300  # at most this many points per chart: longer runs merge adjacent seconds
 # The per-second histograms are coarse (≈ 9 % buckets from 0.1 ms to ~100 s): 160 int32 per second of run.
-SERIES_MIN = 1e-4
-SERIES_RATIO = 2 ** (1 / 8)
 SERIES_BUCKETS = 160
+SERIES_SCALE = LogScale(1e-4, 2 ** (1 / 8), SERIES_BUCKETS, 1e-4 / 2)  # bucket 0 reads as half its bound
 UNANSWERED = (ERROR, TIMEOUT, CONN_ERROR)
 
 
 class LiveViewError(WdmError):
     """The live view cannot listen where asked (bad HOST:PORT, port in use, no permission)."""
-
-
-def _series_bucket(seconds: np.ndarray) -> np.ndarray:
-    idx = np.zeros(len(seconds), dtype=np.int64)
-    big = seconds > SERIES_MIN
-    idx[big] = np.minimum(np.floor(np.log(seconds[big] / SERIES_MIN) / math.log(SERIES_RATIO)).astype(np.int64) + 1,
-                          SERIES_BUCKETS - 1)
-    return idx
-
-
-def _series_quantile(hist: np.ndarray, q: float) -> float | None:
-    """The ``q`` quantile of one coarse histogram (seconds, bucket's geometric middle), or None if empty."""
-    total = int(hist.sum())
-    if total == 0:
-        return None
-    b = int(np.searchsorted(np.cumsum(hist), max(1, math.ceil(q * total))))
-    if b == 0:
-        return SERIES_MIN / 2
-    return SERIES_MIN * SERIES_RATIO ** (b - 1) * math.sqrt(SERIES_RATIO)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -127,7 +107,7 @@ class LiveStats:
                 self.counts[lo:hi] += np.bincount((sec - lo) * 3 + cls[has_time], minlength=span * 3).reshape(span, 3)
                 rt = (done - intended)[has_time]
                 ok_time = np.isfinite(rt)
-                idx = (sec[ok_time] - lo) * SERIES_BUCKETS + _series_bucket(rt[ok_time])
+                idx = (sec[ok_time] - lo) * SERIES_BUCKETS + SERIES_SCALE.index_all(rt[ok_time])
                 self.hists[lo:hi] += np.bincount(idx, minlength=span * SERIES_BUCKETS).reshape(
                     span, SERIES_BUCKETS).astype(self.hists.dtype)
 
@@ -219,8 +199,8 @@ class LiveStats:
             out["t"].append(start)
             for key, v in zip(("ok", "refused", "unanswered"), c):
                 out[key].append(round(float(v) / width, 3))
-            out["p50_ms"].append(_ms(_series_quantile(h, 0.50)))
-            out["p99_ms"].append(_ms(_series_quantile(h, 0.99)))
+            out["p50_ms"].append(_ms(SERIES_SCALE.quantile(h, 0.50)))
+            out["p99_ms"].append(_ms(SERIES_SCALE.quantile(h, 0.99)))
         return out
 
     def _by_op(self) -> list[dict]:

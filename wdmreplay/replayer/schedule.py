@@ -9,6 +9,7 @@ possible" (then nothing waits and only ``--concurrency`` bounds the load).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -105,20 +106,48 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 # --- summary statistics: a log-bucketed histogram, so memory does not grow with the run ---------
 
+@dataclass(frozen=True)
+class LogScale:
+    """Geometric buckets for positive durations: bucket 0 holds every value up to ``low``, bucket b ≥ 1
+    the values from ``low · ratio^(b−1)``, the last one everything above. A quantile reads as its
+    bucket's geometric middle (``zero`` in bucket 0), so it is exact to within √ratio."""
+
+    low: float
+    ratio: float
+    buckets: int
+    zero: float
+
+    def index(self, v: np.ndarray) -> np.ndarray:
+        """The bucket of each value of ``v``, every one above ``low`` (:meth:`index_all` takes any)."""
+        return np.minimum(np.floor(np.log(v / self.low) / math.log(self.ratio)).astype(np.int64) + 1, self.buckets - 1)
+
+    def index_all(self, v: np.ndarray) -> np.ndarray:
+        """The bucket of each value of ``v`` (not NaN); those up to ``low`` in bucket 0."""
+        idx = np.zeros(len(v), dtype=np.int64)
+        big = v > self.low
+        idx[big] = self.index(v[big])
+        return idx
+
+    def quantile(self, hist: np.ndarray, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of a histogram on this scale; None if it is empty."""
+        total = int(hist.sum())
+        if total == 0:
+            return None
+        b = int(np.searchsorted(np.cumsum(hist), max(1, math.ceil(q * total))))
+        if b == 0:
+            return self.zero
+        return self.low * self.ratio ** (b - 1) * math.sqrt(self.ratio)
+
+
 HIST_MIN = 1e-6  # seconds; smaller values (including 0 and tiny negatives) land in bucket 0
 HIST_RATIO = 1.005  # bucket width: quantiles are exact to within 0.5 %
 HIST_BUCKETS = int(math.ceil(math.log(1e4 / HIST_MIN) / math.log(HIST_RATIO))) + 2
-_LOG_RATIO = math.log(HIST_RATIO)
+SUMMARY_SCALE = LogScale(HIST_MIN, HIST_RATIO, HIST_BUCKETS, 0.0)  # the replay summary's (1 µs to 10,000 s)
 
 
 def histogram() -> np.ndarray:
     """An empty latency histogram (counts per geometric bucket from 1 µs to 10,000 s)."""
     return np.zeros(HIST_BUCKETS, dtype=np.int64)
-
-
-def _buckets(v: np.ndarray) -> np.ndarray:
-    """The bucket of each value of ``v``, every one above :data:`HIST_MIN` (the others go to bucket 0)."""
-    return np.minimum(np.floor(np.log(v / HIST_MIN) / _LOG_RATIO).astype(np.int64) + 1, HIST_BUCKETS - 1)
 
 
 def histogram_add(hist: np.ndarray, seconds: np.ndarray) -> None:
@@ -127,10 +156,7 @@ def histogram_add(hist: np.ndarray, seconds: np.ndarray) -> None:
     v = v[~np.isnan(v)]
     if not len(v):
         return
-    idx = np.zeros(len(v), dtype=np.int64)
-    big = v > HIST_MIN
-    idx[big] = _buckets(v[big])
-    hist += np.bincount(idx, minlength=HIST_BUCKETS)
+    hist += np.bincount(SUMMARY_SCALE.index_all(v), minlength=HIST_BUCKETS)
 
 
 def histograms_add(hists: tuple[np.ndarray, ...], values: tuple[np.ndarray, ...]) -> None:
@@ -148,7 +174,7 @@ def histograms_add(hists: tuple[np.ndarray, ...], values: tuple[np.ndarray, ...]
         for h, part in zip(hists, values):
             histogram_add(h, part)
         return
-    idx = _buckets(v)
+    idx = SUMMARY_SCALE.index(v)
     start = 0
     for k, part in enumerate(values):  # each histogram's buckets after the previous one's
         idx[start:start + part.size] += k * HIST_BUCKETS
@@ -159,16 +185,8 @@ def histograms_add(hists: tuple[np.ndarray, ...], values: tuple[np.ndarray, ...]
 
 
 def histogram_quantile(hist: np.ndarray, q: float) -> float | None:
-    """The ``q`` quantile (0..1) of a histogram, as the bucket's geometric middle; None if empty."""
-    total = int(hist.sum())
-    if total == 0:
-        return None
-    rank = max(1, int(math.ceil(q * total)))
-    b = int(np.searchsorted(np.cumsum(hist), rank))
-    if b == 0:
-        return 0.0
-    lo = HIST_MIN * HIST_RATIO ** (b - 1)
-    return lo * math.sqrt(HIST_RATIO)
+    """The ``q`` quantile (0..1) of a summary histogram, as the bucket's geometric middle; None if empty."""
+    return SUMMARY_SCALE.quantile(hist, q)
 
 
 def rate(count: int, seconds: float) -> float | None:
@@ -187,7 +205,7 @@ def histogram_count_above(hist: np.ndarray, limit: float) -> int:
     """How many values of ``hist`` lie in buckets wholly above ``limit`` seconds (within a bucket's 0.5 %)."""
     if limit <= HIST_MIN:
         return int(hist[1:].sum())
-    first = int(math.floor(math.log(limit / HIST_MIN) / _LOG_RATIO)) + 2  # the first bucket starting above limit
+    first = int(math.floor(math.log(limit / HIST_MIN) / math.log(HIST_RATIO))) + 2  # the first bucket starting above limit
     return int(hist[min(first, HIST_BUCKETS):].sum())
 
 
