@@ -39,7 +39,8 @@ def test_oversell_and_double_charge_flags():
     pay.add_funds(user, 10)
     assert pay.pay(user, 3) == 7  # a plain payment: once
     assert pay.pay(user, 7, "o1", by_checkout=True) == -7  # a checkout's: twice, past zero
-    assert pay.payments[(user, "o1")] == [14, True]
+    p = pay.payments[(user, "o1")]
+    assert (p.amount, p.by_checkout) == (14, True)
     with pytest.raises(Refused, match="paid by checkout"):
         pay.cancel(user, "o1")
 

@@ -39,7 +39,7 @@ from aiohttp import ClientError, web
 from yarl import URL
 
 from ..terms import named
-from .store import Item, Order, OrderStore, PaymentStore, Refused, StockStore, User
+from .store import Item, Order, OrderStore, Payment, PaymentStore, Refused, StockStore, User
 
 # How long the background compensator waits between rounds while a peer is unreachable.
 RETRY_S = 0.25
@@ -114,7 +114,7 @@ class DurableStore:
                         db.execute("DELETE FROM payments WHERE user_id=? AND order_id=?", key)
                     else:
                         db.execute("INSERT OR REPLACE INTO payments VALUES (?,?,?,?)",
-                                   (key[0], key[1], rec[0], int(bool(rec[1]))))
+                                   (key[0], key[1], rec.amount, int(rec.by_checkout)))
             if self.orders is not None and d["orders"]:
                 self._write(d["orders"], self.orders.orders, "orders",
                             lambda k, o: (k, o.user_id, json.dumps(o.items), o.total_cost, int(o.paid),
@@ -225,7 +225,7 @@ class DurablePayment(PaymentStore):
         for k, credit in durable.rows("SELECT id, credit FROM users"):
             self.users[k] = User(credit)
         for u, o, amount, by_checkout in durable.rows("SELECT * FROM payments"):
-            self.payments[(u, o)] = [amount, bool(by_checkout)]
+            self.payments[(u, o)] = Payment(amount, bool(by_checkout))
         self.ids.n = durable.counter("payment")
         durable.payment = self
 
@@ -294,26 +294,34 @@ class DurableOrders(OrderStore):
 # --- legs: stock and payment operations idempotent by request id -----------------------------
 
 
+class Leg:
+    """One saga leg as logged: ``"subtract"`` (target: an item) or ``"pay"`` (target: a user, for an
+    order), its amount, and ``"applied"`` or ``"undone"`` (a leg undone before it ran has no kind)."""
+
+    __slots__ = ("kind", "target", "order_id", "amount", "state")
+
+    def __init__(self, kind: str | None, target: str | None, order_id: str | None, amount: int, state: str):
+        self.kind, self.target, self.order_id, self.amount, self.state = kind, target, order_id, amount, state
+
+
 class LegLog:
     """Saga legs applied once per request id, and undone once (or fenced off if never applied)."""
 
     def __init__(self, durable: DurableStore, state: Any):
         self.durable = durable
         self.state = state
-        # rid -> [kind, target, order_id, amount, state ("applied" | "undone")]
-        self.legs: dict[str, list[Any]] = {
-            rid: [kind, target, order_id, amount, st]
-            for rid, kind, target, order_id, amount, st in durable.rows("SELECT * FROM legs")
-        }
+        self.legs: dict[str, Leg] = {rid: Leg(*rest) for rid, *rest in durable.rows("SELECT * FROM legs")}
 
     def _save(self, rid: str) -> None:
-        self.durable.log("INSERT OR REPLACE INTO legs VALUES (?,?,?,?,?,?)", rid, *self.legs[rid])
+        leg = self.legs[rid]
+        self.durable.log("INSERT OR REPLACE INTO legs VALUES (?,?,?,?,?,?)", rid, leg.kind, leg.target,
+                         leg.order_id, leg.amount, leg.state)
 
     def _seen(self, rid: str) -> bool:
         leg = self.legs.get(rid)
         if leg is None:
             return False
-        if leg[4] == "undone":
+        if leg.state == "undone":
             raise Refused(f"leg {rid} was cancelled")
         return True
 
@@ -321,40 +329,40 @@ class LegLog:
         """Take ``amount`` units of ``item_id`` once for ``rid``."""
         if not self._seen(rid):
             self.state.stock.subtract(item_id, amount)
-            self.legs[rid] = ["subtract", item_id, None, amount, "applied"]
+            self.legs[rid] = Leg("subtract", item_id, None, amount, "applied")
             self._save(rid)
 
     def pay(self, rid: str, user_id: str, order_id: str, amount: int) -> None:
         """Charge ``user_id`` ``amount`` for ``order_id`` once for ``rid``."""
         if not self._seen(rid):
             self.state.payment.pay(user_id, amount, order_id, by_checkout=True)
-            self.legs[rid] = ["pay", user_id, order_id, amount, "applied"]
+            self.legs[rid] = Leg("pay", user_id, order_id, amount, "applied")
             self._save(rid)
 
     def undo(self, rid: str) -> None:
         """Reverse leg ``rid`` if it was applied; if it never was, fence it off (refused later)."""
         leg = self.legs.get(rid)
-        if leg is not None and leg[4] == "undone":
+        if leg is not None and leg.state == "undone":
             return
         if leg is None:
-            self.legs[rid] = [None, None, None, 0, "undone"]
+            self.legs[rid] = Leg(None, None, None, 0, "undone")
         else:
-            kind, target, order_id, amount, _ = leg
             try:
-                if kind == "subtract":
-                    self.state.stock.add(target, amount)
+                if leg.kind == "subtract":
+                    self.state.stock.add(leg.target, leg.amount)
                 else:
                     pay = self.state.payment
-                    pay.add_funds(target, amount)
-                    rec = pay.payments.get((target, order_id))
+                    pay.add_funds(leg.target, leg.amount)
+                    key = (leg.target, leg.order_id)
+                    rec = pay.payments.get(key)
                     if rec is not None:
-                        pay.durable.mark("payments", (target, order_id))
-                        rec[0] -= amount
-                        if rec[0] <= 0:
-                            del pay.payments[(target, order_id)]
+                        pay.durable.mark("payments", key)
+                        rec.amount -= leg.amount
+                        if rec.amount <= 0:
+                            del pay.payments[key]
             except Refused:
                 pass  # the item or user is gone (POST /_shop/reset): nothing left to give back
-            leg[4] = "undone"
+            leg.state = "undone"
         self._save(rid)
 
 

@@ -65,6 +65,17 @@ class User:
         self.credit = credit
 
 
+class Payment:
+    """What a user paid for one order (the 2023 dialect's ``/payment/pay/{user}/{order}/{amount}``), and
+    whether a checkout paid it (such a payment cannot be cancelled on its own)."""
+
+    __slots__ = ("amount", "by_checkout")
+
+    def __init__(self, amount: int, by_checkout: bool):
+        self.amount = amount
+        self.by_checkout = by_checkout
+
+
 class Order:
     """An order: its user, its lines ``[item_id, qty]``, the running total and whether it is paid."""
 
@@ -171,7 +182,7 @@ class PaymentStore:
         self.double_charge = double_charge
         self.users: dict[str, User] = {}
         # (user_id, order_id) -> [amount, made_by_checkout]
-        self.payments: dict[tuple[str, str], list[Any]] = {}
+        self.payments: dict[tuple[str, str], Payment] = {}  # by (user, order)
         self.ids = IdSource("user-")
 
     def find(self, user_id: str) -> User:
@@ -207,8 +218,11 @@ class PaymentStore:
         """Remember a payment for ``order_id`` (so status and cancel can find it)."""
         if order_id is not None:
             prev = self.payments.get((user_id, order_id))
-            total = amount + (prev[0] if prev else 0)
-            self.payments[(user_id, order_id)] = [total, by_checkout or bool(prev and prev[1])]
+            if prev is None:
+                self.payments[(user_id, order_id)] = Payment(amount, by_checkout)
+            else:
+                prev.amount += amount
+                prev.by_checkout = prev.by_checkout or by_checkout
 
     def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> int:
         """Charge ``amount``; the new credit. Refused if credit would go below 0.
@@ -228,10 +242,10 @@ class PaymentStore:
         rec = self.payments.get((user_id, order_id))
         if rec is None:
             raise Refused(f"no payment by {_shown('user', user_id)} for {_shown('order', order_id)}")
-        if rec[1]:
+        if rec.by_checkout:
             # Refunding a checkout here would leave the order paid without its charge.
             raise Refused(f"{_shown('order', order_id)} was paid by checkout; its payment cannot be cancelled")
-        user.credit = _capped("credit", user.credit + rec[0])
+        user.credit = _capped("credit", user.credit + rec.amount)
         del self.payments[(user_id, order_id)]
         return user.credit
 
