@@ -155,6 +155,16 @@ class OpComparison:
 
 
 @dataclass(frozen=True, slots=True)
+class Rates:
+    """Each build's request rate (req/s), the mean over its runs: achieved and scheduled (None: not known)."""
+
+    base: float | None
+    new: float | None
+    base_scheduled: float | None
+    new_scheduled: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class BuildComparison:
     """One build (a label group) against the base build."""
 
@@ -166,7 +176,7 @@ class BuildComparison:
     base_anomalies: dict[str, float] | None  # per run (mean over the build's runs)
     new_anomalies: dict[str, float] | None
     noise_floor: bool  # a side had one run: intervals widened by NOISE_FLOOR
-    rates: tuple[float | None, float | None, float | None, float | None]  # achieved base, new; scheduled base, new
+    rates: Rates
     tests: int  # gated tests sharing alpha (Bonferroni)
     critical: float  # the intervals' critical value (normal, at 1 − alpha/(2·tests))
     notes: tuple[str, ...] = ()
@@ -259,8 +269,8 @@ def _build_dict(b: BuildComparison) -> dict:
     return {
         "label": b.label, "files": list(b.files), "regression": b.regression, "noise_floor": b.noise_floor,
         "tests": b.tests, "critical": _r(b.critical),
-        "rates": {"base": _r(b.rates[0]), "new": _r(b.rates[1]), "base_scheduled": _r(b.rates[2]),
-                  "new_scheduled": _r(b.rates[3])},
+        "rates": {"base": _r(b.rates.base), "new": _r(b.rates.new), "base_scheduled": _r(b.rates.base_scheduled),
+                  "new_scheduled": _r(b.rates.new_scheduled)},
         "notes": list(b.notes), "errors": _error_dict(b.errors),
         "cannot_fire": [{"gate": g.gate, "ops": list(g.ops), "why": g.why} for g in b.limits],
         "no_answered_requests": {side: list(ops) for side, ops in b.unanswered.items()},
@@ -504,8 +514,8 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
     return BuildComparison(
         ns[0].label, tuple(r.file for r in ns), tuple(ops),
         all_errors, throughput, b_anom, n_anom,
-        floor, (_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
-                _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
+        floor, Rates(_mean([r.rate for r in bs]), _mean([r.rate for r in ns]),
+                     _mean([r.scheduled_rate for r in bs]), _mean([r.scheduled_rate for r in ns])),
         tests, crit, tuple(notes), limits, unanswered, silent_labels)
 
 

@@ -211,8 +211,8 @@ def _build_context(res: CompareResult, b: BuildComparison) -> BuildView:
                 + (" REGRESSION" if t.regression else ""))
     else:
         tput = (f"not compared ({throughput_not_compared(b)}); achieved {res.base_label} "
-                f"{'-' if b.rates[0] is None else f'{b.rates[0]:.1f}'} req/s, {b.label} "
-                f"{'-' if b.rates[1] is None else f'{b.rates[1]:.1f}'} req/s")
+                f"{'-' if b.rates.base is None else f'{b.rates.base:.1f}'} req/s, {b.label} "
+                f"{'-' if b.rates.new is None else f'{b.rates.new:.1f}'} req/s")
     if b.base_anomalies is None or b.new_anomalies is None:
         anomalies = "not compared (no check)"
     else:

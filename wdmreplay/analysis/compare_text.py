@@ -24,7 +24,8 @@ def _throughput_line(res: CompareResult, b: BuildComparison) -> str:
                 f"({'significant' if t.significant else 'not significant'}, interval "
                 f"{t.ci[0]:.2f}–{t.ci[1]:.2f}){flag}")
     parts = []
-    for lbl, ach, sch in ((res.base_label, b.rates[0], b.rates[2]), (b.label, b.rates[1], b.rates[3])):
+    r = b.rates
+    for lbl, ach, sch in ((res.base_label, r.base, r.base_scheduled), (b.label, r.new, r.new_scheduled)):
         parts.append(f"{lbl} {'-' if ach is None else f'{ach:.1f}'}" + ("" if sch is None else f" of {sch:.1f} scheduled"))
     return f"  throughput: not compared ({throughput_not_compared(b)}); achieved req/s: " + ", ".join(parts)
 
