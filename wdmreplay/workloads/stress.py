@@ -68,6 +68,19 @@ CLOSED_DEFAULT_SPAWN_RATE = 1.0
 CLOSED_DEFAULT_WAIT = "1,15"  # the seed locustfile's wait_time between(1, 15)
 
 
+@dataclass(slots=True)
+class FinalTotals:
+    """The final state summed over every session so far (each works on entities of its own), and what
+    s8's re-checkouts may add if the shop's policy is to charge again."""
+
+    paid: int = 0  # checkouts that paid
+    stock: int = 0
+    credit: int = 0
+    recheckouts: int = 0  # s8 sessions whose second checkout a charging shop could take
+    recheckout_units: int = 0
+    recheckout_cost: int = 0
+
+
 class Draws:
     """The per-scenario random values, drawn from one seeded RNG (inclusive integer ranges)."""
 
@@ -81,18 +94,15 @@ class Draws:
         self._p = (price[0], price[1] - price[0] + 1)
         self._s = (stock[0], stock[1] - stock[0] + 1)
         self._f = (funds[0], funds[1] - funds[0] + 1)
-        # Final state summed over every session so far: [paid checkouts, stock, credit], and what
-        # the re-checkouts of s8 may add if the shop's policy is to charge again: [checkouts,
-        # units, cost].
-        self.totals = [0, 0, 0, 0, 0, 0]
+        self.totals = FinalTotals()
         self.repeat_qty = repeat_qty  # units of s7's second add_item (1 when the dialect has no quantity)
 
     def tally(self, m: ShopModel) -> None:
         """Add one finished session's final state to :attr:`totals` (its entities are its own)."""
         t = self.totals
-        t[0] += sum(1 for o in m.orders.values() if o.paid)
-        t[1] += sum(m.stock.values())
-        t[2] += sum(m.credit.values())
+        t.paid += sum(1 for o in m.orders.values() if o.paid)
+        t.stock += sum(m.stock.values())
+        t.credit += sum(m.credit.values())
 
     def price(self) -> int:
         lo, n = self._p
@@ -242,9 +252,9 @@ def _s8(ns: str, think: float, d: Draws) -> list:
     d.tally(m)
     if paid and m.stock[i0] >= 1 and m.credit[u] >= m.total_cost(o):
         t = d.totals  # a shop that charges again can take one more unit and the cost once more
-        t[3] += 1
-        t[4] += 1
-        t[5] += m.total_cost(o)
+        t.recheckouts += 1
+        t.recheckout_units += 1
+        t.recheckout_cost += m.total_cost(o)
     return steps
 
 
@@ -416,19 +426,19 @@ def plan(params: Mapping[str, Any], seed: int) -> Plan:
     def final_expect() -> dict:
         # Every session works on entities of its own, so its final state is known exactly, up to
         # what s8's re-checkouts take from a shop whose policy is to charge again.
-        ok, stock, credit, n_re, units_re, cost_re = draws.totals
+        t = draws.totals
         rng_ = final_range()
-        return {k: v[0] for k, v in rng_.items() if v[0] == v[1]} if n_re else \
-            {"checkout_ok": ok, "stock_total": stock, "credit_total": credit}
+        return {k: v[0] for k, v in rng_.items() if v[0] == v[1]} if t.recheckouts else \
+            {"checkout_ok": t.paid, "stock_total": t.stock, "credit_total": t.credit}
 
     def final_range() -> dict:
-        ok, stock, credit, n_re, units_re, cost_re = draws.totals
-        return {"checkout_ok": [ok, ok + n_re], "stock_total": [stock - units_re, stock],
-                "credit_total": [credit - cost_re, credit]}
+        t = draws.totals
+        return {"checkout_ok": [t.paid, t.paid + t.recheckouts], "stock_total": [t.stock - t.recheckout_units, t.stock],
+                "credit_total": [t.credit - t.recheckout_cost, t.credit]}
 
     return Plan(phases=[PHASE], scenarios=list(SCENARIOS), sessions=sessions, estimate=int(est),
                 final_expect=final_expect,
-                final_header=lambda: {"expect_range": final_range()} if draws.totals[3] else {})
+                final_header=lambda: {"expect_range": final_range()} if draws.totals.recheckouts else {})
 
 
 def _chooser(p: StressParams, rng: random.Random) -> Callable[[], Callable]:
