@@ -36,6 +36,29 @@ def _overlapping(intervals: list) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class Figures:
+    """An item's stock or a user's credit, as the check sees it: what the history allows (``lo``..``hi``),
+    what the 2xx answers alone imply, and what the final read returned. Summed over every entity (with
+    :meth:`add`), the run's totals."""
+
+    lo: int = 0
+    hi: int = 0
+    implied: int = 0
+    final: int = 0
+
+    def add(self, f: "Figures") -> None:
+        self.lo += f.lo
+        self.hi += f.hi
+        self.implied += f.implied
+        self.final += f.final
+
+
+def zero_totals() -> dict[str, Figures]:
+    """Running totals of the stock (items) and the credit (users), all zero."""
+    return {"stock": Figures(), "credit": Figures()}
+
+
 @dataclass
 class CheckContext:
     """What every per-entity checker reads: the history, the final state, the policy and the order index."""
@@ -228,19 +251,19 @@ def _implied(ctx: CheckContext, led: Ledger, initial: int, related: list[tuple[s
     return rules.implied_value(initial, led.add_ok, led.sub_ok, taken)
 
 
-def check_item(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, tuple[int, int, int, int]]:
-    """One item: its anomaly (or None) and (lo, hi, implied by 2xx, final) of its stock."""
+def check_item(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, Figures]:
+    """One item: its anomaly (or None) and the figures of its stock."""
     b = ctx.hist.batch_item(eid)
     initial = b[0] if b is not None else 0
     actual = ctx.fs.items[eid].stock
     related = ctx.item_orders[eid]
     led = ctx.hist.ledger("item", eid) or Ledger()
     a, lo, hi = check_entity(ctx, "item", eid, initial, led, actual, related)
-    return a, (lo, hi, _implied(ctx, led, initial, related), actual)
+    return a, Figures(lo, hi, _implied(ctx, led, initial, related), actual)
 
 
-def check_user(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, tuple[int, int, int, int]]:
-    """One user: its anomaly (or None) and (lo, hi, implied by 2xx, final) of its credit."""
+def check_user(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, Figures]:
+    """One user: its anomaly (or None) and the figures of its credit."""
     initial = ctx.hist.batch_user(eid) or 0
     actual = ctx.fs.users[eid].credit
     related = [(o, ctx.fs.orders[o].total_cost) for o in ctx.user_orders[eid]]
@@ -250,7 +273,7 @@ def check_user(ctx: CheckContext, eid: str) -> tuple[Anomaly | None, tuple[int, 
         led.add_unc += led.sub_ok + led.sub_unc + sum(w * ctx.mult[o][1] for o, w in related if o in ctx.mult)
         led.exact = False
     a, lo, hi = check_entity(ctx, "user", eid, initial, led, actual, related)
-    return a, (lo, hi, _implied(ctx, led, initial, related), actual)
+    return a, Figures(lo, hi, _implied(ctx, led, initial, related), actual)
 
 
 def bound_unknown_orders(unknown: list[str], hist: History, fs: FinalState) -> None:

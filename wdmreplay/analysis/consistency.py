@@ -33,8 +33,8 @@ from ..traces.records import MapView
 from ..traces.results import Results
 from . import rules
 from .anomaly import KIND_MEANING, KINDS, RECHECKOUT_POLICIES, AnalysisError, Anomaly, fmt_range, id_key
-from .checkers import (CheckContext, bound_unknown_orders, check_item, check_order, check_user, describe,
-                       entity_facts, lost_anomalies, lost_ids)
+from .checkers import (CheckContext, Figures, bound_unknown_orders, check_item, check_order, check_user, describe,
+                       entity_facts, lost_anomalies, lost_ids, zero_totals)
 from .final_state import FinalState, final_state
 from .history import History, read_history
 from .screen import screened
@@ -169,7 +169,8 @@ def _check_consistency(results: Results, recheckout: str, *, screen: bool) -> Co
     anomalies.extend(lost_anomalies(ctx))
     anomalies = [describe(ctx, a) for a in anomalies]
     anomalies.sort(key=lambda a: (KINDS.index(a.kind), a.entity, id_key(a.id)))
-    totals_out = Totals(*(TotalFigures(fmt_range(t[0], t[1]), t[2], t[3]) for t in (totals["stock"], totals["credit"])))
+    totals_out = Totals(*(TotalFigures(fmt_range(t.lo, t.hi), t.implied, t.final)
+                          for t in (totals["stock"], totals["credit"])))
     checked = Checked(len(fs.items), len(fs.users), len(fs.orders))
     return ConsistencyResult(anomalies, checked, _tally(hist, paid_orders), totals_out, notes, True,
                              hist.undetermined, hist, fs)
@@ -180,7 +181,7 @@ def _tally(hist: History, paid_orders: int) -> CheckoutTally:
     return CheckoutTally(co["ok"], co["fail"], co["indeterminate"], co["skipped"], paid_orders)
 
 
-def _every_entity(ctx: CheckContext) -> tuple[list[Anomaly], dict, int]:
+def _every_entity(ctx: CheckContext) -> tuple[list[Anomaly], dict[str, Figures], int]:
     """Every order, item and user through its per-entity checker: (anomalies, totals, paid orders)."""
     fs, hist = ctx.fs, ctx.hist
     anomalies: list[Anomaly] = []
@@ -198,13 +199,13 @@ def _every_entity(ctx: CheckContext) -> tuple[list[Anomaly], dict, int]:
         a = check_order(ctx, oid, o)
         if a is not None:
             anomalies.append(a)
-    totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
+    totals = zero_totals()
     for name, ids, checker in (("stock", fs.items, check_item), ("credit", fs.users, check_user)):
         for eid in sorted(ids, key=id_key):
             a, figs = checker(ctx, eid)
             if a is not None:
                 anomalies.append(a)
-            totals[name] = [t + f for t, f in zip(totals[name], figs)]
+            totals[name].add(figs)
     return anomalies, totals, paid_orders
 
 

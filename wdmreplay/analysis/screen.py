@@ -17,7 +17,7 @@ import numpy as np
 
 from . import rules
 from .anomaly import Anomaly, id_key
-from .checkers import CheckContext, check_item, check_order, check_user
+from .checkers import CheckContext, Figures, check_item, check_order, check_user, zero_totals
 from .final_state import OrderTable
 from .history import History, Ledger, positions, take
 
@@ -78,7 +78,7 @@ class _Related:
         return [(ids[k], int(qty[j])) for k, j in owners]
 
 
-def screened(ctx: CheckContext, tab: OrderTable, ocode: np.ndarray) -> tuple[list[Anomaly], dict, int]:
+def screened(ctx: CheckContext, tab: OrderTable, ocode: np.ndarray) -> tuple[list[Anomaly], dict[str, Figures], int]:
     """The checks of every order, item and user with numpy over all orders; the per-entity checkers run
     only on those whose figures the screen cannot clear: (anomalies, totals, paid orders)."""
     hist, fs = ctx.hist, ctx.fs
@@ -103,7 +103,7 @@ def screened(ctx: CheckContext, tab: OrderTable, ocode: np.ndarray) -> tuple[lis
         a = check_order(ctx, tab.ids[k], tab.state(k))
         if a is not None:
             anomalies.append(a)
-    totals = {"stock": [0, 0, 0, 0], "credit": [0, 0, 0, 0]}  # lo, hi, implied by 2xx, final
+    totals = zero_totals()
     where = dict(zip(tab.strings, range(len(tab.strings))))
     for name, ids, sums, checker in (("stock", fs.items, _per_item(tab, mlo, mhi, n_ok, charge), check_item),
                                      ("credit", fs.users, _per_user(tab, mlo, mhi, n_ok, charge), check_user)):
@@ -118,14 +118,13 @@ def screened(ctx: CheckContext, tab: OrderTable, ocode: np.ndarray) -> tuple[lis
                 a, figs = checker(ctx, eid)
                 if a is not None:
                     anomalies.append(a)
-            for j in range(4):
-                t[j] += figs[j]
+            t.add(figs)
     return anomalies, totals, int(np.count_nonzero(paid))
 
 
 def _clear_entity(ctx: CheckContext, name: str, eid: str, paid_lo: int, paid_hi: int, took: int,
-                  inexact: int) -> tuple[int, int, int, int] | None:
-    """(lo, hi, implied by 2xx, final) of an item's stock or user's credit that the rules prove right,
+                  inexact: int) -> Figures | None:
+    """The figures of an item's stock or user's credit that the rules prove right,
     or None when the per-entity checker must judge it (out of range, oversold, refunded, a subset)."""
     hist = ctx.hist
     if name == "stock":
@@ -138,7 +137,7 @@ def _clear_entity(ctx: CheckContext, name: str, eid: str, paid_lo: int, paid_hi:
     if (rules.oversold(actual, hi) or not lo <= actual <= hi or eid in hist.refunded
             or not rules.reachable(actual - lo, led.unc, led.exact and not inexact)):
         return None
-    return lo, hi, rules.implied_value(initial, led.add_ok, led.sub_ok, took), actual
+    return Figures(lo, hi, rules.implied_value(initial, led.add_ok, led.sub_ok, took), actual)
 
 
 def _per_item(tab: OrderTable, mlo: np.ndarray, mhi: np.ndarray, n_ok: np.ndarray, charge: bool) -> list[list]:
