@@ -202,8 +202,10 @@ def build_trace(exchanges: Sequence[Exchange], *, dialect: str | Dialect | None 
 
 def _to_steps(matched: list[tuple[Exchange, str, dict]], cuts: list[float]) -> list[CapturedStep]:
     """Match args to symbols (ids whose create answer came before the request was sent)."""
-    creates = sorted(((ex.done, ex.seq, op, created_id(op, ex)) for ex, op, _ in matched
-                      if OPERATIONS[op].creates), key=lambda c: (c[0], c[1]))
+    # The id each create's answer carries (None: refused, or no id in it), parsed once per create.
+    made = {ex.seq: created_id(op, ex) for ex, op, _ in matched if OPERATIONS[op].creates}
+    creates = sorted(((ex.done, ex.seq, op, made[ex.seq]) for ex, op, _ in matched if ex.seq in made),
+                     key=lambda c: (c[0], c[1]))
     symbols: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, real id) → (symbol, create seq)
     k = 0
     out: list[CapturedStep] = []
@@ -232,7 +234,7 @@ def _to_steps(matched: list[tuple[Exchange, str, dict]], cuts: list[float]) -> l
                     entities.append((kind, value))
             else:
                 args.append(_literal(value, kind))
-        bind = f"$r{ex.seq}.{spec.creates}" if created_id(op, ex) is not None else None
+        bind = f"$r{ex.seq}.{spec.creates}" if spec.creates and made[ex.seq] is not None else None
         if bind:
             entities.append((spec.creates, bind))  # type: ignore[arg-type]
         out.append(CapturedStep(ex, op, tuple(args), bind, expect_of(ex.status), bisect.bisect_right(cuts, ex.sent),
