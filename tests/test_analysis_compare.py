@@ -12,7 +12,8 @@ import pytest
 from analysis_support import latency_run
 
 from wdmreplay.analysis import CompareError, check_results, compare_runs, render_compare_text, render_json
-from wdmreplay.analysis.bootstrap import all_failing_significant, critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
+from wdmreplay.analysis.bootstrap import (all_failing_significant, critical_value, fisher_greater, log_mean_replicates,
+                                         log_quantile_replicates, ratio_interval)
 from wdmreplay.analysis.compare import NOISE_FLOOR, group_by_label
 from wdmreplay.analysis.compare_text import render_compare
 from synthetic import History

@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import WdmError
 from ..operations import OP_NAMES
 from ..traces.results import FAIL, INDETERMINATE, OK, SKIPPED, Results, run_rate, send_window
-from .bootstrap import all_failing_significant, critical_value, fisher_greater, log_mean_replicates, log_quantile_replicates, ratio_interval
+from .bootstrap import (all_failing_significant, critical_value, fisher_greater, log_mean_replicates,
+                        log_quantile_replicates, ratio_interval)
 from .check import CheckReport
 from .consistency import KINDS
 

@@ -205,7 +205,7 @@ def histogram_count_above(hist: np.ndarray, limit: float) -> int:
     """How many values of ``hist`` lie in buckets wholly above ``limit`` seconds (within a bucket's 0.5 %)."""
     if limit <= HIST_MIN:
         return int(hist[1:].sum())
-    first = int(math.floor(math.log(limit / HIST_MIN) / math.log(HIST_RATIO))) + 2  # the first bucket starting above limit
+    first = int(math.floor(math.log(limit / HIST_MIN) / math.log(HIST_RATIO))) + 2  # the first bucket above limit
     return int(hist[min(first, HIST_BUCKETS):].sum())
 
 
