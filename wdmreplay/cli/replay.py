@@ -33,7 +33,8 @@ from .options import DAY, FORCE_HELP, UI_DEFAULT, Finite, Listen, replay_options
               help="the final read reads every entity the run touched, and of the batch_init entities no request "
                    "named at most N per kind (a sample seeded by the trace's seed); 0: none of them")
 @click.option("--final-all", is_flag=True, help="read back every batch_init entity (no sample; slow for large ones)")
-@click.option("--ui", "ui", type=Listen(misplaced="write --ui=HOST:PORT or put --ui after the trace"), is_flag=False, flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
+@click.option("--ui", "ui", type=Listen(misplaced="write --ui=HOST:PORT or put --ui after the trace"), is_flag=False,
+              flag_value=UI_DEFAULT, default=None, metavar="[HOST:PORT]",
               help=f"serve a live view of the run at HOST:PORT [{UI_DEFAULT} when given alone; port 0: any "
                    "free port]: progress, req/s by outcome, p50/p99 over time, errors by operation, fault "
                    "windows; GET /stats.json gives the figures. Give --ui after the trace, or as --ui=HOST:PORT")

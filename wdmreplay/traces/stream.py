@@ -100,10 +100,10 @@ def write_text_atomically(path: str | Path, text: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return
-    real = Path(os.path.realpath(path))
-    tmp = real.with_name(real.name + ".part")
+    real = os.path.realpath(path)
+    tmp = part_path(real)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        Path(tmp).write_text(text, encoding="utf-8")
         os.replace(tmp, real)
     except BaseException:
         remove_quietly(tmp)
