@@ -225,6 +225,29 @@ def test_single_process_keeps_paid_orders_and_their_effects(services, tmp_path):
     _run(read())
 
 
+def test_single_process_keeps_a_payment_and_its_cancel_across_kill_9(services, tmp_path):
+    # A payment for an order is a row keyed by (user, order): kept after a kill, so a cancel after the
+    # restart finds it; the cancel deletes it, so a second cancel after another restart is refused.
+    shop = services(["--data", str(tmp_path / "data")])
+
+    async def call(method: str, path: str) -> tuple[int, Any]:
+        async with _session() as s:
+            return await _call(s, method, f"{shop.url}{path}")
+
+    user = _run(call("POST", "/payment/create_user"))[1]["user_id"]
+    assert _run(call("POST", f"/payment/add_funds/{user}/50"))[0] == 200
+    assert _run(call("POST", f"/payment/pay/{user}/o-7/20"))[0] == 200
+    shop.kill()
+    shop.start()
+    assert _run(call("GET", f"/payment/find_user/{user}"))[1]["credit"] == 30
+    assert _run(call("POST", f"/payment/cancel/{user}/o-7"))[0] == 200
+    shop.kill()
+    shop.start()
+    assert _run(call("GET", f"/payment/find_user/{user}"))[1]["credit"] == 50
+    status, body = _run(call("POST", f"/payment/cancel/{user}/o-7"))
+    assert status == 400 and "no payment" in body
+
+
 # --- split: kill one service mid-checkout ------------------------------------------------------
 
 

@@ -98,7 +98,7 @@ class DurableStore:
         """Write every touched row and queued statement in one transaction, and commit."""
         d = self.dirty
         if not (self.pending or d["items"] or d["users"] or d["payments"] or d["orders"]) \
-                and not self._counters_changed():
+                and not self._changed_counters():
             return
         db = self.db
         db.execute("BEGIN")
@@ -108,23 +108,17 @@ class DurableStore:
                             lambda k, v: (k, v.stock, v.price))
             if self.payment is not None:
                 self._write(d["users"], self.payment.users, "users", lambda k, v: (k, v.credit))
-                for key in d["payments"]:
-                    rec = self.payment.payments.get(key)
-                    if rec is None:
-                        db.execute("DELETE FROM payments WHERE user_id=? AND order_id=?", key)
-                    else:
-                        db.execute("INSERT OR REPLACE INTO payments VALUES (?,?,?,?)",
-                                   (key[0], key[1], rec.amount, int(rec.by_checkout)))
+                self._write(d["payments"], self.payment.payments, "payments",
+                            lambda k, v: (*k, v.amount, int(v.by_checkout)), ("user_id", "order_id"))
             if self.orders is not None and d["orders"]:
                 self._write(d["orders"], self.orders.orders, "orders",
                             lambda k, o: (k, o.user_id, json.dumps(o.items), o.total_cost, int(o.paid),
                                           json.dumps(o.prices)))
             for sql, params in self.pending:
                 db.execute(sql, params)
-            for name, n in self._current_counters().items():
-                if self.counters.get(name) != n:
-                    db.execute("INSERT OR REPLACE INTO counters VALUES (?,?)", (name, n))
-                    self.counters[name] = n
+            for name, n in self._changed_counters():
+                db.execute("INSERT OR REPLACE INTO counters VALUES (?,?)", (name, n))
+                self.counters[name] = n
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -133,24 +127,22 @@ class DurableStore:
             s.clear()
         self.pending.clear()
 
-    def _write(self, keys: set, live: dict, table: str, row: Any) -> None:
-        gone = [(k,) for k in keys if k not in live]
+    def _write(self, keys: set, live: dict, table: str, row: Any, key: tuple[str, ...] = ("id",)) -> None:
+        """Write the rows of ``keys`` changed in ``live`` (keyed by ``key``'s columns; a tuple when several),
+        deleting those gone from it."""
+        gone = [k if len(key) > 1 else (k,) for k in keys if k not in live]
         if gone:
-            self.db.executemany(f"DELETE FROM {table} WHERE id=?", gone)
+            self.db.executemany(f"DELETE FROM {table} WHERE {' AND '.join(c + '=?' for c in key)}", gone)
         rows = [row(k, live[k]) for k in keys if k in live]
         if rows:
             marks = ",".join("?" * len(rows[0]))
             self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
 
-    def _current_counters(self) -> dict[str, int]:
-        out = {}
-        for name, store in (("stock", self.stock), ("payment", self.payment), ("orders", self.orders)):
-            if store is not None:
-                out[name] = store.ids.n
-        return out
-
-    def _counters_changed(self) -> bool:
-        return any(self.counters.get(k) != n for k, n in self._current_counters().items())
+    def _changed_counters(self) -> list[tuple[str, int]]:
+        """The id counters (name, next number) of the live stores that differ from what is on disk."""
+        live = (("stock", self.stock), ("payment", self.payment), ("orders", self.orders))
+        return [(name, store.ids.n) for name, store in live
+                if store is not None and self.counters.get(name) != store.ids.n]
 
     def clear(self) -> None:
         """Forget everything on disk (``POST /_shop/reset``)."""

@@ -217,12 +217,9 @@ class PaymentStore:
     def record(self, user_id: str, order_id: str | None, amount: int, by_checkout: bool) -> None:
         """Remember a payment for ``order_id`` (so status and cancel can find it)."""
         if order_id is not None:
-            prev = self.payments.get((user_id, order_id))
-            if prev is None:
-                self.payments[(user_id, order_id)] = Payment(amount, by_checkout)
-            else:
-                prev.amount += amount
-                prev.by_checkout = prev.by_checkout or by_checkout
+            rec = self.payments.setdefault((user_id, order_id), Payment(0, by_checkout))
+            rec.amount += amount
+            rec.by_checkout = rec.by_checkout or by_checkout
 
     def pay(self, user_id: str, amount: int, order_id: str | None = None, by_checkout: bool = False) -> int:
         """Charge ``amount``; the new credit. Refused if credit would go below 0.
@@ -333,7 +330,7 @@ class OrderStore:
                 break
         else:
             raise Refused(f"{_shown('order', order_id)} has no {_shown('item', item_id)}")
-        price = order.prices.get(item_id, 0)
+        price = order.prices[item_id]  # add_item set it
         line[1] -= 1
         if line[1] == 0:
             del order.items[idx]
