@@ -53,6 +53,9 @@ def test_failing_create_skips_dependents_without_sending_them(tmp_path):
     assert r.bindings == {}
     fails = np.flatnonzero(r.cols["outcome"] == FAIL)
     assert r.errors[int(fails[0])] == "cannot create"
+    assert r.error_text(int(fails[0])) == "cannot create"
+    assert r.error_text(int(np.flatnonzero(skipped)[0])) == "skipped: $s0.item was never bound"
+    assert r.error_text(len(r.cols["op"])) == ""  # no text recorded for the row: empty
     assert set(r.cols["status"][fails]) == {400}
 
 

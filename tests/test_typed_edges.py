@@ -180,6 +180,16 @@ def test_the_final_state_holds_every_kind_whatever_the_record_holds():
     assert FinalRecord.from_record(rec).to_record()["missing"] == {"item": {"7": "HTTP 404: gone"}}  # stored as read
 
 
+def test_an_orders_quantities_sum_repeated_lines_and_read_0_for_an_item_it_lacks():
+    rec = {"items": {"i1": {"stock": 3, "price": 2}}, "users": {"u1": {"credit": 5}}, "settle": None,
+           "orders": {"o1": {"paid": True, "items": [["i1", 2], ["i2", 1], ["i1", 1]], "user_id": "u1",
+                             "total_cost": 7}}}
+    fs = final_state(rec)
+    q = fs.orders["o1"].quantities
+    assert (q["i1"], q["i2"], q["i9"]) == (3, 1, 0)
+    assert set(fs.section("order")) == {"o1"} and set(fs.section("item")) == {"i1"} and "u1" in fs.section("user")
+
+
 # --- the shop's peers --------------------------------------------------------------------------
 
 

@@ -145,7 +145,7 @@ def _check_lines(ctx: CheckContext, oid: str, o: OrderState) -> list[Anomaly]:
     found = []
     for item in sorted(set(lines) | set(have)):
         ln = lines.get(item) or OrderLine()
-        actual = have.get(item, 0)
+        actual = have[item]
         lo, hi = rules.line_range(ln.add_ok, sum(ln.add_unc), ln.rem_ok, ln.rem_unc)
         if lo <= actual <= hi and not ln.add_unc:
             continue  # the common case: exactly what the answered requests built

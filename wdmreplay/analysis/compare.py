@@ -291,12 +291,9 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 # --- per-run statistics ------------------------------------------------------------------------
 
 
-def _by_op(op: np.ndarray, values: np.ndarray) -> dict[int, np.ndarray]:
-    order = np.argsort(op, kind="stable")
-    op, values = op[order], values[order]
-    codes, starts = np.unique(op, return_index=True)
-    ends = np.append(starts[1:], op.size)
-    return {int(k): values[s:e] for k, s, e in zip(codes, starts, ends)}
+def _by_op(op: np.ndarray, values: np.ndarray, n_ops: int) -> list[np.ndarray]:
+    """``values`` split by operation code, in their order: element k holds code k's (empty when none)."""
+    return np.split(values[np.argsort(op, kind="stable")], np.cumsum(np.bincount(op, minlength=n_ops))[:-1])
 
 
 def _scheduled_rate(r: Results, speed: float | None) -> float | None:
@@ -321,18 +318,17 @@ def run_stats(r: Results) -> tuple[RunStats, dict[str, np.ndarray]]:
     ans_n = np.bincount(op[answered], minlength=n_ops)
     err_n = np.bincount(op[errors], minlength=n_ops)
     skip_n = np.bincount(op[oc == SKIPPED], minlength=n_ops)
-    ans_rt = _by_op(op[answered], rt[answered])
-    err_rt = _by_op(op[errors & finite], rt[errors & finite])
+    ans_rt = _by_op(op[answered], rt[answered], n_ops)
+    err_rt = _by_op(op[errors & finite], rt[errors & finite], n_ops)
     qs = tuple(q for _, q in QUANTILES)
     ops, samples = {}, {}
     for code in np.flatnonzero(sent_n + skip_n):
         name = OP_NAMES[code]
-        x = ans_rt.get(int(code))
-        e = err_rt.get(int(code))
+        x, e = ans_rt[code], err_rt[code]
         ops[name] = OpRunStats(int(sent_n[code]), int(ans_n[code]), int(err_n[code]), int(skip_n[code]),
-                               tuple(float(v) * 1e3 for v in np.quantile(x, qs)) if x is not None else None,
-                               float(np.median(e)) * 1e3 if e is not None else None)
-        if x is not None:
+                               tuple(float(v) * 1e3 for v in np.quantile(x, qs)) if x.size else None,
+                               float(np.median(e)) * 1e3 if e.size else None)
+        if x.size:
             samples[name] = x
     if ops:
         # Every operation together: the most stable view of a build-wide change (gated like an operation).
@@ -461,7 +457,7 @@ def _compare_build(base_idx: list[int], new_idx: list[int], stats: list[RunStats
                    error_threshold: float, alpha: float) -> BuildComparison:
     floor = len(base_idx) == 1 or len(new_idx) == 1
     bs, ns = [stats[i] for i in base_idx], [stats[i] for i in new_idx]
-    names = sorted({op for r in (*bs, *ns) for op in r.ops}, key=_op_order)
+    names = sorted({op for r in (*bs, *ns) for op in r.ops}, key=op_order)
     estimates: dict[str, list[_Estimate]] = {}
     for op in names:
         b_x = [samples[i][op] for i in base_idx if op in samples[i]]
@@ -631,12 +627,13 @@ def compare_runs(runs: list[Results], *, checks: list[CheckReport | None] | None
                          {stats[g[0]].label: _distributions([samples[i] for i in g]) for g in groups})
 
 
-def _op_order(op: str) -> int:
+def op_order(op: str) -> int:
+    """Sort key: the shop's operations in their table's order, unknown names after them."""
     return OP_NAMES.index(op) if op in OP_NAMES else len(OP_NAMES)
 
 
 def _distributions(samples: list[dict[str, np.ndarray]]) -> dict[str, tuple[float, ...]]:
-    ops = sorted({op for s in samples for op in s}, key=_op_order)
+    ops = sorted({op for s in samples for op in s}, key=op_order)
     return {op: tuple(float(v) * 1e3 for v in np.quantile(np.concatenate([s[op] for s in samples if op in s]),
                                                           CDF_POINTS)) for op in ops}
 

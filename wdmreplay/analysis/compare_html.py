@@ -15,9 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..operations import OP_NAMES
 from .compare import (CDF_POINTS, GATED, BuildComparison, Change, CompareResult, GateLimit, change_words, floor_words,
-                      regression_reasons, throughput_not_compared)
+                      op_order, regression_reasons, throughput_not_compared)
 from .html import MissingDependency, _pyplot
 
 FINE_RATIO_TICKS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)  # for an axis narrower than 0.5x–2x
@@ -106,15 +105,14 @@ def _cdf_plot(res: CompareResult, plt: Any) -> str:
     sent: dict[str, set] = {}  # label -> ops its runs sent or skipped (so a build without answers shows as such)
     for r in res.runs:
         sent.setdefault(r.label, set()).update(op for op, s in r.ops.items() if s.sent or s.skipped)
-    ops = sorted({op for ops in sent.values() for op in ops}, key=lambda op: OP_NAMES.index(op) if op in OP_NAMES
-                 else len(OP_NAMES))
+    ops = sorted({op for ops in sent.values() for op in ops}, key=op_order)
     cols = 3 if len(ops) > 4 else 2 if len(ops) > 1 else 1
     rows = max(1, math.ceil(len(ops) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.5 * rows), squeeze=False)
     for ax, op in zip(axes.flat, ops):
         silent = []
         for k, label in enumerate(sent):
-            ms = res.distributions.get(label, {}).get(op)
+            ms = res.distributions[label].get(op)
             pts = [(m, q) for m, q in zip(ms or (), CDF_POINTS) if m > 0]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, color=f"C{k}")

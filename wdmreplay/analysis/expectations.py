@@ -211,7 +211,7 @@ def diff_expectations(results: Results, examples: int = EXAMPLES_PER_GROUP,
         sc = int(c["scenario"][first])
         ex = tuple(
             DiffExample(int(c["sid"][r]), int(c["step"][r]), OUTCOMES[int(c["outcome"][r])],
-                        int(c["status"][r]), results.errors.get(int(r), ""))
+                        int(c["status"][r]), results.error_text(int(r)))
             for r in rows[start:start + min(size, examples)].tolist()
         )
         groups.append(DiffGroup(

@@ -39,9 +39,9 @@ class OrderState:
     total_cost: int
 
     @property
-    def quantities(self) -> dict[str, int]:
-        """Item id → quantity in the order."""
-        return dict(self.lines)
+    def quantities(self) -> Counter[str]:
+        """Item id → quantity in the order (0 for an item the order does not hold)."""
+        return Counter(dict(self.lines))
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,7 +257,7 @@ class RunStories:
         if self._with_reads == "all":
             return True
         fs = self.fs
-        return fs is not None and eid not in {"item": fs.items, "user": fs.users, "order": fs.orders}[kind]
+        return fs is not None and eid not in fs.section(kind)
 
     # --- the story ------------------------------------------------------------------------------
 
@@ -267,7 +267,7 @@ class RunStories:
         st = self.final_order(order)
         if kind == "item":
             if st is not None:
-                return dict(st.lines).get(eid, 0)
+                return st.quantities[eid]
             oc, ic = self.ids.code(order), self.ids.code(eid)
             rows = self._op_rows("add_item") & (self.k0 == oc) & (self.k1 == ic) & (self.outcome == 0)
             return int(self.num[rows].sum())
@@ -302,7 +302,7 @@ class RunStories:
         return Story(kind, eid, anomaly, headline, tuple(arithmetic), tuple(reqs), omitted, final)
 
     def _requests(self, kind: str, eid: str, rows: np.ndarray) -> list[StoryRequest]:
-        c, names, errors = self.r.cols, self.ids.names, self.r.errors
+        c, names = self.r.cols, self.ids.names
         sent = [_ms(x) for x in c["sent"][rows].tolist()]
         done = [_ms(x) for x in c["done"][rows].tolist()]
         ops = [OP_NAMES[int(self.op[row])] for row in rows.tolist()]
@@ -318,7 +318,7 @@ class RunStories:
             op, order = ops[k], orders[k]
             outcome = OUTCOMES[int(self.outcome[row])]
             status = int(c["status"][row])
-            answer = errors.get(row, "") or ("answered 2xx" if outcome == "ok" else "")
+            answer = self.r.error_text(row) or ("answered 2xx" if outcome == "ok" else "")
             out.append(StoryRequest(k + 1, row, int(c["sid"][row]), int(c["step"][row]), op, order,
                                     amounts[k], _ms(float(c["intended"][row])),
                                     sent[k], done[k], outcome, status, answer, conc[k]))

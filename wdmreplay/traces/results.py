@@ -458,6 +458,10 @@ class Results:
     argcols: ArgColumns | None = field(default=None, repr=False)  # the args as columns, when loaded with_args
     _typed: dict = field(default_factory=dict, repr=False, compare=False)  # stored map's name -> (map, its record)
 
+    def error_text(self, row: int) -> str:
+        """The error text recorded for request ``row`` ("" when it has none)."""
+        return self.errors.get(row, "")
+
     def _record(self, name: str, build: Any) -> Any:
         raw = getattr(self, name)
         if name not in self._typed or self._typed[name][0] is not raw:
