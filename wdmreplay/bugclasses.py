@@ -14,7 +14,7 @@ all read it; it imports nothing of the project's.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -164,7 +164,9 @@ class ExerciseCounter:
         self._last_phase = n_phases - 1
         self._quantity = quantity_counts  # False: the dialect's add_item adds one unit whatever it says
         # Entities by kind, symbol or literal id -> state: shared (earlier phases, literals), local (this session).
-        self._shared: tuple[dict, dict, dict] = ({}, {}, {})
+        # A literal id (batch_init, a recorded trace's unmatched id) is shared, its contents unknown.
+        self._shared: tuple[dict, dict, dict] = (defaultdict(lambda: _Item(None)), defaultdict(_User),
+                                                 defaultdict(lambda: _Order(None, False)))
         self._local: tuple[dict, dict, dict] = ({}, {}, {})
         self._batch_created = 0  # entities batch_init steps create
 
@@ -216,10 +218,7 @@ class ExerciseCounter:
         e = self._local[kind].get(ref)
         if e is not None:
             return e, False  # bound in this session of the last phase: private to it
-        e = self._shared[kind].get(ref)
-        if e is None:  # a literal id (batch_init, a recorded trace's unmatched id): contents unknown
-            e = self._shared[kind][ref] = (_Item(None), _User(), _Order(None, False))[kind]
-        return e, True
+        return self._shared[kind][ref], True
 
     def _write(self, e: Any, name: str, sid: int, phase: int) -> None:
         if e.wphase == phase and e.wsid != sid:

@@ -45,6 +45,8 @@ RANK_RULE = ("Teams that are NOT CLEAN, crashed (error) or unreachable are marke
              "at the fixed rate (lower first); INCONCLUSIVE teams (a run that could not be judged) rank after every "
              "OK team, marked.")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOOKS = ("reset", "before", "after")  # a team's shell commands, in the order of Team's fields
+_TEAM_KEYS = ("url", "urls", *_HOOKS, "faults")  # what a [teams.NAME] table may hold
 
 
 class GradeError(WdmError):
@@ -108,11 +110,10 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
         raise GradeError(f"{where}: a team name is letters, digits, '.', '_' or '-' (it names a directory)")
     if not isinstance(spec, dict):
         raise GradeError(f"{where} must be a table")
-    unknown = set(spec) - {"url", "urls", "reset", "before", "after", "faults"}
+    unknown = set(spec) - set(_TEAM_KEYS)
     if unknown:
-        raise GradeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                         "(known: url, urls, reset, before, after, faults)")
-    for key in ("url", "urls", "reset", "before", "after", "faults"):
+        raise GradeError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(_TEAM_KEYS)})")
+    for key in _TEAM_KEYS:
         if key in spec and not (isinstance(spec[key], str) and spec[key].strip()):
             raise GradeError(f"{where}: {key} must be a non-empty string")
     if ("url" in spec) == ("urls" in spec):
@@ -133,7 +134,7 @@ def _team(path: Path, base: Path, name: str, spec: Any) -> Team:
             load_schedule(faults)
         except WdmError as e:
             raise GradeError(f"{where}: {e}") from None
-    return Team(name, target, shown, spec.get("reset"), spec.get("before"), spec.get("after"), faults)
+    return Team(name, target, shown, *(spec.get(hook) for hook in _HOOKS), faults)
 
 
 # --- the grading session's configuration and traces -----------------------------------------------------

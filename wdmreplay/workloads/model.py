@@ -57,10 +57,9 @@ class ShopModel:
 
     def subtract_stock(self, item: str, amount: int) -> str:
         """Remove ``amount`` units; fails if stock would go below zero."""
-        s = self.stock.get(item)
-        if s is None or amount < 0 or s < amount:
+        if item not in self.stock or amount < 0 or self.stock[item] < amount:
             return FAIL
-        self.stock[item] = s - amount
+        self.stock[item] -= amount
         return OK
 
     def find_item(self, item: str) -> str:
