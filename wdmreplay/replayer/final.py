@@ -314,7 +314,7 @@ async def read_state(client: aiohttp.ClientSession, target: Target, dialect: Dia
     work: list[tuple[str, str, str, Breaker]] = []
     breakers: dict[str, Breaker] = {}
     for kind in ENTITY_KINDS:
-        ids = entities[kind]
+        ids = entities.get(kind, [])
         find = FIND_OP[kind]
         if not dialect.supports(find):
             for i in ids:
