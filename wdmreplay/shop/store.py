@@ -46,6 +46,14 @@ def _shown(entity: str, entity_id: str) -> str:
     return named(entity, entity_id if len(entity_id) <= 40 else entity_id[:40] + "...")
 
 
+def _found(table: dict[str, Any], entity: str, entity_id: str) -> Any:
+    """``table``'s ``entity_id``; :class:`Refused` ("item-3 not found") when it has none."""
+    found = table.get(entity_id)
+    if found is None:
+        raise Refused(f"{_shown(entity, entity_id)} not found")
+    return found
+
+
 class Item:
     """A stock item: units in stock and unit price."""
 
@@ -131,10 +139,7 @@ class StockStore:
 
     def find(self, item_id: str) -> Item:
         """The item ``item_id``; :class:`Refused` if unknown."""
-        item = self.items.get(item_id)
-        if item is None:
-            raise Refused(f"{_shown('item', item_id)} not found")
-        return item
+        return _found(self.items, "item", item_id)
 
     def create(self, price: int) -> str:
         """Create an item with stock 0; its id."""
@@ -187,10 +192,7 @@ class PaymentStore:
 
     def find(self, user_id: str) -> User:
         """The user ``user_id``; :class:`Refused` if unknown."""
-        user = self.users.get(user_id)
-        if user is None:
-            raise Refused(f"{_shown('user', user_id)} not found")
-        return user
+        return _found(self.users, "user", user_id)
 
     def create(self) -> str:
         """Create a user with credit 0; its id."""
@@ -277,10 +279,7 @@ class OrderStore:
 
     def find(self, order_id: str) -> Order:
         """The order ``order_id``; :class:`Refused` if unknown."""
-        order = self.orders.get(order_id)
-        if order is None:
-            raise Refused(f"{_shown('order', order_id)} not found")
-        return order
+        return _found(self.orders, "order", order_id)
 
     def get_unpaid(self, order_id: str) -> Order:
         """The order, if it is not paid yet (a paid order is frozen)."""
