@@ -97,8 +97,8 @@ class DurableStore:
     def flush(self) -> None:
         """Write every touched row and queued statement in one transaction, and commit."""
         d = self.dirty
-        if not (self.pending or d["items"] or d["users"] or d["payments"] or d["orders"]) \
-                and not self._changed_counters():
+        counters = self._changed_counters()
+        if not (self.pending or d["items"] or d["users"] or d["payments"] or d["orders"] or counters):
             return
         db = self.db
         db.execute("BEGIN")
@@ -116,7 +116,7 @@ class DurableStore:
                                           json.dumps(o.prices)))
             for sql, params in self.pending:
                 db.execute(sql, params)
-            for name, n in self._changed_counters():
+            for name, n in counters:
                 db.execute("INSERT OR REPLACE INTO counters VALUES (?,?)", (name, n))
                 self.counters[name] = n
             db.execute("COMMIT")
