@@ -131,12 +131,16 @@ def python_build() -> str:
 def machine() -> str:
     """One line for a bench's header: CPUs, OS and the Python build (:func:`python_build`).
 
-    Also says when Python may not write its bytecode cache (``PYTHONDONTWRITEBYTECODE``): then
+    Also names the replay's hot path, compiled or pure Python (wdmreplay/replayer/compiled.py), and
+    says when Python may not write its bytecode cache (``PYTHONDONTWRITEBYTECODE``): then
     every start of an editable install compiles the package's modules again, about 50 ms of CPU
     more per replay's start-up than a machine with the cache pays (docs/performance.md).
     """
     nocache = "; PYTHONDONTWRITEBYTECODE is set" if sys.flags.dont_write_bytecode else ""
-    return f"{os.cpu_count()} CPUs, {platform.platform()}, {python_build()}{nocache}"
+    import wdmreplay.replayer.engine  # noqa: F401 — the replay's hot path: compiled or pure Python
+    from wdmreplay.replayer.compiled import state
+
+    return f"{os.cpu_count()} CPUs, {platform.platform()}, {python_build()}{nocache}; replay hot path {state()}"
 
 
 def wdm_replay() -> list[str]:

@@ -54,7 +54,7 @@ def test_benches_run_the_wdm_replay_this_python_imports_not_one_on_path(tmp_path
     argv = harness.wdm_replay()
     assert str(other) not in argv
     r = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout == f"wdm-replay, version {wdmreplay.__version__}\n", r.stdout
+    assert r.returncode == 0 and r.stdout.startswith(f"wdm-replay, version {wdmreplay.__version__}\nreplay hot path: "), r.stdout
 
 
 def test_a_bench_names_the_python_build_it_ran_on():
@@ -75,6 +75,14 @@ def test_a_bench_names_the_python_build_it_ran_on():
         out = subprocess.run([sys.executable, "-c", "import harness; print(harness.machine())"], cwd=BENCH,
                              env=env, capture_output=True, text=True, timeout=60).stdout
         assert ("PYTHONDONTWRITEBYTECODE is set" in out) is said, out
+    # ... and whether the replay's hot path it measures is the compiled one.
+    for pure, said in (("1", "replay hot path pure Python (WDM_PURE is set)"), (None, "replay hot path compiled")):
+        env = {k: v for k, v in os.environ.items() if k != "WDM_PURE"}
+        if pure:
+            env["WDM_PURE"] = pure
+        out = subprocess.run([sys.executable, "-c", "import harness; print(harness.machine())"], cwd=BENCH,
+                             env=env, capture_output=True, text=True, timeout=60).stdout
+        assert out.rstrip().endswith(said), out
 
 
 def test_run_child_measures_cpu_and_kills_on_timeout():

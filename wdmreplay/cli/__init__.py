@@ -33,8 +33,19 @@ except KeyboardInterrupt:  # Ctrl-C while the command line loads (its first ~0.1
 __all__ = ["cli", "entry", "main", "one_line_usage_error", "quick_exit", "Finite", "Speed", "SPEED_RANGE", "replay_options"]
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from ..replayer import engine  # noqa: F401 — imports the hot path (and its twins): only for --version
+    from ..replayer.compiled import state
+
+    click.echo(f"wdm-replay, version {__version__}\nreplay hot path: {state()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="wdm-replay")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version, and whether the replay's hot path is compiled, and exit.")
 def cli() -> None:
     """Deterministic load, latency and consistency testing for the WDM microservice shop.
 

@@ -4,7 +4,7 @@ The library entry is :func:`replay_trace`; it returns a :class:`ReplaySummary` (
 ``summary``) that :func:`format_summary` renders. Layout:
 ``run`` (entry), ``checks`` (options, probe), ``coordinator`` (the one driver: phases, signals,
 quiesce, final read), ``workers`` + ``messages`` (worker processes and their typed records),
-``engine`` (sessions and rows), ``http`` (client), ``final`` (trace scan, final-state reads, settle
+``engine`` (sessions and rows), ``http`` (client), ``compiled`` (the two's compiled twins), ``final`` (trace scan, final-state reads, settle
 plan), ``schedule`` (pure timing), ``summary`` (tally and text).
 """
 

@@ -32,7 +32,8 @@ from ..traces.results import pack_row as _pack_row, row_columns
 from ..traces.stream import FormatError
 from ..traces.trace import TraceReader
 from .final import IdSet
-from .http import HttpClient, NotSent, Slots
+from .compiled import adopt, twin
+from .http import COMPILED as CLIENT_COMPILED, HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 from .config import CLIENT_NAMES
 
@@ -75,7 +76,6 @@ def id_reader(key: str) -> Callable[[bytes], Any]:
     return msgspec.json.Decoder(created).decode
 
 ChunkSink = Callable[[dict, list, list], None]
-CLIENTS = CLIENT_NAMES  # the replay's HTTP client: see .http (named once, in .config)
 
 
 def percent_template(fmt: str) -> tuple[str, int] | None:
@@ -254,8 +254,8 @@ class Engine:
                  bind_sink: Callable[[dict[str, str]], None] | None = None,
                  bound_ids: dict[str, IdSet] | None = None, bind_chunk: int = CHUNK_ROWS,
                  client: str = "lean"):
-        if client not in CLIENTS:
-            raise ValueError(f"unknown HTTP client {client!r}; choose one of {', '.join(CLIENTS)}")
+        if client not in CLIENT_NAMES:
+            raise ValueError(f"unknown HTTP client {client!r}; choose one of {', '.join(CLIENT_NAMES)}")
         self.trace_path = trace_path
         self.speed = speed
         self.concurrency = concurrency
@@ -694,3 +694,7 @@ class Engine:
             if n >= rows.limit:
                 rows.flush()
             prev = done
+
+
+# The compiled twin, only with the client's (its typed fields hold the client's C types): see .compiled.
+COMPILED = adopt(globals(), twin(__name__, __file__) if CLIENT_COMPILED else None)

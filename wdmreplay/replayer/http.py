@@ -175,8 +175,13 @@ class Slots:
                 fut.set_exception(NotSent("stopped before it was sent"))
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection: at most one request at a time; parses with llhttp."""
+class _Conn:
+    """One keep-alive connection: at most one request at a time; parses with llhttp.
+
+    An asyncio protocol (connection_made, data_received, connection_lost) without
+    ``asyncio.Protocol`` as its base, which only documents: the compiled twin makes it a C type
+    (http.pxd), which cannot derive from a Python class.
+    """
 
     __slots__ = ("transport", "parser", "fut", "body", "on_body", "expected", "on_message_begin", "head", "closed",
                  "keep_alive", "pool", "out", "sent", "deadline")
@@ -529,3 +534,9 @@ class HttpClient:
         self.queued.clear()
         self.cancel_timer()
         await asyncio.sleep(0)
+
+
+# The compiled twin of this module, when one was built from this very source (see .compiled).
+from .compiled import adopt, twin  # noqa: E402
+
+COMPILED = adopt(globals(), twin(__name__, __file__))
