@@ -3,13 +3,12 @@
 With Cython (a build requirement in pyproject.toml) and a C compiler, ``pip install`` (``-e`` too)
 compiles ``wdmreplay/replayer/http.py`` and ``engine.py``, typed by their ``.pxd``, into
 ``_http_c`` and ``_engine_c`` beside them, each carrying the digest of the source it was built
-from. Whatever fails here (no compiler, no Cython) only leaves the twins out, with a warning: the
-replay then runs as pure Python, the same code.
+from. Whatever fails here (no compiler, no Cython) only leaves the twins out, with a line saying so
+(``pip install -v`` shows it): the replay then runs as pure Python, the same code.
 """
 
 import importlib.util
 import re
-import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -26,13 +25,20 @@ def _compiled_module():
     return mod
 
 
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` unless ``path`` holds it already: pip runs this file several times per install,
+    and cythonize translates again only what changed."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def _twin_sources(build: Path) -> list:
     """Each twin's source: a copy of the module and its .pxd under the twin's name, its digest appended."""
     compiled = _compiled_module()
     pkg = build / "wdmreplay" / "replayer"
     pkg.mkdir(parents=True, exist_ok=True)
     for init in (build / "wdmreplay" / "__init__.py", pkg / "__init__.py"):
-        init.write_text("")
+        _write(init, "")
     names = compiled.TWINS
     exts = []
     for src, twin in names.items():
@@ -42,8 +48,8 @@ def _twin_sources(build: Path) -> list:
         for other, other_twin in names.items():  # a twin imports the other twin, not its source
             text = re.sub(rf"^from \.{other} import", f"from .{other_twin} import", text, flags=re.M)
             pxd = re.sub(rf"^from \.{other} cimport", f"from .{other_twin} cimport", pxd, flags=re.M)
-        (pkg / f"{twin}.py").write_text(text)
-        (pkg / f"{twin}.pxd").write_text(pxd)
+        _write(pkg / f"{twin}.py", text)
+        _write(pkg / f"{twin}.pxd", pxd)
         exts.append((f"wdmreplay.replayer.{twin}", str(pkg / f"{twin}.py")))
     return exts
 
@@ -56,7 +62,6 @@ def _extensions() -> list:
         print("wdm-replay: Cython is not installed: the replay runs as pure Python")
         return []
     build = HERE / "build" / "twins"
-    shutil.rmtree(build, ignore_errors=True)
     try:
         exts = [Extension(name, [path]) for name, path in _twin_sources(build)]
         return cythonize(exts, build_dir=str(build), quiet=True,
