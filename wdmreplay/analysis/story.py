@@ -425,7 +425,8 @@ def _arithmetic(st: RunStories, kind: str, eid: str, rows: np.ndarray, anomaly: 
         create = st._create_row(kind, eid)
         created = ""
         if create is not None and int(st.outcome[create]) == 0:
-            created = f"created with a 2xx at {float(st.r.cols['done'][create]) * 1000.0:.1f} ms; "
+            # The request line's own rounded milliseconds (_ms), so the two never differ in the last digit.
+            created = f"created with a 2xx at {_ms(float(st.r.cols['done'][create])):.1f} ms; "
         gone = [r for r in rows.tolist() if int(st.op[r]) == OP_CODES[FIND_OP[kind]] and int(st.outcome[r]) == 1]
         reads = f"{plural(len(gone), 'read')} answered 4xx (not found); " if gone else ""
         lines.append(f"final read: {why or 'not read back'}")
