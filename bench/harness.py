@@ -137,8 +137,7 @@ def machine() -> str:
     more per replay's start-up than a machine with the cache pays (docs/performance.md).
     """
     nocache = "; PYTHONDONTWRITEBYTECODE is set" if sys.flags.dont_write_bytecode else ""
-    import wdmreplay.replayer.engine  # noqa: F401 — the replay's hot path: compiled or pure Python
-    from wdmreplay.replayer.compiled import state
+    from wdmreplay.replayer.compiled import state  # the replay's hot path: compiled or pure Python
 
     return f"{os.cpu_count()} CPUs, {platform.platform()}, {python_build()}{nocache}; replay hot path {state()}"
 

@@ -36,8 +36,7 @@ __all__ = ["cli", "entry", "main", "one_line_usage_error", "quick_exit", "Finite
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from ..replayer import engine  # noqa: F401 — imports the hot path (and its twins): only for --version
-    from ..replayer.compiled import state
+    from ..replayer.compiled import state  # imports the hot path (and its twins): only for --version
 
     click.echo(f"wdm-replay, version {__version__}\nreplay hot path: {state()}")
     ctx.exit()

@@ -77,12 +77,23 @@ def adopt(namespace: dict, mod: ModuleType | None) -> bool:
     return True
 
 
+def adopted(source: str) -> bool:
+    """Whether the source module ``source`` (a name in TWINS) took its twin's names in this process.
+
+    The source modules ask this, not for each other's ``COMPILED``: a name a module imports from the
+    other is overwritten, when it adopts its twin, by the twin's own import of it (a twin's
+    ``COMPILED`` is False: a twin has no twin).
+    """
+    return source in _ADOPTED
+
+
 def state() -> str:
     """How this process runs the replay's hot path, in words (``wdm-replay --version``, the benches).
 
-    Asked once ``replayer.engine`` (which imports ``replayer.http``) has been imported.
+    Imports the hot path first (``engine`` imports ``http``): each module adopts its twin, or not, then.
     """
-    if _ADOPTED >= TWINS.keys():
+    importlib.import_module(f"{__package__}.engine")  # here, not at the top: both modules import this one
+    if all(adopted(name) for name in TWINS):
         return "compiled"
     if pure_forced():
         return f"pure Python ({PURE_ENV} is set)"

@@ -32,8 +32,8 @@ from ..traces.results import pack_row as _pack_row, row_columns
 from ..traces.stream import FormatError
 from ..traces.trace import TraceReader
 from .final import IdSet
-from .compiled import adopt, twin
-from .http import COMPILED as CLIENT_COMPILED, HttpClient, NotSent, Slots
+from .compiled import adopt, adopted, twin
+from .http import HttpClient, NotSent, Slots
 from .schedule import may_launch, pace, session_cap, session_due, step_due
 from .config import CLIENT_NAMES
 
@@ -697,4 +697,4 @@ class Engine:
 
 
 # The compiled twin, only with the client's (its typed fields hold the client's C types): see .compiled.
-COMPILED = adopt(globals(), twin(__name__, __file__) if CLIENT_COMPILED else None)
+COMPILED = adopt(globals(), twin(__name__, __file__) if adopted("http") else None)
